@@ -1,0 +1,95 @@
+"""A local HTTP server that answers like the Hugging Face Hub's file-resolve endpoint.
+
+Only what huggingface_hub's hf_hub_download uses: HEAD/GET /{repo}/resolve/{rev}/{file}, with
+X-Repo-Commit / ETag / Content-Length headers, and X-Error-Code for missing repos, missing
+files and gated repos.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+class FakeHub:
+    def __init__(self) -> None:
+        self.repos: dict[str, dict[str, bytes]] = {}
+        self.gated: set[str] = set()
+        self.token = "hf_test_token"
+        self.requests: list[tuple[str, str, str | None]] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def add(self, repo: str, files: dict[str, Any], gated: bool = False) -> None:
+        self.repos[repo] = {
+            name: (v if isinstance(v, bytes) else json.dumps(v).encode())
+            for name, v in files.items()
+        }
+        if gated:
+            self.gated.add(repo)
+
+    def __enter__(self) -> FakeHub:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self, with_body: bool) -> None:
+                auth = self.headers.get("Authorization")
+                hub.requests.append((self.command, self.path, auth))
+                parts = self.path.split("?")[0].strip("/").split("/")
+                if len(parts) < 5 or parts[2] != "resolve":
+                    return self._error(404, "RepoNotFound", with_body)
+                repo, filename = "/".join(parts[:2]), "/".join(parts[4:])
+                if repo not in hub.repos:
+                    return self._error(404, "RepoNotFound", with_body)
+                if repo in hub.gated and auth != f"Bearer {hub.token}":
+                    return self._error(401, "GatedRepo", with_body)
+                body = hub.repos[repo].get(filename)
+                if body is None:
+                    return self._error(404, "EntryNotFound", with_body)
+                self.send_response(200)
+                self.send_header("X-Repo-Commit", COMMIT)
+                self.send_header("ETag", '"' + hashlib.sha1(body).hexdigest() + '"')
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(body)
+
+            def _error(self, status: int, code: str, with_body: bool) -> None:
+                body = json.dumps({"error": code}).encode()
+                self.send_response(status)
+                self.send_header("X-Error-Code", code)
+                self.send_header("X-Error-Message", code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if with_body:
+                    self.wfile.write(body)
+
+            def do_HEAD(self) -> None:
+                self._answer(with_body=False)
+
+            def do_GET(self) -> None:
+                self._answer(with_body=True)
+
+        return Handler

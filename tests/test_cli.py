@@ -1,0 +1,105 @@
+"""The command line through click's CliRunner: exit codes, stderr, JSON schema, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+def test_footprint_table_on_registry_model(cli):
+    r = cli("footprint", "llama-3.1-8b")
+    assert r.exit_code == 0, r.output
+    assert "8,030,261,248 total" in r.output and "exact" in r.output
+    for card in ("24GB", "40GB", "48GB", "80GB", "141GB"):
+        assert card in r.output
+
+
+def test_footprint_json_schema(cli):
+    r = cli(
+        "footprint",
+        "qwen3-30b-a3b",
+        "--quant",
+        "fp8",
+        "--context",
+        "16384",
+        "--concurrency",
+        "4",
+        "--kv-cache-dtype",
+        "fp8",
+        "--format",
+        "json",
+    )
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["schema"] == "gpuplan.footprint/1"
+    assert data["parameters"] == {"total": 30532122624, "active": 3353032704, "mtp": 0}
+    assert data["quantization"]["format"] == "fp8"
+    assert data["kv_cache"]["bytes_per_token"] == 48 * 2 * 4 * 128 * 1
+    assert [t["tp"] for t in data["tensor_parallel"]] == [1, 2, 4, 8]
+    tp1 = data["tensor_parallel"][0]
+    assert tp1["per_gpu_bytes"]["total"] == sum(
+        tp1["per_gpu_bytes"][k] for k in ("weights", "kv_cache", "overhead")
+    )
+    assert set(tp1["max_concurrency"]) == {"24GB", "40GB", "48GB", "80GB", "141GB"}
+
+
+def test_guess_is_labelled_in_json_and_table(cli):
+    r = cli("footprint", "MyLab-Chat-13B", "--format", "json")
+    data = json.loads(r.output)
+    assert data["model"]["is_guess"] is True
+    assert any(n.startswith("GUESS") for n in data["notes"])
+    assert "GUESS" in cli("footprint", "MyLab-Chat-13B").output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["footprint", "llama-3.1-8b", "--context", "0"], "--context"),
+        (["footprint", "llama-3.1-8b", "--concurrency", "-2"], "--concurrency"),
+        (["footprint", "llama-3.1-8b", "--quant", "int3"], "valid formats"),
+        (["footprint", "mistery-model"], "unknown model"),
+        (["footprint", "llama-3.1-8b-awq", "--quant", "fp8"], "pre-quantized"),
+        (["footprint"], "no model given"),
+        (["footprint", "llama-3.1-8b", "--kv-cache-dtype", "int4"], "kv-cache-dtype"),
+    ],
+)
+def test_bad_input_is_usage_error_without_traceback(cli, args, needle):
+    r = cli(*args)
+    assert r.exit_code == 2
+    assert needle in r.output
+    assert "Traceback" not in r.output
+
+
+def test_corrupt_gguf_and_bad_config_exit_2(cli, tmp_path):
+    bad = tmp_path / "x.gguf"
+    bad.write_bytes(b"junk")
+    r = cli("footprint", "--gguf", str(bad))
+    assert r.exit_code == 2 and "not a readable GGUF" in r.output
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
+    r = cli("footprint", "--config", str(tmp_path / "config.json"))
+    assert r.exit_code == 2 and "num_attention_heads" in r.output
+
+
+def test_models_lists_registry(cli):
+    r = cli("models", "--format", "json")
+    rows = json.loads(r.output)
+    assert len(rows) >= 30
+    assert {"openai/gpt-oss-120b", "deepseek-ai/DeepSeek-R1"} <= {row["id"] for row in rows}
+
+
+def test_footprint_does_not_import_heavy_sdks(tmp_path):
+    """`gpuplan footprint` on the registry must not import cloud SDKs, numpy or the Hub client."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from planner.cli import main\n"
+        "try: main(['footprint', 'llama-3.1-8b', '--format', 'json'])\n"
+        "except SystemExit: pass\n"
+        "heavy = [m for m in ('boto3', 'numpy', 'huggingface_hub', 'gguf', 'pulumi', 'google')"
+        " if m in sys.modules]\n"
+        "print('HEAVY', heavy, file=sys.stderr)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stderr

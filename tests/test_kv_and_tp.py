@@ -1,0 +1,121 @@
+"""KV-cache bytes as vLLM sizes them, tensor-parallel splits and the overhead calibration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from planner.errors import UsageError
+from planner.footprint import (
+    activation_bytes,
+    estimate_footprint,
+    kv_bytes_per_request,
+    kv_bytes_per_token,
+    overhead_bytes,
+    resolve_format,
+    weight_bytes,
+)
+from planner.modelspec import find_registry_entry, load_model_spec, spec_from_registry
+
+
+def spec(name: str):
+    return spec_from_registry(find_registry_entry(name))
+
+
+@pytest.mark.parametrize(
+    ("model", "tp", "kv_dtype", "expected"),
+    [
+        # Derived in shared/reference/vllm-memory-sample.json from vLLM logs: 131072 and 147456.
+        ("meta-llama/Llama-3.1-8B-Instruct", 1, "auto", 131072),
+        ("Qwen/Qwen3-8B", 1, "auto", 147456),
+        # 2 x max(1, 8 // 16) x 128 x 2 bytes x 80 layers: KV heads replicate past TP=8.
+        ("meta-llama/Llama-3.1-70B-Instruct", 16, "auto", 80 * 2 * 1 * 128 * 2),
+        ("meta-llama/Llama-3.1-70B-Instruct", 4, "fp8", 80 * 2 * 2 * 128 * 1),
+        # MLA: one latent of 512 + 64 per layer, 61 layers, not split by TP.
+        ("deepseek-ai/DeepSeek-V3", 1, "auto", 61 * 576 * 2),
+        ("deepseek-ai/DeepSeek-V3", 8, "auto", 61 * 576 * 2),
+        # gpt-oss: 8 KV heads of 64, 24 layers.
+        ("openai/gpt-oss-20b", 1, "auto", 24 * 2 * 8 * 64 * 2),
+    ],
+)
+def test_kv_bytes_per_token(model, tp, kv_dtype, expected):
+    per_layer, layers = kv_bytes_per_token(spec(model), tp, kv_dtype)
+    assert per_layer * layers == expected
+
+
+def test_sliding_window_layers_are_capped():
+    # Gemma 2 9B: 21 global layers hold all 8192 tokens, 21 sliding layers hold the 4096 window
+    # plus the block it straddles (4112); 8192 B per token per layer.
+    assert kv_bytes_per_request(spec("google/gemma-2-9b-it"), 1, "auto", 8192) == (
+        21 * 8192 * 8192 + 21 * 4112 * 8192
+    )
+    # Below the window, nothing is capped; requests round up to 16-token blocks.
+    assert kv_bytes_per_request(spec("google/gemma-2-9b-it"), 1, "auto", 1000) == 42 * 1008 * 8192
+
+
+def test_gemma3_five_local_one_global():
+    s = spec("google/gemma-3-27b-it")
+    assert s.sliding_layer_count == 62 - 10 and s.sliding_window == 1024
+
+
+def test_gpt_oss_alternating_sliding_window_of_128():
+    s = spec("openai/gpt-oss-120b")
+    per_layer = 2 * 8 * 64 * 2
+    assert kv_bytes_per_request(s, 1, "auto", 4096) == 18 * 4096 * per_layer + 18 * 144 * per_layer
+
+
+def test_tp_validity_follows_vllm_rules():
+    fp = estimate_footprint(spec("microsoft/Phi-3-medium-4k-instruct"))
+    valid = {t.tp: t.valid for t in fp.per_tp}
+    assert valid == {1: True, 2: True, 4: False, 8: False}  # 10 KV heads
+    assert "KV heads" in (fp.per_tp[2].reason or "")
+    # Qwen2.5-72B's 29568 intermediate does not split into 128-groups at TP=8; Qwen's AWQ
+    # release pads it to 29696 for that reason.
+    padded = estimate_footprint(spec("Qwen/Qwen2.5-72B-Instruct-AWQ"))
+    assert all(t.valid for t in padded.per_tp)
+    unpadded = estimate_footprint(spec("Qwen/Qwen2.5-72B-Instruct"), "awq")
+    assert not unpadded.per_tp[3].valid and "group" in (unpadded.per_tp[3].reason or "")
+
+
+def test_tp_splits_weights_and_replicates_norms():
+    fp = estimate_footprint(spec("meta-llama/Llama-3.1-70B-Instruct"))
+    tp1, tp8 = fp.per_tp[0].weight_bytes_per_gpu, fp.per_tp[3].weight_bytes_per_gpu
+    norms = (80 * 2 * 8192 + 8192) * 2
+    assert tp8 == pytest.approx((tp1 - norms) / 8 + norms, abs=2)
+
+
+def test_concurrency_scales_kv_and_fits_shrink():
+    s = spec("meta-llama/Llama-3.1-8B-Instruct")
+    one = estimate_footprint(s, context=4096, concurrency=1).per_tp[0]
+    many = estimate_footprint(s, context=4096, concurrency=10).per_tp[0]
+    assert many.kv_bytes_per_gpu == 10 * one.kv_bytes_per_gpu
+    assert one.max_concurrency_by_card["80GB"] > one.max_concurrency_by_card["24GB"] > 0
+
+
+@pytest.mark.parametrize(
+    "bad", [{"context": 0}, {"concurrency": -1}, {"tp_degrees": (0,)}, {"kv_cache_dtype": "int2"}]
+)
+def test_bad_numbers_are_usage_errors(bad):
+    with pytest.raises(UsageError):
+        estimate_footprint(spec("meta-llama/Llama-3.1-8B-Instruct"), **bad)
+
+
+CALIBRATION = json.loads(
+    (Path(__file__).parents[1] / "planner/data/vllm_memory_calibration.json").read_text()
+)["points"]
+
+
+@pytest.mark.parametrize("point", CALIBRATION, ids=lambda p: p["model"])
+def test_overhead_is_conservative_on_calibration_logs(point):
+    """Predicted KV tokens never exceed what vLLM logged, and stay within 15% of it."""
+    s = load_model_spec(point["model"])
+    fmt, qc = resolve_format(s, None)
+    budget = int(point["gpu_total_memory_bytes"] * point["gpu_memory_utilization"])
+    free = budget - weight_bytes(s, fmt, qc).served - overhead_bytes(s, 1)
+    per_layer, layers = kv_bytes_per_token(s, 1, "auto")
+    predicted_tokens = free // (per_layer * layers)
+    assert predicted_tokens <= point["logged_kv_tokens"]
+    assert predicted_tokens >= 0.85 * point["logged_kv_tokens"]
+    assert activation_bytes(s, 1) > 0
