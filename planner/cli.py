@@ -198,3 +198,38 @@ def models(fmt: str) -> None:
         params = f"{r['parameters'] / 1e9:.2f}B" if r["parameters"] else "-"
         table.add_row(r["id"], ", ".join(r["aliases"]), params, r["quantization"] or "-")
     _print_rich([table])
+
+
+@main.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def gpus(fmt: str) -> None:
+    """List the canonical GPU table with the aliases providers use.
+
+    Example: gpuplan gpus --format json
+    """
+    from dataclasses import asdict
+
+    from planner.gpus import gpu_table
+
+    table_rows = list(gpu_table().values())
+    if fmt == "json":
+        _print_json([asdict(g) for g in table_rows])
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(table_rows)} GPUs", title_justify="left")
+    for col in ("id", "memory GB", "bandwidth GB/s", "BF16 TFLOPS", "FP8 TFLOPS", "CC", "aliases"):
+        table.add_column(col)
+    for g in table_rows:
+        table.add_row(
+            g.id,
+            f"{g.memory_gb:g}",
+            f"{g.memory_bandwidth_gb_s:g}",
+            f"{g.bf16_tflops_dense or '-'}",
+            f"{g.fp8_tflops_dense or '-'}",
+            f"{g.compute_capability or '-'}",
+            ", ".join(g.aliases),
+        )
+    _print_rich([table])

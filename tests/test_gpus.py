@@ -1,0 +1,75 @@
+"""Provider GPU names map to one canonical card (sources in planner/data/gpus.json)."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.errors import UsageError
+from planner.gpus import canonical_gpu, gpu_table
+
+
+@pytest.mark.parametrize(
+    ("name", "memory_mib", "expected"),
+    [
+        ("NVIDIA A10G", None, "a10g"),
+        ("a10g", 22888, "a10g"),  # AWS reports 22888 MiB for the 24 GB card
+        ("L4", 22888, "l4"),
+        ("nvidia-l4", None, "l4"),
+        ("A100", 40960, "a100-40gb-sxm"),
+        ("A100", 81920, "a100-80gb-sxm"),  # AWS p4de: same name, 80 GB
+        ("nvidia-tesla-a100", None, "a100-40gb-sxm"),
+        ("nvidia-a100-80gb", None, "a100-80gb-sxm"),
+        ("A100-SXM4-80GB", None, "a100-80gb-sxm"),
+        ("H100 80GB HBM3", None, "h100-sxm"),
+        ("H100", 81559, "h100-sxm"),
+        ("H100 NVL", None, "h100-nvl"),
+        ("nvidia-h200-141gb", None, "h200-sxm"),
+        ("RTX 6000Ada", None, "rtx-6000-ada"),
+        ("GeForce RTX 4090", 24564, "rtx-4090"),
+        ("V100", 32768, "v100-sxm2-32gb"),
+        ("RTX PRO Server 6000", None, "rtx-pro-6000-blackwell"),
+        ("MI300X", None, "mi300x"),
+    ],
+)
+def test_canonical_names(name, memory_mib, expected):
+    assert canonical_gpu(name, memory_mib).id == expected
+
+
+def test_unknown_gpu_suggests():
+    with pytest.raises(UsageError) as err:
+        canonical_gpu("H1OO")
+    assert "did you mean" in (err.value.hint or "")
+
+
+def test_table_is_complete_and_sourced():
+    table = gpu_table()
+    assert {
+        "t4",
+        "l4",
+        "a10g",
+        "l40s",
+        "rtx-a6000",
+        "rtx-4090",
+        "rtx-3090",
+        "a100-40gb-sxm",
+        "a100-80gb-sxm",
+        "h100-sxm",
+        "h200-sxm",
+    } <= set(table)
+    for gpu in table.values():
+        assert gpu.memory_gb > 0 and gpu.memory_bandwidth_gb_s > 0
+        if gpu.vendor == "nvidia":
+            assert gpu.compute_capability is not None and gpu.compute_capability >= 7.0
+    # FP8 tensor cores only from compute capability 8.9 (gpu-specs.json conventions)
+    assert table["a100-80gb-sxm"].fp8_tflops_dense is None
+    assert table["h100-sxm"].fp8_tflops_dense == 1978.9
+    assert table["a10g"].usable_memory_bytes == 24 * 10**9
+
+
+def test_gpus_command_json(cli):
+    import json
+
+    r = cli("gpus", "--format", "json")
+    assert r.exit_code == 0
+    ids = {g["id"] for g in json.loads(r.output)}
+    assert "h100-sxm" in ids and len(ids) == len(gpu_table())
