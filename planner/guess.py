@@ -41,20 +41,21 @@ _QUANT_TOKENS = [
 
 
 def parse_size(name: str) -> tuple[float, float | None] | None:
-    """(total params, active params or None) named in a model id, e.g. '8x7B', '30B-A3B'."""
+    """(total params, active params or None) named in a model id, e.g. '8x7B', '30B-A3B'.
+
+    The lookbehind in ``_SIZE`` skips the active-size token ("A3B"): a letter precedes it.
+    """
     base = name.split("/")[-1]
-    matches = [m for m in _SIZE.finditer(base) if not _ACTIVE.match("-" + m.group(0))]
-    sized = [
-        m for m in matches if not re.match(r"a\d", base[max(0, m.start() - 1) : m.end()], re.I)
-    ]
-    if not sized:
+    sizes = list(_SIZE.finditer(base))
+    if not sizes:
         return None
-    m = max(sized, key=lambda m: float(m.group(2)) * (int(m.group(1)) if m.group(1) else 1))
-    unit = 1e9 if m.group(3).lower() == "b" else 1e6
-    count = int(m.group(1)) if m.group(1) else 1
-    total = float(m.group(2)) * unit * count
+
+    def total(m: re.Match[str]) -> float:
+        unit = 1e9 if m.group(3).lower() == "b" else 1e6
+        return float(m.group(2)) * unit * (int(m.group(1)) if m.group(1) else 1)
+
     active = _ACTIVE.search(base)
-    return total, (float(active.group(1)) * 1e9 if active else None)
+    return max(total(m) for m in sizes), (float(active.group(1)) * 1e9 if active else None)
 
 
 def guess_quant(name: str) -> str | None:
