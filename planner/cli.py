@@ -233,3 +233,265 @@ def gpus(fmt: str) -> None:
             ", ".join(g.aliases),
         )
     _print_rich([table])
+
+
+def _age_label(fetched_at: str | None) -> str:
+    from planner.catalog import STALE_AFTER_DAYS, age_days
+
+    age = age_days(fetched_at)
+    if age is None:
+        return "unknown"
+    label = f"{age:.0f}d" if age >= 1 else f"{age * 24:.0f}h"
+    return label + (" STALE" if age > STALE_AFTER_DAYS else "")
+
+
+@main.command()
+@click.option("--gpu", default=None, help="Canonical GPU name or a provider alias (H100, a10g).")
+@click.option("--provider", "providers", default=None, help="Comma-separated: aws,gcp,...")
+@click.option("--region", default=None, help="Substring of the region or location.")
+@click.option(
+    "--min-gpu-memory",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Minimum memory per GPU, in GB as marketed.",
+)
+@click.option("--gpus", type=click.IntRange(min=1), default=None, help="Exact GPU count.")
+@click.option("--max-price", type=click.FloatRange(min=0), default=None, help="USD per hour.")
+@click.option("--spot/--on-demand", default=False, show_default=True)
+@click.option(
+    "--horizon-months",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Months of 24x7 use over which monthly rentals spread their setup fee (Hetzner).",
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Show at most N rows.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+)
+def offers(
+    gpu: str | None,
+    providers: str | None,
+    region: str | None,
+    min_gpu_memory: float | None,
+    gpus: int | None,
+    max_price: float | None,
+    spot: bool,
+    horizon_months: float,
+    limit: int | None,
+    fmt: str,
+) -> None:
+    """GPU offers from the catalog (cache, else the embedded snapshot), cheapest first.
+
+    Example: gpuplan offers --gpu H100 --gpus 8 --spot
+    """
+    from planner.catalog import OfferFilter, filter_offers, load_catalog
+    from planner.providers import parse_provider_list
+
+    names = parse_provider_list(providers)
+    catalog = load_catalog(names)
+    rows = filter_offers(
+        catalog.offers,
+        OfferFilter(
+            gpu=gpu,
+            providers=tuple(names),
+            region=region,
+            min_gpu_memory_gb=min_gpu_memory,
+            gpus=gpus,
+            max_price_usd_per_hour=max_price,
+            spot=spot,
+            horizon_months=horizon_months,
+        ),
+    )
+    if limit:
+        rows = rows[:limit]
+    for w in catalog.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if fmt in ("json", "csv"):
+        from planner.catalog import age_days, offer_to_dict
+
+        records = [
+            {
+                **offer_to_dict(o),
+                "ranked_price_usd_per_hour": round(p, 4),
+                "age_days": round(age_days(o.fetched_at) or 0, 1),
+            }
+            for o, p in rows
+        ]
+        if fmt == "json":
+            _print_json(
+                {
+                    "schema": "gpuplan.offers-list/1",
+                    "spot": spot,
+                    "horizon_months": horizon_months,
+                    "offers": records,
+                }
+            )
+        else:
+            import csv
+
+            cols = [
+                "provider",
+                "instance_type",
+                "region",
+                "gpu",
+                "gpu_count",
+                "gpu_memory_gb",
+                "vcpus",
+                "ram_gib",
+                "price_usd_per_hour",
+                "spot_price_usd_per_hour",
+                "billing",
+                "monthly_price_usd",
+                "setup_fee_usd",
+                "ranked_price_usd_per_hour",
+                "fetched_at",
+                "age_days",
+                "source",
+            ]
+            writer = csv.DictWriter(
+                sys.stdout, fieldnames=cols, extrasaction="ignore", lineterminator="\n"
+            )
+            writer.writeheader()
+            writer.writerows(records)
+        return
+    from rich.table import Table
+
+    kind = "spot" if spot else "on-demand"
+    table = Table(title=f"{len(rows)} offers, {kind} $/h ascending", title_justify="left")
+    for col in (
+        "provider",
+        "instance",
+        "region",
+        "GPUs",
+        "GB/GPU",
+        "$/h",
+        "$/GPU·h",
+        "billing",
+        "price age",
+    ):
+        table.add_column(
+            col, justify="right" if col in {"GPUs", "GB/GPU", "$/h", "$/GPU·h"} else "left"
+        )
+    for o, price in rows:
+        billing = o.billing
+        if o.billing == "monthly":
+            billing = f"${o.monthly_price_usd:,.0f}/mo + ${o.setup_fee_usd or 0:,.0f} setup"
+        table.add_row(
+            o.provider,
+            o.instance_type,
+            o.region[:28],
+            f"{o.gpu_count}x {o.gpu}",
+            f"{o.gpu_memory_gb:g}",
+            f"{price:.3f}",
+            f"{price / o.gpu_count:.3f}",
+            billing,
+            _age_label(o.fetched_at),
+        )
+    _print_rich([table])
+
+
+@main.group()
+def catalog() -> None:
+    """The offer catalog: `catalog status`, `catalog refresh`."""
+
+
+@catalog.command("status")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def catalog_status(fmt: str) -> None:
+    """Where each provider's offers come from, how old they are, and how many.
+
+    Example: gpuplan catalog status
+    """
+    from dataclasses import asdict
+
+    from planner.catalog import load_catalog
+
+    cat = load_catalog()
+    for w in cat.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if fmt == "json":
+        _print_json(
+            {
+                "schema": "gpuplan.catalog-status/1",
+                "providers": [asdict(s) for s in cat.sources.values()],
+            }
+        )
+        return
+    from rich.table import Table
+
+    table = Table(title="Offer catalog", title_justify="left")
+    for col in ("provider", "source", "fetched at", "age", "offers"):
+        table.add_column(col)
+    for s in cat.sources.values():
+        table.add_row(
+            s.provider, s.origin, s.fetched_at or "-", _age_label(s.fetched_at), str(s.offers)
+        )
+    _print_rich([table])
+
+
+@catalog.command("refresh")
+@click.option(
+    "--provider",
+    "providers",
+    default=None,
+    help="Comma-separated providers (default: all with credentials).",
+)
+@click.option("--region", "regions", multiple=True, help="Limit to these regions (repeatable).")
+def catalog_refresh(providers: str | None, regions: tuple[str, ...]) -> None:
+    """Fetch live offers from the providers' APIs into the user cache, in parallel.
+
+    Providers without credentials are skipped with a warning unless named with --provider.
+    Exit code 4 when the one named provider, or every provider, failed.
+
+    Example: gpuplan catalog refresh --provider aws,runpod
+    """
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from planner.catalog import refresh
+    from planner.errors import ProviderError
+    from planner.providers import parse_provider_list
+
+    names = parse_provider_list(providers)
+    err_console = Console(stderr=True)
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"refreshing {', '.join(names)}", total=len(names))
+        outcomes = refresh(
+            names,
+            explicit=providers is not None,
+            regions=regions or None,
+            on_done=lambda _o: progress.advance(task),
+        )
+    for o in outcomes:
+        line = f"{o.provider:8} {o.status:8} {o.offers:5d} offers  {o.seconds:6.1f}s"
+        click.echo(line + (f"  {o.message}" if o.message else ""))
+        for w in o.warnings:
+            click.echo(f"{'':8} warning: {w}")
+    ok = [o for o in outcomes if o.status == "ok"]
+    failed = [o for o in outcomes if o.status == "failed"]
+    if (providers is not None and len(names) == 1 and failed) or not ok:
+        skipped = sum(o.status == "skipped" for o in outcomes)
+        raise ProviderError(
+            f"catalog refresh failed: {len(failed)} failed, {skipped} skipped without "
+            "credentials, none refreshed"
+            if not ok
+            else f"catalog refresh of {names[0]} failed",
+            "cached and embedded offers are unchanged; `gpuplan catalog status` shows their age",
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -14,7 +14,7 @@ from importlib import resources
 
 from planner.errors import UsageError, did_you_mean
 
-_NOISE = re.compile(r"\b(nvidia|geforce|tesla|amd|instinct)\b|[\s_\-]", re.I)
+_NOISE = re.compile(r"\b(nvidia|geforce|tesla|amd|instinct|generation)\b|[\s_\-™®]", re.I)
 
 
 @dataclass(frozen=True, slots=True)

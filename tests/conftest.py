@@ -26,6 +26,43 @@ def sample_config(entry: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
+CLOUD_ENV = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "GOOGLE_APPLICATION_CREDENTIALS",
+    "GOOGLE_CLOUD_PROJECT",
+    "CLOUDSDK_CORE_PROJECT",
+    "GOOGLE_OAUTH_ACCESS_TOKEN",
+    "RUNPOD_API_KEY",
+    "VAST_API_KEY",
+    "HETZNER_ROBOT_USER",
+    "HETZNER_ROBOT_PASSWORD",
+    "HF_TOKEN",
+)
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """No test sees the developer's credentials or cache, and nothing probes a cloud: the GCE
+    metadata check is off and points at a closed loopback port; AWS config files are empty."""
+    for name in CLOUD_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name in list(__import__("os").environ):
+        if name.startswith("GPUPLAN_"):
+            monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GPUPLAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("GPUPLAN_RETRY_BACKOFF_S", "0.01")
+    monkeypatch.setenv("NO_GCE_CHECK", "True")
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+
+
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

@@ -88,17 +88,24 @@ def test_models_lists_registry(cli):
     assert {"openai/gpt-oss-120b", "deepseek-ai/DeepSeek-R1"} <= {row["id"] for row in rows}
 
 
-def test_footprint_does_not_import_heavy_sdks(tmp_path):
-    """`gpuplan footprint` on the registry must not import cloud SDKs, numpy or the Hub client."""
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["footprint", "llama-3.1-8b", "--format", "json"],
+        ["offers", "--gpu", "h100", "--format", "json"],
+    ],
+)
+def test_offline_commands_do_not_import_heavy_sdks(args):
+    """Offline commands must not import cloud SDKs, numpy or the Hub client (start-up time)."""
     import subprocess
     import sys
 
     code = (
         "import sys; from planner.cli import main\n"
-        "try: main(['footprint', 'llama-3.1-8b', '--format', 'json'])\n"
+        f"try: main({args!r})\n"
         "except SystemExit: pass\n"
-        "heavy = [m for m in ('boto3', 'numpy', 'huggingface_hub', 'gguf', 'pulumi', 'google')"
-        " if m in sys.modules]\n"
+        "heavy = [m for m in ('boto3', 'numpy', 'huggingface_hub', 'gguf', 'pulumi', 'google',"
+        " 'requests') if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

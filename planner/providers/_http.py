@@ -1,0 +1,82 @@
+"""Plain-HTTP JSON calls with timeouts and retry with backoff, shared by the HTTP providers."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from planner.errors import ProviderError
+
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+
+class JsonHttp:
+    """A requests session bound to one base URL. Retries connection errors, timeouts, 429 and
+    5xx with exponential backoff (honouring a short Retry-After), then raises ProviderError.
+    GPUPLAN_HTTP_TIMEOUT_S and GPUPLAN_RETRY_BACKOFF_S tune the timeout and first backoff."""
+
+    def __init__(
+        self,
+        provider: str,
+        base_url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+        timeout_s: float | None = None,
+        attempts: int = 3,
+        backoff_s: float | None = None,
+    ) -> None:
+        import requests
+
+        self.provider = provider
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers.update({"User-Agent": "gpuplan", **(headers or {})})
+        if auth:
+            self.session.auth = auth
+        self.timeout_s = timeout_s or float(os.environ.get("GPUPLAN_HTTP_TIMEOUT_S", "15"))
+        self.attempts = attempts
+        self.backoff_s = (
+            backoff_s
+            if backoff_s is not None
+            else float(os.environ.get("GPUPLAN_RETRY_BACKOFF_S", "0.5"))
+        )
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import requests
+
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        last = ""
+        for attempt in range(self.attempts):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                resp = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+            except requests.Timeout:
+                last = f"timed out after {self.timeout_s:g} s"
+                continue
+            except requests.RequestException as exc:
+                last = f"connection failed ({type(exc).__name__})"
+                continue
+            if resp.status_code in RETRY_STATUSES:
+                last = f"HTTP {resp.status_code}"
+                retry_after = resp.headers.get("Retry-After", "")
+                if retry_after.isdigit() and int(retry_after) <= 5:
+                    time.sleep(int(retry_after))
+                continue
+            if resp.status_code in (401, 403):
+                raise ProviderError(
+                    f"{self.provider}: HTTP {resp.status_code}, credentials refused",
+                    "check the API key / user and its permissions",
+                )
+            if resp.status_code >= 400:
+                raise ProviderError(f"{self.provider}: HTTP {resp.status_code} from {path}")
+            try:
+                return resp.json()
+            except ValueError:
+                raise ProviderError(f"{self.provider}: malformed JSON from {path}") from None
+        raise ProviderError(
+            f"{self.provider}: {last} after {self.attempts} attempts",
+            "the provider may be down or rate-limiting; try again later",
+        )

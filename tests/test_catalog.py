@@ -1,0 +1,250 @@
+"""The catalog: snapshot defaults, filtering and strict order, refresh isolation, and caches
+that survive failed or killed refreshes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from planner.catalog import (
+    OfferFilter,
+    cache_dir,
+    filter_offers,
+    load_catalog,
+    refresh,
+    snapshot_offers,
+    write_cache,
+)
+from planner.providers import provider_names
+from tests.fakes import provider_env
+
+HTTP_PROVIDERS = ["gcp", "runpod", "vast", "hetzner"]
+
+
+def cache_file(name: str) -> Path:
+    return cache_dir() / "offers" / f"{name}.json"
+
+
+# ------------------------------------------------------------------ snapshot and filters
+def test_snapshot_covers_all_providers_and_common_gpus():
+    offers = snapshot_offers()
+    assert {o.provider for o in offers} == set(provider_names())
+    gpus = {o.gpu for o in offers}
+    assert {
+        "t4",
+        "l4",
+        "a10g",
+        "l40s",
+        "rtx-a6000",
+        "rtx-4090",
+        "rtx-3090",
+        "a100-40gb-sxm",
+        "a100-80gb-sxm",
+        "h100-sxm",
+        "h200-sxm",
+    } <= gpus
+    for o in offers:
+        assert o.source and o.fetched_at and o.price_usd_per_hour > 0
+
+
+def test_offers_are_strictly_sorted_and_filtered():
+    rows = filter_offers(snapshot_offers(), OfferFilter(gpu="H100", gpus=8))
+    prices = [p for _, p in rows]
+    assert prices == sorted(prices) and rows
+    assert all(o.gpu == "h100-sxm" and o.gpu_count == 8 for o, _ in rows)
+    keys = [(p, o.provider, o.instance_type, o.region) for o, p in rows]
+    assert len(set(keys)) == len(keys)  # no ties left to chance
+
+
+def test_spot_filter_drops_offers_without_spot_and_ranks_by_spot():
+    rows = filter_offers(snapshot_offers(), OfferFilter(spot=True))
+    assert rows and all(o.spot_price_usd_per_hour == p for o, p in rows)
+
+
+def test_monthly_offers_spread_setup_over_horizon():
+    hetzner = [o for o in snapshot_offers() if o.provider == "hetzner" and o.setup_fee_usd]
+    o = hetzner[0]
+    one = o.effective_usd_per_hour(horizon_months=1)
+    twelve = o.effective_usd_per_hour(horizon_months=12)
+    assert one is not None and twelve is not None and one > twelve > o.price_usd_per_hour
+
+
+def test_snapshot_is_flagged_stale():
+    status = load_catalog().sources
+    assert all(s.origin == "embedded" and s.stale for s in status.values())
+
+
+# ------------------------------------------------------------------ refresh
+def test_refresh_writes_caches_and_status_shows_them(monkeypatch):
+    with ExitStack() as stack:
+        for name in HTTP_PROVIDERS:
+            stack.enter_context(provider_env(name, monkeypatch))
+        outcomes = refresh(HTTP_PROVIDERS, explicit=True)
+    assert {o.provider: o.status for o in outcomes} == dict.fromkeys(HTTP_PROVIDERS, "ok")
+    cat = load_catalog()
+    for name in HTTP_PROVIDERS:
+        assert cat.sources[name].origin == "cache" and not cat.sources[name].stale
+    assert cat.sources["aws"].origin == "embedded"
+
+
+@pytest.mark.parametrize("fault", ["status500", "status429", "malformed", "empty", "hang"])
+def test_one_failing_provider_never_sinks_the_others(monkeypatch, fault):
+    monkeypatch.setenv("GPUPLAN_HTTP_TIMEOUT_S", "0.5")
+    with provider_env("runpod", monkeypatch) as bad, provider_env("vast", monkeypatch):
+        if fault.startswith("status"):
+            bad.fail_first, bad.fail_status = 99, int(fault[6:])
+        else:
+            bad.mode, bad.hang_s = fault, 1.5
+        outcomes = {o.provider: o for o in refresh(["runpod", "vast"], explicit=False)}
+    assert outcomes["vast"].status == "ok" and cache_file("vast").exists()
+    assert outcomes["runpod"].status == "failed" and outcomes["runpod"].message
+    assert not cache_file("runpod").exists()
+    if fault in {"status500", "status429", "hang"}:
+        assert len(bad.requests) == 3  # retried with backoff, then gave up
+
+
+def test_retry_recovers_from_a_transient_error(monkeypatch):
+    with provider_env("vast", monkeypatch) as api:
+        api.fail_first, api.fail_status = 1, 429
+        [outcome] = refresh(["vast"], explicit=True)
+    assert outcome.status == "ok" and len(api.requests) == 2
+
+
+def test_missing_credentials_skip_unless_named(monkeypatch):
+    [skipped] = refresh(["runpod"], explicit=False)
+    assert skipped.status == "skipped" and "RUNPOD_API_KEY" in skipped.message
+    [failed] = refresh(["runpod"], explicit=True)
+    assert failed.status == "failed"
+
+
+def test_failed_refresh_keeps_cache_and_its_age(monkeypatch):
+    with provider_env("vast", monkeypatch):
+        refresh(["vast"], explicit=True)
+    before = cache_file("vast").read_bytes()
+    mtime = cache_file("vast").stat().st_mtime_ns
+    fetched_before = load_catalog(["vast"]).sources["vast"].fetched_at
+    time.sleep(0.01)
+    with provider_env("vast", monkeypatch) as api:
+        api.mode = "empty"
+        [outcome] = refresh(["vast"], explicit=True)
+    assert outcome.status == "failed" and "no offers" in outcome.message
+    assert cache_file("vast").read_bytes() == before
+    assert cache_file("vast").stat().st_mtime_ns == mtime
+    assert load_catalog(["vast"]).sources["vast"].fetched_at == fetched_before
+
+
+def test_corrupt_cache_is_reported_and_snapshot_used():
+    path = cache_file("runpod")
+    path.parent.mkdir(parents=True)
+    path.write_text("{half a file")
+    cat = load_catalog(["runpod"])
+    assert cat.sources["runpod"].origin == "embedded"
+    assert any("unreadable cache" in w for w in cat.warnings)
+
+
+def _wait_for(predicate, timeout_s=20.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_killed_refresh_leaves_previous_cache_intact(monkeypatch):
+    """A `gpuplan catalog refresh` process killed mid-request leaves the old cache as it was."""
+    with provider_env("runpod", monkeypatch):
+        refresh(["runpod"], explicit=True)
+    before = cache_file("runpod").read_bytes()
+    with provider_env("runpod", monkeypatch) as api:
+        api.mode, api.hang_s = "hang", 10
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "planner.cli", "catalog", "refresh", "--provider", "runpod"],
+            env=dict(os.environ),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert _wait_for(lambda: api.requests), "the refresh never reached the fake"
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert cache_file("runpod").read_bytes() == before
+    assert list(cache_file("runpod").parent.glob("*.tmp")) == []
+
+
+def test_process_killed_during_cache_write_leaves_old_file(tmp_path):
+    """Kill a process inside write_cache (held in fsync) and the old file is still whole."""
+    offers = [o for o in snapshot_offers() if o.provider == "vast"]
+    write_cache("vast", offers[:3], "2026-11-01T00:00:00+00:00")
+    before = cache_file("vast").read_bytes()
+    marker = tmp_path / "in-fsync"
+    code = (
+        "import os, sys, time\n"
+        "from planner.catalog import snapshot_offers, write_cache\n"
+        "def slow_fsync(fd):\n"
+        f"    open({str(marker)!r}, 'w').close(); time.sleep(30)\n"
+        "os.fsync = slow_fsync\n"
+        "offers = [o for o in snapshot_offers() if o.provider == 'vast'] * 50\n"
+        "write_cache('vast', offers, '2026-11-22T00:00:00+00:00')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ))
+    try:
+        assert _wait_for(marker.exists), "the writer never reached fsync"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert cache_file("vast").read_bytes() == before
+    assert json.loads(before)["fetched_at"] == "2026-11-01T00:00:00+00:00"
+    assert load_catalog(["vast"]).sources["vast"].offers == 3  # the temp file is never read
+
+
+# ------------------------------------------------------------------ command line
+def test_offers_command_formats(cli):
+    r = cli("offers", "--gpu", "a10g", "--format", "json")
+    assert r.exit_code == 0
+    data = json.loads(r.output)
+    prices = [o["ranked_price_usd_per_hour"] for o in data["offers"]]
+    assert prices == sorted(prices) and all(o["gpu"] == "a10g" for o in data["offers"])
+    r = cli("offers", "--provider", "hetzner", "--format", "csv")
+    lines = r.output.strip().splitlines()
+    assert lines[0].startswith("provider,instance_type") and len(lines) > 1
+    assert "STALE" in cli("offers", "--limit", "3").output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["offers", "--gpu", "H1OO"], "unknown GPU"),
+        (["offers", "--provider", "azure"], "unknown provider"),
+        (["offers", "--gpus", "0"], "--gpus"),
+    ],
+)
+def test_offers_bad_input(cli, args, needle):
+    r = cli(*args)
+    assert r.exit_code == 2 and needle in r.output and "Traceback" not in r.output
+
+
+def test_refresh_exit_codes(cli, monkeypatch):
+    r = cli("catalog", "refresh")
+    assert r.exit_code == 4 and "skipped" in r.output  # nothing had credentials
+    with provider_env("vast", monkeypatch):
+        r = cli("catalog", "refresh", "--provider", "vast,runpod")
+        assert r.exit_code == 0, r.output  # one of two named failed: reported, not fatal
+        r = cli("catalog", "refresh", "--provider", "runpod")
+        assert r.exit_code == 4 and "RUNPOD_API_KEY" in r.output
+    r = cli("catalog", "status", "--format", "json")
+    status = {p["provider"]: p for p in json.loads(r.output)["providers"]}
+    assert status["vast"]["origin"] == "cache" and status["runpod"]["origin"] == "embedded"

@@ -1,0 +1,141 @@
+"""Every provider against a local fake of its real API: one shared contract, then each
+provider's own rules (names, prices, quirks)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import pytest
+
+from planner.gpus import gpu_table
+from planner.models import HOURS_PER_MONTH
+from planner.providers import OfferQuery, provider_classes, provider_names
+from tests.fakes import FIXTURES, ROUTES, aws_provider, provider_env
+
+REGIONS = {"aws": ("us-east-1",), "gcp": None, "runpod": None, "vast": None, "hetzner": None}
+
+
+def offers_of(name, monkeypatch, tmp_path):
+    if name == "aws":
+        with aws_provider() as (provider, stub):
+            offers = provider.list_offers(OfferQuery(regions=REGIONS["aws"]))
+            stub.assert_no_pending_responses()
+            return offers, provider.warnings
+    with provider_env(name, monkeypatch):
+        provider = provider_classes()[name].from_env()
+        return provider.list_offers(OfferQuery(regions=REGIONS[name])), provider.warnings
+
+
+def test_every_provider_has_fixtures_and_a_fake():
+    for name in provider_names():
+        assert any((FIXTURES / name).glob("*.json")), f"{name} has no fixtures"
+        assert name in ROUTES or name == "aws", f"{name} has no fake server"
+        assert name in REGIONS
+
+
+@pytest.mark.parametrize("name", provider_names())
+def test_provider_contract(name, monkeypatch, tmp_path):
+    offers, _ = offers_of(name, monkeypatch, tmp_path)
+    assert offers, f"{name} returned no offers"
+    for o in offers:
+        assert o.provider == name and o.instance_type and o.region
+        assert o.gpu in gpu_table() and o.gpu_count >= 1
+        assert o.gpu_memory_gb > 0 and o.price_usd_per_hour > 0
+        assert o.spot_price_usd_per_hour is None or o.spot_price_usd_per_hour > 0
+        assert o.billing in {"hourly", "monthly"} and o.source
+        datetime.fromisoformat(o.fetched_at)
+
+
+def by_type(offers):
+    return {(o.instance_type, o.region): o for o in offers}
+
+
+def test_aws_gpu_info_prices_and_quirks():
+    with aws_provider() as (provider, _):
+        offers = by_type(provider.list_offers(OfferQuery(regions=("us-east-1",))))
+    g5 = offers[("g5.xlarge", "us-east-1")]
+    assert (g5.gpu, g5.gpu_count, g5.gpu_memory_gb) == ("a10g", 1, 24)  # 22888 MiB reported
+    assert g5.price_usd_per_hour == 1.006 and g5.vcpus == 4 and g5.ram_gib == 16
+    assert offers[("p4de.24xlarge", "us-east-1")].gpu == "a100-80gb-sxm"
+    assert offers[("p4d.24xlarge", "us-east-1")].gpu == "a100-40gb-sxm"
+    assert offers[("p3dn.24xlarge", "us-east-1")].gpu == "v100-sxm2-32gb"
+    # moto's spot history is a constant fake price; it reaches the offer as spot
+    assert g5.spot_price_usd_per_hour == pytest.approx(0.00001)
+    assert not any(t.startswith("g6f.") for t, _ in offers)  # fractional GPUs skipped
+    assert any("T4g" in w for w in provider.warnings)
+    assert any("no on-demand price for g6.2xlarge" in w for w in provider.warnings)
+
+
+def test_aws_pricing_failure_is_a_provider_error():
+    from planner.errors import ProviderError
+
+    with aws_provider(pricing_error=True) as (provider, _), pytest.raises(ProviderError):
+        provider.list_offers(OfferQuery(regions=("us-east-1",)))
+
+
+def test_gcp_vm_price_is_cores_plus_ram_plus_gpus(monkeypatch, tmp_path):
+    offers, _ = offers_of("gcp", monkeypatch, tmp_path)
+    o = by_type(offers)
+    g2 = o[("g2-standard-4", "us-central1")]
+    assert g2.price_usd_per_hour == pytest.approx(4 * 0.024988 + 16 * 0.002928 + 0.56004, abs=1e-5)
+    assert g2.spot_price_usd_per_hour == pytest.approx(
+        4 * 0.009995 + 16 * 0.001171 + 0.224016, abs=1e-5
+    )
+    assert "us-central1-a" in (g2.availability or "") and "us-central1-b" in (g2.availability or "")
+    n1 = o[("n1-standard-4+1xt4", "us-central1")]
+    assert n1.gpu == "t4"
+    assert n1.price_usd_per_hour == pytest.approx(4 * 0.031611 + 15 * 0.004237 + 0.35, abs=1e-5)
+    assert o[("a2-ultragpu-1g", "us-central1")].gpu == "a100-80gb-sxm"
+    assert o[("a3-highgpu-8g", "us-east4")].gpu_count == 8
+    assert ("e2-standard-4", "us-central1") not in o
+
+
+def test_runpod_sends_variables_and_prices_per_gpu(monkeypatch, tmp_path):
+    with provider_env("runpod", monkeypatch) as api:
+        provider = provider_classes()["runpod"].from_env()
+        offers = provider.list_offers(OfferQuery())
+    sent = [r for r in api.requests if r[0] == "POST"]
+    assert len(sent) == 1
+    o = {(x.instance_type): x for x in offers}
+    assert o["4x NVIDIA GeForce RTX 4090 (secure)"].price_usd_per_hour == pytest.approx(4 * 0.69)
+    assert o["1x NVIDIA GeForce RTX 4090 (community)"].tier == "community"
+    assert "1x NVIDIA H100 80GB HBM3 (community)" not in o  # no community price
+    assert o["1x NVIDIA A100 80GB PCIe (secure)"].gpu == "a100-80gb-pcie"
+    assert o["1x NVIDIA A100-SXM4-80GB (secure)"].availability == "Low"
+    assert any("RTX 2000 Ada" in w for w in provider.warnings)
+
+
+def test_vast_keeps_cheapest_per_gpu_count_location(monkeypatch, tmp_path):
+    offers, warnings = offers_of("vast", monkeypatch, tmp_path)
+    se = [o for o in offers if o.gpu == "rtx-4090" and o.gpu_count == 1]
+    assert len(se) == 1 and se[0].price_usd_per_hour == 0.31
+    assert se[0].spot_price_usd_per_hour == 0.18
+    assert any(o.gpu == "a100-80gb-sxm" for o in offers)
+    assert any("GTX 1080" in w for w in warnings)
+
+
+def test_hetzner_monthly_rentals(monkeypatch, tmp_path):
+    offers, warnings = offers_of("hetzner", monkeypatch, tmp_path)
+    o = by_type(offers)
+    gex44 = o[("GEX44", "FSN1")]
+    assert gex44.billing == "monthly" and gex44.gpu == "rtx-4000-sff-ada"
+    assert gex44.monthly_price_usd == pytest.approx(232.30 * 1.1637, abs=0.01)
+    assert gex44.setup_fee_usd == pytest.approx(114 * 1.1637, abs=0.01)
+    assert gex44.effective_usd_per_hour(horizon_months=12) == pytest.approx(
+        (gex44.monthly_price_usd * 12 + gex44.setup_fee_usd) / (HOURS_PER_MONTH * 12)
+    )
+    assert {r for (t, r) in o if t == "GEX131"} == {"FSN1", "NBG1"}
+    assert not any(t.startswith("AX") for t, _ in o)
+    assert any("GEX45" in w for w in warnings)
+
+
+def test_runpod_graphql_never_interpolates():
+    from planner.providers.runpod import GPU_TYPES_QUERY
+
+    assert "$lowest" in GPU_TYPES_QUERY and '"' not in GPU_TYPES_QUERY
+
+
+def test_fixture_shapes_are_json():
+    for f in FIXTURES.rglob("*.json"):
+        json.loads(f.read_text())
