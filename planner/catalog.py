@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.errors import ProviderError, UsageError
+from planner.fsutil import atomic_write_text
 from planner.models import Offer
 
 SCHEMA = "gpuplan.offers/1"
@@ -105,31 +105,14 @@ def read_cache(provider: str) -> tuple[list[Offer], dict[str, Any]] | None:
 
 
 def write_cache(provider: str, offers: list[Offer], fetched_at: str) -> Path:
-    """Atomically replace the provider's cache file: temp file in the same folder, fsync, rename."""
-    path = _cache_path(provider)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Atomically replace the provider's cache file (planner.fsutil.atomic_write_text)."""
     doc = {
         "schema": SCHEMA,
         "provider": provider,
         "fetched_at": fetched_at,
         "offers": [offer_to_dict(o) for o in offers],
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{provider}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-    return path
+    return atomic_write_text(_cache_path(provider), json.dumps(doc, indent=1, sort_keys=True))
 
 
 def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True) -> Catalog:

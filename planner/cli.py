@@ -57,7 +57,7 @@ def _print_json(data: Any) -> None:
 def _print_rich(renderables: list[Any]) -> None:
     from rich.console import Console
 
-    console = Console(soft_wrap=False, width=max(120, _terminal_width()))
+    console = Console(soft_wrap=False, width=max(170, _terminal_width()))
     for r in renderables:
         console.print(r)
 
@@ -491,6 +491,205 @@ def catalog_refresh(providers: str | None, regions: tuple[str, ...]) -> None:
             else f"catalog refresh of {names[0]} failed",
             "cached and embedded offers are unchanged; `gpuplan catalog status` shows their age",
         )
+
+
+@main.command()
+@click.argument("model", required=False)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=True),
+    help="A local config.json (or its folder) instead of a model id.",
+)
+@click.option(
+    "--quant",
+    default=None,
+    help="Format to plan: auto (native, FP8 and known int4/FP8/FP4 checkpoints), "
+    "bf16, fp8, awq, ... Default: the checkpoint's own.",
+)
+@click.option(
+    "--context",
+    type=click.IntRange(min=1),
+    default=8192,
+    show_default=True,
+    help="--max-model-len: the longest request, in tokens.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Requests of --context tokens that must fit at once.",
+)
+@click.option(
+    "--prompt-tokens",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Typical prompt, for speed and cost per token.",
+)
+@click.option("--output-tokens", type=click.IntRange(min=1), default=250, show_default=True)
+@click.option(
+    "--kv-cache-dtype", type=click.Choice(["auto", "fp8"]), default="auto", show_default=True
+)
+@click.option(
+    "--gpu-memory-utilization",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.92,
+    show_default=True,
+)
+@click.option(
+    "--objective",
+    type=click.Choice(["cost-per-token", "cost", "speed", "latency"]),
+    default="cost-per-token",
+    show_default=True,
+)
+@click.option(
+    "--providers", "--provider", "providers", default=None, help="Comma-separated providers."
+)
+@click.option(
+    "--regions", "--region", "regions", default=None, help="Comma-separated substrings of regions."
+)
+@click.option("--gpu", default=None, help="Only this GPU (canonical name or alias).")
+@click.option("--spot/--on-demand", default=False, show_default=True)
+@click.option(
+    "--max-price",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="USD per hour for the whole deployment.",
+)
+@click.option(
+    "--min-tokens-per-s",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Decode speed each stream must see at --concurrency.",
+)
+@click.option(
+    "--max-ttft",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Time to first token, ms, for --prompt-tokens.",
+)
+@click.option(
+    "--horizon-months",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Spread monthly rentals' setup fees over this long.",
+)
+@click.option(
+    "--max-nodes",
+    type=click.IntRange(min=1, max=16),
+    default=4,
+    show_default=True,
+    help="Pipeline-parallel nodes allowed when one machine cannot hold the model.",
+)
+@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--explain", is_flag=True, help="Why the top plan won and the usual guesses lost.")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write cost per 1M tokens vs tokens/s with the Pareto frontier (.png/.svg).",
+)
+@click.option(
+    "--save-plan",
+    "plan_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the top plan as JSON for `gpuplan generate --plan`.",
+)
+@click.option("--from-hub", is_flag=True, help="Fetch the config from the Hugging Face Hub.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+def recommend(
+    model: str | None,
+    config_path: str | None,
+    quant: str | None,
+    context: int,
+    concurrency: int,
+    prompt_tokens: int,
+    output_tokens: int,
+    kv_cache_dtype: str,
+    gpu_memory_utilization: float,
+    objective: str,
+    providers: str | None,
+    regions: str | None,
+    gpu: str | None,
+    spot: bool,
+    max_price: float | None,
+    min_tokens_per_s: float | None,
+    max_ttft: float | None,
+    horizon_months: float,
+    max_nodes: int,
+    top: int,
+    explain: bool,
+    plot_path: str | None,
+    plan_path: str | None,
+    from_hub: bool,
+    fmt: str,
+) -> None:
+    """Rank GPU offers that will run MODEL with vLLM, by cost per token (or --objective).
+
+    Example: gpuplan recommend llama-3.1-70b --quant auto --context 16384 --concurrency 8
+    """
+    from pathlib import Path
+
+    from planner.catalog import OfferFilter, filter_offers, load_catalog
+    from planner.modelspec import load_model_spec
+    from planner.plan import Need, plan_to_json
+    from planner.providers import parse_provider_list
+    from planner.rank import candidates_for
+    from planner.rank import recommend as rank
+    from planner.report import recommendation_tables, recommendation_to_dict
+
+    spec = load_model_spec(model, config_path=config_path, from_hub=from_hub)
+    need = Need(
+        context=context,
+        concurrency=concurrency,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        kv_cache_dtype=kv_cache_dtype,
+        gpu_memory_utilization=gpu_memory_utilization,
+        objective=objective,
+        spot=spot,
+        max_price_usd_per_hour=max_price,
+        min_tokens_per_s=min_tokens_per_s,
+        max_ttft_ms=max_ttft,
+        horizon_months=horizon_months,
+        max_nodes=max_nodes,
+    )
+    candidates = candidates_for(spec, quant)
+    names = parse_provider_list(providers)
+    catalog = load_catalog(names)
+    for w in catalog.warnings:
+        click.echo(f"warning: {w}", err=True)
+    offers = [
+        o
+        for o, _ in filter_offers(
+            catalog.offers, OfferFilter(gpu=gpu, providers=tuple(names), spot=spot)
+        )
+    ]
+    if regions:
+        wanted = [r.strip().lower() for r in regions.split(",") if r.strip()]
+        offers = [o for o in offers if any(w in o.region.lower() for w in wanted)]
+    ranking = rank(candidates, offers, need)
+    if plan_path:
+        from planner.fsutil import atomic_write_text
+
+        atomic_write_text(Path(plan_path), plan_to_json(ranking.plans[0]))
+    if plot_path:
+        from planner.plot import write_plot
+
+        write_plot(list(ranking.plans), Path(plot_path))
+    if fmt == "json":
+        _print_json(recommendation_to_dict(ranking, top, catalog.sources))
+    else:
+        _print_rich(recommendation_tables(ranking, top, explain))
+        if plan_path:
+            click.echo(f"plan written to {plan_path}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from planner.architecture import list_tensors
 from planner.errors import UsageError
 from planner.models import Footprint, ModelSpec, QuantConfig, Tensor, TPFootprint
-from planner.quant import FORMATS, QuantFormat, get_format, tensor_bytes
+from planner.quant import FORMATS, QuantFormat, get_format, layer_index, tensor_bytes
 
 GIB = 1 << 30
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vLLM's default in current releases (issue #2 brief)
@@ -47,6 +47,12 @@ class WeightBytes:
     by_dtype: dict[str, int]
     stored_elements: int
     tensors: tuple[tuple[Tensor, int], ...]  # each tensor with its bytes (served ones only)
+    # The served bytes summed by (layer or FIRST/LAST stage, TP rule, routed expert?), so that
+    # per-GPU sizes for any TP x PP are a short sum (ranking evaluates thousands of layouts).
+    groups: tuple[tuple[int, str, bool, int], ...] = ()
+
+
+FIRST_STAGE, LAST_STAGE = -1, -2
 
 
 def count_params(spec: ModelSpec) -> tuple[int, int, int]:
@@ -114,19 +120,67 @@ def weight_bytes(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None) -> W
             served += nbytes
             served_tensors.append((t, nbytes))
     return WeightBytes(
-        total, served, dict(sorted(by_dtype.items())), elements, tuple(served_tensors)
+        total,
+        served,
+        dict(sorted(by_dtype.items())),
+        elements,
+        tuple(served_tensors),
+        _group(spec, served_tensors),
     )
 
 
-def tp_fraction(t: Tensor, spec: ModelSpec, tp: int) -> float:
-    """Share of a tensor one GPU holds under tensor parallelism, as vLLM splits it."""
-    if tp == 1:
-        return 1.0
+def _tp_rule(t: Tensor) -> str:
     if t.role == "attn_kv":
-        return max(1, spec.num_kv_heads // tp) / spec.num_kv_heads
+        return "kv"
     if t.role in {"norm", "router", "attn_latent", "mtp"}:
-        return 1.0  # replicated (MLA's down-projections are ReplicatedLinear in vLLM)
+        return "replicate"  # MLA's down-projections are ReplicatedLinear in vLLM
+    return "shard"
+
+
+def _group(
+    spec: ModelSpec, tensors: list[tuple[Tensor, int]]
+) -> tuple[tuple[int, str, bool, int], ...]:
+    sums: dict[tuple[int, str, bool], int] = {}
+    for t, nbytes in tensors:
+        layer = layer_index(t.name)
+        if layer is None or layer >= spec.num_layers:
+            layer = LAST_STAGE if t.role in {"lm_head", "norm"} else FIRST_STAGE
+        expert = t.role == "expert" or (t.role == "bias" and t.moe_fraction < 1)
+        key = (layer, _tp_rule(t), expert)
+        sums[key] = sums.get(key, 0) + nbytes
+    return tuple((k[0], k[1], k[2], v) for k, v in sorted(sums.items()))
+
+
+def _rule_fraction(rule: str, spec: ModelSpec, tp: int) -> float:
+    """Share of a tensor one GPU holds under tensor parallelism, as vLLM splits it."""
+    if tp == 1 or rule == "replicate":
+        return 1.0
+    if rule == "kv":
+        # KV heads split while there are enough; past that each GPU keeps one (replicated)
+        return max(1, spec.num_kv_heads // tp) / spec.num_kv_heads
     return 1.0 / tp
+
+
+def per_gpu_weight_bytes(spec: ModelSpec, wb: WeightBytes, tp: int, pp: int = 1) -> tuple[int, int]:
+    """(weight bytes, routed-expert bytes) on the most loaded GPU of a TP x PP layout.
+
+    Pipeline stages take contiguous layers; the embedding (and vision tower) sit on the first
+    stage, the final norm and lm_head on the last."""
+    totals = [0.0] * pp
+    experts = [0.0] * pp
+    for layer, rule, expert, nbytes in wb.groups:
+        if layer == FIRST_STAGE:
+            stage = 0
+        elif layer == LAST_STAGE:
+            stage = pp - 1
+        else:
+            stage = min(pp - 1, layer * pp // spec.num_layers)
+        share = nbytes * _rule_fraction(rule, spec, tp)
+        totals[stage] += share
+        if expert:
+            experts[stage] += share
+    worst = max(range(pp), key=lambda i: totals[i])
+    return math.ceil(totals[worst]), math.ceil(experts[worst])
 
 
 def tp_problem(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: int) -> str | None:
@@ -276,7 +330,7 @@ def _per_tp(
     util: float,
 ) -> TPFootprint:
     problem = tp_problem(spec, fmt, qc, tp)
-    weights = math.ceil(sum(n * tp_fraction(t, spec, tp) for t, n in wb.tensors))
+    weights, _ = per_gpu_weight_bytes(spec, wb, tp)
     per_request = kv_bytes_per_request(spec, tp, kv_cache_dtype, context)
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     overhead = overhead_bytes(spec, tp)

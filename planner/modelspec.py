@@ -70,6 +70,16 @@ def spec_from_registry(entry: dict[str, Any]) -> ModelSpec:
     )
 
 
+def quantized_variants(base_model: str) -> list[ModelSpec]:
+    """Registry checkpoints that are pre-quantized variants of ``base_model``."""
+    key = base_model.lower()
+    return [
+        spec_from_registry(e)
+        for e in registry_entries()
+        if (e.get("base_model") or "").lower() == key
+    ]
+
+
 # ---------------------------------------------------------------- local files
 def _read_json(path: Path, what: str) -> Any:
     try:

@@ -169,7 +169,7 @@ def gguf_type_for(t: Tensor, fmt: QuantFormat, n_layers: int) -> str:
     if fmt.gguf_more_bits and fmt.gguf_more_bits != fmt.gguf_base:
         is_v = t.role == "attn_kv" and ".v_proj" in t.name
         is_down = "down_proj" in t.name
-        layer = _layer_index(t.name)
+        layer = layer_index(t.name)
         if (is_v or is_down) and layer is not None and _use_more_bits(layer, n_layers):
             chosen = fmt.gguf_more_bits
     block = GGML_BLOCKS[chosen][0]
@@ -178,7 +178,7 @@ def gguf_type_for(t: Tensor, fmt: QuantFormat, n_layers: int) -> str:
     return chosen
 
 
-def _layer_index(name: str) -> int | None:
+def layer_index(name: str) -> int | None:
     parts = name.split(".")
     for i, p in enumerate(parts[:-1]):
         if p == "layers" and parts[i + 1].isdigit():
