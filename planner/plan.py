@@ -92,10 +92,23 @@ class Plan:
 
 def _to_jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _to_jsonable(getattr(value, f.name)) for f in fields(value)}
+        hints = typing.get_type_hints(type(value))
+        out = {}
+        for f in fields(value):
+            item = getattr(value, f.name)
+            # A float field holding an int (64 GiB) is written as 64.0, so that a loaded plan
+            # writes back byte-identical.
+            if isinstance(item, int) and not isinstance(item, bool) and _is_float(hints[f.name]):
+                item = float(item)
+            out[f.name] = _to_jsonable(item)
+        return out
     if isinstance(value, tuple | list):
         return [_to_jsonable(v) for v in value]
     return value
+
+
+def _is_float(tp: Any) -> bool:
+    return tp is float or float in typing.get_args(tp)
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:

@@ -12,7 +12,8 @@ returned with the reason it was rejected.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import typing
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -63,7 +64,7 @@ class Rejection:
 
 @dataclass(frozen=True, slots=True)
 class Ranking:
-    plans: tuple[Plan, ...]  # each offer's best plan, strictly sorted by the objective
+    plans: Sequence[Plan]  # each offer's best plan, strictly sorted by the objective
     rejected: tuple[Rejection, ...]
     candidates: tuple[Candidate, ...]
     best_per_candidate: tuple[Plan | None, ...] = ()  # over all offers, for --quant auto
@@ -117,6 +118,7 @@ def candidates_for(spec: ModelSpec, quant: str | None) -> list[Candidate]:
 @dataclass(frozen=True, slots=True)
 class _Fit:
     layout: Layout
+    label: str
     support: Support
     weights: int
     overhead: int
@@ -129,7 +131,7 @@ class _Fit:
     agg_tps: float
 
 
-def _layouts(gpus_per_node: int, multi_node: bool, max_nodes: int) -> list[Layout]:
+def layouts(gpus_per_node: int, multi_node: bool, max_nodes: int) -> list[Layout]:
     single = [
         Layout(tp=t, dp=gpus_per_node // t)
         for t in range(1, gpus_per_node + 1)
@@ -143,68 +145,71 @@ def _layouts(gpus_per_node: int, multi_node: bool, max_nodes: int) -> list[Layou
     return single + multi
 
 
+def evaluate_layout(
+    cand: Candidate, gpu: GpuSpec, support: Support, layout: Layout, need: Need
+) -> _Fit | str:
+    """Memory fit and speed of one layout (prices come later), or why it does not fit."""
+    capacity = int(gpu.usable_memory_bytes * need.gpu_memory_utilization)
+    problem = tp_problem(cand.spec, cand.fmt, cand.qc, layout.tp)
+    if problem:
+        return f"{layout.label}: {problem}"
+    weights, experts = per_gpu_weight_bytes(cand.spec, cand.weights, layout.tp, layout.pp)
+    overhead = overhead_bytes(cand.spec, layout.tp)
+    stage_share = math.ceil(cand.spec.num_layers / layout.pp) / cand.spec.num_layers
+    kv_req = math.ceil(
+        stage_share * kv_bytes_per_request(cand.spec, layout.tp, need.kv_cache_dtype, need.context)
+    )
+    free = capacity - weights - overhead
+    per_replica = max(0, free // kv_req) if free > 0 else 0
+    needed = math.ceil(need.concurrency / layout.dp)
+    if per_replica < needed:
+        return (
+            f"{layout.label}: {weights / GIB:.1f} GiB weights + {overhead / GIB:.1f} GiB "
+            f"overhead + {needed} x {kv_req / GIB:.2f} GiB KV per GPU > "
+            f"{capacity / GIB:.1f} GiB ({need.gpu_memory_utilization:.0%} of "
+            f"{gpu.memory_gb:g} GB)"
+        )
+    work_kv = math.ceil(
+        stage_share
+        * kv_bytes_per_request(
+            cand.spec, layout.tp, need.kv_cache_dtype, need.prompt_tokens + need.output_tokens
+        )
+    )
+    batch = int(min(MAX_NUM_SEQS, max(needed, free // max(work_kv, 1))))
+    load: ModelLoad = model_load(
+        cand.spec, weights, experts, cand.active_params, layout.tp, layout.pp, need.kv_cache_dtype
+    )
+    hw = Hardware(gpu, layout.tp, layout.pp, support.compute, _nvlink(gpu))
+    context = need.prompt_tokens + need.output_tokens / 2
+    return _Fit(
+        layout=layout, label=layout.label, support=support, weights=weights, overhead=overhead,
+        kv_per_request=kv_req, free=free, max_per_replica=per_replica, batch=batch,
+        itl=itl_s(load, hw, needed, context), ttft=prefill_s(load, hw, need.prompt_tokens),
+        agg_tps=layout.dp * output_tokens_per_s(load, hw, batch, need.prompt_tokens,
+                                                need.output_tokens),
+    )  # fmt: skip
+
+
 @lru_cache(maxsize=4096)
 def _evaluate(
     cand: Candidate, gpu: GpuSpec, gpus_per_node: int, multi_node: bool, need: Need
 ) -> tuple[tuple[_Fit, ...], str]:
     """Feasible layouts of a candidate on `gpus_per_node` x `gpu` (memory and support only;
-    prices are applied per offer), or () and the reason none works."""
+    prices are applied per offer), or () and the reason none works. Pipeline-parallel
+    (multi-node) layouts are considered only when no single-node layout fits."""
     support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
     if not support.ok:
         return (), support.reason or "unsupported"
-    capacity = int(gpu.usable_memory_bytes * need.gpu_memory_utilization)
     fits: list[_Fit] = []
     problems: list[str] = []
-    singles_fit = False
-    for layout in _layouts(gpus_per_node, multi_node, need.max_nodes):
-        if layout.pp > 1 and singles_fit:
-            break  # pipeline parallel only when no single node holds the model
-        problem = tp_problem(cand.spec, cand.fmt, cand.qc, layout.tp)
-        if problem:
-            problems.append(f"{layout.label}: {problem}")
-            continue
-        weights, experts = per_gpu_weight_bytes(cand.spec, cand.weights, layout.tp, layout.pp)
-        overhead = overhead_bytes(cand.spec, layout.tp)
-        stage_layers = math.ceil(cand.spec.num_layers / layout.pp)
-        kv_req = kv_bytes_per_request(cand.spec, layout.tp, need.kv_cache_dtype, need.context)
-        kv_req = math.ceil(kv_req * stage_layers / cand.spec.num_layers)
-        free = capacity - weights - overhead
-        per_replica = max(0, free // kv_req) if free > 0 else 0
-        replicas = layout.dp
-        needed = math.ceil(need.concurrency / replicas)
-        if per_replica < needed:
-            problems.append(
-                f"{layout.label}: {weights / GIB:.1f} GiB weights + {overhead / GIB:.1f} GiB "
-                f"overhead + {needed} x {kv_req / GIB:.2f} GiB KV per GPU > "
-                f"{capacity / GIB:.1f} GiB ({need.gpu_memory_utilization:.0%} of "
-                f"{gpu.memory_gb:g} GB)"
-            )
-            continue
-        if layout.pp == 1:
-            singles_fit = True
-        work_kv = kv_bytes_per_request(
-            cand.spec, layout.tp, need.kv_cache_dtype, need.prompt_tokens + need.output_tokens
-        )
-        work_kv = math.ceil(work_kv * stage_layers / cand.spec.num_layers)
-        batch = int(min(MAX_NUM_SEQS, max(needed, free // max(work_kv, 1))))
-        load: ModelLoad = model_load(
-            cand.spec,
-            weights,
-            experts,
-            cand.active_params,
-            layout.tp,
-            layout.pp,
-            need.kv_cache_dtype,
-        )
-        hw = Hardware(gpu, layout.tp, layout.pp, support.compute, _nvlink(gpu))
-        context = need.prompt_tokens + need.output_tokens / 2
-        fits.append(_Fit(
-            layout=layout, support=support, weights=weights, overhead=overhead,
-            kv_per_request=kv_req, free=free, max_per_replica=per_replica, batch=batch,
-            itl=itl_s(load, hw, needed, context), ttft=prefill_s(load, hw, need.prompt_tokens),
-            agg_tps=layout.dp * output_tokens_per_s(load, hw, batch, need.prompt_tokens,
-                                                    need.output_tokens),
-        ))  # fmt: skip
+    for layout in layouts(gpus_per_node, multi_node, need.max_nodes):
+        if layout.pp > 1 and any(f.layout.pp == 1 for f in fits):
+            break
+        result = evaluate_layout(cand, gpu, support, layout, need)
+        if isinstance(result, str):
+            problems.append(result)
+        else:
+            fits.append(result)
     if fits:
         return tuple(fits), ""
     return (), "does not fit: " + ("; ".join(problems[-2:]) if problems else "no valid layout")
@@ -296,54 +301,205 @@ def _violations(est: Estimate, need: Need) -> str | None:
     return None
 
 
-def plan_offer(cands: Iterable[Candidate], offer: Offer, need: Need) -> Plan | str:
-    """The best plan on one offer over candidates and layouts, or why none works."""
-    best, _, reason = _plan_offer_by_candidate(list(cands), offer, need)
-    return best if best is not None else reason
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """The feasible (candidate, layout) options on one kind of machine (GPU, count, whether
+    it can go multi-node), best first. Their order does not depend on the price: every
+    objective's value on one offer is the price times a per-option factor, or price-free."""
+
+    options: tuple[tuple[int, _Fit], ...]
+    reason: str
+    by_candidate: dict[int, tuple[tuple[int, _Fit], ...]]  # the same options split by candidate
 
 
-def _plan_offer_by_candidate(
-    cands: list[Candidate], offer: Offer, need: Need
-) -> tuple[Plan | None, dict[int, Plan], str]:
-    """(best plan, best plan per candidate index, rejection reason if none)."""
-    gpu = gpu_table().get(offer.gpu)
-    if gpu is None:
-        return None, {}, f"GPU '{offer.gpu}' is not in the GPU table"
-    if not (gpu.bf16_tflops_dense or gpu.fp16_tflops_dense):
-        return (
-            None,
-            {},
-            (
-                f"{gpu.name}: no published dense FP16 throughput in the GPU table, "
-                "so speed and cost per token cannot be estimated"
-            ),
-        )
-    price = offer.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
-    if price is None:
-        return None, {}, "no spot price" if need.spot else "no price"
-    per_cand: dict[int, tuple[tuple[float, ...], Plan]] = {}
+def _free_key(need: Need, fit: _Fit) -> float:
+    nodes = fit.layout.nodes
+    if need.objective == "cost-per-token":
+        return nodes / fit.agg_tps
+    if need.objective == "cost":
+        return nodes
+    if need.objective == "speed":
+        return -fit.agg_tps
+    return fit.ttft * 1000 + need.output_tokens * fit.itl * 1000
+
+
+def _static_violation(fit: _Fit, need: Need) -> str | None:
+    """Constraints that do not depend on the price (speed and latency)."""
+    stream = round(1 / fit.itl, 2)
+    if need.min_tokens_per_s is not None and stream < need.min_tokens_per_s:
+        return f"{stream:.1f} tok/s per stream < --min-tokens-per-s {need.min_tokens_per_s:g}"
+    ttft = round(fit.ttft * 1000, 1)
+    if need.max_ttft_ms is not None and ttft > need.max_ttft_ms:
+        return f"TTFT {ttft:.0f} ms > --max-ttft {need.max_ttft_ms:g}"
+    return None
+
+
+def _group_for(cands: list[Candidate], gpu: GpuSpec, count: int, multi: bool, need: Need) -> _Group:
+    options: list[tuple[int, _Fit]] = []
     reasons: list[str] = []
-    multi = offer.provider in MULTI_NODE_PROVIDERS
     for idx, cand in enumerate(cands):
-        fits, why = _evaluate(cand, gpu, offer.gpu_count, multi, need)
+        fits, why = _evaluate(cand, gpu, count, multi, need)
         if not fits:
             reasons.append(f"{cand.fmt.name}: {why}")
             continue
         for fit in fits:
-            est = _estimate(fit, offer, price, need)
-            violation = _violations(est, need)
+            violation = _static_violation(fit, need)
             if violation:
                 reasons.append(f"{cand.fmt.name} {fit.layout.label}: {violation}")
+            else:
+                options.append((idx, fit))
+    options.sort(key=lambda o: (_free_key(need, o[1]), o[1].layout.nodes, o[1].layout.tp, o[0]))
+    reason = reasons[-1] if len(reasons) == 1 else "; ".join(dict.fromkeys(reasons))
+    split: dict[int, list[tuple[int, _Fit]]] = {}
+    for option in options:
+        split.setdefault(option[0], []).append(option)
+    by_candidate = {i: tuple(v) for i, v in split.items()}
+    return _Group(tuple(options), reason or "no valid layout", by_candidate)
+
+
+def _value(need: Need, fit: _Fit, usd: float) -> float:
+    """objective_value(_estimate(...)) computed without building the Estimate (same rounding)."""
+    if need.objective == "cost-per-token":
+        return round(usd / (fit.agg_tps * 3600) * 1e6, 4)
+    if need.objective == "cost":
+        return round(usd, 4)
+    if need.objective == "speed":
+        return -round(fit.agg_tps, 1)
+    return round(fit.ttft * 1000, 1) + need.output_tokens * round(fit.itl * 1000, 2)
+
+
+# (sort key..., offer, candidate index, fit, price)
+_Pick = tuple[float, float, str, str, str, str, str, str, Offer, int, _Fit, float]
+
+
+class _Picker:
+    """Chooses each offer's best option over a shared cache of machine groups."""
+
+    def __init__(self, cands: list[Candidate], need: Need) -> None:
+        self.cands, self.need = cands, need
+        self.names = [c.fmt.name for c in cands]
+        self.groups: dict[tuple[str, int, bool], _Group] = {}
+
+    def group(self, offer: Offer) -> _Group | str:
+        gpu = gpu_table().get(offer.gpu)
+        if gpu is None:
+            return f"GPU '{offer.gpu}' is not in the GPU table"
+        if not (gpu.bf16_tflops_dense or gpu.fp16_tflops_dense):
+            return (
+                f"{gpu.name}: no published dense FP16 throughput in the GPU table, so "
+                "speed and cost per token cannot be estimated"
+            )
+        key = (offer.gpu, offer.gpu_count, offer.provider in MULTI_NODE_PROVIDERS)
+        group = self.groups.get(key)
+        if group is None:
+            group = self.groups[key] = _group_for(self.cands, gpu, *key[1:], self.need)
+        return group
+
+    def price(self, offer: Offer) -> float | None:
+        need = self.need
+        return offer.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
+
+    def pick(self, offer: Offer) -> tuple[_Pick | str, dict[int, _Pick]]:
+        """(the offer's best option or why none, each candidate's best option)."""
+        group = self.group(offer)
+        if isinstance(group, str):
+            return group, {}
+        price = self.price(offer)
+        if price is None:
+            return ("no spot price" if self.need.spot else "no price"), {}
+        if len(self.cands) == 1:
+            got = self.pick_from(offer, price, group.options)
+            return (got if isinstance(got, tuple) else got or group.reason), {}
+        per: dict[int, _Pick] = {}
+        reason = group.reason
+        for idx, options in group.by_candidate.items():
+            got = self.pick_from(offer, price, options)
+            if isinstance(got, tuple):
+                per[idx] = got
+            elif got:
+                reason = got
+        if not per:
+            return reason, {}
+        return min(per.values(), key=lambda p: p[:8]), per
+
+    def pick_from(
+        self, offer: Offer, price: float, options: Iterable[tuple[int, _Fit]]
+    ) -> _Pick | str | None:
+        """The first option within --max-price (options come best first)."""
+        need, over = self.need, None
+        cap = need.max_price_usd_per_hour
+        for idx, fit in options:
+            usd = price * fit.layout.nodes
+            rounded = round(usd, 4)
+            if cap is not None and rounded > cap:
+                over = f"${usd:.2f}/h > --max-price {cap:g}"
                 continue
-            value = objective_value(need.objective, est, need.output_tokens)
-            key = (value, est.usd_per_hour, fit.layout.nodes, fit.layout.tp, idx)
-            if idx not in per_cand or key < per_cand[idx][0]:
-                per_cand[idx] = (key, _make_plan(cand, offer, fit, est, need, value))
-    if not per_cand:
-        reason = reasons[-1] if len(reasons) == 1 else "; ".join(dict.fromkeys(reasons))
-        return None, {}, reason
-    best = min(per_cand.values(), key=lambda kp: kp[0])[1]
-    return best, {i: kp[1] for i, kp in per_cand.items()}, ""
+            value = (
+                round(usd / (fit.agg_tps * 3600) * 1e6, 4)
+                if need.objective == "cost-per-token"
+                else _value(need, fit, usd)
+            )
+            return (
+                value,
+                rounded,
+                offer.provider,
+                offer.instance_type,
+                offer.region,
+                offer.tier or "",
+                fit.label,
+                self.names[idx],
+                offer,
+                idx,
+                fit,
+                price,
+            )
+        return over
+
+    def plan(self, pick: _Pick) -> Plan:
+        offer, idx, fit, price = pick[8], pick[9], pick[10], pick[11]
+        est = _estimate(fit, offer, price, self.need)
+        return _make_plan(self.cands[idx], offer, fit, est, self.need, pick[0])
+
+
+class _LazyPlans(Sequence[Plan]):
+    """Plans built on first access: ranking 100,000 offers need not build 100,000 Plans."""
+
+    def __init__(self, picker: _Picker, picks: list[_Pick]) -> None:
+        self._picker, self._picks = picker, picks
+        self._built: dict[int, Plan] = {}
+
+    def __len__(self) -> int:
+        return len(self._picks)
+
+    def _get(self, i: int) -> Plan:
+        if i not in self._built:
+            self._built[i] = self._picker.plan(self._picks[i])
+        return self._built[i]
+
+    @typing.overload
+    def __getitem__(self, i: int) -> Plan: ...
+    @typing.overload
+    def __getitem__(self, i: slice) -> list[Plan]: ...
+    def __getitem__(self, i: int | slice) -> Plan | list[Plan]:
+        if isinstance(i, slice):
+            return [self._get(j) for j in range(*i.indices(len(self)))]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self._get(i)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def plan_offer(cands: Iterable[Candidate], offer: Offer, need: Need) -> Plan | str:
+    """The best plan on one offer over candidates and layouts, or why none works."""
+    picker = _Picker(list(cands), need)
+    pick, _ = picker.pick(offer)
+    return pick if isinstance(pick, str) else picker.plan(pick)
 
 
 def _make_plan(
@@ -359,6 +515,13 @@ def _make_plan(
     notes = list(cand.spec.notes)
     if cand.spec.is_guess:
         notes.insert(0, "GUESS: the model's shape was guessed from its name")
+    if cand.spec.is_moe:
+        notes.append(
+            "MoE speed is uncalibrated: no MoE measurement in the calibration set "
+            "(planner/data/throughput_calibration.json); expect optimistic tokens/s"
+        )
+    if offer.gpu.startswith("mi"):
+        notes.append("AMD GPU: vLLM runs from its ROCm image, not the CUDA one")
     if fit.layout.pp > 1:
         notes.append(
             f"multi-node: {fit.layout.nodes} nodes, TP within a node and PP across "
@@ -393,27 +556,51 @@ def plan_sort_key(plan: Plan) -> tuple[object, ...]:
 
 
 def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ranking:
-    """Every offer planned or rejected with a reason; plans strictly sorted by the objective."""
+    """Every offer planned or rejected with a reason; plans strictly sorted by the objective
+    (ties broken by $/h, provider, instance, region, tier, layout, format)."""
     validate_need(need)
-    plans: list[Plan] = []
+    picker = _Picker(cands, need)
+    picks: list[_Pick] = []
     rejected: list[Rejection] = []
-    best_per_cand: dict[int, Plan] = {}
+    per_cand: dict[int, _Pick] = {}
+    multi = len(cands) > 1
+    cap_free = need.max_price_usd_per_hour is None
+    best_raw: dict[int, float] = {}
     for offer in offers:
-        best, by_cand, reason = _plan_offer_by_candidate(cands, offer, need)
-        if best is None:
-            rejected.append(Rejection(offer, reason))
+        if multi and cap_free:
+            # Without a price cap an offer's best option and each format's best option are the
+            # first of their (price-free) orders; only improvements build a pick tuple.
+            group = picker.group(offer)
+            price = picker.price(offer) if not isinstance(group, str) else None
+            if isinstance(group, _Group) and price is not None and group.options:
+                pick = picker.pick_from(offer, price, group.options[:1])
+                assert isinstance(pick, tuple)
+                picks.append(pick)
+                for idx, options in group.by_candidate.items():
+                    fit = options[0][1]
+                    raw = (
+                        price * _free_key(need, fit)
+                        if need.objective in {"cost-per-token", "cost"}
+                        else _free_key(need, fit)
+                    )
+                    if idx not in best_raw or raw < best_raw[idx]:
+                        own = picker.pick_from(offer, price, options[:1])
+                        assert isinstance(own, tuple)
+                        if idx not in per_cand or own[:8] < per_cand[idx][:8]:
+                            per_cand[idx], best_raw[idx] = own, raw
+                continue
+        pick, per = picker.pick(offer)
+        if isinstance(pick, str):
+            rejected.append(Rejection(offer, pick))
             continue
-        plans.append(best)
-        for idx, plan in by_cand.items():
-            if idx not in best_per_cand or plan_sort_key(plan) < plan_sort_key(best_per_cand[idx]):
-                best_per_cand[idx] = plan
-    plans.sort(key=plan_sort_key)
-    return Ranking(
-        tuple(plans),
-        tuple(rejected),
-        tuple(cands),
-        tuple(best_per_cand.get(i) for i in range(len(cands))),
-    )
+        picks.append(pick)
+        if multi:  # each format's own best, for the --quant auto trade-offs
+            for idx, own in per.items():
+                if idx not in per_cand or own[:8] < per_cand[idx][:8]:
+                    per_cand[idx] = own
+    picks.sort(key=lambda p: p[:8])
+    best = tuple(picker.plan(per_cand[i]) if i in per_cand else None for i in range(len(cands)))
+    return Ranking(_LazyPlans(picker, picks), tuple(rejected), tuple(cands), best)
 
 
 def validate_need(need: Need) -> None:
@@ -432,6 +619,13 @@ def validate_need(need: Need) -> None:
 
 def recommend(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ranking:
     """rank_offers, raising NoFeasibleOfferError (exit 3) with the commonest reasons if empty."""
+    for cand in cands:
+        if need.context > cand.spec.max_position_embeddings:
+            raise UsageError(
+                f"--context {need.context} exceeds {cand.spec.name}'s max_position_embeddings "
+                f"({cand.spec.max_position_embeddings}); vLLM refuses it",
+                f"use --context {cand.spec.max_position_embeddings} or less",
+            )
     ranking = rank_offers(cands, offers, need)
     if not ranking.plans:
         from collections import Counter

@@ -1,0 +1,50 @@
+"""A brute-force oracle for the planner: every offer x candidate x layout, scored with the same
+rules (pipeline parallel only when no single-node layout of that candidate fits on that offer).
+Used by tests/test_recommend.py and benchmarks/plan_quality.py."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from planner.gpus import gpu_table
+from planner.models import Offer
+from planner.plan import Need
+from planner.rank import (
+    MULTI_NODE_PROVIDERS,
+    Candidate,
+    _estimate,
+    _violations,
+    evaluate_layout,
+    layouts,
+    objective_value,
+)
+from planner.support import check_support
+
+
+def brute_force_best(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> float:
+    """The lowest objective value any feasible (offer, candidate, layout) reaches, or inf."""
+    table = gpu_table()
+    best = math.inf
+    for o in offers:
+        price = o.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
+        gpu = table.get(o.gpu)
+        if price is None or gpu is None or not (gpu.bf16_tflops_dense or gpu.fp16_tflops_dense):
+            continue
+        for cand in cands:
+            support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
+            if not support.ok:
+                continue
+            multi = o.provider in MULTI_NODE_PROVIDERS
+            fits = [
+                evaluate_layout(cand, gpu, support, lay, need)
+                for lay in layouts(o.gpu_count, multi, need.max_nodes)
+            ]
+            fits = [f for f in fits if not isinstance(f, str)]
+            if any(f.layout.pp == 1 for f in fits):
+                fits = [f for f in fits if f.layout.pp == 1]
+            for f in fits:
+                est = _estimate(f, o, price, need)
+                if _violations(est, need) is None:
+                    best = min(best, objective_value(need.objective, est, need.output_tokens))
+    return best

@@ -1,0 +1,320 @@
+"""recommend: support rules, fit, the brute-force optimum, Plan round trips, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from planner.catalog import snapshot_offers
+from planner.errors import NoFeasibleOfferError, UsageError
+from planner.gpus import gpu_table
+from planner.models import Offer
+from planner.modelspec import load_model_spec
+from planner.plan import Need, plan_from_json, plan_to_json
+from planner.quant import get_format
+from planner.rank import candidates_for, recommend
+from planner.support import check_support
+from tests.oracle import brute_force_best
+
+G = gpu_table()
+
+
+# ------------------------------------------------------------------ vLLM support rules
+@pytest.mark.parametrize(
+    ("gpu", "fmt", "kv", "ok", "compute", "half"),
+    [
+        ("t4", "bf16", "auto", True, "fp16", True),  # no BF16 below 8.0: --dtype half
+        ("t4", "fp8", "auto", True, "fp16", True),  # FP8 weight-only (Marlin) from 7.5
+        ("a100-80gb-sxm", "fp8", "auto", True, "fp16", False),  # weight-only below 8.9
+        ("l4", "fp8", "auto", True, "fp8", False),  # W8A8 from 8.9
+        ("h100-sxm", "awq", "auto", True, "fp16", False),
+        ("t4", "mxfp4", "auto", False, None, None),  # MXFP4 needs 8.0
+        ("a10g", "mxfp4", "auto", True, "fp16", False),
+        ("v100-sxm2-32gb", "fp16", "auto", False, None, None),  # no sm_70 in CUDA 13 wheels
+        ("t4", "fp16", "fp8", False, None, None),  # no FP8 KV cache below 8.0
+        ("l40s", "q4_k_m", "auto", False, None, None),  # GGUF is a plugin now
+        ("b200", "nvfp4", "auto", True, "fp8", False),  # native FP4 on Blackwell
+        ("mi300x", "awq", "auto", False, None, None),
+        ("mi300x", "fp8", "auto", True, "fp8", False),
+    ],
+)
+def test_support_rules(gpu, fmt, kv, ok, compute, half):
+    s = check_support(G[gpu], get_format(fmt), kv)
+    assert s.ok is ok
+    if ok:
+        assert (s.compute, s.dtype_half) == (compute, half)
+    else:
+        assert s.reason
+
+
+# ------------------------------------------------------------------ fit and ranking
+def offer(
+    gpu: str,
+    count: int = 1,
+    price: float = 1.0,
+    provider: str = "runpod",
+    name: str | None = None,
+    spot: float | None = None,
+) -> Offer:
+    return Offer(
+        provider=provider,
+        instance_type=name or f"{count}x{gpu}",
+        region="r1",
+        gpu=gpu,
+        gpu_count=count,
+        gpu_memory_gb=G[gpu].memory_gb,
+        vcpus=8,
+        ram_gib=64,
+        disk_gb=None,
+        price_usd_per_hour=price,
+        spot_price_usd_per_hour=spot,
+        billing="hourly",
+        source="test",
+        fetched_at="2026-11-22",
+    )
+
+
+def test_70b_bf16_never_planned_on_one_80gb_gpu():
+    cands = candidates_for(load_model_spec("llama-3.1-70b"), None)
+    ranking = recommend(cands, [offer("h100-sxm", 1, 2.0), offer("h100-sxm", 4, 8.0)], Need())
+    assert [p.offer.gpu_count for p in ranking.plans] == [4]
+    [rej] = ranking.rejected
+    assert "does not fit" in rej.reason and "GiB" in rej.reason
+
+
+def test_no_feasible_offer_is_exit_3_with_reasons():
+    cands = candidates_for(load_model_spec("deepseek-r1"), None)
+    with pytest.raises(NoFeasibleOfferError) as err:
+        recommend(cands, [offer("t4", 4, 2.0), offer("a10g", 1, 1.0)], Need())
+    assert err.value.exit_code == 3 and "no feasible offer" in err.value.message
+
+
+def test_multi_node_only_when_one_node_cannot_hold_it():
+    cands = candidates_for(load_model_spec("llama-3.1-405b"), None)
+    ranking = recommend(cands, [offer("a100-80gb-sxm", 8, 30.0, provider="aws")], Need())
+    [plan] = ranking.plans
+    assert plan.layout.pp >= 2 and plan.layout.nodes == plan.layout.pp
+    assert "--pipeline-parallel-size" in plan.vllm_args
+    assert plan.estimate.usd_per_hour == pytest.approx(30.0 * plan.layout.nodes)
+    # Vast has no private multi-node networking: the same machine is rejected there
+    with pytest.raises(NoFeasibleOfferError):
+        recommend(cands, [offer("a100-80gb-sxm", 8, 30.0, provider="vast")], Need())
+    small = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    ranking = recommend(small, [offer("a100-80gb-sxm", 8, 30.0, provider="aws")], Need())
+    assert ranking.plans[0].layout.pp == 1
+
+
+def test_quant_auto_offers_native_fp8_and_known_int4_variants():
+    cands = candidates_for(load_model_spec("llama-3.1-70b"), "auto")
+    assert [c.fmt.name for c in cands] == ["bf16", "fp8", "awq"]
+    assert cands[1].online_quantization and not cands[2].online_quantization
+    with pytest.raises(UsageError, match="no gptq checkpoint"):
+        candidates_for(load_model_spec("llama-3.1-70b"), "gptq")
+
+
+def test_online_fp8_adds_quantization_flag_and_bf16_on_t4_adds_dtype_half():
+    fp8 = candidates_for(load_model_spec("qwen3-8b"), "fp8")
+    plan = recommend(fp8, [offer("l40s")], Need()).plans[0]
+    assert plan.vllm_args[plan.vllm_args.index("--quantization") + 1] == "fp8"
+    bf16 = candidates_for(load_model_spec("llama-3.2-3b"), None)
+    plan = recommend(bf16, [offer("t4")], Need(context=4096)).plans[0]
+    assert plan.vllm_args[plan.vllm_args.index("--dtype") + 1] == "half"
+
+
+def test_constraints_reject_with_reasons():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    need = Need(min_tokens_per_s=10_000)
+    with pytest.raises(NoFeasibleOfferError, match="min-tokens-per-s"):
+        recommend(cands, [offer("h100-sxm")], need)
+    with pytest.raises(NoFeasibleOfferError, match="max-price"):
+        recommend(cands, [offer("h100-sxm", price=5)], Need(max_price_usd_per_hour=1))
+    with pytest.raises(UsageError, match="exceed"):
+        recommend(cands, [offer("h100-sxm")], Need(context=1000))
+
+
+def test_spot_plans_use_spot_prices_and_skip_offers_without():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    ranking = recommend(
+        cands, [offer("a10g", price=1.0, spot=0.4), offer("l4", price=0.7)], Need(spot=True)
+    )
+    assert [p.offer.gpu for p in ranking.plans] == ["a10g"]
+    assert ranking.plans[0].estimate.usd_per_hour == 0.4
+    assert ranking.rejected[0].reason == "no spot price"
+
+
+def test_more_bandwidth_decodes_faster_and_moe_reads_less():
+    from planner.rank import Candidate  # noqa: F401  (import check)
+
+    dense = candidates_for(load_model_spec("qwen3-32b"), "fp8")
+    moe = candidates_for(load_model_spec("qwen3-30b-a3b"), "fp8")
+    l40s = recommend(dense, [offer("l40s")], Need()).plans[0].estimate
+    h100 = recommend(dense, [offer("h100-sxm")], Need()).plans[0].estimate
+    assert h100.single_stream_tokens_per_s > l40s.single_stream_tokens_per_s
+    moe_h100 = recommend(moe, [offer("h100-sxm")], Need()).plans[0].estimate
+    assert moe_h100.single_stream_tokens_per_s > 2 * h100.single_stream_tokens_per_s
+
+
+def test_top_plan_fits_memory_on_snapshot_scenarios():
+    need = Need(context=16384, concurrency=4)
+    for model, quant in [("llama-3.1-70b", "auto"), ("gpt-oss-120b", None), ("gemma-3-27b", None)]:
+        ranking = recommend(candidates_for(load_model_spec(model), quant), snapshot_offers(), need)
+        for plan in ranking.plans[:5]:
+            e = plan.estimate
+            capacity = G[plan.offer.gpu].memory_gb * 1e9 * need.gpu_memory_utilization / 2**30
+            used = e.weights_gib_per_gpu + e.overhead_gib_per_gpu + e.kv_cache_gib_per_gpu
+            assert used <= capacity + 0.01 and e.memory_headroom_gib >= -0.01
+            assert check_support(G[plan.offer.gpu], get_format(plan.quant_format)).ok
+        assert all(r.reason for r in ranking.rejected)
+
+
+# ------------------------------------------------------------------ brute-force optimum
+def random_catalog(rng: random.Random, n: int) -> list[Offer]:
+    gpus = [g for g in G.values() if g.vendor == "nvidia" and g.bf16_tflops_dense]
+    out = []
+    for i in range(n):
+        gpu = rng.choice(gpus)
+        count = rng.choice([1, 1, 2, 4, 8])
+        price = round(rng.uniform(0.2, 4.0) * count * gpu.memory_gb / 40, 3)
+        out.append(
+            offer(
+                gpu.id,
+                count,
+                price,
+                provider=rng.choice(["aws", "runpod", "vast"]),
+                name=f"o{i}",
+                spot=round(price * 0.4, 3) if rng.random() < 0.5 else None,
+            )
+        )
+    return out
+
+
+SCENARIOS = [
+    ("llama-3.1-8b", None, Need()),
+    ("llama-3.1-8b", "auto", Need(objective="speed", concurrency=16)),
+    ("llama-3.1-70b", "auto", Need(context=32768, concurrency=4)),
+    ("qwen3-30b-a3b", None, Need(objective="latency")),
+    ("gpt-oss-120b", None, Need(objective="cost", spot=True)),
+    ("mixtral-8x7b", "auto", Need(kv_cache_dtype="fp8", concurrency=8)),
+    ("gemma-2-27b", None, Need(context=8192, concurrency=2, max_ttft_ms=2000)),
+    ("phi-4", "fp8", Need(min_tokens_per_s=20)),
+]
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(("model", "quant", "need"), SCENARIOS, ids=[s[0] for s in SCENARIOS])
+def test_top_plan_equals_brute_force_optimum(model, quant, need, seed):
+    rng = random.Random(seed * 7919 + len(model))
+    offers = random_catalog(rng, 40)
+    cands = candidates_for(load_model_spec(model), quant)
+    oracle = brute_force_best(cands, offers, need)
+    try:
+        ranking = recommend(cands, offers, need)
+    except NoFeasibleOfferError:
+        assert oracle == math.inf
+        return
+    assert ranking.plans[0].objective_value == pytest.approx(oracle, rel=1e-12)
+    values = [p.objective_value for p in ranking.plans]
+    assert values == sorted(values)
+    assert len(ranking.plans) + len(ranking.rejected) == len(offers)
+
+
+def test_ties_break_deterministically():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    twins = [offer("a10g", name="b"), offer("a10g", name="a"), offer("a10g", name="c")]
+    first = recommend(cands, twins, Need()).plans
+    second = recommend(cands, list(reversed(twins)), Need()).plans
+    assert [p.offer.instance_type for p in first] == ["a", "b", "c"]
+    assert first == second
+
+
+# ------------------------------------------------------------------ the Plan value
+def test_plan_json_round_trip():
+    cands = candidates_for(load_model_spec("llama-3.1-405b"), None)
+    multi = recommend(cands, [offer("a100-80gb-sxm", 8, 30.0, provider="aws")], Need()).plans[0]
+    hetzner = next(
+        o for o in snapshot_offers() if o.provider == "hetzner" and o.gpu == "rtx-6000-ada"
+    )
+    small = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    monthly = recommend(small, [hetzner], Need(horizon_months=12)).plans[0]
+    assert monthly.estimate.monthly_commitment_usd and "monthly rental" in " ".join(monthly.notes)
+    for plan in (multi, monthly):
+        text = plan_to_json(plan)
+        assert plan_from_json(text) == plan
+        assert plan_to_json(plan_from_json(text)) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["{not json", "[]", '{"schema": "gpuplan.plan/0"}', '{"schema": "gpuplan.plan/1", "model": 3}'],
+)
+def test_bad_plan_files_are_usage_errors(text):
+    with pytest.raises(UsageError):
+        plan_from_json(text)
+
+
+# ------------------------------------------------------------------ command line
+def test_recommend_cli_json_and_saved_plan(cli, tmp_path):
+    path = tmp_path / "plan.json"
+    r = cli(
+        "recommend",
+        "llama-3.1-8b",
+        "--providers",
+        "aws,gcp",
+        "--format",
+        "json",
+        "--top",
+        "3",
+        "--save-plan",
+        str(path),
+    )
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert data["schema"] == "gpuplan.recommendation/1" and len(data["plans"]) == 3
+    assert {p["offer"]["provider"] for p in data["plans"]} <= {"aws", "gcp"}
+    assert all(rej["reason"] for rej in data["rejected"])
+    saved = plan_from_json(path.read_text())
+    assert saved.offer.instance_type == data["plans"][0]["offer"]["instance_type"]
+
+
+def test_recommend_cli_table_explain(cli):
+    r = cli("recommend", "llama-3.1-70b", "--quant", "auto", "--concurrency", "4", "--explain")
+    assert r.exit_code == 0, r.output
+    assert "Why this plan" in r.output and "best H100" in r.output
+    assert "Quantization trade-offs" in r.output and "vllm serve --model" in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "needle"),
+    [
+        (["recommend", "deepseek-r1", "--gpu", "t4"], 3, "no feasible offer"),
+        (["recommend", "llama-3.1-8b", "--quant", "int3"], 2, "unknown quantization"),
+        (["recommend", "nosuchmodel"], 2, "unknown model"),
+        (["recommend", "llama-3.1-8b", "--gpu", "tpu9"], 2, "unknown GPU"),
+        (["recommend", "llama-3.1-8b", "--context", "1000"], 2, "exceed"),
+        (["recommend", "llama-3.1-8b", "--plot", "x.jpg"], 2, ".png or .svg"),
+    ],
+)
+def test_recommend_bad_input(cli, args, code, needle):
+    r = cli(*args)
+    assert r.exit_code == code and needle in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("suffix", [".svg", ".png"])
+def test_plot_writes_chart_with_pareto_frontier(cli, tmp_path, suffix):
+    from planner.plot import pareto_front
+
+    assert pareto_front([(1.0, 10.0), (2.0, 5.0), (0.5, 3.0), (3.0, 30.0)]) == [2, 0, 3]
+    out = tmp_path / f"chart{suffix}"
+    r = cli("recommend", "llama-3.1-8b", "--plot", str(out))
+    assert r.exit_code == 0, r.output
+    data = out.read_bytes()
+    if suffix == ".svg":
+        import xml.etree.ElementTree as ET
+
+        ET.fromstring(data)
+        assert b"Pareto frontier" in data
+    else:
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
