@@ -493,97 +493,159 @@ def catalog_refresh(providers: str | None, regions: tuple[str, ...]) -> None:
         )
 
 
+_PLANNING_OPTIONS = [
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=True),
+        help="A local config.json (or its folder) instead of a model id.",
+    ),
+    click.option(
+        "--quant",
+        default=None,
+        help="Format to plan: auto (native, FP8 and known int4/FP8/FP4 checkpoints), "
+        "bf16, fp8, awq, ... Default: the checkpoint's own.",
+    ),
+    click.option(
+        "--context",
+        type=click.IntRange(min=1),
+        default=8192,
+        show_default=True,
+        help="--max-model-len: the longest request, in tokens.",
+    ),
+    click.option(
+        "--concurrency",
+        type=click.IntRange(min=1),
+        default=1,
+        show_default=True,
+        help="Requests of --context tokens that must fit at once.",
+    ),
+    click.option(
+        "--prompt-tokens",
+        type=click.IntRange(min=1),
+        default=1000,
+        show_default=True,
+        help="Typical prompt, for speed and cost per token.",
+    ),
+    click.option("--output-tokens", type=click.IntRange(min=1), default=250, show_default=True),
+    click.option(
+        "--kv-cache-dtype", type=click.Choice(["auto", "fp8"]), default="auto", show_default=True
+    ),
+    click.option(
+        "--gpu-memory-utilization",
+        type=click.FloatRange(0, 1, min_open=True),
+        default=0.92,
+        show_default=True,
+    ),
+    click.option(
+        "--objective",
+        type=click.Choice(["cost-per-token", "cost", "speed", "latency"]),
+        default="cost-per-token",
+        show_default=True,
+    ),
+    click.option(
+        "--providers", "--provider", "providers", default=None, help="Comma-separated providers."
+    ),
+    click.option(
+        "--regions",
+        "--region",
+        "regions",
+        default=None,
+        help="Comma-separated substrings of regions.",
+    ),
+    click.option("--gpu", default=None, help="Only this GPU (canonical name or alias)."),
+    click.option("--instance-type", default=None, help="Only this instance type."),
+    click.option("--spot/--on-demand", default=False, show_default=True),
+    click.option(
+        "--max-price",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="USD per hour for the whole deployment.",
+    ),
+    click.option(
+        "--min-tokens-per-s",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Decode speed each stream must see at --concurrency.",
+    ),
+    click.option(
+        "--max-ttft",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Time to first token, ms, for --prompt-tokens.",
+    ),
+    click.option(
+        "--horizon-months",
+        type=click.FloatRange(min=0, min_open=True),
+        default=1.0,
+        show_default=True,
+        help="Spread monthly rentals' setup fees over this long.",
+    ),
+    click.option(
+        "--max-nodes",
+        type=click.IntRange(min=1, max=16),
+        default=4,
+        show_default=True,
+        help="Pipeline-parallel nodes allowed when one machine cannot hold the model.",
+    ),
+    click.option("--from-hub", is_flag=True, help="Fetch the config from the Hugging Face Hub."),
+]
+
+
+def planning_options(f: Any) -> Any:
+    """The options recommend and generate share (one list, so they cannot drift apart)."""
+    for option in reversed(_PLANNING_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _rank(model: str | None, p: dict[str, Any]) -> tuple[Any, Any]:
+    """Plan MODEL against the catalog with the shared planning options."""
+    from planner.catalog import OfferFilter, filter_offers, load_catalog
+    from planner.modelspec import load_model_spec
+    from planner.plan import Need
+    from planner.providers import parse_provider_list
+    from planner.rank import candidates_for
+    from planner.rank import recommend as rank
+
+    spec = load_model_spec(model, config_path=p["config_path"], from_hub=p["from_hub"])
+    need = Need(
+        context=p["context"],
+        concurrency=p["concurrency"],
+        prompt_tokens=p["prompt_tokens"],
+        output_tokens=p["output_tokens"],
+        kv_cache_dtype=p["kv_cache_dtype"],
+        gpu_memory_utilization=p["gpu_memory_utilization"],
+        objective=p["objective"],
+        spot=p["spot"],
+        max_price_usd_per_hour=p["max_price"],
+        min_tokens_per_s=p["min_tokens_per_s"],
+        max_ttft_ms=p["max_ttft"],
+        horizon_months=p["horizon_months"],
+        max_nodes=p["max_nodes"],
+    )
+    candidates = candidates_for(spec, p["quant"])
+    names = parse_provider_list(p["providers"])
+    catalog = load_catalog(names)
+    for w in catalog.warnings:
+        click.echo(f"warning: {w}", err=True)
+    offers = [
+        o
+        for o, _ in filter_offers(
+            catalog.offers, OfferFilter(gpu=p["gpu"], providers=tuple(names), spot=p["spot"])
+        )
+    ]
+    if p["regions"]:
+        wanted = [r.strip().lower() for r in p["regions"].split(",") if r.strip()]
+        offers = [o for o in offers if any(w in o.region.lower() for w in wanted)]
+    if p["instance_type"]:
+        offers = [o for o in offers if o.instance_type == p["instance_type"]]
+    return rank(candidates, offers, need), catalog
+
+
 @main.command()
 @click.argument("model", required=False)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=True),
-    help="A local config.json (or its folder) instead of a model id.",
-)
-@click.option(
-    "--quant",
-    default=None,
-    help="Format to plan: auto (native, FP8 and known int4/FP8/FP4 checkpoints), "
-    "bf16, fp8, awq, ... Default: the checkpoint's own.",
-)
-@click.option(
-    "--context",
-    type=click.IntRange(min=1),
-    default=8192,
-    show_default=True,
-    help="--max-model-len: the longest request, in tokens.",
-)
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
-    help="Requests of --context tokens that must fit at once.",
-)
-@click.option(
-    "--prompt-tokens",
-    type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
-    help="Typical prompt, for speed and cost per token.",
-)
-@click.option("--output-tokens", type=click.IntRange(min=1), default=250, show_default=True)
-@click.option(
-    "--kv-cache-dtype", type=click.Choice(["auto", "fp8"]), default="auto", show_default=True
-)
-@click.option(
-    "--gpu-memory-utilization",
-    type=click.FloatRange(0, 1, min_open=True),
-    default=0.92,
-    show_default=True,
-)
-@click.option(
-    "--objective",
-    type=click.Choice(["cost-per-token", "cost", "speed", "latency"]),
-    default="cost-per-token",
-    show_default=True,
-)
-@click.option(
-    "--providers", "--provider", "providers", default=None, help="Comma-separated providers."
-)
-@click.option(
-    "--regions", "--region", "regions", default=None, help="Comma-separated substrings of regions."
-)
-@click.option("--gpu", default=None, help="Only this GPU (canonical name or alias).")
-@click.option("--spot/--on-demand", default=False, show_default=True)
-@click.option(
-    "--max-price",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="USD per hour for the whole deployment.",
-)
-@click.option(
-    "--min-tokens-per-s",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Decode speed each stream must see at --concurrency.",
-)
-@click.option(
-    "--max-ttft",
-    type=click.FloatRange(min=0),
-    default=None,
-    help="Time to first token, ms, for --prompt-tokens.",
-)
-@click.option(
-    "--horizon-months",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Spread monthly rentals' setup fees over this long.",
-)
-@click.option(
-    "--max-nodes",
-    type=click.IntRange(min=1, max=16),
-    default=4,
-    show_default=True,
-    help="Pipeline-parallel nodes allowed when one machine cannot hold the model.",
-)
+@planning_options
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--explain", is_flag=True, help="Why the top plan won and the usual guesses lost.")
 @click.option(
@@ -600,36 +662,17 @@ def catalog_refresh(providers: str | None, regions: tuple[str, ...]) -> None:
     default=None,
     help="Write the top plan as JSON for `gpuplan generate --plan`.",
 )
-@click.option("--from-hub", is_flag=True, help="Fetch the config from the Hugging Face Hub.")
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
 )
 def recommend(
     model: str | None,
-    config_path: str | None,
-    quant: str | None,
-    context: int,
-    concurrency: int,
-    prompt_tokens: int,
-    output_tokens: int,
-    kv_cache_dtype: str,
-    gpu_memory_utilization: float,
-    objective: str,
-    providers: str | None,
-    regions: str | None,
-    gpu: str | None,
-    spot: bool,
-    max_price: float | None,
-    min_tokens_per_s: float | None,
-    max_ttft: float | None,
-    horizon_months: float,
-    max_nodes: int,
     top: int,
     explain: bool,
     plot_path: str | None,
     plan_path: str | None,
-    from_hub: bool,
     fmt: str,
+    **planning: Any,
 ) -> None:
     """Rank GPU offers that will run MODEL with vLLM, by cost per token (or --objective).
 
@@ -637,45 +680,10 @@ def recommend(
     """
     from pathlib import Path
 
-    from planner.catalog import OfferFilter, filter_offers, load_catalog
-    from planner.modelspec import load_model_spec
-    from planner.plan import Need, plan_to_json
-    from planner.providers import parse_provider_list
-    from planner.rank import candidates_for
-    from planner.rank import recommend as rank
+    from planner.plan import plan_to_json
     from planner.report import recommendation_tables, recommendation_to_dict
 
-    spec = load_model_spec(model, config_path=config_path, from_hub=from_hub)
-    need = Need(
-        context=context,
-        concurrency=concurrency,
-        prompt_tokens=prompt_tokens,
-        output_tokens=output_tokens,
-        kv_cache_dtype=kv_cache_dtype,
-        gpu_memory_utilization=gpu_memory_utilization,
-        objective=objective,
-        spot=spot,
-        max_price_usd_per_hour=max_price,
-        min_tokens_per_s=min_tokens_per_s,
-        max_ttft_ms=max_ttft,
-        horizon_months=horizon_months,
-        max_nodes=max_nodes,
-    )
-    candidates = candidates_for(spec, quant)
-    names = parse_provider_list(providers)
-    catalog = load_catalog(names)
-    for w in catalog.warnings:
-        click.echo(f"warning: {w}", err=True)
-    offers = [
-        o
-        for o, _ in filter_offers(
-            catalog.offers, OfferFilter(gpu=gpu, providers=tuple(names), spot=spot)
-        )
-    ]
-    if regions:
-        wanted = [r.strip().lower() for r in regions.split(",") if r.strip()]
-        offers = [o for o in offers if any(w in o.region.lower() for w in wanted)]
-    ranking = rank(candidates, offers, need)
+    ranking, catalog = _rank(model, planning)
     if plan_path:
         from planner.fsutil import atomic_write_text
 
@@ -690,6 +698,90 @@ def recommend(
         _print_rich(recommendation_tables(ranking, top, explain))
         if plan_path:
             click.echo(f"plan written to {plan_path}")
+
+
+@main.command()
+@click.argument("model", required=False)
+@planning_options
+@click.option(
+    "--plan",
+    "plan_file",
+    type=click.Path(dir_okay=False),
+    help="Generate from a saved plan (gpuplan recommend --save-plan) instead of MODEL.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    required=True,
+    help="Folder for the Pulumi project (new, empty, or an earlier output).",
+)
+@click.option("--stack", default="dev", show_default=True, help="Pulumi stack name.")
+@click.option(
+    "--allow-cidr",
+    "allow_cidrs",
+    multiple=True,
+    help="Network allowed to reach the serving port (repeatable).",
+)
+@click.option(
+    "--ssh-key",
+    "ssh_key",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="OpenSSH public key file; SSH stays closed without it and --ssh-cidr.",
+)
+@click.option("--ssh-cidr", default=None, help="Network allowed to SSH in.")
+def generate(
+    model: str | None,
+    plan_file: str | None,
+    out_dir: str,
+    stack: str,
+    allow_cidrs: tuple[str, ...],
+    ssh_key: str | None,
+    ssh_cidr: str | None,
+    **planning: Any,
+) -> None:
+    """Write a Pulumi (Python) project that provisions the plan's machine and serves the model.
+
+    Example: gpuplan generate llama-3.1-8b --providers aws --allow-cidr 203.0.113.7/32 --out llm
+    """
+    from pathlib import Path
+
+    from infra.emit import ProjectOptions, render_project, write_project
+    from planner.errors import UsageError
+    from planner.plan import plan_from_json
+
+    if plan_file and model:
+        raise UsageError("give MODEL or --plan, not both")
+    if plan_file:
+        try:
+            text = Path(plan_file).read_text("utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot read plan file {plan_file}: {exc.strerror}") from None
+        plan = plan_from_json(text)
+    else:
+        ranking, _ = _rank(model, planning)
+        plan = ranking.plans[0]
+    key = None
+    if ssh_key:
+        try:
+            key = Path(ssh_key).read_text("utf-8").strip()
+        except OSError as exc:
+            raise UsageError(f"cannot read --ssh-key {ssh_key}: {exc.strerror}") from None
+    files = render_project(
+        plan,
+        ProjectOptions(
+            stack=stack, allowed_cidrs=allow_cidrs, ssh_cidr=ssh_cidr, ssh_public_key=key
+        ),
+    )
+    written = write_project(files, Path(out_dir))
+    o = plan.offer
+    click.echo(
+        f"wrote {len(written)} files to {out_dir}: {o.provider} {o.instance_type} "
+        f"({o.gpu_count}x {o.gpu}) serving {plan.model} at "
+        f"${plan.estimate.usd_per_hour:.2f}/h"
+    )
+    click.echo(f"next: cd {out_dir} && cat README.md")
 
 
 if __name__ == "__main__":

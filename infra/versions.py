@@ -1,0 +1,48 @@
+"""What generated projects pin. Bump together, then regenerate the golden files
+(UPDATE_GOLDEN=1 pytest tests/test_generate.py)."""
+
+# vLLM's OpenAI-compatible server image; v0.33.0 is the release shared/reference/vllm-support.md
+# read (CUDA 13 build: hosts need NVIDIA driver >= 580).
+VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+
+# Python packages of the generated Pulumi program (versions exercised by gpuplan's tests).
+BASE_REQUIREMENTS = {"pulumi": "3.272.0", "pulumi-random": "4.21.4"}
+PROVIDER_REQUIREMENTS = {
+    "aws": {"pulumi-aws": "7.51.1"},
+    "gcp": {"pulumi-gcp": "10.2.0"},
+    "runpod": {"requests": "2.34.2"},
+    "vast": {"requests": "2.34.2"},
+    "hetzner": {"pulumi-command": "1.2.1", "requests": "2.34.2"},
+}
+
+# AWS Deep Learning Base OSS AMI (driver 580.x, Docker, NVIDIA container toolkit), through its
+# public SSM parameter (docs.aws.amazon.com/dlami/latest/devguide/find-dlami-id.html).
+AWS_DLAMI_SSM = (
+    "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+)
+
+# GCP Deep Learning VM image family with the R580 driver preinstalled.
+GCP_IMAGE_FAMILY = (
+    "projects/deeplearning-platform-release/global/images/family/"
+    "common-cu129-ubuntu-2204-nvidia-580"
+)
+
+# RunPod gpuTypes ids and Vast gpu_name values for canonical GPUs (the names their APIs use).
+RUNPOD_GPU_TYPES = {
+    "rtx-4090": "NVIDIA GeForce RTX 4090", "rtx-3090": "NVIDIA GeForce RTX 3090",
+    "rtx-5090": "NVIDIA GeForce RTX 5090", "rtx-a6000": "NVIDIA RTX A6000",
+    "rtx-a4000": "NVIDIA RTX A4000", "rtx-6000-ada": "NVIDIA RTX 6000 Ada Generation",
+    "rtx-4000-ada": "NVIDIA RTX 4000 Ada Generation", "a40": "NVIDIA A40", "l4": "NVIDIA L4",
+    "l40": "NVIDIA L40", "l40s": "NVIDIA L40S", "a100-80gb-pcie": "NVIDIA A100 80GB PCIe",
+    "a100-80gb-sxm": "NVIDIA A100-SXM4-80GB", "h100-pcie": "NVIDIA H100 PCIe",
+    "h100-sxm": "NVIDIA H100 80GB HBM3", "h100-nvl": "NVIDIA H100 NVL", "h200-sxm": "NVIDIA H200",
+    "b200": "NVIDIA B200",
+}  # fmt: skip
+VAST_GPU_NAMES = {
+    "rtx-4090": "RTX 4090", "rtx-3090": "RTX 3090", "rtx-5090": "RTX 5090",
+    "rtx-a6000": "RTX A6000", "rtx-6000-ada": "RTX 6000Ada", "a40": "A40", "l40s": "L40S",
+    "l4": "L4", "a100-40gb-sxm": "A100 SXM4", "a100-80gb-sxm": "A100 SXM4",
+    "a100-80gb-pcie": "A100 PCIE", "h100-sxm": "H100 SXM", "h100-pcie": "H100 PCIE",
+    "h100-nvl": "H100 NVL", "h200-sxm": "H200", "b200": "B200",
+}  # fmt: skip
+GCP_ATTACHED_ACCELERATORS = {"t4": "nvidia-tesla-t4", "v100-sxm2-16gb": "nvidia-tesla-v100"}

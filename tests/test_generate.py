@@ -1,0 +1,570 @@
+"""Generated Pulumi projects: run in-process under mocks (tests/pulumi_harness.py), checked for
+resources, secrets, security defaults, determinism, injection safety and golden files."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from infra.emit import MARKER, ProjectOptions, render_project, write_project
+from planner.gpus import gpu_table
+from planner.models import Offer
+from planner.modelspec import load_model_spec
+from planner.plan import Need, Plan, plan_to_json
+from planner.rank import candidates_for, recommend
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = Path(__file__).parent / "golden"
+HARNESS = Path(__file__).parent / "pulumi_harness.py"
+CIDR = "203.0.113.0/24"
+SSH = "198.51.100.7/32"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGpuplanTestKeyOnlyForTests0000000000000 test@example"
+
+OFFERS = {
+    "aws": dict(
+        instance_type="g6e.xlarge",
+        region="us-east-1",
+        gpu="l40s",
+        gpu_count=1,
+        price=1.861,
+        spot=0.9,
+    ),
+    "gcp": dict(
+        instance_type="n1-standard-8+2xT4",
+        region="us-central1",
+        gpu="t4",
+        gpu_count=2,
+        price=0.73,
+        availability="zones: us-central1-b, us-central1-a",
+    ),
+    "runpod": dict(
+        instance_type="1x NVIDIA L40S (community)",
+        region="any community",
+        gpu="l40s",
+        gpu_count=1,
+        price=0.79,
+        tier="community",
+    ),
+    "vast": dict(
+        instance_type="1x RTX 4090 (offer 2201)",
+        region="Sweden, SE",
+        gpu="rtx-4090",
+        gpu_count=1,
+        price=0.31,
+    ),
+    "hetzner": dict(
+        instance_type="GEX130",
+        region="NBG1 / FSN1",
+        gpu="rtx-6000-ada",
+        gpu_count=1,
+        price=1.3359,
+        monthly=975.18,
+        setup=0.0,
+    ),
+}
+
+
+def make_offer(provider: str) -> Offer:
+    d = OFFERS[provider]
+    return Offer(
+        provider=provider,
+        instance_type=d["instance_type"],
+        region=d["region"],
+        gpu=d["gpu"],
+        gpu_count=d["gpu_count"],
+        gpu_memory_gb=gpu_table()[d["gpu"]].memory_gb,
+        vcpus=8,
+        ram_gib=32.0,
+        disk_gb=None,
+        price_usd_per_hour=d["price"],
+        spot_price_usd_per_hour=d.get("spot"),
+        billing="monthly" if "monthly" in d else "hourly",
+        source="test",
+        fetched_at="2026-11-22",
+        monthly_price_usd=d.get("monthly"),
+        setup_fee_usd=d.get("setup"),
+        availability=d.get("availability"),
+        tier=d.get("tier"),
+    )
+
+
+def make_plan(provider: str, model: str = "llama-3.1-8b", spot: bool = False) -> Plan:
+    need = Need(context=4096, spot=spot)
+    return recommend(
+        candidates_for(load_model_spec(model), None), [make_offer(provider)], need
+    ).plans[0]
+
+
+def run_program(project: Path, config: dict) -> dict:
+    cfg = project / "harness-config.json"
+    cfg.write_text(json.dumps({"gcp:project": "gpuplan-test", **config}))
+    out = project / "harness-out.json"
+    proc = subprocess.run(
+        [sys.executable, str(HARNESS), str(project), str(out), str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=project,
+    )
+    assert out.exists(), proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    cfg.unlink()
+    out.unlink()
+    return result
+
+
+def generate(
+    tmp_path: Path, provider: str, ssh: bool = False, spot: bool = False, **opts
+) -> tuple[Path, Plan]:
+    plan = make_plan(provider, spot=spot)
+    options = ProjectOptions(
+        allowed_cidrs=(CIDR,),
+        ssh_cidr=SSH if ssh else None,
+        ssh_public_key=KEY if ssh else None,
+        **opts,
+    )
+    out = tmp_path / provider
+    write_project(render_project(plan, options), out)
+    return out, plan
+
+
+def by_type(result: dict, typ: str) -> list[dict]:
+    return [r for r in result["resources"] if r["type"] == typ]
+
+
+def boot_files(script: str) -> dict[str, str]:
+    """Decode the files a boot script writes (echo BASE64 | base64 -d > PATH)."""
+    return {
+        m.group(2): base64.b64decode(m.group(1)).decode()
+        for m in re.finditer(r"^echo (\S+) \| base64 -d > (\S+)$", script, re.M)
+    }
+
+
+def expected_command(plan: Plan) -> list[str]:
+    return [
+        "docker",
+        "run",
+        "--rm",
+        "--name",
+        "vllm",
+        "--gpus",
+        "all",
+        "--ipc=host",
+        "-p",
+        "8000:8000",
+        "--env-file",
+        "/etc/gpuplan/vllm.env",
+        "-v",
+        "/opt/gpuplan/hf:/root/.cache/huggingface",
+        "-v",
+        "/opt/gpuplan/vllm:/root/.cache/vllm",
+        "vllm/vllm-openai:v0.33.0",
+        *plan.vllm_args,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+    ]
+
+
+def check_boot(script: str, plan: Plan, api_key: str) -> None:
+    files = boot_files(script)
+    run = files["/opt/gpuplan/run-vllm.sh"].split("\n", 1)[1]
+    assert shlex.split(run) == ["exec", *expected_command(plan)]
+    assert files["/etc/gpuplan/vllm.env"] == f"VLLM_API_KEY={api_key}\n"
+    assert "ExecStart=/opt/gpuplan/run-vllm.sh" in files["/etc/systemd/system/vllm.service"]
+    assert "Restart=always" in files["/etc/systemd/system/vllm.service"]
+    assert script.index("nvidia-smi") < script.index("systemctl enable --now vllm.service")
+
+
+# ------------------------------------------------------------------ per provider, under mocks
+def test_aws_program(tmp_path):
+    project, plan = generate(tmp_path, "aws")
+    result = run_program(project, {})
+    assert result["error"] is None
+    [inst] = by_type(result, "aws:ec2/instance:Instance")
+    i = inst["inputs"]
+    assert i["instanceType"] == "g6e.xlarge" and i["ami"] == "ami-0123456789abcdef0"
+    assert i["metadataOptions"]["httpTokens"] == "required"
+    assert i["rootBlockDevice"]["encrypted"] is True and i["rootBlockDevice"]["volumeType"] == "gp3"
+    assert i["rootBlockDevice"]["volumeSize"] >= 60
+    assert "userData" in inst["secret"] and "instanceMarketOptions" not in i
+    check_boot(i["userData"], plan, "generated-api-key-0123456789")
+    [sg] = by_type(result, "aws:ec2/securityGroup:SecurityGroup")
+    [rule] = sg["inputs"]["ingress"]
+    assert (rule["fromPort"], rule["toPort"], rule["cidrBlocks"]) == (8000, 8000, [CIDR])
+    assert not by_type(result, "aws:ec2/keyPair:KeyPair")
+    [call] = [c for c in result["calls"] if c["token"] == "aws:ssm/getParameter:getParameter"]
+    assert "deeplearning" in call["args"]["name"] and "nvidia-driver" in call["args"]["name"]
+
+
+def test_aws_program_with_ssh_spot_and_given_secrets(tmp_path):
+    project, _plan = generate(tmp_path, "aws", ssh=True, spot=True)
+    result = run_program(
+        project,
+        {
+            "gpuplan:apiKey": {"value": "my-key", "secret": True},
+            "gpuplan:hfToken": {"value": "hf_abc", "secret": True},
+        },
+    )
+    assert result["error"] is None
+    [inst] = by_type(result, "aws:ec2/instance:Instance")
+    assert inst["inputs"]["instanceMarketOptions"]["marketType"] == "spot"
+    files = boot_files(inst["inputs"]["userData"])
+    assert files["/etc/gpuplan/vllm.env"] == "VLLM_API_KEY=my-key\nHF_TOKEN=hf_abc\n"
+    ingress = by_type(result, "aws:ec2/securityGroup:SecurityGroup")[0]["inputs"]["ingress"]
+    assert {(r["fromPort"], tuple(r["cidrBlocks"])) for r in ingress} == {
+        (8000, (CIDR,)),
+        (22, (SSH,)),
+    }
+    [key] = by_type(result, "aws:ec2/keyPair:KeyPair")
+    assert key["inputs"]["publicKey"] == KEY
+    assert not by_type(result, "random:index/randomPassword:RandomPassword")
+
+
+def test_gcp_program(tmp_path):
+    project, plan = generate(tmp_path, "gcp")
+    result = run_program(project, {})
+    assert result["error"] is None
+    [inst] = by_type(result, "gcp:compute/instance:Instance")
+    i = inst["inputs"]
+    assert i["machineType"] == "n1-standard-8" and i["zone"] == "us-central1-a"
+    assert i["guestAccelerators"] == [{"count": 2, "type": "nvidia-tesla-t4"}]
+    assert i["scheduling"]["onHostMaintenance"] == "TERMINATE"
+    assert i["scheduling"]["provisioningModel"] == "STANDARD"
+    assert "nvidia-580" in i["bootDisk"]["initializeParams"]["image"]
+    assert "metadataStartupScript" in inst["secret"]
+    check_boot(i["metadataStartupScript"], plan, "generated-api-key-0123456789")
+    [fw] = by_type(result, "gcp:compute/firewall:Firewall")
+    assert fw["inputs"]["sourceRanges"] == [CIDR]
+    assert fw["inputs"]["allows"] == [{"ports": ["8000"], "protocol": "tcp"}]
+
+
+def test_runpod_program(tmp_path):
+    project, plan = generate(tmp_path, "runpod")
+    result = run_program(project, {})
+    assert result["error"] is None
+    [pod] = by_type(result, "pulumi-python:dynamic:Resource")
+    i = pod["inputs"]
+    assert (i["gpu_type_id"], i["gpu_count"], i["cloud_type"]) == ("NVIDIA L40S", 1, "COMMUNITY")
+    assert i["image"] == "vllm/vllm-openai:v0.33.0" and "env" in pod["secret"]
+    assert shlex.split(i["docker_args"]) == [*plan.vllm_args, "--host", "0.0.0.0", "--port", "8000"]
+    assert i["env"]["VLLM_API_KEY"] == "generated-api-key-0123456789"
+
+
+def test_vast_program_pins_no_offer(tmp_path):
+    project, plan = generate(tmp_path, "vast")
+    result = run_program(project, {})
+    assert result["error"] is None
+    [inst] = by_type(result, "pulumi-python:dynamic:Resource")
+    i = inst["inputs"]
+    assert (i["gpu_name"], i["gpu_count"]) == ("RTX 4090", 1)
+    assert i["max_price_usd_per_hour"] == pytest.approx(0.31 * 1.25)
+    assert i["args"] == [*plan.vllm_args, "--host", "0.0.0.0", "--port", "8000"]
+    text = "".join(p.read_text() for p in project.iterdir() if p.is_file())
+    assert "2201" not in text.replace("(offer 2201)", "")  # the ephemeral offer id never lands
+
+
+def test_hetzner_program_and_readme(tmp_path):
+    project, _plan = generate(tmp_path, "hetzner", ssh=True)
+    missing = run_program(project, {})
+    assert "robotKeyFingerprints" in (missing["error"] or "")
+    result = run_program(
+        project,
+        {
+            "gpuplan:robotKeyFingerprints": ["aa:bb:cc"],
+            "gpuplan:sshPrivateKey": {"value": "PRIVATE", "secret": True},
+        },
+    )
+    assert result["error"] is None
+    [order] = by_type(result, "pulumi-python:dynamic:Resource")
+    assert order["inputs"]["product_id"] == "GEX130" and order["inputs"]["location"] == "NBG1"
+    assert order["inputs"]["test"] is True  # Robot test mode by default
+    cmds = {c["name"]: c for c in by_type(result, "command:remote:Command")}
+    assert "create" in cmds["vllm"]["secret"] and "connection" in cmds["vllm"]["secret"]
+    files = boot_files(cmds["vllm"]["inputs"]["create"])
+    fw = files["/opt/gpuplan/firewall.sh"]
+    assert f"-s {CIDR} -j RETURN" in fw and f"-s {SSH} -j RETURN" in fw
+    readme = (project / "README.md").read_text()
+    assert "rented by the month" in readme and "setup fee" in readme and "delivery" in readme
+
+
+# ------------------------------------------------------------------ rules
+@pytest.mark.parametrize("provider", list(OFFERS))
+def test_generation_is_deterministic(tmp_path, provider):
+    plan = make_plan(provider)
+    opts = ProjectOptions(allowed_cidrs=(CIDR,))
+    first = render_project(plan, opts)
+    assert render_project(plan, opts) == first
+    write_project(first, tmp_path / "a")
+    write_project(render_project(plan, opts), tmp_path / "a")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == {
+        k: v.encode() for k, v in first.items()
+    }
+
+
+@pytest.mark.parametrize("provider", list(OFFERS))
+def test_golden_files(provider):
+    files = render_project(make_plan(provider), ProjectOptions(allowed_cidrs=(CIDR,)))
+    folder = GOLDEN / provider
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        folder.mkdir(parents=True, exist_ok=True)
+        for old in folder.iterdir():
+            old.unlink()
+        for name, content in files.items():
+            (folder / name).write_text(content)
+    golden = {p.name: p.read_text() for p in folder.iterdir()}
+    assert files == golden, "generated files changed; review, then UPDATE_GOLDEN=1 pytest"
+
+
+SECRET_ENV = {
+    "HF_TOKEN": "hf_SecretTokenValue0123456789abcdef",
+    "RUNPOD_API_KEY": "rpa_SecretRunpodKey0123456789",
+    "VAST_API_KEY": "vast-secret-key-0123456789abcdef",
+    "AWS_SECRET_ACCESS_KEY": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYSECRETKEY",
+    "HETZNER_ROBOT_PASSWORD": "robot-secret-password-0123",
+}
+SECRET_PATTERNS = [
+    r"hf_[A-Za-z0-9]{20,}",
+    r"-----BEGIN [A-Z ]*PRIVATE KEY",
+    r"AKIA[0-9A-Z]{16}",
+    r"VLLM_API_KEY=[A-Za-z0-9]",
+]
+
+
+@pytest.mark.parametrize("provider", list(OFFERS))
+def test_no_secrets_and_no_open_ssh_in_files(cli, tmp_path, monkeypatch, provider):
+    """Generate with the user's secrets in the environment: none may reach a file."""
+    for name, value in SECRET_ENV.items():
+        monkeypatch.setenv(name, value)
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text(plan_to_json(make_plan(provider)))
+    key_file = tmp_path / "id.pub"
+    key_file.write_text(KEY)
+    out = tmp_path / "out"
+    r = cli(
+        "generate",
+        "--plan",
+        str(plan_file),
+        "--allow-cidr",
+        CIDR,
+        "--ssh-cidr",
+        SSH,
+        "--ssh-key",
+        str(key_file),
+        "--out",
+        str(out),
+    )
+    assert r.exit_code == 0, r.output
+    text = "\n".join(p.read_text() for p in out.iterdir() if p.is_file())
+    for value in SECRET_ENV.values():
+        assert value not in text and value not in r.output
+    for pattern in SECRET_PATTERNS:
+        assert not re.search(pattern, text), pattern
+    for line in text.splitlines():
+        if "0.0.0.0/0" in line:  # only AWS egress, and the program's own refusal of open SSH
+            assert 'cidr_blocks=["0.0.0.0/0"]' in line.replace("'", '"') or "ssh" in line.lower()
+    if provider == "aws":
+        assert SSH in (out / "Pulumi.dev.yaml").read_text()
+    r = cli(
+        "generate",
+        "--plan",
+        str(plan_file),
+        "--allow-cidr",
+        CIDR,
+        "--ssh-cidr",
+        "0.0.0.0/0",
+        "--out",
+        str(tmp_path / "open"),
+    )
+    assert r.exit_code == 2 and "whole internet" in r.output
+
+
+def test_ssh_from_everywhere_and_missing_cidrs_are_refused():
+    from planner.errors import UsageError
+
+    plan = make_plan("aws")
+    with pytest.raises(UsageError, match="whole internet"):
+        render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,), ssh_cidr="0.0.0.0/0"))
+    with pytest.raises(UsageError, match="--allow-cidr"):
+        render_project(plan, ProjectOptions())
+    with pytest.raises(UsageError, match="not a CIDR"):
+        render_project(plan, ProjectOptions(allowed_cidrs=("10.0.0.300/8",)))
+
+
+WEIRD = st.lists(
+    st.sampled_from(
+        [
+            *list("ab/-_.'\"\\$()`;|&\n\t {}#!*%~<>"),
+            "$(rm -rf /)",
+            "'; echo pwned; '",
+            "GPUPLAN_EOF",
+            "\r\n",
+            "${HOME}",
+        ]
+    ),
+    min_size=1,
+    max_size=12,
+).map("".join)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=WEIRD, extra=WEIRD)
+def test_injection_safe(model, extra):
+    """Hostile model ids and arguments stay values: every program parses and carries them."""
+    import importlib.util
+    from dataclasses import replace
+
+    base = make_plan("aws")
+    args = (*tuple(a.replace(base.model, model) for a in base.vllm_args), "--chat-template", extra)
+    plan = replace(base, model=model, base_model=model, vllm_args=args)
+    for provider in ("aws", "gcp", "runpod", "vast", "hetzner"):
+        p = replace(plan, offer=make_offer(provider))
+        files = render_project(p, ProjectOptions(allowed_cidrs=(CIDR,)))
+        tree = ast.parse(files["__main__.py"])
+        [assign] = [
+            n
+            for n in tree.body
+            if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "PLAN"
+        ]
+        literal = ast.literal_eval(assign.value)
+        assert literal["vllm_args"] == list(args) and literal["served_model_name"] == model
+        assert yaml.safe_load(files["Pulumi.yaml"])["description"].startswith("vLLM serving ")
+        json.loads(files["gpuplan.plan.json"])
+    spec = importlib.util.spec_from_file_location(
+        "boot", ROOT / "templates/_shared/gpuplan_boot.py"
+    )
+    boot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(boot)
+    script = boot.boot_script("img:1", list(args), 8000, "k")
+    run = boot_files(script)["/opt/gpuplan/run-vllm.sh"].split("\n", 1)[1]
+    assert shlex.split(run)[-len(args) - 4 : -4] == list(args)
+    assert all(
+        line.startswith(
+            (
+                "echo ",
+                "chmod ",
+                "#!",
+                "set ",
+                "exec ",
+                "for ",
+                "nvidia",
+                "systemctl",
+                "install ",
+                "umask",
+            )
+        )
+        for line in script.splitlines()
+    )
+
+
+# ------------------------------------------------------------------ command line
+def test_generate_cli_from_model_and_from_plan(cli, tmp_path):
+    out = tmp_path / "p1"
+    r = cli(
+        "generate", "llama-3.1-8b", "--providers", "aws", "--allow-cidr", CIDR, "--out", str(out)
+    )
+    assert r.exit_code == 0, r.output
+    assert {
+        "Pulumi.yaml",
+        "Pulumi.dev.yaml",
+        "__main__.py",
+        "requirements.txt",
+        "README.md",
+        ".gitignore",
+        MARKER,
+    } <= {p.name for p in out.iterdir()}
+    reqs = (out / "requirements.txt").read_text().splitlines()
+    assert all("==" in line for line in reqs)
+    plan_file = tmp_path / "plan.json"
+    plan_file.write_text((out / "gpuplan.plan.json").read_text())
+    r = cli(
+        "generate",
+        "--plan",
+        str(plan_file),
+        "--allow-cidr",
+        CIDR,
+        "--out",
+        str(tmp_path / "p2"),
+    )
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p2" / "__main__.py").read_text() == (out / "__main__.py").read_text()
+    r = cli(
+        "generate",
+        "--plan",
+        str(plan_file),
+        "--allow-cidr",
+        CIDR,
+        "--stack",
+        "prod",
+        "--out",
+        str(tmp_path / "p3"),
+    )
+    assert r.exit_code == 0 and (tmp_path / "p3" / "Pulumi.prod.yaml").exists()
+    assert "'stack_tag': 'prod'" in (tmp_path / "p3" / "__main__.py").read_text()
+
+
+def test_generate_refuses_foreign_folder_and_bad_plans(cli, tmp_path):
+    foreign = tmp_path / "repo"
+    foreign.mkdir()
+    (foreign / "main.tf").write_text("keep me")
+    r = cli(
+        "generate",
+        "llama-3.1-8b",
+        "--providers",
+        "aws",
+        "--allow-cidr",
+        CIDR,
+        "--out",
+        str(foreign),
+    )
+    assert r.exit_code == 2 and "did not generate" in r.output
+    assert [p.name for p in foreign.iterdir()] == ["main.tf"]
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"schema": "gpuplan.plan/0"}))
+    r = cli("generate", "--plan", str(bad), "--allow-cidr", CIDR, "--out", str(tmp_path / "x"))
+    assert r.exit_code == 2 and "schema" in r.output and not (tmp_path / "x").exists()
+    r = cli("generate", "llama-3.1-8b", "--out", str(tmp_path / "y"))
+    assert r.exit_code == 2 and "--allow-cidr" in r.output
+
+
+def test_regenerating_for_another_provider_removes_stale_helpers(tmp_path):
+    out = tmp_path / "proj"
+    write_project(render_project(make_plan("vast"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    assert (out / "gpuplan_vast.py").exists()
+    write_project(render_project(make_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    assert not (out / "gpuplan_vast.py").exists()
+    assert json.loads((out / MARKER).read_text())["files"] == sorted(p.name for p in out.iterdir())
+
+
+def test_plan_json_in_project_round_trips(tmp_path):
+    from planner.plan import plan_from_json
+
+    project, plan = generate(tmp_path, "gcp")
+    assert plan_from_json((project / "gpuplan.plan.json").read_text()) == plan
+    assert (project / "gpuplan.plan.json").read_text() == plan_to_json(plan)
+
+
+def test_pinned_versions_are_the_tested_ones():
+    """Generated projects pin what the test extra installs (pyproject.toml)."""
+    from importlib.metadata import version
+
+    from infra import versions
+
+    pins = {**versions.BASE_REQUIREMENTS}
+    for reqs in versions.PROVIDER_REQUIREMENTS.values():
+        pins.update(reqs)
+    for name, pinned in pins.items():
+        assert version(name) == pinned, f"{name}: tested {version(name)}, generated pin {pinned}"
