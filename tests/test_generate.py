@@ -315,9 +315,22 @@ def test_generation_is_deterministic(tmp_path, provider):
     }
 
 
+STATIC = {
+    "gpuplan_boot.py": "_shared",
+    "gpuplan_runpod.py": "runpod",
+    "gpuplan_vast.py": "vast",
+    "gpuplan_hetzner.py": "hetzner",
+}
+
+
 @pytest.mark.parametrize("provider", list(OFFERS))
 def test_golden_files(provider):
+    """Rendered files against tests/golden/<provider>/; static modules are copied verbatim
+    from templates/ (checked here rather than kept twice)."""
     files = render_project(make_plan(provider), ProjectOptions(allowed_cidrs=(CIDR,)))
+    for name, folder_name in STATIC.items():
+        if name in files:
+            assert files.pop(name) == (ROOT / "templates" / folder_name / name).read_text()
     folder = GOLDEN / provider
     if os.environ.get("UPDATE_GOLDEN") == "1":
         folder.mkdir(parents=True, exist_ok=True)
