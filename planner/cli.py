@@ -24,7 +24,11 @@ class GpuplanGroup(click.Group):
                 click.echo(f"hint: {exc.hint}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted", err=True)
+            click.echo(
+                "interrupted (any stack state stays with Pulumi: `pulumi cancel` if an "
+                "update is stuck)",
+                err=True,
+            )
             ctx.exit(EXIT_INTERRUPTED)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -713,10 +717,18 @@ def recommend(
     "--out",
     "out_dir",
     type=click.Path(file_okay=False),
-    required=True,
-    help="Folder for the Pulumi project (new, empty, or an earlier output).",
+    default=None,
+    help="Folder for the Pulumi project (new, empty, or an earlier output); default: "
+    "[deploy].out of gpuplan.toml.",
 )
-@click.option("--stack", default="dev", show_default=True, help="Pulumi stack name.")
+@click.option("--stack", default=None, help="Pulumi stack (default: gpuplan.toml's, or dev).")
+@click.option(
+    "--toml",
+    "toml_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Without MODEL or --plan, plan from this file (default: ./gpuplan.toml).",
+)
 @click.option(
     "--allow-cidr",
     "allow_cidrs",
@@ -734,8 +746,9 @@ def recommend(
 def generate(
     model: str | None,
     plan_file: str | None,
-    out_dir: str,
-    stack: str,
+    out_dir: str | None,
+    stack: str | None,
+    toml_file: str | None,
     allow_cidrs: tuple[str, ...],
     ssh_key: str | None,
     ssh_cidr: str | None,
@@ -753,6 +766,27 @@ def generate(
 
     if plan_file and model:
         raise UsageError("give MODEL or --plan, not both")
+    cfg = _config(toml_file)
+    if not plan_file and not model:
+        # Everything from gpuplan.toml; flags given on the command line still win.
+        if not cfg.model:
+            raise UsageError(
+                "no MODEL, --plan or gpuplan.toml [model].model",
+                "pass a model, or run `gpuplan init` first",
+            )
+        model = cfg.model
+        ctx = click.get_current_context()
+        from_toml = _cfg_planning(cfg)
+        for name, value in from_toml.items():
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.DEFAULT:
+                planning[name] = value
+    out_dir = out_dir or (cfg.out if cfg.path else None)
+    if not out_dir:
+        raise UsageError("no --out folder given", "pass --out DIR (or set [deploy].out)")
+    stack = stack or cfg.stack
+    allow_cidrs = allow_cidrs or cfg.allow_cidrs
+    ssh_cidr = ssh_cidr or cfg.ssh_cidr
+    ssh_key = ssh_key or (str(Path(cfg.ssh_key).expanduser()) if cfg.ssh_key else None)
     if plan_file:
         try:
             text = Path(plan_file).read_text("utf-8")
@@ -782,6 +816,404 @@ def generate(
         f"${plan.estimate.usd_per_hour:.2f}/h"
     )
     click.echo(f"next: cd {out_dir} && cat README.md")
+
+
+def _confirm_or_refuse(yes: bool, action: str) -> None:
+    from planner.errors import UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"refusing to {action} without --yes when not run interactively",
+            f"add --yes (e.g. in CI) to {action}",
+        )
+    if not click.confirm(f"{action}?", default=False):
+        raise click.Abort()
+
+
+def _config(config_file: str | None) -> Any:
+    from planner.config import load_config
+
+    return load_config(config_file or "gpuplan.toml")
+
+
+@main.command()
+@click.option("--model", default="llama-3.1-8b", show_default=True, help="The model to serve.")
+@click.option(
+    "--allow-cidr",
+    "allow_cidrs",
+    multiple=True,
+    help="Network allowed to reach the serving port (repeatable).",
+)
+@click.option("--providers", default=None, help="Comma-separated providers to consider.")
+@click.option("--stack", default="prod", show_default=True)
+@click.option(
+    "--out",
+    "out_dir",
+    default="infra/gpuplan",
+    show_default=True,
+    help="Where `gpuplan generate` will write the Pulumi project.",
+)
+@click.option(
+    "--dir",
+    "root",
+    type=click.Path(file_okay=False),
+    default=".",
+    show_default=True,
+    help="Repository root.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing gpuplan.toml / workflow.")
+def init(
+    model: str,
+    allow_cidrs: tuple[str, ...],
+    providers: str | None,
+    stack: str,
+    out_dir: str,
+    root: str,
+    force: bool,
+) -> None:
+    """Write a commented gpuplan.toml and the GitHub Actions workflow that checks pull requests
+    and deploys main.
+
+    Example: gpuplan init --model llama-3.1-70b --allow-cidr 203.0.113.0/24 --providers aws
+    """
+    from importlib.metadata import version
+    from pathlib import Path
+
+    from infra.render import render
+    from planner.config import config_template
+    from planner.errors import UsageError
+    from planner.fsutil import atomic_write_text
+    from planner.providers import parse_provider_list
+
+    names = parse_provider_list(providers) if providers else None
+    base = Path(root)
+    toml_text = (
+        config_template(model, list(allow_cidrs), names)
+        .replace('stack = "prod"', f"stack = {json.dumps(stack)}")
+        .replace('out = "infra/gpuplan"', f"out = {json.dumps(out_dir)}")
+    )
+    workflow = render("ci/gpuplan.yml.j2", out=out_dir, stack=stack, version=version("gpuplan"))
+    targets = {
+        base / "gpuplan.toml": toml_text,
+        base / ".github" / "workflows" / "gpuplan.yml": workflow,
+    }
+    existing = [str(p) for p in targets if p.exists()]
+    if existing and not force:
+        raise UsageError(f"{', '.join(existing)} already exist(s)", "add --force to overwrite")
+    for path, text in targets.items():
+        atomic_write_text(path, text)
+        click.echo(f"wrote {path}")
+    click.echo(
+        "next: edit gpuplan.toml, run `gpuplan generate`, commit both, and add the "
+        "repository secrets the workflow lists"
+    )
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="gpuplan.toml (default: ./gpuplan.toml).",
+)
+@click.option(
+    "--prices",
+    is_flag=True,
+    help="Also say whether a different plan is now cheaper (changes no files).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    default=0.10,
+    show_default=True,
+    help="With --prices: report when the best plan beats the committed one by more.",
+)
+def check(config_file: str | None, prices: bool, threshold: float) -> None:
+    """Check that the committed project matches gpuplan.toml (exit 6 when it does not).
+
+    Example: gpuplan check --prices
+    """
+    from infra.check import check_project
+    from planner.errors import EXIT_DRIFT
+
+    cfg = _config(config_file)
+    drift, plan = check_project(cfg)
+    if drift.clean:
+        click.echo(
+            f"ok: {cfg.out} matches gpuplan.toml ({plan.offer.provider} "
+            f"{plan.offer.instance_type}, {plan.quant_format}, {plan.layout.label})"
+        )
+    else:
+        for line in drift.plan_mismatches:
+            click.echo(f"plan differs: {line}")
+        for name in drift.missing:
+            click.echo(f"missing: {cfg.out}/{name}")
+        for name in drift.changed:
+            click.echo(f"changed: {cfg.out}/{name}")
+            for line in drift.diffs[name]:
+                click.echo(f"    {line}")
+        click.echo("fix: run `gpuplan generate` and commit the result")
+    if prices:
+        _price_suggestion(cfg, plan, threshold)
+    if not drift.clean:
+        raise SystemExit(EXIT_DRIFT)
+
+
+def _price_suggestion(cfg: Any, plan: Any, threshold: float) -> None:
+    from planner.errors import NoFeasibleOfferError
+
+    params = {**_cfg_planning(cfg)}
+    try:
+        ranking, _ = _rank(cfg.model or plan.base_model, params)
+    except NoFeasibleOfferError as exc:
+        click.echo(f"prices: no feasible offer at current prices ({exc.message})")
+        return
+    best = ranking.plans[0]
+    same = [
+        p
+        for p in ranking.plans
+        if p.offer.provider == plan.offer.provider
+        and p.offer.instance_type == plan.offer.instance_type
+        and p.offer.region == plan.offer.region
+    ]
+    current = same[0].objective_value if same else None
+    if current is None:
+        click.echo(
+            f"prices: the committed offer ({plan.offer.provider} "
+            f"{plan.offer.instance_type}) is no longer in the catalog; best now: "
+            f"{best.offer.provider} {best.offer.instance_type}"
+        )
+    elif best.objective_value < current * (1 - threshold) if current > 0 else False:
+        click.echo(
+            f"prices: {best.offer.provider} {best.offer.instance_type} would now be "
+            f"{(1 - best.objective_value / current):.0%} better on {plan.need.objective}"
+            f" than the committed {plan.offer.instance_type}; regenerate to switch"
+        )
+    else:
+        click.echo(
+            "prices: the committed plan is still within "
+            f"{threshold:.0%} of the best at current catalog prices"
+        )
+
+
+def _cfg_planning(cfg: Any) -> dict[str, Any]:
+    """gpuplan.toml values in the shape of the shared planning options."""
+    return {
+        "config_path": None, "quant": cfg.quant, "context": cfg.context,
+        "concurrency": cfg.concurrency, "prompt_tokens": cfg.prompt_tokens,
+        "output_tokens": cfg.output_tokens, "kv_cache_dtype": cfg.kv_cache_dtype,
+        "gpu_memory_utilization": cfg.gpu_memory_utilization, "objective": cfg.objective,
+        "providers": ",".join(cfg.providers) if cfg.providers else None,
+        "regions": ",".join(cfg.regions) if cfg.regions else None, "gpu": cfg.gpu,
+        "instance_type": cfg.instance_type, "spot": cfg.spot, "max_price": cfg.max_price,
+        "min_tokens_per_s": cfg.min_tokens_per_s, "max_ttft": cfg.max_ttft,
+        "horizon_months": cfg.horizon_months, "max_nodes": 4, "from_hub": False,
+    }  # fmt: skip
+
+
+_DEPLOY_OPTIONS = [
+    click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="gpuplan.toml (default: ./gpuplan.toml).",
+    ),
+    click.option(
+        "--dir",
+        "project_dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help="The generated project (default: [deploy].out of gpuplan.toml).",
+    ),
+    click.option("--stack", default=None, help="Pulumi stack (default: [deploy].stack)."),
+    click.option(
+        "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
+    ),
+]
+
+
+def deploy_options(f: Any) -> Any:
+    for option in reversed(_DEPLOY_OPTIONS):
+        f = option(f)
+    return f
+
+
+def _engine(config_file: str | None, project_dir: str | None, stack: str | None) -> Any:
+    from pathlib import Path
+
+    from infra.deploy import make_engine
+    from planner.errors import UsageError
+
+    cfg = _config(config_file)
+    folder = Path(project_dir or cfg.out)
+    if not (folder / "Pulumi.yaml").exists():
+        raise UsageError(f"no Pulumi project at {folder}", "run `gpuplan generate` first")
+    return cfg, folder, stack or cfg.stack, make_engine(folder, stack or cfg.stack)
+
+
+def _public_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
+    return {k: str(v) if type(v).__name__ == "Secret" else v for k, v in sorted(outputs.items())}
+
+
+@main.command()
+@deploy_options
+@click.option("--yes", is_flag=True, help="Deploy without asking (required when not a TTY).")
+@click.option("--preview", is_flag=True, help="Only show what would change.")
+@click.option(
+    "--wait-healthy",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Seconds to wait for /health and /v1/models (default: [deploy].wait_healthy).",
+)
+@click.option(
+    "--destroy-on-failure",
+    is_flag=True,
+    help="Destroy the stack when the model never becomes healthy.",
+)
+def deploy(
+    config_file: str | None,
+    project_dir: str | None,
+    stack: str | None,
+    fmt: str,
+    yes: bool,
+    preview: bool,
+    wait_healthy: int | None,
+    destroy_on_failure: bool,
+) -> None:
+    """Run the committed project with Pulumi, then wait until the model answers.
+
+    Example: gpuplan deploy --yes --format json
+    """
+    from infra.deploy import reveal
+    from infra.deploy import wait_healthy as wait
+    from planner.errors import DeployError
+
+    def log(line: str) -> None:
+        click.echo(line.rstrip("\n"), err=True)
+
+    cfg, folder, stack_name, engine = _engine(config_file, project_dir, stack)
+    if preview:
+        summary = engine.preview(log)
+        if fmt == "json":
+            _print_json(
+                {"schema": "gpuplan.deploy-preview/1", "stack": stack_name, "summary": summary}
+            )
+        else:
+            click.echo(f"preview of {stack_name}: {summary}")
+        return
+    _confirm_or_refuse(yes, f"deploy stack {stack_name} from {folder}")
+    outputs = engine.up(log)
+    endpoint = str(reveal(outputs.get("endpoint", "")))
+    model = str(outputs.get("model", ""))
+    timeout = cfg.wait_healthy if wait_healthy is None else wait_healthy
+    health = wait(
+        endpoint,
+        reveal(outputs.get("apiKey")),
+        model,
+        timeout_s=timeout,
+        interval_s=float(os.environ.get("GPUPLAN_HEALTH_INTERVAL_S", "10")),
+        on_output=log,
+    )
+    destroyed = False
+    if not health.healthy and destroy_on_failure:
+        log("destroying the stack (--destroy-on-failure)")
+        engine.destroy(log)
+        destroyed = True
+    result = {
+        "schema": "gpuplan.deploy/1",
+        "stack": stack_name,
+        "endpoint": endpoint,
+        "model": model,
+        "healthy": health.healthy,
+        "detail": health.detail,
+        "waited_s": round(health.waited_s, 1),
+        "destroyed": destroyed,
+        "outputs": _public_outputs(outputs),
+    }
+    if fmt == "json":
+        _print_json(result)
+    elif health.healthy:
+        click.echo(
+            f"deployed {model} at {endpoint} (healthy after {health.waited_s:.0f} s); "
+            "API key: `pulumi stack output apiKey --show-secrets`"
+        )
+    if not health.healthy:
+        raise DeployError(
+            f"deployed, but the model is not serving: {health.detail}",
+            "the stack was destroyed"
+            if destroyed
+            else "look at the machine's /var/log/gpuplan-boot.log, or redeploy with "
+            "--destroy-on-failure",
+        )
+
+
+@main.command()
+@deploy_options
+def status(config_file: str | None, project_dir: str | None, stack: str | None, fmt: str) -> None:
+    """Stack outputs, whether the model answers, and the hourly cost so far.
+
+    Example: gpuplan status --format json
+    """
+    import time
+
+    from infra.deploy import reveal
+    from infra.deploy import wait_healthy as wait
+
+    _, _, stack_name, engine = _engine(config_file, project_dir, stack)
+    outputs = engine.outputs()
+    endpoint = str(reveal(outputs.get("endpoint", "")))
+    health = wait(
+        endpoint,
+        reveal(outputs.get("apiKey")),
+        str(outputs.get("model", "")),
+        timeout_s=0,
+        interval_s=0,
+    )
+    since = engine.last_update_epoch()
+    hours = (time.time() - since) / 3600 if since else None
+    price = outputs.get("hourlyPriceUsd")
+    cost = round(hours * float(price), 2) if hours is not None and price is not None else None
+    result = {
+        "schema": "gpuplan.status/1",
+        "stack": stack_name,
+        "endpoint": endpoint,
+        "healthy": health.healthy,
+        "detail": health.detail,
+        "hours_since_last_update": round(hours, 2) if hours is not None else None,
+        "estimated_cost_usd": cost,
+        "outputs": _public_outputs(outputs),
+    }
+    if fmt == "json":
+        _print_json(result)
+        return
+    for key, value in result.items():
+        if key not in {"schema", "outputs"}:
+            click.echo(f"{key}: {value}")
+    for key, value in result["outputs"].items():
+        click.echo(f"output {key}: {value}")
+
+
+@main.command()
+@deploy_options
+@click.option("--yes", is_flag=True, help="Destroy without asking (required when not a TTY).")
+def destroy(
+    config_file: str | None, project_dir: str | None, stack: str | None, fmt: str, yes: bool
+) -> None:
+    """Tear the stack down (the machine and everything the project created).
+
+    Example: gpuplan destroy --yes
+    """
+    _, folder, stack_name, engine = _engine(config_file, project_dir, stack)
+    _confirm_or_refuse(yes, f"destroy stack {stack_name} of {folder}")
+    engine.destroy(lambda line: click.echo(line.rstrip("\n"), err=True))
+    if fmt == "json":
+        _print_json({"schema": "gpuplan.destroy/1", "stack": stack_name, "destroyed": True})
+    else:
+        click.echo(f"destroyed stack {stack_name}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ Exit codes (also in README.md):
   3  no feasible offer
   4  provider or network failure
   5  infrastructure-code or deploy failure
+  6  `gpuplan check` found the committed project out of date
   130 interrupted
 Only ``planner.cli`` prints these; every other module raises them.
 """
@@ -18,6 +19,7 @@ EXIT_USAGE = 2
 EXIT_NO_FEASIBLE = 3
 EXIT_PROVIDER = 4
 EXIT_DEPLOY = 5
+EXIT_DRIFT = 6
 EXIT_INTERRUPTED = 130
 
 

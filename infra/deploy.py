@@ -1,0 +1,200 @@
+"""Deploy a generated project: the Pulumi engine behind a small interface, then health polling.
+
+`PulumiEngine` drives the Automation API on the committed project folder (it needs the Pulumi
+CLI). Tests and custom setups plug in another engine with GPUPLAN_ENGINE=module:factory, the
+factory taking (project_dir, stack) like PulumiEngine. Nothing here prints: callers pass an
+``on_output`` callback, and secret outputs come back wrapped so they cannot be printed by
+accident.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from planner.errors import DeployError, UsageError
+
+Printer = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    """A stack output marked secret; str() never shows it."""
+
+    value: Any
+
+    def __str__(self) -> str:
+        return "[secret]"
+
+    __repr__ = __str__
+
+
+class Engine(Protocol):
+    def up(self, on_output: Printer) -> dict[str, Any]: ...
+    def preview(self, on_output: Printer) -> str: ...
+    def destroy(self, on_output: Printer) -> None: ...
+    def outputs(self) -> dict[str, Any]: ...
+    def last_update_epoch(self) -> float | None: ...
+
+
+class PulumiEngine:
+    """The Pulumi Automation API on a local workspace rooted at the project folder."""
+
+    def __init__(self, project_dir: Path, stack: str) -> None:
+        if shutil.which("pulumi") is None and not (Path.home() / ".pulumi/bin/pulumi").exists():
+            raise DeployError(
+                "the Pulumi CLI is not installed (the Automation API runs it)",
+                "install it: curl -fsSL https://get.pulumi.com | sh (in GitHub Actions: "
+                "pulumi/actions); then log in with PULUMI_ACCESS_TOKEN or PULUMI_BACKEND_URL",
+            )
+        from pulumi import automation as auto
+
+        try:
+            self.stack = auto.create_or_select_stack(stack_name=stack, work_dir=str(project_dir))
+        except Exception as exc:  # CommandError, missing login, bad project...
+            raise DeployError(
+                f"pulumi could not open stack '{stack}': {_first_line(exc)}",
+                "check `pulumi login` and the project folder",
+            ) from None
+
+    def up(self, on_output: Printer) -> dict[str, Any]:
+        result = self._run(
+            lambda: self.stack.up(on_output=on_output, show_secrets=False, color="never")
+        )
+        return _wrap(result.outputs)
+
+    def preview(self, on_output: Printer) -> str:
+        result = self._run(lambda: self.stack.preview(on_output=on_output, color="never"))
+        return str(result.change_summary)
+
+    def destroy(self, on_output: Printer) -> None:
+        self._run(
+            lambda: self.stack.destroy(on_output=on_output, show_secrets=False, color="never")
+        )
+
+    def outputs(self) -> dict[str, Any]:
+        return _wrap(self._run(self.stack.outputs))
+
+    def last_update_epoch(self) -> float | None:
+        history = self._run(lambda: self.stack.history(page_size=1))
+        if not history or not history[0].start_time:
+            return None
+        return history[0].start_time.timestamp()
+
+    @staticmethod
+    def _run(fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:
+            raise DeployError(
+                f"pulumi failed: {_first_line(exc)}",
+                "see the streamed log above; the stack state is kept by Pulumi",
+            ) from None
+
+
+def _wrap(outputs: Any) -> dict[str, Any]:
+    return {k: Secret(v.value) if v.secret else v.value for k, v in outputs.items()}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__
+
+
+def make_engine(project_dir: Path, stack: str) -> Engine:
+    """PulumiEngine, or the factory named by GPUPLAN_ENGINE=module:callable."""
+    spec = os.environ.get("GPUPLAN_ENGINE")
+    if spec:
+        module, _, attr = spec.partition(":")
+        try:
+            factory = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError) as exc:
+            raise UsageError(f"GPUPLAN_ENGINE={spec} cannot be loaded: {exc}") from None
+        engine: Engine = factory(project_dir, stack)
+        return engine
+    return PulumiEngine(project_dir, stack)
+
+
+# ------------------------------------------------------------------ health
+@dataclass(frozen=True, slots=True)
+class Health:
+    healthy: bool
+    detail: str
+    waited_s: float
+    models: tuple[str, ...] = ()
+
+
+def _get(url: str, api_key: str | None, timeout: float) -> tuple[int, bytes]:
+    request = urllib.request.Request(url)
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, b""
+
+
+def wait_healthy(
+    endpoint: str,
+    api_key: str | None,
+    model: str,
+    timeout_s: float,
+    interval_s: float = 10.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_output: Printer | None = None,
+) -> Health:
+    """Poll ``/health`` until 200, then check ``/v1/models`` lists ``model``. Bounded by
+    ``timeout_s``: connection refused, 502/503 (the weights are still loading) keep waiting."""
+    if not endpoint.startswith(("http://", "https://")):
+        return Health(False, f"no usable endpoint in the stack outputs ({endpoint!r})", 0.0)
+    base = endpoint.rstrip("/").removesuffix("/v1")
+    start = clock()
+    last = "not polled"
+    while True:
+        try:
+            status, _ = _get(f"{base}/health", None, timeout=min(10.0, interval_s + 5))
+            last = f"/health answered {status}"
+            if status == 200:
+                status, body = _get(f"{base}/v1/models", api_key, timeout=10.0)
+                if status == 200:
+                    models = tuple(m.get("id", "") for m in json.loads(body).get("data", []))
+                    waited = clock() - start
+                    if model in models:
+                        return Health(True, "healthy", waited, models)
+                    return Health(
+                        False,
+                        f"the endpoint serves {', '.join(models) or 'no model'}, not {model}",
+                        waited,
+                        models,
+                    )
+                last = f"/v1/models answered {status}"
+                if status in (401, 403):
+                    return Health(False, f"{last}: the API key was refused", clock() - start)
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            last = f"not answering yet ({type(reason).__name__})"
+        except ValueError:
+            last = "/v1/models answered with malformed JSON"
+        waited = clock() - start
+        if waited >= timeout_s:
+            return Health(False, f"not healthy after {timeout_s:g} s: {last}", waited)
+        if on_output:
+            on_output(f"waiting for {base}: {last} ({waited:.0f} s)")
+        sleep(interval_s)
+
+
+def reveal(value: Any) -> Any:
+    return value.value if isinstance(value, Secret) else value

@@ -1,0 +1,62 @@
+"""A fake Pulumi engine, plugged in like any custom engine: GPUPLAN_ENGINE=tests.fakeengine:make.
+
+Behaviour from the environment (so it also works in a subprocess): FAKE_ENDPOINT, FAKE_MODEL,
+FAKE_API_KEY, FAKE_UP_SLEEP_S (a slow `up`, for interruption tests) and FAKE_RECORD (a file that
+collects the calls, one JSON line each).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from infra.deploy import Printer, Secret
+
+
+class FakeEngine:
+    def __init__(self, project_dir: Path, stack: str) -> None:
+        self.project_dir, self.stack = project_dir, stack
+        self._record("open", stack=stack)
+
+    def _record(self, call: str, **extra: Any) -> None:
+        path = os.environ.get("FAKE_RECORD")
+        if path:
+            with open(path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"call": call, **extra}) + "\n")
+
+    def _outputs(self) -> dict[str, Any]:
+        return {
+            "endpoint": os.environ.get("FAKE_ENDPOINT", ""),
+            "model": os.environ.get("FAKE_MODEL", "m"),
+            "apiKey": Secret(os.environ.get("FAKE_API_KEY", "fake-key")),
+            "provider": "aws", "instanceId": "i-0fake", "hourlyPriceUsd": 1.5,
+        }  # fmt: skip
+
+    def up(self, on_output: Printer) -> dict[str, Any]:
+        self._record("up")
+        on_output("Updating (fake)")
+        time.sleep(float(os.environ.get("FAKE_UP_SLEEP_S", "0")))
+        on_output("Resources: 3 created")
+        return self._outputs()
+
+    def preview(self, on_output: Printer) -> str:
+        self._record("preview")
+        return "{'create': 3}"
+
+    def destroy(self, on_output: Printer) -> None:
+        self._record("destroy")
+        on_output("Destroying (fake)")
+
+    def outputs(self) -> dict[str, Any]:
+        self._record("outputs")
+        return self._outputs()
+
+    def last_update_epoch(self) -> float | None:
+        return time.time() - 7200
+
+
+def make(project_dir: Path, stack: str) -> FakeEngine:
+    return FakeEngine(project_dir, stack)
