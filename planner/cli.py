@@ -592,6 +592,26 @@ _PLANNING_OPTIONS = [
         show_default=True,
         help="Pipeline-parallel nodes allowed when one machine cannot hold the model.",
     ),
+    click.option(
+        "--target-rps",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Requests a second to serve (x --output-tokens): sizes replicas.",
+    ),
+    click.option(
+        "--target-output-tokens-per-s",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Output tokens a second to serve: sizes replicas.",
+    ),
+    click.option(
+        "--replica-headroom",
+        type=click.FloatRange(min=0),
+        default=0.2,
+        show_default=True,
+        help="Spare capacity above the target (0.2 = 20%).",
+    ),
+    click.option("--max-replicas", type=click.IntRange(min=1), default=64, show_default=True),
     click.option("--from-hub", is_flag=True, help="Fetch the config from the Hugging Face Hub."),
 ]
 
@@ -601,6 +621,15 @@ def planning_options(f: Any) -> Any:
     for option in reversed(_PLANNING_OPTIONS):
         f = option(f)
     return f
+
+
+def _target(p: dict[str, Any]) -> float | None:
+    from planner.errors import UsageError
+
+    rps, tokens = p.get("target_rps"), p.get("target_output_tokens_per_s")
+    if rps and tokens:
+        raise UsageError("give --target-rps or --target-output-tokens-per-s, not both")
+    return rps * p["output_tokens"] if rps else tokens
 
 
 def _rank(model: str | None, p: dict[str, Any]) -> tuple[Any, Any]:
@@ -627,6 +656,9 @@ def _rank(model: str | None, p: dict[str, Any]) -> tuple[Any, Any]:
         max_ttft_ms=p["max_ttft"],
         horizon_months=p["horizon_months"],
         max_nodes=p["max_nodes"],
+        target_output_tokens_per_s=_target(p),
+        replica_headroom=p["replica_headroom"],
+        max_replicas=p["max_replicas"],
     )
     candidates = candidates_for(spec, p["quant"])
     names = parse_provider_list(p["providers"])
@@ -1011,6 +1043,9 @@ def _cfg_planning(cfg: Any) -> dict[str, Any]:
         "instance_type": cfg.instance_type, "spot": cfg.spot, "max_price": cfg.max_price,
         "min_tokens_per_s": cfg.min_tokens_per_s, "max_ttft": cfg.max_ttft,
         "horizon_months": cfg.horizon_months, "max_nodes": 4, "from_hub": False,
+        "target_rps": cfg.target_rps,
+        "target_output_tokens_per_s": cfg.target_output_tokens_per_s,
+        "replica_headroom": cfg.replica_headroom, "max_replicas": 64,
     }  # fmt: skip
 
 

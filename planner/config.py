@@ -36,6 +36,9 @@ SCHEMA: dict[str, tuple[str, type, Any, tuple[Any, ...] | None, str]] = {
     "min_tokens_per_s": ("constraints", float, None, None, "per stream"),
     "max_ttft": ("constraints", float, None, None, "ms"),
     "horizon_months": ("constraints", float, 1.0, None, "spreads monthly setup fees"),
+    "target_rps": ("constraints", float, None, None, "requests a second: sizes replicas"),
+    "target_output_tokens_per_s": ("constraints", float, None, None, "sizes replicas"),
+    "replica_headroom": ("constraints", float, 0.2, None, "spare capacity above the target"),
     "out": ("deploy", str, "infra/gpuplan", None, "folder of the generated project"),
     "stack": ("deploy", str, "dev", None, "Pulumi stack"),
     "allow_cidrs": ("deploy", list, None, None, "networks allowed to reach the serving port"),
@@ -65,6 +68,9 @@ class ProjectConfig:
     min_tokens_per_s: float | None = None
     max_ttft: float | None = None
     horizon_months: float = 1.0
+    target_rps: float | None = None
+    target_output_tokens_per_s: float | None = None
+    replica_headroom: float = 0.2
     out: str = "infra/gpuplan"
     stack: str = "dev"
     allow_cidrs: tuple[str, ...] = ()

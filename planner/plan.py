@@ -34,6 +34,10 @@ class Need:
     max_ttft_ms: float | None = None
     horizon_months: float = 1.0  # spreads monthly rentals' setup fees
     max_nodes: int = 4
+    # Throughput target: identical replicas are added until it is met with `replica_headroom`.
+    target_output_tokens_per_s: float | None = None
+    replica_headroom: float = 0.2
+    max_replicas: int = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,8 @@ class Estimate:
     overhead_gib_per_gpu: float
     monthly_commitment_usd: float | None = None  # monthly rentals: per month, plus setup below
     setup_fee_usd: float | None = None
+    replicas: int = 1  # identical copies of the layout; $/h and tokens/s above cover them all
+    target_headroom_pct: float | None = None  # capacity above the throughput target, percent
 
 
 @dataclass(frozen=True, slots=True)

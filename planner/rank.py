@@ -119,6 +119,7 @@ def candidates_for(spec: ModelSpec, quant: str | None) -> list[Candidate]:
 class _Fit:
     layout: Layout
     label: str
+    replicas: int
     support: Support
     weights: int
     overhead: int
@@ -181,12 +182,20 @@ def evaluate_layout(
     )
     hw = Hardware(gpu, layout.tp, layout.pp, support.compute, _nvlink(gpu))
     context = need.prompt_tokens + need.output_tokens / 2
+    agg_tps = layout.dp * output_tokens_per_s(
+        load, hw, batch, need.prompt_tokens, need.output_tokens
+    )
+    replicas = 1
+    if need.target_output_tokens_per_s:
+        replicas = max(
+            1, math.ceil(need.target_output_tokens_per_s * (1 + need.replica_headroom) / agg_tps)
+        )
     return _Fit(
-        layout=layout, label=layout.label, support=support, weights=weights, overhead=overhead,
+        layout=layout, label=layout.label, replicas=replicas, support=support, weights=weights,
+        overhead=overhead,
         kv_per_request=kv_req, free=free, max_per_replica=per_replica, batch=batch,
         itl=itl_s(load, hw, needed, context), ttft=prefill_s(load, hw, need.prompt_tokens),
-        agg_tps=layout.dp * output_tokens_per_s(load, hw, batch, need.prompt_tokens,
-                                                need.output_tokens),
+        agg_tps=agg_tps,
     )  # fmt: skip
 
 
@@ -219,8 +228,13 @@ def _nvlink(gpu: GpuSpec) -> bool:
     return "SXM" in gpu.interconnect or "NVSwitch" in gpu.interconnect
 
 
-def objective_value(objective: str, est: Estimate, output_tokens: int) -> float:
-    """Lower is better for every objective."""
+def objective_value(
+    objective: str, est: Estimate, output_tokens: int, target: bool = False
+) -> float:
+    """Lower is better for every objective. With a throughput target, cost-per-token ranks by
+    the total $/h of the replicas that meet it."""
+    if objective == "cost-per-token" and target:
+        return est.usd_per_hour
     if objective == "cost-per-token":
         return est.usd_per_million_output_tokens
     if objective == "cost":
@@ -232,13 +246,23 @@ def objective_value(objective: str, est: Estimate, output_tokens: int) -> float:
     raise UsageError(f"unknown objective '{objective}'", f"valid: {', '.join(OBJECTIVES)}")
 
 
+def replicas_for(fit: _Fit, need: Need) -> int:
+    """Identical replicas needed to meet the throughput target with the headroom (1 if none);
+    computed once per layout in evaluate_layout."""
+    return fit.replicas
+
+
 def _estimate(fit: _Fit, offer: Offer, price: float, need: Need) -> Estimate:
-    nodes = fit.layout.nodes
+    replicas = replicas_for(fit, need)
+    nodes = fit.layout.nodes * replicas
     usd = price * nodes
-    agg = fit.agg_tps
+    agg = fit.agg_tps * replicas
     total_factor = (need.prompt_tokens + need.output_tokens) / need.output_tokens
     used_kv = fit.kv_per_request * math.ceil(need.concurrency / fit.layout.dp)
     monthly = offer.monthly_price_usd * nodes if offer.monthly_price_usd is not None else None
+    headroom = None
+    if need.target_output_tokens_per_s:
+        headroom = round((agg / need.target_output_tokens_per_s - 1) * 100, 1)
     return Estimate(
         single_stream_tokens_per_s=round(1 / fit.itl, 2),
         aggregate_output_tokens_per_s=round(agg, 1), batch=fit.batch,
@@ -247,12 +271,13 @@ def _estimate(fit: _Fit, offer: Offer, price: float, need: Need) -> Estimate:
         usd_per_million_output_tokens=round(usd / (agg * 3600) * 1e6, 4),
         usd_per_million_total_tokens=round(usd / (agg * total_factor * 3600) * 1e6, 4),
         memory_headroom_gib=round((fit.free - used_kv) / GIB, 2),
-        max_concurrency=fit.max_per_replica * fit.layout.dp,
+        max_concurrency=fit.max_per_replica * fit.layout.dp * replicas,
         weights_gib_per_gpu=round(fit.weights / GIB, 2),
         kv_cache_gib_per_gpu=round(used_kv / GIB, 2),
         overhead_gib_per_gpu=round(fit.overhead / GIB, 2),
         monthly_commitment_usd=round(monthly, 2) if monthly is not None else None,
         setup_fee_usd=round((offer.setup_fee_usd or 0) * nodes, 2) if monthly is not None else None,
+        replicas=replicas, target_headroom_pct=headroom,
     )  # fmt: skip
 
 
@@ -313,18 +338,25 @@ class _Group:
 
 
 def _free_key(need: Need, fit: _Fit) -> float:
-    nodes = fit.layout.nodes
+    nodes = fit.layout.nodes * replicas_for(fit, need)
+    if need.objective == "cost-per-token" and need.target_output_tokens_per_s:
+        return nodes
     if need.objective == "cost-per-token":
         return nodes / fit.agg_tps
     if need.objective == "cost":
         return nodes
     if need.objective == "speed":
-        return -fit.agg_tps
+        return -fit.agg_tps * replicas_for(fit, need)
     return fit.ttft * 1000 + need.output_tokens * fit.itl * 1000
 
 
 def _static_violation(fit: _Fit, need: Need) -> str | None:
-    """Constraints that do not depend on the price (speed and latency)."""
+    """Constraints that do not depend on the price (speed, latency, replica count)."""
+    if fit.replicas > need.max_replicas:
+        return (
+            f"{fit.replicas} replicas needed for the throughput target > "
+            f"--max-replicas {need.max_replicas}"
+        )
     stream = round(1 / fit.itl, 2)
     if need.min_tokens_per_s is not None and stream < need.min_tokens_per_s:
         return f"{stream:.1f} tok/s per stream < --min-tokens-per-s {need.min_tokens_per_s:g}"
@@ -358,13 +390,17 @@ def _group_for(cands: list[Candidate], gpu: GpuSpec, count: int, multi: bool, ne
 
 
 def _value(need: Need, fit: _Fit, usd: float) -> float:
-    """objective_value(_estimate(...)) computed without building the Estimate (same rounding)."""
+    """objective_value(_estimate(...)) computed without building the Estimate (same rounding).
+    ``usd`` is the price of all nodes of all replicas."""
+    replicas = replicas_for(fit, need)
+    if need.objective == "cost-per-token" and need.target_output_tokens_per_s:
+        return round(usd, 4)
     if need.objective == "cost-per-token":
-        return round(usd / (fit.agg_tps * 3600) * 1e6, 4)
+        return round(usd / (fit.agg_tps * replicas * 3600) * 1e6, 4)
     if need.objective == "cost":
         return round(usd, 4)
     if need.objective == "speed":
-        return -round(fit.agg_tps, 1)
+        return -round(fit.agg_tps * replicas, 1)
     return round(fit.ttft * 1000, 1) + need.output_tokens * round(fit.itl * 1000, 2)
 
 
@@ -429,7 +465,7 @@ class _Picker:
         need, over = self.need, None
         cap = need.max_price_usd_per_hour
         for idx, fit in options:
-            usd = price * fit.layout.nodes
+            usd = price * fit.layout.nodes * fit.replicas
             rounded = round(usd, 4)
             if cap is not None and rounded > cap:
                 over = f"${usd:.2f}/h > --max-price {cap:g}"
@@ -437,6 +473,8 @@ class _Picker:
             value = (
                 round(usd / (fit.agg_tps * 3600) * 1e6, 4)
                 if need.objective == "cost-per-token"
+                and fit.replicas == 1
+                and not need.target_output_tokens_per_s
                 else _value(need, fit, usd)
             )
             return (
@@ -527,6 +565,13 @@ def _make_plan(
             f"multi-node: {fit.layout.nodes} nodes, TP within a node and PP across "
             "nodes over ordinary networking (Ray)"
         )
+    if est.replicas > 1 or need.target_output_tokens_per_s:
+        notes.append(
+            f"{est.replicas} identical replica(s) for the target of "
+            f"{need.target_output_tokens_per_s:g} output tokens/s: "
+            f"{est.aggregate_output_tokens_per_s:,.0f} tokens/s, "
+            f"{est.target_headroom_pct:+.0f}% headroom"
+        )
     if offer.billing == "monthly":
         notes.append(
             f"monthly rental: ${est.monthly_commitment_usd:,.0f}/month + "
@@ -606,7 +651,18 @@ def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> 
 def validate_need(need: Need) -> None:
     if need.objective not in OBJECTIVES:
         raise UsageError(f"unknown objective '{need.objective}'", f"valid: {', '.join(OBJECTIVES)}")
-    for name in ("context", "concurrency", "prompt_tokens", "output_tokens", "max_nodes"):
+    if need.target_output_tokens_per_s is not None and need.target_output_tokens_per_s <= 0:
+        raise UsageError("the throughput target must be positive")
+    if need.replica_headroom < 0:
+        raise UsageError("replica headroom must be >= 0")
+    for name in (
+        "context",
+        "concurrency",
+        "prompt_tokens",
+        "output_tokens",
+        "max_nodes",
+        "max_replicas",
+    ):
         if getattr(need, name) <= 0:
             raise UsageError(f"{name.replace('_', '-')} must be positive")
     if need.prompt_tokens + need.output_tokens > need.context:

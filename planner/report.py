@@ -234,7 +234,8 @@ def recommendation_tables(ranking: Any, top: int, explain: bool) -> list[Any]:
         stale = age is not None and age > STALE_AFTER_DAYS
         age_label = "?" if age is None else f"{age:.0f}d" + (" STALE" if stale else "")
         price = f"{e.usd_per_hour:.2f}" + (" (mo)" if o.billing == "monthly" else "")
-        nodes = f"{p.layout.nodes}x" if p.layout.nodes > 1 else ""
+        machines = p.layout.nodes * e.replicas
+        nodes = f"{machines}x " if machines > 1 else ""
         table.add_row(
             str(i),
             o.provider,

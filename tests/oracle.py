@@ -46,5 +46,8 @@ def brute_force_best(cands: list[Candidate], offers: Iterable[Offer], need: Need
             for f in fits:
                 est = _estimate(f, o, price, need)
                 if _violations(est, need) is None:
-                    best = min(best, objective_value(need.objective, est, need.output_tokens))
+                    target = bool(need.target_output_tokens_per_s)
+                    best = min(
+                        best, objective_value(need.objective, est, need.output_tokens, target)
+                    )
     return best

@@ -200,6 +200,8 @@ SCENARIOS = [
     ("mixtral-8x7b", "auto", Need(kv_cache_dtype="fp8", concurrency=8)),
     ("gemma-2-27b", None, Need(context=8192, concurrency=2, max_ttft_ms=2000)),
     ("phi-4", "fp8", Need(min_tokens_per_s=20)),
+    ("llama-3.1-8b", "auto", Need(target_output_tokens_per_s=8000)),
+    ("qwen3-32b", None, Need(target_output_tokens_per_s=3000, objective="speed")),
 ]
 
 
@@ -318,3 +320,29 @@ def test_plot_writes_chart_with_pareto_frontier(cli, tmp_path, suffix):
         assert b"Pareto frontier" in data
     else:
         assert data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_replicas_meet_the_target_with_headroom():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    need = Need(target_output_tokens_per_s=5000, replica_headroom=0.25)
+    ranking = recommend(cands, [offer("l40s", 1, 1.0), offer("h100-sxm", 8, 25.0)], need)
+    for plan in ranking.plans:
+        e = plan.estimate
+        per_replica = e.aggregate_output_tokens_per_s / e.replicas
+        assert e.aggregate_output_tokens_per_s >= 5000 * 1.25 - 1
+        assert (e.replicas - 1) * per_replica < 5000 * 1.25  # no replica more than needed
+        assert e.target_headroom_pct == pytest.approx(
+            (e.aggregate_output_tokens_per_s / 5000 - 1) * 100, abs=0.1
+        )
+        assert e.usd_per_hour == pytest.approx(plan.offer.price_usd_per_hour * e.replicas)
+    # ranked by the total cost of meeting the target
+    assert [p.estimate.usd_per_hour for p in ranking.plans] == sorted(
+        p.estimate.usd_per_hour for p in ranking.plans
+    )
+    assert plan_from_json(plan_to_json(ranking.plans[0])) == ranking.plans[0]
+
+
+def test_too_many_replicas_is_a_reason():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    with pytest.raises(NoFeasibleOfferError, match="max-replicas"):
+        recommend(cands, [offer("a10g", 1, 0.5)], Need(context=4096, target_output_tokens_per_s=1e6))
