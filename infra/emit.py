@@ -98,6 +98,7 @@ def plan_data(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
         "allowed_cidrs": list(opts.allowed_cidrs), "ssh_cidr": opts.ssh_cidr,
         "ssh_public_key": opts.ssh_public_key, "spot": plan.need.spot,
         "disk_gb": _disk_gb(plan),
+        "replicas": plan.estimate.replicas,
     }  # fmt: skip
     builder = {"aws": _aws, "gcp": _gcp, "runpod": _runpod, "vast": _vast, "hetzner": _hetzner}
     data.update(builder[o.provider](plan))
@@ -213,7 +214,8 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         "image": data["image"], "usd_per_hour": est.usd_per_hour, "monthly_line": monthly,
         "offer_line": f"{o.provider} {o.instance_type} ({o.gpu_count}x {o.gpu}, {o.region})",
         "layout": plan.layout.label, "tokens_per_s": est.aggregate_output_tokens_per_s,
-        "stream_tokens_per_s": est.single_stream_tokens_per_s, "stack": opts.stack,
+        "stream_tokens_per_s": est.single_stream_tokens_per_s,
+        "replicas": est.replicas, "stack": opts.stack,
         "setup_lines": setup, "gated_hint": True,
         "monthly_price_usd": est.monthly_commitment_usd or 0.0,
         "setup_fee_usd": est.setup_fee_usd or 0.0,

@@ -51,6 +51,12 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
                 nics = state.get("networkInterfaces") or [{}]
                 nics[0]["accessConfigs"] = [{"natIp": "203.0.113.20"}]
                 state["networkInterfaces"] = nics
+            if args.typ == "aws:lb/loadBalancer:LoadBalancer":
+                state.update(dnsName="vllm-123.elb.us-east-1.amazonaws.com", arn="arn:lb")
+            if args.typ == "aws:lb/targetGroup:TargetGroup":
+                state["arn"] = "arn:tg"
+            if args.typ == "gcp:compute/forwardingRule:ForwardingRule":
+                state["ipAddress"] = "203.0.113.30"
             if args.typ == "random:index/randomPassword:RandomPassword":
                 state["result"] = "generated-api-key-0123456789"
             if args.typ == "pulumi-python:dynamic:Resource":
@@ -67,6 +73,15 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
 
         def call(self, args: pulumi.runtime.MockCallArgs):
             calls.append({"token": args.token, "args": dict(args.args)})
+            if args.token == "aws:ec2/getVpc:getVpc":
+                return {
+                    "id": "vpc-0123",
+                    "cidrBlock": "172.31.0.0/16",
+                    "default": True,
+                    "arn": "arn:vpc",
+                }
+            if args.token == "aws:ec2/getSubnets:getSubnets":
+                return {"id": "x", "ids": ["subnet-a", "subnet-b"], "filters": []}
             if args.token == "aws:ssm/getParameter:getParameter":
                 return {
                     "name": args.args["name"],

@@ -581,3 +581,95 @@ def test_pinned_versions_are_the_tested_ones():
         pins.update(reqs)
     for name, pinned in pins.items():
         assert version(name) == pinned, f"{name}: tested {version(name)}, generated pin {pinned}"
+
+
+def replica_plan(provider: str, replicas: int = 3) -> Plan:
+    need = Need(context=4096, target_output_tokens_per_s=1.0)
+    plan = recommend(
+        candidates_for(load_model_spec("llama-3.1-8b"), None), [make_offer(provider)], need
+    ).plans[0]
+    from dataclasses import replace
+
+    return replace(plan, estimate=replace(plan.estimate, replicas=replicas))
+
+
+def test_aws_replicas_behind_a_network_load_balancer(tmp_path):
+    out = tmp_path / "aws3"
+    write_project(render_project(replica_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    result = run_program(out, {})
+    assert result["error"] is None
+    assert len(by_type(result, "aws:ec2/instance:Instance")) == 3
+    [lb] = by_type(result, "aws:lb/loadBalancer:LoadBalancer")
+    assert lb["inputs"]["loadBalancerType"] == "network" and lb["inputs"]["subnets"] == [
+        "subnet-a",
+        "subnet-b",
+    ]
+    [tg] = by_type(result, "aws:lb/targetGroup:TargetGroup")
+    hc = tg["inputs"]["healthCheck"]
+    assert (hc["protocol"], hc["path"], tg["inputs"]["port"]) == ("HTTP", "/health", 8000)
+    assert len(by_type(result, "aws:lb/targetGroupAttachment:TargetGroupAttachment")) == 3
+    [listener] = by_type(result, "aws:lb/listener:Listener")
+    assert listener["inputs"]["port"] == 8000
+    ingress = by_type(result, "aws:ec2/securityGroup:SecurityGroup")[0]["inputs"]["ingress"]
+    assert {tuple(r["cidrBlocks"]) for r in ingress} == {(CIDR,), ("172.31.0.0/16",)}
+    assert "3 identical replicas" in (out / "README.md").read_text()
+
+
+def test_gcp_replicas_in_a_managed_group_behind_a_load_balancer(tmp_path):
+    out = tmp_path / "gcp3"
+    write_project(render_project(replica_plan("gcp"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    result = run_program(out, {})
+    assert result["error"] is None
+    assert not by_type(result, "gcp:compute/instance:Instance")
+    [mig] = by_type(result, "gcp:compute/instanceGroupManager:InstanceGroupManager")
+    assert mig["inputs"]["targetSize"] == 3
+    [hc] = by_type(result, "gcp:compute/regionHealthCheck:RegionHealthCheck")
+    assert hc["inputs"]["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
+    [tmpl] = by_type(result, "gcp:compute/instanceTemplate:InstanceTemplate")
+    assert tmpl["inputs"]["scheduling"]["onHostMaintenance"] == "TERMINATE"
+    assert "metadataStartupScript" in tmpl["secret"]
+    assert by_type(result, "gcp:compute/regionBackendService:RegionBackendService")
+    [rule] = by_type(result, "gcp:compute/forwardingRule:ForwardingRule")
+    assert rule["inputs"]["ports"] == ["8000"]
+    ranges = {
+        tuple(f["inputs"]["sourceRanges"]) for f in by_type(result, "gcp:compute/firewall:Firewall")
+    }
+    assert (CIDR,) in ranges and any("35.191.0.0/16" in r for r in ranges)
+
+
+@pytest.mark.parametrize(
+    ("provider", "typ"),
+    [("runpod", "pulumi-python:dynamic:Resource"), ("vast", "pulumi-python:dynamic:Resource")],
+)
+def test_replicas_without_a_managed_balancer(tmp_path, provider, typ):
+    out = tmp_path / provider
+    write_project(
+        render_project(replica_plan(provider), ProjectOptions(allowed_cidrs=(CIDR,))), out
+    )
+    result = run_program(out, {})
+    assert result["error"] is None
+    assert sorted(r["name"] for r in by_type(result, typ)) == ["vllm-0", "vllm-1", "vllm-2"]
+    assert "No load balancer is provisioned" in (out / "README.md").read_text()
+
+
+def test_hetzner_replicas(tmp_path):
+    out = tmp_path / "hz"
+    write_project(
+        render_project(
+            replica_plan("hetzner", 2), ProjectOptions(allowed_cidrs=(CIDR,), ssh_cidr=SSH)
+        ),
+        out,
+    )
+    result = run_program(
+        out,
+        {
+            "gpuplan:robotKeyFingerprints": ["aa:bb"],
+            "gpuplan:sshPrivateKey": {"value": "K", "secret": True},
+        },
+    )
+    assert result["error"] is None
+    assert sorted(r["name"] for r in by_type(result, "pulumi-python:dynamic:Resource")) == [
+        "gex-0",
+        "gex-1",
+    ]
+    assert len(by_type(result, "command:remote:Command")) == 4

@@ -345,4 +345,6 @@ def test_replicas_meet_the_target_with_headroom():
 def test_too_many_replicas_is_a_reason():
     cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
     with pytest.raises(NoFeasibleOfferError, match="max-replicas"):
-        recommend(cands, [offer("a10g", 1, 0.5)], Need(context=4096, target_output_tokens_per_s=1e6))
+        recommend(
+            cands, [offer("a10g", 1, 0.5)], Need(context=4096, target_output_tokens_per_s=1e6)
+        )

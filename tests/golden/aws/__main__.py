@@ -21,6 +21,7 @@ PLAN = {
     'port': 8000,
     'provider': 'aws',
     'region': 'us-east-1',
+    'replicas': 1,
     'served_model_name': 'meta-llama/Llama-3.1-8B-Instruct',
     'spot': False,
     'ssh_cidr': None,
@@ -62,12 +63,20 @@ hf_token = config.get_secret("hfToken") or pulumi.Output.secret("")
 # resolved at deploy time through its public SSM parameter.
 ami = aws.ssm.get_parameter(name=PLAN["ami_ssm_parameter"]).value
 
+replicas = PLAN["replicas"]
+vpc = aws.ec2.get_vpc(default=True) if replicas > 1 else None
+
 ingress = [
     aws.ec2.SecurityGroupIngressArgs(
         description="vLLM API", protocol="tcp", from_port=PLAN["port"], to_port=PLAN["port"],
         cidr_blocks=allowed_cidrs,
     )
 ]
+if vpc is not None:
+    # The network load balancer's health checks come from inside the VPC.
+    ingress.append(aws.ec2.SecurityGroupIngressArgs(
+        description="load balancer health checks", protocol="tcp", from_port=PLAN["port"],
+        to_port=PLAN["port"], cidr_blocks=[vpc.cidr_block]))
 if ssh_cidr:
     ingress.append(aws.ec2.SecurityGroupIngressArgs(
         description="SSH", protocol="tcp", from_port=22, to_port=22, cidr_blocks=[ssh_cidr]))
@@ -97,26 +106,74 @@ if PLAN["spot"]:
             instance_interruption_behavior="terminate", spot_instance_type="one-time"),
     )
 
-instance = aws.ec2.Instance(
-    "vllm",
-    instance_type=PLAN["instance_type"],
-    ami=ami,
-    vpc_security_group_ids=[security_group.id],
-    key_name=key_name,
-    user_data=user_data,
-    user_data_replace_on_change=True,
-    instance_market_options=market,
-    metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
-        http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=2),
-    root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
-        volume_size=PLAN["disk_gb"], volume_type="gp3", encrypted=True,
-        delete_on_termination=True),
-    tags={"Name": PLAN["name"], "gpuplan": PLAN["stack_tag"]},
-)
+instances = [
+    aws.ec2.Instance(
+        "vllm" if replicas == 1 else f"vllm-{i}",
+        instance_type=PLAN["instance_type"],
+        ami=ami,
+        vpc_security_group_ids=[security_group.id],
+        key_name=key_name,
+        user_data=user_data,
+        user_data_replace_on_change=True,
+        instance_market_options=market,
+        metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
+            http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=2),
+        root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
+            volume_size=PLAN["disk_gb"], volume_type="gp3", encrypted=True,
+            delete_on_termination=True),
+        tags={"Name": PLAN["name"] if replicas == 1 else f"{PLAN['name']}-{i}",
+              "gpuplan": PLAN["stack_tag"]},
+    )
+    for i in range(replicas)
+]
+port = str(PLAN["port"])
 
-pulumi.export("endpoint", pulumi.Output.concat("http://", instance.public_ip, ":",
-                                               str(PLAN["port"]), "/v1"))
-pulumi.export("instanceId", instance.id)
+if vpc is None:
+    pulumi.export("endpoint", pulumi.Output.concat("http://", instances[0].public_ip, ":", port,
+                                                   "/v1"))
+    pulumi.export("instanceId", instances[0].id)
+else:
+    # N identical replicas behind a network load balancer that health-checks /health.
+    subnets = aws.ec2.get_subnets(filters=[
+        aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc.id]),
+        aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"]),
+    ])
+    target_group = aws.lb.TargetGroup(
+        "vllm",
+        port=PLAN["port"],
+        protocol="TCP",
+        target_type="instance",
+        vpc_id=vpc.id,
+        health_check=aws.lb.TargetGroupHealthCheckArgs(
+            protocol="HTTP", path="/health", port="traffic-port", healthy_threshold=2,
+            unhealthy_threshold=3, interval=30),
+        tags={"gpuplan": PLAN["stack_tag"]},
+    )
+    for i, inst in enumerate(instances):
+        aws.lb.TargetGroupAttachment(f"vllm-{i}", target_group_arn=target_group.arn,
+                                     target_id=inst.id, port=PLAN["port"])
+    balancer = aws.lb.LoadBalancer(
+        "vllm",
+        load_balancer_type="network",
+        internal=False,
+        subnets=subnets.ids,
+        security_groups=[security_group.id],
+        tags={"gpuplan": PLAN["stack_tag"]},
+    )
+    aws.lb.Listener(
+        "vllm",
+        load_balancer_arn=balancer.arn,
+        port=PLAN["port"],
+        protocol="TCP",
+        default_actions=[aws.lb.ListenerDefaultActionArgs(
+            type="forward", target_group_arn=target_group.arn)],
+    )
+    pulumi.export("endpoint", pulumi.Output.concat("http://", balancer.dns_name, ":", port,
+                                                   "/v1"))
+    pulumi.export("instanceId", instances[0].id)
+    pulumi.export("instanceIds", [inst.id for inst in instances])
+    pulumi.export("replicaEndpoints", [
+        pulumi.Output.concat("http://", inst.public_ip, ":", port, "/v1") for inst in instances])
 
 pulumi.export("provider", PLAN["provider"])
 pulumi.export("model", PLAN["served_model_name"])

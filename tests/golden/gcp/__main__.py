@@ -23,6 +23,7 @@ PLAN = {
     'port': 8000,
     'provider': 'gcp',
     'region': 'us-central1',
+    'replicas': 1,
     'served_model_name': 'meta-llama/Llama-3.1-8B-Instruct',
     'spot': False,
     'ssh_cidr': None,
@@ -88,46 +89,122 @@ startup_script = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply
     lambda secrets: gpuplan_boot.boot_script(
         PLAN["image"], PLAN["vllm_args"], PLAN["port"], secrets[0], secrets[1] or None)))
 
-accelerators = [
-    gcp.compute.InstanceGuestAcceleratorArgs(type=PLAN["accelerator_type"],
-                                             count=PLAN["accelerator_count"])
-] if PLAN["accelerator_type"] else None
-
 metadata = {"enable-oslogin": "TRUE"}
 if ssh_public_key:
     metadata["ssh-keys"] = "gpuplan:" + ssh_public_key
+spot = PLAN["spot"]
+port = str(PLAN["port"])
 
-instance = gcp.compute.Instance(
-    "vllm",
-    machine_type=PLAN["machine_type"],
-    zone=PLAN["zone"],
-    boot_disk=gcp.compute.InstanceBootDiskArgs(
-        initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
-            image=PLAN["image_family"], size=PLAN["disk_gb"], type="pd-balanced"),
-        auto_delete=True,
-    ),
-    guest_accelerators=accelerators,
-    scheduling=gcp.compute.InstanceSchedulingArgs(
-        on_host_maintenance="TERMINATE",
-        automatic_restart=not PLAN["spot"],
-        preemptible=PLAN["spot"],
-        provisioning_model="SPOT" if PLAN["spot"] else "STANDARD",
-        instance_termination_action="STOP" if PLAN["spot"] else None,
-    ),
-    network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
-        network=network, access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs()])],
-    metadata=metadata,
-    metadata_startup_script=startup_script,
-    shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
-        enable_secure_boot=False, enable_vtpm=True, enable_integrity_monitoring=True),
-    tags=[tag],
-    labels={"gpuplan": PLAN["stack_tag"]},
-)
-
-external_ip = instance.network_interfaces.apply(lambda nics: nics[0].access_configs[0].nat_ip)
-pulumi.export("endpoint", pulumi.Output.concat("http://", external_ip, ":", str(PLAN["port"]),
-                                               "/v1"))
-pulumi.export("instanceId", instance.instance_id)
+if PLAN["replicas"] == 1:
+    accelerators = [
+        gcp.compute.InstanceGuestAcceleratorArgs(type=PLAN["accelerator_type"],
+                                                 count=PLAN["accelerator_count"])
+    ] if PLAN["accelerator_type"] else None
+    instance = gcp.compute.Instance(
+        "vllm",
+        machine_type=PLAN["machine_type"],
+        zone=PLAN["zone"],
+        boot_disk=gcp.compute.InstanceBootDiskArgs(
+            initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
+                image=PLAN["image_family"], size=PLAN["disk_gb"], type="pd-balanced"),
+            auto_delete=True,
+        ),
+        guest_accelerators=accelerators,
+        scheduling=gcp.compute.InstanceSchedulingArgs(
+            on_host_maintenance="TERMINATE",
+            automatic_restart=not spot,
+            preemptible=spot,
+            provisioning_model="SPOT" if spot else "STANDARD",
+            instance_termination_action="STOP" if spot else None,
+        ),
+        network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
+            network=network,
+            access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs()])],
+        metadata=metadata,
+        metadata_startup_script=startup_script,
+        shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
+            enable_secure_boot=False, enable_vtpm=True, enable_integrity_monitoring=True),
+        tags=[tag],
+        labels={"gpuplan": PLAN["stack_tag"]},
+    )
+    external_ip = instance.network_interfaces.apply(lambda nics: nics[0].access_configs[0].nat_ip)
+    pulumi.export("endpoint", pulumi.Output.concat("http://", external_ip, ":", port, "/v1"))
+    pulumi.export("instanceId", instance.instance_id)
+else:
+    # N identical replicas: a managed instance group behind an external passthrough network
+    # load balancer that health-checks /health (and auto-heals replicas that stop answering).
+    region = PLAN["region"]
+    template = gcp.compute.InstanceTemplate(
+        "vllm",
+        machine_type=PLAN["machine_type"],
+        disks=[gcp.compute.InstanceTemplateDiskArgs(
+            source_image=PLAN["image_family"], disk_size_gb=PLAN["disk_gb"],
+            disk_type="pd-balanced", boot=True, auto_delete=True)],
+        guest_accelerators=[gcp.compute.InstanceTemplateGuestAcceleratorArgs(
+            type=PLAN["accelerator_type"], count=PLAN["accelerator_count"])]
+        if PLAN["accelerator_type"] else None,
+        scheduling=gcp.compute.InstanceTemplateSchedulingArgs(
+            on_host_maintenance="TERMINATE",
+            automatic_restart=not spot,
+            preemptible=spot,
+            provisioning_model="SPOT" if spot else "STANDARD",
+            instance_termination_action="STOP" if spot else None,
+        ),
+        network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
+            network=network,
+            access_configs=[gcp.compute.InstanceTemplateNetworkInterfaceAccessConfigArgs()])],
+        metadata=metadata,
+        metadata_startup_script=startup_script,
+        tags=[tag],
+        labels={"gpuplan": PLAN["stack_tag"]},
+    )
+    health_check = gcp.compute.RegionHealthCheck(
+        "vllm",
+        region=region,
+        http_health_check=gcp.compute.RegionHealthCheckHttpHealthCheckArgs(
+            port=PLAN["port"], request_path="/health"),
+        check_interval_sec=30,
+        timeout_sec=10,
+    )
+    # Google's health checkers reach the replicas from these ranges.
+    gcp.compute.Firewall(
+        "vllm-health-checks",
+        network=network,
+        allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[port])],
+        source_ranges=["35.191.0.0/16", "130.211.0.0/22", "209.85.152.0/22", "209.85.204.0/22"],
+        target_tags=[tag],
+    )
+    group = gcp.compute.InstanceGroupManager(
+        "vllm",
+        zone=PLAN["zone"],
+        base_instance_name=PLAN["name"][:50],
+        versions=[gcp.compute.InstanceGroupManagerVersionArgs(
+            instance_template=template.self_link_unique)],
+        target_size=PLAN["replicas"],
+        named_ports=[gcp.compute.InstanceGroupManagerNamedPortArgs(name="vllm", port=PLAN["port"])],
+        auto_healing_policies=gcp.compute.InstanceGroupManagerAutoHealingPoliciesArgs(
+            health_check=health_check.id, initial_delay_sec=1800),
+    )
+    backend = gcp.compute.RegionBackendService(
+        "vllm",
+        region=region,
+        load_balancing_scheme="EXTERNAL",
+        protocol="TCP",
+        health_checks=health_check.id,
+        backends=[gcp.compute.RegionBackendServiceBackendArgs(
+            group=group.instance_group, balancing_mode="CONNECTION")],
+    )
+    rule = gcp.compute.ForwardingRule(
+        "vllm",
+        region=region,
+        load_balancing_scheme="EXTERNAL",
+        ip_protocol="TCP",
+        ports=[port],
+        backend_service=backend.id,
+    )
+    pulumi.export("endpoint", pulumi.Output.concat("http://", rule.ip_address, ":", port, "/v1"))
+    pulumi.export("instanceId", group.id)
+    pulumi.export("replicas", PLAN["replicas"])
 
 pulumi.export("provider", PLAN["provider"])
 pulumi.export("model", PLAN["served_model_name"])

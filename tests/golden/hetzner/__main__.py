@@ -23,6 +23,7 @@ PLAN = {
     'port': 8000,
     'product_id': 'GEX130',
     'provider': 'hetzner',
+    'replicas': 1,
     'served_model_name': 'meta-llama/Llama-3.1-8B-Instruct',
     'setup_fee_usd': 0,
     'spot': False,
@@ -70,37 +71,49 @@ if not fingerprints:
     raise pulumi.RunError("set gpuplan:robotKeyFingerprints to the fingerprint(s) of SSH keys "
                           "stored in Robot: the server is installed over SSH")
 test_mode = config.get_bool("robotTestMode")
-order = HetznerServerOrder(
-    "gex",
-    {
-        "product_id": PLAN["product_id"],
-        "location": PLAN["location"],
-        "dist": PLAN["dist"],
-        "key_fingerprints": fingerprints,
-        "test": True if test_mode is None else test_mode,
-        "wait_minutes": 240,
-    },
-)
-
 private_key = config.require_secret("sshPrivateKey")
-connection = command.remote.ConnectionArgs(host=order.server_ip, user="root",
-                                           private_key=private_key, dial_error_limit=60)
-host_setup = command.remote.Command(
-    "host-setup", connection=connection, create=gpuplan_boot.HOST_SETUP,
-    opts=pulumi.ResourceOptions(depends_on=[order]))
-boot = command.remote.Command(
-    "vllm",
-    connection=connection,
-    create=pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
-        lambda s: gpuplan_boot.boot_script(
-            PLAN["image"], PLAN["vllm_args"], PLAN["port"], s[0], s[1] or None,
-            firewall=gpuplan_boot.firewall_script(PLAN["port"], allowed_cidrs, ssh_cidr)))),
-    opts=pulumi.ResourceOptions(depends_on=[host_setup]),
-)
+firewall = gpuplan_boot.firewall_script(PLAN["port"], allowed_cidrs, ssh_cidr)
 
-pulumi.export("endpoint", pulumi.Output.concat("http://", order.server_ip, ":",
-                                               str(PLAN["port"]), "/v1"))
-pulumi.export("instanceId", order.server_number)
+
+def server(i: int):
+    suffix = "" if PLAN["replicas"] == 1 else f"-{i}"
+    order = HetznerServerOrder(
+        "gex" + suffix,
+        {
+            "product_id": PLAN["product_id"],
+            "location": PLAN["location"],
+            "dist": PLAN["dist"],
+            "key_fingerprints": fingerprints,
+            "test": True if test_mode is None else test_mode,
+            "wait_minutes": 240,
+        },
+    )
+    connection = command.remote.ConnectionArgs(host=order.server_ip, user="root",
+                                               private_key=private_key, dial_error_limit=60)
+    host_setup = command.remote.Command(
+        "host-setup" + suffix, connection=connection, create=gpuplan_boot.HOST_SETUP,
+        opts=pulumi.ResourceOptions(depends_on=[order]))
+    command.remote.Command(
+        "vllm" + suffix,
+        connection=connection,
+        create=pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
+            lambda s: gpuplan_boot.boot_script(
+                PLAN["image"], PLAN["vllm_args"], PLAN["port"], s[0], s[1] or None,
+                firewall=firewall))),
+        opts=pulumi.ResourceOptions(depends_on=[host_setup]),
+    )
+    return order
+
+
+orders = [server(i) for i in range(PLAN["replicas"])]
+port = str(PLAN["port"])
+# Hetzner dedicated servers come with no load balancer here: with several replicas, spread
+# traffic yourself.
+pulumi.export("endpoint", pulumi.Output.concat("http://", orders[0].server_ip, ":", port, "/v1"))
+pulumi.export("instanceId", orders[0].server_number)
+if PLAN["replicas"] > 1:
+    pulumi.export("endpoints", [pulumi.Output.concat("http://", o.server_ip, ":", port, "/v1")
+                                for o in orders])
 pulumi.export("monthlyCommitmentUsd", PLAN["monthly_price_usd"])
 pulumi.export("setupFeeUsd", PLAN["setup_fee_usd"])
 

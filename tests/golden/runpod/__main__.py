@@ -22,6 +22,7 @@ PLAN = {
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
     'port': 8000,
     'provider': 'runpod',
+    'replicas': 1,
     'served_model_name': 'meta-llama/Llama-3.1-8B-Instruct',
     'spot': False,
     'ssh_cidr': None,
@@ -61,10 +62,10 @@ api_key = config.get_secret("apiKey") or random.RandomPassword(
 hf_token = config.get_secret("hfToken") or pulumi.Output.secret("")
 # RunPod exposes the port through its HTTPS proxy; there is no firewall to open, so access is
 # controlled by vLLM's API key. gpuplan:allowedCidrs is not enforceable here.
-pod = RunpodPod(
-    "vllm",
+pods = [RunpodPod(
+    "vllm" if PLAN["replicas"] == 1 else f"vllm-{i}",
     {
-        "name": PLAN["name"],
+        "name": PLAN["name"] if PLAN["replicas"] == 1 else f"{PLAN['name']}-{i}",
         "image": PLAN["image"],
         "gpu_type_id": PLAN["gpu_type_id"],
         "gpu_count": PLAN["gpu_count"],
@@ -76,10 +77,13 @@ pod = RunpodPod(
         "env": pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
             lambda s: {"VLLM_API_KEY": s[0], "HF_TOKEN": s[1] or ""})),
     },
-)
+) for i in range(PLAN["replicas"])]
 
-pulumi.export("endpoint", pod.endpoint)
-pulumi.export("instanceId", pod.pod_id)
+# RunPod provisions no load balancer: with several replicas, spread traffic yourself.
+pulumi.export("endpoint", pods[0].endpoint)
+pulumi.export("instanceId", pods[0].pod_id)
+if PLAN["replicas"] > 1:
+    pulumi.export("endpoints", [p.endpoint for p in pods])
 
 pulumi.export("provider", PLAN["provider"])
 pulumi.export("model", PLAN["served_model_name"])

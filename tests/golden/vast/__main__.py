@@ -21,6 +21,7 @@ PLAN = {
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
     'port': 8000,
     'provider': 'vast',
+    'replicas': 1,
     'served_model_name': 'meta-llama/Llama-3.1-8B-Instruct',
     'spot': False,
     'ssh_cidr': None,
@@ -61,10 +62,10 @@ api_key = config.get_secret("apiKey") or random.RandomPassword(
 hf_token = config.get_secret("hfToken") or pulumi.Output.secret("")
 # Vast.ai hosts map the port to a random public port; there is no firewall to open, so access
 # is controlled by vLLM's API key. gpuplan:allowedCidrs is not enforceable here.
-instance = VastInstance(
-    "vllm",
+instances = [VastInstance(
+    "vllm" if PLAN["replicas"] == 1 else f"vllm-{i}",
     {
-        "name": PLAN["name"],
+        "name": PLAN["name"] if PLAN["replicas"] == 1 else f"{PLAN['name']}-{i}",
         "image": PLAN["image"],
         "gpu_name": PLAN["vast_gpu_name"],
         "gpu_count": PLAN["gpu_count"],
@@ -79,10 +80,13 @@ instance = VastInstance(
         "env": pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
             lambda s: {"VLLM_API_KEY": s[0], "HF_TOKEN": s[1] or ""})),
     },
-)
+) for i in range(PLAN["replicas"])]
 
-pulumi.export("endpoint", instance.endpoint)
-pulumi.export("instanceId", instance.instance_id)
+# Vast.ai provisions no load balancer: with several replicas, spread traffic yourself.
+pulumi.export("endpoint", instances[0].endpoint)
+pulumi.export("instanceId", instances[0].instance_id)
+if PLAN["replicas"] > 1:
+    pulumi.export("endpoints", [inst.endpoint for inst in instances])
 
 pulumi.export("provider", PLAN["provider"])
 pulumi.export("model", PLAN["served_model_name"])
