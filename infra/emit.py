@@ -85,10 +85,17 @@ def plan_data(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
             "AMD GPUs need vLLM's ROCm image; gpuplan generates CUDA projects only",
             "plan with --gpu set to an NVIDIA card",
         )
-    if plan.layout.nodes > 1 or plan.layout.pp > 1:
+    multi = plan.layout.nodes > 1
+    if multi and o.provider not in ("aws", "gcp"):
         raise DeployError(
-            "this plan spans several machines; multi-node projects are not generated yet",
-            "plan with --max-nodes 1",
+            f"multi-node plans need private networking between machines, which "
+            f"gpuplan provisions on AWS and GCP only, not {o.provider}",
+            "plan with --providers aws,gcp or --max-nodes 1",
+        )
+    if multi and plan.estimate.replicas > 1:
+        raise DeployError(
+            "replicas of multi-node deployments are not generated",
+            "drop the throughput target, or plan a model that fits one machine",
         )
     data: dict[str, Any] = {
         "provider": o.provider, "name": "gpuplan-" + _slug(plan.base_model),
@@ -99,6 +106,8 @@ def plan_data(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
         "ssh_public_key": opts.ssh_public_key, "spot": plan.need.spot,
         "disk_gb": _disk_gb(plan),
         "replicas": plan.estimate.replicas,
+        "nodes": plan.layout.nodes,
+        "gpus_total": plan.offer.gpu_count * plan.layout.nodes,
     }  # fmt: skip
     builder = {"aws": _aws, "gcp": _gcp, "runpod": _runpod, "vast": _vast, "hetzner": _hetzner}
     data.update(builder[o.provider](plan))

@@ -45,11 +45,14 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
         def new_resource(self, args: pulumi.runtime.MockResourceArgs):
             state = dict(args.inputs)
             if args.typ == "aws:ec2/instance:Instance":
-                state.update(publicIp="203.0.113.10", id="i-0123456789abcdef0")
+                state.update(
+                    publicIp="203.0.113.10", privateIp="172.31.0.10", id="i-0123456789abcdef0"
+                )
             if args.typ == "gcp:compute/instance:Instance":
                 state["instanceId"] = "1234567890"
                 nics = state.get("networkInterfaces") or [{}]
                 nics[0]["accessConfigs"] = [{"natIp": "203.0.113.20"}]
+                nics[0]["networkIp"] = "10.128.0.2"
                 state["networkInterfaces"] = nics
             if args.typ == "aws:lb/loadBalancer:LoadBalancer":
                 state.update(dnsName="vllm-123.elb.us-east-1.amazonaws.com", arn="arn:lb")

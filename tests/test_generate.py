@@ -673,3 +673,109 @@ def test_hetzner_replicas(tmp_path):
         "gex-1",
     ]
     assert len(by_type(result, "command:remote:Command")) == 4
+
+
+def multi_node_plan(provider: str, instance: str, gpu: str) -> Plan:
+    o = Offer(
+        provider=provider,
+        instance_type=instance,
+        region="us-east1" if provider == "gcp" else "us-east-1",
+        gpu=gpu,
+        gpu_count=8,
+        gpu_memory_gb=gpu_table()[gpu].memory_gb,
+        vcpus=96,
+        ram_gib=1152.0,
+        disk_gb=None,
+        price_usd_per_hour=40.0,
+        spot_price_usd_per_hour=None,
+        billing="hourly",
+        source="test",
+        fetched_at="2026-11-22",
+        availability="zones: us-east1-b" if provider == "gcp" else None,
+    )
+    return recommend(
+        candidates_for(load_model_spec("llama-3.1-405b"), None),
+        [o],
+        Need(context=4096, objective="cost"),
+    ).plans[0]
+
+
+def test_aws_multi_node_head_and_workers_with_ray(tmp_path):
+    plan = multi_node_plan("aws", "p4de.24xlarge", "a100-80gb-sxm")
+    assert plan.layout.nodes == 2 and "--pipeline-parallel-size" in plan.vllm_args
+    out = tmp_path / "mn"
+    write_project(render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    result = run_program(out, {})
+    assert result["error"] is None
+    insts = {r["name"]: r for r in by_type(result, "aws:ec2/instance:Instance")}
+    assert set(insts) == {"vllm", "worker-1"}
+    [pg] = by_type(result, "aws:ec2/placementGroup:PlacementGroup")
+    assert pg["inputs"]["strategy"] == "cluster"
+    assert all(i["inputs"]["placementGroup"] == "vllm_id" for i in insts.values())
+    assert insts["vllm"]["inputs"]["subnetId"] == insts["worker-1"]["inputs"]["subnetId"]
+    # only the head is in the serving security group; the cluster group talks to itself
+    sgs = {r["name"]: r for r in by_type(result, "aws:ec2/securityGroup:SecurityGroup")}
+    assert "vllm_id" in insts["vllm"]["inputs"]["vpcSecurityGroupIds"]
+    assert insts["worker-1"]["inputs"]["vpcSecurityGroupIds"] == ["vllm-cluster_id"]
+    assert [r["cidrBlocks"] for r in sgs["vllm"]["inputs"]["ingress"]] == [[CIDR]]
+    [rule] = by_type(result, "aws:ec2/securityGroupRule:SecurityGroupRule")
+    assert rule["inputs"]["sourceSecurityGroupId"] == rule["inputs"]["securityGroupId"]
+    head = boot_files(insts["vllm"]["inputs"]["userData"])
+    worker = boot_files(insts["worker-1"]["inputs"]["userData"])
+    assert shlex.split(head["/opt/gpuplan/run-ray.sh"].split("\n")[2])[-2:] == [
+        "-c",
+        "ray start --block --head --port=6379",
+    ]
+    assert shlex.split(worker["/opt/gpuplan/run-ray.sh"].split("\n")[2])[-2:] == [
+        "-c",
+        "ray start --block --address=172.31.0.10:6379",
+    ]
+    serve = shlex.split(head["/opt/gpuplan/run-vllm.sh"].split("\n")[2])
+    assert serve == [
+        "exec",
+        "docker",
+        "exec",
+        "vllm-node",
+        "vllm",
+        "serve",
+        *plan.vllm_args,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+    ]
+    assert ">= 16 else 1" in head["/opt/gpuplan/run-vllm.sh"]
+    assert "/opt/gpuplan/run-vllm.sh" not in worker  # workers run Ray only
+
+
+def test_gcp_multi_node_head_and_workers_with_ray(tmp_path):
+    plan = multi_node_plan("gcp", "a3-highgpu-8g", "h100-sxm")
+    out = tmp_path / "mn"
+    write_project(render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    result = run_program(out, {})
+    assert result["error"] is None
+    vms = {r["name"]: r for r in by_type(result, "gcp:compute/instance:Instance")}
+    assert set(vms) == {"vllm", "worker-1"}
+    assert vms["vllm"]["inputs"]["zone"] == vms["worker-1"]["inputs"]["zone"] == "us-east1-b"
+    [policy] = by_type(result, "gcp:compute/resourcePolicy:ResourcePolicy")
+    assert policy["inputs"]["groupPlacementPolicy"]["collocation"] == "COLLOCATED"
+    serving = next(
+        f for f in by_type(result, "gcp:compute/firewall:Firewall") if f["name"] == "vllm"
+    )
+    assert set(serving["inputs"]["targetTags"]) <= set(vms["vllm"]["inputs"]["tags"])
+    assert not set(serving["inputs"]["targetTags"]) & set(vms["worker-1"]["inputs"]["tags"])
+    worker = boot_files(vms["worker-1"]["inputs"]["metadataStartupScript"])
+    assert "--address=10.128.0.2:6379" in worker["/opt/gpuplan/run-ray.sh"]
+
+
+def test_multi_node_elsewhere_is_refused():
+    from planner.errors import DeployError
+
+    plan = multi_node_plan("aws", "p4de.24xlarge", "a100-80gb-sxm")
+    from dataclasses import replace
+
+    with pytest.raises(DeployError, match="AWS and GCP only"):
+        render_project(
+            replace(plan, offer=replace(plan.offer, provider="vast")),
+            ProjectOptions(allowed_cidrs=(CIDR,)),
+        )

@@ -94,6 +94,23 @@ def _write(path: str, content: str, mode: str) -> list[str]:
     return [f"echo {data} | base64 -d > {path}", f"chmod {mode} {path}"]
 
 
+def _wait_lines() -> list[str]:
+    """Start of every boot script: log, then wait for the NVIDIA driver and Docker."""
+    return [
+        "#!/bin/bash",
+        "set -euo pipefail",
+        "exec >>/var/log/gpuplan-boot.log 2>&1",
+        'echo "gpuplan boot $(date -u +%FT%TZ)"',
+        "for i in $(seq 1 120); do nvidia-smi >/dev/null 2>&1 && break; sleep 5; done",
+        "nvidia-smi",
+        "systemctl enable --now docker",
+        "for i in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 5; done",
+        "install -d -m 700 /etc/gpuplan",
+        "install -d -m 755 /opt/gpuplan /opt/gpuplan/hf /opt/gpuplan/vllm",
+        "umask 077",
+    ]
+
+
 def boot_script(
     image: str,
     args: list[str],
@@ -125,6 +142,109 @@ def boot_script(
         pre = f"ExecStartPre={FIREWALL_SCRIPT}\n"
     lines += _write(UNIT_FILE, UNIT.format(firewall=pre), "644")
     lines += ["systemctl daemon-reload", "systemctl enable --now vllm.service"]
+    return "\n".join(lines) + "\n"
+
+
+RAY_SCRIPT = "/opt/gpuplan/run-ray.sh"
+RAY_PORT = 6379
+RAY_UNIT = """[Unit]
+Description=Ray node for multi-node vLLM (gpuplan)
+After=docker.service network-online.target
+Requires=docker.service
+
+[Service]
+Restart=always
+RestartSec=15
+TimeoutStartSec=0
+ExecStartPre=-/usr/bin/docker rm -f vllm-node
+ExecStart=/opt/gpuplan/run-ray.sh
+ExecStop=/usr/bin/docker stop vllm-node
+
+[Install]
+WantedBy=multi-user.target
+"""
+SERVE_UNIT = """[Unit]
+Description=vLLM server on the Ray head (gpuplan)
+After=ray.service
+Requires=ray.service
+
+[Service]
+Restart=always
+RestartSec=30
+TimeoutStartSec=0
+ExecStart=/opt/gpuplan/run-vllm.sh
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def ray_node_script(image: str, head_ip: str | None) -> str:
+    """The Ray container of a multi-node deployment (vLLM's run_cluster.sh recipe): host
+    networking, every GPU, the head started with --head, workers joining the head's address."""
+    if head_ip is None:
+        ray = f"ray start --block --head --port={RAY_PORT}"
+    else:
+        ray = f"ray start --block --address={ipaddress.ip_address(head_ip)}:{RAY_PORT}"
+    docker = [
+        "docker", "run", "--rm", "--name", "vllm-node", "--network", "host", "--ipc=host",
+        "--gpus", "all", "--shm-size", "10.24g", "--env-file", ENV_FILE,
+        "-v", "/opt/gpuplan/hf:/root/.cache/huggingface", "--entrypoint", "/bin/bash",
+    ]  # fmt: skip
+    quoted = " ".join(shlex.quote(a) for a in docker)
+    # VLLM_HOST_IP must be this node's private address (vLLM distributed serving docs).
+    return (
+        "#!/bin/sh\nNODE_IP=$(hostname -I | awk '{print $1}')\n"
+        f'exec {quoted} -e "VLLM_HOST_IP=$NODE_IP" {shlex.quote(image)} '
+        f"-c {shlex.quote(ray)}\n"
+    )
+
+
+def serve_on_head_script(args: list[str], gpus: int) -> str:
+    """Wait until the Ray cluster has every GPU, then run `vllm serve` inside the head."""
+    serve = [
+        "docker",
+        "exec",
+        "vllm-node",
+        "vllm",
+        "serve",
+        *args,
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+    ]
+    check = "docker exec vllm-node python3 -c " + shlex.quote(
+        "import ray; ray.init(address='auto'); "
+        f"raise SystemExit(0 if ray.cluster_resources().get('GPU', 0) >= {int(gpus)} else 1)"
+    )
+    return (
+        "#!/bin/sh\n"
+        f"until {check} >/dev/null 2>&1; do sleep 10; done\n"
+        "exec " + " ".join(shlex.quote(str(a)) for a in serve) + "\n"
+    )
+
+
+def cluster_boot_script(
+    image: str,
+    args: list[str],
+    api_key: str,
+    hf_token: str | None,
+    gpus: int,
+    head_ip: str | None = None,
+) -> str:
+    """Boot script of one node of a multi-node deployment: Ray on every node; on the head
+    (head_ip None) also the vLLM server once all the cluster's GPUs have joined."""
+    lines = _wait_lines()
+    lines += _write(RAY_SCRIPT, ray_node_script(image, head_ip), "755")
+    lines += _write(ENV_FILE, env_file(api_key, hf_token), "600")
+    lines += _write("/etc/systemd/system/ray.service", RAY_UNIT, "644")
+    units = ["ray.service"]
+    if head_ip is None:
+        lines += _write(RUN_SCRIPT, serve_on_head_script(args, gpus), "755")
+        lines += _write(UNIT_FILE, SERVE_UNIT, "644")
+        units.append("vllm.service")
+    lines += ["systemctl daemon-reload", "systemctl enable --now " + " ".join(units)]
     return "\n".join(lines) + "\n"
 
 

@@ -15,9 +15,11 @@ PLAN = {
     'allowed_cidrs': ['203.0.113.0/24'],
     'ami_ssm_parameter': '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id',
     'disk_gb': 80,
+    'gpus_total': 1,
     'image': 'vllm/vllm-openai:v0.33.0',
     'instance_type': 'g6e.xlarge',
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
+    'nodes': 1,
     'port': 8000,
     'provider': 'aws',
     'region': 'us-east-1',
@@ -64,7 +66,8 @@ hf_token = config.get_secret("hfToken") or pulumi.Output.secret("")
 ami = aws.ssm.get_parameter(name=PLAN["ami_ssm_parameter"]).value
 
 replicas = PLAN["replicas"]
-vpc = aws.ec2.get_vpc(default=True) if replicas > 1 else None
+nodes = PLAN["nodes"]
+vpc = aws.ec2.get_vpc(default=True) if replicas > 1 or nodes > 1 else None
 
 ingress = [
     aws.ec2.SecurityGroupIngressArgs(
@@ -72,7 +75,7 @@ ingress = [
         cidr_blocks=allowed_cidrs,
     )
 ]
-if vpc is not None:
+if replicas > 1:
     # The network load balancer's health checks come from inside the VPC.
     ingress.append(aws.ec2.SecurityGroupIngressArgs(
         description="load balancer health checks", protocol="tcp", from_port=PLAN["port"],
@@ -106,32 +109,73 @@ if PLAN["spot"]:
             instance_interruption_behavior="terminate", spot_instance_type="one-time"),
     )
 
-instances = [
-    aws.ec2.Instance(
-        "vllm" if replicas == 1 else f"vllm-{i}",
+def gpu_instance(name, user_data, security_groups, placement_group=None, subnet_id=None):
+    return aws.ec2.Instance(
+        name,
         instance_type=PLAN["instance_type"],
         ami=ami,
-        vpc_security_group_ids=[security_group.id],
+        vpc_security_group_ids=security_groups,
         key_name=key_name,
         user_data=user_data,
         user_data_replace_on_change=True,
         instance_market_options=market,
+        placement_group=placement_group,
+        subnet_id=subnet_id,
         metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
             http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=2),
         root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
             volume_size=PLAN["disk_gb"], volume_type="gp3", encrypted=True,
             delete_on_termination=True),
-        tags={"Name": PLAN["name"] if replicas == 1 else f"{PLAN['name']}-{i}",
+        tags={"Name": PLAN["name"] if name == "vllm" else f"{PLAN['name']}-{name}",
               "gpuplan": PLAN["stack_tag"]},
     )
-    for i in range(replicas)
-]
+
+
+if nodes > 1:
+    # One model over several machines: Ray in every node's vLLM container, tensor parallel
+    # within a node and pipeline parallel across nodes; a cluster placement group keeps the
+    # nodes close, and only the head's serving port is reachable from outside.
+    cluster_sg = aws.ec2.SecurityGroup(
+        "vllm-cluster",
+        description="gpuplan: traffic between the nodes of one vLLM deployment (Ray, NCCL)",
+        egress=[aws.ec2.SecurityGroupEgressArgs(
+            protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"])],
+        tags={"gpuplan": PLAN["stack_tag"]},
+    )
+    aws.ec2.SecurityGroupRule(
+        "vllm-cluster-internal", type="ingress", protocol="-1", from_port=0, to_port=0,
+        security_group_id=cluster_sg.id, source_security_group_id=cluster_sg.id)
+    placement = aws.ec2.PlacementGroup("vllm", strategy="cluster")
+    subnet = aws.ec2.get_subnets(filters=[
+        aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc.id]),
+        aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"]),
+    ]).ids[0]
+    head_data = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
+        lambda s: gpuplan_boot.cluster_boot_script(
+            PLAN["image"], PLAN["vllm_args"], s[0], s[1] or None, PLAN["gpus_total"])))
+    head = gpu_instance("vllm", head_data, [security_group.id, cluster_sg.id],
+                        placement.id, subnet)
+    workers = []
+    for i in range(1, nodes):
+        data = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token, head.private_ip).apply(
+            lambda s: gpuplan_boot.cluster_boot_script(
+                PLAN["image"], PLAN["vllm_args"], s[0], s[1] or None, PLAN["gpus_total"],
+                head_ip=s[2])))
+        workers.append(gpu_instance(f"worker-{i}", data, [cluster_sg.id], placement.id, subnet))
+    instances = [head, *workers]
+else:
+    instances = [
+        gpu_instance("vllm" if replicas == 1 else f"vllm-{i}", user_data, [security_group.id])
+        for i in range(replicas)
+    ]
 port = str(PLAN["port"])
 
-if vpc is None:
+if replicas == 1:
     pulumi.export("endpoint", pulumi.Output.concat("http://", instances[0].public_ip, ":", port,
                                                    "/v1"))
     pulumi.export("instanceId", instances[0].id)
+    if nodes > 1:
+        pulumi.export("instanceIds", [inst.id for inst in instances])
 else:
     # N identical replicas behind a network load balancer that health-checks /health.
     subnets = aws.ec2.get_subnets(filters=[

@@ -16,10 +16,12 @@ PLAN = {
     'accelerator_type': 'nvidia-tesla-t4',
     'allowed_cidrs': ['203.0.113.0/24'],
     'disk_gb': 80,
+    'gpus_total': 2,
     'image': 'vllm/vllm-openai:v0.33.0',
     'image_family': 'projects/deeplearning-platform-release/global/images/family/common-cu129-ubuntu-2204-nvidia-580',
     'machine_type': 'n1-standard-8',
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
+    'nodes': 1,
     'port': 8000,
     'provider': 'gcp',
     'region': 'us-central1',
@@ -95,13 +97,13 @@ if ssh_public_key:
 spot = PLAN["spot"]
 port = str(PLAN["port"])
 
-if PLAN["replicas"] == 1:
+def gpu_vm(name, script, tags, resource_policy=None):
     accelerators = [
         gcp.compute.InstanceGuestAcceleratorArgs(type=PLAN["accelerator_type"],
                                                  count=PLAN["accelerator_count"])
     ] if PLAN["accelerator_type"] else None
-    instance = gcp.compute.Instance(
-        "vllm",
+    return gcp.compute.Instance(
+        name,
         machine_type=PLAN["machine_type"],
         zone=PLAN["zone"],
         boot_disk=gcp.compute.InstanceBootDiskArgs(
@@ -121,14 +123,58 @@ if PLAN["replicas"] == 1:
             network=network,
             access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs()])],
         metadata=metadata,
-        metadata_startup_script=startup_script,
+        metadata_startup_script=script,
+        resource_policies=resource_policy,
         shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
             enable_secure_boot=False, enable_vtpm=True, enable_integrity_monitoring=True),
-        tags=[tag],
+        tags=tags,
         labels={"gpuplan": PLAN["stack_tag"]},
     )
-    external_ip = instance.network_interfaces.apply(lambda nics: nics[0].access_configs[0].nat_ip)
-    pulumi.export("endpoint", pulumi.Output.concat("http://", external_ip, ":", port, "/v1"))
+
+
+def external_ip(vm):
+    return vm.network_interfaces.apply(lambda nics: nics[0].access_configs[0].nat_ip)
+
+
+if PLAN["nodes"] > 1:
+    # One model over several machines: Ray in every node's vLLM container, tensor parallel
+    # within a node and pipeline parallel across nodes. A compact placement policy keeps the
+    # nodes close; only the head carries the tag the serving firewall rule opens.
+    cluster_tag = tag + "-cluster"
+    gcp.compute.Firewall(
+        "vllm-cluster",
+        network=network,
+        description="gpuplan: traffic between the nodes of one vLLM deployment (Ray, NCCL)",
+        allows=[gcp.compute.FirewallAllowArgs(protocol="all")],
+        source_tags=[cluster_tag],
+        target_tags=[cluster_tag],
+    )
+    placement = gcp.compute.ResourcePolicy(
+        "vllm",
+        region=PLAN["region"],
+        group_placement_policy=gcp.compute.ResourcePolicyGroupPlacementPolicyArgs(
+            vm_count=PLAN["nodes"], collocation="COLLOCATED"),
+    )
+    head_script = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
+        lambda s: gpuplan_boot.cluster_boot_script(
+            PLAN["image"], PLAN["vllm_args"], s[0], s[1] or None, PLAN["gpus_total"])))
+    head = gpu_vm("vllm", head_script, [tag, cluster_tag], placement.self_link)
+    head_ip = head.network_interfaces.apply(lambda nics: nics[0].network_ip)
+    workers = []
+    for i in range(1, PLAN["nodes"]):
+        script = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token, head_ip).apply(
+            lambda s: gpuplan_boot.cluster_boot_script(
+                PLAN["image"], PLAN["vllm_args"], s[0], s[1] or None, PLAN["gpus_total"],
+                head_ip=s[2])))
+        workers.append(gpu_vm(f"worker-{i}", script, [cluster_tag], placement.self_link))
+    pulumi.export("endpoint", pulumi.Output.concat("http://", external_ip(head), ":", port,
+                                                   "/v1"))
+    pulumi.export("instanceId", head.instance_id)
+    pulumi.export("instanceIds", [vm.instance_id for vm in [head, *workers]])
+elif PLAN["replicas"] == 1:
+    instance = gpu_vm("vllm", startup_script, [tag])
+    pulumi.export("endpoint", pulumi.Output.concat("http://", external_ip(instance), ":", port,
+                                                   "/v1"))
     pulumi.export("instanceId", instance.instance_id)
 else:
     # N identical replicas: a managed instance group behind an external passthrough network
