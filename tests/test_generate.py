@@ -779,3 +779,15 @@ def test_multi_node_elsewhere_is_refused():
             replace(plan, offer=replace(plan.offer, provider="vast")),
             ProjectOptions(allowed_cidrs=(CIDR,)),
         )
+
+
+def test_replicas_and_multi_node_are_deterministic():
+    plans = [
+        replica_plan("aws"),
+        replica_plan("gcp"),
+        multi_node_plan("aws", "p4de.24xlarge", "a100-80gb-sxm"),
+        multi_node_plan("gcp", "a3-highgpu-8g", "h100-sxm"),
+    ]
+    for plan in plans:
+        opts = ProjectOptions(allowed_cidrs=(CIDR,))
+        assert render_project(plan, opts) == render_project(plan, opts)
