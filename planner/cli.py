@@ -736,6 +736,27 @@ def recommend(
             click.echo(f"plan written to {plan_path}")
 
 
+def _first_generatable(plans: Any) -> Any:
+    """The best plan gpuplan can write a project for, saying which better ones it skipped."""
+    from infra.emit import ProjectOptions, plan_data
+    from planner.errors import DeployError
+
+    skipped: list[str] = []
+    for plan in plans[:200]:
+        try:
+            plan_data(plan, ProjectOptions(allowed_cidrs=("127.0.0.1/32",)))
+        except DeployError as exc:
+            skipped.append(f"{plan.offer.provider} {plan.offer.instance_type}: {exc.message}")
+            continue
+        for line in skipped[:3]:
+            click.echo(f"note: skipped a better plan, {line}", err=True)
+        return plan
+    raise DeployError(
+        "none of the top plans can be generated yet: " + "; ".join(skipped[:3]),
+        "pin --providers / --gpu to an offer gpuplan generates for",
+    )
+
+
 @main.command()
 @click.argument("model", required=False)
 @planning_options
@@ -827,7 +848,7 @@ def generate(
         plan = plan_from_json(text)
     else:
         ranking, _ = _rank(model, planning)
-        plan = ranking.plans[0]
+        plan = _first_generatable(ranking.plans)
     key = None
     if ssh_key:
         try:

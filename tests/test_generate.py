@@ -791,3 +791,23 @@ def test_replicas_and_multi_node_are_deterministic():
     for plan in plans:
         opts = ProjectOptions(allowed_cidrs=(CIDR,))
         assert render_project(plan, opts) == render_project(plan, opts)
+
+
+def test_generate_skips_plans_it_cannot_write(cli, tmp_path):
+    out = tmp_path / "p"
+    r = cli(
+        "generate",
+        "llama-3.1-70b",
+        "--quant",
+        "auto",
+        "--providers",
+        "runpod,vast",
+        "--allow-cidr",
+        CIDR,
+        "--out",
+        str(out),
+    )
+    assert r.exit_code == 0, r.output
+    assert "skipped a better plan" in r.output and "ROCm" in r.output
+    plan = json.loads((out / "gpuplan.plan.json").read_text())
+    assert not plan["offer"]["gpu"].startswith("mi")
