@@ -93,6 +93,7 @@ def test_models_lists_registry(cli):
     [
         ["footprint", "llama-3.1-8b", "--format", "json"],
         ["offers", "--gpu", "h100", "--format", "json"],
+        ["recommend", "llama-3.1-8b", "--format", "json"],
     ],
 )
 def test_offline_commands_do_not_import_heavy_sdks(args):
