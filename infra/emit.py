@@ -9,7 +9,7 @@ import ipaddress
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,6 @@ class ProjectOptions:
     allowed_cidrs: tuple[str, ...] = ()
     ssh_cidr: str | None = None
     ssh_public_key: str | None = None
-    extra_files: dict[str, str] = field(default_factory=dict)
 
 
 def _cidr(value: str, what: str) -> str:
@@ -62,7 +61,7 @@ def validate_options(opts: ProjectOptions) -> ProjectOptions:
         r"(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( \S+)?", key
     ):
         raise UsageError("--ssh-key is not an OpenSSH public key line")
-    return ProjectOptions(opts.stack, allowed, ssh, key, opts.extra_files)
+    return ProjectOptions(opts.stack, allowed, ssh, key)
 
 
 def _slug(text: str, limit: int = 40) -> str:

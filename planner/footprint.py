@@ -298,6 +298,11 @@ def estimate_footprint(
             f"context {context} exceeds the model's max_position_embeddings "
             f"({spec.max_position_embeddings}); vLLM refuses it without rope scaling"
         )
+    if fmt.estimate:
+        notes.append(
+            f"{fmt.name} sizes follow llama.cpp's per-tensor mix rules approximately "
+            "(within ~7% of published files); a real GGUF file (--gguf) is exact"
+        )
     if mtp:
         notes.append(
             f"{mtp:,} multi-token-prediction parameters are stored in the checkpoint "

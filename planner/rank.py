@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import typing
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import lru_cache
 
 from planner.errors import NoFeasibleOfferError, UsageError
@@ -33,7 +33,7 @@ from planner.models import ModelSpec, Offer, QuantConfig
 from planner.perf import Hardware, ModelLoad, model_load, output_tokens_per_s, prefill_s
 from planner.perf import token_latency_s as itl_s
 from planner.plan import Estimate, Layout, Need, Plan
-from planner.quant import FORMATS, QuantFormat, get_format
+from planner.quant import QuantFormat, get_format
 from planner.support import Support, check_support
 
 GIB = 1 << 30
@@ -246,14 +246,8 @@ def objective_value(
     raise UsageError(f"unknown objective '{objective}'", f"valid: {', '.join(OBJECTIVES)}")
 
 
-def replicas_for(fit: _Fit, need: Need) -> int:
-    """Identical replicas needed to meet the throughput target with the headroom (1 if none);
-    computed once per layout in evaluate_layout."""
-    return fit.replicas
-
-
 def _estimate(fit: _Fit, offer: Offer, price: float, need: Need) -> Estimate:
-    replicas = replicas_for(fit, need)
+    replicas = fit.replicas
     nodes = fit.layout.nodes * replicas
     usd = price * nodes
     agg = fit.agg_tps * replicas
@@ -313,19 +307,6 @@ def vllm_args(cand: Candidate, fit: _Fit, need: Need) -> tuple[str, ...]:
     return tuple(args)
 
 
-def _violations(est: Estimate, need: Need) -> str | None:
-    if need.max_price_usd_per_hour is not None and est.usd_per_hour > need.max_price_usd_per_hour:
-        return f"${est.usd_per_hour:.2f}/h > --max-price {need.max_price_usd_per_hour:g}"
-    if need.min_tokens_per_s is not None and est.single_stream_tokens_per_s < need.min_tokens_per_s:
-        return (
-            f"{est.single_stream_tokens_per_s:.1f} tok/s per stream < --min-tokens-per-s "
-            f"{need.min_tokens_per_s:g}"
-        )
-    if need.max_ttft_ms is not None and est.ttft_ms > need.max_ttft_ms:
-        return f"TTFT {est.ttft_ms:.0f} ms > --max-ttft {need.max_ttft_ms:g}"
-    return None
-
-
 @dataclass(frozen=True, slots=True)
 class _Group:
     """The feasible (candidate, layout) options on one kind of machine (GPU, count, whether
@@ -338,7 +319,7 @@ class _Group:
 
 
 def _free_key(need: Need, fit: _Fit) -> float:
-    nodes = fit.layout.nodes * replicas_for(fit, need)
+    nodes = fit.layout.nodes * fit.replicas
     if need.objective == "cost-per-token" and need.target_output_tokens_per_s:
         return nodes
     if need.objective == "cost-per-token":
@@ -346,7 +327,7 @@ def _free_key(need: Need, fit: _Fit) -> float:
     if need.objective == "cost":
         return nodes
     if need.objective == "speed":
-        return -fit.agg_tps * replicas_for(fit, need)
+        return -fit.agg_tps * fit.replicas
     return fit.ttft * 1000 + need.output_tokens * fit.itl * 1000
 
 
@@ -392,7 +373,7 @@ def _group_for(cands: list[Candidate], gpu: GpuSpec, count: int, multi: bool, ne
 def _value(need: Need, fit: _Fit, usd: float) -> float:
     """objective_value(_estimate(...)) computed without building the Estimate (same rounding).
     ``usd`` is the price of all nodes of all replicas."""
-    replicas = replicas_for(fit, need)
+    replicas = fit.replicas
     if need.objective == "cost-per-token" and need.target_output_tokens_per_s:
         return round(usd, 4)
     if need.objective == "cost-per-token":
@@ -714,19 +695,3 @@ def best_alternatives(
             )
         out.append((prefix.upper(), plan, why))
     return out
-
-
-def with_objective(need: Need, objective: str) -> Need:
-    return replace(need, objective=objective)
-
-
-__all__ = [
-    "FORMATS",
-    "Candidate",
-    "Ranking",
-    "Rejection",
-    "candidates_for",
-    "plan_offer",
-    "rank_offers",
-    "recommend",
-]

@@ -9,17 +9,31 @@ from collections.abc import Iterable
 
 from planner.gpus import gpu_table
 from planner.models import Offer
-from planner.plan import Need
+from planner.plan import Estimate, Need
 from planner.rank import (
     MULTI_NODE_PROVIDERS,
     Candidate,
     _estimate,
-    _violations,
     evaluate_layout,
     layouts,
     objective_value,
 )
 from planner.support import check_support
+
+
+def _violations(est: Estimate, need: Need) -> str | None:
+    """The constraints, stated on the finished Estimate (independently of the planner's fast
+    path, which checks them on layouts before pricing)."""
+    if need.max_price_usd_per_hour is not None and est.usd_per_hour > need.max_price_usd_per_hour:
+        return f"${est.usd_per_hour:.2f}/h > --max-price {need.max_price_usd_per_hour:g}"
+    if need.min_tokens_per_s is not None and est.single_stream_tokens_per_s < need.min_tokens_per_s:
+        return (
+            f"{est.single_stream_tokens_per_s:.1f} tok/s per stream < --min-tokens-per-s "
+            f"{need.min_tokens_per_s:g}"
+        )
+    if need.max_ttft_ms is not None and est.ttft_ms > need.max_ttft_ms:
+        return f"TTFT {est.ttft_ms:.0f} ms > --max-ttft {need.max_ttft_ms:g}"
+    return None
 
 
 def brute_force_best(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> float:
