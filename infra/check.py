@@ -117,3 +117,9 @@ def check_project(cfg: ProjectConfig) -> tuple[Drift, Plan]:
                 )
             )[:40]
     return drift, plan
+
+
+def improvement(current: float, best: float) -> float:
+    """How much better ``best`` is than ``current`` as a share of it (objective values: lower
+    is better, and speed values are negative), 0 when there is nothing to compare."""
+    return (current - best) / abs(current) if current else 0.0

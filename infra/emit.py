@@ -70,6 +70,8 @@ def _slug(text: str, limit: int = 40) -> str:
 
 
 def _disk_gb(plan: Plan) -> int:
+    """Root disk: the weights with 20% spare for the Hub download cache, plus 60 GB for the OS,
+    the ~20 GB vllm-openai image and torch.compile caches. An allowance, not a measurement."""
     weights_gb = plan.estimate.weights_gib_per_gpu * plan.layout.tp * plan.layout.pp * GIB_TO_GB
     return int(math.ceil((weights_gb * 1.2 + 60) / 10) * 10)
 

@@ -886,8 +886,16 @@ def _confirm_or_refuse(yes: bool, action: str) -> None:
 
 
 def _config(config_file: str | None) -> Any:
-    from planner.config import load_config
+    from pathlib import Path
 
+    from planner.config import load_config
+    from planner.errors import UsageError
+
+    if config_file and not Path(config_file).exists():
+        raise UsageError(
+            f"--toml {config_file} does not exist",
+            "run `gpuplan init` to write one, or drop --toml",
+        )
     return load_config(config_file or "gpuplan.toml")
 
 
@@ -966,11 +974,11 @@ def init(
 
 @main.command()
 @click.option(
-    "--config",
+    "--toml",
     "config_file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="gpuplan.toml (default: ./gpuplan.toml).",
+    help="The project file (default: ./gpuplan.toml).",
 )
 @click.option(
     "--prices",
@@ -1016,6 +1024,7 @@ def check(config_file: str | None, prices: bool, threshold: float) -> None:
 
 
 def _price_suggestion(cfg: Any, plan: Any, threshold: float) -> None:
+    from infra.check import improvement
     from planner.errors import NoFeasibleOfferError
 
     params = {**_cfg_planning(cfg)}
@@ -1039,10 +1048,10 @@ def _price_suggestion(cfg: Any, plan: Any, threshold: float) -> None:
             f"{plan.offer.instance_type}) is no longer in the catalog; best now: "
             f"{best.offer.provider} {best.offer.instance_type}"
         )
-    elif best.objective_value < current * (1 - threshold) if current > 0 else False:
+    elif improvement(current, best.objective_value) > threshold:
         click.echo(
             f"prices: {best.offer.provider} {best.offer.instance_type} would now be "
-            f"{(1 - best.objective_value / current):.0%} better on {plan.need.objective}"
+            f"{improvement(current, best.objective_value):.0%} better on {plan.need.objective}"
             f" than the committed {plan.offer.instance_type}; regenerate to switch"
         )
     else:
@@ -1054,6 +1063,8 @@ def _price_suggestion(cfg: Any, plan: Any, threshold: float) -> None:
 
 def _cfg_planning(cfg: Any) -> dict[str, Any]:
     """gpuplan.toml values in the shape of the shared planning options."""
+    from planner.plan import Need
+
     return {
         "config_path": None, "quant": cfg.quant, "context": cfg.context,
         "concurrency": cfg.concurrency, "prompt_tokens": cfg.prompt_tokens,
@@ -1063,16 +1074,16 @@ def _cfg_planning(cfg: Any) -> dict[str, Any]:
         "regions": ",".join(cfg.regions) if cfg.regions else None, "gpu": cfg.gpu,
         "instance_type": cfg.instance_type, "spot": cfg.spot, "max_price": cfg.max_price,
         "min_tokens_per_s": cfg.min_tokens_per_s, "max_ttft": cfg.max_ttft,
-        "horizon_months": cfg.horizon_months, "max_nodes": 4, "from_hub": False,
+        "horizon_months": cfg.horizon_months, "max_nodes": Need().max_nodes, "from_hub": False,
         "target_rps": cfg.target_rps,
         "target_output_tokens_per_s": cfg.target_output_tokens_per_s,
-        "replica_headroom": cfg.replica_headroom, "max_replicas": 64,
+        "replica_headroom": cfg.replica_headroom, "max_replicas": Need().max_replicas,
     }  # fmt: skip
 
 
 _DEPLOY_OPTIONS = [
     click.option(
-        "--config",
+        "--toml",
         "config_file",
         type=click.Path(dir_okay=False),
         default=None,

@@ -257,3 +257,17 @@ def test_sigint_during_deploy_exits_130_and_writes_nothing(project, monkeypatch)
         p: p.read_bytes() for p in project.rglob("*") if p.is_file() and p.name != "calls.jsonl"
     }
     assert after == before
+
+
+def test_explicit_missing_toml_is_a_usage_error(cli, tmp_path):
+    r = cli("check", "--toml", str(tmp_path / "nope.toml"))
+    assert r.exit_code == 2 and "does not exist" in r.output and "Traceback" not in r.output
+
+
+def test_price_improvement_handles_every_objective_sign():
+    from infra.check import improvement
+
+    assert improvement(2.0, 1.5) == pytest.approx(0.25)  # $/M tokens: lower is better
+    assert improvement(-1000.0, -1500.0) == pytest.approx(0.5)  # speed: more negative is better
+    assert improvement(2.0, 2.2) < 0
+    assert improvement(0.0, 1.0) == 0.0

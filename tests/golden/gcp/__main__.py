@@ -212,7 +212,9 @@ else:
         check_interval_sec=30,
         timeout_sec=10,
     )
-    # Google's health checkers reach the replicas from these ranges.
+    # Google's health checkers reach the replicas from these ranges (cloud.google.com/
+    # load-balancing/docs/health-check-concepts, "Probe IP ranges": 35.191.0.0/16 and
+    # 130.211.0.0/22, plus 209.85.152.0/22 and 209.85.204.0/22 for passthrough load balancers).
     gcp.compute.Firewall(
         "vllm-health-checks",
         network=network,
