@@ -214,7 +214,6 @@ def refresh(
     *,
     explicit: bool,
     regions: tuple[str, ...] | None = None,
-    base_urls: dict[str, str] | None = None,
     on_done: Callable[[ProviderOutcome], None] | None = None,
 ) -> list[ProviderOutcome]:
     """Fetch live offers from each provider in parallel and cache each complete answer.
@@ -231,7 +230,7 @@ def refresh(
         start = time.perf_counter()
         outcome = ProviderOutcome(name, "failed")
         try:
-            provider = classes[name].from_env((base_urls or {}).get(name))
+            provider = classes[name].from_env()
             offers = provider.list_offers(query)
             outcome.warnings = list(provider.warnings)
             if not offers:

@@ -212,7 +212,6 @@ def load_model_spec(
     gguf_path: str | Path | None = None,
     from_hub: bool = False,
     revision: str | None = None,
-    allow_guess: bool = True,
 ) -> ModelSpec:
     """Resolve MODEL (or --config / --gguf) to a ModelSpec; see the module docstring for order."""
     if gguf_path is not None:
@@ -234,6 +233,8 @@ def load_model_spec(
     if local.is_file() and local.suffix == ".json":
         return spec_from_config_files(local, None, "config")
     hub_note = None
+    if from_hub and not HF_ID.match(model):
+        raise ModelSpecError(f"--from-hub needs a Hugging Face id (org/name), not '{model}'")
     if not from_hub:
         entry = find_registry_entry(model)
         if entry is not None:
@@ -245,23 +246,22 @@ def load_model_spec(
                 return spec_from_hub(model, revision=revision, offline=cache_only)
             except _HubUnavailable as exc:
                 hub_note = str(exc).splitlines()[0][:200]
-        if from_hub and not allow_guess:
+        if from_hub:  # the user asked for the Hub: no silent fallback to a guess
             raise ProviderError(
                 f"could not fetch {model} from the Hugging Face Hub: {hub_note}",
                 "check the network or HF_ENDPOINT, or use --config PATH",
             )
-    if allow_guess:
-        from planner.guess import guess_spec
+    from planner.guess import guess_spec
 
-        guessed = guess_spec(model)
-        if guessed is not None:
-            notes = guessed.notes
-            hint = did_you_mean(model, registry_names())
-            if hint:
-                notes += (f"not in the registry; {hint}",)
-            if hub_note:
-                notes += (f"the Hugging Face Hub could not be reached ({hub_note})",)
-            return replace(guessed, notes=notes)
+    guessed = guess_spec(model)
+    if guessed is not None:
+        notes = guessed.notes
+        hint = did_you_mean(model, registry_names())
+        if hint:
+            notes += (f"not in the registry; {hint}",)
+        if hub_note:
+            notes += (f"the Hugging Face Hub could not be reached ({hub_note})",)
+        return replace(guessed, notes=notes)
     raise ModelSpecError(
         f"unknown model '{model}'",
         (did_you_mean(model, registry_names()) or "run `gpuplan models` for the registry")

@@ -567,20 +567,6 @@ def _make_plan(
     )  # fmt: skip
 
 
-def plan_sort_key(plan: Plan) -> tuple[object, ...]:
-    o = plan.offer
-    return (
-        plan.objective_value,
-        plan.estimate.usd_per_hour,
-        o.provider,
-        o.instance_type,
-        o.region,
-        o.tier or "",
-        plan.layout.label,
-        plan.quant_format,
-    )
-
-
 def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ranking:
     """Every offer planned or rejected with a reason; plans strictly sorted by the objective
     (ties broken by $/h, provider, instance, region, tier, layout, format)."""

@@ -236,3 +236,16 @@ def test_guess_sizes(monkeypatch, name, billions):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     total = estimate_footprint(load_model_spec(name)).total_params
     assert abs(total - billions * 1e9) / (billions * 1e9) < 0.1
+
+
+def test_from_hub_never_falls_back_to_a_guess(monkeypatch, tmp_path):
+    from planner.errors import ProviderError
+
+    # Offline and not cached: the same "Hub unavailable" path as a dead network, without
+    # huggingface_hub's connection retries.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ProviderError, match="could not fetch"):
+        load_model_spec("acme/Widget-7B", from_hub=True)
+    with pytest.raises(ModelSpecError, match="needs a Hugging Face id"):
+        load_model_spec("llama-3.1-8b", from_hub=True)
