@@ -46,7 +46,7 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
 
 
 def main() -> None:
-    from planner.catalog import refresh
+    from planner.offers.catalog import refresh
     from tests.fakes import ENV, ROUTES, FakeApi, aws_pricing_route, proxy_route
 
     os.environ["GPUPLAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="gpuplan-bench-")

@@ -41,7 +41,7 @@ def cli_wall_time(runs: int = 9) -> list[float]:
 
 
 def synthetic_offers(n: int):
-    from planner.catalog import snapshot_offers
+    from planner.offers.catalog import snapshot_offers
 
     base = snapshot_offers()
     rng = random.Random(42)
@@ -65,9 +65,9 @@ def main() -> None:
         f"min {min(times):.3f} s, max {max(times):.3f} s over {len(times)} runs "
         "(target median < 0.5 s)"
     )
-    from planner.modelspec import load_model_spec
-    from planner.plan import Need
-    from planner.rank import candidates_for, rank_offers
+    from planner.decide.plan import Need
+    from planner.decide.rank import candidates_for, rank_offers
+    from planner.model.sources import load_model_spec
 
     offers = synthetic_offers(100_000)
     for model, quant in [("llama-3.1-8b", None), ("llama-3.1-70b", "auto")]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from planner.footprint import (
+from planner.model.footprint import (
     GIB,
     estimate_footprint,
     kv_bytes_per_token,
@@ -18,7 +18,7 @@ from planner.footprint import (
     resolve_format,
     weight_bytes,
 )
-from planner.modelspec import (
+from planner.model.sources import (
     find_registry_entry,
     load_model_spec,
     registry_entries,
@@ -86,7 +86,9 @@ def main() -> None:
         )
     print()
     print("vLLM memory calibration (KV tokens vLLM logged vs what gpuplan leaves for KV):")
-    points = json.loads((ROOT / "planner/data/vllm_memory_calibration.json").read_text())["points"]
+    points = json.loads((ROOT / "planner/model/data/vllm_memory_calibration.json").read_text())[
+        "points"
+    ]
     for p in points:
         spec = load_model_spec(p["model"])
         fmt, qc = resolve_format(spec, None)

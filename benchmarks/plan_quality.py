@@ -17,13 +17,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from planner.catalog import snapshot_offers  # noqa: E402
+from planner.decide.plan import Need  # noqa: E402
+from planner.decide.rank import candidates_for, plan_offer, recommend  # noqa: E402
 from planner.errors import GpuplanError, NoFeasibleOfferError  # noqa: E402
-from planner.footprint import count_params  # noqa: E402
-from planner.gpus import gpu_table  # noqa: E402
-from planner.modelspec import load_model_spec  # noqa: E402
-from planner.plan import Need  # noqa: E402
-from planner.rank import candidates_for, plan_offer, recommend  # noqa: E402
+from planner.model.footprint import count_params  # noqa: E402
+from planner.model.sources import load_model_spec  # noqa: E402
+from planner.offers.catalog import snapshot_offers  # noqa: E402
+from planner.offers.gpus import gpu_table  # noqa: E402
 from tests.oracle import brute_force_best  # noqa: E402
 
 MODELS = [

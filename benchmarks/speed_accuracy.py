@@ -1,5 +1,5 @@
 """Speed model accuracy: estimate vs every published measurement in
-planner/data/throughput_calibration.json, the error per point and the median absolute error.
+planner/decide/data/throughput_calibration.json, the error per point and the median absolute error.
 
 Run: python benchmarks/speed_accuracy.py        Target: median |error| within 25%.
 """
@@ -14,7 +14,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from planner.footprint import (  # noqa: E402
+from planner.decide.perf import (  # noqa: E402
+    Hardware,
+    model_load,
+    output_tokens_per_s,
+    prefill_s,
+    token_latency_s,
+)
+from planner.decide.rank import MAX_NUM_SEQS, _nvlink  # noqa: E402
+from planner.decide.support import check_support  # noqa: E402
+from planner.model.footprint import (  # noqa: E402
     count_params,
     kv_bytes_per_request,
     overhead_bytes,
@@ -22,19 +31,10 @@ from planner.footprint import (  # noqa: E402
     resolve_format,
     weight_bytes,
 )
-from planner.gpus import gpu_table  # noqa: E402
-from planner.hfconfig import parse_config  # noqa: E402
-from planner.modelspec import load_model_spec  # noqa: E402
-from planner.perf import (  # noqa: E402
-    Hardware,
-    model_load,
-    output_tokens_per_s,
-    prefill_s,
-    token_latency_s,
-)
-from planner.quant import get_format  # noqa: E402
-from planner.rank import MAX_NUM_SEQS, _nvlink  # noqa: E402
-from planner.support import check_support  # noqa: E402
+from planner.model.quant import get_format  # noqa: E402
+from planner.model.sources import load_model_spec  # noqa: E402
+from planner.model.sources.hfconfig import parse_config  # noqa: E402
+from planner.offers.gpus import gpu_table  # noqa: E402
 
 
 def predict(point: dict) -> float:
@@ -70,7 +70,9 @@ def predict(point: dict) -> float:
 
 
 def main() -> None:
-    points = json.loads((ROOT / "planner/data/throughput_calibration.json").read_text())["points"]
+    points = json.loads((ROOT / "planner/decide/data/throughput_calibration.json").read_text())[
+        "points"
+    ]
     errors = []
     print(f"{'id':10} {'engine':22} {'metric':24} {'estimate':>10} {'published':>10} {'error':>8}")
     for p in points:

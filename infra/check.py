@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.emit import ProjectOptions, render_project
-from planner.config import ProjectConfig
+from planner.decide.plan import Plan, plan_from_json
 from planner.errors import UsageError
-from planner.plan import Plan, plan_from_json
+from planner.settings import ProjectConfig
 
 PLAN_FILE = "gpuplan.plan.json"
 
@@ -55,7 +55,7 @@ def committed_plan(out: Path) -> Plan:
 
 
 def _plan_mismatches(cfg: ProjectConfig, plan: Plan) -> list[str]:
-    from planner.modelspec import load_model_spec
+    from planner.model.sources import load_model_spec
 
     out = []
     if cfg.model:
@@ -79,7 +79,7 @@ def _plan_mismatches(cfg: ProjectConfig, plan: Plan) -> list[str]:
     if cfg.providers and o.provider not in cfg.providers:
         out.append(f"providers: {o.provider} is not in {list(cfg.providers)}")
     if cfg.gpu:
-        from planner.gpus import canonical_gpu
+        from planner.offers.gpus import canonical_gpu
 
         if canonical_gpu(cfg.gpu).id != o.gpu:
             out.append(f"gpu: gpuplan.toml asks {cfg.gpu}, the project runs {o.gpu}")

@@ -15,8 +15,8 @@ from typing import Any
 
 from infra import versions
 from infra.render import render, static_file
+from planner.decide.plan import Plan
 from planner.errors import DeployError, UsageError
-from planner.plan import Plan
 
 PROVIDERS = ("aws", "gcp", "runpod", "vast", "hetzner")
 MARKER = ".gpuplan"
@@ -259,7 +259,7 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
 
 
 def _plan_json(plan: Plan) -> str:
-    from planner.plan import plan_to_json
+    from planner.decide.plan import plan_to_json
 
     return plan_to_json(plan)
 

@@ -1,4 +1,4 @@
-"""Build planner/data/offers_snapshot.json from shared/reference/prices.json.
+"""Build planner/offers/data/offers_snapshot.json from shared/reference/prices.json.
 
 Run from the project root: python scripts/build_snapshot.py [path/to/prices.json]
 Rows whose GPU is not in the GPU table, and rows the reference flags as suspect, are left out
@@ -14,8 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from planner.gpus import gpu_table  # noqa: E402
-from planner.models import HOURS_PER_MONTH  # noqa: E402
+from planner.model.values import HOURS_PER_MONTH  # noqa: E402
+from planner.offers.gpus import gpu_table  # noqa: E402
 
 # Undated SkyPilot-catalog rows: prices.md dates the content "2026, <= 2026-10"; the RunPod rows
 # match the pricing page quoted on 2026-10-08, so that is the latest date the rows can claim.
@@ -99,7 +99,7 @@ def main() -> None:
         "offers": offers,
         "excluded": excluded,
     }
-    out = ROOT / "planner/data/offers_snapshot.json"
+    out = ROOT / "planner/offers/data/offers_snapshot.json"
     out.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")
     print(f"{len(offers)} offers written, {len(excluded)} excluded -> {out.relative_to(ROOT)}")
 

@@ -231,7 +231,7 @@ def aws_provider(regions: tuple[str, ...] = ("us-east-1",), pricing_error: bool 
     from botocore.stub import Stubber
     from moto import mock_aws
 
-    from planner.providers.aws import AwsProvider, pricing_filters
+    from planner.offers.providers.aws import AwsProvider, pricing_filters
 
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")

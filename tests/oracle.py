@@ -7,10 +7,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from planner.gpus import gpu_table
-from planner.models import Offer
-from planner.plan import Estimate, Need
-from planner.rank import (
+from planner.decide.plan import Estimate, Need
+from planner.decide.rank import (
     MULTI_NODE_PROVIDERS,
     Candidate,
     _estimate,
@@ -18,7 +16,9 @@ from planner.rank import (
     layouts,
     objective_value,
 )
-from planner.support import check_support
+from planner.decide.support import check_support
+from planner.offers.gpus import gpu_table
+from planner.offers.offer import Offer
 
 
 def _violations(est: Estimate, need: Need) -> str | None:

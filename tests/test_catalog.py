@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from planner.catalog import (
+from planner.offers.catalog import (
     OfferFilter,
     cache_dir,
     filter_offers,
@@ -23,7 +23,7 @@ from planner.catalog import (
     snapshot_offers,
     write_cache,
 )
-from planner.providers import provider_names
+from planner.offers.providers import provider_names
 from tests.fakes import provider_env
 
 HTTP_PROVIDERS = ["gcp", "runpod", "vast", "hetzner"]
@@ -191,7 +191,7 @@ def test_process_killed_during_cache_write_leaves_old_file(tmp_path):
     marker = tmp_path / "in-fsync"
     code = (
         "import os, sys, time\n"
-        "from planner.catalog import snapshot_offers, write_cache\n"
+        "from planner.offers.catalog import snapshot_offers, write_cache\n"
         "def slow_fsync(fd):\n"
         f"    open({str(marker)!r}, 'w').close(); time.sleep(30)\n"
         "os.fsync = slow_fsync\n"

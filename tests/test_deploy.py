@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.config import load_config
 from planner.errors import UsageError
+from planner.settings import load_config
 from tests.fakevllm import FakeVllm
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"

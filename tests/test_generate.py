@@ -19,11 +19,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from infra.emit import MARKER, ProjectOptions, render_project, write_project
-from planner.gpus import gpu_table
-from planner.models import Offer
-from planner.modelspec import load_model_spec
-from planner.plan import Need, Plan, plan_to_json
-from planner.rank import candidates_for, recommend
+from planner.decide.plan import Need, Plan, plan_to_json
+from planner.decide.rank import candidates_for, recommend
+from planner.model.sources import load_model_spec
+from planner.offers.gpus import gpu_table
+from planner.offers.offer import Offer
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden"
@@ -563,7 +563,7 @@ def test_regenerating_for_another_provider_removes_stale_helpers(tmp_path):
 
 
 def test_plan_json_in_project_round_trips(tmp_path):
-    from planner.plan import plan_from_json
+    from planner.decide.plan import plan_from_json
 
     project, plan = generate(tmp_path, "gcp")
     assert plan_from_json((project / "gpuplan.plan.json").read_text()) == plan

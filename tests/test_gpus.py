@@ -1,11 +1,11 @@
-"""Provider GPU names map to one canonical card (sources in planner/data/gpus.json)."""
+"""Provider GPU names map to one canonical card (sources in planner/offers/data/gpus.json)."""
 
 from __future__ import annotations
 
 import pytest
 
 from planner.errors import UsageError
-from planner.gpus import canonical_gpu, gpu_table
+from planner.offers.gpus import canonical_gpu, gpu_table
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from planner.errors import UsageError
-from planner.footprint import (
+from planner.model.footprint import (
     activation_bytes,
     estimate_footprint,
     kv_bytes_per_request,
@@ -17,7 +17,7 @@ from planner.footprint import (
     resolve_format,
     weight_bytes,
 )
-from planner.modelspec import find_registry_entry, load_model_spec, spec_from_registry
+from planner.model.sources import find_registry_entry, load_model_spec, spec_from_registry
 
 
 def spec(name: str):
@@ -103,7 +103,7 @@ def test_bad_numbers_are_usage_errors(bad):
 
 
 CALIBRATION = json.loads(
-    (Path(__file__).parents[1] / "planner/data/vllm_memory_calibration.json").read_text()
+    (Path(__file__).parents[1] / "planner/model/data/vllm_memory_calibration.json").read_text()
 )["points"]
 
 

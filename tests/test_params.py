@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import pytest
 
-from planner.footprint import count_params, estimate_footprint
-from planner.hfconfig import parse_config
-from planner.modelspec import registry_entries, spec_from_registry
+from planner.model.footprint import count_params, estimate_footprint
+from planner.model.sources import registry_entries, spec_from_registry
+from planner.model.sources.hfconfig import parse_config
 from tests.conftest import sample_config, sample_models
 
 SAMPLES = sample_models()

@@ -8,9 +8,9 @@ from datetime import datetime
 
 import pytest
 
-from planner.gpus import gpu_table
-from planner.models import HOURS_PER_MONTH
-from planner.providers import OfferQuery, provider_classes, provider_names
+from planner.offers.gpus import gpu_table
+from planner.offers.offer import HOURS_PER_MONTH
+from planner.offers.providers import OfferQuery, provider_classes, provider_names
 from tests.fakes import FIXTURES, ROUTES, aws_provider, provider_env
 
 REGIONS = {"aws": ("us-east-1",), "gcp": None, "runpod": None, "vast": None, "hetzner": None}
@@ -131,7 +131,7 @@ def test_hetzner_monthly_rentals(monkeypatch, tmp_path):
 
 
 def test_runpod_graphql_never_interpolates():
-    from planner.providers.runpod import GPU_TYPES_QUERY
+    from planner.offers.providers.runpod import GPU_TYPES_QUERY
 
     assert "$lowest" in GPU_TYPES_QUERY and '"' not in GPU_TYPES_QUERY
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from planner.errors import UsageError
-from planner.footprint import estimate_footprint
-from planner.modelspec import find_registry_entry, load_model_spec, spec_from_registry
+from planner.model.footprint import estimate_footprint
+from planner.model.sources import find_registry_entry, load_model_spec, spec_from_registry
 
 
 def fp_of(name: str, quant: str | None = None):

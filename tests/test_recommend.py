@@ -8,15 +8,15 @@ import random
 
 import pytest
 
-from planner.catalog import snapshot_offers
+from planner.decide.plan import Need, plan_from_json, plan_to_json
+from planner.decide.rank import candidates_for, recommend
+from planner.decide.support import check_support
 from planner.errors import NoFeasibleOfferError, UsageError
-from planner.gpus import gpu_table
-from planner.models import Offer
-from planner.modelspec import load_model_spec
-from planner.plan import Need, plan_from_json, plan_to_json
-from planner.quant import get_format
-from planner.rank import candidates_for, recommend
-from planner.support import check_support
+from planner.model.quant import get_format
+from planner.model.sources import load_model_spec
+from planner.offers.catalog import snapshot_offers
+from planner.offers.gpus import gpu_table
+from planner.offers.offer import Offer
 from tests.oracle import brute_force_best
 
 G = gpu_table()
@@ -146,7 +146,7 @@ def test_spot_plans_use_spot_prices_and_skip_offers_without():
 
 
 def test_more_bandwidth_decodes_faster_and_moe_reads_less():
-    from planner.rank import Candidate  # noqa: F401  (import check)
+    from planner.decide.rank import Candidate  # noqa: F401  (import check)
 
     dense = candidates_for(load_model_spec("qwen3-32b"), "fp8")
     moe = candidates_for(load_model_spec("qwen3-30b-a3b"), "fp8")
@@ -306,7 +306,7 @@ def test_recommend_bad_input(cli, args, code, needle):
 
 @pytest.mark.parametrize("suffix", [".svg", ".png"])
 def test_plot_writes_chart_with_pareto_frontier(cli, tmp_path, suffix):
-    from planner.plot import pareto_front
+    from planner.present.plot import pareto_front
 
     assert pareto_front([(1.0, 10.0), (2.0, 5.0), (0.5, 3.0), (3.0, 30.0)]) == [2, 0, 3]
     out = tmp_path / f"chart{suffix}"

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from planner.errors import ModelSpecError
-from planner.footprint import estimate_footprint
-from planner.modelspec import load_model_spec
+from planner.model.footprint import estimate_footprint
+from planner.model.sources import load_model_spec
 from tests.conftest import sample_config, sample_models
 
 LLAMA8 = sample_config(sample_models()[0])

@@ -1,0 +1,102 @@
+"""Whether current vLLM (0.33) can serve a quantization format on a GPU, and how.
+
+Rules from shared/reference/vllm-support.md (read from the vLLM 0.33.0 wheel's
+get_min_capability() and kernel selectors, and the platform checks):
+- compute capability < 7.0: unsupported; 7.0 (V100): the CUDA 13 wheels carry no sm_70 kernels.
+- BF16 needs 8.0 (platforms/cuda.py check_if_supports_dtype); below, BF16 checkpoints run with
+  --dtype half at the same size.
+- FP8 W8A8 compute needs 8.9; 7.5-8.6 run FP8 checkpoints weight-only (FP8 Marlin).
+- AWQ/GPTQ/W4A16 (Marlin) and INT8 W8A8 need 7.5. NVFP4 is native on Blackwell (10.0/12.0),
+  weight-only (Marlin FP4) from 7.5. MXFP4 needs 8.0.
+- GGUF left core vLLM in 0.33 (vllm-gguf-plugin): not planned here.
+- FP8 KV cache needs 8.0 (no backend supports it on Turing; FlashInfer covers SM80-SM121).
+- AMD (ROCm): BF16/FP16, FP8 and MXFP4; the docs mark AWQ/GPTQ unsupported on AMD.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.model.quant import QuantFormat
+from planner.offers.gpus import GpuSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Support:
+    ok: bool
+    reason: str | None = None  # why not, when not ok
+    compute: str = "fp16"  # which peak throughput the math runs at: fp16 | fp8 | int8
+    dtype_half: bool = False  # serve a BF16 checkpoint with --dtype half
+    note: str | None = None  # how it runs (weight-only, emulated...)
+
+
+def check_support(gpu: GpuSpec, fmt: QuantFormat, kv_cache_dtype: str = "auto") -> Support:
+    """Can vLLM 0.33 serve weights in ``fmt`` (and the KV cache dtype) on ``gpu``?"""
+    if fmt.kind == "gguf":
+        return Support(
+            False,
+            "GGUF is served only through the out-of-tree vllm-gguf-plugin "
+            "since vLLM 0.33; plan a native format (bf16, fp8, awq...)",
+        )
+    if gpu.vendor == "amd":
+        return _amd(gpu, fmt, kv_cache_dtype)
+    cc = gpu.compute_capability or 0.0
+    if cc < 7.0:
+        return Support(False, f"compute capability {cc:g} < 7.0: vLLM does not support it")
+    if cc < 7.5:
+        return Support(
+            False,
+            f"{gpu.name} (compute capability {cc:g}): current vLLM wheels are "
+            "CUDA 13 builds without sm_70 kernels",
+        )
+    if kv_cache_dtype != "auto" and cc < 8.0:
+        return Support(False, f"FP8 KV cache needs compute capability 8.0+ ({gpu.name} is {cc:g})")
+    kind = fmt.kind
+    if kind == "float":
+        if fmt.name == "fp32":
+            return Support(True, compute="fp16", note="FP32 weights; math in FP32 is slower")
+        if fmt.name == "bf16" and cc < 8.0:
+            return Support(
+                True,
+                compute="fp16",
+                dtype_half=True,
+                note="no BF16 on this GPU: served with --dtype half",
+            )
+        return Support(True)
+    if kind == "fp8":
+        if cc >= 8.9:
+            return Support(True, compute="fp8")
+        return Support(
+            True,
+            compute="fp16",
+            dtype_half=cc < 8.0,
+            note="FP8 weight-only (FP8 Marlin): memory saving, no FP8 math",
+        )
+    if kind == "int8":
+        return Support(True, compute="int8")
+    if kind in {"awq", "gptq", "w4a16"}:
+        return Support(True, compute="fp16", dtype_half=cc < 8.0, note="int4 weight-only (Marlin)")
+    if kind == "nvfp4":
+        if cc >= 10.0:
+            return Support(True, compute="fp8", note="native FP4 tensor cores")
+        return Support(
+            True,
+            compute="fp16",
+            dtype_half=cc < 8.0,
+            note="NVFP4 weight-only (Marlin FP4) below Blackwell",
+        )
+    if kind == "mxfp4":
+        if cc < 8.0:
+            return Support(False, f"MXFP4 needs compute capability 8.0+ ({gpu.name} is {cc:g})")
+        return Support(True, compute="fp16", note="MXFP4 experts (Marlin/Triton) below Blackwell")
+    return Support(False, f"format {fmt.name} is not planned")
+
+
+def _amd(gpu: GpuSpec, fmt: QuantFormat, kv_cache_dtype: str) -> Support:
+    if fmt.kind == "float":
+        return Support(True)
+    if fmt.kind == "fp8":
+        return Support(True, compute="fp8", note="FP8 e4m3fnuz on MI300")
+    if fmt.kind == "mxfp4":
+        return Support(True, compute="fp16")
+    return Support(False, f"{fmt.name} is not supported on AMD GPUs in vLLM's docs table")

@@ -1,0 +1,355 @@
+"""Parameters, weight bytes, KV-cache bytes and runtime overhead of a model under vLLM (pure)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from planner.errors import UsageError
+from planner.model.architecture import list_tensors
+from planner.model.quant import FORMATS, QuantFormat, get_format, layer_index, tensor_bytes
+from planner.model.values import Footprint, ModelSpec, QuantConfig, Tensor, TPFootprint
+
+GIB = 1 << 30
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vLLM's default in current releases (issue #2 brief)
+DEFAULT_CONTEXT = 8192
+BLOCK_TOKENS = 16  # vLLM's default KV block size on CUDA
+DEFAULT_TP_DEGREES = (1, 2, 4, 8)
+
+# Card classes of the footprint table. Capacity is the marketed size in decimal GB, which is at
+# or below what torch reports for every card of the class (A10G 23028 MiB, L4 23034 MiB,
+# RTX 4090 25250627584 B, A100-40GB 40960 MiB, L40S 46068 MiB, H100 81559 MiB, H200 143771 MiB),
+# so a fit here is a fit on the real card.
+CARD_CLASSES: dict[str, int] = {
+    "24GB": 24 * 10**9, "40GB": 40 * 10**9, "48GB": 48 * 10**9,
+    "80GB": 80 * 10**9, "141GB": 141 * 10**9,
+}  # fmt: skip
+
+# Runtime overhead inside vLLM's budget, besides weights and KV cache:
+#   activation peak of the profile run (max_num_batched_tokens through the MLP, plus fp32 logits
+#   for max_num_seqs sequences in the sampler), and a constant for non-torch memory and CUDA
+#   graphs. The constant is fitted to the published vLLM logs in
+#   planner/model/data/vllm_memory_calibration.json as the largest residual (conservative: it never
+#   under-states the calibration points). `python benchmarks/footprint_accuracy.py` prints the
+#   per-point error; on the two calibration points it over-states overhead by 0 and ~0.6 GiB.
+PROFILE_BATCHED_TOKENS = 2048  # vLLM V1 default max_num_batched_tokens for online serving
+PROFILE_MAX_SEQS = 256  # vLLM default max_num_seqs
+OVERHEAD_CONSTANT_BYTES = int(1.32 * GIB)
+# Tensor parallel adds NCCL / custom all-reduce buffers. No published log pins this down;
+# this allowance is an assumption, not a calibration.
+TP_ALLOWANCE_BYTES = int(0.25 * GIB)
+
+
+@dataclass(frozen=True, slots=True)
+class WeightBytes:
+    total: int
+    served: int  # what vLLM loads: everything but the multi-token-prediction extras
+    by_dtype: dict[str, int]
+    stored_elements: int
+    tensors: tuple[tuple[Tensor, int], ...]  # each tensor with its bytes (served ones only)
+    # The served bytes summed by (layer or FIRST/LAST stage, TP rule, routed expert?), so that
+    # per-GPU sizes for any TP x PP are a short sum (ranking evaluates thousands of layouts).
+    groups: tuple[tuple[int, str, bool, int], ...] = ()
+
+
+FIRST_STAGE, LAST_STAGE = -1, -2
+
+
+def count_params(spec: ModelSpec) -> tuple[int, int, int]:
+    """(total, active, mtp) parameters. Total counts every stored tensor (MTP included),
+    active counts what one token uses when serving (routed experts scaled by top-k / E)."""
+    total = active = mtp = 0
+    for t in list_tensors(spec):
+        total += t.numel
+        if t.in_mtp:
+            mtp += t.numel
+        else:
+            active += round(t.numel * t.moe_fraction)
+    return total, active, mtp
+
+
+def resolve_format(spec: ModelSpec, quant: str | None) -> tuple[QuantFormat, QuantConfig | None]:
+    """The format to size the model at: the checkpoint's own unless the user names another."""
+    if spec.tensors is not None:
+        fmt = QuantFormat(
+            "gguf-file",
+            "gguf",
+            f"GGUF file ({spec.gguf_file_type})",
+            0,
+            quality_note="as stored in the GGUF file",
+        )
+        if quant and quant.lower() not in {"auto", "gguf", (spec.gguf_file_type or "").lower()}:
+            raise UsageError(
+                f"a GGUF file is sized as stored ({spec.gguf_file_type}); --quant {quant} "
+                "does not apply",
+                "drop --quant, or size the original model instead",
+            )
+        return fmt, None
+    if spec.quant is not None:
+        fmt = FORMATS[spec.quant.format]
+        if quant and quant.lower() != "auto" and get_format(quant).name != fmt.name:
+            raise UsageError(
+                f"{spec.name} is a pre-quantized {fmt.name} checkpoint; it cannot be served "
+                f"as {get_format(quant).name}",
+                "use the unquantized base model to compare formats",
+            )
+        return fmt, spec.quant
+    if quant and quant.lower() != "auto":
+        fmt = get_format(quant)
+        if fmt.kind == "mxfp4" and not spec.is_moe:
+            raise UsageError(
+                "mxfp4 quantizes MoE experts only (gpt-oss style)",
+                "use nvfp4, awq or fp8 for dense models",
+            )
+        return fmt, None
+    return FORMATS["bf16" if spec.dtype == "fp32" else spec.dtype], None
+
+
+def weight_bytes(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None) -> WeightBytes:
+    total = served = elements = 0
+    by_dtype: dict[str, int] = {}
+    served_tensors: list[tuple[Tensor, int]] = []
+    for t in list_tensors(spec):
+        parts = tensor_bytes(t, fmt, qc, spec)
+        nbytes = sum(p.nbytes for p in parts)
+        total += nbytes
+        elements += t.numel + sum(p.scale_elements for p in parts)
+        for p in parts:
+            by_dtype[p.dtype] = by_dtype.get(p.dtype, 0) + p.nbytes
+        if not t.in_mtp:
+            served += nbytes
+            served_tensors.append((t, nbytes))
+    return WeightBytes(
+        total,
+        served,
+        dict(sorted(by_dtype.items())),
+        elements,
+        tuple(served_tensors),
+        _group(spec, served_tensors),
+    )
+
+
+def _tp_rule(t: Tensor) -> str:
+    if t.role == "attn_kv":
+        return "kv"
+    if t.role in {"norm", "router", "attn_latent", "mtp"}:
+        return "replicate"  # MLA's down-projections are ReplicatedLinear in vLLM
+    return "shard"
+
+
+def _group(
+    spec: ModelSpec, tensors: list[tuple[Tensor, int]]
+) -> tuple[tuple[int, str, bool, int], ...]:
+    sums: dict[tuple[int, str, bool], int] = {}
+    for t, nbytes in tensors:
+        layer = layer_index(t.name)
+        if layer is None or layer >= spec.num_layers:
+            layer = LAST_STAGE if t.role in {"lm_head", "norm"} else FIRST_STAGE
+        expert = t.role == "expert" or (t.role == "bias" and t.moe_fraction < 1)
+        key = (layer, _tp_rule(t), expert)
+        sums[key] = sums.get(key, 0) + nbytes
+    return tuple((k[0], k[1], k[2], v) for k, v in sorted(sums.items()))
+
+
+def _rule_fraction(rule: str, spec: ModelSpec, tp: int) -> float:
+    """Share of a tensor one GPU holds under tensor parallelism, as vLLM splits it."""
+    if tp == 1 or rule == "replicate":
+        return 1.0
+    if rule == "kv":
+        # KV heads split while there are enough; past that each GPU keeps one (replicated)
+        return max(1, spec.num_kv_heads // tp) / spec.num_kv_heads
+    return 1.0 / tp
+
+
+def per_gpu_weight_bytes(spec: ModelSpec, wb: WeightBytes, tp: int, pp: int = 1) -> tuple[int, int]:
+    """(weight bytes, routed-expert bytes) on the most loaded GPU of a TP x PP layout.
+
+    Pipeline stages take contiguous layers; the embedding (and vision tower) sit on the first
+    stage, the final norm and lm_head on the last."""
+    totals = [0.0] * pp
+    experts = [0.0] * pp
+    for layer, rule, expert, nbytes in wb.groups:
+        if layer == FIRST_STAGE:
+            stage = 0
+        elif layer == LAST_STAGE:
+            stage = pp - 1
+        else:
+            stage = min(pp - 1, layer * pp // spec.num_layers)
+        share = nbytes * _rule_fraction(rule, spec, tp)
+        totals[stage] += share
+        if expert:
+            experts[stage] += share
+    worst = max(range(pp), key=lambda i: totals[i])
+    return math.ceil(totals[worst]), math.ceil(experts[worst])
+
+
+def tp_problem(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: int) -> str | None:
+    """Why vLLM would refuse this tensor-parallel size, or None."""
+    if spec.tensors is not None and tp > 1:
+        return "GGUF files are sized for one GPU here"
+    if spec.num_attention_heads % tp:
+        return f"{spec.num_attention_heads} attention heads do not divide by TP={tp}"
+    kv = spec.num_kv_heads
+    if kv % tp and tp % kv:
+        return f"{kv} KV heads and TP={tp}: neither divides the other"
+    if fmt.kind in {"awq", "gptq", "w4a16"}:
+        group = (qc.group_size if qc and qc.group_size else None) or fmt.group_size or 128
+        sizes = [
+            s
+            for s in (spec.intermediate_size if not spec.is_moe else 0, spec.moe_intermediate_size)
+            if s
+        ]
+        for size in sizes:
+            if (size // tp) % group or size % tp:
+                return (
+                    f"intermediate size {size} / TP={tp} is not a multiple of the "
+                    f"quantization group {group}"
+                )
+    return None
+
+
+def kv_bytes_per_token(spec: ModelSpec, tp: int, kv_cache_dtype: str) -> tuple[int, int]:
+    """(bytes per token per GPU of one full-attention layer, number of layers) as vLLM sizes it.
+
+    GQA: 2 (K and V) x max(1, kv_heads // tp) x head_dim x dtype bytes per layer.
+    MLA: one latent of kv_lora_rank + qk_rope_head_dim values per layer, not split by TP.
+    """
+    dtype_bytes = kv_dtype_bytes(kv_cache_dtype)
+    if spec.is_mla:
+        per_layer = (spec.kv_lora_rank + spec.qk_rope_head_dim) * dtype_bytes
+    else:
+        per_layer = 2 * max(1, spec.num_kv_heads // tp) * spec.head_dim * dtype_bytes
+    return per_layer, spec.num_layers
+
+
+def kv_dtype_bytes(kv_cache_dtype: str) -> int:
+    if kv_cache_dtype == "auto":
+        return 2
+    if kv_cache_dtype in {"fp8", "fp8_e4m3", "fp8_e5m2"}:
+        return 1
+    raise UsageError(
+        f"unknown --kv-cache-dtype '{kv_cache_dtype}'", "valid: auto, fp8, fp8_e4m3, fp8_e5m2"
+    )
+
+
+def kv_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str, context: int) -> int:
+    """KV bytes one request of `context` tokens holds on one GPU, in whole 16-token blocks;
+    sliding-window layers hold at most the window (plus the block it straddles)."""
+    per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
+    tokens = math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS
+    sliding = spec.sliding_layer_count
+    full = layers - sliding
+    total = full * tokens * per_layer
+    if sliding and spec.sliding_window:
+        window = math.ceil((spec.sliding_window - 1) / BLOCK_TOKENS) * BLOCK_TOKENS + BLOCK_TOKENS
+        total += sliding * min(tokens, window) * per_layer
+    return total
+
+
+def activation_bytes(spec: ModelSpec, tp: int) -> int:
+    """Peak activation of vLLM's profile run on one GPU (see the calibration note above)."""
+    if spec.is_moe:
+        inter = spec.experts_per_token * spec.moe_intermediate_size
+        inter += spec.num_shared_experts * spec.moe_intermediate_size
+        if spec.first_dense_layers:
+            inter = max(inter, spec.intermediate_size)
+    else:
+        inter = spec.intermediate_size
+    per_token = (3 * inter // tp + 4 * spec.hidden_size) * 2
+    logits = PROFILE_MAX_SEQS * spec.vocab_size * 4 * 2
+    return PROFILE_BATCHED_TOKENS * per_token + logits
+
+
+def overhead_bytes(spec: ModelSpec, tp: int) -> int:
+    extra = TP_ALLOWANCE_BYTES if tp > 1 else 0
+    return OVERHEAD_CONSTANT_BYTES + activation_bytes(spec, tp) + extra
+
+
+def validate_positive(name: str, value: int) -> None:
+    if value <= 0:
+        raise UsageError(f"{name} must be a positive integer, got {value}")
+
+
+def estimate_footprint(
+    spec: ModelSpec,
+    quant: str | None = None,
+    *,
+    context: int = DEFAULT_CONTEXT,
+    concurrency: int = 1,
+    kv_cache_dtype: str = "auto",
+    gpu_memory_utilization: float = DEFAULT_GPU_MEMORY_UTILIZATION,
+    tp_degrees: tuple[int, ...] = DEFAULT_TP_DEGREES,
+) -> Footprint:
+    """Exact parameters and bytes of `spec` at a quantization, and per-GPU memory per TP."""
+    validate_positive("context", context)
+    validate_positive("concurrency", concurrency)
+    for tp in tp_degrees:
+        validate_positive("tensor-parallel size", tp)
+    if not 0 < gpu_memory_utilization <= 1:
+        raise UsageError(f"gpu_memory_utilization must be in (0, 1], got {gpu_memory_utilization}")
+    kv_dtype_bytes(kv_cache_dtype)
+    fmt, qc = resolve_format(spec, quant)
+    total, active, mtp = count_params(spec)
+    wb = weight_bytes(spec, fmt, qc)
+    per_layer, layers = kv_bytes_per_token(spec, 1, kv_cache_dtype)
+    notes = list(spec.notes)
+    if context > spec.max_position_embeddings:
+        notes.append(
+            f"context {context} exceeds the model's max_position_embeddings "
+            f"({spec.max_position_embeddings}); vLLM refuses it without rope scaling"
+        )
+    if fmt.estimate:
+        notes.append(
+            f"{fmt.name} sizes follow llama.cpp's per-tensor mix rules approximately "
+            "(within ~7% of published files); a real GGUF file (--gguf) is exact"
+        )
+    if mtp:
+        notes.append(
+            f"{mtp:,} multi-token-prediction parameters are stored in the checkpoint "
+            "but not loaded by vLLM unless speculative decoding uses them"
+        )
+    per_tp = tuple(
+        _per_tp(spec, fmt, qc, wb, tp, context, concurrency, kv_cache_dtype, gpu_memory_utilization)
+        for tp in tp_degrees
+    )
+    return Footprint(
+        model=spec, quant_format=fmt.name, kv_cache_dtype=kv_cache_dtype, context_tokens=context,
+        concurrency=concurrency, gpu_memory_utilization=gpu_memory_utilization,
+        total_params=total, active_params=active, mtp_params=mtp,
+        stored_elements=wb.stored_elements, weight_bytes=wb.total,
+        weight_bytes_by_dtype=wb.by_dtype, kv_bytes_per_token=per_layer * layers,
+        kv_bytes_per_request=kv_bytes_per_request(spec, 1, kv_cache_dtype, context),
+        per_tp=per_tp, notes=tuple(notes),
+    )  # fmt: skip
+
+
+def _per_tp(
+    spec: ModelSpec,
+    fmt: QuantFormat,
+    qc: QuantConfig | None,
+    wb: WeightBytes,
+    tp: int,
+    context: int,
+    concurrency: int,
+    kv_cache_dtype: str,
+    util: float,
+) -> TPFootprint:
+    problem = tp_problem(spec, fmt, qc, tp)
+    weights, _ = per_gpu_weight_bytes(spec, wb, tp)
+    per_request = kv_bytes_per_request(spec, tp, kv_cache_dtype, context)
+    per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
+    overhead = overhead_bytes(spec, tp)
+    fits = {}
+    for label, capacity in CARD_CLASSES.items():
+        free = int(capacity * util) - weights - overhead
+        fits[label] = max(0, free // per_request) if problem is None else 0
+    return TPFootprint(
+        tp=tp,
+        valid=problem is None,
+        reason=problem,
+        weight_bytes_per_gpu=weights,
+        kv_bytes_per_gpu=per_request * concurrency,
+        overhead_bytes_per_gpu=overhead,
+        kv_bytes_per_token_per_gpu=per_layer * layers,
+        max_concurrency_by_card=fits,
+    )

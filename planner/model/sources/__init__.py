@@ -1,0 +1,269 @@
+"""Load a ModelSpec from wherever the model is described.
+
+Sources, most trusted first: a local GGUF header (exact tensor bytes), a local config.json, the
+embedded registry, the Hugging Face Hub (cached, works offline once cached), and last a guess
+from the name that is labelled as a guess everywhere it shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from dataclasses import replace
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from planner.errors import ModelSpecError, ProviderError, did_you_mean
+from planner.model.sources.hfconfig import parse_config
+from planner.model.values import ModelSpec
+
+HF_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
+
+
+# ---------------------------------------------------------------- registry
+@cache
+def registry_entries() -> tuple[dict[str, Any], ...]:
+    text = resources.files("planner.model.registry").joinpath("models.json").read_text("utf-8")
+    return tuple(json.loads(text)["models"])
+
+
+@cache
+def _registry_index() -> dict[str, dict[str, Any]]:
+    index: dict[str, dict[str, Any]] = {}
+    for e in registry_entries():
+        for key in [e["id"], e["id"].split("/")[-1], *e.get("aliases", [])]:
+            index.setdefault(key.lower(), e)
+    return index
+
+
+def registry_names() -> list[str]:
+    return sorted({e["id"] for e in registry_entries()} | set(_aliases()))
+
+
+def _aliases() -> list[str]:
+    return [a for e in registry_entries() for a in e.get("aliases", [])]
+
+
+def find_registry_entry(name: str) -> dict[str, Any] | None:
+    return _registry_index().get(name.strip().lower())
+
+
+def spec_from_registry(entry: dict[str, Any]) -> ModelSpec:
+    spec = parse_config(
+        entry["config"],
+        name=entry["id"],
+        source="registry",
+        source_ref=entry["config_source"],
+        hf_quant_config=entry.get("hf_quant_config"),
+    )
+    published = entry.get("published") or {}
+    notes = spec.notes + ((entry["note"],) if entry.get("note") else ())
+    return replace(
+        spec,
+        published_params=published.get("parameter_count"),
+        checkpoint_total_size=published.get("safetensors_total_size_bytes"),
+        notes=notes,
+    )
+
+
+def quantized_variants(base_model: str) -> list[ModelSpec]:
+    """Registry checkpoints that are pre-quantized variants of ``base_model``."""
+    key = base_model.lower()
+    return [
+        spec_from_registry(e)
+        for e in registry_entries()
+        if (e.get("base_model") or "").lower() == key
+    ]
+
+
+# ---------------------------------------------------------------- local files
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ModelSpecError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelSpecError(f"cannot read {what} {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise ModelSpecError(
+            f"{what} {path} is not valid JSON (line {exc.lineno}: {exc.msg})"
+        ) from None
+
+
+def spec_from_config_files(
+    config_path: Path, name: str | None, source: str, source_ref: str | None = None
+) -> ModelSpec:
+    """Read config.json plus, when beside it, the safetensors index and hf_quant_config.json."""
+    if config_path.is_dir():
+        config_path = config_path / "config.json"
+    folder = config_path.parent
+    config = _read_json(config_path, "config file")
+    hqc_path = folder / "hf_quant_config.json"
+    hqc = _read_json(hqc_path, "hf_quant_config.json") if hqc_path.exists() else None
+    spec = parse_config(
+        config,
+        name=name or folder.name,
+        source=source,
+        source_ref=source_ref or str(config_path),
+        hf_quant_config=hqc,
+    )
+    index_path = folder / "model.safetensors.index.json"
+    if index_path.exists():
+        index = _read_json(index_path, "safetensors index")
+        total = (index.get("metadata") or {}).get("total_size") if isinstance(index, dict) else None
+        if isinstance(total, int):
+            spec = replace(spec, checkpoint_total_size=total)
+    return spec
+
+
+# ---------------------------------------------------------------- Hugging Face Hub
+def hf_endpoint() -> str | None:
+    """Endpoint override: GPUPLAN_HF_ENDPOINT, else huggingface_hub's own HF_ENDPOINT."""
+    return os.environ.get("GPUPLAN_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT") or None
+
+
+def spec_from_hub(
+    repo_id: str,
+    *,
+    revision: str | None = None,
+    offline: bool = False,
+    cache_dir: str | None = None,
+) -> ModelSpec:
+    """Fetch config.json (+ index, hf_quant_config.json) with huggingface_hub, cached.
+
+    Gated models need HF_TOKEN (read by huggingface_hub). ``offline`` reads the cache only.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    def fetch(filename: str, required: bool) -> Path | None:
+        try:
+            path = hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                cache_dir=cache_dir,
+                endpoint=hf_endpoint(),
+                local_files_only=offline,
+            )
+            return Path(str(path))
+        except GatedRepoError:
+            raise ModelSpecError(
+                f"{repo_id} is gated on the Hugging Face Hub",
+                "accept its license on the model page and set HF_TOKEN to a token with access",
+            ) from None
+        except RepositoryNotFoundError:
+            raise ModelSpecError(
+                f"model '{repo_id}' was not found on the Hugging Face Hub",
+                (did_you_mean(repo_id, registry_names()) or "check the id")
+                + " (private models need HF_TOKEN)",
+            ) from None
+        except RevisionNotFoundError:
+            raise ModelSpecError(f"revision '{revision}' of {repo_id} not found") from None
+        except LocalEntryNotFoundError:
+            if required:
+                raise
+            return None
+        except EntryNotFoundError:
+            if required:
+                raise ModelSpecError(
+                    f"{repo_id} has no {filename}", "gpuplan reads transformers-style repositories"
+                ) from None
+            return None
+
+    try:
+        config = fetch("config.json", required=True)
+    except LocalEntryNotFoundError as exc:
+        raise _HubUnavailable(str(exc)) from None
+    except ModelSpecError:
+        raise
+    except Exception as exc:  # network errors from requests/httpx, timeouts, HTTP 5xx
+        raise _HubUnavailable(f"{type(exc).__name__}: {exc}") from None
+    assert config is not None
+    folder = config.parent
+    for extra in ("model.safetensors.index.json", "hf_quant_config.json"):
+        # Optional files: their absence (or a failure to fetch them) changes nothing.
+        with contextlib.suppress(Exception):
+            fetch(extra, required=False)
+    return spec_from_config_files(
+        folder / "config.json", repo_id, "hf", f"https://huggingface.co/{repo_id}"
+    )
+
+
+class _HubUnavailable(Exception):
+    """The Hub (or the cache, offline) could not answer; the caller decides what follows."""
+
+
+# ---------------------------------------------------------------- entry point
+def load_model_spec(
+    model: str | None,
+    *,
+    config_path: str | Path | None = None,
+    gguf_path: str | Path | None = None,
+    from_hub: bool = False,
+    revision: str | None = None,
+) -> ModelSpec:
+    """Resolve MODEL (or --config / --gguf) to a ModelSpec; see the module docstring for order."""
+    if gguf_path is not None:
+        from planner.model.sources.gguf_file import spec_from_gguf
+
+        return spec_from_gguf(Path(gguf_path), name=model)
+    if config_path is not None:
+        return spec_from_config_files(Path(config_path), model, "config")
+    if not model or not model.strip():
+        raise ModelSpecError("no model given", "pass a model id, --config PATH or --gguf PATH")
+    model = model.strip()
+    local = Path(model).expanduser()
+    if local.suffix == ".gguf" or (local.exists() and local.is_file() and model.endswith(".gguf")):
+        from planner.model.sources.gguf_file import spec_from_gguf
+
+        return spec_from_gguf(local, name=None)
+    if local.is_dir() and (local / "config.json").exists():
+        return spec_from_config_files(local, None, "config")
+    if local.is_file() and local.suffix == ".json":
+        return spec_from_config_files(local, None, "config")
+    hub_note = None
+    if from_hub and not HF_ID.match(model):
+        raise ModelSpecError(f"--from-hub needs a Hugging Face id (org/name), not '{model}'")
+    if not from_hub:
+        entry = find_registry_entry(model)
+        if entry is not None:
+            return spec_from_registry(entry)
+    if HF_ID.match(model):
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+        for cache_only in (True, False) if not offline else (True,):
+            try:
+                return spec_from_hub(model, revision=revision, offline=cache_only)
+            except _HubUnavailable as exc:
+                hub_note = str(exc).splitlines()[0][:200]
+        if from_hub:  # the user asked for the Hub: no silent fallback to a guess
+            raise ProviderError(
+                f"could not fetch {model} from the Hugging Face Hub: {hub_note}",
+                "check the network or HF_ENDPOINT, or use --config PATH",
+            )
+    from planner.model.sources.guess import guess_spec
+
+    guessed = guess_spec(model)
+    if guessed is not None:
+        notes = guessed.notes
+        hint = did_you_mean(model, registry_names())
+        if hint:
+            notes += (f"not in the registry; {hint}",)
+        if hub_note:
+            notes += (f"the Hugging Face Hub could not be reached ({hub_note})",)
+        return replace(guessed, notes=notes)
+    raise ModelSpecError(
+        f"unknown model '{model}'",
+        (did_you_mean(model, registry_names()) or "run `gpuplan models` for the registry")
+        + "; or pass a Hugging Face id, --config PATH or --gguf PATH",
+    )

@@ -1,0 +1,325 @@
+"""Turn a Hugging Face ``config.json`` (and ``hf_quant_config.json``) into a ModelSpec.
+
+One parser serves every source: local files, the Hub, and the embedded registry (which stores
+the same config dicts), so a registry model and its downloaded config give the same numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from planner.errors import ModelSpecError, UsageError
+from planner.model.values import ModelSpec, QuantConfig, VisionSpec
+
+DTYPES = {
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "float32": "fp32",
+    "half": "fp16",
+    "bf16": "bf16",
+    "fp16": "fp16",
+    "fp32": "fp32",
+    "float": "fp32",
+}
+
+# model_type -> family. Families decide layout details below.
+FAMILIES = {
+    "llama": "llama", "mistral": "llama", "mistral3": "llama", "qwen2": "qwen2",
+    "qwen3": "qwen3", "qwen3_moe": "qwen3_moe", "mixtral": "mixtral", "gemma2": "gemma2",
+    "gemma3": "gemma3", "gemma3_text": "gemma3", "phi3": "phi3", "deepseek_v3": "deepseek_v3",
+    "deepseek_v2": "deepseek_v2", "gpt_oss": "gpt_oss", "granite": "llama",
+}  # fmt: skip
+
+
+def _get(cfg: Mapping[str, Any], key: str, where: str, default: Any = ..., kind: type = int) -> Any:
+    value = cfg.get(key, default)
+    if value is ...:
+        raise ModelSpecError(
+            f"{where}: missing field '{key}'",
+            "the config.json of a decoder model names it; check the file is a model config",
+        )
+    if value is None and default is None:
+        return None
+    if key not in cfg:
+        return value  # the caller's default
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ModelSpecError(f"{where}: field '{key}' must be an integer, got {value!r}")
+    if kind is int and value <= 0:
+        raise ModelSpecError(f"{where}: field '{key}' must be positive, got {value}")
+    return value
+
+
+def parse_config(
+    config: Mapping[str, Any],
+    *,
+    name: str,
+    source: str,
+    source_ref: str,
+    hf_quant_config: Mapping[str, Any] | None = None,
+) -> ModelSpec:
+    """Build a ModelSpec from a config.json dict; errors name the missing or malformed field."""
+    where = f"config of {name}"
+    if not isinstance(config, Mapping):
+        raise ModelSpecError(f"{where}: expected a JSON object")
+    model_type = config.get("model_type")
+    text_cfg: Mapping[str, Any] = config
+    vision = None
+    if model_type == "gemma3" and isinstance(config.get("text_config"), Mapping):
+        text_cfg = {**config["text_config"]}
+        vision = _parse_siglip(config.get("vision_config"), where)
+    family = FAMILIES.get(str(model_type))
+    if family is None:
+        archs = config.get("architectures") or []
+        raise ModelSpecError(
+            f"{where}: model_type '{model_type}' "
+            f"({', '.join(map(str, archs)) or 'no architecture'})"
+            " is not supported yet",
+            f"supported model types: {', '.join(sorted(FAMILIES))}",
+        )
+    c = text_cfg
+    hidden = _get(c, "hidden_size", where)
+    heads = _get(c, "num_attention_heads", where)
+    kv_heads = _get(c, "num_key_value_heads", where, default=heads)
+    head_dim = c.get("head_dim") or hidden // heads
+    if not isinstance(head_dim, int) or head_dim <= 0:
+        raise ModelSpecError(f"{where}: field 'head_dim' must be a positive integer")
+    layers = _get(c, "num_hidden_layers", where)
+    if heads % kv_heads:
+        raise ModelSpecError(
+            f"{where}: num_attention_heads ({heads}) is not a multiple of "
+            f"num_key_value_heads ({kv_heads})"
+        )
+    tie_default = family in {"gemma2", "gemma3"}
+    tie = config.get("tie_word_embeddings", c.get("tie_word_embeddings"))
+    dtype_raw = c.get("torch_dtype") or c.get("dtype") or config.get("torch_dtype") or "bfloat16"
+    dtype = DTYPES.get(str(dtype_raw))
+    if dtype is None:
+        raise ModelSpecError(f"{where}: unknown torch_dtype {dtype_raw!r}")
+    fields: dict[str, Any] = dict(
+        name=name, family=family, hidden_size=hidden,
+        intermediate_size=_get(c, "intermediate_size", where, default=0),
+        num_layers=layers, num_attention_heads=heads, num_kv_heads=kv_heads, head_dim=head_dim,
+        vocab_size=_get(c, "vocab_size", where),
+        tie_word_embeddings=bool(tie_default if tie is None else tie),
+        max_position_embeddings=_get(c, "max_position_embeddings", where, default=4096),
+        dtype=dtype, source=source, source_ref=source_ref, vision=vision,
+    )  # fmt: skip
+    bias = bool(c.get("attention_bias", False))
+    fields["qkv_bias"] = bias or family == "qwen2"
+    fields["o_bias"] = bias
+    if family in {"qwen3", "qwen3_moe", "gemma3"}:
+        fields["qk_norm"] = True
+    if family in {"gemma2", "gemma3"}:
+        fields["norms_per_layer"] = 4
+    if family == "phi3":
+        fields.update(fused_qkv=True, fused_gate_up=True)
+    notes: list[str] = []
+    _parse_moe(c, family, fields, where, notes)
+    _parse_mla(c, family, fields, where)
+    _parse_layer_types(c, family, fields, layers)
+    if family == "gpt_oss":
+        fields.update(attention_sinks=True, router_bias=True, expert_bias=True)
+    if not fields["intermediate_size"] and not fields.get("num_experts"):
+        raise ModelSpecError(f"{where}: missing field 'intermediate_size'")
+    qc_raw = c.get("quantization_config") or config.get("quantization_config")
+    quant = None
+    if hf_quant_config:
+        quant = parse_modelopt(hf_quant_config, where)
+    elif qc_raw:
+        quant = parse_quantization_config(qc_raw, where)
+    fields["quant"] = quant
+    fields["notes"] = tuple(notes)
+    return ModelSpec(**fields)
+
+
+def _parse_siglip(vc: Any, where: str) -> VisionSpec:
+    if not isinstance(vc, Mapping):
+        raise ModelSpecError(f"{where}: gemma3 config without a 'vision_config' object")
+    return VisionSpec(
+        hidden_size=_get(vc, "hidden_size", where + " vision_config"),
+        intermediate_size=_get(vc, "intermediate_size", where + " vision_config"),
+        num_layers=_get(vc, "num_hidden_layers", where + " vision_config"),
+        patch_size=_get(vc, "patch_size", where + " vision_config"),
+        image_size=_get(vc, "image_size", where + " vision_config"),
+        num_channels=vc.get("num_channels", 3),
+    )
+
+
+def _parse_moe(
+    c: Mapping[str, Any], family: str, f: dict[str, Any], where: str, notes: list[str]
+) -> None:
+    if family == "mixtral" or (family == "gpt_oss"):
+        f["num_experts"] = _get(c, "num_local_experts", where)
+        f["experts_per_token"] = c.get("num_experts_per_tok") or _get(c, "experts_per_token", where)
+        f["moe_intermediate_size"] = f["intermediate_size"]
+    elif family == "qwen3_moe":
+        f["num_experts"] = _get(c, "num_experts", where)
+        f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
+        f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
+        if c.get("mlp_only_layers") or c.get("decoder_sparse_step", 1) != 1:
+            raise ModelSpecError(
+                f"{where}: qwen3_moe with dense layers (mlp_only_layers / decoder_sparse_step) "
+                "is not supported yet"
+            )
+    elif family in {"deepseek_v3", "deepseek_v2"}:
+        f["num_experts"] = _get(c, "n_routed_experts", where)
+        f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
+        f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
+        f["num_shared_experts"] = c.get("n_shared_experts") or 0
+        f["first_dense_layers"] = c.get("first_k_dense_replace") or 0
+        f["router_score_bias"] = c.get("topk_method") == "noaux_tc" or family == "deepseek_v3"
+        f["mtp_layers"] = c.get("num_nextn_predict_layers") or 0
+        if (c.get("moe_layer_freq") or 1) != 1:
+            raise ModelSpecError(f"{where}: moe_layer_freq != 1 is not supported yet")
+    if f.get("num_experts") and f["experts_per_token"] > f["num_experts"]:
+        raise ModelSpecError(f"{where}: num_experts_per_tok exceeds the number of experts")
+
+
+def _parse_mla(c: Mapping[str, Any], family: str, f: dict[str, Any], where: str) -> None:
+    if family not in {"deepseek_v3", "deepseek_v2"}:
+        return
+    f["kv_lora_rank"] = _get(c, "kv_lora_rank", where)
+    f["q_lora_rank"] = c.get("q_lora_rank") or 0
+    f["qk_rope_head_dim"] = _get(c, "qk_rope_head_dim", where)
+    f["qk_nope_head_dim"] = _get(c, "qk_nope_head_dim", where)
+    f["v_head_dim"] = _get(c, "v_head_dim", where)
+    f["head_dim"] = f["qk_nope_head_dim"] + f["qk_rope_head_dim"]
+    f["num_kv_heads"] = f["num_attention_heads"]
+
+
+def _parse_layer_types(c: Mapping[str, Any], family: str, f: dict[str, Any], layers: int) -> None:
+    """Which layers use sliding-window attention, as vLLM applies it.
+
+    vLLM caps a layer's KV at the window only where the model marks it sliding: explicit
+    ``layer_types``, Gemma 2's alternation, Gemma 3's 5-local-1-global pattern. A bare
+    ``sliding_window`` on Llama-style configs (Mistral v0.1, Phi-3) is not applied per layer.
+    """
+    window = c.get("sliding_window") or c.get("sliding_window_size")
+    types: list[str] | None = None
+    raw = c.get("layer_types")
+    if isinstance(raw, list) and len(raw) == layers:
+        types = ["sliding" if "sliding" in str(t) else "full" for t in raw]
+    elif family == "gemma2":
+        types = ["sliding" if i % 2 == 0 else "full" for i in range(layers)]
+    elif family == "gemma3":
+        pattern = c.get("sliding_window_pattern") or 6
+        types = ["full" if (i + 1) % pattern == 0 else "sliding" for i in range(layers)]
+    if types and window and "sliding" in types:
+        f["layer_types"] = tuple(types)
+        f["sliding_window"] = int(window)
+
+
+def _keep_patterns(names: Any) -> tuple[str, ...]:
+    out = []
+    for n in names or []:
+        s = str(n)
+        if s.startswith("re:"):
+            s = s[3:].replace(".*", "*").replace("\\.", ".").rstrip("$")
+        out.append(s)
+    return tuple(out)
+
+
+def parse_quantization_config(qc: Any, where: str) -> QuantConfig:
+    """Map a checkpoint's ``quantization_config`` to a gpuplan format."""
+    if not isinstance(qc, Mapping):
+        raise ModelSpecError(f"{where}: 'quantization_config' must be an object")
+    method = str(qc.get("quant_method", "")).lower()
+    keep = _keep_patterns(
+        qc.get("modules_to_not_convert") or qc.get("ignored_layers") or qc.get("ignore")
+    )
+    if method in {"awq", "gptq", "awq_marlin", "gptq_marlin"}:
+        bits = qc.get("bits", qc.get("w_bit", 4))
+        if bits != 4:
+            raise UsageError(
+                f"{where}: {method} with {bits} bits is not supported yet",
+                "gpuplan sizes 4-bit AWQ/GPTQ checkpoints",
+            )
+        group = qc.get("group_size", qc.get("q_group_size", 128))
+        return QuantConfig(
+            format=method.split("_")[0], group_size=int(group), keep_unquantized=keep
+        )
+    if method == "fp8":
+        block = qc.get("weight_block_size")
+        static = qc.get("activation_scheme") == "static"
+        if block:
+            return QuantConfig(
+                "fp8-block",
+                block=(int(block[0]), int(block[1])),
+                keep_unquantized=keep,
+                static_activation_scales=static,
+            )
+        return QuantConfig("fp8", keep_unquantized=keep, static_activation_scales=static)
+    if method == "fbgemm_fp8":
+        return QuantConfig("fp8-channel", keep_unquantized=keep)
+    if method == "mxfp4":
+        return QuantConfig("mxfp4", keep_unquantized=keep)
+    if method == "modelopt":
+        return parse_modelopt({"quantization": qc}, where)
+    if method == "compressed-tensors":
+        return _parse_compressed_tensors(qc, keep, where)
+    if method == "bitsandbytes":
+        raise UsageError(
+            f"{where}: bitsandbytes checkpoints are not served by current vLLM",
+            "bitsandbytes left core vLLM (absent from 0.33); use an AWQ/GPTQ variant",
+        )
+    raise UsageError(
+        f"{where}: quantization method '{method}' is not supported yet",
+        "supported: awq, gptq, fp8, fbgemm_fp8, compressed-tensors, modelopt, mxfp4",
+    )
+
+
+def _parse_compressed_tensors(
+    qc: Mapping[str, Any], keep: tuple[str, ...], where: str
+) -> QuantConfig:
+    groups = qc.get("config_groups") or {}
+    if not isinstance(groups, Mapping) or not groups:
+        raise ModelSpecError(f"{where}: compressed-tensors config without 'config_groups'")
+    g = next(iter(groups.values()))
+    w = g.get("weights") or {}
+    acts = g.get("input_activations") or {}
+    bits, typ, strategy = w.get("num_bits"), w.get("type"), w.get("strategy")
+    static = bool(acts) and acts.get("dynamic") is False
+    if bits == 8 and typ == "float":
+        if strategy == "block":
+            b = w.get("block_structure") or [128, 128]
+            return QuantConfig(
+                "fp8-block",
+                block=(int(b[0]), int(b[1])),
+                keep_unquantized=keep,
+                static_activation_scales=static,
+            )
+        fmt = "fp8-channel" if strategy == "channel" else "fp8"
+        return QuantConfig(fmt, keep_unquantized=keep, static_activation_scales=static)
+    if bits == 8 and typ == "int":
+        return QuantConfig("int8", keep_unquantized=keep)
+    if bits == 4 and typ == "int":
+        return QuantConfig(
+            "w4a16", group_size=int(w.get("group_size") or 128), keep_unquantized=keep
+        )
+    if bits == 4 and typ == "float":
+        return QuantConfig("nvfp4", group_size=16, keep_unquantized=keep)
+    raise UsageError(f"{where}: compressed-tensors scheme {bits}-bit {typ} is not supported yet")
+
+
+def parse_modelopt(hqc: Mapping[str, Any], where: str) -> QuantConfig:
+    """Map NVIDIA ModelOpt's ``hf_quant_config.json`` to a gpuplan format."""
+    q = hqc.get("quantization") if isinstance(hqc, Mapping) else None
+    if not isinstance(q, Mapping):
+        raise ModelSpecError(f"{where}: hf_quant_config.json without a 'quantization' object")
+    algo = str(q.get("quant_algo", "")).upper()
+    keep = _keep_patterns(q.get("exclude_modules"))
+    if algo == "FP8":
+        return QuantConfig(
+            "fp8", keep_unquantized=keep, static_activation_scales=True, source="hf_quant_config"
+        )
+    if algo == "NVFP4":
+        return QuantConfig(
+            "nvfp4",
+            group_size=int(q.get("group_size") or 16),
+            keep_unquantized=keep,
+            source="hf_quant_config",
+        )
+    raise UsageError(
+        f"{where}: ModelOpt quant_algo '{algo}' is not supported yet", "supported: FP8, NVFP4"
+    )

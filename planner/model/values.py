@@ -1,0 +1,190 @@
+"""Frozen domain values that flow through the pipeline (model -> footprint -> ... -> plan)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+# Roles a tensor plays. Quantization formats decide by role what they quantize, and tensor
+# parallelism decides by role how a tensor is split (see footprint.py).
+Role = Literal[
+    "embed",  # token embedding (vocab-parallel under TP)
+    "lm_head",  # output projection (vocab-parallel)
+    "norm",  # RMSNorm / LayerNorm weights (replicated)
+    "attn_q",  # query-side linear (column-parallel over heads)
+    "attn_kv",  # key/value linear (split over KV heads, replicated when kv_heads < tp)
+    "attn_o",  # output projection (row-parallel)
+    "attn_latent",  # MLA down-projections (ReplicatedLinear in vLLM)
+    "mlp",  # dense MLP linear (split)
+    "expert",  # routed expert linear (split)
+    "shared_expert",  # always-on expert linear (split)
+    "router",  # MoE gate (replicated, never quantized)
+    "bias",  # a linear's bias (kept in the activation dtype)
+    "sink",  # gpt-oss attention sinks (split over heads)
+    "vision",  # vision tower / projector (split)
+    "mtp",  # multi-token-prediction extras stored in the checkpoint, unused when serving
+]
+
+TensorDtype = str  # "bf16", "fp16", "fp32", "fp8", "int8", "int4", "fp4", or "gguf:<TYPE>"
+
+
+@dataclass(frozen=True, slots=True)
+class Tensor:
+    """One stored tensor: a name, a logical shape (out, in for linears) and its role.
+
+    ``moe_fraction`` < 1 marks routed-expert tensors: the share of them a token activates.
+    ``nbytes`` is set only when the bytes are known exactly from a file (GGUF).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    role: Role
+    linear: bool = False
+    moe_fraction: float = 1.0
+    in_mtp: bool = False
+    dtype: TensorDtype | None = None
+    nbytes: int | None = None
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+@dataclass(frozen=True, slots=True)
+class VisionSpec:
+    """A SigLIP-style vision tower with a linear projector (Gemma 3)."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    patch_size: int
+    image_size: int
+    num_channels: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class QuantConfig:
+    """How a checkpoint's weights are stored, or how a user asks them to be.
+
+    ``format`` is a key of ``planner.model.quant.FORMATS``; the other fields override the format's
+    defaults when a checkpoint's quantization config says otherwise.
+    """
+
+    format: str
+    group_size: int | None = None
+    block: tuple[int, int] | None = None
+    keep_unquantized: tuple[str, ...] = ()  # module-name patterns left at the float dtype
+    static_activation_scales: bool = False
+    source: str = "checkpoint"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    """Architecture facts of one model, nothing about how it is served."""
+
+    name: str
+    family: str  # llama, mistral, mixtral, qwen2, qwen3, qwen3_moe, gemma2, gemma3, phi3, ...
+    hidden_size: int
+    intermediate_size: int
+    num_layers: int
+    num_attention_heads: int
+    num_kv_heads: int
+    head_dim: int
+    vocab_size: int
+    tie_word_embeddings: bool
+    max_position_embeddings: int
+    dtype: str = "bf16"
+    qkv_bias: bool = False
+    o_bias: bool = False
+    qk_norm: bool = False
+    norms_per_layer: int = 2
+    fused_qkv: bool = False
+    fused_gate_up: bool = False
+    # Mixture of experts
+    num_experts: int = 0
+    experts_per_token: int = 0
+    moe_intermediate_size: int = 0
+    num_shared_experts: int = 0
+    shared_expert_intermediate_size: int = 0
+    first_dense_layers: int = 0
+    expert_bias: bool = False  # gpt-oss experts carry biases
+    router_bias: bool = False
+    router_score_bias: bool = False  # DeepSeek-V3 e_score_correction_bias (fp32)
+    # Multi-head latent attention (DeepSeek)
+    kv_lora_rank: int = 0
+    q_lora_rank: int = 0
+    qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
+    v_head_dim: int = 0
+    mtp_layers: int = 0
+    # Attention layout
+    layer_types: tuple[str, ...] = ()  # "full" or "sliding" per layer; empty = all full
+    sliding_window: int | None = None
+    attention_sinks: bool = False
+    vision: VisionSpec | None = None
+    quant: QuantConfig | None = None
+    # Provenance
+    source: str = "config"  # registry | config | hf | gguf | guess
+    source_ref: str = ""
+    is_guess: bool = False
+    notes: tuple[str, ...] = ()
+    published_params: int | None = None  # from the registry, with its source
+    checkpoint_total_size: int | None = None  # safetensors index total_size, when known
+    # Exact tensors when read from a file (GGUF); otherwise derived from the shape.
+    tensors: tuple[Tensor, ...] | None = None
+    gguf_file_type: str | None = None
+
+    @property
+    def is_moe(self) -> bool:
+        return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        return self.kv_lora_rank > 0
+
+    @property
+    def sliding_layer_count(self) -> int:
+        return sum(1 for t in self.layer_types if t == "sliding")
+
+
+@dataclass(frozen=True, slots=True)
+class TPFootprint:
+    """Per-GPU memory of one tensor-parallel layout, in bytes."""
+
+    tp: int
+    valid: bool
+    reason: str | None
+    weight_bytes_per_gpu: int
+    kv_bytes_per_gpu: int
+    overhead_bytes_per_gpu: int
+    kv_bytes_per_token_per_gpu: int
+    max_concurrency_by_card: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_bytes_per_gpu(self) -> int:
+        return self.weight_bytes_per_gpu + self.kv_bytes_per_gpu + self.overhead_bytes_per_gpu
+
+
+@dataclass(frozen=True, slots=True)
+class Footprint:
+    """Exact parameters and bytes of a model at a quantization, with per-TP memory."""
+
+    model: ModelSpec
+    quant_format: str
+    kv_cache_dtype: str
+    context_tokens: int
+    concurrency: int
+    gpu_memory_utilization: float
+    total_params: int
+    active_params: int
+    mtp_params: int
+    stored_elements: int  # parameters plus quantization scales/zeros as stored elements
+    weight_bytes: int
+    weight_bytes_by_dtype: dict[str, int]
+    kv_bytes_per_token: int  # TP=1, summed over full-attention-equivalent layers
+    kv_bytes_per_request: int  # TP=1, at context_tokens, sliding layers capped, block-rounded
+    per_tp: tuple[TPFootprint, ...]
+    notes: tuple[str, ...] = ()

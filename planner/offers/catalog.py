@@ -1,0 +1,257 @@
+"""The offer catalog: the embedded snapshot, the user's cache of live refreshes, and the refresh.
+
+Per provider, a cache file (written only by a complete, non-empty refresh) replaces the snapshot's
+offers; otherwise the snapshot answers. Cache writes are atomic (temp file, fsync, rename), so a
+failed or killed refresh leaves the previous file as it was, age included.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from planner.errors import ProviderError, UsageError
+from planner.fsutil import atomic_write_text
+from planner.offers.offer import Offer
+
+SCHEMA = "gpuplan.offers/1"
+STALE_AFTER_DAYS = 7
+_OFFER_FIELDS = {f.name for f in fields(Offer)}
+
+
+def cache_dir() -> Path:
+    """GPUPLAN_CACHE_DIR, else the platform's user cache directory (platformdirs)."""
+    env = os.environ.get("GPUPLAN_CACHE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("gpuplan"))
+
+
+def offer_from_dict(d: dict[str, Any]) -> Offer:
+    data = {k: v for k, v in d.items() if k in _OFFER_FIELDS}
+    data["notes"] = tuple(data.get("notes") or ())
+    return Offer(**data)
+
+
+def offer_to_dict(o: Offer) -> dict[str, Any]:
+    d = asdict(o)
+    d["notes"] = list(o.notes)
+    return d
+
+
+@cache
+def _snapshot() -> dict[str, Any]:
+    text = (
+        resources.files("planner.offers.data").joinpath("offers_snapshot.json").read_text("utf-8")
+    )
+    return json.loads(text)
+
+
+def snapshot_offers() -> list[Offer]:
+    return [offer_from_dict(d) for d in _snapshot()["offers"]]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceInfo:
+    provider: str
+    origin: str  # "embedded" | "cache"
+    fetched_at: str | None  # the oldest fetched_at among the provider's offers
+    offers: int
+    path: str | None = None
+    stale: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    offers: tuple[Offer, ...]
+    sources: dict[str, SourceInfo]
+    warnings: tuple[str, ...] = ()
+
+
+def age_days(fetched_at: str | None, now: datetime | None = None) -> float | None:
+    if not fetched_at:
+        return None
+    try:
+        when = datetime.fromisoformat(fetched_at)
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return ((now or datetime.now(UTC)) - when).total_seconds() / 86400
+
+
+def _cache_path(provider: str) -> Path:
+    return cache_dir() / "offers" / f"{provider}.json"
+
+
+def read_cache(provider: str) -> tuple[list[Offer], dict[str, Any]] | None:
+    """The provider's cached offers, or None if absent. A corrupt file is reported, not used."""
+    path = _cache_path(provider)
+    if not path.exists():
+        return None
+    doc = json.loads(path.read_text("utf-8"))
+    if doc.get("schema") != SCHEMA or doc.get("provider") != provider:
+        raise ValueError("unexpected schema or provider")
+    return [offer_from_dict(o) for o in doc["offers"]], doc
+
+
+def write_cache(provider: str, offers: list[Offer], fetched_at: str) -> Path:
+    """Atomically replace the provider's cache file (planner.fsutil.atomic_write_text)."""
+    doc = {
+        "schema": SCHEMA,
+        "provider": provider,
+        "fetched_at": fetched_at,
+        "offers": [offer_to_dict(o) for o in offers],
+    }
+    return atomic_write_text(_cache_path(provider), json.dumps(doc, indent=1, sort_keys=True))
+
+
+def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True) -> Catalog:
+    """Offers of every provider: from its cache when there is one, else from the snapshot."""
+    from planner.offers.providers import provider_names
+
+    names = list(providers) if providers is not None else provider_names()
+    by_provider: dict[str, list[Offer]] = {n: [] for n in names}
+    for o in snapshot_offers():
+        if o.provider in by_provider:
+            by_provider[o.provider].append(o)
+    sources: dict[str, SourceInfo] = {}
+    warnings = []
+    offers: list[Offer] = []
+    for name in names:
+        origin, path, chosen = "embedded", None, by_provider[name]
+        if use_cache:
+            try:
+                cached = read_cache(name)
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                cached = None
+                warnings.append(f"{name}: ignoring unreadable cache {_cache_path(name)} ({exc})")
+            if cached is not None:
+                origin, path, chosen = "cache", str(_cache_path(name)), cached[0]
+        oldest = min((o.fetched_at for o in chosen), default=None)
+        age = age_days(oldest)
+        sources[name] = SourceInfo(
+            name,
+            origin,
+            oldest,
+            len(chosen),
+            path,
+            stale=age is not None and age > STALE_AFTER_DAYS,
+        )
+        offers += chosen
+    return Catalog(tuple(offers), sources, tuple(warnings))
+
+
+# ------------------------------------------------------------------ filtering
+@dataclass(frozen=True, slots=True)
+class OfferFilter:
+    gpu: str | None = None
+    providers: tuple[str, ...] | None = None
+    region: str | None = None
+    min_gpu_memory_gb: float | None = None
+    gpus: int | None = None
+    max_price_usd_per_hour: float | None = None
+    spot: bool = False
+    horizon_months: float = 1.0
+
+
+def offer_sort_key(o: Offer, price: float) -> tuple[Any, ...]:
+    """Strict, deterministic order: price, then provider, instance, region, then the rest."""
+    return (price, o.provider, o.instance_type, o.region, o.gpu, o.gpu_count, o.tier or "")
+
+
+def filter_offers(offers: Iterable[Offer], flt: OfferFilter) -> list[tuple[Offer, float]]:
+    """Offers that pass the filter, each with the price it is ranked by, strictly sorted."""
+    gpu_id = None
+    if flt.gpu:
+        from planner.offers.gpus import canonical_gpu
+
+        gpu_id = canonical_gpu(flt.gpu).id
+    out = []
+    for o in offers:
+        if flt.providers and o.provider not in flt.providers:
+            continue
+        if gpu_id and o.gpu != gpu_id:
+            continue
+        if flt.region and flt.region.lower() not in o.region.lower():
+            continue
+        if flt.min_gpu_memory_gb and o.gpu_memory_gb < flt.min_gpu_memory_gb:
+            continue
+        if flt.gpus and o.gpu_count != flt.gpus:
+            continue
+        price = o.effective_usd_per_hour(spot=flt.spot, horizon_months=flt.horizon_months)
+        if price is None:
+            continue
+        if flt.max_price_usd_per_hour is not None and price > flt.max_price_usd_per_hour:
+            continue
+        out.append((o, price))
+    out.sort(key=lambda pair: offer_sort_key(pair[0], pair[1]))
+    return out
+
+
+# ------------------------------------------------------------------ refresh
+@dataclass
+class ProviderOutcome:
+    provider: str
+    status: str  # "ok" | "skipped" | "failed"
+    offers: int = 0
+    seconds: float = 0.0
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+def refresh(
+    names: list[str],
+    *,
+    explicit: bool,
+    regions: tuple[str, ...] | None = None,
+    on_done: Callable[[ProviderOutcome], None] | None = None,
+) -> list[ProviderOutcome]:
+    """Fetch live offers from each provider in parallel and cache each complete answer.
+
+    A provider's failure never stops the others. Missing credentials skip a provider with a
+    warning unless the user named it (``explicit``), which makes it a failure.
+    """
+    from planner.offers.providers import MissingCredentials, OfferQuery, provider_classes
+
+    classes = provider_classes()
+    query = OfferQuery(regions=regions)
+
+    def run(name: str) -> ProviderOutcome:
+        start = time.perf_counter()
+        outcome = ProviderOutcome(name, "failed")
+        try:
+            provider = classes[name].from_env()
+            offers = provider.list_offers(query)
+            outcome.warnings = list(provider.warnings)
+            if not offers:
+                raise ProviderError(f"{name}: the provider answered with no offers; cache kept")
+            write_cache(name, offers, max(o.fetched_at for o in offers))
+            outcome.status, outcome.offers = "ok", len(offers)
+        except MissingCredentials as exc:
+            outcome.status = "failed" if explicit else "skipped"
+            outcome.message = exc.message
+        except ProviderError as exc:
+            outcome.message = exc.message
+        except Exception as exc:
+            outcome.message = f"{name}: unexpected {type(exc).__name__}: {str(exc)[:200]}"
+        outcome.seconds = time.perf_counter() - start
+        if on_done:
+            on_done(outcome)
+        return outcome
+
+    if not names:
+        raise UsageError("no provider to refresh")
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        return list(pool.map(run, names))

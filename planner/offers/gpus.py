@@ -1,0 +1,110 @@
+"""The canonical GPU table: one name per card, the aliases every provider uses, and the specs
+(memory, bandwidth, dense tensor throughput, compute capability) that fit and speed need.
+
+Built from planner/offers/data/gpus.json, which carries each card's sources.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from planner.errors import UsageError, did_you_mean
+
+_NOISE = re.compile(r"\b(nvidia|geforce|tesla|amd|instinct|generation)\b|[\s_\-™®]", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSpec:
+    """One GPU model. ``memory_gb`` is the marketed decimal size (80 for an H100)."""
+
+    id: str
+    name: str
+    vendor: str
+    compute_capability: float | None
+    memory_gb: float
+    memory_bandwidth_gb_s: float
+    fp16_tflops_dense: float | None
+    bf16_tflops_dense: float | None
+    fp8_tflops_dense: float | None
+    int8_tops_dense: float | None
+    interconnect: str
+    nvlink_gb_s: float | None
+    aliases: tuple[str, ...]
+
+    @property
+    def usable_memory_bytes(self) -> int:
+        """Bytes a fit may plan with: the marketed decimal size, which is at or below what
+        torch reports for every card in the table (e.g. 24e9 for A10G's 23028 MiB)."""
+        return int(self.memory_gb * 10**9)
+
+
+def normalize(name: str) -> str:
+    return _NOISE.sub("", name).lower()
+
+
+@cache
+def gpu_table() -> dict[str, GpuSpec]:
+    raw = json.loads(
+        resources.files("planner.offers.data").joinpath("gpus.json").read_text("utf-8")
+    )
+    table = {}
+    for g in raw["gpus"]:
+        cc = g["compute_capability"]
+        table[g["id"]] = GpuSpec(
+            id=g["id"], name=g["name"], vendor=g["vendor"],
+            compute_capability=float(cc) if cc else None, memory_gb=float(g["memory_gb"]),
+            memory_bandwidth_gb_s=float(g["memory_bandwidth_gb_s"]),
+            fp16_tflops_dense=g["fp16_tflops_dense"], bf16_tflops_dense=g["bf16_tflops_dense"],
+            fp8_tflops_dense=g["fp8_tflops_dense"], int8_tops_dense=g["int8_tops_dense"],
+            interconnect=g["interconnect"], nvlink_gb_s=g["nvlink_gb_s"],
+            aliases=tuple(g["aliases"]),
+        )  # fmt: skip
+    return table
+
+
+@cache
+def _alias_index() -> dict[str, str]:
+    index: dict[str, str] = {}
+    for gpu in gpu_table().values():
+        for key in (gpu.id, gpu.name, *gpu.aliases):
+            index.setdefault(normalize(key), gpu.id)
+    return index
+
+
+def canonical_gpu(name: str, memory_mib: float | None = None) -> GpuSpec:
+    """The GPU a provider's name means. ``memory_mib`` (as a provider reports it) picks the
+    variant where a name alone is ambiguous ("A100" with 81920 MiB is the 80 GB card)."""
+    key = normalize(name)
+    gpu_id = _alias_index().get(key)
+    if gpu_id is None:
+        # Provider strings often append the memory ("A100-SXM4-80GB", "H100 80GB HBM3").
+        stripped = re.sub(r"\d+gb.*$", "", key)
+        gpu_id = _alias_index().get(stripped)
+    if gpu_id is None:
+        raise UsageError(
+            f"unknown GPU '{name}'",
+            did_you_mean(name, [g.id for g in gpu_table().values()] + _all_aliases())
+            or "run `gpuplan gpus` for the known GPUs",
+        )
+    gpu = gpu_table()[gpu_id]
+    if memory_mib:
+        gpu = _closest_variant(gpu, memory_mib)
+    return gpu
+
+
+def _closest_variant(gpu: GpuSpec, memory_mib: float) -> GpuSpec:
+    reported_gb = memory_mib * 2**20 / 1e9
+    if abs(reported_gb - gpu.memory_gb) / gpu.memory_gb <= 0.2:
+        return gpu  # e.g. AWS's 22888 MiB for 24 GB cards
+    family = re.match(r"[a-z]*\d+", gpu.id)
+    prefix = family.group(0) if family else gpu.id
+    candidates = [g for g in gpu_table().values() if g.id.startswith(prefix)]
+    return min(candidates, key=lambda g: (abs(g.memory_gb - reported_gb), g.id != gpu.id))
+
+
+def _all_aliases() -> list[str]:
+    return [a for g in gpu_table().values() for a in g.aliases]

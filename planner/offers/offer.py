@@ -1,0 +1,50 @@
+"""An offer: one rentable GPU configuration at one provider, priced at a date."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOURS_PER_MONTH = 730  # 8760 / 12: how monthly prices become hourly ones
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """One rentable configuration at one provider, as priced at ``fetched_at``.
+
+    Hourly offers carry ``price_usd_per_hour``. Monthly rentals (Hetzner's GEX dedicated servers)
+    carry ``monthly_price_usd`` and ``setup_fee_usd``; their ``price_usd_per_hour`` is the 24x7
+    rate (monthly / 730 h) without the setup fee, and ``effective_usd_per_hour`` adds the fee
+    spread over a stated horizon.
+    """
+
+    provider: str
+    instance_type: str
+    region: str
+    gpu: str  # canonical id from planner.gpus
+    gpu_count: int
+    gpu_memory_gb: float  # per GPU, marketed decimal GB
+    vcpus: int | None
+    ram_gib: float | None
+    disk_gb: float | None
+    price_usd_per_hour: float
+    spot_price_usd_per_hour: float | None
+    billing: str  # "hourly" | "monthly"
+    source: str
+    fetched_at: str  # ISO 8601 date or UTC datetime
+    monthly_price_usd: float | None = None
+    setup_fee_usd: float | None = None
+    availability: str | None = None
+    tier: str | None = None  # RunPod secure / community
+    notes: tuple[str, ...] = ()
+
+    def effective_usd_per_hour(
+        self, spot: bool = False, horizon_months: float = 1.0
+    ) -> float | None:
+        """$/h the user pays: spot if asked (None when the offer has none); for monthly rentals the
+        monthly price plus the setup fee spread over ``horizon_months`` of 24x7 use."""
+        if spot:
+            return self.spot_price_usd_per_hour
+        if self.billing == "monthly" and self.monthly_price_usd is not None:
+            setup = (self.setup_fee_usd or 0.0) / (HOURS_PER_MONTH * horizon_months)
+            return self.monthly_price_usd / HOURS_PER_MONTH + setup
+        return self.price_usd_per_hour

@@ -1,0 +1,342 @@
+"""Shape results for people (rich tables) and for programs (JSON with a versioned schema).
+
+Nothing here prints: the CLI prints what these functions return.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.model.footprint import CARD_CLASSES, GIB
+from planner.model.quant import FORMATS
+from planner.model.values import Footprint
+
+FOOTPRINT_SCHEMA = "gpuplan.footprint/1"
+
+
+def gib(n: int) -> float:
+    return round(n / GIB, 3)
+
+
+def footprint_to_dict(fp: Footprint) -> dict[str, Any]:
+    """The documented JSON form of a Footprint (see README, 'JSON output')."""
+    m = fp.model
+    fmt = FORMATS.get(fp.quant_format)
+    return {
+        "schema": FOOTPRINT_SCHEMA,
+        "model": {
+            "name": m.name, "family": m.family, "source": m.source, "source_ref": m.source_ref,
+            "is_guess": m.is_guess, "published_params": m.published_params,
+            "published_params_match": published_match(fp),
+            "checkpoint_total_size_bytes": m.checkpoint_total_size,
+        },
+        "quantization": {
+            "format": fp.quant_format,
+            "description": fmt.description if fmt else fp.model.gguf_file_type,
+            "vllm_quantization": fmt.vllm_quantization if fmt else None,
+            "quality_note": fmt.quality_note if fmt else None,
+        },
+        "kv_cache_dtype": fp.kv_cache_dtype,
+        "context_tokens": fp.context_tokens,
+        "concurrency": fp.concurrency,
+        "gpu_memory_utilization": fp.gpu_memory_utilization,
+        "parameters": {"total": fp.total_params, "active": fp.active_params, "mtp": fp.mtp_params},
+        "weights": {"bytes": fp.weight_bytes, "gib": gib(fp.weight_bytes),
+                    "by_dtype_bytes": fp.weight_bytes_by_dtype},
+        "kv_cache": {"bytes_per_token": fp.kv_bytes_per_token,
+                     "bytes_per_request": fp.kv_bytes_per_request},
+        "card_classes_bytes": dict(CARD_CLASSES),
+        "tensor_parallel": [
+            {
+                "tp": t.tp, "valid": t.valid, "reason": t.reason,
+                "per_gpu_bytes": {
+                    "weights": t.weight_bytes_per_gpu, "kv_cache": t.kv_bytes_per_gpu,
+                    "overhead": t.overhead_bytes_per_gpu, "total": t.total_bytes_per_gpu,
+                },
+                "kv_bytes_per_token_per_gpu": t.kv_bytes_per_token_per_gpu,
+                "max_concurrency": t.max_concurrency_by_card,
+            }
+            for t in fp.per_tp
+        ],
+        "notes": list(fp.notes),
+    }  # fmt: skip
+
+
+def published_match(fp: Footprint) -> str:
+    """How the computed count compares with the published one."""
+    published = fp.model.published_params
+    if published is None:
+        return "no published count"
+    if fp.total_params == published:
+        return "exact"
+    if fp.stored_elements == published:
+        return (
+            f"exact; the published count includes {fp.stored_elements - fp.total_params:,} "
+            "stored quantization-scale elements"
+        )
+    return f"differs by {fp.total_params - published:+,}"
+
+
+def footprint_tables(fp: Footprint) -> list[Any]:
+    """Rich renderables: a summary and a per-TP table."""
+    from rich.table import Table
+    from rich.text import Text
+
+    m = fp.model
+    fmt = FORMATS.get(fp.quant_format)
+    title = f"{m.name}  [{m.source}]" + ("  (GUESS - not exact)" if m.is_guess else "")
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    published = ""
+    if m.published_params:
+        published = f"  (published {m.published_params:,}: {published_match(fp)})"
+    summary.add_row(
+        "parameters", f"{fp.total_params:,} total, {fp.active_params:,} active" + published
+    )
+    quant_desc = fmt.description if fmt else (m.gguf_file_type or "")
+    summary.add_row("quantization", f"{fp.quant_format} - {quant_desc}")
+    weights = f"{fp.weight_bytes:,} B = {fp.weight_bytes / GIB:.2f} GiB"
+    if m.checkpoint_total_size:
+        weights += f"  (checkpoint index total_size {m.checkpoint_total_size:,} B)"
+    summary.add_row("weights", weights)
+    summary.add_row(
+        "KV cache",
+        f"{fp.kv_bytes_per_token:,} B/token over all layers "
+        f"({fp.kv_cache_dtype}); "
+        f"{fp.kv_bytes_per_request / GIB:.2f} GiB per {fp.context_tokens:,}-token request",
+    )
+    summary.add_row(
+        "budget",
+        f"gpu_memory_utilization {fp.gpu_memory_utilization}, concurrency {fp.concurrency}",
+    )
+    table = Table(
+        title="Per-GPU memory (GiB) and the most concurrent requests that fit", title_justify="left"
+    )
+    for col in ("TP", "weights", "KV cache", "overhead", "total"):
+        table.add_column(col, justify="right")
+    for label in CARD_CLASSES:
+        table.add_column(label, justify="right")
+    for t in fp.per_tp:
+        if not t.valid:
+            table.add_row(
+                str(t.tp),
+                Text(f"not valid: {t.reason}", style="dim"),
+                *[""] * (3 + len(CARD_CLASSES)),
+            )
+            continue
+        fits = [str(n) if n else Text("-", style="red") for n in t.max_concurrency_by_card.values()]
+        table.add_row(
+            str(t.tp),
+            f"{t.weight_bytes_per_gpu / GIB:.2f}",
+            f"{t.kv_bytes_per_gpu / GIB:.2f}",
+            f"{t.overhead_bytes_per_gpu / GIB:.2f}",
+            f"{t.total_bytes_per_gpu / GIB:.2f}",
+            *fits,
+        )
+    out: list[Any] = [Text(title, style="bold red" if m.is_guess else "bold"), summary, table]
+    for note in fp.notes:
+        out.append(Text(f"note: {note}", style="yellow" if note.startswith("GUESS") else "dim"))
+    return out
+
+
+RECOMMENDATION_SCHEMA = "gpuplan.recommendation/1"
+
+
+def recommendation_to_dict(ranking: Any, top: int, sources: dict[str, Any]) -> dict[str, Any]:
+    """The documented JSON form of a recommendation (see README, 'recommend JSON')."""
+    from dataclasses import asdict
+
+    from planner.decide.plan import plan_to_dict
+
+    plans = list(ranking.plans)
+    first = plans[0] if plans else None
+    return {
+        "schema": RECOMMENDATION_SCHEMA,
+        "model": first.base_model if first else None,
+        "need": asdict(first.need) if first else None,
+        "plans": [plan_to_dict(p) for p in plans[:top]],
+        "feasible_offers": len(plans),
+        "rejected": [
+            {"provider": r.offer.provider, "instance_type": r.offer.instance_type,
+             "region": r.offer.region, "gpu": r.offer.gpu, "gpu_count": r.offer.gpu_count,
+             "reason": r.reason}
+            for r in ranking.rejected
+        ],
+        "quantization_tradeoffs": quant_tradeoffs(ranking),
+        "catalog": {name: asdict(s) for name, s in sources.items()},
+    }  # fmt: skip
+
+
+def quant_tradeoffs(ranking: Any) -> list[dict[str, Any]]:
+    """Per candidate format: its own best plan over all offers, and the expected quality cost."""
+    out = []
+    for cand, best in zip(ranking.candidates, ranking.best_per_candidate, strict=False):
+        e = best.estimate if best else None
+        out.append({
+            "format": cand.fmt.name, "checkpoint": cand.spec.name,
+            "weights_gib": round(cand.weights.served / GIB, 2),
+            "quality_note": cand.fmt.quality_note,
+            "best_offer": f"{best.offer.provider} {best.offer.instance_type}" if best else None,
+            "best_objective_value": best.objective_value if best else None,
+            "best_usd_per_million_output_tokens": e.usd_per_million_output_tokens if e else None,
+            "best_aggregate_output_tokens_per_s": e.aggregate_output_tokens_per_s if e else None,
+        })  # fmt: skip
+    return out
+
+
+def recommendation_tables(ranking: Any, top: int, explain: bool) -> list[Any]:
+    from rich.table import Table
+    from rich.text import Text
+
+    from planner.offers.catalog import STALE_AFTER_DAYS, age_days
+
+    plans = list(ranking.plans)
+    first = plans[0]
+    out: list[Any] = []
+    if first.model_is_guess:
+        out.append(
+            Text(
+                "GUESS: the model's shape was guessed from its name; figures are approximate",
+                style="bold red",
+            )
+        )
+    need = first.need
+    title = (
+        f"{first.base_model}: {len(plans)} feasible of {len(plans) + len(ranking.rejected)}"
+        f" offers, by {need.objective} ({'spot' if need.spot else 'on-demand'}; "
+        f"{need.concurrency} x {need.context}-token context; workload "
+        f"{need.prompt_tokens} in / {need.output_tokens} out). free = GiB per GPU left "
+        "after weights, overhead and KV; tok/s 1 = one stream's decode speed"
+    )
+    table = Table(title=title, title_justify="left")
+    left = {"provider", "region", "instance", "quant", "layout", "age"}
+    for c in (
+        "#",
+        "provider",
+        "region",
+        "instance",
+        "GPUs",
+        "quant",
+        "layout",
+        "free",
+        "tok/s 1",
+        "tok/s all",
+        "TTFT ms",
+        "$/h",
+        "$/1M out",
+        "age",
+    ):
+        table.add_column(c, justify="left" if c in left else "right")
+    for i, p in enumerate(plans[:top], 1):
+        e, o = p.estimate, p.offer
+        age = age_days(o.fetched_at)
+        stale = age is not None and age > STALE_AFTER_DAYS
+        age_label = "?" if age is None else f"{age:.0f}d" + (" STALE" if stale else "")
+        price = f"{e.usd_per_hour:.2f}" + (" (mo)" if o.billing == "monthly" else "")
+        machines = p.layout.nodes * e.replicas
+        nodes = f"{machines}x " if machines > 1 else ""
+        table.add_row(
+            str(i),
+            o.provider,
+            o.region[:18],
+            o.instance_type[:24],
+            f"{nodes}{o.gpu_count}x {o.gpu}",
+            p.quant_format,
+            p.layout.label,
+            f"{e.memory_headroom_gib:.1f}",
+            f"{e.single_stream_tokens_per_s:.0f}",
+            f"{e.aggregate_output_tokens_per_s:,.0f}",
+            f"{e.ttft_ms:.0f}",
+            price,
+            f"{e.usd_per_million_output_tokens:.3f}",
+            age_label,
+        )
+    out.append(table)
+    if len(ranking.candidates) > 1:
+        trade = Table(
+            title="Quantization trade-offs (--quant auto): each format's own best offer",
+            title_justify="left",
+        )
+        for c in (
+            "format",
+            "checkpoint",
+            "weights GiB",
+            "its best offer",
+            "$/1M out",
+            "tok/s all",
+            "expected quality",
+        ):
+            trade.add_column(c)
+        for t in quant_tradeoffs(ranking):
+            best = t["best_usd_per_million_output_tokens"]
+            tps = t["best_aggregate_output_tokens_per_s"]
+            trade.add_row(
+                t["format"],
+                t["checkpoint"],
+                f"{t['weights_gib']:.1f}",
+                t["best_offer"] or "no feasible offer",
+                f"{best:.3f}" if best is not None else "-",
+                f"{tps:,.0f}" if tps is not None else "-",
+                t["quality_note"],
+            )
+        out.append(trade)
+    out.append(Text(f"top plan: vllm serve {' '.join(first.vllm_args)}", style="dim"))
+    for note in dict.fromkeys(first.notes):
+        out.append(Text(f"note: {note}", style="yellow"))
+    if explain:
+        out += explanation(ranking)
+    return out  # fmt: skip
+
+
+def explanation(ranking: Any) -> list[Any]:
+    """Why the top plan won, and why the GPUs people usually guess lost (with ratios)."""
+    from rich.text import Text
+
+    from planner.decide.rank import best_alternatives
+
+    plans = list(ranking.plans)
+    top = plans[0]
+    e = top.estimate
+    lines = [Text("Why this plan", style="bold")]
+    lines.append(
+        Text(
+            f"  {top.offer.provider} {top.offer.instance_type}: "
+            f"{e.aggregate_output_tokens_per_s:,.0f} output tok/s at batch {e.batch} for "
+            f"${e.usd_per_hour:.2f}/h = "
+            f"${e.usd_per_million_output_tokens:.3f} per 1M output tokens; "
+            + "; ".join(top.reasons)
+        )
+    )
+    unit = {
+        "cost-per-token": "cost per token",
+        "cost": "$/h",
+        "speed": "throughput",
+        "latency": "request latency",
+    }[top.need.objective]
+    for family, plan, why in best_alternatives(ranking):
+        if plan is None:
+            lines.append(Text(f"  {family}: {why}"))
+            continue
+        if plan is top:
+            lines.append(Text(f"  {family}: this is the top plan"))
+            continue
+        if top.need.objective == "speed":
+            ratio = top.estimate.aggregate_output_tokens_per_s / max(
+                plan.estimate.aggregate_output_tokens_per_s, 1e-9
+            )
+            verdict = f"{ratio:.2f}x less throughput than the top plan"
+        else:
+            ratio = plan.objective_value / top.objective_value if top.objective_value else 0.0
+            verdict = f"{ratio:.2f}x the {unit} of the top plan"
+        pe = plan.estimate
+        lines.append(
+            Text(
+                f"  best {family}: {plan.offer.provider} {plan.offer.instance_type} "
+                f"({plan.offer.gpu_count}x {plan.offer.gpu}, {plan.layout.label}, "
+                f"{plan.quant_format}): ${pe.usd_per_hour:.2f}/h, "
+                f"{pe.aggregate_output_tokens_per_s:,.0f} tok/s, "
+                f"${pe.usd_per_million_output_tokens:.3f}/1M out: {verdict}"
+            )
+        )
+    return lines
