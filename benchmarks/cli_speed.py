@@ -67,11 +67,11 @@ def main() -> None:
     )
     from planner.decide.plan import Need
     from planner.decide.rank import candidates_for, rank_offers
-    from planner.model.sources import load_model_spec
+    from planner.model.sources import load_model_spec, quantized_variants
 
     offers = synthetic_offers(100_000)
     for model, quant in [("llama-3.1-8b", None), ("llama-3.1-70b", "auto")]:
-        cands = candidates_for(load_model_spec(model), quant)
+        cands = candidates_for(spec := load_model_spec(model), quant, quantized_variants(spec.name))
         start = time.perf_counter()
         ranking = rank_offers(cands, offers, Need())
         elapsed = time.perf_counter() - start

@@ -21,7 +21,7 @@ from planner.decide.plan import Need  # noqa: E402
 from planner.decide.rank import candidates_for, plan_offer, recommend  # noqa: E402
 from planner.errors import GpuplanError, NoFeasibleOfferError  # noqa: E402
 from planner.model.footprint import count_params  # noqa: E402
-from planner.model.sources import load_model_spec  # noqa: E402
+from planner.model.sources import load_model_spec, quantized_variants  # noqa: E402
 from planner.offers.catalog import snapshot_offers  # noqa: E402
 from planner.offers.gpus import gpu_table  # noqa: E402
 from tests.oracle import brute_force_best  # noqa: E402
@@ -65,7 +65,7 @@ def main() -> None:
         spec = load_model_spec(model)
         ctx = min(ctx, spec.max_position_embeddings)
         need = Need(context=ctx, concurrency=conc)
-        cands = candidates_for(spec, quant)
+        cands = candidates_for(spec, quant, quantized_variants(spec.name))
         rows += 1
         oracle = brute_force_best(cands, offers, need)
         try:

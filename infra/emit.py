@@ -76,28 +76,41 @@ def _disk_gb(plan: Plan) -> int:
     return int(math.ceil((weights_gb * 1.2 + 60) / 10) * 10)
 
 
-def plan_data(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
-    """The literal PLAN dict of the generated program (only plain values)."""
+def refusal(plan: Plan) -> tuple[str, str | None] | None:
+    """Why gpuplan cannot write a project for ``plan`` (message, hint), or None when it can.
+
+    generate asks this to pick the best plan it can write, instead of catching errors."""
     o = plan.offer
     if o.provider not in PROVIDERS:
-        raise DeployError(f"no infrastructure template for provider '{o.provider}'")
+        return f"no infrastructure target for {o.provider} yet", "pin --providers " + ",".join(
+            PROVIDERS
+        )
     if o.gpu.startswith("mi"):
-        raise DeployError(
+        return (
             "AMD GPUs need vLLM's ROCm image; gpuplan generates CUDA projects only",
             "plan with --gpu set to an NVIDIA card",
         )
     multi = plan.layout.nodes > 1
     if multi and o.provider not in ("aws", "gcp"):
-        raise DeployError(
+        return (
             f"multi-node plans need private networking between machines, which "
             f"gpuplan provisions on AWS and GCP only, not {o.provider}",
             "plan with --providers aws,gcp or --max-nodes 1",
         )
     if multi and plan.estimate.replicas > 1:
-        raise DeployError(
+        return (
             "replicas of multi-node deployments are not generated",
             "drop the throughput target, or plan a model that fits one machine",
         )
+    return None
+
+
+def plan_data(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
+    """The literal PLAN dict of the generated program (only plain values)."""
+    why = refusal(plan)
+    if why is not None:
+        raise DeployError(*why)
+    o = plan.offer
     data: dict[str, Any] = {
         "provider": o.provider, "name": "gpuplan-" + _slug(plan.base_model),
         "stack_tag": _slug(opts.stack, 30), "image": versions.VLLM_IMAGE,

@@ -1,184 +1,312 @@
-"""gpuplan.toml: the deployment a repository commits, validated, with overrides.
+"""Settings: one merge of command-line flags, GPUPLAN_<KEY> variables, gpuplan.toml, defaults.
 
-Precedence: command-line flag > GPUPLAN_<KEY> environment variable > gpuplan.toml > default.
-Every error names the key, what it got and what it accepts.
+Precedence, for every key: flag > ``GPUPLAN_<KEY>`` environment variable > gpuplan.toml >
+default. Every value is validated here, once, whatever its source, and an error names the source
+(``--context``, ``GPUPLAN_CONTEXT`` or ``gpuplan.toml: 'workload.context'``), what it got and what
+it accepts. Each default is written once: workload and constraint defaults are the fields of
+``decide.plan.Need``; the rest are in ``KEYS`` below.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from planner.decide.plan import Need
 from planner.errors import UsageError
 
+DEFAULT_TOML = "gpuplan.toml"
 OBJECTIVES = ("cost-per-token", "cost", "speed", "latency")
-
-# key -> (section, type, default, allowed values or None, help)
-SCHEMA: dict[str, tuple[str, type, Any, tuple[Any, ...] | None, str]] = {
-    "model": ("model", str, None, None, "registry name, Hugging Face id or local folder"),
-    "quant": ("model", str, None, None, "auto, bf16, fp8, awq, ... (default: the checkpoint's)"),
-    "context": ("workload", int, 8192, None, "longest request in tokens (--max-model-len)"),
-    "concurrency": ("workload", int, 1, None, "requests of `context` tokens served at once"),
-    "prompt_tokens": ("workload", int, 1000, None, "typical prompt"),
-    "output_tokens": ("workload", int, 250, None, "typical answer"),
-    "kv_cache_dtype": ("workload", str, "auto", ("auto", "fp8"), "KV cache dtype"),
-    "gpu_memory_utilization": ("workload", float, 0.92, None, "vLLM's share of GPU memory"),
-    "objective": ("constraints", str, "cost-per-token", OBJECTIVES, "what to minimise"),
-    "providers": ("constraints", list, None, None, 'e.g. ["aws", "gcp"]'),
-    "regions": ("constraints", list, None, None, "substrings of regions"),
-    "gpu": ("constraints", str, None, None, "only this GPU"),
-    "instance_type": ("constraints", str, None, None, "only this instance type"),
-    "spot": ("constraints", bool, False, None, "spot / interruptible prices"),
-    "max_price": ("constraints", float, None, None, "USD per hour"),
-    "min_tokens_per_s": ("constraints", float, None, None, "per stream"),
-    "max_ttft": ("constraints", float, None, None, "ms"),
-    "horizon_months": ("constraints", float, 1.0, None, "spreads monthly setup fees"),
-    "target_rps": ("constraints", float, None, None, "requests a second: sizes replicas"),
-    "target_output_tokens_per_s": ("constraints", float, None, None, "sizes replicas"),
-    "replica_headroom": ("constraints", float, 0.2, None, "spare capacity above the target"),
-    "out": ("deploy", str, "infra/gpuplan", None, "folder of the generated project"),
-    "stack": ("deploy", str, "dev", None, "Pulumi stack"),
-    "allow_cidrs": ("deploy", list, None, None, "networks allowed to reach the serving port"),
-    "ssh_cidr": ("deploy", str, None, None, "network allowed to SSH in"),
-    "ssh_key": ("deploy", str, None, None, "path of an OpenSSH public key"),
-    "wait_healthy": ("deploy", int, 1800, None, "seconds deploy waits for the model"),
-}
+KV_CACHE_DTYPES = ("auto", "fp8")
 
 
 @dataclass(frozen=True, slots=True)
-class ProjectConfig:
+class Key:
+    """One setting: where it lives in gpuplan.toml, its type, default and allowed values."""
+
+    section: str  # the [table] of gpuplan.toml
+    type: type  # str, int, float, bool or list (of str)
+    help: str
+    default: Any = None
+    need_field: str | None = None  # the Need field that carries it (and its default)
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None  # inclusive unless min_open
+    min_open: bool = False
+    maximum: float | None = None
+
+
+def _need(name: str) -> Any:
+    f = Need.__dataclass_fields__[name]
+    return f.default if f.default is not MISSING else None
+
+
+KEYS: dict[str, Key] = {
+    "model": Key("model", str, "registry name, Hugging Face id or local folder"),
+    "quant": Key("model", str, "auto, bf16, fp8, awq, ... (default: the checkpoint's)"),
+    "context": Key("workload", int, "longest request in tokens (--max-model-len)",
+                   need_field="context", minimum=1),
+    "concurrency": Key("workload", int, "requests of `context` tokens served at once",
+                       need_field="concurrency", minimum=1),
+    "prompt_tokens": Key("workload", int, "typical prompt", need_field="prompt_tokens",
+                         minimum=1),
+    "output_tokens": Key("workload", int, "typical answer", need_field="output_tokens",
+                         minimum=1),
+    "kv_cache_dtype": Key("workload", str, "KV cache dtype", need_field="kv_cache_dtype",
+                          choices=KV_CACHE_DTYPES),
+    "gpu_memory_utilization": Key("workload", float, "vLLM's share of each GPU's memory",
+                                  need_field="gpu_memory_utilization", minimum=0,
+                                  min_open=True, maximum=1),
+    "objective": Key("constraints", str, "what to minimise", need_field="objective",
+                     choices=OBJECTIVES),
+    "providers": Key("constraints", list, 'e.g. ["aws", "gcp"]'),
+    "regions": Key("constraints", list, "substrings of regions"),
+    "gpu": Key("constraints", str, "only this GPU (canonical name or alias)"),
+    "instance_type": Key("constraints", str, "only this instance type"),
+    "spot": Key("constraints", bool, "spot / interruptible prices", need_field="spot"),
+    "max_price": Key("constraints", float, "USD per hour for the whole deployment",
+                     need_field="max_price_usd_per_hour", minimum=0),
+    "min_tokens_per_s": Key("constraints", float, "decode speed each stream must see",
+                            need_field="min_tokens_per_s", minimum=0),
+    "max_ttft": Key("constraints", float, "time to first token, ms",
+                    need_field="max_ttft_ms", minimum=0),
+    "horizon_months": Key("constraints", float, "spreads monthly rentals' setup fees",
+                          need_field="horizon_months", minimum=0, min_open=True,
+                          maximum=120),
+    "max_nodes": Key("constraints", int, "pipeline-parallel nodes when one machine is too small",
+                     need_field="max_nodes", minimum=1, maximum=16),
+    "target_rps": Key("constraints", float, "requests a second to serve: sizes replicas",
+                      minimum=0, min_open=True),
+    "target_output_tokens_per_s": Key("constraints", float, "output tokens a second: sizes "
+                                      "replicas", minimum=0, min_open=True),
+    "replica_headroom": Key("constraints", float, "spare capacity above the target (0.2 = 20%)",
+                            need_field="replica_headroom", minimum=0, maximum=10),
+    "max_replicas": Key("constraints", int, "most replicas a target may use",
+                        need_field="max_replicas", minimum=1, maximum=1024),
+    "out": Key("deploy", str, "folder of the generated project", default="infra/gpuplan"),
+    "stack": Key("deploy", str, "Pulumi stack", default="dev"),
+    "allow_cidrs": Key("deploy", list, "networks allowed to reach the serving port"),
+    "ssh_cidr": Key("deploy", str, "network allowed to SSH in"),
+    "ssh_key": Key("deploy", str, "path of an OpenSSH public key"),
+    "wait_healthy": Key("deploy", int, "seconds deploy waits for the model", default=1800,
+                        minimum=0, maximum=7 * 24 * 3600),
+}  # fmt: skip
+
+
+def default_of(key: str) -> Any:
+    """The one default of a key (for --help and for the merge)."""
+    k = KEYS[key]
+    return _need(k.need_field) if k.need_field else k.default
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every setting after the merge. ``sources`` says where each non-default value came from;
+    ``toml_path`` is the gpuplan.toml read, if any."""
+
     model: str | None = None
     quant: str | None = None
-    context: int = 8192
-    concurrency: int = 1
-    prompt_tokens: int = 1000
-    output_tokens: int = 250
-    kv_cache_dtype: str = "auto"
-    gpu_memory_utilization: float = 0.92
-    objective: str = "cost-per-token"
+    context: int = default_of("context")
+    concurrency: int = default_of("concurrency")
+    prompt_tokens: int = default_of("prompt_tokens")
+    output_tokens: int = default_of("output_tokens")
+    kv_cache_dtype: str = default_of("kv_cache_dtype")
+    gpu_memory_utilization: float = default_of("gpu_memory_utilization")
+    objective: str = default_of("objective")
     providers: tuple[str, ...] | None = None
     regions: tuple[str, ...] | None = None
     gpu: str | None = None
     instance_type: str | None = None
-    spot: bool = False
+    spot: bool = default_of("spot")
     max_price: float | None = None
     min_tokens_per_s: float | None = None
     max_ttft: float | None = None
-    horizon_months: float = 1.0
+    horizon_months: float = default_of("horizon_months")
+    max_nodes: int = default_of("max_nodes")
     target_rps: float | None = None
     target_output_tokens_per_s: float | None = None
-    replica_headroom: float = 0.2
-    out: str = "infra/gpuplan"
-    stack: str = "dev"
+    replica_headroom: float = default_of("replica_headroom")
+    max_replicas: int = default_of("max_replicas")
+    out: str = default_of("out")
+    stack: str = default_of("stack")
     allow_cidrs: tuple[str, ...] = ()
     ssh_cidr: str | None = None
     ssh_key: str | None = None
-    wait_healthy: int = 1800
-    path: str | None = None  # the file read, if any
+    wait_healthy: int = default_of("wait_healthy")
+    toml_path: str | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+
+    def need(self) -> Need:
+        """The workload and constraints as the decision stage takes them."""
+        if self.target_rps and self.target_output_tokens_per_s:
+            raise UsageError(
+                "give target_rps or target_output_tokens_per_s, not both",
+                f"they came from {self.sources.get('target_rps')} and "
+                f"{self.sources.get('target_output_tokens_per_s')}",
+            )
+        target = (
+            self.target_rps * self.output_tokens if self.target_rps else None
+        ) or self.target_output_tokens_per_s
+        values = {k.need_field: getattr(self, name) for name, k in KEYS.items() if k.need_field}
+        return Need(**values, target_output_tokens_per_s=target)
+
+    def from_toml(self) -> list[str]:
+        """The keys whose value came from gpuplan.toml (to say so)."""
+        return [k for k, src in self.sources.items() if src.endswith(".toml")]
 
 
-def _coerce(key: str, value: Any, source: str) -> Any:
-    section, typ, _, allowed, help_text = SCHEMA[key]
-    where = f"{source}: '{section}.{key}'" if source.endswith(".toml") else f"{source}"
-    ok = (isinstance(value, typ) and not (typ is int and isinstance(value, bool))) or (
-        typ is float and isinstance(value, int) and not isinstance(value, bool)
-    )
-    if typ is list:
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+def _where(key: str, source: str) -> str:
+    return f"{source}: '{KEYS[key].section}.{key}'" if source.endswith(".toml") else source
+
+
+def _check(key: str, value: Any, source: str) -> Any:
+    """Type, range and choice check of one value from one source; returns the typed value."""
+    k, where = KEYS[key], _where(key, source)
+    ok = isinstance(value, k.type) and not (k.type is int and isinstance(value, bool))
+    if k.type is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if k.type is list:
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
     if not ok:
-        raise UsageError(f"{where} must be {typ.__name__} ({help_text}), got {value!r}")
-    if allowed is not None and value not in allowed:
-        raise UsageError(f"{where} is {value!r}; allowed: {', '.join(map(str, allowed))}")
-    if (typ in (int, float) and value < 0) or (typ is int and key != "wait_healthy" and value == 0):
-        raise UsageError(f"{where} must be positive, got {value!r}")
-    return float(value) if typ is float else tuple(value) if typ is list else value
+        raise UsageError(f"{where} must be {k.type.__name__} ({k.help}), got {value!r}")
+    if k.type is float and not math.isfinite(value):
+        raise UsageError(f"{where} must be a finite number, got {value!r}")
+    if k.choices is not None and value not in k.choices:
+        raise UsageError(f"{where} is {value!r}; allowed: {', '.join(k.choices)}")
+    if k.type in (int, float):
+        low_bad = k.minimum is not None and (
+            value <= k.minimum if k.min_open else value < k.minimum
+        )
+        if low_bad or (k.maximum is not None and value > k.maximum):
+            low = "" if k.minimum is None else ("> " if k.min_open else ">= ") + f"{k.minimum:g}"
+            high = "" if k.maximum is None else f"<= {k.maximum:g}"
+            raise UsageError(
+                f"{where} is {value!r}; it must be {' and '.join(p for p in (low, high) if p)}"
+            )
+    if k.type is str and not value.strip():
+        raise UsageError(f"{where} is empty ({k.help})")
+    if k.type is list:
+        items = tuple(v.strip() for v in value if v.strip())
+        return items
+    return value
 
 
-def _from_env(key: str, typ: type) -> Any:
-    raw = os.environ.get(f"GPUPLAN_{key.upper()}")
-    if raw is None:
-        return None
-    name = f"GPUPLAN_{key.upper()}"
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
+
+
+def _parse_env(key: str, raw: str) -> Any:
+    """A GPUPLAN_<KEY> string as the key's type (range checks follow in _check)."""
+    name, typ = f"GPUPLAN_{key.upper()}", KEYS[key].type
     try:
         if typ is bool:
-            if raw.lower() not in {"1", "0", "true", "false", "yes", "no"}:
+            if raw.strip().lower() not in _TRUE | _FALSE:
                 raise ValueError
-            return raw.lower() in {"1", "true", "yes"}
+            return raw.strip().lower() in _TRUE
         if typ is int:
             return int(raw)
         if typ is float:
             return float(raw)
         if typ is list:
-            return [v.strip() for v in raw.split(",") if v.strip()]
+            return [v for v in raw.split(",")]
         return raw
     except ValueError:
-        raise UsageError(f"{name}={raw!r} is not a valid {typ.__name__}") from None
+        allowed = " (true/false, 1/0, yes/no)" if typ is bool else ""
+        raise UsageError(f"{name}={raw!r} is not a valid {typ.__name__}{allowed}") from None
 
 
-def load_config(
-    path: str | Path | None = "gpuplan.toml", overrides: dict[str, Any] | None = None
-) -> ProjectConfig:
-    """gpuplan.toml (if present) < GPUPLAN_* environment < ``overrides`` (flags, None = unset)."""
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        doc = tomllib.loads(path.read_text("utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     values: dict[str, Any] = {}
-    source = None
-    if path is not None and Path(path).exists():
-        source = str(path)
-        try:
-            doc = tomllib.loads(Path(path).read_text("utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise UsageError(f"{path} is not valid TOML: {exc}") from None
-        for section, table in doc.items():
-            if not isinstance(table, dict):
-                raise UsageError(f"{path}: '{section}' must be a table ([{section}])")
-            for key, value in table.items():
-                if key not in SCHEMA or SCHEMA[key][0] != section:
-                    known = ", ".join(k for k, v in SCHEMA.items() if v[0] == section)
-                    raise UsageError(
-                        f"{path}: unknown key '{section}.{key}'",
-                        f"keys of [{section}]: {known or 'none (unknown section)'}",
-                    )
-                values[key] = _coerce(key, value, source)
-    for key, (_, typ, _, _, _) in SCHEMA.items():
-        env = _from_env(key, typ)
-        if env is not None:
-            values[key] = _coerce(key, env, f"GPUPLAN_{key.upper()}")
-    for key, value in (overrides or {}).items():
-        if value is not None and value != () and key in SCHEMA:
-            values[key] = _coerce(
-                key,
-                list(value) if isinstance(value, tuple) else value,
-                f"--{key.replace('_', '-')}",
-            )
-    names = {f.name for f in fields(ProjectConfig)}
-    return ProjectConfig(**{k: v for k, v in values.items() if k in names}, path=source)
+    for section, table in doc.items():
+        if not isinstance(table, dict):
+            raise UsageError(f"{path}: '{section}' must be a table ([{section}])")
+        for key, value in table.items():
+            if key not in KEYS or KEYS[key].section != section:
+                known = ", ".join(k for k, v in KEYS.items() if v.section == section)
+                raise UsageError(
+                    f"{path}: unknown key '{section}.{key}'",
+                    f"keys of [{section}]: {known or 'none (unknown section)'}",
+                )
+            values[key] = value
+    return values
 
 
-def config_template(model: str, allow_cidrs: list[str], providers: list[str] | None) -> str:
-    """A commented gpuplan.toml for `gpuplan init`."""
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    toml: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    """Merge ``flags`` (only the ones given on the command line) > ``GPUPLAN_<KEY>`` > gpuplan.toml
+    > defaults, validating every value.
+
+    ``toml`` names the file explicitly (it must exist); without it ./gpuplan.toml is read when
+    present. A flag value of None means "not given".
+    """
+    env = os.environ if env is None else env
+    path = Path(toml) if toml is not None else Path(DEFAULT_TOML)
+    if toml is not None and not path.is_file():
+        raise UsageError(
+            f"--toml {toml} does not exist", "run `gpuplan init` to write one, or drop --toml"
+        )
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    toml_path = None
+    if path.is_file():
+        toml_path = str(path)
+        for key, value in _read_toml(path).items():
+            values[key], sources[key] = _check(key, value, toml_path), toml_path
+    for key in KEYS:
+        raw = env.get(f"GPUPLAN_{key.upper()}")
+        if raw is not None and raw != "":
+            source = f"GPUPLAN_{key.upper()}"
+            values[key], sources[key] = _check(key, _parse_env(key, raw), source), source
+    for key, value in (flags or {}).items():
+        if key not in KEYS:
+            raise KeyError(f"not a setting: {key}")  # a programming error, not a user's
+        if value is None or value == ():
+            continue
+        source = f"--{key.replace('_', '-')}"
+        values[key], sources[key] = _check(key, value, source), source
+    names = {f.name for f in fields(Settings)}
+    return Settings(
+        **{k: v for k, v in values.items() if k in names}, toml_path=toml_path, sources=sources
+    )
+
+
+def config_template(
+    model: str, allow_cidrs: list[str], providers: list[str] | None, stack: str, out: str
+) -> str:
+    """A commented gpuplan.toml for `gpuplan init` (values as TOML strings via json.dumps)."""
     import json
 
     prov = json.dumps(providers) if providers else '["aws", "gcp", "runpod", "vast"]'
     cidrs = json.dumps(allow_cidrs) if allow_cidrs else '["203.0.113.7/32"]'
     return f"""# gpuplan.toml: what to serve and where. Commit it with the generated project
-# ([deploy].out).
-# Flags override these values, and so do GPUPLAN_<KEY> environment variables.
+# ([deploy].out). gpuplan recommend, generate, check and deploy read it.
+# Precedence: command-line flag > GPUPLAN_<KEY> environment variable > this file > default.
 
 [model]
 model = {json.dumps(model)}   # registry name, Hugging Face id or local folder
 # quant = "auto"              # auto | bf16 | fp8 | awq | gptq | nvfp4 | ...
 
 [workload]
-context = 8192                # longest request (vLLM --max-model-len)
+context = {default_of("context")}                # longest request (vLLM --max-model-len)
 concurrency = 4               # requests of `context` tokens served at once
-prompt_tokens = 1000          # typical prompt and answer, for speed and cost per token
-output_tokens = 250
+prompt_tokens = {default_of("prompt_tokens")}          # typical prompt and answer (speed, cost)
+output_tokens = {default_of("output_tokens")}
 # kv_cache_dtype = "fp8"
 
 [constraints]
-objective = "cost-per-token"  # cost-per-token | cost | speed | latency
+objective = "{default_of("objective")}"  # {" | ".join(OBJECTIVES)}
 providers = {prov}
 # regions = ["us-east-1"]
 # gpu = "l40s"
@@ -187,10 +315,10 @@ providers = {prov}
 # spot = false
 
 [deploy]
-out = "infra/gpuplan"         # where `gpuplan generate` writes the Pulumi project
-stack = "prod"
+out = {json.dumps(out)}         # where `gpuplan generate` writes the Pulumi project
+stack = {json.dumps(stack)}
 allow_cidrs = {cidrs}   # who may reach the serving port
 # ssh_cidr = "203.0.113.7/32"
 # ssh_key = "~/.ssh/id_ed25519.pub"
-wait_healthy = 1800           # seconds `gpuplan deploy` waits for the model to answer
+wait_healthy = {default_of("wait_healthy")}           # seconds `gpuplan deploy` waits for the model
 """

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from planner.errors import UsageError
-from planner.settings import load_config
+from planner.settings import load_settings
 from tests.fakevllm import FakeVllm
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
@@ -47,16 +47,19 @@ def write_toml(path: Path, **overrides: str) -> Path:
     return path
 
 
-def test_config_precedence_flag_env_toml_default(tmp_path, monkeypatch):
+def test_settings_precedence_flag_env_toml_default(tmp_path, monkeypatch):
     toml = write_toml(tmp_path / "gpuplan.toml")
-    cfg = load_config(toml)
-    assert (cfg.context, cfg.concurrency, cfg.output_tokens, cfg.stack) == (4096, 2, 250, "prod")
+    s = load_settings(toml=toml)
+    assert (s.context, s.concurrency, s.output_tokens, s.stack) == (4096, 2, 250, "prod")
+    assert s.sources["context"] == str(toml) and "output_tokens" not in s.sources
     monkeypatch.setenv("GPUPLAN_CONTEXT", "8192")
     monkeypatch.setenv("GPUPLAN_PROVIDERS", "aws,gcp")
-    cfg = load_config(toml)
-    assert cfg.context == 8192 and cfg.providers == ("aws", "gcp")
-    assert load_config(toml, {"context": 16384}).context == 16384
-    assert load_config(tmp_path / "none.toml").context == 8192
+    s = load_settings(toml=toml)
+    assert s.context == 8192 and s.providers == ("aws", "gcp")
+    assert load_settings({"context": 16384}, toml=toml).context == 16384
+    monkeypatch.chdir(tmp_path / "..")
+    monkeypatch.delenv("GPUPLAN_CONTEXT")
+    assert load_settings().context == 8192  # no ./gpuplan.toml here: the default
 
 
 @pytest.mark.parametrize(
@@ -72,14 +75,14 @@ def test_config_precedence_flag_env_toml_default(tmp_path, monkeypatch):
 def test_config_errors_name_the_key(tmp_path, override, needle):
     toml = write_toml(tmp_path / "gpuplan.toml", **override)
     with pytest.raises(UsageError) as err:
-        load_config(toml)
+        load_settings(toml=toml)
     assert needle in err.value.message + " " + (err.value.hint or "")
 
 
 def test_bad_env_override(tmp_path, monkeypatch):
     monkeypatch.setenv("GPUPLAN_CONCURRENCY", "many")
     with pytest.raises(UsageError, match="GPUPLAN_CONCURRENCY"):
-        load_config(write_toml(tmp_path / "gpuplan.toml"))
+        load_settings(toml=write_toml(tmp_path / "gpuplan.toml"))
 
 
 # ------------------------------------------------------------------ init and check
@@ -96,7 +99,7 @@ def test_init_writes_config_and_a_valid_workflow(cli, tmp_path):
         "aws",
     )
     assert r.exit_code == 0, r.output
-    cfg = load_config(tmp_path / "gpuplan.toml")
+    cfg = load_settings(toml=tmp_path / "gpuplan.toml")
     assert cfg.model == "llama-3.1-70b" and cfg.allow_cidrs == (CIDR,) and cfg.providers == ("aws",)
     flow = yaml.safe_load((tmp_path / ".github/workflows/gpuplan.yml").read_text())
     on = flow.get("on", flow.get(True))
@@ -122,7 +125,8 @@ def test_check_passes_then_reports_drift(cli, tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "infra/llm/Pulumi.prod.yaml").exists()
     ok = cli("check")
-    assert ok.exit_code == 0 and ok.output.startswith("ok:")
+    assert ok.exit_code == 0 and ok.stdout.startswith("ok:"), ok.output
+    assert ok.stderr.startswith("reading gpuplan.toml (model, context")
     write_toml(tmp_path / "gpuplan.toml", workload__context="8192")
     drift = cli("check")
     assert drift.exit_code == 6 and "plan differs: context" in drift.output
@@ -265,7 +269,7 @@ def test_explicit_missing_toml_is_a_usage_error(cli, tmp_path):
 
 
 def test_price_improvement_handles_every_objective_sign():
-    from infra.check import improvement
+    from planner.app.project import improvement
 
     assert improvement(2.0, 1.5) == pytest.approx(0.25)  # $/M tokens: lower is better
     assert improvement(-1000.0, -1500.0) == pytest.approx(0.5)  # speed: more negative is better

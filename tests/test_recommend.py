@@ -13,13 +13,19 @@ from planner.decide.rank import candidates_for, recommend
 from planner.decide.support import check_support
 from planner.errors import NoFeasibleOfferError, UsageError
 from planner.model.quant import get_format
-from planner.model.sources import load_model_spec
+from planner.model.sources import load_model_spec, quantized_variants
 from planner.offers.catalog import snapshot_offers
 from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer
 from tests.oracle import brute_force_best
 
 G = gpu_table()
+
+
+def planning_candidates(model: str, quant: str | None):
+    """Candidates as the app builds them: the registry's pre-quantized variants included."""
+    spec = load_model_spec(model)
+    return candidates_for(spec, quant, quantized_variants(spec.name))
 
 
 # ------------------------------------------------------------------ vLLM support rules
@@ -108,11 +114,11 @@ def test_multi_node_only_when_one_node_cannot_hold_it():
 
 
 def test_quant_auto_offers_native_fp8_and_known_int4_variants():
-    cands = candidates_for(load_model_spec("llama-3.1-70b"), "auto")
+    cands = planning_candidates("llama-3.1-70b", "auto")
     assert [c.fmt.name for c in cands] == ["bf16", "fp8", "awq"]
     assert cands[1].online_quantization and not cands[2].online_quantization
     with pytest.raises(UsageError, match="no gptq checkpoint"):
-        candidates_for(load_model_spec("llama-3.1-70b"), "gptq")
+        planning_candidates("llama-3.1-70b", "gptq")
 
 
 def test_online_fp8_adds_quantization_flag_and_bf16_on_t4_adds_dtype_half():
@@ -160,7 +166,7 @@ def test_more_bandwidth_decodes_faster_and_moe_reads_less():
 def test_top_plan_fits_memory_on_snapshot_scenarios():
     need = Need(context=16384, concurrency=4)
     for model, quant in [("llama-3.1-70b", "auto"), ("gpt-oss-120b", None), ("gemma-3-27b", None)]:
-        ranking = recommend(candidates_for(load_model_spec(model), quant), snapshot_offers(), need)
+        ranking = recommend(planning_candidates(model, quant), snapshot_offers(), need)
         for plan in ranking.plans[:5]:
             e = plan.estimate
             capacity = G[plan.offer.gpu].memory_gb * 1e9 * need.gpu_memory_utilization / 2**30
@@ -210,7 +216,7 @@ SCENARIOS = [
 def test_top_plan_equals_brute_force_optimum(model, quant, need, seed):
     rng = random.Random(seed * 7919 + len(model))
     offers = random_catalog(rng, 40)
-    cands = candidates_for(load_model_spec(model), quant)
+    cands = planning_candidates(model, quant)
     oracle = brute_force_best(cands, offers, need)
     try:
         ranking = recommend(cands, offers, need)

@@ -77,11 +77,11 @@ def _candidate(spec: ModelSpec, quant: str | None, base: str, online: bool = Fal
     return Candidate(spec, fmt, qc, online, weight_bytes(spec, fmt, qc), active, base)
 
 
-def candidates_for(spec: ModelSpec, quant: str | None) -> list[Candidate]:
+def candidates_for(
+    spec: ModelSpec, quant: str | None, variants: Sequence[ModelSpec] = ()
+) -> list[Candidate]:
     """The checkpoints and formats worth planning for `quant` (None: the checkpoint's own;
-    'auto': native dtype, online FP8, and known pre-quantized variants of the model)."""
-    from planner.model.sources import quantized_variants
-
+    'auto': native dtype, online FP8, and the pre-quantized ``variants`` of the model)."""
     if spec.tensors is not None:
         raise UsageError(
             "GGUF files are not planned: vLLM 0.33 serves GGUF only through the "
@@ -93,19 +93,17 @@ def candidates_for(spec: ModelSpec, quant: str | None) -> list[Candidate]:
     native = _candidate(spec, None, spec.name)
     if quant.lower() == "auto":
         out = [native, _candidate(spec, "fp8", spec.name, online=True)]
-        out += [_candidate(v, None, spec.name) for v in quantized_variants(spec.name)]
+        out += [_candidate(v, None, spec.name) for v in variants]
         return out
     fmt = get_format(quant)
     if fmt.kind == "float":
         return [_candidate(spec, fmt.name, spec.name)]
     if fmt.name in ONLINE_FORMATS:
         return [_candidate(spec, fmt.name, spec.name, online=True)]
-    variants = [v for v in quantized_variants(spec.name) if v.quant and v.quant.format == fmt.name]
+    variants = [v for v in variants if v.quant and v.quant.format == fmt.name]
     if not variants:
         known = (
-            ", ".join(
-                f"{v.name} ({v.quant.format})" for v in quantized_variants(spec.name) if v.quant
-            )
+            ", ".join(f"{v.name} ({v.quant.format})" for v in variants if v.quant)
             or "none in the registry"
         )
         raise UsageError(

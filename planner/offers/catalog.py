@@ -158,7 +158,8 @@ def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True)
 class OfferFilter:
     gpu: str | None = None
     providers: tuple[str, ...] | None = None
-    region: str | None = None
+    regions: tuple[str, ...] | None = None  # substrings of the region, any of them
+    instance_type: str | None = None
     min_gpu_memory_gb: float | None = None
     gpus: int | None = None
     max_price_usd_per_hour: float | None = None
@@ -184,7 +185,9 @@ def filter_offers(offers: Iterable[Offer], flt: OfferFilter) -> list[tuple[Offer
             continue
         if gpu_id and o.gpu != gpu_id:
             continue
-        if flt.region and flt.region.lower() not in o.region.lower():
+        if flt.regions and not any(r.lower() in o.region.lower() for r in flt.regions):
+            continue
+        if flt.instance_type and o.instance_type != flt.instance_type:
             continue
         if flt.min_gpu_memory_gb and o.gpu_memory_gb < flt.min_gpu_memory_gb:
             continue

@@ -340,3 +340,16 @@ def explanation(ranking: Any) -> list[Any]:
             )
         )
     return lines
+
+
+def models_table(rows: list[dict[str, Any]]) -> Any:
+    """The embedded registry (rows from app.model.registry_models)."""
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} models in the embedded registry", title_justify="left")
+    for col in ("id", "aliases", "published params", "quantization"):
+        table.add_column(col)
+    for r in rows:
+        params = f"{r['parameters'] / 1e9:.2f}B" if r["parameters"] else "-"
+        table.add_row(r["id"], ", ".join(r["aliases"]), params, r["quantization"] or "-")
+    return table

@@ -1,0 +1,90 @@
+"""Use cases about offers: list them, show where they come from, refresh them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from planner.errors import ProviderError
+from planner.offers.catalog import Catalog, ProviderOutcome
+from planner.offers.offer import Offer
+from planner.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class OfferList:
+    rows: list[tuple[Offer, float]]  # each offer with the $/h it is ranked by, cheapest first
+    warnings: tuple[str, ...]
+    spot: bool
+    horizon_months: float
+
+
+def list_offers(
+    s: Settings,
+    *,
+    min_gpu_memory_gb: float | None = None,
+    gpus: int | None = None,
+    limit: int | None = None,
+) -> OfferList:
+    """Offers of the catalog (cache, else the embedded snapshot) that pass the filters."""
+    from planner.offers.catalog import OfferFilter, filter_offers, load_catalog
+    from planner.offers.providers import parse_provider_list
+
+    names = parse_provider_list(",".join(s.providers) if s.providers else None)
+    catalog = load_catalog(names)
+    rows = filter_offers(
+        catalog.offers,
+        OfferFilter(
+            gpu=s.gpu,
+            providers=tuple(names),
+            regions=s.regions,
+            instance_type=s.instance_type,
+            min_gpu_memory_gb=min_gpu_memory_gb,
+            gpus=gpus,
+            max_price_usd_per_hour=s.max_price,
+            spot=s.spot,
+            horizon_months=s.horizon_months,
+        ),
+    )
+    return OfferList(rows[:limit] if limit else rows, catalog.warnings, s.spot, s.horizon_months)
+
+
+def catalog_status() -> Catalog:
+    """Where each provider's offers come from and how old they are."""
+    from planner.offers.catalog import load_catalog
+
+    return load_catalog()
+
+
+@dataclass(frozen=True, slots=True)
+class Refresh:
+    outcomes: list[ProviderOutcome]
+    error: ProviderError | None  # set when the one named provider, or every provider, failed
+
+
+def refresh_catalog(
+    providers: str | None,
+    regions: tuple[str, ...] | None,
+    on_done: Callable[[ProviderOutcome], None] | None = None,
+) -> Refresh:
+    """Refresh the named providers (default: all with credentials) into the user cache.
+
+    A failure is returned, not raised, so that the caller shows every outcome first."""
+    from planner.offers.catalog import refresh
+    from planner.offers.providers import parse_provider_list
+
+    names = parse_provider_list(providers)
+    outcomes = refresh(names, explicit=providers is not None, regions=regions, on_done=on_done)
+    ok = [o for o in outcomes if o.status == "ok"]
+    failed = [o for o in outcomes if o.status == "failed"]
+    if (providers is not None and len(names) == 1 and failed) or not ok:
+        skipped = sum(o.status == "skipped" for o in outcomes)
+        error: ProviderError | None = ProviderError(
+            f"catalog refresh failed: {len(failed)} failed, {skipped} skipped without "
+            "credentials, none refreshed"
+            if not ok
+            else f"catalog refresh of {names[0]} failed",
+            "cached and embedded offers are unchanged; `gpuplan catalog status` shows their age",
+        )
+        return Refresh(outcomes, error)
+    return Refresh(outcomes, None)

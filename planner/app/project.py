@@ -1,0 +1,234 @@
+"""Use cases about the generated project: generate, init, check."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from infra.check import Drift
+from planner.decide.plan import Plan
+from planner.errors import DeployError, NoFeasibleOfferError, UsageError
+from planner.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    plan: Plan
+    out: str
+    written: list[str]
+    skipped: list[str] = field(default_factory=list)  # better plans gpuplan cannot write yet
+
+
+def _project_options(s: Settings):  # -> infra.emit.ProjectOptions
+    from infra.emit import ProjectOptions
+
+    key = None
+    if s.ssh_key:
+        path = Path(s.ssh_key).expanduser()
+        try:
+            key = path.read_text("utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or "not a text file"
+            raise UsageError(f"cannot read ssh_key {s.ssh_key}: {reason}") from None
+    return ProjectOptions(
+        stack=s.stack, allowed_cidrs=s.allow_cidrs, ssh_cidr=s.ssh_cidr, ssh_public_key=key
+    )
+
+
+def best_writable(plans: list[Plan] | tuple[Plan, ...]) -> tuple[Plan, list[str]]:
+    """The best plan gpuplan can write a project for, and the better ones it had to skip."""
+    from infra.emit import refusal
+
+    skipped: list[str] = []
+    for plan in plans:
+        why = refusal(plan)
+        if why is None:
+            return plan, skipped
+        skipped.append(f"{plan.offer.provider} {plan.offer.instance_type}: {why[0]}")
+    raise DeployError(
+        "none of the feasible plans can be generated yet: " + "; ".join(skipped[:3]),
+        "pin --providers / --gpu to an offer gpuplan generates for",
+    )
+
+
+def read_plan_file(path: str | Path) -> Plan:
+    from planner.decide.plan import plan_from_json
+
+    try:
+        text = Path(path).read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a text file"
+        raise UsageError(f"cannot read plan file {path}: {reason}") from None
+    return plan_from_json(text)
+
+
+def generate(
+    s: Settings,
+    *,
+    plan_file: str | None = None,
+    config_path: str | None = None,
+    from_hub: bool = False,
+) -> Generated:
+    """Plan (or read ``plan_file``) and write the Pulumi project of the best writable plan to
+    ``s.out``, all files or none."""
+    from infra.emit import render_project, write_project
+    from planner.app.plan import recommend
+
+    if plan_file and s.sources.get("model", "").startswith("--"):
+        raise UsageError("give MODEL or --plan, not both")
+    if not plan_file and not s.model and not config_path:
+        raise UsageError(
+            "no MODEL, --plan or gpuplan.toml [model].model",
+            "pass a model, or run `gpuplan init` first",
+        )
+    if s.toml_path is None and "out" not in s.sources:
+        raise UsageError("no --out folder given", "pass --out DIR (or set [deploy].out)")
+    options = _project_options(s)
+    skipped: list[str] = []
+    if plan_file:
+        plan = read_plan_file(plan_file)
+    else:
+        ranking = recommend(s, config_path=config_path, from_hub=from_hub).ranking
+        plan, skipped = best_writable(ranking.plans)
+    files = render_project(plan, options)
+    written = write_project(files, Path(s.out))
+    return Generated(plan, s.out, written, skipped)
+
+
+def init_repo(
+    *,
+    model: str,
+    allow_cidrs: tuple[str, ...],
+    providers: str | None,
+    stack: str,
+    out: str,
+    root: str,
+    force: bool,
+) -> list[Path]:
+    """Write a commented gpuplan.toml and the GitHub Actions workflow; returns the paths."""
+    from importlib.metadata import version
+
+    from infra.render import render
+    from planner.fsutil import atomic_write_text
+    from planner.offers.providers import parse_provider_list
+    from planner.settings import config_template
+
+    names = parse_provider_list(providers) if providers else None
+    base = Path(root)
+    targets = {
+        base / "gpuplan.toml": config_template(model, list(allow_cidrs), names, stack, out),
+        base / ".github" / "workflows" / "gpuplan.yml": render(
+            "ci/gpuplan.yml.j2", out=out, stack=stack, version=version("gpuplan")
+        ),
+    }
+    existing = [str(p) for p in targets if p.exists()]
+    if existing and not force:
+        raise UsageError(f"{', '.join(existing)} already exist(s)", "add --force to overwrite")
+    for path, text in targets.items():
+        atomic_write_text(path, text)
+    return list(targets)
+
+
+@dataclass(frozen=True, slots=True)
+class PriceCheck:
+    committed: float | None  # the committed offer's objective value now (None: gone)
+    best: Plan | None  # None: nothing feasible at current prices
+    improvement: float  # share by which best beats committed (0 when not comparable)
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    out: str
+    plan: Plan
+    drift: Drift
+    plan_mismatches: list[str]
+    prices: PriceCheck | None = None
+
+    @property
+    def clean(self) -> bool:
+        return self.drift.clean and not self.plan_mismatches
+
+
+def _asked_model(name: str) -> str:
+    """The canonical name of what gpuplan.toml asks for, offline: registry ids and aliases
+    resolve to the registry id; anything else (a Hub id, a folder) is compared as written."""
+    from planner.model.sources import find_registry_entry
+
+    entry = find_registry_entry(name)
+    return entry["id"] if entry else name.strip()
+
+
+def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
+    """What the settings ask that the committed plan does not answer."""
+    from planner.offers.gpus import canonical_gpu
+
+    out = []
+    if s.model and _asked_model(s.model) != plan.base_model:
+        out.append(f"model: settings ask {s.model}, the project serves {plan.base_model}")
+    asked, planned = s.need(), plan.need
+    for key in ("context", "concurrency", "prompt_tokens", "output_tokens", "kv_cache_dtype",
+                "gpu_memory_utilization", "objective", "spot", "max_price_usd_per_hour",
+                "min_tokens_per_s", "max_ttft_ms", "horizon_months", "max_nodes",
+                "target_output_tokens_per_s", "replica_headroom", "max_replicas"):  # fmt: skip
+        wanted, got = getattr(asked, key), getattr(planned, key)
+        if wanted != got:
+            out.append(f"{key}: settings say {wanted!r}, the plan was made for {got!r}")
+    o = plan.offer
+    if s.providers and o.provider not in s.providers:
+        out.append(f"providers: {o.provider} is not in {list(s.providers)}")
+    if s.gpu and canonical_gpu(s.gpu).id != o.gpu:
+        out.append(f"gpu: settings ask {s.gpu}, the project runs {o.gpu}")
+    if s.instance_type and s.instance_type != o.instance_type:
+        out.append(
+            f"instance_type: settings ask {s.instance_type}, the project uses {o.instance_type}"
+        )
+    if s.regions and not any(r.lower() in o.region.lower() for r in s.regions):
+        out.append(f"regions: {o.region} matches none of {list(s.regions)}")
+    return out
+
+
+def _price_check(s: Settings, plan: Plan) -> PriceCheck:
+    """Would another plan now be better on the committed plan's objective?"""
+    from dataclasses import replace
+
+    from planner.app.plan import recommend
+
+    settings = s if s.model else replace(s, model=plan.base_model)
+    try:
+        ranking = recommend(settings).ranking
+    except NoFeasibleOfferError as exc:
+        return PriceCheck(None, None, 0.0, exc.message)
+    best = ranking.plans[0]
+    same = next(
+        (
+            p
+            for p in ranking.plans
+            if (p.offer.provider, p.offer.instance_type, p.offer.region)
+            == (plan.offer.provider, plan.offer.instance_type, plan.offer.region)
+        ),
+        None,
+    )
+    if same is None:
+        return PriceCheck(None, best, 0.0)
+    return PriceCheck(
+        same.objective_value, best, improvement(same.objective_value, best.objective_value)
+    )
+
+
+def improvement(current: float, best: float) -> float:
+    """How much better ``best`` is than ``current`` as a share of it (objective values: lower
+    is better, and speed values are negative), 0 when there is nothing to compare."""
+    return (current - best) / abs(current) if current else 0.0
+
+
+def check(s: Settings, *, prices: bool = False) -> CheckResult:
+    """Does the committed project answer the settings, and regenerate byte for byte?"""
+    from infra.check import committed_plan, file_drift
+    from infra.emit import render_project
+
+    plan = committed_plan(Path(s.out))
+    drift = file_drift(Path(s.out), render_project(plan, _project_options(s)))
+    return CheckResult(
+        s.out, plan, drift, plan_mismatches(s, plan), _price_check(s, plan) if prices else None
+    )

@@ -1,0 +1,163 @@
+"""What every command shares: output, options built from the settings table, the settings merge
+from what was given on the command line, and confirmation."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from planner.errors import UsageError
+from planner.settings import KEYS, Settings, default_of, load_settings
+
+F = Callable[..., Any]
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def print_rich(*renderables: Any) -> None:
+    from rich.console import Console
+
+    console = Console(soft_wrap=False, width=max(170, _terminal_width()))
+    for r in renderables:
+        console.print(r)
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except OSError:
+        return 120
+
+
+def echo_lines(lines: list[str], err: bool = False) -> None:
+    for line in lines:
+        click.echo(line, err=err)
+
+
+def log_stderr(line: str) -> None:
+    click.echo(line.rstrip("\n"), err=True)
+
+
+def setting_option(key: str, *decls: str, help: str | None = None, **kw: Any) -> Callable[[F], F]:
+    """A click option for a settings key: its default and help come from the settings table
+    (shown in --help); its value is validated by the settings merge, whatever its source."""
+    k = KEYS[key]
+    decls = decls or (f"--{key.replace('_', '-')}",)
+    if k.type is bool:
+        kw.setdefault("default", default_of(key))
+    elif k.type is list:
+        kw.setdefault("default", None)
+    else:
+        kw.setdefault("default", default_of(key))
+        kw.setdefault(
+            "type", click.Choice(k.choices) if k.choices else {int: int, float: float}.get(k.type)
+        )
+    kw.setdefault("show_default", kw["default"] is not None)
+    return click.option(*decls, key, help=help or k.help[:1].upper() + k.help[1:] + ".", **kw)
+
+
+def toml_option(f: F) -> F:
+    return click.option(
+        "--toml",
+        "toml_file",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Settings file (default: ./gpuplan.toml when present).",
+    )(f)
+
+
+def settings(ctx: click.Context, toml: str | None = None, **extra: Any) -> Settings:
+    """The merged settings of this command: only values given on the command line count as
+    flags (defaults shown in --help never override GPUPLAN_* or gpuplan.toml)."""
+    flags: dict[str, Any] = {}
+    for name, value in {**ctx.params, **extra}.items():
+        if name not in KEYS:
+            continue
+        source = ctx.get_parameter_source(name) if name in ctx.params else None
+        if name in ctx.params and source != click.core.ParameterSource.COMMANDLINE:
+            continue
+        if KEYS[name].type is list and isinstance(value, str):
+            value = [v for v in value.split(",")]
+        flags[name] = value
+    s = load_settings(flags, toml)
+    from planner.present.project import settings_note
+
+    note = settings_note(s)
+    if note:
+        click.echo(note, err=True)
+    return s
+
+
+def confirm_or_refuse(yes: bool, action: str) -> None:
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"refusing to {action} without --yes when not run interactively",
+            f"add --yes (e.g. in CI) to {action}",
+        )
+    if not click.confirm(f"{action}?", default=False):
+        raise click.Abort()
+
+
+def format_option(*choices: str, default: str = "table") -> Callable[[F], F]:
+    return click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(list(choices)),
+        default=default,
+        show_default=True,
+    )
+
+
+# The workload and constraint options recommend and generate share (one list: they cannot
+# drift apart). Their defaults and help come from planner.settings.
+PLANNING_OPTIONS: list[Callable[[F], F]] = [
+    toml_option,
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=True),
+        help="A local config.json (or its folder) instead of a model id.",
+    ),
+    setting_option(
+        "quant",
+        help="Format to plan: auto (native, FP8 and known int4/FP8/FP4 checkpoints), "
+        "bf16, fp8, awq, ... Default: the checkpoint's own.",
+    ),
+    setting_option("context"),
+    setting_option("concurrency"),
+    setting_option("prompt_tokens"),
+    setting_option("output_tokens"),
+    setting_option("kv_cache_dtype"),
+    setting_option("gpu_memory_utilization"),
+    setting_option("objective"),
+    setting_option("providers", "--providers", "--provider", help="Comma-separated providers."),
+    setting_option("regions", "--regions", "--region", help="Comma-separated region substrings."),
+    setting_option("gpu"),
+    setting_option("instance_type"),
+    setting_option("spot", "--spot/--on-demand"),
+    setting_option("max_price"),
+    setting_option("min_tokens_per_s"),
+    setting_option("max_ttft"),
+    setting_option("horizon_months"),
+    setting_option("max_nodes"),
+    setting_option("target_rps"),
+    setting_option("target_output_tokens_per_s"),
+    setting_option("replica_headroom"),
+    setting_option("max_replicas"),
+    click.option("--from-hub", is_flag=True, help="Fetch the config from the Hugging Face Hub."),
+]
+
+
+def planning_options(f: F) -> F:
+    for option in reversed(PLANNING_OPTIONS):
+        f = option(f)
+    return f

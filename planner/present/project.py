@@ -1,0 +1,82 @@
+"""What generate, check, deploy and status tell a person (plain lines; JSON is the documents
+the app returns)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.settings import Settings
+
+
+def settings_note(s: Settings) -> str | None:
+    """Which gpuplan.toml was read and what it set (said on stderr), or None."""
+    if s.toml_path is None:
+        return None
+    keys = s.from_toml()
+    return f"reading {s.toml_path}" + (f" ({', '.join(keys)})" if keys else " (no values used)")
+
+
+def generated_lines(gen: Any) -> list[str]:
+    """gen: app.project.Generated."""
+    o, plan = gen.plan.offer, gen.plan
+    return [
+        f"wrote {len(gen.written)} files to {gen.out}: {o.provider} {o.instance_type} "
+        f"({o.gpu_count}x {o.gpu}) serving {plan.model} at ${plan.estimate.usd_per_hour:.2f}/h",
+        f"next: cd {gen.out} && cat README.md",
+    ]
+
+
+def skipped_lines(skipped: list[str]) -> list[str]:
+    return [f"note: skipped a better plan, {line}" for line in skipped[:3]]
+
+
+def check_lines(res: Any, threshold: float) -> list[str]:
+    """res: app.project.CheckResult."""
+    plan, lines = res.plan, []
+    if res.clean:
+        lines.append(
+            f"ok: {res.out} matches the settings ({plan.offer.provider} "
+            f"{plan.offer.instance_type}, {plan.quant_format}, {plan.layout.label})"
+        )
+    else:
+        lines += [f"plan differs: {line}" for line in res.plan_mismatches]
+        lines += [f"missing: {res.out}/{name}" for name in res.drift.missing]
+        for name in res.drift.changed:
+            lines.append(f"changed: {res.out}/{name}")
+            lines += [f"    {line}" for line in res.drift.diffs[name]]
+        lines.append("fix: run `gpuplan generate` and commit the result")
+    p = res.prices
+    if p is None:
+        return lines
+    if p.best is None:
+        lines.append(f"prices: no feasible offer at current prices ({p.detail})")
+    elif p.committed is None:
+        lines.append(
+            f"prices: the committed offer ({plan.offer.provider} {plan.offer.instance_type}) "
+            f"is no longer in the catalog; best now: {p.best.offer.provider} "
+            f"{p.best.offer.instance_type}"
+        )
+    elif p.improvement > threshold:
+        lines.append(
+            f"prices: {p.best.offer.provider} {p.best.offer.instance_type} would now be "
+            f"{p.improvement:.0%} better on {plan.need.objective} than the committed "
+            f"{plan.offer.instance_type}; regenerate to switch"
+        )
+    else:
+        lines.append(
+            f"prices: the committed plan is still within {threshold:.0%} of the best at current "
+            "catalog prices"
+        )
+    return lines
+
+
+def deployed_line(doc: dict[str, Any]) -> str:
+    return (
+        f"deployed {doc['model']} at {doc['endpoint']} (healthy after {doc['waited_s']:.0f} s); "
+        "API key: `pulumi stack output apiKey --show-secrets`"
+    )
+
+
+def status_lines(doc: dict[str, Any]) -> list[str]:
+    lines = [f"{k}: {v}" for k, v in doc.items() if k not in {"schema", "outputs"}]
+    return lines + [f"output {k}: {v}" for k, v in doc["outputs"].items()]

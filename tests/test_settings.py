@@ -1,0 +1,174 @@
+"""One settings merge for every command: flag > GPUPLAN_<KEY> > gpuplan.toml > default, each value
+validated once whatever its source. Tested through the real CLI (click's CliRunner)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from planner.errors import UsageError
+from planner.settings import KEYS, Settings, load_settings
+
+CIDR = "203.0.113.0/24"
+
+
+def toml(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def need_of(r) -> dict:
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)["need"]
+
+
+@pytest.fixture
+def repo(tmp_path, monkeypatch):
+    """A folder with a gpuplan.toml, as the working directory."""
+    monkeypatch.chdir(tmp_path)
+    toml(
+        tmp_path / "gpuplan.toml",
+        '[model]\nmodel = "llama-3.1-8b"\n'
+        "[workload]\ncontext = 2048\nconcurrency = 3\n"
+        '[constraints]\nproviders = ["gcp"]\n'
+        f'[deploy]\nout = "infra/llm"\nallow_cidrs = ["{CIDR}"]\n',
+    )
+    return tmp_path
+
+
+# ------------------------------------------------------------------ recommend
+def test_recommend_env_beats_default(cli, monkeypatch):
+    """The reported bug: GPUPLAN_CONTEXT=4096 still planned at 8192."""
+    monkeypatch.setenv("GPUPLAN_CONTEXT", "4096")
+    r = cli("recommend", "llama-3.1-8b", "--format", "json", "--top", "1")
+    assert need_of(r)["context"] == 4096
+    plan = json.loads(r.stdout)["plans"][0]
+    assert plan["vllm_args"][plan["vllm_args"].index("--max-model-len") + 1] == "4096"
+
+
+def test_recommend_reads_toml_and_says_so(cli, repo):
+    """The reported bug: recommend ignored gpuplan.toml (model, workload and providers)."""
+    r = cli("recommend", "--format", "json", "--top", "3")
+    need = need_of(r)
+    assert (need["context"], need["concurrency"]) == (2048, 3)
+    assert {p["offer"]["provider"] for p in json.loads(r.stdout)["plans"]} == {"gcp"}
+    assert r.stderr.startswith("reading gpuplan.toml (model, context, concurrency, providers")
+
+
+def test_recommend_precedence_flag_over_env_over_toml(cli, repo, monkeypatch):
+    monkeypatch.setenv("GPUPLAN_CONTEXT", "4096")
+    monkeypatch.setenv("GPUPLAN_CONCURRENCY", "2")
+    r = cli("recommend", "--format", "json", "--top", "1", "--concurrency", "5")
+    need = need_of(r)
+    assert (need["context"], need["concurrency"]) == (4096, 5)  # env > toml; flag > env
+    # A flag equal to its default still wins: the user typed it.
+    r = cli("recommend", "--format", "json", "--top", "1", "--context", "8192")
+    assert need_of(r)["context"] == 8192
+
+
+def test_on_demand_flag_beats_spot_from_env(cli, monkeypatch):
+    monkeypatch.setenv("GPUPLAN_SPOT", "true")
+    assert need_of(cli("recommend", "llama-3.1-8b", "--format", "json", "--top", "1"))["spot"]
+    r = cli("recommend", "llama-3.1-8b", "--format", "json", "--top", "1", "--on-demand")
+    assert need_of(r)["spot"] is False
+
+
+# ------------------------------------------------------------------ generate and check
+def test_generate_with_model_keeps_toml_workload_and_check_passes(cli, repo):
+    """The reported bug: `generate MODEL` dropped the toml's providers and context, and the
+    next `check` reported drift on the project gpuplan had just written."""
+    r = cli("generate", "llama-3.1-8b")
+    assert r.exit_code == 0, r.output
+    plan = json.loads((repo / "infra/llm/gpuplan.plan.json").read_text())
+    assert plan["offer"]["provider"] == "gcp"
+    assert (plan["need"]["context"], plan["need"]["concurrency"]) == (2048, 3)
+    ok = cli("check")
+    assert ok.exit_code == 0, ok.output
+    assert ok.stdout.startswith("ok:")
+
+
+def test_check_applies_env_over_toml(cli, repo, monkeypatch):
+    assert cli("generate").exit_code == 0
+    monkeypatch.setenv("GPUPLAN_CONTEXT", "4096")
+    r = cli("check")
+    assert r.exit_code == 6
+    assert "plan differs: context: settings say 4096, the plan was made for 2048" in r.stdout
+
+
+def test_generate_flag_beats_toml_and_env(cli, repo, monkeypatch):
+    monkeypatch.setenv("GPUPLAN_CONTEXT", "4096")
+    r = cli("generate", "--context", "3072", "--providers", "aws")
+    assert r.exit_code == 0, r.output
+    plan = json.loads((repo / "infra/llm/gpuplan.plan.json").read_text())
+    assert (plan["need"]["context"], plan["offer"]["provider"]) == (3072, "aws")
+
+
+def test_explicit_toml_must_exist(cli, tmp_path):
+    r = cli("recommend", "llama-3.1-8b", "--toml", str(tmp_path / "missing.toml"))
+    assert r.exit_code == 2 and "--toml" in r.stderr and "does not exist" in r.stderr
+
+
+# ------------------------------------------------------------------ one validation, any source
+@pytest.mark.parametrize(
+    ("env", "value", "needle"),
+    [
+        ("GPUPLAN_GPU_MEMORY_UTILIZATION", "7", "GPUPLAN_GPU_MEMORY_UTILIZATION is 7.0"),
+        ("GPUPLAN_GPU_MEMORY_UTILIZATION", "0", "must be > 0"),
+        ("GPUPLAN_GPU_MEMORY_UTILIZATION", "nan", "finite"),
+        ("GPUPLAN_HORIZON_MONTHS", "0", "GPUPLAN_HORIZON_MONTHS"),
+        ("GPUPLAN_MAX_PRICE", "inf", "finite"),
+        ("GPUPLAN_CONTEXT", "0", "must be >= 1"),
+        ("GPUPLAN_OBJECTIVE", "cheap", "allowed: cost-per-token"),
+        ("GPUPLAN_SPOT", "maybe", "true/false"),
+    ],
+)
+def test_bad_env_values_are_usage_errors(cli, monkeypatch, env, value, needle):
+    monkeypatch.setenv(env, value)
+    r = cli("recommend", "llama-3.1-8b")
+    assert r.exit_code == 2, r.output
+    assert needle in r.stderr and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--gpu-memory-utilization", "1.5"], "--gpu-memory-utilization is 1.5"),
+        (["--gpu-memory-utilization", "nan"], "finite"),
+        (["--max-price", "nan"], "finite"),
+        (["--max-price", "-1"], "--max-price is -1.0"),
+        (["--max-nodes", "17"], "<= 16"),
+    ],
+)
+def test_bad_flag_values_are_usage_errors(cli, args, needle):
+    r = cli("recommend", "llama-3.1-8b", *args)
+    assert r.exit_code == 2, r.output
+    assert needle in r.stderr
+
+
+def test_toml_values_are_validated_like_flags(tmp_path):
+    bad = toml(tmp_path / "g.toml", "[workload]\ngpu_memory_utilization = 7\n")
+    with pytest.raises(UsageError, match=r"'workload.gpu_memory_utilization' is 7.0"):
+        load_settings(toml=bad)
+
+
+@pytest.mark.parametrize("raw", ["1", "true", "YES", "on"])
+def test_env_true_values(raw):
+    assert load_settings(env={"GPUPLAN_SPOT": raw}).spot is True
+
+
+@pytest.mark.parametrize("raw", ["0", "false", "No", "off"])
+def test_env_false_values(raw):
+    assert load_settings({"spot": None}, env={"GPUPLAN_SPOT": raw}).spot is False
+
+
+def test_each_default_written_once():
+    """Workload defaults are the decision stage's own (Need), deploy defaults the KEYS table's."""
+    from planner.decide.plan import Need
+
+    s = Settings()
+    assert s.need() == Need()
+    assert (s.out, s.stack, s.wait_healthy) == tuple(
+        KEYS[k].default for k in ("out", "stack", "wait_healthy")
+    )
