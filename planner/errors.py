@@ -13,6 +13,7 @@ Only ``planner.cli`` prints these; every other module raises them.
 from __future__ import annotations
 
 import difflib
+import errno
 from collections.abc import Iterable
 
 EXIT_USAGE = 2
@@ -52,6 +53,38 @@ class ProviderError(GpuplanError):
 
 class DeployError(GpuplanError):
     exit_code = EXIT_DEPLOY
+
+
+class LocalFileError(UsageError):
+    """A file or folder on this machine could not be read or written (permissions, a full disk,
+    a name too long): the user's environment, not gpuplan, has to change."""
+
+
+_OS_REASONS = {
+    errno.ENOSPC: ("no space left on the device", "free some space, or choose another folder"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space, or choose another folder"),
+    errno.EACCES: ("permission denied", "choose a folder you can write to"),
+    errno.EPERM: ("operation not permitted", "choose a folder you can write to"),
+    errno.EROFS: ("read-only file system", "choose a writable folder"),
+    errno.ENAMETOOLONG: ("file name too long", "use a shorter name or path"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "check the path"),
+    errno.EISDIR: ("it is a folder, not a file", "give a file path"),
+    errno.ENOENT: ("no such file or folder", "check the path"),
+    errno.EEXIST: ("a file is in the way of a folder", "check the path"),
+}
+
+
+def short(text: object, limit: int = 80) -> str:
+    """A value fit for a one-line message: control characters escaped, long values cut."""
+    s = str(text).encode("unicode_escape", "backslashreplace").decode("ascii")
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+def local_file_error(exc: OSError, action: str = "use") -> LocalFileError:
+    """One clear line for an OSError on a local path (never the whole path when it is huge)."""
+    reason, hint = _OS_REASONS.get(exc.errno or -1, (exc.strerror or type(exc).__name__, None))
+    where = f" {short(exc.filename)}" if exc.filename else ""
+    return LocalFileError(f"cannot {action}{where}: {reason}", hint)
 
 
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str | None:

@@ -7,12 +7,24 @@ import os
 import tempfile
 from pathlib import Path
 
+from planner.errors import local_file_error
+
 
 def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically; an OSError becomes one clear LocalFileError."""
+    try:
+        return _atomic_write(path, data)
+    except OSError as exc:
+        if exc.filename is None:
+            exc.filename = str(path)
+        raise local_file_error(exc, "write") from None
+
+
+def _atomic_write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

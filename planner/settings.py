@@ -300,7 +300,7 @@ model = {json.dumps(model)}   # registry name, Hugging Face id or local folder
 
 [workload]
 context = {default_of("context")}                # longest request (vLLM --max-model-len)
-concurrency = 4               # requests of `context` tokens served at once
+concurrency = {default_of("concurrency")}               # requests of `context` tokens at once
 prompt_tokens = {default_of("prompt_tokens")}          # typical prompt and answer (speed, cost)
 output_tokens = {default_of("output_tokens")}
 # kv_cache_dtype = "fp8"
@@ -313,6 +313,8 @@ providers = {prov}
 # max_price = 5.0             # USD per hour
 # min_tokens_per_s = 20       # per stream
 # spot = false
+# max_nodes = {default_of("max_nodes")}               # nodes when one machine is too small
+# target_rps = 2.0            # requests a second: sizes replicas
 
 [deploy]
 out = {json.dumps(out)}         # where `gpuplan generate` writes the Pulumi project

@@ -172,3 +172,45 @@ def test_each_default_written_once():
     assert (s.out, s.stack, s.wait_healthy) == tuple(
         KEYS[k].default for k in ("out", "stack", "wait_healthy")
     )
+
+
+# ------------------------------------------------------------------ ordinary local faults
+def test_save_plan_under_a_file_is_one_clear_line(cli, tmp_path):
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    r = cli("recommend", "llama-3.1-8b", "--save-plan", str(blocker / "plan.json"))
+    assert r.exit_code == 2, r.output
+    assert r.stderr.startswith(f"error: cannot write {blocker}")
+    assert "unexpected" not in r.output and blocker.read_text() == "x"
+
+
+def test_disk_full_while_saving_a_plan_keeps_the_old_file(cli, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    plan = tmp_path / "plan.json"
+    plan.write_text("old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("planner.fsutil.os.fsync", full)
+    r = cli("recommend", "llama-3.1-8b", "--save-plan", str(plan))
+    assert r.exit_code == 2, r.output
+    assert "no space left on the device" in r.stderr and "unexpected" not in r.output
+    assert plan.read_text() == "old" and list(tmp_path.iterdir()) == [plan]
+
+
+def test_a_huge_model_id_is_cut_in_the_message(cli):
+    r = cli("footprint", "m" * 5000)
+    assert r.exit_code == 2, r.output
+    assert "file name too long" in r.stderr and len(r.stderr) < 400
+
+
+def test_interrupt_mentions_pulumi_only_where_it_applies(cli, monkeypatch):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("planner.app.model.footprint", interrupted)
+    r = cli("footprint", "llama-3.1-8b")
+    assert r.exit_code == 130 and r.stderr.strip() == "interrupted"

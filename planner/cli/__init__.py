@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from planner.errors import EXIT_INTERRUPTED, GpuplanError
+from planner.errors import EXIT_INTERRUPTED, GpuplanError, local_file_error
 
 
 class GpuplanGroup(click.Group):
@@ -26,12 +26,22 @@ class GpuplanGroup(click.Group):
                 click.echo(f"hint: {exc.hint}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo(
-                "interrupted (any stack state stays with Pulumi: `pulumi cancel` if an "
-                "update is stuck)",
-                err=True,
+            sub = ctx.invoked_subcommand
+            note = (
+                " (any stack state stays with Pulumi: `pulumi cancel` if an update is stuck)"
+                if sub in {"deploy", "destroy"}
+                else ""
             )
+            click.echo(f"interrupted{note}", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            # An ordinary fault of this machine (permissions, full disk, a name too long) that
+            # a lower layer did not already turn into a message: still one line, exit 2.
+            error = local_file_error(exc)
+            click.echo(f"error: {error.message}", err=True)
+            if error.hint:
+                click.echo(f"hint: {error.hint}", err=True)
+            ctx.exit(error.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from planner.cli.common import echo_lines, planning_options, setting_option, settings, toml_option
+from planner.settings import default_of
 
 
 @click.command()
@@ -72,11 +73,11 @@ def generate(
     help="Network allowed to reach the serving port (repeatable).",
 )
 @click.option("--providers", default=None, help="Comma-separated providers to consider.")
-@click.option("--stack", default="prod", show_default=True)
+@click.option("--stack", default=default_of("stack"), show_default=True)
 @click.option(
     "--out",
     "out_dir",
-    default="infra/gpuplan",
+    default=default_of("out"),
     show_default=True,
     help="Where `gpuplan generate` will write the Pulumi project.",
 )
