@@ -24,11 +24,28 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
         raise local_file_error(exc, "write") from None
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask can only be
+    read by setting it, which would race with files other threads create meanwhile)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
+            # mkstemp makes the file 0600; a written file gets the mode the user's umask gives
+            # any new file (nothing gpuplan writes holds a secret).
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -214,3 +214,17 @@ def test_interrupt_mentions_pulumi_only_where_it_applies(cli, monkeypatch):
     monkeypatch.setattr("planner.app.model.footprint", interrupted)
     r = cli("footprint", "llama-3.1-8b")
     assert r.exit_code == 130 and r.stderr.strip() == "interrupted"
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_respect_the_umask(tmp_path, umask, mode):
+    import os
+
+    from planner.fsutil import atomic_write_text
+
+    old = os.umask(umask)
+    try:
+        path = atomic_write_text(tmp_path / "f.txt", "x")
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == mode
