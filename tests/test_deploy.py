@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ import yaml
 
 from planner.errors import UsageError
 from planner.settings import load_config
-from tests.fakevllm import FakeVllm
+from tests.fakes.vllm import FakeVllm
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 KEY = "sk-fake-api-key-never-printed-0123"
@@ -147,7 +147,7 @@ def project(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_toml(tmp_path / "gpuplan.toml")
     assert cli("generate").exit_code == 0
-    monkeypatch.setenv("GPUPLAN_ENGINE", "tests.fakeengine:make")
+    monkeypatch.setenv("GPUPLAN_ENGINE", "tests.fakes.engine:make")
     monkeypatch.setenv("GPUPLAN_HEALTH_INTERVAL_S", "0.05")
     monkeypatch.setenv("FAKE_MODEL", MODEL)
     monkeypatch.setenv("FAKE_API_KEY", KEY)
@@ -223,12 +223,18 @@ def test_status_and_destroy(cli, project, monkeypatch):
 
 
 def test_sigint_during_deploy_exits_130_and_writes_nothing(project, monkeypatch):
+    """SIGINT while Pulumi's `up` runs: exit 130, a one-line message, no file touched.
+
+    The fake engine writes to a pipe once it is inside `up`; the signal goes only after that
+    line arrived, so the test does not depend on how fast the child starts."""
     before = {
         p: p.read_bytes() for p in project.rglob("*") if p.is_file() and p.name != "calls.jsonl"
     }
+    inside_up, signal_fd = os.pipe()
     env = {
         **os.environ,
-        "FAKE_UP_SLEEP_S": "30",
+        "FAKE_UP_SLEEP_S": "120",  # `up` never returns by itself while the test runs
+        "FAKE_UP_FD": str(signal_fd),
         "FAKE_ENDPOINT": "http://127.0.0.1:9/v1",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
@@ -239,20 +245,27 @@ def test_sigint_during_deploy_exits_130_and_writes_nothing(project, monkeypatch)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        pass_fds=(signal_fd,),
     )
+    os.close(signal_fd)  # the child holds the only write end: EOF if it dies before `up`
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "up" not in (
-            calls(project) if (project / "calls.jsonl").exists() else []
-        ):
-            time.sleep(0.05)
+        with os.fdopen(inside_up, "rb") as events:
+            # Waits until the engine is inside `up` (or EOF); the bound is only a safety net.
+            ready, _, _ = select.select([events], [], [], 300)
+            line = events.readline() if ready else b""
+        if line != b"inside up\n":
+            proc.kill()
+            _, err = proc.communicate(timeout=60)
+            pytest.fail(f"the deploy never reached `up`: {err[-2000:]}")
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
+    assert calls(project) == ["open", "up"]
     after = {
         p: p.read_bytes() for p in project.rglob("*") if p.is_file() and p.name != "calls.jsonl"
     }
