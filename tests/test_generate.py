@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import ipaddress
 import json
 import os
 import re
@@ -189,6 +190,59 @@ def check_boot(script: str, plan: Plan, api_key: str) -> None:
     assert script.index("nvidia-smi") < script.index("systemctl enable --now vllm.service")
 
 
+def boot_module():
+    """templates/_shared/gpuplan_boot.py, the module generated projects copy verbatim."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gpuplan_boot", ROOT / "templates/_shared/gpuplan_boot.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def probes(cidr: str) -> tuple[list[str], list[str]]:
+    """Addresses at both ends of ``cidr``, and addresses just outside it and far away."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    far = "8.8.8.8" if net.version == 4 else "2001:4860:4860::8888"
+    inside = [str(net.network_address), str(net.broadcast_address)]
+    outside = [str(net.broadcast_address + 1), str(net.network_address - 1), far]
+    return inside, outside
+
+
+def within(src: str, cidrs: tuple[str, ...]) -> bool:
+    return any(ipaddress.ip_address(src) in ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def check_firewall(script: str, allowed: tuple[str, ...], ssh: str | None) -> None:
+    """Run the firewall script on a model of iptables (tests/iptables.py), twice as the unit
+    does on every restart, and send it packets: the serving port and SSH are accepted only
+    from their networks and dropped from everywhere else, for IPv4 and IPv6."""
+    from tests.iptables import Firewall
+
+    ssh_nets = (ssh,) if ssh else ()
+    sources = ["8.8.8.8", "2001:4860:4860::8888", "10.0.0.1", "fd00::1"]
+    for cidr in (*allowed, *ssh_nets):
+        inside, outside = probes(cidr)
+        sources += inside + outside
+    host = Firewall()
+    tables = None
+    for _ in range(2):
+        host.run_script(script)
+        for src in sources:
+            serving = "ACCEPT" if within(src, allowed) else "DROP"
+            assert host.verdict(src, 8000) == serving, ("serving port", src)
+            login = "ACCEPT" if within(src, ssh_nets) else "DROP"
+            assert host.verdict(src, 22) == login, ("ssh", src)
+        assert any(within(s, allowed) for s in sources) and any(
+            not within(s, allowed) for s in sources
+        )
+        # Re-applying the script leaves the same rules, not a second copy of each.
+        assert tables is None or host.chains == tables
+        tables = {v: {k: list(r) for k, r in c.items()} for v, c in host.chains.items()}
+
+
 # ------------------------------------------------------------------ per provider, under mocks
 def test_aws_program(tmp_path):
     project, plan = generate(tmp_path, "aws")
@@ -295,10 +349,24 @@ def test_hetzner_program_and_readme(tmp_path):
     cmds = {c["name"]: c for c in by_type(result, "command:remote:Command")}
     assert "create" in cmds["vllm"]["secret"] and "connection" in cmds["vllm"]["secret"]
     files = boot_files(cmds["vllm"]["inputs"]["create"])
-    fw = files["/opt/gpuplan/firewall.sh"]
-    assert f"-s {CIDR} -j RETURN" in fw and f"-s {SSH} -j RETURN" in fw
+    unit = files["/etc/systemd/system/vllm.service"]
+    assert "ExecStartPre=/opt/gpuplan/firewall.sh" in unit  # before every vLLM start
+    check_firewall(files["/opt/gpuplan/firewall.sh"], allowed=(CIDR,), ssh=SSH)
     readme = (project / "README.md").read_text()
     assert "rented by the month" in readme and "setup fee" in readme and "delivery" in readme
+
+
+@pytest.mark.parametrize(
+    ("allowed", "ssh"),
+    [
+        (("203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32"), "2001:db8:1::/48"),
+        (("203.0.113.9/24",), "198.51.100.7/32"),  # host bits set: the network is meant
+        (("2001:db8::/32",), None),  # no SSH network: SSH closed to everyone
+    ],
+)
+def test_firewall_opens_serving_port_and_ssh_only_to_their_networks(allowed, ssh):
+    script = boot_module().firewall_script(8000, list(allowed), ssh)
+    check_firewall(script, allowed=allowed, ssh=ssh)
 
 
 # ------------------------------------------------------------------ rules
@@ -437,7 +505,6 @@ WEIRD = st.lists(
 @given(model=WEIRD, extra=WEIRD)
 def test_injection_safe(model, extra):
     """Hostile model ids and arguments stay values: every program parses and carries them."""
-    import importlib.util
     from dataclasses import replace
 
     base = make_plan("aws")
@@ -456,12 +523,7 @@ def test_injection_safe(model, extra):
         assert literal["vllm_args"] == list(args) and literal["served_model_name"] == model
         assert yaml.safe_load(files["Pulumi.yaml"])["description"].startswith("vLLM serving ")
         json.loads(files["gpuplan.plan.json"])
-    spec = importlib.util.spec_from_file_location(
-        "boot", ROOT / "templates/_shared/gpuplan_boot.py"
-    )
-    boot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(boot)
-    script = boot.boot_script("img:1", list(args), 8000, "k")
+    script = boot_module().boot_script("img:1", list(args), 8000, "k")
     run = boot_files(script)["/opt/gpuplan/run-vllm.sh"].split("\n", 1)[1]
     assert shlex.split(run)[-len(args) - 4 : -4] == list(args)
     assert all(
