@@ -47,15 +47,18 @@ def write_toml(path: Path, **overrides: str) -> Path:
     return path
 
 
-def test_config_precedence_flag_env_toml_default(tmp_path, monkeypatch):
+def test_config_env_over_toml_over_default(tmp_path, monkeypatch):
+    """load_config as check and deploy call it: the file's values, GPUPLAN_* over them, the
+    defaults for the rest. (Flags over all of it are tested through the commands.)"""
     toml = write_toml(tmp_path / "gpuplan.toml")
     cfg = load_config(toml)
     assert (cfg.context, cfg.concurrency, cfg.output_tokens, cfg.stack) == (4096, 2, 250, "prod")
-    monkeypatch.setenv("GPUPLAN_CONTEXT", "8192")
+    monkeypatch.setenv("GPUPLAN_CONTEXT", "16384")
     monkeypatch.setenv("GPUPLAN_PROVIDERS", "aws,gcp")
     cfg = load_config(toml)
-    assert cfg.context == 8192 and cfg.providers == ("aws", "gcp")
-    assert load_config(toml, {"context": 16384}).context == 16384
+    assert cfg.context == 16384 and cfg.providers == ("aws", "gcp")
+    assert cfg.concurrency == 2  # not in the environment: still the file's
+    monkeypatch.delenv("GPUPLAN_CONTEXT")
     assert load_config(tmp_path / "none.toml").context == 8192
 
 
@@ -192,6 +195,47 @@ def test_deploy_detects_the_wrong_model(cli, project, monkeypatch):
         r = cli("deploy", "--yes")
     assert r.exit_code == 5 and "serves someone/else, not " + MODEL in r.output
     assert KEY not in r.output
+
+
+def test_wait_healthy_reports_a_refused_api_key_at_once():
+    """A server that is up but answers 401 to the key is not healthy, and waiting longer
+    cannot fix a wrong key: the wait ends at the first 401, saying so."""
+    from infra.deploy import wait_healthy
+
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # a fake clock: the test never waits
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    with FakeVllm(MODEL, KEY, loading_polls=2) as vllm:
+        health = wait_healthy(
+            vllm.endpoint, "sk-wrong-key", MODEL, timeout_s=600, interval_s=5,
+            clock=lambda: now[0], sleep=sleep,
+        )  # fmt: skip
+    assert health.healthy is False
+    assert "401" in health.detail and "key" in health.detail.lower()
+    assert "sk-wrong-key" not in health.detail
+    assert vllm.requests == [
+        ("/health", 503),
+        ("/health", 503),
+        ("/health", 200),
+        ("/v1/models", 401),
+    ]
+    assert sleeps == [5, 5]  # only while loading; none after the 401
+
+
+def test_deploy_with_a_refused_api_key_fails_and_says_why(cli, project, monkeypatch):
+    with FakeVllm(MODEL, "sk-the-server-has-another-key-0123") as vllm:
+        monkeypatch.setenv("FAKE_ENDPOINT", vllm.endpoint)
+        r = cli("deploy", "--yes", "--format", "json")
+    assert r.exit_code == 5
+    out = json.loads(r.stdout)
+    assert out["healthy"] is False and "401" in out["detail"]
+    assert "API key" in r.stderr
+    assert KEY not in r.output and "sk-the-server-has-another-key-0123" not in r.output
+    assert ("/v1/models", 401) in vllm.requests
 
 
 def test_deploy_refuses_without_yes_when_not_interactive(cli, project):

@@ -370,17 +370,75 @@ def test_firewall_opens_serving_port_and_ssh_only_to_their_networks(allowed, ssh
 
 
 # ------------------------------------------------------------------ rules
-@pytest.mark.parametrize("provider", list(OFFERS))
-def test_generation_is_deterministic(tmp_path, provider):
-    plan = make_plan(provider)
-    opts = ProjectOptions(allowed_cidrs=(CIDR,))
-    first = render_project(plan, opts)
-    assert render_project(plan, opts) == first
-    write_project(first, tmp_path / "a")
-    write_project(render_project(plan, opts), tmp_path / "a")
-    assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == {
-        k: v.encode() for k, v in first.items()
+# Renders every kind of project (each provider, replicas, multi-node, several CIDRs), and
+# runs `gpuplan generate` end to end, into the folder given as argv[1].
+RENDER_ALL = """
+import sys
+from pathlib import Path
+
+from infra.emit import ProjectOptions, render_project, write_project
+from planner.cli import main
+from tests.test_generate import OFFERS, make_plan, multi_node_plan, replica_plan
+
+out = Path(sys.argv[1])
+opts = ProjectOptions(allowed_cidrs=CIDRS)
+plans = {p: make_plan(p) for p in OFFERS}
+plans.update({
+    "aws-replicas": replica_plan("aws"),
+    "gcp-replicas": replica_plan("gcp"),
+    "aws-multi-node": multi_node_plan("aws", "p4de.24xlarge", "a100-80gb-sxm"),
+    "gcp-multi-node": multi_node_plan("gcp", "a3-highgpu-8g", "h100-sxm"),
+})
+for name, plan in plans.items():
+    write_project(render_project(plan, opts), out / name)
+args = ["generate", "llama-3.1-70b", "--quant", "auto", "--providers", "aws,gcp,runpod"]
+for cidr in CIDRS:
+    args += ["--allow-cidr", cidr]
+try:
+    main([*args, "--out", str(out / "cli")])
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+"""
+CIDRS = ("203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24", "2001:db8::/32")
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_generation_is_byte_identical_across_processes(tmp_path):
+    """Determinism that one process cannot show: set and hash order change with
+    PYTHONHASHSEED, so the same projects are generated in processes with different seeds
+    (and in this one) and compared byte for byte."""
+    code = f"CIDRS = {CIDRS!r}\n" + RENDER_ALL
+    procs = {
+        seed: subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / f"seed{seed}")],
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in ("0", "1", "2")
     }
+    for seed, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (seed, err[-2000:])
+    trees = {seed: tree(tmp_path / f"seed{seed}") for seed in procs}
+    first = trees["0"]
+    assert {name.split("/")[0] for name in first} == {*OFFERS, "cli"} | {
+        "aws-replicas", "gcp-replicas", "aws-multi-node", "gcp-multi-node"
+    }  # fmt: skip
+    for seed, files in trees.items():
+        assert files.keys() == first.keys(), seed
+        changed = [name for name in first if files[name] != first[name]]
+        assert not changed, f"PYTHONHASHSEED={seed} changed {changed}"
+    # and this process (its own seed) renders the same bytes, written as rendered
+    for provider in OFFERS:
+        rendered = render_project(make_plan(provider), ProjectOptions(allowed_cidrs=CIDRS))
+        written = {k.split("/", 1)[1]: v for k, v in first.items() if k.startswith(provider + "/")}
+        assert written == {k: v.encode() for k, v in rendered.items()}
 
 
 STATIC = {
@@ -841,18 +899,6 @@ def test_multi_node_elsewhere_is_refused():
             replace(plan, offer=replace(plan.offer, provider="vast")),
             ProjectOptions(allowed_cidrs=(CIDR,)),
         )
-
-
-def test_replicas_and_multi_node_are_deterministic():
-    plans = [
-        replica_plan("aws"),
-        replica_plan("gcp"),
-        multi_node_plan("aws", "p4de.24xlarge", "a100-80gb-sxm"),
-        multi_node_plan("gcp", "a3-highgpu-8g", "h100-sxm"),
-    ]
-    for plan in plans:
-        opts = ProjectOptions(allowed_cidrs=(CIDR,))
-        assert render_project(plan, opts) == render_project(plan, opts)
 
 
 def test_generate_skips_plans_it_cannot_write(cli, tmp_path):
