@@ -77,7 +77,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    from tests.fakehub import FakeHub
+    from tests.fakes.hub import FakeHub
 
     with FakeHub() as fake:
         monkeypatch.setenv("GPUPLAN_HF_ENDPOINT", fake.url)

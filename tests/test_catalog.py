@@ -79,6 +79,7 @@ def test_monthly_offers_spread_setup_over_horizon():
 
 def test_snapshot_is_flagged_stale():
     status = load_catalog().sources
+    assert set(status) == set(provider_names())
     assert all(s.origin == "embedded" and s.stale for s in status.values())
 
 
@@ -217,8 +218,10 @@ def test_offers_command_formats(cli):
     assert r.exit_code == 0
     data = json.loads(r.output)
     prices = [o["ranked_price_usd_per_hour"] for o in data["offers"]]
-    assert prices == sorted(prices) and all(o["gpu"] == "a10g" for o in data["offers"])
+    assert prices and prices == sorted(prices)
+    assert all(o["gpu"] == "a10g" for o in data["offers"])
     r = cli("offers", "--provider", "hetzner", "--format", "csv")
+    assert r.exit_code == 0
     lines = r.output.strip().splitlines()
     assert lines[0].startswith("provider,instance_type") and len(lines) > 1
     assert "STALE" in cli("offers", "--limit", "3").output

@@ -89,25 +89,28 @@ def test_models_lists_registry(cli):
 
 
 @pytest.mark.parametrize(
-    "args",
+    ("args", "schema"),
     [
-        ["footprint", "llama-3.1-8b", "--format", "json"],
-        ["offers", "--gpu", "h100", "--format", "json"],
-        ["recommend", "llama-3.1-8b", "--format", "json"],
+        (["footprint", "llama-3.1-8b", "--format", "json"], "gpuplan.footprint/1"),
+        (["offers", "--gpu", "h100", "--format", "json"], "gpuplan.offers-list/1"),
+        (["recommend", "llama-3.1-8b", "--format", "json"], "gpuplan.recommendation/1"),
     ],
 )
-def test_offline_commands_do_not_import_heavy_sdks(args):
-    """Offline commands must not import cloud SDKs, numpy or the Hub client (start-up time)."""
+def test_offline_commands_do_not_import_heavy_sdks(args, schema):
+    """Offline commands must not import cloud SDKs, numpy or the Hub client (start-up time).
+    The command must also succeed: one that failed early would import nothing either."""
     import subprocess
     import sys
 
     code = (
         "import sys; from planner.cli import main\n"
         f"try: main({args!r})\n"
-        "except SystemExit: pass\n"
+        "except SystemExit as exc: code = exc.code\n"
+        "else: code = 0\n"
         "heavy = [m for m in ('boto3', 'numpy', 'huggingface_hub', 'gguf', 'pulumi', 'google',"
         " 'requests') if m in sys.modules]\n"
-        "print('HEAVY', heavy, file=sys.stderr)"
+        "print('EXIT', code, 'HEAVY', heavy, file=sys.stderr)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "HEAVY []" in out.stderr
+    assert "EXIT 0 HEAVY []" in out.stderr, out.stderr[-2000:]
+    assert json.loads(out.stdout)["schema"] == schema

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ import yaml
 
 from planner.errors import UsageError
 from planner.settings import load_settings
-from tests.fakevllm import FakeVllm
+from tests.fakes.vllm import FakeVllm
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 KEY = "sk-fake-api-key-never-printed-0123"
@@ -151,7 +151,7 @@ def project(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_toml(tmp_path / "gpuplan.toml")
     assert cli("generate").exit_code == 0
-    monkeypatch.setenv("GPUPLAN_ENGINE", "tests.fakeengine:make")
+    monkeypatch.setenv("GPUPLAN_ENGINE", "tests.fakes.engine:make")
     monkeypatch.setenv("GPUPLAN_HEALTH_INTERVAL_S", "0.05")
     monkeypatch.setenv("FAKE_MODEL", MODEL)
     monkeypatch.setenv("FAKE_API_KEY", KEY)
@@ -198,6 +198,47 @@ def test_deploy_detects_the_wrong_model(cli, project, monkeypatch):
     assert KEY not in r.output
 
 
+def test_wait_healthy_reports_a_refused_api_key_at_once():
+    """A server that is up but answers 401 to the key is not healthy, and waiting longer
+    cannot fix a wrong key: the wait ends at the first 401, saying so."""
+    from infra.deploy import wait_healthy
+
+    now = [0.0]
+    sleeps: list[float] = []
+
+    def sleep(seconds: float) -> None:  # a fake clock: the test never waits
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    with FakeVllm(MODEL, KEY, loading_polls=2) as vllm:
+        health = wait_healthy(
+            vllm.endpoint, "sk-wrong-key", MODEL, timeout_s=600, interval_s=5,
+            clock=lambda: now[0], sleep=sleep,
+        )  # fmt: skip
+    assert health.healthy is False
+    assert "401" in health.detail and "key" in health.detail.lower()
+    assert "sk-wrong-key" not in health.detail
+    assert vllm.requests == [
+        ("/health", 503),
+        ("/health", 503),
+        ("/health", 200),
+        ("/v1/models", 401),
+    ]
+    assert sleeps == [5, 5]  # only while loading; none after the 401
+
+
+def test_deploy_with_a_refused_api_key_fails_and_says_why(cli, project, monkeypatch):
+    with FakeVllm(MODEL, "sk-the-server-has-another-key-0123") as vllm:
+        monkeypatch.setenv("FAKE_ENDPOINT", vllm.endpoint)
+        r = cli("deploy", "--yes", "--format", "json")
+    assert r.exit_code == 5
+    out = json.loads(r.stdout)
+    assert out["healthy"] is False and "401" in out["detail"]
+    assert "API key" in r.stderr
+    assert KEY not in r.output and "sk-the-server-has-another-key-0123" not in r.output
+    assert ("/v1/models", 401) in vllm.requests
+
+
 def test_deploy_refuses_without_yes_when_not_interactive(cli, project):
     r = cli("deploy")
     assert r.exit_code == 2 and "--yes" in r.output
@@ -227,12 +268,18 @@ def test_status_and_destroy(cli, project, monkeypatch):
 
 
 def test_sigint_during_deploy_exits_130_and_writes_nothing(project, monkeypatch):
+    """SIGINT while Pulumi's `up` runs: exit 130, a one-line message, no file touched.
+
+    The fake engine writes to a pipe once it is inside `up`; the signal goes only after that
+    line arrived, so the test does not depend on how fast the child starts."""
     before = {
         p: p.read_bytes() for p in project.rglob("*") if p.is_file() and p.name != "calls.jsonl"
     }
+    inside_up, signal_fd = os.pipe()
     env = {
         **os.environ,
-        "FAKE_UP_SLEEP_S": "30",
+        "FAKE_UP_SLEEP_S": "120",  # `up` never returns by itself while the test runs
+        "FAKE_UP_FD": str(signal_fd),
         "FAKE_ENDPOINT": "http://127.0.0.1:9/v1",
         "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
     }
@@ -243,20 +290,27 @@ def test_sigint_during_deploy_exits_130_and_writes_nothing(project, monkeypatch)
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        pass_fds=(signal_fd,),
     )
+    os.close(signal_fd)  # the child holds the only write end: EOF if it dies before `up`
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and "up" not in (
-            calls(project) if (project / "calls.jsonl").exists() else []
-        ):
-            time.sleep(0.05)
+        with os.fdopen(inside_up, "rb") as events:
+            # Waits until the engine is inside `up` (or EOF); the bound is only a safety net.
+            ready, _, _ = select.select([events], [], [], 300)
+            line = events.readline() if ready else b""
+        if line != b"inside up\n":
+            proc.kill()
+            _, err = proc.communicate(timeout=60)
+            pytest.fail(f"the deploy never reached `up`: {err[-2000:]}")
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     assert "interrupted" in err and "Traceback" not in err
+    assert calls(project) == ["open", "up"]
     after = {
         p: p.read_bytes() for p in project.rglob("*") if p.is_file() and p.name != "calls.jsonl"
     }

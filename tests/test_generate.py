@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import ipaddress
 import json
 import os
 import re
@@ -189,6 +190,59 @@ def check_boot(script: str, plan: Plan, api_key: str) -> None:
     assert script.index("nvidia-smi") < script.index("systemctl enable --now vllm.service")
 
 
+def boot_module():
+    """templates/_shared/gpuplan_boot.py, the module generated projects copy verbatim."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gpuplan_boot", ROOT / "templates/_shared/gpuplan_boot.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def probes(cidr: str) -> tuple[list[str], list[str]]:
+    """Addresses at both ends of ``cidr``, and addresses just outside it and far away."""
+    net = ipaddress.ip_network(cidr, strict=False)
+    far = "8.8.8.8" if net.version == 4 else "2001:4860:4860::8888"
+    inside = [str(net.network_address), str(net.broadcast_address)]
+    outside = [str(net.broadcast_address + 1), str(net.network_address - 1), far]
+    return inside, outside
+
+
+def within(src: str, cidrs: tuple[str, ...]) -> bool:
+    return any(ipaddress.ip_address(src) in ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+
+def check_firewall(script: str, allowed: tuple[str, ...], ssh: str | None) -> None:
+    """Run the firewall script on a model of iptables (tests/iptables.py), twice as the unit
+    does on every restart, and send it packets: the serving port and SSH are accepted only
+    from their networks and dropped from everywhere else, for IPv4 and IPv6."""
+    from tests.iptables import Firewall
+
+    ssh_nets = (ssh,) if ssh else ()
+    sources = ["8.8.8.8", "2001:4860:4860::8888", "10.0.0.1", "fd00::1"]
+    for cidr in (*allowed, *ssh_nets):
+        inside, outside = probes(cidr)
+        sources += inside + outside
+    host = Firewall()
+    tables = None
+    for _ in range(2):
+        host.run_script(script)
+        for src in sources:
+            serving = "ACCEPT" if within(src, allowed) else "DROP"
+            assert host.verdict(src, 8000) == serving, ("serving port", src)
+            login = "ACCEPT" if within(src, ssh_nets) else "DROP"
+            assert host.verdict(src, 22) == login, ("ssh", src)
+        assert any(within(s, allowed) for s in sources) and any(
+            not within(s, allowed) for s in sources
+        )
+        # Re-applying the script leaves the same rules, not a second copy of each.
+        assert tables is None or host.chains == tables
+        tables = {v: {k: list(r) for k, r in c.items()} for v, c in host.chains.items()}
+
+
 # ------------------------------------------------------------------ per provider, under mocks
 def test_aws_program(tmp_path):
     project, plan = generate(tmp_path, "aws")
@@ -295,24 +349,96 @@ def test_hetzner_program_and_readme(tmp_path):
     cmds = {c["name"]: c for c in by_type(result, "command:remote:Command")}
     assert "create" in cmds["vllm"]["secret"] and "connection" in cmds["vllm"]["secret"]
     files = boot_files(cmds["vllm"]["inputs"]["create"])
-    fw = files["/opt/gpuplan/firewall.sh"]
-    assert f"-s {CIDR} -j RETURN" in fw and f"-s {SSH} -j RETURN" in fw
+    unit = files["/etc/systemd/system/vllm.service"]
+    assert "ExecStartPre=/opt/gpuplan/firewall.sh" in unit  # before every vLLM start
+    check_firewall(files["/opt/gpuplan/firewall.sh"], allowed=(CIDR,), ssh=SSH)
     readme = (project / "README.md").read_text()
     assert "rented by the month" in readme and "setup fee" in readme and "delivery" in readme
 
 
+@pytest.mark.parametrize(
+    ("allowed", "ssh"),
+    [
+        (("203.0.113.0/24", "2001:db8::/32", "198.51.100.7/32"), "2001:db8:1::/48"),
+        (("203.0.113.9/24",), "198.51.100.7/32"),  # host bits set: the network is meant
+        (("2001:db8::/32",), None),  # no SSH network: SSH closed to everyone
+    ],
+)
+def test_firewall_opens_serving_port_and_ssh_only_to_their_networks(allowed, ssh):
+    script = boot_module().firewall_script(8000, list(allowed), ssh)
+    check_firewall(script, allowed=allowed, ssh=ssh)
+
+
 # ------------------------------------------------------------------ rules
-@pytest.mark.parametrize("provider", list(OFFERS))
-def test_generation_is_deterministic(tmp_path, provider):
-    plan = make_plan(provider)
-    opts = ProjectOptions(allowed_cidrs=(CIDR,))
-    first = render_project(plan, opts)
-    assert render_project(plan, opts) == first
-    write_project(first, tmp_path / "a")
-    write_project(render_project(plan, opts), tmp_path / "a")
-    assert {p.name: p.read_bytes() for p in (tmp_path / "a").iterdir()} == {
-        k: v.encode() for k, v in first.items()
+# Renders every kind of project (each provider, replicas, multi-node, several CIDRs), and
+# runs `gpuplan generate` end to end, into the folder given as argv[1].
+RENDER_ALL = """
+import sys
+from pathlib import Path
+
+from infra.emit import ProjectOptions, render_project, write_project
+from planner.cli import main
+from tests.test_generate import OFFERS, make_plan, multi_node_plan, replica_plan
+
+out = Path(sys.argv[1])
+opts = ProjectOptions(allowed_cidrs=CIDRS)
+plans = {p: make_plan(p) for p in OFFERS}
+plans.update({
+    "aws-replicas": replica_plan("aws"),
+    "gcp-replicas": replica_plan("gcp"),
+    "aws-multi-node": multi_node_plan("aws", "p4de.24xlarge", "a100-80gb-sxm"),
+    "gcp-multi-node": multi_node_plan("gcp", "a3-highgpu-8g", "h100-sxm"),
+})
+for name, plan in plans.items():
+    write_project(render_project(plan, opts), out / name)
+args = ["generate", "llama-3.1-70b", "--quant", "auto", "--providers", "aws,gcp,runpod"]
+for cidr in CIDRS:
+    args += ["--allow-cidr", cidr]
+try:
+    main([*args, "--out", str(out / "cli")])
+except SystemExit as exc:
+    assert exc.code == 0, exc.code
+"""
+CIDRS = ("203.0.113.0/24", "198.51.100.0/24", "192.0.2.0/24", "2001:db8::/32")
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_generation_is_byte_identical_across_processes(tmp_path):
+    """Determinism that one process cannot show: set and hash order change with
+    PYTHONHASHSEED, so the same projects are generated in processes with different seeds
+    (and in this one) and compared byte for byte."""
+    code = f"CIDRS = {CIDRS!r}\n" + RENDER_ALL
+    procs = {
+        seed: subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / f"seed{seed}")],
+            env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)},
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for seed in ("0", "1", "2")
     }
+    for seed, proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, (seed, err[-2000:])
+    trees = {seed: tree(tmp_path / f"seed{seed}") for seed in procs}
+    first = trees["0"]
+    assert {name.split("/")[0] for name in first} == {*OFFERS, "cli"} | {
+        "aws-replicas", "gcp-replicas", "aws-multi-node", "gcp-multi-node"
+    }  # fmt: skip
+    for seed, files in trees.items():
+        assert files.keys() == first.keys(), seed
+        changed = [name for name in first if files[name] != first[name]]
+        assert not changed, f"PYTHONHASHSEED={seed} changed {changed}"
+    # and this process (its own seed) renders the same bytes, written as rendered
+    for provider in OFFERS:
+        rendered = render_project(make_plan(provider), ProjectOptions(allowed_cidrs=CIDRS))
+        written = {k.split("/", 1)[1]: v for k, v in first.items() if k.startswith(provider + "/")}
+        assert written == {k: v.encode() for k, v in rendered.items()}
 
 
 STATIC = {
@@ -437,7 +563,6 @@ WEIRD = st.lists(
 @given(model=WEIRD, extra=WEIRD)
 def test_injection_safe(model, extra):
     """Hostile model ids and arguments stay values: every program parses and carries them."""
-    import importlib.util
     from dataclasses import replace
 
     base = make_plan("aws")
@@ -456,12 +581,7 @@ def test_injection_safe(model, extra):
         assert literal["vllm_args"] == list(args) and literal["served_model_name"] == model
         assert yaml.safe_load(files["Pulumi.yaml"])["description"].startswith("vLLM serving ")
         json.loads(files["gpuplan.plan.json"])
-    spec = importlib.util.spec_from_file_location(
-        "boot", ROOT / "templates/_shared/gpuplan_boot.py"
-    )
-    boot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(boot)
-    script = boot.boot_script("img:1", list(args), 8000, "k")
+    script = boot_module().boot_script("img:1", list(args), 8000, "k")
     run = boot_files(script)["/opt/gpuplan/run-vllm.sh"].split("\n", 1)[1]
     assert shlex.split(run)[-len(args) - 4 : -4] == list(args)
     assert all(
@@ -779,18 +899,6 @@ def test_multi_node_elsewhere_is_refused():
             replace(plan, offer=replace(plan.offer, provider="vast")),
             ProjectOptions(allowed_cidrs=(CIDR,)),
         )
-
-
-def test_replicas_and_multi_node_are_deterministic():
-    plans = [
-        replica_plan("aws"),
-        replica_plan("gcp"),
-        multi_node_plan("aws", "p4de.24xlarge", "a100-80gb-sxm"),
-        multi_node_plan("gcp", "a3-highgpu-8g", "h100-sxm"),
-    ]
-    for plan in plans:
-        opts = ProjectOptions(allowed_cidrs=(CIDR,))
-        assert render_project(plan, opts) == render_project(plan, opts)
 
 
 def test_generate_skips_plans_it_cannot_write(cli, tmp_path):

@@ -3,7 +3,6 @@ provider's own rules (names, prices, quirks)."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 import pytest
@@ -134,8 +133,3 @@ def test_runpod_graphql_never_interpolates():
     from planner.offers.providers.runpod import GPU_TYPES_QUERY
 
     assert "$lowest" in GPU_TYPES_QUERY and '"' not in GPU_TYPES_QUERY
-
-
-def test_fixture_shapes_are_json():
-    for f in FIXTURES.rglob("*.json"):
-        json.loads(f.read_text())

@@ -152,8 +152,6 @@ def test_spot_plans_use_spot_prices_and_skip_offers_without():
 
 
 def test_more_bandwidth_decodes_faster_and_moe_reads_less():
-    from planner.decide.rank import Candidate  # noqa: F401  (import check)
-
     dense = candidates_for(load_model_spec("qwen3-32b"), "fp8")
     moe = candidates_for(load_model_spec("qwen3-30b-a3b"), "fp8")
     l40s = recommend(dense, [offer("l40s")], Need()).plans[0].estimate

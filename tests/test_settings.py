@@ -153,16 +153,6 @@ def test_toml_values_are_validated_like_flags(tmp_path):
         load_settings(toml=bad)
 
 
-@pytest.mark.parametrize("raw", ["1", "true", "YES", "on"])
-def test_env_true_values(raw):
-    assert load_settings(env={"GPUPLAN_SPOT": raw}).spot is True
-
-
-@pytest.mark.parametrize("raw", ["0", "false", "No", "off"])
-def test_env_false_values(raw):
-    assert load_settings({"spot": None}, env={"GPUPLAN_SPOT": raw}).spot is False
-
-
 def test_each_default_written_once():
     """Workload defaults are the decision stage's own (Need), deploy defaults the KEYS table's."""
     from planner.decide.plan import Need

@@ -1,21 +1,17 @@
 """A local HTTP server that behaves like a starting vLLM: not listening at first, then 503 on
-/health while "loading", then 200, with /v1/models behind the API key."""
+/health while "loading", then 200, with /v1/models behind the API key (401 for any other
+key, as vLLM's --api-key middleware answers)."""
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
+
+from tests.fakes.server import LoopbackServer, QuietHandler
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class FakeVllm:
+class FakeVllm(LoopbackServer):
     def __init__(
         self,
         model: str,
@@ -30,42 +26,35 @@ class FakeVllm:
         self.served = served_model or model
         self.start_after_s, self.loading_polls = start_after_s, loading_polls
         self.never_healthy = never_healthy
-        self.port = free_port()
         self.requests: list[tuple[str, int]] = []
-        self.server: ThreadingHTTPServer | None = None
         self._timer: threading.Timer | None = None
+        # Bound now (the port is known and reserved), listening only from start(): until then
+        # a connection is refused, like a machine that is still booting.
+        super().__init__(self._handler())
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.url}/v1"
 
-    def __enter__(self) -> FakeVllm:
+    def __enter__(self) -> Self:
         if self.start_after_s:
-            self._timer = threading.Timer(self.start_after_s, self._start)
+            self._timer = threading.Timer(self.start_after_s, self.start)
+            self._timer.daemon = True
             self._timer.start()
         else:
-            self._start()
+            self.start()
         return self
-
-    def _start(self) -> None:
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler())
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def __exit__(self, *exc: object) -> None:
         if self._timer:
             self._timer.cancel()
-        if self.server:
-            self.server.shutdown()
-            self.server.server_close()
+            self._timer.join()
+        self.stop()
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler(self) -> type[QuietHandler]:
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: object) -> None:
-                pass
-
+        class Handler(QuietHandler):
             def _send(self, status: int, body: dict | None = None) -> None:
                 data = json.dumps(body or {}).encode()
                 fake.requests.append((self.path, status))

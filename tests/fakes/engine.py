@@ -1,8 +1,10 @@
-"""A fake Pulumi engine, plugged in like any custom engine: GPUPLAN_ENGINE=tests.fakeengine:make.
+"""A fake Pulumi engine, plugged in like any custom engine:
+GPUPLAN_ENGINE=tests.fakes.engine:make.
 
 Behaviour from the environment (so it also works in a subprocess): FAKE_ENDPOINT, FAKE_MODEL,
-FAKE_API_KEY, FAKE_UP_SLEEP_S (a slow `up`, for interruption tests) and FAKE_RECORD (a file that
-collects the calls, one JSON line each).
+FAKE_API_KEY, FAKE_UP_SLEEP_S (a slow `up`, for interruption tests), FAKE_UP_FD (a pipe's
+write end: `up` writes one line to it once it is running, the event an interruption test
+waits for) and FAKE_RECORD (a file that collects the calls, one JSON line each).
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class FakeEngine:
     def up(self, on_output: Printer) -> dict[str, Any]:
         self._record("up")
         on_output("Updating (fake)")
+        fd = os.environ.get("FAKE_UP_FD")
+        if fd:
+            os.write(int(fd), b"inside up\n")
+            os.close(int(fd))
         time.sleep(float(os.environ.get("FAKE_UP_SLEEP_S", "0")))
         on_output("Resources: 3 created")
         return self._outputs()

@@ -1,6 +1,7 @@
 """Local fake servers shaped like the providers' real APIs, and factories that point each
-provider at one. Every registered provider must have a factory here and fixtures under
-tests/fixtures/providers/<name>/ (tests/test_providers.py fails otherwise)."""
+provider at one. Every registered provider must have a route here (or, for AWS, a stubbed
+session) and fixtures under tests/fixtures/providers/<name>/ (tests/test_providers.py fails
+otherwise)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).parent / "fixtures" / "providers"
+from tests.fakes.server import LoopbackServer, QuietHandler
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "providers"
 
 # (method, path, body, headers) -> (status, JSON-able or bytes[, content type])
 Route = Callable[[str, str, bytes, dict[str, str]], tuple[Any, ...]]
@@ -23,8 +25,8 @@ def fixture(provider: str, name: str) -> Any:
     return json.loads((FIXTURES / provider / name).read_text())
 
 
-class FakeApi:
-    """A threaded HTTP server on 127.0.0.1 answering with a route function.
+class FakeApi(LoopbackServer):
+    """A loopback HTTP server answering with a route function.
 
     Fault modes: ``fail_first`` answers that many requests with ``fail_status`` first;
     ``mode`` "malformed" sends invalid JSON, "empty" an empty list/object, "hang" sleeps
@@ -40,30 +42,13 @@ class FakeApi:
         self.hang_s = 5.0
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        super().__init__(self._handler())
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> FakeApi:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
+    def _handler(self) -> type[QuietHandler]:
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: object) -> None:
-                pass
 
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)

@@ -1,0 +1,76 @@
+"""GPUPLAN_<KEY> environment variables as planner/settings.py parses them: booleans take
+true/false, 1/0 and yes/no in any case; anything else is a usage error (exit 2) that names the
+variable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from planner.errors import UsageError
+from planner.settings import load_settings
+
+TRUE = ("true", "1", "yes", "TRUE", "Yes")
+FALSE = ("false", "0", "no", "False", "NO")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(v, True) for v in TRUE] + [(v, False) for v in FALSE]
+)
+def test_boolean_environment_values(tmp_path, monkeypatch, raw, expected):
+    monkeypatch.chdir(tmp_path)  # no gpuplan.toml here
+    monkeypatch.setenv("GPUPLAN_SPOT", raw)
+    assert load_settings().spot is expected
+
+
+def test_boolean_environment_overrides_the_toml_both_ways(tmp_path, monkeypatch):
+    """The environment can switch a toml's `spot = true` off, not only switch it on."""
+    toml = tmp_path / "gpuplan.toml"
+    toml.write_text("[constraints]\nspot = true\n")
+    assert load_settings(toml=toml).spot is True
+    monkeypatch.setenv("GPUPLAN_SPOT", "no")
+    assert load_settings(toml=toml).spot is False
+
+
+@pytest.mark.parametrize("raw", ["maybe", "2", "tru", "y e s"])
+def test_invalid_boolean_is_a_usage_error_naming_the_variable(tmp_path, monkeypatch, raw):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPUPLAN_SPOT", raw)
+    with pytest.raises(UsageError, match="GPUPLAN_SPOT"):
+        load_settings()
+
+
+def test_empty_variable_counts_as_unset(tmp_path, monkeypatch):
+    """CI systems set a variable to '' when a secret or input is missing."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPUPLAN_SPOT", "")
+    assert load_settings().spot is False
+
+
+def test_invalid_boolean_through_the_cli_exits_2(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPUPLAN_SPOT", "maybe")
+    r = cli("check")
+    assert r.exit_code == 2 and "GPUPLAN_SPOT" in r.output and "'maybe'" in r.output
+    assert "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(("raw", "spot"), [("yes", True), ("0", False)])
+def test_generate_from_the_toml_plans_with_the_environment_boolean(
+    cli, tmp_path, monkeypatch, raw, spot
+):
+    """The parsed value reaches the plan that `gpuplan generate` writes."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gpuplan.toml").write_text(
+        '[model]\nmodel = "llama-3.1-8b"\n\n[constraints]\nproviders = ["aws"]\n\n'
+        '[deploy]\nout = "proj"\nallow_cidrs = ["203.0.113.0/24"]\n'
+    )
+    monkeypatch.setenv("GPUPLAN_SPOT", raw)
+    r = cli("generate")
+    assert r.exit_code == 0, r.output
+    plan = json.loads((tmp_path / "proj" / "gpuplan.plan.json").read_text())
+    assert plan["need"]["spot"] is spot
+    offer = plan["offer"]
+    price = offer["spot_price_usd_per_hour"] if spot else offer["price_usd_per_hour"]
+    assert plan["estimate"]["usd_per_hour"] == pytest.approx(price)
