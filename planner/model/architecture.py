@@ -8,6 +8,7 @@ as in PyTorch. Stacked experts are one tensor with a leading expert dimension.
 from __future__ import annotations
 
 from planner.model.values import ModelSpec, Role, Tensor
+from planner.model.vision import vision_tensors
 
 
 def list_tensors(spec: ModelSpec) -> list[Tensor]:
@@ -35,7 +36,7 @@ def list_tensors(spec: ModelSpec) -> list[Tensor]:
             Tensor(f"{p}.shared_head.head.weight", (v, h), "lm_head", in_mtp=True),
         ]
     if spec.vision is not None:
-        out += _vision_tower(spec)
+        out += vision_tensors(spec.vision, spec.hidden_size)
     return out
 
 
@@ -70,8 +71,7 @@ def _decoder_layer(spec: ModelSpec, i: int, in_mtp: bool) -> list[Tensor]:
     ]
     out = [_vec(f"{p}.{n}.weight", h, "norm", in_mtp) for n in norm_names[: spec.norms_per_layer]]
     out += _mla(spec, p, in_mtp) if spec.is_mla else _gqa(spec, p, in_mtp)
-    dense = not spec.is_moe or i < spec.first_dense_layers
-    out += _dense_mlp(spec, p, in_mtp) if dense else _moe(spec, p, in_mtp)
+    out += _moe(spec, p, in_mtp) if spec.is_moe_layer(i) else _dense_mlp(spec, p, in_mtp)
     return out
 
 
@@ -101,9 +101,12 @@ def _gqa(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
     if spec.o_bias:
         out.append(_vec(f"{a}.o_proj.bias", h, "bias", mtp))
     if spec.qk_norm:
+        # Per-head norms (Qwen3, Gemma 3) hold head_dim weights; full-width ones (OLMo 2,
+        # MiniMax-M2) hold one weight per q / k channel.
+        qw, kw = (q, kv) if spec.qk_norm_full_width else (hd, hd)
         out += [
-            _vec(f"{a}.q_norm.weight", hd, "norm", mtp),
-            _vec(f"{a}.k_norm.weight", hd, "norm", mtp),
+            _vec(f"{a}.q_norm.weight", qw, "norm", mtp),
+            _vec(f"{a}.k_norm.weight", kw, "norm", mtp),
         ]
     if spec.attention_sinks:
         out.append(_vec(f"{a}.sinks", spec.num_attention_heads, "sink", mtp))
@@ -189,48 +192,4 @@ def _moe(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
             _lin(f"{s}.up_proj.weight", si, h, "shared_expert", mtp),
             _lin(f"{s}.down_proj.weight", h, si, "shared_expert", mtp),
         ]
-    return out
-
-
-def _vision_tower(spec: ModelSpec) -> list[Tensor]:
-    vs = spec.vision
-    assert vs is not None
-    hv, iv = vs.hidden_size, vs.intermediate_size
-    patches = (vs.image_size // vs.patch_size) ** 2
-    e = "vision_tower.vision_model.embeddings"
-    out = [
-        Tensor(
-            f"{e}.patch_embedding.weight",
-            (hv, vs.num_channels, vs.patch_size, vs.patch_size),
-            "vision",
-        ),
-        Tensor(f"{e}.patch_embedding.bias", (hv,), "vision"),
-        Tensor(f"{e}.position_embedding.weight", (patches, hv), "vision"),
-    ]
-    for i in range(vs.num_layers):
-        p = f"vision_tower.vision_model.encoder.layers.{i}"
-        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            out += [
-                Tensor(f"{p}.self_attn.{proj}.weight", (hv, hv), "vision"),
-                Tensor(f"{p}.self_attn.{proj}.bias", (hv,), "vision"),
-            ]
-        for ln in ("layer_norm1", "layer_norm2"):
-            out += [
-                Tensor(f"{p}.{ln}.weight", (hv,), "vision"),
-                Tensor(f"{p}.{ln}.bias", (hv,), "vision"),
-            ]
-        out += [
-            Tensor(f"{p}.mlp.fc1.weight", (iv, hv), "vision"),
-            Tensor(f"{p}.mlp.fc1.bias", (iv,), "vision"),
-            Tensor(f"{p}.mlp.fc2.weight", (hv, iv), "vision"),
-            Tensor(f"{p}.mlp.fc2.bias", (hv,), "vision"),
-        ]
-    out += [
-        Tensor("vision_tower.vision_model.post_layernorm.weight", (hv,), "vision"),
-        Tensor("vision_tower.vision_model.post_layernorm.bias", (hv,), "vision"),
-        Tensor(
-            "multi_modal_projector.mm_input_projection_weight", (hv, spec.hidden_size), "vision"
-        ),
-        Tensor("multi_modal_projector.mm_soft_emb_norm.weight", (hv,), "vision"),
-    ]
     return out

@@ -303,6 +303,20 @@ def estimate_footprint(
             f"{fmt.name} sizes follow llama.cpp's per-tensor mix rules approximately "
             "(within ~7% of published files); a real GGUF file (--gguf) is exact"
         )
+    chunked = sum(1 for t in spec.layer_types if t == "chunked")
+    if chunked and spec.attention_chunk_size:
+        # vLLM disables its hybrid KV cache manager for chunked local attention by default
+        # (vllm/config/vllm.py: "There is a latency regression when using chunked local
+        # attention with the hybrid KV cache manager. Disabling it, by default."), and without
+        # it every layer's cache is a full-attention cache.
+        capped = min(context, spec.attention_chunk_size)
+        saved = chunked * (context - capped) * per_layer
+        notes.append(
+            f"{chunked} of {layers} layers use chunked local attention "
+            f"({spec.attention_chunk_size} tokens); vLLM sizes them as full attention by default. "
+            "With VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1 they hold at most one "
+            f"chunk, {saved:,} fewer KV bytes per {context}-token request"
+        )
     if mtp:
         notes.append(
             f"{mtp:,} multi-token-prediction parameters are stored in the checkpoint "

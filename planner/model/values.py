@@ -55,7 +55,13 @@ class Tensor:
 
 @dataclass(frozen=True, slots=True)
 class VisionSpec:
-    """A SigLIP-style vision tower with a linear projector (Gemma 3)."""
+    """A vision tower and its projector, stored beside the language model.
+
+    ``kind`` picks the tensor layout in architecture.py: "siglip" (Gemma 3: SigLIP with an
+    RMS-normed linear projector), "pixtral" (Mistral 3: Pixtral encoder, patch merger and a
+    two-layer projector), "llama4" (Llama 4: a ViT with a class token, a pixel-shuffle
+    adapter and a one-matrix projector).
+    """
 
     hidden_size: int
     intermediate_size: int
@@ -63,6 +69,13 @@ class VisionSpec:
     patch_size: int
     image_size: int
     num_channels: int = 3
+    kind: str = "siglip"
+    spatial_merge_size: int = 1  # pixtral: patches merged 2x2 before the projector
+    projector_bias: bool = False
+    # llama4: the pixel-shuffle adapter's widths and the projector's input width
+    projector_input_dim: int = 0
+    projector_output_dim: int = 0
+    vision_output_dim: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +113,9 @@ class ModelSpec:
     qkv_bias: bool = False
     o_bias: bool = False
     qk_norm: bool = False
+    # OLMo 2 / MiniMax-M2 normalise q and k over all heads at once (weights num_heads x head_dim)
+    # instead of Qwen3's per-head (head_dim) norm.
+    qk_norm_full_width: bool = False
     norms_per_layer: int = 2
     fused_qkv: bool = False
     fused_gate_up: bool = False
@@ -110,6 +126,8 @@ class ModelSpec:
     num_shared_experts: int = 0
     shared_expert_intermediate_size: int = 0
     first_dense_layers: int = 0
+    # Llama 4 interleaves: layer i is MoE when (i + 1) % moe_layer_step == 0, dense otherwise.
+    moe_layer_step: int = 1
     expert_bias: bool = False  # gpt-oss experts carry biases
     router_bias: bool = False
     router_score_bias: bool = False  # DeepSeek-V3 e_score_correction_bias (fp32)
@@ -121,8 +139,10 @@ class ModelSpec:
     v_head_dim: int = 0
     mtp_layers: int = 0
     # Attention layout
-    layer_types: tuple[str, ...] = ()  # "full" or "sliding" per layer; empty = all full
+    layer_types: tuple[str, ...] = ()  # "full", "sliding" or "chunked" per layer; empty = all full
     sliding_window: int | None = None
+    # Llama 4 chunked local attention: "chunked" layers attend within chunks of this many tokens.
+    attention_chunk_size: int | None = None
     attention_sinks: bool = False
     vision: VisionSpec | None = None
     quant: QuantConfig | None = None
@@ -148,6 +168,12 @@ class ModelSpec:
     @property
     def sliding_layer_count(self) -> int:
         return sum(1 for t in self.layer_types if t == "sliding")
+
+    def is_moe_layer(self, i: int) -> bool:
+        """Whether decoder layer ``i`` has routed experts (MTP layers count as their index)."""
+        if not self.is_moe or i < self.first_dense_layers:
+            return False
+        return (i + 1) % self.moe_layer_step == 0
 
 
 @dataclass(frozen=True, slots=True)

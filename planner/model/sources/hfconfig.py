@@ -29,7 +29,34 @@ FAMILIES = {
     "qwen3": "qwen3", "qwen3_moe": "qwen3_moe", "mixtral": "mixtral", "gemma2": "gemma2",
     "gemma3": "gemma3", "gemma3_text": "gemma3", "phi3": "phi3", "deepseek_v3": "deepseek_v3",
     "deepseek_v2": "deepseek_v2", "gpt_oss": "gpt_oss", "granite": "llama",
+    # SmolLM3 is Llama-shaped; its NoPE layers (every 4th skips RoPE) change no tensor or cache.
+    "smollm3": "llama",
+    "olmo2": "olmo2", "glm4_moe": "glm4_moe", "llama4": "llama4", "llama4_text": "llama4",
 }  # fmt: skip
+
+# architectures[0] -> family, for configs whose model_type is a new name for a supported layout
+# (Kimi K2: model_type 'kimi_k2', architectures ['DeepseekV3ForCausalLM']). vLLM itself picks
+# the model class by this field (vllm/model_executor/models/registry.py).
+ARCHITECTURES = {
+    "LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "GraniteForCausalLM": "llama",
+    "Mistral3ForConditionalGeneration": "llama", "SmolLM3ForCausalLM": "llama",
+    "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe",
+    "MixtralForCausalLM": "mixtral", "Gemma2ForCausalLM": "gemma2",
+    "Gemma3ForCausalLM": "gemma3", "Gemma3ForConditionalGeneration": "gemma3",
+    "Phi3ForCausalLM": "phi3", "DeepseekV3ForCausalLM": "deepseek_v3",
+    "DeepseekV2ForCausalLM": "deepseek_v2", "GptOssForCausalLM": "gpt_oss",
+    "Olmo2ForCausalLM": "olmo2", "Glm4MoeForCausalLM": "glm4_moe",
+    "Llama4ForConditionalGeneration": "llama4", "Llama4ForCausalLM": "llama4",
+}  # fmt: skip
+
+# Wrapper model_type -> the vision tower layout its vision_config describes.
+VISION_KINDS = {"gemma3": "siglip", "mistral3": "pixtral", "llama4": "llama4"}
+
+# What a family needs that an unknown one may lack: named in the "not supported" hint.
+_UNSUPPORTED_HINTS = {
+    "hybrid": "per-sequence recurrent/SSM state of linear-attention or Mamba layers",
+    "vision": "its vision tower layout",
+}
 
 
 def _get(cfg: Mapping[str, Any], key: str, where: str, default: Any = ..., kind: type = int) -> Any:
@@ -63,20 +90,10 @@ def parse_config(
     if not isinstance(config, Mapping):
         raise ModelSpecError(f"{where}: expected a JSON object")
     model_type = config.get("model_type")
-    text_cfg: Mapping[str, Any] = config
+    text_cfg, family = _unwrap(config, where)
     vision = None
-    if model_type == "gemma3" and isinstance(config.get("text_config"), Mapping):
-        text_cfg = {**config["text_config"]}
-        vision = _parse_siglip(config.get("vision_config"), where)
-    family = FAMILIES.get(str(model_type))
-    if family is None:
-        archs = config.get("architectures") or []
-        raise ModelSpecError(
-            f"{where}: model_type '{model_type}' "
-            f"({', '.join(map(str, archs)) or 'no architecture'})"
-            " is not supported yet",
-            f"supported model types: {', '.join(sorted(FAMILIES))}",
-        )
+    if text_cfg is not config and isinstance(config.get("vision_config"), Mapping):
+        vision = _parse_vision(config, str(model_type), where)
     c = text_cfg
     hidden = _get(c, "hidden_size", where)
     heads = _get(c, "num_attention_heads", where)
@@ -107,14 +124,26 @@ def parse_config(
     )  # fmt: skip
     bias = bool(c.get("attention_bias", False))
     fields["qkv_bias"] = bias or family == "qwen2"
-    fields["o_bias"] = bias
+    # GLM-4.5's attention_bias covers q/k/v only; o_proj is bias-free (vLLM glm4_moe.py).
+    fields["o_bias"] = bias and family != "glm4_moe"
     if family in {"qwen3", "qwen3_moe", "gemma3"}:
         fields["qk_norm"] = True
+    if family == "olmo2":
+        # OLMo 2 normalises q and k across all heads (q_norm: heads*head_dim weights).
+        # https://github.com/vllm-project/vllm/blob/main/vllm/model_executor/models/olmo2.py
+        fields.update(qk_norm=True, qk_norm_full_width=True)
+    if family == "glm4_moe":
+        fields["qk_norm"] = bool(c.get("use_qk_norm", False))
     if family in {"gemma2", "gemma3"}:
         fields["norms_per_layer"] = 4
     if family == "phi3":
         fields.update(fused_qkv=True, fused_gate_up=True)
     notes: list[str] = []
+    if vision is None and text_cfg is not config and "vision_config" in config:
+        notes.append(
+            f"the vision tower of '{model_type}' is not modelled: parameters and weight bytes "
+            "cover the language model only"
+        )
     _parse_moe(c, family, fields, where, notes)
     _parse_mla(c, family, fields, where)
     _parse_layer_types(c, family, fields, layers)
@@ -133,16 +162,82 @@ def parse_config(
     return ModelSpec(**fields)
 
 
-def _parse_siglip(vc: Any, where: str) -> VisionSpec:
-    if not isinstance(vc, Mapping):
-        raise ModelSpecError(f"{where}: gemma3 config without a 'vision_config' object")
+def _unwrap(config: Mapping[str, Any], where: str) -> tuple[Mapping[str, Any], str]:
+    """The decoder's config and its family.
+
+    Vision-language wrappers (Gemma 3, Mistral 3, Llama 4, Qwen3-VL) nest the decoder under
+    ``text_config``; the family comes from the wrapper's model_type, else the nested one, else
+    the declared architecture.
+    """
+    text_cfg: Mapping[str, Any] = config
+    if isinstance(config.get("text_config"), Mapping):
+        text_cfg = {**config["text_config"]}
+    archs = [str(a) for a in config.get("architectures") or []]
+    candidates = [
+        FAMILIES.get(str(config.get("model_type"))),
+        FAMILIES.get(str(text_cfg.get("model_type"))),
+    ]
+    candidates += [ARCHITECTURES.get(a) for a in archs]
+    family = next((f for f in candidates if f), None)
+    if family is None:
+        raise ModelSpecError(
+            f"{where}: model_type '{config.get('model_type')}' "
+            f"({', '.join(archs) or 'no architecture'}) is not supported yet",
+            _unsupported_hint(config, text_cfg),
+        )
+    return text_cfg, family
+
+
+def _unsupported_hint(config: Mapping[str, Any], text_cfg: Mapping[str, Any]) -> str:
+    """Name the closest supported family and what the config has that gpuplan cannot size."""
+    import difflib
+
+    name = str(config.get("model_type") or "")
+    names = sorted(FAMILIES) + sorted(ARCHITECTURES)
+    archs = [str(a) for a in config.get("architectures") or []]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.4) or [
+        m for a in archs for m in difflib.get_close_matches(a, names, n=1, cutoff=0.5)
+    ]
+    missing = []
+    keys = set(text_cfg)
+    if keys & {
+        "layers_block_type",
+        "hybrid_override_pattern",
+        "linear_num_value_heads",
+        "mamba_d_state",
+        "ssm_state_size",
+        "mamba_n_heads",
+        "attn_layer_period",
+    }:
+        missing.append(_UNSUPPORTED_HINTS["hybrid"])
+    if "vision_config" in config and name not in VISION_KINDS:
+        missing.append(_UNSUPPORTED_HINTS["vision"])
+    hint = f"closest supported: {close[0]}" if close else "no close supported family"
+    if missing:
+        hint += "; not modelled yet: " + ", ".join(missing)
+    return hint + f" (supported model types: {', '.join(sorted(FAMILIES))})"
+
+
+def _parse_vision(config: Mapping[str, Any], model_type: str, where: str) -> VisionSpec | None:
+    """The vision tower of a wrapper config, or None when its layout is not modelled."""
+    kind = VISION_KINDS.get(model_type)
+    if kind is None:
+        return None
+    vc = config["vision_config"]
+    w = where + " vision_config"
     return VisionSpec(
-        hidden_size=_get(vc, "hidden_size", where + " vision_config"),
-        intermediate_size=_get(vc, "intermediate_size", where + " vision_config"),
-        num_layers=_get(vc, "num_hidden_layers", where + " vision_config"),
-        patch_size=_get(vc, "patch_size", where + " vision_config"),
-        image_size=_get(vc, "image_size", where + " vision_config"),
+        hidden_size=_get(vc, "hidden_size", w),
+        intermediate_size=_get(vc, "intermediate_size", w),
+        num_layers=_get(vc, "num_hidden_layers", w),
+        patch_size=_get(vc, "patch_size", w),
+        image_size=_get(vc, "image_size", w),
         num_channels=vc.get("num_channels", 3),
+        kind=kind,
+        spatial_merge_size=int(config.get("spatial_merge_size") or 1),
+        projector_bias=bool(config.get("multimodal_projector_bias", False)),
+        projector_input_dim=int(vc.get("projector_input_dim") or 0),
+        projector_output_dim=int(vc.get("projector_output_dim") or 0),
+        vision_output_dim=int(vc.get("vision_output_dim") or 0),
     )
 
 
@@ -162,16 +257,31 @@ def _parse_moe(
                 f"{where}: qwen3_moe with dense layers (mlp_only_layers / decoder_sparse_step) "
                 "is not supported yet"
             )
-    elif family in {"deepseek_v3", "deepseek_v2"}:
+    elif family in {"deepseek_v3", "deepseek_v2", "glm4_moe"}:
         f["num_experts"] = _get(c, "n_routed_experts", where)
         f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
         f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
         f["num_shared_experts"] = c.get("n_shared_experts") or 0
         f["first_dense_layers"] = c.get("first_k_dense_replace") or 0
-        f["router_score_bias"] = c.get("topk_method") == "noaux_tc" or family == "deepseek_v3"
+        # GLM-4.5 routes like DeepSeek-V3 (sigmoid + e_score_correction_bias, vLLM glm4_moe.py)
+        f["router_score_bias"] = c.get("topk_method") == "noaux_tc" or family in {
+            "deepseek_v3",
+            "glm4_moe",
+        }
         f["mtp_layers"] = c.get("num_nextn_predict_layers") or 0
         if (c.get("moe_layer_freq") or 1) != 1:
             raise ModelSpecError(f"{where}: moe_layer_freq != 1 is not supported yet")
+    elif family == "llama4":
+        # Experts and the shared expert are intermediate_size wide; dense layers use
+        # intermediate_size_mlp. MoE every interleave_moe_layer_step-th layer (Scout 1,
+        # Maverick 2). vLLM llama4.py: is_moe_layer = (layer_idx + 1) % step == 0.
+        f["num_experts"] = _get(c, "num_local_experts", where)
+        f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
+        f["moe_intermediate_size"] = _get(c, "intermediate_size", where)
+        f["num_shared_experts"] = 1
+        f["shared_expert_intermediate_size"] = f["moe_intermediate_size"]
+        f["intermediate_size"] = _get(c, "intermediate_size_mlp", where)
+        f["moe_layer_step"] = int(c.get("interleave_moe_layer_step") or 1)
     if f.get("num_experts") and f["experts_per_token"] > f["num_experts"]:
         raise ModelSpecError(f"{where}: num_experts_per_tok exceeds the number of experts")
 
@@ -208,6 +318,13 @@ def _parse_layer_types(c: Mapping[str, Any], family: str, f: dict[str, Any], lay
     if types and window and "sliding" in types:
         f["layer_types"] = tuple(types)
         f["sliding_window"] = int(window)
+    chunk = c.get("attention_chunk_size")
+    nope = c.get("no_rope_layers")
+    if family == "llama4" and chunk and isinstance(nope, list) and len(nope) == layers:
+        # vLLM llama4.py: a layer uses chunked local attention when it uses RoPE
+        # (no_rope_layers[i] == 1); the NoPE layers (every 4th) attend globally.
+        f["layer_types"] = tuple("chunked" if r else "full" for r in nope)
+        f["attention_chunk_size"] = int(chunk)
 
 
 def _keep_patterns(names: Any) -> tuple[str, ...]:

@@ -1,0 +1,156 @@
+"""The 2025-26 model families (issue 15): dispatch by architecture, vision-language wrappers,
+Llama 4, GLM-4.5, SmolLM3, OLMo 2. Expected counts are the published checkpoint totals (sources
+in planner/model/registry/models.json) or derived by hand in the comments."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from planner.errors import ModelSpecError
+from planner.model.architecture import list_tensors
+from planner.model.footprint import count_params, estimate_footprint, kv_bytes_per_request
+from planner.model.sources import find_registry_entry, spec_from_registry
+from planner.model.sources.hfconfig import parse_config
+
+CONFIGS = Path(__file__).parent / "data" / "configs"
+
+
+def parse(cfg: dict, name: str = "t"):
+    return parse_config(cfg, name=name, source="config", source_ref="test")
+
+
+def registry_spec(model_id: str):
+    entry = find_registry_entry(model_id)
+    assert entry is not None, model_id
+    return spec_from_registry(entry)
+
+
+# (registry id, family, published total, what the published total includes)
+PUBLISHED = [
+    ("mistralai/Mistral-Small-3.2-24B-Instruct-2506", "llama", 24011361280, "vision"),
+    ("meta-llama/Llama-4-Scout-17B-16E-Instruct", "llama4", 108641793536, "vision"),
+    ("meta-llama/Llama-4-Maverick-17B-128E-Instruct", "llama4", 401583781376, "vision"),
+    ("zai-org/GLM-4.5", "glm4_moe", 358337791296, "mtp"),
+    ("zai-org/GLM-4.5-Air", "glm4_moe", 110468824832, "mtp"),
+    ("HuggingFaceTB/SmolLM3-3B", "llama", 3075098624, ""),
+    ("allenai/OLMo-2-1124-7B-Instruct", "olmo2", 7298617344, ""),
+    ("allenai/OLMo-2-1124-13B-Instruct", "olmo2", 13716198400, ""),
+]
+
+
+@pytest.mark.parametrize(("model_id", "family", "published", "includes"), PUBLISHED)
+def test_new_family_totals_equal_published_checkpoints(model_id, family, published, includes):
+    spec = registry_spec(model_id)
+    assert spec.family == family
+    fp = estimate_footprint(spec)
+    assert fp.total_params == published
+    # The published figure includes the vision tower / MTP block: dropping it must change it.
+    if includes == "vision":
+        assert estimate_footprint(replace(spec, vision=None)).total_params < published
+    if includes == "mtp":
+        assert fp.mtp_params > 0
+
+
+@pytest.mark.parametrize(
+    ("fixture", "model_id", "tower_params"),
+    [
+        # Pixtral: conv 1024*3*14*14 + ln_pre 1024 + 24 x (4*1024^2 + 3*1024*4096 + 2*1024)
+        # + projector norm 1024 + merger 1024*4096 + linear_1 5120*1024 + linear_2 5120^2
+        ("mistral-small-3.1-24b-instruct-2503.json", None, 438958080),
+        # Llama 4 ViT: unfold 1408*588 + class 1408 + positions 577*1408 + 2 LayerNorms (w+b)
+        # + 34 x (4*(1408^2+1408) + 2*2*1408 + 2*1408*5632 + 5632 + 1408)
+        # + adapter 4096*5632 + 4096^2 + projector 5120*4096
+        (
+            "llama-4-scout-17b-16e-instruct.json",
+            "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+            871932416,
+        ),
+    ],
+)
+def test_nested_vision_configs_unwrap_and_count_the_tower(fixture, model_id, tower_params):
+    config = json.loads((CONFIGS / fixture).read_text())
+    spec = parse(config)
+    assert spec.vision is not None and spec.hidden_size == config["text_config"]["hidden_size"]
+    tower = sum(t.numel for t in list_tensors(spec) if t.role == "vision")
+    assert tower == tower_params
+    if model_id:  # the stored fixture and the registry entry are the same model
+        assert count_params(spec) == count_params(registry_spec(model_id))
+
+
+def test_mistral3_nested_config_no_longer_fails_on_hidden_size():
+    # Before issue 15 the nested config stopped with "missing field 'hidden_size'".
+    config = json.loads((CONFIGS / "mistral-small-3.1-24b-instruct-2503.json").read_text())
+    assert count_params(parse(config))[0] == 24011361280
+
+
+def test_kimi_k2_dispatches_by_architecture_to_deepseek_v3():
+    spec = registry_spec("moonshotai/Kimi-K2-Instruct")
+    assert spec.family == "deepseek_v3" and spec.is_mla and spec.num_experts == 384
+    assert spec.quant is not None and spec.quant.format == "fp8-block"
+    # 1,026,408,232,448 weights: the published 1,026,408,235,864 minus the named 3,416.
+    assert estimate_footprint(spec).total_params == 1026408235864 - 3416
+
+
+def test_unknown_architecture_names_the_closest_family_and_what_is_missing():
+    cfg = {
+        "model_type": "qwen3_next",
+        "architectures": ["Qwen3NextForCausalLM"],
+        "hidden_size": 2048,
+        "linear_num_value_heads": 32,
+    }
+    with pytest.raises(ModelSpecError) as err:
+        parse(cfg)
+    assert "qwen3_next" in err.value.message and "not supported yet" in err.value.message
+    assert "closest supported: qwen3" in err.value.hint
+    assert "recurrent/SSM state" in err.value.hint
+
+
+def test_olmo2_full_width_qk_norm_by_hand():
+    # hidden 8, 2 heads of 4, 1 KV head, MLP 16, vocab 10, one layer, untied:
+    # embed 80 + lm_head 80 + final norm 8 + attn (64+32+32+64) + mlp 3*8*16 + 2 norms 16
+    # + q_norm 8 (2 heads x 4) + k_norm 4 (1 KV head x 4) = 772
+    cfg = {
+        "model_type": "olmo2", "hidden_size": 8, "num_attention_heads": 2,
+        "num_key_value_heads": 1, "intermediate_size": 16, "vocab_size": 10,
+        "num_hidden_layers": 1, "tie_word_embeddings": False,
+    }  # fmt: skip
+    spec = parse(cfg)
+    assert count_params(spec)[0] == 772
+    norms = {t.name.rsplit(".", 2)[-2]: t.shape for t in list_tensors(spec) if "_norm" in t.name}
+    assert norms["q_norm"] == (8,) and norms["k_norm"] == (4,)
+
+
+def test_llama4_interleaved_moe_layers_and_shared_expert():
+    scout = registry_spec("meta-llama/Llama-4-Scout-17B-16E-Instruct")
+    maverick = registry_spec("meta-llama/Llama-4-Maverick-17B-128E-Instruct")
+    assert all(scout.is_moe_layer(i) for i in range(48))
+    assert [maverick.is_moe_layer(i) for i in range(4)] == [False, True, False, True]
+    names = [t.name for t in list_tensors(maverick)]
+    # dense layers use intermediate_size_mlp (16384); MoE layers add a shared expert (8192)
+    dense = next(
+        t for t in list_tensors(maverick) if t.name == "model.layers.0.mlp.gate_proj.weight"
+    )
+    assert dense.shape == (16384, 5120)
+    assert "model.layers.1.mlp.shared_experts.gate_proj.weight" in names
+    assert "model.layers.0.mlp.shared_experts.gate_proj.weight" not in names
+
+
+def test_llama4_chunked_layers_are_sized_as_full_attention_by_default():
+    spec = registry_spec("meta-llama/Llama-4-Scout-17B-16E-Instruct")
+    assert spec.layer_types.count("chunked") == 36 and spec.attention_chunk_size == 8192
+    # 48 layers x 2 x 8 KV heads x 128 x 2 bytes x 32768 tokens: vLLM turns the hybrid KV
+    # manager off for chunked local attention, so chunked layers hold the full context.
+    assert kv_bytes_per_request(spec, 1, "auto", 32768) == 48 * 2 * 8 * 128 * 2 * 32768
+    fp = estimate_footprint(spec, context=32768)
+    saved = 36 * (32768 - 8192) * 2 * 8 * 128 * 2
+    assert any(f"{saved:,} fewer KV bytes" in n for n in fp.notes)
+
+
+def test_glm45_bias_and_qk_norm_follow_the_config():
+    glm, air = registry_spec("zai-org/GLM-4.5"), registry_spec("zai-org/GLM-4.5-Air")
+    assert glm.qkv_bias and not glm.o_bias and glm.qk_norm and not air.qk_norm
+    assert glm.mtp_layers == 1 and glm.router_score_bias
