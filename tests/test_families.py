@@ -39,6 +39,7 @@ PUBLISHED = [
     ("HuggingFaceTB/SmolLM3-3B", "llama", 3075098624, ""),
     ("allenai/OLMo-2-1124-7B-Instruct", "olmo2", 7298617344, ""),
     ("allenai/OLMo-2-1124-13B-Instruct", "olmo2", 13716198400, ""),
+    ("MiniMaxAI/MiniMax-M2", "minimax_m2", 228689764864, ""),
 ]
 
 
@@ -154,3 +155,15 @@ def test_glm45_bias_and_qk_norm_follow_the_config():
     glm, air = registry_spec("zai-org/GLM-4.5"), registry_spec("zai-org/GLM-4.5-Air")
     assert glm.qkv_bias and not glm.o_bias and glm.qk_norm and not air.qk_norm
     assert glm.mtp_layers == 1 and glm.router_score_bias
+
+
+def test_minimax_m2_fp8_experts_and_full_width_qk_norm():
+    spec = registry_spec("MiniMaxAI/MiniMax-M2")
+    assert spec.qk_norm_full_width and spec.router_score_bias and spec.quant is not None
+    fp = estimate_footprint(spec)
+    # The ignore list names the router "gate": the experts' gate_proj must stay FP8, so the
+    # FP8 bytes are all linears but the lm_head: 62 x (attention 2*48*128*3072 + 2*8*128*3072
+    # + experts 256*3*1536*3072) = 227,410,968,576.
+    assert fp.weight_bytes_by_dtype["fp8"] == 227410968576
+    # M2.5's published total (same shapes) counts the block scales: stored elements match it.
+    assert fp.stored_elements == 228703644928

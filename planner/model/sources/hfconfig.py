@@ -32,6 +32,7 @@ FAMILIES = {
     # SmolLM3 is Llama-shaped; its NoPE layers (every 4th skips RoPE) change no tensor or cache.
     "smollm3": "llama",
     "olmo2": "olmo2", "glm4_moe": "glm4_moe", "llama4": "llama4", "llama4_text": "llama4",
+    "minimax_m2": "minimax_m2",
 }  # fmt: skip
 
 # architectures[0] -> family, for configs whose model_type is a new name for a supported layout
@@ -47,6 +48,7 @@ ARCHITECTURES = {
     "DeepseekV2ForCausalLM": "deepseek_v2", "GptOssForCausalLM": "gpt_oss",
     "Olmo2ForCausalLM": "olmo2", "Glm4MoeForCausalLM": "glm4_moe",
     "Llama4ForConditionalGeneration": "llama4", "Llama4ForCausalLM": "llama4",
+    "MiniMaxM2ForCausalLM": "minimax_m2",
 }  # fmt: skip
 
 # Wrapper model_type -> the vision tower layout its vision_config describes.
@@ -128,6 +130,9 @@ def parse_config(
     fields["o_bias"] = bias and family != "glm4_moe"
     if family in {"qwen3", "qwen3_moe", "gemma3"}:
         fields["qk_norm"] = True
+    if family == "minimax_m2":
+        # qk_norm_type "per_layer": one norm over all q (k) heads, as OLMo 2 (vLLM minimax_m2.py)
+        fields.update(qk_norm=bool(c.get("use_qk_norm", True)), qk_norm_full_width=True)
     if family == "olmo2":
         # OLMo 2 normalises q and k across all heads (q_norm: heads*head_dim weights).
         # https://github.com/vllm-project/vllm/blob/main/vllm/model_executor/models/olmo2.py
@@ -244,10 +249,12 @@ def _parse_vision(config: Mapping[str, Any], model_type: str, where: str) -> Vis
 def _parse_moe(
     c: Mapping[str, Any], family: str, f: dict[str, Any], where: str, notes: list[str]
 ) -> None:
-    if family == "mixtral" or (family == "gpt_oss"):
+    if family in {"mixtral", "gpt_oss", "minimax_m2"}:
         f["num_experts"] = _get(c, "num_local_experts", where)
         f["experts_per_token"] = c.get("num_experts_per_tok") or _get(c, "experts_per_token", where)
         f["moe_intermediate_size"] = f["intermediate_size"]
+        # MiniMax-M2 routes by sigmoid plus e_score_correction_bias (use_routing_bias).
+        f["router_score_bias"] = bool(c.get("use_routing_bias", False))
     elif family == "qwen3_moe":
         f["num_experts"] = _get(c, "num_experts", where)
         f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
