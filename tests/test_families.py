@@ -98,16 +98,16 @@ def test_kimi_k2_dispatches_by_architecture_to_deepseek_v3():
 
 def test_unknown_architecture_names_the_closest_family_and_what_is_missing():
     cfg = {
-        "model_type": "qwen3_next",
-        "architectures": ["Qwen3NextForCausalLM"],
-        "hidden_size": 2048,
-        "linear_num_value_heads": 32,
+        "model_type": "qwen3_5_moe",
+        "architectures": ["Qwen3_5MoeForConditionalGeneration"],
+        "text_config": {"model_type": "qwen3_5_moe_text", "linear_num_value_heads": 32},
+        "vision_config": {"hidden_size": 1152},
     }
     with pytest.raises(ModelSpecError) as err:
         parse(cfg)
-    assert "qwen3_next" in err.value.message and "not supported yet" in err.value.message
-    assert "closest supported: qwen3" in err.value.hint
-    assert "recurrent/SSM state" in err.value.hint
+    assert "qwen3_5_moe" in err.value.message and "not supported yet" in err.value.message
+    assert "closest supported: qwen3_moe" in err.value.hint
+    assert "recurrent/SSM state" in err.value.hint and "vision tower" in err.value.hint
 
 
 def test_olmo2_full_width_qk_norm_by_hand():

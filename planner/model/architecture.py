@@ -7,6 +7,7 @@ as in PyTorch. Stacked experts are one tensor with a leading expert dimension.
 
 from __future__ import annotations
 
+from planner.model.recurrent import recurrent_tensors
 from planner.model.values import ModelSpec, Role, Tensor
 from planner.model.vision import vision_tensors
 
@@ -26,6 +27,16 @@ def list_tensors(spec: ModelSpec) -> list[Tensor]:
         i = spec.num_layers + m
         p = f"model.layers.{i}"
         out += _decoder_layer(spec, i, in_mtp=True)
+        if spec.mtp_style == "qwen3_next":
+            # Qwen3-Next's MTP: a full-attention layer, a projection of [embedding; hidden] and
+            # three norms; it shares the embedding and lm_head (vLLM qwen3_next_mtp.py).
+            out += [
+                Tensor(f"mtp.fc.weight.{m}", (h, 2 * h), "mtp", in_mtp=True),
+                Tensor(f"mtp.pre_fc_norm_embedding.weight.{m}", (h,), "norm", in_mtp=True),
+                Tensor(f"mtp.pre_fc_norm_hidden.weight.{m}", (h,), "norm", in_mtp=True),
+                Tensor(f"mtp.norm.weight.{m}", (h,), "norm", in_mtp=True),
+            ]
+            continue
         # DeepSeek-V3's MTP module: its own embedding and head copies, two norms, a projection.
         out += [
             Tensor(f"{p}.embed_tokens.weight", (v, h), "embed", in_mtp=True),
@@ -70,8 +81,16 @@ def _decoder_layer(spec: ModelSpec, i: int, in_mtp: bool) -> list[Tensor]:
         "post_feedforward_layernorm",
     ]
     out = [_vec(f"{p}.{n}.weight", h, "norm", in_mtp) for n in norm_names[: spec.norms_per_layer]]
-    out += _mla(spec, p, in_mtp) if spec.is_mla else _gqa(spec, p, in_mtp)
-    out += _moe(spec, p, in_mtp) if spec.is_moe_layer(i) else _dense_mlp(spec, p, in_mtp)
+    mixer = spec.mixer_kind(i)
+    if mixer == "attention":
+        out += _mla(spec, p, in_mtp) if spec.is_mla else _gqa(spec, p, in_mtp)
+    elif mixer in {"linear", "mamba"} and spec.recurrent is not None:
+        out += recurrent_tensors(spec.recurrent, h, p, in_mtp)
+    ffn = spec.ffn_kind(i)
+    if ffn == "moe":
+        out += _moe(spec, p, in_mtp)
+    elif ffn == "dense":
+        out += _dense_mlp(spec, p, in_mtp)
     return out
 
 
@@ -86,8 +105,10 @@ def _gqa(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
         if spec.fused_qkv
         else (f"{a}.q_proj.weight", f"{a}.k_proj.weight", f"{a}.v_proj.weight")
     )
+    # Qwen3-Next's gated attention: q_proj emits the query and a same-sized output gate.
+    q_out = 2 * q if spec.attn_output_gate else q
     out = [
-        _lin(qn, q, h, "attn_q", mtp),
+        _lin(qn, q_out, h, "attn_q", mtp),
         _lin(kn, kv, h, "attn_kv", mtp),
         _lin(vn, kv, h, "attn_kv", mtp),
         _lin(f"{a}.o_proj.weight", h, q, "attn_o", mtp),
@@ -154,6 +175,11 @@ def _dense_mlp(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
         gate, up = f"{m}.gate_up_proj.weight[gate]", f"{m}.gate_up_proj.weight[up]"
     else:
         gate, up = f"{m}.gate_proj.weight", f"{m}.up_proj.weight"
+    if not spec.mlp_gated:  # Nemotron-H: up -> squared ReLU -> down
+        return [
+            _lin(f"{m}.up_proj.weight", inter, h, "mlp", mtp),
+            _lin(f"{m}.down_proj.weight", h, inter, "mlp", mtp),
+        ]
     return [
         _lin(gate, inter, h, "mlp", mtp),
         _lin(up, inter, h, "mlp", mtp),
@@ -192,4 +218,6 @@ def _moe(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
             _lin(f"{s}.up_proj.weight", si, h, "shared_expert", mtp),
             _lin(f"{s}.down_proj.weight", h, si, "shared_expert", mtp),
         ]
+        if spec.shared_expert_gate:
+            out.append(Tensor(f"{m}.shared_expert_gate.weight", (1, h), "router", in_mtp=mtp))
     return out

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from planner.errors import UsageError
 from planner.model.architecture import list_tensors
 from planner.model.quant import FORMATS, QuantFormat, get_format, layer_index, tensor_bytes
+from planner.model.recurrent import state_bytes_per_layer
 from planner.model.values import Footprint, ModelSpec, QuantConfig, Tensor, TPFootprint
 
 GIB = 1 << 30
@@ -219,7 +220,8 @@ def kv_bytes_per_token(spec: ModelSpec, tp: int, kv_cache_dtype: str) -> tuple[i
         per_layer = (spec.kv_lora_rank + spec.qk_rope_head_dim) * dtype_bytes
     else:
         per_layer = 2 * max(1, spec.num_kv_heads // tp) * spec.head_dim * dtype_bytes
-    return per_layer, spec.num_layers
+    # Recurrent (hybrid) and mixer-less layers keep no per-token cache.
+    return per_layer, spec.attention_layer_count
 
 
 def kv_dtype_bytes(kv_cache_dtype: str) -> int:
@@ -232,9 +234,63 @@ def kv_dtype_bytes(kv_cache_dtype: str) -> int:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class HybridLayout:
+    """How vLLM's hybrid KV cache manager lays out a model with recurrent layers on one GPU.
+
+    One block pool with one page size: an attention page (block_tokens tokens of one layer)
+    must hold a recurrent state, so block_tokens grows to 16 * ceil(state / (16 * per-token
+    bytes)) and the state page is padded to the attention page
+    (vllm/platforms/interface.py _align_hybrid_block_size). Layers are grouped by type into
+    groups of group_size (the smallest type's count, or the largest's when within 1.5x), each
+    type padded to whole groups (vllm/v1/core/kv_cache_utils.py
+    _get_kv_cache_groups_uniform_page_size).
+    """
+
+    block_tokens: int
+    page_bytes: int  # one layer's page: block_tokens of attention KV, or one padded state
+    group_size: int
+    attention_groups: int
+    state_groups: int
+    state_bytes_unpadded: int  # one sequence's state over all recurrent layers
+
+
+def hybrid_layout(spec: ModelSpec, tp: int, kv_cache_dtype: str) -> HybridLayout | None:
+    if spec.recurrent is None or not spec.recurrent_layer_count:
+        return None
+    per_token, attn_layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
+    state = state_bytes_per_layer(spec.recurrent, tp, spec.dtype)
+    block = BLOCK_TOKENS * max(1, math.ceil(state / (BLOCK_TOKENS * per_token)))
+    counts = [n for n in (attn_layers, spec.recurrent_layer_count) if n]
+    group = min(counts)
+    if max(counts) < group * 1.5:
+        group = max(counts)
+    return HybridLayout(
+        block_tokens=block,
+        page_bytes=block * per_token,
+        group_size=group,
+        attention_groups=math.ceil(attn_layers / group),
+        state_groups=math.ceil(spec.recurrent_layer_count / group),
+        state_bytes_unpadded=state * spec.recurrent_layer_count,
+    )
+
+
+def state_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str = "auto") -> int:
+    """The fixed recurrent state one sequence holds on one GPU, as allocated (padded pages,
+    padded groups); 0 for models without recurrent layers. It does not grow with context."""
+    lay = hybrid_layout(spec, tp, kv_cache_dtype)
+    return 0 if lay is None else lay.group_size * lay.page_bytes * lay.state_groups
+
+
 def kv_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str, context: int) -> int:
     """KV bytes one request of `context` tokens holds on one GPU, in whole 16-token blocks;
-    sliding-window layers hold at most the window (plus the block it straddles)."""
+    sliding-window layers hold at most the window (plus the block it straddles). For hybrid
+    models: attention KV in the enlarged hybrid blocks plus the per-sequence recurrent state,
+    so that charging this per concurrent request charges the state too."""
+    lay = hybrid_layout(spec, tp, kv_cache_dtype)
+    if lay is not None:
+        blocks = math.ceil(context / lay.block_tokens)
+        return lay.group_size * lay.page_bytes * (lay.attention_groups * blocks + lay.state_groups)
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     tokens = math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS
     sliding = spec.sliding_layer_count
@@ -317,6 +373,13 @@ def estimate_footprint(
             "With VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1 they hold at most one "
             f"chunk, {saved:,} fewer KV bytes per {context}-token request"
         )
+    lay = hybrid_layout(spec, 1, kv_cache_dtype)
+    if lay is not None:
+        notes.append(
+            f"per-sequence recurrent state {lay.state_bytes_unpadded:,} B "
+            f"({state_bytes_per_request(spec, 1, kv_cache_dtype):,} B as vLLM pads it); "
+            f"attention KV in {lay.block_tokens}-token blocks (hybrid page alignment)"
+        )
     if mtp:
         notes.append(
             f"{mtp:,} multi-token-prediction parameters are stored in the checkpoint "
@@ -334,6 +397,7 @@ def estimate_footprint(
         weight_bytes_by_dtype=wb.by_dtype, kv_bytes_per_token=per_layer * layers,
         kv_bytes_per_request=kv_bytes_per_request(spec, 1, kv_cache_dtype, context),
         per_tp=per_tp, notes=tuple(notes),
+        state_bytes_per_request=state_bytes_per_request(spec, 1, kv_cache_dtype),
     )  # fmt: skip
 
 
@@ -366,4 +430,5 @@ def _per_tp(
         overhead_bytes_per_gpu=overhead,
         kv_bytes_per_token_per_gpu=per_layer * layers,
         max_concurrency_by_card=fits,
+        state_bytes_per_request_per_gpu=state_bytes_per_request(spec, tp, kv_cache_dtype),
     )

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from planner.errors import ModelSpecError, UsageError
-from planner.model.values import ModelSpec, QuantConfig, VisionSpec
+from planner.errors import ModelSpecError
+from planner.model.sources.quantconfig import parse_modelopt, parse_quantization_config
+from planner.model.values import ModelSpec, RecurrentSpec, VisionSpec
 
 DTYPES = {
     "bfloat16": "bf16",
@@ -33,6 +34,8 @@ FAMILIES = {
     "smollm3": "llama",
     "olmo2": "olmo2", "glm4_moe": "glm4_moe", "llama4": "llama4", "llama4_text": "llama4",
     "minimax_m2": "minimax_m2",
+    # hybrid: recurrent layers with a per-sequence state beside a few attention layers
+    "qwen3_next": "qwen3_next", "nemotron_h": "nemotron_h", "granitemoehybrid": "granite_hybrid",
 }  # fmt: skip
 
 # architectures[0] -> family, for configs whose model_type is a new name for a supported layout
@@ -48,7 +51,8 @@ ARCHITECTURES = {
     "DeepseekV2ForCausalLM": "deepseek_v2", "GptOssForCausalLM": "gpt_oss",
     "Olmo2ForCausalLM": "olmo2", "Glm4MoeForCausalLM": "glm4_moe",
     "Llama4ForConditionalGeneration": "llama4", "Llama4ForCausalLM": "llama4",
-    "MiniMaxM2ForCausalLM": "minimax_m2",
+    "MiniMaxM2ForCausalLM": "minimax_m2", "Qwen3NextForCausalLM": "qwen3_next",
+    "NemotronHForCausalLM": "nemotron_h", "GraniteMoeHybridForCausalLM": "granite_hybrid",
 }  # fmt: skip
 
 # Wrapper model_type -> the vision tower layout its vision_config describes.
@@ -149,11 +153,14 @@ def parse_config(
             f"the vision tower of '{model_type}' is not modelled: parameters and weight bytes "
             "cover the language model only"
         )
+    _parse_hybrid(c, family, fields, where, layers, dtype)
     _parse_moe(c, family, fields, where, notes)
     _parse_mla(c, family, fields, where)
     _parse_layer_types(c, family, fields, layers)
     if family == "gpt_oss":
         fields.update(attention_sinks=True, router_bias=True, expert_bias=True)
+    if fields.get("recurrent") is not None:
+        notes.append(_hybrid_note(fields))
     if not fields["intermediate_size"] and not fields.get("num_experts"):
         raise ModelSpecError(f"{where}: missing field 'intermediate_size'")
     qc_raw = c.get("quantization_config") or config.get("quantization_config")
@@ -278,6 +285,24 @@ def _parse_moe(
         f["mtp_layers"] = c.get("num_nextn_predict_layers") or 0
         if (c.get("moe_layer_freq") or 1) != 1:
             raise ModelSpecError(f"{where}: moe_layer_freq != 1 is not supported yet")
+    elif family in {"qwen3_next", "granite_hybrid"} and (
+        c.get("num_experts") or c.get("num_local_experts")
+    ):
+        # Qwen3-Next: every layer MoE with one gated shared expert (vLLM qwen3_next.py).
+        # Granite 4.0-H: block_sparse_moe plus an always-on shared_mlp per layer
+        # (vLLM granitemoehybrid.py); stored fused, counted as gate/up/down.
+        f["num_experts"] = c.get("num_experts") or c.get("num_local_experts")
+        f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
+        if family == "qwen3_next":
+            f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
+            f["shared_expert_intermediate_size"] = _get(c, "shared_expert_intermediate_size", where)
+            f["shared_expert_gate"] = True
+            if c.get("mlp_only_layers") or c.get("decoder_sparse_step", 1) != 1:
+                raise ModelSpecError(f"{where}: qwen3_next with dense layers is not supported yet")
+        else:
+            f["moe_intermediate_size"] = _get(c, "intermediate_size", where)
+            f["shared_expert_intermediate_size"] = _get(c, "shared_intermediate_size", where)
+        f["num_shared_experts"] = 1 if f["shared_expert_intermediate_size"] else 0
     elif family == "llama4":
         # Experts and the shared expert are intermediate_size wide; dense layers use
         # intermediate_size_mlp. MoE every interleave_moe_layer_step-th layer (Scout 1,
@@ -334,116 +359,82 @@ def _parse_layer_types(c: Mapping[str, Any], family: str, f: dict[str, Any], lay
         f["attention_chunk_size"] = int(chunk)
 
 
-def _keep_patterns(names: Any) -> tuple[str, ...]:
-    out = []
-    for n in names or []:
-        s = str(n)
-        if s.startswith("re:"):
-            s = s[3:].replace(".*", "*").replace("\\.", ".").rstrip("$")
-        out.append(s)
-    return tuple(out)
-
-
-def parse_quantization_config(qc: Any, where: str) -> QuantConfig:
-    """Map a checkpoint's ``quantization_config`` to a gpuplan format."""
-    if not isinstance(qc, Mapping):
-        raise ModelSpecError(f"{where}: 'quantization_config' must be an object")
-    method = str(qc.get("quant_method", "")).lower()
-    keep = _keep_patterns(
-        qc.get("modules_to_not_convert") or qc.get("ignored_layers") or qc.get("ignore")
-    )
-    if method in {"awq", "gptq", "awq_marlin", "gptq_marlin"}:
-        bits = qc.get("bits", qc.get("w_bit", 4))
-        if bits != 4:
-            raise UsageError(
-                f"{where}: {method} with {bits} bits is not supported yet",
-                "gpuplan sizes 4-bit AWQ/GPTQ checkpoints",
+def _parse_hybrid(
+    c: Mapping[str, Any], family: str, f: dict[str, Any], where: str, layers: int, dtype: str
+) -> None:
+    """Which layers are recurrent (Gated DeltaNet / Mamba-2) and the shape of their state."""
+    if family not in {"qwen3_next", "nemotron_h", "granite_hybrid"}:
+        return
+    pinned = c.get("mamba_ssm_cache_dtype") or c.get("mamba_ssm_dtype")
+    state_dtype = DTYPES.get(str(pinned)) if pinned else None
+    if family == "qwen3_next":
+        raw = c.get("layer_types")
+        if isinstance(raw, list) and len(raw) == layers:
+            types = ["linear" if "linear" in str(t) else "full" for t in raw]
+        else:  # vLLM/HF: layer i is full attention when (i + 1) % full_attention_interval == 0
+            every = int(c.get("full_attention_interval") or 4)
+            types = ["full" if (i + 1) % every == 0 else "linear" for i in range(layers)]
+        f.update(qk_norm=True, attn_output_gate=True, mtp_style="qwen3_next")
+        f["mtp_layers"] = int(c.get("num_nextn_predict_layers", 1) or 0)
+        f["recurrent"] = RecurrentSpec(
+            kind="gdn",
+            num_heads=_get(c, "linear_num_value_heads", where),
+            head_dim=_get(c, "linear_value_head_dim", where),
+            conv_kernel=_get(c, "linear_conv_kernel_dim", where),
+            num_k_heads=_get(c, "linear_num_key_heads", where),
+            head_k_dim=_get(c, "linear_key_head_dim", where),
+            state_dtype=state_dtype,
+        )
+    elif family == "nemotron_h":
+        # hybrid_override_pattern: one character per layer; M = Mamba-2 mixer, * = attention,
+        # - = MLP, E = MoE. Each layer is one norm plus one block (vLLM nemotron_h.py).
+        pattern = str(c.get("hybrid_override_pattern") or "")
+        if len(pattern) != layers or set(pattern) - set("M*-E"):
+            raise ModelSpecError(
+                f"{where}: 'hybrid_override_pattern' must name each of the {layers} layers "
+                "with M, *, - or E"
             )
-        group = qc.get("group_size", qc.get("q_group_size", 128))
-        return QuantConfig(
-            format=method.split("_")[0], group_size=int(group), keep_unquantized=keep
+        if "E" in pattern:
+            raise ModelSpecError(f"{where}: Nemotron-H MoE layers (E) are not supported yet")
+        types = [{"M": "mamba", "*": "full"}.get(ch, "none") for ch in pattern]
+        f["ffn_types"] = tuple("dense" if ch == "-" else "none" for ch in pattern)
+        f.update(norms_per_layer=1, mlp_gated=False)
+        f["recurrent"] = RecurrentSpec(
+            kind="mamba2",
+            num_heads=_get(c, "mamba_num_heads", where),
+            head_dim=_get(c, "mamba_head_dim", where),
+            conv_kernel=_get(c, "conv_kernel", where),
+            n_groups=_get(c, "n_groups", where),
+            state_size=_get(c, "ssm_state_size", where),
+            conv_bias=bool(c.get("use_conv_bias", True)),
+            state_dtype=state_dtype,
         )
-    if method == "fp8":
-        block = qc.get("weight_block_size")
-        static = qc.get("activation_scheme") == "static"
-        if block:
-            return QuantConfig(
-                "fp8-block",
-                block=(int(block[0]), int(block[1])),
-                keep_unquantized=keep,
-                static_activation_scales=static,
-            )
-        return QuantConfig("fp8", keep_unquantized=keep, static_activation_scales=static)
-    if method == "fbgemm_fp8":
-        return QuantConfig("fp8-channel", keep_unquantized=keep)
-    if method == "mxfp4":
-        return QuantConfig("mxfp4", keep_unquantized=keep)
-    if method == "modelopt":
-        return parse_modelopt({"quantization": qc}, where)
-    if method == "compressed-tensors":
-        return _parse_compressed_tensors(qc, keep, where)
-    if method == "bitsandbytes":
-        raise UsageError(
-            f"{where}: bitsandbytes checkpoints are not served by current vLLM",
-            "bitsandbytes left core vLLM (absent from 0.33); use an AWQ/GPTQ variant",
+    else:
+        raw = c.get("layer_types")
+        if not (isinstance(raw, list) and len(raw) == layers):
+            raise ModelSpecError(f"{where}: 'layer_types' must name each of the {layers} layers")
+        types = ["mamba" if str(t) == "mamba" else "full" for t in raw]
+        if not (c.get("num_local_experts") or 0):
+            # Granite 4.0-H Micro: no experts, the shared_mlp is the layer's dense MLP
+            f["intermediate_size"] = _get(c, "shared_intermediate_size", where)
+        f["recurrent"] = RecurrentSpec(
+            kind="mamba2",
+            num_heads=_get(c, "mamba_n_heads", where),
+            head_dim=_get(c, "mamba_d_head", where),
+            conv_kernel=_get(c, "mamba_d_conv", where),
+            n_groups=_get(c, "mamba_n_groups", where),
+            state_size=_get(c, "mamba_d_state", where),
+            conv_bias=bool(c.get("mamba_conv_bias", True)),
+            state_dtype=state_dtype,
         )
-    raise UsageError(
-        f"{where}: quantization method '{method}' is not supported yet",
-        "supported: awq, gptq, fp8, fbgemm_fp8, compressed-tensors, modelopt, mxfp4",
-    )
+    f["layer_types"] = tuple(types)
 
 
-def _parse_compressed_tensors(
-    qc: Mapping[str, Any], keep: tuple[str, ...], where: str
-) -> QuantConfig:
-    groups = qc.get("config_groups") or {}
-    if not isinstance(groups, Mapping) or not groups:
-        raise ModelSpecError(f"{where}: compressed-tensors config without 'config_groups'")
-    g = next(iter(groups.values()))
-    w = g.get("weights") or {}
-    acts = g.get("input_activations") or {}
-    bits, typ, strategy = w.get("num_bits"), w.get("type"), w.get("strategy")
-    static = bool(acts) and acts.get("dynamic") is False
-    if bits == 8 and typ == "float":
-        if strategy == "block":
-            b = w.get("block_structure") or [128, 128]
-            return QuantConfig(
-                "fp8-block",
-                block=(int(b[0]), int(b[1])),
-                keep_unquantized=keep,
-                static_activation_scales=static,
-            )
-        fmt = "fp8-channel" if strategy == "channel" else "fp8"
-        return QuantConfig(fmt, keep_unquantized=keep, static_activation_scales=static)
-    if bits == 8 and typ == "int":
-        return QuantConfig("int8", keep_unquantized=keep)
-    if bits == 4 and typ == "int":
-        return QuantConfig(
-            "w4a16", group_size=int(w.get("group_size") or 128), keep_unquantized=keep
-        )
-    if bits == 4 and typ == "float":
-        return QuantConfig("nvfp4", group_size=16, keep_unquantized=keep)
-    raise UsageError(f"{where}: compressed-tensors scheme {bits}-bit {typ} is not supported yet")
-
-
-def parse_modelopt(hqc: Mapping[str, Any], where: str) -> QuantConfig:
-    """Map NVIDIA ModelOpt's ``hf_quant_config.json`` to a gpuplan format."""
-    q = hqc.get("quantization") if isinstance(hqc, Mapping) else None
-    if not isinstance(q, Mapping):
-        raise ModelSpecError(f"{where}: hf_quant_config.json without a 'quantization' object")
-    algo = str(q.get("quant_algo", "")).upper()
-    keep = _keep_patterns(q.get("exclude_modules"))
-    if algo == "FP8":
-        return QuantConfig(
-            "fp8", keep_unquantized=keep, static_activation_scales=True, source="hf_quant_config"
-        )
-    if algo == "NVFP4":
-        return QuantConfig(
-            "nvfp4",
-            group_size=int(q.get("group_size") or 16),
-            keep_unquantized=keep,
-            source="hf_quant_config",
-        )
-    raise UsageError(
-        f"{where}: ModelOpt quant_algo '{algo}' is not supported yet", "supported: FP8, NVFP4"
+def _hybrid_note(f: dict[str, Any]) -> str:
+    rec = f["layer_types"].count("linear") + f["layer_types"].count("mamba")
+    attn = sum(1 for t in f["layer_types"] if t in {"full", "sliding", "chunked"})
+    return (
+        f"hybrid: {attn} attention layers hold KV per token; {rec} recurrent layers hold a fixed "
+        "per-sequence state (counted once per concurrent request, padded to vLLM's attention "
+        "page); needs a vLLM with the hybrid KV cache manager (V1)"
     )
