@@ -6,6 +6,8 @@ them)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from planner.decide.plan import Need
@@ -141,3 +143,12 @@ def test_planning_charges_the_state_per_concurrent_request():
     # Without the state each request would cost only its two attention blocks.
     attention_only = per_request - state_bytes_per_request(s, 1)
     assert plan.estimate.max_concurrency < free // attention_only
+
+
+def test_recurrent_heads_must_divide_by_tp():
+    s = spec(NEMOTRON_H)  # 40 attention heads, 8 KV heads, 128 Mamba heads
+    fp = estimate_footprint(s, tp_degrees=(1, 8))
+    assert all(t.valid for t in fp.per_tp)
+    odd = replace(s, recurrent=replace(s.recurrent, num_heads=100))
+    bad = estimate_footprint(odd, tp_degrees=(8,)).per_tp[0]
+    assert not bad.valid and "recurrent-layer heads" in (bad.reason or "")

@@ -193,6 +193,12 @@ def tp_problem(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: in
     kv = spec.num_kv_heads
     if kv % tp and tp % kv:
         return f"{kv} KV heads and TP={tp}: neither divides the other"
+    rs = spec.recurrent
+    if rs is not None:
+        # vLLM shards recurrent heads (and GDN key heads) evenly: divide() asserts it.
+        for heads in (rs.num_heads, rs.num_k_heads):
+            if heads and heads % tp:
+                return f"{heads} recurrent-layer heads do not divide by TP={tp}"
     if fmt.kind in {"awq", "gptq", "w4a16"}:
         group = (qc.group_size if qc and qc.group_size else None) or fmt.group_size or 128
         sizes = [
