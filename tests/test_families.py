@@ -40,6 +40,8 @@ PUBLISHED = [
     ("allenai/OLMo-2-1124-7B-Instruct", "olmo2", 7298617344, ""),
     ("allenai/OLMo-2-1124-13B-Instruct", "olmo2", 13716198400, ""),
     ("MiniMaxAI/MiniMax-M2", "minimax_m2", 228689764864, ""),
+    ("Qwen/Qwen3-VL-8B-Instruct", "qwen3", 8767123696, "vision"),
+    ("Qwen/Qwen3-VL-30B-A3B-Instruct", "qwen3_moe", 31070754032, "vision"),
 ]
 
 

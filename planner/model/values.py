@@ -61,7 +61,8 @@ class VisionSpec:
     ``kind`` picks the tensor layout in architecture.py: "siglip" (Gemma 3: SigLIP with an
     RMS-normed linear projector), "pixtral" (Mistral 3: Pixtral encoder, patch merger and a
     two-layer projector), "llama4" (Llama 4: a ViT with a class token, a pixel-shuffle
-    adapter and a one-matrix projector).
+    adapter and a one-matrix projector), "qwen3_vl" (Qwen3-VL: a ViT with 3-D patches, a 2x2
+    patch merger and DeepStack mergers).
     """
 
     hidden_size: int
@@ -75,8 +76,13 @@ class VisionSpec:
     projector_bias: bool = False
     # llama4: the pixel-shuffle adapter's widths and the projector's input width
     projector_input_dim: int = 0
-    projector_output_dim: int = 0
+    projector_output_dim: int = 0  # qwen3_vl: the mergers' output width (out_hidden_size)
     vision_output_dim: int = 0
+    # qwen3_vl: video patches span temporal_patch_size frames; a learned position table; one
+    # extra "deepstack" merger per layer named in deepstack_visual_indexes
+    temporal_patch_size: int = 1
+    num_position_embeddings: int = 0
+    deepstack_mergers: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,8 @@ def vision_tensors(vs: VisionSpec, text_hidden: int) -> list[Tensor]:
         return _pixtral(vs, text_hidden)
     if vs.kind == "llama4":
         return _llama4(vs, text_hidden)
+    if vs.kind == "qwen3_vl":
+        return _qwen3_vl(vs)
     raise ValueError(f"unknown vision tower kind {vs.kind!r}")  # parse_config never builds one
 
 
@@ -135,4 +137,44 @@ def _llama4(vs: VisionSpec, text_hidden: int) -> list[Tensor]:
         _t(f"{a}.fc2.weight", vs.projector_output_dim, vs.projector_output_dim),
         _t("multi_modal_projector.linear_1.weight", text_hidden, vs.vision_output_dim),
     ]
+    return out
+
+
+def _qwen3_vl(vs: VisionSpec) -> list[Tensor]:
+    """Qwen3-VL: a Conv3d patch embedding with bias (temporal_patch_size frames), a learned
+    position table, blocks of LayerNorm (with bias) + fused biased qkv + proj + a two-matrix
+    GELU MLP, then a merger (LayerNorm, 4h -> 4h -> out_hidden_size, biased) and one DeepStack
+    merger per deepstack layer whose LayerNorm is over the merged 4h width.
+    https://github.com/vllm-project/vllm/blob/main/vllm/model_executor/models/qwen3_vl.py
+    """
+    hv, iv, ps = vs.hidden_size, vs.intermediate_size, vs.patch_size
+    merged = hv * vs.spatial_merge_size**2
+    out_dim = vs.projector_output_dim
+    v = "model.visual"
+    out = [
+        _t(f"{v}.patch_embed.proj.weight", hv, vs.num_channels, vs.temporal_patch_size, ps, ps),
+        _t(f"{v}.patch_embed.proj.bias", hv),
+        _t(f"{v}.pos_embed.weight", vs.num_position_embeddings, hv),
+    ]
+    for i in range(vs.num_layers):
+        p = f"{v}.blocks.{i}"
+        out += [
+            _t(f"{p}.norm1.weight", hv), _t(f"{p}.norm1.bias", hv),
+            _t(f"{p}.norm2.weight", hv), _t(f"{p}.norm2.bias", hv),
+            _t(f"{p}.attn.qkv.weight", 3 * hv, hv), _t(f"{p}.attn.qkv.bias", 3 * hv),
+            _t(f"{p}.attn.proj.weight", hv, hv), _t(f"{p}.attn.proj.bias", hv),
+            _t(f"{p}.mlp.linear_fc1.weight", iv, hv), _t(f"{p}.mlp.linear_fc1.bias", iv),
+            _t(f"{p}.mlp.linear_fc2.weight", hv, iv), _t(f"{p}.mlp.linear_fc2.bias", hv),
+        ]  # fmt: skip
+    mergers = [(f"{v}.merger", hv)]
+    mergers += [(f"{v}.deepstack_merger_list.{k}", merged) for k in range(vs.deepstack_mergers)]
+    for name, norm_width in mergers:
+        out += [
+            _t(f"{name}.norm.weight", norm_width),
+            _t(f"{name}.norm.bias", norm_width),
+            _t(f"{name}.linear_fc1.weight", merged, merged),
+            _t(f"{name}.linear_fc1.bias", merged),
+            _t(f"{name}.linear_fc2.weight", out_dim, merged),
+            _t(f"{name}.linear_fc2.bias", out_dim),
+        ]
     return out

@@ -36,6 +36,8 @@ FAMILIES = {
     "minimax_m2": "minimax_m2",
     # hybrid: recurrent layers with a per-sequence state beside a few attention layers
     "qwen3_next": "qwen3_next", "nemotron_h": "nemotron_h", "granitemoehybrid": "granite_hybrid",
+    # Qwen3-VL wraps a Qwen3 / Qwen3-MoE decoder
+    "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe",
 }  # fmt: skip
 
 # architectures[0] -> family, for configs whose model_type is a new name for a supported layout
@@ -53,10 +55,14 @@ ARCHITECTURES = {
     "Llama4ForConditionalGeneration": "llama4", "Llama4ForCausalLM": "llama4",
     "MiniMaxM2ForCausalLM": "minimax_m2", "Qwen3NextForCausalLM": "qwen3_next",
     "NemotronHForCausalLM": "nemotron_h", "GraniteMoeHybridForCausalLM": "granite_hybrid",
+    "Qwen3VLForConditionalGeneration": "qwen3", "Qwen3VLMoeForConditionalGeneration": "qwen3_moe",
 }  # fmt: skip
 
 # Wrapper model_type -> the vision tower layout its vision_config describes.
-VISION_KINDS = {"gemma3": "siglip", "mistral3": "pixtral", "llama4": "llama4"}
+VISION_KINDS = {
+    "gemma3": "siglip", "mistral3": "pixtral", "llama4": "llama4",
+    "qwen3_vl": "qwen3_vl", "qwen3_vl_moe": "qwen3_vl",
+}  # fmt: skip
 
 # What a family needs that an unknown one may lack: named in the "not supported" hint.
 _UNSUPPORTED_HINTS = {
@@ -237,6 +243,21 @@ def _parse_vision(config: Mapping[str, Any], model_type: str, where: str) -> Vis
         return None
     vc = config["vision_config"]
     w = where + " vision_config"
+    if kind == "qwen3_vl":  # Qwen3-VL names its fields differently (depth, out_hidden_size)
+        return VisionSpec(
+            hidden_size=_get(vc, "hidden_size", w),
+            intermediate_size=_get(vc, "intermediate_size", w),
+            num_layers=_get(vc, "depth", w),
+            patch_size=_get(vc, "patch_size", w),
+            image_size=0,
+            num_channels=vc.get("in_channels", 3),
+            kind=kind,
+            spatial_merge_size=_get(vc, "spatial_merge_size", w),
+            projector_output_dim=_get(vc, "out_hidden_size", w),
+            temporal_patch_size=_get(vc, "temporal_patch_size", w),
+            num_position_embeddings=_get(vc, "num_position_embeddings", w),
+            deepstack_mergers=len(vc.get("deepstack_visual_indexes") or []),
+        )
     return VisionSpec(
         hidden_size=_get(vc, "hidden_size", w),
         intermediate_size=_get(vc, "intermediate_size", w),
