@@ -169,3 +169,25 @@ def test_minimax_m2_fp8_experts_and_full_width_qk_norm():
     assert fp.weight_bytes_by_dtype["fp8"] == 227410968576
     # M2.5's published total (same shapes) counts the block scales: stored elements match it.
     assert fp.stored_elements == 228703644928
+
+
+def test_deepseek_v32_indexer_weights_and_second_cache():
+    exp, final = (
+        registry_spec("deepseek-ai/DeepSeek-V3.2-Exp"),
+        registry_spec("deepseek-ai/DeepSeek-V3.2"),
+    )
+    assert exp.index_n_heads == 64 and exp.index_head_dim == 128
+    fp = estimate_footprint(exp)
+    # per layer (61 + the MTP layer): wq_b 8192 x 1536 + wk 128 x 7168 + k_norm 2 x 128
+    # + weights_proj 64 x 7168 = 13,959,424 weights, + FP8 block scales 64*12 + 1*56 = 824
+    indexer = sum(t.numel for t in list_tensors(exp) if ".indexer." in t.name)
+    assert indexer == 62 * 13959424
+    assert fp.stored_elements == 685396921376  # V3.2-Exp's published total (with scales)
+    assert estimate_footprint(final).total_params == 685355329792  # V3.2's (weights only)
+    # the latent (512 + 64) x 2 B plus the indexer cache 128 + 4 B, on all 61 layers
+    assert fp.kv_bytes_per_token == 61 * (1152 + 132)
+    # FP8 KV: FlashMLA's fp8_ds_mla record is 656 B; the indexer cache stays 132 B
+    assert estimate_footprint(exp, kv_cache_dtype="fp8").kv_bytes_per_token == 61 * (656 + 132)
+    # weights_proj is never quantized and is replicated under tensor parallelism
+    wp = next(t for t in list_tensors(exp) if t.name.endswith("indexer.weights_proj.weight"))
+    assert wp.role == "indexer" and not wp.linear

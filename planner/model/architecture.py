@@ -165,6 +165,18 @@ def _mla(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
         ),
         _lin(f"{a}.o_proj.weight", h, n * spec.v_head_dim, "attn_o", mtp),
     ]
+    if spec.index_head_dim:
+        # DeepSeek-V3.2 lightning indexer (vLLM deepseek_v2.py Indexer): wq_b and wk are
+        # replicated FP8 linears, k_norm a LayerNorm with bias, weights_proj stays bf16.
+        ih, hd = spec.index_n_heads, spec.index_head_dim
+        x = f"{a}.indexer"
+        out += [
+            _lin(f"{x}.wq_b.weight", ih * hd, spec.q_lora_rank, "attn_latent", mtp),
+            _lin(f"{x}.wk.weight", hd, h, "attn_latent", mtp),
+            _vec(f"{x}.k_norm.weight", hd, "norm", mtp),
+            _vec(f"{x}.k_norm.bias", hd, "norm", mtp),
+            Tensor(f"{x}.weights_proj.weight", (ih, h), "indexer", in_mtp=mtp),
+        ]
     return out
 
 

@@ -133,7 +133,7 @@ def weight_bytes(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None) -> W
 def _tp_rule(t: Tensor) -> str:
     if t.role == "attn_kv":
         return "kv"
-    if t.role in {"norm", "router", "attn_latent", "mtp"}:
+    if t.role in {"norm", "router", "attn_latent", "mtp", "indexer"}:
         return "replicate"  # MLA's down-projections are ReplicatedLinear in vLLM
     return "shard"
 
@@ -222,7 +222,14 @@ def kv_bytes_per_token(spec: ModelSpec, tp: int, kv_cache_dtype: str) -> tuple[i
     MLA: one latent of kv_lora_rank + qk_rope_head_dim values per layer, not split by TP.
     """
     dtype_bytes = kv_dtype_bytes(kv_cache_dtype)
-    if spec.is_mla:
+    if spec.is_mla and spec.index_head_dim:
+        # DeepSeek-V3.2 (sparse MLA): FP8 caches use FlashMLA's fp8_ds_mla record of 656 bytes
+        # (vllm/v1/attention/backends/mla/flashmla_sparse.py); beside it the indexer keeps
+        # index_head_dim FP8 values + one fp32 scale per 128 per token (DeepseekV32IndexerCache:
+        # 128 + 4 = 132 bytes), whatever --kv-cache-dtype says.
+        latent = 656 if dtype_bytes == 1 else (spec.kv_lora_rank + spec.qk_rope_head_dim) * 2
+        per_layer = latent + spec.index_head_dim + spec.index_head_dim // 128 * 4
+    elif spec.is_mla:
         per_layer = (spec.kv_lora_rank + spec.qk_rope_head_dim) * dtype_bytes
     else:
         per_layer = 2 * max(1, spec.num_kv_heads // tp) * spec.head_dim * dtype_bytes

@@ -24,6 +24,7 @@ Role = Literal[
     "vision",  # vision tower / projector (split)
     "mtp",  # multi-token-prediction extras stored in the checkpoint, unused when serving
     "ssm",  # Mamba / Gated DeltaNet per-channel or per-head parameters (split over heads)
+    "indexer",  # DeepSeek-V3.2 indexer head weights (replicated, never quantized)
 ]
 
 TensorDtype = str  # "bf16", "fp16", "fp32", "fp8", "int8", "int4", "fp4", or "gguf:<TYPE>"
@@ -176,6 +177,9 @@ class ModelSpec:
     qk_rope_head_dim: int = 0
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
+    # DeepSeek-V3.2 sparse attention: a lightning indexer per layer with its own per-token cache
+    index_n_heads: int = 0
+    index_head_dim: int = 0
     mtp_layers: int = 0
     # Attention layout
     # Per layer: attention "full" / "sliding" / "chunked", recurrent "linear" (Gated DeltaNet) or

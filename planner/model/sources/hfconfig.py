@@ -38,6 +38,7 @@ FAMILIES = {
     "qwen3_next": "qwen3_next", "nemotron_h": "nemotron_h", "granitemoehybrid": "granite_hybrid",
     # Qwen3-VL wraps a Qwen3 / Qwen3-MoE decoder
     "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe",
+    "deepseek_v32": "deepseek_v3",  # + the sparse-attention indexer (index_head_dim)
 }  # fmt: skip
 
 # architectures[0] -> family, for configs whose model_type is a new name for a supported layout
@@ -56,6 +57,7 @@ ARCHITECTURES = {
     "MiniMaxM2ForCausalLM": "minimax_m2", "Qwen3NextForCausalLM": "qwen3_next",
     "NemotronHForCausalLM": "nemotron_h", "GraniteMoeHybridForCausalLM": "granite_hybrid",
     "Qwen3VLForConditionalGeneration": "qwen3", "Qwen3VLMoeForConditionalGeneration": "qwen3_moe",
+    "DeepseekV32ForCausalLM": "deepseek_v3",
 }  # fmt: skip
 
 # Wrapper model_type -> the vision tower layout its vision_config describes.
@@ -349,6 +351,11 @@ def _parse_mla(c: Mapping[str, Any], family: str, f: dict[str, Any], where: str)
     f["v_head_dim"] = _get(c, "v_head_dim", where)
     f["head_dim"] = f["qk_nope_head_dim"] + f["qk_rope_head_dim"]
     f["num_kv_heads"] = f["num_attention_heads"]
+    if c.get("index_head_dim"):
+        if not f["q_lora_rank"]:
+            raise ModelSpecError(f"{where}: an indexer (index_head_dim) needs q_lora_rank")
+        f["index_head_dim"] = _get(c, "index_head_dim", where)
+        f["index_n_heads"] = _get(c, "index_n_heads", where)
 
 
 def _parse_layer_types(c: Mapping[str, Any], family: str, f: dict[str, Any], layers: int) -> None:
