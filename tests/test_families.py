@@ -191,3 +191,40 @@ def test_deepseek_v32_indexer_weights_and_second_cache():
     # weights_proj is never quantized and is replicated under tensor parallelism
     wp = next(t for t in list_tensors(exp) if t.name.endswith("indexer.weights_proj.weight"))
     assert wp.role == "indexer" and not wp.linear
+
+
+DECILM = {
+    "architectures": ["DeciLMForCausalLM"], "model_type": "nemotron-nas",
+    "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": None,
+    "intermediate_size": None, "num_hidden_layers": 3, "vocab_size": 10,
+    "tie_word_embeddings": False,
+    "block_configs": [
+        {"attention": {"n_heads_in_group": 2, "no_op": False}, "ffn": {"ffn_mult": 1.0}},
+        {"attention": {"n_heads_in_group": None, "no_op": True}, "ffn": {"ffn_mult": 2.0}},
+        {"attention": {"n_heads_in_group": 2, "no_op": False}, "ffn": {"no_op": True}},
+    ],
+}  # fmt: skip
+
+
+def test_decilm_heterogeneous_layers_by_hand():
+    spec = parse(DECILM)
+    assert spec.family == "decilm" and spec.num_kv_heads == 2
+    # MLP widths: int(2 * 1.0 * 64 / 3) = 42 and int(2 * 2.0 * 64 / 3) = 85, both -> 256
+    assert spec.layer_intermediate_sizes == (256, 256, 0)
+    # layer 0: 2 norms 128 + attention (64*64 + 2*32*64 + 64*64 = 12,288) + MLP 3*64*256
+    # layer 1: no attention -> 1 norm 64 + MLP 49,152; layer 2: no MLP -> 1 norm + 12,288
+    # + embed 640 + lm_head 640 + final norm 64 = 124,480
+    assert count_params(spec)[0] == 124480
+    # KV only on the 2 attention layers: 2 x 2 KV heads x 16 x 2 B = 128 B each
+    assert estimate_footprint(spec).kv_bytes_per_token == 2 * 128
+
+
+def test_decilm_unsupported_blocks_are_named():
+    mixed = json.loads(json.dumps(DECILM))
+    mixed["block_configs"][2]["attention"]["n_heads_in_group"] = 4
+    with pytest.raises(ModelSpecError, match="different KV head counts"):
+        parse(mixed)
+    linear = json.loads(json.dumps(DECILM))
+    linear["block_configs"][0]["ffn"] = {"replace_with_linear": True}
+    with pytest.raises(ModelSpecError, match="replace_with_linear"):
+        parse(linear)

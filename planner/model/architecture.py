@@ -80,17 +80,23 @@ def _decoder_layer(spec: ModelSpec, i: int, in_mtp: bool) -> list[Tensor]:
         "pre_feedforward_layernorm",
         "post_feedforward_layernorm",
     ]
-    out = [_vec(f"{p}.{n}.weight", h, "norm", in_mtp) for n in norm_names[: spec.norms_per_layer]]
     mixer = spec.mixer_kind(i)
+    ffn = spec.ffn_kind(i)
+    norms = spec.norms_per_layer
+    if mixer == "none" or ffn == "none":
+        # Layers missing a block (Nemotron-H, DeciLM) carry only the missing block's norm's
+        # partner: one norm per block present (vLLM nemotron_h.py, nemotron_nas.py).
+        norms = (mixer != "none") + (ffn != "none")
+    names = norm_names if mixer != "none" else norm_names[1:]
+    out = [_vec(f"{p}.{n}.weight", h, "norm", in_mtp) for n in names[:norms]]
     if mixer == "attention":
         out += _mla(spec, p, in_mtp) if spec.is_mla else _gqa(spec, p, in_mtp)
     elif mixer in {"linear", "mamba"} and spec.recurrent is not None:
         out += recurrent_tensors(spec.recurrent, h, p, in_mtp)
-    ffn = spec.ffn_kind(i)
     if ffn == "moe":
         out += _moe(spec, p, in_mtp)
     elif ffn == "dense":
-        out += _dense_mlp(spec, p, in_mtp)
+        out += _dense_mlp(spec, p, in_mtp, i)
     return out
 
 
@@ -180,8 +186,10 @@ def _mla(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
     return out
 
 
-def _dense_mlp(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
+def _dense_mlp(spec: ModelSpec, p: str, mtp: bool, i: int = -1) -> list[Tensor]:
     h, inter = spec.hidden_size, spec.intermediate_size
+    if 0 <= i < len(spec.layer_intermediate_sizes):
+        inter = spec.layer_intermediate_sizes[i]
     m = f"{p}.mlp"
     if spec.fused_gate_up:
         gate, up = f"{m}.gate_up_proj.weight[gate]", f"{m}.gate_up_proj.weight[up]"

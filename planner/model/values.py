@@ -191,6 +191,8 @@ class ModelSpec:
     attn_output_gate: bool = False  # Qwen3-Next: q_proj also emits a per-channel output gate
     shared_expert_gate: bool = False  # Qwen2-MoE style sigmoid gate on the shared expert
     mlp_gated: bool = True  # False: up/down only (Nemotron-H squared-ReLU MLP)
+    # DeciLM / Nemotron-NAS: each layer's own MLP width (0 where the layer has no MLP)
+    layer_intermediate_sizes: tuple[int, ...] = ()
     mtp_style: str = "deepseek"  # "deepseek": own embedding + head copies; "qwen3_next": fc + norms
     sliding_window: int | None = None
     # Llama 4 chunked local attention: "chunked" layers attend within chunks of this many tokens.

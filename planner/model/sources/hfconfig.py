@@ -39,6 +39,7 @@ FAMILIES = {
     # Qwen3-VL wraps a Qwen3 / Qwen3-MoE decoder
     "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe",
     "deepseek_v32": "deepseek_v3",  # + the sparse-attention indexer (index_head_dim)
+    "nemotron-nas": "decilm",  # Llama layers with per-layer attention / MLP choices
 }  # fmt: skip
 
 # architectures[0] -> family, for configs whose model_type is a new name for a supported layout
@@ -57,7 +58,7 @@ ARCHITECTURES = {
     "MiniMaxM2ForCausalLM": "minimax_m2", "Qwen3NextForCausalLM": "qwen3_next",
     "NemotronHForCausalLM": "nemotron_h", "GraniteMoeHybridForCausalLM": "granite_hybrid",
     "Qwen3VLForConditionalGeneration": "qwen3", "Qwen3VLMoeForConditionalGeneration": "qwen3_moe",
-    "DeepseekV32ForCausalLM": "deepseek_v3",
+    "DeepseekV32ForCausalLM": "deepseek_v3", "DeciLMForCausalLM": "decilm",
 }  # fmt: skip
 
 # Wrapper model_type -> the vision tower layout its vision_config describes.
@@ -109,6 +110,11 @@ def parse_config(
     if text_cfg is not config and isinstance(config.get("vision_config"), Mapping):
         vision = _parse_vision(config, str(model_type), where)
     c = text_cfg
+    decilm: dict[str, Any] = {}
+    if family == "decilm":
+        decilm = _parse_block_configs(c, where)
+        c = {**c, "num_key_value_heads": decilm.pop("num_kv_heads"),
+             "intermediate_size": max(decilm["layer_intermediate_sizes"]) or 1}  # fmt: skip
     hidden = _get(c, "hidden_size", where)
     heads = _get(c, "num_attention_heads", where)
     kv_heads = _get(c, "num_key_value_heads", where, default=heads)
@@ -167,6 +173,7 @@ def parse_config(
     _parse_layer_types(c, family, fields, layers)
     if family == "gpt_oss":
         fields.update(attention_sinks=True, router_bias=True, expert_bias=True)
+    fields.update(decilm)
     if fields.get("recurrent") is not None:
         notes.append(_hybrid_note(fields))
     if not fields["intermediate_size"] and not fields.get("num_experts"):
@@ -456,6 +463,52 @@ def _parse_hybrid(
             state_dtype=state_dtype,
         )
     f["layer_types"] = tuple(types)
+
+
+def _parse_block_configs(c: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """DeciLM / Nemotron-NAS (Llama-3.3-Nemotron-Super-49B): per-layer block_configs.
+
+    As vLLM nemotron_nas.py builds them: attention.no_op drops the layer's attention (and its
+    input norm), ffn.no_op drops the MLP (and its norm); an attention layer has
+    num_attention_heads // n_heads_in_group KV heads; an MLP is ffn_mult wide:
+    intermediate = int(2 * ffn_mult * hidden / 3) rounded up to a multiple of 256.
+    """
+    blocks = c.get("block_configs")
+    layers = c.get("num_hidden_layers")
+    if not isinstance(blocks, list) or len(blocks) != layers:
+        raise ModelSpecError(f"{where}: 'block_configs' must describe each of the {layers} layers")
+    hidden = _get(c, "hidden_size", where)
+    heads = _get(c, "num_attention_heads", where)
+    types, ffns, sizes, kv = [], [], [], set()
+    for b in blocks:
+        attn, ffn = b.get("attention") or {}, b.get("ffn") or {}
+        if attn.get("replace_with_linear") or ffn.get("replace_with_linear"):
+            raise ModelSpecError(
+                f"{where}: DeciLM replace_with_linear blocks are not supported yet"
+            )
+        if attn.get("no_op"):
+            types.append("none")
+        else:
+            types.append("full")
+            kv.add(heads // int(attn.get("n_heads_in_group") or 1))
+        if ffn.get("no_op"):
+            ffns.append("none")
+            sizes.append(0)
+        else:
+            ffns.append("dense")
+            inter = int(2 * float(ffn["ffn_mult"]) * hidden / 3)
+            sizes.append(-(-inter // 256) * 256)
+    if len(kv) > 1:
+        raise ModelSpecError(
+            f"{where}: attention layers with different KV head counts ({sorted(kv)}) are not "
+            "supported yet"
+        )
+    return {
+        "layer_types": tuple(types),
+        "ffn_types": tuple(ffns),
+        "layer_intermediate_sizes": tuple(sizes),
+        "num_kv_heads": kv.pop() if kv else heads,
+    }
 
 
 def _hybrid_note(f: dict[str, Any]) -> str:
