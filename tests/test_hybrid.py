@@ -12,6 +12,7 @@ import pytest
 
 from planner.decide.plan import Need
 from planner.decide.rank import candidates_for, recommend
+from planner.model.architecture import list_tensors
 from planner.model.footprint import (
     estimate_footprint,
     hybrid_layout,
@@ -30,6 +31,7 @@ from planner.present.report import footprint_to_dict
 QWEN3_NEXT = "Qwen/Qwen3-Next-80B-A3B-Instruct"
 NEMOTRON_H = "nvidia/NVIDIA-Nemotron-Nano-9B-v2"
 GRANITE_H = "ibm-granite/granite-4.0-h-small"
+NEMOTRON_3_NANO = "nvidia/NVIDIA-Nemotron-3-Nano-30B-A3B-BF16"
 
 
 def spec(model_id: str):
@@ -44,6 +46,7 @@ def spec(model_id: str):
         (QWEN3_NEXT, 81324862720, 12, 36),  # full attention every 4th layer; MTP included
         (NEMOTRON_H, 8888227328, 4, 27),  # 4 '*', 27 'M', 25 '-' (MLP-only) layers
         (GRANITE_H, 32207337984, 4, 36),
+        (NEMOTRON_3_NANO, 31577940288, 6, 23),  # 23 'M', 23 'E' (MoE-only), 6 '*'
     ],
 )
 def test_hybrid_totals_equal_published_and_layers_split(model_id, published, attention, recurrent):
@@ -66,6 +69,8 @@ def test_hybrid_totals_equal_published_and_layers_split(model_id, published, att
         # TP=4 with one B/C group: vLLM replicates it to 4 groups, so the conv width per GPU is
         # (8192 + 2*4*128) / 4 = 2304, the SSM heads 128 / 4 = 32.
         (GRANITE_H, 4, 3 * 2304 * 2 + 32 * 64 * 128 * 2),
+        # mamba_ssm_cache_dtype float32: conv 3 x (64*64 + 2*8*128) x 2 B + SSM 64x64x128 x 4 B
+        (NEMOTRON_3_NANO, 1, 3 * 6144 * 2 + 64 * 64 * 128 * 4),
     ],
 )
 def test_state_bytes_per_layer_by_hand(model_id, tp, per_layer):
@@ -152,3 +157,15 @@ def test_recurrent_heads_must_divide_by_tp():
     odd = replace(s, recurrent=replace(s.recurrent, num_heads=100))
     bad = estimate_footprint(odd, tp_degrees=(8,)).per_tp[0]
     assert not bad.valid and "recurrent-layer heads" in (bad.reason or "")
+
+
+def test_nemotron_3_nano_moe_experts_are_up_down_only():
+    s = spec(NEMOTRON_3_NANO)
+    names = {t.name for t in list_tensors(s)}
+    # layer 1 is 'E': router + bias, experts up/down (squared ReLU, no gate), shared up/down
+    assert "model.layers.1.mlp.experts.up_proj.weight" in names
+    assert "model.layers.1.mlp.experts.gate_proj.weight" not in names
+    assert "model.layers.1.mlp.shared_experts.gate_proj.weight" not in names
+    assert "model.layers.1.mlp.gate.e_score_correction_bias" in names
+    # 'M' and '*' layers carry no MLP at all
+    assert not any(n.startswith("model.layers.0.mlp") for n in names)

@@ -225,16 +225,19 @@ def _moe(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
             _vec(f"{m}.experts.down_proj_bias", h, "bias", mtp, lead=e, frac=frac),
         ]
     else:
+        if spec.mlp_gated:  # Nemotron-H experts are up/down only (squared ReLU)
+            g = f"{m}.experts.gate_proj.weight"
+            out.append(_lin(g, inter, h, "expert", mtp, lead=e, frac=frac))
         out += [
-            _lin(f"{m}.experts.gate_proj.weight", inter, h, "expert", mtp, lead=e, frac=frac),
             _lin(f"{m}.experts.up_proj.weight", inter, h, "expert", mtp, lead=e, frac=frac),
             _lin(f"{m}.experts.down_proj.weight", h, inter, "expert", mtp, lead=e, frac=frac),
         ]
     if spec.num_shared_experts:
         si = spec.shared_expert_intermediate_size or spec.num_shared_experts * inter
         s = f"{m}.shared_experts"
+        if spec.mlp_gated:
+            out.append(_lin(f"{s}.gate_proj.weight", si, h, "shared_expert", mtp))
         out += [
-            _lin(f"{s}.gate_proj.weight", si, h, "shared_expert", mtp),
             _lin(f"{s}.up_proj.weight", si, h, "shared_expert", mtp),
             _lin(f"{s}.down_proj.weight", h, si, "shared_expert", mtp),
         ]

@@ -429,10 +429,19 @@ def _parse_hybrid(
                 f"{where}: 'hybrid_override_pattern' must name each of the {layers} layers "
                 "with M, *, - or E"
             )
-        if "E" in pattern:
-            raise ModelSpecError(f"{where}: Nemotron-H MoE layers (E) are not supported yet")
         types = [{"M": "mamba", "*": "full"}.get(ch, "none") for ch in pattern]
-        f["ffn_types"] = tuple("dense" if ch == "-" else "none" for ch in pattern)
+        f["ffn_types"] = tuple({"-": "dense", "E": "moe"}.get(ch, "none") for ch in pattern)
+        if "E" in pattern:
+            # Nemotron 3 Nano: sigmoid router with e_score_correction_bias, squared-ReLU experts
+            # (up/down) and one shared expert (vLLM nemotron_h.py NemotronHMoE)
+            f["num_experts"] = _get(c, "n_routed_experts", where)
+            f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
+            f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
+            f["num_shared_experts"] = int(c.get("n_shared_experts") or 0)
+            f["shared_expert_intermediate_size"] = int(
+                c.get("moe_shared_expert_intermediate_size") or 0
+            )
+            f["router_score_bias"] = True
         f.update(norms_per_layer=1, mlp_gated=False)
         f["recurrent"] = RecurrentSpec(
             kind="mamba2",
