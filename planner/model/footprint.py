@@ -319,8 +319,13 @@ def activation_bytes(spec: ModelSpec, tp: int) -> int:
     """Peak activation of vLLM's profile run on one GPU (see the calibration note above)."""
     if spec.is_moe:
         inter = spec.experts_per_token * spec.moe_intermediate_size
-        inter += spec.num_shared_experts * spec.moe_intermediate_size
-        if spec.first_dense_layers:
+        if spec.num_shared_experts:
+            inter += spec.shared_expert_intermediate_size or (
+                spec.num_shared_experts * spec.moe_intermediate_size
+            )
+        # dense layers beside the MoE ones (DeepSeek's first layers, Llama 4 Maverick's
+        # alternate layers) may peak higher
+        if any(spec.ffn_kind(i) == "dense" for i in range(spec.num_layers)):
             inter = max(inter, spec.intermediate_size)
     else:
         inter = spec.intermediate_size
