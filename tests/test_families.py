@@ -252,3 +252,22 @@ def test_llama4_maverick_activation_peak_uses_its_dense_layers():
         PROFILE_BATCHED_TOKENS * (3 * (10 * 768 + 1536) + 4 * 4096) * 2
         + PROFILE_MAX_SEQS * 100352 * 4 * 2
     )
+
+
+def test_ernie45_moe_layer_placement_by_hand():
+    cfg = {
+        "architectures": ["Ernie4_5_MoeForCausalLM"], "model_type": "ernie4_5_moe",
+        "hidden_size": 32, "intermediate_size": 64, "moe_intermediate_size": 16,
+        "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2,
+        "head_dim": 8, "vocab_size": 10, "tie_word_embeddings": True, "use_bias": False,
+        "moe_num_experts": 4, "moe_k": 2, "moe_num_shared_experts": 2,
+        "moe_layer_start_index": 1, "moe_layer_end_index": 2, "moe_layer_interval": 1,
+    }  # fmt: skip
+    spec = parse(cfg)
+    assert [spec.ffn_kind(i) for i in range(4)] == ["dense", "moe", "moe", "dense"]
+    # attention 32*32 + 2*16*32 + 32*32 = 3072, norms 64 per layer
+    # dense layer: 3*32*64 = 6144; MoE layer: router 4*32 + bias 4 + experts 4*3*16*32
+    # + shared (2 x 16 = 32 wide) 3*32*32 = 128 + 4 + 6144 + 3072 = 9348
+    # + embed 320 (tied) + final norm 32
+    expected = 2 * (3072 + 64 + 6144) + 2 * (3072 + 64 + 9348) + 320 + 32
+    assert count_params(spec)[0] == expected

@@ -40,6 +40,7 @@ FAMILIES = {
     "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe",
     "deepseek_v32": "deepseek_v3",  # + the sparse-attention indexer (index_head_dim)
     "nemotron-nas": "decilm",  # Llama layers with per-layer attention / MLP choices
+    "ernie4_5_moe": "ernie4_5_moe",
 }  # fmt: skip
 
 # architectures[0] -> family, for configs whose model_type is a new name for a supported layout
@@ -59,6 +60,7 @@ ARCHITECTURES = {
     "NemotronHForCausalLM": "nemotron_h", "GraniteMoeHybridForCausalLM": "granite_hybrid",
     "Qwen3VLForConditionalGeneration": "qwen3", "Qwen3VLMoeForConditionalGeneration": "qwen3_moe",
     "DeepseekV32ForCausalLM": "deepseek_v3", "DeciLMForCausalLM": "decilm",
+    "Ernie4_5_MoeForCausalLM": "ernie4_5_moe",
 }  # fmt: skip
 
 # Wrapper model_type -> the vision tower layout its vision_config describes.
@@ -142,10 +144,10 @@ def parse_config(
         max_position_embeddings=_get(c, "max_position_embeddings", where, default=4096),
         dtype=dtype, source=source, source_ref=source_ref, vision=vision,
     )  # fmt: skip
-    bias = bool(c.get("attention_bias", False))
+    bias = bool(c.get("attention_bias", False) or (family == "ernie4_5_moe" and c.get("use_bias")))
     fields["qkv_bias"] = bias or family == "qwen2"
     # GLM-4.5's attention_bias covers q/k/v only; o_proj is bias-free (vLLM glm4_moe.py).
-    fields["o_bias"] = bias and family != "glm4_moe"
+    fields["o_bias"] = bias and family not in {"glm4_moe", "ernie4_5_moe"}
     if family in {"qwen3", "qwen3_moe", "gemma3"}:
         fields["qk_norm"] = True
     if family == "minimax_m2":
@@ -333,6 +335,28 @@ def _parse_moe(
             f["moe_intermediate_size"] = _get(c, "intermediate_size", where)
             f["shared_expert_intermediate_size"] = _get(c, "shared_intermediate_size", where)
         f["num_shared_experts"] = 1 if f["shared_expert_intermediate_size"] else 0
+    elif family == "ernie4_5_moe":
+        # vLLM ernie45_moe.py: MoE where start <= i <= end and (i + 1) % interval == 0, dense
+        # (intermediate_size) elsewhere; shared experts moe_intermediate_size x their count;
+        # the router always carries e_score_correction_bias.
+        f["num_experts"] = _get(c, "moe_num_experts", where)
+        f["experts_per_token"] = _get(c, "moe_k", where)
+        f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
+        f["num_shared_experts"] = int(c.get("moe_num_shared_experts") or 0)
+        f["router_score_bias"] = True
+        layers = f["num_layers"]
+        start = int(c.get("moe_layer_start_index") or 0)
+        end = c.get("moe_layer_end_index")
+        end = layers - 1 if end is None else int(end)
+        every = int(c.get("moe_layer_interval") or 1)
+        f["ffn_types"] = tuple(
+            "moe" if start <= i <= end and (i + 1) % every == 0 else "dense" for i in range(layers)
+        )
+        if c.get("num_nextn_predict_layers"):
+            notes.append(
+                "the checkpoint's multi-token-prediction block is not counted (its layout is "
+                "not modelled); vLLM does not load it for plain serving"
+            )
     elif family == "llama4":
         # Experts and the shared expert are intermediate_size wide; dense layers use
         # intermediate_size_mlp. MoE every interleave_moe_layer_step-th layer (Scout 1,
