@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from planner.model.architecture import list_tensors
 from planner.model.footprint import (
     GIB,
     estimate_footprint,
@@ -48,9 +49,23 @@ def pct(est: int, pub: int) -> float:
     return (est - pub) / pub * 100
 
 
+def _included(fp, count: int) -> str:
+    """What the compared total includes besides the decoder's weights."""
+    parts = []
+    if fp.model.vision is not None:
+        vision = sum(t.numel for t in list_tensors(fp.model) if t.role == "vision")
+        parts.append(f"vision tower {vision:,}")
+    if fp.mtp_params:
+        parts.append(f"MTP {fp.mtp_params:,}")
+    if count == fp.stored_elements and fp.stored_elements != fp.total_params:
+        parts.append(f"quant scales {fp.stored_elements - fp.total_params:,}")
+    return ("incl. " + ", ".join(parts)) if parts else ""
+
+
 def main() -> None:
     print(f"{'model':55} {'what':18} {'estimate':>18} {'published':>18} {'error':>9}")
     param_errors, byte_errors = [], []
+    exact = 0
     for entry in registry_entries():
         pub = entry["published"]
         if not pub["parameter_count"] and not pub["safetensors_total_size_bytes"]:
@@ -64,9 +79,13 @@ def main() -> None:
             )
             err = pct(count, pub["parameter_count"])
             param_errors.append(abs(err))
+            exact += count == pub["parameter_count"]
+            extra = _included(fp, count)
+            if count != pub["parameter_count"]:
+                extra = f"differs by {count - pub['parameter_count']:+,} (see registry note)"
             print(
                 f"{entry['id']:55} {'parameters':18} {count:>18,} "
-                f"{pub['parameter_count']:>18,} {err:>8.4f}%"
+                f"{pub['parameter_count']:>18,} {err:>8.4f}%  {extra}"
             )
         if pub["safetensors_total_size_bytes"]:
             err = pct(fp.weight_bytes, pub["safetensors_total_size_bytes"])
@@ -107,7 +126,7 @@ def main() -> None:
         )
     print()
     print(
-        f"summary: parameter counts {len(param_errors)} checked, max |error| "
+        f"summary: parameter counts {len(param_errors)} checked ({exact} exact), max |error| "
         f"{max(param_errors):.4f}%; weight bytes {len(byte_errors)} checked, max |error| "
         f"{max(byte_errors):.4f}%; GGUF k-quant mix estimates max |error| {max(gguf_errors):.2f}%"
     )

@@ -49,7 +49,7 @@ def test_local_config_with_index_and_modelopt_quant_config(tmp_path):
         (lambda c: c.pop("hidden_size"), "hidden_size"),
         (lambda c: c.update(num_hidden_layers="32"), "num_hidden_layers"),
         (lambda c: c.update(num_key_value_heads=0), "num_key_value_heads"),
-        (lambda c: c.update(model_type="mamba"), "model_type"),
+        (lambda c: c.update(model_type="mamba", architectures=["MambaForCausalLM"]), "model_type"),
     ],
 )
 def test_malformed_config_names_the_field(tmp_path, mutate, field):

@@ -7,7 +7,9 @@ as in PyTorch. Stacked experts are one tensor with a leading expert dimension.
 
 from __future__ import annotations
 
+from planner.model.recurrent import recurrent_tensors
 from planner.model.values import ModelSpec, Role, Tensor
+from planner.model.vision import vision_tensors
 
 
 def list_tensors(spec: ModelSpec) -> list[Tensor]:
@@ -25,6 +27,16 @@ def list_tensors(spec: ModelSpec) -> list[Tensor]:
         i = spec.num_layers + m
         p = f"model.layers.{i}"
         out += _decoder_layer(spec, i, in_mtp=True)
+        if spec.mtp_style == "qwen3_next":
+            # Qwen3-Next's MTP: a full-attention layer, a projection of [embedding; hidden] and
+            # three norms; it shares the embedding and lm_head (vLLM qwen3_next_mtp.py).
+            out += [
+                Tensor(f"mtp.fc.weight.{m}", (h, 2 * h), "mtp", in_mtp=True),
+                Tensor(f"mtp.pre_fc_norm_embedding.weight.{m}", (h,), "norm", in_mtp=True),
+                Tensor(f"mtp.pre_fc_norm_hidden.weight.{m}", (h,), "norm", in_mtp=True),
+                Tensor(f"mtp.norm.weight.{m}", (h,), "norm", in_mtp=True),
+            ]
+            continue
         # DeepSeek-V3's MTP module: its own embedding and head copies, two norms, a projection.
         out += [
             Tensor(f"{p}.embed_tokens.weight", (v, h), "embed", in_mtp=True),
@@ -35,7 +47,7 @@ def list_tensors(spec: ModelSpec) -> list[Tensor]:
             Tensor(f"{p}.shared_head.head.weight", (v, h), "lm_head", in_mtp=True),
         ]
     if spec.vision is not None:
-        out += _vision_tower(spec)
+        out += vision_tensors(spec.vision, spec.hidden_size)
     return out
 
 
@@ -68,10 +80,23 @@ def _decoder_layer(spec: ModelSpec, i: int, in_mtp: bool) -> list[Tensor]:
         "pre_feedforward_layernorm",
         "post_feedforward_layernorm",
     ]
-    out = [_vec(f"{p}.{n}.weight", h, "norm", in_mtp) for n in norm_names[: spec.norms_per_layer]]
-    out += _mla(spec, p, in_mtp) if spec.is_mla else _gqa(spec, p, in_mtp)
-    dense = not spec.is_moe or i < spec.first_dense_layers
-    out += _dense_mlp(spec, p, in_mtp) if dense else _moe(spec, p, in_mtp)
+    mixer = spec.mixer_kind(i)
+    ffn = spec.ffn_kind(i)
+    norms = spec.norms_per_layer
+    if mixer == "none" or ffn == "none":
+        # Layers missing a block (Nemotron-H, DeciLM) carry only the missing block's norm's
+        # partner: one norm per block present (vLLM nemotron_h.py, nemotron_nas.py).
+        norms = (mixer != "none") + (ffn != "none")
+    names = norm_names if mixer != "none" else norm_names[1:]
+    out = [_vec(f"{p}.{n}.weight", h, "norm", in_mtp) for n in names[:norms]]
+    if mixer == "attention":
+        out += _mla(spec, p, in_mtp) if spec.is_mla else _gqa(spec, p, in_mtp)
+    elif mixer in {"linear", "mamba"} and spec.recurrent is not None:
+        out += recurrent_tensors(spec.recurrent, h, p, in_mtp)
+    if ffn == "moe":
+        out += _moe(spec, p, in_mtp)
+    elif ffn == "dense":
+        out += _dense_mlp(spec, p, in_mtp, i)
     return out
 
 
@@ -86,8 +111,10 @@ def _gqa(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
         if spec.fused_qkv
         else (f"{a}.q_proj.weight", f"{a}.k_proj.weight", f"{a}.v_proj.weight")
     )
+    # Qwen3-Next's gated attention: q_proj emits the query and a same-sized output gate.
+    q_out = 2 * q if spec.attn_output_gate else q
     out = [
-        _lin(qn, q, h, "attn_q", mtp),
+        _lin(qn, q_out, h, "attn_q", mtp),
         _lin(kn, kv, h, "attn_kv", mtp),
         _lin(vn, kv, h, "attn_kv", mtp),
         _lin(f"{a}.o_proj.weight", h, q, "attn_o", mtp),
@@ -101,9 +128,12 @@ def _gqa(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
     if spec.o_bias:
         out.append(_vec(f"{a}.o_proj.bias", h, "bias", mtp))
     if spec.qk_norm:
+        # Per-head norms (Qwen3, Gemma 3) hold head_dim weights; full-width ones (OLMo 2,
+        # MiniMax-M2) hold one weight per q / k channel.
+        qw, kw = (q, kv) if spec.qk_norm_full_width else (hd, hd)
         out += [
-            _vec(f"{a}.q_norm.weight", hd, "norm", mtp),
-            _vec(f"{a}.k_norm.weight", hd, "norm", mtp),
+            _vec(f"{a}.q_norm.weight", qw, "norm", mtp),
+            _vec(f"{a}.k_norm.weight", kw, "norm", mtp),
         ]
     if spec.attention_sinks:
         out.append(_vec(f"{a}.sinks", spec.num_attention_heads, "sink", mtp))
@@ -141,16 +171,35 @@ def _mla(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
         ),
         _lin(f"{a}.o_proj.weight", h, n * spec.v_head_dim, "attn_o", mtp),
     ]
+    if spec.index_head_dim:
+        # DeepSeek-V3.2 lightning indexer (vLLM deepseek_v2.py Indexer): wq_b and wk are
+        # replicated FP8 linears, k_norm a LayerNorm with bias, weights_proj stays bf16.
+        ih, hd = spec.index_n_heads, spec.index_head_dim
+        x = f"{a}.indexer"
+        out += [
+            _lin(f"{x}.wq_b.weight", ih * hd, spec.q_lora_rank, "attn_latent", mtp),
+            _lin(f"{x}.wk.weight", hd, h, "attn_latent", mtp),
+            _vec(f"{x}.k_norm.weight", hd, "norm", mtp),
+            _vec(f"{x}.k_norm.bias", hd, "norm", mtp),
+            Tensor(f"{x}.weights_proj.weight", (ih, h), "indexer", in_mtp=mtp),
+        ]
     return out
 
 
-def _dense_mlp(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
+def _dense_mlp(spec: ModelSpec, p: str, mtp: bool, i: int = -1) -> list[Tensor]:
     h, inter = spec.hidden_size, spec.intermediate_size
+    if 0 <= i < len(spec.layer_intermediate_sizes):
+        inter = spec.layer_intermediate_sizes[i]
     m = f"{p}.mlp"
     if spec.fused_gate_up:
         gate, up = f"{m}.gate_up_proj.weight[gate]", f"{m}.gate_up_proj.weight[up]"
     else:
         gate, up = f"{m}.gate_proj.weight", f"{m}.up_proj.weight"
+    if not spec.mlp_gated:  # Nemotron-H: up -> squared ReLU -> down
+        return [
+            _lin(f"{m}.up_proj.weight", inter, h, "mlp", mtp),
+            _lin(f"{m}.down_proj.weight", h, inter, "mlp", mtp),
+        ]
     return [
         _lin(gate, inter, h, "mlp", mtp),
         _lin(up, inter, h, "mlp", mtp),
@@ -176,61 +225,22 @@ def _moe(spec: ModelSpec, p: str, mtp: bool) -> list[Tensor]:
             _vec(f"{m}.experts.down_proj_bias", h, "bias", mtp, lead=e, frac=frac),
         ]
     else:
+        if spec.mlp_gated:  # Nemotron-H experts are up/down only (squared ReLU)
+            g = f"{m}.experts.gate_proj.weight"
+            out.append(_lin(g, inter, h, "expert", mtp, lead=e, frac=frac))
         out += [
-            _lin(f"{m}.experts.gate_proj.weight", inter, h, "expert", mtp, lead=e, frac=frac),
             _lin(f"{m}.experts.up_proj.weight", inter, h, "expert", mtp, lead=e, frac=frac),
             _lin(f"{m}.experts.down_proj.weight", h, inter, "expert", mtp, lead=e, frac=frac),
         ]
     if spec.num_shared_experts:
         si = spec.shared_expert_intermediate_size or spec.num_shared_experts * inter
         s = f"{m}.shared_experts"
+        if spec.mlp_gated:
+            out.append(_lin(f"{s}.gate_proj.weight", si, h, "shared_expert", mtp))
         out += [
-            _lin(f"{s}.gate_proj.weight", si, h, "shared_expert", mtp),
             _lin(f"{s}.up_proj.weight", si, h, "shared_expert", mtp),
             _lin(f"{s}.down_proj.weight", h, si, "shared_expert", mtp),
         ]
-    return out
-
-
-def _vision_tower(spec: ModelSpec) -> list[Tensor]:
-    vs = spec.vision
-    assert vs is not None
-    hv, iv = vs.hidden_size, vs.intermediate_size
-    patches = (vs.image_size // vs.patch_size) ** 2
-    e = "vision_tower.vision_model.embeddings"
-    out = [
-        Tensor(
-            f"{e}.patch_embedding.weight",
-            (hv, vs.num_channels, vs.patch_size, vs.patch_size),
-            "vision",
-        ),
-        Tensor(f"{e}.patch_embedding.bias", (hv,), "vision"),
-        Tensor(f"{e}.position_embedding.weight", (patches, hv), "vision"),
-    ]
-    for i in range(vs.num_layers):
-        p = f"vision_tower.vision_model.encoder.layers.{i}"
-        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            out += [
-                Tensor(f"{p}.self_attn.{proj}.weight", (hv, hv), "vision"),
-                Tensor(f"{p}.self_attn.{proj}.bias", (hv,), "vision"),
-            ]
-        for ln in ("layer_norm1", "layer_norm2"):
-            out += [
-                Tensor(f"{p}.{ln}.weight", (hv,), "vision"),
-                Tensor(f"{p}.{ln}.bias", (hv,), "vision"),
-            ]
-        out += [
-            Tensor(f"{p}.mlp.fc1.weight", (iv, hv), "vision"),
-            Tensor(f"{p}.mlp.fc1.bias", (iv,), "vision"),
-            Tensor(f"{p}.mlp.fc2.weight", (hv, iv), "vision"),
-            Tensor(f"{p}.mlp.fc2.bias", (hv,), "vision"),
-        ]
-    out += [
-        Tensor("vision_tower.vision_model.post_layernorm.weight", (hv,), "vision"),
-        Tensor("vision_tower.vision_model.post_layernorm.bias", (hv,), "vision"),
-        Tensor(
-            "multi_modal_projector.mm_input_projection_weight", (hv, spec.hidden_size), "vision"
-        ),
-        Tensor("multi_modal_projector.mm_soft_emb_norm.weight", (hv,), "vision"),
-    ]
+        if spec.shared_expert_gate:
+            out.append(Tensor(f"{m}.shared_expert_gate.weight", (1, h), "router", in_mtp=mtp))
     return out

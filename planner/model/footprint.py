@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from planner.errors import UsageError
 from planner.model.architecture import list_tensors
 from planner.model.quant import FORMATS, QuantFormat, get_format, layer_index, tensor_bytes
+from planner.model.recurrent import state_bytes_per_layer
 from planner.model.values import Footprint, ModelSpec, QuantConfig, Tensor, TPFootprint
 
 GIB = 1 << 30
@@ -132,7 +133,7 @@ def weight_bytes(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None) -> W
 def _tp_rule(t: Tensor) -> str:
     if t.role == "attn_kv":
         return "kv"
-    if t.role in {"norm", "router", "attn_latent", "mtp"}:
+    if t.role in {"norm", "router", "attn_latent", "mtp", "indexer"}:
         return "replicate"  # MLA's down-projections are ReplicatedLinear in vLLM
     return "shard"
 
@@ -192,6 +193,12 @@ def tp_problem(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: in
     kv = spec.num_kv_heads
     if kv % tp and tp % kv:
         return f"{kv} KV heads and TP={tp}: neither divides the other"
+    rs = spec.recurrent
+    if rs is not None:
+        # vLLM shards recurrent heads (and GDN key heads) evenly: divide() asserts it.
+        for heads in (rs.num_heads, rs.num_k_heads):
+            if heads and heads % tp:
+                return f"{heads} recurrent-layer heads do not divide by TP={tp}"
     if fmt.kind in {"awq", "gptq", "w4a16"}:
         group = (qc.group_size if qc and qc.group_size else None) or fmt.group_size or 128
         sizes = [
@@ -215,11 +222,19 @@ def kv_bytes_per_token(spec: ModelSpec, tp: int, kv_cache_dtype: str) -> tuple[i
     MLA: one latent of kv_lora_rank + qk_rope_head_dim values per layer, not split by TP.
     """
     dtype_bytes = kv_dtype_bytes(kv_cache_dtype)
-    if spec.is_mla:
+    if spec.is_mla and spec.index_head_dim:
+        # DeepSeek-V3.2 (sparse MLA): FP8 caches use FlashMLA's fp8_ds_mla record of 656 bytes
+        # (vllm/v1/attention/backends/mla/flashmla_sparse.py); beside it the indexer keeps
+        # index_head_dim FP8 values + one fp32 scale per 128 per token (DeepseekV32IndexerCache:
+        # 128 + 4 = 132 bytes), whatever --kv-cache-dtype says.
+        latent = 656 if dtype_bytes == 1 else (spec.kv_lora_rank + spec.qk_rope_head_dim) * 2
+        per_layer = latent + spec.index_head_dim + spec.index_head_dim // 128 * 4
+    elif spec.is_mla:
         per_layer = (spec.kv_lora_rank + spec.qk_rope_head_dim) * dtype_bytes
     else:
         per_layer = 2 * max(1, spec.num_kv_heads // tp) * spec.head_dim * dtype_bytes
-    return per_layer, spec.num_layers
+    # Recurrent (hybrid) and mixer-less layers keep no per-token cache.
+    return per_layer, spec.attention_layer_count
 
 
 def kv_dtype_bytes(kv_cache_dtype: str) -> int:
@@ -232,9 +247,63 @@ def kv_dtype_bytes(kv_cache_dtype: str) -> int:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class HybridLayout:
+    """How vLLM's hybrid KV cache manager lays out a model with recurrent layers on one GPU.
+
+    One block pool with one page size: an attention page (block_tokens tokens of one layer)
+    must hold a recurrent state, so block_tokens grows to 16 * ceil(state / (16 * per-token
+    bytes)) and the state page is padded to the attention page
+    (vllm/platforms/interface.py _align_hybrid_block_size). Layers are grouped by type into
+    groups of group_size (the smallest type's count, or the largest's when within 1.5x), each
+    type padded to whole groups (vllm/v1/core/kv_cache_utils.py
+    _get_kv_cache_groups_uniform_page_size).
+    """
+
+    block_tokens: int
+    page_bytes: int  # one layer's page: block_tokens of attention KV, or one padded state
+    group_size: int
+    attention_groups: int
+    state_groups: int
+    state_bytes_unpadded: int  # one sequence's state over all recurrent layers
+
+
+def hybrid_layout(spec: ModelSpec, tp: int, kv_cache_dtype: str) -> HybridLayout | None:
+    if spec.recurrent is None or not spec.recurrent_layer_count:
+        return None
+    per_token, attn_layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
+    state = state_bytes_per_layer(spec.recurrent, tp, spec.dtype)
+    block = BLOCK_TOKENS * max(1, math.ceil(state / (BLOCK_TOKENS * per_token)))
+    counts = [n for n in (attn_layers, spec.recurrent_layer_count) if n]
+    group = min(counts)
+    if max(counts) < group * 1.5:
+        group = max(counts)
+    return HybridLayout(
+        block_tokens=block,
+        page_bytes=block * per_token,
+        group_size=group,
+        attention_groups=math.ceil(attn_layers / group),
+        state_groups=math.ceil(spec.recurrent_layer_count / group),
+        state_bytes_unpadded=state * spec.recurrent_layer_count,
+    )
+
+
+def state_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str = "auto") -> int:
+    """The fixed recurrent state one sequence holds on one GPU, as allocated (padded pages,
+    padded groups); 0 for models without recurrent layers. It does not grow with context."""
+    lay = hybrid_layout(spec, tp, kv_cache_dtype)
+    return 0 if lay is None else lay.group_size * lay.page_bytes * lay.state_groups
+
+
 def kv_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str, context: int) -> int:
     """KV bytes one request of `context` tokens holds on one GPU, in whole 16-token blocks;
-    sliding-window layers hold at most the window (plus the block it straddles)."""
+    sliding-window layers hold at most the window (plus the block it straddles). For hybrid
+    models: attention KV in the enlarged hybrid blocks plus the per-sequence recurrent state,
+    so that charging this per concurrent request charges the state too."""
+    lay = hybrid_layout(spec, tp, kv_cache_dtype)
+    if lay is not None:
+        blocks = math.ceil(context / lay.block_tokens)
+        return lay.group_size * lay.page_bytes * (lay.attention_groups * blocks + lay.state_groups)
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     tokens = math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS
     sliding = spec.sliding_layer_count
@@ -250,8 +319,13 @@ def activation_bytes(spec: ModelSpec, tp: int) -> int:
     """Peak activation of vLLM's profile run on one GPU (see the calibration note above)."""
     if spec.is_moe:
         inter = spec.experts_per_token * spec.moe_intermediate_size
-        inter += spec.num_shared_experts * spec.moe_intermediate_size
-        if spec.first_dense_layers:
+        if spec.num_shared_experts:
+            inter += spec.shared_expert_intermediate_size or (
+                spec.num_shared_experts * spec.moe_intermediate_size
+            )
+        # dense layers beside the MoE ones (DeepSeek's first layers, Llama 4 Maverick's
+        # alternate layers) may peak higher
+        if any(spec.ffn_kind(i) == "dense" for i in range(spec.num_layers)):
             inter = max(inter, spec.intermediate_size)
     else:
         inter = spec.intermediate_size
@@ -303,6 +377,27 @@ def estimate_footprint(
             f"{fmt.name} sizes follow llama.cpp's per-tensor mix rules approximately "
             "(within ~7% of published files); a real GGUF file (--gguf) is exact"
         )
+    chunked = sum(1 for t in spec.layer_types if t == "chunked")
+    if chunked and spec.attention_chunk_size:
+        # vLLM disables its hybrid KV cache manager for chunked local attention by default
+        # (vllm/config/vllm.py: "There is a latency regression when using chunked local
+        # attention with the hybrid KV cache manager. Disabling it, by default."), and without
+        # it every layer's cache is a full-attention cache.
+        capped = min(context, spec.attention_chunk_size)
+        saved = chunked * (context - capped) * per_layer
+        notes.append(
+            f"{chunked} of {layers} layers use chunked local attention "
+            f"({spec.attention_chunk_size} tokens); vLLM sizes them as full attention by default. "
+            "With VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1 they hold at most one "
+            f"chunk, {saved:,} fewer KV bytes per {context}-token request"
+        )
+    lay = hybrid_layout(spec, 1, kv_cache_dtype)
+    if lay is not None:
+        notes.append(
+            f"per-sequence recurrent state {lay.state_bytes_unpadded:,} B "
+            f"({state_bytes_per_request(spec, 1, kv_cache_dtype):,} B as vLLM pads it); "
+            f"attention KV in {lay.block_tokens}-token blocks (hybrid page alignment)"
+        )
     if mtp:
         notes.append(
             f"{mtp:,} multi-token-prediction parameters are stored in the checkpoint "
@@ -320,6 +415,7 @@ def estimate_footprint(
         weight_bytes_by_dtype=wb.by_dtype, kv_bytes_per_token=per_layer * layers,
         kv_bytes_per_request=kv_bytes_per_request(spec, 1, kv_cache_dtype, context),
         per_tp=per_tp, notes=tuple(notes),
+        state_bytes_per_request=state_bytes_per_request(spec, 1, kv_cache_dtype),
     )  # fmt: skip
 
 
@@ -352,4 +448,5 @@ def _per_tp(
         overhead_bytes_per_gpu=overhead,
         kv_bytes_per_token_per_gpu=per_layer * layers,
         max_concurrency_by_card=fits,
+        state_bytes_per_request_per_gpu=state_bytes_per_request(spec, tp, kv_cache_dtype),
     )

@@ -186,6 +186,17 @@ def layer_index(name: str) -> int | None:
     return None
 
 
+def _names_module(name: str, pattern: str) -> bool:
+    """Whether an ignore-list entry names this tensor's module.
+
+    A plain entry matches whole dotted components ("gate" names "mlp.gate" but not
+    "gate_proj", as vLLM's is_layer_skipped compares module names, not substrings: MiniMax-M2
+    ignores "gate" and stores its gate_proj-like experts in FP8); wildcards match as globs."""
+    if any(ch in pattern for ch in "*?["):
+        return fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(name, f"*{pattern}*")
+    return f".{pattern}." in f".{name}." or f".{pattern}[" in f".{name}"
+
+
 def is_quantized(t: Tensor, fmt: QuantFormat, qc: QuantConfig | None) -> bool:
     """Whether a tensor is stored in the quantized layout under this format."""
     if fmt.kind == "float":
@@ -196,7 +207,7 @@ def is_quantized(t: Tensor, fmt: QuantFormat, qc: QuantConfig | None) -> bool:
         return False
     if qc is not None:
         for pattern in qc.keep_unquantized:
-            if fnmatch.fnmatch(t.name, pattern) or fnmatch.fnmatch(t.name, f"*{pattern}*"):
+            if _names_module(t.name, pattern):
                 return False
     return True
 

@@ -23,6 +23,8 @@ Role = Literal[
     "sink",  # gpt-oss attention sinks (split over heads)
     "vision",  # vision tower / projector (split)
     "mtp",  # multi-token-prediction extras stored in the checkpoint, unused when serving
+    "ssm",  # Mamba / Gated DeltaNet per-channel or per-head parameters (split over heads)
+    "indexer",  # DeepSeek-V3.2 indexer head weights (replicated, never quantized)
 ]
 
 TensorDtype = str  # "bf16", "fp16", "fp32", "fp8", "int8", "int4", "fp4", or "gguf:<TYPE>"
@@ -55,7 +57,14 @@ class Tensor:
 
 @dataclass(frozen=True, slots=True)
 class VisionSpec:
-    """A SigLIP-style vision tower with a linear projector (Gemma 3)."""
+    """A vision tower and its projector, stored beside the language model.
+
+    ``kind`` picks the tensor layout in architecture.py: "siglip" (Gemma 3: SigLIP with an
+    RMS-normed linear projector), "pixtral" (Mistral 3: Pixtral encoder, patch merger and a
+    two-layer projector), "llama4" (Llama 4: a ViT with a class token, a pixel-shuffle
+    adapter and a one-matrix projector), "qwen3_vl" (Qwen3-VL: a ViT with 3-D patches, a 2x2
+    patch merger and DeepStack mergers).
+    """
 
     hidden_size: int
     intermediate_size: int
@@ -63,6 +72,50 @@ class VisionSpec:
     patch_size: int
     image_size: int
     num_channels: int = 3
+    kind: str = "siglip"
+    spatial_merge_size: int = 1  # pixtral: patches merged 2x2 before the projector
+    projector_bias: bool = False
+    # llama4: the pixel-shuffle adapter's widths and the projector's input width
+    projector_input_dim: int = 0
+    projector_output_dim: int = 0  # qwen3_vl: the mergers' output width (out_hidden_size)
+    vision_output_dim: int = 0
+    # qwen3_vl: video patches span temporal_patch_size frames; a learned position table; one
+    # extra "deepstack" merger per layer named in deepstack_visual_indexes
+    temporal_patch_size: int = 1
+    num_position_embeddings: int = 0
+    deepstack_mergers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RecurrentSpec:
+    """The recurrent mixer of hybrid models: Gated DeltaNet (Qwen3-Next) or Mamba-2 (Nemotron-H,
+    Granite 4.0-H). Each such layer keeps a fixed per-sequence state instead of a KV cache.
+
+    Gated DeltaNet: ``num_heads`` value heads of ``head_dim``, ``num_k_heads`` key heads of
+    ``head_k_dim``. Mamba-2: ``num_heads`` heads of ``head_dim`` (d_inner = heads x head_dim),
+    ``n_groups`` B/C groups of ``state_size``.
+    """
+
+    kind: str  # "gdn" | "mamba2"
+    num_heads: int
+    head_dim: int
+    conv_kernel: int
+    num_k_heads: int = 0
+    head_k_dim: int = 0
+    n_groups: int = 0
+    state_size: int = 0
+    conv_bias: bool = False  # Mamba-2 conv1d bias
+    state_dtype: str | None = None  # SSM/recurrent state dtype when the config pins one (fp32)
+
+    @property
+    def inner_size(self) -> int:
+        return self.num_heads * self.head_dim
+
+    @property
+    def conv_dim(self) -> int:
+        if self.kind == "gdn":
+            return 2 * self.num_k_heads * self.head_k_dim + self.inner_size
+        return self.inner_size + 2 * self.n_groups * self.state_size
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +153,9 @@ class ModelSpec:
     qkv_bias: bool = False
     o_bias: bool = False
     qk_norm: bool = False
+    # OLMo 2 / MiniMax-M2 normalise q and k over all heads at once (weights num_heads x head_dim)
+    # instead of Qwen3's per-head (head_dim) norm.
+    qk_norm_full_width: bool = False
     norms_per_layer: int = 2
     fused_qkv: bool = False
     fused_gate_up: bool = False
@@ -110,6 +166,8 @@ class ModelSpec:
     num_shared_experts: int = 0
     shared_expert_intermediate_size: int = 0
     first_dense_layers: int = 0
+    # Llama 4 interleaves: layer i is MoE when (i + 1) % moe_layer_step == 0, dense otherwise.
+    moe_layer_step: int = 1
     expert_bias: bool = False  # gpt-oss experts carry biases
     router_bias: bool = False
     router_score_bias: bool = False  # DeepSeek-V3 e_score_correction_bias (fp32)
@@ -119,10 +177,26 @@ class ModelSpec:
     qk_rope_head_dim: int = 0
     qk_nope_head_dim: int = 0
     v_head_dim: int = 0
+    # DeepSeek-V3.2 sparse attention: a lightning indexer per layer with its own per-token cache
+    index_n_heads: int = 0
+    index_head_dim: int = 0
     mtp_layers: int = 0
     # Attention layout
-    layer_types: tuple[str, ...] = ()  # "full" or "sliding" per layer; empty = all full
+    # Per layer: attention "full" / "sliding" / "chunked", recurrent "linear" (Gated DeltaNet) or
+    # "mamba", or "none" (no mixer: Nemotron-H MLP layers). Empty = all full attention.
+    layer_types: tuple[str, ...] = ()
+    # Per layer FFN "dense" / "moe" / "none" when the config says so (Nemotron-H); empty = derive.
+    ffn_types: tuple[str, ...] = ()
+    recurrent: RecurrentSpec | None = None
+    attn_output_gate: bool = False  # Qwen3-Next: q_proj also emits a per-channel output gate
+    shared_expert_gate: bool = False  # Qwen2-MoE style sigmoid gate on the shared expert
+    mlp_gated: bool = True  # False: up/down only (Nemotron-H squared-ReLU MLP)
+    # DeciLM / Nemotron-NAS: each layer's own MLP width (0 where the layer has no MLP)
+    layer_intermediate_sizes: tuple[int, ...] = ()
+    mtp_style: str = "deepseek"  # "deepseek": own embedding + head copies; "qwen3_next": fc + norms
     sliding_window: int | None = None
+    # Llama 4 chunked local attention: "chunked" layers attend within chunks of this many tokens.
+    attention_chunk_size: int | None = None
     attention_sinks: bool = False
     vision: VisionSpec | None = None
     quant: QuantConfig | None = None
@@ -149,6 +223,35 @@ class ModelSpec:
     def sliding_layer_count(self) -> int:
         return sum(1 for t in self.layer_types if t == "sliding")
 
+    def is_moe_layer(self, i: int) -> bool:
+        """Whether decoder layer ``i`` has routed experts (MTP layers count as their index)."""
+        if self.ffn_types and i < len(self.ffn_types):
+            return self.ffn_types[i] == "moe"
+        if not self.is_moe or i < self.first_dense_layers:
+            return False
+        return (i + 1) % self.moe_layer_step == 0
+
+    def ffn_kind(self, i: int) -> str:
+        """ "dense", "moe" or "none" for decoder layer ``i``."""
+        if self.ffn_types and i < len(self.ffn_types):
+            return self.ffn_types[i]
+        return "moe" if self.is_moe_layer(i) else "dense"
+
+    def mixer_kind(self, i: int) -> str:
+        """ "attention", "linear", "mamba" or "none" for decoder layer ``i`` (MTP: attention)."""
+        if i >= len(self.layer_types):
+            return "attention"
+        t = self.layer_types[i]
+        return t if t in {"linear", "mamba", "none"} else "attention"
+
+    @property
+    def attention_layer_count(self) -> int:
+        return sum(1 for i in range(self.num_layers) if self.mixer_kind(i) == "attention")
+
+    @property
+    def recurrent_layer_count(self) -> int:
+        return sum(1 for t in self.layer_types if t in {"linear", "mamba"})
+
 
 @dataclass(frozen=True, slots=True)
 class TPFootprint:
@@ -162,6 +265,7 @@ class TPFootprint:
     overhead_bytes_per_gpu: int
     kv_bytes_per_token_per_gpu: int
     max_concurrency_by_card: dict[str, int] = field(default_factory=dict)
+    state_bytes_per_request_per_gpu: int = 0  # included in the KV figures above
 
     @property
     def total_bytes_per_gpu(self) -> int:
@@ -188,3 +292,6 @@ class Footprint:
     kv_bytes_per_request: int  # TP=1, at context_tokens, sliding layers capped, block-rounded
     per_tp: tuple[TPFootprint, ...]
     notes: tuple[str, ...] = ()
+    # Hybrid models: the fixed recurrent state one sequence holds (TP=1, as vLLM pads it to the
+    # attention page), included in kv_bytes_per_request; 0 for pure-attention models.
+    state_bytes_per_request: int = 0

@@ -43,8 +43,13 @@ def footprint_to_dict(fp: Footprint) -> dict[str, Any]:
         "parameters": {"total": fp.total_params, "active": fp.active_params, "mtp": fp.mtp_params},
         "weights": {"bytes": fp.weight_bytes, "gib": gib(fp.weight_bytes),
                     "by_dtype_bytes": fp.weight_bytes_by_dtype},
+        # bytes_per_request includes state_bytes_per_request (hybrid models' fixed recurrent
+        # state, 0 otherwise); the state and layer counts are additive fields of schema /1.
         "kv_cache": {"bytes_per_token": fp.kv_bytes_per_token,
-                     "bytes_per_request": fp.kv_bytes_per_request},
+                     "bytes_per_request": fp.kv_bytes_per_request,
+                     "state_bytes_per_request": fp.state_bytes_per_request,
+                     "attention_layers": m.attention_layer_count,
+                     "recurrent_layers": m.recurrent_layer_count},
         "card_classes_bytes": dict(CARD_CLASSES),
         "tensor_parallel": [
             {
@@ -54,6 +59,7 @@ def footprint_to_dict(fp: Footprint) -> dict[str, Any]:
                     "overhead": t.overhead_bytes_per_gpu, "total": t.total_bytes_per_gpu,
                 },
                 "kv_bytes_per_token_per_gpu": t.kv_bytes_per_token_per_gpu,
+                "state_bytes_per_request_per_gpu": t.state_bytes_per_request_per_gpu,
                 "max_concurrency": t.max_concurrency_by_card,
             }
             for t in fp.per_tp
@@ -102,10 +108,17 @@ def footprint_tables(fp: Footprint) -> list[Any]:
     summary.add_row("weights", weights)
     summary.add_row(
         "KV cache",
-        f"{fp.kv_bytes_per_token:,} B/token over all layers "
+        f"{fp.kv_bytes_per_token:,} B/token over {m.attention_layer_count} attention layers "
         f"({fp.kv_cache_dtype}); "
         f"{fp.kv_bytes_per_request / GIB:.2f} GiB per {fp.context_tokens:,}-token request",
     )
+    if fp.state_bytes_per_request:
+        summary.add_row(
+            "per-sequence state",
+            f"{fp.state_bytes_per_request:,} B = {fp.state_bytes_per_request / GIB:.3f} GiB per "
+            f"concurrent request ({m.recurrent_layer_count} recurrent layers; fixed, does not "
+            f"grow with context; included in the KV figures)",
+        )
     summary.add_row(
         "budget",
         f"gpu_memory_utilization {fp.gpu_memory_utilization}, concurrency {fp.concurrency}",

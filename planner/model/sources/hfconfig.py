@@ -9,19 +9,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from planner.errors import ModelSpecError, UsageError
-from planner.model.values import ModelSpec, QuantConfig, VisionSpec
-
-DTYPES = {
-    "bfloat16": "bf16",
-    "float16": "fp16",
-    "float32": "fp32",
-    "half": "fp16",
-    "bf16": "bf16",
-    "fp16": "fp16",
-    "fp32": "fp32",
-    "float": "fp32",
-}
+from planner.errors import ModelSpecError
+from planner.model.sources.fields import DTYPES
+from planner.model.sources.fields import get_field as _get
+from planner.model.sources.layouts import (
+    VISION_KINDS,
+    hybrid_note,
+    parse_block_configs,
+    parse_hybrid,
+    parse_vision,
+)
+from planner.model.sources.quantconfig import parse_modelopt, parse_quantization_config
+from planner.model.values import ModelSpec
 
 # model_type -> family. Families decide layout details below.
 FAMILIES = {
@@ -29,25 +28,44 @@ FAMILIES = {
     "qwen3": "qwen3", "qwen3_moe": "qwen3_moe", "mixtral": "mixtral", "gemma2": "gemma2",
     "gemma3": "gemma3", "gemma3_text": "gemma3", "phi3": "phi3", "deepseek_v3": "deepseek_v3",
     "deepseek_v2": "deepseek_v2", "gpt_oss": "gpt_oss", "granite": "llama",
+    # SmolLM3 is Llama-shaped; its NoPE layers (every 4th skips RoPE) change no tensor or cache.
+    "smollm3": "llama",
+    "olmo2": "olmo2", "glm4_moe": "glm4_moe", "llama4": "llama4", "llama4_text": "llama4",
+    "minimax_m2": "minimax_m2",
+    # hybrid: recurrent layers with a per-sequence state beside a few attention layers
+    "qwen3_next": "qwen3_next", "nemotron_h": "nemotron_h", "granitemoehybrid": "granite_hybrid",
+    # Qwen3-VL wraps a Qwen3 / Qwen3-MoE decoder
+    "qwen3_vl": "qwen3", "qwen3_vl_moe": "qwen3_moe",
+    "deepseek_v32": "deepseek_v3",  # + the sparse-attention indexer (index_head_dim)
+    "nemotron-nas": "decilm",  # Llama layers with per-layer attention / MLP choices
+    "ernie4_5_moe": "ernie4_5_moe",
 }  # fmt: skip
 
+# architectures[0] -> family, for configs whose model_type is a new name for a supported layout
+# (Kimi K2: model_type 'kimi_k2', architectures ['DeepseekV3ForCausalLM']). vLLM itself picks
+# the model class by this field (vllm/model_executor/models/registry.py).
+ARCHITECTURES = {
+    "LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "GraniteForCausalLM": "llama",
+    "Mistral3ForConditionalGeneration": "llama", "SmolLM3ForCausalLM": "llama",
+    "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe",
+    "MixtralForCausalLM": "mixtral", "Gemma2ForCausalLM": "gemma2",
+    "Gemma3ForCausalLM": "gemma3", "Gemma3ForConditionalGeneration": "gemma3",
+    "Phi3ForCausalLM": "phi3", "DeepseekV3ForCausalLM": "deepseek_v3",
+    "DeepseekV2ForCausalLM": "deepseek_v2", "GptOssForCausalLM": "gpt_oss",
+    "Olmo2ForCausalLM": "olmo2", "Glm4MoeForCausalLM": "glm4_moe",
+    "Llama4ForConditionalGeneration": "llama4", "Llama4ForCausalLM": "llama4",
+    "MiniMaxM2ForCausalLM": "minimax_m2", "Qwen3NextForCausalLM": "qwen3_next",
+    "NemotronHForCausalLM": "nemotron_h", "GraniteMoeHybridForCausalLM": "granite_hybrid",
+    "Qwen3VLForConditionalGeneration": "qwen3", "Qwen3VLMoeForConditionalGeneration": "qwen3_moe",
+    "DeepseekV32ForCausalLM": "deepseek_v3", "DeciLMForCausalLM": "decilm",
+    "Ernie4_5_MoeForCausalLM": "ernie4_5_moe",
+}  # fmt: skip
 
-def _get(cfg: Mapping[str, Any], key: str, where: str, default: Any = ..., kind: type = int) -> Any:
-    value = cfg.get(key, default)
-    if value is ...:
-        raise ModelSpecError(
-            f"{where}: missing field '{key}'",
-            "the config.json of a decoder model names it; check the file is a model config",
-        )
-    if value is None and default is None:
-        return None
-    if key not in cfg:
-        return value  # the caller's default
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ModelSpecError(f"{where}: field '{key}' must be an integer, got {value!r}")
-    if kind is int and value <= 0:
-        raise ModelSpecError(f"{where}: field '{key}' must be positive, got {value}")
-    return value
+# What a family needs that an unknown one may lack: named in the "not supported" hint.
+_UNSUPPORTED_HINTS = {
+    "hybrid": "per-sequence recurrent/SSM state of linear-attention or Mamba layers",
+    "vision": "its vision tower layout",
+}
 
 
 def parse_config(
@@ -63,21 +81,16 @@ def parse_config(
     if not isinstance(config, Mapping):
         raise ModelSpecError(f"{where}: expected a JSON object")
     model_type = config.get("model_type")
-    text_cfg: Mapping[str, Any] = config
+    text_cfg, family = _unwrap(config, where)
     vision = None
-    if model_type == "gemma3" and isinstance(config.get("text_config"), Mapping):
-        text_cfg = {**config["text_config"]}
-        vision = _parse_siglip(config.get("vision_config"), where)
-    family = FAMILIES.get(str(model_type))
-    if family is None:
-        archs = config.get("architectures") or []
-        raise ModelSpecError(
-            f"{where}: model_type '{model_type}' "
-            f"({', '.join(map(str, archs)) or 'no architecture'})"
-            " is not supported yet",
-            f"supported model types: {', '.join(sorted(FAMILIES))}",
-        )
+    if text_cfg is not config and isinstance(config.get("vision_config"), Mapping):
+        vision = parse_vision(config, str(model_type), where)
     c = text_cfg
+    decilm: dict[str, Any] = {}
+    if family == "decilm":
+        decilm = parse_block_configs(c, where)
+        c = {**c, "num_key_value_heads": decilm.pop("num_kv_heads"),
+             "intermediate_size": max(decilm["layer_intermediate_sizes"]) or 1}  # fmt: skip
     hidden = _get(c, "hidden_size", where)
     heads = _get(c, "num_attention_heads", where)
     kv_heads = _get(c, "num_key_value_heads", where, default=heads)
@@ -105,21 +118,40 @@ def parse_config(
         max_position_embeddings=_get(c, "max_position_embeddings", where, default=4096),
         dtype=dtype, source=source, source_ref=source_ref, vision=vision,
     )  # fmt: skip
-    bias = bool(c.get("attention_bias", False))
+    bias = bool(c.get("attention_bias", False) or (family == "ernie4_5_moe" and c.get("use_bias")))
     fields["qkv_bias"] = bias or family == "qwen2"
-    fields["o_bias"] = bias
+    # GLM-4.5's attention_bias covers q/k/v only; o_proj is bias-free (vLLM glm4_moe.py).
+    fields["o_bias"] = bias and family not in {"glm4_moe", "ernie4_5_moe"}
     if family in {"qwen3", "qwen3_moe", "gemma3"}:
         fields["qk_norm"] = True
+    if family == "minimax_m2":
+        # qk_norm_type "per_layer": one norm over all q (k) heads, as OLMo 2 (vLLM minimax_m2.py)
+        fields.update(qk_norm=bool(c.get("use_qk_norm", True)), qk_norm_full_width=True)
+    if family == "olmo2":
+        # OLMo 2 normalises q and k across all heads (q_norm: heads*head_dim weights).
+        # https://github.com/vllm-project/vllm/blob/main/vllm/model_executor/models/olmo2.py
+        fields.update(qk_norm=True, qk_norm_full_width=True)
+    if family == "glm4_moe":
+        fields["qk_norm"] = bool(c.get("use_qk_norm", False))
     if family in {"gemma2", "gemma3"}:
         fields["norms_per_layer"] = 4
     if family == "phi3":
         fields.update(fused_qkv=True, fused_gate_up=True)
     notes: list[str] = []
+    if vision is None and text_cfg is not config and "vision_config" in config:
+        notes.append(
+            f"the vision tower of '{model_type}' is not modelled: parameters and weight bytes "
+            "cover the language model only"
+        )
+    parse_hybrid(c, family, fields, where, layers, dtype)
     _parse_moe(c, family, fields, where, notes)
     _parse_mla(c, family, fields, where)
     _parse_layer_types(c, family, fields, layers)
     if family == "gpt_oss":
         fields.update(attention_sinks=True, router_bias=True, expert_bias=True)
+    fields.update(decilm)
+    if fields.get("recurrent") is not None:
+        notes.append(hybrid_note(fields))
     if not fields["intermediate_size"] and not fields.get("num_experts"):
         raise ModelSpecError(f"{where}: missing field 'intermediate_size'")
     qc_raw = c.get("quantization_config") or config.get("quantization_config")
@@ -133,26 +165,71 @@ def parse_config(
     return ModelSpec(**fields)
 
 
-def _parse_siglip(vc: Any, where: str) -> VisionSpec:
-    if not isinstance(vc, Mapping):
-        raise ModelSpecError(f"{where}: gemma3 config without a 'vision_config' object")
-    return VisionSpec(
-        hidden_size=_get(vc, "hidden_size", where + " vision_config"),
-        intermediate_size=_get(vc, "intermediate_size", where + " vision_config"),
-        num_layers=_get(vc, "num_hidden_layers", where + " vision_config"),
-        patch_size=_get(vc, "patch_size", where + " vision_config"),
-        image_size=_get(vc, "image_size", where + " vision_config"),
-        num_channels=vc.get("num_channels", 3),
-    )
+def _unwrap(config: Mapping[str, Any], where: str) -> tuple[Mapping[str, Any], str]:
+    """The decoder's config and its family.
+
+    Vision-language wrappers (Gemma 3, Mistral 3, Llama 4, Qwen3-VL) nest the decoder under
+    ``text_config``; the family comes from the wrapper's model_type, else the nested one, else
+    the declared architecture.
+    """
+    text_cfg: Mapping[str, Any] = config
+    if isinstance(config.get("text_config"), Mapping):
+        text_cfg = {**config["text_config"]}
+    archs = [str(a) for a in config.get("architectures") or []]
+    candidates = [
+        FAMILIES.get(str(config.get("model_type"))),
+        FAMILIES.get(str(text_cfg.get("model_type"))),
+    ]
+    candidates += [ARCHITECTURES.get(a) for a in archs]
+    family = next((f for f in candidates if f), None)
+    if family is None:
+        raise ModelSpecError(
+            f"{where}: model_type '{config.get('model_type')}' "
+            f"({', '.join(archs) or 'no architecture'}) is not supported yet",
+            _unsupported_hint(config, text_cfg),
+        )
+    return text_cfg, family
+
+
+def _unsupported_hint(config: Mapping[str, Any], text_cfg: Mapping[str, Any]) -> str:
+    """Name the closest supported family and what the config has that gpuplan cannot size."""
+    import difflib
+
+    name = str(config.get("model_type") or "")
+    names = sorted(FAMILIES) + sorted(ARCHITECTURES)
+    archs = [str(a) for a in config.get("architectures") or []]
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.4) or [
+        m for a in archs for m in difflib.get_close_matches(a, names, n=1, cutoff=0.5)
+    ]
+    missing = []
+    keys = set(text_cfg)
+    if keys & {
+        "layers_block_type",
+        "hybrid_override_pattern",
+        "linear_num_value_heads",
+        "mamba_d_state",
+        "ssm_state_size",
+        "mamba_n_heads",
+        "attn_layer_period",
+    }:
+        missing.append(_UNSUPPORTED_HINTS["hybrid"])
+    if "vision_config" in config and name not in VISION_KINDS:
+        missing.append(_UNSUPPORTED_HINTS["vision"])
+    hint = f"closest supported: {close[0]}" if close else "no close supported family"
+    if missing:
+        hint += "; not modelled yet: " + ", ".join(missing)
+    return hint + f" (supported model types: {', '.join(sorted(FAMILIES))})"
 
 
 def _parse_moe(
     c: Mapping[str, Any], family: str, f: dict[str, Any], where: str, notes: list[str]
 ) -> None:
-    if family == "mixtral" or (family == "gpt_oss"):
+    if family in {"mixtral", "gpt_oss", "minimax_m2"}:
         f["num_experts"] = _get(c, "num_local_experts", where)
         f["experts_per_token"] = c.get("num_experts_per_tok") or _get(c, "experts_per_token", where)
         f["moe_intermediate_size"] = f["intermediate_size"]
+        # MiniMax-M2 routes by sigmoid plus e_score_correction_bias (use_routing_bias).
+        f["router_score_bias"] = bool(c.get("use_routing_bias", False))
     elif family == "qwen3_moe":
         f["num_experts"] = _get(c, "num_experts", where)
         f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
@@ -162,16 +239,71 @@ def _parse_moe(
                 f"{where}: qwen3_moe with dense layers (mlp_only_layers / decoder_sparse_step) "
                 "is not supported yet"
             )
-    elif family in {"deepseek_v3", "deepseek_v2"}:
+    elif family in {"deepseek_v3", "deepseek_v2", "glm4_moe"}:
         f["num_experts"] = _get(c, "n_routed_experts", where)
         f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
         f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
         f["num_shared_experts"] = c.get("n_shared_experts") or 0
         f["first_dense_layers"] = c.get("first_k_dense_replace") or 0
-        f["router_score_bias"] = c.get("topk_method") == "noaux_tc" or family == "deepseek_v3"
+        # GLM-4.5 routes like DeepSeek-V3 (sigmoid + e_score_correction_bias, vLLM glm4_moe.py)
+        f["router_score_bias"] = c.get("topk_method") == "noaux_tc" or family in {
+            "deepseek_v3",
+            "glm4_moe",
+        }
         f["mtp_layers"] = c.get("num_nextn_predict_layers") or 0
         if (c.get("moe_layer_freq") or 1) != 1:
             raise ModelSpecError(f"{where}: moe_layer_freq != 1 is not supported yet")
+    elif family in {"qwen3_next", "granite_hybrid"} and (
+        c.get("num_experts") or c.get("num_local_experts")
+    ):
+        # Qwen3-Next: every layer MoE with one gated shared expert (vLLM qwen3_next.py).
+        # Granite 4.0-H: block_sparse_moe plus an always-on shared_mlp per layer
+        # (vLLM granitemoehybrid.py); stored fused, counted as gate/up/down.
+        f["num_experts"] = c.get("num_experts") or c.get("num_local_experts")
+        f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
+        if family == "qwen3_next":
+            f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
+            f["shared_expert_intermediate_size"] = _get(c, "shared_expert_intermediate_size", where)
+            f["shared_expert_gate"] = True
+            if c.get("mlp_only_layers") or c.get("decoder_sparse_step", 1) != 1:
+                raise ModelSpecError(f"{where}: qwen3_next with dense layers is not supported yet")
+        else:
+            f["moe_intermediate_size"] = _get(c, "intermediate_size", where)
+            f["shared_expert_intermediate_size"] = _get(c, "shared_intermediate_size", where)
+        f["num_shared_experts"] = 1 if f["shared_expert_intermediate_size"] else 0
+    elif family == "ernie4_5_moe":
+        # vLLM ernie45_moe.py: MoE where start <= i <= end and (i + 1) % interval == 0, dense
+        # (intermediate_size) elsewhere; shared experts moe_intermediate_size x their count;
+        # the router always carries e_score_correction_bias.
+        f["num_experts"] = _get(c, "moe_num_experts", where)
+        f["experts_per_token"] = _get(c, "moe_k", where)
+        f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
+        f["num_shared_experts"] = int(c.get("moe_num_shared_experts") or 0)
+        f["router_score_bias"] = True
+        layers = f["num_layers"]
+        start = int(c.get("moe_layer_start_index") or 0)
+        end = c.get("moe_layer_end_index")
+        end = layers - 1 if end is None else int(end)
+        every = int(c.get("moe_layer_interval") or 1)
+        f["ffn_types"] = tuple(
+            "moe" if start <= i <= end and (i + 1) % every == 0 else "dense" for i in range(layers)
+        )
+        if c.get("num_nextn_predict_layers"):
+            notes.append(
+                "the checkpoint's multi-token-prediction block is not counted (its layout is "
+                "not modelled); vLLM does not load it for plain serving"
+            )
+    elif family == "llama4":
+        # Experts and the shared expert are intermediate_size wide; dense layers use
+        # intermediate_size_mlp. MoE every interleave_moe_layer_step-th layer (Scout 1,
+        # Maverick 2). vLLM llama4.py: is_moe_layer = (layer_idx + 1) % step == 0.
+        f["num_experts"] = _get(c, "num_local_experts", where)
+        f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
+        f["moe_intermediate_size"] = _get(c, "intermediate_size", where)
+        f["num_shared_experts"] = 1
+        f["shared_expert_intermediate_size"] = f["moe_intermediate_size"]
+        f["intermediate_size"] = _get(c, "intermediate_size_mlp", where)
+        f["moe_layer_step"] = int(c.get("interleave_moe_layer_step") or 1)
     if f.get("num_experts") and f["experts_per_token"] > f["num_experts"]:
         raise ModelSpecError(f"{where}: num_experts_per_tok exceeds the number of experts")
 
@@ -186,6 +318,11 @@ def _parse_mla(c: Mapping[str, Any], family: str, f: dict[str, Any], where: str)
     f["v_head_dim"] = _get(c, "v_head_dim", where)
     f["head_dim"] = f["qk_nope_head_dim"] + f["qk_rope_head_dim"]
     f["num_kv_heads"] = f["num_attention_heads"]
+    if c.get("index_head_dim"):
+        if not f["q_lora_rank"]:
+            raise ModelSpecError(f"{where}: an indexer (index_head_dim) needs q_lora_rank")
+        f["index_head_dim"] = _get(c, "index_head_dim", where)
+        f["index_n_heads"] = _get(c, "index_n_heads", where)
 
 
 def _parse_layer_types(c: Mapping[str, Any], family: str, f: dict[str, Any], layers: int) -> None:
@@ -208,118 +345,10 @@ def _parse_layer_types(c: Mapping[str, Any], family: str, f: dict[str, Any], lay
     if types and window and "sliding" in types:
         f["layer_types"] = tuple(types)
         f["sliding_window"] = int(window)
-
-
-def _keep_patterns(names: Any) -> tuple[str, ...]:
-    out = []
-    for n in names or []:
-        s = str(n)
-        if s.startswith("re:"):
-            s = s[3:].replace(".*", "*").replace("\\.", ".").rstrip("$")
-        out.append(s)
-    return tuple(out)
-
-
-def parse_quantization_config(qc: Any, where: str) -> QuantConfig:
-    """Map a checkpoint's ``quantization_config`` to a gpuplan format."""
-    if not isinstance(qc, Mapping):
-        raise ModelSpecError(f"{where}: 'quantization_config' must be an object")
-    method = str(qc.get("quant_method", "")).lower()
-    keep = _keep_patterns(
-        qc.get("modules_to_not_convert") or qc.get("ignored_layers") or qc.get("ignore")
-    )
-    if method in {"awq", "gptq", "awq_marlin", "gptq_marlin"}:
-        bits = qc.get("bits", qc.get("w_bit", 4))
-        if bits != 4:
-            raise UsageError(
-                f"{where}: {method} with {bits} bits is not supported yet",
-                "gpuplan sizes 4-bit AWQ/GPTQ checkpoints",
-            )
-        group = qc.get("group_size", qc.get("q_group_size", 128))
-        return QuantConfig(
-            format=method.split("_")[0], group_size=int(group), keep_unquantized=keep
-        )
-    if method == "fp8":
-        block = qc.get("weight_block_size")
-        static = qc.get("activation_scheme") == "static"
-        if block:
-            return QuantConfig(
-                "fp8-block",
-                block=(int(block[0]), int(block[1])),
-                keep_unquantized=keep,
-                static_activation_scales=static,
-            )
-        return QuantConfig("fp8", keep_unquantized=keep, static_activation_scales=static)
-    if method == "fbgemm_fp8":
-        return QuantConfig("fp8-channel", keep_unquantized=keep)
-    if method == "mxfp4":
-        return QuantConfig("mxfp4", keep_unquantized=keep)
-    if method == "modelopt":
-        return parse_modelopt({"quantization": qc}, where)
-    if method == "compressed-tensors":
-        return _parse_compressed_tensors(qc, keep, where)
-    if method == "bitsandbytes":
-        raise UsageError(
-            f"{where}: bitsandbytes checkpoints are not served by current vLLM",
-            "bitsandbytes left core vLLM (absent from 0.33); use an AWQ/GPTQ variant",
-        )
-    raise UsageError(
-        f"{where}: quantization method '{method}' is not supported yet",
-        "supported: awq, gptq, fp8, fbgemm_fp8, compressed-tensors, modelopt, mxfp4",
-    )
-
-
-def _parse_compressed_tensors(
-    qc: Mapping[str, Any], keep: tuple[str, ...], where: str
-) -> QuantConfig:
-    groups = qc.get("config_groups") or {}
-    if not isinstance(groups, Mapping) or not groups:
-        raise ModelSpecError(f"{where}: compressed-tensors config without 'config_groups'")
-    g = next(iter(groups.values()))
-    w = g.get("weights") or {}
-    acts = g.get("input_activations") or {}
-    bits, typ, strategy = w.get("num_bits"), w.get("type"), w.get("strategy")
-    static = bool(acts) and acts.get("dynamic") is False
-    if bits == 8 and typ == "float":
-        if strategy == "block":
-            b = w.get("block_structure") or [128, 128]
-            return QuantConfig(
-                "fp8-block",
-                block=(int(b[0]), int(b[1])),
-                keep_unquantized=keep,
-                static_activation_scales=static,
-            )
-        fmt = "fp8-channel" if strategy == "channel" else "fp8"
-        return QuantConfig(fmt, keep_unquantized=keep, static_activation_scales=static)
-    if bits == 8 and typ == "int":
-        return QuantConfig("int8", keep_unquantized=keep)
-    if bits == 4 and typ == "int":
-        return QuantConfig(
-            "w4a16", group_size=int(w.get("group_size") or 128), keep_unquantized=keep
-        )
-    if bits == 4 and typ == "float":
-        return QuantConfig("nvfp4", group_size=16, keep_unquantized=keep)
-    raise UsageError(f"{where}: compressed-tensors scheme {bits}-bit {typ} is not supported yet")
-
-
-def parse_modelopt(hqc: Mapping[str, Any], where: str) -> QuantConfig:
-    """Map NVIDIA ModelOpt's ``hf_quant_config.json`` to a gpuplan format."""
-    q = hqc.get("quantization") if isinstance(hqc, Mapping) else None
-    if not isinstance(q, Mapping):
-        raise ModelSpecError(f"{where}: hf_quant_config.json without a 'quantization' object")
-    algo = str(q.get("quant_algo", "")).upper()
-    keep = _keep_patterns(q.get("exclude_modules"))
-    if algo == "FP8":
-        return QuantConfig(
-            "fp8", keep_unquantized=keep, static_activation_scales=True, source="hf_quant_config"
-        )
-    if algo == "NVFP4":
-        return QuantConfig(
-            "nvfp4",
-            group_size=int(q.get("group_size") or 16),
-            keep_unquantized=keep,
-            source="hf_quant_config",
-        )
-    raise UsageError(
-        f"{where}: ModelOpt quant_algo '{algo}' is not supported yet", "supported: FP8, NVFP4"
-    )
+    chunk = c.get("attention_chunk_size")
+    nope = c.get("no_rope_layers")
+    if family == "llama4" and chunk and isinstance(nope, list) and len(nope) == layers:
+        # vLLM llama4.py: a layer uses chunked local attention when it uses RoPE
+        # (no_rope_layers[i] == 1); the NoPE layers (every 4th) attend globally.
+        f["layer_types"] = tuple("chunked" if r else "full" for r in nope)
+        f["attention_chunk_size"] = int(chunk)
