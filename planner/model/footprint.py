@@ -12,7 +12,9 @@ from planner.model.recurrent import state_bytes_per_layer
 from planner.model.values import Footprint, ModelSpec, QuantConfig, Tensor, TPFootprint
 
 GIB = 1 << 30
-DEFAULT_GPU_MEMORY_UTILIZATION = 0.92  # vLLM's default in current releases (issue #2 brief)
+# gpuplan's default, a little above vLLM's own 0.9 (--gpu-memory-utilization in
+# https://docs.vllm.ai/en/latest/configuration/engine_args.html); projects always pass it.
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.92
 DEFAULT_CONTEXT = 8192
 BLOCK_TOKENS = 16  # vLLM's default KV block size on CUDA
 DEFAULT_TP_DEGREES = (1, 2, 4, 8)
