@@ -106,7 +106,7 @@ def test_offline_commands_do_not_import_heavy_sdks(args):
         f"try: main({args!r})\n"
         "except SystemExit: pass\n"
         "heavy = [m for m in ('boto3', 'numpy', 'huggingface_hub', 'gguf', 'pulumi', 'google',"
-        " 'requests') if m in sys.modules]\n"
+        " 'requests', 'gpuhunt') if m in sys.modules]\n"
         "print('HEAVY', heavy, file=sys.stderr)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

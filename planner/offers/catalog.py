@@ -1,25 +1,23 @@
-"""The offer catalog: the embedded snapshot, the user's cache of live refreshes, and the refresh.
+"""The offer catalog: the embedded snapshot, the user's cache of live refreshes, and filtering.
 
-Per provider, a cache file (written only by a complete, non-empty refresh) replaces the snapshot's
-offers; otherwise the snapshot answers. Cache writes are atomic (temp file, fsync, rename), so a
-failed or killed refresh leaves the previous file as it was, age included.
+Per cloud, a cache file (written only by a successful, non-empty refresh: planner.offers.refresh)
+replaces the snapshot's offers; otherwise the snapshot answers. Cache writes are atomic (temp
+file, fsync, rename), so a failed or killed refresh leaves the previous file as it was, age
+included.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from planner.errors import ProviderError, UsageError
 from planner.fsutil import atomic_write_text
 from planner.offers.offer import Offer
 
@@ -41,12 +39,14 @@ def cache_dir() -> Path:
 def offer_from_dict(d: dict[str, Any]) -> Offer:
     data = {k: v for k, v in d.items() if k in _OFFER_FIELDS}
     data["notes"] = tuple(data.get("notes") or ())
+    data["provider_data"] = dict(data.get("provider_data") or {})
     return Offer(**data)
 
 
 def offer_to_dict(o: Offer) -> dict[str, Any]:
     d = asdict(o)
     d["notes"] = list(o.notes)
+    d["provider_data"] = dict(o.provider_data)
     return d
 
 
@@ -64,12 +64,16 @@ def snapshot_offers() -> list[Offer]:
 
 @dataclass(frozen=True, slots=True)
 class SourceInfo:
+    """Where one cloud's offers come from. ``source`` is what the cache records (the direct
+    API or the gpuhunt catalog version it was refreshed from), or the snapshot's note."""
+
     provider: str
-    origin: str  # "embedded" | "cache"
+    origin: str  # "embedded" | "cache" | "none" (no offers known yet: `catalog refresh`)
     fetched_at: str | None  # the oldest fetched_at among the provider's offers
     offers: int
     path: str | None = None
     stale: bool = False
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +110,15 @@ def read_cache(provider: str) -> tuple[list[Offer], dict[str, Any]] | None:
     return [offer_from_dict(o) for o in doc["offers"]], doc
 
 
-def write_cache(provider: str, offers: list[Offer], fetched_at: str) -> Path:
+def write_cache(
+    provider: str, offers: list[Offer], fetched_at: str, source: str | None = None
+) -> Path:
     """Atomically replace the provider's cache file (planner.fsutil.atomic_write_text)."""
     doc = {
         "schema": SCHEMA,
         "provider": provider,
         "fetched_at": fetched_at,
+        "source": source,
         "offers": [offer_to_dict(o) for o in offers],
     }
     return atomic_write_text(_cache_path(provider), json.dumps(doc, indent=1, sort_keys=True))
@@ -119,18 +126,19 @@ def write_cache(provider: str, offers: list[Offer], fetched_at: str) -> Path:
 
 def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True) -> Catalog:
     """Offers of every provider: from its cache when there is one, else from the snapshot."""
-    from planner.offers.providers import provider_names
+    from planner.offers.providers import cloud_names
 
-    names = list(providers) if providers is not None else provider_names()
+    names = list(providers) if providers is not None else cloud_names()
     by_provider: dict[str, list[Offer]] = {n: [] for n in names}
+    sources: dict[str, SourceInfo] = {}
     for o in snapshot_offers():
         if o.provider in by_provider:
             by_provider[o.provider].append(o)
-    sources: dict[str, SourceInfo] = {}
     warnings = []
     offers: list[Offer] = []
     for name in names:
-        origin, path, chosen = "embedded", None, by_provider[name]
+        origin, path, chosen = "embedded", None, by_provider.get(name, [])
+        source = "embedded snapshot (planner/offers/data/offers_snapshot.json)"
         if use_cache:
             try:
                 cached = read_cache(name)
@@ -139,6 +147,9 @@ def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True)
                 warnings.append(f"{name}: ignoring unreadable cache {_cache_path(name)} ({exc})")
             if cached is not None:
                 origin, path, chosen = "cache", str(_cache_path(name)), cached[0]
+                source = cached[1].get("source") or "cache (source not recorded)"
+        if not chosen:
+            origin, source = "none", None
         oldest = min((o.fetched_at for o in chosen), default=None)
         age = age_days(oldest)
         sources[name] = SourceInfo(
@@ -148,6 +159,7 @@ def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True)
             len(chosen),
             path,
             stale=age is not None and age > STALE_AFTER_DAYS,
+            source=source,
         )
         offers += chosen
     return Catalog(tuple(offers), sources, tuple(warnings))
@@ -156,9 +168,15 @@ def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True)
 # ------------------------------------------------------------------ filtering
 @dataclass(frozen=True, slots=True)
 class OfferFilter:
+    """The one offer filter (offers, recommend and check all use it). ``regions``: an offer
+    passes when any entry is a case-insensitive substring of its region, zone or location
+    (``region`` is the single-entry form). ``instance_type`` matches exactly."""
+
     gpu: str | None = None
     providers: tuple[str, ...] | None = None
     region: str | None = None
+    regions: tuple[str, ...] | None = None
+    instance_type: str | None = None
     min_gpu_memory_gb: float | None = None
     gpus: int | None = None
     max_price_usd_per_hour: float | None = None
@@ -178,13 +196,19 @@ def filter_offers(offers: Iterable[Offer], flt: OfferFilter) -> list[tuple[Offer
         from planner.offers.gpus import canonical_gpu
 
         gpu_id = canonical_gpu(flt.gpu).id
+    wanted = [r.strip().lower() for r in (flt.regions or ()) if r.strip()]
+    if flt.region and flt.region.strip():
+        wanted.append(flt.region.strip().lower())
+    providers = set(flt.providers) if flt.providers else None
     out = []
     for o in offers:
-        if flt.providers and o.provider not in flt.providers:
+        if providers is not None and o.provider not in providers:
             continue
         if gpu_id and o.gpu != gpu_id:
             continue
-        if flt.region and flt.region.lower() not in o.region.lower():
+        if wanted and not _in_regions(o, wanted):
+            continue
+        if flt.instance_type and o.instance_type != flt.instance_type:
             continue
         if flt.min_gpu_memory_gb and o.gpu_memory_gb < flt.min_gpu_memory_gb:
             continue
@@ -200,58 +224,21 @@ def filter_offers(offers: Iterable[Offer], flt: OfferFilter) -> list[tuple[Offer
     return out
 
 
+def _in_regions(o: Offer, wanted: list[str]) -> bool:
+    where = " ".join(x for x in (o.region, o.zone, o.location) if x).lower()
+    return any(w in where for w in wanted)
+
+
 # ------------------------------------------------------------------ refresh
-@dataclass
-class ProviderOutcome:
-    provider: str
-    status: str  # "ok" | "skipped" | "failed"
-    offers: int = 0
-    seconds: float = 0.0
-    message: str = ""
-    warnings: list[str] = field(default_factory=list)
-
-
 def refresh(
     names: list[str],
     *,
     explicit: bool,
     regions: tuple[str, ...] | None = None,
-    on_done: Callable[[ProviderOutcome], None] | None = None,
-) -> list[ProviderOutcome]:
-    """Fetch live offers from each provider in parallel and cache each complete answer.
+    on_done: Callable[[Any], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> list[Any]:
+    """Refresh the named clouds into the cache: see planner.offers.refresh.refresh."""
+    from planner.offers.refresh import refresh as run
 
-    A provider's failure never stops the others. Missing credentials skip a provider with a
-    warning unless the user named it (``explicit``), which makes it a failure.
-    """
-    from planner.offers.providers import MissingCredentials, OfferQuery, provider_classes
-
-    classes = provider_classes()
-    query = OfferQuery(regions=regions)
-
-    def run(name: str) -> ProviderOutcome:
-        start = time.perf_counter()
-        outcome = ProviderOutcome(name, "failed")
-        try:
-            provider = classes[name].from_env()
-            offers = provider.list_offers(query)
-            outcome.warnings = list(provider.warnings)
-            if not offers:
-                raise ProviderError(f"{name}: the provider answered with no offers; cache kept")
-            write_cache(name, offers, max(o.fetched_at for o in offers))
-            outcome.status, outcome.offers = "ok", len(offers)
-        except MissingCredentials as exc:
-            outcome.status = "failed" if explicit else "skipped"
-            outcome.message = exc.message
-        except ProviderError as exc:
-            outcome.message = exc.message
-        except Exception as exc:
-            outcome.message = f"{name}: unexpected {type(exc).__name__}: {str(exc)[:200]}"
-        outcome.seconds = time.perf_counter() - start
-        if on_done:
-            on_done(outcome)
-        return outcome
-
-    if not names:
-        raise UsageError("no provider to refresh")
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        return list(pool.map(run, names))
+    return run(names, explicit=explicit, regions=regions, on_done=on_done, on_start=on_start)
