@@ -8,6 +8,7 @@ included.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -21,9 +22,13 @@ from typing import Any
 from planner.fsutil import atomic_write_text
 from planner.offers.offer import Offer
 
-SCHEMA = "gpuplan.offers/1"
+SCHEMA = "gpuplan.offers/1"  # the embedded snapshot and v1 caches: a list of offer objects
+# Caches hold tens of thousands of offers: one row per offer under a column header parses and
+# builds Offers about twice as fast as one object per offer (benchmarks/catalog_refresh.py).
+CACHE_SCHEMA = "gpuplan.offers-cache/2"
 STALE_AFTER_DAYS = 7
-_OFFER_FIELDS = {f.name for f in fields(Offer)}
+_OFFER_COLUMNS = [f.name for f in fields(Offer)]
+_OFFER_FIELDS = set(_OFFER_COLUMNS)
 
 
 def cache_dir() -> Path:
@@ -104,24 +109,52 @@ def read_cache(provider: str) -> tuple[list[Offer], dict[str, Any]] | None:
     path = _cache_path(provider)
     if not path.exists():
         return None
-    doc = json.loads(path.read_text("utf-8"))
-    if doc.get("schema") != SCHEMA or doc.get("provider") != provider:
-        raise ValueError("unexpected schema or provider")
-    return [offer_from_dict(o) for o in doc["offers"]], doc
+    # Tens of thousands of new containers, none of them in a cycle: the cyclic collector's
+    # passes would only add time (about a third of the load of 50,000 offers).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_cache_doc(path, provider)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _read_cache_doc(path: Path, provider: str) -> tuple[list[Offer], dict[str, Any]]:
+    doc = json.loads(path.read_bytes())
+    if doc.get("provider") != provider:
+        raise ValueError("unexpected provider")
+    if doc.get("schema") == SCHEMA:
+        return [offer_from_dict(o) for o in doc["offers"]], doc
+    if doc.get("schema") != CACHE_SCHEMA:
+        raise ValueError(f"unexpected schema {doc.get('schema')!r}")
+    columns = doc["columns"]
+    if columns != _OFFER_COLUMNS:  # written by another gpuplan version: match by name
+        return [offer_from_dict(dict(zip(columns, r, strict=True))) for r in doc["rows"]], doc
+    notes, data = columns.index("notes"), columns.index("provider_data")
+    offers = []
+    for r in doc["rows"]:
+        if len(r) != len(columns):
+            raise ValueError("a cache row does not match the columns")
+        r[notes], r[data] = tuple(r[notes] or ()), r[data] or {}
+        offers.append(Offer(*r))
+    return offers, doc
 
 
 def write_cache(
     provider: str, offers: list[Offer], fetched_at: str, source: str | None = None
 ) -> Path:
     """Atomically replace the provider's cache file (planner.fsutil.atomic_write_text)."""
+    rows = [[getattr(o, c) for c in _OFFER_COLUMNS] for o in offers]  # tuples write as lists
     doc = {
-        "schema": SCHEMA,
+        "schema": CACHE_SCHEMA,
         "provider": provider,
         "fetched_at": fetched_at,
         "source": source,
-        "offers": [offer_to_dict(o) for o in offers],
+        "columns": _OFFER_COLUMNS,
+        "rows": rows,
     }
-    return atomic_write_text(_cache_path(provider), json.dumps(doc, indent=1, sort_keys=True))
+    return atomic_write_text(_cache_path(provider), json.dumps(doc, separators=(",", ":")))
 
 
 def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True) -> Catalog:
