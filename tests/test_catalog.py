@@ -311,3 +311,39 @@ def test_offer_filter_takes_regions_and_an_instance_type():
         offers, OfferFilter(instance_type="p5.48xlarge", regions=("us-east-1",))
     )
     assert only.instance_type == "p5.48xlarge"
+
+
+def test_cache_formats_round_trip_and_old_caches_still_load():
+    from planner.offers.catalog import CACHE_SCHEMA, SCHEMA, offer_to_dict, read_cache
+
+    offers = [o for o in snapshot_offers() if o.provider == "gcp"][:3]
+    write_cache("gcp", offers, "2026-11-29", "https://example.test/gcp read 2026-11-29")
+    doc = json.loads(cache_file("gcp").read_text())
+    assert doc["schema"] == CACHE_SCHEMA and len(doc["rows"]) == 3
+    assert read_cache("gcp")[0] == offers  # provider_data and notes survive the rows
+    # a cache from another version: its own column order and a column this one does not know
+    columns = [*reversed(doc["columns"]), "future_field"]
+    rows = [[*reversed(r), 1] for r in doc["rows"]]
+    cache_file("gcp").write_text(json.dumps({**doc, "columns": columns, "rows": rows}))
+    assert read_cache("gcp")[0] == offers
+    old = {"schema": SCHEMA, "provider": "gcp", "fetched_at": "2026-11-29",
+           "offers": [offer_to_dict(o) for o in offers]}  # fmt: skip
+    cache_file("gcp").write_text(json.dumps(old))
+    assert read_cache("gcp")[0] == offers
+
+
+def test_source_labels_are_short():
+    from dataclasses import replace
+
+    from planner.offers.catalog import source_label
+
+    o = snapshot_offers()[0]
+    cases = {
+        "http://127.0.0.1:1/v3/aws/20261129-4211/catalog.zip (gpuhunt)": "gpuhunt 20261129-4211",
+        "http://127.0.0.1:1/api/v0/bundles/ (live, via gpuhunt)": "gpuhunt live",
+        "aws API (ec2.describe_instance_types, pricing.get_products)": "aws API",
+        "gcp: compute machineTypes/acceleratorTypes, cloudbilling skus": "gcp API",
+        "https://www.runpod.io/pricing read 2026-10-08": "www.runpod.io",
+        o.source: "github.com/skypilot-org",
+    }
+    assert {src: source_label(replace(o, source=src)) for src in cases} == cases

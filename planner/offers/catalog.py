@@ -198,6 +198,25 @@ def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True)
     return Catalog(tuple(offers), sources, tuple(warnings))
 
 
+def source_label(o: Offer) -> str:
+    """A short column label for where a price came from: "gpuhunt 20261129-4211",
+    "gpuhunt live", "aws API", or the site of the first URL ("github.com/skypilot-org")."""
+    src = o.source
+    if src.endswith("(gpuhunt)"):
+        version = src.rsplit("/catalog.zip", 1)[0].rsplit("/", 1)[-1]
+        return f"gpuhunt {version}"
+    if src.endswith("(live, via gpuhunt)"):
+        return "gpuhunt live"
+    if src.startswith("https://"):
+        host, _, path = src.removeprefix("https://").partition("/")
+        owner = path.split("/", 1)[0] if host == "github.com" else ""
+        return f"{host}/{owner}" if owner else host
+    head = src.split(" (", 1)[0]
+    if ": " in head:  # a direct provider's "gcp: compute machineTypes/acceleratorTypes, ..."
+        return head.split(":", 1)[0] + " API"
+    return head[:40]
+
+
 # ------------------------------------------------------------------ filtering
 @dataclass(frozen=True, slots=True)
 class OfferFilter:
