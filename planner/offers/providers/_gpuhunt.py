@@ -98,6 +98,14 @@ class _LogCapture(logging.Handler):
             self.errors[str(record.args[0])] = detail[:200]
 
 
+def _quiet_gpuhunt() -> None:
+    """gpuhunt logs skipped rows and offers as warnings; with no handler configured Python would
+    print them to stderr. Nothing below the CLI prints: give its loggers a NullHandler."""
+    log = logging.getLogger("gpuhunt")
+    if not any(isinstance(h, logging.NullHandler) for h in log.handlers):
+        log.addHandler(logging.NullHandler())
+
+
 class GpuhuntSource:
     """gpuhunt's published catalogs, downloaded once per refresh (thread-safe), and its live
     marketplace queries."""
@@ -117,6 +125,7 @@ class GpuhuntSource:
             except ImportError:
                 self._load_error = "gpuhunt is not installed (pip install gpuhunt)"
                 return
+            _quiet_gpuhunt()
             catalog = gpuhunt.Catalog(balance_resources=False, auto_reload=False)
             capture = _LogCapture()
             log = logging.getLogger("gpuhunt._internal.catalog")
@@ -171,6 +180,7 @@ class GpuhuntSource:
             raise ProviderError(
                 f"{cloud}: gpuhunt is not installed", "pip install gpuhunt"
             ) from None
+        _quiet_gpuhunt()
         # GPUPLAN_VAST_URL points the live query at another server, as for the direct provider.
         base = os.environ.get(f"GPUPLAN_{cloud.upper()}_URL")
         url = f"{base.rstrip('/')}/api/v0/bundles/" if base else VAST_BUNDLES_URL
