@@ -63,6 +63,7 @@ CATALOGS: dict[str, list[dict[str, str]]] = {
         row("g2-standard-4", "europe-west4-a", 0.77, "L4", 1, 24, cpu=4, ram=16),
         row("a3-highgpu-1g", "us-central1-a", 3.1, "H100", 1, 80, spot=True),  # spot only
         row("a3-highgpu-8g", "us-central1-a", 70.0, "H100", 8, 80, provider_data=CALENDAR),
+        row("v5litepod-8", "us-west4-a", 9.6, "v5litepod", 8, 16, vendor="google"),  # a TPU
     ],
     "azure": [
         row("Standard_NC24ads_A100_v4", "eastus", 3.673, "A100", 1, 80, cpu=24, ram=220),

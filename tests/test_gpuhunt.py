@@ -46,6 +46,10 @@ def test_catalog_clouds_match_gpuhunts_own_lists():
 def test_refresh_without_credentials_reads_every_public_catalog(mirror, cli):
     outcomes = {o.provider: o for o in refresh(PUBLIC, explicit=False)}
     assert {n: o.status for n, o in outcomes.items()} == dict.fromkeys(PUBLIC, "ok")
+    assert outcomes["gcp"].warnings[1:] == [
+        "skipped 1 spot-only machine(s) with no on-demand price",
+        "skipped 1 offers of non-GPU accelerators (TPU, Gaudi, ...)",
+    ]
     for o in outcomes.values():
         assert o.via == "gpuhunt" and f"/{VERSION}/catalog.zip" in o.source
         assert mirror.base in o.source and o.fetched_at == VERSION_DATE
@@ -83,6 +87,7 @@ def test_structured_facts_from_the_catalog(mirror):
     assert gcp[("g2-standard-4", "europe-west4")].zone == "europe-west4-a"
     # spot-only machines and calendar-mode reservations carry no on-demand price
     assert not any(t.startswith("a3-") for t, _ in gcp)
+    assert not any(t.startswith("v5litepod") for t, _ in gcp)  # TPUs are not GPUs
 
     runpod = {(o.instance_type, o.region): o for o in offers_by("runpod")}
     secure = runpod[("1x NVIDIA GeForce RTX 4090", "EU-RO-1")]

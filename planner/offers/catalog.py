@@ -17,10 +17,13 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from planner.fsutil import atomic_write_text
 from planner.offers.offer import Offer
+
+if TYPE_CHECKING:
+    from planner.offers.refresh import ProviderOutcome
 
 SCHEMA = "gpuplan.offers/1"  # the embedded snapshot and v1 caches: a list of offer objects
 # Caches hold tens of thousands of offers: one row per offer under a column header parses and
@@ -171,7 +174,7 @@ def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True)
     offers: list[Offer] = []
     for name in names:
         origin, path, chosen = "embedded", None, by_provider.get(name, [])
-        source = "embedded snapshot (planner/offers/data/offers_snapshot.json)"
+        source: str | None = "embedded snapshot (planner/offers/data/offers_snapshot.json)"
         if use_cache:
             try:
                 cached = read_cache(name)
@@ -287,9 +290,9 @@ def refresh(
     *,
     explicit: bool,
     regions: tuple[str, ...] | None = None,
-    on_done: Callable[[Any], None] | None = None,
+    on_done: Callable[[ProviderOutcome], None] | None = None,
     on_start: Callable[[str], None] | None = None,
-) -> list[Any]:
+) -> list[ProviderOutcome]:
     """Refresh the named clouds into the cache: see planner.offers.refresh.refresh."""
     from planner.offers.refresh import refresh as run
 

@@ -51,6 +51,7 @@ CATALOG_CLOUDS: dict[str, CatalogCloud] = {
     "vast": CatalogCloud("vastai", True, "Vast.ai"),
     "verda": CatalogCloud("verda", False, "Verda (DataCrunch)"),
 }
+GPU_VENDORS = ("nvidia", "amd")
 DEFAULT_CATALOG_URL = "https://dstack-gpu-pricing.s3.eu-west-1.amazonaws.com/v3"
 VAST_BUNDLES_URL = "https://console.vast.ai/api/v0/bundles/"
 # gpuhunt's downloads (urllib) have no timeout of their own; a hung mirror must not hang refresh.
@@ -233,11 +234,15 @@ def convert_items(
     wanted = {r.lower() for r in regions} if regions else None
     groups: dict[tuple[Any, ...], dict[str, Any]] = {}
     unknown: set[str] = set()
-    skipped = 0
+    skipped = accelerators = 0
     for item in items:
         if not item.gpu_count or not item.gpu_name or item.flags:
             continue
         if (item.provider_data or {}).get("is_dws_calendar_mode"):
+            continue
+        vendor = str(getattr(item.gpu_vendor, "value", item.gpu_vendor) or "nvidia").lower()
+        if vendor not in GPU_VENDORS:  # TPUs, Gaudi, Tenstorrent: gpuplan plans GPUs
+            accelerators += 1
             continue
         region, zone, tier, place = _where(cloud, str(item.location))
         if wanted is not None and region.lower() not in wanted:
@@ -295,6 +300,8 @@ def convert_items(
         notes.append(f"skipped offers with GPUs not in the GPU table: {', '.join(sorted(unknown))}")
     if skipped:
         notes.append(f"skipped {skipped} spot-only machine(s) with no on-demand price")
+    if accelerators:
+        notes.append(f"skipped {accelerators} offers of non-GPU accelerators (TPU, Gaudi, ...)")
     return offers, notes
 
 
