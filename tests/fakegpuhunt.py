@@ -139,9 +139,13 @@ def vast_public_route(method: str, path: str, body: bytes, headers: dict[str, st
     if method != "POST" or path.rstrip("/") != "/api/v0/bundles":
         return 404, {"error": "not found"}
     q = json.loads(body)
+    vast_public_route.bodies.append(q)  # type: ignore[attr-defined]
     offers = []
     for o in fixture("vast", "bundles.json")["offers"]:
         o = {**o, "cpu_cores": o["cpu_cores_effective"] * 2, "verified": True}
         if o["rentable"] and o["reliability2"] >= q.get("reliability2", {}).get("gte", 0):
             offers.append(o)
     return 200, {"offers": offers}
+
+
+vast_public_route.bodies = []  # type: ignore[attr-defined]

@@ -155,6 +155,8 @@ def test_vast_live_through_gpuhunt_without_a_key(monkeypatch):
     [(method, path, headers)] = api.requests
     assert path.rstrip("/") == "/api/v0/bundles"
     assert method == "POST" and "authorization" not in headers
+    body = vast_public_route.bodies[-1]
+    assert body["limit"] == 3000 and body["verified"] == {"eq": True}
     offers = offers_by("vast")
     rtx_se = [o for o in offers if o.gpu == "rtx-4090" and o.region == "SE" and o.gpu_count == 1]
     assert len(rtx_se) == 1  # the cheapest per GPU, count and country

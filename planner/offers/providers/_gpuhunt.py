@@ -54,6 +54,7 @@ CATALOG_CLOUDS: dict[str, CatalogCloud] = {
 GPU_VENDORS = ("nvidia", "amd")
 DEFAULT_CATALOG_URL = "https://dstack-gpu-pricing.s3.eu-west-1.amazonaws.com/v3"
 VAST_BUNDLES_URL = "https://console.vast.ai/api/v0/bundles/"
+VAST_LIMIT = 3000  # offers per live query, as gpuhunt itself asks when it cannot filter by GPU
 # gpuhunt's downloads (urllib) have no timeout of their own; a hung mirror must not hang refresh.
 DOWNLOAD_TIMEOUT_S = 60.0
 _VERSION_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})\b")
@@ -186,7 +187,16 @@ class GpuhuntSource:
         base = os.environ.get(f"GPUPLAN_{cloud.upper()}_URL")
         url = f"{base.rstrip('/')}/api/v0/bundles/" if base else VAST_BUNDLES_URL
         vastai.bundles_url = url
-        provider = vastai.VastAIProvider(
+
+        class WholeMarket(vastai.VastAIProvider):
+            """gpuhunt asks for Vast's default page of offers; gpuplan wants the market."""
+
+            def make_filters(self, q: Any) -> dict[str, Any]:
+                filters = super().make_filters(q)
+                filters["limit"] = VAST_LIMIT
+                return filters
+
+        provider = WholeMarket(
             extra_filters={"verified": {"eq": True}, "reliability2": {"gte": 0.95}}
         )
         fetched = datetime.now(UTC).isoformat(timespec="seconds")
