@@ -1,9 +1,16 @@
-"""Catalog refresh speed: all five providers against local fakes that add 200 ms to every
-call, refreshed together, against the slowest provider refreshed alone.
+"""Catalog refresh speed, and recommend on a large refreshed cache.
 
-AWS runs against a moto server (EC2) behind a latency proxy and a fake of the Price List API;
-GCP, RunPod, Vast and Hetzner against fakes of their REST/GraphQL APIs (tests/fakes.py).
-Run: python benchmarks/catalog_refresh.py     Target: total <= 1.5 x the slowest alone.
+1. Direct providers (credentials set): all five against local fakes that add 200 ms to every
+   call, refreshed together, against the slowest provider refreshed alone. AWS runs against a
+   moto server (EC2) behind a latency proxy and a fake of the Price List API; GCP, RunPod, Vast
+   and Hetzner against fakes of their REST/GraphQL APIs (tests/fakes.py).
+   Target: total <= 1.5 x the slowest alone.
+2. No credentials: `catalog refresh` of the nine public-catalog clouds from a loopback mirror of
+   gpuhunt's catalogs (tests/fakegpuhunt.py) holding ~50,000 synthetic GPU offers, then the wall
+   time of `gpuplan recommend llama-3.1-8b --format json` (fresh processes, median of 5) on that
+   cache and on the embedded catalog. Target: under 0.5 s median with 50,000 offers.
+
+Run: python benchmarks/catalog_refresh.py [direct|gpuhunt]   (default: both)
 """
 
 from __future__ import annotations
@@ -45,7 +52,89 @@ def start_moto() -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("moto server did not start")
 
 
+def synthetic_catalogs(offers_per_cloud: int) -> dict[str, list[dict[str, str]]]:
+    """Rows in gpuhunt's format: on-demand rows for every (machine, region) plus a spot row for
+    every other one, spread over real GPU names and regions of each cloud's shape."""
+    import random
+
+    from planner.offers.providers._gpuhunt import CATALOG_CLOUDS
+    from tests.fakegpuhunt import row
+
+    gpus = [("A10G", 24), ("L4", 24), ("A100", 80), ("H100", 80), ("L40S", 48), ("T4", 16)]
+    rng = random.Random(7)
+    catalogs: dict[str, list[dict[str, str]]] = {}
+    for cloud in CATALOG_CLOUDS.values():
+        if cloud.online:
+            continue
+        rows = []
+        for i in range(offers_per_cloud):
+            gpu, mem = gpus[i % len(gpus)]
+            count = (1, 2, 4, 8)[i % 4]
+            region = f"region-{i % 40}" if cloud.gpuhunt_name != "gcp" else f"us-west{i % 9}-a"
+            price = round(count * rng.uniform(0.3, 4.0), 4)
+            rows.append(row(f"m{i // 40}-{gpu}x{count}", region, price, gpu, count, mem))
+            if i % 2:
+                rows.append(row(f"m{i // 40}-{gpu}x{count}", region, price / 3, gpu, count, mem,
+                                spot=True))  # fmt: skip
+        catalogs[cloud.gpuhunt_name] = rows
+    return catalogs
+
+
+def recommend_wall_times(env: dict[str, str], runs: int = 5) -> list[float]:
+    import statistics
+
+    # This interpreter's gpuplan (the worktree's), not whichever one PATH finds first.
+    exe = str(Path(sys.executable).parent / "gpuplan")
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(
+            [exe, "recommend", "llama-3.1-8b", "--format", "json"],
+            check=True, stdout=subprocess.DEVNULL, env=env,
+        )  # fmt: skip
+        times.append(time.perf_counter() - start)
+    runs_text = ", ".join(f"{t:.2f}" for t in times)
+    print(f"  runs: {runs_text}; median {statistics.median(times):.2f} s")
+    return times
+
+
+def gpuhunt_part() -> None:
+    from planner.offers.catalog import load_catalog, refresh
+    from planner.offers.providers._gpuhunt import CATALOG_CLOUDS
+    from tests.fakegpuhunt import FakeCatalog
+
+    cache = tempfile.mkdtemp(prefix="gpuplan-bench-gpuhunt-")
+    os.environ["GPUPLAN_CACHE_DIR"] = cache
+    for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "RUNPOD_API_KEY", "VAST_API_KEY"):
+        os.environ.pop(k, None)
+    names = sorted(n for n, c in CATALOG_CLOUDS.items() if not c.online)
+    with FakeCatalog(synthetic_catalogs(50_000 // len(names) + 1)) as mirror:
+        os.environ["GPUHUNT_CATALOG_URL"] = mirror.base
+        start = time.perf_counter()
+        outcomes = refresh(names, explicit=False)
+        seconds = time.perf_counter() - start
+    total = sum(o.offers for o in outcomes)
+    ok = sum(o.status == "ok" for o in outcomes)
+    print(f"gpuhunt refresh, no credentials: {ok}/{len(names)} clouds ok, {total} offers, "
+          f"{seconds:.2f} s")  # fmt: skip
+    cat = load_catalog()
+    print(f"catalog now holds {len(cat.offers)} offers")
+    env = {**os.environ, "GPUPLAN_CACHE_DIR": cache}
+    print(f"recommend llama-3.1-8b on the refreshed cache ({len(cat.offers)} offers):")
+    recommend_wall_times(env)
+    print("recommend llama-3.1-8b on the embedded catalog:")
+    recommend_wall_times({**os.environ, "GPUPLAN_CACHE_DIR": tempfile.mkdtemp()})
+
+
 def main() -> None:
+    part = sys.argv[1] if len(sys.argv) > 1 else "both"
+    if part in ("direct", "both"):
+        direct_part()
+    if part in ("gpuhunt", "both"):
+        gpuhunt_part()
+
+
+def direct_part() -> None:
     from planner.offers.catalog import refresh
     from tests.fakes import ENV, ROUTES, FakeApi, aws_pricing_route, proxy_route
 

@@ -138,15 +138,16 @@ def _aws(plan: Plan) -> dict[str, Any]:
 
 def _gcp(plan: Plan) -> dict[str, Any]:
     o = plan.offer
-    machine, accel, count = o.instance_type, None, 0
-    attached = re.fullmatch(r"(n1-[a-z0-9-]+)\+(\d+)x(.+)", o.instance_type)
-    if attached:
-        machine, count = attached.group(1), int(attached.group(2))
+    data = o.provider_data
+    machine = data.get("machine_type") or o.instance_type
+    count = int(data.get("accelerator_count") or 0)
+    accel = None
+    if count:  # an N1 host with attached GPUs (a2/a3/g2 bundle theirs)
         accel = versions.GCP_ATTACHED_ACCELERATORS.get(o.gpu)
         if accel is None:
             raise DeployError(f"no GCP accelerator type known for {o.gpu} on N1")
-    zones = re.findall(r"[a-z]+-[a-z]+\d-[a-z]", o.availability or "")
-    zone = sorted(zones)[0] if zones else f"{o.region}-a"
+    zones = sorted(data.get("zones") or ())
+    zone = o.zone or (zones[0] if zones else f"{o.region}-a")
     return {
         "machine_type": machine,
         "accelerator_type": accel,
@@ -159,10 +160,10 @@ def _gcp(plan: Plan) -> dict[str, Any]:
 
 def _runpod(plan: Plan) -> dict[str, Any]:
     o = plan.offer
-    gpu_type = versions.RUNPOD_GPU_TYPES.get(o.gpu)
+    gpu_type = o.provider_data.get("gpu_type_id") or versions.RUNPOD_GPU_TYPES.get(o.gpu)
     if gpu_type is None:
         raise DeployError(f"no RunPod GPU type id known for {o.gpu}")
-    community = (o.tier or "").lower() == "community" or "community" in o.instance_type.lower()
+    community = (o.tier or "").lower() == "community"
     return {
         "gpu_type_id": gpu_type,
         "gpu_count": o.gpu_count,
@@ -172,7 +173,7 @@ def _runpod(plan: Plan) -> dict[str, Any]:
 
 def _vast(plan: Plan) -> dict[str, Any]:
     o = plan.offer
-    name = versions.VAST_GPU_NAMES.get(o.gpu)
+    name = o.provider_data.get("gpu_name") or versions.VAST_GPU_NAMES.get(o.gpu)
     if name is None:
         raise DeployError(f"no Vast.ai gpu_name known for {o.gpu}")
     return {
@@ -186,9 +187,9 @@ def _vast(plan: Plan) -> dict[str, Any]:
 
 def _hetzner(plan: Plan) -> dict[str, Any]:
     o = plan.offer
-    location = re.split(r"[\s/,(]+", o.region.strip())[0].upper()
+    location = str(o.provider_data.get("location") or o.region).upper()
     return {
-        "product_id": o.instance_type,
+        "product_id": o.provider_data.get("product_id") or o.instance_type,
         "location": location,
         "dist": "Ubuntu 24.04 LTS base",
         "monthly_price_usd": plan.estimate.monthly_commitment_usd,

@@ -61,6 +61,10 @@ def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "gcloud"))
+    # gpuhunt's public catalogs and its live Vast query: a closed loopback port unless a test
+    # serves a fake (tests/fakegpuhunt.py).
+    monkeypatch.setenv("GPUHUNT_CATALOG_URL", "http://127.0.0.1:9/v3")
+    monkeypatch.setenv("GPUPLAN_VAST_URL", "http://127.0.0.1:9")
 
 
 @pytest.fixture

@@ -108,7 +108,7 @@ def test_offline_commands_do_not_import_heavy_sdks(args, schema):
         "except SystemExit as exc: code = exc.code\n"
         "else: code = 0\n"
         "heavy = [m for m in ('boto3', 'numpy', 'huggingface_hub', 'gguf', 'pulumi', 'google',"
-        " 'requests') if m in sys.modules]\n"
+        " 'requests', 'gpuhunt') if m in sys.modules]\n"
         "print('EXIT', code, 'HEAVY', heavy, file=sys.stderr)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

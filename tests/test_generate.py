@@ -49,25 +49,35 @@ OFFERS = {
         gpu_count=2,
         price=0.73,
         availability="zones: us-central1-b, us-central1-a",
+        provider_data={
+            "machine_type": "n1-standard-8",
+            "accelerator_count": 2,
+            "zones": ["us-central1-b", "us-central1-a"],
+        },
     ),
     "runpod": dict(
-        instance_type="1x NVIDIA L40S (community)",
-        region="any community",
+        instance_type="1x NVIDIA L40S",
+        region="global",
         gpu="l40s",
         gpu_count=1,
         price=0.79,
         tier="community",
+        provider_data={"gpu_type_id": "NVIDIA L40S", "cloud_type": "COMMUNITY"},
     ),
     "vast": dict(
-        instance_type="1x RTX 4090 (offer 2201)",
-        region="Sweden, SE",
+        instance_type="1x RTX 4090 offer 2201",
+        region="SE",
+        location="Sweden, SE",
         gpu="rtx-4090",
         gpu_count=1,
         price=0.31,
+        provider_data={"gpu_name": "RTX 4090", "num_gpus": 1, "offer_id": 2201},
     ),
     "hetzner": dict(
         instance_type="GEX130",
-        region="NBG1 / FSN1",
+        region="NBG1",
+        location="Nuremberg, DE",
+        provider_data={"product_id": "GEX130", "location": "NBG1"},
         gpu="rtx-6000-ada",
         gpu_count=1,
         price=1.3359,
@@ -98,6 +108,8 @@ def make_offer(provider: str) -> Offer:
         setup_fee_usd=d.get("setup"),
         availability=d.get("availability"),
         tier=d.get("tier"),
+        location=d.get("location"),
+        provider_data=d.get("provider_data", {}),
     )
 
 
@@ -328,7 +340,8 @@ def test_vast_program_pins_no_offer(tmp_path):
     assert i["max_price_usd_per_hour"] == pytest.approx(0.31 * 1.25)
     assert i["args"] == [*plan.vllm_args, "--host", "0.0.0.0", "--port", "8000"]
     text = "".join(p.read_text() for p in project.iterdir() if p.is_file())
-    assert "2201" not in text.replace("(offer 2201)", "")  # the ephemeral offer id never lands
+    # The ephemeral offer id is recorded (plan JSON, display name) but never used to order.
+    assert "2201" not in text.replace("offer 2201", "").replace('"offer_id": 2201', "")
 
 
 def test_hetzner_program_and_readme(tmp_path):
@@ -812,6 +825,11 @@ def multi_node_plan(provider: str, instance: str, gpu: str) -> Plan:
         source="test",
         fetched_at="2026-11-22",
         availability="zones: us-east1-b" if provider == "gcp" else None,
+        provider_data=(
+            {"machine_type": instance, "accelerator_count": 0, "zones": ["us-east1-b"]}
+            if provider == "gcp"
+            else {}
+        ),
     )
     return recommend(
         candidates_for(load_model_spec("llama-3.1-405b"), None),

@@ -81,9 +81,13 @@ def test_gcp_vm_price_is_cores_plus_ram_plus_gpus(monkeypatch, tmp_path):
     assert g2.spot_price_usd_per_hour == pytest.approx(
         4 * 0.009995 + 16 * 0.001171 + 0.224016, abs=1e-5
     )
-    assert "us-central1-a" in (g2.availability or "") and "us-central1-b" in (g2.availability or "")
+    assert {"us-central1-a", "us-central1-b"} <= set(g2.provider_data["zones"])
+    assert g2.provider_data["machine_type"] == "g2-standard-4"
+    assert g2.provider_data["accelerator_count"] == 0  # g2 bundles its GPU
     n1 = o[("n1-standard-4+1xt4", "us-central1")]
     assert n1.gpu == "t4"
+    assert n1.provider_data["machine_type"] == "n1-standard-4"
+    assert n1.provider_data["accelerator_count"] == 1
     assert n1.price_usd_per_hour == pytest.approx(4 * 0.031611 + 15 * 0.004237 + 0.35, abs=1e-5)
     assert o[("a2-ultragpu-1g", "us-central1")].gpu == "a100-80gb-sxm"
     assert o[("a3-highgpu-8g", "us-east4")].gpu_count == 8
@@ -96,12 +100,17 @@ def test_runpod_sends_variables_and_prices_per_gpu(monkeypatch, tmp_path):
         offers = provider.list_offers(OfferQuery())
     sent = [r for r in api.requests if r[0] == "POST"]
     assert len(sent) == 1
-    o = {(x.instance_type): x for x in offers}
-    assert o["4x NVIDIA GeForce RTX 4090 (secure)"].price_usd_per_hour == pytest.approx(4 * 0.69)
-    assert o["1x NVIDIA GeForce RTX 4090 (community)"].tier == "community"
-    assert "1x NVIDIA H100 80GB HBM3 (community)" not in o  # no community price
-    assert o["1x NVIDIA A100 80GB PCIe (secure)"].gpu == "a100-80gb-pcie"
-    assert o["1x NVIDIA A100-SXM4-80GB (secure)"].availability == "Low"
+    o = {(x.instance_type, x.tier): x for x in offers}
+    rtx = o[("4x NVIDIA GeForce RTX 4090", "secure")]
+    assert rtx.price_usd_per_hour == pytest.approx(4 * 0.69)
+    # What emit orders with travels as structured data, not inside the display strings.
+    assert rtx.provider_data == {"gpu_type_id": "NVIDIA GeForce RTX 4090", "cloud_type": "SECURE"}
+    assert rtx.region == "global"
+    community = o[("1x NVIDIA GeForce RTX 4090", "community")]
+    assert community.provider_data["cloud_type"] == "COMMUNITY"
+    assert ("1x NVIDIA H100 80GB HBM3", "community") not in o  # no community price
+    assert o[("1x NVIDIA A100 80GB PCIe", "secure")].gpu == "a100-80gb-pcie"
+    assert o[("1x NVIDIA A100-SXM4-80GB", "secure")].availability == "Low"
     assert any("RTX 2000 Ada" in w for w in provider.warnings)
 
 
@@ -110,6 +119,8 @@ def test_vast_keeps_cheapest_per_gpu_count_location(monkeypatch, tmp_path):
     se = [o for o in offers if o.gpu == "rtx-4090" and o.gpu_count == 1]
     assert len(se) == 1 and se[0].price_usd_per_hour == 0.31
     assert se[0].spot_price_usd_per_hour == 0.18
+    assert se[0].region == "SE" and se[0].location and "|" not in se[0].location
+    assert se[0].provider_data["num_gpus"] == 1 and se[0].provider_data["gpu_name"] == "RTX 4090"
     assert any(o.gpu == "a100-80gb-sxm" for o in offers)
     assert any("GTX 1080" in w for w in warnings)
 
@@ -125,6 +136,8 @@ def test_hetzner_monthly_rentals(monkeypatch, tmp_path):
         (gex44.monthly_price_usd * 12 + gex44.setup_fee_usd) / (HOURS_PER_MONTH * 12)
     )
     assert {r for (t, r) in o if t == "GEX131"} == {"FSN1", "NBG1"}
+    assert gex44.provider_data == {"product_id": "GEX44", "location": "FSN1"}
+    assert gex44.location == "Falkenstein, DE"
     assert not any(t.startswith("AX") for t, _ in o)
     assert any("GEX45" in w for w in warnings)
 

@@ -6,8 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from planner.errors import ProviderError
-from planner.offers.catalog import Catalog, ProviderOutcome
+from planner.offers.catalog import Catalog
 from planner.offers.offer import Offer
+from planner.offers.refresh import ProviderOutcome
 from planner.settings import Settings
 
 

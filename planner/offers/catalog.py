@@ -1,31 +1,37 @@
-"""The offer catalog: the embedded snapshot, the user's cache of live refreshes, and the refresh.
+"""The offer catalog: the embedded snapshot, the user's cache of live refreshes, and filtering.
 
-Per provider, a cache file (written only by a complete, non-empty refresh) replaces the snapshot's
-offers; otherwise the snapshot answers. Cache writes are atomic (temp file, fsync, rename), so a
-failed or killed refresh leaves the previous file as it was, age included.
+Per cloud, a cache file (written only by a successful, non-empty refresh: planner.offers.refresh)
+replaces the snapshot's offers; otherwise the snapshot answers. Cache writes are atomic (temp
+file, fsync, rename), so a failed or killed refresh leaves the previous file as it was, age
+included.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
-import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from planner.errors import ProviderError, UsageError
 from planner.fsutil import atomic_write_text
 from planner.offers.offer import Offer
 
-SCHEMA = "gpuplan.offers/1"
+if TYPE_CHECKING:
+    from planner.offers.refresh import ProviderOutcome
+
+SCHEMA = "gpuplan.offers/1"  # the embedded snapshot and v1 caches: a list of offer objects
+# Caches hold tens of thousands of offers: one row per offer under a column header parses and
+# builds Offers about twice as fast as one object per offer (benchmarks/catalog_refresh.py).
+CACHE_SCHEMA = "gpuplan.offers-cache/2"
 STALE_AFTER_DAYS = 7
-_OFFER_FIELDS = {f.name for f in fields(Offer)}
+_OFFER_COLUMNS = [f.name for f in fields(Offer)]
+_OFFER_FIELDS = set(_OFFER_COLUMNS)
 
 
 def cache_dir() -> Path:
@@ -41,12 +47,14 @@ def cache_dir() -> Path:
 def offer_from_dict(d: dict[str, Any]) -> Offer:
     data = {k: v for k, v in d.items() if k in _OFFER_FIELDS}
     data["notes"] = tuple(data.get("notes") or ())
+    data["provider_data"] = dict(data.get("provider_data") or {})
     return Offer(**data)
 
 
 def offer_to_dict(o: Offer) -> dict[str, Any]:
     d = asdict(o)
     d["notes"] = list(o.notes)
+    d["provider_data"] = dict(o.provider_data)
     return d
 
 
@@ -64,12 +72,16 @@ def snapshot_offers() -> list[Offer]:
 
 @dataclass(frozen=True, slots=True)
 class SourceInfo:
+    """Where one cloud's offers come from. ``source`` is what the cache records (the direct
+    API or the gpuhunt catalog version it was refreshed from), or the snapshot's note."""
+
     provider: str
-    origin: str  # "embedded" | "cache"
+    origin: str  # "embedded" | "cache" | "none" (no offers known yet: `catalog refresh`)
     fetched_at: str | None  # the oldest fetched_at among the provider's offers
     offers: int
     path: str | None = None
     stale: bool = False
+    source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,37 +112,69 @@ def read_cache(provider: str) -> tuple[list[Offer], dict[str, Any]] | None:
     path = _cache_path(provider)
     if not path.exists():
         return None
-    doc = json.loads(path.read_text("utf-8"))
-    if doc.get("schema") != SCHEMA or doc.get("provider") != provider:
-        raise ValueError("unexpected schema or provider")
-    return [offer_from_dict(o) for o in doc["offers"]], doc
+    # Tens of thousands of new containers, none of them in a cycle: the cyclic collector's
+    # passes would only add time (about a third of the load of 50,000 offers).
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _read_cache_doc(path, provider)
+    finally:
+        if collecting:
+            gc.enable()
 
 
-def write_cache(provider: str, offers: list[Offer], fetched_at: str) -> Path:
+def _read_cache_doc(path: Path, provider: str) -> tuple[list[Offer], dict[str, Any]]:
+    doc = json.loads(path.read_bytes())
+    if doc.get("provider") != provider:
+        raise ValueError("unexpected provider")
+    if doc.get("schema") == SCHEMA:
+        return [offer_from_dict(o) for o in doc["offers"]], doc
+    if doc.get("schema") != CACHE_SCHEMA:
+        raise ValueError(f"unexpected schema {doc.get('schema')!r}")
+    columns = doc["columns"]
+    if columns != _OFFER_COLUMNS:  # written by another gpuplan version: match by name
+        return [offer_from_dict(dict(zip(columns, r, strict=True))) for r in doc["rows"]], doc
+    notes, data = columns.index("notes"), columns.index("provider_data")
+    offers = []
+    for r in doc["rows"]:
+        if len(r) != len(columns):
+            raise ValueError("a cache row does not match the columns")
+        r[notes], r[data] = tuple(r[notes] or ()), r[data] or {}
+        offers.append(Offer(*r))
+    return offers, doc
+
+
+def write_cache(
+    provider: str, offers: list[Offer], fetched_at: str, source: str | None = None
+) -> Path:
     """Atomically replace the provider's cache file (planner.fsutil.atomic_write_text)."""
+    rows = [[getattr(o, c) for c in _OFFER_COLUMNS] for o in offers]  # tuples write as lists
     doc = {
-        "schema": SCHEMA,
+        "schema": CACHE_SCHEMA,
         "provider": provider,
         "fetched_at": fetched_at,
-        "offers": [offer_to_dict(o) for o in offers],
+        "source": source,
+        "columns": _OFFER_COLUMNS,
+        "rows": rows,
     }
-    return atomic_write_text(_cache_path(provider), json.dumps(doc, indent=1, sort_keys=True))
+    return atomic_write_text(_cache_path(provider), json.dumps(doc, separators=(",", ":")))
 
 
 def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True) -> Catalog:
     """Offers of every provider: from its cache when there is one, else from the snapshot."""
-    from planner.offers.providers import provider_names
+    from planner.offers.providers import cloud_names
 
-    names = list(providers) if providers is not None else provider_names()
+    names = list(providers) if providers is not None else cloud_names()
     by_provider: dict[str, list[Offer]] = {n: [] for n in names}
+    sources: dict[str, SourceInfo] = {}
     for o in snapshot_offers():
         if o.provider in by_provider:
             by_provider[o.provider].append(o)
-    sources: dict[str, SourceInfo] = {}
     warnings = []
     offers: list[Offer] = []
     for name in names:
-        origin, path, chosen = "embedded", None, by_provider[name]
+        origin, path, chosen = "embedded", None, by_provider.get(name, [])
+        source: str | None = "embedded snapshot (planner/offers/data/offers_snapshot.json)"
         if use_cache:
             try:
                 cached = read_cache(name)
@@ -139,6 +183,9 @@ def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True)
                 warnings.append(f"{name}: ignoring unreadable cache {_cache_path(name)} ({exc})")
             if cached is not None:
                 origin, path, chosen = "cache", str(_cache_path(name)), cached[0]
+                source = cached[1].get("source") or "cache (source not recorded)"
+        if not chosen:
+            origin, source = "none", None
         oldest = min((o.fetched_at for o in chosen), default=None)
         age = age_days(oldest)
         sources[name] = SourceInfo(
@@ -148,17 +195,42 @@ def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True)
             len(chosen),
             path,
             stale=age is not None and age > STALE_AFTER_DAYS,
+            source=source,
         )
         offers += chosen
     return Catalog(tuple(offers), sources, tuple(warnings))
 
 
+def source_label(o: Offer) -> str:
+    """A short column label for where a price came from: "gpuhunt 20261129-4211",
+    "gpuhunt live", "aws API", or the site of the first URL ("github.com/skypilot-org")."""
+    src = o.source
+    if src.endswith("(gpuhunt)"):
+        version = src.rsplit("/catalog.zip", 1)[0].rsplit("/", 1)[-1]
+        return f"gpuhunt {version}"
+    if src.endswith("(live, via gpuhunt)"):
+        return "gpuhunt live"
+    if src.startswith("https://"):
+        host, _, path = src.removeprefix("https://").partition("/")
+        owner = path.split("/", 1)[0] if host == "github.com" else ""
+        return f"{host}/{owner}" if owner else host
+    head = src.split(" (", 1)[0]
+    if ": " in head:  # a direct provider's "gcp: compute machineTypes/acceleratorTypes, ..."
+        return head.split(":", 1)[0] + " API"
+    return head[:40]
+
+
 # ------------------------------------------------------------------ filtering
 @dataclass(frozen=True, slots=True)
 class OfferFilter:
+    """The one offer filter (offers, recommend and check all use it). ``regions``: an offer
+    passes when any entry is a case-insensitive substring of its region, zone or location
+    (``region`` is the single-entry form). ``instance_type`` matches exactly."""
+
     gpu: str | None = None
     providers: tuple[str, ...] | None = None
-    regions: tuple[str, ...] | None = None  # substrings of the region, any of them
+    region: str | None = None
+    regions: tuple[str, ...] | None = None
     instance_type: str | None = None
     min_gpu_memory_gb: float | None = None
     gpus: int | None = None
@@ -179,13 +251,17 @@ def filter_offers(offers: Iterable[Offer], flt: OfferFilter) -> list[tuple[Offer
         from planner.offers.gpus import canonical_gpu
 
         gpu_id = canonical_gpu(flt.gpu).id
+    wanted = [r.strip().lower() for r in (flt.regions or ()) if r.strip()]
+    if flt.region and flt.region.strip():
+        wanted.append(flt.region.strip().lower())
+    providers = set(flt.providers) if flt.providers else None
     out = []
     for o in offers:
-        if flt.providers and o.provider not in flt.providers:
+        if providers is not None and o.provider not in providers:
             continue
         if gpu_id and o.gpu != gpu_id:
             continue
-        if flt.regions and not any(r.lower() in o.region.lower() for r in flt.regions):
+        if wanted and not _in_regions(o, wanted):
             continue
         if flt.instance_type and o.instance_type != flt.instance_type:
             continue
@@ -203,58 +279,21 @@ def filter_offers(offers: Iterable[Offer], flt: OfferFilter) -> list[tuple[Offer
     return out
 
 
+def _in_regions(o: Offer, wanted: list[str]) -> bool:
+    where = " ".join(x for x in (o.region, o.zone, o.location) if x).lower()
+    return any(w in where for w in wanted)
+
+
 # ------------------------------------------------------------------ refresh
-@dataclass
-class ProviderOutcome:
-    provider: str
-    status: str  # "ok" | "skipped" | "failed"
-    offers: int = 0
-    seconds: float = 0.0
-    message: str = ""
-    warnings: list[str] = field(default_factory=list)
-
-
 def refresh(
     names: list[str],
     *,
     explicit: bool,
     regions: tuple[str, ...] | None = None,
     on_done: Callable[[ProviderOutcome], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
 ) -> list[ProviderOutcome]:
-    """Fetch live offers from each provider in parallel and cache each complete answer.
+    """Refresh the named clouds into the cache: see planner.offers.refresh.refresh."""
+    from planner.offers.refresh import refresh as run
 
-    A provider's failure never stops the others. Missing credentials skip a provider with a
-    warning unless the user named it (``explicit``), which makes it a failure.
-    """
-    from planner.offers.providers import MissingCredentials, OfferQuery, provider_classes
-
-    classes = provider_classes()
-    query = OfferQuery(regions=regions)
-
-    def run(name: str) -> ProviderOutcome:
-        start = time.perf_counter()
-        outcome = ProviderOutcome(name, "failed")
-        try:
-            provider = classes[name].from_env()
-            offers = provider.list_offers(query)
-            outcome.warnings = list(provider.warnings)
-            if not offers:
-                raise ProviderError(f"{name}: the provider answered with no offers; cache kept")
-            write_cache(name, offers, max(o.fetched_at for o in offers))
-            outcome.status, outcome.offers = "ok", len(offers)
-        except MissingCredentials as exc:
-            outcome.status = "failed" if explicit else "skipped"
-            outcome.message = exc.message
-        except ProviderError as exc:
-            outcome.message = exc.message
-        except Exception as exc:
-            outcome.message = f"{name}: unexpected {type(exc).__name__}: {str(exc)[:200]}"
-        outcome.seconds = time.perf_counter() - start
-        if on_done:
-            on_done(outcome)
-        return outcome
-
-    if not names:
-        raise UsageError("no provider to refresh")
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        return list(pool.map(run, names))
+    return run(names, explicit=explicit, regions=regions, on_done=on_done, on_start=on_start)

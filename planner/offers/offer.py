@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 HOURS_PER_MONTH = 730  # 8760 / 12: how monthly prices become hourly ones
 
@@ -15,11 +16,19 @@ class Offer:
     carry ``monthly_price_usd`` and ``setup_fee_usd``; their ``price_usd_per_hour`` is the 24x7
     rate (monthly / 730 h) without the setup fee, and ``effective_usd_per_hour`` adds the fee
     spread over a stated horizon.
+
+    Where the offer is: ``region`` is the short id the cloud uses for ordering ("us-east-1",
+    "FSN1", "DE" for a marketplace country, "global" where the cloud prices all locations
+    alike); ``zone`` a zone when the price is zone-specific; ``location`` a human place name.
+    ``provider_data`` holds what infrastructure code needs to order exactly this offer (GCP
+    zones, RunPod GPU type id, Hetzner product id and location, Vast search criteria): facts
+    travel as fields, never inside display strings. ``source`` names where the price came from
+    (a URL, an API, a catalog version) and ``fetched_at`` when it was read there.
     """
 
     provider: str
     instance_type: str
-    region: str
+    region: str  # short and clean: no prose, no "|" lists
     gpu: str  # canonical id from planner.gpus
     gpu_count: int
     gpu_memory_gb: float  # per GPU, marketed decimal GB
@@ -36,6 +45,11 @@ class Offer:
     availability: str | None = None
     tier: str | None = None  # RunPod secure / community
     notes: tuple[str, ...] = ()
+    zone: str | None = None
+    location: str | None = None
+    # Plain JSON values only (it round-trips through the cache and plan files). Left out of the
+    # hash so that an Offer stays hashable.
+    provider_data: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def effective_usd_per_hour(
         self, spot: bool = False, horizon_months: float = 1.0

@@ -7,9 +7,10 @@ import io
 from dataclasses import asdict
 from typing import Any
 
-from planner.offers.catalog import Catalog, ProviderOutcome
+from planner.offers.catalog import Catalog
 from planner.offers.gpus import GpuSpec
 from planner.offers.offer import Offer
+from planner.offers.refresh import ProviderOutcome
 
 OFFER_CSV_COLUMNS = (
     "provider", "instance_type", "region", "gpu", "gpu_count", "gpu_memory_gb", "vcpus",
@@ -87,11 +88,13 @@ def offers_csv(rows: list[tuple[Offer, float]]) -> str:
 def offers_table(rows: list[tuple[Offer, float]], spot: bool) -> Any:
     from rich.table import Table
 
+    from planner.offers.catalog import source_label
+
     kind = "spot" if spot else "on-demand"
     table = Table(title=f"{len(rows)} offers, {kind} $/h ascending", title_justify="left")
     right = {"GPUs", "GB/GPU", "$/h", "$/GPU·h"}
     for col in ("provider", "instance", "region", "GPUs", "GB/GPU", "$/h", "$/GPU·h", "billing",
-                "price age"):  # fmt: skip
+                "source", "price age"):  # fmt: skip
         table.add_column(col, justify="right" if col in right else "left")
     for o, price in rows:
         billing = o.billing
@@ -106,6 +109,7 @@ def offers_table(rows: list[tuple[Offer, float]], spot: bool) -> Any:
             f"{price:.3f}",
             f"{price / o.gpu_count:.3f}",
             billing,
+            source_label(o),
             age_label(o.fetched_at),
         )
     return table
@@ -122,19 +126,24 @@ def catalog_table(cat: Catalog) -> Any:
     from rich.table import Table
 
     table = Table(title="Offer catalog", title_justify="left")
-    for col in ("provider", "source", "fetched at", "age", "offers"):
+    for col in ("provider", "from", "fetched at", "age", "offers", "source"):
         table.add_column(col)
     for s in cat.sources.values():
-        table.add_row(
-            s.provider, s.origin, s.fetched_at or "-", age_label(s.fetched_at), str(s.offers)
-        )
+        age = age_label(s.fetched_at) if s.fetched_at else "-"
+        source = (s.source or "-")[:70]
+        if s.origin == "none":
+            source = "no offers yet: `gpuplan catalog refresh`"
+        table.add_row(s.provider, s.origin, s.fetched_at or "-", age, str(s.offers), source)
     return table
 
 
 def refresh_lines(outcomes: list[ProviderOutcome]) -> list[str]:
     lines = []
     for o in outcomes:
-        line = f"{o.provider:8} {o.status:8} {o.offers:5d} offers  {o.seconds:6.1f}s"
-        lines.append(line + (f"  {o.message}" if o.message else ""))
+        via = f"via {o.via}" if o.via else ""
+        age = f"prices of {o.fetched_at[:10]} ({age_label(o.fetched_at)})" if o.fetched_at else ""
+        line = f"{o.provider:10} {o.status:8} {o.offers:6d} offers {o.seconds:6.1f}s {via:12}"
+        parts = [p for p in (age, o.source, o.message) if p]
+        lines.append((line + "  " + "; ".join(parts)).rstrip())
         lines += [f"{'':8} warning: {w}" for w in o.warnings]
     return lines

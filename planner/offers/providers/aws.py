@@ -10,7 +10,13 @@ from typing import Any
 
 from planner.errors import ProviderError
 from planner.offers.offer import Offer
-from planner.offers.providers import MissingCredentials, OfferQuery, Provider, register, utc_now_iso
+from planner.offers.providers.base import (
+    MissingCredentials,
+    OfferQuery,
+    Provider,
+    register,
+    utc_now_iso,
+)
 
 DEFAULT_REGIONS = (
     "us-east-1",
@@ -51,6 +57,7 @@ def on_demand_price(product_json: str) -> tuple[str, float] | None:
 @register
 class AwsProvider(Provider):
     name = "aws"
+    api_label = "API (ec2.describe_instance_types, pricing.get_products, spot price history)"
     credentials_hint = "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
 
     def __init__(

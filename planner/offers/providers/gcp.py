@@ -11,11 +11,18 @@ from __future__ import annotations
 import os
 import re
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
 
 from planner.errors import ProviderError
 from planner.offers.offer import Offer
-from planner.offers.providers import MissingCredentials, OfferQuery, Provider, register, utc_now_iso
+from planner.offers.providers.base import (
+    MissingCredentials,
+    OfferQuery,
+    Provider,
+    register,
+    utc_now_iso,
+)
 
 COMPUTE_ENGINE_SERVICE = "services/6F81-5844-456A"
 GPU_SKU = re.compile(r"^(?:spot preemptible )?nvidia (?:tesla )?(.+?) gpu running in ", re.I)
@@ -31,9 +38,22 @@ def sku_price(sku: Any) -> float:
     return float(unit.units) + unit.nanos / 1e9
 
 
+def gcp_provider_data(
+    instance_type: str, attached_host: str | None, gpu_count: int, zones: Iterable[str]
+) -> dict[str, Any]:
+    """What infrastructure code needs: the machine type to order, how many GPUs to attach to it
+    (N1 hosts take attached GPUs; a2/a3/g2 bundle theirs: 0), and the zones that sell it."""
+    return {
+        "machine_type": attached_host or instance_type,
+        "accelerator_count": gpu_count if attached_host else 0,
+        "zones": sorted(zones),
+    }
+
+
 @register
 class GcpProvider(Provider):
     name = "gcp"
+    api_label = "API (compute machineTypes/acceleratorTypes, Cloud Billing Catalog)"
     credentials_hint = (
         "GOOGLE_CLOUD_PROJECT and Application Default Credentials "
         "(GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default login`)"
@@ -102,6 +122,9 @@ class GcpProvider(Provider):
                 billing="hourly", fetched_at=fetched,
                 source="gcp: compute machineTypes/acceleratorTypes, cloudbilling skus",
                 availability=f"zones: {', '.join(sorted(m['zones']))}",
+                provider_data=gcp_provider_data(
+                    name, m.get("machine_type"), m["count"], m["zones"]
+                ),
             ))  # fmt: skip
         return offers
 
@@ -141,6 +164,7 @@ class GcpProvider(Provider):
                 name = f"n1-standard-{4 * count}+{count}x{gpu_id}"
                 machines[(region, name)] = {
                     **host,
+                    "machine_type": f"n1-standard-{4 * count}",
                     "gpu": gpu_table()[gpu_id],
                     "count": count,
                     "zones": zones & host["zones"],

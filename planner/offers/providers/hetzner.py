@@ -12,11 +12,21 @@ from typing import Any
 
 from planner.errors import ProviderError
 from planner.offers.offer import HOURS_PER_MONTH, Offer
-from planner.offers.providers import MissingCredentials, OfferQuery, Provider, register, utc_now_iso
 from planner.offers.providers._http import JsonHttp
+from planner.offers.providers.base import (
+    MissingCredentials,
+    OfferQuery,
+    Provider,
+    register,
+    utc_now_iso,
+)
 
 DEFAULT_EUR_USD = 1.1637
 MONTHLY_NOTE = "dedicated server: monthly rental, one-off setup fee, delivery not instant"
+# Location ids -> the place: fsn1 Falkenstein, nbg1 Nuremberg, hel1 Helsinki (Hetzner's
+# location list as documented at https://metacpan.org/pod/WWW::Hetzner::Cloud::API::Locations ,
+# read 2026-11-30; Falkenstein and Nuremberg are in Germany, Helsinki in Finland).
+LOCATIONS = {"FSN1": "Falkenstein, DE", "NBG1": "Nuremberg, DE", "HEL1": "Helsinki, FI"}
 # Product id -> GPU where the description does not name a known card.
 GEX_GPUS = {
     "GEX44": "rtx-4000-sff-ada",
@@ -28,6 +38,7 @@ GEX_GPUS = {
 @register
 class HetznerProvider(Provider):
     name = "hetzner"
+    api_label = "Robot API (/order/server/product)"
     credentials_hint = "HETZNER_ROBOT_USER and HETZNER_ROBOT_PASSWORD (a Robot webservice user)"
     default_base_url = "https://robot-ws.your-server.de"
 
@@ -100,6 +111,8 @@ class HetznerProvider(Provider):
                 continue
             out.append(Offer(
                 provider="hetzner", instance_type=str(product["id"]), region=location,
+                location=LOCATIONS.get(location.upper()),
+                provider_data={"product_id": str(product["id"]), "location": location},
                 gpu=gpu.id, gpu_count=1, gpu_memory_gb=gpu.memory_gb, vcpus=None, ram_gib=None,
                 disk_gb=None, price_usd_per_hour=round(monthly / HOURS_PER_MONTH, 4),
                 spot_price_usd_per_hour=None, billing="monthly",

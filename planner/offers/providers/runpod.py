@@ -8,8 +8,14 @@ from typing import Any
 
 from planner.errors import ProviderError
 from planner.offers.offer import Offer
-from planner.offers.providers import MissingCredentials, OfferQuery, Provider, register, utc_now_iso
 from planner.offers.providers._http import JsonHttp
+from planner.offers.providers.base import (
+    MissingCredentials,
+    OfferQuery,
+    Provider,
+    register,
+    utc_now_iso,
+)
 
 GPU_TYPES_QUERY = """
 query GpuTypes($lowest: GpuLowestPriceInput) {
@@ -26,6 +32,7 @@ GPU_COUNTS = (1, 2, 4, 8)
 @register
 class RunpodProvider(Provider):
     name = "runpod"
+    api_label = "GraphQL API (gpuTypes)"
     credentials_hint = "RUNPOD_API_KEY"
     default_base_url = "https://api.runpod.io"
 
@@ -72,12 +79,14 @@ class RunpodProvider(Provider):
                 if count > (g.get("maxGpuCount") or 1):
                     break
                 out.append(Offer(
-                    provider="runpod", instance_type=f"{count}x {g['id']} ({tier})",
-                    region=f"any {tier} cloud data center", gpu=gpu.id, gpu_count=count,
+                    provider="runpod", instance_type=f"{count}x {g['id']}",
+                    # RunPod prices a GPU type alike in every data center of a tier.
+                    region="global", gpu=gpu.id, gpu_count=count,
                     gpu_memory_gb=gpu.memory_gb, vcpus=None, ram_gib=None, disk_gb=None,
                     price_usd_per_hour=round(count * price, 4),
                     spot_price_usd_per_hour=round(count * spot, 4) if spot > 0 else None,
                     billing="hourly", source="runpod: GraphQL gpuTypes", fetched_at=fetched,
                     availability=stock, tier=tier,
+                    provider_data={"gpu_type_id": g["id"], "cloud_type": tier.upper()},
                 ))  # fmt: skip
         return out

@@ -9,8 +9,14 @@ from typing import Any
 
 from planner.errors import ProviderError
 from planner.offers.offer import Offer
-from planner.offers.providers import MissingCredentials, OfferQuery, Provider, register, utc_now_iso
 from planner.offers.providers._http import JsonHttp
+from planner.offers.providers.base import (
+    MissingCredentials,
+    OfferQuery,
+    Provider,
+    register,
+    utc_now_iso,
+)
 
 MIN_RELIABILITY = 0.95
 
@@ -27,6 +33,7 @@ def search_body(limit: int = 1000) -> dict[str, Any]:
 @register
 class VastProvider(Provider):
     name = "vast"
+    api_label = "API (POST /api/v0/bundles/)"
     credentials_hint = "VAST_API_KEY"
     default_base_url = "https://console.vast.ai"
 
@@ -69,16 +76,27 @@ class VastProvider(Provider):
         if gpu is None or count < 1 or price <= 0:
             return None
         min_bid = o.get("min_bid")
+        place = str(o.get("geolocation") or "").strip()
         return Offer(
-            provider="vast", instance_type=f"{count}x {o.get('gpu_name')} (offer {o.get('id')})",
-            region=str(o.get("geolocation") or "unknown"), gpu=gpu.id, gpu_count=count,
+            provider="vast", instance_type=f"{count}x {o.get('gpu_name')} offer {o.get('id')}",
+            region=vast_region(place), location=place or None, gpu=gpu.id, gpu_count=count,
             gpu_memory_gb=gpu.memory_gb, vcpus=_int(o.get("cpu_cores_effective")),
             ram_gib=round(o["cpu_ram"] / 1024, 1) if o.get("cpu_ram") else None,
             disk_gb=o.get("disk_space"), price_usd_per_hour=round(price, 4),
             spot_price_usd_per_hour=round(float(min_bid), 4) if min_bid else None,
             billing="hourly", source="vast: POST /api/v0/bundles/", fetched_at=fetched,
             availability=f"reliability {o.get('reliability2', o.get('reliability'))}",
+            provider_data={
+                "offer_id": o.get("id"), "gpu_name": o.get("gpu_name"), "num_gpus": count,
+                "min_reliability": MIN_RELIABILITY,
+            },
         )  # fmt: skip
+
+
+def vast_region(geolocation: str) -> str:
+    """'Hamburg, DE' -> 'DE': the country code ends Vast's geolocation; 'unknown' when absent."""
+    code = geolocation.rsplit(",", 1)[-1].strip().upper()
+    return code if len(code) == 2 and code.isalpha() else (geolocation or "unknown")
 
 
 def _int(value: Any) -> int | None:

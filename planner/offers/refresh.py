@@ -1,0 +1,131 @@
+"""Live refresh of the offer catalog into the user's cache, one cloud at a time, in parallel.
+
+Each cloud is read from its direct provider when the user's credentials for it are set (account
+prices and availability), else from gpuhunt's public catalogs (no credentials needed). Hetzner
+has no public catalog and needs its Robot credentials. One cloud failing never sinks the
+others; a failed or empty answer leaves that cloud's cache exactly as it was (age included); a
+refresh limited to some regions replaces only those regions in the cache.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from planner.errors import ProviderError, UsageError
+from planner.offers.offer import Offer
+
+
+@dataclass
+class ProviderOutcome:
+    """What refreshing one cloud did. ``via`` is "direct" (the cloud's own API with the user's
+    credentials), "gpuhunt" (public catalog) or "" when nothing was read; ``source`` names the
+    endpoint or catalog version and ``fetched_at`` the date the prices carry."""
+
+    provider: str
+    status: str  # "ok" | "skipped" | "failed"
+    offers: int = 0
+    seconds: float = 0.0
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    via: str = ""
+    source: str = ""
+    fetched_at: str | None = None
+
+
+def merge_regions(
+    cached: list[Offer] | None, fresh: list[Offer], regions: tuple[str, ...] | None
+) -> list[Offer]:
+    """The cache after a refresh: everything fresh when all regions were asked for; otherwise
+    the cached offers outside the asked regions (kept with their own dates) plus the fresh."""
+    if not regions or not cached:
+        return list(fresh)
+    asked = {r.lower() for r in regions}
+    return [o for o in cached if o.region.lower() not in asked] + list(fresh)
+
+
+def refresh(
+    names: list[str],
+    *,
+    explicit: bool,
+    regions: tuple[str, ...] | None = None,
+    on_done: Callable[[ProviderOutcome], None] | None = None,
+    on_start: Callable[[str], None] | None = None,
+) -> list[ProviderOutcome]:
+    """Fetch live offers for each cloud in parallel and cache each complete answer.
+
+    Missing credentials switch a cloud to gpuhunt's public catalog when one covers it; a cloud
+    no public catalog covers (Hetzner) is skipped with a warning unless the user named it
+    (``explicit``), which makes it a failure. Outcomes come back in the order of ``names``.
+    """
+    from planner.offers.catalog import read_cache, write_cache
+    from planner.offers.providers import MissingCredentials, OfferQuery, provider_classes
+    from planner.offers.providers._gpuhunt import CATALOG_CLOUDS, GpuhuntSource
+
+    if not names:
+        raise UsageError("no provider to refresh")
+    classes = provider_classes()
+    query = OfferQuery(regions=regions)
+    public = GpuhuntSource()  # shared: the published catalogs download once per refresh
+
+    def fetch(name: str, outcome: ProviderOutcome) -> list[Offer]:
+        cls = classes.get(name)
+        no_credentials = ""
+        if cls is not None:
+            try:
+                provider = cls.from_env()
+            except MissingCredentials as exc:
+                if name not in CATALOG_CLOUDS:
+                    raise
+                no_credentials = exc.message
+            else:
+                offers = provider.list_offers(query)
+                outcome.warnings = list(provider.warnings)
+                outcome.via, outcome.source = "direct", f"{name} {cls.api_label}"
+                return offers
+        try:
+            answer = public.offers(name, regions)
+        except ProviderError as exc:
+            if no_credentials:  # say both: the direct API had no credentials, and why
+                raise ProviderError(f"{exc.message} ({no_credentials})", exc.hint) from None
+            raise
+        outcome.via, outcome.source = "gpuhunt", answer.source
+        outcome.warnings = list(answer.warnings)
+        if no_credentials:
+            outcome.warnings.insert(0, f"{no_credentials}; used the public catalog instead")
+        return answer.offers
+
+    def run(name: str) -> ProviderOutcome:
+        if on_start:
+            on_start(name)
+        start = time.perf_counter()
+        outcome = ProviderOutcome(name, "failed")
+        try:
+            offers = fetch(name, outcome)
+            if not offers:
+                where = f" in {', '.join(regions)}" if regions else ""
+                raise ProviderError(f"{name}: the source had no offers{where}; cache kept")
+            try:
+                previous = read_cache(name)
+            except (OSError, ValueError, KeyError, TypeError):
+                previous = None  # unreadable: a full answer replaces it, a partial one stands alone
+            merged = merge_regions(previous[0] if previous else None, offers, regions)
+            write_cache(name, merged, max(o.fetched_at for o in offers), outcome.source)
+            outcome.status, outcome.offers = "ok", len(offers)
+            outcome.fetched_at = min(o.fetched_at for o in offers)
+        except MissingCredentials as exc:
+            outcome.status = "failed" if explicit else "skipped"
+            outcome.message = exc.message
+        except ProviderError as exc:
+            outcome.message = exc.message
+        except Exception as exc:
+            outcome.message = f"{name}: unexpected {type(exc).__name__}: {str(exc)[:200]}"
+        outcome.seconds = time.perf_counter() - start
+        if on_done:
+            on_done(outcome)
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+        return list(pool.map(run, names))
