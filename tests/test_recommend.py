@@ -163,7 +163,7 @@ def test_top_plan_fits_memory_on_snapshot_scenarios():
         ranking = recommend(candidates_for(load_model_spec(model), quant), snapshot_offers(), need)
         for plan in ranking.plans[:5]:
             e = plan.estimate
-            capacity = G[plan.offer.gpu].memory_gb * 1e9 * need.gpu_memory_utilization / 2**30
+            capacity = G[plan.offer.gpu].usable_memory_bytes * need.gpu_memory_utilization / 2**30
             used = e.weights_gib_per_gpu + e.overhead_gib_per_gpu + e.kv_cache_gib_per_gpu
             assert used <= capacity + 0.01 and e.memory_headroom_gib >= -0.01
             assert check_support(G[plan.offer.gpu], get_format(plan.quant_format)).ok
