@@ -193,6 +193,10 @@ def random_catalog(rng: random.Random, n: int) -> list[Offer]:
 
 SCENARIOS = [
     ("llama-3.1-8b", None, Need()),
+    ("llama-3.1-8b", None, Need(objective="cost-per-token", concurrency=3)),
+    ("llama-3.1-8b", "auto", Need(workload="batch")),
+    ("qwen3-32b", None, Need(concurrency=6, gpus=2)),
+    ("llama-3.1-70b", "auto", Need(tp=4, concurrency=2)),
     ("llama-3.1-8b", "auto", Need(objective="speed", concurrency=16)),
     ("llama-3.1-70b", "auto", Need(context=32768, concurrency=4)),
     ("qwen3-30b-a3b", None, Need(objective="latency")),
@@ -348,3 +352,88 @@ def test_too_many_replicas_is_a_reason():
         recommend(
             cands, [offer("a10g", 1, 0.5)], Need(context=4096, target_output_tokens_per_s=1e6)
         )
+
+
+# ------------------------------------------------------------------ the declared load
+def test_one_stream_is_served_by_one_gpu_not_a_pod_of_replicas():
+    """Issue 11: with one stream, a 9x A40 pod (TP1 x DP9 at its largest batch) must not win
+    on cost per token; the figures are at the declared load."""
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    pod, single = offer("a40", 9, 3.96, name="pod"), offer("rtx-4090", 1, 0.34, name="one")
+    for objective in ("auto", "cost-per-token", "cost"):
+        top = recommend(cands, [pod, single], Need(objective=objective)).plans[0]
+        assert top.offer.instance_type == "one" and top.layout.dp == 1, objective
+        assert top.estimate.batch == 1
+    runpod = [o for o in snapshot_offers() if o.provider == "runpod"]
+    for objective in ("auto", "cost-per-token"):
+        top = recommend(cands, runpod, Need(objective=objective)).plans[0]
+        assert top.offer.gpu_count == 1 and top.layout.dp == 1 and top.estimate.replicas == 1
+
+
+def test_interactive_load_uses_no_more_replicas_than_streams():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    plan = recommend(cands, [offer("l40s", 8, 8.0)], Need(concurrency=2)).plans[0]
+    assert plan.layout.dp <= 2 and plan.estimate.batch == math.ceil(2 / plan.layout.dp)
+    plan = recommend(cands, [offer("l40s", 8, 8.0)], Need(concurrency=2, tp=1)).plans[0]
+    assert plan.layout.dp == 2 and plan.estimate.batch == 1
+    assert plan.vllm_args[plan.vllm_args.index("--data-parallel-size") + 1] == "2"
+    assert any("uses 2 of the machine's 8 GPUs" in n for n in plan.notes)
+    # the aggregate is the streams' speed, not the machine's capacity
+    e = plan.estimate
+    assert e.aggregate_output_tokens_per_s <= 2 * e.single_stream_tokens_per_s
+
+
+def test_batch_workload_ranks_by_cost_per_token_at_saturation():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    need = Need(workload="batch")
+    ranking = recommend(cands, [offer("l40s", 8, 8.0), offer("h100-sxm", 1, 2.5)], need)
+    for plan in ranking.plans:
+        assert plan.objective_value == plan.estimate.usd_per_million_output_tokens
+        assert plan.estimate.batch > 100  # the largest batch that fits, not one stream
+    node = next(p for p in ranking.plans if p.offer.gpu == "l40s")
+    assert node.layout.dp * node.layout.tp == 8  # a batch job fills the node
+    interactive = recommend(cands, [offer("h100-sxm", 1, 2.5)], Need()).plans[0]
+    saturated = next(p for p in ranking.plans if p.offer.gpu == "h100-sxm")
+    assert saturated.estimate.aggregate_output_tokens_per_s > (
+        10 * interactive.estimate.aggregate_output_tokens_per_s
+    )
+
+
+def test_default_service_level_filters_slow_plans_and_falls_back_with_a_note():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    slow, fast = offer("l4", 1, 0.5, name="slow"), offer("a10g", 1, 1.0, name="fast")
+    ranking = recommend(cands, [slow, fast], Need())  # L4: ~16 tok/s per stream < 20
+    assert [p.offer.instance_type for p in ranking.plans] == ["fast"]
+    assert "default service level" in ranking.rejected[0].reason
+    # a stated service level replaces the default
+    top = recommend(cands, [slow, fast], Need(min_tokens_per_s=10)).plans[0]
+    assert top.offer.instance_type == "slow"
+    # nothing meets the default: ranked without it, and said so
+    only = recommend(cands, [slow], Need())
+    assert only.plans[0].offer.instance_type == "slow" and only.notes
+    assert any("default interactive service level" in n for n in only.plans[0].notes)
+    # a batch job has no default service level
+    assert recommend(cands, [slow, fast], Need(workload="batch")).plans
+
+
+def test_gpu_count_and_tp_pins():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    offers = [offer("l40s", 1, 1.0, name="one"), offer("l40s", 2, 2.0, name="two")]
+    ranking = recommend(cands, offers, Need(gpus=2))
+    assert [p.offer.instance_type for p in ranking.plans] == ["two"]
+    assert "--gpus 2" in ranking.rejected[0].reason
+    plan = recommend(cands, offers, Need(tp=2)).plans[0]
+    assert plan.layout.tp == 2 and plan.offer.instance_type == "two"
+    with pytest.raises(UsageError, match="--tp"):
+        recommend(cands, offers, Need(tp=0))
+
+
+def test_report_builds_only_the_plans_it_shows():
+    from planner.present.report import recommendation_tables, recommendation_to_dict
+
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    ranking = recommend(cands, random_catalog(random.Random(5), 60), Need())
+    assert len(ranking.plans) > 10
+    recommendation_tables(ranking, 3, explain=False)
+    recommendation_to_dict(ranking, 3, {})
+    assert ranking.plans.built == 3
