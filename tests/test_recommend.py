@@ -437,3 +437,18 @@ def test_report_builds_only_the_plans_it_shows():
     recommendation_tables(ranking, 3, explain=False)
     recommendation_to_dict(ranking, 3, {})
     assert ranking.plans.built == 3
+
+
+def test_pipeline_parallel_throughput_counts_every_micro_batch():
+    """Issue 11: with PP, a stage step advances a whole micro-batch, not one token."""
+    cands = candidates_for(load_model_spec("llama-3.1-405b"), None)
+    plan = recommend(
+        cands,
+        [offer("h100-sxm", 8, 98.0, provider="aws")],
+        Need(workload="batch", prompt_tokens=100, output_tokens=2000),  # decode-bound
+    ).plans[0]
+    e = plan.estimate
+    assert plan.layout.pp >= 2 and e.batch >= 64
+    # every stream in flight gets a token each ITL (less the little time spent on prefills)
+    assert 0.5 * e.batch * e.single_stream_tokens_per_s <= e.aggregate_output_tokens_per_s
+    assert e.aggregate_output_tokens_per_s <= 1.01 * e.batch * e.single_stream_tokens_per_s

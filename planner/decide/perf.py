@@ -147,12 +147,16 @@ def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
 
 
 def token_latency_s(load: ModelLoad, hw: Hardware, batch: float, context: float) -> float:
-    """Inter-token latency one stream sees with ``batch`` streams decoding."""
-    stage = decode_step_s(load, hw, batch, context)
+    """Inter-token latency one stream sees with ``batch`` streams decoding. With pipeline
+    parallel the batch runs as pp micro-batches: a stream's next token comes after each stage
+    has stepped every micro-batch once."""
+    if hw.pp == 1:
+        return decode_step_s(load, hw, batch, context)
+    micro = max(batch / hw.pp, 1.0)
     net = (hw.pp - 1) * (
-        _c("internode_latency_us") * 1e-6 + batch * load.hidden * 2 / (_c("internode_gb_s") * 1e9)
+        _c("internode_latency_us") * 1e-6 + micro * load.hidden * 2 / (_c("internode_gb_s") * 1e9)
     )
-    return hw.pp * stage + net if hw.pp > 1 else stage
+    return hw.pp * decode_step_s(load, hw, micro, context) + net
 
 
 def output_tokens_per_s(
@@ -162,8 +166,10 @@ def output_tokens_per_s(
     with prefill and decode sharing the GPUs (pipeline stages work on micro-batches)."""
     context = prompt + output / 2
     if hw.pp > 1:
+        # pp micro-batches keep the pp stages busy at once: every stage step advances one
+        # micro-batch of sequences by a token, so a token costs a stage step / micro.
         micro = max(batch / hw.pp, 1.0)
-        step = decode_step_s(load, hw, micro, context) * hw.pp / (batch / micro)
+        step = decode_step_s(load, hw, micro, context) / micro
     else:
         step = decode_step_s(load, hw, batch, context) / batch  # GPU time per output token
     per_request = prefill_s(load, hw, prompt) / max(1, hw.pp) + output * step
