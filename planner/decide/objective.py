@@ -122,6 +122,44 @@ def figures(op: Operating, usd_per_hour: float, rounded: bool = True) -> Figures
     )
 
 
+class PricedPoint:
+    """The Figures of an operating point at a price, each field computed (and rounded exactly
+    as in `figures`) only when read: ranking reads two of them per offer."""
+
+    __slots__ = ("_op", "usd_per_hour_raw")
+
+    def __init__(self, op: Operating, usd_per_hour: float) -> None:
+        self._op, self.usd_per_hour_raw = op, usd_per_hour
+
+    @property
+    def usd_per_hour(self) -> float:
+        return round(self.usd_per_hour_raw, 4)
+
+    @property
+    def aggregate_output_tokens_per_s(self) -> float:
+        return round(self._op.tokens_per_s, 1)
+
+    @property
+    def single_stream_tokens_per_s(self) -> float:
+        return round(1 / self._op.itl_s, 2)
+
+    @property
+    def ttft_ms(self) -> float:
+        return round(self._op.ttft_s * 1000, 1)
+
+    @property
+    def itl_ms(self) -> float:
+        return round(self._op.itl_s * 1000, 2)
+
+    @property
+    def usd_per_million_output_tokens(self) -> float:
+        return round(self.usd_per_hour_raw / (self._op.tokens_per_s * 3600) * 1e6, 4)
+
+    @property
+    def replicas(self) -> int:
+        return self._op.replicas
+
+
 def resolved_objective(need: Need) -> str:
     if need.objective != "auto":
         return need.objective

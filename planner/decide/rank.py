@@ -24,8 +24,8 @@ from planner.decide.fit import (
 from planner.decide.objective import (
     OBJECTIVES,
     Operating,
+    PricedPoint,
     build_estimate,
-    figures,
     objective_value,
     operate,
     order_key,
@@ -130,12 +130,21 @@ def _group_for(cands: list[Candidate], gpu: GpuSpec, count: int, multi: bool, ne
     return _Group(ordered, reason, {i: tuple(v) for i, v in split.items()})
 
 
+class _Labels(dict):  # type: ignore[type-arg]
+    """Layout -> label, computed once per layout (the ranking's tie-break reads it per offer)."""
+
+    def __missing__(self, layout: typing.Any) -> str:
+        self[layout] = label = layout.label
+        return label
+
+
 class _Picker:
     """Chooses each offer's best option over a shared cache of machine groups."""
 
     def __init__(self, cands: list[Candidate], need: Need) -> None:
         self.cands, self.need = cands, need
         self.groups: dict[tuple[str, int, bool], _Group] = {}
+        self.labels: list[_Labels] = [_Labels() for _ in cands]
 
     def group(self, offer: Offer) -> _Group | str:
         gpu = gpu_table().get(offer.gpu)
@@ -186,11 +195,11 @@ class _Picker:
             if problem:
                 over = problem
                 continue
-            fig = figures(op, usd)
+            fig = PricedPoint(op, usd)
             key = (
                 objective_value(fig, self.need), tie_break(fig, self.need), fig.usd_per_hour,
                 offer.provider, offer.instance_type, offer.region, offer.tier or "",
-                op.fit.layout.label, self.cands[idx].fmt.name,
+                self.labels[idx][op.fit.layout], self.cands[idx].fmt.name,
             )  # fmt: skip
             return _Pick(key, offer, idx, op, price)
         return over
