@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from planner.decide.objective import objective_value, violation
 from planner.decide.plan import Need, plan_from_json, plan_to_json
 from planner.decide.rank import candidates_for, recommend
 from planner.decide.support import check_support
@@ -222,6 +223,9 @@ def test_top_plan_equals_brute_force_optimum(model, quant, need, seed):
         assert oracle == math.inf
         return
     assert ranking.plans[0].objective_value == pytest.approx(oracle, rel=1e-12)
+    for plan in ranking.plans[:3]:  # what `check --prices` calls on a saved plan
+        assert objective_value(plan, plan.need) == plan.objective_value
+        assert violation(plan, plan.need) is None
     values = [p.objective_value for p in ranking.plans]
     assert values == sorted(values)
     assert len(ranking.plans) + len(ranking.rejected) == len(offers)
