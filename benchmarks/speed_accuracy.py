@@ -1,93 +1,267 @@
-"""Speed model accuracy: estimate vs every published measurement in
-planner/decide/data/throughput_calibration.json, the error per point and the median absolute error.
+"""Speed model accuracy on published measurements (planner/decide/data/throughput_calibration.json):
+each point's estimate and error, in sample (constants fitted on all points) and leave one source
+out (each source predicted by constants fitted without it), overall and per class, for the vLLM
+points graded A or B; other engines and grade C are reported separately and never fitted.
 
-Run: python benchmarks/speed_accuracy.py        Target: median |error| within 25%.
+Run:  python benchmarks/speed_accuracy.py           (figures; refits for the out-of-sample part)
+      python benchmarks/speed_accuracy.py --fit     (also writes the in-sample constants to
+                                                     planner/decide/data/perf_calibration.json)
+Target (issue 11): out-of-sample median |error| <= 15% overall and <= 20% per class.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
+from functools import cache
 from pathlib import Path
+from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from planner.decide.perf import (  # noqa: E402
-    Hardware,
-    model_load,
-    output_tokens_per_s,
-    prefill_s,
-    token_latency_s,
-)
-from planner.decide.rank import MAX_NUM_SEQS, _nvlink  # noqa: E402
+from planner.decide import perf  # noqa: E402
+from planner.decide.fit import _candidate, memory_budget, nvlink  # noqa: E402
 from planner.decide.support import check_support  # noqa: E402
 from planner.model.footprint import (  # noqa: E402
-    count_params,
+    default_max_num_seqs,
     kv_bytes_per_request,
-    overhead_bytes,
-    per_gpu_weight_bytes,
-    resolve_format,
-    weight_bytes,
 )
 from planner.model.quant import get_format  # noqa: E402
 from planner.model.sources import load_model_spec  # noqa: E402
 from planner.model.sources.hfconfig import parse_config  # noqa: E402
 from planner.offers.gpus import gpu_table  # noqa: E402
 
+DATA = ROOT / "planner/decide/data/throughput_calibration.json"
+CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
+# Physical priors of the fitted constants (the fit is pulled toward them, so that a constant
+# no point pins down stays plausible): ~85% of peak HBM bandwidth, ~0.5 ms of launch/schedule
+# per step, tens of microseconds per all-reduce (NVLink < xGMI < PCIe), ~60-75% of the dense
+# tensor peak, Marlin int4 kernels at ~60% of that.
+PRIORS = {
+    "per_sequence_overhead_ms": 0.02, "moe_decode_compute_efficiency": 0.6,
+    "request_overhead_ms": 10.0, "pcie_allreduce_latency_us": 30.0,
+    "xgmi_allreduce_latency_us": 15.0, "moe_layer_overhead_us": 30.0,
+}  # fmt: skip
+# Held at the values fitted earlier on the first calibration sample (perf_calibration.json
+# says where each comes from): refitting them on every split overfits (see the report).
+HELD = {
+    "bandwidth_efficiency": 0.85, "step_overhead_ms": 0.55, "decode_compute_efficiency": 0.6,
+    "prefill_compute_efficiency": 0.75, "nvlink_allreduce_latency_us": 8.0,
+    "int4_weight_only_compute_factor": 0.6,
+}  # fmt: skip
+HELD_SOURCES = {
+    "bandwidth_efficiency": "batch-1 decode of the first calibration sample: gt05 (Qwen3-4B, L4) "
+    "and gt07 (Llama-3-8B, A10G) after the fixed overheads; held (not refitted)",
+    "step_overhead_ms": "gt01 (Llama-3.1-8B, H100, ITL intercept 6.44 ms vs 4.79 ms ideal); held",
+    "decode_compute_efficiency": "assumption: share of the dense tensor peak reached by decode "
+    "GEMMs at large batch; held",
+    "prefill_compute_efficiency": "gt07 TTFT on A10G implies >= 0.9 of the tabulated peak; 0.75 "
+    "as the A10G figure is uncertain; held",
+    "nvlink_allreduce_latency_us": "assumption (NCCL/custom all-reduce latency on NVLink); held",
+    "int4_weight_only_compute_factor": "assumption: Marlin int4 kernels at ~60% of the dense "
+    "peak at large batch (dequantisation in the inner loop); held",
+}
+PRIOR_WEIGHT = 0.01  # per unit of (log ratio to the prior)^2, against mean |log error|
+FITTED = tuple(PRIORS)
+BOUNDS = {"bandwidth_efficiency": 0.95, "decode_compute_efficiency": 0.95,
+          "prefill_compute_efficiency": 0.95, "int4_weight_only_compute_factor": 1.0}  # fmt: skip
 
-def predict(point: dict) -> float:
-    model = point["model"]
-    if isinstance(model, dict):
-        spec = parse_config(model, name=point["model_name"], source="config", source_ref="inline")
+
+def points() -> list[dict]:
+    return json.loads(DATA.read_text())["points"]
+
+
+def source_of(p: dict) -> str:
+    """The independent source a point comes from (repository or site), for leave-one-out."""
+    url = p["source"]
+    if not url.startswith("http"):
+        return url[:40]
+    parsed = urlparse(url)
+    parts = parsed.path.strip("/").split("/")
+    if parsed.netloc.endswith("github.com") and len(parts) >= 2:
+        return f"github.com/{parts[0]}/{parts[1]}".lower()
+    return parsed.netloc
+
+
+def classes(p: dict) -> list[str]:
+    out = []
+    if p["metric"] == "ttft_ms":
+        out.append("TTFT")
+    elif p["metric"] == "tokens_per_s" or (p["metric"] == "itl_ms" and p.get("batch") == 1):
+        out.append("single stream")
+    elif p["metric"] == "itl_ms":
+        out.append("stated concurrency")
+    elif p.get("concurrency", 0) >= 256:
+        out.append("max batch")
     else:
-        spec = load_model_spec(model)
-    fmt, qc = resolve_format(spec, point["quant"])
-    wb = weight_bytes(spec, fmt, qc)
-    tp = point["tp"]
-    weights, experts = per_gpu_weight_bytes(spec, wb, tp)
-    _, active, _ = count_params(spec)
-    gpu = gpu_table()[point["gpu"]]
-    support = check_support(gpu, get_format("fp16") if fmt.kind == "gguf" else fmt)
-    hw = Hardware(gpu, tp, 1, support.compute, _nvlink(gpu))
-    load = model_load(spec, weights, experts, active, tp, 1, "auto")
-    kind = point["predict"]
-    if kind == "itl_ms":
-        return token_latency_s(load, hw, point["batch"], point["context"]) * 1000
-    if kind == "tokens_per_s":
-        return 1 / token_latency_s(load, hw, point["batch"], point["context"])
-    if kind == "ttft_ms":
-        return prefill_s(load, hw, point["prompt"]) * 1000
-    if kind == "aggregate_tokens_per_s":
-        prompt, output = point["prompt"], point["output"]
-        capacity = gpu.usable_memory_bytes * point["gpu_memory_utilization"]
-        free = capacity - weights - overhead_bytes(spec, tp)
-        per_request = kv_bytes_per_request(spec, tp, "auto", prompt + output)
-        batch = int(min(point["concurrency"], MAX_NUM_SEQS, free // per_request))
-        return output_tokens_per_s(load, hw, batch, prompt, output) * 1  # one replica
-    raise ValueError(kind)
+        out.append("stated concurrency")
+    spec = _setup(p["id"])[0].spec
+    if p["tp"] > 1:
+        out.append("TP > 1")
+    if spec.is_moe:
+        out.append("MoE")
+    if gpu_table()[p["gpu"]].vendor == "amd":
+        out.append("AMD")
+    return out
+
+
+def fitted(p: dict) -> bool:
+    return p["engine"].startswith("vLLM") and p["quality"] in {"A", "B"}
+
+
+@cache
+def _setup(pid: str):
+    p = next(q for q in points() if q["id"] == pid)
+    if "config" in p:
+        spec = parse_config(p["config"], name=p["model"], source="config", source_ref="inline")
+    else:
+        spec = load_model_spec(p["model"])
+    cand = _candidate(spec, p["quant"], p["model"])
+    gpu = gpu_table()[p["gpu"]]
+    tp = p["tp"]
+    util = p.get("gpu_memory_utilization", 0.9)
+    # The measured runs had the whole card: an unlogged HBM card's marketed GB is about its GiB
+    # (H100 80GB: 79.18 GiB); the planner's own figure for it is conservative on purpose.
+    total = gpu.usable_memory_bytes if gpu.usable_memory_gib else int(gpu.memory_gb * 0.985 * 2**30)
+    seqs = min(p.get("max_num_seqs") or 256, 256)  # best estimate of the sampler warm-up
+    weights, experts, _, free = memory_budget(cand, gpu, tp, 1, util, total, seqs)
+    fmt = get_format("fp16") if cand.fmt.kind == "gguf" else cand.fmt
+    support = check_support(gpu, fmt, p["kv_cache_dtype"])
+    compute = support.compute if support.ok else "fp16"
+    hw = perf.Hardware(gpu, tp, 1, compute, nvlink(gpu))
+    load = perf.model_load(
+        spec, weights, experts, cand.active_params, tp, 1, p["kv_cache_dtype"], cand.fmt.kind
+    )
+    return cand, hw, load, free
+
+
+def predict(p: dict) -> float:
+    cand, hw, load, free = _setup(p["id"])
+    prompt, output = p.get("prompt", 0), p.get("output", 128)
+    context = prompt + output / 2
+    metric = p["metric"]
+    if metric in {"itl_ms", "tokens_per_s"}:
+        batch = p.get("batch")
+        if batch is None:  # a Poisson rate: Little's law on the decode phase
+            itl = perf.token_latency_s(load, hw, 1, context)
+            for _ in range(5):
+                batch = max(1.0, p["rate"] * output * itl)
+                itl = perf.token_latency_s(load, hw, batch, context)
+        itl = perf.token_latency_s(load, hw, batch, context)
+        if metric == "itl_ms":
+            return itl * 1000
+        if p.get("e2e"):
+            return output / (perf.prefill_s(load, hw, prompt) + output * itl)
+        return 1 / itl
+    if metric == "ttft_ms":
+        return perf.prefill_s(load, hw, prompt) * 1000
+    seqs = p.get("max_num_seqs") or default_max_num_seqs(hw.gpu.usable_memory_bytes, hw.gpu.name)
+    per_request = kv_bytes_per_request(cand.spec, p["tp"], p["kv_cache_dtype"], prompt + output)
+    batch = int(max(1, min(p["concurrency"], seqs, free // max(per_request, 1))))
+    tps = p["replicas"] * perf.output_tokens_per_s(load, hw, batch, prompt, output)
+    return tps * (prompt + output) / output if metric == "total_tokens_per_s" else tps
+
+
+def error_pct(p: dict) -> float:
+    return (predict(p) - p["value"]) / p["value"] * 100
+
+
+def _loss(pts: list[dict]) -> float:
+    consts = perf.calibration()["constants"]
+    prior = sum(math.log(consts[n]["value"] / v) ** 2 for n, v in PRIORS.items())
+    fit_err = statistics.fmean(abs(math.log(predict(p) / p["value"])) for p in pts)
+    return fit_err + PRIOR_WEIGHT * prior
+
+
+def fit(pts: list[dict]) -> dict[str, float]:
+    """Coordinate search of the FITTED constants (multiplicative steps, repeated until no step
+    helps) minimising the mean |log error| on `pts`; returns the constants (left set)."""
+    consts = perf.calibration()["constants"]
+    best = _loss(pts)
+    for step in (3.0, 1.7, 1.3, 1.1, 1.03):
+        improved = True
+        while improved:
+            improved = False
+            for name in FITTED:
+                for factor in (step, 1 / step):
+                    old = consts[name]["value"]
+                    consts[name]["value"] = min(old * factor, BOUNDS.get(name, math.inf))
+                    loss = _loss(pts)
+                    if loss < best - 1e-6:
+                        best, improved = loss, True
+                    else:
+                        consts[name]["value"] = old
+    return {n: consts[n]["value"] for n in FITTED}
+
+
+def _set(values: dict[str, float]) -> None:
+    for name, value in values.items():
+        perf.calibration()["constants"][name]["value"] = value
+
+
+def _medians(errors: dict[str, float], pts: list[dict]) -> str:
+    rows = [f"overall {statistics.median(abs(errors[p['id']]) for p in pts):.1f}% (n={len(pts)})"]
+    for cls in ("single stream", "stated concurrency", "max batch", "TTFT", "TP > 1", "MoE", "AMD"):
+        sel = [abs(errors[p["id"]]) for p in pts if cls in classes(p)]
+        if sel:
+            rows.append(f"{cls} {statistics.median(sel):.1f}% (n={len(sel)})")
+    return "; ".join(rows)
 
 
 def main() -> None:
-    points = json.loads((ROOT / "planner/decide/data/throughput_calibration.json").read_text())[
-        "points"
-    ]
-    errors = []
-    print(f"{'id':10} {'engine':22} {'metric':24} {'estimate':>10} {'published':>10} {'error':>8}")
-    for p in points:
-        est = predict(p)
-        err = (est - p["value"]) / p["value"] * 100
-        errors.append(abs(err))
-        print(
-            f"{p['id']:10} {p['engine'][:22]:22} {p['predict']:24} {est:10.2f} "
-            f"{p['value']:10.2f} {err:+7.1f}%"
-        )
-    vllm = [e for e, p in zip(errors, points, strict=True) if p["engine"].startswith("vLLM")]
-    print(
-        f"\nmedian |error|: all {len(errors)} points {statistics.median(errors):.1f}%, "
-        f"vLLM points only ({len(vllm)}) {statistics.median(vllm):.1f}% (target <= 25%)"
+    write = "--fit" in sys.argv
+    pts = points()
+    train = [p for p in pts if fitted(p)]
+    _set(HELD) if write else None
+    start = (
+        dict(PRIORS) if write else {n: perf.calibration()["constants"][n]["value"] for n in FITTED}
     )
+    before = {p["id"]: error_pct(p) for p in pts}
+    in_sample = fit(train) if write else start
+    _set(in_sample)
+    inside = {p["id"]: error_pct(p) for p in pts}
+    outside: dict[str, float] = {}
+    for src in sorted({source_of(p) for p in pts}):
+        _set(PRIORS)
+        fit([p for p in train if source_of(p) != src])
+        for p in pts:
+            if source_of(p) == src:
+                outside[p["id"]] = error_pct(p)
+    _set(in_sample)
+    print(f"{'id':10} {'class':34} {'engine':18} {'estimate':>9} {'published':>9} "
+          f"{'in-sample':>9} {'LOSO':>7}  source")  # fmt: skip
+    for p in pts:
+        print(
+            f"{p['id']:10} {', '.join(classes(p))[:34]:34} {p['engine'][:18]:18} "
+            f"{predict(p):9.1f} {p['value']:9.1f} {inside[p['id']]:+8.1f}% "
+            f"{outside[p['id']]:+6.1f}%  {source_of(p)}"
+        )
+    others = [p for p in pts if not fitted(p)]
+    print(
+        f"\nvLLM points graded A/B ({len(train)} from {len({source_of(p) for p in train})} sources)"
+    )
+    if write:
+        print(f"  constants before this fit, median |error|: {_medians(before, train)}")
+    print(f"  in-sample (fitted on all of them) median |error|: {_medians(inside, train)}")
+    print(f"  leave-one-source-out median |error|: {_medians(outside, train)}")
+    print(f"other engines and grade C ({len(others)}, never fitted), leave-one-source-out: "
+          f"{_medians(outside, others)}")  # fmt: skip
+    if write:
+        doc = json.loads(CONSTANTS.read_text())
+        for name, value in in_sample.items():
+            doc["constants"][name]["value"] = float(f"{value:.4g}")
+            doc["constants"][name]["source"] = (
+                f"fitted by `python benchmarks/speed_accuracy.py --fit` on the {len(train)} vLLM "
+                "points graded A/B of throughput_calibration.json (2026-11-30)"
+            )
+        for name, value in HELD.items():
+            doc["constants"][name]["value"] = value
+            doc["constants"][name]["source"] = HELD_SOURCES[name]
+        CONSTANTS.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {CONSTANTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

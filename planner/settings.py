@@ -17,11 +17,11 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from planner.decide.objective import OBJECTIVES, WORKLOADS
 from planner.decide.plan import Need
 from planner.errors import UsageError
 
 DEFAULT_TOML = "gpuplan.toml"
-OBJECTIVES = ("cost-per-token", "cost", "speed", "latency")
 KV_CACHE_DTYPES = ("auto", "fp8")
 
 
@@ -52,6 +52,9 @@ KEYS: dict[str, Key] = {
                    need_field="context", minimum=1),
     "concurrency": Key("workload", int, "requests of `context` tokens served at once",
                        need_field="concurrency", minimum=1),
+    "workload": Key("workload", str, "interactive (figures at `concurrency` streams, a default "
+                    "service level) or batch (an offline job, $ per 1M tokens at saturation)",
+                    need_field="workload", choices=WORKLOADS),
     "prompt_tokens": Key("workload", int, "typical prompt", need_field="prompt_tokens",
                          minimum=1),
     "output_tokens": Key("workload", int, "typical answer", need_field="output_tokens",
@@ -61,12 +64,17 @@ KEYS: dict[str, Key] = {
     "gpu_memory_utilization": Key("workload", float, "vLLM's share of each GPU's memory",
                                   need_field="gpu_memory_utilization", minimum=0,
                                   min_open=True, maximum=1),
-    "objective": Key("constraints", str, "what to minimise", need_field="objective",
+    "objective": Key("constraints", str, "what to minimise (auto: the cheapest $/h that serves "
+                     "the load; batch: $ per 1M output tokens)", need_field="objective",
                      choices=OBJECTIVES),
     "providers": Key("constraints", list, 'e.g. ["aws", "gcp"]'),
     "regions": Key("constraints", list, "substrings of regions"),
     "gpu": Key("constraints", str, "only this GPU (canonical name or alias)"),
     "instance_type": Key("constraints", str, "only this instance type"),
+    "gpus": Key("constraints", int, "only machines with this many GPUs", need_field="gpus",
+                minimum=1, maximum=64),
+    "tp": Key("constraints", int, "only this tensor-parallel degree", need_field="tp",
+              minimum=1, maximum=64),
     "spot": Key("constraints", bool, "spot / interruptible prices", need_field="spot"),
     "max_price": Key("constraints", float, "USD per hour for the whole deployment",
                      need_field="max_price_usd_per_hour", minimum=0),
@@ -112,6 +120,7 @@ class Settings:
     quant: str | None = None
     context: int = default_of("context")
     concurrency: int = default_of("concurrency")
+    workload: str = default_of("workload")
     prompt_tokens: int = default_of("prompt_tokens")
     output_tokens: int = default_of("output_tokens")
     kv_cache_dtype: str = default_of("kv_cache_dtype")
@@ -121,6 +130,8 @@ class Settings:
     regions: tuple[str, ...] | None = None
     gpu: str | None = None
     instance_type: str | None = None
+    gpus: int | None = None
+    tp: int | None = None
     spot: bool = default_of("spot")
     max_price: float | None = None
     min_tokens_per_s: float | None = None

@@ -1,43 +1,30 @@
-"""A brute-force oracle for the planner: every offer x candidate x layout, scored with the same
-rules (pipeline parallel only when no single-node layout of that candidate fits on that offer).
-Used by tests/test_recommend.py and benchmarks/plan_quality.py."""
+"""A brute-force oracle for the planner: every offer x candidate x layout, put under the load and
+scored by planner/decide/objective.py on finished Estimates (pipeline parallel only when no
+single-node layout of that candidate fits on that offer). It shares the objective encoding with
+the planner on purpose, and shares none of its search: no machine groups, no price-free order,
+no first-within-price shortcut. Used by tests/test_recommend.py and benchmarks/plan_quality.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 
-from planner.decide.plan import Estimate, Need
-from planner.decide.rank import (
-    MULTI_NODE_PROVIDERS,
-    Candidate,
-    _estimate,
-    evaluate_layout,
-    layouts,
+from planner.decide.fit import MULTI_NODE_PROVIDERS, Candidate, fit_layout, layouts
+from planner.decide.objective import (
+    build_estimate,
     objective_value,
+    operate,
+    uses_default_service_level,
+    violation,
 )
+from planner.decide.plan import Need
 from planner.decide.support import check_support
 from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer
 
 
-def _violations(est: Estimate, need: Need) -> str | None:
-    """The constraints, stated on the finished Estimate (independently of the planner's fast
-    path, which checks them on layouts before pricing)."""
-    if need.max_price_usd_per_hour is not None and est.usd_per_hour > need.max_price_usd_per_hour:
-        return f"${est.usd_per_hour:.2f}/h > --max-price {need.max_price_usd_per_hour:g}"
-    if need.min_tokens_per_s is not None and est.single_stream_tokens_per_s < need.min_tokens_per_s:
-        return (
-            f"{est.single_stream_tokens_per_s:.1f} tok/s per stream < --min-tokens-per-s "
-            f"{need.min_tokens_per_s:g}"
-        )
-    if need.max_ttft_ms is not None and est.ttft_ms > need.max_ttft_ms:
-        return f"TTFT {est.ttft_ms:.0f} ms > --max-ttft {need.max_ttft_ms:g}"
-    return None
-
-
-def brute_force_best(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> float:
-    """The lowest objective value any feasible (offer, candidate, layout) reaches, or inf."""
+def _best(cands: list[Candidate], offers: list[Offer], need: Need) -> float:
     table = gpu_table()
     best = math.inf
     for o in offers:
@@ -45,23 +32,32 @@ def brute_force_best(cands: list[Candidate], offers: Iterable[Offer], need: Need
         gpu = table.get(o.gpu)
         if price is None or gpu is None or not (gpu.bf16_tflops_dense or gpu.fp16_tflops_dense):
             continue
+        if need.gpus is not None and o.gpu_count != need.gpus:
+            continue
         for cand in cands:
             support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
             if not support.ok:
                 continue
             multi = o.provider in MULTI_NODE_PROVIDERS
             fits = [
-                evaluate_layout(cand, gpu, support, lay, need)
-                for lay in layouts(o.gpu_count, multi, need.max_nodes)
+                fit_layout(cand, gpu, support, lay, need)
+                for lay in layouts(o.gpu_count, multi, need.max_nodes, need)
             ]
             fits = [f for f in fits if not isinstance(f, str)]
             if any(f.layout.pp == 1 for f in fits):
                 fits = [f for f in fits if f.layout.pp == 1]
             for f in fits:
-                est = _estimate(f, o, price, need)
-                if _violations(est, need) is None:
-                    target = bool(need.target_output_tokens_per_s)
-                    best = min(
-                        best, objective_value(need.objective, est, need.output_tokens, target)
-                    )
+                est = build_estimate(operate(f, need), o, price, need)
+                if violation(est, need) is None:
+                    best = min(best, objective_value(est, need))
+    return best
+
+
+def brute_force_best(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> float:
+    """The lowest objective value any feasible (offer, candidate, layout) reaches, or inf;
+    without the default service level when nothing meets it (as the planner does)."""
+    offers = list(offers)
+    best = _best(cands, offers, need)
+    if best == math.inf and uses_default_service_level(need):
+        best = _best(cands, offers, dataclasses.replace(need, default_service_level=False))
     return best

@@ -110,3 +110,19 @@ def test_recommend_max_ttft_filter(cli):
 def test_recommend_filters_that_leave_nothing_are_exit_3(cli, args, needle):
     r = cli("recommend", "llama-3.1-8b", *args)
     assert r.exit_code == 3 and needle in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(
+    ("args", "first", "hint"),
+    [
+        (["--max-price", "0.01"], "x $", "hint: raise --max-price"),
+        (["--spot", "--providers", "hetzner"], "none of the 6 matching offers has a spot price",
+         "hint: drop --spot"),
+        (["--gpu", "rtx-pro-6000-blackwell"], "no published dense", "hint: choose another --gpu"),
+    ],
+)  # fmt: skip
+def test_no_feasible_offer_hint_fits_the_commonest_reason(cli, args, first, hint):
+    r = cli("recommend", "llama-3.1-8b", *args)
+    assert r.exit_code == 3, r.output
+    assert first in r.stderr.splitlines()[0]
+    assert r.stderr.splitlines()[1].startswith(hint)

@@ -67,7 +67,10 @@ def test_settings_precedence_flag_env_toml_default(tmp_path, monkeypatch):
     [
         ({"workload__context": '"big"'}, "'workload.context' must be int"),
         ({"workload__contxt": "1"}, "unknown key 'workload.contxt'"),
-        ({"constraints__objective": '"cheap"'}, "allowed: cost-per-token, cost, speed, latency"),
+        (
+            {"constraints__objective": '"cheap"'},
+            "allowed: auto, cost-per-token, cost, speed, latency",
+        ),
         ({"workload__kv_cache_dtype": '"int4"'}, "allowed: auto, fp8"),
         ({"deploy__allow_cidrs": '"203.0.113.0/24"'}, "'deploy.allow_cidrs' must be list"),
     ],

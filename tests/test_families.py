@@ -231,10 +231,15 @@ def test_decilm_unsupported_blocks_are_named():
 
 
 def test_llama4_maverick_activation_peak_uses_its_dense_layers():
-    from planner.model.footprint import PROFILE_BATCHED_TOKENS, PROFILE_MAX_SEQS, activation_bytes
+    from planner.model.footprint import (
+        PROFILE_BATCHED_TOKENS,
+        PROFILE_MAX_SEQS,
+        SAMPLER_BYTES_PER_LOGIT,
+        activation_bytes,
+    )
 
     mav = registry_spec("meta-llama/Llama-4-Maverick-17B-128E-Instruct")
-    logits = PROFILE_MAX_SEQS * 202048 * 4 * 2
+    logits = PROFILE_MAX_SEQS * 202048 * SAMPLER_BYTES_PER_LOGIT
     # MoE layers: 1 expert x 8192 + shared 8192 = 16384, equal to the dense layers' width
     assert activation_bytes(mav, 1) == PROFILE_BATCHED_TOKENS * (3 * 16384 + 4 * 5120) * 2 + logits
     # a wider dense MLP on the alternate layers sets the peak (Scout, all-MoE, would not)
@@ -250,7 +255,7 @@ def test_llama4_maverick_activation_peak_uses_its_dense_layers():
     # 10 experts x 768 + the 1536-wide shared MLP
     assert activation_bytes(granite, 1) == (
         PROFILE_BATCHED_TOKENS * (3 * (10 * 768 + 1536) + 4 * 4096) * 2
-        + PROFILE_MAX_SEQS * 100352 * 4 * 2
+        + PROFILE_MAX_SEQS * 100352 * SAMPLER_BYTES_PER_LOGIT
     )
 
 

@@ -928,6 +928,10 @@ def test_generate_skips_plans_it_cannot_write(cli, tmp_path):
         "auto",
         "--providers",
         "runpod,vast",
+        "--concurrency",
+        "32",  # a load where one MI300X (ROCm, not writable for these clouds) ranks first
+        "--objective",
+        "cost-per-token",
         "--allow-cidr",
         CIDR,
         "--out",

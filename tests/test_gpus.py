@@ -63,7 +63,8 @@ def test_table_is_complete_and_sourced():
     # FP8 tensor cores only from compute capability 8.9 (gpu-specs.json conventions)
     assert table["a100-80gb-sxm"].fp8_tflops_dense is None
     assert table["h100-sxm"].fp8_tflops_dense == 1978.9
-    assert table["a10g"].usable_memory_bytes == 24 * 10**9
+    assert table["a10g"].usable_memory_bytes == int(24 * 10**9 * 0.98)  # no log: 0.98 x marketed
+    assert table["t4"].usable_memory_bytes == int(14.74 * 2**30)  # logged total
 
 
 def test_gpus_command_json(cli):

@@ -109,7 +109,9 @@ CALIBRATION = json.loads(
 
 @pytest.mark.parametrize("point", CALIBRATION, ids=lambda p: p["model"])
 def test_overhead_is_conservative_on_calibration_logs(point):
-    """Predicted KV tokens never exceed what vLLM logged, and stay within 15% of it."""
+    """Predicted KV tokens never exceed what vLLM logged, and stay within 20% of it (the
+    overhead is fitted as the largest residual over 25 logs, planner/decide/data/
+    vllm_memory_logs.json, so it is conservative on these two)."""
     s = load_model_spec(point["model"])
     fmt, qc = resolve_format(s, None)
     budget = int(point["gpu_total_memory_bytes"] * point["gpu_memory_utilization"])
@@ -117,5 +119,5 @@ def test_overhead_is_conservative_on_calibration_logs(point):
     per_layer, layers = kv_bytes_per_token(s, 1, "auto")
     predicted_tokens = free // (per_layer * layers)
     assert predicted_tokens <= point["logged_kv_tokens"]
-    assert predicted_tokens >= 0.85 * point["logged_kv_tokens"]
+    assert predicted_tokens >= 0.8 * point["logged_kv_tokens"]
     assert activation_bytes(s, 1) > 0

@@ -8,6 +8,7 @@ import random
 
 import pytest
 
+from planner.decide.objective import objective_value, violation
 from planner.decide.plan import Need, plan_from_json, plan_to_json
 from planner.decide.rank import candidates_for, recommend
 from planner.decide.support import check_support
@@ -167,7 +168,7 @@ def test_top_plan_fits_memory_on_snapshot_scenarios():
         ranking = recommend(planning_candidates(model, quant), snapshot_offers(), need)
         for plan in ranking.plans[:5]:
             e = plan.estimate
-            capacity = G[plan.offer.gpu].memory_gb * 1e9 * need.gpu_memory_utilization / 2**30
+            capacity = G[plan.offer.gpu].usable_memory_bytes * need.gpu_memory_utilization / 2**30
             used = e.weights_gib_per_gpu + e.overhead_gib_per_gpu + e.kv_cache_gib_per_gpu
             assert used <= capacity + 0.01 and e.memory_headroom_gib >= -0.01
             assert check_support(G[plan.offer.gpu], get_format(plan.quant_format)).ok
@@ -197,6 +198,10 @@ def random_catalog(rng: random.Random, n: int) -> list[Offer]:
 
 SCENARIOS = [
     ("llama-3.1-8b", None, Need()),
+    ("llama-3.1-8b", None, Need(objective="cost-per-token", concurrency=3)),
+    ("llama-3.1-8b", "auto", Need(workload="batch")),
+    ("qwen3-32b", None, Need(concurrency=6, gpus=2)),
+    ("llama-3.1-70b", "auto", Need(tp=4, concurrency=2)),
     ("llama-3.1-8b", "auto", Need(objective="speed", concurrency=16)),
     ("llama-3.1-70b", "auto", Need(context=32768, concurrency=4)),
     ("qwen3-30b-a3b", None, Need(objective="latency")),
@@ -222,6 +227,9 @@ def test_top_plan_equals_brute_force_optimum(model, quant, need, seed):
         assert oracle == math.inf
         return
     assert ranking.plans[0].objective_value == pytest.approx(oracle, rel=1e-12)
+    for plan in ranking.plans[:3]:  # what `check --prices` calls on a saved plan
+        assert objective_value(plan, plan.need) == plan.objective_value
+        assert violation(plan, plan.need) is None
     values = [p.objective_value for p in ranking.plans]
     assert values == sorted(values)
     assert len(ranking.plans) + len(ranking.rejected) == len(offers)
@@ -352,3 +360,103 @@ def test_too_many_replicas_is_a_reason():
         recommend(
             cands, [offer("a10g", 1, 0.5)], Need(context=4096, target_output_tokens_per_s=1e6)
         )
+
+
+# ------------------------------------------------------------------ the declared load
+def test_one_stream_is_served_by_one_gpu_not_a_pod_of_replicas():
+    """Issue 11: with one stream, a 9x A40 pod (TP1 x DP9 at its largest batch) must not win
+    on cost per token; the figures are at the declared load."""
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    pod, single = offer("a40", 9, 3.96, name="pod"), offer("rtx-4090", 1, 0.34, name="one")
+    for objective in ("auto", "cost-per-token", "cost"):
+        top = recommend(cands, [pod, single], Need(objective=objective)).plans[0]
+        assert top.offer.instance_type == "one" and top.layout.dp == 1, objective
+        assert top.estimate.batch == 1
+    runpod = [o for o in snapshot_offers() if o.provider == "runpod"]
+    for objective in ("auto", "cost-per-token"):
+        top = recommend(cands, runpod, Need(objective=objective)).plans[0]
+        assert top.offer.gpu_count == 1 and top.layout.dp == 1 and top.estimate.replicas == 1
+
+
+def test_interactive_load_uses_no_more_replicas_than_streams():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    plan = recommend(cands, [offer("l40s", 8, 8.0)], Need(concurrency=2)).plans[0]
+    assert plan.layout.dp <= 2 and plan.estimate.batch == math.ceil(2 / plan.layout.dp)
+    plan = recommend(cands, [offer("l40s", 8, 8.0)], Need(concurrency=2, tp=1)).plans[0]
+    assert plan.layout.dp == 2 and plan.estimate.batch == 1
+    assert plan.vllm_args[plan.vllm_args.index("--data-parallel-size") + 1] == "2"
+    assert any("uses 2 of the machine's 8 GPUs" in n for n in plan.notes)
+    # the aggregate is the streams' speed, not the machine's capacity
+    e = plan.estimate
+    assert e.aggregate_output_tokens_per_s <= 2 * e.single_stream_tokens_per_s
+
+
+def test_batch_workload_ranks_by_cost_per_token_at_saturation():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    need = Need(workload="batch")
+    ranking = recommend(cands, [offer("l40s", 8, 8.0), offer("h100-sxm", 1, 2.5)], need)
+    for plan in ranking.plans:
+        assert plan.objective_value == plan.estimate.usd_per_million_output_tokens
+        assert plan.estimate.batch > 100  # the largest batch that fits, not one stream
+    node = next(p for p in ranking.plans if p.offer.gpu == "l40s")
+    assert node.layout.dp * node.layout.tp == 8  # a batch job fills the node
+    interactive = recommend(cands, [offer("h100-sxm", 1, 2.5)], Need()).plans[0]
+    saturated = next(p for p in ranking.plans if p.offer.gpu == "h100-sxm")
+    assert saturated.estimate.aggregate_output_tokens_per_s > (
+        10 * interactive.estimate.aggregate_output_tokens_per_s
+    )
+
+
+def test_default_service_level_filters_slow_plans_and_falls_back_with_a_note():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    slow, fast = offer("l4", 1, 0.5, name="slow"), offer("a10g", 1, 1.0, name="fast")
+    ranking = recommend(cands, [slow, fast], Need())  # L4: ~16 tok/s per stream < 20
+    assert [p.offer.instance_type for p in ranking.plans] == ["fast"]
+    assert "default service level" in ranking.rejected[0].reason
+    # a stated service level replaces the default
+    top = recommend(cands, [slow, fast], Need(min_tokens_per_s=10)).plans[0]
+    assert top.offer.instance_type == "slow"
+    # nothing meets the default: ranked without it, and said so
+    only = recommend(cands, [slow], Need())
+    assert only.plans[0].offer.instance_type == "slow" and only.notes
+    assert any("default interactive service level" in n for n in only.plans[0].notes)
+    # a batch job has no default service level
+    assert recommend(cands, [slow, fast], Need(workload="batch")).plans
+
+
+def test_gpu_count_and_tp_pins():
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    offers = [offer("l40s", 1, 1.0, name="one"), offer("l40s", 2, 2.0, name="two")]
+    ranking = recommend(cands, offers, Need(gpus=2))
+    assert [p.offer.instance_type for p in ranking.plans] == ["two"]
+    assert "--gpus 2" in ranking.rejected[0].reason
+    plan = recommend(cands, offers, Need(tp=2)).plans[0]
+    assert plan.layout.tp == 2 and plan.offer.instance_type == "two"
+    with pytest.raises(UsageError, match="--tp"):
+        recommend(cands, offers, Need(tp=0))
+
+
+def test_report_builds_only_the_plans_it_shows():
+    from planner.present.report import recommendation_tables, recommendation_to_dict
+
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    ranking = recommend(cands, random_catalog(random.Random(5), 60), Need())
+    assert len(ranking.plans) > 10
+    recommendation_tables(ranking, 3, explain=False)
+    recommendation_to_dict(ranking, 3, {})
+    assert ranking.plans.built == 3
+
+
+def test_pipeline_parallel_throughput_counts_every_micro_batch():
+    """Issue 11: with PP, a stage step advances a whole micro-batch, not one token."""
+    cands = candidates_for(load_model_spec("llama-3.1-405b"), None)
+    plan = recommend(
+        cands,
+        [offer("h100-sxm", 8, 98.0, provider="aws")],
+        Need(workload="batch", prompt_tokens=100, output_tokens=2000),  # decode-bound
+    ).plans[0]
+    e = plan.estimate
+    assert plan.layout.pp >= 2 and e.batch >= 64
+    # every stream in flight gets a token each ITL (less the little time spent on prefills)
+    assert 0.5 * e.batch * e.single_stream_tokens_per_s <= e.aggregate_output_tokens_per_s
+    assert e.aggregate_output_tokens_per_s <= 1.01 * e.batch * e.single_stream_tokens_per_s

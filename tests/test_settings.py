@@ -120,7 +120,7 @@ def test_explicit_toml_must_exist(cli, tmp_path):
         ("GPUPLAN_HORIZON_MONTHS", "0", "GPUPLAN_HORIZON_MONTHS"),
         ("GPUPLAN_MAX_PRICE", "inf", "finite"),
         ("GPUPLAN_CONTEXT", "0", "must be >= 1"),
-        ("GPUPLAN_OBJECTIVE", "cheap", "allowed: cost-per-token"),
+        ("GPUPLAN_OBJECTIVE", "cheap", "allowed: auto, cost-per-token"),
         ("GPUPLAN_SPOT", "maybe", "true/false"),
     ],
 )

@@ -24,7 +24,6 @@ def list_offers(
     s: Settings,
     *,
     min_gpu_memory_gb: float | None = None,
-    gpus: int | None = None,
     limit: int | None = None,
 ) -> OfferList:
     """Offers of the catalog (cache, else the embedded snapshot) that pass the filters."""
@@ -41,7 +40,7 @@ def list_offers(
             regions=s.regions,
             instance_type=s.instance_type,
             min_gpu_memory_gb=min_gpu_memory_gb,
-            gpus=gpus,
+            gpus=s.gpus,
             max_price_usd_per_hour=s.max_price,
             spot=s.spot,
             horizon_months=s.horizon_months,

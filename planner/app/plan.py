@@ -8,6 +8,7 @@ from typing import Any
 
 from planner.decide.plan import Plan
 from planner.decide.rank import Ranking
+from planner.errors import NoFeasibleOfferError
 from planner.settings import Settings
 
 
@@ -22,6 +23,8 @@ def recommend(
     s: Settings, *, config_path: str | None = None, from_hub: bool = False
 ) -> Recommendation:
     """Plan the model of ``s`` against the catalog: every feasible offer, strictly ranked."""
+    from dataclasses import replace
+
     from planner.decide.rank import candidates_for
     from planner.decide.rank import recommend as rank
     from planner.model.sources import load_model_spec, quantized_variants
@@ -33,16 +36,18 @@ def recommend(
     candidates = candidates_for(spec, s.quant, quantized_variants(spec.name))
     names = parse_provider_list(",".join(s.providers) if s.providers else None)
     catalog = load_catalog(names)
-    offers = filter_offers(
-        catalog.offers,
-        OfferFilter(
-            gpu=s.gpu,
-            providers=tuple(names),
-            regions=s.regions,
-            instance_type=s.instance_type,
-            spot=s.spot,
-        ),
-    )
+    flt = OfferFilter(
+        gpu=s.gpu, providers=tuple(names), regions=s.regions, instance_type=s.instance_type,
+        spot=s.spot,
+    )  # fmt: skip
+    offers = filter_offers(catalog.offers, flt)
+    if not offers and s.spot:
+        on_demand = filter_offers(catalog.offers, replace(flt, spot=False))
+        if on_demand:
+            raise NoFeasibleOfferError(
+                f"none of the {len(on_demand)} matching offers has a spot price",
+                "drop --spot, or include providers that sell spot capacity",
+            )
     ranking = rank(candidates, [o for o, _ in offers], need)
     return Recommendation(ranking, catalog.warnings, dict(catalog.sources))
 

@@ -167,7 +167,8 @@ def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
     if s.model and _asked_model(s.model) != plan.base_model:
         out.append(f"model: settings ask {s.model}, the project serves {plan.base_model}")
     asked, planned = s.need(), plan.need
-    for key in ("context", "concurrency", "prompt_tokens", "output_tokens", "kv_cache_dtype",
+    for key in ("context", "concurrency", "workload", "gpus", "tp", "prompt_tokens",
+                "output_tokens", "kv_cache_dtype",
                 "gpu_memory_utilization", "objective", "spot", "max_price_usd_per_hour",
                 "min_tokens_per_s", "max_ttft_ms", "horizon_months", "max_nodes",
                 "target_output_tokens_per_s", "replica_headroom", "max_replicas"):  # fmt: skip

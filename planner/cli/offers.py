@@ -42,7 +42,7 @@ def gpus(fmt: str) -> None:
     default=None,
     help="Minimum memory per GPU, in GB as marketed.",
 )
-@click.option("--gpus", type=click.IntRange(min=1), default=None, help="Exact GPU count.")
+@setting_option("gpus", help="Exact GPU count per machine.")
 @setting_option("max_price", help="USD per hour.")
 @setting_option("spot", "--spot/--on-demand")
 @setting_option("horizon_months")
@@ -52,7 +52,6 @@ def gpus(fmt: str) -> None:
 def offers(
     ctx: click.Context,
     min_gpu_memory: float | None,
-    gpus: int | None,
     limit: int | None,
     fmt: str,
     **_: object,
@@ -64,7 +63,7 @@ def offers(
     from planner.app.offers import list_offers
     from planner.present.offers import offers_csv, offers_table, offers_to_dict
 
-    found = list_offers(settings(ctx), min_gpu_memory_gb=min_gpu_memory, gpus=gpus, limit=limit)
+    found = list_offers(settings(ctx), min_gpu_memory_gb=min_gpu_memory, limit=limit)
     echo_lines([f"warning: {w}" for w in found.warnings], err=True)
     if fmt == "json":
         print_json(offers_to_dict(found.rows, found.spot, found.horizon_months))

@@ -3,12 +3,15 @@
 Decode: each step reads the GPU's share of the weights (for MoE, the experts a batch of B tokens
 touches: 1 - (1 - k/E)^B of them) and the batch's KV cache, and does 2 x active-params FLOPs a
 token; the step takes the longer of the memory and compute times, plus tensor-parallel
-all-reduces and a fixed and a per-sequence overhead. Prefill (time to first token) is compute
-bound. Aggregate throughput shares GPU time between prefill and decode.
+all-reduces (latency + bandwidth per link type: NVLink, AMD Infinity Fabric, PCIe), a fixed
+step cost, a per-MoE-layer kernel cost and a small per-sequence cost. int4 weight-only
+kernels (AWQ/GPTQ, Marlin) dequantize on the fly: their matmuls reach a lower share of the
+tensor peak. Prefill (time to first token) is compute bound plus a fixed per-request cost.
+Aggregate throughput shares GPU time between prefill and decode.
 
-The efficiency constants live in planner/decide/data/perf_calibration.json with the published
-measurements they were fitted to; `python benchmarks/speed_accuracy.py` prints the error of
-every calibration point.
+The constants live in planner/decide/data/perf_calibration.json, fitted to the published
+measurements in throughput_calibration.json; `python benchmarks/speed_accuracy.py` prints the
+in-sample and leave-one-source-out errors (`--fit` refits and writes the constants).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from typing import Any
 from planner.model.footprint import kv_bytes_per_token
 from planner.model.values import ModelSpec
 from planner.offers.gpus import GpuSpec
+
+INT4_WEIGHT_ONLY_KINDS = frozenset({"awq", "gptq", "w4a16"})
 
 
 @cache
@@ -49,6 +54,8 @@ class ModelLoad:
     hidden: int
     attn_width: int  # heads x head_dim (query side), for attention FLOPs
     kv_bytes_per_token_per_gpu: int  # over the GPU's layers
+    moe_layers: int = 0  # layers with routed experts (each adds MoE kernel costs)
+    int4_weight_only: bool = False  # AWQ/GPTQ/W4A16: dequantizing Marlin kernels
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,20 +73,31 @@ def peak_flops(gpu: GpuSpec, compute: str) -> float:
     return value * 1e12
 
 
+def link_kind(hw: Hardware) -> str:
+    """How the GPUs of a node talk: nvlink | xgmi (AMD Infinity Fabric) | pcie."""
+    if hw.nvlink:
+        return "nvlink"
+    if "Infinity Fabric" in hw.gpu.interconnect or "xGMI" in hw.gpu.interconnect:
+        return "xgmi"
+    return "pcie"
+
+
 def link_bytes_per_s(hw: Hardware) -> float:
-    if hw.nvlink and hw.gpu.nvlink_gb_s:
+    kind = link_kind(hw)
+    if kind == "nvlink" and hw.gpu.nvlink_gb_s:
         return hw.gpu.nvlink_gb_s / 2 * 1e9  # per direction
+    if kind == "xgmi":
+        return _c("xgmi_gb_s") * 1e9
     gen = 5 if "Gen5" in hw.gpu.interconnect else 3 if "Gen3" in hw.gpu.interconnect else 4
     return _c(f"pcie_gen{gen}_gb_s") * 1e9
 
 
 def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
-    """Two ring all-reduces a layer of tokens x hidden bf16 activations."""
+    """Two all-reduces a layer of tokens x hidden bf16 activations (ring: 2(n-1)/n of the data
+    over the link), each with the link's fixed latency."""
     if hw.tp == 1:
         return 0.0
-    latency = (
-        _c("nvlink_allreduce_latency_us") if hw.nvlink else _c("pcie_allreduce_latency_us")
-    ) * 1e-6
+    latency = _c(f"{link_kind(hw)}_allreduce_latency_us") * 1e-6
     size = tokens * hidden * 2
     per = latency + 2 * (hw.tp - 1) / hw.tp * size / link_bytes_per_s(hw)
     return 2 * layers * per
@@ -95,9 +113,17 @@ def decode_step_s(load: ModelLoad, hw: Hardware, batch: float, context: float) -
     flops = (
         2 * load.active_params * batch / hw.pp + 4 * batch * context * load.attn_width * layers
     ) / hw.tp
-    t_cmp = flops / (peak_flops(hw.gpu, hw.compute) * _c("decode_compute_efficiency"))
+    t_cmp = flops / (peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "decode"))
     overhead = (_c("step_overhead_ms") + _c("per_sequence_overhead_ms") * batch) * 1e-3
+    overhead += _c("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
     return max(t_mem, t_cmp) + allreduce_s(hw, batch, load.hidden, math.ceil(layers)) + overhead
+
+
+def _compute_efficiency(load: ModelLoad, phase: str) -> float:
+    # Routed-expert GEMMs (fused MoE) reach another share of the peak than dense ones.
+    moe = "moe_" if load.moe_layers and phase == "decode" else ""
+    eff = _c(f"{moe}{phase}_compute_efficiency")
+    return eff * _c("int4_weight_only_compute_factor") if load.int4_weight_only else eff
 
 
 def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
@@ -105,7 +131,7 @@ def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
     flops = (
         2 * load.active_params * prompt + 2 * prompt * prompt * load.attn_width * load.layers
     ) / hw.tp
-    t_cmp = flops / (peak_flops(hw.gpu, hw.compute) * _c("prefill_compute_efficiency"))
+    t_cmp = flops / (peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "prefill"))
     chunks = math.ceil(prompt / _c("prefill_chunk_tokens"))
     t_mem = (
         chunks
@@ -116,16 +142,21 @@ def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
     net = (hw.pp - 1) * (
         _c("internode_latency_us") * 1e-6 + prompt * load.hidden * 2 / (_c("internode_gb_s") * 1e9)
     )
-    return max(t_cmp, t_mem) + allreduce_s(hw, prompt, load.hidden, load.layers) + net
+    fixed = _c("request_overhead_ms") * 1e-3  # tokenize, schedule, first sampling, detokenize
+    return max(t_cmp, t_mem) + allreduce_s(hw, prompt, load.hidden, load.layers) + net + fixed
 
 
 def token_latency_s(load: ModelLoad, hw: Hardware, batch: float, context: float) -> float:
-    """Inter-token latency one stream sees with ``batch`` streams decoding."""
-    stage = decode_step_s(load, hw, batch, context)
+    """Inter-token latency one stream sees with ``batch`` streams decoding. With pipeline
+    parallel the batch runs as pp micro-batches: a stream's next token comes after each stage
+    has stepped every micro-batch once."""
+    if hw.pp == 1:
+        return decode_step_s(load, hw, batch, context)
+    micro = max(batch / hw.pp, 1.0)
     net = (hw.pp - 1) * (
-        _c("internode_latency_us") * 1e-6 + batch * load.hidden * 2 / (_c("internode_gb_s") * 1e9)
+        _c("internode_latency_us") * 1e-6 + micro * load.hidden * 2 / (_c("internode_gb_s") * 1e9)
     )
-    return hw.pp * stage + net if hw.pp > 1 else stage
+    return hw.pp * decode_step_s(load, hw, micro, context) + net
 
 
 def output_tokens_per_s(
@@ -135,8 +166,10 @@ def output_tokens_per_s(
     with prefill and decode sharing the GPUs (pipeline stages work on micro-batches)."""
     context = prompt + output / 2
     if hw.pp > 1:
+        # pp micro-batches keep the pp stages busy at once: every stage step advances one
+        # micro-batch of sequences by a token, so a token costs a stage step / micro.
         micro = max(batch / hw.pp, 1.0)
-        step = decode_step_s(load, hw, micro, context) * hw.pp / (batch / micro)
+        step = decode_step_s(load, hw, micro, context) / micro
     else:
         step = decode_step_s(load, hw, batch, context) / batch  # GPU time per output token
     per_request = prefill_s(load, hw, prompt) / max(1, hw.pp) + output * step
@@ -151,8 +184,10 @@ def model_load(
     tp: int,
     pp: int,
     kv_cache_dtype: str,
+    format_kind: str = "float",
 ) -> ModelLoad:
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
+    moe_layers = spec.num_layers - spec.first_dense_layers if spec.is_moe else 0
     return ModelLoad(
         weight_bytes_per_gpu=weight_bytes_per_gpu, expert_bytes_per_gpu=expert_bytes_per_gpu,
         active_params=active_params,
@@ -160,4 +195,5 @@ def model_load(
         layers=spec.num_layers, hidden=spec.hidden_size,
         attn_width=spec.num_attention_heads * (spec.v_head_dim or spec.head_dim),
         kv_bytes_per_token_per_gpu=per_layer * math.ceil(layers / pp),
+        moe_layers=moe_layers, int4_weight_only=format_kind in INT4_WEIGHT_ONLY_KINDS,
     )  # fmt: skip

@@ -22,16 +22,26 @@ class Need:
     """What the user asks of the deployment (workload and constraints)."""
 
     context: int = 8192  # --max-model-len: the longest request
-    concurrency: int = 1  # requests served at once, each up to `context` tokens
+    concurrency: int = 1  # requests in flight at once, each up to `context` tokens
+    # interactive: figures at `concurrency` streams, with a default service level (see
+    # planner/decide/objective.py); batch: an offline job, figures at saturation.
+    workload: str = "interactive"
     prompt_tokens: int = 1000  # typical request, for speed and cost per token
     output_tokens: int = 250
     kv_cache_dtype: str = "auto"
     gpu_memory_utilization: float = 0.92
-    objective: str = "cost-per-token"  # cost-per-token | cost | speed | latency
+    # auto: cheapest $/h that serves the load (batch: $ per 1M output tokens at saturation);
+    # or cost-per-token | cost | speed | latency
+    objective: str = "auto"
     spot: bool = False
     max_price_usd_per_hour: float | None = None
     min_tokens_per_s: float | None = None  # per stream, at the requested concurrency
     max_ttft_ms: float | None = None
+    # False when no offer met the interactive default service level and the ranking was
+    # redone without it (the plan says so in its notes).
+    default_service_level: bool = True
+    gpus: int | None = None  # pin: GPUs per machine
+    tp: int | None = None  # pin: tensor-parallel degree
     horizon_months: float = 1.0  # spreads monthly rentals' setup fees
     max_nodes: int = 4
     # Throughput target: identical replicas are added until it is met with `replica_headroom`.
@@ -60,8 +70,8 @@ class Layout:
 @dataclass(frozen=True, slots=True)
 class Estimate:
     single_stream_tokens_per_s: float  # what one stream sees at the requested concurrency
-    aggregate_output_tokens_per_s: float  # all replicas, at the batch that fits
-    batch: int  # sequences per replica the aggregate figure assumes
+    aggregate_output_tokens_per_s: float  # all replicas, at the declared load
+    batch: int  # sequences per vLLM replica at the declared load
     ttft_ms: float
     itl_ms: float  # inter-token latency at the requested concurrency
     usd_per_hour: float

@@ -1,60 +1,50 @@
-"""Fit, estimate and rank: which offers run the model with vLLM, how fast, at what cost (pure).
+"""Rank: each offer's best plan for the user's load, strictly sorted by the objective (pure).
 
-For each offer the planner tries every valid layout: tensor parallel over divisors of the
-node's GPUs with the rest as data-parallel replicas, and, only when no single node holds the
-model, tensor parallel within nodes and pipeline parallel across up to ``max_nodes`` nodes of
-providers with private multi-node networking. An offer is kept only if the quantization runs on
-its GPU in current vLLM and the requested concurrency of full-context requests fits in
-gpu_memory_utilization x GPU memory after weights and runtime overhead. Every other offer is
-returned with the reason it was rejected.
+Fit (planner/decide/fit.py) says which layouts start; the objective module
+(planner/decide/objective.py) puts them under the declared load and scores them. Offers of the
+same kind of machine (GPU, count, multi-node or not) share their layouts' order, which does not
+depend on the price, so each offer costs one pass over a short sorted list. Plans are built
+lazily: a report of the top 10 out of 100,000 offers builds 10 Plans.
 """
 
 from __future__ import annotations
 
-import math
+import dataclasses
+import re
 import typing
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
-from planner.decide.perf import Hardware, ModelLoad, model_load, output_tokens_per_s, prefill_s
-from planner.decide.perf import token_latency_s as itl_s
-from planner.decide.plan import Estimate, Layout, Need, Plan
-from planner.decide.support import Support, check_support
-from planner.errors import NoFeasibleOfferError, UsageError
-from planner.model.footprint import (
-    WeightBytes,
-    count_params,
-    kv_bytes_per_request,
-    overhead_bytes,
-    per_gpu_weight_bytes,
-    resolve_format,
-    tp_problem,
-    weight_bytes,
+from planner.decide.fit import (
+    MAX_NUM_SEQS,
+    MULTI_NODE_PROVIDERS,
+    Candidate,
+    candidates_for,
+    feasible_fits,
 )
-from planner.model.quant import QuantFormat, get_format
-from planner.model.values import ModelSpec, QuantConfig
+from planner.decide.objective import (
+    OBJECTIVES,
+    Operating,
+    PricedPoint,
+    build_estimate,
+    objective_value,
+    operate,
+    order_key,
+    price_violation,
+    static_violation,
+    tie_break,
+    uses_default_service_level,
+    validate_need,
+)
+from planner.decide.plan import Estimate, Need, Plan
+from planner.errors import NoFeasibleOfferError, UsageError
 from planner.offers.gpus import GpuSpec, gpu_table
 from planner.offers.offer import Offer
 
-GIB = 1 << 30
-MAX_NUM_SEQS = 256  # vLLM's default scheduler cap
-MULTI_NODE_PROVIDERS = frozenset({"aws", "gcp"})  # private networking between instances
-OBJECTIVES = ("cost-per-token", "cost", "speed", "latency")
-ONLINE_FORMATS = frozenset({"fp8"})  # what vLLM can quantize to at load time
-
-
-@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: the evaluation cache key
-class Candidate:
-    """One way to serve the model: a checkpoint (maybe a pre-quantized variant) and a format."""
-
-    spec: ModelSpec
-    fmt: QuantFormat
-    qc: QuantConfig | None
-    online_quantization: bool
-    weights: WeightBytes
-    active_params: int
-    base_model: str
+__all__ = [
+    "MAX_NUM_SEQS", "OBJECTIVES", "Candidate", "Ranking", "Rejection", "best_alternatives",
+    "candidates_for", "plan_offer", "rank_offers", "recommend", "vllm_args",
+]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,234 +59,25 @@ class Ranking:
     rejected: tuple[Rejection, ...]
     candidates: tuple[Candidate, ...]
     best_per_candidate: tuple[Plan | None, ...] = ()  # over all offers, for --quant auto
+    offers: Sequence[Offer] = ()  # the offer of each plan, in the same order (no Plan built)
+    notes: tuple[str, ...] = ()  # about the ranking as a whole
 
 
-def _candidate(spec: ModelSpec, quant: str | None, base: str, online: bool = False) -> Candidate:
-    fmt, qc = resolve_format(spec, quant)
-    _, active, _ = count_params(spec)
-    return Candidate(spec, fmt, qc, online, weight_bytes(spec, fmt, qc), active, base)
-
-
-def candidates_for(
-    spec: ModelSpec, quant: str | None, variants: Sequence[ModelSpec] = ()
-) -> list[Candidate]:
-    """The checkpoints and formats worth planning for `quant` (None: the checkpoint's own;
-    'auto': native dtype, online FP8, and the pre-quantized ``variants`` of the model)."""
-    if spec.tensors is not None:
-        raise UsageError(
-            "GGUF files are not planned: vLLM 0.33 serves GGUF only through the "
-            "out-of-tree vllm-gguf-plugin",
-            "plan the original Hugging Face model, or a native quantized variant",
-        )
-    if spec.quant is not None or quant is None:
-        return [_candidate(spec, quant, spec.name)]
-    native = _candidate(spec, None, spec.name)
-    if quant.lower() == "auto":
-        out = [native, _candidate(spec, "fp8", spec.name, online=True)]
-        out += [_candidate(v, None, spec.name) for v in variants]
-        return out
-    fmt = get_format(quant)
-    if fmt.kind == "float":
-        return [_candidate(spec, fmt.name, spec.name)]
-    if fmt.name in ONLINE_FORMATS:
-        return [_candidate(spec, fmt.name, spec.name, online=True)]
-    variants = [v for v in variants if v.quant and v.quant.format == fmt.name]
-    if not variants:
-        known = (
-            ", ".join(f"{v.name} ({v.quant.format})" for v in variants if v.quant)
-            or "none in the registry"
-        )
-        raise UsageError(
-            f"no {fmt.name} checkpoint of {spec.name} is known, and vLLM cannot quantize to "
-            f"{fmt.name} at load time",
-            f"pass a {fmt.name} checkpoint's id as MODEL; known variants: {known}",
-        )
-    return [_candidate(v, None, spec.name) for v in variants]
-
-
-@dataclass(frozen=True, slots=True)
-class _Fit:
-    layout: Layout
-    label: str
-    replicas: int
-    support: Support
-    weights: int
-    overhead: int
-    kv_per_request: int  # one request of `context` tokens, per GPU
-    free: int  # bytes left for KV per GPU
-    max_per_replica: int
-    batch: int
-    itl: float
-    ttft: float
-    agg_tps: float
-
-
-def layouts(gpus_per_node: int, multi_node: bool, max_nodes: int) -> list[Layout]:
-    single = [
-        Layout(tp=t, dp=gpus_per_node // t)
-        for t in range(1, gpus_per_node + 1)
-        if gpus_per_node % t == 0
-    ]
-    multi = (
-        [Layout(tp=gpus_per_node, pp=n, nodes=n) for n in range(2, max_nodes + 1)]
-        if multi_node
-        else []
-    )
-    return single + multi
-
-
-def evaluate_layout(
-    cand: Candidate, gpu: GpuSpec, support: Support, layout: Layout, need: Need
-) -> _Fit | str:
-    """Memory fit and speed of one layout (prices come later), or why it does not fit."""
-    capacity = int(gpu.usable_memory_bytes * need.gpu_memory_utilization)
-    problem = tp_problem(cand.spec, cand.fmt, cand.qc, layout.tp)
-    if problem:
-        return f"{layout.label}: {problem}"
-    weights, experts = per_gpu_weight_bytes(cand.spec, cand.weights, layout.tp, layout.pp)
-    overhead = overhead_bytes(cand.spec, layout.tp)
-    stage_share = math.ceil(cand.spec.num_layers / layout.pp) / cand.spec.num_layers
-    kv_req = math.ceil(
-        stage_share * kv_bytes_per_request(cand.spec, layout.tp, need.kv_cache_dtype, need.context)
-    )
-    free = capacity - weights - overhead
-    per_replica = max(0, free // kv_req) if free > 0 else 0
-    needed = math.ceil(need.concurrency / layout.dp)
-    if per_replica < needed:
-        return (
-            f"{layout.label}: {weights / GIB:.1f} GiB weights + {overhead / GIB:.1f} GiB "
-            f"overhead + {needed} x {kv_req / GIB:.2f} GiB KV per GPU > "
-            f"{capacity / GIB:.1f} GiB ({need.gpu_memory_utilization:.0%} of "
-            f"{gpu.memory_gb:g} GB)"
-        )
-    work_kv = math.ceil(
-        stage_share
-        * kv_bytes_per_request(
-            cand.spec, layout.tp, need.kv_cache_dtype, need.prompt_tokens + need.output_tokens
-        )
-    )
-    batch = int(min(MAX_NUM_SEQS, max(needed, free // max(work_kv, 1))))
-    load: ModelLoad = model_load(
-        cand.spec, weights, experts, cand.active_params, layout.tp, layout.pp, need.kv_cache_dtype
-    )
-    hw = Hardware(gpu, layout.tp, layout.pp, support.compute, _nvlink(gpu))
-    context = need.prompt_tokens + need.output_tokens / 2
-    agg_tps = layout.dp * output_tokens_per_s(
-        load, hw, batch, need.prompt_tokens, need.output_tokens
-    )
-    replicas = 1
-    if need.target_output_tokens_per_s:
-        replicas = max(
-            1, math.ceil(need.target_output_tokens_per_s * (1 + need.replica_headroom) / agg_tps)
-        )
-    return _Fit(
-        layout=layout, label=layout.label, replicas=replicas, support=support, weights=weights,
-        overhead=overhead,
-        kv_per_request=kv_req, free=free, max_per_replica=per_replica, batch=batch,
-        itl=itl_s(load, hw, needed, context), ttft=prefill_s(load, hw, need.prompt_tokens),
-        agg_tps=agg_tps,
-    )  # fmt: skip
-
-
-@lru_cache(maxsize=4096)
-def _evaluate(
-    cand: Candidate, gpu: GpuSpec, gpus_per_node: int, multi_node: bool, need: Need
-) -> tuple[tuple[_Fit, ...], str]:
-    """Feasible layouts of a candidate on `gpus_per_node` x `gpu` (memory and support only;
-    prices are applied per offer), or () and the reason none works. Pipeline-parallel
-    (multi-node) layouts are considered only when no single-node layout fits."""
-    support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
-    if not support.ok:
-        return (), support.reason or "unsupported"
-    fits: list[_Fit] = []
-    problems: list[str] = []
-    for layout in layouts(gpus_per_node, multi_node, need.max_nodes):
-        if layout.pp > 1 and any(f.layout.pp == 1 for f in fits):
-            break
-        result = evaluate_layout(cand, gpu, support, layout, need)
-        if isinstance(result, str):
-            problems.append(result)
-        else:
-            fits.append(result)
-    if fits:
-        return tuple(fits), ""
-    return (), "does not fit: " + ("; ".join(problems[-2:]) if problems else "no valid layout")
-
-
-def _nvlink(gpu: GpuSpec) -> bool:
-    return "SXM" in gpu.interconnect or "NVSwitch" in gpu.interconnect
-
-
-def objective_value(
-    objective: str, est: Estimate, output_tokens: int, target: bool = False
-) -> float:
-    """Lower is better for every objective. With a throughput target, cost-per-token ranks by
-    the total $/h of the replicas that meet it."""
-    if objective == "cost-per-token" and target:
-        return est.usd_per_hour
-    if objective == "cost-per-token":
-        return est.usd_per_million_output_tokens
-    if objective == "cost":
-        return est.usd_per_hour
-    if objective == "speed":
-        return -est.aggregate_output_tokens_per_s
-    if objective == "latency":
-        return est.ttft_ms + output_tokens * est.itl_ms
-    raise UsageError(f"unknown objective '{objective}'", f"valid: {', '.join(OBJECTIVES)}")
-
-
-def _estimate(fit: _Fit, offer: Offer, price: float, need: Need) -> Estimate:
-    replicas = fit.replicas
-    nodes = fit.layout.nodes * replicas
-    usd = price * nodes
-    agg = fit.agg_tps * replicas
-    total_factor = (need.prompt_tokens + need.output_tokens) / need.output_tokens
-    used_kv = fit.kv_per_request * math.ceil(need.concurrency / fit.layout.dp)
-    monthly = offer.monthly_price_usd * nodes if offer.monthly_price_usd is not None else None
-    headroom = None
-    if need.target_output_tokens_per_s:
-        headroom = round((agg / need.target_output_tokens_per_s - 1) * 100, 1)
-    return Estimate(
-        single_stream_tokens_per_s=round(1 / fit.itl, 2),
-        aggregate_output_tokens_per_s=round(agg, 1), batch=fit.batch,
-        ttft_ms=round(fit.ttft * 1000, 1), itl_ms=round(fit.itl * 1000, 2),
-        usd_per_hour=round(usd, 4),
-        usd_per_million_output_tokens=round(usd / (agg * 3600) * 1e6, 4),
-        usd_per_million_total_tokens=round(usd / (agg * total_factor * 3600) * 1e6, 4),
-        memory_headroom_gib=round((fit.free - used_kv) / GIB, 2),
-        max_concurrency=fit.max_per_replica * fit.layout.dp * replicas,
-        weights_gib_per_gpu=round(fit.weights / GIB, 2),
-        kv_cache_gib_per_gpu=round(used_kv / GIB, 2),
-        overhead_gib_per_gpu=round(fit.overhead / GIB, 2),
-        monthly_commitment_usd=round(monthly, 2) if monthly is not None else None,
-        setup_fee_usd=round((offer.setup_fee_usd or 0) * nodes, 2) if monthly is not None else None,
-        replicas=replicas, target_headroom_pct=headroom,
-    )  # fmt: skip
-
-
-def vllm_args(cand: Candidate, fit: _Fit, need: Need) -> tuple[str, ...]:
+def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
     """The `vllm serve` arguments (after the image's entrypoint), API key excluded."""
+    fit = op.fit
     lay = fit.layout
-    args = [
-        "--model",
-        cand.spec.name,
-        "--served-model-name",
-        cand.base_model,
-        "--tensor-parallel-size",
-        str(lay.tp),
-    ]
+    args = ["--model", cand.spec.name, "--served-model-name", cand.base_model]
+    args += ["--tensor-parallel-size", str(lay.tp)]
     if lay.pp > 1:
         args += ["--pipeline-parallel-size", str(lay.pp), "--distributed-executor-backend", "ray"]
     if lay.dp > 1:
         args += ["--data-parallel-size", str(lay.dp)]
-    args += [
-        "--max-model-len",
-        str(need.context),
-        "--gpu-memory-utilization",
-        f"{need.gpu_memory_utilization:g}",
-        "--max-num-seqs",
-        str(fit.batch),
-    ]
+    args += ["--max-model-len", str(need.context)]
+    args += ["--gpu-memory-utilization", f"{need.gpu_memory_utilization:g}"]
+    # The scheduler may take as many typical requests as fit, so load above the declared one
+    # queues less; the memory model sizes vLLM's sampler warm-up for MAX_NUM_SEQS.
+    args += ["--max-num-seqs", str(fit.max_batch)]
     if cand.online_quantization and cand.fmt.vllm_quantization:
         args += ["--quantization", cand.fmt.vllm_quantization]
     if fit.support.dtype_half:
@@ -308,84 +89,54 @@ def vllm_args(cand: Candidate, fit: _Fit, need: Need) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class _Group:
-    """The feasible (candidate, layout) options on one kind of machine (GPU, count, whether
-    it can go multi-node), best first. Their order does not depend on the price: every
-    objective's value on one offer is the price times a per-option factor, or price-free."""
+    """The feasible (candidate index, operating point) options on one kind of machine, best
+    first, overall and per candidate."""
 
-    options: tuple[tuple[int, _Fit], ...]
+    options: tuple[tuple[int, Operating], ...]
     reason: str
-    by_candidate: dict[int, tuple[tuple[int, _Fit], ...]]  # the same options split by candidate
+    by_candidate: dict[int, tuple[tuple[int, Operating], ...]]
 
 
-def _free_key(need: Need, fit: _Fit) -> float:
-    nodes = fit.layout.nodes * fit.replicas
-    if need.objective == "cost-per-token" and need.target_output_tokens_per_s:
-        return nodes
-    if need.objective == "cost-per-token":
-        return nodes / fit.agg_tps
-    if need.objective == "cost":
-        return nodes
-    if need.objective == "speed":
-        return -fit.agg_tps * fit.replicas
-    return fit.ttft * 1000 + need.output_tokens * fit.itl * 1000
-
-
-def _static_violation(fit: _Fit, need: Need) -> str | None:
-    """Constraints that do not depend on the price (speed, latency, replica count)."""
-    if fit.replicas > need.max_replicas:
-        return (
-            f"{fit.replicas} replicas needed for the throughput target > "
-            f"--max-replicas {need.max_replicas}"
-        )
-    stream = round(1 / fit.itl, 2)
-    if need.min_tokens_per_s is not None and stream < need.min_tokens_per_s:
-        return f"{stream:.1f} tok/s per stream < --min-tokens-per-s {need.min_tokens_per_s:g}"
-    ttft = round(fit.ttft * 1000, 1)
-    if need.max_ttft_ms is not None and ttft > need.max_ttft_ms:
-        return f"TTFT {ttft:.0f} ms > --max-ttft {need.max_ttft_ms:g}"
-    return None
+@dataclass(frozen=True, slots=True)
+class _Pick:
+    key: tuple[typing.Any, ...]  # (objective, tie-break, $/h, provider, instance, ..., format)
+    offer: Offer
+    idx: int
+    op: Operating
+    price: float
 
 
 def _group_for(cands: list[Candidate], gpu: GpuSpec, count: int, multi: bool, need: Need) -> _Group:
-    options: list[tuple[int, _Fit]] = []
+    options: list[tuple[tuple[float, ...], int, Operating]] = []
     reasons: list[str] = []
     for idx, cand in enumerate(cands):
-        fits, why = _evaluate(cand, gpu, count, multi, need)
+        fits, why = feasible_fits(cand, gpu, count, multi, need)
         if not fits:
             reasons.append(f"{cand.fmt.name}: {why}")
             continue
         for fit in fits:
-            violation = _static_violation(fit, need)
-            if violation:
-                reasons.append(f"{cand.fmt.name} {fit.layout.label}: {violation}")
+            op = operate(fit, need)
+            problem = static_violation(op, need)
+            if problem:
+                reasons.append(f"{cand.fmt.name} {fit.layout.label}: {problem}")
             else:
-                options.append((idx, fit))
-    options.sort(key=lambda o: (_free_key(need, o[1]), o[1].layout.nodes, o[1].layout.tp, o[0]))
-    reason = reasons[-1] if len(reasons) == 1 else "; ".join(dict.fromkeys(reasons))
-    split: dict[int, list[tuple[int, _Fit]]] = {}
-    for option in options:
+                lay = fit.layout
+                options.append(((*order_key(op, need), lay.nodes, lay.tp, idx), idx, op))
+    options.sort(key=lambda o: o[0])
+    ordered = tuple((idx, op) for _, idx, op in options)
+    split: dict[int, list[tuple[int, Operating]]] = {}
+    for option in ordered:
         split.setdefault(option[0], []).append(option)
-    by_candidate = {i: tuple(v) for i, v in split.items()}
-    return _Group(tuple(options), reason or "no valid layout", by_candidate)
+    reason = "; ".join(dict.fromkeys(reasons)) or "no valid layout"
+    return _Group(ordered, reason, {i: tuple(v) for i, v in split.items()})
 
 
-def _value(need: Need, fit: _Fit, usd: float) -> float:
-    """objective_value(_estimate(...)) computed without building the Estimate (same rounding).
-    ``usd`` is the price of all nodes of all replicas."""
-    replicas = fit.replicas
-    if need.objective == "cost-per-token" and need.target_output_tokens_per_s:
-        return round(usd, 4)
-    if need.objective == "cost-per-token":
-        return round(usd / (fit.agg_tps * replicas * 3600) * 1e6, 4)
-    if need.objective == "cost":
-        return round(usd, 4)
-    if need.objective == "speed":
-        return -round(fit.agg_tps * replicas, 1)
-    return round(fit.ttft * 1000, 1) + need.output_tokens * round(fit.itl * 1000, 2)
+class _Labels(dict):  # type: ignore[type-arg]
+    """Layout -> label, computed once per layout (the ranking's tie-break reads it per offer)."""
 
-
-# (sort key..., offer, candidate index, fit, price)
-_Pick = tuple[float, float, str, str, str, str, str, str, Offer, int, _Fit, float]
+    def __missing__(self, layout: typing.Any) -> str:
+        self[layout] = label = layout.label
+        return label
 
 
 class _Picker:
@@ -393,8 +144,8 @@ class _Picker:
 
     def __init__(self, cands: list[Candidate], need: Need) -> None:
         self.cands, self.need = cands, need
-        self.names = [c.fmt.name for c in cands]
         self.groups: dict[tuple[str, int, bool], _Group] = {}
+        self.labels: list[_Labels] = [_Labels() for _ in cands]
 
     def group(self, offer: Offer) -> _Group | str:
         gpu = gpu_table().get(offer.gpu)
@@ -411,72 +162,52 @@ class _Picker:
             group = self.groups[key] = _group_for(self.cands, gpu, *key[1:], self.need)
         return group
 
-    def price(self, offer: Offer) -> float | None:
-        need = self.need
-        return offer.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
-
     def pick(self, offer: Offer) -> tuple[_Pick | str, dict[int, _Pick]]:
         """(the offer's best option or why none, each candidate's best option)."""
         group = self.group(offer)
         if isinstance(group, str):
             return group, {}
-        price = self.price(offer)
+        need = self.need
+        price = offer.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
         if price is None:
-            return ("no spot price" if self.need.spot else "no price"), {}
-        if len(self.cands) == 1:
-            got = self.pick_from(offer, price, group.options)
-            return (got if isinstance(got, tuple) else got or group.reason), {}
+            return ("no spot price" if need.spot else "no price"), {}
+        if not group.options:
+            return group.reason, {}
         per: dict[int, _Pick] = {}
         reason = group.reason
         for idx, options in group.by_candidate.items():
-            got = self.pick_from(offer, price, options)
-            if isinstance(got, tuple):
+            got = self._first_within_price(offer, price, options)
+            if isinstance(got, _Pick):
                 per[idx] = got
-            elif got:
+            else:
                 reason = got
         if not per:
             return reason, {}
-        return min(per.values(), key=lambda p: p[:8]), per
+        return min(per.values(), key=lambda p: p.key), per
 
-    def pick_from(
-        self, offer: Offer, price: float, options: Iterable[tuple[int, _Fit]]
-    ) -> _Pick | str | None:
+    def _first_within_price(
+        self, offer: Offer, price: float, options: Iterable[tuple[int, Operating]]
+    ) -> _Pick | str:
         """The first option within --max-price (options come best first)."""
-        need, over = self.need, None
-        cap = need.max_price_usd_per_hour
-        for idx, fit in options:
-            usd = price * fit.layout.nodes * fit.replicas
-            rounded = round(usd, 4)
-            if cap is not None and rounded > cap:
-                over = f"${usd:.2f}/h > --max-price {cap:g}"
+        over = "no option within --max-price"
+        for idx, op in options:
+            usd = price * op.machines
+            problem = price_violation(usd, self.need)
+            if problem:
+                over = problem
                 continue
-            value = (
-                round(usd / (fit.agg_tps * 3600) * 1e6, 4)
-                if need.objective == "cost-per-token"
-                and fit.replicas == 1
-                and not need.target_output_tokens_per_s
-                else _value(need, fit, usd)
-            )
-            return (
-                value,
-                rounded,
-                offer.provider,
-                offer.instance_type,
-                offer.region,
-                offer.tier or "",
-                fit.label,
-                self.names[idx],
-                offer,
-                idx,
-                fit,
-                price,
-            )
+            fig = PricedPoint(op, usd)
+            key = (
+                objective_value(fig, self.need), tie_break(fig, self.need), fig.usd_per_hour,
+                offer.provider, offer.instance_type, offer.region, offer.tier or "",
+                self.labels[idx][op.fit.layout], self.cands[idx].fmt.name,
+            )  # fmt: skip
+            return _Pick(key, offer, idx, op, price)
         return over
 
     def plan(self, pick: _Pick) -> Plan:
-        offer, idx, fit, price = pick[8], pick[9], pick[10], pick[11]
-        est = _estimate(fit, offer, price, self.need)
-        return _make_plan(self.cands[idx], offer, fit, est, self.need, pick[0])
+        est = build_estimate(pick.op, pick.offer, pick.price, self.need)
+        return _make_plan(self.cands[pick.idx], pick.offer, pick.op, est, self.need)
 
 
 class _LazyPlans(Sequence[Plan]):
@@ -488,6 +219,11 @@ class _LazyPlans(Sequence[Plan]):
 
     def __len__(self) -> int:
         return len(self._picks)
+
+    @property
+    def built(self) -> int:
+        """How many Plans have been built so far (the report builds only what it shows)."""
+        return len(self._built)
 
     def _get(self, i: int) -> Plan:
         if i not in self._built:
@@ -520,9 +256,8 @@ def plan_offer(cands: Iterable[Candidate], offer: Offer, need: Need) -> Plan | s
     return pick if isinstance(pick, str) else picker.plan(pick)
 
 
-def _make_plan(
-    cand: Candidate, offer: Offer, fit: _Fit, est: Estimate, need: Need, value: float
-) -> Plan:
+def _make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need: Need) -> Plan:
+    fit = op.fit
     reasons = [
         f"{cand.fmt.name} on {offer.gpu_count}x {offer.gpu}: {fit.layout.label}, "
         f"{est.weights_gib_per_gpu:.1f} GiB weights + {est.overhead_gib_per_gpu:.1f} GiB "
@@ -533,17 +268,24 @@ def _make_plan(
     notes = list(cand.spec.notes)
     if cand.spec.is_guess:
         notes.insert(0, "GUESS: the model's shape was guessed from its name")
-    if cand.spec.is_moe:
-        notes.append(
-            "MoE speed is uncalibrated: no MoE measurement in the calibration set "
-            "(planner/decide/data/throughput_calibration.json); expect optimistic tokens/s"
-        )
-    if offer.gpu.startswith("mi"):
+    gpu = gpu_table().get(offer.gpu)
+    if gpu is not None and gpu.vendor == "amd":
         notes.append("AMD GPU: vLLM runs from its ROCm image, not the CUDA one")
     if fit.layout.pp > 1:
         notes.append(
             f"multi-node: {fit.layout.nodes} nodes, TP within a node and PP across "
             "nodes over ordinary networking (Ray)"
+        )
+    used = fit.layout.tp * fit.layout.pp * fit.layout.dp // max(fit.layout.nodes, 1)
+    if used < offer.gpu_count and fit.layout.pp == 1:
+        notes.append(
+            f"the load uses {used} of the machine's {offer.gpu_count} GPUs; a larger load "
+            "would use the rest as data-parallel replicas"
+        )
+    if not need.default_service_level and need.workload == "interactive":
+        notes.append(
+            "no offer meets the default interactive service level (20 tok/s per stream, "
+            "TTFT <= 2 s); ranked without it"
         )
     if est.replicas > 1 or need.target_output_tokens_per_s:
         notes.append(
@@ -561,82 +303,45 @@ def _make_plan(
     return Plan(
         model=cand.spec.name, base_model=cand.base_model, model_source=cand.spec.source,
         model_is_guess=cand.spec.is_guess, quant_format=cand.fmt.name, need=need, offer=offer,
-        layout=fit.layout, vllm_args=vllm_args(cand, fit, need), estimate=est,
-        objective_value=value, reasons=tuple(reasons), notes=tuple(notes),
+        layout=fit.layout, vllm_args=vllm_args(cand, op, need), estimate=est,
+        objective_value=objective_value(est, need), reasons=tuple(reasons), notes=tuple(notes),
     )  # fmt: skip
 
 
 def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ranking:
     """Every offer planned or rejected with a reason; plans strictly sorted by the objective
-    (ties broken by $/h, provider, instance, region, tier, layout, format)."""
+    (ties broken by speed, $/h, provider, instance, region, tier, layout, format). When no
+    offer meets the default interactive service level, ranks again without it."""
     validate_need(need)
+    offers = list(offers)
+    ranking = _rank(cands, offers, need)
+    if not ranking.plans and uses_default_service_level(need):
+        relaxed = dataclasses.replace(need, default_service_level=False)
+        again = _rank(cands, offers, relaxed)
+        if again.plans:
+            note = "no offer meets the default interactive service level; ranked without it"
+            return dataclasses.replace(again, notes=(*again.notes, note))
+    return ranking
+
+
+def _rank(cands: list[Candidate], offers: list[Offer], need: Need) -> Ranking:
     picker = _Picker(cands, need)
     picks: list[_Pick] = []
     rejected: list[Rejection] = []
     per_cand: dict[int, _Pick] = {}
-    multi = len(cands) > 1
-    cap_free = need.max_price_usd_per_hour is None
-    best_raw: dict[int, float] = {}
     for offer in offers:
-        if multi and cap_free:
-            # Without a price cap an offer's best option and each format's best option are the
-            # first of their (price-free) orders; only improvements build a pick tuple.
-            group = picker.group(offer)
-            price = picker.price(offer) if not isinstance(group, str) else None
-            if isinstance(group, _Group) and price is not None and group.options:
-                pick = picker.pick_from(offer, price, group.options[:1])
-                assert isinstance(pick, tuple)
-                picks.append(pick)
-                for idx, options in group.by_candidate.items():
-                    fit = options[0][1]
-                    raw = (
-                        price * _free_key(need, fit)
-                        if need.objective in {"cost-per-token", "cost"}
-                        else _free_key(need, fit)
-                    )
-                    if idx not in best_raw or raw < best_raw[idx]:
-                        own = picker.pick_from(offer, price, options[:1])
-                        assert isinstance(own, tuple)
-                        if idx not in per_cand or own[:8] < per_cand[idx][:8]:
-                            per_cand[idx], best_raw[idx] = own, raw
-                continue
         pick, per = picker.pick(offer)
         if isinstance(pick, str):
             rejected.append(Rejection(offer, pick))
             continue
         picks.append(pick)
-        if multi:  # each format's own best, for the --quant auto trade-offs
-            for idx, own in per.items():
-                if idx not in per_cand or own[:8] < per_cand[idx][:8]:
-                    per_cand[idx] = own
-    picks.sort(key=lambda p: p[:8])
+        for idx, own in per.items():  # each format's own best, for the --quant auto trade-offs
+            if idx not in per_cand or own.key < per_cand[idx].key:
+                per_cand[idx] = own
+    picks.sort(key=lambda p: p.key)
     best = tuple(picker.plan(per_cand[i]) if i in per_cand else None for i in range(len(cands)))
-    return Ranking(_LazyPlans(picker, picks), tuple(rejected), tuple(cands), best)
-
-
-def validate_need(need: Need) -> None:
-    if need.objective not in OBJECTIVES:
-        raise UsageError(f"unknown objective '{need.objective}'", f"valid: {', '.join(OBJECTIVES)}")
-    if need.target_output_tokens_per_s is not None and need.target_output_tokens_per_s <= 0:
-        raise UsageError("the throughput target must be positive")
-    if need.replica_headroom < 0:
-        raise UsageError("replica headroom must be >= 0")
-    for name in (
-        "context",
-        "concurrency",
-        "prompt_tokens",
-        "output_tokens",
-        "max_nodes",
-        "max_replicas",
-    ):
-        if getattr(need, name) <= 0:
-            raise UsageError(f"{name.replace('_', '-')} must be positive")
-    if need.prompt_tokens + need.output_tokens > need.context:
-        raise UsageError(
-            f"prompt ({need.prompt_tokens}) + output ({need.output_tokens}) tokens exceed "
-            f"--context {need.context}",
-            "raise --context or shorten the workload",
-        )
+    ranked = tuple(p.offer for p in picks)
+    return Ranking(_LazyPlans(picker, picks), tuple(rejected), tuple(cands), best, ranked)
 
 
 def recommend(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ranking:
@@ -656,22 +361,48 @@ def recommend(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ra
             raise NoFeasibleOfferError(
                 "no offer matches the filters", "loosen --gpu / --providers / --regions"
             )
-        common = Counter(r.reason for r in ranking.rejected).most_common(2)
+        # Reasons differ in their figures ("$/h 3.10 > --max-price 1"): count them by kind.
+        kinds = Counter(_reason_kind(r.reason) for r in ranking.rejected).most_common(2)
+        example = {}
+        for r in ranking.rejected:
+            example.setdefault(_reason_kind(r.reason), r.reason)
         raise NoFeasibleOfferError(
             f"no feasible offer among {len(ranking.rejected)}: "
-            + " | ".join(f"{n} x {reason[:160]}" for reason, n in common),
-            "try --quant auto, a smaller --context or --concurrency, or more GPUs per node",
+            + " | ".join(f"{n} x {example[kind][:160]}" for kind, n in kinds),
+            _hint_for(kinds[0][0]),
         )
     return ranking
+
+
+def _reason_kind(reason: str) -> str:
+    return re.sub(r"\d[\d,.]*", "#", reason)
+
+
+_HINTS = (  # (text in the commonest rejection, what to try), first match wins
+    ("--max-price", "raise --max-price, or try --quant auto for a smaller checkpoint"),
+    ("--max-ttft", "relax --max-ttft, or shorten --prompt-tokens"),
+    ("--min-tokens-per-s", "relax --min-tokens-per-s, or allow more GPUs per machine"),
+    ("spot", "drop --spot: these offers have no spot price"),
+    ("no published dense", "choose another --gpu: this card's speed cannot be estimated"),
+)
+
+
+def _hint_for(kind: str) -> str:
+    for needle, hint in _HINTS:
+        if needle in kind:
+            return hint
+    return "try --quant auto, a smaller --context or --concurrency, or more GPUs per node"
 
 
 def best_alternatives(
     ranking: Ranking, gpu_prefixes: tuple[str, ...] = ("h100", "a100")
 ) -> list[tuple[str, Plan | None, str | None]]:
-    """For --explain: the best plan on each commonly guessed GPU family, or why none exists."""
+    """For --explain: the best plan on each commonly guessed GPU family, or why none exists
+    (builds one Plan per family, not the whole ranking)."""
     out: list[tuple[str, Plan | None, str | None]] = []
     for prefix in gpu_prefixes:
-        plan = next((p for p in ranking.plans if p.offer.gpu.startswith(prefix)), None)
+        index = next((i for i, o in enumerate(ranking.offers) if o.gpu.startswith(prefix)), None)
+        plan = ranking.plans[index] if index is not None else None
         why = None
         if plan is None:
             why = next(

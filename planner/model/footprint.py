@@ -31,13 +31,24 @@ CARD_CLASSES: dict[str, int] = {
 # Runtime overhead inside vLLM's budget, besides weights and KV cache:
 #   activation peak of the profile run (max_num_batched_tokens through the MLP, plus fp32 logits
 #   for max_num_seqs sequences in the sampler), and a constant for non-torch memory and CUDA
-#   graphs. The constant is fitted to the published vLLM logs in
-#   planner/model/data/vllm_memory_calibration.json as the largest residual (conservative: it never
-#   under-states the calibration points). `python benchmarks/footprint_accuracy.py` prints the
-#   per-point error; on the two calibration points it over-states overhead by 0 and ~0.6 GiB.
+#   graphs. The constant is fitted to the 25 published vLLM start-up logs with settings in
+#   planner/decide/data/vllm_memory_logs.json as the largest residual, so the predicted KV cache
+#   never exceeds a logged one (`python benchmarks/memory_accuracy.py` prints each margin). The
+#   Blackwell cards of those logs (RTX 5090, RTX PRO 6000, compute capability 12.0) leave up to
+#   1.1 GiB more outside the KV cache than the others; newer cards get that allowance too.
 PROFILE_BATCHED_TOKENS = 2048  # vLLM V1 default max_num_batched_tokens for online serving
+LARGE_GPU_BATCHED_TOKENS = 8192  # its default on >= 70 GiB cards but A100 (see below)
 PROFILE_MAX_SEQS = 256  # vLLM default max_num_seqs
-OVERHEAD_CONSTANT_BYTES = int(1.32 * GIB)
+LARGE_GPU_MAX_NUM_SEQS = 1024  # ... and on the cards with the larger batched-token default
+# The sampler warm-up holds several fp32 copies of the (max_num_seqs x vocab) logits (logits,
+# softmax, sorted top-k/top-p, log-probs): fitted to the logged activation peaks.
+SAMPLER_BYTES_PER_LOGIT = 36
+# MXFP4 routed experts as loaded / as stored, besides the padding of the intermediate size to
+# MXFP4_PAD: fitted as the largest ratio on the logged gpt-oss loads (see loaded_weight_bytes).
+MXFP4_REPACK_FACTOR = 1.072
+MXFP4_PAD = 128
+OVERHEAD_CONSTANT_BYTES = int(0.75 * GIB)
+BLACKWELL_ALLOWANCE_BYTES = int(1.1 * GIB)  # compute capability >= 10
 # Tensor parallel adds NCCL / custom all-reduce buffers. No published log pins this down;
 # this allowance is an assumption, not a calibration.
 TP_ALLOWANCE_BYTES = int(0.25 * GIB)
@@ -317,8 +328,15 @@ def kv_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str, context:
     return total
 
 
-def activation_bytes(spec: ModelSpec, tp: int) -> int:
-    """Peak activation of vLLM's profile run on one GPU (see the calibration note above)."""
+def activation_bytes(
+    spec: ModelSpec,
+    tp: int,
+    max_num_batched_tokens: int = PROFILE_BATCHED_TOKENS,
+    max_num_seqs: int = PROFILE_MAX_SEQS,
+) -> int:
+    """Peak activation of vLLM's profile run on one GPU: ``max_num_batched_tokens`` through the
+    MLP (for MoE, the fused-MoE kernel's per-token expert workspace) and the sampler warm-up
+    over ``max_num_seqs`` fp32 logits rows (see the calibration note above)."""
     if spec.is_moe:
         inter = spec.experts_per_token * spec.moe_intermediate_size
         if spec.num_shared_experts:
@@ -332,13 +350,59 @@ def activation_bytes(spec: ModelSpec, tp: int) -> int:
     else:
         inter = spec.intermediate_size
     per_token = (3 * inter // tp + 4 * spec.hidden_size) * 2
-    logits = PROFILE_MAX_SEQS * spec.vocab_size * 4 * 2
-    return PROFILE_BATCHED_TOKENS * per_token + logits
+    logits = max_num_seqs * spec.vocab_size * SAMPLER_BYTES_PER_LOGIT
+    return max_num_batched_tokens * per_token + logits
 
 
-def overhead_bytes(spec: ModelSpec, tp: int) -> int:
+def overhead_bytes(
+    spec: ModelSpec,
+    tp: int,
+    max_num_batched_tokens: int = PROFILE_BATCHED_TOKENS,
+    max_num_seqs: int = PROFILE_MAX_SEQS,
+    compute_capability: float | None = None,
+) -> int:
+    """Runtime memory besides weights and KV cache on one GPU (activation peak, CUDA graphs,
+    non-torch allocations, tensor-parallel buffers)."""
     extra = TP_ALLOWANCE_BYTES if tp > 1 else 0
-    return OVERHEAD_CONSTANT_BYTES + activation_bytes(spec, tp) + extra
+    if compute_capability is not None and compute_capability >= 10:
+        extra += BLACKWELL_ALLOWANCE_BYTES
+    act = activation_bytes(spec, tp, max_num_batched_tokens, max_num_seqs)
+    return OVERHEAD_CONSTANT_BYTES + act + extra
+
+
+def default_batched_tokens(total_memory_bytes: int, gpu_name: str) -> int:
+    """vLLM's default max_num_batched_tokens for `vllm serve` on a GPU: 8192 on cards of
+    70 GiB or more except A100s, 2048 elsewhere (EngineArgs.get_batch_defaults in
+    https://github.com/vllm-project/vllm/blob/main/vllm/engine/arg_utils.py, read 2026-11-30).
+    The profile run's activation peak scales with it."""
+    if total_memory_bytes >= 70 * GIB and "a100" not in gpu_name.lower():
+        return LARGE_GPU_BATCHED_TOKENS
+    return PROFILE_BATCHED_TOKENS
+
+
+def default_max_num_seqs(total_memory_bytes: int, gpu_name: str) -> int:
+    """vLLM's default max_num_seqs for `vllm serve`: 1024 where max_num_batched_tokens
+    defaults to 8192, 256 elsewhere (same source). The sampler warm-up scales with it."""
+    if default_batched_tokens(total_memory_bytes, gpu_name) == LARGE_GPU_BATCHED_TOKENS:
+        return LARGE_GPU_MAX_NUM_SEQS
+    return PROFILE_MAX_SEQS
+
+
+def loaded_weight_bytes(
+    spec: ModelSpec, fmt: QuantFormat, weights: int, experts: int, tp: int
+) -> tuple[int, int]:
+    """(weights, routed-expert part) per GPU as vLLM holds them after loading. MXFP4 experts
+    are repacked for the MoE kernels and their per-GPU intermediate size padded to a multiple
+    of 128, so they take more memory than in the checkpoint: gpt-oss-120b loads 65.97 GiB on
+    one H100 (60.77 GiB checkpoint) and 17.22 GiB per A100 at TP4 (15.21 GiB), gpt-oss-20b
+    13.72 GiB (12.82 GiB); planner/decide/data/vllm_memory_logs.json cites the logs. Other
+    formats load at their checkpoint size (within 0.3% on the same logs)."""
+    if fmt.name != "mxfp4" or not experts or not spec.moe_intermediate_size:
+        return weights, experts
+    inter = spec.moe_intermediate_size / tp
+    padded = math.ceil(inter / MXFP4_PAD) * MXFP4_PAD
+    grown = math.ceil(experts * MXFP4_REPACK_FACTOR * padded / inter)
+    return weights + grown - experts, grown
 
 
 def validate_positive(name: str, value: int) -> None:

@@ -14,6 +14,7 @@ from importlib import resources
 
 from planner.errors import UsageError, did_you_mean
 
+UNLOGGED_USABLE_FRACTION = 0.98
 _NOISE = re.compile(r"\b(nvidia|geforce|tesla|amd|instinct|generation)\b|[\s_\-™®]", re.I)
 
 
@@ -34,12 +35,16 @@ class GpuSpec:
     interconnect: str
     nvlink_gb_s: float | None
     aliases: tuple[str, ...]
+    usable_memory_gib: float | None = None  # what CUDA reports as total, where a log shows it
 
     @property
     def usable_memory_bytes(self) -> int:
-        """Bytes a fit may plan with: the marketed decimal size, which is at or below what
-        torch reports for every card in the table (e.g. 24e9 for A10G's 23028 MiB)."""
-        return int(self.memory_gb * 10**9)
+        """Bytes vLLM's gpu_memory_utilization multiplies: the total the CUDA runtime reports
+        (from public vLLM logs, gpus.json cites each), else 0.98 x the marketed decimal size, an
+        assumption below every logged card (T4 14.74 GiB = 0.989 x 16e9; A10 0.987 x 24e9)."""
+        if self.usable_memory_gib:
+            return int(self.usable_memory_gib * 2**30)
+        return int(self.memory_gb * 10**9 * UNLOGGED_USABLE_FRACTION)
 
 
 def normalize(name: str) -> str:
@@ -61,7 +66,7 @@ def gpu_table() -> dict[str, GpuSpec]:
             fp16_tflops_dense=g["fp16_tflops_dense"], bf16_tflops_dense=g["bf16_tflops_dense"],
             fp8_tflops_dense=g["fp8_tflops_dense"], int8_tops_dense=g["int8_tops_dense"],
             interconnect=g["interconnect"], nvlink_gb_s=g["nvlink_gb_s"],
-            aliases=tuple(g["aliases"]),
+            aliases=tuple(g["aliases"]), usable_memory_gib=g.get("usable_memory_gib"),
         )  # fmt: skip
     return table
 

@@ -162,14 +162,14 @@ def recommendation_to_dict(ranking: Any, top: int, sources: dict[str, Any]) -> d
 
     from planner.decide.plan import plan_to_dict
 
-    plans = list(ranking.plans)
+    plans = ranking.plans[:top]  # the ranking builds only the Plans shown
     first = plans[0] if plans else None
     return {
         "schema": RECOMMENDATION_SCHEMA,
         "model": first.base_model if first else None,
         "need": asdict(first.need) if first else None,
-        "plans": [plan_to_dict(p) for p in plans[:top]],
-        "feasible_offers": len(plans),
+        "plans": [plan_to_dict(p) for p in plans],
+        "feasible_offers": len(ranking.plans),
         "rejected": [
             {"provider": r.offer.provider, "instance_type": r.offer.instance_type,
              "region": r.offer.region, "gpu": r.offer.gpu, "gpu_count": r.offer.gpu_count,
@@ -204,7 +204,8 @@ def recommendation_tables(ranking: Any, top: int, explain: bool) -> list[Any]:
 
     from planner.offers.catalog import STALE_AFTER_DAYS, age_days
 
-    plans = list(ranking.plans)
+    plans = ranking.plans[:top]  # the ranking builds only the Plans shown
+    feasible = len(ranking.plans)
     first = plans[0]
     out: list[Any] = []
     if first.model_is_guess:
@@ -216,11 +217,11 @@ def recommendation_tables(ranking: Any, top: int, explain: bool) -> list[Any]:
         )
     need = first.need
     title = (
-        f"{first.base_model}: {len(plans)} feasible of {len(plans) + len(ranking.rejected)}"
-        f" offers, by {need.objective} ({'spot' if need.spot else 'on-demand'}; "
-        f"{need.concurrency} x {need.context}-token context; workload "
-        f"{need.prompt_tokens} in / {need.output_tokens} out). free = GiB per GPU left "
-        "after weights, overhead and KV; tok/s 1 = one stream's decode speed"
+        f"{first.base_model}: {feasible} feasible of {feasible + len(ranking.rejected)}"
+        f" offers, by {_objective_label(need)} ({'spot' if need.spot else 'on-demand'}; "
+        f"{_load_label(need)}; {need.context}-token context; requests of "
+        f"{need.prompt_tokens} in / {need.output_tokens} out). Figures at that load. free = "
+        "GiB per GPU left after weights, overhead and KV; tok/s 1 = one stream's decode speed"
     )
     table = Table(title=title, title_justify="left")
     left = {"provider", "region", "instance", "quant", "layout", "age"}
@@ -241,7 +242,7 @@ def recommendation_tables(ranking: Any, top: int, explain: bool) -> list[Any]:
         "age",
     ):
         table.add_column(c, justify="left" if c in left else "right")
-    for i, p in enumerate(plans[:top], 1):
+    for i, p in enumerate(plans, 1):
         e, o = p.estimate, p.offer
         age = age_days(o.fetched_at)
         stale = age is not None and age > STALE_AFTER_DAYS
@@ -295,6 +296,8 @@ def recommendation_tables(ranking: Any, top: int, explain: bool) -> list[Any]:
             )
         out.append(trade)
     out.append(Text(f"top plan: vllm serve {' '.join(first.vllm_args)}", style="dim"))
+    for note in getattr(ranking, "notes", ()):
+        out.append(Text(f"note: {note}", style="yellow"))
     for note in dict.fromkeys(first.notes):
         out.append(Text(f"note: {note}", style="yellow"))
     if explain:
@@ -302,14 +305,39 @@ def recommendation_tables(ranking: Any, top: int, explain: bool) -> list[Any]:
     return out  # fmt: skip
 
 
+def _objective_label(need: Any) -> str:
+    from planner.decide.objective import resolved_objective
+
+    label = resolved_objective(need)
+    return f"{label} (auto)" if need.objective == "auto" else label
+
+
+def _load_label(need: Any) -> str:
+    """Which load the figures are at (the table says so)."""
+    from planner.decide.objective import service_level
+
+    if need.target_output_tokens_per_s:
+        return f"target {need.target_output_tokens_per_s:,.0f} output tok/s"
+    if need.workload == "batch":
+        return "batch job at saturation"
+    min_tps, max_ttft = service_level(need)
+    level = []
+    if min_tps is not None:
+        level.append(f">= {min_tps:g} tok/s per stream")
+    if max_ttft is not None:
+        level.append(f"TTFT <= {max_ttft:g} ms")
+    served = f" within {', '.join(level)}" if level else ""
+    return f"interactive, {need.concurrency} stream(s) in flight{served}"
+
+
 def explanation(ranking: Any) -> list[Any]:
     """Why the top plan won, and why the GPUs people usually guess lost (with ratios)."""
     from rich.text import Text
 
+    from planner.decide.objective import resolved_objective
     from planner.decide.rank import best_alternatives
 
-    plans = list(ranking.plans)
-    top = plans[0]
+    top = ranking.plans[0]
     e = top.estimate
     lines = [Text("Why this plan", style="bold")]
     lines.append(
@@ -326,7 +354,7 @@ def explanation(ranking: Any) -> list[Any]:
         "cost": "$/h",
         "speed": "throughput",
         "latency": "request latency",
-    }[top.need.objective]
+    }[resolved_objective(top.need)]
     for family, plan, why in best_alternatives(ranking):
         if plan is None:
             lines.append(Text(f"  {family}: {why}"))
@@ -334,7 +362,7 @@ def explanation(ranking: Any) -> list[Any]:
         if plan is top:
             lines.append(Text(f"  {family}: this is the top plan"))
             continue
-        if top.need.objective == "speed":
+        if resolved_objective(top.need) == "speed":
             ratio = top.estimate.aggregate_output_tokens_per_s / max(
                 plan.estimate.aggregate_output_tokens_per_s, 1e-9
             )

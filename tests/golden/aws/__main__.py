@@ -42,7 +42,7 @@ PLAN = {
         '--gpu-memory-utilization',
         '0.92',
         '--max-num-seqs',
-        '157',
+        '154',
     ],
 }
 

@@ -43,7 +43,7 @@ PLAN = {
         '--gpu-memory-utilization',
         '0.92',
         '--max-num-seqs',
-        '24',
+        '29',
     ],
 }
 

@@ -1,0 +1,247 @@
+"""Fit: which ways of serving a model (checkpoint, format, parallel layout) start in vLLM on a
+machine, and what one GPU of each holds (pure).
+
+An offer's layouts are tensor parallel over divisors of the node's GPUs with data-parallel
+replicas on the rest of the node (only as many as the load can use), and, only when no single
+node holds the model, tensor parallel within nodes and pipeline parallel across up to
+``max_nodes`` nodes of providers with private multi-node networking. A layout fits only if the
+quantization runs on the GPU in current vLLM and the requested concurrency of full-context
+requests fits in gpu_memory_utilization x the card's usable memory after the loaded weights and
+the runtime overhead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from planner.decide.perf import Hardware, ModelLoad, model_load
+from planner.decide.plan import Layout, Need
+from planner.decide.support import Support, check_support
+from planner.errors import UsageError
+from planner.model.footprint import (
+    WeightBytes,
+    count_params,
+    default_batched_tokens,
+    default_max_num_seqs,
+    kv_bytes_per_request,
+    loaded_weight_bytes,
+    overhead_bytes,
+    per_gpu_weight_bytes,
+    resolve_format,
+    tp_problem,
+    weight_bytes,
+)
+from planner.model.quant import QuantFormat, get_format
+from planner.model.values import ModelSpec, QuantConfig
+from planner.offers.gpus import GpuSpec
+
+GIB = 1 << 30
+MAX_NUM_SEQS = 256  # vLLM's scheduler cap on ordinary GPUs; plans pass --max-num-seqs <= it
+MULTI_NODE_PROVIDERS = frozenset({"aws", "gcp"})  # private networking between instances
+ONLINE_FORMATS = frozenset({"fp8"})  # what vLLM can quantize to at load time
+BATCH_WORKLOAD = "batch"
+
+
+@dataclass(frozen=True, slots=True, eq=False)  # hashed by identity: the evaluation cache key
+class Candidate:
+    """One way to serve the model: a checkpoint (maybe a pre-quantized variant) and a format."""
+
+    spec: ModelSpec
+    fmt: QuantFormat
+    qc: QuantConfig | None
+    online_quantization: bool
+    weights: WeightBytes
+    active_params: int
+    base_model: str
+
+
+def _candidate(spec: ModelSpec, quant: str | None, base: str, online: bool = False) -> Candidate:
+    fmt, qc = resolve_format(spec, quant)
+    _, active, _ = count_params(spec)
+    return Candidate(spec, fmt, qc, online, weight_bytes(spec, fmt, qc), active, base)
+
+
+def candidates_for(
+    spec: ModelSpec, quant: str | None, variants: Sequence[ModelSpec] = ()
+) -> list[Candidate]:
+    """The checkpoints and formats worth planning for `quant` (None: the checkpoint's own;
+    'auto': native dtype, online FP8, and the pre-quantized ``variants`` of the model, which the
+    caller looks up: the decision stage never reads the registry)."""
+    if spec.tensors is not None:
+        raise UsageError(
+            "GGUF files are not planned: vLLM 0.33 serves GGUF only through the "
+            "out-of-tree vllm-gguf-plugin",
+            "plan the original Hugging Face model, or a native quantized variant",
+        )
+    if spec.quant is not None or quant is None:
+        return [_candidate(spec, quant, spec.name)]
+    native = _candidate(spec, None, spec.name)
+    if quant.lower() == "auto":
+        out = [native, _candidate(spec, "fp8", spec.name, online=True)]
+        return out + [_candidate(v, None, spec.name) for v in variants]
+    fmt = get_format(quant)
+    if fmt.kind == "float":
+        return [_candidate(spec, fmt.name, spec.name)]
+    if fmt.name in ONLINE_FORMATS:
+        return [_candidate(spec, fmt.name, spec.name, online=True)]
+    same = [v for v in variants if v.quant and v.quant.format == fmt.name]
+    if not same:
+        known = (
+            ", ".join(f"{v.name} ({v.quant.format})" for v in variants if v.quant)
+            or "none in the registry"
+        )
+        raise UsageError(
+            f"no {fmt.name} checkpoint of {spec.name} is known, and vLLM cannot quantize to "
+            f"{fmt.name} at load time",
+            f"pass a {fmt.name} checkpoint's id as MODEL; known variants: {known}",
+        )
+    return [_candidate(v, None, spec.name) for v in same]
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """One layout that starts: what one GPU holds, and the speed model's view of it."""
+
+    layout: Layout  # dp = the replicas on one node that the load uses
+    support: Support
+    weights: int  # bytes per GPU as loaded (kernels may repack the checkpoint)
+    overhead: int  # activation peak, CUDA graphs, non-torch memory, per GPU
+    kv_per_request: int  # one request of `context` tokens, per GPU
+    work_kv: int  # one typical request (prompt + output tokens), per GPU
+    free: int  # bytes left for KV per GPU
+    max_per_replica: int  # full-context requests one replica holds
+    max_batch: int  # typical requests one replica holds, capped at MAX_NUM_SEQS (--max-num-seqs)
+    load: ModelLoad
+    hw: Hardware
+
+
+def nvlink(gpu: GpuSpec) -> bool:
+    return "SXM" in gpu.interconnect or "NVSwitch" in gpu.interconnect
+
+
+def layouts(
+    gpus_per_node: int, multi_node: bool, max_nodes: int, need: Need | None = None
+) -> list[Layout]:
+    """Every layout of a node of ``gpus_per_node`` GPUs. With a ``need``, data-parallel replicas
+    are capped at what its load can use: an interactive load of N streams uses at most N
+    replicas; a batch job or a throughput target fills the node. ``need.tp`` pins the TP degree.
+    """
+    cap = gpus_per_node
+    if need is not None and need.workload != BATCH_WORKLOAD and not need.target_output_tokens_per_s:
+        cap = need.concurrency
+    single = [
+        Layout(tp=t, dp=min(gpus_per_node // t, cap))
+        for t in range(1, gpus_per_node + 1)
+        if gpus_per_node % t == 0
+    ]
+    multi = (
+        [Layout(tp=gpus_per_node, pp=n, nodes=n) for n in range(2, max_nodes + 1)]
+        if multi_node
+        else []
+    )
+    out = single + multi
+    if need is not None and need.tp is not None:
+        out = [lay for lay in out if lay.tp == need.tp]
+    return out
+
+
+def memory_budget(
+    cand: Candidate,
+    gpu: GpuSpec,
+    tp: int,
+    pp: int,
+    utilization: float,
+    total_bytes: int | None = None,
+    max_num_seqs: int | None = None,
+    max_num_batched_tokens: int | None = None,
+) -> tuple[int, int, int, int]:
+    """(loaded weights, routed-expert part, runtime overhead, bytes left for the KV cache) per
+    GPU, as vLLM would find them at start-up (``total_bytes``: the card's usable memory unless
+    a log states it). The one memory formula: fits use it, and benchmarks/memory_accuracy.py
+    checks it on published logs.
+
+    Unset scheduler limits take vLLM's defaults for the card. Plans pass a --max-num-seqs at or
+    below that default, but the sampler warm-up is still sized for the default: the margin
+    keeps plans from starting at the edge (gpt-oss-120b on one H100 at 131,072 tokens)."""
+    total = total_bytes or gpu.usable_memory_bytes
+    ckpt, experts = per_gpu_weight_bytes(cand.spec, cand.weights, tp, pp)
+    weights, experts = loaded_weight_bytes(cand.spec, cand.fmt, ckpt, experts, tp)
+    tokens = max_num_batched_tokens or default_batched_tokens(total, gpu.name)
+    seqs = max_num_seqs or default_max_num_seqs(total, gpu.name)
+    overhead = overhead_bytes(cand.spec, tp, tokens, seqs, gpu.compute_capability)
+    return weights, experts, overhead, int(total * utilization) - weights - overhead
+
+
+def fit_layout(
+    cand: Candidate, gpu: GpuSpec, support: Support, layout: Layout, need: Need
+) -> Fit | str:
+    """Memory fit of one layout (prices and load come later), or why it does not start."""
+    capacity = int(gpu.usable_memory_bytes * need.gpu_memory_utilization)
+    problem = tp_problem(cand.spec, cand.fmt, cand.qc, layout.tp)
+    if problem:
+        return f"{layout.label}: {problem}"
+    weights, experts, overhead, free = memory_budget(
+        cand, gpu, layout.tp, layout.pp, need.gpu_memory_utilization
+    )
+    stage_share = math.ceil(cand.spec.num_layers / layout.pp) / cand.spec.num_layers
+    kv_req = math.ceil(
+        stage_share * kv_bytes_per_request(cand.spec, layout.tp, need.kv_cache_dtype, need.context)
+    )
+    per_replica = max(0, free // kv_req) if free > 0 else 0
+    needed = math.ceil(need.concurrency / layout.dp)
+    if per_replica < needed:
+        return (
+            f"{layout.label}: {weights / GIB:.1f} GiB weights + {overhead / GIB:.1f} GiB "
+            f"overhead + {needed} x {kv_req / GIB:.2f} GiB KV per GPU > "
+            f"{capacity / GIB:.1f} GiB ({need.gpu_memory_utilization:.0%} of "
+            f"{gpu.usable_memory_bytes / GIB:.1f} GiB usable)"
+        )
+    work_kv = math.ceil(
+        stage_share
+        * kv_bytes_per_request(
+            cand.spec, layout.tp, need.kv_cache_dtype, need.prompt_tokens + need.output_tokens
+        )
+    )
+    load = model_load(
+        cand.spec, weights, experts, cand.active_params, layout.tp, layout.pp,
+        need.kv_cache_dtype, cand.fmt.kind,
+    )  # fmt: skip
+    hw = Hardware(gpu, layout.tp, layout.pp, support.compute, nvlink(gpu))
+    batch = int(min(MAX_NUM_SEQS, max(needed, free // max(work_kv, 1))))
+    return Fit(
+        layout=layout, support=support, weights=weights, overhead=overhead,
+        kv_per_request=kv_req, work_kv=max(work_kv, 1), free=free,
+        max_per_replica=per_replica, max_batch=batch, load=load, hw=hw,
+    )  # fmt: skip
+
+
+@lru_cache(maxsize=4096)
+def feasible_fits(
+    cand: Candidate, gpu: GpuSpec, gpus_per_node: int, multi_node: bool, need: Need
+) -> tuple[tuple[Fit, ...], str]:
+    """Layouts of a candidate that start on `gpus_per_node` x `gpu` (memory and support only;
+    prices come per offer), or () and the reason none does. Pipeline-parallel (multi-node)
+    layouts are considered only when no single-node layout fits."""
+    if need.gpus is not None and gpus_per_node != need.gpus:
+        return (), f"{gpus_per_node} GPUs per machine, --gpus {need.gpus} asked"
+    support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
+    if not support.ok:
+        return (), support.reason or "unsupported"
+    fits: list[Fit] = []
+    problems: list[str] = []
+    for layout in layouts(gpus_per_node, multi_node, need.max_nodes, need):
+        if layout.pp > 1 and any(f.layout.pp == 1 for f in fits):
+            break
+        result = fit_layout(cand, gpu, support, layout, need)
+        if isinstance(result, str):
+            problems.append(result)
+        else:
+            fits.append(result)
+    if fits:
+        return tuple(fits), ""
+    if not problems and need.tp is not None:
+        return (), f"no TP{need.tp} layout on {gpus_per_node} GPUs (--tp {need.tp})"
+    return (), "does not fit: " + ("; ".join(problems[-2:]) if problems else "no valid layout")

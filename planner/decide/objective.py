@@ -1,0 +1,312 @@
+"""The one encoding of the workload, the objectives and the constraints (pure).
+
+A fitted layout is put under the user's declared load (`operate`), priced into figures
+(`figures`, `build_estimate`), and scored (`objective_value`, `violation`). Ranking, the
+brute-force oracle in tests/oracle.py and `gpuplan check --prices` all call these functions,
+so an objective or a constraint is written once.
+
+Workloads (Need.workload):
+- ``interactive`` (default): ``concurrency`` requests in flight. Figures are at that load: each
+  vLLM replica serves its share of the streams; data-parallel replicas only up to the number of
+  streams. A default service level applies unless the user states one: at least
+  DEFAULT_MIN_TOKENS_PER_S per stream and a first token within DEFAULT_MAX_TTFT_MS (see below
+  for why these numbers). When no offer meets the default, the ranking says so and ranks
+  without it.
+- ``batch``: an offline job. Figures are at saturation (the largest batch that fits, up to
+  MAX_NUM_SEQS sequences) and the default objective is $ per 1M output tokens.
+- a throughput target (``target_output_tokens_per_s``): identical machines are added until the
+  target is met with ``replica_headroom``, each at saturation.
+
+Objectives (lower is better): ``auto`` (cheapest $/h that serves the load for interactive and
+target loads; $ per 1M output tokens for batch), ``cost-per-token``, ``cost`` ($/h), ``speed``
+(output tokens/s at the load), ``latency`` (TTFT + output x ITL). Ties go to the faster plan.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from planner.decide.fit import BATCH_WORKLOAD, Fit
+from planner.decide.perf import output_tokens_per_s, prefill_s, token_latency_s
+from planner.decide.plan import Estimate, Need
+from planner.errors import UsageError
+from planner.offers.offer import Offer
+
+GIB = 1 << 30
+OBJECTIVES = ("auto", "cost-per-token", "cost", "speed", "latency")
+WORKLOADS = ("interactive", "batch")
+# The default service level of an interactive load. TTFT within 2 s is MLPerf Inference's
+# Server-scenario bound for Llama-2-70B (TTFT p99 < 2 s, TPOT p99 < 200 ms; e.g. the AMD
+# v4.1 result https://github.com/mlcommons/inference_results_v4.1/blob/a2f5d66d17e8f75c02fd74dfe810ecca6a046696/closed/AMD/results/1xMI300X_2xEPYC-9374F/llama2-70b-99.9/Server/performance/run_1/mlperf_log_summary.txt
+# read 2026-11-30). Its 5 tokens/s per stream is slower than people read, so the default asks
+# for 20 tokens/s (50 ms between tokens, about four times a fast reader's pace): an
+# assumption, stated in the README, that a chat user accepts it.
+DEFAULT_MIN_TOKENS_PER_S = 20.0
+DEFAULT_MAX_TTFT_MS = 2000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Operating:
+    """A fit under the declared load (before prices)."""
+
+    fit: Fit
+    replicas: int  # identical machines (only a throughput target adds them)
+    batch: int  # sequences one vLLM replica serves at the load
+    itl_s: float  # what one stream sees at `batch`
+    ttft_s: float
+    machine_tokens_per_s: float  # output tokens/s of one machine (all its DP replicas)
+
+    @property
+    def machines(self) -> int:
+        return self.fit.layout.nodes * self.replicas
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.machine_tokens_per_s * self.replicas
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """What objectives and constraints read; an Estimate has the same fields."""
+
+    usd_per_hour: float
+    aggregate_output_tokens_per_s: float
+    single_stream_tokens_per_s: float
+    ttft_ms: float
+    itl_ms: float
+    usd_per_million_output_tokens: float
+    replicas: int
+
+
+def saturates(need: Need) -> bool:
+    """Figures at the largest batch that fits (batch jobs and throughput targets)."""
+    return need.workload == BATCH_WORKLOAD or bool(need.target_output_tokens_per_s)
+
+
+def operate(fit: Fit, need: Need) -> Operating:
+    """The fit at the user's load: per-replica batch, speeds, and machines for a target."""
+    lay = fit.layout
+    needed = math.ceil(need.concurrency / lay.dp)
+    prompt, output = need.prompt_tokens, need.output_tokens
+    if saturates(need):
+        batch = fit.max_batch
+        machine = lay.dp * output_tokens_per_s(fit.load, fit.hw, batch, prompt, output)
+    else:
+        # Each stream gets the speed of the busiest replica's share of the load.
+        batch = needed
+        per_stream = output_tokens_per_s(fit.load, fit.hw, batch, prompt, output) / batch
+        machine = need.concurrency * per_stream
+    replicas = 1
+    if need.target_output_tokens_per_s:
+        wanted = need.target_output_tokens_per_s * (1 + need.replica_headroom)
+        replicas = max(1, math.ceil(wanted / machine))
+    context = prompt + output / 2
+    itl = token_latency_s(fit.load, fit.hw, batch, context)
+    return Operating(fit, replicas, batch, itl, prefill_s(fit.load, fit.hw, prompt), machine)
+
+
+def figures(op: Operating, usd_per_hour: float, rounded: bool = True) -> Figures:
+    """The priced figures of an operating point; rounded as the Estimate shows them."""
+    agg = op.tokens_per_s
+    rnd = round if rounded else (lambda x, _n=0: x)
+    return Figures(
+        usd_per_hour=rnd(usd_per_hour, 4),
+        aggregate_output_tokens_per_s=rnd(agg, 1),
+        single_stream_tokens_per_s=rnd(1 / op.itl_s, 2),
+        ttft_ms=rnd(op.ttft_s * 1000, 1),
+        itl_ms=rnd(op.itl_s * 1000, 2),
+        usd_per_million_output_tokens=rnd(usd_per_hour / (agg * 3600) * 1e6, 4),
+        replicas=op.replicas,
+    )
+
+
+class PricedPoint:
+    """The Figures of an operating point at a price, each field computed (and rounded exactly
+    as in `figures`) only when read: ranking reads two of them per offer."""
+
+    __slots__ = ("_op", "usd_per_hour_raw")
+
+    def __init__(self, op: Operating, usd_per_hour: float) -> None:
+        self._op, self.usd_per_hour_raw = op, usd_per_hour
+
+    @property
+    def usd_per_hour(self) -> float:
+        return round(self.usd_per_hour_raw, 4)
+
+    @property
+    def aggregate_output_tokens_per_s(self) -> float:
+        return round(self._op.tokens_per_s, 1)
+
+    @property
+    def single_stream_tokens_per_s(self) -> float:
+        return round(1 / self._op.itl_s, 2)
+
+    @property
+    def ttft_ms(self) -> float:
+        return round(self._op.ttft_s * 1000, 1)
+
+    @property
+    def itl_ms(self) -> float:
+        return round(self._op.itl_s * 1000, 2)
+
+    @property
+    def usd_per_million_output_tokens(self) -> float:
+        return round(self.usd_per_hour_raw / (self._op.tokens_per_s * 3600) * 1e6, 4)
+
+    @property
+    def replicas(self) -> int:
+        return self._op.replicas
+
+
+def resolved_objective(need: Need) -> str:
+    if need.objective != "auto":
+        return need.objective
+    return "cost-per-token" if need.workload == BATCH_WORKLOAD else "cost"
+
+
+def objective_value(subject: Any, need: Need) -> float:
+    """The objective of a Plan, an Estimate or Figures under ``need``; lower is better. With a
+    throughput target, cost-per-token ranks by the $/h of the machines that meet it."""
+    fig = getattr(subject, "estimate", subject)
+    objective = resolved_objective(need)
+    if objective == "cost-per-token" and need.target_output_tokens_per_s:
+        return fig.usd_per_hour
+    if objective == "cost-per-token":
+        return fig.usd_per_million_output_tokens
+    if objective == "cost":
+        return fig.usd_per_hour
+    if objective == "speed":
+        return -fig.aggregate_output_tokens_per_s
+    if objective == "latency":
+        return fig.ttft_ms + need.output_tokens * fig.itl_ms
+    raise UsageError(f"unknown objective '{need.objective}'", f"valid: {', '.join(OBJECTIVES)}")
+
+
+def tie_break(subject: Any, need: Need) -> float:
+    """Second key: the faster plan (the cheaper one when ranking by speed)."""
+    fig = getattr(subject, "estimate", subject)
+    if resolved_objective(need) == "speed":
+        return fig.usd_per_hour
+    return -fig.aggregate_output_tokens_per_s
+
+
+def order_key(op: Operating, need: Need) -> tuple[float, float]:
+    """Price-free order of the options on one kind of machine: every objective is the price
+    times a per-option factor, or does not depend on the price, so ordering at $1 per machine
+    per hour orders them at any price."""
+    fig = figures(op, float(op.machines), rounded=False)
+    return objective_value(fig, need), tie_break(fig, need)
+
+
+def service_level(need: Need) -> tuple[float | None, float | None]:
+    """(min tokens/s per stream, max TTFT ms) the plan must meet: the user's, else for an
+    interactive load the documented default."""
+    min_tps, max_ttft = need.min_tokens_per_s, need.max_ttft_ms
+    if need.default_service_level and not saturates(need):
+        min_tps = DEFAULT_MIN_TOKENS_PER_S if min_tps is None else min_tps
+        max_ttft = DEFAULT_MAX_TTFT_MS if max_ttft is None else max_ttft
+    return min_tps, max_ttft
+
+
+def uses_default_service_level(need: Need) -> bool:
+    return service_level(need) != (need.min_tokens_per_s, need.max_ttft_ms)
+
+
+def static_violation(subject: Any, need: Need) -> str | None:
+    """Constraints that do not depend on the price (speed, latency, machine count), on an
+    Operating point, a Plan, an Estimate or Figures."""
+    if isinstance(subject, Operating):
+        subject = figures(subject, 0.0)
+    fig = getattr(subject, "estimate", subject)
+    if fig.replicas > need.max_replicas:
+        return (
+            f"{fig.replicas} replicas needed for the throughput target > "
+            f"--max-replicas {need.max_replicas}"
+        )
+    min_tps, max_ttft = service_level(need)
+    default = " (default service level)"
+    stream = fig.single_stream_tokens_per_s
+    if min_tps is not None and stream < min_tps:
+        label = default if need.min_tokens_per_s is None else ""
+        return f"{stream:.1f} tok/s per stream < --min-tokens-per-s {min_tps:g}{label}"
+    if max_ttft is not None and fig.ttft_ms > max_ttft:
+        label = default if need.max_ttft_ms is None else ""
+        return f"TTFT {fig.ttft_ms:.0f} ms > --max-ttft {max_ttft:g}{label}"
+    return None
+
+
+def price_violation(usd_per_hour: float, need: Need) -> str | None:
+    cap = need.max_price_usd_per_hour
+    if cap is not None and round(usd_per_hour, 4) > cap:
+        return f"${usd_per_hour:.2f}/h > --max-price {cap:g}"
+    return None
+
+
+def violation(subject: Any, need: Need) -> str | None:
+    """Every constraint, on a finished Plan, Estimate or Figures."""
+    fig = getattr(subject, "estimate", subject)
+    return price_violation(fig.usd_per_hour, need) or static_violation(fig, need)
+
+
+def build_estimate(op: Operating, offer: Offer, price: float, need: Need) -> Estimate:
+    """The Plan's figures: at the declared load, priced at ``price`` per machine-hour."""
+    fit, machines = op.fit, op.machines
+    usd = price * machines
+    fig = figures(op, usd)
+    agg = op.tokens_per_s
+    total_factor = (need.prompt_tokens + need.output_tokens) / need.output_tokens
+    used_kv = fit.kv_per_request * math.ceil(need.concurrency / fit.layout.dp)
+    monthly = offer.monthly_price_usd * machines if offer.monthly_price_usd is not None else None
+    setup = round((offer.setup_fee_usd or 0) * machines, 2) if monthly is not None else None
+    headroom = None
+    if need.target_output_tokens_per_s:
+        headroom = round((agg / need.target_output_tokens_per_s - 1) * 100, 1)
+    return Estimate(
+        single_stream_tokens_per_s=fig.single_stream_tokens_per_s,
+        aggregate_output_tokens_per_s=fig.aggregate_output_tokens_per_s, batch=op.batch,
+        ttft_ms=fig.ttft_ms, itl_ms=fig.itl_ms, usd_per_hour=fig.usd_per_hour,
+        usd_per_million_output_tokens=fig.usd_per_million_output_tokens,
+        usd_per_million_total_tokens=round(usd / (agg * total_factor * 3600) * 1e6, 4),
+        memory_headroom_gib=round((fit.free - used_kv) / GIB, 2),
+        max_concurrency=fit.max_per_replica * fit.layout.dp * op.replicas,
+        weights_gib_per_gpu=round(fit.weights / GIB, 2),
+        kv_cache_gib_per_gpu=round(used_kv / GIB, 2),
+        overhead_gib_per_gpu=round(fit.overhead / GIB, 2),
+        monthly_commitment_usd=round(monthly, 2) if monthly is not None else None,
+        setup_fee_usd=setup,
+        replicas=op.replicas, target_headroom_pct=headroom,
+    )  # fmt: skip
+
+
+def validate_need(need: Need) -> None:
+    if need.objective not in OBJECTIVES:
+        raise UsageError(f"unknown objective '{need.objective}'", f"valid: {', '.join(OBJECTIVES)}")
+    if need.workload not in WORKLOADS:
+        raise UsageError(f"unknown workload '{need.workload}'", f"valid: {', '.join(WORKLOADS)}")
+    if need.target_output_tokens_per_s is not None and need.target_output_tokens_per_s <= 0:
+        raise UsageError("the throughput target must be positive")
+    if need.replica_headroom < 0:
+        raise UsageError("replica headroom must be >= 0")
+    names = (
+        "context",
+        "concurrency",
+        "prompt_tokens",
+        "output_tokens",
+        "max_nodes",
+        "max_replicas",
+    )
+    for name in names:
+        if getattr(need, name) <= 0:
+            raise UsageError(f"{name.replace('_', '-')} must be positive")
+    for name in ("gpus", "tp"):
+        value = getattr(need, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name} must be positive")
+    if need.prompt_tokens + need.output_tokens > need.context:
+        raise UsageError(
+            f"prompt ({need.prompt_tokens}) + output ({need.output_tokens}) tokens exceed "
+            f"--context {need.context}",
+            "raise --context or shorten the workload",
+        )

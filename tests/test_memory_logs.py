@@ -1,0 +1,51 @@
+"""Memory never over-promises: on every published vLLM start-up log with its settings, the KV
+cache the planner leaves is at most what vLLM found, and every logged refusal is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.decide.plan import Need
+from planner.decide.rank import candidates_for, recommend
+from planner.errors import NoFeasibleOfferError
+from planner.model.sources import load_model_spec
+from planner.offers.gpus import gpu_table
+from tests.memory_logs import check, points
+from tests.test_recommend import offer
+
+
+@pytest.mark.parametrize("point", points(), ids=lambda p: p["id"])
+def test_no_log_is_over_promised(point):
+    c = check(point)
+    assert not c.over_promised, (
+        f"{point['id']}: predicted {c.predicted_kv_gib:.2f} GiB KV, logged "
+        f"{c.logged_kv_gib}, vLLM started={point['started']}, planner refused={c.refused}"
+    )
+
+
+@pytest.mark.parametrize(("context", "concurrency", "util"), [(131072, 1, 0.95), (32768, 3, 0.9)])
+def test_gpt_oss_120b_on_one_h100_is_refused_where_vllm_refused(context, concurrency, util):
+    cands = candidates_for(load_model_spec("gpt-oss-120b"), None)
+    need = Need(context=context, concurrency=concurrency, gpu_memory_utilization=util)
+    with pytest.raises(NoFeasibleOfferError, match="does not fit"):
+        recommend(cands, [offer("h100-sxm")], need)
+    # Two H100s hold it: the refusal is about memory, not a rule against the model.
+    assert recommend(cands, [offer("h100-sxm", 2)], need).plans
+
+
+def test_loaded_mxfp4_weights_exceed_the_checkpoint():
+    plan = recommend(
+        candidates_for(load_model_spec("gpt-oss-120b"), None), [offer("h100-sxm", 2)], Need()
+    ).plans[0]
+    cand = candidates_for(load_model_spec("gpt-oss-120b"), None)[0]
+    checkpoint_gib = cand.weights.served / 2**30 / 2
+    assert plan.estimate.weights_gib_per_gpu > checkpoint_gib * 1.05
+
+
+def test_cards_are_sized_at_their_real_usable_memory():
+    table = gpu_table()
+    assert table["t4"].usable_memory_bytes < 15.9e9 < 16e9  # a T4 has ~15.8e9, not 16e9
+    assert table["h100-sxm"].usable_memory_bytes == int(79.18 * 2**30)
+    unlogged = table["a10g"]
+    assert unlogged.usable_memory_gib is None
+    assert unlogged.usable_memory_bytes == int(24e9 * 0.98)
