@@ -45,7 +45,7 @@ CLOUD_ENV = (
 
 @pytest.fixture(autouse=True)
 def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """No test sees the developer's credentials or cache, and nothing probes a cloud: the GCE
+    """No test sees the developer's credentials or caches, and nothing probes a cloud: the GCE
     metadata check is off and points at a closed loopback port; AWS config files are empty."""
     for name in CLOUD_ENV:
         monkeypatch.delenv(name, raising=False)
@@ -53,6 +53,10 @@ def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
         if name.startswith("GPUPLAN_"):
             monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("GPUPLAN_CACHE_DIR", str(tmp_path / "cache"))
+    # The Hub client's cache is per test too (several suites may run at once on one machine),
+    # and offline: only the `hub` fixture (a local fake) lets a test reach "the Hub".
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("GPUPLAN_RETRY_BACKOFF_S", "0.01")
     monkeypatch.setenv("NO_GCE_CHECK", "True")
     monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
