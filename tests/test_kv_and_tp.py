@@ -91,7 +91,8 @@ def test_concurrency_scales_kv_and_fits_shrink():
     one = estimate_footprint(s, context=4096, concurrency=1).per_tp[0]
     many = estimate_footprint(s, context=4096, concurrency=10).per_tp[0]
     assert many.kv_bytes_per_gpu == 10 * one.kv_bytes_per_gpu
-    assert one.max_concurrency_by_card["80GB"] > one.max_concurrency_by_card["24GB"] > 0
+    util = 0.92
+    assert one.max_concurrency(80 * 10**9, util) > one.max_concurrency(24 * 10**9, util) > 0
 
 
 @pytest.mark.parametrize(

@@ -19,15 +19,6 @@ DEFAULT_CONTEXT = 8192
 BLOCK_TOKENS = 16  # vLLM's default KV block size on CUDA
 DEFAULT_TP_DEGREES = (1, 2, 4, 8)
 
-# Card classes of the footprint table. Capacity is the marketed size in decimal GB, which is at
-# or below what torch reports for every card of the class (A10G 23028 MiB, L4 23034 MiB,
-# RTX 4090 25250627584 B, A100-40GB 40960 MiB, L40S 46068 MiB, H100 81559 MiB, H200 143771 MiB),
-# so a fit here is a fit on the real card.
-CARD_CLASSES: dict[str, int] = {
-    "24GB": 24 * 10**9, "40GB": 40 * 10**9, "48GB": 48 * 10**9,
-    "80GB": 80 * 10**9, "141GB": 141 * 10**9,
-}  # fmt: skip
-
 # Runtime overhead inside vLLM's budget, besides weights and KV cache:
 #   activation peak of the profile run (max_num_batched_tokens through the MLP, plus fp32 logits
 #   for max_num_seqs sequences in the sampler), and a constant for non-torch memory and CUDA
@@ -501,10 +492,6 @@ def _per_tp(
     per_request = kv_bytes_per_request(spec, tp, kv_cache_dtype, context)
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     overhead = overhead_bytes(spec, tp)
-    fits = {}
-    for label, capacity in CARD_CLASSES.items():
-        free = int(capacity * util) - weights - overhead
-        fits[label] = max(0, free // per_request) if problem is None else 0
     return TPFootprint(
         tp=tp,
         valid=problem is None,
@@ -513,6 +500,6 @@ def _per_tp(
         kv_bytes_per_gpu=per_request * concurrency,
         overhead_bytes_per_gpu=overhead,
         kv_bytes_per_token_per_gpu=per_layer * layers,
-        max_concurrency_by_card=fits,
+        kv_bytes_per_request_per_gpu=per_request,
         state_bytes_per_request_per_gpu=state_bytes_per_request(spec, tp, kv_cache_dtype),
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 # Roles a tensor plays. Quantization formats decide by role what they quantize, and tensor
@@ -264,8 +264,17 @@ class TPFootprint:
     kv_bytes_per_gpu: int
     overhead_bytes_per_gpu: int
     kv_bytes_per_token_per_gpu: int
-    max_concurrency_by_card: dict[str, int] = field(default_factory=dict)
+    kv_bytes_per_request_per_gpu: int = 0  # one request of the footprint's context
     state_bytes_per_request_per_gpu: int = 0  # included in the KV figures above
+
+    def max_concurrency(self, capacity_bytes: int, gpu_memory_utilization: float) -> int:
+        """Requests of the footprint's context that fit on a card of ``capacity_bytes`` under
+        vLLM's ``gpu_memory_utilization`` (0 when this layout cannot run)."""
+        if not self.valid or self.kv_bytes_per_request_per_gpu <= 0:
+            return 0
+        free = int(capacity_bytes * gpu_memory_utilization)
+        free -= self.weight_bytes_per_gpu + self.overhead_bytes_per_gpu
+        return max(0, free // self.kv_bytes_per_request_per_gpu)
 
     @property
     def total_bytes_per_gpu(self) -> int:

@@ -7,11 +7,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.model.footprint import CARD_CLASSES, GIB
+from planner.model.footprint import GIB
 from planner.model.quant import FORMATS
-from planner.model.values import Footprint
+from planner.model.values import Footprint, TPFootprint
 
 FOOTPRINT_SCHEMA = "gpuplan.footprint/1"
+
+# Card classes of the footprint table. Capacity is the marketed size in decimal GB, which is at
+# or below what torch reports for every card of the class (A10G 23028 MiB, L4 23034 MiB,
+# RTX 4090 25250627584 B, A100-40GB 40960 MiB, L40S 46068 MiB, H100 81559 MiB, H200 143771 MiB),
+# so a fit here is a fit on the real card.
+CARD_CLASSES: dict[str, int] = {
+    "24GB": 24 * 10**9, "40GB": 40 * 10**9, "48GB": 48 * 10**9,
+    "80GB": 80 * 10**9, "141GB": 141 * 10**9,
+}  # fmt: skip
+
+
+def max_concurrency_by_card(fp: Footprint, t: TPFootprint) -> dict[str, int]:
+    return {
+        label: t.max_concurrency(capacity, fp.gpu_memory_utilization)
+        for label, capacity in CARD_CLASSES.items()
+    }
 
 
 def gib(n: int) -> float:
@@ -60,7 +76,7 @@ def footprint_to_dict(fp: Footprint) -> dict[str, Any]:
                 },
                 "kv_bytes_per_token_per_gpu": t.kv_bytes_per_token_per_gpu,
                 "state_bytes_per_request_per_gpu": t.state_bytes_per_request_per_gpu,
-                "max_concurrency": t.max_concurrency_by_card,
+                "max_concurrency": max_concurrency_by_card(fp, t),
             }
             for t in fp.per_tp
         ],
@@ -138,7 +154,9 @@ def footprint_tables(fp: Footprint) -> list[Any]:
                 *[""] * (3 + len(CARD_CLASSES)),
             )
             continue
-        fits = [str(n) if n else Text("-", style="red") for n in t.max_concurrency_by_card.values()]
+        fits = [
+            str(n) if n else Text("-", style="red") for n in max_concurrency_by_card(fp, t).values()
+        ]
         table.add_row(
             str(t.tp),
             f"{t.weight_bytes_per_gpu / GIB:.2f}",
