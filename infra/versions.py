@@ -4,6 +4,10 @@
 # vLLM's OpenAI-compatible server image; v0.33.0 is the release shared/reference/vllm-support.md
 # read (CUDA 13 build: hosts need NVIDIA driver >= 580).
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+# The CUDA the image is built for: hosts whose driver reports an older CUDA cannot run it.
+IMAGE_CUDA = 13.0
+# RunPod's allowedCudaVersions (major.minor strings the host driver reports; unset = any host).
+RUNPOD_ALLOWED_CUDA_VERSIONS = ("13.0", "13.1", "13.2")
 
 # Python packages of the generated Pulumi program (versions exercised by gpuplan's tests).
 BASE_REQUIREMENTS = {"pulumi": "3.272.0", "pulumi-random": "4.21.4"}
@@ -15,8 +19,9 @@ PROVIDER_REQUIREMENTS = {
     "hetzner": {"pulumi-command": "1.2.1", "requests": "2.34.2"},
 }
 
-# AWS Deep Learning Base OSS AMI (driver 580.x, Docker, NVIDIA container toolkit), through its
-# public SSM parameter (docs.aws.amazon.com/dlami/latest/devguide/find-dlami-id.html).
+# AWS Deep Learning Base OSS AMI (an NVIDIA driver that runs CUDA 13, Docker, NVIDIA container
+# toolkit, AWS CLI), through its public SSM parameter
+# (docs.aws.amazon.com/dlami/latest/devguide/find-dlami-id.html).
 AWS_DLAMI_SSM = (
     "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 )

@@ -100,6 +100,11 @@ def make_offer(provider: str) -> Offer:
     )
 
 
+def opts_for(provider: str) -> ProjectOptions:
+    """The least options a project needs (Hetzner installs over SSH: it needs --ssh-cidr)."""
+    return ProjectOptions(allowed_cidrs=(CIDR,), ssh_cidr=SSH if provider == "hetzner" else None)
+
+
 def make_plan(provider: str, model: str = "llama-3.1-8b", spot: bool = False) -> Plan:
     need = Need(context=4096, spot=spot)
     return recommend(
@@ -152,41 +157,45 @@ def boot_files(script: str) -> dict[str, str]:
     }
 
 
+def serve_args(plan: Plan) -> list[str]:
+    """The plan's arguments as the project passes them: the model positional, no Ray."""
+    args = list(plan.vllm_args)
+    i = args.index("--model")
+    model = args[i + 1]
+    del args[i : i + 2]
+    if "--distributed-executor-backend" in args:
+        i = args.index("--distributed-executor-backend")
+        del args[i : i + 2]
+    return [model, *args]
+
+
 def expected_command(plan: Plan) -> list[str]:
     return [
-        "docker",
-        "run",
-        "--rm",
-        "--name",
-        "vllm",
-        "--gpus",
-        "all",
-        "--ipc=host",
-        "-p",
-        "8000:8000",
-        "--env-file",
-        "/etc/gpuplan/vllm.env",
-        "-v",
-        "/opt/gpuplan/hf:/root/.cache/huggingface",
-        "-v",
-        "/opt/gpuplan/vllm:/root/.cache/vllm",
-        "vllm/vllm-openai:v0.33.0",
-        *plan.vllm_args,
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "8000",
-    ]
+        "docker", "run", "--rm", "--name", "vllm", "--network", "host",
+        "--env-file", "/etc/gpuplan/vllm.env", "--gpus", "all", "--ipc=host", "--shm-size", "16g",
+        "-v", "/opt/gpuplan/hf:/root/.cache/huggingface",
+        "-v", "/opt/gpuplan/vllm:/root/.cache/vllm",
+        "vllm/vllm-openai:v0.33.0", *serve_args(plan), "--host", "127.0.0.1", "--port", "8001",
+    ]  # fmt: skip
 
 
-def check_boot(script: str, plan: Plan, api_key: str) -> None:
+def check_boot(script: str, plan: Plan, secret_kind: str) -> dict[str, str]:
+    """A cloud boot script: vLLM on loopback behind the proxy, secrets fetched at each start
+    from the secret store, and no secret in the script itself."""
     files = boot_files(script)
-    run = files["/opt/gpuplan/run-vllm.sh"].split("\n", 1)[1]
+    run = files["/opt/gpuplan/run-vllm.sh"].split("\n", 2)[2]
     assert shlex.split(run) == ["exec", *expected_command(plan)]
-    assert files["/etc/gpuplan/vllm.env"] == f"VLLM_API_KEY={api_key}\n"
-    assert "ExecStart=/opt/gpuplan/run-vllm.sh" in files["/etc/systemd/system/vllm.service"]
-    assert "Restart=always" in files["/etc/systemd/system/vllm.service"]
-    assert script.index("nvidia-smi") < script.index("systemctl enable --now vllm.service")
+    assert "/etc/gpuplan/vllm.env" not in files  # written at boot from the secret store
+    fetch = files["/opt/gpuplan/fetch-secrets.sh"]
+    assert ("aws ssm get-parameter" if secret_kind == "aws" else "gcloud secrets") in fetch
+    unit = files["/etc/systemd/system/vllm.service"]
+    assert "ExecStartPre=/opt/gpuplan/fetch-secrets.sh" in unit and "Restart=always" in unit
+    proxy = files["/opt/gpuplan/run-proxy.sh"]
+    assert "/gpuplan_proxy.py 0.0.0.0 8000 8001" in proxy
+    assert files["/opt/gpuplan/gpuplan_proxy.py"].startswith('"""Authenticating reverse proxy')
+    assert "generated-api-key" not in script and "VLLM_API_KEY=" not in script
+    assert script.index("nvidia-smi") < script.index("systemctl restart vllm.service")
+    return files
 
 
 # ------------------------------------------------------------------ per provider, under mocks
@@ -197,21 +206,39 @@ def test_aws_program(tmp_path):
     [inst] = by_type(result, "aws:ec2/instance:Instance")
     i = inst["inputs"]
     assert i["instanceType"] == "g6e.xlarge" and i["ami"] == "ami-0123456789abcdef0"
+    # IMDSv2 and hop limit 1: containers cannot fetch the role's credentials
     assert i["metadataOptions"]["httpTokens"] == "required"
+    assert i["metadataOptions"]["httpPutResponseHopLimit"] == 1
     assert i["rootBlockDevice"]["encrypted"] is True and i["rootBlockDevice"]["volumeType"] == "gp3"
     assert i["rootBlockDevice"]["volumeSize"] >= 60
-    assert "userData" in inst["secret"] and "instanceMarketOptions" not in i
-    check_boot(i["userData"], plan, "generated-api-key-0123456789")
+    assert "instanceMarketOptions" not in i
+    assert inst["ignore_changes"] == ["ami"]  # a new DLAMI release replaces nothing
+    # a subnet in an AZ that offers the type, chosen stably (sorted)
+    assert i["subnetId"] == "subnet-a"
+    check_boot(i["userData"], plan, "aws")
     [sg] = by_type(result, "aws:ec2/securityGroup:SecurityGroup")
+    assert sg["inputs"]["vpcId"] == "vpc-0123"
     [rule] = sg["inputs"]["ingress"]
     assert (rule["fromPort"], rule["toPort"], rule["cidrBlocks"]) == (8000, 8000, [CIDR])
     assert not by_type(result, "aws:ec2/keyPair:KeyPair")
     [call] = [c for c in result["calls"] if c["token"] == "aws:ssm/getParameter:getParameter"]
     assert "deeplearning" in call["args"]["name"] and "nvidia-driver" in call["args"]["name"]
+    # the API key is an SSM SecureString the instance role alone may read
+    [param] = by_type(result, "aws:ssm/parameter:Parameter")
+    assert param["inputs"]["type"] == "SecureString" and "value" in param["secret"]
+    assert param["inputs"]["name"] in boot_files(i["userData"])["/opt/gpuplan/fetch-secrets.sh"]
+    [policy] = by_type(result, "aws:iam/rolePolicy:RolePolicy")
+    statement = json.loads(policy["inputs"]["policy"])["Statement"]
+    assert statement == [
+        {"Action": "ssm:GetParameter", "Effect": "Allow", "Resource": [param["inputs"]["arn"]]}
+    ]
+    assert len(by_type(result, "aws:iam/instanceProfile:InstanceProfile")) == 1
 
 
-def test_aws_program_with_ssh_spot_and_given_secrets(tmp_path):
-    project, _plan = generate(tmp_path, "aws", ssh=True, spot=True)
+def test_aws_program_with_ssh_spot_given_secrets_and_an_existing_vpc(tmp_path):
+    project, _plan = generate(
+        tmp_path, "aws", ssh=True, spot=True, network="vpc-0abc", subnets=("subnet-x",)
+    )
     result = run_program(
         project,
         {
@@ -222,8 +249,13 @@ def test_aws_program_with_ssh_spot_and_given_secrets(tmp_path):
     assert result["error"] is None
     [inst] = by_type(result, "aws:ec2/instance:Instance")
     assert inst["inputs"]["instanceMarketOptions"]["marketType"] == "spot"
-    files = boot_files(inst["inputs"]["userData"])
-    assert files["/etc/gpuplan/vllm.env"] == "VLLM_API_KEY=my-key\nHF_TOKEN=hf_abc\n"
+    user_data = inst["inputs"]["userData"]
+    assert "my-key" not in user_data and "hf_abc" not in user_data
+    params = {p["inputs"]["name"].rsplit("/", 1)[1]: p for p in by_type(
+        result, "aws:ssm/parameter:Parameter")}  # fmt: skip
+    assert params["api-key"]["inputs"]["value"] == "my-key"
+    assert params["hf-token"]["inputs"]["value"] == "hf_abc"
+    assert "/hf-token" in boot_files(user_data)["/opt/gpuplan/fetch-secrets.sh"]
     ingress = by_type(result, "aws:ec2/securityGroup:SecurityGroup")[0]["inputs"]["ingress"]
     assert {(r["fromPort"], tuple(r["cidrBlocks"])) for r in ingress} == {
         (8000, (CIDR,)),
@@ -232,6 +264,13 @@ def test_aws_program_with_ssh_spot_and_given_secrets(tmp_path):
     [key] = by_type(result, "aws:ec2/keyPair:KeyPair")
     assert key["inputs"]["publicKey"] == KEY
     assert not by_type(result, "random:index/randomPassword:RandomPassword")
+    # the given VPC and subnet, not the default ones
+    vpc_calls = [c for c in result["calls"] if c["token"] == "aws:ec2/getVpc:getVpc"]
+    assert vpc_calls[0]["args"] == {"id": "vpc-0abc"}
+    [subnets] = [c for c in result["calls"] if c["token"] == "aws:ec2/getSubnets:getSubnets"]
+    filters = {f["name"]: f["values"] for f in subnets["args"]["filters"]}
+    assert filters["subnet-id"] == ["subnet-x"] and "default-for-az" not in filters
+    assert filters["availability-zone"] == ["us-east-1a", "us-east-1b"]
 
 
 def test_gcp_program(tmp_path):
@@ -245,11 +284,65 @@ def test_gcp_program(tmp_path):
     assert i["scheduling"]["onHostMaintenance"] == "TERMINATE"
     assert i["scheduling"]["provisioningModel"] == "STANDARD"
     assert "nvidia-580" in i["bootDisk"]["initializeParams"]["image"]
-    assert "metadataStartupScript" in inst["secret"]
-    check_boot(i["metadataStartupScript"], plan, "generated-api-key-0123456789")
+    assert i["bootDisk"]["initializeParams"]["type"] == "pd-balanced"
+    assert "nicType" not in i["networkInterfaces"][0]
+    check_boot(i["metadataStartupScript"], plan, "gcp")
+    assert "generated-api-key" not in json.dumps(i["metadata"])
+    # a dedicated network: no default network, so none of its pre-made open rules
+    [net] = by_type(result, "gcp:compute/network:Network")
+    assert net["inputs"]["autoCreateSubnetworks"] is False
+    assert i["networkInterfaces"][0]["network"] == "vllm_id"
+    assert i["networkInterfaces"][0]["subnetwork"] == "vllm_id"
     [fw] = by_type(result, "gcp:compute/firewall:Firewall")
-    assert fw["inputs"]["sourceRanges"] == [CIDR]
+    assert fw["inputs"]["sourceRanges"] == [CIDR] and fw["inputs"]["network"] == "vllm_id"
     assert fw["inputs"]["allows"] == [{"ports": ["8000"], "protocol": "tcp"}]
+    # the key is a Secret Manager secret that only the VM's service account may read
+    [version] = by_type(result, "gcp:secretmanager/secretVersion:SecretVersion")
+    assert version["inputs"]["secretData"] == "generated-api-key-0123456789"
+    [member] = by_type(result, "gcp:secretmanager/secretIamMember:SecretIamMember")
+    [account] = by_type(result, "gcp:serviceaccount/account:Account")
+    assert member["inputs"]["member"] == "serviceAccount:" + account["inputs"]["email"]
+    assert i["serviceAccount"]["email"] == account["inputs"]["email"]
+    assert i["metadata"]["enable-oslogin"] == "TRUE"
+
+
+def test_gcp_a3_ultra_takes_hyperdisk_and_gvnic_and_is_not_planned_on_demand(tmp_path):
+    from dataclasses import replace
+
+    from infra.targets import refusal
+
+    plan = multi_node_plan("gcp", "a3-megagpu-8g", "h100-sxm")
+    plan = replace(plan, layout=replace(plan.layout, nodes=1, pp=1))
+    out = tmp_path / "a3"
+    write_project(render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    result = run_program(out, {})
+    assert result["error"] is None
+    [vm] = by_type(result, "gcp:compute/instance:Instance")
+    assert vm["inputs"]["bootDisk"]["initializeParams"]["type"] == "hyperdisk-balanced"
+    assert vm["inputs"]["networkInterfaces"][0]["nicType"] == "GVNIC"
+    ultra = replace(plan, offer=replace(plan.offer, instance_type="a3-ultragpu-8g"))
+    assert "not on demand" in (refusal(ultra) or "")
+    assert refusal(replace(ultra, need=replace(ultra.need, spot=True))) is None
+
+
+def test_gcp_program_with_an_existing_network_and_ipv6(tmp_path):
+    project, _ = generate(
+        tmp_path, "gcp", ssh=True, network="shared-vpc", subnets=("projects/p/regions/r/x",)
+    )
+    opts_v6 = ProjectOptions(allowed_cidrs=(CIDR, "2001:db8::/48"))
+    write_project(render_project(make_plan("gcp"), opts_v6), tmp_path / "v6")
+    result = run_program(project, {})
+    assert result["error"] is None
+    assert not by_type(result, "gcp:compute/network:Network")
+    [vm] = by_type(result, "gcp:compute/instance:Instance")
+    nic = vm["inputs"]["networkInterfaces"][0]
+    assert (nic["network"], nic["subnetwork"]) == ("shared-vpc", "projects/p/regions/r/x")
+    assert vm["inputs"]["metadata"]["enable-oslogin"] == "FALSE"  # else ssh-keys is ignored
+    v6 = run_program(tmp_path / "v6", {})
+    ranges = sorted(
+        f["inputs"]["sourceRanges"] for f in by_type(v6, "gcp:compute/firewall:Firewall")
+    )
+    assert ranges == [["2001:db8::/48"], [CIDR]]  # one rule per IP version
 
 
 def test_runpod_program(tmp_path):
@@ -260,7 +353,14 @@ def test_runpod_program(tmp_path):
     i = pod["inputs"]
     assert (i["gpu_type_id"], i["gpu_count"], i["cloud_type"]) == ("NVIDIA L40S", 1, "COMMUNITY")
     assert i["image"] == "vllm/vllm-openai:v0.33.0" and "env" in pod["secret"]
-    assert shlex.split(i["docker_args"]) == [*plan.vllm_args, "--host", "0.0.0.0", "--port", "8000"]
+    assert shlex.split(i["docker_args"]) == [
+        *serve_args(plan),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+    ]
+    assert i["allowed_cuda_versions"][0] == "13.0"  # hosts whose driver runs the CUDA 13 image
     assert i["env"]["VLLM_API_KEY"] == "generated-api-key-0123456789"
 
 
@@ -272,40 +372,71 @@ def test_vast_program_pins_no_offer(tmp_path):
     i = inst["inputs"]
     assert (i["gpu_name"], i["gpu_count"]) == ("RTX 4090", 1)
     assert i["max_price_usd_per_hour"] == pytest.approx(0.31 * 1.25)
-    assert i["args"] == [*plan.vllm_args, "--host", "0.0.0.0", "--port", "8000"]
+    assert i["args"] == [*serve_args(plan), "--host", "0.0.0.0", "--port", "8000"]
+    assert i["min_cuda"] == 13.0
     text = "".join(p.read_text() for p in project.iterdir() if p.is_file())
     assert "2201" not in text.replace("(offer 2201)", "")  # the ephemeral offer id never lands
 
 
-def test_hetzner_program_and_readme(tmp_path):
+HETZNER_CONFIG = {
+    "gpuplan:robotKeyFingerprints": ["aa:bb:cc"],
+    "gpuplan:sshPrivateKey": {"value": "PRIVATE", "secret": True},
+}
+
+
+def test_hetzner_test_mode_runs_no_remote_step(tmp_path):
     project, _plan = generate(tmp_path, "hetzner", ssh=True)
     missing = run_program(project, {})
     assert "robotKeyFingerprints" in (missing["error"] or "")
-    result = run_program(
-        project,
-        {
-            "gpuplan:robotKeyFingerprints": ["aa:bb:cc"],
-            "gpuplan:sshPrivateKey": {"value": "PRIVATE", "secret": True},
-        },
-    )
+    result = run_program(project, HETZNER_CONFIG)
     assert result["error"] is None
     [order] = by_type(result, "pulumi-python:dynamic:Resource")
     assert order["inputs"]["product_id"] == "GEX130" and order["inputs"]["location"] == "NBG1"
     assert order["inputs"]["test"] is True  # Robot test mode by default
-    cmds = {c["name"]: c for c in by_type(result, "command:remote:Command")}
-    assert "create" in cmds["vllm"]["secret"] and "connection" in cmds["vllm"]["secret"]
-    files = boot_files(cmds["vllm"]["inputs"]["create"])
-    fw = files["/opt/gpuplan/firewall.sh"]
-    assert f"-s {CIDR} -j RETURN" in fw and f"-s {SSH} -j RETURN" in fw
+    # test mode orders nothing, so there is no host to SSH to
+    assert not by_type(result, "command:remote:Command")
     readme = (project / "README.md").read_text()
     assert "rented by the month" in readme and "setup fee" in readme and "delivery" in readme
+
+
+def test_hetzner_real_mode_installs_idempotently_and_survives_the_reboot(tmp_path):
+    project, _plan = generate(tmp_path, "hetzner", ssh=True)
+    result = run_program(project, {**HETZNER_CONFIG, "gpuplan:robotTestMode": "false"})
+    assert result["error"] is None
+    [cmd] = by_type(result, "command:remote:Command")
+    assert "create" in cmd["secret"] and "connection" in cmd["secret"]
+    script = cmd["inputs"]["create"]
+    # idempotent: a re-run overwrites the keyring instead of failing on a prompt
+    assert "gpg --batch --yes --dearmor" in script
+    # the reboot is scheduled after the script exits 0, so the SSH command succeeds, and
+    # the units are enabled so vLLM starts after it
+    last = script.strip().splitlines()[-1]
+    assert last.startswith("if nvidia-smi") and "systemd-run --on-active=" in last
+    assert "systemctl restart vllm.service gpuplan-proxy.service" in last
+    assert "systemctl enable vllm.service gpuplan-proxy.service" in script
+    assert "\nreboot" not in script
+    files = boot_files(script)
+    fw = files["/opt/gpuplan/firewall.sh"]
+    assert f"-s {CIDR} -j RETURN" in fw and f"-s {SSH} -j RETURN" in fw
+    assert "iptables -N GPUPLAN 2>/dev/null || iptables -F GPUPLAN" in fw  # old rules go
+    assert "--dport 8000 -j GPUPLAN" in fw
+    unit = files["/etc/systemd/system/vllm.service"]
+    assert "ExecStartPre=/opt/gpuplan/firewall.sh" in unit
+    assert files["/etc/gpuplan/vllm.env"] == "VLLM_API_KEY=generated-api-key-0123456789\n"
+
+
+def test_hetzner_project_needs_ssh_cidr():
+    from planner.errors import UsageError
+
+    with pytest.raises(UsageError, match="--ssh-cidr"):
+        render_project(make_plan("hetzner"), ProjectOptions(allowed_cidrs=(CIDR,)))
 
 
 # ------------------------------------------------------------------ rules
 @pytest.mark.parametrize("provider", list(OFFERS))
 def test_generation_is_deterministic(tmp_path, provider):
     plan = make_plan(provider)
-    opts = ProjectOptions(allowed_cidrs=(CIDR,))
+    opts = opts_for(provider)
     first = render_project(plan, opts)
     assert render_project(plan, opts) == first
     write_project(first, tmp_path / "a")
@@ -317,6 +448,7 @@ def test_generation_is_deterministic(tmp_path, provider):
 
 STATIC = {
     "gpuplan_boot.py": "_shared",
+    "gpuplan_proxy.py": "_shared",
     "gpuplan_runpod.py": "runpod",
     "gpuplan_vast.py": "vast",
     "gpuplan_hetzner.py": "hetzner",
@@ -327,7 +459,7 @@ STATIC = {
 def test_golden_files(provider):
     """Rendered files against tests/golden/<provider>/; static modules are copied verbatim
     from templates/ (checked here rather than kept twice)."""
-    files = render_project(make_plan(provider), ProjectOptions(allowed_cidrs=(CIDR,)))
+    files = render_project(make_plan(provider), opts_for(provider))
     for name, folder_name in STATIC.items():
         if name in files:
             assert files.pop(name) == (ROOT / "templates" / folder_name / name).read_text()
@@ -445,7 +577,7 @@ def test_injection_safe(model, extra):
     plan = replace(base, model=model, base_model=model, vllm_args=args)
     for provider in ("aws", "gcp", "runpod", "vast", "hetzner"):
         p = replace(plan, offer=make_offer(provider))
-        files = render_project(p, ProjectOptions(allowed_cidrs=(CIDR,)))
+        files = render_project(p, opts_for(provider))
         tree = ast.parse(files["__main__.py"])
         [assign] = [
             n
@@ -453,7 +585,8 @@ def test_injection_safe(model, extra):
             if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "PLAN"
         ]
         literal = ast.literal_eval(assign.value)
-        assert literal["vllm_args"] == list(args) and literal["served_model_name"] == model
+        expected = serve_args(plan)
+        assert literal["vllm_args"] == expected and literal["served_model_name"] == model
         assert yaml.safe_load(files["Pulumi.yaml"])["description"].startswith("vLLM serving ")
         json.loads(files["gpuplan.plan.json"])
     spec = importlib.util.spec_from_file_location(
@@ -461,8 +594,8 @@ def test_injection_safe(model, extra):
     )
     boot = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(boot)
-    script = boot.boot_script("img:1", list(args), 8000, "k")
-    run = boot_files(script)["/opt/gpuplan/run-vllm.sh"].split("\n", 1)[1]
+    script = boot.boot_script("img:1", list(args), 8000, "k", proxy_py="# proxy")
+    run = boot_files(script)["/opt/gpuplan/run-vllm.sh"].split("\n", 2)[2]
     assert shlex.split(run)[-len(args) - 4 : -4] == list(args)
     assert all(
         line.startswith(
@@ -627,7 +760,8 @@ def test_gcp_replicas_in_a_managed_group_behind_a_load_balancer(tmp_path):
     assert hc["inputs"]["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
     [tmpl] = by_type(result, "gcp:compute/instanceTemplate:InstanceTemplate")
     assert tmpl["inputs"]["scheduling"]["onHostMaintenance"] == "TERMINATE"
-    assert "metadataStartupScript" in tmpl["secret"]
+    check_boot(tmpl["inputs"]["metadataStartupScript"], replica_plan("gcp"), "gcp")
+    assert mig["inputs"]["autoHealingPolicies"]["initialDelaySec"] >= 900
     assert by_type(result, "gcp:compute/regionBackendService:RegionBackendService")
     [rule] = by_type(result, "gcp:compute/forwardingRule:ForwardingRule")
     assert rule["inputs"]["ports"] == ["8000"]
@@ -660,19 +794,16 @@ def test_hetzner_replicas(tmp_path):
         ),
         out,
     )
-    result = run_program(
-        out,
-        {
-            "gpuplan:robotKeyFingerprints": ["aa:bb"],
-            "gpuplan:sshPrivateKey": {"value": "K", "secret": True},
-        },
-    )
+    result = run_program(out, {**HETZNER_CONFIG, "gpuplan:robotTestMode": "false"})
     assert result["error"] is None
     assert sorted(r["name"] for r in by_type(result, "pulumi-python:dynamic:Resource")) == [
         "gex-0",
         "gex-1",
     ]
-    assert len(by_type(result, "command:remote:Command")) == 4
+    assert sorted(r["name"] for r in by_type(result, "command:remote:Command")) == [
+        "vllm-0",
+        "vllm-1",
+    ]
 
 
 def multi_node_plan(provider: str, instance: str, gpu: str) -> Plan:
@@ -700,7 +831,47 @@ def multi_node_plan(provider: str, instance: str, gpu: str) -> Plan:
     ).plans[0]
 
 
-def test_aws_multi_node_head_and_workers_with_ray(tmp_path):
+def node_command(run_script: str) -> tuple[list[str], str]:
+    """(the `docker run` words of a multi-node run script, with $NODE_IP/$MASTER left as
+    written, the whole script)."""
+    last = run_script.strip().splitlines()[-1]
+    return shlex.split(last.replace('"$NODE_IP"', "NODE_IP").replace('"$MASTER"', "MASTER")), (
+        run_script
+    )
+
+
+def check_native_multi_node(head_script: str, worker_script: str, plan: Plan, head_ip: str):
+    """vLLM's own multi-node mode: the same serve arguments on every node plus --nnodes,
+    --node-rank, --master-addr/--master-port; --headless on workers; no Ray anywhere."""
+    head, worker = boot_files(head_script), boot_files(worker_script)
+    for script in (head_script, worker_script):
+        assert "ray" not in " ".join(boot_files(script).values()).lower().replace("array", "")
+    head_cmd, _ = node_command(head["/opt/gpuplan/run-vllm.sh"])
+    worker_cmd, worker_run = node_command(worker["/opt/gpuplan/run-vllm.sh"])
+    args = serve_args(plan)
+    assert "--distributed-executor-backend" not in head_cmd
+    i = head_cmd.index("vllm/vllm-openai:v0.33.0")
+    assert head_cmd[i + 1 : i + 1 + len(args)] == args
+    assert head_cmd[i + 1 + len(args) :] == [
+        "--host", "127.0.0.1", "--port", "8001", "--nnodes", "2", "--node-rank", "0",
+        "--master-port", "29501", "--master-addr", "MASTER",
+    ]  # fmt: skip
+    j = worker_cmd.index("vllm/vllm-openai:v0.33.0")
+    assert worker_cmd[j + 1 + len(args) :] == [
+        "--nnodes", "2", "--node-rank", "1", "--master-port", "29501", "--headless",
+        "--master-addr", "MASTER",
+    ]  # fmt: skip
+    assert "VLLM_HOST_IP=$NODE_IP" in worker_cmd and "--network" in worker_cmd
+    assert 'MASTER="$NODE_IP"' in head["/opt/gpuplan/run-vllm.sh"]
+    assert f"MASTER={head_ip}" in worker_run
+    # a worker that cannot reach the head fails visibly (exit 1, then the unit stays failed)
+    assert 'cannot join the deployment" >&2; exit 1' in worker_run
+    assert "StartLimitBurst=" in worker["/etc/systemd/system/vllm.service"]
+    # only the head serves: the proxy runs there alone
+    assert "/opt/gpuplan/run-proxy.sh" in head and "/opt/gpuplan/run-proxy.sh" not in worker
+
+
+def test_aws_multi_node_head_and_workers_natively(tmp_path):
     plan = multi_node_plan("aws", "p4de.24xlarge", "a100-80gb-sxm")
     assert plan.layout.nodes == 2 and "--pipeline-parallel-size" in plan.vllm_args
     out = tmp_path / "mn"
@@ -712,7 +883,9 @@ def test_aws_multi_node_head_and_workers_with_ray(tmp_path):
     [pg] = by_type(result, "aws:ec2/placementGroup:PlacementGroup")
     assert pg["inputs"]["strategy"] == "cluster"
     assert all(i["inputs"]["placementGroup"] == "vllm_id" for i in insts.values())
+    # one subnet, in an AZ that offers the type (sorted: stable across runs)
     assert insts["vllm"]["inputs"]["subnetId"] == insts["worker-1"]["inputs"]["subnetId"]
+    assert insts["vllm"]["inputs"]["subnetId"] == "subnet-a"
     # only the head is in the serving security group; the cluster group talks to itself
     sgs = {r["name"]: r for r in by_type(result, "aws:ec2/securityGroup:SecurityGroup")}
     assert "vllm_id" in insts["vllm"]["inputs"]["vpcSecurityGroupIds"]
@@ -720,35 +893,13 @@ def test_aws_multi_node_head_and_workers_with_ray(tmp_path):
     assert [r["cidrBlocks"] for r in sgs["vllm"]["inputs"]["ingress"]] == [[CIDR]]
     [rule] = by_type(result, "aws:ec2/securityGroupRule:SecurityGroupRule")
     assert rule["inputs"]["sourceSecurityGroupId"] == rule["inputs"]["securityGroupId"]
-    head = boot_files(insts["vllm"]["inputs"]["userData"])
-    worker = boot_files(insts["worker-1"]["inputs"]["userData"])
-    assert shlex.split(head["/opt/gpuplan/run-ray.sh"].split("\n")[2])[-2:] == [
-        "-c",
-        "ray start --block --head --port=6379",
-    ]
-    assert shlex.split(worker["/opt/gpuplan/run-ray.sh"].split("\n")[2])[-2:] == [
-        "-c",
-        "ray start --block --address=172.31.0.10:6379",
-    ]
-    serve = shlex.split(head["/opt/gpuplan/run-vllm.sh"].split("\n")[2])
-    assert serve == [
-        "exec",
-        "docker",
-        "exec",
-        "vllm-node",
-        "vllm",
-        "serve",
-        *plan.vllm_args,
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "8000",
-    ]
-    assert ">= 16 else 1" in head["/opt/gpuplan/run-vllm.sh"]
-    assert "/opt/gpuplan/run-vllm.sh" not in worker  # workers run Ray only
+    check_native_multi_node(
+        insts["vllm"]["inputs"]["userData"], insts["worker-1"]["inputs"]["userData"], plan,
+        "172.31.0.10",
+    )  # fmt: skip
 
 
-def test_gcp_multi_node_head_and_workers_with_ray(tmp_path):
+def test_gcp_multi_node_head_and_workers_natively(tmp_path):
     plan = multi_node_plan("gcp", "a3-highgpu-8g", "h100-sxm")
     out = tmp_path / "mn"
     write_project(render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,))), out)
@@ -764,8 +915,11 @@ def test_gcp_multi_node_head_and_workers_with_ray(tmp_path):
     )
     assert set(serving["inputs"]["targetTags"]) <= set(vms["vllm"]["inputs"]["tags"])
     assert not set(serving["inputs"]["targetTags"]) & set(vms["worker-1"]["inputs"]["tags"])
-    worker = boot_files(vms["worker-1"]["inputs"]["metadataStartupScript"])
-    assert "--address=10.128.0.2:6379" in worker["/opt/gpuplan/run-ray.sh"]
+    assert vms["vllm"]["inputs"]["networkInterfaces"][0]["nicType"] == "GVNIC"
+    check_native_multi_node(
+        vms["vllm"]["inputs"]["metadataStartupScript"],
+        vms["worker-1"]["inputs"]["metadataStartupScript"], plan, "10.128.0.2",
+    )  # fmt: skip
 
 
 def test_multi_node_elsewhere_is_refused():
@@ -774,7 +928,7 @@ def test_multi_node_elsewhere_is_refused():
     plan = multi_node_plan("aws", "p4de.24xlarge", "a100-80gb-sxm")
     from dataclasses import replace
 
-    with pytest.raises(DeployError, match="AWS and GCP only"):
+    with pytest.raises(DeployError, match="AWS and Google Cloud only"):
         render_project(
             replace(plan, offer=replace(plan.offer, provider="vast")),
             ProjectOptions(allowed_cidrs=(CIDR,)),

@@ -21,6 +21,12 @@ TERMINATE = """
 mutation Terminate($input: PodTerminateInput!) { podTerminate(input: $input) }
 """
 OUTPUTS = ("pod_id", "endpoint")
+# The inputs that define the pod: a change to any of them replaces it. Nothing else does - not
+# the pickled provider the SDK stores in `__provider` (a new Python or dill changes it).
+SPEC = (
+    "name", "image", "gpu_type_id", "gpu_count", "cloud_type", "allowed_cuda_versions",
+    "docker_args", "port", "disk_gb", "env",
+)  # fmt: skip
 
 
 def _graphql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +58,9 @@ class _PodProvider(ResourceProvider):
             "dockerArgs": props["docker_args"], "ports": f"{int(props['port'])}/http",
             "containerDiskInGb": int(props["disk_gb"]), "volumeInGb": 0, "env": env,
             "supportPublicIp": False,
+            # Only hosts whose driver runs the image's CUDA (unset: any host, and a CUDA 13
+            # image crash-loops on an older driver).
+            "allowedCudaVersions": list(props.get("allowed_cuda_versions") or []),
         }  # fmt: skip
         pod = _graphql(DEPLOY, {"input": pod_input})["podFindAndDeployOnDemand"]
         if not pod or not pod.get("id"):
@@ -62,7 +71,7 @@ class _PodProvider(ResourceProvider):
         )
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in news if k not in OUTPUTS and olds.get(k) != news.get(k)]
+        changed = [k for k in SPEC if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=True)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:

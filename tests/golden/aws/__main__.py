@@ -4,6 +4,8 @@ It serves 'meta-llama/Llama-3.1-8B-Instruct' with vLLM on 'aws'. Deploy with `pu
 README.md); regenerate with `gpuplan generate` rather than editing values by hand.
 """
 
+import json
+
 import pulumi
 import pulumi_random as random
 import pulumi_aws as aws
@@ -18,6 +20,7 @@ PLAN = {
     'gpus_total': 1,
     'image': 'vllm/vllm-openai:v0.33.0',
     'instance_type': 'g6e.xlarge',
+    'master_port': 29501,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
     'nodes': 1,
     'port': 8000,
@@ -29,9 +32,9 @@ PLAN = {
     'ssh_cidr': None,
     'ssh_public_key': None,
     'stack_tag': 'dev',
+    'subnet_ids': [],
     'usd_per_hour': 1.861,
     'vllm_args': [
-        '--model',
         'meta-llama/Llama-3.1-8B-Instruct',
         '--served-model-name',
         'meta-llama/Llama-3.1-8B-Instruct',
@@ -44,6 +47,7 @@ PLAN = {
         '--max-num-seqs',
         '157',
     ],
+    'vpc_id': None,
 }
 
 config = pulumi.Config("gpuplan")
@@ -60,19 +64,45 @@ api_key = config.get_secret("apiKey") or random.RandomPassword(
     "vllm-api-key", length=40, special=False
 ).result
 # Needed for gated models only: `pulumi config set --secret gpuplan:hfToken hf_...`
-hf_token = config.get_secret("hfToken") or pulumi.Output.secret("")
-# The GPU Deep Learning Base AMI (NVIDIA driver 580, Docker, NVIDIA container toolkit),
-# resolved at deploy time through its public SSM parameter.
+hf_token_config = config.get_secret("hfToken")
+has_hf_token = hf_token_config is not None
+hf_token = hf_token_config or pulumi.Output.secret("")
+# The GPU Deep Learning Base AMI (NVIDIA driver, Docker, NVIDIA container toolkit, AWS CLI),
+# resolved through its public SSM parameter. Instances ignore later AMI changes, so a new
+# DLAMI release does not replace running machines on the next `pulumi up`.
 ami = aws.ssm.get_parameter(name=PLAN["ami_ssm_parameter"]).value
 
 replicas = PLAN["replicas"]
 nodes = PLAN["nodes"]
-vpc = aws.ec2.get_vpc(default=True) if replicas > 1 or nodes > 1 else None
+# The VPC and subnets given to gpuplan (vpc_id/subnet_ids), else the account's default VPC.
+if PLAN["vpc_id"]:
+    vpc = aws.ec2.get_vpc(id=PLAN["vpc_id"])
+else:
+    vpc = aws.ec2.get_vpc(default=True)
+# Subnets in availability zones that offer the instance type, in a stable (sorted) order.
+zones = aws.ec2.get_instance_type_offerings(
+    location_type="availability-zone",
+    filters=[aws.ec2.GetInstanceTypeOfferingsFilterArgs(
+        name="instance-type", values=[PLAN["instance_type"]])],
+).locations or []
+subnet_filters = [
+    aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc.id]),
+    aws.ec2.GetSubnetsFilterArgs(name="availability-zone", values=sorted(zones)),
+]
+if PLAN["subnet_ids"]:
+    subnet_filters.append(aws.ec2.GetSubnetsFilterArgs(name="subnet-id", values=PLAN["subnet_ids"]))
+else:
+    subnet_filters.append(aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"]))
+subnet_ids = sorted(aws.ec2.get_subnets(filters=subnet_filters).ids)
+if not subnet_ids:
+    raise pulumi.RunError(f"no subnet of {vpc.id} is in an availability zone that offers "
+                          f"{PLAN['instance_type']} ({', '.join(sorted(zones)) or 'none'})")
 
 ingress = [
     aws.ec2.SecurityGroupIngressArgs(
         description="vLLM API", protocol="tcp", from_port=PLAN["port"], to_port=PLAN["port"],
-        cidr_blocks=allowed_cidrs,
+        cidr_blocks=[c for c in allowed_cidrs if ":" not in c],
+        ipv6_cidr_blocks=[c for c in allowed_cidrs if ":" in c],
     )
 ]
 if replicas > 1:
@@ -82,11 +112,14 @@ if replicas > 1:
         to_port=PLAN["port"], cidr_blocks=[vpc.cidr_block]))
 if ssh_cidr:
     ingress.append(aws.ec2.SecurityGroupIngressArgs(
-        description="SSH", protocol="tcp", from_port=22, to_port=22, cidr_blocks=[ssh_cidr]))
+        description="SSH", protocol="tcp", from_port=22, to_port=22,
+        cidr_blocks=[ssh_cidr] if ":" not in ssh_cidr else [],
+        ipv6_cidr_blocks=[ssh_cidr] if ":" in ssh_cidr else []))
 
 security_group = aws.ec2.SecurityGroup(
     "vllm",
     description="gpuplan: vLLM serving port" + (" and SSH" if ssh_cidr else ""),
+    vpc_id=vpc.id,
     ingress=ingress,
     egress=[aws.ec2.SecurityGroupEgressArgs(
         protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"])],
@@ -97,9 +130,29 @@ key_name = None
 if ssh_public_key:
     key_name = aws.ec2.KeyPair("vllm", public_key=ssh_public_key).key_name
 
-user_data = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
-    lambda secrets: gpuplan_boot.boot_script(
-        PLAN["image"], PLAN["vllm_args"], PLAN["port"], secrets[0], secrets[1] or None)))
+# Secrets live in SSM Parameter Store (SecureString), never in user data: the instance role
+# may read these parameters and nothing else, and the boot script fetches them at each start.
+prefix = f"/gpuplan/{PLAN['stack_tag']}/{PLAN['name']}"
+parameters = [aws.ssm.Parameter("vllm-api-key", name=prefix + "/api-key", type="SecureString",
+                                value=api_key, tags={"gpuplan": PLAN["stack_tag"]})]
+if has_hf_token:
+    parameters.append(aws.ssm.Parameter("vllm-hf-token", name=prefix + "/hf-token",
+                                        type="SecureString", value=hf_token,
+                                        tags={"gpuplan": PLAN["stack_tag"]}))
+secret_source = {"kind": "aws-ssm", "region": PLAN["region"], "api_key": prefix + "/api-key",
+                 "hf_token": prefix + "/hf-token" if has_hf_token else None}
+role = aws.iam.Role("vllm", assume_role_policy=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                   "Principal": {"Service": "ec2.amazonaws.com"}}],
+}), tags={"gpuplan": PLAN["stack_tag"]})
+aws.iam.RolePolicy("vllm-read-secrets", role=role.id, policy=pulumi.Output.all(
+    *[p.arn for p in parameters]).apply(lambda arns: json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ssm:GetParameter",
+                       "Resource": sorted(arns)}],
+    })))
+profile = aws.iam.InstanceProfile("vllm", role=role.name)
 
 market = None
 if PLAN["spot"]:
@@ -109,35 +162,47 @@ if PLAN["spot"]:
             instance_interruption_behavior="terminate", spot_instance_type="one-time"),
     )
 
-def gpu_instance(name, user_data, security_groups, placement_group=None, subnet_id=None):
+
+def gpu_instance(name, user_data, security_groups, subnet_id, placement_group=None):
     return aws.ec2.Instance(
         name,
         instance_type=PLAN["instance_type"],
         ami=ami,
         vpc_security_group_ids=security_groups,
+        subnet_id=subnet_id,
         key_name=key_name,
+        iam_instance_profile=profile.name,
         user_data=user_data,
         user_data_replace_on_change=True,
         instance_market_options=market,
         placement_group=placement_group,
-        subnet_id=subnet_id,
+        # IMDSv2 only, hop limit 1: containers (one hop further) cannot fetch role tokens.
         metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
-            http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=2),
+            http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=1),
         root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
             volume_size=PLAN["disk_gb"], volume_type="gp3", encrypted=True,
             delete_on_termination=True),
         tags={"Name": PLAN["name"] if name == "vllm" else f"{PLAN['name']}-{name}",
               "gpuplan": PLAN["stack_tag"]},
+        opts=pulumi.ResourceOptions(ignore_changes=["ami"], depends_on=parameters),
     )
 
 
+def boot(node=None, proxy=True):
+    return gpuplan_boot.boot_script(
+        PLAN["image"], PLAN["vllm_args"], PLAN["port"], secret_source=secret_source, node=node,
+        proxy_py=gpuplan_boot.proxy_source() if proxy else None)
+
+
 if nodes > 1:
-    # One model over several machines: Ray in every node's vLLM container, tensor parallel
-    # within a node and pipeline parallel across nodes; a cluster placement group keeps the
-    # nodes close, and only the head's serving port is reachable from outside.
+    # One model over several machines with vLLM's native multi-node mode: tensor parallel
+    # within a node, pipeline parallel across nodes; the head serves, workers run --headless.
+    # A cluster placement group keeps the nodes close (one subnet, so one AZ), and only the
+    # head's serving port is reachable from outside.
     cluster_sg = aws.ec2.SecurityGroup(
         "vllm-cluster",
-        description="gpuplan: traffic between the nodes of one vLLM deployment (Ray, NCCL)",
+        description="gpuplan: traffic between the nodes of one vLLM deployment (NCCL, rendezvous)",
+        vpc_id=vpc.id,
         egress=[aws.ec2.SecurityGroupEgressArgs(
             protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"])],
         tags={"gpuplan": PLAN["stack_tag"]},
@@ -146,26 +211,20 @@ if nodes > 1:
         "vllm-cluster-internal", type="ingress", protocol="-1", from_port=0, to_port=0,
         security_group_id=cluster_sg.id, source_security_group_id=cluster_sg.id)
     placement = aws.ec2.PlacementGroup("vllm", strategy="cluster")
-    subnet = aws.ec2.get_subnets(filters=[
-        aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc.id]),
-        aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"]),
-    ]).ids[0]
-    head_data = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
-        lambda s: gpuplan_boot.cluster_boot_script(
-            PLAN["image"], PLAN["vllm_args"], s[0], s[1] or None, PLAN["gpus_total"])))
-    head = gpu_instance("vllm", head_data, [security_group.id, cluster_sg.id],
-                        placement.id, subnet)
-    workers = []
-    for i in range(1, nodes):
-        data = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token, head.private_ip).apply(
-            lambda s: gpuplan_boot.cluster_boot_script(
-                PLAN["image"], PLAN["vllm_args"], s[0], s[1] or None, PLAN["gpus_total"],
-                head_ip=s[2])))
-        workers.append(gpu_instance(f"worker-{i}", data, [cluster_sg.id], placement.id, subnet))
+    node = {"nnodes": nodes, "master_port": PLAN["master_port"]}
+    head = gpu_instance("vllm", boot({**node, "rank": 0, "master_addr": None}),
+                        [security_group.id, cluster_sg.id], subnet_ids[0], placement.id)
+    workers = [
+        gpu_instance(f"worker-{i}", head.private_ip.apply(
+            lambda ip, i=i: boot({**node, "rank": i, "master_addr": ip}, proxy=False)),
+            [cluster_sg.id], subnet_ids[0], placement.id)
+        for i in range(1, nodes)
+    ]
     instances = [head, *workers]
 else:
     instances = [
-        gpu_instance("vllm" if replicas == 1 else f"vllm-{i}", user_data, [security_group.id])
+        gpu_instance("vllm" if replicas == 1 else f"vllm-{i}", boot(), [security_group.id],
+                     subnet_ids[i % len(subnet_ids)])
         for i in range(replicas)
     ]
 port = str(PLAN["port"])
@@ -178,10 +237,6 @@ if replicas == 1:
         pulumi.export("instanceIds", [inst.id for inst in instances])
 else:
     # N identical replicas behind a network load balancer that health-checks /health.
-    subnets = aws.ec2.get_subnets(filters=[
-        aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc.id]),
-        aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"]),
-    ])
     target_group = aws.lb.TargetGroup(
         "vllm",
         port=PLAN["port"],
@@ -200,7 +255,7 @@ else:
         "vllm",
         load_balancer_type="network",
         internal=False,
-        subnets=subnets.ids,
+        subnets=subnet_ids,
         security_groups=[security_group.id],
         tags={"gpuplan": PLAN["stack_tag"]},
     )

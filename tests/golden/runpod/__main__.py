@@ -14,12 +14,14 @@ from gpuplan_runpod import RunpodPod
 # Every planned value, as a literal. The program reads nothing else from gpuplan.
 PLAN = {
     'allowed_cidrs': ['203.0.113.0/24'],
+    'allowed_cuda_versions': ['13.0', '13.1', '13.2'],
     'cloud_type': 'COMMUNITY',
     'disk_gb': 80,
     'gpu_count': 1,
     'gpu_type_id': 'NVIDIA L40S',
     'gpus_total': 1,
     'image': 'vllm/vllm-openai:v0.33.0',
+    'master_port': 29501,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
     'nodes': 1,
     'port': 8000,
@@ -32,7 +34,6 @@ PLAN = {
     'stack_tag': 'dev',
     'usd_per_hour': 0.79,
     'vllm_args': [
-        '--model',
         'meta-llama/Llama-3.1-8B-Instruct',
         '--served-model-name',
         'meta-llama/Llama-3.1-8B-Instruct',
@@ -61,7 +62,9 @@ api_key = config.get_secret("apiKey") or random.RandomPassword(
     "vllm-api-key", length=40, special=False
 ).result
 # Needed for gated models only: `pulumi config set --secret gpuplan:hfToken hf_...`
-hf_token = config.get_secret("hfToken") or pulumi.Output.secret("")
+hf_token_config = config.get_secret("hfToken")
+has_hf_token = hf_token_config is not None
+hf_token = hf_token_config or pulumi.Output.secret("")
 # RunPod exposes the port through its HTTPS proxy; there is no firewall to open, so access is
 # controlled by vLLM's API key. gpuplan:allowedCidrs is not enforceable here.
 pods = [RunpodPod(
@@ -72,6 +75,7 @@ pods = [RunpodPod(
         "gpu_type_id": PLAN["gpu_type_id"],
         "gpu_count": PLAN["gpu_count"],
         "cloud_type": PLAN["cloud_type"],
+        "allowed_cuda_versions": PLAN["allowed_cuda_versions"],
         "docker_args": " ".join(shlex.quote(a) for a in PLAN["vllm_args"]
                                 + ["--host", "0.0.0.0", "--port", str(PLAN["port"])]),
         "port": PLAN["port"],

@@ -16,7 +16,9 @@ PLAN = {
     'gpu_count': 1,
     'gpus_total': 1,
     'image': 'vllm/vllm-openai:v0.33.0',
+    'master_port': 29501,
     'max_price_usd_per_hour': 0.3875,
+    'min_cuda': 13.0,
     'min_gpu_ram_mb': 21600,
     'min_reliability': 0.95,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
@@ -32,7 +34,6 @@ PLAN = {
     'usd_per_hour': 0.31,
     'vast_gpu_name': 'RTX 4090',
     'vllm_args': [
-        '--model',
         'meta-llama/Llama-3.1-8B-Instruct',
         '--served-model-name',
         'meta-llama/Llama-3.1-8B-Instruct',
@@ -61,7 +62,9 @@ api_key = config.get_secret("apiKey") or random.RandomPassword(
     "vllm-api-key", length=40, special=False
 ).result
 # Needed for gated models only: `pulumi config set --secret gpuplan:hfToken hf_...`
-hf_token = config.get_secret("hfToken") or pulumi.Output.secret("")
+hf_token_config = config.get_secret("hfToken")
+has_hf_token = hf_token_config is not None
+hf_token = hf_token_config or pulumi.Output.secret("")
 # Vast.ai hosts map the port to a random public port; there is no firewall to open, so access
 # is controlled by vLLM's API key. gpuplan:allowedCidrs is not enforceable here.
 instances = [VastInstance(
@@ -75,6 +78,7 @@ instances = [VastInstance(
         "max_price_usd_per_hour": config.get_float("maxPriceUsdPerHour")
         or PLAN["max_price_usd_per_hour"],
         "min_reliability": PLAN["min_reliability"],
+        "min_cuda": PLAN["min_cuda"],
         "disk_gb": PLAN["disk_gb"],
         "port": PLAN["port"],
         "args": PLAN["vllm_args"] + ["--host", "0.0.0.0", "--port", str(PLAN["port"])],

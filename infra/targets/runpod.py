@@ -1,0 +1,57 @@
+"""RunPod pods over RunPod's GraphQL API (a dynamic provider rendered into the project)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra import versions
+from infra.options import ProjectOptions
+from infra.targets import Capabilities, Target
+from planner.decide.plan import Plan
+
+
+def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
+    o = plan.offer
+    # TODO(wt-catalog): the tier becomes structured provider data.
+    community = (o.tier or "").lower() == "community" or "community" in o.instance_type.lower()
+    return {
+        "gpu_type_id": versions.RUNPOD_GPU_TYPES.get(o.gpu),
+        "gpu_count": o.gpu_count,
+        "cloud_type": "COMMUNITY" if community else "SECURE",
+        # Hosts whose driver runs the image's CUDA (PodFindAndDeployOnDemandInput
+        # allowedCudaVersions; unset means any host, including drivers too old for CUDA 13).
+        "allowed_cuda_versions": list(versions.RUNPOD_ALLOWED_CUDA_VERSIONS),
+    }
+
+
+def refuse(plan: Plan) -> str | None:
+    if plan.offer.gpu not in versions.RUNPOD_GPU_TYPES:
+        return f"no RunPod GPU type id known for {plan.offer.gpu}"
+    return None
+
+
+TARGET = Target(
+    name="runpod",
+    title="RunPod",
+    capabilities=Capabilities(
+        multi_node=False,
+        replicas=True,
+        balancer=False,
+        amd=False,
+        spot=False,
+        tls=True,
+        firewall=False,
+    ),
+    facts=facts,
+    refuse=refuse,
+    setup_lines=("export RUNPOD_API_KEY=...",),
+    helper="gpuplan_runpod.py",
+    own_host=False,
+    protects=("HTTPS through RunPod's proxy", "the /v1 routes behind vLLM's API key"),
+    exposes=(
+        "no firewall: --allow-cidr is not enforced, anyone can reach the endpoint",
+        "vLLM's API key does not guard /invocations, /tokenize, /metrics and other non-/v1 "
+        "routes (vllm-project/vllm#58144)",
+        "RunPod (and the host, on the community cloud) sees the HF token and the API key",
+    ),
+)

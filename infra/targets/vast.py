@@ -1,0 +1,59 @@
+"""Vast.ai marketplace instances (a dynamic provider rendered into the project)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra import versions
+from infra.options import ProjectOptions
+from infra.targets import Capabilities, Target
+from planner.decide.plan import Plan
+
+
+def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
+    o = plan.offer
+    return {
+        "vast_gpu_name": versions.VAST_GPU_NAMES.get(o.gpu),
+        "gpu_count": o.gpu_count,
+        "min_gpu_ram_mb": int(o.gpu_memory_gb * 1000 * 0.9),
+        "max_price_usd_per_hour": round(plan.estimate.usd_per_hour * 1.25, 4),
+        "min_reliability": 0.95,
+        # The highest CUDA the host's driver runs must cover the image's (offer field
+        # cuda_max_good, vast-cli api/query.py offers_fields).
+        "min_cuda": versions.IMAGE_CUDA,
+    }
+
+
+def refuse(plan: Plan) -> str | None:
+    if plan.offer.gpu not in versions.VAST_GPU_NAMES:
+        return f"no Vast.ai gpu_name known for {plan.offer.gpu}"
+    return None
+
+
+TARGET = Target(
+    name="vast",
+    title="Vast.ai",
+    capabilities=Capabilities(
+        multi_node=False,
+        replicas=True,
+        balancer=False,
+        amd=False,
+        spot=False,
+        tls=False,
+        firewall=False,
+    ),
+    facts=facts,
+    refuse=refuse,
+    stack_config=lambda data: {"gpuplan:maxPriceUsdPerHour": data["max_price_usd_per_hour"]},
+    setup_lines=("export VAST_API_KEY=...",),
+    helper="gpuplan_vast.py",
+    own_host=False,
+    protects=("the /v1 routes behind vLLM's API key",),
+    exposes=(
+        "a random public port and no firewall: --allow-cidr is not enforced",
+        "vLLM's API key does not guard /invocations, /tokenize, /metrics and other non-/v1 "
+        "routes (vllm-project/vllm#58144)",
+        "the host is a third party who can read the HF token and the API key: use a "
+        "read-only, fine-grained HF token",
+    ),
+)
