@@ -12,6 +12,7 @@ Usage: python3 gpuplan_proxy.py LISTEN_HOST LISTEN_PORT UPSTREAM_PORT  (key in V
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import os
 import sys
@@ -99,13 +100,19 @@ async def handle(
             await up_writer.drain()
             await _pipe(up_reader, writer)
         finally:
-            up_writer.close()
+            await _close(up_writer)
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
         pass
     except OSError:
         await _reply(writer, "502 Bad Gateway", b'{"error": "vLLM is not answering yet"}')
     finally:
-        writer.close()
+        await _close(writer)
+
+
+async def _close(writer: asyncio.StreamWriter) -> None:
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
 
 
 async def serve(host: str, port: int, upstream_port: int, key: str) -> asyncio.Server:
