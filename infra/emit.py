@@ -130,9 +130,13 @@ def _plan_json(plan: Plan) -> str:
     return plan_to_json(plan)
 
 
-def write_project(files: dict[str, str], out: Path) -> list[str]:
+def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = False) -> list[str]:
     """Write the files into ``out``: each atomically. A folder holding files gpuplan did not
-    generate is refused; files an earlier generation wrote but this one does not are removed."""
+    generate is refused; files an earlier generation wrote but this one does not are removed.
+
+    Regenerating for another provider would remove the old provider's dynamic-provider module,
+    which the Pulumi state still needs to delete the old machine (it would otherwise fail with
+    ModuleNotFoundError and keep billing): refused unless ``old_stack_destroyed``."""
     from planner.fsutil import atomic_write_text
 
     previous: list[str] = []
@@ -152,6 +156,15 @@ def write_project(files: dict[str, str], out: Path) -> list[str]:
                 raise UsageError(
                     f"{marker} is damaged", "remove it, or use an empty --out"
                 ) from None
+        helpers = {t.helper for t in targets.targets().values() if t.helper}
+        stranded = sorted((set(previous) - set(files)) & helpers)
+        if stranded and not old_stack_destroyed:
+            raise UsageError(
+                f"--out {out} was generated for another provider, and its deployed resources "
+                f"need {', '.join(stranded)} to be destroyed",
+                "run `pulumi destroy` in that folder first (then confirm, e.g. generate "
+                "--force), or use a new --out",
+            )
         foreign = [p for p in present if p not in previous and p not in files]
         if foreign:
             raise UsageError(

@@ -51,3 +51,13 @@ VAST_GPU_NAMES = {
     "h100-nvl": "H100 NVL", "h200-sxm": "H200", "b200": "B200",
 }  # fmt: skip
 GCP_ATTACHED_ACCELERATORS = {"t4": "nvidia-tesla-t4", "v100-sxm2-16gb": "nvidia-tesla-v100"}
+
+# GitHub Actions of the generated CI workflow, pinned by commit (a tag can be moved to other
+# code). The SHAs are the releases' commits as pinned in public workflows (code search,
+# 2026-11: checkout v4.2.2, setup-python v5, pulumi/actions v7); verify with
+# `git ls-remote https://github.com/<action> refs/tags/<tag>` when bumping.
+GITHUB_ACTIONS = {
+    "checkout": "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683",  # v4.2.2
+    "setup_python": "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065",  # v5
+    "pulumi": "pulumi/actions@8e5e406f4007fca908480587cb9893c07090f58d",  # v7
+}

@@ -686,11 +686,17 @@ def test_generate_refuses_foreign_folder_and_bad_plans(cli, tmp_path):
     assert r.exit_code == 2 and "--allow-cidr" in r.output
 
 
-def test_regenerating_for_another_provider_removes_stale_helpers(tmp_path):
+def test_regenerating_for_another_provider_keeps_what_the_old_state_needs(tmp_path):
+    from planner.errors import UsageError
+
     out = tmp_path / "proj"
     write_project(render_project(make_plan("vast"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
     assert (out / "gpuplan_vast.py").exists()
-    write_project(render_project(make_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    aws = render_project(make_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,)))
+    with pytest.raises(UsageError, match=r"gpuplan_vast\.py"):
+        write_project(aws, out)
+    assert (out / "gpuplan_vast.py").exists()  # the old machine can still be destroyed
+    write_project(aws, out, old_stack_destroyed=True)
     assert not (out / "gpuplan_vast.py").exists()
     assert json.loads((out / MARKER).read_text())["files"] == sorted(p.name for p in out.iterdir())
 
