@@ -98,6 +98,7 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         "setup_fee_usd": est.setup_fee_usd or 0.0,
         "protects": list(target.protects),
         "exposes": list(target.exposes), "tls": target.capabilities.tls,
+        "model_is_guess": plan.model_is_guess,
     }  # fmt: skip
     files = {
         "Pulumi.yaml": render("_shared/Pulumi.yaml.j2", project=data["name"], **ctx),

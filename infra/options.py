@@ -24,8 +24,10 @@ class ProjectOptions:
     # GCP network + subnetwork (names or self links).
     network: str | None = None
     subnets: tuple[str, ...] = ()
-    # Say yes to what gpuplan otherwise refuses: a serving port open to the whole internet.
+    # Say yes to what gpuplan otherwise refuses: a serving port open to the whole internet, a
+    # model known only by a guess from its name (the repository may not exist).
     allow_open_port: bool = False
+    allow_guessed_model: bool = False
 
 
 def _cidr(value: str, what: str) -> str:

@@ -273,3 +273,50 @@ def test_price_improvement_handles_every_objective_sign():
     assert improvement(-1000.0, -1500.0) == pytest.approx(0.5)  # speed: more negative is better
     assert improvement(2.0, 2.2) < 0
     assert improvement(0.0, 1.0) == 0.0
+
+
+# ------------------------------------------------------------------ engine errors
+def test_pulumis_own_error_line_is_passed_through():
+    from pulumi.automation._cmd import CommandResult
+    from pulumi.automation.errors import CommandError
+
+    from infra.deploy import _first_line
+
+    err = CommandError(
+        CommandResult(
+            stdout="Logging in using access token from PULUMI_ACCESS_TOKEN\n",
+            stderr="error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive "
+            "CLI sessions\n",
+            code=255,
+        )
+    )
+    assert _first_line(err).startswith("error: PULUMI_ACCESS_TOKEN must be set")
+    assert _first_line(RuntimeError("boom\nmore")) == "boom"
+
+
+def test_deploy_without_the_pulumi_package_says_which_extra(monkeypatch, tmp_path):
+    import shutil
+    import sys
+
+    from infra.deploy import PulumiEngine
+    from planner.errors import DeployError
+
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/local/bin/pulumi")
+    import pulumi
+
+    monkeypatch.setitem(sys.modules, "pulumi.automation", None)
+    monkeypatch.delattr(pulumi, "automation", raising=False)
+    with pytest.raises(DeployError, match="pulumi Python package") as err:
+        PulumiEngine(tmp_path, "dev")
+    assert "gpuplan[deploy]" in (err.value.hint or "")
+
+
+def test_the_deploy_extra_pins_the_generated_projects_pulumi():
+    import tomllib
+
+    from infra.versions import BASE_REQUIREMENTS
+
+    meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert meta["project"]["optional-dependencies"]["deploy"] == [
+        f"pulumi=={BASE_REQUIREMENTS['pulumi']}"
+    ]

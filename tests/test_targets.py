@@ -125,3 +125,23 @@ def test_escape_hatches_reach_the_program():
     assert plan["disk_gb"] == 400 and plan["image"] == "vllm/vllm-openai:v0.33.1"
     assert plan["vllm_args"][-1] == "--enable-prefix-caching"
     assert plan["vllm_args"][0] == "meta-llama/Llama-3.1-8B-Instruct"  # positional model
+
+
+def test_a_guessed_model_is_refused_unless_insisted():
+    from infra.emit import render_project
+
+    plan = replace(make_plan("aws"), model_is_guess=True)
+    with pytest.raises(UsageError, match="guessed"):
+        render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,)))
+    files = render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,), allow_guessed_model=True))
+    assert "was guessed from its name" in files["README.md"]
+
+
+def test_warnings_say_what_a_target_does_not_enforce():
+    from infra.targets import warnings
+
+    opts = ProjectOptions(allowed_cidrs=(CIDR,))
+    assert any("not enforced" in w for w in warnings(make_plan("vast"), opts))
+    assert any("plain HTTP" in w for w in warnings(make_plan("vast"), opts))
+    assert not any("not enforced" in w for w in warnings(make_plan("aws"), opts))
+    assert not any("plain HTTP" in w for w in warnings(make_plan("runpod"), opts))

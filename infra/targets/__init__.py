@@ -102,9 +102,34 @@ def refusal(plan: Plan) -> str | None:
 
 
 def require(plan: Plan, opts: ProjectOptions) -> None:
-    """Raise a UsageError when the options lack what this plan's project needs (e.g. Hetzner
-    installs over SSH, so it needs --ssh-cidr)."""
+    """Raise a UsageError when a project for this plan would not work with these options: a
+    guessed model (vLLM would crash-loop on a repository that may not exist while the machine
+    bills), or options the target needs (Hetzner installs over SSH: --ssh-cidr)."""
     target = targets().get(plan.offer.provider)
     if target is None:
         raise UsageError(f"no infrastructure template for provider '{plan.offer.provider}'")
+    if plan.model_is_guess and not opts.allow_guessed_model:
+        raise UsageError(
+            f"'{plan.base_model}' was guessed from its name, not read from a config: the "
+            "project would serve a repository that may not exist",
+            "give an existing Hugging Face id (or a GGUF file), or insist with allow_guessed_model",
+        )
     target.require(opts)
+
+
+def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
+    """What the user should read before deploying this project (the CLI prints them)."""
+    target = targets()[plan.offer.provider]
+    out = []
+    if not target.capabilities.firewall:
+        out.append(
+            f"{target.title} has no firewall gpuplan can set: --allow-cidr is not enforced, "
+            "the API key is the only protection"
+        )
+    if not target.capabilities.tls:
+        out.append(f"the {target.title} endpoint is plain HTTP: put TLS in front")
+    if opts.allow_open_port:
+        out.append("the serving port is open to the whole internet (allow_open_port)")
+    if plan.model_is_guess:
+        out.append(f"'{plan.base_model}' is a guess from its name; check the repository exists")
+    return out
