@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import gzip
 import json
 import os
 import re
@@ -152,8 +153,8 @@ def by_type(result: dict, typ: str) -> list[dict]:
 def boot_files(script: str) -> dict[str, str]:
     """Decode the files a boot script writes (echo BASE64 | base64 -d > PATH)."""
     return {
-        m.group(2): base64.b64decode(m.group(1)).decode()
-        for m in re.finditer(r"^echo (\S+) \| base64 -d > (\S+)$", script, re.M)
+        m.group(2): gzip.decompress(base64.b64decode(m.group(1))).decode()
+        for m in re.finditer(r"^echo (\S+) \| base64 -d \| gunzip > (\S+)$", script, re.M)
     }
 
 
@@ -211,11 +212,14 @@ def test_aws_program(tmp_path):
     assert i["metadataOptions"]["httpPutResponseHopLimit"] == 1
     assert i["rootBlockDevice"]["encrypted"] is True and i["rootBlockDevice"]["volumeType"] == "gp3"
     assert i["rootBlockDevice"]["volumeSize"] >= 60
+    disk = i["rootBlockDevice"]
+    assert disk["throughput"] > 125 and disk["iops"] >= 4 * disk["throughput"]
     assert "instanceMarketOptions" not in i
     assert inst["ignore_changes"] == ["ami"]  # a new DLAMI release replaces nothing
     # a subnet in an AZ that offers the type, chosen stably (sorted)
     assert i["subnetId"] == "subnet-a"
     check_boot(i["userData"], plan, "aws")
+    assert len(i["userData"].encode()) < 16384  # EC2's user-data limit
     [sg] = by_type(result, "aws:ec2/securityGroup:SecurityGroup")
     assert sg["inputs"]["vpcId"] == "vpc-0123"
     [rule] = sg["inputs"]["ingress"]

@@ -17,6 +17,8 @@ PLAN = {
     'allowed_cidrs': ['203.0.113.0/24'],
     'ami_ssm_parameter': '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id',
     'disk_gb': 80,
+    'disk_iops': 3000,
+    'disk_throughput_mib_s': 250,
     'gpus_total': 1,
     'image': 'vllm/vllm-openai:v0.33.0',
     'instance_type': 'g6e.xlarge',
@@ -181,6 +183,7 @@ def gpu_instance(name, user_data, security_groups, subnet_id, placement_group=No
             http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=1),
         root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
             volume_size=PLAN["disk_gb"], volume_type="gp3", encrypted=True,
+            throughput=PLAN["disk_throughput_mib_s"], iops=PLAN["disk_iops"],
             delete_on_termination=True),
         tags={"Name": PLAN["name"] if name == "vllm" else f"{PLAN['name']}-{name}",
               "gpuplan": PLAN["stack_tag"]},
