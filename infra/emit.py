@@ -35,7 +35,7 @@ def plan_data(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
     target = targets.targets()[o.provider]
     data: dict[str, Any] = {
         "provider": o.provider, "name": resource_name(plan),
-        "stack_tag": slug(opts.stack, 30), "image": opts.image or versions.VLLM_IMAGE,
+        "stack_tag": slug(opts.stack, 30), "image": opts.image or image_for(plan),
         "vllm_args": serve_args(plan, opts), "port": PORT,
         "served_model_name": plan.base_model, "usd_per_hour": plan.estimate.usd_per_hour,
         "allowed_cidrs": list(opts.allowed_cidrs), "ssh_cidr": opts.ssh_cidr,
@@ -48,6 +48,11 @@ def plan_data(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
     }  # fmt: skip
     data.update(target.facts(plan, opts))
     return data
+
+
+def image_for(plan: Plan) -> str:
+    """vLLM's image for the plan's GPUs: the ROCm build on AMD, the CUDA build otherwise."""
+    return versions.VLLM_ROCM_IMAGE if targets.is_amd(plan.offer.gpu) else versions.VLLM_IMAGE
 
 
 def serve_args(plan: Plan, opts: ProjectOptions) -> list[str]:

@@ -4,6 +4,9 @@
 # vLLM's OpenAI-compatible server image; v0.33.0 is the release shared/reference/vllm-support.md
 # read (CUDA 13 build: hosts need NVIDIA driver >= 580).
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+# The same vLLM release built for AMD GPUs (ROCm); tags mirror the CUDA image's (docs.vllm.ai
+# deployment/docker; public workflows pin e.g. vllm/vllm-openai-rocm:v0.31.0).
+VLLM_ROCM_IMAGE = "vllm/vllm-openai-rocm:v0.33.0"
 # The CUDA the image is built for: hosts whose driver reports an older CUDA cannot run it.
 IMAGE_CUDA = 13.0
 # RunPod's allowedCudaVersions (major.minor strings the host driver reports; unset = any host).
@@ -41,7 +44,7 @@ RUNPOD_GPU_TYPES = {
     "l40": "NVIDIA L40", "l40s": "NVIDIA L40S", "a100-80gb-pcie": "NVIDIA A100 80GB PCIe",
     "a100-80gb-sxm": "NVIDIA A100-SXM4-80GB", "h100-pcie": "NVIDIA H100 PCIe",
     "h100-sxm": "NVIDIA H100 80GB HBM3", "h100-nvl": "NVIDIA H100 NVL", "h200-sxm": "NVIDIA H200",
-    "b200": "NVIDIA B200",
+    "b200": "NVIDIA B200", "mi300x": "AMD Instinct MI300X OAM",
 }  # fmt: skip
 VAST_GPU_NAMES = {
     "rtx-4090": "RTX 4090", "rtx-3090": "RTX 3090", "rtx-5090": "RTX 5090",

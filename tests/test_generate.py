@@ -957,7 +957,9 @@ def test_replicas_and_multi_node_are_deterministic():
         assert render_project(plan, opts) == render_project(plan, opts)
 
 
-def test_generate_skips_plans_it_cannot_write(cli, tmp_path):
+def test_amd_plans_are_generated_with_the_rocm_image(cli, tmp_path):
+    """The top plan for llama-3.1-70b --quant auto on RunPod is an MI300X pod: it is written
+    (vLLM's ROCm image, no CUDA host filter), not skipped."""
     out = tmp_path / "p"
     r = cli(
         "generate",
@@ -972,6 +974,9 @@ def test_generate_skips_plans_it_cannot_write(cli, tmp_path):
         str(out),
     )
     assert r.exit_code == 0, r.output
-    assert "skipped a better plan" in r.output and "ROCm" in r.output
     plan = json.loads((out / "gpuplan.plan.json").read_text())
-    assert not plan["offer"]["gpu"].startswith("mi")
+    assert plan["offer"]["gpu"] == "mi300x"
+    program = (out / "__main__.py").read_text()
+    assert "'image': 'vllm/vllm-openai-rocm:v0.33.0'" in program
+    assert "'allowed_cuda_versions': []" in program
+    assert "'gpu_type_id': 'AMD Instinct MI300X OAM'" in program

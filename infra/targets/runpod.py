@@ -6,7 +6,7 @@ from typing import Any
 
 from infra import versions
 from infra.options import ProjectOptions
-from infra.targets import Capabilities, Target
+from infra.targets import Capabilities, Target, is_amd
 from planner.decide.plan import Plan
 
 
@@ -20,7 +20,10 @@ def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
         "cloud_type": "COMMUNITY" if community else "SECURE",
         # Hosts whose driver runs the image's CUDA (PodFindAndDeployOnDemandInput
         # allowedCudaVersions; unset means any host, including drivers too old for CUDA 13).
-        "allowed_cuda_versions": list(versions.RUNPOD_ALLOWED_CUDA_VERSIONS),
+        # AMD pods run the ROCm image: no CUDA filter.
+        "allowed_cuda_versions": []
+        if is_amd(o.gpu)
+        else list(versions.RUNPOD_ALLOWED_CUDA_VERSIONS),
     }
 
 
@@ -37,7 +40,7 @@ TARGET = Target(
         multi_node=False,
         replicas=True,
         balancer=False,
-        amd=False,
+        amd=True,
         spot=False,
         tls=True,
         firewall=False,
