@@ -79,10 +79,6 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
     provider = data["provider"]
     target = targets.targets()[provider]
     ctx = {"data": data, "provider": provider, "model": plan.model, "base_model": plan.base_model}
-    stack_config: dict[str, Any] = {"gpuplan:allowedCidrs": list(opts.allowed_cidrs)}
-    if opts.ssh_cidr:
-        stack_config["gpuplan:sshCidr"] = opts.ssh_cidr
-    stack_config.update(target.stack_config(data))
     requirements = {**versions.BASE_REQUIREMENTS, **versions.PROVIDER_REQUIREMENTS[provider]}
     est, o = plan.estimate, plan.offer
     monthly = (
@@ -106,9 +102,11 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         "model_is_guess": plan.model_is_guess,
     }  # fmt: skip
     files = {
-        "Pulumi.yaml": render("_shared/Pulumi.yaml.j2", project=data["name"], **ctx),
-        f"Pulumi.{opts.stack}.yaml": render(
-            "_shared/Pulumi.stack.yaml.j2", stack_config=stack_config
+        "Pulumi.yaml": render(
+            "_shared/Pulumi.yaml.j2",
+            project=data["name"],
+            project_config=target.project_config(data),
+            **ctx,
         ),
         "__main__.py": render(f"{provider}/__main__.py.j2", **ctx),
         "gpuplan_boot.py": static_file("_shared/gpuplan_boot.py"),
@@ -136,6 +134,12 @@ def _plan_json(plan: Plan) -> str:
     return plan_to_json(plan)
 
 
+def user_owned(name: str) -> bool:
+    """Files of the project folder that belong to the user: the stack settings files, which
+    `pulumi config set` writes (gpuplan never writes, removes or checks them)."""
+    return name.startswith("Pulumi.") and name.endswith(".yaml") and name != "Pulumi.yaml"
+
+
 def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = False) -> list[str]:
     """Write the files into ``out``: each atomically. A folder holding files gpuplan did not
     generate is refused; files an earlier generation wrote but this one does not are removed.
@@ -153,7 +157,9 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
         present = sorted(
             p.name
             for p in out.iterdir()
-            if p.name not in {"venv", "__pycache__"} and not p.name.startswith(".pulumi")
+            if p.name not in {"venv", "__pycache__"}
+            and not p.name.startswith(".pulumi")
+            and not user_owned(p.name)
         )
         if marker.exists():
             try:
@@ -182,6 +188,7 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
         if name != MARKER:
             atomic_write_text(out / name, content)
     for stale in sorted(set(previous) - set(files)):
-        (out / stale).unlink(missing_ok=True)
+        if not user_owned(stale):  # earlier gpuplan versions wrote the stack file
+            (out / stale).unlink(missing_ok=True)
     atomic_write_text(out / MARKER, files[MARKER])  # last: it vouches for the rest
     return sorted(files)

@@ -122,9 +122,14 @@ def test_check_passes_then_reports_drift(cli, tmp_path, monkeypatch):
     write_toml(tmp_path / "gpuplan.toml")
     r = cli("generate")
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "infra/llm/Pulumi.prod.yaml").exists()
+    assert (tmp_path / "infra/llm/Pulumi.yaml").exists()
     ok = cli("check")
     assert ok.exit_code == 0 and ok.output.startswith("ok:")
+    # the user's own `pulumi config set` values are not drift
+    stack_file = tmp_path / "infra/llm/Pulumi.prod.yaml"
+    stack_file.write_text("config:\n  gcp:project: mine\n  aws:region: eu-west-1\n")
+    assert cli("check").exit_code == 0
+    assert cli("generate").exit_code == 0 and "eu-west-1" in stack_file.read_text()
     write_toml(tmp_path / "gpuplan.toml", workload__context="8192")
     drift = cli("check")
     assert drift.exit_code == 6 and "plan differs: context" in drift.output

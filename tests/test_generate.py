@@ -526,7 +526,7 @@ def test_no_secrets_and_no_open_ssh_in_files(cli, tmp_path, monkeypatch, provide
         if "0.0.0.0/0" in line:  # only AWS egress, and the program's own refusal of open SSH
             assert 'cidr_blocks=["0.0.0.0/0"]' in line.replace("'", '"') or "ssh" in line.lower()
     if provider == "aws":
-        assert SSH in (out / "Pulumi.dev.yaml").read_text()
+        assert SSH in (out / "__main__.py").read_text()
     r = cli(
         "generate",
         "--plan",
@@ -629,7 +629,6 @@ def test_generate_cli_from_model_and_from_plan(cli, tmp_path):
     assert r.exit_code == 0, r.output
     assert {
         "Pulumi.yaml",
-        "Pulumi.dev.yaml",
         "__main__.py",
         "requirements.txt",
         "README.md",
@@ -662,7 +661,9 @@ def test_generate_cli_from_model_and_from_plan(cli, tmp_path):
         "--out",
         str(tmp_path / "p3"),
     )
-    assert r.exit_code == 0 and (tmp_path / "p3" / "Pulumi.prod.yaml").exists()
+    assert (
+        r.exit_code == 0 and "pulumi stack select prod" in (tmp_path / "p3/README.md").read_text()
+    )
     assert "'stack_tag': 'prod'" in (tmp_path / "p3" / "__main__.py").read_text()
 
 
@@ -703,6 +704,26 @@ def test_regenerating_for_another_provider_keeps_what_the_old_state_needs(tmp_pa
     write_project(aws, out, old_stack_destroyed=True)
     assert not (out / "gpuplan_vast.py").exists()
     assert json.loads((out / MARKER).read_text())["files"] == sorted(p.name for p in out.iterdir())
+
+
+def test_the_stack_file_is_the_users(tmp_path):
+    """gpuplan writes provider defaults into Pulumi.yaml and never writes, removes or checks
+    Pulumi.<stack>.yaml, where `pulumi config set` keeps the user's values."""
+    out = tmp_path / "proj"
+    files = render_project(make_plan("gcp"), ProjectOptions(allowed_cidrs=(CIDR,)))
+    assert not [name for name in files if name.startswith("Pulumi.") and name != "Pulumi.yaml"]
+    project = yaml.safe_load(files["Pulumi.yaml"])
+    assert project["config"] == {"gcp:region": "us-central1", "gcp:zone": "us-central1-a"}
+    write_project(files, out)
+    mine = "config:\n  gcp:project: my-project\n  gpuplan:hfToken:\n    secure: v1:abc\n"
+    (out / "Pulumi.dev.yaml").write_text(mine)
+    # an earlier gpuplan listed the stack file among its own: it must survive regeneration
+    marker = json.loads((out / MARKER).read_text())
+    (out / MARKER).write_text(
+        json.dumps({**marker, "files": [*marker["files"], "Pulumi.dev.yaml"]})
+    )
+    write_project(render_project(make_plan("gcp"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    assert (out / "Pulumi.dev.yaml").read_text() == mine
 
 
 def test_plan_json_in_project_round_trips(tmp_path):

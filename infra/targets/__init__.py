@@ -41,7 +41,9 @@ class Target:
     facts: Callable[[Plan, ProjectOptions], dict[str, Any]]  # provider part of PLAN
     refuse: Callable[[Plan], str | None] = lambda plan: None  # target-specific refusals
     require: Callable[[ProjectOptions], None] = lambda opts: None  # raises UsageError
-    stack_config: Callable[[dict[str, Any]], dict[str, Any]] = lambda data: {}
+    # Provider settings for Pulumi.yaml's project-level config (defaults for every stack; the
+    # user's stack file overrides them).
+    project_config: Callable[[dict[str, Any]], dict[str, Any]] = lambda data: {}
     setup_lines: tuple[str, ...] = ()
     helper: str | None = None  # dynamic provider module copied into the project
     # The machine is ours to set up (a VM or server): vLLM runs behind gpuplan_proxy.py.

@@ -48,7 +48,7 @@ TARGET = Target(
         firewall=True,
     ),
     facts=facts,
-    stack_config=lambda data: {"aws:region": data["region"]},
+    project_config=lambda data: {"aws:region": data["region"]},
     protects=(
         "the serving port only from --allow-cidr (security group)",
         "every path but /health behind the API key (authenticating proxy)",

@@ -88,7 +88,7 @@ TARGET = Target(
     ),
     facts=facts,
     refuse=refuse,
-    stack_config=lambda data: {"gcp:region": data["region"], "gcp:zone": data["zone"]},
+    project_config=lambda data: {"gcp:region": data["region"], "gcp:zone": data["zone"]},
     setup_lines=("pulumi config set gcp:project YOUR_PROJECT",),
     protects=(
         "the serving port only from --allow-cidr (firewall rule on a dedicated network)",

@@ -48,7 +48,6 @@ TARGET = Target(
     ),
     facts=facts,
     require=require,
-    stack_config=lambda data: {"gpuplan:robotTestMode": True},
     setup_lines=(
         "export HETZNER_ROBOT_USER=... HETZNER_ROBOT_PASSWORD=...",
         "pulumi config set --path 'gpuplan:robotKeyFingerprints[0]' aa:bb:...",

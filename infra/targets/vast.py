@@ -44,7 +44,6 @@ TARGET = Target(
     ),
     facts=facts,
     refuse=refuse,
-    stack_config=lambda data: {"gpuplan:maxPriceUsdPerHour": data["max_price_usd_per_hour"]},
     setup_lines=("export VAST_API_KEY=...",),
     helper="gpuplan_vast.py",
     own_host=False,

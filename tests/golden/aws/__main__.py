@@ -53,13 +53,15 @@ PLAN = {
 }
 
 config = pulumi.Config("gpuplan")
-allowed_cidrs = config.get_object("allowedCidrs") or PLAN["allowed_cidrs"]
-ssh_cidr = config.get("sshCidr") or PLAN["ssh_cidr"]
-ssh_public_key = config.get("sshPublicKey") or PLAN["ssh_public_key"]
+# Networks and the SSH key are gpuplan's (gpuplan.toml / generate flags): change them there and
+# regenerate. Stack config (Pulumi.<stack>.yaml) is yours: secrets and provider credentials.
+allowed_cidrs = PLAN["allowed_cidrs"]
+ssh_cidr = PLAN["ssh_cidr"]
+ssh_public_key = PLAN["ssh_public_key"]
 if not allowed_cidrs:
-    raise pulumi.RunError("set gpuplan:allowedCidrs: the serving port opens only to them")
+    raise pulumi.RunError("no allowed networks: regenerate with --allow-cidr")
 if ssh_cidr in ("0.0.0.0/0", "::/0"):
-    raise pulumi.RunError("refusing SSH from the whole internet; set gpuplan:sshCidr narrower")
+    raise pulumi.RunError("refusing SSH from the whole internet: regenerate with --ssh-cidr")
 
 # vLLM's API key: gpuplan:apiKey if you set one (as a secret), else a generated one.
 api_key = config.get_secret("apiKey") or random.RandomPassword(
@@ -141,7 +143,9 @@ if has_hf_token:
     parameters.append(aws.ssm.Parameter("vllm-hf-token", name=prefix + "/hf-token",
                                         type="SecureString", value=hf_token,
                                         tags={"gpuplan": PLAN["stack_tag"]}))
-secret_source = {"kind": "aws-ssm", "region": PLAN["region"], "api_key": prefix + "/api-key",
+# The region the provider really uses (a stack may override Pulumi.yaml's aws:region).
+region = pulumi.Config("aws").get("region") or PLAN["region"]
+secret_source = {"kind": "aws-ssm", "region": region, "api_key": prefix + "/api-key",
                  "hf_token": prefix + "/hf-token" if has_hf_token else None}
 role = aws.iam.Role("vllm", assume_role_policy=json.dumps({
     "Version": "2012-10-17",
