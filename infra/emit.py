@@ -45,9 +45,21 @@ def plan_data(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
         "nodes": plan.layout.nodes,
         "gpus_total": plan.offer.gpu_count * plan.layout.nodes,
         "master_port": MASTER_PORT,
+        "needs_hf_token": needs_hf_token(plan),
     }  # fmt: skip
     data.update(target.facts(plan, opts))
     return data
+
+
+# Hugging Face organisations whose model repositories are all gated (the model card must be
+# accepted and requests need a token): huggingface.co/meta-llama ("You need to agree to share
+# your contact information to access this model"), huggingface.co/google gemma-* ("review and
+# agree to Google's usage license"). Other gated repositories are not known to gpuplan.
+GATED_PREFIXES = ("meta-llama/", "google/gemma")
+
+
+def needs_hf_token(plan: Plan) -> bool:
+    return plan.model.lower().startswith(GATED_PREFIXES)
 
 
 def image_for(plan: Plan) -> str:

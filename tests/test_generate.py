@@ -31,6 +31,7 @@ GOLDEN = Path(__file__).parent / "golden"
 HARNESS = Path(__file__).parent / "pulumi_harness.py"
 CIDR = "203.0.113.0/24"
 SSH = "198.51.100.7/32"
+HF = "hf_testtoken"  # the models tests plan (meta-llama/*) are gated: the program needs one
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGpuplanTestKeyOnlyForTests0000000000000 test@example"
 
 OFFERS = {
@@ -115,7 +116,8 @@ def make_plan(provider: str, model: str = "llama-3.1-8b", spot: bool = False) ->
 
 def run_program(project: Path, config: dict) -> dict:
     cfg = project / "harness-config.json"
-    cfg.write_text(json.dumps({"gcp:project": "gpuplan-test", **config}))
+    defaults = {"gcp:project": "gpuplan-test", "gpuplan:hfToken": {"value": HF, "secret": True}}
+    cfg.write_text(json.dumps({k: v for k, v in {**defaults, **config}.items() if v is not None}))
     out = project / "harness-out.json"
     proc = subprocess.run(
         [sys.executable, str(HARNESS), str(project), str(out), str(cfg)],
@@ -228,14 +230,17 @@ def test_aws_program(tmp_path):
     [call] = [c for c in result["calls"] if c["token"] == "aws:ssm/getParameter:getParameter"]
     assert "deeplearning" in call["args"]["name"] and "nvidia-driver" in call["args"]["name"]
     # the API key is an SSM SecureString the instance role alone may read
-    [param] = by_type(result, "aws:ssm/parameter:Parameter")
-    assert param["inputs"]["type"] == "SecureString" and "value" in param["secret"]
-    assert param["inputs"]["name"] in boot_files(i["userData"])["/opt/gpuplan/fetch-secrets.sh"]
+    params = by_type(result, "aws:ssm/parameter:Parameter")
+    assert sorted(p["inputs"]["name"].rsplit("/", 1)[1] for p in params) == ["api-key", "hf-token"]
+    fetch = boot_files(i["userData"])["/opt/gpuplan/fetch-secrets.sh"]
+    for param in params:
+        assert param["inputs"]["type"] == "SecureString" and "value" in param["secret"]
+        assert param["inputs"]["name"] in fetch
+    assert HF not in i["userData"]
     [policy] = by_type(result, "aws:iam/rolePolicy:RolePolicy")
     statement = json.loads(policy["inputs"]["policy"])["Statement"]
-    assert statement == [
-        {"Action": "ssm:GetParameter", "Effect": "Allow", "Resource": [param["inputs"]["arn"]]}
-    ]
+    arns = sorted(p["inputs"]["arn"] for p in params)
+    assert statement == [{"Action": "ssm:GetParameter", "Effect": "Allow", "Resource": arns}]
     assert len(by_type(result, "aws:iam/instanceProfile:InstanceProfile")) == 1
 
 
@@ -301,13 +306,34 @@ def test_gcp_program(tmp_path):
     assert fw["inputs"]["sourceRanges"] == [CIDR] and fw["inputs"]["network"] == "vllm_id"
     assert fw["inputs"]["allows"] == [{"ports": ["8000"], "protocol": "tcp"}]
     # the key is a Secret Manager secret that only the VM's service account may read
-    [version] = by_type(result, "gcp:secretmanager/secretVersion:SecretVersion")
-    assert version["inputs"]["secretData"] == "generated-api-key-0123456789"
-    [member] = by_type(result, "gcp:secretmanager/secretIamMember:SecretIamMember")
+    versions = by_type(result, "gcp:secretmanager/secretVersion:SecretVersion")
+    assert sorted(v["inputs"]["secretData"] for v in versions) == [
+        "generated-api-key-0123456789",
+        HF,
+    ]
+    assert all("secretData" in v["secret"] for v in versions)
     [account] = by_type(result, "gcp:serviceaccount/account:Account")
-    assert member["inputs"]["member"] == "serviceAccount:" + account["inputs"]["email"]
+    members = by_type(result, "gcp:secretmanager/secretIamMember:SecretIamMember")
+    assert len(members) == 2
+    for member in members:
+        assert member["inputs"]["member"] == "serviceAccount:" + account["inputs"]["email"]
+        assert member["inputs"]["role"] == "roles/secretmanager.secretAccessor"
+    assert HF not in i["metadataStartupScript"]
     assert i["serviceAccount"]["email"] == account["inputs"]["email"]
     assert i["metadata"]["enable-oslogin"] == "TRUE"
+
+
+def test_a_gated_model_without_a_token_stops_pulumi_up(tmp_path):
+    """meta-llama repositories are gated: without gpuplan:hfToken vLLM would restart in a loop
+    on a 401 while `pulumi up` reports success."""
+    project, _ = generate(tmp_path, "aws")
+    result = run_program(project, {"gpuplan:hfToken": None})
+    assert "gated" in (result["error"] or "") and "gpuplan:hfToken" in result["error"]
+    assert not by_type(result, "aws:ec2/instance:Instance")
+    from infra.emit import needs_hf_token
+
+    qwen = make_plan("aws", model="qwen3-8b")
+    assert not needs_hf_token(qwen) and needs_hf_token(make_plan("aws"))
 
 
 def test_gcp_a3_ultra_takes_hyperdisk_and_gvnic_and_is_not_planned_on_demand(tmp_path):
@@ -426,7 +452,9 @@ def test_hetzner_real_mode_installs_idempotently_and_survives_the_reboot(tmp_pat
     assert "--dport 8000 -j GPUPLAN" in fw
     unit = files["/etc/systemd/system/vllm.service"]
     assert "ExecStartPre=/opt/gpuplan/firewall.sh" in unit
-    assert files["/etc/gpuplan/vllm.env"] == "VLLM_API_KEY=generated-api-key-0123456789\n"
+    assert files["/etc/gpuplan/vllm.env"] == (
+        f"VLLM_API_KEY=generated-api-key-0123456789\nHF_TOKEN={HF}\n"
+    )
 
 
 def test_hetzner_project_needs_ssh_cidr():

@@ -24,6 +24,7 @@ PLAN = {
     'instance_type': 'g6e.xlarge',
     'master_port': 29501,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
+    'needs_hf_token': True,
     'nodes': 1,
     'port': 8000,
     'provider': 'aws',
@@ -71,6 +72,11 @@ api_key = config.get_secret("apiKey") or random.RandomPassword(
 hf_token_config = config.get_secret("hfToken")
 has_hf_token = hf_token_config is not None
 hf_token = hf_token_config or pulumi.Output.secret("")
+if PLAN["needs_hf_token"] and not has_hf_token:
+    # Without it vLLM restarts in a loop on a 401 while `pulumi up` reports success.
+    raise pulumi.RunError(
+        f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
+        "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
 # The GPU Deep Learning Base AMI (NVIDIA driver, Docker, NVIDIA container toolkit, AWS CLI),
 # resolved through its public SSM parameter. Instances ignore later AMI changes, so a new
 # DLAMI release does not replace running machines on the next `pulumi up`.

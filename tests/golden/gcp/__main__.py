@@ -24,6 +24,7 @@ PLAN = {
     'machine_type': 'n1-standard-8',
     'master_port': 29501,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
+    'needs_hf_token': True,
     'network': None,
     'nic_type': None,
     'nodes': 1,
@@ -77,6 +78,11 @@ api_key = config.get_secret("apiKey") or random.RandomPassword(
 hf_token_config = config.get_secret("hfToken")
 has_hf_token = hf_token_config is not None
 hf_token = hf_token_config or pulumi.Output.secret("")
+if PLAN["needs_hf_token"] and not has_hf_token:
+    # Without it vLLM restarts in a loop on a 401 while `pulumi up` reports success.
+    raise pulumi.RunError(
+        f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
+        "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
 project = pulumi.Config("gcp").require("project")
 tag = "gpuplan-" + PLAN["stack_tag"]
 labels = {"gpuplan": PLAN["stack_tag"]}

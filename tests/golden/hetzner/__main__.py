@@ -22,6 +22,7 @@ PLAN = {
     'master_port': 29501,
     'monthly_price_usd': 975.18,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
+    'needs_hf_token': True,
     'nodes': 1,
     'port': 8000,
     'product_id': 'GEX130',
@@ -68,6 +69,11 @@ api_key = config.get_secret("apiKey") or random.RandomPassword(
 hf_token_config = config.get_secret("hfToken")
 has_hf_token = hf_token_config is not None
 hf_token = hf_token_config or pulumi.Output.secret("")
+if PLAN["needs_hf_token"] and not has_hf_token:
+    # Without it vLLM restarts in a loop on a 401 while `pulumi up` reports success.
+    raise pulumi.RunError(
+        f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
+        "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
 # GEX servers are monthly rentals with a setup fee and a delivery delay: read README.md.
 if not ssh_cidr:
     raise pulumi.RunError("no SSH network: the server is installed over SSH; regenerate with "

@@ -22,6 +22,7 @@ PLAN = {
     'min_gpu_ram_mb': 21600,
     'min_reliability': 0.95,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
+    'needs_hf_token': True,
     'nodes': 1,
     'port': 8000,
     'provider': 'vast',
@@ -67,6 +68,11 @@ api_key = config.get_secret("apiKey") or random.RandomPassword(
 hf_token_config = config.get_secret("hfToken")
 has_hf_token = hf_token_config is not None
 hf_token = hf_token_config or pulumi.Output.secret("")
+if PLAN["needs_hf_token"] and not has_hf_token:
+    # Without it vLLM restarts in a loop on a 401 while `pulumi up` reports success.
+    raise pulumi.RunError(
+        f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
+        "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
 # Vast.ai hosts map the port to a random public port; there is no firewall to open, so access
 # is controlled by vLLM's API key. --allow-cidr is not enforceable here.
 instances = [VastInstance(
