@@ -223,6 +223,9 @@ class RobotCloud:
         if headers.get("authorization") != self.AUTH:
             return 401, {"error": {"status": 401, "code": "UNAUTHORIZED"}}
         with self.lock:
+            if method == "GET" and path == "/order/server/product/GEX130":
+                dists = ["Rescue system", "Ubuntu 22.04.2 LTS base", "Ubuntu 24.04.1 LTS base"]
+                return 200, {"product": {"id": "GEX130", "dist": dists}}
             if method == "POST" and path == "/order/server/transaction":
                 self.orders.append(body.decode())
                 return 201, self._tx("in process")
@@ -258,6 +261,9 @@ def test_hetzner_order_lifecycle_through_the_provider_protocol(tmp_path, wait_mi
     ):
         id_, outs = dp.create("gex", dp.check("gex", {}, inputs))
         assert id_ == "B20261130-1" and len(cloud.orders) == 1
+        # the OS image is the product's own, read from Robot, not a hard-coded name
+        assert "dist=Ubuntu+24.04.1+LTS+base" in cloud.orders[0]
+        assert outs["dist"] == "Ubuntu 24.04.1 LTS base"
         if wait_minutes < 1:
             assert outs["status"] == "in process" and outs["server_ip"] == ""
             again = dp.check("gex", outs, {**inputs, "wait_minutes": 60})
@@ -272,5 +278,20 @@ def test_hetzner_order_lifecycle_through_the_provider_protocol(tmp_path, wait_mi
         assert dp.diff("gex", id_, outs, keys).changes == DIFF_NONE
         other = dp.check("gex", outs, {**inputs, "product_id": "GEX44"})
         assert list(dp.diff("gex", id_, outs, other).replaces) == ["product_id"]
+        older_os = dp.check("gex", outs, {**inputs, "dist": "Ubuntu 22.04"})
+        assert list(dp.diff("gex", id_, outs, older_os).replaces) == ["dist"]
         dp.delete("gex", id_, outs)
         assert cloud.cancelled == ["cancellation_date=now"]
+
+
+def test_hetzner_dist_is_chosen_from_the_products_own_list():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "templates/hetzner/gpuplan_hetzner.py"
+    spec = importlib.util.spec_from_file_location("gpuplan_hetzner_for_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    choices = ["Rescue system", "Ubuntu 24.04.1 LTS minimal", "Ubuntu 24.04.1 LTS base"]
+    assert module.choose_dist(choices, "Ubuntu 24.04") == "Ubuntu 24.04.1 LTS base"
+    with pytest.raises(RuntimeError, match=r"no Ubuntu 24\.04 image"):
+        module.choose_dist(["Debian 12 base"], "Ubuntu 24.04")

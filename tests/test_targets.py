@@ -54,6 +54,9 @@ def test_refusals_follow_declared_capabilities():
     spot = replace(plan, need=replace(plan.need, spot=True))
     assert "spot" in (refusal(spot) or "")
     assert refusal(replace(plan, offer=replace(plan.offer, provider="azure"))) is not None
+    hetzner = make_plan("hetzner")
+    gone = replace(hetzner, offer=replace(hetzner.offer, notes=("discontinued",)))
+    assert "discontinued" in (refusal(gone) or "")
     unknown_gpu = replace(plan, offer=replace(plan.offer, gpu="t4"))
     assert "RunPod GPU type" in (refusal(unknown_gpu) or "")
 

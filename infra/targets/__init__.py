@@ -83,6 +83,8 @@ def refusal(plan: Plan) -> str | None:
     if target is None:
         return f"no infrastructure template for provider '{o.provider}'"
     caps = target.capabilities
+    if "discontinued" in o.notes:  # the catalog's note: the product can no longer be ordered
+        return f"{o.provider} {o.instance_type} is discontinued and can no longer be ordered"
     if is_amd(o.gpu) and not caps.amd:
         return (
             f"AMD GPUs need vLLM's ROCm image, which gpuplan does not deploy on {target.title} yet"

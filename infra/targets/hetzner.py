@@ -14,13 +14,14 @@ from planner.errors import UsageError
 
 def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
     o = plan.offer
-    # TODO(wt-catalog): location and the product's dist list become structured provider data;
-    # the dist is then read from the product instead of assumed here.
+    # TODO(wt-catalog): the location becomes structured provider data.
     location = re.split(r"[\s/,(]+", o.region.strip())[0].upper()
     return {
         "product_id": o.instance_type,
         "location": location,
-        "dist": "Ubuntu 24.04 LTS base",
+        # The OS wanted; the order uses the product's own image of that name (read from Robot
+        # at order time by gpuplan_hetzner.choose_dist).
+        "dist": "Ubuntu 24.04",
         "monthly_price_usd": plan.estimate.monthly_commitment_usd,
         "setup_fee_usd": plan.estimate.setup_fee_usd,
     }

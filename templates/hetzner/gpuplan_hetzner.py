@@ -20,7 +20,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 OUTPUTS = ("transaction_id", "server_number", "server_ip", "status")
-SPEC = ("product_id", "location", "dist", "test")
+SPEC = ("product_id", "location", "test")  # and the OS: see diff
 
 
 def _robot(method: str, path: str, data: list[tuple[str, str]] | None = None) -> Any:
@@ -33,6 +33,19 @@ def _robot(method: str, path: str, data: list[tuple[str, str]] | None = None) ->
     resp = requests.request(method, f"{base}{path}", data=data, auth=(user, password), timeout=60)
     resp.raise_for_status()
     return resp.json()
+
+
+def choose_dist(choices: list[str], wanted: str) -> str:
+    """The product's own OS image whose name starts with ``wanted`` (e.g. "Ubuntu 24.04"):
+    Robot lists the images each product can be ordered with (GET /order/server/product/{id},
+    `dist`), and the names change between products and over time."""
+    matches = sorted(c for c in choices if c == wanted or c.startswith(wanted))
+    if not matches:
+        raise RuntimeError(
+            f"the product offers no {wanted} image (it offers: {', '.join(choices) or 'none'})"
+        )
+    plain = [m for m in matches if "base" in m.lower()]
+    return (plain or matches)[0]
 
 
 def _transaction(tx_id: str) -> dict[str, Any] | None:
@@ -66,10 +79,12 @@ class _ServerOrderProvider(ResourceProvider):
     poll_s = float(os.environ.get("GPUPLAN_POLL_S", "60"))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        product = _robot("GET", f"/order/server/product/{props['product_id']}")["product"]
+        dist = choose_dist(list(product.get("dist") or []), props["dist"])
         form = [
             ("product_id", props["product_id"]),
             ("location", props["location"]),
-            ("dist", props["dist"]),
+            ("dist", dist),
             ("lang", "en"),
             ("addon[]", "primary_ipv4"),
         ]
@@ -83,13 +98,16 @@ class _ServerOrderProvider(ResourceProvider):
         # while waiting. A delivery not done in time is picked up by the next `pulumi up`.
         if not props["test"]:
             tx = wait_delivery(tx, float(props["wait_minutes"]), self.poll_s)
-        return CreateResult(id_=str(tx["id"]), outs=_outs(props, tx))
+        return CreateResult(id_=str(tx["id"]), outs=_outs({**props, "dist": dist}, tx))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # Replacing a monthly server means cancelling it and ordering another: only a change
         # of product, location, OS or test mode does that. Not the pickled provider, not the
         # wait, not the key fingerprints (they only matter when the server is installed).
         replaces = [k for k in SPEC if olds.get(k) != news.get(k)]
+        # the installed OS (olds, the product's full name) against the wanted one (a prefix)
+        if not str(olds.get("dist") or "").startswith(str(news.get("dist") or "")):
+            replaces.append("dist")
         pending = not olds.get("test") and olds.get("status") != "ready"
         return DiffResult(
             changes=bool(replaces) or pending, replaces=replaces, delete_before_replace=True
@@ -101,7 +119,7 @@ class _ServerOrderProvider(ResourceProvider):
         if tx["status"] == "in process":
             tx = _transaction(_id) or tx
             tx = wait_delivery(tx, float(news["wait_minutes"]), self.poll_s)
-        return UpdateResult(outs=_outs(news, tx))
+        return UpdateResult(outs=_outs({**news, "dist": olds.get("dist") or news["dist"]}, tx))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         if props.get("test") or props.get("status") == "ready":

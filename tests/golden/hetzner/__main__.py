@@ -15,7 +15,7 @@ from gpuplan_hetzner import HetznerServerOrder
 PLAN = {
     'allowed_cidrs': ['203.0.113.0/24'],
     'disk_gb': 80,
-    'dist': 'Ubuntu 24.04 LTS base',
+    'dist': 'Ubuntu 24.04',
     'gpus_total': 1,
     'image': 'vllm/vllm-openai:v0.33.0',
     'location': 'NBG1',
