@@ -110,7 +110,8 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         "monthly_price_usd": est.monthly_commitment_usd or 0.0,
         "setup_fee_usd": est.setup_fee_usd or 0.0,
         "protects": list(target.protects),
-        "exposes": list(target.exposes), "tls": target.capabilities.tls,
+        "exposes": list(target.exposes),
+        "tls": target.capabilities.tls or bool(opts.tls_certificate),
         "model_is_guess": plan.model_is_guess,
     }  # fmt: skip
     files = {

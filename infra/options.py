@@ -24,6 +24,10 @@ class ProjectOptions:
     # GCP network + subnetwork (names or self links).
     network: str | None = None
     subnets: tuple[str, ...] = ()
+    # TLS on AWS: an ACM certificate ARN and the domain it covers; the endpoint is then an
+    # NLB TLS listener on 443 at https://<tls_domain> (point the domain at the balancer).
+    tls_certificate: str | None = None
+    tls_domain: str | None = None
     # Say yes to what gpuplan otherwise refuses: a serving port open to the whole internet, a
     # model known only by a guess from its name (the repository may not exist).
     allow_open_port: bool = False
@@ -82,6 +86,16 @@ def validate_options(opts: ProjectOptions) -> ProjectOptions:
         raise UsageError(f"disk size {opts.disk_gb} GB is out of range", "20 to 65536 GB")
     if opts.image is not None and not re.fullmatch(r"[a-z0-9][a-z0-9._/:@-]{0,254}", opts.image):
         raise UsageError(f"image '{opts.image}' is not a Docker image reference")
+    if bool(opts.tls_certificate) != bool(opts.tls_domain):
+        raise UsageError("TLS needs both a certificate and the domain it covers")
+    if opts.tls_certificate and not re.fullmatch(
+        r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+", opts.tls_certificate
+    ):
+        raise UsageError(f"'{opts.tls_certificate}' is not an ACM certificate ARN")
+    if opts.tls_domain and not re.fullmatch(
+        r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", opts.tls_domain
+    ):
+        raise UsageError(f"'{opts.tls_domain}' is not a domain name")
     if opts.subnets and not opts.network:
         raise UsageError("subnets given without the network (VPC) they belong to")
     return replace(opts, allowed_cidrs=allowed, ssh_cidr=ssh, ssh_public_key=key)

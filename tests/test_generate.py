@@ -1029,3 +1029,34 @@ def test_amd_plans_are_generated_with_the_rocm_image(cli, tmp_path):
     assert "'image': 'vllm/vllm-openai-rocm:v0.33.0'" in program
     assert "'allowed_cuda_versions': []" in program
     assert "'gpu_type_id': 'AMD Instinct MI300X OAM'" in program
+
+
+CERT = "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-0000-4000-8000-123456789abc"
+
+
+def test_aws_tls_with_a_certificate_behind_an_nlb_tls_listener(tmp_path):
+    opts = ProjectOptions(allowed_cidrs=(CIDR,), tls_certificate=CERT, tls_domain="llm.example.com")
+    out = tmp_path / "tls"
+    write_project(render_project(make_plan("aws"), opts), out)
+    result = run_program(out, {})
+    assert result["error"] is None
+    [listener] = by_type(result, "aws:lb/listener:Listener")
+    i = listener["inputs"]
+    assert (i["protocol"], i["port"], i["certificateArn"]) == ("TLS", 443, CERT)
+    assert i["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
+    assert len(by_type(result, "aws:lb/targetGroupAttachment:TargetGroupAttachment")) == 1
+    ingress = by_type(result, "aws:ec2/securityGroup:SecurityGroup")[0]["inputs"]["ingress"]
+    assert (443, [CIDR]) in [(r["fromPort"], r["cidrBlocks"]) for r in ingress]
+    assert "Not encrypted" not in (out / "README.md").read_text()
+
+
+def test_tls_options_are_checked():
+    from planner.errors import UsageError
+
+    with pytest.raises(UsageError, match="both"):
+        render_project(make_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,), tls_domain="a.io"))
+    with pytest.raises(UsageError, match="AWS only"):
+        render_project(
+            make_plan("gcp"),
+            ProjectOptions(allowed_cidrs=(CIDR,), tls_certificate=CERT, tls_domain="a.example"),
+        )

@@ -29,7 +29,8 @@ class Capabilities:
     balancer: bool  # a managed load balancer in front of the replicas
     amd: bool  # AMD GPUs (vLLM's ROCm image)
     spot: bool  # interruptible machines
-    tls: bool  # the endpoint is HTTPS
+    tls: bool  # the endpoint is HTTPS without anything from the user
+    tls_termination: bool  # HTTPS with the user's certificate (ProjectOptions.tls_certificate)
     firewall: bool  # the serving port is closed to networks outside --allow-cidr
 
 
@@ -118,6 +119,11 @@ def require(plan: Plan, opts: ProjectOptions) -> None:
             "project would serve a repository that may not exist",
             "give an existing Hugging Face id (or a GGUF file), or insist with allow_guessed_model",
         )
+    if opts.tls_certificate and not target.capabilities.tls_termination:
+        raise UsageError(
+            f"gpuplan terminates TLS with a certificate on AWS only, not {target.title}",
+            "drop the certificate (and put TLS in front yourself)",
+        )
     target.require(opts)
 
 
@@ -130,7 +136,7 @@ def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
             f"{target.title} has no firewall gpuplan can set: --allow-cidr is not enforced, "
             "the API key is the only protection"
         )
-    if not target.capabilities.tls:
+    if not target.capabilities.tls and not opts.tls_certificate:
         out.append(f"the {target.title} endpoint is plain HTTP: put TLS in front")
     if opts.allow_open_port:
         out.append("the serving port is open to the whole internet (allow_open_port)")

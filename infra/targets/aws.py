@@ -32,6 +32,8 @@ def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
         # default VPC.
         "vpc_id": opts.network,
         "subnet_ids": list(opts.subnets),
+        "tls_certificate_arn": opts.tls_certificate,
+        "tls_domain": opts.tls_domain,
     }
 
 
@@ -45,6 +47,7 @@ TARGET = Target(
         amd=False,
         spot=True,
         tls=False,
+        tls_termination=True,
         firewall=True,
     ),
     facts=facts,

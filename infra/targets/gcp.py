@@ -84,6 +84,7 @@ TARGET = Target(
         amd=False,
         spot=True,
         tls=False,
+        tls_termination=False,
         firewall=True,
     ),
     facts=facts,

@@ -45,6 +45,7 @@ TARGET = Target(
         amd=False,
         spot=False,
         tls=False,
+        tls_termination=False,
         firewall=True,
     ),
     facts=facts,

@@ -43,6 +43,7 @@ TARGET = Target(
         amd=True,
         spot=False,
         tls=True,
+        tls_termination=False,
         firewall=False,
     ),
     facts=facts,

@@ -40,6 +40,7 @@ TARGET = Target(
         amd=False,
         spot=False,
         tls=False,
+        tls_termination=False,
         firewall=False,
     ),
     facts=facts,

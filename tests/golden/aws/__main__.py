@@ -36,6 +36,8 @@ PLAN = {
     'ssh_public_key': None,
     'stack_tag': 'dev',
     'subnet_ids': [],
+    'tls_certificate_arn': None,
+    'tls_domain': None,
     'usd_per_hour': 1.861,
     'vllm_args': [
         'meta-llama/Llama-3.1-8B-Instruct',
@@ -84,6 +86,10 @@ ami = aws.ssm.get_parameter(name=PLAN["ami_ssm_parameter"]).value
 
 replicas = PLAN["replicas"]
 nodes = PLAN["nodes"]
+tls = bool(PLAN["tls_certificate_arn"])
+# A network load balancer fronts several replicas, and terminates TLS when a certificate is
+# given (the instances then serve plain HTTP inside the VPC only).
+balanced = replicas > 1 or tls
 # The VPC and subnets given to gpuplan (vpc_id/subnet_ids), else the account's default VPC.
 if PLAN["vpc_id"]:
     vpc = aws.ec2.get_vpc(id=PLAN["vpc_id"])
@@ -115,7 +121,12 @@ ingress = [
         ipv6_cidr_blocks=[c for c in allowed_cidrs if ":" in c],
     )
 ]
-if replicas > 1:
+if tls:
+    ingress.append(aws.ec2.SecurityGroupIngressArgs(
+        description="HTTPS (TLS listener)", protocol="tcp", from_port=443, to_port=443,
+        cidr_blocks=[c for c in allowed_cidrs if ":" not in c],
+        ipv6_cidr_blocks=[c for c in allowed_cidrs if ":" in c]))
+if balanced:
     # The network load balancer's health checks come from inside the VPC.
     ingress.append(aws.ec2.SecurityGroupIngressArgs(
         description="load balancer health checks", protocol="tcp", from_port=PLAN["port"],
@@ -242,14 +253,15 @@ else:
     ]
 port = str(PLAN["port"])
 
-if replicas == 1:
+if not balanced:
     pulumi.export("endpoint", pulumi.Output.concat("http://", instances[0].public_ip, ":", port,
                                                    "/v1"))
     pulumi.export("instanceId", instances[0].id)
     if nodes > 1:
         pulumi.export("instanceIds", [inst.id for inst in instances])
 else:
-    # N identical replicas behind a network load balancer that health-checks /health.
+    # The replicas behind a network load balancer that health-checks /health (through the
+    # proxy, which leaves /health open); with a certificate, a TLS listener on 443.
     target_group = aws.lb.TargetGroup(
         "vllm",
         port=PLAN["port"],
@@ -261,7 +273,8 @@ else:
             unhealthy_threshold=3, interval=30),
         tags={"gpuplan": PLAN["stack_tag"]},
     )
-    for i, inst in enumerate(instances):
+    serving = instances[:1] if nodes > 1 else instances  # multi-node: the head serves
+    for i, inst in enumerate(serving):
         aws.lb.TargetGroupAttachment(f"vllm-{i}", target_group_arn=target_group.arn,
                                      target_id=inst.id, port=PLAN["port"])
     balancer = aws.lb.LoadBalancer(
@@ -275,17 +288,26 @@ else:
     aws.lb.Listener(
         "vllm",
         load_balancer_arn=balancer.arn,
-        port=PLAN["port"],
-        protocol="TCP",
+        port=443 if tls else PLAN["port"],
+        protocol="TLS" if tls else "TCP",
+        certificate_arn=PLAN["tls_certificate_arn"],
+        ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06" if tls else None,
         default_actions=[aws.lb.ListenerDefaultActionArgs(
             type="forward", target_group_arn=target_group.arn)],
     )
-    pulumi.export("endpoint", pulumi.Output.concat("http://", balancer.dns_name, ":", port,
-                                                   "/v1"))
+    pulumi.export("balancerDns", balancer.dns_name)
+    if tls:
+        # Point the certificate's domain (CNAME or alias) at balancerDns.
+        pulumi.export("endpoint", f"https://{PLAN['tls_domain']}/v1")
+    else:
+        pulumi.export("endpoint", pulumi.Output.concat("http://", balancer.dns_name, ":", port,
+                                                       "/v1"))
     pulumi.export("instanceId", instances[0].id)
     pulumi.export("instanceIds", [inst.id for inst in instances])
-    pulumi.export("replicaEndpoints", [
-        pulumi.Output.concat("http://", inst.public_ip, ":", port, "/v1") for inst in instances])
+    if replicas > 1:
+        pulumi.export("replicaEndpoints", [
+            pulumi.Output.concat("http://", inst.public_ip, ":", port, "/v1")
+            for inst in instances])
 
 pulumi.export("provider", PLAN["provider"])
 pulumi.export("model", PLAN["served_model_name"])
