@@ -16,7 +16,8 @@ from planner.decide.rank import candidates_for, recommend
 from planner.errors import UsageError
 from planner.model.sources import load_model_spec
 from planner.offers.providers import provider_names
-from tests.test_generate import CIDR, make_offer, make_plan, multi_node_plan
+from tests.test_generate import CIDR, make_offer, make_plan
+from tests.test_generate_scale import multi_node_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 
