@@ -319,7 +319,11 @@ def test_aws_tls_with_a_certificate_behind_an_nlb_tls_listener(tmp_path):
     assert i["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
     assert len(by_type(result, "aws:lb/targetGroupAttachment:TargetGroupAttachment")) == 1
     ingress = by_type(result, "aws:ec2/securityGroup:SecurityGroup")[0]["inputs"]["ingress"]
-    assert (443, [CIDR]) in [(r["fromPort"], r["cidrBlocks"]) for r in ingress]
+    rules = sorted((r["fromPort"], tuple(r["cidrBlocks"])) for r in ingress)
+    # clients reach the TLS listener only; plain HTTP on 8000 stays inside the VPC
+    assert rules == [(443, (CIDR,)), (8000, ("172.31.0.0/16",))]
+    [tg] = by_type(result, "aws:lb/targetGroup:TargetGroup")
+    assert tg["inputs"]["preserveClientIp"] == "false"
     assert "Not encrypted" not in (out / "README.md").read_text()
 
 

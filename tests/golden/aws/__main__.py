@@ -114,14 +114,15 @@ if not subnet_ids:
     raise pulumi.RunError(f"no subnet of {vpc.id} is in an availability zone that offers "
                           f"{PLAN['instance_type']} ({', '.join(sorted(zones)) or 'none'})")
 
-ingress = [
-    aws.ec2.SecurityGroupIngressArgs(
+ingress = []
+if not tls:
+    ingress.append(aws.ec2.SecurityGroupIngressArgs(
         description="vLLM API", protocol="tcp", from_port=PLAN["port"], to_port=PLAN["port"],
         cidr_blocks=[c for c in allowed_cidrs if ":" not in c],
         ipv6_cidr_blocks=[c for c in allowed_cidrs if ":" in c],
-    )
-]
-if tls:
+    ))
+else:
+    # Clients reach only the TLS listener; plain HTTP stays inside the VPC.
     ingress.append(aws.ec2.SecurityGroupIngressArgs(
         description="HTTPS (TLS listener)", protocol="tcp", from_port=443, to_port=443,
         cidr_blocks=[c for c in allowed_cidrs if ":" not in c],
@@ -268,6 +269,9 @@ else:
         protocol="TCP",
         target_type="instance",
         vpc_id=vpc.id,
+        # With TLS the balancer connects from its own VPC address, so the instances need not
+        # (and do not) accept plain HTTP from the clients' networks.
+        preserve_client_ip="false" if tls else None,
         health_check=aws.lb.TargetGroupHealthCheckArgs(
             protocol="HTTP", path="/health", port="traffic-port", healthy_threshold=2,
             unhealthy_threshold=3, interval=30),
