@@ -151,3 +151,18 @@ def test_warnings_say_what_a_target_does_not_enforce():
     assert any("plain HTTP" in w for w in warnings(make_plan("vast"), opts))
     assert not any("not enforced" in w for w in warnings(make_plan("aws"), opts))
     assert not any("plain HTTP" in w for w in warnings(make_plan("runpod"), opts))
+    assert any("/invocations" in w for w in warnings(make_plan("runpod"), opts))
+    assert not any("/invocations" in w for w in warnings(make_plan("hetzner"), opts))
+
+
+def test_infra_packages_are_listed_for_the_wheel():
+    """pyproject lists packages by hand: a missing one (infra.targets) breaks installs."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "infra").rglob("__init__.py")
+    }
+    assert found <= listed

@@ -136,6 +136,12 @@ def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
             f"{target.title} has no firewall gpuplan can set: --allow-cidr is not enforced, "
             "the API key is the only protection"
         )
+    if not target.own_host:
+        out.append(
+            f"on {target.title} vLLM runs without gpuplan's authenticating proxy: its API key "
+            "guards /v1 only, and /invocations, /tokenize and /metrics answer anyone "
+            "(vllm-project/vllm#58144)"
+        )
     if not target.capabilities.tls and not opts.tls_certificate:
         out.append(f"the {target.title} endpoint is plain HTTP: put TLS in front")
     if opts.allow_open_port:
