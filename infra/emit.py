@@ -129,7 +129,7 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
     }
     if target.helper:
         files[target.helper] = static_file(f"{provider}/{target.helper}")
-    if target.own_host:
+    if target.auth_proxy:
         files["gpuplan_proxy.py"] = static_file("_shared/gpuplan_proxy.py")
     files["gpuplan.plan.json"] = _plan_json(plan)
     files[MARKER] = (

@@ -160,6 +160,8 @@ def test_vast_lifecycle_through_the_provider_protocol(tmp_path):
         checked = dp.check("vllm", {}, inputs)
         id_, outs = dp.create("vllm", checked)
         assert list(cloud.instances) == [id_] and outs["endpoint"] == "http://198.51.100.9:41000/v1"
+        [rented] = cloud.instances.values()
+        assert rented["onstart"] == "bash" and rented["args"][0] == "-c"  # proxy, then vLLM
         query = cloud.searches[0]
         assert query["cuda_max_good"] == {"gte": 13.0}  # the host's driver runs CUDA 13
         assert "reliability" in query and "reliability2" not in query  # vast-cli's field name

@@ -383,7 +383,16 @@ def test_vast_program_pins_no_offer(tmp_path):
     i = inst["inputs"]
     assert (i["gpu_name"], i["gpu_count"]) == ("RTX 4090", 1)
     assert i["max_price_usd_per_hour"] == pytest.approx(0.31 * 1.25)
-    assert i["args"] == [*serve_args(plan), "--host", "0.0.0.0", "--port", "8000"]
+    # bash -c: the authenticating proxy on the public port, then vLLM on loopback
+    assert i["entrypoint"] == "bash" and i["args"][0] == "-c"
+    lines = i["args"][1].splitlines()
+    decode = shlex.split(lines[1])
+    proxy = gzip.decompress(base64.b64decode(decode[3])).decode()
+    assert proxy == (ROOT / "templates/_shared/gpuplan_proxy.py").read_text()
+    assert lines[2] == "python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 &"
+    assert shlex.split(lines[3]) == [
+        "exec", "vllm", "serve", *serve_args(plan), "--host", "127.0.0.1", "--port", "8001",
+    ]  # fmt: skip
     assert i["min_cuda"] == 13.0
     text = "".join(p.read_text() for p in project.iterdir() if p.is_file())
     assert "2201" not in text.replace("(offer 2201)", "")  # the ephemeral offer id never lands
@@ -607,6 +616,14 @@ def test_injection_safe(model, extra):
     )
     boot = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(boot)
+    vast_spec = importlib.util.spec_from_file_location(
+        "gpuplan_vast_injection", ROOT / "templates/vast/gpuplan_vast.py"
+    )
+    vast = importlib.util.module_from_spec(vast_spec)
+    vast_spec.loader.exec_module(vast)
+    vast_script = vast.container_args(list(args), 8000, b"# proxy")[1]
+    exec_line = vast_script[vast_script.index("exec vllm serve ") :]
+    assert shlex.split(exec_line)[3 : 3 + len(args)] == list(args)
     script = boot.boot_script("img:1", list(args), 8000, "k", proxy_py="# proxy")
     run = boot_files(script)["/opt/gpuplan/run-vllm.sh"].split("\n", 2)[2]
     assert shlex.split(run)[-len(args) - 4 : -4] == list(args)

@@ -47,9 +47,9 @@ class Target:
     project_config: Callable[[dict[str, Any]], dict[str, Any]] = lambda data: {}
     setup_lines: tuple[str, ...] = ()
     helper: str | None = None  # dynamic provider module copied into the project
-    # The machine is ours to set up (a VM or server): vLLM runs behind gpuplan_proxy.py.
-    # False where the platform runs the container for us (RunPod, Vast).
-    own_host: bool = True
+    # vLLM runs behind gpuplan_proxy.py (every path but /health needs the key): on machines
+    # gpuplan sets up, and in the container where the platform lets gpuplan pick its command.
+    auth_proxy: bool = True
     protects: tuple[str, ...] = field(default=())  # README: what the deployment protects
     exposes: tuple[str, ...] = field(default=())  # README: what it does not
 
@@ -136,7 +136,7 @@ def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
             f"{target.title} has no firewall gpuplan can set: --allow-cidr is not enforced, "
             "the API key is the only protection"
         )
-    if not target.own_host:
+    if not target.auth_proxy:
         out.append(
             f"on {target.title} vLLM runs without gpuplan's authenticating proxy: its API key "
             "guards /v1 only, and /invocations, /tokenize and /metrics answer anyone "

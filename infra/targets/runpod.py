@@ -50,7 +50,8 @@ TARGET = Target(
     refuse=refuse,
     setup_lines=("export RUNPOD_API_KEY=...",),
     helper="gpuplan_runpod.py",
-    own_host=False,
+    # RunPod keeps the image entrypoint (`vllm serve`): no command of gpuplan's can run first.
+    auth_proxy=False,
     protects=("HTTPS through RunPod's proxy", "the /v1 routes behind vLLM's API key"),
     exposes=(
         "no firewall: --allow-cidr is not enforced, anyone can reach the endpoint",

@@ -47,12 +47,9 @@ TARGET = Target(
     refuse=refuse,
     setup_lines=("export VAST_API_KEY=...",),
     helper="gpuplan_vast.py",
-    own_host=False,
-    protects=("the /v1 routes behind vLLM's API key",),
+    protects=("every path but /health behind the API key (authenticating proxy in the container)",),
     exposes=(
         "a random public port and no firewall: --allow-cidr is not enforced",
-        "vLLM's API key does not guard /invocations, /tokenize, /metrics and other non-/v1 "
-        "routes (vllm-project/vllm#58144)",
         "the host is a third party who can read the HF token and the API key: use a "
         "read-only, fine-grained HF token",
     ),

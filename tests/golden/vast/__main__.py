@@ -7,7 +7,7 @@ README.md); regenerate with `gpuplan generate` rather than editing values by han
 import pulumi
 import pulumi_random as random
 
-from gpuplan_vast import VastInstance
+from gpuplan_vast import VastInstance, container_args
 
 # Every planned value, as a literal. The program reads nothing else from gpuplan.
 PLAN = {
@@ -74,7 +74,8 @@ if PLAN["needs_hf_token"] and not has_hf_token:
         f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
         "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
 # Vast.ai hosts map the port to a random public port; there is no firewall to open, so access
-# is controlled by vLLM's API key. --allow-cidr is not enforceable here.
+# is controlled by the API key, which gpuplan_proxy.py (started in the container before vLLM)
+# demands on every path but /health. --allow-cidr is not enforceable here.
 instances = [VastInstance(
     "vllm" if PLAN["replicas"] == 1 else f"vllm-{i}",
     {
@@ -89,7 +90,8 @@ instances = [VastInstance(
         "min_cuda": PLAN["min_cuda"],
         "disk_gb": PLAN["disk_gb"],
         "port": PLAN["port"],
-        "args": PLAN["vllm_args"] + ["--host", "0.0.0.0", "--port", str(PLAN["port"])],
+        "entrypoint": "bash",
+        "args": container_args(PLAN["vllm_args"], PLAN["port"]),
         "wait_minutes": 20,
         "env": pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
             lambda s: {"VLLM_API_KEY": s[0], "HF_TOKEN": s[1] or ""})),
