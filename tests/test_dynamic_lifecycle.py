@@ -67,6 +67,8 @@ def check_second_up(dp: DynamicProvider, name: str, id_: str, inputs: dict, outs
 
 # ------------------------------------------------------------------ RunPod
 class RunpodCloud:
+    """RunPod's REST API: POST /v1/pods creates, DELETE /v1/pods/{id} terminates."""
+
     def __init__(self) -> None:
         self.pods: dict[str, dict[str, Any]] = {}
         self.created: list[dict[str, Any]] = []
@@ -75,18 +77,17 @@ class RunpodCloud:
 
     def route(self, method: str, path: str, body: bytes, headers: dict[str, str]):
         if headers.get("authorization") != "Bearer rp_test":
-            return 401, {"errors": [{"message": "unauthorized"}]}
-        q = json.loads(body)
+            return 401, {"error": "unauthorized"}
         with self.lock:
-            if "podFindAndDeployOnDemand" in q["query"]:
+            if method == "POST" and path == "/v1/pods":
                 pod_id = f"pod{next(self.ids)}"
-                self.pods[pod_id] = q["variables"]["input"]
-                self.created.append(q["variables"]["input"])
-                return 200, {"data": {"podFindAndDeployOnDemand": {"id": pod_id}}}
-            if "podTerminate" in q["query"]:
-                self.pods.pop(q["variables"]["input"]["podId"], None)
-                return 200, {"data": {"podTerminate": None}}
-        return 400, {"errors": [{"message": "unknown query"}]}
+                self.pods[pod_id] = json.loads(body)
+                self.created.append(self.pods[pod_id])
+                return 201, {"id": pod_id, "desiredStatus": "RUNNING"}
+            if method == "DELETE" and path.startswith("/v1/pods/"):
+                self.pods.pop(path.rsplit("/", 1)[1], None)
+                return 204, b""
+        return 404, {"error": "not found"}
 
 
 def test_runpod_lifecycle_through_the_provider_protocol(tmp_path):
@@ -96,14 +97,18 @@ def test_runpod_lifecycle_through_the_provider_protocol(tmp_path):
     with (
         FakeApi(cloud.route) as api,
         DynamicProvider(
-            project, {"RUNPOD_API_URL": api.url, "RUNPOD_API_KEY": "rp_test", **FAST}
+            project, {"RUNPOD_REST_URL": api.url, "RUNPOD_API_KEY": "rp_test", **FAST}
         ) as dp,
     ):
         checked = dp.check("vllm", {}, inputs)
         id_, outs = dp.create("vllm", checked)
         assert list(cloud.pods) == [id_] and outs["endpoint"].startswith(f"https://{id_}-8000.")
+        created = cloud.created[0]
         # only hosts whose driver runs the CUDA 13 image
-        assert cloud.created[0]["allowedCudaVersions"] == ["13.0", "13.1", "13.2"]
+        assert created["allowedCudaVersions"] == ["13.0", "13.1", "13.2"]
+        # the pod runs the authenticating proxy, then vLLM on loopback
+        assert created["dockerEntrypoint"] == ["bash"] and created["dockerStartCmd"][0] == "-c"
+        assert "gpuplan_proxy.py 0.0.0.0 8000 8001" in created["dockerStartCmd"][1]
         check_second_up(dp, "vllm", id_, inputs, outs, project)
         bigger = dp.check("vllm", outs, {**inputs, "disk_gb": inputs["disk_gb"] + 10})
         diff = dp.diff("vllm", id_, outs, bigger)

@@ -201,6 +201,19 @@ def check_boot(script: str, plan: Plan, secret_kind: str) -> dict[str, str]:
     return files
 
 
+def check_container_script(script: str, plan: Plan) -> None:
+    """RunPod/Vast `bash -c` script: the authenticating proxy on the public port, then vLLM on
+    loopback."""
+    lines = script.splitlines()
+    decode = shlex.split(lines[1])
+    proxy = gzip.decompress(base64.b64decode(decode[3])).decode()
+    assert proxy == (ROOT / "templates/_shared/gpuplan_proxy.py").read_text()
+    assert lines[2] == "python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 &"
+    assert shlex.split(lines[3]) == [
+        "exec", "vllm", "serve", *serve_args(plan), "--host", "127.0.0.1", "--port", "8001",
+    ]  # fmt: skip
+
+
 # ------------------------------------------------------------------ per provider, under mocks
 def test_aws_program(tmp_path):
     project, plan = generate(tmp_path, "aws")
@@ -364,13 +377,8 @@ def test_runpod_program(tmp_path):
     i = pod["inputs"]
     assert (i["gpu_type_id"], i["gpu_count"], i["cloud_type"]) == ("NVIDIA L40S", 1, "COMMUNITY")
     assert i["image"] == "vllm/vllm-openai:v0.33.0" and "env" in pod["secret"]
-    assert shlex.split(i["docker_args"]) == [
-        *serve_args(plan),
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "8000",
-    ]
+    assert i["entrypoint"] == ["bash"] and i["start_cmd"][0] == "-c"
+    check_container_script(i["start_cmd"][1], plan)
     assert i["allowed_cuda_versions"][0] == "13.0"  # hosts whose driver runs the CUDA 13 image
     assert i["env"]["VLLM_API_KEY"] == "generated-api-key-0123456789"
 
@@ -383,16 +391,8 @@ def test_vast_program_pins_no_offer(tmp_path):
     i = inst["inputs"]
     assert (i["gpu_name"], i["gpu_count"]) == ("RTX 4090", 1)
     assert i["max_price_usd_per_hour"] == pytest.approx(0.31 * 1.25)
-    # bash -c: the authenticating proxy on the public port, then vLLM on loopback
     assert i["entrypoint"] == "bash" and i["args"][0] == "-c"
-    lines = i["args"][1].splitlines()
-    decode = shlex.split(lines[1])
-    proxy = gzip.decompress(base64.b64decode(decode[3])).decode()
-    assert proxy == (ROOT / "templates/_shared/gpuplan_proxy.py").read_text()
-    assert lines[2] == "python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 &"
-    assert shlex.split(lines[3]) == [
-        "exec", "vllm", "serve", *serve_args(plan), "--host", "127.0.0.1", "--port", "8001",
-    ]  # fmt: skip
+    check_container_script(i["args"][1], plan)
     assert i["min_cuda"] == 13.0
     text = "".join(p.read_text() for p in project.iterdir() if p.is_file())
     assert "2201" not in text.replace("(offer 2201)", "")  # the ephemeral offer id never lands
@@ -616,13 +616,8 @@ def test_injection_safe(model, extra):
     )
     boot = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(boot)
-    vast_spec = importlib.util.spec_from_file_location(
-        "gpuplan_vast_injection", ROOT / "templates/vast/gpuplan_vast.py"
-    )
-    vast = importlib.util.module_from_spec(vast_spec)
-    vast_spec.loader.exec_module(vast)
-    vast_script = vast.container_args(list(args), 8000, b"# proxy")[1]
-    exec_line = vast_script[vast_script.index("exec vllm serve ") :]
+    container = boot.container_script(list(args), 8000, b"# proxy")
+    exec_line = container[container.index("exec vllm serve ") :]
     assert shlex.split(exec_line)[3 : 3 + len(args)] == list(args)
     script = boot.boot_script("img:1", list(args), 8000, "k", proxy_py="# proxy")
     run = boot_files(script)["/opt/gpuplan/run-vllm.sh"].split("\n", 2)[2]

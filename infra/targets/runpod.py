@@ -1,4 +1,4 @@
-"""RunPod pods over RunPod's GraphQL API (a dynamic provider rendered into the project)."""
+"""RunPod pods over RunPod's REST API (a dynamic provider rendered into the project)."""
 
 from __future__ import annotations
 
@@ -50,13 +50,12 @@ TARGET = Target(
     refuse=refuse,
     setup_lines=("export RUNPOD_API_KEY=...",),
     helper="gpuplan_runpod.py",
-    # RunPod keeps the image entrypoint (`vllm serve`): no command of gpuplan's can run first.
-    auth_proxy=False,
-    protects=("HTTPS through RunPod's proxy", "the /v1 routes behind vLLM's API key"),
+    protects=(
+        "HTTPS through RunPod's proxy",
+        "every path but /health behind the API key (authenticating proxy in the pod)",
+    ),
     exposes=(
         "no firewall: --allow-cidr is not enforced, anyone can reach the endpoint",
-        "vLLM's API key does not guard /invocations, /tokenize, /metrics and other non-/v1 "
-        "routes (vllm-project/vllm#58144)",
         "RunPod (and the host, on the community cloud) sees the HF token and the API key",
     ),
 )

@@ -315,6 +315,27 @@ systemctl restart docker
 """
 
 
+def container_script(vllm_args: list[str], port: int, proxy: bytes | None = None) -> str:
+    """The `bash -c` script for platforms that run the container for us (RunPod, Vast) with
+    its entrypoint overridden to bash: write gpuplan_proxy.py (gzip+base64, decoded by the
+    image's python3), start it on the public port, then run vLLM on loopback, so every path but
+    /health needs the API key there too."""
+    if proxy is None:
+        proxy = proxy_source().encode()
+    blob = base64.b64encode(gzip.compress(proxy, mtime=0)).decode()
+    decode = (
+        "import base64, gzip, sys; open('/tmp/gpuplan_proxy.py', 'wb').write("
+        "gzip.decompress(base64.b64decode(sys.argv[1])))"
+    )
+    serve = ["vllm", "serve", *vllm_args, "--host", "127.0.0.1", "--port", str(UPSTREAM_PORT)]
+    return "\n".join([
+        "set -eu",
+        f"python3 -c {shlex.quote(decode)} {blob}",
+        f"python3 /tmp/gpuplan_proxy.py 0.0.0.0 {int(port)} {UPSTREAM_PORT} &",
+        "exec " + " ".join(shlex.quote(a) for a in serve),
+    ])  # fmt: skip
+
+
 def proxy_source() -> str:
     """gpuplan_proxy.py, copied next to this module in the project."""
     from pathlib import Path

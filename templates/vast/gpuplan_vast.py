@@ -25,7 +25,6 @@ OUTPUTS = ("instance_id", "endpoint", "offer_price_usd_per_hour")
 # provider (`__provider`), not wait_minutes, not the price cap (it only chose the offer).
 SPEC = ("name", "image", "gpu_name", "gpu_count", "min_gpu_ram_mb", "min_cuda", "disk_gb",
         "port", "entrypoint", "args", "env")  # fmt: skip
-UPSTREAM_PORT = 8001  # vLLM on loopback; the proxy owns the public port
 
 
 def _http(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -40,33 +39,6 @@ def _http(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     )
     resp.raise_for_status()
     return resp.json() if resp.content else {}
-
-
-def container_args(vllm_args: list[str], port: int, proxy: bytes | None = None) -> list[str]:
-    """`bash -c SCRIPT` for the container (Vast's args launch with the entrypoint overridden:
-    vast-cli `create instance --entrypoint ... --args ...` sends it as `onstart`). The script
-    writes gpuplan_proxy.py (gzip+base64, decoded by the image's python3), starts it on the
-    public port, then runs vLLM on loopback: every path but /health needs the API key."""
-    import base64
-    import gzip
-    import shlex
-    from pathlib import Path
-
-    if proxy is None:  # the copy next to this module in the project
-        proxy = Path(__file__).with_name("gpuplan_proxy.py").read_bytes()
-    blob = base64.b64encode(gzip.compress(proxy, mtime=0)).decode()
-    decode = (
-        "import base64, gzip, sys; open('/tmp/gpuplan_proxy.py', 'wb').write("
-        "gzip.decompress(base64.b64decode(sys.argv[1])))"
-    )
-    serve = ["vllm", "serve", *vllm_args, "--host", "127.0.0.1", "--port", str(UPSTREAM_PORT)]
-    script = "\n".join([
-        "set -eu",
-        f"python3 -c {shlex.quote(decode)} {blob}",
-        f"python3 /tmp/gpuplan_proxy.py 0.0.0.0 {int(port)} {UPSTREAM_PORT} &",
-        "exec " + " ".join(shlex.quote(a) for a in serve),
-    ])  # fmt: skip
-    return ["-c", script]
 
 
 def search_query(props: dict[str, Any]) -> dict[str, Any]:

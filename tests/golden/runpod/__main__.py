@@ -4,11 +4,10 @@ It serves 'meta-llama/Llama-3.1-8B-Instruct' with vLLM on 'runpod'. Deploy with 
 README.md); regenerate with `gpuplan generate` rather than editing values by hand.
 """
 
-import shlex
-
 import pulumi
 import pulumi_random as random
 
+import gpuplan_boot
 from gpuplan_runpod import RunpodPod
 
 # Every planned value, as a literal. The program reads nothing else from gpuplan.
@@ -74,7 +73,8 @@ if PLAN["needs_hf_token"] and not has_hf_token:
         f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
         "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
 # RunPod exposes the port through its HTTPS proxy; there is no firewall to open, so access is
-# controlled by vLLM's API key. --allow-cidr is not enforceable here.
+# controlled by the API key, which gpuplan_proxy.py (started in the pod before vLLM) demands on
+# every path but /health. --allow-cidr is not enforceable here.
 pods = [RunpodPod(
     "vllm" if PLAN["replicas"] == 1 else f"vllm-{i}",
     {
@@ -84,8 +84,8 @@ pods = [RunpodPod(
         "gpu_count": PLAN["gpu_count"],
         "cloud_type": PLAN["cloud_type"],
         "allowed_cuda_versions": PLAN["allowed_cuda_versions"],
-        "docker_args": " ".join(shlex.quote(a) for a in PLAN["vllm_args"]
-                                + ["--host", "0.0.0.0", "--port", str(PLAN["port"])]),
+        "entrypoint": ["bash"],
+        "start_cmd": ["-c", gpuplan_boot.container_script(PLAN["vllm_args"], PLAN["port"])],
         "port": PLAN["port"],
         "disk_gb": PLAN["disk_gb"],
         "env": pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(

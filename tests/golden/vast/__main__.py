@@ -7,7 +7,8 @@ README.md); regenerate with `gpuplan generate` rather than editing values by han
 import pulumi
 import pulumi_random as random
 
-from gpuplan_vast import VastInstance, container_args
+import gpuplan_boot
+from gpuplan_vast import VastInstance
 
 # Every planned value, as a literal. The program reads nothing else from gpuplan.
 PLAN = {
@@ -91,7 +92,9 @@ instances = [VastInstance(
         "disk_gb": PLAN["disk_gb"],
         "port": PLAN["port"],
         "entrypoint": "bash",
-        "args": container_args(PLAN["vllm_args"], PLAN["port"]),
+        # with runtype "args", the entrypoint override travels as `onstart` (vast-cli
+        # create__instance); bash runs the proxy, then vLLM on loopback
+        "args": ["-c", gpuplan_boot.container_script(PLAN["vllm_args"], PLAN["port"])],
         "wait_minutes": 20,
         "env": pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
             lambda s: {"VLLM_API_KEY": s[0], "HF_TOKEN": s[1] or ""})),
