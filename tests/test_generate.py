@@ -362,6 +362,11 @@ def test_gcp_program_with_an_existing_network_and_ipv6(tmp_path):
     nic = vm["inputs"]["networkInterfaces"][0]
     assert (nic["network"], nic["subnetwork"]) == ("shared-vpc", "projects/p/regions/r/x")
     assert vm["inputs"]["metadata"]["enable-oslogin"] == "FALSE"  # else ssh-keys is ignored
+    aws_v6 = tmp_path / "aws-v6"
+    write_project(render_project(make_plan("aws"), opts_v6), aws_v6)
+    [sg] = by_type(run_program(aws_v6, {}), "aws:ec2/securityGroup:SecurityGroup")
+    [rule] = sg["inputs"]["ingress"]  # IPv6 goes to ipv6_cidr_blocks, not cidr_blocks
+    assert (rule["cidrBlocks"], rule["ipv6CidrBlocks"]) == ([CIDR], ["2001:db8::/48"])
     v6 = run_program(tmp_path / "v6", {})
     ranges = sorted(
         f["inputs"]["sourceRanges"] for f in by_type(v6, "gcp:compute/firewall:Firewall")
