@@ -56,7 +56,13 @@ class PulumiEngine:
                 "install it: curl -fsSL https://get.pulumi.com | sh (in GitHub Actions: "
                 "pulumi/actions); then log in with PULUMI_ACCESS_TOKEN or PULUMI_BACKEND_URL",
             )
-        from pulumi import automation as auto
+        try:
+            from pulumi import automation as auto
+        except ModuleNotFoundError:
+            raise DeployError(
+                "gpuplan deploy needs the pulumi Python package (the Automation API)",
+                "pip install 'gpuplan[deploy]' (or the project's requirements.txt)",
+            ) from None
 
         try:
             self.stack = auto.create_or_select_stack(stack_name=stack, work_dir=str(project_dir))
@@ -108,8 +114,19 @@ def _wrap(outputs: Any) -> dict[str, Any]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
+    """The line that says what went wrong. A CommandError's text starts with "code: 255" and
+    the CLI's stdout; Pulumi's own first `error:` line (e.g. "PULUMI_ACCESS_TOKEN must be
+    set ...") is what the user needs."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    for line in lines:
+        if line.lower().startswith(("error:", "stderr: error:")):
+            return line.removeprefix("stderr:").strip()[:300]
+    useful = [line for line in lines if not line.startswith(("code:", "stdout:", "stderr:"))]
+    useful = useful or [
+        line.partition(":")[2].strip() for line in lines if line.startswith("stderr:")
+    ]
+    useful = [line for line in useful if line]
+    return useful[0][:300] if useful else type(exc).__name__
 
 
 def make_engine(project_dir: Path, stack: str) -> Engine:

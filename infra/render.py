@@ -66,6 +66,9 @@ def environment() -> Any:
         lstrip_blocks=True,
     )
     env.filters.update(py=py_literal, py_block=py_block, yaml=yaml_scalar, sh=sh_quote)
+    from infra.versions import GITHUB_ACTIONS
+
+    env.globals["github_actions"] = GITHUB_ACTIONS
     return env
 
 

@@ -4,6 +4,13 @@
 # vLLM's OpenAI-compatible server image; v0.33.0 is the release shared/reference/vllm-support.md
 # read (CUDA 13 build: hosts need NVIDIA driver >= 580).
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+# The same vLLM release built for AMD GPUs (ROCm); tags mirror the CUDA image's (docs.vllm.ai
+# deployment/docker; public workflows pin e.g. vllm/vllm-openai-rocm:v0.31.0).
+VLLM_ROCM_IMAGE = "vllm/vllm-openai-rocm:v0.33.0"
+# The CUDA the image is built for: hosts whose driver reports an older CUDA cannot run it.
+IMAGE_CUDA = 13.0
+# RunPod's allowedCudaVersions (major.minor strings the host driver reports; unset = any host).
+RUNPOD_ALLOWED_CUDA_VERSIONS = ("13.0", "13.1", "13.2")
 
 # Python packages of the generated Pulumi program (versions exercised by gpuplan's tests).
 BASE_REQUIREMENTS = {"pulumi": "3.272.0", "pulumi-random": "4.21.4"}
@@ -15,8 +22,9 @@ PROVIDER_REQUIREMENTS = {
     "hetzner": {"pulumi-command": "1.2.1", "requests": "2.34.2"},
 }
 
-# AWS Deep Learning Base OSS AMI (driver 580.x, Docker, NVIDIA container toolkit), through its
-# public SSM parameter (docs.aws.amazon.com/dlami/latest/devguide/find-dlami-id.html).
+# AWS Deep Learning Base OSS AMI (an NVIDIA driver that runs CUDA 13, Docker, NVIDIA container
+# toolkit, AWS CLI), through its public SSM parameter
+# (docs.aws.amazon.com/dlami/latest/devguide/find-dlami-id.html).
 AWS_DLAMI_SSM = (
     "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
 )
@@ -36,7 +44,7 @@ RUNPOD_GPU_TYPES = {
     "l40": "NVIDIA L40", "l40s": "NVIDIA L40S", "a100-80gb-pcie": "NVIDIA A100 80GB PCIe",
     "a100-80gb-sxm": "NVIDIA A100-SXM4-80GB", "h100-pcie": "NVIDIA H100 PCIe",
     "h100-sxm": "NVIDIA H100 80GB HBM3", "h100-nvl": "NVIDIA H100 NVL", "h200-sxm": "NVIDIA H200",
-    "b200": "NVIDIA B200",
+    "b200": "NVIDIA B200", "mi300x": "AMD Instinct MI300X OAM",
 }  # fmt: skip
 VAST_GPU_NAMES = {
     "rtx-4090": "RTX 4090", "rtx-3090": "RTX 3090", "rtx-5090": "RTX 5090",
@@ -46,3 +54,13 @@ VAST_GPU_NAMES = {
     "h100-nvl": "H100 NVL", "h200-sxm": "H200", "b200": "B200",
 }  # fmt: skip
 GCP_ATTACHED_ACCELERATORS = {"t4": "nvidia-tesla-t4", "v100-sxm2-16gb": "nvidia-tesla-v100"}
+
+# GitHub Actions of the generated CI workflow, pinned by commit (a tag can be moved to other
+# code). The SHAs are the releases' commits as pinned in public workflows (code search,
+# 2026-11: checkout v4.2.2, setup-python v5, pulumi/actions v7); verify with
+# `git ls-remote https://github.com/<action> refs/tags/<tag>` when bumping.
+GITHUB_ACTIONS = {
+    "checkout": "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683",  # v4.2.2
+    "setup_python": "actions/setup-python@a26af69be951a213d495a4c3e4e4022e16d87065",  # v5
+    "pulumi": "pulumi/actions@8e5e406f4007fca908480587cb9893c07090f58d",  # v7
+}

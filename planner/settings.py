@@ -100,6 +100,21 @@ KEYS: dict[str, Key] = {
     "allow_cidrs": Key("deploy", list, "networks allowed to reach the serving port"),
     "ssh_cidr": Key("deploy", str, "network allowed to SSH in"),
     "ssh_key": Key("deploy", str, "path of an OpenSSH public key"),
+    "network": Key("deploy", str, "an existing AWS VPC id or GCP network (default: a dedicated "
+                   "one)"),
+    "subnets": Key("deploy", list, "subnets of that VPC / the GCP subnetwork"),
+    "disk_gb": Key("deploy", int, "root disk in GB instead of the size computed from the "
+                   "download", minimum=20, maximum=65536),
+    "image": Key("deploy", str, "vLLM container image instead of the pinned one"),
+    "extra_vllm_args": Key("deploy", list, "arguments appended to `vllm serve`"),
+    "tls_certificate": Key("deploy", str, "AWS: an ACM certificate ARN for a TLS listener"),
+    "tls_domain": Key("deploy", str, "AWS: the domain that certificate covers"),
+    "allow_open_port": Key("deploy", bool, "insist on a serving port open to every address",
+                           default=False),
+    "allow_guessed_model": Key("deploy", bool, "insist on deploying a model known only by a "
+                               "guess from its name", default=False),
+    "ci_install": Key("deploy", str, "what the CI workflow pip-installs (default: the gpuplan "
+                      "you run)"),
     "wait_healthy": Key("deploy", int, "seconds deploy waits for the model", default=1800,
                         minimum=0, maximum=7 * 24 * 3600),
 }  # fmt: skip
@@ -147,6 +162,16 @@ class Settings:
     allow_cidrs: tuple[str, ...] = ()
     ssh_cidr: str | None = None
     ssh_key: str | None = None
+    network: str | None = None
+    subnets: tuple[str, ...] = ()
+    disk_gb: int | None = None
+    image: str | None = None
+    extra_vllm_args: tuple[str, ...] = ()
+    tls_certificate: str | None = None
+    tls_domain: str | None = None
+    allow_open_port: bool = default_of("allow_open_port")
+    allow_guessed_model: bool = default_of("allow_guessed_model")
+    ci_install: str | None = None
     wait_healthy: int = default_of("wait_healthy")
     toml_path: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -294,13 +319,23 @@ def load_settings(
 
 
 def config_template(
-    model: str, allow_cidrs: list[str], providers: list[str] | None, stack: str, out: str
+    model: str,
+    allow_cidrs: list[str],
+    providers: list[str] | None,
+    stack: str,
+    out: str,
+    ci_install: str | None = None,
 ) -> str:
     """A commented gpuplan.toml for `gpuplan init` (values as TOML strings via json.dumps)."""
     import json
 
     prov = json.dumps(providers) if providers else '["aws", "gcp", "runpod", "vast"]'
     cidrs = json.dumps(allow_cidrs) if allow_cidrs else '["203.0.113.7/32"]'
+    ci = (
+        f"ci_install = {json.dumps(ci_install)}"
+        if ci_install
+        else '# ci_install = "gpuplan==0.2.0"  # what CI installs (default: the gpuplan you run)'
+    )
     return f"""# gpuplan.toml: what to serve and where. Commit it with the generated project
 # ([deploy].out). gpuplan recommend, generate, check and deploy read it.
 # Precedence: command-line flag > GPUPLAN_<KEY> environment variable > this file > default.
@@ -334,4 +369,10 @@ allow_cidrs = {cidrs}   # who may reach the serving port
 # ssh_cidr = "203.0.113.7/32"
 # ssh_key = "~/.ssh/id_ed25519.pub"
 wait_healthy = {default_of("wait_healthy")}           # seconds `gpuplan deploy` waits for the model
+{ci}
+# network = "vpc-0123"        # an existing AWS VPC / GCP network (default: a dedicated one)
+# subnets = ["subnet-0123"]
+# disk_gb = 500               # escape hatches: root disk, image, extra `vllm serve` flags
+# image = "vllm/vllm-openai:v0.33.0"
+# extra_vllm_args = ["--enable-prefix-caching"]
 """

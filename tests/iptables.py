@@ -7,9 +7,11 @@ exists), -F (flush), -A (append), -I (insert first), -C (check, fails if absent)
 matches -p, --dport, -s and a -j target. Anything else raises, so a script this model does
 not understand fails the test instead of being half-judged.
 
-Packets to the serving port are forwarded to the vLLM container, so Docker sends them through
-its DOCKER-USER chain; SSH reaches the host through INPUT. A packet no rule decides is
-accepted (a fresh server's policies are ACCEPT, and Docker accepts published ports).
+Where a packet enters depends on how the containers are networked: with host networking
+(`docker run --network host`, what generated projects use) every port is the host's and
+packets go through INPUT; with a published port (bridge networking) Docker forwards them
+through its DOCKER-USER chain. SSH always reaches the host through INPUT. A packet no rule
+decides is accepted (a fresh server's policies are ACCEPT, and Docker accepts published ports).
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class Rule:
 class Firewall:
     """The rule tables of one host, IPv4 and IPv6 apart."""
 
-    def __init__(self) -> None:
+    def __init__(self, host_network: bool = True) -> None:
+        self.host_network = host_network
         self.chains: dict[int, dict[str, list[Rule]]] = {
             v: {name: [] for name in BUILTIN} for v in TOOLS.values()
         }
@@ -113,7 +116,7 @@ class Firewall:
     def verdict(self, src: str, dport: int, protocol: str = "tcp") -> str:
         """ACCEPT or DROP/REJECT for a new connection from ``src`` to ``dport``."""
         version = ipaddress.ip_address(src).version
-        entry = "INPUT" if dport == 22 else "DOCKER-USER"
+        entry = "INPUT" if dport == 22 or self.host_network else "DOCKER-USER"
         decided = self._walk(self.chains[version], entry, src, protocol, dport, depth=0)
         return decided or "ACCEPT"
 

@@ -54,6 +54,10 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
                 nics[0]["accessConfigs"] = [{"natIp": "203.0.113.20"}]
                 nics[0]["networkIp"] = "10.128.0.2"
                 state["networkInterfaces"] = nics
+            if args.typ == "aws:ssm/parameter:Parameter":
+                state["arn"] = "arn:aws:ssm:us-east-1:123456789012:parameter" + state["name"]
+            if args.typ == "gcp:serviceaccount/account:Account":
+                state["email"] = state["accountId"] + "@gpuplan-test.iam.gserviceaccount.com"
             if args.typ == "aws:lb/loadBalancer:LoadBalancer":
                 state.update(dnsName="vllm-123.elb.us-east-1.amazonaws.com", arn="arn:lb")
             if args.typ == "aws:lb/targetGroup:TargetGroup":
@@ -84,7 +88,14 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
                     "arn": "arn:vpc",
                 }
             if args.token == "aws:ec2/getSubnets:getSubnets":
-                return {"id": "x", "ids": ["subnet-a", "subnet-b"], "filters": []}
+                return {"id": "x", "ids": ["subnet-b", "subnet-a"], "filters": []}
+            if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
+                return {
+                    "id": "x",
+                    "locations": ["us-east-1b", "us-east-1a"],
+                    "locationTypes": ["availability-zone"] * 2,
+                    "instanceTypes": ["x"] * 2,
+                }
             if args.token == "aws:ssm/getParameter:getParameter":
                 return {
                     "name": args.args["name"],
@@ -109,6 +120,7 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
                         "name": request.name,
                         "inputs": _plain(inputs),
                         "secret": sorted(_secret_paths(raw)),
+                        "ignore_changes": sorted(request.ignoreChanges),
                     }
                 )
             return response

@@ -116,7 +116,9 @@ def test_init_writes_config_and_a_valid_workflow(cli, tmp_path):
     deploy_steps = flow["jobs"]["deploy"]["steps"]
     assert any("gpuplan deploy --yes" in s.get("run", "") for s in deploy_steps)
     assert any(s.get("uses", "").startswith("pulumi/actions@") for s in deploy_steps)
-    assert flow["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+    deploy_env = flow["jobs"]["deploy"]["env"]
+    assert deploy_env["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+    assert not any("secrets." in str(v) for v in flow["env"].values())
     again = cli("init", "--dir", str(tmp_path))
     assert again.exit_code == 2 and "--force" in again.output
 
@@ -126,10 +128,15 @@ def test_check_passes_then_reports_drift(cli, tmp_path, monkeypatch):
     write_toml(tmp_path / "gpuplan.toml")
     r = cli("generate")
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "infra/llm/Pulumi.prod.yaml").exists()
+    assert (tmp_path / "infra/llm/Pulumi.yaml").exists()
     ok = cli("check")
     assert ok.exit_code == 0 and ok.stdout.startswith("ok:"), ok.output
     assert ok.stderr.startswith("reading gpuplan.toml (model, context")
+    # the user's own `pulumi config set` values are not drift
+    stack_file = tmp_path / "infra/llm/Pulumi.prod.yaml"
+    stack_file.write_text("config:\n  gcp:project: mine\n  aws:region: eu-west-1\n")
+    assert cli("check").exit_code == 0
+    assert cli("generate").exit_code == 0 and "eu-west-1" in stack_file.read_text()
     write_toml(tmp_path / "gpuplan.toml", workload__context="8192")
     drift = cli("check")
     assert drift.exit_code == 6 and "plan differs: context" in drift.output
@@ -332,3 +339,50 @@ def test_price_improvement_handles_every_objective_sign():
     assert improvement(-1000.0, -1500.0) == pytest.approx(0.5)  # speed: more negative is better
     assert improvement(2.0, 2.2) < 0
     assert improvement(0.0, 1.0) == 0.0
+
+
+# ------------------------------------------------------------------ engine errors
+def test_pulumis_own_error_line_is_passed_through():
+    from pulumi.automation._cmd import CommandResult
+    from pulumi.automation.errors import CommandError
+
+    from infra.deploy import _first_line
+
+    err = CommandError(
+        CommandResult(
+            stdout="Logging in using access token from PULUMI_ACCESS_TOKEN\n",
+            stderr="error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive "
+            "CLI sessions\n",
+            code=255,
+        )
+    )
+    assert _first_line(err).startswith("error: PULUMI_ACCESS_TOKEN must be set")
+    assert _first_line(RuntimeError("boom\nmore")) == "boom"
+
+
+def test_deploy_without_the_pulumi_package_says_which_extra(monkeypatch, tmp_path):
+    import shutil
+    import sys
+
+    from infra.deploy import PulumiEngine
+    from planner.errors import DeployError
+
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/local/bin/pulumi")
+    import pulumi
+
+    monkeypatch.setitem(sys.modules, "pulumi.automation", None)
+    monkeypatch.delattr(pulumi, "automation", raising=False)
+    with pytest.raises(DeployError, match="pulumi Python package") as err:
+        PulumiEngine(tmp_path, "dev")
+    assert "gpuplan[deploy]" in (err.value.hint or "")
+
+
+def test_the_deploy_extra_pins_the_generated_projects_pulumi():
+    import tomllib
+
+    from infra.versions import BASE_REQUIREMENTS
+
+    meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert meta["project"]["optional-dependencies"]["deploy"] == [
+        f"pulumi=={BASE_REQUIREMENTS['pulumi']}"
+    ]

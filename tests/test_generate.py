@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import gzip
 import ipaddress
 import json
 import os
@@ -12,6 +13,7 @@ import re
 import shlex
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,6 +33,7 @@ GOLDEN = Path(__file__).parent / "golden"
 HARNESS = Path(__file__).parent / "pulumi_harness.py"
 CIDR = "203.0.113.0/24"
 SSH = "198.51.100.7/32"
+HF = "hf_testtoken"  # the models tests plan (meta-llama/*) are gated: the program needs one
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGpuplanTestKeyOnlyForTests0000000000000 test@example"
 
 OFFERS = {
@@ -113,6 +116,11 @@ def make_offer(provider: str) -> Offer:
     )
 
 
+def opts_for(provider: str) -> ProjectOptions:
+    """The least options a project needs (Hetzner installs over SSH: it needs --ssh-cidr)."""
+    return ProjectOptions(allowed_cidrs=(CIDR,), ssh_cidr=SSH if provider == "hetzner" else None)
+
+
 def make_plan(provider: str, model: str = "llama-3.1-8b", spot: bool = False) -> Plan:
     need = Need(context=4096, spot=spot)
     return recommend(
@@ -122,7 +130,8 @@ def make_plan(provider: str, model: str = "llama-3.1-8b", spot: bool = False) ->
 
 def run_program(project: Path, config: dict) -> dict:
     cfg = project / "harness-config.json"
-    cfg.write_text(json.dumps({"gcp:project": "gpuplan-test", **config}))
+    defaults = {"gcp:project": "gpuplan-test", "gpuplan:hfToken": {"value": HF, "secret": True}}
+    cfg.write_text(json.dumps({k: v for k, v in {**defaults, **config}.items() if v is not None}))
     out = project / "harness-out.json"
     proc = subprocess.run(
         [sys.executable, str(HARNESS), str(project), str(out), str(cfg)],
@@ -160,46 +169,63 @@ def by_type(result: dict, typ: str) -> list[dict]:
 def boot_files(script: str) -> dict[str, str]:
     """Decode the files a boot script writes (echo BASE64 | base64 -d > PATH)."""
     return {
-        m.group(2): base64.b64decode(m.group(1)).decode()
-        for m in re.finditer(r"^echo (\S+) \| base64 -d > (\S+)$", script, re.M)
+        m.group(2): gzip.decompress(base64.b64decode(m.group(1))).decode()
+        for m in re.finditer(r"^echo (\S+) \| base64 -d \| gunzip > (\S+)$", script, re.M)
     }
+
+
+def serve_args(plan: Plan) -> list[str]:
+    """The plan's arguments as the project passes them: the model positional, no Ray."""
+    args = list(plan.vllm_args)
+    i = args.index("--model")
+    model = args[i + 1]
+    del args[i : i + 2]
+    if "--distributed-executor-backend" in args:
+        i = args.index("--distributed-executor-backend")
+        del args[i : i + 2]
+    return [model, *args]
 
 
 def expected_command(plan: Plan) -> list[str]:
     return [
-        "docker",
-        "run",
-        "--rm",
-        "--name",
-        "vllm",
-        "--gpus",
-        "all",
-        "--ipc=host",
-        "-p",
-        "8000:8000",
-        "--env-file",
-        "/etc/gpuplan/vllm.env",
-        "-v",
-        "/opt/gpuplan/hf:/root/.cache/huggingface",
-        "-v",
-        "/opt/gpuplan/vllm:/root/.cache/vllm",
-        "vllm/vllm-openai:v0.33.0",
-        *plan.vllm_args,
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "8000",
-    ]
+        "docker", "run", "--rm", "--name", "vllm", "--network", "host",
+        "--env-file", "/etc/gpuplan/vllm.env", "--gpus", "all", "--ipc=host", "--shm-size", "16g",
+        "-v", "/opt/gpuplan/hf:/root/.cache/huggingface",
+        "-v", "/opt/gpuplan/vllm:/root/.cache/vllm",
+        "vllm/vllm-openai:v0.33.0", *serve_args(plan), "--host", "127.0.0.1", "--port", "8001",
+    ]  # fmt: skip
 
 
-def check_boot(script: str, plan: Plan, api_key: str) -> None:
+def check_boot(script: str, plan: Plan, secret_kind: str) -> dict[str, str]:
+    """A cloud boot script: vLLM on loopback behind the proxy, secrets fetched at each start
+    from the secret store, and no secret in the script itself."""
     files = boot_files(script)
-    run = files["/opt/gpuplan/run-vllm.sh"].split("\n", 1)[1]
+    run = files["/opt/gpuplan/run-vllm.sh"].split("\n", 2)[2]
     assert shlex.split(run) == ["exec", *expected_command(plan)]
-    assert files["/etc/gpuplan/vllm.env"] == f"VLLM_API_KEY={api_key}\n"
-    assert "ExecStart=/opt/gpuplan/run-vllm.sh" in files["/etc/systemd/system/vllm.service"]
-    assert "Restart=always" in files["/etc/systemd/system/vllm.service"]
-    assert script.index("nvidia-smi") < script.index("systemctl enable --now vllm.service")
+    assert "/etc/gpuplan/vllm.env" not in files  # written at boot from the secret store
+    fetch = files["/opt/gpuplan/fetch-secrets.sh"]
+    assert ("aws ssm get-parameter" if secret_kind == "aws" else "gcloud secrets") in fetch
+    unit = files["/etc/systemd/system/vllm.service"]
+    assert "ExecStartPre=/opt/gpuplan/fetch-secrets.sh" in unit and "Restart=always" in unit
+    proxy = files["/opt/gpuplan/run-proxy.sh"]
+    assert "/gpuplan_proxy.py 0.0.0.0 8000 8001" in proxy
+    assert files["/opt/gpuplan/gpuplan_proxy.py"].startswith('"""Authenticating reverse proxy')
+    assert "generated-api-key" not in script and "VLLM_API_KEY=" not in script
+    assert script.index("nvidia-smi") < script.index("systemctl restart vllm.service")
+    return files
+
+
+def check_container_script(script: str, plan: Plan) -> None:
+    """RunPod/Vast `bash -c` script: the authenticating proxy on the public port, then vLLM on
+    loopback."""
+    lines = script.splitlines()
+    decode = shlex.split(lines[1])
+    proxy = gzip.decompress(base64.b64decode(decode[3])).decode()
+    assert proxy == (ROOT / "templates/_shared/gpuplan_proxy.py").read_text()
+    assert lines[2] == "python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 &"
+    assert shlex.split(lines[3]) == [
+        "exec", "vllm", "serve", *serve_args(plan), "--host", "127.0.0.1", "--port", "8001",
+    ]  # fmt: skip
 
 
 def boot_module():
@@ -230,7 +256,9 @@ def within(src: str, cidrs: tuple[str, ...]) -> bool:
 def check_firewall(script: str, allowed: tuple[str, ...], ssh: str | None) -> None:
     """Run the firewall script on a model of iptables (tests/iptables.py), twice as the unit
     does on every restart, and send it packets: the serving port and SSH are accepted only
-    from their networks and dropped from everywhere else, for IPv4 and IPv6."""
+    from their networks and dropped from everywhere else, for IPv4 and IPv6. The containers
+    run with host networking (asserted where the boot script is checked), so the serving port
+    is the host's and its packets go through INPUT."""
     from tests.iptables import Firewall
 
     ssh_nets = (ssh,) if ssh else ()
@@ -263,21 +291,45 @@ def test_aws_program(tmp_path):
     [inst] = by_type(result, "aws:ec2/instance:Instance")
     i = inst["inputs"]
     assert i["instanceType"] == "g6e.xlarge" and i["ami"] == "ami-0123456789abcdef0"
+    # IMDSv2 and hop limit 1: containers cannot fetch the role's credentials
     assert i["metadataOptions"]["httpTokens"] == "required"
+    assert i["metadataOptions"]["httpPutResponseHopLimit"] == 1
     assert i["rootBlockDevice"]["encrypted"] is True and i["rootBlockDevice"]["volumeType"] == "gp3"
     assert i["rootBlockDevice"]["volumeSize"] >= 60
-    assert "userData" in inst["secret"] and "instanceMarketOptions" not in i
-    check_boot(i["userData"], plan, "generated-api-key-0123456789")
+    disk = i["rootBlockDevice"]
+    assert disk["throughput"] > 125 and disk["iops"] >= 4 * disk["throughput"]
+    assert "instanceMarketOptions" not in i
+    assert inst["ignore_changes"] == ["ami"]  # a new DLAMI release replaces nothing
+    # a subnet in an AZ that offers the type, chosen stably (sorted)
+    assert i["subnetId"] == "subnet-a"
+    check_boot(i["userData"], plan, "aws")
+    assert len(i["userData"].encode()) < 16384  # EC2's user-data limit
     [sg] = by_type(result, "aws:ec2/securityGroup:SecurityGroup")
+    assert sg["inputs"]["vpcId"] == "vpc-0123"
     [rule] = sg["inputs"]["ingress"]
     assert (rule["fromPort"], rule["toPort"], rule["cidrBlocks"]) == (8000, 8000, [CIDR])
     assert not by_type(result, "aws:ec2/keyPair:KeyPair")
     [call] = [c for c in result["calls"] if c["token"] == "aws:ssm/getParameter:getParameter"]
     assert "deeplearning" in call["args"]["name"] and "nvidia-driver" in call["args"]["name"]
+    # the API key is an SSM SecureString the instance role alone may read
+    params = by_type(result, "aws:ssm/parameter:Parameter")
+    assert sorted(p["inputs"]["name"].rsplit("/", 1)[1] for p in params) == ["api-key", "hf-token"]
+    fetch = boot_files(i["userData"])["/opt/gpuplan/fetch-secrets.sh"]
+    for param in params:
+        assert param["inputs"]["type"] == "SecureString" and "value" in param["secret"]
+        assert param["inputs"]["name"] in fetch
+    assert HF not in i["userData"]
+    [policy] = by_type(result, "aws:iam/rolePolicy:RolePolicy")
+    statement = json.loads(policy["inputs"]["policy"])["Statement"]
+    arns = sorted(p["inputs"]["arn"] for p in params)
+    assert statement == [{"Action": "ssm:GetParameter", "Effect": "Allow", "Resource": arns}]
+    assert len(by_type(result, "aws:iam/instanceProfile:InstanceProfile")) == 1
 
 
-def test_aws_program_with_ssh_spot_and_given_secrets(tmp_path):
-    project, _plan = generate(tmp_path, "aws", ssh=True, spot=True)
+def test_aws_program_with_ssh_spot_given_secrets_and_an_existing_vpc(tmp_path):
+    project, _plan = generate(
+        tmp_path, "aws", ssh=True, spot=True, network="vpc-0abc", subnets=("subnet-x",)
+    )
     result = run_program(
         project,
         {
@@ -288,8 +340,13 @@ def test_aws_program_with_ssh_spot_and_given_secrets(tmp_path):
     assert result["error"] is None
     [inst] = by_type(result, "aws:ec2/instance:Instance")
     assert inst["inputs"]["instanceMarketOptions"]["marketType"] == "spot"
-    files = boot_files(inst["inputs"]["userData"])
-    assert files["/etc/gpuplan/vllm.env"] == "VLLM_API_KEY=my-key\nHF_TOKEN=hf_abc\n"
+    user_data = inst["inputs"]["userData"]
+    assert "my-key" not in user_data and "hf_abc" not in user_data
+    params = {p["inputs"]["name"].rsplit("/", 1)[1]: p for p in by_type(
+        result, "aws:ssm/parameter:Parameter")}  # fmt: skip
+    assert params["api-key"]["inputs"]["value"] == "my-key"
+    assert params["hf-token"]["inputs"]["value"] == "hf_abc"
+    assert "/hf-token" in boot_files(user_data)["/opt/gpuplan/fetch-secrets.sh"]
     ingress = by_type(result, "aws:ec2/securityGroup:SecurityGroup")[0]["inputs"]["ingress"]
     assert {(r["fromPort"], tuple(r["cidrBlocks"])) for r in ingress} == {
         (8000, (CIDR,)),
@@ -298,6 +355,13 @@ def test_aws_program_with_ssh_spot_and_given_secrets(tmp_path):
     [key] = by_type(result, "aws:ec2/keyPair:KeyPair")
     assert key["inputs"]["publicKey"] == KEY
     assert not by_type(result, "random:index/randomPassword:RandomPassword")
+    # the given VPC and subnet, not the default ones
+    vpc_calls = [c for c in result["calls"] if c["token"] == "aws:ec2/getVpc:getVpc"]
+    assert vpc_calls[0]["args"] == {"id": "vpc-0abc"}
+    [subnets] = [c for c in result["calls"] if c["token"] == "aws:ec2/getSubnets:getSubnets"]
+    filters = {f["name"]: f["values"] for f in subnets["args"]["filters"]}
+    assert filters["subnet-id"] == ["subnet-x"] and "default-for-az" not in filters
+    assert filters["availability-zone"] == ["us-east-1a", "us-east-1b"]
 
 
 def test_gcp_program(tmp_path):
@@ -311,11 +375,72 @@ def test_gcp_program(tmp_path):
     assert i["scheduling"]["onHostMaintenance"] == "TERMINATE"
     assert i["scheduling"]["provisioningModel"] == "STANDARD"
     assert "nvidia-580" in i["bootDisk"]["initializeParams"]["image"]
-    assert "metadataStartupScript" in inst["secret"]
-    check_boot(i["metadataStartupScript"], plan, "generated-api-key-0123456789")
+    assert i["bootDisk"]["initializeParams"]["type"] == "pd-balanced"
+    assert "nicType" not in i["networkInterfaces"][0]
+    check_boot(i["metadataStartupScript"], plan, "gcp")
+    assert "generated-api-key" not in json.dumps(i["metadata"])
+    # a dedicated network: no default network, so none of its pre-made open rules
+    [net] = by_type(result, "gcp:compute/network:Network")
+    assert net["inputs"]["autoCreateSubnetworks"] is False
+    assert i["networkInterfaces"][0]["network"] == "vllm_id"
+    assert i["networkInterfaces"][0]["subnetwork"] == "vllm_id"
     [fw] = by_type(result, "gcp:compute/firewall:Firewall")
-    assert fw["inputs"]["sourceRanges"] == [CIDR]
+    assert fw["inputs"]["sourceRanges"] == [CIDR] and fw["inputs"]["network"] == "vllm_id"
     assert fw["inputs"]["allows"] == [{"ports": ["8000"], "protocol": "tcp"}]
+    # the key is a Secret Manager secret that only the VM's service account may read
+    versions = by_type(result, "gcp:secretmanager/secretVersion:SecretVersion")
+    assert sorted(v["inputs"]["secretData"] for v in versions) == [
+        "generated-api-key-0123456789",
+        HF,
+    ]
+    assert all("secretData" in v["secret"] for v in versions)
+    [account] = by_type(result, "gcp:serviceaccount/account:Account")
+    members = by_type(result, "gcp:secretmanager/secretIamMember:SecretIamMember")
+    assert len(members) == 2
+    for member in members:
+        assert member["inputs"]["member"] == "serviceAccount:" + account["inputs"]["email"]
+        assert member["inputs"]["role"] == "roles/secretmanager.secretAccessor"
+    assert HF not in i["metadataStartupScript"]
+    assert i["serviceAccount"]["email"] == account["inputs"]["email"]
+    assert i["metadata"]["enable-oslogin"] == "TRUE"
+
+
+def test_a_gated_model_without_a_token_stops_pulumi_up(tmp_path):
+    """meta-llama repositories are gated: without gpuplan:hfToken vLLM would restart in a loop
+    on a 401 while `pulumi up` reports success."""
+    project, _ = generate(tmp_path, "aws")
+    result = run_program(project, {"gpuplan:hfToken": None})
+    assert "gated" in (result["error"] or "") and "gpuplan:hfToken" in result["error"]
+    assert not by_type(result, "aws:ec2/instance:Instance")
+    from infra.emit import needs_hf_token
+
+    qwen = make_plan("aws", model="qwen3-8b")
+    assert not needs_hf_token(qwen) and needs_hf_token(make_plan("aws"))
+
+
+def test_gcp_program_with_an_existing_network_and_ipv6(tmp_path):
+    project, _ = generate(
+        tmp_path, "gcp", ssh=True, network="shared-vpc", subnets=("projects/p/regions/r/x",)
+    )
+    opts_v6 = ProjectOptions(allowed_cidrs=(CIDR, "2001:db8::/48"))
+    write_project(render_project(make_plan("gcp"), opts_v6), tmp_path / "v6")
+    result = run_program(project, {})
+    assert result["error"] is None
+    assert not by_type(result, "gcp:compute/network:Network")
+    [vm] = by_type(result, "gcp:compute/instance:Instance")
+    nic = vm["inputs"]["networkInterfaces"][0]
+    assert (nic["network"], nic["subnetwork"]) == ("shared-vpc", "projects/p/regions/r/x")
+    assert vm["inputs"]["metadata"]["enable-oslogin"] == "FALSE"  # else ssh-keys is ignored
+    aws_v6 = tmp_path / "aws-v6"
+    write_project(render_project(make_plan("aws"), opts_v6), aws_v6)
+    [sg] = by_type(run_program(aws_v6, {}), "aws:ec2/securityGroup:SecurityGroup")
+    [rule] = sg["inputs"]["ingress"]  # IPv6 goes to ipv6_cidr_blocks, not cidr_blocks
+    assert (rule["cidrBlocks"], rule["ipv6CidrBlocks"]) == ([CIDR], ["2001:db8::/48"])
+    v6 = run_program(tmp_path / "v6", {})
+    ranges = sorted(
+        f["inputs"]["sourceRanges"] for f in by_type(v6, "gcp:compute/firewall:Firewall")
+    )
+    assert ranges == [["2001:db8::/48"], [CIDR]]  # one rule per IP version
 
 
 def test_runpod_program(tmp_path):
@@ -326,7 +451,9 @@ def test_runpod_program(tmp_path):
     i = pod["inputs"]
     assert (i["gpu_type_id"], i["gpu_count"], i["cloud_type"]) == ("NVIDIA L40S", 1, "COMMUNITY")
     assert i["image"] == "vllm/vllm-openai:v0.33.0" and "env" in pod["secret"]
-    assert shlex.split(i["docker_args"]) == [*plan.vllm_args, "--host", "0.0.0.0", "--port", "8000"]
+    assert i["entrypoint"] == ["bash"] and i["start_cmd"][0] == "-c"
+    check_container_script(i["start_cmd"][1], plan)
+    assert i["allowed_cuda_versions"][0] == "13.0"  # hosts whose driver runs the CUDA 13 image
     assert i["env"]["VLLM_API_KEY"] == "generated-api-key-0123456789"
 
 
@@ -338,37 +465,67 @@ def test_vast_program_pins_no_offer(tmp_path):
     i = inst["inputs"]
     assert (i["gpu_name"], i["gpu_count"]) == ("RTX 4090", 1)
     assert i["max_price_usd_per_hour"] == pytest.approx(0.31 * 1.25)
-    assert i["args"] == [*plan.vllm_args, "--host", "0.0.0.0", "--port", "8000"]
+    assert i["entrypoint"] == "bash" and i["args"][0] == "-c"
+    check_container_script(i["args"][1], plan)
+    assert i["min_cuda"] == 13.0
     text = "".join(p.read_text() for p in project.iterdir() if p.is_file())
-    # The ephemeral offer id is recorded (plan JSON, display name) but never used to order.
     assert "2201" not in text.replace("offer 2201", "").replace('"offer_id": 2201', "")
 
 
-def test_hetzner_program_and_readme(tmp_path):
+HETZNER_CONFIG = {
+    "gpuplan:robotKeyFingerprints": ["aa:bb:cc"],
+    "gpuplan:sshPrivateKey": {"value": "PRIVATE", "secret": True},
+}
+
+
+def test_hetzner_test_mode_runs_no_remote_step(tmp_path):
     project, _plan = generate(tmp_path, "hetzner", ssh=True)
     missing = run_program(project, {})
     assert "robotKeyFingerprints" in (missing["error"] or "")
-    result = run_program(
-        project,
-        {
-            "gpuplan:robotKeyFingerprints": ["aa:bb:cc"],
-            "gpuplan:sshPrivateKey": {"value": "PRIVATE", "secret": True},
-        },
-    )
+    result = run_program(project, HETZNER_CONFIG)
     assert result["error"] is None
     [order] = by_type(result, "pulumi-python:dynamic:Resource")
     assert order["inputs"]["product_id"] == "GEX130" and order["inputs"]["location"] == "NBG1"
     assert order["inputs"]["test"] is True  # Robot test mode by default
-    cmds = {c["name"]: c for c in by_type(result, "command:remote:Command")}
-    assert "create" in cmds["vllm"]["secret"] and "connection" in cmds["vllm"]["secret"]
-    files = boot_files(cmds["vllm"]["inputs"]["create"])
-    unit = files["/etc/systemd/system/vllm.service"]
-    assert "ExecStartPre=/opt/gpuplan/firewall.sh" in unit  # before every vLLM start
-    check_firewall(files["/opt/gpuplan/firewall.sh"], allowed=(CIDR,), ssh=SSH)
+    # test mode orders nothing, so there is no host to SSH to
+    assert not by_type(result, "command:remote:Command")
     readme = (project / "README.md").read_text()
     assert "rented by the month" in readme and "setup fee" in readme and "delivery" in readme
 
 
+def test_hetzner_real_mode_installs_idempotently_and_survives_the_reboot(tmp_path):
+    project, _plan = generate(tmp_path, "hetzner", ssh=True)
+    result = run_program(project, {**HETZNER_CONFIG, "gpuplan:robotTestMode": "false"})
+    assert result["error"] is None
+    [cmd] = by_type(result, "command:remote:Command")
+    assert "create" in cmd["secret"] and "connection" in cmd["secret"]
+    script = cmd["inputs"]["create"]
+    # idempotent: a re-run overwrites the keyring instead of failing on a prompt
+    assert "gpg --batch --yes --dearmor" in script
+    # the reboot is scheduled after the script exits 0, so the SSH command succeeds, and
+    # the units are enabled so vLLM starts after it
+    last = script.strip().splitlines()[-1]
+    assert last.startswith("if nvidia-smi") and "systemd-run --on-active=" in last
+    assert "systemctl restart vllm.service gpuplan-proxy.service" in last
+    assert "systemctl enable vllm.service gpuplan-proxy.service" in script
+    assert "\nreboot" not in script
+    files = boot_files(script)
+    check_firewall(files["/opt/gpuplan/firewall.sh"], allowed=(CIDR,), ssh=SSH)
+    unit = files["/etc/systemd/system/vllm.service"]
+    assert "ExecStartPre=/opt/gpuplan/firewall.sh" in unit
+    assert files["/etc/gpuplan/vllm.env"] == (
+        f"VLLM_API_KEY=generated-api-key-0123456789\nHF_TOKEN={HF}\n"
+    )
+
+
+def test_hetzner_project_needs_ssh_cidr():
+    from planner.errors import UsageError
+
+    with pytest.raises(UsageError, match="--ssh-cidr"):
+        render_project(make_plan("hetzner"), ProjectOptions(allowed_cidrs=(CIDR,)))
+
+
+# ------------------------------------------------------------------ rules
 @pytest.mark.parametrize(
     ("allowed", "ssh"),
     [
@@ -382,7 +539,6 @@ def test_firewall_opens_serving_port_and_ssh_only_to_their_networks(allowed, ssh
     check_firewall(script, allowed=allowed, ssh=ssh)
 
 
-# ------------------------------------------------------------------ rules
 # Renders every kind of project (each provider, replicas, multi-node, several CIDRs), and
 # runs `gpuplan generate` end to end, into the folder given as argv[1].
 RENDER_ALL = """
@@ -391,10 +547,11 @@ from pathlib import Path
 
 from infra.emit import ProjectOptions, render_project, write_project
 from planner.cli import main
-from tests.test_generate import OFFERS, make_plan, multi_node_plan, replica_plan
+from tests.test_generate import OFFERS, make_plan, opts_for
+from tests.test_generate_scale import multi_node_plan, replica_plan
 
 out = Path(sys.argv[1])
-opts = ProjectOptions(allowed_cidrs=CIDRS)
+from dataclasses import replace
 plans = {p: make_plan(p) for p in OFFERS}
 plans.update({
     "aws-replicas": replica_plan("aws"),
@@ -403,6 +560,7 @@ plans.update({
     "gcp-multi-node": multi_node_plan("gcp", "a3-highgpu-8g", "h100-sxm"),
 })
 for name, plan in plans.items():
+    opts = replace(opts_for(plan.offer.provider), allowed_cidrs=CIDRS)
     write_project(render_project(plan, opts), out / name)
 args = ["generate", "llama-3.1-70b", "--quant", "auto", "--providers", "aws,gcp,runpod"]
 for cidr in CIDRS:
@@ -449,13 +607,15 @@ def test_generation_is_byte_identical_across_processes(tmp_path):
         assert not changed, f"PYTHONHASHSEED={seed} changed {changed}"
     # and this process (its own seed) renders the same bytes, written as rendered
     for provider in OFFERS:
-        rendered = render_project(make_plan(provider), ProjectOptions(allowed_cidrs=CIDRS))
+        opts = replace(opts_for(provider), allowed_cidrs=CIDRS)
+        rendered = render_project(make_plan(provider), opts)
         written = {k.split("/", 1)[1]: v for k, v in first.items() if k.startswith(provider + "/")}
         assert written == {k: v.encode() for k, v in rendered.items()}
 
 
 STATIC = {
     "gpuplan_boot.py": "_shared",
+    "gpuplan_proxy.py": "_shared",
     "gpuplan_runpod.py": "runpod",
     "gpuplan_vast.py": "vast",
     "gpuplan_hetzner.py": "hetzner",
@@ -466,7 +626,7 @@ STATIC = {
 def test_golden_files(provider):
     """Rendered files against tests/golden/<provider>/; static modules are copied verbatim
     from templates/ (checked here rather than kept twice)."""
-    files = render_project(make_plan(provider), ProjectOptions(allowed_cidrs=(CIDR,)))
+    files = render_project(make_plan(provider), opts_for(provider))
     for name, folder_name in STATIC.items():
         if name in files:
             assert files.pop(name) == (ROOT / "templates" / folder_name / name).read_text()
@@ -529,7 +689,7 @@ def test_no_secrets_and_no_open_ssh_in_files(cli, tmp_path, monkeypatch, provide
         if "0.0.0.0/0" in line:  # only AWS egress, and the program's own refusal of open SSH
             assert 'cidr_blocks=["0.0.0.0/0"]' in line.replace("'", '"') or "ssh" in line.lower()
     if provider == "aws":
-        assert SSH in (out / "Pulumi.dev.yaml").read_text()
+        assert SSH in (out / "__main__.py").read_text()
     r = cli(
         "generate",
         "--plan",
@@ -576,6 +736,7 @@ WEIRD = st.lists(
 @given(model=WEIRD, extra=WEIRD)
 def test_injection_safe(model, extra):
     """Hostile model ids and arguments stay values: every program parses and carries them."""
+    import importlib.util
     from dataclasses import replace
 
     base = make_plan("aws")
@@ -583,7 +744,7 @@ def test_injection_safe(model, extra):
     plan = replace(base, model=model, base_model=model, vllm_args=args)
     for provider in ("aws", "gcp", "runpod", "vast", "hetzner"):
         p = replace(plan, offer=make_offer(provider))
-        files = render_project(p, ProjectOptions(allowed_cidrs=(CIDR,)))
+        files = render_project(p, opts_for(provider))
         tree = ast.parse(files["__main__.py"])
         [assign] = [
             n
@@ -591,11 +752,20 @@ def test_injection_safe(model, extra):
             if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "PLAN"
         ]
         literal = ast.literal_eval(assign.value)
-        assert literal["vllm_args"] == list(args) and literal["served_model_name"] == model
+        expected = serve_args(plan)
+        assert literal["vllm_args"] == expected and literal["served_model_name"] == model
         assert yaml.safe_load(files["Pulumi.yaml"])["description"].startswith("vLLM serving ")
         json.loads(files["gpuplan.plan.json"])
-    script = boot_module().boot_script("img:1", list(args), 8000, "k")
-    run = boot_files(script)["/opt/gpuplan/run-vllm.sh"].split("\n", 1)[1]
+    spec = importlib.util.spec_from_file_location(
+        "boot", ROOT / "templates/_shared/gpuplan_boot.py"
+    )
+    boot = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(boot)
+    container = boot.container_script(list(args), 8000, b"# proxy")
+    exec_line = container[container.index("exec vllm serve ") :]
+    assert shlex.split(exec_line)[3 : 3 + len(args)] == list(args)
+    script = boot.boot_script("img:1", list(args), 8000, "k", proxy_py="# proxy")
+    run = boot_files(script)["/opt/gpuplan/run-vllm.sh"].split("\n", 2)[2]
     assert shlex.split(run)[-len(args) - 4 : -4] == list(args)
     assert all(
         line.startswith(
@@ -625,7 +795,6 @@ def test_generate_cli_from_model_and_from_plan(cli, tmp_path):
     assert r.exit_code == 0, r.output
     assert {
         "Pulumi.yaml",
-        "Pulumi.dev.yaml",
         "__main__.py",
         "requirements.txt",
         "README.md",
@@ -658,7 +827,9 @@ def test_generate_cli_from_model_and_from_plan(cli, tmp_path):
         "--out",
         str(tmp_path / "p3"),
     )
-    assert r.exit_code == 0 and (tmp_path / "p3" / "Pulumi.prod.yaml").exists()
+    assert (
+        r.exit_code == 0 and "pulumi stack select prod" in (tmp_path / "p3/README.md").read_text()
+    )
     assert "'stack_tag': 'prod'" in (tmp_path / "p3" / "__main__.py").read_text()
 
 
@@ -686,13 +857,39 @@ def test_generate_refuses_foreign_folder_and_bad_plans(cli, tmp_path):
     assert r.exit_code == 2 and "--allow-cidr" in r.output
 
 
-def test_regenerating_for_another_provider_removes_stale_helpers(tmp_path):
+def test_regenerating_for_another_provider_keeps_what_the_old_state_needs(tmp_path):
+    from planner.errors import UsageError
+
     out = tmp_path / "proj"
     write_project(render_project(make_plan("vast"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
     assert (out / "gpuplan_vast.py").exists()
-    write_project(render_project(make_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    aws = render_project(make_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,)))
+    with pytest.raises(UsageError, match=r"gpuplan_vast\.py"):
+        write_project(aws, out)
+    assert (out / "gpuplan_vast.py").exists()  # the old machine can still be destroyed
+    write_project(aws, out, old_stack_destroyed=True)
     assert not (out / "gpuplan_vast.py").exists()
     assert json.loads((out / MARKER).read_text())["files"] == sorted(p.name for p in out.iterdir())
+
+
+def test_the_stack_file_is_the_users(tmp_path):
+    """gpuplan writes provider defaults into Pulumi.yaml and never writes, removes or checks
+    Pulumi.<stack>.yaml, where `pulumi config set` keeps the user's values."""
+    out = tmp_path / "proj"
+    files = render_project(make_plan("gcp"), ProjectOptions(allowed_cidrs=(CIDR,)))
+    assert not [name for name in files if name.startswith("Pulumi.") and name != "Pulumi.yaml"]
+    project = yaml.safe_load(files["Pulumi.yaml"])
+    assert project["config"] == {"gcp:region": "us-central1", "gcp:zone": "us-central1-a"}
+    write_project(files, out)
+    mine = "config:\n  gcp:project: my-project\n  gpuplan:hfToken:\n    secure: v1:abc\n"
+    (out / "Pulumi.dev.yaml").write_text(mine)
+    # an earlier gpuplan listed the stack file among its own: it must survive regeneration
+    marker = json.loads((out / MARKER).read_text())
+    (out / MARKER).write_text(
+        json.dumps({**marker, "files": [*marker["files"], "Pulumi.dev.yaml"]})
+    )
+    write_project(render_project(make_plan("gcp"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    assert (out / "Pulumi.dev.yaml").read_text() == mine
 
 
 def test_plan_json_in_project_round_trips(tmp_path):
@@ -714,230 +911,3 @@ def test_pinned_versions_are_the_tested_ones():
         pins.update(reqs)
     for name, pinned in pins.items():
         assert version(name) == pinned, f"{name}: tested {version(name)}, generated pin {pinned}"
-
-
-def replica_plan(provider: str, replicas: int = 3) -> Plan:
-    need = Need(context=4096, target_output_tokens_per_s=1.0)
-    plan = recommend(
-        candidates_for(load_model_spec("llama-3.1-8b"), None), [make_offer(provider)], need
-    ).plans[0]
-    from dataclasses import replace
-
-    return replace(plan, estimate=replace(plan.estimate, replicas=replicas))
-
-
-def test_aws_replicas_behind_a_network_load_balancer(tmp_path):
-    out = tmp_path / "aws3"
-    write_project(render_project(replica_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
-    result = run_program(out, {})
-    assert result["error"] is None
-    assert len(by_type(result, "aws:ec2/instance:Instance")) == 3
-    [lb] = by_type(result, "aws:lb/loadBalancer:LoadBalancer")
-    assert lb["inputs"]["loadBalancerType"] == "network" and lb["inputs"]["subnets"] == [
-        "subnet-a",
-        "subnet-b",
-    ]
-    [tg] = by_type(result, "aws:lb/targetGroup:TargetGroup")
-    hc = tg["inputs"]["healthCheck"]
-    assert (hc["protocol"], hc["path"], tg["inputs"]["port"]) == ("HTTP", "/health", 8000)
-    assert len(by_type(result, "aws:lb/targetGroupAttachment:TargetGroupAttachment")) == 3
-    [listener] = by_type(result, "aws:lb/listener:Listener")
-    assert listener["inputs"]["port"] == 8000
-    ingress = by_type(result, "aws:ec2/securityGroup:SecurityGroup")[0]["inputs"]["ingress"]
-    assert {tuple(r["cidrBlocks"]) for r in ingress} == {(CIDR,), ("172.31.0.0/16",)}
-    assert "3 identical replicas" in (out / "README.md").read_text()
-
-
-def test_gcp_replicas_in_a_managed_group_behind_a_load_balancer(tmp_path):
-    out = tmp_path / "gcp3"
-    write_project(render_project(replica_plan("gcp"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
-    result = run_program(out, {})
-    assert result["error"] is None
-    assert not by_type(result, "gcp:compute/instance:Instance")
-    [mig] = by_type(result, "gcp:compute/instanceGroupManager:InstanceGroupManager")
-    assert mig["inputs"]["targetSize"] == 3
-    [hc] = by_type(result, "gcp:compute/regionHealthCheck:RegionHealthCheck")
-    assert hc["inputs"]["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
-    [tmpl] = by_type(result, "gcp:compute/instanceTemplate:InstanceTemplate")
-    assert tmpl["inputs"]["scheduling"]["onHostMaintenance"] == "TERMINATE"
-    assert "metadataStartupScript" in tmpl["secret"]
-    assert by_type(result, "gcp:compute/regionBackendService:RegionBackendService")
-    [rule] = by_type(result, "gcp:compute/forwardingRule:ForwardingRule")
-    assert rule["inputs"]["ports"] == ["8000"]
-    ranges = {
-        tuple(f["inputs"]["sourceRanges"]) for f in by_type(result, "gcp:compute/firewall:Firewall")
-    }
-    assert (CIDR,) in ranges and any("35.191.0.0/16" in r for r in ranges)
-
-
-@pytest.mark.parametrize(
-    ("provider", "typ"),
-    [("runpod", "pulumi-python:dynamic:Resource"), ("vast", "pulumi-python:dynamic:Resource")],
-)
-def test_replicas_without_a_managed_balancer(tmp_path, provider, typ):
-    out = tmp_path / provider
-    write_project(
-        render_project(replica_plan(provider), ProjectOptions(allowed_cidrs=(CIDR,))), out
-    )
-    result = run_program(out, {})
-    assert result["error"] is None
-    assert sorted(r["name"] for r in by_type(result, typ)) == ["vllm-0", "vllm-1", "vllm-2"]
-    assert "No load balancer is provisioned" in (out / "README.md").read_text()
-
-
-def test_hetzner_replicas(tmp_path):
-    out = tmp_path / "hz"
-    write_project(
-        render_project(
-            replica_plan("hetzner", 2), ProjectOptions(allowed_cidrs=(CIDR,), ssh_cidr=SSH)
-        ),
-        out,
-    )
-    result = run_program(
-        out,
-        {
-            "gpuplan:robotKeyFingerprints": ["aa:bb"],
-            "gpuplan:sshPrivateKey": {"value": "K", "secret": True},
-        },
-    )
-    assert result["error"] is None
-    assert sorted(r["name"] for r in by_type(result, "pulumi-python:dynamic:Resource")) == [
-        "gex-0",
-        "gex-1",
-    ]
-    assert len(by_type(result, "command:remote:Command")) == 4
-
-
-def multi_node_plan(provider: str, instance: str, gpu: str) -> Plan:
-    o = Offer(
-        provider=provider,
-        instance_type=instance,
-        region="us-east1" if provider == "gcp" else "us-east-1",
-        gpu=gpu,
-        gpu_count=8,
-        gpu_memory_gb=gpu_table()[gpu].memory_gb,
-        vcpus=96,
-        ram_gib=1152.0,
-        disk_gb=None,
-        price_usd_per_hour=40.0,
-        spot_price_usd_per_hour=None,
-        billing="hourly",
-        source="test",
-        fetched_at="2026-11-22",
-        availability="zones: us-east1-b" if provider == "gcp" else None,
-        provider_data=(
-            {"machine_type": instance, "accelerator_count": 0, "zones": ["us-east1-b"]}
-            if provider == "gcp"
-            else {}
-        ),
-    )
-    return recommend(
-        candidates_for(load_model_spec("llama-3.1-405b"), None),
-        [o],
-        Need(context=4096, objective="cost"),
-    ).plans[0]
-
-
-def test_aws_multi_node_head_and_workers_with_ray(tmp_path):
-    plan = multi_node_plan("aws", "p4de.24xlarge", "a100-80gb-sxm")
-    assert plan.layout.nodes == 2 and "--pipeline-parallel-size" in plan.vllm_args
-    out = tmp_path / "mn"
-    write_project(render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,))), out)
-    result = run_program(out, {})
-    assert result["error"] is None
-    insts = {r["name"]: r for r in by_type(result, "aws:ec2/instance:Instance")}
-    assert set(insts) == {"vllm", "worker-1"}
-    [pg] = by_type(result, "aws:ec2/placementGroup:PlacementGroup")
-    assert pg["inputs"]["strategy"] == "cluster"
-    assert all(i["inputs"]["placementGroup"] == "vllm_id" for i in insts.values())
-    assert insts["vllm"]["inputs"]["subnetId"] == insts["worker-1"]["inputs"]["subnetId"]
-    # only the head is in the serving security group; the cluster group talks to itself
-    sgs = {r["name"]: r for r in by_type(result, "aws:ec2/securityGroup:SecurityGroup")}
-    assert "vllm_id" in insts["vllm"]["inputs"]["vpcSecurityGroupIds"]
-    assert insts["worker-1"]["inputs"]["vpcSecurityGroupIds"] == ["vllm-cluster_id"]
-    assert [r["cidrBlocks"] for r in sgs["vllm"]["inputs"]["ingress"]] == [[CIDR]]
-    [rule] = by_type(result, "aws:ec2/securityGroupRule:SecurityGroupRule")
-    assert rule["inputs"]["sourceSecurityGroupId"] == rule["inputs"]["securityGroupId"]
-    head = boot_files(insts["vllm"]["inputs"]["userData"])
-    worker = boot_files(insts["worker-1"]["inputs"]["userData"])
-    assert shlex.split(head["/opt/gpuplan/run-ray.sh"].split("\n")[2])[-2:] == [
-        "-c",
-        "ray start --block --head --port=6379",
-    ]
-    assert shlex.split(worker["/opt/gpuplan/run-ray.sh"].split("\n")[2])[-2:] == [
-        "-c",
-        "ray start --block --address=172.31.0.10:6379",
-    ]
-    serve = shlex.split(head["/opt/gpuplan/run-vllm.sh"].split("\n")[2])
-    assert serve == [
-        "exec",
-        "docker",
-        "exec",
-        "vllm-node",
-        "vllm",
-        "serve",
-        *plan.vllm_args,
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "8000",
-    ]
-    assert ">= 16 else 1" in head["/opt/gpuplan/run-vllm.sh"]
-    assert "/opt/gpuplan/run-vllm.sh" not in worker  # workers run Ray only
-
-
-def test_gcp_multi_node_head_and_workers_with_ray(tmp_path):
-    plan = multi_node_plan("gcp", "a3-highgpu-8g", "h100-sxm")
-    out = tmp_path / "mn"
-    write_project(render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,))), out)
-    result = run_program(out, {})
-    assert result["error"] is None
-    vms = {r["name"]: r for r in by_type(result, "gcp:compute/instance:Instance")}
-    assert set(vms) == {"vllm", "worker-1"}
-    assert vms["vllm"]["inputs"]["zone"] == vms["worker-1"]["inputs"]["zone"] == "us-east1-b"
-    [policy] = by_type(result, "gcp:compute/resourcePolicy:ResourcePolicy")
-    assert policy["inputs"]["groupPlacementPolicy"]["collocation"] == "COLLOCATED"
-    serving = next(
-        f for f in by_type(result, "gcp:compute/firewall:Firewall") if f["name"] == "vllm"
-    )
-    assert set(serving["inputs"]["targetTags"]) <= set(vms["vllm"]["inputs"]["tags"])
-    assert not set(serving["inputs"]["targetTags"]) & set(vms["worker-1"]["inputs"]["tags"])
-    worker = boot_files(vms["worker-1"]["inputs"]["metadataStartupScript"])
-    assert "--address=10.128.0.2:6379" in worker["/opt/gpuplan/run-ray.sh"]
-
-
-def test_multi_node_elsewhere_is_refused():
-    from planner.errors import DeployError
-
-    plan = multi_node_plan("aws", "p4de.24xlarge", "a100-80gb-sxm")
-    from dataclasses import replace
-
-    with pytest.raises(DeployError, match="AWS and GCP only"):
-        render_project(
-            replace(plan, offer=replace(plan.offer, provider="vast")),
-            ProjectOptions(allowed_cidrs=(CIDR,)),
-        )
-
-
-def test_generate_skips_plans_it_cannot_write(cli, tmp_path):
-    out = tmp_path / "p"
-    r = cli(
-        "generate",
-        "llama-3.1-70b",
-        "--quant",
-        "auto",
-        "--providers",
-        "runpod,vast",
-        "--concurrency",
-        "32",  # a load where one MI300X (ROCm, not writable for these clouds) ranks first
-        "--objective",
-        "cost-per-token",
-        "--allow-cidr",
-        CIDR,
-        "--out",
-        str(out),
-    )
-    assert r.exit_code == 0, r.output
-    assert "skipped a better plan" in r.output and "ROCm" in r.output
-    plan = json.loads((out / "gpuplan.plan.json").read_text())
-    assert not plan["offer"]["gpu"].startswith("mi")

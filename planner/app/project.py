@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ class Generated:
     out: str
     written: list[str]
     skipped: list[str] = field(default_factory=list)  # better plans gpuplan cannot write yet
+    warnings: list[str] = field(default_factory=list)  # what to read before deploying
 
 
 def _project_options(s: Settings):  # -> infra.emit.ProjectOptions
@@ -31,20 +33,25 @@ def _project_options(s: Settings):  # -> infra.emit.ProjectOptions
             reason = getattr(exc, "strerror", None) or "not a text file"
             raise UsageError(f"cannot read ssh_key {s.ssh_key}: {reason}") from None
     return ProjectOptions(
-        stack=s.stack, allowed_cidrs=s.allow_cidrs, ssh_cidr=s.ssh_cidr, ssh_public_key=key
-    )
+        stack=s.stack, allowed_cidrs=s.allow_cidrs, ssh_cidr=s.ssh_cidr, ssh_public_key=key,
+        disk_gb=s.disk_gb, image=s.image, extra_vllm_args=s.extra_vllm_args,
+        network=s.network, subnets=s.subnets, tls_certificate=s.tls_certificate,
+        tls_domain=s.tls_domain, allow_open_port=s.allow_open_port,
+        allow_guessed_model=s.allow_guessed_model,
+    )  # fmt: skip
 
 
-def best_writable(plans: list[Plan] | tuple[Plan, ...]) -> tuple[Plan, list[str]]:
-    """The best plan gpuplan can write a project for, and the better ones it had to skip."""
-    from infra.emit import refusal
+def best_writable(plans: Sequence[Plan]) -> tuple[Plan, list[str]]:
+    """The best plan gpuplan can write a project for (the targets' declared capabilities say
+    which), and the better ones it had to skip."""
+    from infra.targets import refusal
 
     skipped: list[str] = []
     for plan in plans:
         why = refusal(plan)
         if why is None:
             return plan, skipped
-        skipped.append(f"{plan.offer.provider} {plan.offer.instance_type}: {why[0]}")
+        skipped.append(f"{plan.offer.provider} {plan.offer.instance_type}: {why}")
     raise DeployError(
         "none of the feasible plans can be generated yet: " + "; ".join(skipped[:3]),
         "pin --providers / --gpu to an offer gpuplan generates for",
@@ -68,10 +75,12 @@ def generate(
     plan_file: str | None = None,
     config_path: str | None = None,
     from_hub: bool = False,
+    old_stack_destroyed: bool = False,
 ) -> Generated:
     """Plan (or read ``plan_file``) and write the Pulumi project of the best writable plan to
     ``s.out``, all files or none."""
     from infra.emit import render_project, write_project
+    from infra.targets import warnings
     from planner.app.plan import recommend
 
     if plan_file and s.sources.get("model", "").startswith("--"):
@@ -91,8 +100,8 @@ def generate(
         ranking = recommend(s, config_path=config_path, from_hub=from_hub).ranking
         plan, skipped = best_writable(ranking.plans)
     files = render_project(plan, options)
-    written = write_project(files, Path(s.out))
-    return Generated(plan, s.out, written, skipped)
+    written = write_project(files, Path(s.out), old_stack_destroyed=old_stack_destroyed)
+    return Generated(plan, s.out, written, skipped, warnings(plan, options))
 
 
 def init_repo(
@@ -104,11 +113,10 @@ def init_repo(
     out: str,
     root: str,
     force: bool,
+    ci_install: str | None = None,
 ) -> list[Path]:
     """Write a commented gpuplan.toml and the GitHub Actions workflow; returns the paths."""
-    from importlib.metadata import version
-
-    from infra.render import render
+    from infra.workflow import render_workflow
     from planner.fsutil import atomic_write_text
     from planner.offers.providers import parse_provider_list
     from planner.settings import config_template
@@ -116,10 +124,10 @@ def init_repo(
     names = parse_provider_list(providers) if providers else None
     base = Path(root)
     targets = {
-        base / "gpuplan.toml": config_template(model, list(allow_cidrs), names, stack, out),
-        base / ".github" / "workflows" / "gpuplan.yml": render(
-            "ci/gpuplan.yml.j2", out=out, stack=stack, version=version("gpuplan")
+        base / "gpuplan.toml": config_template(
+            model, list(allow_cidrs), names, stack, out, ci_install
         ),
+        base / ".github" / "workflows" / "gpuplan.yml": render_workflow(out, stack, ci_install),
     }
     existing = [str(p) for p in targets if p.exists()]
     if existing and not force:

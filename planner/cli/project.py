@@ -38,6 +38,22 @@ from planner.settings import default_of
     help="OpenSSH public key file; SSH stays closed without it and --ssh-cidr.",
 )
 @setting_option("ssh_cidr")
+@setting_option("network")
+@setting_option("subnets", "--subnet", multiple=True, help="A subnet of --network (repeatable).")
+@setting_option("disk_gb")
+@setting_option("image")
+@setting_option(
+    "extra_vllm_args", "--extra-vllm-arg", multiple=True, help="Appended to `vllm serve`."
+)
+@setting_option("tls_certificate")
+@setting_option("tls_domain")
+@setting_option("allow_open_port", "--allow-open-port", is_flag=True)
+@setting_option("allow_guessed_model", "--allow-guessed-model", is_flag=True)
+@click.option(
+    "--old-stack-destroyed",
+    is_flag=True,
+    help="Regenerate a folder for another provider: you destroyed the old stack first.",
+)
 @click.pass_context
 def generate(
     ctx: click.Context,
@@ -45,6 +61,7 @@ def generate(
     config_path: str | None,
     from_hub: bool,
     plan_file: str | None,
+    old_stack_destroyed: bool,
     **_: object,
 ) -> None:
     """Write a Pulumi (Python) project that provisions the plan's machine and serves the model.
@@ -58,9 +75,14 @@ def generate(
     from planner.present.project import generated_lines, skipped_lines
 
     gen = run(
-        settings(ctx, toml_file), plan_file=plan_file, config_path=config_path, from_hub=from_hub
+        settings(ctx, toml_file),
+        plan_file=plan_file,
+        config_path=config_path,
+        from_hub=from_hub,
+        old_stack_destroyed=old_stack_destroyed,
     )
     echo_lines(skipped_lines(gen.skipped), err=True)
+    echo_lines([f"warning: {w}" for w in gen.warnings], err=True)
     echo_lines(generated_lines(gen))
 
 
@@ -90,6 +112,12 @@ def generate(
     help="Repository root.",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing gpuplan.toml / workflow.")
+@click.option(
+    "--ci-install",
+    default=None,
+    help="What CI pip-installs, e.g. 'gpuplan @ git+https://github.com/ORG/gpuplan@COMMIT' "
+    "(default: the gpuplan you run, when it came from an index or a repository).",
+)
 def init(
     model: str,
     allow_cidrs: tuple[str, ...],
@@ -98,6 +126,7 @@ def init(
     out_dir: str,
     root: str,
     force: bool,
+    ci_install: str | None,
 ) -> None:
     """Write a commented gpuplan.toml and the GitHub Actions workflow that checks pull requests
     and deploys main.
@@ -114,6 +143,7 @@ def init(
         out=out_dir,
         root=root,
         force=force,
+        ci_install=ci_install,
     )
     echo_lines([f"wrote {path}" for path in written])
     click.echo(

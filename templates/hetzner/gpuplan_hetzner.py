@@ -17,9 +17,10 @@ import time
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 OUTPUTS = ("transaction_id", "server_number", "server_ip", "status")
+SPEC = ("product_id", "location", "test")  # and the OS: see diff
 
 
 def _robot(method: str, path: str, data: list[tuple[str, str]] | None = None) -> Any:
@@ -34,12 +35,56 @@ def _robot(method: str, path: str, data: list[tuple[str, str]] | None = None) ->
     return resp.json()
 
 
+def choose_dist(choices: list[str], wanted: str) -> str:
+    """The product's own OS image whose name starts with ``wanted`` (e.g. "Ubuntu 24.04"):
+    Robot lists the images each product can be ordered with (GET /order/server/product/{id},
+    `dist`), and the names change between products and over time."""
+    matches = sorted(c for c in choices if c == wanted or c.startswith(wanted))
+    if not matches:
+        raise RuntimeError(
+            f"the product offers no {wanted} image (it offers: {', '.join(choices) or 'none'})"
+        )
+    plain = [m for m in matches if "base" in m.lower()]
+    return (plain or matches)[0]
+
+
+def _transaction(tx_id: str) -> dict[str, Any] | None:
+    """The order's transaction, or None when Robot could not be asked (retried later)."""
+    try:
+        return _robot("GET", f"/order/server/transaction/{tx_id}")["transaction"]
+    except Exception:  # transient: the order exists and must stay recorded
+        return None
+
+
+def wait_delivery(tx: dict[str, Any], minutes: float, poll_s: float) -> dict[str, Any]:
+    """Poll the order until it is no longer in process, or ``minutes`` pass; never raises."""
+    deadline = time.monotonic() + minutes * 60
+    while tx.get("status") == "in process" and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        tx = _transaction(str(tx["id"])) or tx
+    return tx
+
+
+def _outs(props: dict[str, Any], tx: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **props,
+        "transaction_id": str(tx["id"]),
+        "status": tx.get("status") or "",
+        "server_number": str(tx.get("server_number") or ""),
+        "server_ip": tx.get("server_ip") or "",
+    }
+
+
 class _ServerOrderProvider(ResourceProvider):
+    poll_s = float(os.environ.get("GPUPLAN_POLL_S", "60"))
+
     def create(self, props: dict[str, Any]) -> CreateResult:
+        product = _robot("GET", f"/order/server/product/{props['product_id']}")["product"]
+        dist = choose_dist(list(product.get("dist") or []), props["dist"])
         form = [
             ("product_id", props["product_id"]),
             ("location", props["location"]),
-            ("dist", props["dist"]),
+            ("dist", dist),
             ("lang", "en"),
             ("addon[]", "primary_ipv4"),
         ]
@@ -47,31 +92,40 @@ class _ServerOrderProvider(ResourceProvider):
         if props["test"]:
             form.append(("test", "true"))
         tx = _robot("POST", "/order/server/transaction", form)["transaction"]
-        deadline = time.monotonic() + float(props["wait_minutes"]) * 60
-        while not props["test"] and tx.get("status") == "in process":
-            if time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"Hetzner order {tx['id']} is still in process; it stays "
-                    "ordered: run `pulumi up` again later to pick it up"
-                )
-            time.sleep(60)
-            tx = _robot("GET", f"/order/server/transaction/{tx['id']}")["transaction"]
         if tx.get("status") == "cancelled":
             raise RuntimeError(f"Hetzner cancelled order {tx['id']}")
-        return CreateResult(
-            id_=str(tx["id"]),
-            outs={
-                **props,
-                "transaction_id": str(tx["id"]),
-                "status": tx.get("status") or "",
-                "server_number": str(tx.get("server_number") or ""),
-                "server_ip": tx.get("server_ip") or "",
-            },
-        )
+        # From here on the order is live: it is returned (recorded in state) whatever happens
+        # while waiting. A delivery not done in time is picked up by the next `pulumi up`.
+        if not props["test"]:
+            tx = wait_delivery(tx, float(props["wait_minutes"]), self.poll_s)
+        return CreateResult(id_=str(tx["id"]), outs=_outs({**props, "dist": dist}, tx))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in news if k not in OUTPUTS and olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=True)
+        # Replacing a monthly server means cancelling it and ordering another: only a change
+        # of product, location, OS or test mode does that. Not the pickled provider, not the
+        # wait, not the key fingerprints (they only matter when the server is installed).
+        replaces = [k for k in SPEC if olds.get(k) != news.get(k)]
+        # the installed OS (olds, the product's full name) against the wanted one (a prefix)
+        if not str(olds.get("dist") or "").startswith(str(news.get("dist") or "")):
+            replaces.append("dist")
+        pending = not olds.get("test") and olds.get("status") != "ready"
+        return DiffResult(
+            changes=bool(replaces) or pending, replaces=replaces, delete_before_replace=True
+        )
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        tx = {"id": _id, "status": olds.get("status"), "server_number": olds.get("server_number"),
+              "server_ip": olds.get("server_ip")}  # fmt: skip
+        if tx["status"] == "in process":
+            tx = _transaction(_id) or tx
+            tx = wait_delivery(tx, float(news["wait_minutes"]), self.poll_s)
+        return UpdateResult(outs=_outs({**news, "dist": olds.get("dist") or news["dist"]}, tx))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        if props.get("test") or props.get("status") == "ready":
+            return ReadResult(id_=id_, outs=props)
+        tx = _transaction(id_) or {"id": id_, **{k: props.get(k) for k in OUTPUTS}}
+        return ReadResult(id_=id_, outs=_outs(props, tx))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         if props.get("server_number"):
@@ -79,6 +133,11 @@ class _ServerOrderProvider(ResourceProvider):
                 "POST",
                 f"/server/{int(props['server_number'])}/cancellation",
                 [("cancellation_date", "now")],
+            )
+        elif not props.get("test"):
+            raise RuntimeError(
+                f"Hetzner order {_id} has no server yet, so it cannot be cancelled through the "
+                "API: cancel it in Robot, then `pulumi state delete` this resource"
             )
 
 

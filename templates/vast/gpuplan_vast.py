@@ -2,9 +2,13 @@
 `requests`).
 
 At deploy time it searches the marketplace with the plan's criteria (GPU, count, memory, max
-price, reliability, verified hosts) and rents the cheapest match; no offer id is ever pinned in
-this project, because offers come and go. Delete destroys the instance. The API key is read
-from VAST_API_KEY at create/delete time and never stored.
+price, reliability, CUDA the host's driver runs, verified hosts) and rents the cheapest match;
+no offer id is ever pinned in this project, because offers come and go. Delete destroys the
+instance. The API key is read from VAST_API_KEY at create/delete time and never stored.
+
+Once rented, the instance is billed: create never raises after renting. If its address is not
+known in time (or the API errs while waiting), the instance is recorded without an endpoint
+and the next `pulumi up` finishes the wait (update) instead of renting a second one.
 """
 
 from __future__ import annotations
@@ -14,9 +18,13 @@ import time
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ResourceProvider
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 OUTPUTS = ("instance_id", "endpoint", "offer_price_usd_per_hour")
+# The inputs that define the instance: a change to any of them replaces it. Not the pickled
+# provider (`__provider`), not wait_minutes, not the price cap (it only chose the offer).
+SPEC = ("name", "image", "gpu_name", "gpu_count", "min_gpu_ram_mb", "min_cuda", "disk_gb",
+        "port", "entrypoint", "args", "env")  # fmt: skip
 
 
 def _http(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -34,15 +42,45 @@ def _http(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
 
 
 def search_query(props: dict[str, Any]) -> dict[str, Any]:
+    """Offer search body (vast-cli api/offers.py search_offers; field names from
+    api/query.py offers_fields: `reliability`, formerly `reliability2`; `cuda_max_good`, the
+    highest CUDA the host's driver runs)."""
     return {
         "gpu_name": {"eq": props["gpu_name"]}, "num_gpus": {"eq": int(props["gpu_count"])},
         "gpu_ram": {"gte": int(props["min_gpu_ram_mb"])},
         "dph_total": {"lte": float(props["max_price_usd_per_hour"])},
-        "reliability2": {"gte": float(props["min_reliability"])}, "verified": {"eq": True},
+        "reliability": {"gte": float(props["min_reliability"])},
+        "cuda_max_good": {"gte": float(props["min_cuda"])}, "verified": {"eq": True},
         "rentable": {"eq": True}, "rented": {"eq": False}, "external": {"eq": False},
         "disk_space": {"gte": int(props["disk_gb"])}, "type": "on-demand",
         "order": [["dph_total", "asc"]], "limit": 20,
     }  # fmt: skip
+
+
+def _endpoint(instance_id: str, port: int) -> str:
+    info = _http("GET", f"/api/v0/instances/{int(instance_id)}/")
+    inst = info.get("instances", info) if isinstance(info, dict) else {}
+    inst = inst if isinstance(inst, dict) else {}
+    mapping = (inst.get("ports") or {}).get(f"{port}/tcp") or []
+    if inst.get("public_ipaddr") and mapping:
+        return f"http://{inst['public_ipaddr']}:{mapping[0]['HostPort']}/v1"
+    return ""
+
+
+def wait_endpoint(instance_id: str, port: int, minutes: float, poll_s: float = 15.0) -> str:
+    """The instance's endpoint, or "" when it is not known within ``minutes``. API errors
+    while waiting are retried, never raised: the instance exists and is billed."""
+    deadline = time.monotonic() + minutes * 60
+    while True:
+        try:
+            endpoint = _endpoint(instance_id, port)
+            if endpoint:
+                return endpoint
+        except Exception:  # transient: the rented instance must stay recorded
+            pass
+        if time.monotonic() > deadline:
+            return ""
+        time.sleep(poll_s)
 
 
 class _InstanceProvider(ResourceProvider):
@@ -50,8 +88,8 @@ class _InstanceProvider(ResourceProvider):
         offers = _http("POST", "/api/v0/bundles/", search_query(props)).get("offers") or []
         if not offers:
             raise RuntimeError(
-                "no Vast.ai offer matches the plan right now (GPU, count, price "
-                "cap, reliability); raise the price cap or retry later"
+                "no Vast.ai offer matches the plan right now (GPU, count, price cap, "
+                "reliability, CUDA version); raise the price cap or retry later"
             )
         offer = offers[0]
         env = {f"-p {int(props['port'])}:{int(props['port'])}": "1"}
@@ -60,18 +98,17 @@ class _InstanceProvider(ResourceProvider):
             "PUT",
             f"/api/v0/asks/{int(offer['id'])}/",
             {
-                "client_id": "me",
-                "image": props["image"],
-                "env": env,
-                "disk": int(props["disk_gb"]),
-                "label": props["name"],
-                "runtype": "args",
-                "args": list(props["args"]),
+                "client_id": "me", "image": props["image"], "env": env,
+                "disk": int(props["disk_gb"]), "label": props["name"], "runtype": "args",
+                # with runtype "args", `onstart` overrides the image's entrypoint (vast-cli
+                # create__instance: onstart_cmd defaults to --entrypoint)
+                "onstart": props.get("entrypoint"), "args": list(props["args"]),
             },
-        )
+        )  # fmt: skip
         instance_id = str(rented["new_contract"])
-        endpoint = self._wait_endpoint(
-            instance_id, int(props["port"]), float(props["wait_minutes"])
+        # From here on the instance is billed: nothing below may raise.
+        endpoint = wait_endpoint(
+            instance_id, int(props["port"]), float(props["wait_minutes"]), self.poll_s
         )
         return CreateResult(
             id_=instance_id,
@@ -79,26 +116,34 @@ class _InstanceProvider(ResourceProvider):
                 **props,
                 "instance_id": instance_id,
                 "endpoint": endpoint,
-                "offer_price_usd_per_hour": float(offer["dph_total"]),
+                "offer_price_usd_per_hour": float(offer.get("dph_total") or 0.0),
             },
         )
 
-    @staticmethod
-    def _wait_endpoint(instance_id: str, port: int, minutes: float) -> str:
-        deadline = time.monotonic() + minutes * 60
-        while True:
-            info = _http("GET", f"/api/v0/instances/{instance_id}/")
-            inst = info.get("instances", info) if isinstance(info, dict) else {}
-            mapping = (inst.get("ports") or {}).get(f"{port}/tcp") or []
-            if inst.get("public_ipaddr") and mapping:
-                return f"http://{inst['public_ipaddr']}:{mapping[0]['HostPort']}/v1"
-            if time.monotonic() > deadline:
-                return ""  # rented, but its address is not known yet: see the Vast console
-            time.sleep(15)
+    poll_s = float(os.environ.get("GPUPLAN_POLL_S", "15"))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        changed = [k for k in news if k not in OUTPUTS and olds.get(k) != news.get(k)]
-        return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=True)
+        replaces = [k for k in SPEC if olds.get(k) != news.get(k)]
+        # An instance recorded before its address was known: update finishes the wait.
+        pending = not olds.get("endpoint")
+        return DiffResult(
+            changes=bool(replaces) or pending, replaces=replaces, delete_before_replace=True
+        )
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        endpoint = olds.get("endpoint") or wait_endpoint(
+            _id, int(news["port"]), float(news["wait_minutes"]), self.poll_s
+        )
+        return UpdateResult(outs={**olds, **news, "instance_id": _id, "endpoint": endpoint})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        endpoint = props.get("endpoint") or ""
+        if not endpoint:
+            try:
+                endpoint = _endpoint(id_, int(props["port"]))
+            except Exception:
+                endpoint = ""
+        return ReadResult(id_=id_, outs={**props, "endpoint": endpoint})
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         _http("DELETE", f"/api/v0/instances/{int(_id)}/")

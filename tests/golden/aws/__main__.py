@@ -4,6 +4,8 @@ It serves 'meta-llama/Llama-3.1-8B-Instruct' with vLLM on 'aws'. Deploy with `pu
 README.md); regenerate with `gpuplan generate` rather than editing values by hand.
 """
 
+import json
+
 import pulumi
 import pulumi_random as random
 import pulumi_aws as aws
@@ -15,10 +17,14 @@ PLAN = {
     'allowed_cidrs': ['203.0.113.0/24'],
     'ami_ssm_parameter': '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id',
     'disk_gb': 80,
+    'disk_iops': 3000,
+    'disk_throughput_mib_s': 250,
     'gpus_total': 1,
     'image': 'vllm/vllm-openai:v0.33.0',
     'instance_type': 'g6e.xlarge',
+    'master_port': 29501,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
+    'needs_hf_token': True,
     'nodes': 1,
     'port': 8000,
     'provider': 'aws',
@@ -29,9 +35,11 @@ PLAN = {
     'ssh_cidr': None,
     'ssh_public_key': None,
     'stack_tag': 'dev',
+    'subnet_ids': [],
+    'tls_certificate_arn': None,
+    'tls_domain': None,
     'usd_per_hour': 1.861,
     'vllm_args': [
-        '--model',
         'meta-llama/Llama-3.1-8B-Instruct',
         '--served-model-name',
         'meta-llama/Llama-3.1-8B-Instruct',
@@ -44,49 +52,96 @@ PLAN = {
         '--max-num-seqs',
         '154',
     ],
+    'vpc_id': None,
 }
 
 config = pulumi.Config("gpuplan")
-allowed_cidrs = config.get_object("allowedCidrs") or PLAN["allowed_cidrs"]
-ssh_cidr = config.get("sshCidr") or PLAN["ssh_cidr"]
-ssh_public_key = config.get("sshPublicKey") or PLAN["ssh_public_key"]
+# Networks and the SSH key are gpuplan's (gpuplan.toml / generate flags): change them there and
+# regenerate. Stack config (Pulumi.<stack>.yaml) is yours: secrets and provider credentials.
+allowed_cidrs = PLAN["allowed_cidrs"]
+ssh_cidr = PLAN["ssh_cidr"]
+ssh_public_key = PLAN["ssh_public_key"]
 if not allowed_cidrs:
-    raise pulumi.RunError("set gpuplan:allowedCidrs: the serving port opens only to them")
+    raise pulumi.RunError("no allowed networks: regenerate with --allow-cidr")
 if ssh_cidr in ("0.0.0.0/0", "::/0"):
-    raise pulumi.RunError("refusing SSH from the whole internet; set gpuplan:sshCidr narrower")
+    raise pulumi.RunError("refusing SSH from the whole internet: regenerate with --ssh-cidr")
 
 # vLLM's API key: gpuplan:apiKey if you set one (as a secret), else a generated one.
 api_key = config.get_secret("apiKey") or random.RandomPassword(
     "vllm-api-key", length=40, special=False
 ).result
 # Needed for gated models only: `pulumi config set --secret gpuplan:hfToken hf_...`
-hf_token = config.get_secret("hfToken") or pulumi.Output.secret("")
-# The GPU Deep Learning Base AMI (NVIDIA driver 580, Docker, NVIDIA container toolkit),
-# resolved at deploy time through its public SSM parameter.
+hf_token_config = config.get_secret("hfToken")
+has_hf_token = hf_token_config is not None
+hf_token = hf_token_config or pulumi.Output.secret("")
+if PLAN["needs_hf_token"] and not has_hf_token:
+    # Without it vLLM restarts in a loop on a 401 while `pulumi up` reports success.
+    raise pulumi.RunError(
+        f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
+        "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
+# The GPU Deep Learning Base AMI (NVIDIA driver, Docker, NVIDIA container toolkit, AWS CLI),
+# resolved through its public SSM parameter. Instances ignore later AMI changes, so a new
+# DLAMI release does not replace running machines on the next `pulumi up`.
 ami = aws.ssm.get_parameter(name=PLAN["ami_ssm_parameter"]).value
 
 replicas = PLAN["replicas"]
 nodes = PLAN["nodes"]
-vpc = aws.ec2.get_vpc(default=True) if replicas > 1 or nodes > 1 else None
-
-ingress = [
-    aws.ec2.SecurityGroupIngressArgs(
-        description="vLLM API", protocol="tcp", from_port=PLAN["port"], to_port=PLAN["port"],
-        cidr_blocks=allowed_cidrs,
-    )
+tls = bool(PLAN["tls_certificate_arn"])
+# A network load balancer fronts several replicas, and terminates TLS when a certificate is
+# given (the instances then serve plain HTTP inside the VPC only).
+balanced = replicas > 1 or tls
+# The VPC and subnets given to gpuplan (vpc_id/subnet_ids), else the account's default VPC.
+if PLAN["vpc_id"]:
+    vpc = aws.ec2.get_vpc(id=PLAN["vpc_id"])
+else:
+    vpc = aws.ec2.get_vpc(default=True)
+# Subnets in availability zones that offer the instance type, in a stable (sorted) order.
+zones = aws.ec2.get_instance_type_offerings(
+    location_type="availability-zone",
+    filters=[aws.ec2.GetInstanceTypeOfferingsFilterArgs(
+        name="instance-type", values=[PLAN["instance_type"]])],
+).locations or []
+subnet_filters = [
+    aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc.id]),
+    aws.ec2.GetSubnetsFilterArgs(name="availability-zone", values=sorted(zones)),
 ]
-if replicas > 1:
+if PLAN["subnet_ids"]:
+    subnet_filters.append(aws.ec2.GetSubnetsFilterArgs(name="subnet-id", values=PLAN["subnet_ids"]))
+else:
+    subnet_filters.append(aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"]))
+subnet_ids = sorted(aws.ec2.get_subnets(filters=subnet_filters).ids)
+if not subnet_ids:
+    raise pulumi.RunError(f"no subnet of {vpc.id} is in an availability zone that offers "
+                          f"{PLAN['instance_type']} ({', '.join(sorted(zones)) or 'none'})")
+
+ingress = []
+if not tls:
+    ingress.append(aws.ec2.SecurityGroupIngressArgs(
+        description="vLLM API", protocol="tcp", from_port=PLAN["port"], to_port=PLAN["port"],
+        cidr_blocks=[c for c in allowed_cidrs if ":" not in c],
+        ipv6_cidr_blocks=[c for c in allowed_cidrs if ":" in c],
+    ))
+else:
+    # Clients reach only the TLS listener; plain HTTP stays inside the VPC.
+    ingress.append(aws.ec2.SecurityGroupIngressArgs(
+        description="HTTPS (TLS listener)", protocol="tcp", from_port=443, to_port=443,
+        cidr_blocks=[c for c in allowed_cidrs if ":" not in c],
+        ipv6_cidr_blocks=[c for c in allowed_cidrs if ":" in c]))
+if balanced:
     # The network load balancer's health checks come from inside the VPC.
     ingress.append(aws.ec2.SecurityGroupIngressArgs(
         description="load balancer health checks", protocol="tcp", from_port=PLAN["port"],
         to_port=PLAN["port"], cidr_blocks=[vpc.cidr_block]))
 if ssh_cidr:
     ingress.append(aws.ec2.SecurityGroupIngressArgs(
-        description="SSH", protocol="tcp", from_port=22, to_port=22, cidr_blocks=[ssh_cidr]))
+        description="SSH", protocol="tcp", from_port=22, to_port=22,
+        cidr_blocks=[ssh_cidr] if ":" not in ssh_cidr else [],
+        ipv6_cidr_blocks=[ssh_cidr] if ":" in ssh_cidr else []))
 
 security_group = aws.ec2.SecurityGroup(
     "vllm",
     description="gpuplan: vLLM serving port" + (" and SSH" if ssh_cidr else ""),
+    vpc_id=vpc.id,
     ingress=ingress,
     egress=[aws.ec2.SecurityGroupEgressArgs(
         protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"])],
@@ -97,9 +152,31 @@ key_name = None
 if ssh_public_key:
     key_name = aws.ec2.KeyPair("vllm", public_key=ssh_public_key).key_name
 
-user_data = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
-    lambda secrets: gpuplan_boot.boot_script(
-        PLAN["image"], PLAN["vllm_args"], PLAN["port"], secrets[0], secrets[1] or None)))
+# Secrets live in SSM Parameter Store (SecureString), never in user data: the instance role
+# may read these parameters and nothing else, and the boot script fetches them at each start.
+prefix = f"/gpuplan/{PLAN['stack_tag']}/{PLAN['name']}"
+parameters = [aws.ssm.Parameter("vllm-api-key", name=prefix + "/api-key", type="SecureString",
+                                value=api_key, tags={"gpuplan": PLAN["stack_tag"]})]
+if has_hf_token:
+    parameters.append(aws.ssm.Parameter("vllm-hf-token", name=prefix + "/hf-token",
+                                        type="SecureString", value=hf_token,
+                                        tags={"gpuplan": PLAN["stack_tag"]}))
+# The region the provider really uses (a stack may override Pulumi.yaml's aws:region).
+region = pulumi.Config("aws").get("region") or PLAN["region"]
+secret_source = {"kind": "aws-ssm", "region": region, "api_key": prefix + "/api-key",
+                 "hf_token": prefix + "/hf-token" if has_hf_token else None}
+role = aws.iam.Role("vllm", assume_role_policy=json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                   "Principal": {"Service": "ec2.amazonaws.com"}}],
+}), tags={"gpuplan": PLAN["stack_tag"]})
+aws.iam.RolePolicy("vllm-read-secrets", role=role.id, policy=pulumi.Output.all(
+    *[p.arn for p in parameters]).apply(lambda arns: json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "ssm:GetParameter",
+                       "Resource": sorted(arns)}],
+    })))
+profile = aws.iam.InstanceProfile("vllm", role=role.name)
 
 market = None
 if PLAN["spot"]:
@@ -109,35 +186,48 @@ if PLAN["spot"]:
             instance_interruption_behavior="terminate", spot_instance_type="one-time"),
     )
 
-def gpu_instance(name, user_data, security_groups, placement_group=None, subnet_id=None):
+
+def gpu_instance(name, user_data, security_groups, subnet_id, placement_group=None):
     return aws.ec2.Instance(
         name,
         instance_type=PLAN["instance_type"],
         ami=ami,
         vpc_security_group_ids=security_groups,
+        subnet_id=subnet_id,
         key_name=key_name,
+        iam_instance_profile=profile.name,
         user_data=user_data,
         user_data_replace_on_change=True,
         instance_market_options=market,
         placement_group=placement_group,
-        subnet_id=subnet_id,
+        # IMDSv2 only, hop limit 1: containers (one hop further) cannot fetch role tokens.
         metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
-            http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=2),
+            http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=1),
         root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
             volume_size=PLAN["disk_gb"], volume_type="gp3", encrypted=True,
+            throughput=PLAN["disk_throughput_mib_s"], iops=PLAN["disk_iops"],
             delete_on_termination=True),
         tags={"Name": PLAN["name"] if name == "vllm" else f"{PLAN['name']}-{name}",
               "gpuplan": PLAN["stack_tag"]},
+        opts=pulumi.ResourceOptions(ignore_changes=["ami"], depends_on=parameters),
     )
 
 
+def boot(node=None, proxy=True):
+    return gpuplan_boot.boot_script(
+        PLAN["image"], PLAN["vllm_args"], PLAN["port"], secret_source=secret_source, node=node,
+        proxy_py=gpuplan_boot.proxy_source() if proxy else None)
+
+
 if nodes > 1:
-    # One model over several machines: Ray in every node's vLLM container, tensor parallel
-    # within a node and pipeline parallel across nodes; a cluster placement group keeps the
-    # nodes close, and only the head's serving port is reachable from outside.
+    # One model over several machines with vLLM's native multi-node mode: tensor parallel
+    # within a node, pipeline parallel across nodes; the head serves, workers run --headless.
+    # A cluster placement group keeps the nodes close (one subnet, so one AZ), and only the
+    # head's serving port is reachable from outside.
     cluster_sg = aws.ec2.SecurityGroup(
         "vllm-cluster",
-        description="gpuplan: traffic between the nodes of one vLLM deployment (Ray, NCCL)",
+        description="gpuplan: traffic between the nodes of one vLLM deployment (NCCL, rendezvous)",
+        vpc_id=vpc.id,
         egress=[aws.ec2.SecurityGroupEgressArgs(
             protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"])],
         tags={"gpuplan": PLAN["stack_tag"]},
@@ -146,78 +236,82 @@ if nodes > 1:
         "vllm-cluster-internal", type="ingress", protocol="-1", from_port=0, to_port=0,
         security_group_id=cluster_sg.id, source_security_group_id=cluster_sg.id)
     placement = aws.ec2.PlacementGroup("vllm", strategy="cluster")
-    subnet = aws.ec2.get_subnets(filters=[
-        aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc.id]),
-        aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"]),
-    ]).ids[0]
-    head_data = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
-        lambda s: gpuplan_boot.cluster_boot_script(
-            PLAN["image"], PLAN["vllm_args"], s[0], s[1] or None, PLAN["gpus_total"])))
-    head = gpu_instance("vllm", head_data, [security_group.id, cluster_sg.id],
-                        placement.id, subnet)
-    workers = []
-    for i in range(1, nodes):
-        data = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token, head.private_ip).apply(
-            lambda s: gpuplan_boot.cluster_boot_script(
-                PLAN["image"], PLAN["vllm_args"], s[0], s[1] or None, PLAN["gpus_total"],
-                head_ip=s[2])))
-        workers.append(gpu_instance(f"worker-{i}", data, [cluster_sg.id], placement.id, subnet))
+    node = {"nnodes": nodes, "master_port": PLAN["master_port"]}
+    head = gpu_instance("vllm", boot({**node, "rank": 0, "master_addr": None}),
+                        [security_group.id, cluster_sg.id], subnet_ids[0], placement.id)
+    workers = [
+        gpu_instance(f"worker-{i}", head.private_ip.apply(
+            lambda ip, i=i: boot({**node, "rank": i, "master_addr": ip}, proxy=False)),
+            [cluster_sg.id], subnet_ids[0], placement.id)
+        for i in range(1, nodes)
+    ]
     instances = [head, *workers]
 else:
     instances = [
-        gpu_instance("vllm" if replicas == 1 else f"vllm-{i}", user_data, [security_group.id])
+        gpu_instance("vllm" if replicas == 1 else f"vllm-{i}", boot(), [security_group.id],
+                     subnet_ids[i % len(subnet_ids)])
         for i in range(replicas)
     ]
 port = str(PLAN["port"])
 
-if replicas == 1:
+if not balanced:
     pulumi.export("endpoint", pulumi.Output.concat("http://", instances[0].public_ip, ":", port,
                                                    "/v1"))
     pulumi.export("instanceId", instances[0].id)
     if nodes > 1:
         pulumi.export("instanceIds", [inst.id for inst in instances])
 else:
-    # N identical replicas behind a network load balancer that health-checks /health.
-    subnets = aws.ec2.get_subnets(filters=[
-        aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc.id]),
-        aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"]),
-    ])
+    # The replicas behind a network load balancer that health-checks /health (through the
+    # proxy, which leaves /health open); with a certificate, a TLS listener on 443.
     target_group = aws.lb.TargetGroup(
         "vllm",
         port=PLAN["port"],
         protocol="TCP",
         target_type="instance",
         vpc_id=vpc.id,
+        # With TLS the balancer connects from its own VPC address, so the instances need not
+        # (and do not) accept plain HTTP from the clients' networks.
+        preserve_client_ip="false" if tls else None,
         health_check=aws.lb.TargetGroupHealthCheckArgs(
             protocol="HTTP", path="/health", port="traffic-port", healthy_threshold=2,
             unhealthy_threshold=3, interval=30),
         tags={"gpuplan": PLAN["stack_tag"]},
     )
-    for i, inst in enumerate(instances):
+    serving = instances[:1] if nodes > 1 else instances  # multi-node: the head serves
+    for i, inst in enumerate(serving):
         aws.lb.TargetGroupAttachment(f"vllm-{i}", target_group_arn=target_group.arn,
                                      target_id=inst.id, port=PLAN["port"])
     balancer = aws.lb.LoadBalancer(
         "vllm",
         load_balancer_type="network",
         internal=False,
-        subnets=subnets.ids,
+        subnets=subnet_ids,
         security_groups=[security_group.id],
         tags={"gpuplan": PLAN["stack_tag"]},
     )
     aws.lb.Listener(
         "vllm",
         load_balancer_arn=balancer.arn,
-        port=PLAN["port"],
-        protocol="TCP",
+        port=443 if tls else PLAN["port"],
+        protocol="TLS" if tls else "TCP",
+        certificate_arn=PLAN["tls_certificate_arn"],
+        ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06" if tls else None,
         default_actions=[aws.lb.ListenerDefaultActionArgs(
             type="forward", target_group_arn=target_group.arn)],
     )
-    pulumi.export("endpoint", pulumi.Output.concat("http://", balancer.dns_name, ":", port,
-                                                   "/v1"))
+    pulumi.export("balancerDns", balancer.dns_name)
+    if tls:
+        # Point the certificate's domain (CNAME or alias) at balancerDns.
+        pulumi.export("endpoint", f"https://{PLAN['tls_domain']}/v1")
+    else:
+        pulumi.export("endpoint", pulumi.Output.concat("http://", balancer.dns_name, ":", port,
+                                                       "/v1"))
     pulumi.export("instanceId", instances[0].id)
     pulumi.export("instanceIds", [inst.id for inst in instances])
-    pulumi.export("replicaEndpoints", [
-        pulumi.Output.concat("http://", inst.public_ip, ":", port, "/v1") for inst in instances])
+    if replicas > 1:
+        pulumi.export("replicaEndpoints", [
+            pulumi.Output.concat("http://", inst.public_ip, ":", port, "/v1")
+            for inst in instances])
 
 pulumi.export("provider", PLAN["provider"])
 pulumi.export("model", PLAN["served_model_name"])

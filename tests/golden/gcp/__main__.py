@@ -16,24 +16,32 @@ PLAN = {
     'accelerator_type': 'nvidia-tesla-t4',
     'allowed_cidrs': ['203.0.113.0/24'],
     'disk_gb': 80,
+    'disk_type': 'pd-balanced',
     'gpus_total': 2,
+    'heal_delay_s': 1070,
     'image': 'vllm/vllm-openai:v0.33.0',
     'image_family': 'projects/deeplearning-platform-release/global/images/family/common-cu129-ubuntu-2204-nvidia-580',
     'machine_type': 'n1-standard-8',
+    'master_port': 29501,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
+    'needs_hf_token': True,
+    'network': None,
+    'nic_type': None,
     'nodes': 1,
     'port': 8000,
     'provider': 'gcp',
     'region': 'us-central1',
     'replicas': 1,
+    'secret_prefix': 'gpuplan-meta-llama-llama-3-1-8b-instruct-dev',
     'served_model_name': 'meta-llama/Llama-3.1-8B-Instruct',
+    'service_account_id': 'gp-meta-llama-llama-3-1-30d162',
     'spot': False,
     'ssh_cidr': None,
     'ssh_public_key': None,
     'stack_tag': 'dev',
+    'subnetwork': None,
     'usd_per_hour': 0.73,
     'vllm_args': [
-        '--model',
         'meta-llama/Llama-3.1-8B-Instruct',
         '--served-model-name',
         'meta-llama/Llama-3.1-8B-Instruct',
@@ -52,31 +60,56 @@ PLAN = {
 }
 
 config = pulumi.Config("gpuplan")
-allowed_cidrs = config.get_object("allowedCidrs") or PLAN["allowed_cidrs"]
-ssh_cidr = config.get("sshCidr") or PLAN["ssh_cidr"]
-ssh_public_key = config.get("sshPublicKey") or PLAN["ssh_public_key"]
+# Networks and the SSH key are gpuplan's (gpuplan.toml / generate flags): change them there and
+# regenerate. Stack config (Pulumi.<stack>.yaml) is yours: secrets and provider credentials.
+allowed_cidrs = PLAN["allowed_cidrs"]
+ssh_cidr = PLAN["ssh_cidr"]
+ssh_public_key = PLAN["ssh_public_key"]
 if not allowed_cidrs:
-    raise pulumi.RunError("set gpuplan:allowedCidrs: the serving port opens only to them")
+    raise pulumi.RunError("no allowed networks: regenerate with --allow-cidr")
 if ssh_cidr in ("0.0.0.0/0", "::/0"):
-    raise pulumi.RunError("refusing SSH from the whole internet; set gpuplan:sshCidr narrower")
+    raise pulumi.RunError("refusing SSH from the whole internet: regenerate with --ssh-cidr")
 
 # vLLM's API key: gpuplan:apiKey if you set one (as a secret), else a generated one.
 api_key = config.get_secret("apiKey") or random.RandomPassword(
     "vllm-api-key", length=40, special=False
 ).result
 # Needed for gated models only: `pulumi config set --secret gpuplan:hfToken hf_...`
-hf_token = config.get_secret("hfToken") or pulumi.Output.secret("")
-network = "default"
+hf_token_config = config.get_secret("hfToken")
+has_hf_token = hf_token_config is not None
+hf_token = hf_token_config or pulumi.Output.secret("")
+if PLAN["needs_hf_token"] and not has_hf_token:
+    # Without it vLLM restarts in a loop on a 401 while `pulumi up` reports success.
+    raise pulumi.RunError(
+        f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
+        "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
+project = pulumi.Config("gcp").require("project")
 tag = "gpuplan-" + PLAN["stack_tag"]
+labels = {"gpuplan": PLAN["stack_tag"]}
 
-firewall = gcp.compute.Firewall(
-    "vllm",
-    network=network,
-    description="gpuplan: vLLM serving port",
-    allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(PLAN["port"])])],
-    source_ranges=allowed_cidrs,
-    target_tags=[tag],
-)
+# A network of its own with explicit rules, unless one was given (network/subnetwork): the
+# default network's pre-made rules open SSH to the internet and everything between VMs.
+if PLAN["network"]:
+    network, subnetwork = PLAN["network"], PLAN["subnetwork"]
+else:
+    vpc = gcp.compute.Network("vllm", auto_create_subnetworks=False,
+                              description="gpuplan: " + PLAN["name"])
+    subnet = gcp.compute.Subnetwork("vllm", region=PLAN["region"], network=vpc.id,
+                                    ip_cidr_range="10.42.0.0/20")
+    network, subnetwork = vpc.id, subnet.id
+
+# One rule per IP version: a firewall rule's source ranges cannot mix IPv4 and IPv6.
+for version, ranges in (("v4", [c for c in allowed_cidrs if ":" not in c]),
+                        ("v6", [c for c in allowed_cidrs if ":" in c])):
+    if ranges:
+        gcp.compute.Firewall(
+            "vllm" if version == "v4" else "vllm-v6",
+            network=network,
+            description="gpuplan: vLLM serving port",
+            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(PLAN["port"])])],
+            source_ranges=ranges,
+            target_tags=[tag],
+        )
 if ssh_cidr:
     gcp.compute.Firewall(
         "vllm-ssh",
@@ -87,15 +120,56 @@ if ssh_cidr:
         target_tags=[tag],
     )
 
-startup_script = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
-    lambda secrets: gpuplan_boot.boot_script(
-        PLAN["image"], PLAN["vllm_args"], PLAN["port"], secrets[0], secrets[1] or None)))
+# Secrets live in Secret Manager, never in metadata: the VMs run as a service account that
+# may read these two secrets and nothing else; the boot script fetches them at each start.
+account = gcp.serviceaccount.Account("vllm", account_id=PLAN["service_account_id"],
+                                     display_name="gpuplan " + PLAN["name"])
+secret_ids = {"api_key": PLAN["secret_prefix"] + "-api-key"}
+secret_values = {"api_key": api_key}
+if has_hf_token:
+    secret_ids["hf_token"] = PLAN["secret_prefix"] + "-hf-token"
+    secret_values["hf_token"] = hf_token
+secret_versions = []
+for what, secret_id in sorted(secret_ids.items()):
+    secret = gcp.secretmanager.Secret(
+        "vllm-" + what.replace("_", "-"), secret_id=secret_id, labels=labels,
+        replication=gcp.secretmanager.SecretReplicationArgs(
+            auto=gcp.secretmanager.SecretReplicationAutoArgs()))
+    secret_versions.append(gcp.secretmanager.SecretVersion(
+        "vllm-" + what.replace("_", "-"), secret=secret.id, secret_data=secret_values[what]))
+    gcp.secretmanager.SecretIamMember(
+        "vllm-" + what.replace("_", "-"), secret_id=secret.id,
+        role="roles/secretmanager.secretAccessor",
+        member=account.email.apply(lambda email: "serviceAccount:" + email))
+secret_source = {"kind": "gcp-secret-manager", "project": project,
+                 "api_key": secret_ids["api_key"], "hf_token": secret_ids.get("hf_token")}
 
-metadata = {"enable-oslogin": "TRUE"}
+
+def boot(node=None, proxy=True):
+    return gpuplan_boot.boot_script(
+        PLAN["image"], PLAN["vllm_args"], PLAN["port"], secret_source=secret_source, node=node,
+        proxy_py=gpuplan_boot.proxy_source() if proxy else None)
+
+
+# OS Login (on by default) ignores ssh-keys metadata: with a key given, the key is used.
+metadata = {"enable-oslogin": "FALSE" if ssh_public_key else "TRUE",
+            "block-project-ssh-keys": "TRUE"}
 if ssh_public_key:
     metadata["ssh-keys"] = "gpuplan:" + ssh_public_key
 spot = PLAN["spot"]
 port = str(PLAN["port"])
+service_account = {"email": account.email,
+                   "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}
+# Spot VMs are stopped when preempted and stay stopped (instanceTerminationAction STOP): start
+# them again with `gcloud compute instances start` or `pulumi up` (README.md).
+scheduling = dict(
+    on_host_maintenance="TERMINATE",
+    automatic_restart=not spot,
+    preemptible=spot,
+    provisioning_model="SPOT" if spot else "STANDARD",
+    instance_termination_action="STOP" if spot else None,
+)
+
 
 def gpu_vm(name, script, tags, resource_policy=None):
     accelerators = [
@@ -108,27 +182,23 @@ def gpu_vm(name, script, tags, resource_policy=None):
         zone=PLAN["zone"],
         boot_disk=gcp.compute.InstanceBootDiskArgs(
             initialize_params=gcp.compute.InstanceBootDiskInitializeParamsArgs(
-                image=PLAN["image_family"], size=PLAN["disk_gb"], type="pd-balanced"),
+                image=PLAN["image_family"], size=PLAN["disk_gb"], type=PLAN["disk_type"]),
             auto_delete=True,
         ),
         guest_accelerators=accelerators,
-        scheduling=gcp.compute.InstanceSchedulingArgs(
-            on_host_maintenance="TERMINATE",
-            automatic_restart=not spot,
-            preemptible=spot,
-            provisioning_model="SPOT" if spot else "STANDARD",
-            instance_termination_action="STOP" if spot else None,
-        ),
+        scheduling=gcp.compute.InstanceSchedulingArgs(**scheduling),
         network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
-            network=network,
+            network=network, subnetwork=subnetwork, nic_type=PLAN["nic_type"],
             access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs()])],
         metadata=metadata,
         metadata_startup_script=script,
+        service_account=gcp.compute.InstanceServiceAccountArgs(**service_account),
         resource_policies=resource_policy,
         shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(
             enable_secure_boot=False, enable_vtpm=True, enable_integrity_monitoring=True),
         tags=tags,
-        labels={"gpuplan": PLAN["stack_tag"]},
+        labels=labels,
+        opts=pulumi.ResourceOptions(depends_on=secret_versions),
     )
 
 
@@ -137,14 +207,15 @@ def external_ip(vm):
 
 
 if PLAN["nodes"] > 1:
-    # One model over several machines: Ray in every node's vLLM container, tensor parallel
-    # within a node and pipeline parallel across nodes. A compact placement policy keeps the
-    # nodes close; only the head carries the tag the serving firewall rule opens.
+    # One model over several machines with vLLM's native multi-node mode: tensor parallel
+    # within a node, pipeline parallel across nodes; the head serves, workers run --headless.
+    # A compact placement policy keeps the nodes close; only the head carries the tag the
+    # serving firewall rule opens, and only the cluster's own VMs reach each other.
     cluster_tag = tag + "-cluster"
     gcp.compute.Firewall(
         "vllm-cluster",
         network=network,
-        description="gpuplan: traffic between the nodes of one vLLM deployment (Ray, NCCL)",
+        description="gpuplan: traffic between the nodes of one vLLM deployment (NCCL, rendezvous)",
         allows=[gcp.compute.FirewallAllowArgs(protocol="all")],
         source_tags=[cluster_tag],
         target_tags=[cluster_tag],
@@ -155,24 +226,22 @@ if PLAN["nodes"] > 1:
         group_placement_policy=gcp.compute.ResourcePolicyGroupPlacementPolicyArgs(
             vm_count=PLAN["nodes"], collocation="COLLOCATED"),
     )
-    head_script = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
-        lambda s: gpuplan_boot.cluster_boot_script(
-            PLAN["image"], PLAN["vllm_args"], s[0], s[1] or None, PLAN["gpus_total"])))
-    head = gpu_vm("vllm", head_script, [tag, cluster_tag], placement.self_link)
+    node = {"nnodes": PLAN["nodes"], "master_port": PLAN["master_port"]}
+    head = gpu_vm("vllm", boot({**node, "rank": 0, "master_addr": None}), [tag, cluster_tag],
+                  placement.self_link)
     head_ip = head.network_interfaces.apply(lambda nics: nics[0].network_ip)
-    workers = []
-    for i in range(1, PLAN["nodes"]):
-        script = pulumi.Output.secret(pulumi.Output.all(api_key, hf_token, head_ip).apply(
-            lambda s: gpuplan_boot.cluster_boot_script(
-                PLAN["image"], PLAN["vllm_args"], s[0], s[1] or None, PLAN["gpus_total"],
-                head_ip=s[2])))
-        workers.append(gpu_vm(f"worker-{i}", script, [cluster_tag], placement.self_link))
+    workers = [
+        gpu_vm(f"worker-{i}", head_ip.apply(
+            lambda ip, i=i: boot({**node, "rank": i, "master_addr": ip}, proxy=False)),
+            [cluster_tag], placement.self_link)
+        for i in range(1, PLAN["nodes"])
+    ]
     pulumi.export("endpoint", pulumi.Output.concat("http://", external_ip(head), ":", port,
                                                    "/v1"))
     pulumi.export("instanceId", head.instance_id)
     pulumi.export("instanceIds", [vm.instance_id for vm in [head, *workers]])
 elif PLAN["replicas"] == 1:
-    instance = gpu_vm("vllm", startup_script, [tag])
+    instance = gpu_vm("vllm", boot(), [tag])
     pulumi.export("endpoint", pulumi.Output.concat("http://", external_ip(instance), ":", port,
                                                    "/v1"))
     pulumi.export("instanceId", instance.instance_id)
@@ -185,24 +254,20 @@ else:
         machine_type=PLAN["machine_type"],
         disks=[gcp.compute.InstanceTemplateDiskArgs(
             source_image=PLAN["image_family"], disk_size_gb=PLAN["disk_gb"],
-            disk_type="pd-balanced", boot=True, auto_delete=True)],
+            disk_type=PLAN["disk_type"], boot=True, auto_delete=True)],
         guest_accelerators=[gcp.compute.InstanceTemplateGuestAcceleratorArgs(
             type=PLAN["accelerator_type"], count=PLAN["accelerator_count"])]
         if PLAN["accelerator_type"] else None,
-        scheduling=gcp.compute.InstanceTemplateSchedulingArgs(
-            on_host_maintenance="TERMINATE",
-            automatic_restart=not spot,
-            preemptible=spot,
-            provisioning_model="SPOT" if spot else "STANDARD",
-            instance_termination_action="STOP" if spot else None,
-        ),
+        scheduling=gcp.compute.InstanceTemplateSchedulingArgs(**scheduling),
         network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
-            network=network,
+            network=network, subnetwork=subnetwork, nic_type=PLAN["nic_type"],
             access_configs=[gcp.compute.InstanceTemplateNetworkInterfaceAccessConfigArgs()])],
         metadata=metadata,
-        metadata_startup_script=startup_script,
+        metadata_startup_script=boot(),
+        service_account=gcp.compute.InstanceTemplateServiceAccountArgs(**service_account),
         tags=[tag],
-        labels={"gpuplan": PLAN["stack_tag"]},
+        labels=labels,
+        opts=pulumi.ResourceOptions(depends_on=secret_versions),
     )
     health_check = gcp.compute.RegionHealthCheck(
         "vllm",
@@ -230,8 +295,10 @@ else:
             instance_template=template.self_link_unique)],
         target_size=PLAN["replicas"],
         named_ports=[gcp.compute.InstanceGroupManagerNamedPortArgs(name="vllm", port=PLAN["port"])],
+        # Auto-healing starts after the time a replica needs to download and load the model
+        # (PLAN["heal_delay_s"], from the download size), not a fixed 30 minutes.
         auto_healing_policies=gcp.compute.InstanceGroupManagerAutoHealingPoliciesArgs(
-            health_check=health_check.id, initial_delay_sec=1800),
+            health_check=health_check.id, initial_delay_sec=PLAN["heal_delay_s"]),
     )
     backend = gcp.compute.RegionBackendService(
         "vllm",

@@ -15,12 +15,14 @@ from gpuplan_hetzner import HetznerServerOrder
 PLAN = {
     'allowed_cidrs': ['203.0.113.0/24'],
     'disk_gb': 80,
-    'dist': 'Ubuntu 24.04 LTS base',
+    'dist': 'Ubuntu 24.04',
     'gpus_total': 1,
     'image': 'vllm/vllm-openai:v0.33.0',
     'location': 'NBG1',
+    'master_port': 29501,
     'monthly_price_usd': 975.18,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
+    'needs_hf_token': True,
     'nodes': 1,
     'port': 8000,
     'product_id': 'GEX130',
@@ -29,12 +31,11 @@ PLAN = {
     'served_model_name': 'meta-llama/Llama-3.1-8B-Instruct',
     'setup_fee_usd': 0,
     'spot': False,
-    'ssh_cidr': None,
+    'ssh_cidr': '198.51.100.7/32',
     'ssh_public_key': None,
     'stack_tag': 'dev',
     'usd_per_hour': 1.3359,
     'vllm_args': [
-        '--model',
         'meta-llama/Llama-3.1-8B-Instruct',
         '--served-model-name',
         'meta-llama/Llama-3.1-8B-Instruct',
@@ -50,30 +51,39 @@ PLAN = {
 }
 
 config = pulumi.Config("gpuplan")
-allowed_cidrs = config.get_object("allowedCidrs") or PLAN["allowed_cidrs"]
-ssh_cidr = config.get("sshCidr") or PLAN["ssh_cidr"]
-ssh_public_key = config.get("sshPublicKey") or PLAN["ssh_public_key"]
+# Networks and the SSH key are gpuplan's (gpuplan.toml / generate flags): change them there and
+# regenerate. Stack config (Pulumi.<stack>.yaml) is yours: secrets and provider credentials.
+allowed_cidrs = PLAN["allowed_cidrs"]
+ssh_cidr = PLAN["ssh_cidr"]
+ssh_public_key = PLAN["ssh_public_key"]
 if not allowed_cidrs:
-    raise pulumi.RunError("set gpuplan:allowedCidrs: the serving port opens only to them")
+    raise pulumi.RunError("no allowed networks: regenerate with --allow-cidr")
 if ssh_cidr in ("0.0.0.0/0", "::/0"):
-    raise pulumi.RunError("refusing SSH from the whole internet; set gpuplan:sshCidr narrower")
+    raise pulumi.RunError("refusing SSH from the whole internet: regenerate with --ssh-cidr")
 
 # vLLM's API key: gpuplan:apiKey if you set one (as a secret), else a generated one.
 api_key = config.get_secret("apiKey") or random.RandomPassword(
     "vllm-api-key", length=40, special=False
 ).result
 # Needed for gated models only: `pulumi config set --secret gpuplan:hfToken hf_...`
-hf_token = config.get_secret("hfToken") or pulumi.Output.secret("")
+hf_token_config = config.get_secret("hfToken")
+has_hf_token = hf_token_config is not None
+hf_token = hf_token_config or pulumi.Output.secret("")
+if PLAN["needs_hf_token"] and not has_hf_token:
+    # Without it vLLM restarts in a loop on a 401 while `pulumi up` reports success.
+    raise pulumi.RunError(
+        f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
+        "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
 # GEX servers are monthly rentals with a setup fee and a delivery delay: read README.md.
 if not ssh_cidr:
-    raise pulumi.RunError("set gpuplan:sshCidr: the server is installed over SSH, and SSH opens "
-                          "only to that network")
+    raise pulumi.RunError("no SSH network: the server is installed over SSH; regenerate with "
+                          "--ssh-cidr")
 fingerprints = config.get_object("robotKeyFingerprints") or []
 if not fingerprints:
     raise pulumi.RunError("set gpuplan:robotKeyFingerprints to the fingerprint(s) of SSH keys "
                           "stored in Robot: the server is installed over SSH")
 test_mode = config.get_bool("robotTestMode")
-private_key = config.require_secret("sshPrivateKey")
+test_mode = True if test_mode is None else test_mode
 firewall = gpuplan_boot.firewall_script(PLAN["port"], allowed_cidrs, ssh_cidr)
 
 
@@ -86,23 +96,28 @@ def server(i: int):
             "location": PLAN["location"],
             "dist": PLAN["dist"],
             "key_fingerprints": fingerprints,
-            "test": True if test_mode is None else test_mode,
+            "test": test_mode,
             "wait_minutes": 240,
         },
     )
-    connection = command.remote.ConnectionArgs(host=order.server_ip, user="root",
-                                               private_key=private_key, dial_error_limit=60)
-    host_setup = command.remote.Command(
-        "host-setup" + suffix, connection=connection, create=gpuplan_boot.HOST_SETUP,
-        opts=pulumi.ResourceOptions(depends_on=[order]))
+    if test_mode:
+        # Robot only validated the order: there is no server to install.
+        return order
+    connection = command.remote.ConnectionArgs(
+        host=order.server_ip, user="root", private_key=config.require_secret("sshPrivateKey"),
+        dial_error_limit=60)
+    # One idempotent script: driver, Docker, the units; a reboot when the driver needs one is
+    # scheduled after the script has exited 0. A changed script (new CIDRs, rotated key)
+    # re-runs it, which rewrites the files, flushes the old iptables rules and restarts vLLM.
     command.remote.Command(
         "vllm" + suffix,
         connection=connection,
         create=pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
             lambda s: gpuplan_boot.boot_script(
                 PLAN["image"], PLAN["vllm_args"], PLAN["port"], s[0], s[1] or None,
-                firewall=firewall))),
-        opts=pulumi.ResourceOptions(depends_on=[host_setup]),
+                firewall=firewall, proxy_py=gpuplan_boot.proxy_source(), host_setup=True))),
+        triggers=[order.server_number],
+        opts=pulumi.ResourceOptions(depends_on=[order]),
     )
     return order
 
@@ -116,6 +131,7 @@ pulumi.export("instanceId", orders[0].server_number)
 if PLAN["replicas"] > 1:
     pulumi.export("endpoints", [pulumi.Output.concat("http://", o.server_ip, ":", port, "/v1")
                                 for o in orders])
+pulumi.export("robotTestMode", test_mode)
 pulumi.export("monthlyCommitmentUsd", PLAN["monthly_price_usd"])
 pulumi.export("setupFeeUsd", PLAN["setup_fee_usd"])
 

@@ -4,23 +4,25 @@ It serves 'meta-llama/Llama-3.1-8B-Instruct' with vLLM on 'runpod'. Deploy with 
 README.md); regenerate with `gpuplan generate` rather than editing values by hand.
 """
 
-import shlex
-
 import pulumi
 import pulumi_random as random
 
+import gpuplan_boot
 from gpuplan_runpod import RunpodPod
 
 # Every planned value, as a literal. The program reads nothing else from gpuplan.
 PLAN = {
     'allowed_cidrs': ['203.0.113.0/24'],
+    'allowed_cuda_versions': ['13.0', '13.1', '13.2'],
     'cloud_type': 'COMMUNITY',
     'disk_gb': 80,
     'gpu_count': 1,
     'gpu_type_id': 'NVIDIA L40S',
     'gpus_total': 1,
     'image': 'vllm/vllm-openai:v0.33.0',
+    'master_port': 29501,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
+    'needs_hf_token': True,
     'nodes': 1,
     'port': 8000,
     'provider': 'runpod',
@@ -32,7 +34,6 @@ PLAN = {
     'stack_tag': 'dev',
     'usd_per_hour': 0.79,
     'vllm_args': [
-        '--model',
         'meta-llama/Llama-3.1-8B-Instruct',
         '--served-model-name',
         'meta-llama/Llama-3.1-8B-Instruct',
@@ -48,22 +49,32 @@ PLAN = {
 }
 
 config = pulumi.Config("gpuplan")
-allowed_cidrs = config.get_object("allowedCidrs") or PLAN["allowed_cidrs"]
-ssh_cidr = config.get("sshCidr") or PLAN["ssh_cidr"]
-ssh_public_key = config.get("sshPublicKey") or PLAN["ssh_public_key"]
+# Networks and the SSH key are gpuplan's (gpuplan.toml / generate flags): change them there and
+# regenerate. Stack config (Pulumi.<stack>.yaml) is yours: secrets and provider credentials.
+allowed_cidrs = PLAN["allowed_cidrs"]
+ssh_cidr = PLAN["ssh_cidr"]
+ssh_public_key = PLAN["ssh_public_key"]
 if not allowed_cidrs:
-    raise pulumi.RunError("set gpuplan:allowedCidrs: the serving port opens only to them")
+    raise pulumi.RunError("no allowed networks: regenerate with --allow-cidr")
 if ssh_cidr in ("0.0.0.0/0", "::/0"):
-    raise pulumi.RunError("refusing SSH from the whole internet; set gpuplan:sshCidr narrower")
+    raise pulumi.RunError("refusing SSH from the whole internet: regenerate with --ssh-cidr")
 
 # vLLM's API key: gpuplan:apiKey if you set one (as a secret), else a generated one.
 api_key = config.get_secret("apiKey") or random.RandomPassword(
     "vllm-api-key", length=40, special=False
 ).result
 # Needed for gated models only: `pulumi config set --secret gpuplan:hfToken hf_...`
-hf_token = config.get_secret("hfToken") or pulumi.Output.secret("")
+hf_token_config = config.get_secret("hfToken")
+has_hf_token = hf_token_config is not None
+hf_token = hf_token_config or pulumi.Output.secret("")
+if PLAN["needs_hf_token"] and not has_hf_token:
+    # Without it vLLM restarts in a loop on a 401 while `pulumi up` reports success.
+    raise pulumi.RunError(
+        f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
+        "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
 # RunPod exposes the port through its HTTPS proxy; there is no firewall to open, so access is
-# controlled by vLLM's API key. gpuplan:allowedCidrs is not enforceable here.
+# controlled by the API key, which gpuplan_proxy.py (started in the pod before vLLM) demands on
+# every path but /health. --allow-cidr is not enforceable here.
 pods = [RunpodPod(
     "vllm" if PLAN["replicas"] == 1 else f"vllm-{i}",
     {
@@ -72,8 +83,9 @@ pods = [RunpodPod(
         "gpu_type_id": PLAN["gpu_type_id"],
         "gpu_count": PLAN["gpu_count"],
         "cloud_type": PLAN["cloud_type"],
-        "docker_args": " ".join(shlex.quote(a) for a in PLAN["vllm_args"]
-                                + ["--host", "0.0.0.0", "--port", str(PLAN["port"])]),
+        "allowed_cuda_versions": PLAN["allowed_cuda_versions"],
+        "entrypoint": ["bash"],
+        "start_cmd": ["-c", gpuplan_boot.container_script(PLAN["vllm_args"], PLAN["port"])],
         "port": PLAN["port"],
         "disk_gb": PLAN["disk_gb"],
         "env": pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(

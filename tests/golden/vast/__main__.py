@@ -7,6 +7,7 @@ README.md); regenerate with `gpuplan generate` rather than editing values by han
 import pulumi
 import pulumi_random as random
 
+import gpuplan_boot
 from gpuplan_vast import VastInstance
 
 # Every planned value, as a literal. The program reads nothing else from gpuplan.
@@ -16,10 +17,13 @@ PLAN = {
     'gpu_count': 1,
     'gpus_total': 1,
     'image': 'vllm/vllm-openai:v0.33.0',
+    'master_port': 29501,
     'max_price_usd_per_hour': 0.3875,
+    'min_cuda': 13.0,
     'min_gpu_ram_mb': 21600,
     'min_reliability': 0.95,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
+    'needs_hf_token': True,
     'nodes': 1,
     'port': 8000,
     'provider': 'vast',
@@ -32,7 +36,6 @@ PLAN = {
     'usd_per_hour': 0.31,
     'vast_gpu_name': 'RTX 4090',
     'vllm_args': [
-        '--model',
         'meta-llama/Llama-3.1-8B-Instruct',
         '--served-model-name',
         'meta-llama/Llama-3.1-8B-Instruct',
@@ -48,22 +51,32 @@ PLAN = {
 }
 
 config = pulumi.Config("gpuplan")
-allowed_cidrs = config.get_object("allowedCidrs") or PLAN["allowed_cidrs"]
-ssh_cidr = config.get("sshCidr") or PLAN["ssh_cidr"]
-ssh_public_key = config.get("sshPublicKey") or PLAN["ssh_public_key"]
+# Networks and the SSH key are gpuplan's (gpuplan.toml / generate flags): change them there and
+# regenerate. Stack config (Pulumi.<stack>.yaml) is yours: secrets and provider credentials.
+allowed_cidrs = PLAN["allowed_cidrs"]
+ssh_cidr = PLAN["ssh_cidr"]
+ssh_public_key = PLAN["ssh_public_key"]
 if not allowed_cidrs:
-    raise pulumi.RunError("set gpuplan:allowedCidrs: the serving port opens only to them")
+    raise pulumi.RunError("no allowed networks: regenerate with --allow-cidr")
 if ssh_cidr in ("0.0.0.0/0", "::/0"):
-    raise pulumi.RunError("refusing SSH from the whole internet; set gpuplan:sshCidr narrower")
+    raise pulumi.RunError("refusing SSH from the whole internet: regenerate with --ssh-cidr")
 
 # vLLM's API key: gpuplan:apiKey if you set one (as a secret), else a generated one.
 api_key = config.get_secret("apiKey") or random.RandomPassword(
     "vllm-api-key", length=40, special=False
 ).result
 # Needed for gated models only: `pulumi config set --secret gpuplan:hfToken hf_...`
-hf_token = config.get_secret("hfToken") or pulumi.Output.secret("")
+hf_token_config = config.get_secret("hfToken")
+has_hf_token = hf_token_config is not None
+hf_token = hf_token_config or pulumi.Output.secret("")
+if PLAN["needs_hf_token"] and not has_hf_token:
+    # Without it vLLM restarts in a loop on a 401 while `pulumi up` reports success.
+    raise pulumi.RunError(
+        f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
+        "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
 # Vast.ai hosts map the port to a random public port; there is no firewall to open, so access
-# is controlled by vLLM's API key. gpuplan:allowedCidrs is not enforceable here.
+# is controlled by the API key, which gpuplan_proxy.py (started in the container before vLLM)
+# demands on every path but /health. --allow-cidr is not enforceable here.
 instances = [VastInstance(
     "vllm" if PLAN["replicas"] == 1 else f"vllm-{i}",
     {
@@ -75,9 +88,13 @@ instances = [VastInstance(
         "max_price_usd_per_hour": config.get_float("maxPriceUsdPerHour")
         or PLAN["max_price_usd_per_hour"],
         "min_reliability": PLAN["min_reliability"],
+        "min_cuda": PLAN["min_cuda"],
         "disk_gb": PLAN["disk_gb"],
         "port": PLAN["port"],
-        "args": PLAN["vllm_args"] + ["--host", "0.0.0.0", "--port", str(PLAN["port"])],
+        "entrypoint": "bash",
+        # with runtype "args", the entrypoint override travels as `onstart` (vast-cli
+        # create__instance); bash runs the proxy, then vLLM on loopback
+        "args": ["-c", gpuplan_boot.container_script(PLAN["vllm_args"], PLAN["port"])],
         "wait_minutes": 20,
         "env": pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
             lambda s: {"VLLM_API_KEY": s[0], "HF_TOKEN": s[1] or ""})),

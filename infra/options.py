@@ -1,0 +1,101 @@
+"""What the user decides about a generated project besides the plan: stack, networks, SSH,
+escape hatches (disk, image, extra vLLM flags), existing VPC/network. Validated once here."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, replace
+
+from planner.errors import UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectOptions:
+    stack: str = "dev"
+    allowed_cidrs: tuple[str, ...] = ()
+    ssh_cidr: str | None = None
+    ssh_public_key: str | None = None
+    # Escape hatches that gpuplan.toml can carry, so that `check` still agrees (issue 12, #24).
+    disk_gb: int | None = None  # root disk instead of the size computed from the download
+    image: str | None = None  # vLLM image instead of versions.VLLM_IMAGE
+    extra_vllm_args: tuple[str, ...] = ()  # appended to the plan's `vllm serve` arguments
+    # An existing network instead of a dedicated one (issue 12, #6): AWS VPC id + subnet ids,
+    # GCP network + subnetwork (names or self links).
+    network: str | None = None
+    subnets: tuple[str, ...] = ()
+    # TLS on AWS: an ACM certificate ARN and the domain it covers; the endpoint is then an
+    # NLB TLS listener on 443 at https://<tls_domain> (point the domain at the balancer).
+    tls_certificate: str | None = None
+    tls_domain: str | None = None
+    # Say yes to what gpuplan otherwise refuses: a serving port open to the whole internet, a
+    # model known only by a guess from its name (the repository may not exist).
+    allow_open_port: bool = False
+    allow_guessed_model: bool = False
+
+
+def _cidr(value: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise UsageError(f"{what} '{value}' is not a CIDR", "e.g. 203.0.113.7/32") from None
+
+
+def _covers_everything(nets: list[str]) -> bool:
+    """True when the networks together cover all IPv4 or all IPv6 addresses (0.0.0.0/0, or
+    0.0.0.0/1 + 128.0.0.0/1, or ::/0 ...)."""
+    for version, whole in ((4, "0.0.0.0/0"), (6, "::/0")):
+        mine = [ipaddress.ip_network(n) for n in nets if ipaddress.ip_network(n).version == version]
+        collapsed = list(ipaddress.collapse_addresses(mine))  # type: ignore[type-var]
+        if collapsed == [ipaddress.ip_network(whole)]:
+            return True
+    return False
+
+
+def validate_options(opts: ProjectOptions) -> ProjectOptions:
+    """The options, normalised; a UsageError names the first bad value."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,60}", opts.stack):
+        raise UsageError(
+            f"stack name '{opts.stack}' is not valid", "letters, digits, '-', '_' and '.' only"
+        )
+    if not opts.allowed_cidrs:
+        raise UsageError(
+            "no --allow-cidr given: the serving port opens only to listed networks",
+            "e.g. --allow-cidr 203.0.113.7/32 (your office or VPN)",
+        )
+    allowed = tuple(_cidr(c, "--allow-cidr") for c in opts.allowed_cidrs)
+    if _covers_everything(list(allowed)) and not opts.allow_open_port:
+        raise UsageError(
+            "refusing to open the serving port to the whole internet (--allow-cidr covers "
+            "every address)",
+            "give your own networks, or insist with allow_open_port (the API key is then the "
+            "only protection)",
+        )
+    ssh = _cidr(opts.ssh_cidr, "--ssh-cidr") if opts.ssh_cidr else None
+    if ssh and ipaddress.ip_network(ssh).prefixlen == 0:
+        raise UsageError(
+            "refusing SSH from the whole internet (--ssh-cidr /0)",
+            "give your own address, e.g. 203.0.113.7/32",
+        )
+    key = opts.ssh_public_key.strip() if opts.ssh_public_key else None
+    if key and not re.fullmatch(
+        r"(ssh-(ed25519|rsa)|ecdsa-sha2-nistp\d+) [A-Za-z0-9+/=]+( \S+)?", key
+    ):
+        raise UsageError("--ssh-key is not an OpenSSH public key line")
+    if opts.disk_gb is not None and not 20 <= opts.disk_gb <= 65536:
+        raise UsageError(f"disk size {opts.disk_gb} GB is out of range", "20 to 65536 GB")
+    if opts.image is not None and not re.fullmatch(r"[a-z0-9][a-z0-9._/:@-]{0,254}", opts.image):
+        raise UsageError(f"image '{opts.image}' is not a Docker image reference")
+    if bool(opts.tls_certificate) != bool(opts.tls_domain):
+        raise UsageError("TLS needs both a certificate and the domain it covers")
+    if opts.tls_certificate and not re.fullmatch(
+        r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+", opts.tls_certificate
+    ):
+        raise UsageError(f"'{opts.tls_certificate}' is not an ACM certificate ARN")
+    if opts.tls_domain and not re.fullmatch(
+        r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}", opts.tls_domain
+    ):
+        raise UsageError(f"'{opts.tls_domain}' is not a domain name")
+    if opts.subnets and not opts.network:
+        raise UsageError("subnets given without the network (VPC) they belong to")
+    return replace(opts, allowed_cidrs=allowed, ssh_cidr=ssh, ssh_public_key=key)

@@ -1,0 +1,60 @@
+"""Sizes derived from a plan: names, disks and waits. Allowances, not measurements: each says
+what it assumes."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+
+from infra.options import ProjectOptions
+from planner.decide.plan import Plan
+
+GIB_TO_GB = 2**30 / 1e9
+
+
+def slug(text: str, limit: int = 40) -> str:
+    s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return s[:limit].rstrip("-") or "model"
+
+
+def resource_name(plan: Plan) -> str:
+    return "gpuplan-" + slug(plan.base_model)
+
+
+def short_id(plan: Plan, opts: ProjectOptions, limit: int) -> str:
+    """A name that fits cloud limits (GCP service accounts: 6-30 chars) and differs between
+    models and stacks: a readable head and a hash of (model, stack)."""
+    digest = hashlib.sha256(f"{plan.base_model}\0{opts.stack}".encode()).hexdigest()[:6]
+    head = slug("gp-" + plan.base_model, limit - 7)
+    return f"{head}-{digest}"
+
+
+def download_gb(plan: Plan) -> float:
+    """GB the Hub download writes: the checkpoint as stored. Online quantization
+    (`--quantization` on a full-precision checkpoint) downloads the BF16 checkpoint and
+    quantizes while loading, so the download is the loaded size times 16/bits (BF16 assumed:
+    an FP32 checkpoint would be twice that)."""
+    loaded_gb = plan.estimate.weights_gib_per_gpu * plan.layout.tp * plan.layout.pp * GIB_TO_GB
+    if "--quantization" in plan.vllm_args:
+        from planner.model.quant import get_format
+
+        bits = get_format(plan.quant_format).bits
+        return loaded_gb * max(1.0, 16.0 / bits)
+    return loaded_gb
+
+
+def disk_gb(plan: Plan, opts: ProjectOptions) -> int:
+    """Root disk: the download with 20% spare (Hub cache temporaries), plus 60 GB for the OS,
+    the ~20 GB vllm-openai image and torch.compile caches. gpuplan.toml can set it instead
+    (ProjectOptions.disk_gb)."""
+    if opts.disk_gb is not None:
+        return opts.disk_gb
+    return int(math.ceil((download_gb(plan) * 1.2 + 60) / 10) * 10)
+
+
+def heal_delay_s(plan: Plan) -> int:
+    """Seconds a new replica gets before auto-healing may recreate it: 15 minutes for boot and
+    the image pull, plus the download at an assumed 100 MB/s (10 s per GB) and loading;
+    capped at GCP's maximum initial delay of 3600 s."""
+    return int(min(3600, 900 + 10 * math.ceil(download_gb(plan))))

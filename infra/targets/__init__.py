@@ -1,0 +1,151 @@
+"""One module per cloud that gpuplan writes projects for: its declared capabilities, the
+reasons it refuses a plan, and the facts its templates need.
+
+A target module defines ``TARGET`` (a Target). Targets are discovered from this package, so
+adding a cloud is one provider module, one target module and one template folder
+(tests/test_targets.py checks that the three sets agree). ``refusal(plan)`` answers "can gpuplan
+write a project for this plan?" without raising, so the CLI can pick the best plan it can write
+by asking instead of catching errors.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from infra.options import ProjectOptions
+from planner.decide.plan import Plan
+from planner.errors import UsageError
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    multi_node: bool  # one model over several machines (private network between them)
+    replicas: bool  # several identical copies
+    balancer: bool  # a managed load balancer in front of the replicas
+    amd: bool  # AMD GPUs (vLLM's ROCm image)
+    spot: bool  # interruptible machines
+    tls: bool  # the endpoint is HTTPS without anything from the user
+    tls_termination: bool  # HTTPS with the user's certificate (ProjectOptions.tls_certificate)
+    firewall: bool  # the serving port is closed to networks outside --allow-cidr
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str  # = provider name = template folder
+    title: str
+    capabilities: Capabilities
+    facts: Callable[[Plan, ProjectOptions], dict[str, Any]]  # provider part of PLAN
+    refuse: Callable[[Plan], str | None] = lambda plan: None  # target-specific refusals
+    require: Callable[[ProjectOptions], None] = lambda opts: None  # raises UsageError
+    # Provider settings for Pulumi.yaml's project-level config (defaults for every stack; the
+    # user's stack file overrides them).
+    project_config: Callable[[dict[str, Any]], dict[str, Any]] = lambda data: {}
+    setup_lines: tuple[str, ...] = ()
+    helper: str | None = None  # dynamic provider module copied into the project
+    # vLLM runs behind gpuplan_proxy.py (every path but /health needs the key): on machines
+    # gpuplan sets up, and in the container where the platform lets gpuplan pick its command.
+    auth_proxy: bool = True
+    protects: tuple[str, ...] = field(default=())  # README: what the deployment protects
+    exposes: tuple[str, ...] = field(default=())  # README: what it does not
+
+
+@cache
+def targets() -> dict[str, Target]:
+    """Every target, by name, discovered from this package's modules."""
+    found: dict[str, Target] = {}
+    for module in pkgutil.iter_modules(__path__):
+        if module.name.startswith("_"):
+            continue
+        target = importlib.import_module(f"{__name__}.{module.name}").TARGET
+        if target.name != module.name:
+            raise RuntimeError(f"target module {module.name} declares {target.name}")
+        found[target.name] = target
+    return dict(sorted(found.items()))
+
+
+def _titles(names: list[str]) -> str:
+    titles = [targets()[n].title for n in names]
+    return " and ".join(titles) if len(titles) <= 2 else ", ".join(titles)
+
+
+def is_amd(gpu: str) -> bool:
+    return gpu.startswith("mi")
+
+
+def refusal(plan: Plan) -> str | None:
+    """Why gpuplan cannot write a project for ``plan``, or None when it can."""
+    o = plan.offer
+    target = targets().get(o.provider)
+    if target is None:
+        return f"no infrastructure target for {o.provider} yet"
+    caps = target.capabilities
+    if "discontinued" in o.notes:  # the catalog's note: the product can no longer be ordered
+        return f"{o.provider} {o.instance_type} is discontinued and can no longer be ordered"
+    if is_amd(o.gpu) and not caps.amd:
+        return (
+            f"AMD GPUs need vLLM's ROCm image, which gpuplan does not deploy on {target.title} yet"
+        )
+    if plan.layout.nodes > 1:
+        if not caps.multi_node:
+            able = [n for n, t in targets().items() if t.capabilities.multi_node]
+            return (
+                f"multi-node plans need private networking between machines, which gpuplan "
+                f"provisions on {_titles(able)} only, not {target.title}"
+            )
+        if plan.estimate.replicas > 1:
+            return "replicas of multi-node deployments are not generated"
+    if plan.estimate.replicas > 1 and not caps.replicas:
+        return f"replicas are not generated on {target.title}"
+    if plan.need.spot and not caps.spot:
+        return f"gpuplan does not rent interruptible (spot) machines on {target.title}"
+    return target.refuse(plan)
+
+
+def require(plan: Plan, opts: ProjectOptions) -> None:
+    """Raise a UsageError when a project for this plan would not work with these options: a
+    guessed model (vLLM would crash-loop on a repository that may not exist while the machine
+    bills), or options the target needs (Hetzner installs over SSH: --ssh-cidr)."""
+    target = targets().get(plan.offer.provider)
+    if target is None:
+        raise UsageError(f"no infrastructure template for provider '{plan.offer.provider}'")
+    if plan.model_is_guess and not opts.allow_guessed_model:
+        raise UsageError(
+            f"'{plan.base_model}' was guessed from its name, not read from a config: the "
+            "project would serve a repository that may not exist",
+            "give an existing Hugging Face id (or a GGUF file), or insist with allow_guessed_model",
+        )
+    if opts.tls_certificate and not target.capabilities.tls_termination:
+        raise UsageError(
+            f"gpuplan terminates TLS with a certificate on AWS only, not {target.title}",
+            "drop the certificate (and put TLS in front yourself)",
+        )
+    target.require(opts)
+
+
+def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
+    """What the user should read before deploying this project (the CLI prints them)."""
+    target = targets()[plan.offer.provider]
+    out = []
+    if not target.capabilities.firewall:
+        out.append(
+            f"{target.title} has no firewall gpuplan can set: --allow-cidr is not enforced, "
+            "the API key is the only protection"
+        )
+    if not target.auth_proxy:
+        out.append(
+            f"on {target.title} vLLM runs without gpuplan's authenticating proxy: its API key "
+            "guards /v1 only, and /invocations, /tokenize and /metrics answer anyone "
+            "(vllm-project/vllm#58144)"
+        )
+    if not target.capabilities.tls and not opts.tls_certificate:
+        out.append(f"the {target.title} endpoint is plain HTTP: put TLS in front")
+    if opts.allow_open_port:
+        out.append("the serving port is open to the whole internet (allow_open_port)")
+    if plan.model_is_guess:
+        out.append(f"'{plan.base_model}' is a guess from its name; check the repository exists")
+    return out

@@ -1,0 +1,66 @@
+"""AWS EC2: security groups, a network load balancer for replicas, cluster placement groups
+for multi-node, spot, and an SSM parameter per secret read at boot by the instance role."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infra import versions
+from infra.options import ProjectOptions
+from infra.sizing import download_gb
+from infra.targets import Capabilities, Target
+from planner.decide.plan import Plan
+
+
+def gp3_throughput_mib_s(plan: Plan) -> int:
+    """gp3 starts at 125 MiB/s, at which a 800 GB checkpoint takes ~1.8 h to write and read
+    back on every restart; up to 1,000 MiB/s can be provisioned (with >= 4 IOPS per MiB/s:
+    docs.aws.amazon.com/ebs/latest/userguide/general-purpose.html#gp3-ebs-volume-type). The
+    extra throughput costs a few dollars a month, small beside a GPU's hour."""
+    return 1000 if download_gb(plan) >= 100 else 250
+
+
+def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
+    throughput = gp3_throughput_mib_s(plan)
+    return {
+        "disk_throughput_mib_s": throughput,
+        "disk_iops": max(3000, 4 * throughput),
+        "instance_type": plan.offer.instance_type,
+        "region": plan.offer.region,
+        "ami_ssm_parameter": versions.AWS_DLAMI_SSM,
+        # An existing VPC and subnets (organisations that deleted the default VPC), else the
+        # default VPC.
+        "vpc_id": opts.network,
+        "subnet_ids": list(opts.subnets),
+        "tls_certificate_arn": opts.tls_certificate,
+        "tls_domain": opts.tls_domain,
+    }
+
+
+TARGET = Target(
+    name="aws",
+    title="AWS",
+    capabilities=Capabilities(
+        multi_node=True,
+        replicas=True,
+        balancer=True,
+        amd=False,
+        spot=True,
+        tls=False,
+        tls_termination=True,
+        firewall=True,
+    ),
+    facts=facts,
+    project_config=lambda data: {"aws:region": data["region"]},
+    protects=(
+        "the serving port only from --allow-cidr (security group)",
+        "every path but /health behind the API key (authenticating proxy)",
+        "secrets in SSM Parameter Store (SecureString), read at boot by the instance role; "
+        "IMDSv2 with hop limit 1",
+        "encrypted root disk",
+    ),
+    exposes=(
+        "the API key also sits in the Pulumi state (encrypted as a secret): guard the state "
+        "backend and its passphrase",
+    ),
+)

