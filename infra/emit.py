@@ -73,7 +73,9 @@ def serve_args(plan: Plan, opts: ProjectOptions) -> list[str]:
     multi-node uses vLLM's native --nnodes, added per node at boot), then the user's extras."""
     args = list(plan.vllm_args)
     model = plan.model
-    if "--model" in args:
+    if args and args[0] == model:  # plans from this version: the model is already first
+        del args[0]
+    if "--model" in args:  # plans saved by earlier versions
         i = args.index("--model")
         model = args[i + 1]
         del args[i : i + 2]

@@ -175,15 +175,12 @@ def boot_files(script: str) -> dict[str, str]:
 
 
 def serve_args(plan: Plan) -> list[str]:
-    """The plan's arguments as the project passes them: the model positional, no Ray."""
+    """The plan's arguments as the project passes them: the model positional and first, no
+    --model and no Ray executor anywhere."""
     args = list(plan.vllm_args)
-    i = args.index("--model")
-    model = args[i + 1]
-    del args[i : i + 2]
-    if "--distributed-executor-backend" in args:
-        i = args.index("--distributed-executor-backend")
-        del args[i : i + 2]
-    return [model, *args]
+    assert args[0] == plan.model
+    assert "--model" not in args and "--distributed-executor-backend" not in args
+    return args
 
 
 def expected_command(plan: Plan) -> list[str]:

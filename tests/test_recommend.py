@@ -297,7 +297,8 @@ def test_recommend_cli_table_explain(cli):
     r = cli("recommend", "llama-3.1-70b", "--quant", "auto", "--concurrency", "4", "--explain")
     assert r.exit_code == 0, r.output
     assert "Why this plan" in r.output and "best H100" in r.output
-    assert "Quantization trade-offs" in r.output and "vllm serve --model" in r.output
+    assert "Quantization trade-offs" in r.output and "top plan: vllm serve " in r.output
+    assert "vllm serve --model" not in r.output  # the model is positional
 
 
 @pytest.mark.parametrize(

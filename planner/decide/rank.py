@@ -64,13 +64,15 @@ class Ranking:
 
 
 def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
-    """The `vllm serve` arguments (after the image's entrypoint), API key excluded."""
+    """The `vllm serve` arguments, API key excluded: the model first and positional (`--model`
+    is deprecated in `vllm serve`). Multi-node runs use vLLM's native --nnodes/--node-rank,
+    which the generated project adds per node (the stock image has no Ray)."""
     fit = op.fit
     lay = fit.layout
-    args = ["--model", cand.spec.name, "--served-model-name", cand.base_model]
+    args = [cand.spec.name, "--served-model-name", cand.base_model]
     args += ["--tensor-parallel-size", str(lay.tp)]
     if lay.pp > 1:
-        args += ["--pipeline-parallel-size", str(lay.pp), "--distributed-executor-backend", "ray"]
+        args += ["--pipeline-parallel-size", str(lay.pp)]
     if lay.dp > 1:
         args += ["--data-parallel-size", str(lay.dp)]
     args += ["--max-model-len", str(need.context)]
