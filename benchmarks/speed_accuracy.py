@@ -161,7 +161,13 @@ def predict(p: dict) -> float:
     seqs = p.get("max_num_seqs") or default_max_num_seqs(hw.gpu.usable_memory_bytes, hw.gpu.name)
     per_request = kv_bytes_per_request(cand.spec, p["tp"], p["kv_cache_dtype"], prompt + output)
     batch = int(max(1, min(p["concurrency"], seqs, free // max(per_request, 1))))
-    tps = p["replicas"] * perf.output_tokens_per_s(load, hw, batch, prompt, output)
+    if "num_prompts" in p:  # a finite benchmark run: model the run, not a steady state
+        tps = p["replicas"] * perf.benchmark_output_tokens_per_s(
+            load, hw, p["num_prompts"], batch, prompt, output, p.get("rate"),
+            p.get("lengths") == "fixed", not p.get("offline"),
+        )  # fmt: skip
+    else:
+        tps = p["replicas"] * perf.output_tokens_per_s(load, hw, batch, prompt, output)
     return tps * (prompt + output) / output if metric == "total_tokens_per_s" else tps
 
 
