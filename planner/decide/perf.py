@@ -184,17 +184,24 @@ def _token_gpu_s(
     return decode_step_s(load, hw, micro, context, online) / micro
 
 
-def batched_prefill_s(load: ModelLoad, hw: Hardware, prompt: float, requests: float) -> float:
+def batched_prefill_s(
+    load: ModelLoad,
+    hw: Hardware,
+    prompt: float,
+    requests: float,
+    chunk_tokens: int | None = None,
+) -> float:
     """GPU seconds to prefill ``requests`` prompts of ``prompt`` tokens when the server batches
     them (chunked prefill): compute bound, the weights read once a chunk, activations all-reduced.
     The fixed per-request cost of prefill_s (tokenize, schedule, detokenize) is host work that
-    overlaps with the GPU under load, so throughput does not pay it."""
+    overlaps with the GPU under load, so throughput does not pay it. ``chunk_tokens``: the
+    server's max_num_batched_tokens when a benchmark sets it."""
     tokens = prompt * requests
     flops = (
         2 * load.active_params * tokens + 2 * requests * prompt**2 * load.attn_width * load.layers
     ) / hw.tp
     t_cmp = flops / (peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "prefill"))
-    chunks = math.ceil(tokens / _c("prefill_chunk_tokens"))
+    chunks = math.ceil(tokens / (chunk_tokens or _c("prefill_chunk_tokens")))
     t_mem = (
         chunks
         * load.weight_bytes_per_gpu
@@ -240,6 +247,7 @@ def benchmark_output_tokens_per_s(
     rate_per_s: float | None = None,
     fixed_lengths: bool = False,
     online: bool = True,
+    chunk_tokens: int | None = None,
 ) -> float:
     """Output tokens/s a serving benchmark reports: total output tokens / wall time of a finite
     run of ``requests`` prompts, sent all at once (``rate_per_s`` None, or a client concurrency
@@ -253,7 +261,7 @@ def benchmark_output_tokens_per_s(
     decode at small batch - which is why such a run reports less than the steady state."""
     context = prompt + output / 2
     cap = max(1, min(max_batch, requests))
-    prefill = batched_prefill_s(load, hw, prompt, requests)
+    prefill = batched_prefill_s(load, hw, prompt, requests, chunk_tokens)
     if fixed_lengths:
         waves, rest = divmod(requests, cap)
         decode = waves * output * cap * _token_gpu_s(load, hw, cap, context, online)
