@@ -82,3 +82,13 @@ def test_pcie_all_reduce_latency_grows_with_the_ring_and_nvlink_does_not():
     h100 = gpu_table()["h100-sxm"]
     nv2, nv8 = (perf.Hardware(h100, n, 1, "fp16", True) for n in (2, 8))
     assert perf.allreduce_s(nv8, 0, 4096, 1) == pytest.approx(perf.allreduce_s(nv2, 0, 4096, 1))
+
+
+def test_attention_over_the_kv_cache_adds_to_the_weight_gemms():
+    # Separate kernels one after the other: a decode step reads the weights, then the KV cache.
+    load, hw = _load(), _hw()
+    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+    step = perf.decode_step_s(load, hw, 64, 4096)
+    kv_bytes = 64 * 4096 * load.kv_bytes_per_token_per_gpu
+    assert step > (load.weight_bytes_per_gpu + kv_bytes) / bandwidth
+    assert step > perf.decode_step_s(load, hw, 64, 0) + 0.9 * kv_bytes / bandwidth

@@ -2,9 +2,10 @@
 
 Decode: each step reads the GPU's share of the weights (for MoE, the experts a batch of B tokens
 touches: 1 - (1 - k/E)^B of them) and the batch's KV cache, and does 2 x active-params FLOPs a
-token; the step takes the longer of the memory and compute times, plus tensor-parallel
-all-reduces (latency + bandwidth per link type: NVLink, AMD Infinity Fabric, PCIe), a fixed
-step cost, a per-MoE-layer kernel cost and a small per-sequence cost. int4 weight-only
+token; the weight GEMMs take the longer of their memory and compute times, then attention
+the longer of its KV reads and FLOPs, plus tensor-parallel all-reduces (latency + bandwidth per
+link type: NVLink, AMD Infinity Fabric, PCIe ring), a fixed step cost, a per-MoE-layer kernel
+cost and, when an API server streams the tokens, a small per-sequence cost. int4 weight-only
 kernels (AWQ/GPTQ, Marlin) dequantize on the fly: their matmuls reach a lower share of the
 tensor peak. Prefill (time to first token) is compute bound plus a fixed per-request cost.
 Aggregate throughput shares GPU time between prefill and decode; the per-request host cost
@@ -122,16 +123,17 @@ def decode_step_s(
     touched = 1.0 - (1.0 - load.expert_fraction) ** max(batch, 1.0)
     weights = load.weight_bytes_per_gpu - load.expert_bytes_per_gpu * (1 - touched)
     kv = batch * context * load.kv_bytes_per_token_per_gpu
-    t_mem = (weights + kv) / (hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("bandwidth_efficiency"))
+    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("bandwidth_efficiency")
     layers = load.layers / hw.pp
-    flops = (
-        2 * load.active_params * batch / hw.pp + 4 * batch * context * load.attn_width * layers
-    ) / hw.tp
-    t_cmp = flops / (peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "decode"))
+    peak = peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "decode")
+    # The weight GEMMs and the attention over the KV cache are separate kernels that run one
+    # after the other: each is bound by its own bytes or FLOPs, and their times add.
+    t_gemm = max(weights / bandwidth, 2 * load.active_params * batch / hw.pp / hw.tp / peak)
+    t_attn = max(kv / bandwidth, 4 * batch * context * load.attn_width * layers / hw.tp / peak)
     per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
     overhead = (_c("step_overhead_ms") + per_sequence * batch) * 1e-3
     overhead += _c("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
-    return max(t_mem, t_cmp) + allreduce_s(hw, batch, load.hidden, math.ceil(layers)) + overhead
+    return t_gemm + t_attn + allreduce_s(hw, batch, load.hidden, math.ceil(layers)) + overhead
 
 
 def _compute_efficiency(load: ModelLoad, phase: str) -> float:
