@@ -157,8 +157,8 @@ def predict(p: dict) -> float:
         itl = perf.token_latency_s(load, hw, batch, context)
         if p.get("offline"):  # the LLM class: no API server streaming every token
             itl = perf.decode_step_s(load, hw, batch, context, online=False)
-        if metric == "itl_ms":
-            return itl * 1000
+        if metric == "itl_ms":  # TPOT of a serving run: prefills of new requests interleave
+            return perf.loaded_token_latency_s(load, hw, batch, prompt, output) * 1000
         if p.get("e2e"):  # end to end: the prefill of the whole batch, then the decode
             fixed = perf.prefill_s(load, hw, prompt) - perf.batched_prefill_s(load, hw, prompt, 1)
             first = perf.batched_prefill_s(load, hw, prompt, batch, p.get("max_num_batched_tokens"))

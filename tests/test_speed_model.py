@@ -92,3 +92,15 @@ def test_attention_over_the_kv_cache_adds_to_the_weight_gemms():
     kv_bytes = 64 * 4096 * load.kv_bytes_per_token_per_gpu
     assert step > (load.weight_bytes_per_gpu + kv_bytes) / bandwidth
     assert step > perf.decode_step_s(load, hw, 64, 0) + 0.9 * kv_bytes / bandwidth
+
+
+def test_tpot_under_load_waits_for_the_prefills_of_new_requests():
+    # 16 streams restarting every 128 tokens: each token also waits 16 prefills / 128.
+    load, hw = _load(), _hw()
+    step = perf.decode_step_s(load, hw, 16, 512 + 64)
+    prefill = perf.batched_prefill_s(load, hw, 512, 1)
+    got = perf.loaded_token_latency_s(load, hw, 16, 512, 128)
+    assert got == pytest.approx(step + 16 * prefill / 128, rel=1e-9)
+    assert perf.loaded_token_latency_s(load, hw, 1, 512, 128) == perf.decode_step_s(
+        load, hw, 1, 576
+    )

@@ -213,6 +213,23 @@ def batched_prefill_s(
     return (max(t_cmp, t_mem) + t_net) / hw.pp
 
 
+def loaded_token_latency_s(
+    load: ModelLoad, hw: Hardware, batch: float, prompt: int, output: int, online: bool = True
+) -> float:
+    """Time between a stream's tokens as a serving benchmark reports it (TPOT) with ``batch``
+    streams in flight that each restart after ``output`` tokens: while one stream produces its
+    output, the server also prefills about ``batch`` new prompts in the same steps (chunked
+    prefill), so each of its tokens waits batch x prefill / output on top of the decode step."""
+    context = prompt + output / 2
+    if online or hw.pp > 1:
+        step = token_latency_s(load, hw, batch, context)
+    else:
+        step = decode_step_s(load, hw, batch, context, online=False)
+    if batch <= 1:
+        return step
+    return step + batch * batched_prefill_s(load, hw, prompt, 1) / max(output, 1)
+
+
 def output_tokens_per_s(
     load: ModelLoad, hw: Hardware, batch: int, prompt: int, output: int
 ) -> float:
