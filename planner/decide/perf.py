@@ -240,7 +240,9 @@ def output_tokens_per_s(
     return output / per_request
 
 
-def _drain_s(load: ModelLoad, hw: Hardware, batch: float, context: float, output: float) -> float:
+def _drain_s(
+    load: ModelLoad, hw: Hardware, batch: float, context: float, output: float, online: bool = True
+) -> float:
     """Seconds until the last of ``batch`` running requests finishes when no new one comes,
     their remaining outputs exponential with mean ``output`` (memoryless: any running request
     has, on average, a whole mean ahead). With b left, the next finish comes after output / b
@@ -251,7 +253,7 @@ def _drain_s(load: ModelLoad, hw: Hardware, batch: float, context: float, output
         hi = b if b <= 32 else min(top, int(b * 1.25))
         harmonic = sum(1.0 / k for k in range(b, hi + 1))
         mid = (b + hi) / 2
-        total += output * harmonic * _token_gpu_s(load, hw, mid, context) * mid
+        total += output * harmonic * _token_gpu_s(load, hw, mid, context, online) * mid
         b = hi + 1
     return total
 
@@ -292,11 +294,11 @@ def benchmark_output_tokens_per_s(
     if rate_per_s:  # Little's law: requests in flight = rate x time in flight, capped
         batch = 1.0
         for _ in range(8):
-            itl = _token_gpu_s(load, hw, batch, context) * batch  # seconds between tokens
+            itl = _token_gpu_s(load, hw, batch, context, online) * batch  # between tokens
             batch = min(cap, max(1.0, rate_per_s * output * itl))
-    steady = (requests - batch) * output * _token_gpu_s(load, hw, batch, context)
+    steady = (requests - batch) * output * _token_gpu_s(load, hw, batch, context, online)
     arrivals = requests / rate_per_s if rate_per_s else 0.0
-    wall = max(arrivals, prefill + steady) + _drain_s(load, hw, batch, context, output)
+    wall = max(arrivals, prefill + steady) + _drain_s(load, hw, batch, context, output, online)
     return requests * output / wall
 
 
