@@ -39,7 +39,11 @@ CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
 # Physical priors of the fitted constants (the fit is pulled toward them, so that a constant
 # no point pins down stays plausible): ~85% of peak HBM bandwidth, ~0.5 ms of launch/schedule
 # per step, tens of microseconds per all-reduce (NVLink < xGMI < PCIe), ~60-75% of the dense
-# tensor peak, Marlin int4 kernels at ~60% of that.
+# tensor peak, Marlin int4 kernels at ~60% of that. PCIe: nccl-tests all_reduce_perf of 8 bytes
+# over 8 RTX 3090s on PCIe takes 54 us (github.com/NVIDIA/nccl/issues/1439, 2024-09-11), i.e.
+# 31 us at TP2 by the ring factor of perf.allreduce_s: the 30 us prior. The PCIe and xGMI
+# latencies are each pinned by one source only (IOG and ROCm), so leave-one-source-out
+# predicts those sources from the priors.
 PRIORS = {
     "per_sequence_overhead_ms": 0.02, "moe_decode_compute_efficiency": 0.6,
     "request_overhead_ms": 10.0, "pcie_allreduce_latency_us": 30.0,
@@ -90,9 +94,9 @@ def classes(p: dict) -> list[str]:
     out = []
     if p["metric"] == "ttft_ms":
         out.append("TTFT")
-    elif p["metric"] == "tokens_per_s" or (p["metric"] == "itl_ms" and p.get("batch") == 1):
+    elif p["metric"] in {"tokens_per_s", "itl_ms"} and p.get("batch") == 1:
         out.append("single stream")
-    elif p["metric"] == "itl_ms":
+    elif p["metric"] in {"tokens_per_s", "itl_ms"}:
         out.append("stated concurrency")
     elif p.get("concurrency", 0) >= 256:
         out.append("max batch")
@@ -151,17 +155,27 @@ def predict(p: dict) -> float:
                 batch = max(1.0, p["rate"] * output * itl)
                 itl = perf.token_latency_s(load, hw, batch, context)
         itl = perf.token_latency_s(load, hw, batch, context)
-        if metric == "itl_ms":
-            return itl * 1000
-        if p.get("e2e"):
-            return output / (perf.prefill_s(load, hw, prompt) + output * itl)
+        if p.get("offline"):  # the LLM class: no API server streaming every token
+            itl = perf.decode_step_s(load, hw, batch, context, online=False)
+        if metric == "itl_ms":  # TPOT of a serving run: prefills of new requests interleave
+            return perf.loaded_token_latency_s(load, hw, batch, prompt, output) * 1000
+        if p.get("e2e"):  # end to end: the prefill of the whole batch, then the decode
+            fixed = perf.prefill_s(load, hw, prompt) - perf.batched_prefill_s(load, hw, prompt, 1)
+            first = perf.batched_prefill_s(load, hw, prompt, batch, p.get("max_num_batched_tokens"))
+            return output / (fixed + first + output * itl)
         return 1 / itl
     if metric == "ttft_ms":
         return perf.prefill_s(load, hw, prompt) * 1000
     seqs = p.get("max_num_seqs") or default_max_num_seqs(hw.gpu.usable_memory_bytes, hw.gpu.name)
     per_request = kv_bytes_per_request(cand.spec, p["tp"], p["kv_cache_dtype"], prompt + output)
     batch = int(max(1, min(p["concurrency"], seqs, free // max(per_request, 1))))
-    tps = p["replicas"] * perf.output_tokens_per_s(load, hw, batch, prompt, output)
+    if "num_prompts" in p:  # a finite benchmark run: model the run, not a steady state
+        tps = p["replicas"] * perf.benchmark_output_tokens_per_s(
+            load, hw, p["num_prompts"], batch, prompt, output, p.get("rate"),
+            p.get("lengths") == "fixed", not p.get("offline"), p.get("max_num_batched_tokens"),
+        )  # fmt: skip
+    else:
+        tps = p["replicas"] * perf.output_tokens_per_s(load, hw, batch, prompt, output)
     return tps * (prompt + output) / output if metric == "total_tokens_per_s" else tps
 
 

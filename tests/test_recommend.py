@@ -159,7 +159,9 @@ def test_more_bandwidth_decodes_faster_and_moe_reads_less():
     h100 = recommend(dense, [offer("h100-sxm")], Need()).plans[0].estimate
     assert h100.single_stream_tokens_per_s > l40s.single_stream_tokens_per_s
     moe_h100 = recommend(moe, [offer("h100-sxm")], Need()).plans[0].estimate
-    assert moe_h100.single_stream_tokens_per_s > 2 * h100.single_stream_tokens_per_s
+    # Not the 10x of the active parameters: every MoE layer adds kernel time at batch 1
+    # (Qwen3-30B-A3B on an A100: 9.6 ms a token, tp048 of throughput_calibration.json).
+    assert moe_h100.single_stream_tokens_per_s > 1.5 * h100.single_stream_tokens_per_s
 
 
 def test_top_plan_fits_memory_on_snapshot_scenarios():

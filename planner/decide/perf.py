@@ -2,12 +2,17 @@
 
 Decode: each step reads the GPU's share of the weights (for MoE, the experts a batch of B tokens
 touches: 1 - (1 - k/E)^B of them) and the batch's KV cache, and does 2 x active-params FLOPs a
-token; the step takes the longer of the memory and compute times, plus tensor-parallel
-all-reduces (latency + bandwidth per link type: NVLink, AMD Infinity Fabric, PCIe), a fixed
-step cost, a per-MoE-layer kernel cost and a small per-sequence cost. int4 weight-only
+token; the weight GEMMs take the longer of their memory and compute times, then attention
+the longer of its KV reads and FLOPs, plus tensor-parallel all-reduces (latency + bandwidth per
+link type: NVLink, AMD Infinity Fabric, PCIe ring), a fixed step cost, a per-MoE-layer kernel
+cost and, when an API server streams the tokens, a small per-sequence cost. int4 weight-only
 kernels (AWQ/GPTQ, Marlin) dequantize on the fly: their matmuls reach a lower share of the
 tensor peak. Prefill (time to first token) is compute bound plus a fixed per-request cost.
-Aggregate throughput shares GPU time between prefill and decode.
+Aggregate throughput shares GPU time between prefill and decode; the per-request host cost
+overlaps with the GPU under load and is not charged to it. A published throughput figure is
+usually a finite benchmark run (all prompts sent at once, or at a Poisson rate): its wall time
+includes the queue, the prefill of every prompt and a drain at a shrinking batch, which
+benchmark_output_tokens_per_s models.
 
 The constants live in planner/decide/data/perf_calibration.json, fitted to the published
 measurements in throughput_calibration.json; `python benchmarks/speed_accuracy.py` prints the
@@ -94,29 +99,41 @@ def link_bytes_per_s(hw: Hardware) -> float:
 
 def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
     """Two all-reduces a layer of tokens x hidden bf16 activations (ring: 2(n-1)/n of the data
-    over the link), each with the link's fixed latency."""
+    over the link), each with the link's fixed latency. Over PCIe the all-reduce is a ring of
+    2(n-1) hops through the host bridge and its latency grows the same way (the constant is the
+    TP2 figure): the IOG RTX 4090 runs lose 77, 133 and 140 us per all-reduce at TP 2, 4, 8
+    (1 : 1.7 : 1.8; 2(n-1)/n gives 1 : 1.5 : 1.75). NVLink/NVSwitch and AMD Infinity Fabric
+    connect every pair directly (one-shot all-reduce): one latency."""
     if hw.tp == 1:
         return 0.0
-    latency = _c(f"{link_kind(hw)}_allreduce_latency_us") * 1e-6
+    kind = link_kind(hw)
+    hops = (hw.tp - 1) / hw.tp * 2 if kind == "pcie" else 1.0
+    latency = _c(f"{kind}_allreduce_latency_us") * 1e-6 * hops
     size = tokens * hidden * 2
     per = latency + 2 * (hw.tp - 1) / hw.tp * size / link_bytes_per_s(hw)
     return 2 * layers * per
 
 
-def decode_step_s(load: ModelLoad, hw: Hardware, batch: float, context: float) -> float:
-    """Seconds for one decode step of ``batch`` sequences at ``context`` tokens on one stage."""
+def decode_step_s(
+    load: ModelLoad, hw: Hardware, batch: float, context: float, online: bool = True
+) -> float:
+    """Seconds for one decode step of ``batch`` sequences at ``context`` tokens on one stage.
+    ``online``: an OpenAI-API server streams every sequence's token each step (detokenize,
+    serialise, send), a per-sequence cost the offline LLM class does not pay."""
     touched = 1.0 - (1.0 - load.expert_fraction) ** max(batch, 1.0)
     weights = load.weight_bytes_per_gpu - load.expert_bytes_per_gpu * (1 - touched)
     kv = batch * context * load.kv_bytes_per_token_per_gpu
-    t_mem = (weights + kv) / (hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("bandwidth_efficiency"))
+    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("bandwidth_efficiency")
     layers = load.layers / hw.pp
-    flops = (
-        2 * load.active_params * batch / hw.pp + 4 * batch * context * load.attn_width * layers
-    ) / hw.tp
-    t_cmp = flops / (peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "decode"))
-    overhead = (_c("step_overhead_ms") + _c("per_sequence_overhead_ms") * batch) * 1e-3
+    peak = peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "decode")
+    # The weight GEMMs and the attention over the KV cache are separate kernels that run one
+    # after the other: each is bound by its own bytes or FLOPs, and their times add.
+    t_gemm = max(weights / bandwidth, 2 * load.active_params * batch / hw.pp / hw.tp / peak)
+    t_attn = max(kv / bandwidth, 4 * batch * context * load.attn_width * layers / hw.tp / peak)
+    per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
+    overhead = (_c("step_overhead_ms") + per_sequence * batch) * 1e-3
     overhead += _c("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
-    return max(t_mem, t_cmp) + allreduce_s(hw, batch, load.hidden, math.ceil(layers)) + overhead
+    return t_gemm + t_attn + allreduce_s(hw, batch, load.hidden, math.ceil(layers)) + overhead
 
 
 def _compute_efficiency(load: ModelLoad, phase: str) -> float:
@@ -159,21 +176,130 @@ def token_latency_s(load: ModelLoad, hw: Hardware, batch: float, context: float)
     return hw.pp * decode_step_s(load, hw, micro, context) + net
 
 
+def _token_gpu_s(
+    load: ModelLoad, hw: Hardware, batch: float, context: float, online: bool = True
+) -> float:
+    """GPU seconds per output token with ``batch`` sequences decoding. With pipeline parallel
+    pp micro-batches keep the stages busy at once: every stage step advances one micro-batch
+    of sequences by a token, so a token costs a stage step / micro."""
+    micro = max(batch / hw.pp, 1.0)
+    return decode_step_s(load, hw, micro, context, online) / micro
+
+
+def batched_prefill_s(
+    load: ModelLoad,
+    hw: Hardware,
+    prompt: float,
+    requests: float,
+    chunk_tokens: int | None = None,
+) -> float:
+    """GPU seconds to prefill ``requests`` prompts of ``prompt`` tokens when the server batches
+    them (chunked prefill): compute bound, the weights read once a chunk, activations all-reduced.
+    The fixed per-request cost of prefill_s (tokenize, schedule, detokenize) is host work that
+    overlaps with the GPU under load, so throughput does not pay it. ``chunk_tokens``: the
+    server's max_num_batched_tokens when a benchmark sets it."""
+    tokens = prompt * requests
+    flops = (
+        2 * load.active_params * tokens + 2 * requests * prompt**2 * load.attn_width * load.layers
+    ) / hw.tp
+    t_cmp = flops / (peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "prefill"))
+    chunks = math.ceil(tokens / (chunk_tokens or _c("prefill_chunk_tokens")))
+    t_mem = (
+        chunks
+        * load.weight_bytes_per_gpu
+        / (hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("bandwidth_efficiency"))
+    )
+    t_net = allreduce_s(hw, tokens, load.hidden, load.layers // hw.pp)
+    return (max(t_cmp, t_mem) + t_net) / hw.pp
+
+
+def loaded_token_latency_s(
+    load: ModelLoad, hw: Hardware, batch: float, prompt: int, output: int, online: bool = True
+) -> float:
+    """Time between a stream's tokens as a serving benchmark reports it (TPOT) with ``batch``
+    streams in flight that each restart after ``output`` tokens: while one stream produces its
+    output, the server also prefills about ``batch`` new prompts in the same steps (chunked
+    prefill), so each of its tokens waits batch x prefill / output on top of the decode step."""
+    context = prompt + output / 2
+    if online or hw.pp > 1:
+        step = token_latency_s(load, hw, batch, context)
+    else:
+        step = decode_step_s(load, hw, batch, context, online=False)
+    if batch <= 1:
+        return step
+    return step + batch * batched_prefill_s(load, hw, prompt, 1) / max(output, 1)
+
+
 def output_tokens_per_s(
     load: ModelLoad, hw: Hardware, batch: int, prompt: int, output: int
 ) -> float:
-    """Output tokens a second of one replica serving ``batch`` requests of prompt+output tokens,
-    with prefill and decode sharing the GPUs (pipeline stages work on micro-batches)."""
-    context = prompt + output / 2
-    if hw.pp > 1:
-        # pp micro-batches keep the pp stages busy at once: every stage step advances one
-        # micro-batch of sequences by a token, so a token costs a stage step / micro.
-        micro = max(batch / hw.pp, 1.0)
-        step = decode_step_s(load, hw, micro, context) / micro
-    else:
-        step = decode_step_s(load, hw, batch, context) / batch  # GPU time per output token
-    per_request = prefill_s(load, hw, prompt) / max(1, hw.pp) + output * step
+    """Output tokens a second of one replica serving ``batch`` requests of prompt+output tokens
+    in steady state, with prefill and decode sharing the GPUs."""
+    step = _token_gpu_s(load, hw, batch, prompt + output / 2)  # GPU time per output token
+    per_request = batched_prefill_s(load, hw, prompt, 1) + output * step
     return output / per_request
+
+
+def _drain_s(
+    load: ModelLoad, hw: Hardware, batch: float, context: float, output: float, online: bool = True
+) -> float:
+    """Seconds until the last of ``batch`` running requests finishes when no new one comes,
+    their remaining outputs exponential with mean ``output`` (memoryless: any running request
+    has, on average, a whole mean ahead). With b left, the next finish comes after output / b
+    tokens, each a decode step of b sequences: sum over b of output / b x step(b). Exact for
+    b <= 32, then bins of b with the step at the bin's middle."""
+    total, b, top = 0.0, 1, round(batch)
+    while b <= top:
+        hi = b if b <= 32 else min(top, int(b * 1.25))
+        harmonic = sum(1.0 / k for k in range(b, hi + 1))
+        mid = (b + hi) / 2
+        total += output * harmonic * _token_gpu_s(load, hw, mid, context, online) * mid
+        b = hi + 1
+    return total
+
+
+def benchmark_output_tokens_per_s(
+    load: ModelLoad,
+    hw: Hardware,
+    requests: int,
+    max_batch: int,
+    prompt: int,
+    output: int,
+    rate_per_s: float | None = None,
+    fixed_lengths: bool = False,
+    online: bool = True,
+    chunk_tokens: int | None = None,
+) -> float:
+    """Output tokens/s a serving benchmark reports: total output tokens / wall time of a finite
+    run of ``requests`` prompts, sent all at once (``rate_per_s`` None, or a client concurrency
+    cap folded into ``max_batch``) or arriving at ``rate_per_s``. The server runs at most
+    ``max_batch`` sequences (max_num_seqs, KV capacity, client cap).
+
+    Fixed lengths (random datasets, offline benchmark_throughput): waves of max_batch requests
+    that finish together. Dataset lengths (ShareGPT): outputs taken as exponential with the
+    stated mean; the run is a steady phase at the full batch while requests wait (or while they
+    arrive), then a drain in which the batch shrinks as requests finish and the longest ones
+    decode at small batch - which is why such a run reports less than the steady state."""
+    context = prompt + output / 2
+    cap = max(1, min(max_batch, requests))
+    prefill = batched_prefill_s(load, hw, prompt, requests, chunk_tokens)
+    if fixed_lengths:
+        waves, rest = divmod(requests, cap)
+        decode = waves * output * cap * _token_gpu_s(load, hw, cap, context, online)
+        if rest:
+            decode += output * rest * _token_gpu_s(load, hw, rest, context, online)
+        busy = prefill + decode
+        return requests * output / max(busy, requests / rate_per_s if rate_per_s else 0.0)
+    batch = float(cap)
+    if rate_per_s:  # Little's law: requests in flight = rate x time in flight, capped
+        batch = 1.0
+        for _ in range(8):
+            itl = _token_gpu_s(load, hw, batch, context, online) * batch  # between tokens
+            batch = min(cap, max(1.0, rate_per_s * output * itl))
+    steady = (requests - batch) * output * _token_gpu_s(load, hw, batch, context, online)
+    arrivals = requests / rate_per_s if rate_per_s else 0.0
+    wall = max(arrivals, prefill + steady) + _drain_s(load, hw, batch, context, output, online)
+    return requests * output / wall
 
 
 def model_load(

@@ -1,0 +1,106 @@
+"""The speed model predicts what a serving benchmark measures (planner/decide/perf.py): a finite
+run of prompts sent at once or at a rate, whose wall time includes a drain at a shrinking batch;
+and throughput does not pay the per-request host cost that TTFT pays."""
+
+from __future__ import annotations
+
+import pytest
+
+from planner.decide import perf
+from planner.offers.gpus import gpu_table
+
+
+def _load(weights_gb: float = 16.0) -> perf.ModelLoad:
+    # A Llama-3.1-8B-like dense model in bf16 (shape figures, not loaded from the registry).
+    return perf.ModelLoad(
+        weight_bytes_per_gpu=weights_gb * 1e9, expert_bytes_per_gpu=0.0, active_params=8 * 10**9,
+        expert_fraction=1.0, layers=32, hidden=4096, attn_width=4096,
+        kv_bytes_per_token_per_gpu=131072,
+    )  # fmt: skip
+
+
+def _hw() -> perf.Hardware:
+    return perf.Hardware(gpu_table()["h100-sxm"], 1, 1, "fp16", True)
+
+
+def test_all_at_once_sharegpt_run_reports_less_than_the_steady_state():
+    # 1000 prompts at once, 256 running: after the queue empties the batch shrinks and the
+    # longest outputs decode at small batch, so the run's average is below the steady state.
+    load, hw = _load(), _hw()
+    steady = perf.output_tokens_per_s(load, hw, 256, 200, 200)
+    run = perf.benchmark_output_tokens_per_s(load, hw, 1000, 256, 200, 200)
+    assert run < 0.9 * steady
+
+
+def test_drain_is_the_harmonic_sum_of_the_shrinking_batch():
+    # With b requests left the next one ends after output / b tokens at a step of b sequences.
+    load, hw, context, output = _load(), _hw(), 300.0, 200.0
+    expected = sum(output / b * perf.decode_step_s(load, hw, b, context) for b in range(1, 17))
+    assert perf._drain_s(load, hw, 16, context, output) == pytest.approx(expected, rel=1e-9)
+
+
+def test_fixed_lengths_run_in_waves():
+    # 10 requests of 100 output tokens, at most 4 at a time: waves of 4, 4 and 2.
+    load, hw = _load(), _hw()
+    ctx = 128 + 50
+    busy = (
+        perf.batched_prefill_s(load, hw, 128, 10)
+        + 2 * 100 * perf.decode_step_s(load, hw, 4, ctx)
+        + 100 * perf.decode_step_s(load, hw, 2, ctx)
+    )
+    got = perf.benchmark_output_tokens_per_s(load, hw, 10, 4, 128, 100, fixed_lengths=True)
+    assert got == pytest.approx(10 * 100 / busy, rel=1e-9)
+
+
+def test_a_rate_limited_run_cannot_beat_its_arrivals():
+    # 200 prompts at 2 req/s take 100 s to arrive: a fast GPU reports just under 200 x 200 /
+    # 100 tok/s (the last arrivals still decode), a slow one less.
+    load, hw = _load(), _hw()
+    bound = 200 * 200 / 100
+    got = perf.benchmark_output_tokens_per_s(load, hw, 200, 256, 200, 200, rate_per_s=2.0)
+    assert 0.9 * bound < got < bound
+    slow = perf.benchmark_output_tokens_per_s(_load(200.0), hw, 200, 256, 200, 200, rate_per_s=2.0)
+    assert slow < 0.7 * bound
+
+
+def test_throughput_does_not_pay_the_per_request_host_cost():
+    # TTFT (prefill_s) includes the fixed request cost; the batched prefill GPU time does not.
+    load, hw = _load(), _hw()
+    fixed_s = perf._c("request_overhead_ms") * 1e-3
+    assert fixed_s > 0
+    gap = perf.prefill_s(load, hw, 300) - perf.batched_prefill_s(load, hw, 300, 1)
+    assert gap == pytest.approx(fixed_s, rel=1e-9)
+
+
+def test_pcie_all_reduce_latency_grows_with_the_ring_and_nvlink_does_not():
+    # 4090s talk through the host (ring of 2(n-1) hops): TP8 pays 1.75x the TP2 latency.
+    rtx = gpu_table()["rtx-4090"]
+    tp2, tp8 = (perf.Hardware(rtx, n, 1, "fp16", False) for n in (2, 8))
+    assert perf.allreduce_s(tp8, 0, 4096, 1) == pytest.approx(
+        1.75 * perf.allreduce_s(tp2, 0, 4096, 1)
+    )
+    h100 = gpu_table()["h100-sxm"]
+    nv2, nv8 = (perf.Hardware(h100, n, 1, "fp16", True) for n in (2, 8))
+    assert perf.allreduce_s(nv8, 0, 4096, 1) == pytest.approx(perf.allreduce_s(nv2, 0, 4096, 1))
+
+
+def test_attention_over_the_kv_cache_adds_to_the_weight_gemms():
+    # Separate kernels one after the other: a decode step reads the weights, then the KV cache.
+    load, hw = _load(), _hw()
+    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+    step = perf.decode_step_s(load, hw, 64, 4096)
+    kv_bytes = 64 * 4096 * load.kv_bytes_per_token_per_gpu
+    assert step > (load.weight_bytes_per_gpu + kv_bytes) / bandwidth
+    assert step > perf.decode_step_s(load, hw, 64, 0) + 0.9 * kv_bytes / bandwidth
+
+
+def test_tpot_under_load_waits_for_the_prefills_of_new_requests():
+    # 16 streams restarting every 128 tokens: each token also waits 16 prefills / 128.
+    load, hw = _load(), _hw()
+    step = perf.decode_step_s(load, hw, 16, 512 + 64)
+    prefill = perf.batched_prefill_s(load, hw, 512, 1)
+    got = perf.loaded_token_latency_s(load, hw, 16, 512, 128)
+    assert got == pytest.approx(step + 16 * prefill / 128, rel=1e-9)
+    assert perf.loaded_token_latency_s(load, hw, 1, 512, 128) == perf.decode_step_s(
+        load, hw, 1, 576
+    )
