@@ -34,13 +34,15 @@ GGUF_FILES = [
         "Qwen/Qwen2.5-7B-Instruct",
         "q4_k_m",
         4683074336,
-        "code index file 60749537547 (Hub siblings listing of a Qwen2.5-7B-Instruct Q4_K_M file)",
+        "qwen2.5-7b-instruct-q4_k_m.gguf in https://huggingface.co/Qwen/Qwen2.5-7B-Instruct-GGUF "
+        "(size from a public copy of the Hub's file listing, 2026-11; not re-fetched)",
     ),
     (
         "meta-llama/Llama-3.1-70B-Instruct",
         "q4_k_m",
         45655502848,
-        "code index file 69538494549 (R1 Distill Llama 70B Q4_K_M FileBytes; same shape)",
+        "a DeepSeek-R1-Distill-Llama-70B Q4_K_M file (same shapes as Llama-3.1-70B), size from "
+        "public code, repository not recorded: unverified evidence",
     ),
 ]
 

@@ -1,8 +1,9 @@
 """What generated projects pin. Bump together, then regenerate the golden files
 (UPDATE_GOLDEN=1 pytest tests/test_generate.py)."""
 
-# vLLM's OpenAI-compatible server image; v0.33.0 is the release shared/reference/vllm-support.md
-# read (CUDA 13 build: hosts need NVIDIA driver >= 580).
+# vLLM's OpenAI-compatible server image (https://hub.docker.com/r/vllm/vllm-openai/tags); v0.33.0
+# is the release whose source the support rules were read from (CUDA 13 build: hosts need NVIDIA
+# driver >= 580).
 VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
 # The same vLLM release built for AMD GPUs (ROCm); tags mirror the CUDA image's (docs.vllm.ai
 # deployment/docker; public workflows pin e.g. vllm/vllm-openai-rocm:v0.31.0).

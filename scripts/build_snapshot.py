@@ -215,7 +215,8 @@ def main() -> None:
     doc = {
         "schema": "gpuplan.offers/1",
         "about": "Embedded offer snapshot, built by scripts/build_snapshot.py from "
-        "shared/reference/prices.json (assembled 2026-11-22 from public sources: "
+        "the project's price reference sheet (assembled 2026-11-22 from public sources, each "
+        "offer naming its page and date: "
         "SkyPilot catalogs, RunPod/Vast pricing quoted 2026-10-08, Hetzner pages; see "
         "its prices.md). Each offer names its source URLs and the date each was read. "
         "`gpuplan catalog refresh` replaces it with current prices (no credentials needed).",

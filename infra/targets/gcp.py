@@ -26,7 +26,8 @@ GVNIC = ("a3-", "a4-", "a4x-")
 def dws_only(machine: str) -> bool:
     """Machines that are not sold on demand: reservations, DWS flex-start or spot only.
     gpuhunt drops a4, a3-ultragpu and a3-highgpu with fewer than 8 GPUs from its on-demand
-    catalog for this reason (shared/reference/api-notes.md 2.1, gpuhunt GCPProvider.filter)."""
+    catalog for this reason (gpuhunt's GCPProvider.filter,
+    https://github.com/dstackai/gpuhunt/blob/main/src/gpuhunt/providers/gcp.py)."""
     if machine.startswith(("a4-", "a4x-", "a3-ultragpu")):
         return True
     m = re.fullmatch(r"a3-highgpu-(\d+)g", machine)

@@ -1,7 +1,8 @@
 """Whether current vLLM (0.33) can serve a quantization format on a GPU, and how.
 
-Rules from shared/reference/vllm-support.md (read from the vLLM 0.33.0 wheel's
-get_min_capability() and kernel selectors, and the platform checks):
+Rules read from the vLLM 0.33.0 source (each quantization method's get_min_capability() and
+kernel selectors, vllm/platforms/cuda.py) and https://docs.vllm.ai/en/latest/features/
+quantization/ ("Supported Hardware", which lags Blackwell):
 - compute capability < 7.0: unsupported; 7.0 (V100): the CUDA 13 wheels carry no sm_70 kernels.
 - BF16 needs 8.0 (platforms/cuda.py check_if_supports_dtype); below, BF16 checkpoints run with
   --dtype half at the same size.

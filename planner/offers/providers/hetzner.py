@@ -2,7 +2,8 @@
 
 These are monthly rentals with a one-off setup fee (billed hourly up to the monthly cap; no
 minimum term), priced in EUR. USD figures use GPUPLAN_EUR_USD, default 1.1637 (the ECB
-reference rate of 2026-05-27 used in shared/reference/prices.json)."""
+reference rate of 2026-05-27, https://www.ecb.europa.eu/stats/policy_and_exchange_rates/
+euro_reference_exchange_rates/html/eurofxref-graph-usd.en.html)."""
 
 from __future__ import annotations
 
