@@ -106,3 +106,55 @@ def test_implausible_field_is_named(tmp_path, field, value):
     assert r.exit_code == 2, r.output
     first = r.output.splitlines()[0]
     assert f"'{field}'" in first and ("implausible" in first or "integer" in first), first
+
+
+# ------------------------------------------------------------------ plan files
+@pytest.fixture(scope="module")
+def saved_plan(tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("plan")
+    path = folder / "plan.json"
+    r = CliRunner().invoke(
+        main, ["recommend", "llama-3.1-8b", "--providers", "aws", "--save-plan", str(path)]
+    )
+    assert r.exit_code == 0, r.output
+    return json.loads(path.read_text())
+
+
+def _paths(doc, prefix=()):
+    """Every (path) to a value in a JSON document."""
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            yield (*prefix, k)
+            yield from _paths(v, (*prefix, k))
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            yield (*prefix, i)
+            yield from _paths(v, (*prefix, i))
+
+
+def _set(doc, path, value):
+    for key in path[:-1]:
+        doc = doc[key]
+    doc[path[-1]] = value
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.data())
+def test_random_plan_files_exit_0_or_2(tmp_path_factory, saved_plan, data):
+    doc = json.loads(json.dumps(saved_plan))
+    for _ in range(data.draw(st.integers(min_value=1, max_value=3))):
+        paths = sorted(_paths(doc), key=str)  # afresh: a change may replace a whole object
+        _set(doc, data.draw(st.sampled_from(paths)), data.draw(values))
+    folder = tmp_path_factory.mktemp("gen")
+    plan = folder / "plan.json"
+    plan.write_text(json.dumps(doc))
+    args = ["generate", "--plan", str(plan), "--out", str(folder / "out")]
+    r = CliRunner().invoke(main, [*args, "--allow-cidr", "203.0.113.7/32"])
+    assert r.exit_code in {0, 2}, (doc, r.output)
+    assert "unexpected" not in r.output, r.output
+    if r.exit_code == 2:
+        assert not (folder / "out").exists(), "nothing is written from a refused plan"
