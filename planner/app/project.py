@@ -8,7 +8,7 @@ from pathlib import Path
 
 from infra.check import Drift
 from planner.decide.plan import Plan
-from planner.errors import DeployError, NoFeasibleOfferError, UsageError
+from planner.errors import DeployError, GpuplanError, NoFeasibleOfferError, UsageError, short
 from planner.settings import Settings
 
 
@@ -69,6 +69,119 @@ def read_plan_file(path: str | Path) -> Plan:
     return plan_from_json(text)
 
 
+class PlanNotVerified(UsageError):
+    """A plan file that does not match what gpuplan derives for its model on its offer."""
+
+
+def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = False) -> list[str]:
+    """What in ``plan`` differs from what gpuplan derives: the offer must be in the catalog
+    with the same GPUs, and re-planning the file's model, format and need on the file's offer
+    must give the same layout, vLLM arguments and price. Returns the differences (empty: the
+    plan is gpuplan's own). ``offline`` reads the model from the registry or the Hugging Face
+    cache only; a model that cannot be read raises ``PlanNotVerified`` saying why."""
+    from planner.decide.objective import validate_need
+    from planner.decide.rank import plan_offer
+    from planner.errors import short
+    from planner.offers.catalog import load_catalog
+
+    validate_need(plan.need)
+    o = plan.offer
+    problems: list[str] = []
+    catalog = load_catalog([o.provider]) if o.provider.isidentifier() else None
+    same = [
+        c
+        for c in (catalog.offers if catalog else [])
+        if (c.provider, c.instance_type, c.region) == (o.provider, o.instance_type, o.region)
+    ]
+    machine = (o.gpu, o.gpu_count, o.gpu_memory_gb)
+    if not same and any(
+        (c.gpu, c.gpu_count, c.gpu_memory_gb) == machine
+        for c in (catalog.offers if catalog else [])
+    ):
+        # Marketplace offers (Vast machine ids, RunPod stock) come and go between the plan and
+        # now: the provider must still sell this exact machine shape, not this very listing.
+        pass
+    elif not same:
+        problems.append(
+            f"offer: {short(o.provider, 20)} {short(o.instance_type, 40)} in "
+            f"{short(o.region, 30)} is not in the offer catalog"
+        )
+    elif not any(
+        (c.gpu, c.gpu_count, c.gpu_memory_gb) == (o.gpu, o.gpu_count, o.gpu_memory_gb) for c in same
+    ):
+        c = same[0]
+        problems.append(
+            f"offer: {o.instance_type} has {c.gpu_count}x {c.gpu} ({c.gpu_memory_gb:g} GB) in "
+            f"the catalog, the plan says {o.gpu_count}x {short(o.gpu, 30)} ({o.gpu_memory_gb:g} GB)"
+        )
+    spec = _plan_model(plan, config_path, offline)
+    cands = [
+        c
+        for c in _plan_candidates(spec, plan.quant_format)
+        if c.spec.name == plan.model and c.fmt.name == plan.quant_format
+    ]
+    if not cands:
+        return [*problems, f"model: {short(plan.model)} in {plan.quant_format} is not a "
+                           f"checkpoint gpuplan plans for {short(plan.base_model)}"]  # fmt: skip
+    derived = plan_offer(cands, o, plan.need)
+    if isinstance(derived, str):
+        return [*problems, f"plan: the offer cannot serve this model and need ({derived})"]
+    if derived.layout != plan.layout:
+        problems.append(f"layout: gpuplan derives {derived.layout}, the plan says {plan.layout}")
+    if derived.vllm_args != plan.vllm_args:
+        extra = [a for a in plan.vllm_args if a not in derived.vllm_args]
+        problems.append(
+            "vllm_args differ from what gpuplan derives"
+            + (f" (not gpuplan's: {short(' '.join(extra), 60)})" if extra else "")
+        )
+    want, got = derived.estimate.usd_per_hour, plan.estimate.usd_per_hour
+    if abs(want - got) > 1e-6 * max(want, 1.0):
+        problems.append(f"price: the offer costs ${want:,.2f}/h, the plan says ${got:,.2f}/h")
+    return problems
+
+
+def _plan_model(plan: Plan, config_path: str | None, offline: bool):  # -> ModelSpec
+    import os
+
+    from planner.model.sources import load_model_spec
+
+    if plan.model_source in {"config", "gguf"} and not config_path:
+        raise PlanNotVerified(
+            "cannot verify the plan: it was made from a local config file",
+            "pass the same file with --config PATH",
+        )
+    if not offline:
+        return load_model_spec(plan.base_model, config_path=config_path)
+    saved = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"  # the registry or the cache only: check never calls out
+    try:
+        return load_model_spec(plan.base_model, config_path=config_path)
+    except GpuplanError as exc:
+        raise PlanNotVerified(
+            f"cannot verify the model offline: {exc.message}",
+            "run `gpuplan recommend` for it once online (it fills the Hugging Face cache)",
+        ) from None
+    finally:
+        if saved is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = saved
+
+
+def _plan_candidates(spec, quant_format: str) -> list:  # -> list[Candidate]
+    from planner.decide.rank import candidates_for
+    from planner.model.sources import quantized_variants
+
+    variants = quantized_variants(spec.name)
+    out = []
+    for quant in (None, "auto", quant_format):
+        try:
+            out += candidates_for(spec, quant, variants)
+        except GpuplanError:
+            continue
+    return out
+
+
 def generate(
     s: Settings,
     *,
@@ -96,6 +209,13 @@ def generate(
     skipped: list[str] = []
     if plan_file:
         plan = read_plan_file(plan_file)
+        problems = verify_plan(plan, config_path=config_path)
+        if problems:
+            raise PlanNotVerified(
+                f"plan file {short(plan_file)} does not match what gpuplan derives: {problems[0]}"
+                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""),
+                "regenerate it with `gpuplan recommend ... --save-plan FILE`",
+            )
     else:
         ranking = recommend(s, config_path=config_path, from_hub=from_hub).ranking
         plan, skipped = best_writable(ranking.plans)
@@ -152,6 +272,7 @@ class CheckResult:
     drift: Drift
     plan_mismatches: list[str]
     prices: PriceCheck | None = None
+    unverified: str | None = None  # why the plan could not be checked against its model
 
     @property
     def clean(self) -> bool:
@@ -238,6 +359,18 @@ def check(s: Settings, *, prices: bool = False) -> CheckResult:
 
     plan = committed_plan(Path(s.out))
     drift = file_drift(Path(s.out), render_project(plan, _project_options(s)))
+    mismatches = plan_mismatches(s, plan)
+    unverified = None
+    try:
+        # A hand-edited plan (another offer, extra vLLM arguments, a wrong price) is drift too.
+        mismatches += [f"plan file: {p}" for p in verify_plan(plan, offline=True)]
+    except PlanNotVerified as exc:
+        unverified = exc.message
     return CheckResult(
-        s.out, plan, drift, plan_mismatches(s, plan), _price_check(s, plan) if prices else None
+        s.out,
+        plan,
+        drift,
+        mismatches,
+        _price_check(s, plan) if prices else None,
+        unverified,
     )

@@ -6,12 +6,13 @@ the reasons. It serialises to JSON and loads back equal (schema ``gpuplan.plan/1
 from __future__ import annotations
 
 import json
+import math
 import types
 import typing
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import MISSING, dataclass, fields, is_dataclass
 from typing import Any
 
-from planner.errors import UsageError
+from planner.errors import UsageError, short
 from planner.offers.offer import Offer
 
 PLAN_SCHEMA = "gpuplan.plan/1"
@@ -135,48 +136,119 @@ def plan_to_json(plan: Plan) -> str:
     return json.dumps(plan_to_dict(plan), indent=2, sort_keys=True) + "\n"
 
 
-def _from_jsonable(cls: Any, data: Any) -> Any:
+class _Bad(Exception):
+    """A plan-file value of the wrong type; ``field`` is its dotted path."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field, self.problem = field, problem
+
+
+def _from_jsonable(cls: Any, data: Any, where: str = "") -> Any:
+    """``cls`` from a JSON object, every value checked against its declared type; unknown and
+    missing fields are errors (a plan file is gpuplan's own output: anything else is tampering
+    or corruption)."""
+    if not isinstance(data, dict):
+        raise _Bad(where or "plan", "must be a JSON object")
     hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise _Bad(f"{where}{short(unknown[0], 40)}", "is not a field gpuplan writes")
     kwargs = {}
-    for f in fields(cls):
-        if f.name not in data:
+    for name, f in known.items():
+        path = f"{where}{name}"
+        if name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise _Bad(path, "is missing")
             continue
-        kwargs[f.name] = _convert(hints[f.name], data[f.name])
+        kwargs[name] = _convert(hints[name], data[name], path)
     return cls(**kwargs)
 
 
-def _convert(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
+def _convert(tp: Any, value: Any, path: str) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _convert(inner[0], value)
+        if value is None:
+            return None
+        return _convert(inner[0], value, path)
+    if value is None and tp is not Any:
+        raise _Bad(path, "must not be null")
     if origin is tuple:
-        ((inner, *_),) = [typing.get_args(tp)]
-        return tuple(_convert(inner, v) for v in value)
+        if not isinstance(value, list):
+            raise _Bad(path, "must be a list")
+        inner = typing.get_args(tp)[0]
+        return tuple(_convert(inner, v, f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise _Bad(path, "must be a JSON object")
+        return value
     if is_dataclass(tp):
-        return _from_jsonable(tp, value)
-    if tp is float and isinstance(value, int):
+        return _from_jsonable(tp, value, path + ".")
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _Bad(path, f"must be a number, got {short(repr(value), 40)}")
+        if not math.isfinite(value):
+            raise _Bad(path, f"must be a finite number, got {value}")
         return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _Bad(path, f"must be an integer, got {short(repr(value), 40)}")
+        return value
+    if tp is bool and not isinstance(value, bool):
+        raise _Bad(path, f"must be true or false, got {short(repr(value), 40)}")
+    if tp is str and not isinstance(value, str):
+        raise _Bad(path, f"must be a string, got {short(repr(value), 40)}")
     return value
 
 
+def _check_values(plan: Plan) -> None:
+    """Ranges a well-typed plan must still respect (the rest is checked against the catalog
+    and the model by the use case that writes from it)."""
+    for name in ("tp", "pp", "dp", "nodes"):
+        if getattr(plan.layout, name) < 1:
+            raise _Bad(f"layout.{name}", f"must be >= 1, got {getattr(plan.layout, name)}")
+    o = plan.offer
+    if o.gpu_count < 1:
+        raise _Bad("offer.gpu_count", f"must be >= 1, got {o.gpu_count}")
+    if o.price_usd_per_hour <= 0:
+        raise _Bad("offer.price_usd_per_hour", f"must be positive, got {o.price_usd_per_hour}")
+    if o.spot_price_usd_per_hour is not None and o.spot_price_usd_per_hour <= 0:
+        raise _Bad("offer.spot_price_usd_per_hour", "must be positive")
+    if o.gpu_memory_gb <= 0:
+        raise _Bad("offer.gpu_memory_gb", "must be positive")
+    if plan.estimate.usd_per_hour <= 0:
+        raise _Bad("estimate.usd_per_hour", f"must be positive, got {plan.estimate.usd_per_hour}")
+    if not 0 < plan.need.gpu_memory_utilization <= 1:
+        raise _Bad("need.gpu_memory_utilization", "must be in (0, 1]")
+    if not plan.model.strip():
+        raise _Bad("model", "must not be empty")
+
+
 def plan_from_dict(data: Any) -> Plan:
-    """Load a Plan; a malformed file or one from another schema version is a usage error."""
+    """Load a Plan; a malformed file or one from another schema version is a usage error that
+    names the offending field."""
     if not isinstance(data, dict):
         raise UsageError("plan file is not a JSON object")
     schema = data.get("schema")
     if schema != PLAN_SCHEMA:
         raise UsageError(
-            f"plan file has schema {schema!r}, this gpuplan reads {PLAN_SCHEMA!r}",
+            f"plan file has schema {short(repr(schema), 40)}, this gpuplan reads {PLAN_SCHEMA!r}",
             "regenerate it with `gpuplan recommend ... --save-plan FILE`",
         )
     try:
-        return _from_jsonable(Plan, data)
-    except (TypeError, KeyError, ValueError, IndexError) as exc:
+        plan = _from_jsonable(Plan, data)
+        _check_values(plan)
+        return plan
+    except _Bad as exc:
         raise UsageError(
-            f"plan file is malformed: {exc}",
+            f"plan file: field '{exc.field}' {exc.problem}",
+            "regenerate it with `gpuplan recommend ... --save-plan FILE`",
+        ) from None
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise UsageError(
+            f"plan file is malformed: {short(exc, 120)}",
             "regenerate it with `gpuplan recommend ... --save-plan FILE`",
         ) from None
 
@@ -184,6 +256,8 @@ def plan_from_dict(data: Any) -> Plan:
 def plan_from_json(text: str) -> Plan:
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise UsageError("plan file is nested too deeply to be a plan") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"plan file is not valid JSON (line {exc.lineno}: {exc.msg})") from None
     return plan_from_dict(data)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import json
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
@@ -19,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from planner.errors import short
 from planner.fsutil import atomic_write_text
 from planner.offers.offer import Offer
 
@@ -123,24 +125,80 @@ def read_cache(provider: str) -> tuple[list[Offer], dict[str, Any]] | None:
             gc.enable()
 
 
+def offer_problem(o: Offer) -> str | None:
+    """Why a cached offer cannot be used (wrong type, non-positive price...), or None.
+
+    The cache is a file on the user's disk: it may be hand-edited, truncated by another tool
+    or written by another version. A bad row is dropped and reported, never used."""
+    for name in ("provider", "instance_type", "region", "gpu", "billing", "fetched_at"):
+        if not isinstance(getattr(o, name), str) or not getattr(o, name):
+            return f"{name} must be a non-empty string"
+    if isinstance(o.gpu_count, bool) or not isinstance(o.gpu_count, int) or o.gpu_count < 1:
+        return f"gpu_count must be a positive integer, got {short(repr(o.gpu_count), 30)}"
+    for name in ("gpu_memory_gb", "price_usd_per_hour"):
+        if not _positive(getattr(o, name)):
+            return f"{name} must be a positive number, got {short(repr(getattr(o, name)), 30)}"
+    for name in ("spot_price_usd_per_hour", "monthly_price_usd", "setup_fee_usd"):
+        value = getattr(o, name)
+        if value is not None and not (_positive(value) or (name == "setup_fee_usd" and value == 0)):
+            return f"{name} must be a positive number or null, got {short(repr(value), 30)}"
+    if o.billing not in {"hourly", "monthly"}:
+        return f"billing must be hourly or monthly, got {short(repr(o.billing), 30)}"
+    if not isinstance(o.provider_data, dict) or not all(isinstance(n, str) for n in o.notes):
+        return "provider_data must be an object and notes a list of strings"
+    return None
+
+
+def _positive(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 def _read_cache_doc(path: Path, provider: str) -> tuple[list[Offer], dict[str, Any]]:
+    """The file's usable offers; the reasons for rows dropped go in ``doc["dropped"]``."""
     doc = json.loads(path.read_bytes())
-    if doc.get("provider") != provider:
+    if not isinstance(doc, dict) or doc.get("provider") != provider:
         raise ValueError("unexpected provider")
     if doc.get("schema") == SCHEMA:
-        return [offer_from_dict(o) for o in doc["offers"]], doc
-    if doc.get("schema") != CACHE_SCHEMA:
-        raise ValueError(f"unexpected schema {doc.get('schema')!r}")
-    columns = doc["columns"]
-    if columns != _OFFER_COLUMNS:  # written by another gpuplan version: match by name
-        return [offer_from_dict(dict(zip(columns, r, strict=True))) for r in doc["rows"]], doc
-    notes, data = columns.index("notes"), columns.index("provider_data")
-    offers = []
-    for r in doc["rows"]:
-        if len(r) != len(columns):
-            raise ValueError("a cache row does not match the columns")
-        r[notes], r[data] = tuple(r[notes] or ()), r[data] or {}
-        offers.append(Offer(*r))
+        rows: list[Any] = doc["offers"]
+        build: Callable[[Any], Offer] = offer_from_dict
+    elif doc.get("schema") != CACHE_SCHEMA:
+        raise ValueError(f"unexpected schema {short(repr(doc.get('schema')), 40)}")
+    else:
+        columns = doc["columns"]
+        rows = doc["rows"]
+        if columns != _OFFER_COLUMNS:  # written by another gpuplan version: match by name
+
+            def build(r: Any) -> Offer:
+                return offer_from_dict(dict(zip(columns, r, strict=True)))
+
+        else:
+            notes, data = columns.index("notes"), columns.index("provider_data")
+
+            def build(r: Any) -> Offer:
+                if len(r) != len(columns):
+                    raise ValueError("the row does not match the columns")
+                r[notes], r[data] = tuple(r[notes] or ()), r[data] or {}
+                return Offer(*r)
+
+    if not isinstance(rows, list):
+        raise ValueError("no list of offers")
+    offers, dropped = [], []
+    for i, r in enumerate(rows):
+        try:
+            o = build(r)
+            why = offer_problem(o) or (None if o.provider == provider else "another provider")
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            why = f"malformed row ({short(exc, 60)})"
+        if why is None:
+            offers.append(o)
+        else:
+            dropped.append(f"offer {i + 1}: {why}")
+    doc["dropped"] = dropped
     return offers, doc
 
 
@@ -178,9 +236,17 @@ def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True)
         if use_cache:
             try:
                 cached = read_cache(name)
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
                 cached = None
-                warnings.append(f"{name}: ignoring unreadable cache {_cache_path(name)} ({exc})")
+                warnings.append(
+                    f"{name}: ignoring unreadable cache {_cache_path(name)} ({short(exc, 100)})"
+                )
+            if cached is not None and cached[1]["dropped"]:
+                bad = cached[1]["dropped"]
+                warnings.append(
+                    f"{name}: ignoring {len(bad)} invalid offer(s) in {_cache_path(name)} "
+                    f"({bad[0]}); run `gpuplan catalog refresh` to rewrite it"
+                )
             if cached is not None:
                 origin, path, chosen = "cache", str(_cache_path(name)), cached[0]
                 source = cached[1].get("source") or "cache (source not recorded)"

@@ -9,12 +9,13 @@ refresh limited to some regions replaces only those regions in the cache.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from planner.errors import ProviderError, UsageError
+from planner.errors import ProviderError, UsageError, local_file_error
 from planner.offers.offer import Offer
 
 
@@ -60,13 +61,17 @@ def refresh(
     no public catalog covers (Hetzner) is skipped with a warning unless the user named it
     (``explicit``), which makes it a failure. Outcomes come back in the order of ``names``.
     """
-    from planner.offers.catalog import read_cache, write_cache
+    from planner.offers.catalog import offer_problem, read_cache, write_cache
     from planner.offers.providers import MissingCredentials, OfferQuery, provider_classes
     from planner.offers.providers._gpuhunt import CATALOG_CLOUDS, GpuhuntSource
 
     if not names:
         raise UsageError("no provider to refresh")
+    _check_cache_writable()
     classes = provider_classes()
+    # Set on Ctrl-C: a call already in flight finishes in its thread, but nothing is written
+    # after it (the cache stays as it was before the refresh).
+    cancelled = threading.Event()
     query = OfferQuery(regions=regions)
     public = GpuhuntSource()  # shared: the published catalogs download once per refresh
 
@@ -107,6 +112,17 @@ def refresh(
             if not offers:
                 where = f" in {', '.join(regions)}" if regions else ""
                 raise ProviderError(f"{name}: the source had no offers{where}; cache kept")
+            good = [o for o in offers if offer_problem(o) is None]
+            if len(good) < len(offers):
+                bad = next(p for o in offers if (p := offer_problem(o)))
+                outcome.warnings.append(
+                    f"dropped {len(offers) - len(good)} invalid offer(s): {bad}"
+                )
+                offers = good
+            if not offers:
+                raise ProviderError(f"{name}: the source had no valid offers; cache kept")
+            if cancelled.is_set():
+                raise ProviderError(f"{name}: interrupted; cache kept")
             try:
                 previous = read_cache(name)
             except (OSError, ValueError, KeyError, TypeError):
@@ -119,7 +135,9 @@ def refresh(
             outcome.status = "failed" if explicit else "skipped"
             outcome.message = exc.message
         except ProviderError as exc:
-            outcome.message = exc.message
+            outcome.message = exc.message + (f" ({exc.hint})" if exc.hint else "")
+        except OSError as exc:
+            outcome.message = f"{name}: {local_file_error(exc, 'write the offer cache').message}"
         except Exception as exc:
             outcome.message = f"{name}: unexpected {type(exc).__name__}: {str(exc)[:200]}"
         outcome.seconds = time.perf_counter() - start
@@ -127,5 +145,30 @@ def refresh(
             on_done(outcome)
         return outcome
 
-    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
+    pool = ThreadPoolExecutor(max_workers=min(8, len(names)))
+    try:
         return list(pool.map(run, names))
+    except KeyboardInterrupt:
+        cancelled.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _check_cache_writable() -> None:
+    """One clear error before any download when the cache folder cannot be written (an
+    unwritable HOME, a read-only file system), instead of one failure per cloud."""
+    import os
+    import tempfile
+
+    from planner.offers.catalog import cache_dir
+
+    folder = cache_dir() / "offers"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise local_file_error(exc, "write the offer cache in") from None

@@ -45,6 +45,8 @@ def check_lines(res: Any, threshold: float) -> list[str]:
             lines.append(f"changed: {res.out}/{name}")
             lines += [f"    {line}" for line in res.drift.diffs[name]]
         lines.append("fix: run `gpuplan generate` and commit the result")
+    if getattr(res, "unverified", None):
+        lines.append(f"note: {res.unverified}")
     p = res.prices
     if p is None:
         return lines

@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from planner.errors import ModelSpecError, ProviderError, did_you_mean
+from planner.errors import ModelSpecError, ProviderError, did_you_mean, short
 from planner.model.sources.hfconfig import parse_config
 from planner.model.values import ModelSpec
 
@@ -126,6 +126,37 @@ def hf_endpoint() -> str | None:
     return os.environ.get("GPUPLAN_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT") or None
 
 
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with credentials in URLs (``http://user:pass@host``) replaced by ``***@``: a
+    mirror's password never reaches the terminal or a log."""
+    return _USERINFO.sub("***@", text)
+
+
+HUB_CONNECT_TIMEOUT_S = 3.0  # one TCP connect: no network answers in well under a second
+
+
+def _hub_reachable() -> str | None:
+    """None when the Hub endpoint accepts a TCP connection, else why not. Skipped (None) behind
+    a proxy, where only the proxy can say. huggingface_hub retries a refused connection five
+    times over about 20 s; this answers in at most HUB_CONNECT_TIMEOUT_S."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+                                       "ALL_PROXY", "all_proxy")):  # fmt: skip
+        return None
+    url = urlsplit(hf_endpoint() or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), HUB_CONNECT_TIMEOUT_S):
+            return None
+    except OSError as exc:
+        return f"{url.hostname}:{port}: {exc.strerror or type(exc).__name__}"
+
+
 def spec_from_hub(
     repo_id: str,
     *,
@@ -137,6 +168,10 @@ def spec_from_hub(
 
     Gated models need HF_TOKEN (read by huggingface_hub). ``offline`` reads the cache only.
     """
+    import logging
+
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")  # read when huggingface_hub is imported
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -181,14 +216,24 @@ def spec_from_hub(
                 ) from None
             return None
 
+    if not offline:
+        unreachable = _hub_reachable()
+        if unreachable:
+            raise _HubUnavailable(f"cannot connect to {redact(unreachable)}", network=True)
+    # huggingface_hub logs each retry (with the URL, credentials included) as a warning.
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
     try:
         config = fetch("config.json", required=True)
     except LocalEntryNotFoundError as exc:
-        raise _HubUnavailable(str(exc)) from None
+        raise _HubUnavailable(redact(str(exc)), network=not offline) from None
     except ModelSpecError:
         raise
     except Exception as exc:  # network errors from requests/httpx, timeouts, HTTP 5xx
-        raise _HubUnavailable(f"{type(exc).__name__}: {exc}") from None
+        raise _HubUnavailable(f"{type(exc).__name__}: {redact(str(exc))}", network=True) from None
+    finally:
+        hub_log.setLevel(level)
     assert config is not None
     folder = config.parent
     for extra in ("model.safetensors.index.json", "hf_quant_config.json"):
@@ -201,7 +246,12 @@ def spec_from_hub(
 
 
 class _HubUnavailable(Exception):
-    """The Hub (or the cache, offline) could not answer; the caller decides what follows."""
+    """The Hub (or the cache, offline) could not answer; the caller decides what follows.
+    ``network``: the Hub itself was asked and could not be reached (not just a cache miss)."""
+
+    def __init__(self, message: str, network: bool = False) -> None:
+        super().__init__(message)
+        self.network = network
 
 
 # ---------------------------------------------------------------- entry point
@@ -241,15 +291,20 @@ def load_model_spec(
             return spec_from_registry(entry)
     if HF_ID.match(model):
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
+        network_failed = False
         for cache_only in (True, False) if not offline else (True,):
             try:
                 return spec_from_hub(model, revision=revision, offline=cache_only)
             except _HubUnavailable as exc:
-                hub_note = str(exc).splitlines()[0][:200]
-        if from_hub:  # the user asked for the Hub: no silent fallback to a guess
+                hub_note = short(str(exc).splitlines()[0] if str(exc) else "", 200)
+                network_failed = exc.network
+        if from_hub or network_failed:
+            # The user asked for the Hub, or named a Hub id it could not reach: a network
+            # error, never a silent fallback to a guess from the name.
             raise ProviderError(
-                f"could not fetch {model} from the Hugging Face Hub: {hub_note}",
-                "check the network or HF_ENDPOINT, or use --config PATH",
+                f"could not fetch {short(model)} from the Hugging Face Hub: {hub_note}",
+                "check the network or GPUPLAN_HF_ENDPOINT; to work offline use a registry name "
+                "(`gpuplan models`), --config PATH, or HF_HUB_OFFLINE=1 with a cached model",
             )
     from planner.model.sources.guess import guess_spec
 

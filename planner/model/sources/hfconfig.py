@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from planner.errors import ModelSpecError
-from planner.model.sources.fields import DTYPES
+from planner.errors import ModelSpecError, short
+from planner.model.sources.fields import DTYPES, check_int, opt_int
 from planner.model.sources.fields import get_field as _get
 from planner.model.sources.layouts import (
     VISION_KINDS,
@@ -77,7 +77,27 @@ def parse_config(
     hf_quant_config: Mapping[str, Any] | None = None,
 ) -> ModelSpec:
     """Build a ModelSpec from a config.json dict; errors name the missing or malformed field."""
-    where = f"config of {name}"
+    where = f"config of {short(name).strip() or 'the model'}"
+    try:
+        return _parse_config(config, name, source, source_ref, hf_quant_config, where)
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError,
+            OverflowError, RecursionError) as exc:  # fmt: skip
+        # The checked accessors name the field in the usual cases; a value of a wrong type in a
+        # rarely read field still gets one line, never an internal error.
+        raise ModelSpecError(
+            f"{where}: malformed config ({type(exc).__name__}: {short(exc, 120)})",
+            "check the config file against the model's published config.json",
+        ) from None
+
+
+def _parse_config(
+    config: Mapping[str, Any],
+    name: str,
+    source: str,
+    source_ref: str,
+    hf_quant_config: Mapping[str, Any] | None,
+    where: str,
+) -> ModelSpec:
     if not isinstance(config, Mapping):
         raise ModelSpecError(f"{where}: expected a JSON object")
     model_type = config.get("model_type")
@@ -94,8 +114,8 @@ def parse_config(
     hidden = _get(c, "hidden_size", where)
     heads = _get(c, "num_attention_heads", where)
     kv_heads = _get(c, "num_key_value_heads", where, default=heads)
-    head_dim = c.get("head_dim") or hidden // heads
-    if not isinstance(head_dim, int) or head_dim <= 0:
+    head_dim = opt_int(c, "head_dim", where, default=hidden // heads)
+    if head_dim <= 0:
         raise ModelSpecError(f"{where}: field 'head_dim' must be a positive integer")
     layers = _get(c, "num_hidden_layers", where)
     if heads % kv_heads:
@@ -146,7 +166,7 @@ def parse_config(
     parse_hybrid(c, family, fields, where, layers, dtype)
     _parse_moe(c, family, fields, where, notes)
     _parse_mla(c, family, fields, where)
-    _parse_layer_types(c, family, fields, layers)
+    _parse_layer_types(c, family, fields, layers, where)
     if family == "gpt_oss":
         fields.update(attention_sinks=True, router_bias=True, expert_bias=True)
     fields.update(decilm)
@@ -175,7 +195,8 @@ def _unwrap(config: Mapping[str, Any], where: str) -> tuple[Mapping[str, Any], s
     text_cfg: Mapping[str, Any] = config
     if isinstance(config.get("text_config"), Mapping):
         text_cfg = {**config["text_config"]}
-    archs = [str(a) for a in config.get("architectures") or []]
+    raw_archs = config.get("architectures") or []
+    archs = [str(a) for a in raw_archs] if isinstance(raw_archs, list) else []
     candidates = [
         FAMILIES.get(str(config.get("model_type"))),
         FAMILIES.get(str(text_cfg.get("model_type"))),
@@ -184,8 +205,8 @@ def _unwrap(config: Mapping[str, Any], where: str) -> tuple[Mapping[str, Any], s
     family = next((f for f in candidates if f), None)
     if family is None:
         raise ModelSpecError(
-            f"{where}: model_type '{config.get('model_type')}' "
-            f"({', '.join(archs) or 'no architecture'}) is not supported yet",
+            f"{where}: model_type '{short(config.get('model_type'), 60)}' "
+            f"({short(', '.join(archs), 60) or 'no architecture'}) is not supported yet",
             _unsupported_hint(config, text_cfg),
         )
     return text_cfg, family
@@ -197,7 +218,8 @@ def _unsupported_hint(config: Mapping[str, Any], text_cfg: Mapping[str, Any]) ->
 
     name = str(config.get("model_type") or "")
     names = sorted(FAMILIES) + sorted(ARCHITECTURES)
-    archs = [str(a) for a in config.get("architectures") or []]
+    raw_archs = config.get("architectures") or []
+    archs = [str(a) for a in raw_archs] if isinstance(raw_archs, list) else []
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.4) or [
         m for a in archs for m in difflib.get_close_matches(a, names, n=1, cutoff=0.5)
     ]
@@ -226,7 +248,9 @@ def _parse_moe(
 ) -> None:
     if family in {"mixtral", "gpt_oss", "minimax_m2"}:
         f["num_experts"] = _get(c, "num_local_experts", where)
-        f["experts_per_token"] = c.get("num_experts_per_tok") or _get(c, "experts_per_token", where)
+        f["experts_per_token"] = opt_int(c, "num_experts_per_tok", where, 0) or _get(
+            c, "experts_per_token", where
+        )
         f["moe_intermediate_size"] = f["intermediate_size"]
         # MiniMax-M2 routes by sigmoid plus e_score_correction_bias (use_routing_bias).
         f["router_score_bias"] = bool(c.get("use_routing_bias", False))
@@ -243,14 +267,14 @@ def _parse_moe(
         f["num_experts"] = _get(c, "n_routed_experts", where)
         f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
         f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
-        f["num_shared_experts"] = c.get("n_shared_experts") or 0
-        f["first_dense_layers"] = c.get("first_k_dense_replace") or 0
+        f["num_shared_experts"] = opt_int(c, "n_shared_experts", where, 0)
+        f["first_dense_layers"] = opt_int(c, "first_k_dense_replace", where, 0)
         # GLM-4.5 routes like DeepSeek-V3 (sigmoid + e_score_correction_bias, vLLM glm4_moe.py)
         f["router_score_bias"] = c.get("topk_method") == "noaux_tc" or family in {
             "deepseek_v3",
             "glm4_moe",
         }
-        f["mtp_layers"] = c.get("num_nextn_predict_layers") or 0
+        f["mtp_layers"] = opt_int(c, "num_nextn_predict_layers", where, 0)
         if (c.get("moe_layer_freq") or 1) != 1:
             raise ModelSpecError(f"{where}: moe_layer_freq != 1 is not supported yet")
     elif family in {"qwen3_next", "granite_hybrid"} and (
@@ -259,7 +283,9 @@ def _parse_moe(
         # Qwen3-Next: every layer MoE with one gated shared expert (vLLM qwen3_next.py).
         # Granite 4.0-H: block_sparse_moe plus an always-on shared_mlp per layer
         # (vLLM granitemoehybrid.py); stored fused, counted as gate/up/down.
-        f["num_experts"] = c.get("num_experts") or c.get("num_local_experts")
+        f["num_experts"] = opt_int(c, "num_experts", where, 0) or opt_int(
+            c, "num_local_experts", where, 0
+        )
         f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
         if family == "qwen3_next":
             f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
@@ -278,13 +304,13 @@ def _parse_moe(
         f["num_experts"] = _get(c, "moe_num_experts", where)
         f["experts_per_token"] = _get(c, "moe_k", where)
         f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
-        f["num_shared_experts"] = int(c.get("moe_num_shared_experts") or 0)
+        f["num_shared_experts"] = opt_int(c, "moe_num_shared_experts", where, 0)
         f["router_score_bias"] = True
         layers = f["num_layers"]
-        start = int(c.get("moe_layer_start_index") or 0)
+        start = opt_int(c, "moe_layer_start_index", where, 0)
         end = c.get("moe_layer_end_index")
-        end = layers - 1 if end is None else int(end)
-        every = int(c.get("moe_layer_interval") or 1)
+        end = layers - 1 if end is None else check_int(end, "moe_layer_end_index", where, minimum=0)
+        every = opt_int(c, "moe_layer_interval", where, 1, minimum=1)
         f["ffn_types"] = tuple(
             "moe" if start <= i <= end and (i + 1) % every == 0 else "dense" for i in range(layers)
         )
@@ -303,7 +329,7 @@ def _parse_moe(
         f["num_shared_experts"] = 1
         f["shared_expert_intermediate_size"] = f["moe_intermediate_size"]
         f["intermediate_size"] = _get(c, "intermediate_size_mlp", where)
-        f["moe_layer_step"] = int(c.get("interleave_moe_layer_step") or 1)
+        f["moe_layer_step"] = opt_int(c, "interleave_moe_layer_step", where, 1, minimum=1)
     if f.get("num_experts") and f["experts_per_token"] > f["num_experts"]:
         raise ModelSpecError(f"{where}: num_experts_per_tok exceeds the number of experts")
 
@@ -312,7 +338,7 @@ def _parse_mla(c: Mapping[str, Any], family: str, f: dict[str, Any], where: str)
     if family not in {"deepseek_v3", "deepseek_v2"}:
         return
     f["kv_lora_rank"] = _get(c, "kv_lora_rank", where)
-    f["q_lora_rank"] = c.get("q_lora_rank") or 0
+    f["q_lora_rank"] = opt_int(c, "q_lora_rank", where, 0)
     f["qk_rope_head_dim"] = _get(c, "qk_rope_head_dim", where)
     f["qk_nope_head_dim"] = _get(c, "qk_nope_head_dim", where)
     f["v_head_dim"] = _get(c, "v_head_dim", where)
@@ -325,14 +351,16 @@ def _parse_mla(c: Mapping[str, Any], family: str, f: dict[str, Any], where: str)
         f["index_n_heads"] = _get(c, "index_n_heads", where)
 
 
-def _parse_layer_types(c: Mapping[str, Any], family: str, f: dict[str, Any], layers: int) -> None:
+def _parse_layer_types(
+    c: Mapping[str, Any], family: str, f: dict[str, Any], layers: int, where: str
+) -> None:
     """Which layers use sliding-window attention, as vLLM applies it.
 
     vLLM caps a layer's KV at the window only where the model marks it sliding: explicit
     ``layer_types``, Gemma 2's alternation, Gemma 3's 5-local-1-global pattern. A bare
     ``sliding_window`` on Llama-style configs (Mistral v0.1, Phi-3) is not applied per layer.
     """
-    window = c.get("sliding_window") or c.get("sliding_window_size")
+    window = opt_int(c, "sliding_window", where, 0) or opt_int(c, "sliding_window_size", where, 0)
     types: list[str] | None = None
     raw = c.get("layer_types")
     if isinstance(raw, list) and len(raw) == layers:
@@ -340,12 +368,12 @@ def _parse_layer_types(c: Mapping[str, Any], family: str, f: dict[str, Any], lay
     elif family == "gemma2":
         types = ["sliding" if i % 2 == 0 else "full" for i in range(layers)]
     elif family == "gemma3":
-        pattern = c.get("sliding_window_pattern") or 6
+        pattern = opt_int(c, "sliding_window_pattern", where, 6, minimum=1)
         types = ["full" if (i + 1) % pattern == 0 else "sliding" for i in range(layers)]
     if types and window and "sliding" in types:
         f["layer_types"] = tuple(types)
         f["sliding_window"] = int(window)
-    chunk = c.get("attention_chunk_size")
+    chunk = opt_int(c, "attention_chunk_size", where, 0)
     nope = c.get("no_rope_layers")
     if family == "llama4" and chunk and isinstance(nope, list) and len(nope) == layers:
         # vLLM llama4.py: a layer uses chunked local attention when it uses RoPE

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from planner.errors import ModelSpecError
-from planner.model.sources.fields import DTYPES
+from planner.model.sources.fields import DTYPES, check_int, opt_int
 from planner.model.sources.fields import get_field as _get
 from planner.model.values import RecurrentSpec, VisionSpec
 
@@ -32,13 +32,18 @@ def parse_vision(config: Mapping[str, Any], model_type: str, where: str) -> Visi
             num_layers=_get(vc, "depth", w),
             patch_size=_get(vc, "patch_size", w),
             image_size=0,
-            num_channels=vc.get("in_channels", 3),
+            num_channels=opt_int(vc, "in_channels", w, 3),
             kind=kind,
             spatial_merge_size=_get(vc, "spatial_merge_size", w),
             projector_output_dim=_get(vc, "out_hidden_size", w),
             temporal_patch_size=_get(vc, "temporal_patch_size", w),
             num_position_embeddings=_get(vc, "num_position_embeddings", w),
-            deepstack_mergers=len(vc.get("deepstack_visual_indexes") or []),
+            deepstack_mergers=check_int(
+                len(vc.get("deepstack_visual_indexes") or []),
+                "deepstack_visual_indexes",
+                w,
+                minimum=0,
+            ),
         )
     return VisionSpec(
         hidden_size=_get(vc, "hidden_size", w),
@@ -46,13 +51,13 @@ def parse_vision(config: Mapping[str, Any], model_type: str, where: str) -> Visi
         num_layers=_get(vc, "num_hidden_layers", w),
         patch_size=_get(vc, "patch_size", w),
         image_size=_get(vc, "image_size", w),
-        num_channels=vc.get("num_channels", 3),
+        num_channels=opt_int(vc, "num_channels", w, 3),
         kind=kind,
-        spatial_merge_size=int(config.get("spatial_merge_size") or 1),
+        spatial_merge_size=opt_int(config, "spatial_merge_size", w, 1),
         projector_bias=bool(config.get("multimodal_projector_bias", False)),
-        projector_input_dim=int(vc.get("projector_input_dim") or 0),
-        projector_output_dim=int(vc.get("projector_output_dim") or 0),
-        vision_output_dim=int(vc.get("vision_output_dim") or 0),
+        projector_input_dim=opt_int(vc, "projector_input_dim", w, 0),
+        projector_output_dim=opt_int(vc, "projector_output_dim", w, 0),
+        vision_output_dim=opt_int(vc, "vision_output_dim", w, 0),
     )
 
 
@@ -69,10 +74,14 @@ def parse_hybrid(
         if isinstance(raw, list) and len(raw) == layers:
             types = ["linear" if "linear" in str(t) else "full" for t in raw]
         else:  # vLLM/HF: layer i is full attention when (i + 1) % full_attention_interval == 0
-            every = int(c.get("full_attention_interval") or 4)
+            every = opt_int(c, "full_attention_interval", where, 4, minimum=1)
             types = ["full" if (i + 1) % every == 0 else "linear" for i in range(layers)]
         f.update(qk_norm=True, attn_output_gate=True, mtp_style="qwen3_next")
-        f["mtp_layers"] = int(c.get("num_nextn_predict_layers", 1) or 0)
+        f["mtp_layers"] = (
+            1
+            if "num_nextn_predict_layers" not in c
+            else opt_int(c, "num_nextn_predict_layers", where, 0)
+        )
         f["recurrent"] = RecurrentSpec(
             kind="gdn",
             num_heads=_get(c, "linear_num_value_heads", where),
@@ -99,9 +108,9 @@ def parse_hybrid(
             f["num_experts"] = _get(c, "n_routed_experts", where)
             f["experts_per_token"] = _get(c, "num_experts_per_tok", where)
             f["moe_intermediate_size"] = _get(c, "moe_intermediate_size", where)
-            f["num_shared_experts"] = int(c.get("n_shared_experts") or 0)
-            f["shared_expert_intermediate_size"] = int(
-                c.get("moe_shared_expert_intermediate_size") or 0
+            f["num_shared_experts"] = opt_int(c, "n_shared_experts", where, 0)
+            f["shared_expert_intermediate_size"] = opt_int(
+                c, "moe_shared_expert_intermediate_size", where, 0
             )
             f["router_score_bias"] = True
         f.update(norms_per_layer=1, mlp_gated=False)
@@ -120,7 +129,7 @@ def parse_hybrid(
         if not (isinstance(raw, list) and len(raw) == layers):
             raise ModelSpecError(f"{where}: 'layer_types' must name each of the {layers} layers")
         types = ["mamba" if str(t) == "mamba" else "full" for t in raw]
-        if not (c.get("num_local_experts") or 0):
+        if not opt_int(c, "num_local_experts", where, 0):
             # Granite 4.0-H Micro: no experts, the shared_mlp is the layer's dense MLP
             f["intermediate_size"] = _get(c, "shared_intermediate_size", where)
         f["recurrent"] = RecurrentSpec(
@@ -152,6 +161,8 @@ def parse_block_configs(c: Mapping[str, Any], where: str) -> dict[str, Any]:
     heads = _get(c, "num_attention_heads", where)
     types, ffns, sizes, kv = [], [], [], set()
     for b in blocks:
+        if not isinstance(b, Mapping):
+            raise ModelSpecError(f"{where}: each of 'block_configs' must be a JSON object")
         attn, ffn = b.get("attention") or {}, b.get("ffn") or {}
         if attn.get("replace_with_linear") or ffn.get("replace_with_linear"):
             raise ModelSpecError(
@@ -161,13 +172,16 @@ def parse_block_configs(c: Mapping[str, Any], where: str) -> dict[str, Any]:
             types.append("none")
         else:
             types.append("full")
-            kv.add(heads // int(attn.get("n_heads_in_group") or 1))
+            kv.add(heads // opt_int(attn, "n_heads_in_group", where, 1, minimum=1))
         if ffn.get("no_op"):
             ffns.append("none")
             sizes.append(0)
         else:
             ffns.append("dense")
-            inter = int(2 * float(ffn["ffn_mult"]) * hidden / 3)
+            mult = ffn.get("ffn_mult")
+            if isinstance(mult, bool) or not isinstance(mult, int | float) or not 0 < mult <= 64:
+                raise ModelSpecError(f"{where}: 'ffn_mult' must be a number in (0, 64]")
+            inter = int(2 * float(mult) * hidden / 3)
             sizes.append(-(-inter // 256) * 256)
     if len(kv) > 1:
         raise ModelSpecError(
