@@ -288,9 +288,19 @@ def test_aws_program(tmp_path):
     [inst] = by_type(result, "aws:ec2/instance:Instance")
     i = inst["inputs"]
     assert i["instanceType"] == "g6e.xlarge" and i["ami"] == "ami-0123456789abcdef0"
-    # IMDSv2 and hop limit 1: containers cannot fetch the role's credentials
+    # IMDSv2 and hop limit 1; the hop limit does not stop host-network containers, and the
+    # README says so instead of claiming it protects the role's credentials
     assert i["metadataOptions"]["httpTokens"] == "required"
     assert i["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    readme = (project / "README.md").read_text().splitlines()
+    program = (project / "__main__.py").read_text()
+    assert "--network host" in program and "cannot fetch role tokens" not in program
+    assert not any("hop limit" in line for line in readme if line.startswith("- Protected"))
+    assert any(
+        "can reach the instance metadata service" in line
+        for line in readme
+        if line.startswith("- **Not protected**")
+    )
     assert i["rootBlockDevice"]["encrypted"] is True and i["rootBlockDevice"]["volumeType"] == "gp3"
     assert i["rootBlockDevice"]["volumeSize"] >= 60
     disk = i["rootBlockDevice"]

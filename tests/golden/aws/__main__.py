@@ -200,7 +200,10 @@ def gpu_instance(name, user_data, security_groups, subnet_id, placement_group=No
         user_data_replace_on_change=True,
         instance_market_options=market,
         placement_group=placement_group,
-        # IMDSv2 only, hop limit 1: containers (one hop further) cannot fetch role tokens.
+        # IMDSv2 only (session tokens). The hop limit of 1 stops only containers on a bridge
+        # network (one hop further); vLLM and the proxy run with --network host, so they CAN
+        # reach the metadata service and the role's credentials. The role may read only the
+        # two SSM parameters their own environment already holds (README.md: "Not protected").
         metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
             http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=1),
         root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
