@@ -505,8 +505,21 @@ def test_hetzner_real_mode_installs_idempotently_and_survives_the_reboot(tmp_pat
     result = run_program(project, {**HETZNER_CONFIG, "gpuplan:robotTestMode": "false"})
     assert result["error"] is None
     [cmd] = by_type(result, "command:remote:Command")
-    assert "create" in cmd["secret"] and "connection" in cmd["secret"]
+    assert "stdin" in cmd["secret"] and "connection" in cmd["secret"]
     script = cmd["inputs"]["create"]
+    # The secrets go on standard input, never in the command text (pulumi-command has printed
+    # it in plain text: pulumi/pulumi-command#401), and are read before anything else runs.
+    assert cmd["inputs"]["stdin"] == f"VLLM_API_KEY=generated-api-key-0123456789\nHF_TOKEN={HF}\n"
+    assert "generated-api-key" not in script and HF not in script
+    assert "(umask 077 && cat > /etc/gpuplan/vllm.env.tmp)" in script
+    # The firewall is the first step, before the host setup and before the secrets arrive,
+    # and its own early unit applies it at every boot, whether or not vLLM starts.
+    steps = script.splitlines()
+    first_fw = steps.index("/opt/gpuplan/firewall.sh")
+    assert first_fw < steps.index("apt-get update") and first_fw < steps.index(
+        "(umask 077 && cat > /etc/gpuplan/vllm.env.tmp)"
+    )
+    assert "systemctl enable gpuplan-firewall.service" in steps[first_fw : first_fw + 3]
     # idempotent: a re-run overwrites the keyring instead of failing on a prompt
     assert "gpg --batch --yes --dearmor" in script
     # the reboot is scheduled after the script exits 0, so the SSH command succeeds, and
@@ -520,9 +533,17 @@ def test_hetzner_real_mode_installs_idempotently_and_survives_the_reboot(tmp_pat
     check_firewall(files["/opt/gpuplan/firewall.sh"], allowed=(CIDR,), ssh=SSH)
     unit = files["/etc/systemd/system/vllm.service"]
     assert "ExecStartPre=/opt/gpuplan/firewall.sh" in unit
-    assert files["/etc/gpuplan/vllm.env"] == (
-        f"VLLM_API_KEY=generated-api-key-0123456789\nHF_TOKEN={HF}\n"
-    )
+    early = files["/etc/systemd/system/gpuplan-firewall.service"].splitlines()
+    for line in (
+        "DefaultDependencies=no",
+        "Wants=network-pre.target",
+        "Type=oneshot",
+        "ExecStart=/opt/gpuplan/firewall.sh",
+        "WantedBy=multi-user.target",
+    ):
+        assert line in early
+    assert any(x.startswith("Before=") and "network-pre.target" in x for x in early)
+    assert "/etc/gpuplan/vllm.env" not in files  # no secret written from the script text
 
 
 def test_hetzner_project_needs_ssh_cidr():

@@ -106,16 +106,20 @@ def server(i: int):
     connection = command.remote.ConnectionArgs(
         host=order.server_ip, user="root", private_key=config.require_secret("sshPrivateKey"),
         dial_error_limit=60)
-    # One idempotent script: driver, Docker, the units; a reboot when the driver needs one is
-    # scheduled after the script has exited 0. A changed script (new CIDRs, rotated key)
-    # re-runs it, which rewrites the files, flushes the old iptables rules and restarts vLLM.
+    # One idempotent script: the firewall first, then driver, Docker, the units; a reboot when
+    # the driver needs one is scheduled after the script has exited 0. A changed script (new
+    # CIDRs) or standard input (rotated key) re-runs it (pulumi-command runs `create` again on
+    # an update), which rewrites the files, flushes the old iptables rules and restarts vLLM.
+    # The secrets go on standard input (a secret), never in the script text: pulumi-command
+    # has printed commands and their output in plain text (pulumi/pulumi-command#401, #260).
     command.remote.Command(
         "vllm" + suffix,
         connection=connection,
-        create=pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
-            lambda s: gpuplan_boot.boot_script(
-                PLAN["image"], PLAN["vllm_args"], PLAN["port"], s[0], s[1] or None,
-                firewall=firewall, proxy_py=gpuplan_boot.proxy_source(), host_setup=True))),
+        create=gpuplan_boot.boot_script(
+            PLAN["image"], PLAN["vllm_args"], PLAN["port"], secrets_on_stdin=True,
+            firewall=firewall, proxy_py=gpuplan_boot.proxy_source(), host_setup=True),
+        stdin=pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
+            lambda s: gpuplan_boot.env_file(s[0], s[1] or None))),
         triggers=[order.server_number],
         opts=pulumi.ResourceOptions(depends_on=[order]),
     )
