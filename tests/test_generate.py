@@ -713,9 +713,13 @@ def test_no_secrets_and_no_open_ssh_in_files(cli, tmp_path, monkeypatch, provide
         assert value not in text and value not in r.output
     for pattern in SECRET_PATTERNS:
         assert not re.search(pattern, text), pattern
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for n, line in enumerate(lines):
         if "0.0.0.0/0" in line:  # only AWS egress, and the program's own refusal of open SSH
-            assert 'cidr_blocks=["0.0.0.0/0"]' in line.replace("'", '"') or "ssh" in line.lower()
+            egress = 'cidr_blocks=["0.0.0.0/0"]' in line.replace("'", '"') or (
+                'cidr_ipv4="0.0.0.0/0"' in line and "EgressRule(" in "".join(lines[n - 2 : n])
+            )
+            assert egress or "ssh" in line.lower(), line
     if provider == "aws":
         assert SSH in (out / "__main__.py").read_text()
     r = cli(
@@ -939,3 +943,39 @@ def test_pinned_versions_are_the_tested_ones():
         pins.update(reqs)
     for name, pinned in pins.items():
         assert version(name) == pinned, f"{name}: tested {version(name)}, generated pin {pinned}"
+
+
+@pytest.mark.parametrize("provider", ["aws", "gcp"])
+def test_cloud_wide_names_differ_between_pulumi_projects(tmp_path, provider):
+    """SSM parameters, Secret Manager secrets and the service account are account- or
+    project-wide names: two Pulumi projects serving the same model with the same stack name
+    must not share them."""
+    project, _plan = generate(tmp_path, provider)
+    cfg = {"gcp:project": "p"} if provider == "gcp" else {}
+    names = []
+    for pulumi_project in ("team-a", "team-b"):
+        result = run_program(project, {**cfg, "__project__": pulumi_project, "__stack__": "prod"})
+        assert result["error"] is None
+        if provider == "aws":
+            found = [p["inputs"]["name"] for p in by_type(result, "aws:ssm/parameter:Parameter")]
+        else:
+            found = [s["inputs"]["secretId"] for s in by_type(
+                result, "gcp:secretmanager/secret:Secret")]  # fmt: skip
+            [account] = by_type(result, "gcp:serviceaccount/account:Account")
+            account_id = account["inputs"]["accountId"]
+            assert re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", account_id)
+            found.append(account_id)
+        names.append(set(found))
+    assert names[0] and not names[0] & names[1]
+
+
+def test_gcp_spot_vm_is_declared_running_so_a_refresh_restarts_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(OFFERS["gcp"], "spot", 0.29)
+    project, _plan = generate(tmp_path, "gcp", spot=True)
+    result = run_program(project, {"gcp:project": "p"})
+    assert result["error"] is None
+    [vm] = by_type(result, "gcp:compute/instance:Instance")
+    assert vm["inputs"]["scheduling"]["instanceTerminationAction"] == "STOP"
+    assert vm["inputs"]["desiredStatus"] == "RUNNING"
+    readme = " ".join((project / "README.md").read_text().split())
+    assert "`pulumi up --refresh` starts it again" in readme
