@@ -74,6 +74,18 @@ if PLAN["needs_hf_token"] and not has_hf_token:
     raise pulumi.RunError(
         f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
         "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
+
+
+def unique_label(name: str) -> str:
+    """``name`` and a hash of (Pulumi project, stack, name): the label the machine is created
+    with, by which the provider finds a machine that a timed-out create did rent (the API
+    accepted it, the answer never came) instead of renting or ordering a second one."""
+    import hashlib
+
+    key = f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}"
+    return f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
 # GEX servers are monthly rentals with a setup fee and a delivery delay: read README.md.
 if not ssh_cidr:
     raise pulumi.RunError("no SSH network: the server is installed over SSH; regenerate with "
