@@ -114,6 +114,16 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
                 }
             return {}
 
+    exports: dict[str, Any] = {}
+
+    def record_export(name: str, value: Any) -> None:
+        """pulumi.export, recorded: plain values as they are, outputs once resolved (the
+        program's run waits for them)."""
+        exports[name] = None
+        pulumi.Output.from_input(value).apply(lambda v: exports.__setitem__(name, _plain(v)))
+
+    pulumi.export = record_export
+
     class Monitor(pm.MockMonitor):
         def RegisterResource(self, request):
             raw = MessageToDict(request.object)
@@ -154,7 +164,7 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
         error = f"{type(exc).__name__}: {exc}"
     out.write_text(
         json.dumps(
-            {"resources": resources, "calls": calls, "error": error},
+            {"resources": resources, "calls": calls, "error": error, "exports": exports},
             indent=1,
             sort_keys=True,
             default=str,

@@ -494,8 +494,11 @@ def test_hetzner_test_mode_runs_no_remote_step(tmp_path):
     [order] = by_type(result, "pulumi-python:dynamic:Resource")
     assert order["inputs"]["product_id"] == "GEX130" and order["inputs"]["location"] == "NBG1"
     assert order["inputs"]["test"] is True  # Robot test mode by default
-    # test mode orders nothing, so there is no host to SSH to
+    # test mode orders nothing, so there is no host to SSH to, and no endpoint to poll
     assert not by_type(result, "command:remote:Command")
+    assert result["exports"]["endpoint"] == "" and "robotTestMode" in result["exports"]["note"]
+    real = run_program(project, {**HETZNER_CONFIG, "gpuplan:robotTestMode": "false"})
+    assert real["exports"]["endpoint"] == "http://198.51.100.30:8000/v1"
     readme = (project / "README.md").read_text()
     assert "rented by the month" in readme and "setup fee" in readme and "delivery" in readme
 

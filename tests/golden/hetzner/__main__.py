@@ -140,11 +140,19 @@ def server(i: int):
 
 orders = [server(i) for i in range(PLAN["replicas"])]
 port = str(PLAN["port"])
-# Hetzner dedicated servers come with no load balancer here: with several replicas, spread
-# traffic yourself.
-pulumi.export("endpoint", pulumi.Output.concat("http://", orders[0].server_ip, ":", port, "/v1"))
+if test_mode:
+    # Robot only validated the order: no server, so no endpoint (not "http://:8000/v1",
+    # which `gpuplan deploy` would poll until its timeout).
+    pulumi.export("endpoint", "")
+    pulumi.export("note", "Robot test mode: nothing was ordered. Set gpuplan:robotTestMode "
+                  "to false to order the server (a monthly rental; read README.md).")
+else:
+    # Hetzner dedicated servers come with no load balancer here: with several replicas,
+    # spread traffic yourself.
+    pulumi.export("endpoint", pulumi.Output.concat("http://", orders[0].server_ip, ":", port,
+                                                   "/v1"))
 pulumi.export("instanceId", orders[0].server_number)
-if PLAN["replicas"] > 1:
+if PLAN["replicas"] > 1 and not test_mode:
     pulumi.export("endpoints", [pulumi.Output.concat("http://", o.server_ip, ":", port, "/v1")
                                 for o in orders])
 pulumi.export("robotTestMode", test_mode)
