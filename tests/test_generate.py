@@ -219,7 +219,8 @@ def check_container_script(script: str, plan: Plan) -> None:
     decode = shlex.split(lines[1])
     proxy = gzip.decompress(base64.b64decode(decode[3])).decode()
     assert proxy == (ROOT / "templates/_shared/gpuplan_proxy.py").read_text()
-    assert lines[2] == "python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 &"
+    # the proxy gets the API key only, not the HF token
+    assert lines[2] == "env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 &"
     assert shlex.split(lines[3]) == [
         "exec", "vllm", "serve", *serve_args(plan), "--host", "127.0.0.1", "--port", "8001",
     ]  # fmt: skip
@@ -982,3 +983,27 @@ def test_gcp_spot_vm_is_declared_running_so_a_refresh_restarts_it(tmp_path, monk
     assert vm["inputs"]["desiredStatus"] == "RUNNING"
     readme = " ".join((project / "README.md").read_text().split())
     assert "`pulumi up --refresh` starts it again" in readme
+
+
+def test_the_proxy_container_gets_the_api_key_and_not_the_hf_token(tmp_path):
+    """Run the proxy unit's script with a stand-in `docker` that records its arguments and
+    environment: the container is given VLLM_API_KEY (by name, so the value is in no command
+    line) and not HF_TOKEN."""
+    env_file = tmp_path / "vllm.env"
+    env_file.write_text("VLLM_API_KEY=k3y-value\nHF_TOKEN=hf_secret\n")
+    script = boot_module().proxy_script("vllm/vllm-openai:v0.33.0", 8000)
+    script = script.replace("/etc/gpuplan/vllm.env", str(env_file))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "docker"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$OUT.args"\nenv > "$OUT.env"\n')
+    fake.chmod(0o755)
+    out = tmp_path / "run"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "OUT": str(out)}
+    subprocess.run(["sh", "-c", script], env=env, check=True, timeout=30)
+    args = (tmp_path / "run.args").read_text().splitlines()
+    seen = dict(line.split("=", 1) for line in (tmp_path / "run.env").read_text().splitlines()
+                if "=" in line)  # fmt: skip
+    assert "--env-file" not in args and args[args.index("-e") + 1] == "VLLM_API_KEY"
+    assert seen.get("VLLM_API_KEY") == "k3y-value" and "HF_TOKEN" not in seen
+    assert not any("k3y-value" in a or "hf_secret" in a for a in args)

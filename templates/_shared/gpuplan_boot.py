@@ -209,14 +209,22 @@ def run_script(image: str, args: list[str], node: dict[str, Any] | None = None) 
 
 
 def proxy_script(image: str, port: int) -> str:
-    """The proxy unit's command: gpuplan_proxy.py with the image's own python3."""
-    docker = _docker(
-        image,
-        "gpuplan-proxy",
-        ["-v", f"{PROXY_PY}:/gpuplan_proxy.py:ro", "--entrypoint", "python3"],
-        ["/gpuplan_proxy.py", "0.0.0.0", str(int(port)), str(UPSTREAM_PORT)],
-    )
-    return "#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in docker) + "\n"
+    """The proxy unit's command: gpuplan_proxy.py with the image's own python3. The proxy gets
+    the API key and nothing else (not the HF token): the key is read from the env file and
+    passed by name, `-e VLLM_API_KEY`, which takes the value from the docker client's
+    environment (docs.docker.com, docker container run --env), so it is in no command line."""
+    docker = [
+        "docker", "run", "--rm", "--name", "gpuplan-proxy", "--network", "host",
+        "-e", "VLLM_API_KEY", "-v", f"{PROXY_PY}:/gpuplan_proxy.py:ro", "--entrypoint", "python3",
+        image, "/gpuplan_proxy.py", "0.0.0.0", str(int(port)), str(UPSTREAM_PORT),
+    ]  # fmt: skip
+    return "\n".join([
+        "#!/bin/sh",
+        "set -eu",
+        f"VLLM_API_KEY=\"$(sed -n 's/^VLLM_API_KEY=//p' {ENV_FILE})\"",
+        "export VLLM_API_KEY",
+        "exec " + " ".join(shlex.quote(a) for a in docker),
+    ]) + "\n"  # fmt: skip
 
 
 def env_file(api_key: str, hf_token: str | None) -> str:
@@ -376,7 +384,8 @@ def container_script(vllm_args: list[str], port: int, proxy: bytes | None = None
     return "\n".join([
         "set -eu",
         f"python3 -c {shlex.quote(decode)} {blob}",
-        f"python3 /tmp/gpuplan_proxy.py 0.0.0.0 {int(port)} {UPSTREAM_PORT} &",
+        # the proxy needs the API key only: not the HF token the container also holds
+        f"env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 {int(port)} {UPSTREAM_PORT} &",
         "exec " + " ".join(shlex.quote(a) for a in serve),
     ])  # fmt: skip
 
