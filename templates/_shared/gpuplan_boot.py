@@ -66,10 +66,10 @@ WantedBy=multi-user.target
 
 
 # The firewall as its own early unit, so the rules hold from boot, before the network is up
-# and whether or not vLLM ever starts. systemd.special(7), network-pre.target: "firewall
-# services ... should be ordered before this target and pull it in" (Before= + Wants=); with
-# DefaultDependencies=no the unit is not ordered after sysinit/basic.target, so it can run
-# that early (it needs only the local filesystem holding /opt/gpuplan).
+# and whether or not vLLM ever starts. systemd.io/NETWORK_ONLINE: "Services that want to be
+# run before the network is configured should use Before=network-pre.target and
+# Wants=network-pre.target"; with DefaultDependencies=no the unit is not ordered after
+# basic.target, so it can run that early (it needs only the filesystem holding /opt/gpuplan).
 FIREWALL_UNIT = """[Unit]
 Description=gpuplan firewall: serving port and SSH only from their networks
 DefaultDependencies=no
