@@ -88,7 +88,13 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
                     "arn": "arn:vpc",
                 }
             if args.token == "aws:ec2/getSubnets:getSubnets":
-                return {"id": "x", "ids": ["subnet-b", "subnet-a"], "filters": []}
+                given = [f["values"] for f in args.args["filters"] if f["name"] == "subnet-id"]
+                return {"id": "x", "ids": given[0] if given else ["subnet-b", "subnet-a"]}
+            if args.token == "aws:ec2/getSubnet:getSubnet":
+                # the zone is the id's last letter (subnet-a2b: us-east-1b); else us-east-1a
+                sid = args.args["id"]
+                zone = "us-east-1" + (sid[-1] if sid[-1] in "abc" else "a")
+                return {"id": sid, "availabilityZone": zone, "vpcId": "vpc-0123"}
             if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
                 return {
                     "id": "x",
@@ -108,6 +114,16 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
                 }
             return {}
 
+    exports: dict[str, Any] = {}
+
+    def record_export(name: str, value: Any) -> None:
+        """pulumi.export, recorded: plain values as they are, outputs once resolved (the
+        program's run waits for them)."""
+        exports[name] = None
+        pulumi.Output.from_input(value).apply(lambda v: exports.__setitem__(name, _plain(v)))
+
+    pulumi.export = record_export
+
     class Monitor(pm.MockMonitor):
         def RegisterResource(self, request):
             raw = MessageToDict(request.object)
@@ -126,8 +142,9 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
             return response
 
     stack = config.pop("__stack__", "dev")
+    project_name = config.pop("__project__", "gpuplan-test")
     pulumi.runtime.set_mocks(
-        Mocks(), project="gpuplan-test", stack=stack, preview=False, monitor=Monitor(Mocks())
+        Mocks(), project=project_name, stack=stack, preview=False, monitor=Monitor(Mocks())
     )
     secret_keys = [k for k, v in config.items() if isinstance(v, dict) and v.get("secret")]
     plain = {
@@ -147,7 +164,7 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
         error = f"{type(exc).__name__}: {exc}"
     out.write_text(
         json.dumps(
-            {"resources": resources, "calls": calls, "error": error},
+            {"resources": resources, "calls": calls, "error": error, "exports": exports},
             indent=1,
             sort_keys=True,
             default=str,

@@ -15,6 +15,7 @@ import sys
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
@@ -74,18 +75,27 @@ class RunpodCloud:
         self.created: list[dict[str, Any]] = []
         self.ids = itertools.count(1)
         self.lock = threading.Lock()
+        self.lost_answers = 0  # creates that succeed but whose answer is lost (a 504)
 
     def route(self, method: str, path: str, body: bytes, headers: dict[str, str]):
         if headers.get("authorization") != "Bearer rp_test":
             return 401, {"error": "unauthorized"}
         with self.lock:
+            if method == "GET" and path.startswith("/v1/pods?name="):
+                name = unquote(path.split("=", 1)[1])
+                return 200, [{"id": i, "name": p["name"], "desiredStatus": "RUNNING"}
+                             for i, p in self.pods.items() if p["name"] == name]  # fmt: skip
             if method == "POST" and path == "/v1/pods":
                 pod_id = f"pod{next(self.ids)}"
                 self.pods[pod_id] = json.loads(body)
                 self.created.append(self.pods[pod_id])
+                if self.lost_answers:
+                    self.lost_answers -= 1
+                    return 504, {"error": "gateway timeout"}
                 return 201, {"id": pod_id, "desiredStatus": "RUNNING"}
             if method == "DELETE" and path.startswith("/v1/pods/"):
-                self.pods.pop(path.rsplit("/", 1)[1], None)
+                if self.pods.pop(path.rsplit("/", 1)[1], None) is None:
+                    return 404, {"error": "pod not found"}
                 return 204, b""
         return 404, {"error": "not found"}
 
@@ -116,6 +126,30 @@ def test_runpod_lifecycle_through_the_provider_protocol(tmp_path):
         assert diff.deleteBeforeReplace
         dp.delete("vllm", id_, outs)
         assert cloud.pods == {}
+        dp.delete("vllm", id_, outs)  # already gone (404): deleted, not an error
+
+
+def test_runpod_create_whose_answer_was_lost_adopts_the_pod(tmp_path):
+    """RunPod accepts the create but the answer never arrives: the next `up` finds the pod by
+    its unique name instead of renting a second one."""
+    project, _ = generate(tmp_path, "runpod")
+    [inputs] = program_inputs(project)
+    cloud = RunpodCloud()
+    cloud.lost_answers = 1
+    with (
+        FakeApi(cloud.route) as api,
+        DynamicProvider(
+            project, {"RUNPOD_REST_URL": api.url, "RUNPOD_API_KEY": "rp_test", **FAST}
+        ) as dp,
+    ):
+        checked = dp.check("vllm", {}, inputs)
+        with pytest.raises(Exception, match="504"):
+            dp.create("vllm", checked)
+        [lost] = cloud.pods
+        assert cloud.pods[lost]["name"] == inputs["label"] != inputs["name"]
+        id_, outs = dp.create("vllm", checked)
+        assert id_ == lost and len(cloud.created) == 1  # adopted, not rented twice
+        assert outs["endpoint"].startswith(f"https://{lost}-8000.")
 
 
 # ------------------------------------------------------------------ Vast
@@ -126,19 +160,30 @@ class VastCloud:
         self.failing_gets = 0
         self.ids = itertools.count(4242)
         self.lock = threading.Lock()
+        self.lost_answers = 0  # rentals that succeed but whose answer is lost (a 504)
 
     def route(self, method: str, path: str, body: bytes, headers: dict[str, str]):
         if headers.get("authorization") != "Bearer vast_test":
             return 401, {"error": "unauthorized"}
         with self.lock:
+            if method == "GET" and path == "/api/v0/instances/?owner=me":
+                return 200, {"instances": [{"id": int(i), "label": inst["label"]}
+                                           for i, inst in self.instances.items()]}  # fmt: skip
             if method == "POST" and path == "/api/v0/bundles/":
                 self.searches.append(json.loads(body))
                 return 200, {"offers": [{"id": 2201, "dph_total": 0.3}]}
             if method == "PUT" and path == "/api/v0/asks/2201/":
                 instance_id = str(next(self.ids))
                 self.instances[instance_id] = json.loads(body)
+                if self.lost_answers:
+                    self.lost_answers -= 1
+                    return 504, {"error": "gateway timeout"}
                 return 200, {"success": True, "new_contract": int(instance_id)}
             parts = path.strip("/").split("/")
+            if method == "DELETE" and parts[:3] == ["api", "v0", "instances"]:
+                if self.instances.pop(parts[3], None) is None:
+                    return 404, {"error": "no such instance"}
+                return 200, {"success": True}
             if parts[:3] == ["api", "v0", "instances"] and parts[3] in self.instances:
                 if method == "DELETE":
                     del self.instances[parts[3]]
@@ -180,6 +225,28 @@ def test_vast_lifecycle_through_the_provider_protocol(tmp_path):
         assert list(dp.diff("vllm", id_, outs, image).replaces) == ["image"]
         dp.delete("vllm", id_, outs)
         assert cloud.instances == {}
+        dp.delete("vllm", id_, outs)  # already gone (404): deleted, not an error
+
+
+def test_vast_rental_whose_answer_was_lost_is_adopted(tmp_path):
+    project, _ = generate(tmp_path, "vast")
+    [inputs] = program_inputs(project)
+    cloud = VastCloud()
+    cloud.lost_answers = 1
+    with (
+        FakeApi(cloud.route) as api,
+        DynamicProvider(
+            project, {"VAST_API_URL": api.url, "VAST_API_KEY": "vast_test", **FAST}
+        ) as dp,
+    ):
+        checked = dp.check("vllm", {}, inputs)
+        with pytest.raises(Exception, match="504"):
+            dp.create("vllm", checked)
+        [lost] = cloud.instances
+        assert cloud.instances[lost]["label"] == inputs["label"] != inputs["name"]
+        id_, outs = dp.create("vllm", checked)
+        assert id_ == lost and len(cloud.searches) == 1  # adopted, not rented twice
+        assert outs["endpoint"] == "http://198.51.100.9:41000/v1"
 
 
 def test_vast_instance_is_recorded_when_its_address_never_comes(tmp_path):
@@ -245,6 +312,8 @@ class RobotCloud:
                     return 200, self._tx("in process")
                 return 200, self._tx("ready")
             if method == "POST" and path == "/server/321/cancellation":
+                if self.cancelled:  # the server has left the account
+                    return 404, {"error": {"status": 404, "code": "SERVER_NOT_FOUND"}}
                 self.cancelled.append(body.decode())
                 return 200, {"cancellation": {"server_number": 321}}
         return 404, {"error": {"status": 404}}
@@ -289,6 +358,7 @@ def test_hetzner_order_lifecycle_through_the_provider_protocol(tmp_path, wait_mi
         assert list(dp.diff("gex", id_, outs, older_os).replaces) == ["dist"]
         dp.delete("gex", id_, outs)
         assert cloud.cancelled == ["cancellation_date=now"]
+        dp.delete("gex", id_, outs)  # already gone (404): deleted, not an error
 
 
 def test_hetzner_dist_is_chosen_from_the_products_own_list():

@@ -219,7 +219,8 @@ def check_container_script(script: str, plan: Plan) -> None:
     decode = shlex.split(lines[1])
     proxy = gzip.decompress(base64.b64decode(decode[3])).decode()
     assert proxy == (ROOT / "templates/_shared/gpuplan_proxy.py").read_text()
-    assert lines[2] == "python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 &"
+    # the proxy gets the API key only, not the HF token
+    assert lines[2] == "env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 &"
     assert shlex.split(lines[3]) == [
         "exec", "vllm", "serve", *serve_args(plan), "--host", "127.0.0.1", "--port", "8001",
     ]  # fmt: skip
@@ -288,9 +289,19 @@ def test_aws_program(tmp_path):
     [inst] = by_type(result, "aws:ec2/instance:Instance")
     i = inst["inputs"]
     assert i["instanceType"] == "g6e.xlarge" and i["ami"] == "ami-0123456789abcdef0"
-    # IMDSv2 and hop limit 1: containers cannot fetch the role's credentials
+    # IMDSv2 and hop limit 1; the hop limit does not stop host-network containers, and the
+    # README says so instead of claiming it protects the role's credentials
     assert i["metadataOptions"]["httpTokens"] == "required"
     assert i["metadataOptions"]["httpPutResponseHopLimit"] == 1
+    readme = (project / "README.md").read_text().splitlines()
+    program = (project / "__main__.py").read_text()
+    assert "--network host" in program and "cannot fetch role tokens" not in program
+    assert not any("hop limit" in line for line in readme if line.startswith("- Protected"))
+    assert any(
+        "can reach the instance metadata service" in line
+        for line in readme
+        if line.startswith("- **Not protected**")
+    )
     assert i["rootBlockDevice"]["encrypted"] is True and i["rootBlockDevice"]["volumeType"] == "gp3"
     assert i["rootBlockDevice"]["volumeSize"] >= 60
     disk = i["rootBlockDevice"]
@@ -484,8 +495,11 @@ def test_hetzner_test_mode_runs_no_remote_step(tmp_path):
     [order] = by_type(result, "pulumi-python:dynamic:Resource")
     assert order["inputs"]["product_id"] == "GEX130" and order["inputs"]["location"] == "NBG1"
     assert order["inputs"]["test"] is True  # Robot test mode by default
-    # test mode orders nothing, so there is no host to SSH to
+    # test mode orders nothing, so there is no host to SSH to, and no endpoint to poll
     assert not by_type(result, "command:remote:Command")
+    assert result["exports"]["endpoint"] == "" and "robotTestMode" in result["exports"]["note"]
+    real = run_program(project, {**HETZNER_CONFIG, "gpuplan:robotTestMode": "false"})
+    assert real["exports"]["endpoint"] == "http://198.51.100.30:8000/v1"
     readme = (project / "README.md").read_text()
     assert "rented by the month" in readme and "setup fee" in readme and "delivery" in readme
 
@@ -495,8 +509,21 @@ def test_hetzner_real_mode_installs_idempotently_and_survives_the_reboot(tmp_pat
     result = run_program(project, {**HETZNER_CONFIG, "gpuplan:robotTestMode": "false"})
     assert result["error"] is None
     [cmd] = by_type(result, "command:remote:Command")
-    assert "create" in cmd["secret"] and "connection" in cmd["secret"]
+    assert "stdin" in cmd["secret"] and "connection" in cmd["secret"]
     script = cmd["inputs"]["create"]
+    # The secrets go on standard input, never in the command text (pulumi-command has printed
+    # it in plain text: pulumi/pulumi-command#401), and are read before anything else runs.
+    assert cmd["inputs"]["stdin"] == f"VLLM_API_KEY=generated-api-key-0123456789\nHF_TOKEN={HF}\n"
+    assert "generated-api-key" not in script and HF not in script
+    assert "(umask 077 && cat > /etc/gpuplan/vllm.env.tmp)" in script
+    # The firewall is the first step, before the host setup and before the secrets arrive,
+    # and its own early unit applies it at every boot, whether or not vLLM starts.
+    steps = script.splitlines()
+    first_fw = steps.index("/opt/gpuplan/firewall.sh")
+    assert first_fw < steps.index("apt-get update") and first_fw < steps.index(
+        "(umask 077 && cat > /etc/gpuplan/vllm.env.tmp)"
+    )
+    assert "systemctl enable gpuplan-firewall.service" in steps[first_fw : first_fw + 3]
     # idempotent: a re-run overwrites the keyring instead of failing on a prompt
     assert "gpg --batch --yes --dearmor" in script
     # the reboot is scheduled after the script exits 0, so the SSH command succeeds, and
@@ -510,9 +537,17 @@ def test_hetzner_real_mode_installs_idempotently_and_survives_the_reboot(tmp_pat
     check_firewall(files["/opt/gpuplan/firewall.sh"], allowed=(CIDR,), ssh=SSH)
     unit = files["/etc/systemd/system/vllm.service"]
     assert "ExecStartPre=/opt/gpuplan/firewall.sh" in unit
-    assert files["/etc/gpuplan/vllm.env"] == (
-        f"VLLM_API_KEY=generated-api-key-0123456789\nHF_TOKEN={HF}\n"
-    )
+    early = files["/etc/systemd/system/gpuplan-firewall.service"].splitlines()
+    for line in (
+        "DefaultDependencies=no",
+        "Wants=network-pre.target",
+        "Type=oneshot",
+        "ExecStart=/opt/gpuplan/firewall.sh",
+        "WantedBy=multi-user.target",
+    ):
+        assert line in early
+    assert any(x.startswith("Before=") and "network-pre.target" in x for x in early)
+    assert "/etc/gpuplan/vllm.env" not in files  # no secret written from the script text
 
 
 def test_hetzner_project_needs_ssh_cidr():
@@ -682,9 +717,13 @@ def test_no_secrets_and_no_open_ssh_in_files(cli, tmp_path, monkeypatch, provide
         assert value not in text and value not in r.output
     for pattern in SECRET_PATTERNS:
         assert not re.search(pattern, text), pattern
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for n, line in enumerate(lines):
         if "0.0.0.0/0" in line:  # only AWS egress, and the program's own refusal of open SSH
-            assert 'cidr_blocks=["0.0.0.0/0"]' in line.replace("'", '"') or "ssh" in line.lower()
+            egress = 'cidr_blocks=["0.0.0.0/0"]' in line.replace("'", '"') or (
+                'cidr_ipv4="0.0.0.0/0"' in line and "EgressRule(" in "".join(lines[n - 2 : n])
+            )
+            assert egress or "ssh" in line.lower(), line
     if provider == "aws":
         assert SSH in (out / "__main__.py").read_text()
     r = cli(
@@ -908,3 +947,63 @@ def test_pinned_versions_are_the_tested_ones():
         pins.update(reqs)
     for name, pinned in pins.items():
         assert version(name) == pinned, f"{name}: tested {version(name)}, generated pin {pinned}"
+
+
+@pytest.mark.parametrize("provider", ["aws", "gcp"])
+def test_cloud_wide_names_differ_between_pulumi_projects(tmp_path, provider):
+    """SSM parameters, Secret Manager secrets and the service account are account- or
+    project-wide names: two Pulumi projects serving the same model with the same stack name
+    must not share them."""
+    project, _plan = generate(tmp_path, provider)
+    cfg = {"gcp:project": "p"} if provider == "gcp" else {}
+    names = []
+    for pulumi_project in ("team-a", "team-b"):
+        result = run_program(project, {**cfg, "__project__": pulumi_project, "__stack__": "prod"})
+        assert result["error"] is None
+        if provider == "aws":
+            found = [p["inputs"]["name"] for p in by_type(result, "aws:ssm/parameter:Parameter")]
+        else:
+            found = [s["inputs"]["secretId"] for s in by_type(
+                result, "gcp:secretmanager/secret:Secret")]  # fmt: skip
+            [account] = by_type(result, "gcp:serviceaccount/account:Account")
+            account_id = account["inputs"]["accountId"]
+            assert re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", account_id)
+            found.append(account_id)
+        names.append(set(found))
+    assert names[0] and not names[0] & names[1]
+
+
+def test_gcp_spot_vm_is_declared_running_so_a_refresh_restarts_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(OFFERS["gcp"], "spot", 0.29)
+    project, _plan = generate(tmp_path, "gcp", spot=True)
+    result = run_program(project, {"gcp:project": "p"})
+    assert result["error"] is None
+    [vm] = by_type(result, "gcp:compute/instance:Instance")
+    assert vm["inputs"]["scheduling"]["instanceTerminationAction"] == "STOP"
+    assert vm["inputs"]["desiredStatus"] == "RUNNING"
+    readme = " ".join((project / "README.md").read_text().split())
+    assert "`pulumi up --refresh` starts it again" in readme
+
+
+def test_the_proxy_container_gets_the_api_key_and_not_the_hf_token(tmp_path):
+    """Run the proxy unit's script with a stand-in `docker` that records its arguments and
+    environment: the container is given VLLM_API_KEY (by name, so the value is in no command
+    line) and not HF_TOKEN."""
+    env_file = tmp_path / "vllm.env"
+    env_file.write_text("VLLM_API_KEY=k3y-value\nHF_TOKEN=hf_secret\n")
+    script = boot_module().proxy_script("vllm/vllm-openai:v0.33.0", 8000)
+    script = script.replace("/etc/gpuplan/vllm.env", str(env_file))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "docker"
+    fake.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$OUT.args"\nenv > "$OUT.env"\n')
+    fake.chmod(0o755)
+    out = tmp_path / "run"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "OUT": str(out)}
+    subprocess.run(["sh", "-c", script], env=env, check=True, timeout=30)
+    args = (tmp_path / "run.args").read_text().splitlines()
+    seen = dict(line.split("=", 1) for line in (tmp_path / "run.env").read_text().splitlines()
+                if "=" in line)  # fmt: skip
+    assert "--env-file" not in args and args[args.index("-e") + 1] == "VLLM_API_KEY"
+    assert seen.get("VLLM_API_KEY") == "k3y-value" and "HF_TOKEN" not in seen
+    assert not any("k3y-value" in a or "hf_secret" in a for a in args)

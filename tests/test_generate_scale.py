@@ -72,6 +72,24 @@ def test_aws_replicas_behind_a_network_load_balancer(tmp_path):
         "subnet-a",
         "subnet-b",
     ]
+    insts = by_type(result, "aws:ec2/instance:Instance")
+    assert all(i["inputs"]["associatePublicIpAddress"] is True for i in insts)
+
+
+def test_aws_balancer_takes_one_subnet_per_zone_of_the_given_subnets(tmp_path):
+    """The user's subnets may hold several per zone; a load balancer takes one per zone (the
+    first, sorted), and the replicas go only in those subnets."""
+    out = tmp_path / "aws3"
+    opts = ProjectOptions(
+        allowed_cidrs=(CIDR,), network="vpc-0abc", subnets=("subnet-2b", "subnet-1a", "subnet-3a")
+    )
+    write_project(render_project(replica_plan("aws"), opts), out)
+    result = run_program(out, {})
+    assert result["error"] is None
+    [lb] = by_type(result, "aws:lb/loadBalancer:LoadBalancer")
+    assert lb["inputs"]["subnets"] == ["subnet-1a", "subnet-2b"]
+    insts = by_type(result, "aws:ec2/instance:Instance")
+    assert sorted(i["inputs"]["subnetId"] for i in insts) == ["subnet-1a", "subnet-1a", "subnet-2b"]
     [tg] = by_type(result, "aws:lb/targetGroup:TargetGroup")
     hc = tg["inputs"]["healthCheck"]
     assert (hc["protocol"], hc["path"], tg["inputs"]["port"]) == ("HTTP", "/health", 8000)
@@ -237,8 +255,16 @@ def test_aws_multi_node_head_and_workers_natively(tmp_path):
     assert "vllm_id" in insts["vllm"]["inputs"]["vpcSecurityGroupIds"]
     assert insts["worker-1"]["inputs"]["vpcSecurityGroupIds"] == ["vllm-cluster_id"]
     assert [r["cidrBlocks"] for r in sgs["vllm"]["inputs"]["ingress"]] == [[CIDR]]
-    [rule] = by_type(result, "aws:ec2/securityGroupRule:SecurityGroupRule")
-    assert rule["inputs"]["sourceSecurityGroupId"] == rule["inputs"]["securityGroupId"]
+    # the cluster group's rules are standalone only (mixing inline and standalone rules on
+    # one group makes them fight: perpetual diffs); the serving group's are inline only
+    assert "egress" not in sgs["vllm-cluster"]["inputs"]
+    assert "ingress" not in sgs["vllm-cluster"]["inputs"]
+    assert not by_type(result, "aws:ec2/securityGroupRule:SecurityGroupRule")
+    [rule] = by_type(result, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert rule["inputs"]["referencedSecurityGroupId"] == rule["inputs"]["securityGroupId"]
+    [out_rule] = by_type(result, "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule")
+    assert out_rule["inputs"]["securityGroupId"] == "vllm-cluster_id"
+    assert out_rule["inputs"]["cidrIpv4"] == "0.0.0.0/0"
     check_native_multi_node(
         insts["vllm"]["inputs"]["userData"], insts["worker-1"]["inputs"]["userData"], plan,
         "172.31.0.10",
@@ -341,6 +367,21 @@ def test_aws_tls_with_a_certificate_behind_an_nlb_tls_listener(tmp_path):
     [tg] = by_type(result, "aws:lb/targetGroup:TargetGroup")
     assert tg["inputs"]["preserveClientIp"] == "false"
     assert "Not encrypted" not in (out / "README.md").read_text()
+
+
+def test_aws_tls_replicas_export_no_unreachable_plain_http_endpoints(tmp_path):
+    opts = ProjectOptions(allowed_cidrs=(CIDR,), tls_certificate=CERT, tls_domain="llm.example.com")
+    out = tmp_path / "tls3"
+    write_project(render_project(replica_plan("aws"), opts), out)
+    result = run_program(out, {})
+    assert result["error"] is None
+    assert result["exports"]["endpoint"] == "https://llm.example.com/v1"
+    # the replicas' port 8000 is open to the VPC only: their addresses are not for clients
+    assert "replicaEndpoints" not in result["exports"]
+    assert len(result["exports"]["instanceIds"]) == 3
+    plain = tmp_path / "plain3"
+    write_project(render_project(replica_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,))), plain)
+    assert len(run_program(plain, {})["exports"]["replicaEndpoints"]) == 3
 
 
 def test_tls_options_are_checked():

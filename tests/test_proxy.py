@@ -142,3 +142,98 @@ def test_chunked_bodies_are_refused(proxied):
         timeout=5,
     )
     assert r.status_code == 411 and upstream.seen == []
+
+
+def _limited_proxy(**limits):
+    """A proxy with small limits on its own loop thread; yields (host, port)."""
+    proxy = _load_proxy()
+    upstream = Upstream()
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(proxy.serve("127.0.0.1", 0, upstream.port, KEY, **limits))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    return proxy, loop, server, thread, upstream
+
+
+def _stop(loop, server, thread, upstream) -> None:
+    async def shutdown() -> None:
+        server.close()
+        for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+            task.cancel()
+
+    asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout=5)
+    upstream.server.shutdown()
+    upstream.server.server_close()
+
+
+def _read_all(s: socket.socket) -> bytes:
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    return data
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [
+        b"GET /health HTTP/1.1\r\nHost: x\r\n",  # the head never ends
+        ("POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY
+         + "\r\nContent-Length: 100\r\n\r\n{}").encode(),  # the body never comes
+    ],
+)  # fmt: skip
+def test_a_slow_client_is_answered_408_and_let_go(partial):
+    _proxy, loop, server, thread, upstream = _limited_proxy(head_timeout_s=0.2, body_timeout_s=0.2)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            s.sendall(partial)
+            data = _read_all(s)  # the proxy answers and closes; the socket timeout bounds it
+        assert data.split(b"\r\n")[0].endswith(b"408 Request Timeout")
+        assert upstream.seen == []
+    finally:
+        _stop(loop, server, thread, upstream)
+
+
+def test_connections_beyond_the_cap_get_503():
+    _proxy, loop, server, thread, upstream = _limited_proxy(max_connections=1)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as idle:
+            idle.sendall(b"GET /health HTTP/1.1\r\n")  # holds the only slot
+            for _ in range(1000):  # bounded: until the proxy has counted it
+                if server.gpuplan_limits.active == 1:
+                    break
+                threading.Event().wait(0.01)
+            assert server.gpuplan_limits.active == 1
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                status = _read_all(s).split(b"\r\n")[0]  # answered before any request
+            assert status.endswith(b"503 Service Unavailable")
+            assert server.gpuplan_limits.active == 1
+    finally:
+        _stop(loop, server, thread, upstream)
+
+
+def test_all_addresses_means_ipv6_too_when_the_host_has_it():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    proxy = _load_proxy()
+    upstream = Upstream()
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(proxy.serve_all("0.0.0.0", 0, upstream.port, KEY))
+    families = sorted({s.family for s in server.sockets})
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        assert families == sorted({socket.AF_INET, socket.AF_INET6})
+        port6 = next(s.getsockname()[1] for s in server.sockets if s.family == socket.AF_INET6)
+        r = requests.get(f"http://[::1]:{port6}/health", timeout=5)
+        assert r.status_code == 200
+    finally:
+        _stop(loop, server, thread, upstream)

@@ -83,3 +83,40 @@ def test_a_local_folder_install_needs_an_explicit_ci_install(monkeypatch):
     with pytest.raises(UsageError, match="local folder") as err:
         installed_spec()
     assert "[ci] install" in (err.value.hint or "")
+
+
+def _config_step(job: dict) -> tuple[int, dict]:
+    [(i, step)] = [
+        (i, s) for i, s in enumerate(job["steps"]) if "pulumi config set" in s.get("run", "")
+    ]
+    return i, step
+
+
+def test_stack_config_is_set_from_secrets_before_preview_and_deploy():
+    """A fresh repository has no Pulumi.<stack>.yaml: the program's gpuplan:hfToken (gated
+    models) and gcp:project come from the environment's secret and a repository variable,
+    set only when given, before the preview and before the deploy."""
+    f = flow()
+    for name, marker in (("check", "preview"), ("deploy", "gpuplan deploy")):
+        job = f["jobs"][name]
+        i, step = _config_step(job)
+        later = [s.get("with", {}).get("command", "") + s.get("run", "") for s in job["steps"][i:]]
+        assert any(marker in s for s in later), name
+        assert step["working-directory"] == "infra/llm"
+        assert step["env"] == {
+            "HF_TOKEN": "${{ secrets.HF_TOKEN }}",
+            "GCP_PROJECT": "${{ vars.GCP_PROJECT }}",
+        }
+        run = step["run"]
+        assert 'pulumi stack select --create "$GPUPLAN_STACK"' in run
+        assert 'if [ -n "$HF_TOKEN" ]; then\n  pulumi config set --secret gpuplan:hfToken' in run
+        assert 'pulumi config set gcp:project "$GCP_PROJECT"' in run
+        assert run.index("stack select") < run.index("config set")
+
+
+def test_previews_never_cancel_a_pending_deploy():
+    f = flow()
+    assert "concurrency" not in f  # one shared group would let a preview replace a deploy
+    check, deploy = f["jobs"]["check"]["concurrency"], f["jobs"]["deploy"]["concurrency"]
+    assert check["group"] != deploy["group"] and "github.ref" in check["group"]
+    assert deploy == {"group": "gpuplan-deploy", "cancel-in-progress": False}

@@ -55,11 +55,15 @@ TARGET = Target(
     protects=(
         "the serving port only from --allow-cidr (security group)",
         "every path but /health behind the API key (authenticating proxy)",
-        "secrets in SSM Parameter Store (SecureString), read at boot by the instance role; "
-        "IMDSv2 with hop limit 1",
+        "secrets in SSM Parameter Store (SecureString), read at boot by the instance role, "
+        "which may read those parameters and nothing else; IMDSv2 (session tokens)",
         "encrypted root disk",
     ),
     exposes=(
+        "the containers use the host's network, so they can reach the instance metadata "
+        "service and the instance role's credentials (IMDSv2's hop limit 1 stops only bridged "
+        "containers); with them a compromised container can read the API key and HF token "
+        "parameters, which its environment holds anyway",
         "the API key also sits in the Pulumi state (encrypted as a secret): guard the state "
         "backend and its passphrase",
     ),

@@ -22,6 +22,7 @@ FIREWALL_SCRIPT = "/opt/gpuplan/firewall.sh"
 ENV_FILE = "/etc/gpuplan/vllm.env"
 UNIT_FILE = "/etc/systemd/system/vllm.service"
 PROXY_UNIT_FILE = "/etc/systemd/system/gpuplan-proxy.service"
+FIREWALL_UNIT_FILE = "/etc/systemd/system/gpuplan-firewall.service"
 # vLLM listens on loopback only; the proxy owns the public port.
 UPSTREAM_PORT = 8001
 
@@ -58,6 +59,29 @@ RestartSec=10
 ExecStartPre=-/usr/bin/docker rm -f gpuplan-proxy
 ExecStart=/opt/gpuplan/run-proxy.sh
 ExecStop=/usr/bin/docker stop gpuplan-proxy
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+# The firewall as its own early unit, so the rules hold from boot, before the network is up
+# and whether or not vLLM ever starts. systemd.io/NETWORK_ONLINE: "Services that want to be
+# run before the network is configured should use Before=network-pre.target and
+# Wants=network-pre.target"; with DefaultDependencies=no the unit is not ordered after
+# basic.target, so it can run that early (it needs only the filesystem holding /opt/gpuplan).
+FIREWALL_UNIT = """[Unit]
+Description=gpuplan firewall: serving port and SSH only from their networks
+DefaultDependencies=no
+After=local-fs.target
+Before=network-pre.target shutdown.target
+Wants=network-pre.target
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/opt/gpuplan/firewall.sh
 
 [Install]
 WantedBy=multi-user.target
@@ -185,14 +209,22 @@ def run_script(image: str, args: list[str], node: dict[str, Any] | None = None) 
 
 
 def proxy_script(image: str, port: int) -> str:
-    """The proxy unit's command: gpuplan_proxy.py with the image's own python3."""
-    docker = _docker(
-        image,
-        "gpuplan-proxy",
-        ["-v", f"{PROXY_PY}:/gpuplan_proxy.py:ro", "--entrypoint", "python3"],
-        ["/gpuplan_proxy.py", "0.0.0.0", str(int(port)), str(UPSTREAM_PORT)],
-    )
-    return "#!/bin/sh\nexec " + " ".join(shlex.quote(a) for a in docker) + "\n"
+    """The proxy unit's command: gpuplan_proxy.py with the image's own python3. The proxy gets
+    the API key and nothing else (not the HF token): the key is read from the env file and
+    passed by name, `-e VLLM_API_KEY`, which takes the value from the docker client's
+    environment (docs.docker.com, docker container run --env), so it is in no command line."""
+    docker = [
+        "docker", "run", "--rm", "--name", "gpuplan-proxy", "--network", "host",
+        "-e", "VLLM_API_KEY", "-v", f"{PROXY_PY}:/gpuplan_proxy.py:ro", "--entrypoint", "python3",
+        image, "/gpuplan_proxy.py", "0.0.0.0", str(int(port)), str(UPSTREAM_PORT),
+    ]  # fmt: skip
+    return "\n".join([
+        "#!/bin/sh",
+        "set -eu",
+        f"VLLM_API_KEY=\"$(sed -n 's/^VLLM_API_KEY=//p' {ENV_FILE})\"",
+        "export VLLM_API_KEY",
+        "exec " + " ".join(shlex.quote(a) for a in docker),
+    ]) + "\n"  # fmt: skip
 
 
 def env_file(api_key: str, hf_token: str | None) -> str:
@@ -240,6 +272,7 @@ def boot_script(
     hf_token: str | None = None,
     *,
     secret_source: dict[str, Any] | None = None,
+    secrets_on_stdin: bool = False,
     firewall: str | None = None,
     node: dict[str, Any] | None = None,
     proxy_py: str | None = None,
@@ -247,31 +280,51 @@ def boot_script(
 ) -> str:
     """cloud-init user data, startup script or SSH command: install and (re)start the units.
 
-    Secrets come either from ``secret_source`` (fetched at each start: nothing secret in this
-    script) or, over SSH only, inline as ``api_key``/``hf_token``. ``firewall`` (a
-    firewall_script) runs before each vLLM start. ``proxy_py`` (gpuplan_proxy.py's text) puts
+    Secrets come from ``secret_source`` (fetched at each start: nothing secret in this
+    script), or over SSH from ``secrets_on_stdin`` (the script's standard input is the env
+    file, see env_file: the secrets never appear in the command text, which pulumi-command has
+    shown in plain text, pulumi/pulumi-command#401 and #260), or inline as
+    ``api_key``/``hf_token``. ``firewall`` (a firewall_script) is applied first, before
+    anything is installed, by its own early unit at every boot, and again before each vLLM
+    start. ``proxy_py`` (gpuplan_proxy.py's text) puts
     the authenticating proxy on ``port``; workers of a multi-node deployment have none.
     ``host_setup`` (dedicated servers) installs the driver and Docker first; when the driver
     needs a reboot, the units are enabled, a reboot is scheduled and the script exits 0, so
     the SSH command succeeds and vLLM starts after the reboot."""
-    lines = HOST_SETUP.splitlines() if host_setup else _wait_lines()
+    setup = HOST_SETUP.splitlines() if host_setup else _wait_lines()
+    lines = setup[:2]  # shebang, set -euo pipefail
+    assert lines == ["#!/bin/bash", "set -euo pipefail"]
     lines += [
         "install -d -m 700 /etc/gpuplan",
         "install -d -m 755 /opt/gpuplan /opt/gpuplan/hf /opt/gpuplan/vllm",
-        "umask 077",
     ]
-    lines += _write(RUN_SCRIPT, run_script(image, args, node), "755")
     pre = ""
+    if firewall:
+        # First step: close the ports before anything else runs (a fresh dedicated server
+        # accepts SSH from anywhere until now), and keep them closed from the next boot on.
+        lines += _write(FIREWALL_SCRIPT, firewall, "755")
+        lines += _write(FIREWALL_UNIT_FILE, FIREWALL_UNIT, "644")
+        lines += [
+            "command -v iptables >/dev/null 2>&1 || "
+            "{ apt-get update && apt-get install -y iptables; }",
+            FIREWALL_SCRIPT,
+            "systemctl daemon-reload",
+            "systemctl enable gpuplan-firewall.service",
+        ]
+        pre += f"ExecStartPre={FIREWALL_SCRIPT}\n"
+    if secrets_on_stdin:
+        # Read before anything else could consume standard input; mode 600 from the start.
+        lines += [f"(umask 077 && cat > {ENV_FILE}.tmp)", f"mv {ENV_FILE}.tmp {ENV_FILE}"]
+    lines += setup[2:]
+    lines.append("umask 077")  # after the host setup: apt must still read its keyrings
+    lines += _write(RUN_SCRIPT, run_script(image, args, node), "755")
     if secret_source is not None:
         lines += _write(FETCH_SCRIPT, fetch_secrets_script(secret_source), "700")
         pre += f"ExecStartPre={FETCH_SCRIPT}\n"
     elif api_key is not None:
         lines += _write(ENV_FILE, env_file(api_key, hf_token), "600")
-    else:
-        raise ValueError("give secret_source or api_key")
-    if firewall:
-        lines += _write(FIREWALL_SCRIPT, firewall, "755")
-        pre += f"ExecStartPre={FIREWALL_SCRIPT}\n"
+    elif not secrets_on_stdin:
+        raise ValueError("give secret_source, secrets_on_stdin or api_key")
     lines += _write(UNIT_FILE, UNIT.format(pre=pre), "644")
     units = ["vllm.service"]
     if proxy_py is not None:
@@ -331,7 +384,8 @@ def container_script(vllm_args: list[str], port: int, proxy: bytes | None = None
     return "\n".join([
         "set -eu",
         f"python3 -c {shlex.quote(decode)} {blob}",
-        f"python3 /tmp/gpuplan_proxy.py 0.0.0.0 {int(port)} {UPSTREAM_PORT} &",
+        # the proxy needs the API key only: not the HF token the container also holds
+        f"env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 {int(port)} {UPSTREAM_PORT} &",
         "exec " + " ".join(shlex.quote(a) for a in serve),
     ])  # fmt: skip
 

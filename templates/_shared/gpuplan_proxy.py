@@ -6,7 +6,12 @@ completions without a key, and /tokenize, /metrics, /pooling and others answer a
 public port and demands `Authorization: Bearer <key>` on every path but /health (which load
 balancer health checks call), then forwards one request per connection to vLLM on loopback.
 
-Usage: python3 gpuplan_proxy.py LISTEN_HOST LISTEN_PORT UPSTREAM_PORT  (key in VLLM_API_KEY)
+A client gets HEAD_TIMEOUT_S to send the request head and BODY_TIMEOUT_S for the body (408
+otherwise), and at most MAX_CONNECTIONS connections are served at once (503 beyond), so slow
+or idle clients cannot hold the proxy's sockets and memory.
+
+Usage: python3 gpuplan_proxy.py LISTEN_HOST LISTEN_PORT UPSTREAM_PORT  (key in VLLM_API_KEY);
+LISTEN_HOST 0.0.0.0 listens on IPv6 (::) too when the host has it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ import sys
 
 OPEN_PATHS = frozenset({"/health"})
 MAX_HEAD_BYTES = 64 * 1024
+HEAD_TIMEOUT_S = 30.0
+# Long enough for a large prompt on a slow link; vLLM's own reply is not bounded here (a
+# long generation streams for minutes).
+BODY_TIMEOUT_S = 300.0
+MAX_CONNECTIONS = 512
 
 
 def authorized(head: bytes, key: bytes) -> tuple[bool, bytes]:
@@ -78,11 +88,47 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         await writer.drain()
 
 
+class Limits:
+    """Per-server limits and the count of connections being served."""
+
+    def __init__(self, head_timeout_s: float, body_timeout_s: float, max_connections: int):
+        self.head_timeout_s = head_timeout_s
+        self.body_timeout_s = body_timeout_s
+        self.max_connections = max_connections
+        self.active = 0
+
+
 async def handle(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key: bytes, upstream_port: int
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    key: bytes,
+    upstream_port: int,
+    limits: Limits | None = None,
+) -> None:
+    limits = limits or Limits(HEAD_TIMEOUT_S, BODY_TIMEOUT_S, MAX_CONNECTIONS)
+    if limits.active >= limits.max_connections:
+        with contextlib.suppress(OSError):
+            await _reply(writer, "503 Service Unavailable", b'{"error": "too many connections"}')
+        return await _close(writer)
+    limits.active += 1
+    try:
+        await _serve_one(reader, writer, key, upstream_port, limits)
+    finally:
+        limits.active -= 1
+
+
+async def _serve_one(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    key: bytes,
+    upstream_port: int,
+    limits: Limits,
 ) -> None:
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), limits.head_timeout_s)
+        except TimeoutError:  # asyncio's, since Python 3.11
+            return await _reply(writer, "408 Request Timeout", b'{"error": "request too slow"}')
         if len(head) > MAX_HEAD_BYTES:
             return await _reply(writer, "431 Request Header Fields Too Large", b"{}")
         ok, rewritten = authorized(head[:-4], key)
@@ -93,7 +139,14 @@ async def handle(
         length = content_length(head[:-4])
         if length is None:
             return await _reply(writer, "411 Length Required", b'{"error": "send Content-Length"}')
-        body = await reader.readexactly(length) if length else b""
+        try:
+            body = (
+                await asyncio.wait_for(reader.readexactly(length), limits.body_timeout_s)
+                if length
+                else b""
+            )
+        except TimeoutError:  # asyncio's, since Python 3.11
+            return await _reply(writer, "408 Request Timeout", b'{"error": "body too slow"}')
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
         try:
             up_writer.write(rewritten + body)
@@ -115,11 +168,37 @@ async def _close(writer: asyncio.StreamWriter) -> None:
         await writer.wait_closed()
 
 
-async def serve(host: str, port: int, upstream_port: int, key: str) -> asyncio.Server:
+async def serve(
+    host: str | list[str],
+    port: int,
+    upstream_port: int,
+    key: str,
+    *,
+    head_timeout_s: float = HEAD_TIMEOUT_S,
+    body_timeout_s: float = BODY_TIMEOUT_S,
+    max_connections: int = MAX_CONNECTIONS,
+) -> asyncio.Server:
     key_bytes = key.encode()
-    return await asyncio.start_server(
-        lambda r, w: handle(r, w, key_bytes, upstream_port), host, port, limit=MAX_HEAD_BYTES
+    limits = Limits(head_timeout_s, body_timeout_s, max_connections)
+    server = await asyncio.start_server(
+        lambda r, w: handle(r, w, key_bytes, upstream_port, limits),
+        host,
+        port,
+        limit=MAX_HEAD_BYTES,
     )
+    server.gpuplan_limits = limits  # type: ignore[attr-defined]  # for tests and debugging
+    return server
+
+
+async def serve_all(host: str, port: int, upstream_port: int, key: str) -> asyncio.Server:
+    """``host`` 0.0.0.0: IPv4 and IPv6 (asyncio binds :: with IPV6_V6ONLY, so the two
+    sockets do not clash); IPv4 alone where the host has no IPv6 (some containers)."""
+    if host == "0.0.0.0":
+        try:
+            return await serve(["0.0.0.0", "::"], port, upstream_port, key)
+        except OSError:
+            pass
+    return await serve(host, port, upstream_port, key)
 
 
 def main() -> None:
@@ -129,7 +208,7 @@ def main() -> None:
         raise SystemExit("VLLM_API_KEY is empty: refusing to serve without a key")
 
     async def run() -> None:
-        server = await serve(host, port, upstream, key)
+        server = await serve_all(host, port, upstream, key)
         async with server:
             await server.serve_forever()
 

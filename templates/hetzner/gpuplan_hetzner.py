@@ -23,7 +23,10 @@ OUTPUTS = ("transaction_id", "server_number", "server_ip", "status")
 SPEC = ("product_id", "location", "test")  # and the OS: see diff
 
 
-def _robot(method: str, path: str, data: list[tuple[str, str]] | None = None) -> Any:
+def _robot(
+    method: str, path: str, data: list[tuple[str, str]] | None = None, missing_ok: bool = False
+) -> Any:
+    """One Robot call; ``missing_ok``: a 404 (e.g. SERVER_NOT_FOUND) answers None."""
     import requests
 
     user, password = os.environ.get("HETZNER_ROBOT_USER"), os.environ.get("HETZNER_ROBOT_PASSWORD")
@@ -31,6 +34,8 @@ def _robot(method: str, path: str, data: list[tuple[str, str]] | None = None) ->
         raise RuntimeError("set HETZNER_ROBOT_USER and HETZNER_ROBOT_PASSWORD (Robot webservice)")
     base = os.environ.get("HETZNER_ROBOT_URL", "https://robot-ws.your-server.de").rstrip("/")
     resp = requests.request(method, f"{base}{path}", data=data, auth=(user, password), timeout=60)
+    if resp.status_code == 404 and missing_ok:
+        return None
     resp.raise_for_status()
     return resp.json()
 
@@ -133,6 +138,7 @@ class _ServerOrderProvider(ResourceProvider):
                 "POST",
                 f"/server/{int(props['server_number'])}/cancellation",
                 [("cancellation_date", "now")],
+                missing_ok=True,  # the server is no longer in the account: nothing to cancel
             )
         elif not props.get("test"):
             raise RuntimeError(

@@ -24,7 +24,10 @@ SPEC = (
 )  # fmt: skip
 
 
-def _rest(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def _rest(
+    method: str, path: str, body: dict[str, Any] | None = None, missing_ok: bool = False
+) -> Any:
+    """One REST call; ``missing_ok``: a 404 answers None (a pod already gone is deleted)."""
     import requests
 
     key = os.environ.get("RUNPOD_API_KEY")
@@ -34,15 +37,40 @@ def _rest(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     resp = requests.request(
         method, f"{base}{path}", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=60
     )
+    if resp.status_code == 404 and missing_ok:
+        return None
     if resp.status_code >= 400:
         raise RuntimeError(f"RunPod API {method} {path}: {resp.status_code} {resp.text[:300]}")
     return resp.json() if resp.content else {}
 
 
+def find_pod(label: str) -> dict[str, Any] | None:
+    """The live pod named ``label``, if a create that timed out did make it (GET /v1/pods
+    with the `name` filter, docs.runpod.io/api-reference/pods/GET/pods; the name is checked
+    here too)."""
+    from urllib.parse import quote
+
+    pods = _rest("GET", f"/v1/pods?name={quote(label)}") or []
+    live = [p for p in pods if p.get("name") == label and p.get("desiredStatus") != "TERMINATED"]
+    return min(live, key=lambda p: p["id"]) if live else None
+
+
 class _PodProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
+        # The pod carries a label unique to this resource (project, stack, name): when an
+        # earlier create timed out after RunPod accepted it, that pod is adopted, not doubled.
+        label = props.get("label") or props["name"]
+        pod = find_pod(label)
+        if pod is None:
+            pod = self._create(props, label)
+        endpoint = f"https://{pod['id']}-{int(props['port'])}.proxy.runpod.net/v1"
+        return CreateResult(
+            id_=pod["id"], outs={**props, "pod_id": pod["id"], "endpoint": endpoint}
+        )
+
+    def _create(self, props: dict[str, Any], label: str) -> dict[str, Any]:
         pod_input = {
-            "name": props["name"], "imageName": props["image"],
+            "name": label, "imageName": props["image"],
             "gpuTypeIds": [props["gpu_type_id"]], "gpuCount": int(props["gpu_count"]),
             "cloudType": props["cloud_type"], "computeType": "GPU",
             "dockerEntrypoint": list(props["entrypoint"]),
@@ -58,17 +86,15 @@ class _PodProvider(ResourceProvider):
         pod = _rest("POST", "/v1/pods", pod_input)
         if not pod or not pod.get("id"):
             raise RuntimeError("RunPod found no machine for this GPU type and count right now")
-        endpoint = f"https://{pod['id']}-{int(props['port'])}.proxy.runpod.net/v1"
-        return CreateResult(
-            id_=pod["id"], outs={**props, "pod_id": pod["id"], "endpoint": endpoint}
-        )
+        return pod
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [k for k in SPEC if olds.get(k) != news.get(k)]
         return DiffResult(changes=bool(changed), replaces=changed, delete_before_replace=True)
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        _rest("DELETE", f"/v1/pods/{_id}")
+        # Already gone (terminated by hand, or by RunPod): nothing left to delete.
+        _rest("DELETE", f"/v1/pods/{_id}", missing_ok=True)
 
 
 class RunpodPod(pulumi.dynamic.Resource):

@@ -27,7 +27,11 @@ SPEC = ("name", "image", "gpu_name", "gpu_count", "min_gpu_ram_mb", "min_cuda", 
         "port", "entrypoint", "args", "env")  # fmt: skip
 
 
-def _http(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def _http(
+    method: str, path: str, body: dict[str, Any] | None = None, missing_ok: bool = False
+) -> Any:
+    """One API call; ``missing_ok``: a 404 answers None (an instance already gone is
+    deleted)."""
     import requests
 
     key = os.environ.get("VAST_API_KEY")
@@ -37,6 +41,8 @@ def _http(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
     resp = requests.request(
         method, f"{base}{path}", json=body, timeout=60, headers={"Authorization": f"Bearer {key}"}
     )
+    if resp.status_code == 404 and missing_ok:
+        return None
     resp.raise_for_status()
     return resp.json() if resp.content else {}
 
@@ -83,8 +89,41 @@ def wait_endpoint(instance_id: str, port: int, minutes: float, poll_s: float = 1
         time.sleep(poll_s)
 
 
+def find_instance(label: str) -> dict[str, Any] | None:
+    """The instance labelled ``label``, if a create that timed out did rent it (GET
+    /api/v0/instances/?owner=me lists the account's instances with their `label`, as vast-cli
+    `show instances` reads them)."""
+    listed = _http("GET", "/api/v0/instances/?owner=me") or {}
+    found = [i for i in listed.get("instances") or [] if i.get("label") == label]
+    return min(found, key=lambda i: int(i["id"])) if found else None
+
+
 class _InstanceProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
+        # The instance carries a label unique to this resource (project, stack, name): when an
+        # earlier create timed out after Vast rented it, that instance is adopted, not doubled.
+        label = props.get("label") or props["name"]
+        existing = find_instance(label)
+        if existing is not None:
+            instance_id = str(existing["id"])
+            price = float(existing.get("dph_total") or 0.0)
+        else:
+            instance_id, price = self._rent(props, label)
+        # From here on the instance is billed: nothing below may raise.
+        endpoint = wait_endpoint(
+            instance_id, int(props["port"]), float(props["wait_minutes"]), self.poll_s
+        )
+        return CreateResult(
+            id_=instance_id,
+            outs={
+                **props,
+                "instance_id": instance_id,
+                "endpoint": endpoint,
+                "offer_price_usd_per_hour": price,
+            },
+        )
+
+    def _rent(self, props: dict[str, Any], label: str) -> tuple[str, float]:
         offers = _http("POST", "/api/v0/bundles/", search_query(props)).get("offers") or []
         if not offers:
             raise RuntimeError(
@@ -99,26 +138,13 @@ class _InstanceProvider(ResourceProvider):
             f"/api/v0/asks/{int(offer['id'])}/",
             {
                 "client_id": "me", "image": props["image"], "env": env,
-                "disk": int(props["disk_gb"]), "label": props["name"], "runtype": "args",
+                "disk": int(props["disk_gb"]), "label": label, "runtype": "args",
                 # with runtype "args", `onstart` overrides the image's entrypoint (vast-cli
                 # create__instance: onstart_cmd defaults to --entrypoint)
                 "onstart": props.get("entrypoint"), "args": list(props["args"]),
             },
         )  # fmt: skip
-        instance_id = str(rented["new_contract"])
-        # From here on the instance is billed: nothing below may raise.
-        endpoint = wait_endpoint(
-            instance_id, int(props["port"]), float(props["wait_minutes"]), self.poll_s
-        )
-        return CreateResult(
-            id_=instance_id,
-            outs={
-                **props,
-                "instance_id": instance_id,
-                "endpoint": endpoint,
-                "offer_price_usd_per_hour": float(offer.get("dph_total") or 0.0),
-            },
-        )
+        return str(rented["new_contract"]), float(offer.get("dph_total") or 0.0)
 
     poll_s = float(os.environ.get("GPUPLAN_POLL_S", "15"))
 
@@ -146,7 +172,8 @@ class _InstanceProvider(ResourceProvider):
         return ReadResult(id_=id_, outs={**props, "endpoint": endpoint})
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
-        _http("DELETE", f"/api/v0/instances/{int(_id)}/")
+        # Already gone (destroyed by hand, or by the host): nothing left to delete.
+        _http("DELETE", f"/api/v0/instances/{int(_id)}/", missing_ok=True)
 
 
 class VastInstance(pulumi.dynamic.Resource):

@@ -113,6 +113,15 @@ subnet_ids = sorted(aws.ec2.get_subnets(filters=subnet_filters).ids)
 if not subnet_ids:
     raise pulumi.RunError(f"no subnet of {vpc.id} is in an availability zone that offers "
                           f"{PLAN['instance_type']} ({', '.join(sorted(zones)) or 'none'})")
+if balanced:
+    # A load balancer takes one subnet per availability zone (ELBv2 CreateLoadBalancer,
+    # Subnets: "You can specify only one subnet per Availability Zone"): the first (sorted)
+    # subnet of each zone, and the replicas go in those subnets, since a balancer routes only
+    # to targets in the zones it is enabled in.
+    first_in_zone = {}
+    for subnet_id in subnet_ids:
+        first_in_zone.setdefault(aws.ec2.get_subnet(id=subnet_id).availability_zone, subnet_id)
+    subnet_ids = sorted(first_in_zone.values())
 
 ingress = []
 if not tls:
@@ -154,7 +163,9 @@ if ssh_public_key:
 
 # Secrets live in SSM Parameter Store (SecureString), never in user data: the instance role
 # may read these parameters and nothing else, and the boot script fetches them at each start.
-prefix = f"/gpuplan/{PLAN['stack_tag']}/{PLAN['name']}"
+# Named by the Pulumi project too: two projects serving the same model with the same stack
+# name (in one account and region) would otherwise write the same parameters.
+prefix = f"/gpuplan/{pulumi.get_project()}/{PLAN['stack_tag']}/{PLAN['name']}"
 parameters = [aws.ssm.Parameter("vllm-api-key", name=prefix + "/api-key", type="SecureString",
                                 value=api_key, tags={"gpuplan": PLAN["stack_tag"]})]
 if has_hf_token:
@@ -194,13 +205,19 @@ def gpu_instance(name, user_data, security_groups, subnet_id, placement_group=No
         ami=ami,
         vpc_security_group_ids=security_groups,
         subnet_id=subnet_id,
+        # A public address for the public endpoint and SSH, whatever the subnet's default (a
+        # private subnet then still needs a NAT gateway for the image and model download).
+        associate_public_ip_address=True,
         key_name=key_name,
         iam_instance_profile=profile.name,
         user_data=user_data,
         user_data_replace_on_change=True,
         instance_market_options=market,
         placement_group=placement_group,
-        # IMDSv2 only, hop limit 1: containers (one hop further) cannot fetch role tokens.
+        # IMDSv2 only (session tokens). The hop limit of 1 stops only containers on a bridge
+        # network (one hop further); vLLM and the proxy run with --network host, so they CAN
+        # reach the metadata service and the role's credentials. The role may read only the
+        # two SSM parameters their own environment already holds (README.md: "Not protected").
         metadata_options=aws.ec2.InstanceMetadataOptionsArgs(
             http_tokens="required", http_endpoint="enabled", http_put_response_hop_limit=1),
         root_block_device=aws.ec2.InstanceRootBlockDeviceArgs(
@@ -224,17 +241,21 @@ if nodes > 1:
     # within a node, pipeline parallel across nodes; the head serves, workers run --headless.
     # A cluster placement group keeps the nodes close (one subnet, so one AZ), and only the
     # head's serving port is reachable from outside.
+    # Its rules are standalone resources only, never mixed with inline ones: the provider
+    # docs warn that mixing them on one group makes the rules fight (perpetual diffs), see
+    # pulumi-aws ec2.SecurityGroup. The self-reference needs a standalone rule, so all are.
     cluster_sg = aws.ec2.SecurityGroup(
         "vllm-cluster",
         description="gpuplan: traffic between the nodes of one vLLM deployment (NCCL, rendezvous)",
         vpc_id=vpc.id,
-        egress=[aws.ec2.SecurityGroupEgressArgs(
-            protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"])],
         tags={"gpuplan": PLAN["stack_tag"]},
     )
-    aws.ec2.SecurityGroupRule(
-        "vllm-cluster-internal", type="ingress", protocol="-1", from_port=0, to_port=0,
-        security_group_id=cluster_sg.id, source_security_group_id=cluster_sg.id)
+    aws.vpc.SecurityGroupIngressRule(
+        "vllm-cluster-internal", security_group_id=cluster_sg.id, ip_protocol="-1",
+        referenced_security_group_id=cluster_sg.id)
+    aws.vpc.SecurityGroupEgressRule(
+        "vllm-cluster-egress", security_group_id=cluster_sg.id, ip_protocol="-1",
+        cidr_ipv4="0.0.0.0/0")
     placement = aws.ec2.PlacementGroup("vllm", strategy="cluster")
     node = {"nnodes": nodes, "master_port": PLAN["master_port"]}
     head = gpu_instance("vllm", boot({**node, "rank": 0, "master_addr": None}),
@@ -308,7 +329,9 @@ else:
                                                        "/v1"))
     pulumi.export("instanceId", instances[0].id)
     pulumi.export("instanceIds", [inst.id for inst in instances])
-    if replicas > 1:
+    if replicas > 1 and not tls:
+        # With TLS the replicas' plain-HTTP port is open to the VPC only: from the clients'
+        # networks these addresses would not answer, so they are not exported.
         pulumi.export("replicaEndpoints", [
             pulumi.Output.concat("http://", inst.public_ip, ":", port, "/v1")
             for inst in instances])

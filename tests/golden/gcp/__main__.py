@@ -4,6 +4,8 @@ It serves 'meta-llama/Llama-3.1-8B-Instruct' with vLLM on 'gcp'. Deploy with `pu
 README.md); regenerate with `gpuplan generate` rather than editing values by hand.
 """
 
+import hashlib
+
 import pulumi
 import pulumi_random as random
 import pulumi_gcp as gcp
@@ -122,12 +124,17 @@ if ssh_cidr:
 
 # Secrets live in Secret Manager, never in metadata: the VMs run as a service account that
 # may read these two secrets and nothing else; the boot script fetches them at each start.
-account = gcp.serviceaccount.Account("vllm", account_id=PLAN["service_account_id"],
+# The account and secret ids are project-wide names: they carry a hash of the Pulumi project
+# and stack, so two projects serving the same model with the same stack name in one GCP
+# project do not take each other's (service account ids: 6-30 characters).
+scope = hashlib.sha256(f"{pulumi.get_project()}\0{pulumi.get_stack()}".encode()).hexdigest()[:6]
+account = gcp.serviceaccount.Account("vllm", account_id=PLAN["service_account_id"][:-6] + scope,
                                      display_name="gpuplan " + PLAN["name"])
-secret_ids = {"api_key": PLAN["secret_prefix"] + "-api-key"}
+secret_prefix = f"{PLAN['secret_prefix']}-{scope}"
+secret_ids = {"api_key": secret_prefix + "-api-key"}
 secret_values = {"api_key": api_key}
 if has_hf_token:
-    secret_ids["hf_token"] = PLAN["secret_prefix"] + "-hf-token"
+    secret_ids["hf_token"] = secret_prefix + "-hf-token"
     secret_values["hf_token"] = hf_token
 secret_versions = []
 for what, secret_id in sorted(secret_ids.items()):
@@ -160,8 +167,9 @@ spot = PLAN["spot"]
 port = str(PLAN["port"])
 service_account = {"email": account.email,
                    "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}
-# Spot VMs are stopped when preempted and stay stopped (instanceTerminationAction STOP): start
-# them again with `gcloud compute instances start` or `pulumi up` (README.md).
+# Spot VMs are stopped when preempted and stay stopped (instanceTerminationAction STOP).
+# desired_status RUNNING: `pulumi up --refresh` sees the stopped VM and starts it again (a plain
+# `pulumi up` compares with the state it last saved, RUNNING, and changes nothing).
 scheduling = dict(
     on_host_maintenance="TERMINATE",
     automatic_restart=not spot,
@@ -192,6 +200,7 @@ def gpu_vm(name, script, tags, resource_policy=None):
             access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs()])],
         metadata=metadata,
         metadata_startup_script=script,
+        desired_status="RUNNING",
         service_account=gcp.compute.InstanceServiceAccountArgs(**service_account),
         resource_policies=resource_policy,
         shielded_instance_config=gcp.compute.InstanceShieldedInstanceConfigArgs(

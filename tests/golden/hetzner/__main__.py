@@ -74,6 +74,18 @@ if PLAN["needs_hf_token"] and not has_hf_token:
     raise pulumi.RunError(
         f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
         "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
+
+
+def unique_label(name: str) -> str:
+    """``name`` and a hash of (Pulumi project, stack, name): the label the machine is created
+    with, by which the provider finds a machine that a timed-out create did rent (the API
+    accepted it, the answer never came) instead of renting or ordering a second one."""
+    import hashlib
+
+    key = f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}"
+    return f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
 # GEX servers are monthly rentals with a setup fee and a delivery delay: read README.md.
 if not ssh_cidr:
     raise pulumi.RunError("no SSH network: the server is installed over SSH; regenerate with "
@@ -106,16 +118,20 @@ def server(i: int):
     connection = command.remote.ConnectionArgs(
         host=order.server_ip, user="root", private_key=config.require_secret("sshPrivateKey"),
         dial_error_limit=60)
-    # One idempotent script: driver, Docker, the units; a reboot when the driver needs one is
-    # scheduled after the script has exited 0. A changed script (new CIDRs, rotated key)
-    # re-runs it, which rewrites the files, flushes the old iptables rules and restarts vLLM.
+    # One idempotent script: the firewall first, then driver, Docker, the units; a reboot when
+    # the driver needs one is scheduled after the script has exited 0. A changed script (new
+    # CIDRs) or standard input (rotated key) re-runs it (pulumi-command runs `create` again on
+    # an update), which rewrites the files, flushes the old iptables rules and restarts vLLM.
+    # The secrets go on standard input (a secret), never in the script text: pulumi-command
+    # has printed commands and their output in plain text (pulumi/pulumi-command#401, #260).
     command.remote.Command(
         "vllm" + suffix,
         connection=connection,
-        create=pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
-            lambda s: gpuplan_boot.boot_script(
-                PLAN["image"], PLAN["vllm_args"], PLAN["port"], s[0], s[1] or None,
-                firewall=firewall, proxy_py=gpuplan_boot.proxy_source(), host_setup=True))),
+        create=gpuplan_boot.boot_script(
+            PLAN["image"], PLAN["vllm_args"], PLAN["port"], secrets_on_stdin=True,
+            firewall=firewall, proxy_py=gpuplan_boot.proxy_source(), host_setup=True),
+        stdin=pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
+            lambda s: gpuplan_boot.env_file(s[0], s[1] or None))),
         triggers=[order.server_number],
         opts=pulumi.ResourceOptions(depends_on=[order]),
     )
@@ -124,11 +140,19 @@ def server(i: int):
 
 orders = [server(i) for i in range(PLAN["replicas"])]
 port = str(PLAN["port"])
-# Hetzner dedicated servers come with no load balancer here: with several replicas, spread
-# traffic yourself.
-pulumi.export("endpoint", pulumi.Output.concat("http://", orders[0].server_ip, ":", port, "/v1"))
+if test_mode:
+    # Robot only validated the order: no server, so no endpoint (not "http://:8000/v1",
+    # which `gpuplan deploy` would poll until its timeout).
+    pulumi.export("endpoint", "")
+    pulumi.export("note", "Robot test mode: nothing was ordered. Set gpuplan:robotTestMode "
+                  "to false to order the server (a monthly rental; read README.md).")
+else:
+    # Hetzner dedicated servers come with no load balancer here: with several replicas,
+    # spread traffic yourself.
+    pulumi.export("endpoint", pulumi.Output.concat("http://", orders[0].server_ip, ":", port,
+                                                   "/v1"))
 pulumi.export("instanceId", orders[0].server_number)
-if PLAN["replicas"] > 1:
+if PLAN["replicas"] > 1 and not test_mode:
     pulumi.export("endpoints", [pulumi.Output.concat("http://", o.server_ip, ":", port, "/v1")
                                 for o in orders])
 pulumi.export("robotTestMode", test_mode)

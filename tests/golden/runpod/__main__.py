@@ -72,6 +72,18 @@ if PLAN["needs_hf_token"] and not has_hf_token:
     raise pulumi.RunError(
         f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
         "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
+
+
+def unique_label(name: str) -> str:
+    """``name`` and a hash of (Pulumi project, stack, name): the label the machine is created
+    with, by which the provider finds a machine that a timed-out create did rent (the API
+    accepted it, the answer never came) instead of renting or ordering a second one."""
+    import hashlib
+
+    key = f"{pulumi.get_project()}/{pulumi.get_stack()}/{name}"
+    return f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
 # RunPod exposes the port through its HTTPS proxy; there is no firewall to open, so access is
 # controlled by the API key, which gpuplan_proxy.py (started in the pod before vLLM) demands on
 # every path but /health. --allow-cidr is not enforceable here.
@@ -79,6 +91,7 @@ pods = [RunpodPod(
     "vllm" if PLAN["replicas"] == 1 else f"vllm-{i}",
     {
         "name": PLAN["name"] if PLAN["replicas"] == 1 else f"{PLAN['name']}-{i}",
+        "label": unique_label(PLAN["name"] if PLAN["replicas"] == 1 else f"{PLAN['name']}-{i}"),
         "image": PLAN["image"],
         "gpu_type_id": PLAN["gpu_type_id"],
         "gpu_count": PLAN["gpu_count"],
