@@ -464,3 +464,31 @@ def test_representative_cases_as_real_subprocesses(tmp_path):
         _assert_clean(out)
         assert proc.returncode == code, (args, out)
         assert _has(needle, _first(proc.stderr)), (args, out)
+
+
+# ------------------------------------------------------------------ small things users notice
+def test_unknown_provider_hint_has_no_double_space(tmp_path):
+    r, out = _run(["recommend", M, "--providers", "zzzz"], tmp_path)
+    assert r.exit_code == 2 and "hint: known: aws" in out and "  " not in out, out
+
+
+def test_t4_plans_say_what_runs(tmp_path):
+    r, out = _run(["recommend", M, "--gpu", "t4", "--top", "1"], tmp_path)
+    assert r.exit_code == 0, out
+    assert "bf16->fp16" in out, "a bf16 checkpoint served with --dtype half says so"
+
+
+@pytest.mark.parametrize("command", ["recommend", "generate", "footprint", "offers"])
+def test_every_option_has_help(command):
+    cmd = main.commands[command]
+    bare = [p.opts[0] for p in cmd.params if p.param_type_name == "option" and not p.help]
+    assert bare == [], f"options without help text: {bare}"
+
+
+def test_model_name_with_escapes_is_printed_escaped(tmp_path):
+    folder = tmp_path / "evil\x1b[31mred"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(LLAMA))
+    r, out = _run(["footprint", "--config", str(folder / "config.json")], tmp_path)
+    assert r.exit_code == 0, out
+    assert "\x1b[31m" not in out and "\\x1b[31m" in out

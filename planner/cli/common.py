@@ -114,6 +114,7 @@ def format_option(*choices: str, default: str = "table") -> Callable[[F], F]:
         type=click.Choice(list(choices)),
         default=default,
         show_default=True,
+        help="Output format (json: every detail, for scripts).",
     )
 
 

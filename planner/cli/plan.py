@@ -10,7 +10,13 @@ from planner.cli.common import echo_lines, planning_options, print_json, print_r
 @click.command()
 @click.argument("model", required=False)
 @planning_options
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many plans the table shows (JSON lists them all).",
+)
 @click.option("--explain", is_flag=True, help="Why the top plan won and the usual guesses lost.")
 @click.option(
     "--plot",
@@ -27,7 +33,12 @@ from planner.cli.common import echo_lines, planning_options, print_json, print_r
     help="Write the top plan as JSON for `gpuplan generate --plan`.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format (json: every plan in full detail, for scripts).",
 )
 @click.pass_context
 def recommend(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from planner.errors import short
 from planner.model.footprint import GIB
 from planner.model.quant import FORMATS
 from planner.model.values import Footprint, TPFootprint
@@ -106,7 +107,7 @@ def footprint_tables(fp: Footprint) -> list[Any]:
 
     m = fp.model
     fmt = FORMATS.get(fp.quant_format)
-    title = f"{m.name}  [{m.source}]" + ("  (GUESS - not exact)" if m.is_guess else "")
+    title = f"{short(m.name, 120)}  [{m.source}]" + ("  (GUESS - not exact)" if m.is_guess else "")
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
@@ -274,7 +275,7 @@ def recommendation_tables(ranking: Any, top: int, explain: bool) -> list[Any]:
             o.region[:18],
             o.instance_type[:24],
             f"{nodes}{o.gpu_count}x {o.gpu}",
-            p.quant_format,
+            runs_as(p),
             p.layout.label,
             f"{e.memory_headroom_gib:.1f}",
             f"{e.single_stream_tokens_per_s:.0f}",
@@ -412,3 +413,14 @@ def models_table(rows: list[dict[str, Any]]) -> Any:
         params = f"{r['parameters'] / 1e9:.2f}B" if r["parameters"] else "-"
         table.add_row(r["id"], ", ".join(r["aliases"]), params, r["quantization"] or "-")
     return table
+
+
+def runs_as(plan: Any) -> str:
+    """The format as it runs: a bf16 checkpoint on a GPU without bf16 (T4, V100) is served with
+    ``--dtype half``, and the table says so rather than "bf16"."""
+    args = list(plan.vllm_args)
+    if "--dtype" in args and args[args.index("--dtype") + 1 : args.index("--dtype") + 2] == [
+        "half"
+    ]:
+        return f"{plan.quant_format}->fp16" if plan.quant_format == "bf16" else plan.quant_format
+    return plan.quant_format
