@@ -492,3 +492,12 @@ def test_model_name_with_escapes_is_printed_escaped(tmp_path):
     r, out = _run(["footprint", "--config", str(folder / "config.json")], tmp_path)
     assert r.exit_code == 0, out
     assert "\x1b[31m" not in out and "\\x1b[31m" in out
+
+
+def test_recommend_table_fits_an_80_column_terminal(tmp_path):
+    r = CliRunner().invoke(main, ["recommend", M, "--top", "5"], env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    table = [ln for ln in r.output.splitlines() if ln.startswith(("│", "┃", "┏", "└"))]
+    assert table and max(len(ln) for ln in table) <= 80, "\n".join(table)
+    wide = CliRunner().invoke(main, ["recommend", M, "--top", "5"], env={"COLUMNS": "400"})
+    assert "TTFT ms" in wide.output and "TTFT ms" not in r.output  # detail kept when it fits

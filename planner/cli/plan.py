@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from planner.cli.common import echo_lines, planning_options, print_json, print_rich, settings
+from planner.cli.common import (
+    echo_lines,
+    planning_options,
+    print_json,
+    print_rich,
+    settings,
+    terminal_width,
+)
 
 
 @click.command()
@@ -72,6 +79,7 @@ def recommend(
     if fmt == "json":
         print_json(recommendation_to_dict(rec.ranking, top, rec.sources))
     else:
-        print_rich(*recommendation_tables(rec.ranking, top, explain))
+        width = terminal_width()
+        print_rich(*recommendation_tables(rec.ranking, top, explain, width), width=width)
         if plan_path:
             click.echo(f"plan written to {plan_path}")
