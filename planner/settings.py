@@ -195,6 +195,17 @@ class Settings:
         return [k for k, src in self.sources.items() if src.endswith(".toml")]
 
 
+def check_need(need: Need, source: str) -> None:
+    """Every Need field checked as the setting that carries it would be (a plan file's need
+    comes from a file the user may have edited: same types, ranges and choices as a flag)."""
+    for key, k in KEYS.items():
+        if k.need_field is None:
+            continue
+        value = getattr(need, k.need_field)
+        if value is not None:
+            _check(key, value, f"{source} need.{k.need_field}")
+
+
 def _where(key: str, source: str) -> str:
     return f"{source}: '{KEYS[key].section}.{key}'" if source.endswith(".toml") else source
 

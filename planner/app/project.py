@@ -83,7 +83,9 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
     from planner.decide.rank import plan_offer
     from planner.errors import short
     from planner.offers.catalog import load_catalog
+    from planner.settings import check_need
 
+    check_need(plan.need, "plan file")
     validate_need(plan.need)
     o = plan.offer
     problems: list[str] = []
@@ -137,6 +139,14 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
     want, got = derived.estimate.usd_per_hour, plan.estimate.usd_per_hour
     if abs(want - got) > 1e-6 * max(want, 1.0):
         problems.append(f"price: the offer costs ${want:,.2f}/h, the plan says ${got:,.2f}/h")
+    # Figures that follow from the offer and the layout alone (not from the speed model, whose
+    # calibration may move between versions) must match too.
+    for name in ("monthly_commitment_usd", "setup_fee_usd", "replicas"):
+        want_v, got_v = getattr(derived.estimate, name), getattr(plan.estimate, name)
+        if (want_v is None) != (got_v is None) or (
+            want_v is not None and abs(want_v - got_v) > 1e-6 * max(abs(want_v), 1.0)
+        ):
+            problems.append(f"estimate.{name}: gpuplan derives {want_v}, the plan says {got_v}")
     return problems
 
 

@@ -21,10 +21,10 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
-def print_rich(*renderables: Any) -> None:
+def print_rich(*renderables: Any, width: int | None = None) -> None:
     from rich.console import Console
 
-    console = Console(soft_wrap=False, width=max(170, _terminal_width()))
+    console = Console(soft_wrap=False, width=width or max(170, _terminal_width()))
     for r in renderables:
         console.print(r)
 
@@ -34,6 +34,17 @@ def _terminal_width() -> int:
         return os.get_terminal_size(sys.stdout.fileno()).columns
     except OSError:
         return 120
+
+
+def terminal_width() -> int | None:
+    """The terminal's width for tables that fit it; None (every column) when output is not a
+    terminal and COLUMNS is unset: a pipe or a file gets the full table."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns
+    except OSError:
+        return None
 
 
 def echo_lines(lines: list[str], err: bool = False) -> None:
@@ -114,6 +125,7 @@ def format_option(*choices: str, default: str = "table") -> Callable[[F], F]:
         type=click.Choice(list(choices)),
         default=default,
         show_default=True,
+        help="Output format (json: every detail, for scripts).",
     )
 
 

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import click
 
-from planner.cli.common import echo_lines, planning_options, print_json, print_rich, settings
+from planner.cli.common import (
+    echo_lines,
+    planning_options,
+    print_json,
+    print_rich,
+    settings,
+    terminal_width,
+)
 
 
 @click.command()
 @click.argument("model", required=False)
 @planning_options
-@click.option("--top", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--top",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="How many plans the table shows (JSON lists them all).",
+)
 @click.option("--explain", is_flag=True, help="Why the top plan won and the usual guesses lost.")
 @click.option(
     "--plot",
@@ -27,7 +40,12 @@ from planner.cli.common import echo_lines, planning_options, print_json, print_r
     help="Write the top plan as JSON for `gpuplan generate --plan`.",
 )
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="Output format (json: every plan in full detail, for scripts).",
 )
 @click.pass_context
 def recommend(
@@ -61,6 +79,7 @@ def recommend(
     if fmt == "json":
         print_json(recommendation_to_dict(rec.ranking, top, rec.sources))
     else:
-        print_rich(*recommendation_tables(rec.ranking, top, explain))
+        width = terminal_width()
+        print_rich(*recommendation_tables(rec.ranking, top, explain, width), width=width)
         if plan_path:
             click.echo(f"plan written to {plan_path}")

@@ -16,6 +16,8 @@ from planner.errors import UsageError, short
 from planner.offers.offer import Offer
 
 PLAN_SCHEMA = "gpuplan.plan/1"
+# No machine sold has more GPUs (8 is the usual top; 16 on a few); a bound, not a fact.
+MAX_GPUS_PER_MACHINE = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,11 +209,14 @@ def _check_values(plan: Plan) -> None:
     """Ranges a well-typed plan must still respect (the rest is checked against the catalog
     and the model by the use case that writes from it)."""
     for name in ("tp", "pp", "dp", "nodes"):
-        if getattr(plan.layout, name) < 1:
-            raise _Bad(f"layout.{name}", f"must be >= 1, got {getattr(plan.layout, name)}")
+        if not 1 <= getattr(plan.layout, name) <= MAX_GPUS_PER_MACHINE:
+            raise _Bad(
+                f"layout.{name}",
+                f"must be 1 to {MAX_GPUS_PER_MACHINE}, got {getattr(plan.layout, name)}",
+            )
     o = plan.offer
-    if o.gpu_count < 1:
-        raise _Bad("offer.gpu_count", f"must be >= 1, got {o.gpu_count}")
+    if not 1 <= o.gpu_count <= MAX_GPUS_PER_MACHINE:
+        raise _Bad("offer.gpu_count", f"must be 1 to {MAX_GPUS_PER_MACHINE}, got {o.gpu_count}")
     if o.price_usd_per_hour <= 0:
         raise _Bad("offer.price_usd_per_hour", f"must be positive, got {o.price_usd_per_hour}")
     if o.spot_price_usd_per_hour is not None and o.spot_price_usd_per_hour <= 0:

@@ -133,8 +133,12 @@ def offer_problem(o: Offer) -> str | None:
     for name in ("provider", "instance_type", "region", "gpu", "billing", "fetched_at"):
         if not isinstance(getattr(o, name), str) or not getattr(o, name):
             return f"{name} must be a non-empty string"
-    if isinstance(o.gpu_count, bool) or not isinstance(o.gpu_count, int) or o.gpu_count < 1:
-        return f"gpu_count must be a positive integer, got {short(repr(o.gpu_count), 30)}"
+    if (
+        isinstance(o.gpu_count, bool)
+        or not isinstance(o.gpu_count, int)
+        or not 0 < o.gpu_count <= 64
+    ):
+        return f"gpu_count must be an integer from 1 to 64, got {short(repr(o.gpu_count), 30)}"
     for name in ("gpu_memory_gb", "price_usd_per_hour"):
         if not _positive(getattr(o, name)):
             return f"{name} must be a positive number, got {short(repr(getattr(o, name)), 30)}"

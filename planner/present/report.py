@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from planner.errors import short
 from planner.model.footprint import GIB
 from planner.model.quant import FORMATS
 from planner.model.values import Footprint, TPFootprint
@@ -106,7 +107,7 @@ def footprint_tables(fp: Footprint) -> list[Any]:
 
     m = fp.model
     fmt = FORMATS.get(fp.quant_format)
-    title = f"{m.name}  [{m.source}]" + ("  (GUESS - not exact)" if m.is_guess else "")
+    title = f"{short(m.name, 120)}  [{m.source}]" + ("  (GUESS - not exact)" if m.is_guess else "")
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
@@ -216,7 +217,31 @@ def quant_tradeoffs(ranking: Any) -> list[dict[str, Any]]:
     return out
 
 
-def recommendation_tables(ranking: Any, top: int, explain: bool) -> list[Any]:
+# Columns of the plans table dropped first when the terminal is narrow (JSON keeps them all).
+_DROP_ORDER = ("tok/s all", "TTFT ms", "age", "region", "free", "layout", "$/1M out")
+
+
+def fit_columns(columns: list[str], rows: list[list[str]], width: int | None) -> list[int]:
+    """Indexes of the columns to show so that the table fits ``width`` characters (None: all),
+    dropping the least needed first."""
+    keep = list(range(len(columns)))
+    if width is None:
+        return keep
+
+    def total() -> int:  # rich's box: one border plus a space either side of each cell
+        return 1 + sum(3 + max(len(columns[i]), *(len(r[i]) for r in rows)) for i in keep)
+
+    for name in _DROP_ORDER:
+        if total() <= width:
+            break
+        keep.remove(columns.index(name))
+    return keep
+
+
+def recommendation_tables(
+    ranking: Any, top: int, explain: bool, width: int | None = None
+) -> list[Any]:
+    """The plans table (columns dropped to fit ``width`` characters), trade-offs, reasons."""
     from rich.table import Table
     from rich.text import Text
 
@@ -243,23 +268,9 @@ def recommendation_tables(ranking: Any, top: int, explain: bool) -> list[Any]:
     )
     table = Table(title=title, title_justify="left")
     left = {"provider", "region", "instance", "quant", "layout", "age"}
-    for c in (
-        "#",
-        "provider",
-        "region",
-        "instance",
-        "GPUs",
-        "quant",
-        "layout",
-        "free",
-        "tok/s 1",
-        "tok/s all",
-        "TTFT ms",
-        "$/h",
-        "$/1M out",
-        "age",
-    ):
-        table.add_column(c, justify="left" if c in left else "right")
+    columns = ["#", "provider", "region", "instance", "GPUs", "quant", "layout", "free",
+               "tok/s 1", "tok/s all", "TTFT ms", "$/h", "$/1M out", "age"]  # fmt: skip
+    rows = []
     for i, p in enumerate(plans, 1):
         e, o = p.estimate, p.offer
         age = age_days(o.fetched_at)
@@ -268,22 +279,18 @@ def recommendation_tables(ranking: Any, top: int, explain: bool) -> list[Any]:
         price = f"{e.usd_per_hour:.2f}" + (" (mo)" if o.billing == "monthly" else "")
         machines = p.layout.nodes * e.replicas
         nodes = f"{machines}x " if machines > 1 else ""
-        table.add_row(
-            str(i),
-            o.provider,
-            o.region[:18],
-            o.instance_type[:24],
-            f"{nodes}{o.gpu_count}x {o.gpu}",
-            p.quant_format,
-            p.layout.label,
-            f"{e.memory_headroom_gib:.1f}",
-            f"{e.single_stream_tokens_per_s:.0f}",
-            f"{e.aggregate_output_tokens_per_s:,.0f}",
-            f"{e.ttft_ms:.0f}",
-            price,
-            f"{e.usd_per_million_output_tokens:.3f}",
-            age_label,
-        )
+        rows.append([
+            str(i), o.provider, o.region[:18], o.instance_type[:24],
+            f"{nodes}{o.gpu_count}x {o.gpu}", runs_as(p), p.layout.label,
+            f"{e.memory_headroom_gib:.1f}", f"{e.single_stream_tokens_per_s:.0f}",
+            f"{e.aggregate_output_tokens_per_s:,.0f}", f"{e.ttft_ms:.0f}", price,
+            f"{e.usd_per_million_output_tokens:.3f}", age_label,
+        ])  # fmt: skip
+    keep = fit_columns(columns, rows, width)
+    for i in keep:
+        table.add_column(columns[i], justify="left" if columns[i] in left else "right")
+    for row in rows:
+        table.add_row(*(row[i] for i in keep))
     out.append(table)
     if len(ranking.candidates) > 1:
         trade = Table(
@@ -412,3 +419,14 @@ def models_table(rows: list[dict[str, Any]]) -> Any:
         params = f"{r['parameters'] / 1e9:.2f}B" if r["parameters"] else "-"
         table.add_row(r["id"], ", ".join(r["aliases"]), params, r["quantization"] or "-")
     return table
+
+
+def runs_as(plan: Any) -> str:
+    """The format as it runs: a bf16 checkpoint on a GPU without bf16 (T4, V100) is served with
+    ``--dtype half``, and the table says so rather than "bf16"."""
+    args = list(plan.vllm_args)
+    if "--dtype" in args and args[args.index("--dtype") + 1 : args.index("--dtype") + 2] == [
+        "half"
+    ]:
+        return f"{plan.quant_format}->fp16" if plan.quant_format == "bf16" else plan.quant_format
+    return plan.quant_format

@@ -66,6 +66,6 @@ def parse_provider_list(value: str | None) -> list[str]:
         if n not in known:
             raise UsageError(
                 f"unknown provider '{n}'",
-                (did_you_mean(n, known) or "") + f" known: {', '.join(known)}",
+                " ".join(x for x in (did_you_mean(n, known), f"known: {', '.join(known)}") if x),
             )
     return names

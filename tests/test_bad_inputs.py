@@ -1,0 +1,506 @@
+"""A corpus of bad inputs and faults, each through the real CLI: the exit code and the first
+line are asserted, and nothing may print "unexpected" or a traceback.
+
+Most cases run in-process through click's CliRunner on ``planner.cli.main`` (fast); a
+representative subset also runs as ``python -m planner.cli`` subprocesses, batched in one
+pytest parameter each."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from planner.cli import main
+
+LLAMA = {
+    "model_type": "llama", "hidden_size": 2048, "num_attention_heads": 32,
+    "num_key_value_heads": 8, "num_hidden_layers": 16, "intermediate_size": 8192,
+    "vocab_size": 128256, "max_position_embeddings": 131072, "torch_dtype": "bfloat16",
+}  # fmt: skip
+M = "llama-3.1-8b"
+CIDR = "203.0.113.7/32"
+
+# (args, exit code, text the first line must contain)
+FLAG_CASES = [
+    (["footprint", M, "--context", "0"], 2, "context"),
+    (["footprint", M, "--context", "-5"], 2, "context"),
+    (["footprint", M, "--context", "abc"], 2, "context"),
+    (["footprint", M, "--concurrency", "0"], 2, "concurrency"),
+    (["footprint", M, "--quant", "int3"], 2, "int3"),
+    (["footprint", M, "--kv-cache-dtype", "int4"], 2, "kv-cache-dtype"),
+    (["footprint", M, "--gpu-memory-utilization", "0"], 2, "gpu_memory_utilization"),
+    (["footprint", M, "--gpu-memory-utilization", "7"], 2, "gpu_memory_utilization"),
+    (["footprint", M, "--gpu-memory-utilization", "nan"], 2, "gpu_memory_utilization"),
+    (["footprint", "mistery-model"], 2, "unknown model"),
+    (["footprint"], 2, "no model given"),
+    (["footprint", "x" * 5000], 2, "file name too long"),
+    (["footprint", "evil\x1b[31mred\nline"], 2, "unknown model"),
+    (["recommend", M, "--max-price", "nan"], 2, "max_price"),
+    (["recommend", M, "--max-price", "inf"], 2, "max_price"),
+    (["recommend", M, "--max-price", "-1"], 2, "max_price"),
+    (["recommend", M, "--max-price", "0"], 3, "no feasible"),
+    (["recommend", M, "--horizon-months", "0"], 2, "horizon_months"),
+    (["recommend", M, "--horizon-months", "1000"], 2, "horizon_months"),
+    (["recommend", M, "--tp", "0"], 2, "tp"),
+    (["recommend", M, "--tp", "65"], 2, "tp"),
+    (["recommend", M, "--gpus", "0"], 2, "gpus"),
+    (["recommend", M, "--max-nodes", "0"], 2, "max_nodes"),
+    (["recommend", M, "--max-nodes", "100"], 2, "max_nodes"),
+    (["recommend", M, "--max-replicas", "0"], 2, "max_replicas"),
+    (["recommend", M, "--replica-headroom", "-1"], 2, "replica_headroom"),
+    (["recommend", M, "--target-rps", "0"], 2, "target_rps"),
+    (["recommend", M, "--target-rps", "1", "--target-output-tokens-per-s", "5"], 2, "not both"),
+    (["recommend", M, "--target-output-tokens-per-s", "-3"], 2, "target_output_tokens_per_s"),
+    (["recommend", M, "--min-tokens-per-s", "-1"], 2, "min_tokens_per_s"),
+    (["recommend", M, "--max-ttft", "-1"], 2, "max_ttft"),
+    (["recommend", M, "--objective", "cheapest"], 2, "objective"),
+    (["recommend", M, "--workload", "stream"], 2, "workload"),
+    (["recommend", M, "--prompt-tokens", "0"], 2, "prompt"),
+    (["recommend", M, "--output-tokens", "0"], 2, "output"),
+    (["recommend", M, "--prompt-tokens", "9000", "--context", "8192"], 2, "exceed"),
+    (["recommend", M, "--context", "10000000"], 2, "max_position_embeddings"),
+    (["recommend", M, "--providers", "nocloud"], 2, "nocloud"),
+    (["recommend", M, "--gpu", "nogpu"], 2, "nogpu"),
+    (["recommend", M, "--top", "0"], 2, "top"),
+    (["recommend", M, "--spot", "--providers", "hetzner"], 3, "spot"),
+    (["recommend", M, "--instance-type", "no-such-type"], 3, "no"),
+    (["recommend", "llama-3.1-70b", "--gpu", "t4", "--gpus", "1"], 3, "no feasible"),
+    (["offers", "--gpu", "nogpu"], 2, "nogpu"),
+    (["offers", "--providers", "nocloud"], 2, "nocloud"),
+    (["offers", "--limit", "-1"], 2, "limit"),
+    (["footprint", M, "--format", "xml"], 2, "format"),
+    (["generate", M, "--out", "OUT"], 2, "allow-cidr"),
+    (["generate", M, "--allow-cidr", "not-a-cidr", "--out", "OUT"], 2, "not-a-cidr"),
+    (["generate", M, "--allow-cidr", "::1/999", "--out", "OUT"], 2, "::1/999"),
+    (["generate", M, "--allow-cidr", CIDR], 2, "--out"),
+    (["generate", "--allow-cidr", CIDR, "--out", "OUT"], 2, "no MODEL"),
+    (["generate", M, "--allow-cidr", CIDR, "--out", "OUT", "--ssh-key", "NOFILE"], 2, "ssh"),
+    (["generate", M, "--allow-cidr", CIDR, "--out", "OUT", "--stack", " "], 2, "stack"),
+    (["generate", "--plan", "NOFILE", "--allow-cidr", CIDR, "--out", "OUT"], 2, "plan file"),
+    (["check", "--toml", "NOFILE"], 2, "does not exist"),
+    (["catalog", "refresh", "--provider", "nocloud"], 2, "nocloud"),
+    (["deploy", "--toml", "NOFILE"], 2, "does not exist"),
+]
+
+
+def _run(args, tmp_path, env=None):
+    args = [a.replace("OUT", str(tmp_path / "out")).replace("NOFILE", str(tmp_path / "nope"))
+            for a in args]  # fmt: skip
+    r = CliRunner().invoke(main, args, env=env)
+    return r, r.output
+
+
+def _first(output: str) -> str:
+    """The first error line (click's own usage errors print "Usage: ..." before it)."""
+    lines = [ln for ln in output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.lower().startswith("error")]
+    return (errors or lines or [""])[0]
+
+
+def _has(needle: str, line: str) -> bool:
+    """Flags are spelled --max-price, toml keys max_price: either spelling counts."""
+    line = line.lower()
+    return needle.lower() in line or needle.lower().replace("_", "-") in line
+
+
+def _assert_clean(output: str) -> None:
+    assert "unexpected" not in output and "Traceback" not in output, output
+    assert "\x1b[31m" not in output, "escape sequences from input are printed escaped"
+
+
+@pytest.mark.parametrize(("args", "code", "needle"), FLAG_CASES, ids=lambda v: str(v)[:40])
+def test_bad_flag(tmp_path, args, code, needle):
+    r, out = _run(args, tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == code, out
+    assert _has(needle, _first(out)), out
+    assert len(_first(out)) < 400  # one line, never a 5,000-character echo
+
+
+# ------------------------------------------------------------------ gpuplan.toml and env
+TOML_CASES = [
+    ('[workload]\ncontext = "long"\n', "context"),
+    ("[workload]\ncontext = 0\n", "context"),
+    ("[workload]\ngpu_memory_utilization = 7\n", "gpu_memory_utilization"),
+    ("[workload]\ngpu_memory_utilization = nan\n", "gpu_memory_utilization"),
+    ("[workload]\nconcurrency = -1\n", "concurrency"),
+    ('[workload]\nworkload = "stream"\n', "workload"),
+    ('[workload]\nkv_cache_dtype = "int2"\n', "kv_cache_dtype"),
+    ("[constraints]\nhorizon_months = 0\n", "horizon_months"),
+    ("[constraints]\nmax_price = inf\n", "max_price"),
+    ('[constraints]\nproviders = "aws"\n', "providers"),
+    ("[constraints]\ntp = 0\n", "tp"),
+    ("[constraints]\nmax_nodes = 99\n", "max_nodes"),
+    ("[constraints]\nmax_replicas = 0\n", "max_replicas"),
+    ("[constraints]\nspot = 3\n", "spot"),
+    ('[constraints]\nobjective = "vibes"\n', "objective"),
+    ("[deploy]\nwait_healthy = -1\n", "wait_healthy"),
+    ("[model]\nmodel = 3\n", "model"),
+    ("[nonsense]\nx = 1\n", "nonsense"),
+    ("[workload]\nno_such_key = 1\n", "no_such_key"),
+    ("this is not toml", "toml"),
+]
+
+
+@pytest.mark.parametrize(("text", "needle"), TOML_CASES, ids=lambda v: str(v)[:30])
+def test_bad_toml(tmp_path, text, needle):
+    toml = tmp_path / "gpuplan.toml"
+    toml.write_text(text)
+    r, out = _run(["recommend", M, "--toml", str(toml)], tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 2, out
+    assert needle in _first(out), out
+
+
+ENV_CASES = [
+    ("GPUPLAN_GPU_MEMORY_UTILIZATION", "7", "gpu_memory_utilization"),
+    ("GPUPLAN_GPU_MEMORY_UTILIZATION", "0.0", "gpu_memory_utilization"),
+    ("GPUPLAN_HORIZON_MONTHS", "-1", "horizon_months"),
+    ("GPUPLAN_CONTEXT", "lots", "context"),
+    ("GPUPLAN_MAX_PRICE", "nan", "max_price"),
+    ("GPUPLAN_SPOT", "maybe", "spot"),
+]
+
+
+@pytest.mark.parametrize(("name", "value", "needle"), ENV_CASES)
+def test_bad_env(tmp_path, name, value, needle):
+    r, out = _run(["recommend", M], tmp_path, env={name: value})
+    _assert_clean(out)
+    assert r.exit_code == 2, out
+    assert _has(needle, _first(out)), out
+
+
+# ------------------------------------------------------------------ config.json and GGUF
+CONFIG_CASES = [
+    ({"num_hidden_layers": 10**9}, "'num_hidden_layers'"),
+    ({"hidden_size": 10**12}, "'hidden_size'"),
+    ({"vocab_size": float("inf")}, "'vocab_size'"),
+    ({"vocab_size": "big"}, "'vocab_size'"),
+    ({"num_attention_heads": 0}, "'num_attention_heads'"),
+    ({"num_key_value_heads": 7}, "num_key_value_heads"),
+    ({"intermediate_size": -1}, "'intermediate_size'"),
+    ({"max_position_embeddings": 10**15}, "'max_position_embeddings'"),
+    ({"head_dim": 10**6}, "'head_dim'"),
+    ({"torch_dtype": "float8"}, "torch_dtype"),
+    ({"model_type": "transformerzzz"}, "not supported"),
+    ({"sliding_window": -4}, "sliding_window"),
+    ({"architectures": 5, "model_type": "zzz"}, "not supported"),
+    ({"hidden_size": True}, "'hidden_size'"),
+    ({"num_hidden_layers": 1.5}, "'num_hidden_layers'"),
+]
+
+
+@pytest.mark.parametrize(("change", "needle"), CONFIG_CASES, ids=lambda v: str(v)[:30])
+def test_bad_config_json(tmp_path, change, needle):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**LLAMA, **change}))
+    r, out = _run(["recommend", "--config", str(path)], tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 2, out
+    assert needle in _first(out), out
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [("{not json", "not valid JSON"), ("[1, 2]", "JSON object"), ("", "not valid JSON")],
+)
+def test_unparsable_config_json(tmp_path, content, needle):
+    path = tmp_path / "config.json"
+    path.write_text(content)
+    r, out = _run(["footprint", "--config", str(path)], tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 2 and needle in _first(out), out
+
+
+def test_blank_model_name_is_not_printed_blank(tmp_path):
+    folder = tmp_path / " "
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
+    r, out = _run(["footprint", "--config", str(folder / "config.json")], tmp_path)
+    assert r.exit_code == 2 and "config of : " not in out, out
+
+
+def _gguf(path: Path, **fields: int) -> None:
+    import gguf
+    import numpy as np
+
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_block_count(fields.get("block_count", 2))
+    w.add_embedding_length(fields.get("embedding_length", 64))
+    w.add_feed_forward_length(128)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_context_length(fields.get("context_length", 256))
+    w.add_tensor("token_embd.weight", np.zeros((32, 64), dtype=np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+@pytest.mark.parametrize(
+    ("fields", "needle"),
+    [
+        ({"block_count": 10**8}, "block_count"),
+        ({"embedding_length": 10**9}, "embedding_length"),
+        ({"context_length": 2**31}, "context_length"),
+    ],
+)
+def test_implausible_gguf_header(tmp_path, fields, needle):
+    path = tmp_path / "m.gguf"
+    _gguf(path, **fields)
+    r, out = _run(["footprint", "--gguf", str(path)], tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 2 and needle in _first(out) and "implausible" in _first(out), out
+
+
+# ------------------------------------------------------------------ plan files
+@pytest.fixture(scope="module")
+def plan_doc(tmp_path_factory) -> dict:
+    path = tmp_path_factory.mktemp("plan") / "plan.json"
+    r = CliRunner().invoke(main, ["recommend", M, "--providers", "aws", "--save-plan", str(path)])
+    assert r.exit_code == 0, r.output
+    return json.loads(path.read_text())
+
+
+def _tamper(doc: dict, path: str, value) -> dict:
+    doc = json.loads(json.dumps(doc))
+    *parents, last = path.split(".")
+    target = doc
+    for p in parents:
+        target = target[p]
+    if value is _DELETE:
+        del target[last]
+    else:
+        target[last] = value
+    return doc
+
+
+_DELETE = object()
+PLAN_CASES = [
+    ("estimate.usd_per_hour", "cheap", "estimate.usd_per_hour"),
+    ("estimate.usd_per_hour", 0.1, "price"),
+    ("estimate.usd_per_hour", -5, "estimate.usd_per_hour"),
+    ("layout.tp", -1, "layout.tp"),
+    ("layout.tp", 2, "layout"),
+    ("layout.pp", "two", "layout.pp"),
+    ("extra_field", 1, "extra_field"),
+    ("offer.gpu_count", "many", "offer.gpu_count"),
+    ("offer.gpu_count", 10**12, "offer.gpu_count"),
+    ("offer.instance_type", "p5.48xlarge", "p5.48xlarge"),
+    ("offer.price_usd_per_hour", 0, "offer.price_usd_per_hour"),
+    ("need.max_nodes", 10**12, "max_nodes"),
+    ("need.context", "long", "need.context"),
+    ("need.gpu_memory_utilization", 7, "gpu_memory_utilization"),
+    ("need.objective", "vibes", "objective"),
+    ("vllm_args", ["--trust-remote-code"], "vllm_args"),
+    ("schema", "gpuplan.plan/99", "schema"),
+    ("model", _DELETE, "model"),
+    ("estimate.monthly_commitment_usd", 5.0, "monthly_commitment_usd"),
+    ("reasons", "a string", "reasons"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "needle"), PLAN_CASES, ids=lambda v: str(v)[:30])
+def test_bad_plan_file_is_refused_before_writing(tmp_path, plan_doc, path, value, needle):
+    doc = _tamper(plan_doc, path, value)
+    if path == "vllm_args":
+        doc["vllm_args"] = plan_doc["vllm_args"] + value
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(doc))
+    r, out = _run(["generate", "--plan", str(plan), "--allow-cidr", CIDR, "--out", "OUT"], tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 2, out
+    assert needle in _first(out), out
+    assert not (tmp_path / "out").exists(), "nothing written from a refused plan"
+
+
+def test_tampered_committed_plan_is_drift(tmp_path, plan_doc, monkeypatch):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(plan_doc))
+    r, out = _run(["generate", "--plan", str(plan), "--allow-cidr", CIDR, "--out", "OUT"], tmp_path)
+    assert r.exit_code == 0, out
+    committed = tmp_path / "out" / "gpuplan.plan.json"
+    doc = json.loads(committed.read_text())
+    doc["vllm_args"].append("--trust-remote-code")
+    committed.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    env = {"GPUPLAN_OUT": str(tmp_path / "out"), "GPUPLAN_ALLOW_CIDRS": CIDR}
+    monkeypatch.chdir(tmp_path)
+    r = CliRunner().invoke(main, ["check"], env=env)
+    _assert_clean(r.output)
+    assert r.exit_code == 6, r.output
+    assert "trust-remote-code" in _first(r.output), r.output
+
+
+# ------------------------------------------------------------------ cache files
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("price_usd_per_hour", -5.0),
+        ("price_usd_per_hour", 0.0),
+        ("gpu_count", "many"),
+        ("gpu_memory_gb", None),
+        ("billing", "weekly"),
+    ],
+)
+def test_bad_cache_row_is_dropped_with_a_warning(tmp_path, column, value):
+    from planner.offers.catalog import _OFFER_COLUMNS, snapshot_offers, write_cache
+
+    offers = [o for o in snapshot_offers() if o.provider == "runpod"]
+    path = write_cache("runpod", offers, "2026-11-29", "test")
+    doc = json.loads(path.read_text())
+    doc["rows"][0][_OFFER_COLUMNS.index(column)] = value
+    path.write_text(json.dumps(doc))
+    r, out = _run(["recommend", M, "--providers", "runpod", "--format", "json"], tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 0, out
+    assert "warning: runpod: ignoring 1 invalid offer(s) in" in out and str(path) in out, out
+    assert column in out
+    plans = json.loads(out[out.index("{") :])["plans"]
+    assert all(p["estimate"]["usd_per_hour"] > 0 for p in plans)
+
+
+def test_ctrl_c_during_refresh_writes_nothing_after_the_in_flight_call(monkeypatch):
+    import planner.offers.providers as providers
+    from planner.offers.catalog import _cache_path, snapshot_offers
+    from planner.offers.refresh import refresh
+
+    started, release, done = threading.Event(), threading.Event(), threading.Event()
+
+    class Interrupted:
+        api_label, warnings = "fake", []
+
+        @classmethod
+        def from_env(cls):
+            return cls()
+
+        def list_offers(self, query):
+            assert started.wait(10)  # Ctrl-C while the other cloud's call is in flight
+            raise KeyboardInterrupt
+
+    class InFlight(Interrupted):
+        def list_offers(self, query):
+            started.set()
+            release.wait(10)
+            done.set()
+            return [o for o in snapshot_offers() if o.provider == "vast"]
+
+    monkeypatch.setattr(
+        providers, "provider_classes", lambda: {"runpod": Interrupted, "vast": InFlight}
+    )
+    with pytest.raises(KeyboardInterrupt):
+        refresh(["runpod", "vast"], explicit=True)
+    release.set()
+    assert done.wait(10)
+    for t in threading.enumerate():
+        if t.name.startswith("ThreadPoolExecutor"):
+            t.join(10)
+    assert not _cache_path("vast").exists()
+
+
+def test_unwritable_cache_folder_is_one_line(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r, out = _run(["catalog", "refresh"], tmp_path, env={"GPUPLAN_CACHE_DIR": str(blocker)})
+    _assert_clean(out)
+    assert r.exit_code == 2, out
+    assert _first(out).startswith("error: cannot write the offer cache in"), out
+
+
+def test_unreadable_cache_file_warns(tmp_path):
+    from planner.offers.catalog import _cache_path
+
+    path = _cache_path("vast")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[" * 100000)
+    r, out = _run(["offers", "--providers", "vast"], tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 0 and "ignoring unreadable cache" in out, out
+
+
+# ------------------------------------------------------------------ local files and the Hub
+def test_unwritable_save_plan_is_one_line(tmp_path):
+    r, out = _run(["recommend", M, "--save-plan", "/proc/nope/plan.json"], tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 2 and _first(out).startswith("error: cannot"), out
+
+
+def test_uncached_hub_id_without_network_is_a_network_error(tmp_path):
+    env = {"HF_HUB_OFFLINE": "0", "GPUPLAN_HF_ENDPOINT": "http://user:s3cret@127.0.0.1:9"}
+    r, out = _run(["footprint", "someorg/Some-Model-7B"], tmp_path, env=env)
+    _assert_clean(out)
+    assert r.exit_code == 4, out
+    assert "Hugging Face Hub" in _first(out) and "HF_HUB_OFFLINE" in out
+    assert "s3cret" not in out and "GUESS" not in out
+
+
+# ------------------------------------------------------------------ real subprocesses
+SUBPROCESS_CASES = [
+    (["footprint", M, "--context", "0"], 2, "context"),
+    (["footprint", "x" * 5000], 2, "file name too long"),
+    (["recommend", M, "--max-price", "nan"], 2, "max_price"),
+    (["recommend", M, "--objective", "vibes"], 2, "objective"),
+    (["generate", M, "--out", "OUT"], 2, "allow-cidr"),
+]
+
+
+def test_representative_cases_as_real_subprocesses(tmp_path):
+    """The same boundary as `gpuplan` on a terminal: one process per case, stderr checked."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    for args, code, needle in SUBPROCESS_CASES:
+        args = [a.replace("OUT", str(tmp_path / "out")) for a in args]
+        proc = subprocess.run(
+            [sys.executable, "-m", "planner.cli", *args],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+        out = proc.stdout + proc.stderr
+        _assert_clean(out)
+        assert proc.returncode == code, (args, out)
+        assert _has(needle, _first(proc.stderr)), (args, out)
+
+
+# ------------------------------------------------------------------ small things users notice
+def test_unknown_provider_hint_has_no_double_space(tmp_path):
+    r, out = _run(["recommend", M, "--providers", "zzzz"], tmp_path)
+    assert r.exit_code == 2 and "hint: known: aws" in out and "  " not in out, out
+
+
+def test_t4_plans_say_what_runs(tmp_path):
+    r, out = _run(["recommend", M, "--gpu", "t4", "--top", "1"], tmp_path)
+    assert r.exit_code == 0, out
+    assert "bf16->fp16" in out, "a bf16 checkpoint served with --dtype half says so"
+
+
+@pytest.mark.parametrize("command", ["recommend", "generate", "footprint", "offers"])
+def test_every_option_has_help(command):
+    cmd = main.commands[command]
+    bare = [p.opts[0] for p in cmd.params if p.param_type_name == "option" and not p.help]
+    assert bare == [], f"options without help text: {bare}"
+
+
+def test_model_name_with_escapes_is_printed_escaped(tmp_path):
+    folder = tmp_path / "evil\x1b[31mred"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(LLAMA))
+    r, out = _run(["footprint", "--config", str(folder / "config.json")], tmp_path)
+    assert r.exit_code == 0, out
+    assert "\x1b[31m" not in out and "\\x1b[31m" in out
+
+
+def test_recommend_table_fits_an_80_column_terminal(tmp_path):
+    r = CliRunner().invoke(main, ["recommend", M, "--top", "5"], env={"COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    table = [ln for ln in r.output.splitlines() if ln.startswith(("│", "┃", "┏", "└"))]
+    assert table and max(len(ln) for ln in table) <= 80, "\n".join(table)
+    # rich squeezes a too-wide table by wrapping cells: a row continued on a second line starts
+    # with an empty "#" cell. Fitting means dropping columns instead, one line per plan.
+    assert not any(ln.startswith("│   │") for ln in table), "\n".join(table)
+    wide = CliRunner().invoke(main, ["recommend", M, "--top", "5"], env={"COLUMNS": "400"})
+    assert "TTFT ms" in wide.output and "TTFT ms" not in r.output  # detail kept when it fits
