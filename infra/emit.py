@@ -156,13 +156,13 @@ def user_owned(name: str) -> bool:
 
 
 def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = False) -> list[str]:
-    """Write the files into ``out``: each atomically. A folder holding files gpuplan did not
+    """Write the files into ``out``, all or nothing. A folder holding files gpuplan did not
     generate is refused; files an earlier generation wrote but this one does not are removed.
 
     Regenerating for another provider would remove the old provider's dynamic-provider module,
     which the Pulumi state still needs to delete the old machine (it would otherwise fail with
     ModuleNotFoundError and keep billing): refused unless ``old_stack_destroyed``."""
-    from planner.fsutil import atomic_write_text
+    from planner.fsutil import atomic_write_many, atomic_write_text
 
     previous: list[str] = []
     if out.exists():
@@ -189,8 +189,8 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
             raise UsageError(
                 f"--out {out} was generated for another provider, and its deployed resources "
                 f"need {', '.join(stranded)} to be destroyed",
-                "run `pulumi destroy` in that folder first (then confirm, e.g. generate "
-                "--force), or use a new --out",
+                "run `pulumi destroy` in that folder first (then regenerate with "
+                "--old-stack-destroyed), or use a new --out",
             )
         foreign = [p for p in present if p not in previous and p not in files]
         if foreign:
@@ -199,9 +199,8 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
                 "use an empty or new folder, or the folder of an earlier `gpuplan generate`",
             )
     out.mkdir(parents=True, exist_ok=True)
-    for name, content in files.items():
-        if name != MARKER:
-            atomic_write_text(out / name, content)
+    # All files or none: a full disk or an interrupt leaves the previous project as it was.
+    atomic_write_many({out / name: content for name, content in files.items() if name != MARKER})
     for stale in sorted(set(previous) - set(files)):
         if not user_owned(stale):  # earlier gpuplan versions wrote the stack file
             (out / stale).unlink(missing_ok=True)

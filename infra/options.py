@@ -36,9 +36,18 @@ class ProjectOptions:
 
 def _cidr(value: str, what: str) -> str:
     try:
-        return str(ipaddress.ip_network(value.strip(), strict=False))
+        net = ipaddress.ip_network(value.strip(), strict=False)
     except ValueError:
         raise UsageError(f"{what} '{value}' is not a CIDR", "e.g. 203.0.113.7/32") from None
+    if str(net) != value.strip() and "/" in value:
+        # 203.0.113.7/24: one address or its whole network? Widening it silently could open
+        # the port to 255 more hosts than meant.
+        host = ipaddress.ip_interface(value.strip()).ip
+        raise UsageError(
+            f"{what} '{value}' has host bits set",
+            f"give {host}/{host.max_prefixlen} for that address, or {net} for its network",
+        )
+    return str(net)
 
 
 def _covers_everything(nets: list[str]) -> bool:

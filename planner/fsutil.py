@@ -59,3 +59,36 @@ def _atomic_write(path: Path, data: bytes) -> Path:
     finally:
         os.close(dir_fd)
     return path
+
+
+def atomic_write_many(items: dict[Path, str]) -> None:
+    """Write several files all or nothing: every new content goes to a temp file beside its
+    target first (written and fsynced); only when all are on disk are they renamed into place.
+    A full disk, a permission error or an interrupt while writing leaves every target exactly
+    as it was and no temp file behind. (The renames themselves need no space and take
+    microseconds; a kill between two of them is the one window left.)"""
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, text in items.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            staged.append((tmp, path))
+            with os.fdopen(fd, "wb") as f:
+                os.fchmod(f.fileno(), 0o666 & ~_umask())
+                f.write(text.encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+    except BaseException as exc:
+        for tmp, _ in staged:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise local_file_error(exc, "write") from None
+        raise
+    for tmp, path in staged:
+        os.replace(tmp, path)
+    for folder in {path.parent for _, path in staged}:
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

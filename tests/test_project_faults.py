@@ -1,0 +1,71 @@
+"""A failed `gpuplan generate` (disk full, interrupted half-way) leaves the previous project
+exactly as it was: the new files are written all or nothing."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+CIDR = "203.0.113.0/24"
+
+
+def snapshot(folder):
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def project(cli, tmp_path):
+    out = tmp_path / "proj"
+    r = cli(
+        "generate", "llama-3.1-8b", "--providers", "aws", "--allow-cidr", CIDR, "--out", str(out)
+    )
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def failing_after(n, exc):
+    """An os.fsync that works n times, then raises ``exc`` (the disk filling up mid-way)."""
+    calls = {"n": 0}
+    real = os.fsync
+
+    def fsync(fd):
+        calls["n"] += 1
+        if calls["n"] > n:
+            raise exc
+        return real(fd)
+
+    return fsync
+
+
+@pytest.mark.parametrize("after", [0, 2, 5])
+def test_disk_full_during_generate_keeps_the_previous_project(cli, project, monkeypatch, after):
+    before = snapshot(project)
+    monkeypatch.setattr(
+        "planner.fsutil.os.fsync", failing_after(after, OSError(errno.ENOSPC, "No space left"))
+    )
+    # another provider and context: every file would change
+    r = cli("generate", "llama-3.1-8b", "--providers", "gcp", "--context", "4096",
+            "--allow-cidr", CIDR, "--out", str(project))  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "no space left on the device" in r.stderr and "unexpected" not in r.output
+    assert snapshot(project) == before  # same files, same bytes, no temp file left
+
+
+def test_interrupt_during_generate_keeps_the_previous_project(cli, project, monkeypatch):
+    before = snapshot(project)
+    monkeypatch.setattr("planner.fsutil.os.fsync", failing_after(3, KeyboardInterrupt()))
+    r = cli("generate", "llama-3.1-8b", "--providers", "gcp", "--allow-cidr", CIDR,
+            "--out", str(project))  # fmt: skip
+    assert r.exit_code == 130, r.output
+    assert snapshot(project) == before
+
+
+def test_a_cidr_with_host_bits_is_refused_not_widened(cli, tmp_path):
+    r = cli("generate", "llama-3.1-8b", "--providers", "aws", "--allow-cidr", "203.0.113.7/24",
+            "--out", str(tmp_path / "p"))  # fmt: skip
+    assert r.exit_code == 2, r.output
+    assert "has host bits set" in r.stderr
+    assert "203.0.113.7/32" in r.stderr and "203.0.113.0/24" in r.stderr
+    assert not (tmp_path / "p").exists()
