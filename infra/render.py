@@ -52,6 +52,26 @@ def sh_quote(value: Any) -> str:
     return shlex.quote(str(value))
 
 
+_MD_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|#"})
+
+
+def md_text(value: Any) -> str:
+    """A value for Markdown text and code spans in generated READMEs: control characters
+    (ANSI escapes, newlines) shown escaped, Markdown's active characters backslash-escaped, so
+    a hostile model id cannot add links, headings or raw HTML, or break out of a code span."""
+    s = str(value)
+    s = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
+    return s.translate(_MD_SPECIAL)
+
+
+def md_code(value: Any) -> str:
+    """A value inside a Markdown code span: control characters escaped, and no backtick (which
+    would end the span) - it is shown as a quote instead."""
+    s = str(value)
+    s = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in s)
+    return s.replace("`", "'")
+
+
 @cache
 def environment() -> Any:
     import jinja2
@@ -65,7 +85,9 @@ def environment() -> Any:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(py=py_literal, py_block=py_block, yaml=yaml_scalar, sh=sh_quote)
+    env.filters.update(
+        py=py_literal, py_block=py_block, yaml=yaml_scalar, sh=sh_quote, md=md_text, mdc=md_code
+    )
     from infra.versions import GITHUB_ACTIONS
 
     env.globals["github_actions"] = GITHUB_ACTIONS

@@ -69,3 +69,23 @@ def test_a_cidr_with_host_bits_is_refused_not_widened(cli, tmp_path):
     assert "has host bits set" in r.stderr
     assert "203.0.113.7/32" in r.stderr and "203.0.113.0/24" in r.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_hostile_model_ids_are_escaped_in_the_generated_readme():
+    from dataclasses import replace
+
+    from infra.emit import ProjectOptions, render_project
+    from tests.test_generate import make_plan
+
+    hostile = "org/m`x\n# Pwned [link](http://evil) <b>\x1b[31m"
+    base = make_plan("aws")
+    plan = replace(base, model=hostile, base_model=hostile)
+    readme = render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,)))["README.md"]
+    assert "\n# Pwned" not in readme and "\x1b" not in readme
+    span = readme.split("It serves `", 1)[1].split("`", 1)[0]
+    outside = readme.replace(span, "")  # a code span shows its text literally
+    assert "[link](" not in outside and "<b>" not in outside
+    title = readme.splitlines()[0]
+    # rendered, the title reads: org/m`x\n# Pwned [link](http://evil) <b>\x1b[31m on AWS
+    assert title.startswith("# org/m\\`x\\\\n\\# Pwned \\[link\\](http://evil) \\<b\\>")
+    assert span == "org/m'x\\n# Pwned [link](http://evil) <b>\\x1b[31m"

@@ -35,9 +35,13 @@ from planner.settings import default_of
 @setting_option(
     "ssh_key",
     type=click.Path(dir_okay=False),
-    help="OpenSSH public key file; SSH stays closed without it and --ssh-cidr.",
+    help="OpenSSH public key file to log in with (port 22 opens only with --ssh-cidr).",
 )
-@setting_option("ssh_cidr")
+@setting_option(
+    "ssh_cidr",
+    help="Network allowed to reach port 22; without it SSH is closed (with it but no "
+    "--ssh-key: log in with OS Login on GCP or EC2 Instance Connect on AWS).",
+)
 @setting_option("network")
 @setting_option("subnets", "--subnet", multiple=True, help="A subnet of --network (repeatable).")
 @setting_option("disk_gb")
