@@ -27,6 +27,23 @@ def _t(name: str, *shape: int) -> Tensor:
     return Tensor(name, tuple(shape), "vision")
 
 
+def _biased_block(p: str, hv: int, iv: int, out_proj: str, norms: tuple[str, str]) -> list[Tensor]:
+    """One ViT encoder layer with biases everywhere (SigLIP, Llama 4's vision model): q/k/v and
+    the output projection, two LayerNorms (weight and bias), and a two-layer fc1/fc2 MLP."""
+    out: list[Tensor] = []
+    for proj in ("q_proj", "k_proj", "v_proj", out_proj):
+        out += [_t(f"{p}.self_attn.{proj}.weight", hv, hv), _t(f"{p}.self_attn.{proj}.bias", hv)]
+    for ln in norms:
+        out += [_t(f"{p}.{ln}.weight", hv), _t(f"{p}.{ln}.bias", hv)]
+    return [
+        *out,
+        _t(f"{p}.mlp.fc1.weight", iv, hv),
+        _t(f"{p}.mlp.fc1.bias", iv),
+        _t(f"{p}.mlp.fc2.weight", hv, iv),
+        _t(f"{p}.mlp.fc2.bias", hv),
+    ]
+
+
 def _siglip(vs: VisionSpec, text_hidden: int) -> list[Tensor]:
     """Gemma 3: SigLIP encoder (biased linears, LayerNorms, learned positions) and a projector
     of one RMSNorm and one matrix (vllm/model_executor/models/gemma3_mm.py, siglip.py)."""
@@ -39,20 +56,10 @@ def _siglip(vs: VisionSpec, text_hidden: int) -> list[Tensor]:
         _t(f"{e}.position_embedding.weight", patches, hv),
     ]
     for i in range(vs.num_layers):
-        p = f"vision_tower.vision_model.encoder.layers.{i}"
-        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            out += [
-                _t(f"{p}.self_attn.{proj}.weight", hv, hv),
-                _t(f"{p}.self_attn.{proj}.bias", hv),
-            ]
-        for ln in ("layer_norm1", "layer_norm2"):
-            out += [_t(f"{p}.{ln}.weight", hv), _t(f"{p}.{ln}.bias", hv)]
-        out += [
-            _t(f"{p}.mlp.fc1.weight", iv, hv),
-            _t(f"{p}.mlp.fc1.bias", iv),
-            _t(f"{p}.mlp.fc2.weight", hv, iv),
-            _t(f"{p}.mlp.fc2.bias", hv),
-        ]
+        out += _biased_block(
+            f"vision_tower.vision_model.encoder.layers.{i}", hv, iv, "out_proj",
+            ("layer_norm1", "layer_norm2"),
+        )  # fmt: skip
     out += [
         _t("vision_tower.vision_model.post_layernorm.weight", hv),
         _t("vision_tower.vision_model.post_layernorm.bias", hv),
@@ -117,20 +124,10 @@ def _llama4(vs: VisionSpec, text_hidden: int) -> list[Tensor]:
     for ln in ("layernorm_pre", "layernorm_post"):
         out += [_t(f"{v}.{ln}.weight", hv), _t(f"{v}.{ln}.bias", hv)]
     for i in range(vs.num_layers):
-        p = f"{v}.model.layers.{i}"
-        for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
-            out += [
-                _t(f"{p}.self_attn.{proj}.weight", hv, hv),
-                _t(f"{p}.self_attn.{proj}.bias", hv),
-            ]
-        for ln in ("input_layernorm", "post_attention_layernorm"):
-            out += [_t(f"{p}.{ln}.weight", hv), _t(f"{p}.{ln}.bias", hv)]
-        out += [
-            _t(f"{p}.mlp.fc1.weight", iv, hv),
-            _t(f"{p}.mlp.fc1.bias", iv),
-            _t(f"{p}.mlp.fc2.weight", hv, iv),
-            _t(f"{p}.mlp.fc2.bias", hv),
-        ]
+        out += _biased_block(
+            f"{v}.model.layers.{i}", hv, iv, "o_proj",
+            ("input_layernorm", "post_attention_layernorm"),
+        )  # fmt: skip
     a = f"{v}.vision_adapter.mlp"
     out += [
         _t(f"{a}.fc1.weight", vs.projector_input_dim, iv),
