@@ -74,7 +74,12 @@ def _titles(names: list[str]) -> str:
 
 
 def is_amd(gpu: str) -> bool:
-    return gpu.startswith("mi")
+    """Whether the canonical GPU is an AMD card: the GPU table's vendor field, the one place
+    that knows (a card missing from the table is not AMD as far as gpuplan can tell)."""
+    from planner.offers.gpus import gpu_table
+
+    spec = gpu_table().get(gpu)
+    return spec is not None and spec.vendor == "amd"
 
 
 def refusal(plan: Plan) -> str | None:
