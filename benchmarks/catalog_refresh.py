@@ -99,8 +99,9 @@ def recommend_wall_times(env: dict[str, str], runs: int = 5) -> list[float]:
 
 
 def gpuhunt_part() -> None:
-    from planner.offers.catalog import load_catalog, refresh
+    from planner.offers.catalog import load_catalog
     from planner.offers.providers._gpuhunt import CATALOG_CLOUDS
+    from planner.offers.refresh import refresh
     from tests.fakegpuhunt import FakeCatalog
 
     cache = tempfile.mkdtemp(prefix="gpuplan-bench-gpuhunt-")
@@ -135,7 +136,7 @@ def main() -> None:
 
 
 def direct_part() -> None:
-    from planner.offers.catalog import refresh
+    from planner.offers.refresh import refresh
     from tests.fakes import ENV, ROUTES, FakeApi, aws_pricing_route, proxy_route
 
     os.environ["GPUPLAN_CACHE_DIR"] = tempfile.mkdtemp(prefix="gpuplan-bench-")

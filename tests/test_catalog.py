@@ -21,11 +21,11 @@ from planner.offers.catalog import (
     cache_dir,
     filter_offers,
     load_catalog,
-    refresh,
     snapshot_offers,
     write_cache,
 )
 from planner.offers.providers import provider_names
+from planner.offers.refresh import refresh
 from tests.fakes import provider_env
 
 HTTP_PROVIDERS = ["gcp", "runpod", "vast", "hetzner"]

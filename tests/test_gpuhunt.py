@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from planner.offers.catalog import cache_dir, load_catalog, refresh
+from planner.offers.catalog import cache_dir, load_catalog
 from planner.offers.providers import cloud_names, parse_provider_list
 from planner.offers.providers._gpuhunt import CATALOG_CLOUDS, version_date
+from planner.offers.refresh import refresh
 from tests.fakegpuhunt import VERSION, VERSION_DATE, FakeCatalog, vast_public_route
 from tests.fakes import FakeApi
 

@@ -70,8 +70,8 @@ def refresh_catalog(
     """Refresh the named providers (default: all with credentials) into the user cache.
 
     A failure is returned, not raised, so that the caller shows every outcome first."""
-    from planner.offers.catalog import refresh
     from planner.offers.providers import parse_provider_list
+    from planner.offers.refresh import refresh
 
     names = parse_provider_list(providers)
     outcomes = refresh(names, explicit=providers is not None, regions=regions, on_done=on_done)

@@ -25,7 +25,7 @@ from planner.fsutil import atomic_write_text
 from planner.offers.offer import Offer
 
 if TYPE_CHECKING:
-    from planner.offers.refresh import ProviderOutcome
+    pass
 
 SCHEMA = "gpuplan.offers/1"  # the embedded snapshot and v1 caches: a list of offer objects
 # Caches hold tens of thousands of offers: one row per offer under a column header parses and
@@ -352,18 +352,3 @@ def filter_offers(offers: Iterable[Offer], flt: OfferFilter) -> list[tuple[Offer
 def _in_regions(o: Offer, wanted: list[str]) -> bool:
     where = " ".join(x for x in (o.region, o.zone, o.location) if x).lower()
     return any(w in where for w in wanted)
-
-
-# ------------------------------------------------------------------ refresh
-def refresh(
-    names: list[str],
-    *,
-    explicit: bool,
-    regions: tuple[str, ...] | None = None,
-    on_done: Callable[[ProviderOutcome], None] | None = None,
-    on_start: Callable[[str], None] | None = None,
-) -> list[ProviderOutcome]:
-    """Refresh the named clouds into the cache: see planner.offers.refresh.refresh."""
-    from planner.offers.refresh import refresh as run
-
-    return run(names, explicit=explicit, regions=regions, on_done=on_done, on_start=on_start)
