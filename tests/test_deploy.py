@@ -333,7 +333,7 @@ def test_explicit_missing_toml_is_a_usage_error(cli, tmp_path):
 
 
 def test_price_improvement_handles_every_objective_sign():
-    from planner.app.project import improvement
+    from planner.decide.objective import improvement
 
     assert improvement(2.0, 1.5) == pytest.approx(0.25)  # $/M tokens: lower is better
     assert improvement(-1000.0, -1500.0) == pytest.approx(0.5)  # speed: more negative is better

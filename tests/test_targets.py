@@ -166,3 +166,13 @@ def test_infra_packages_are_listed_for_the_wheel():
         ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "infra").rglob("__init__.py")
     }
     assert found <= listed
+
+
+def test_the_planner_plans_multi_node_only_where_a_target_can_write_it():
+    """decide/ cannot import infra/, so it keeps its own list of clouds with private networking
+    between machines; it must be exactly the targets that declare multi-node."""
+    from infra.targets import targets
+    from planner.decide.fit import MULTI_NODE_PROVIDERS
+
+    able = {name for name, t in targets().items() if t.capabilities.multi_node}
+    assert able == set(MULTI_NODE_PROVIDERS)

@@ -333,6 +333,7 @@ def _price_check(s: Settings, plan: Plan) -> PriceCheck:
     from dataclasses import replace
 
     from planner.app.plan import recommend
+    from planner.decide.objective import improvement
 
     settings = s if s.model else replace(s, model=plan.base_model)
     try:
@@ -354,12 +355,6 @@ def _price_check(s: Settings, plan: Plan) -> PriceCheck:
     return PriceCheck(
         same.objective_value, best, improvement(same.objective_value, best.objective_value)
     )
-
-
-def improvement(current: float, best: float) -> float:
-    """How much better ``best`` is than ``current`` as a share of it (objective values: lower
-    is better, and speed values are negative), 0 when there is nothing to compare."""
-    return (current - best) / abs(current) if current else 0.0
 
 
 def check(s: Settings, *, prices: bool = False) -> CheckResult:

@@ -40,7 +40,9 @@ from planner.offers.gpus import GpuSpec
 
 GIB = 1 << 30
 MAX_NUM_SEQS = 256  # vLLM's scheduler cap on ordinary GPUs; plans pass --max-num-seqs <= it
-MULTI_NODE_PROVIDERS = frozenset({"aws", "gcp"})  # private networking between instances
+# Clouds with private networking between instances (infra/targets declares the same as
+# multi_node; tests/test_targets.py keeps the two equal, since decide cannot import infra).
+MULTI_NODE_PROVIDERS = frozenset({"aws", "gcp"})
 ONLINE_FORMATS = frozenset({"fp8"})  # what vLLM can quantize to at load time
 BATCH_WORKLOAD = "batch"
 

@@ -184,6 +184,12 @@ def objective_value(subject: Any, need: Need) -> float:
     raise UsageError(f"unknown objective '{need.objective}'", f"valid: {', '.join(OBJECTIVES)}")
 
 
+def improvement(current: float, best: float) -> float:
+    """How much better ``best`` is than ``current`` as a share of it (objective values: lower
+    is better, and speed values are negative), 0 when there is nothing to compare."""
+    return (current - best) / abs(current) if current else 0.0
+
+
 def tie_break(subject: Any, need: Need) -> float:
     """Second key: the faster plan (the cheaper one when ranking by speed)."""
     fig = getattr(subject, "estimate", subject)
