@@ -45,6 +45,9 @@ def _need(name: str) -> Any:
     return f.default if f.default is not MISSING else None
 
 
+# The maxima below are plausibility limits that catch typos (a horizon of 1,200 months, a
+# 10-million-GB disk), several times anything real; they are not sourced facts. The minima are
+# what the values mean (a positive count, a utilisation share above 0).
 KEYS: dict[str, Key] = {
     "model": Key("model", str, "registry name, Hugging Face id or local folder"),
     "quant": Key("model", str, "auto, bf16, fp8, awq, ... (default: the checkpoint's)"),

@@ -80,9 +80,10 @@ def deploy(
     s, stack = _stack(ctx, toml_file, project_dir)
     if preview:
         doc = ship.preview(stack, log_stderr)
-        print_json(doc) if fmt == "json" else click.echo(
-            f"preview of {stack.name}: {doc['summary']}"
-        )
+        if fmt == "json":
+            print_json(doc)
+        else:
+            click.echo(f"preview of {stack.name}: {doc['summary']}")
         return
     confirm_or_refuse(yes, f"deploy stack {stack.name} from {stack.folder}")
     result = ship.deploy(stack, s, log=log_stderr, destroy_on_failure=destroy_on_failure)
@@ -108,7 +109,10 @@ def status(ctx: click.Context, toml_file: str | None, project_dir: str | None, f
 
     _, stack = _stack(ctx, toml_file, project_dir)
     doc = ship.status(stack)
-    print_json(doc) if fmt == "json" else echo_lines(status_lines(doc))
+    if fmt == "json":
+        print_json(doc)
+    else:
+        echo_lines(status_lines(doc))
 
 
 @click.command()
@@ -126,4 +130,7 @@ def destroy(ctx: click.Context, toml_file: str | None, project_dir: str | None, 
     _, stack = _stack(ctx, toml_file, project_dir)
     confirm_or_refuse(yes, f"destroy stack {stack.name} of {stack.folder}")
     doc = ship.destroy(stack, log_stderr)
-    print_json(doc) if fmt == "json" else click.echo(f"destroyed stack {stack.name}")
+    if fmt == "json":
+        print_json(doc)
+    else:
+        click.echo(f"destroyed stack {stack.name}")
