@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 import sys
 from functools import cache
@@ -37,24 +38,24 @@ from planner.offers.gpus import gpu_table  # noqa: E402
 DATA = ROOT / "planner/decide/data/throughput_calibration.json"
 CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
 # Physical priors of the fitted constants (the fit is pulled toward them, so that a constant
-# no point pins down stays plausible): ~85% of peak HBM bandwidth, ~0.5 ms of launch/schedule
-# per step, tens of microseconds per all-reduce (NVLink < xGMI < PCIe), ~60-75% of the dense
-# tensor peak, Marlin int4 kernels at ~60% of that. PCIe: nccl-tests all_reduce_perf of 8 bytes
-# over 8 RTX 3090s on PCIe takes 54 us (github.com/NVIDIA/nccl/issues/1439, 2024-09-11), i.e.
-# 31 us at TP2 by the ring factor of perf.allreduce_s: the 30 us prior. The PCIe and xGMI
-# latencies are each pinned by one source only (IOG and ROCm), so leave-one-source-out
-# predicts those sources from the priors.
+# no point pins down stays plausible): ~0.5 ms of launch/schedule per step, ~60% of the dense
+# tensor peak for fused-MoE GEMMs, ~10 ms of host work per request, ~10 us of engine work per
+# all-reduce on top of the collective itself.
 PRIORS = {
     "per_sequence_overhead_ms": 0.02, "moe_decode_compute_efficiency": 0.6,
-    "request_overhead_ms": 10.0, "pcie_allreduce_latency_us": 30.0,
-    "xgmi_allreduce_latency_us": 15.0, "moe_layer_overhead_us": 30.0,
+    "request_overhead_ms": 10.0, "allreduce_overhead_us": 10.0, "moe_layer_overhead_us": 30.0,
 }  # fmt: skip
-# Held at the values fitted earlier on the first calibration sample (perf_calibration.json
-# says where each comes from): refitting them on every split overfits (see the report).
+# Held (never refitted): values fitted earlier on the first calibration sample, and the link
+# latencies of the collectives themselves, measured by collective benchmarks that are not
+# serving measurements (perf_calibration.json says where each comes from). An all-reduce costs
+# that link latency plus the engine's own per-all-reduce cost, which IS fitted, on every TP > 1
+# source at once; fitting a latency per link type instead pinned PCIe and xGMI to one source
+# each, so leaving that source out left it predicted from a guess (34% and 35% out of sample).
 HELD = {
     "bandwidth_efficiency": 0.85, "step_overhead_ms": 0.55, "decode_compute_efficiency": 0.6,
     "prefill_compute_efficiency": 0.75, "nvlink_allreduce_latency_us": 8.0,
-    "int4_weight_only_compute_factor": 0.6,
+    "pcie_allreduce_latency_us": 24.3, "xgmi_allreduce_latency_us": 5.5,
+    "weight_only_compute_factor": 0.6,
 }  # fmt: skip
 HELD_SOURCES = {
     "bandwidth_efficiency": "batch-1 decode of the first calibration sample: gt05 (Qwen3-4B, L4) "
@@ -65,13 +66,19 @@ HELD_SOURCES = {
     "prefill_compute_efficiency": "gt07 TTFT on A10G implies >= 0.9 of the tabulated peak; 0.75 "
     "as the A10G figure is uncertain; held",
     "nvlink_allreduce_latency_us": "assumption (NCCL/custom all-reduce latency on NVLink); held",
-    "int4_weight_only_compute_factor": "assumption: Marlin int4 kernels at ~60% of the dense "
-    "peak at large batch (dequantisation in the inner loop); held",
+    "pcie_allreduce_latency_us": "nccl-tests all_reduce_perf, 8 bytes over 8 RTX 4090 on PCIe: "
+    "42.56 us (github.com/NVIDIA/nccl/issues/1530, read 2026-11-30), i.e. 24.3 us at TP2 by the "
+    "ring factor 2(n-1)/n of perf.allreduce_s; held",
+    "xgmi_allreduce_latency_us": "rccl-tests with MSCCL++ on 8 MI300X, 1-4 KiB half all-reduce: "
+    "5.4-5.6 us (github.com/microsoft/mscclpp/pull/736, read 2026-11-30); held",
+    "weight_only_compute_factor": "assumption: weight-only Marlin kernels (int4, FP8 and FP4 "
+    "below their native GPUs) at ~60% of the dense peak at large batch (dequantisation in the "
+    "inner loop); held",
 }
 PRIOR_WEIGHT = 0.01  # per unit of (log ratio to the prior)^2, against mean |log error|
 FITTED = tuple(PRIORS)
 BOUNDS = {"bandwidth_efficiency": 0.95, "decode_compute_efficiency": 0.95,
-          "prefill_compute_efficiency": 0.95, "int4_weight_only_compute_factor": 1.0}  # fmt: skip
+          "prefill_compute_efficiency": 0.95, "weight_only_compute_factor": 1.0}  # fmt: skip
 
 
 def points() -> list[dict]:
@@ -112,6 +119,15 @@ def classes(p: dict) -> list[str]:
     return out
 
 
+def async_scheduling(engine: str) -> bool:
+    """Whether the measured vLLM overlapped host and GPU work: --async-scheduling stated, or a
+    release from v0.14.0 on, where it is the default (vLLM v0.14.0 release notes)."""
+    if "--async-scheduling" in engine:
+        return True
+    found = re.search(r"v?0\.(\d+)\.\d", engine)
+    return bool(found) and int(found.group(1)) >= 14
+
+
 def fitted(p: dict) -> bool:
     return p["engine"].startswith("vLLM") and p["quality"] in {"A", "B"}
 
@@ -135,9 +151,16 @@ def _setup(pid: str):
     fmt = get_format("fp16") if cand.fmt.kind == "gguf" else cand.fmt
     support = check_support(gpu, fmt, p["kv_cache_dtype"])
     compute = support.compute if support.ok else "fp16"
-    hw = perf.Hardware(gpu, tp, 1, compute, nvlink(gpu))
+    hw = perf.Hardware(gpu, tp, 1, compute, nvlink(gpu), async_scheduling(p["engine"]))
     load = perf.model_load(
-        spec, weights, experts, cand.active_params, tp, 1, p["kv_cache_dtype"], cand.fmt.kind
+        spec,
+        weights,
+        experts,
+        cand.active_params,
+        tp,
+        1,
+        p["kv_cache_dtype"],
+        support.ok and support.weight_only,
     )
     return cand, hw, load, free
 

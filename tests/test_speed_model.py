@@ -73,12 +73,13 @@ def test_throughput_does_not_pay_the_per_request_host_cost():
 
 
 def test_pcie_all_reduce_latency_grows_with_the_ring_and_nvlink_does_not():
-    # 4090s talk through the host (ring of 2(n-1) hops): TP8 pays 1.75x the TP2 latency.
+    # 4090s talk through the host (ring of 2(n-1) hops): TP8 pays 1.75x the TP2 link latency;
+    # the engine's own cost per all-reduce does not depend on the link.
     rtx = gpu_table()["rtx-4090"]
     tp2, tp8 = (perf.Hardware(rtx, n, 1, "fp16", False) for n in (2, 8))
-    assert perf.allreduce_s(tp8, 0, 4096, 1) == pytest.approx(
-        1.75 * perf.allreduce_s(tp2, 0, 4096, 1)
-    )
+    link, engine = perf._c("pcie_allreduce_latency_us"), perf._c("allreduce_overhead_us")
+    assert perf.allreduce_s(tp2, 0, 4096, 1) == pytest.approx(2 * (link + engine) * 1e-6)
+    assert perf.allreduce_s(tp8, 0, 4096, 1) == pytest.approx(2 * (1.75 * link + engine) * 1e-6)
     h100 = gpu_table()["h100-sxm"]
     nv2, nv8 = (perf.Hardware(h100, n, 1, "fp16", True) for n in (2, 8))
     assert perf.allreduce_s(nv8, 0, 4096, 1) == pytest.approx(perf.allreduce_s(nv2, 0, 4096, 1))
@@ -104,3 +105,17 @@ def test_tpot_under_load_waits_for_the_prefills_of_new_requests():
     assert perf.loaded_token_latency_s(load, hw, 1, 512, 128) == perf.decode_step_s(
         load, hw, 1, 576
     )
+
+
+def test_async_scheduling_hides_the_host_work_of_a_step_behind_the_gpu():
+    # vLLM >= 0.14 prepares the next step while the GPU runs this one: per-sequence host work
+    # overlaps (max), where the synchronous engine pays both (sum).
+    load = _load()
+    sync, overlap = (
+        perf.Hardware(gpu_table()["h100-sxm"], 1, 1, "fp16", True, async_scheduling=a)
+        for a in (False, True)
+    )
+    host = 64 * perf._c("per_sequence_overhead_ms") * 1e-3
+    gpu = perf.decode_step_s(load, sync, 64, 1000, online=False)  # no host work per sequence
+    assert perf.decode_step_s(load, sync, 64, 1000) == pytest.approx(gpu + host)
+    assert perf.decode_step_s(load, overlap, 64, 1000) == pytest.approx(max(gpu, host))

@@ -209,7 +209,7 @@ def fit_layout(
     )
     load = model_load(
         cand.spec, weights, experts, cand.active_params, layout.tp, layout.pp,
-        need.kv_cache_dtype, cand.fmt.kind,
+        need.kv_cache_dtype, support.weight_only,
     )  # fmt: skip
     hw = Hardware(gpu, layout.tp, layout.pp, support.compute, nvlink(gpu))
     batch = int(min(MAX_NUM_SEQS, max(needed, free // max(work_kv, 1))))

@@ -4,10 +4,12 @@ Decode: each step reads the GPU's share of the weights (for MoE, the experts a b
 touches: 1 - (1 - k/E)^B of them) and the batch's KV cache, and does 2 x active-params FLOPs a
 token; the weight GEMMs take the longer of their memory and compute times, then attention
 the longer of its KV reads and FLOPs, plus tensor-parallel all-reduces (latency + bandwidth per
-link type: NVLink, AMD Infinity Fabric, PCIe ring), a fixed step cost, a per-MoE-layer kernel
-cost and, when an API server streams the tokens, a small per-sequence cost. int4 weight-only
-kernels (AWQ/GPTQ, Marlin) dequantize on the fly: their matmuls reach a lower share of the
-tensor peak. Prefill (time to first token) is compute bound plus a fixed per-request cost.
+link type: NVLink, AMD Infinity Fabric, PCIe ring, plus the engine's cost per all-reduce), a
+fixed step cost, a per-MoE-layer kernel cost and, when an API server streams the tokens, a small
+per-sequence host cost, which vLLM's async scheduling (default since v0.14) overlaps with the
+GPU work instead of adding to it. Weight-only kernels (Marlin: AWQ/GPTQ, and FP8/FP4 below
+their native GPUs) dequantize on the fly: their matmuls reach a lower share of the tensor peak.
+Prefill (time to first token) is compute bound plus a fixed per-request cost.
 Aggregate throughput shares GPU time between prefill and decode; the per-request host cost
 overlaps with the GPU under load and is not charged to it. A published throughput figure is
 usually a finite benchmark run (all prompts sent at once, or at a Poisson rate): its wall time
@@ -31,8 +33,6 @@ from typing import Any
 from planner.model.footprint import kv_bytes_per_token
 from planner.model.values import ModelSpec
 from planner.offers.gpus import GpuSpec
-
-INT4_WEIGHT_ONLY_KINDS = frozenset({"awq", "gptq", "w4a16"})
 
 
 @cache
@@ -60,7 +60,7 @@ class ModelLoad:
     attn_width: int  # heads x head_dim (query side), for attention FLOPs
     kv_bytes_per_token_per_gpu: int  # over the GPU's layers
     moe_layers: int = 0  # layers with routed experts (each adds MoE kernel costs)
-    int4_weight_only: bool = False  # AWQ/GPTQ/W4A16: dequantizing Marlin kernels
+    weight_only: bool = False  # narrower weights than the math (Marlin): dequantizing kernels
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +70,10 @@ class Hardware:
     pp: int
     compute: str  # fp16 | fp8 | int8: which peak the matmuls run at
     nvlink: bool  # GPUs of a node talk over NVLink/NVSwitch rather than PCIe
+    # The engine prepares step n+1 on the CPU while the GPU runs step n (vLLM's async
+    # scheduling, on by default since v0.14.0: github.com/vllm-project/vllm/releases/tag/v0.14.0).
+    # The generated projects run a later vLLM, so the planner's estimates assume it.
+    async_scheduling: bool = True
 
 
 def peak_flops(gpu: GpuSpec, compute: str) -> float:
@@ -99,16 +103,18 @@ def link_bytes_per_s(hw: Hardware) -> float:
 
 def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
     """Two all-reduces a layer of tokens x hidden bf16 activations (ring: 2(n-1)/n of the data
-    over the link), each with the link's fixed latency. Over PCIe the all-reduce is a ring of
-    2(n-1) hops through the host bridge and its latency grows the same way (the constant is the
-    TP2 figure): the IOG RTX 4090 runs lose 77, 133 and 140 us per all-reduce at TP 2, 4, 8
-    (1 : 1.7 : 1.8; 2(n-1)/n gives 1 : 1.5 : 1.75). NVLink/NVSwitch and AMD Infinity Fabric
-    connect every pair directly (one-shot all-reduce): one latency."""
+    over the link), each with the link's fixed latency plus the engine's own cost around every
+    all-reduce (synchronisation, the fused residual/norm kernels; one fitted constant for all
+    link types). The link latencies come from collective benchmarks (nccl-tests, rccl-tests),
+    not from serving measurements. Over PCIe the all-reduce is a ring of 2(n-1) hops through the
+    host bridge and its latency grows the same way (the constant is the TP2 figure); NVLink/
+    NVSwitch and AMD Infinity Fabric connect every pair directly (one-shot all-reduce): one
+    latency."""
     if hw.tp == 1:
         return 0.0
     kind = link_kind(hw)
     hops = (hw.tp - 1) / hw.tp * 2 if kind == "pcie" else 1.0
-    latency = _c(f"{kind}_allreduce_latency_us") * 1e-6 * hops
+    latency = (_c(f"{kind}_allreduce_latency_us") * hops + _c("allreduce_overhead_us")) * 1e-6
     size = tokens * hidden * 2
     per = latency + 2 * (hw.tp - 1) / hw.tp * size / link_bytes_per_s(hw)
     return 2 * layers * per
@@ -131,16 +137,19 @@ def decode_step_s(
     t_gemm = max(weights / bandwidth, 2 * load.active_params * batch / hw.pp / hw.tp / peak)
     t_attn = max(kv / bandwidth, 4 * batch * context * load.attn_width * layers / hw.tp / peak)
     per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
-    overhead = (_c("step_overhead_ms") + per_sequence * batch) * 1e-3
-    overhead += _c("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
-    return t_gemm + t_attn + allreduce_s(hw, batch, load.hidden, math.ceil(layers)) + overhead
+    host = per_sequence * batch * 1e-3  # per-token host work: output processing, streaming
+    gpu = t_gemm + t_attn + allreduce_s(hw, batch, load.hidden, math.ceil(layers))
+    gpu += _c("step_overhead_ms") * 1e-3
+    gpu += _c("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
+    # With async scheduling the host work of one step overlaps the GPU work of the next.
+    return max(gpu, host) if hw.async_scheduling else gpu + host
 
 
 def _compute_efficiency(load: ModelLoad, phase: str) -> float:
     # Routed-expert GEMMs (fused MoE) reach another share of the peak than dense ones.
     moe = "moe_" if load.moe_layers and phase == "decode" else ""
     eff = _c(f"{moe}{phase}_compute_efficiency")
-    return eff * _c("int4_weight_only_compute_factor") if load.int4_weight_only else eff
+    return eff * _c("weight_only_compute_factor") if load.weight_only else eff
 
 
 def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
@@ -310,7 +319,7 @@ def model_load(
     tp: int,
     pp: int,
     kv_cache_dtype: str,
-    format_kind: str = "float",
+    weight_only: bool = False,
 ) -> ModelLoad:
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     moe_layers = spec.num_layers - spec.first_dense_layers if spec.is_moe else 0
@@ -321,5 +330,5 @@ def model_load(
         layers=spec.num_layers, hidden=spec.hidden_size,
         attn_width=spec.num_attention_heads * (spec.v_head_dim or spec.head_dim),
         kv_bytes_per_token_per_gpu=per_layer * math.ceil(layers / pp),
-        moe_layers=moe_layers, int4_weight_only=format_kind in INT4_WEIGHT_ONLY_KINDS,
+        moe_layers=moe_layers, weight_only=weight_only,
     )  # fmt: skip

@@ -29,6 +29,9 @@ class Support:
     compute: str = "fp16"  # which peak throughput the math runs at: fp16 | fp8 | int8
     dtype_half: bool = False  # serve a BF16 checkpoint with --dtype half
     note: str | None = None  # how it runs (weight-only, emulated...)
+    # Weights stored narrower than the math: the kernels (Marlin) dequantize in the inner loop
+    # and reach a lower share of the tensor peak once the batch makes them compute bound.
+    weight_only: bool = False
 
 
 def check_support(gpu: GpuSpec, fmt: QuantFormat, kv_cache_dtype: str = "auto") -> Support:
@@ -72,11 +75,15 @@ def check_support(gpu: GpuSpec, fmt: QuantFormat, kv_cache_dtype: str = "auto") 
             compute="fp16",
             dtype_half=cc < 8.0,
             note="FP8 weight-only (FP8 Marlin): memory saving, no FP8 math",
+            weight_only=True,
         )
     if kind == "int8":
         return Support(True, compute="int8")
     if kind in {"awq", "gptq", "w4a16"}:
-        return Support(True, compute="fp16", dtype_half=cc < 8.0, note="int4 weight-only (Marlin)")
+        return Support(
+            True, compute="fp16", dtype_half=cc < 8.0, note="int4 weight-only (Marlin)",
+            weight_only=True,
+        )  # fmt: skip
     if kind == "nvfp4":
         if cc >= 10.0:
             return Support(True, compute="fp8", note="native FP4 tensor cores")
@@ -85,6 +92,7 @@ def check_support(gpu: GpuSpec, fmt: QuantFormat, kv_cache_dtype: str = "auto") 
             compute="fp16",
             dtype_half=cc < 8.0,
             note="NVFP4 weight-only (Marlin FP4) below Blackwell",
+            weight_only=True,
         )
     if kind == "mxfp4":
         if cc < 8.0:
