@@ -96,12 +96,12 @@ def test_attention_over_the_kv_cache_adds_to_the_weight_gemms():
 
 
 def test_tpot_under_load_waits_for_the_prefills_of_new_requests():
-    # 16 streams restarting every 128 tokens: each token also waits 16 prefills / 128.
+    # 16 streams restarting every 128 tokens: every step also carries 16 x 512 / 128 prompt
+    # tokens of the requests that replace them (chunked prefill).
     load, hw = _load(), _hw()
-    step = perf.decode_step_s(load, hw, 16, 512 + 64)
-    prefill = perf.batched_prefill_s(load, hw, 512, 1)
     got = perf.loaded_token_latency_s(load, hw, 16, 512, 128)
-    assert got == pytest.approx(step + 16 * prefill / 128, rel=1e-9)
+    assert got == pytest.approx(perf.decode_step_s(load, hw, 16, 576, True, 64, 512), rel=1e-9)
+    assert got > perf.decode_step_s(load, hw, 16, 576)
     assert perf.loaded_token_latency_s(load, hw, 1, 512, 128) == perf.decode_step_s(
         load, hw, 1, 576
     )
@@ -119,3 +119,26 @@ def test_async_scheduling_hides_the_host_work_of_a_step_behind_the_gpu():
     gpu = perf.decode_step_s(load, sync, 64, 1000, online=False)  # no host work per sequence
     assert perf.decode_step_s(load, sync, 64, 1000) == pytest.approx(gpu + host)
     assert perf.decode_step_s(load, overlap, 64, 1000) == pytest.approx(max(gpu, host))
+
+
+def test_prompts_prefilled_between_decode_steps_share_the_steps_weight_read():
+    # Chunked prefill: with 64 streams restarting every 50 tokens, each step also carries
+    # 64 x 64 / 50 prompt tokens. They add their FLOPs to the step, not a second weight read.
+    load, hw = _load(), _hw()
+    batch, prompt, output = 64, 64, 50
+    decode = perf.token_latency_s(load, hw, batch, prompt + output / 2)
+    loaded = perf.loaded_token_latency_s(load, hw, batch, prompt, output)
+    weight_read = load.weight_bytes_per_gpu / (
+        hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+    )
+    assert decode < loaded < decode + weight_read / 4
+    # compute bound at long prompts: the prompt FLOPs are paid in full
+    long_prompt = perf.loaded_token_latency_s(load, hw, batch, 4000, output)
+    prompt_flops_s = (
+        2 * load.active_params * batch * 4000 / output
+        / (perf.peak_flops(hw.gpu, hw.compute) * perf._c("prefill_compute_efficiency"))
+    )  # fmt: skip
+    assert (
+        long_prompt
+        > perf.token_latency_s(load, hw, batch, 4000 + output / 2) + prompt_flops_s * 0.9
+    )

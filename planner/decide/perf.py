@@ -121,12 +121,20 @@ def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
 
 
 def decode_step_s(
-    load: ModelLoad, hw: Hardware, batch: float, context: float, online: bool = True
+    load: ModelLoad,
+    hw: Hardware,
+    batch: float,
+    context: float,
+    online: bool = True,
+    prefill_tokens: float = 0.0,
+    prompt: float = 0.0,
 ) -> float:
     """Seconds for one decode step of ``batch`` sequences at ``context`` tokens on one stage.
     ``online``: an OpenAI-API server streams every sequence's token each step (detokenize,
-    serialise, send), a per-sequence cost the offline LLM class does not pay."""
-    touched = 1.0 - (1.0 - load.expert_fraction) ** max(batch, 1.0)
+    serialise, send), a per-sequence cost the offline LLM class does not pay.
+    ``prefill_tokens`` of prompts ``prompt`` tokens long ride in the same step (chunked
+    prefill): they share its weight read and add their FLOPs and activations."""
+    touched = 1.0 - (1.0 - load.expert_fraction) ** max(batch + prefill_tokens, 1.0)
     weights = load.weight_bytes_per_gpu - load.expert_bytes_per_gpu * (1 - touched)
     kv = batch * context * load.kv_bytes_per_token_per_gpu
     bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("bandwidth_efficiency")
@@ -134,11 +142,15 @@ def decode_step_s(
     peak = peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "decode")
     # The weight GEMMs and the attention over the KV cache are separate kernels that run one
     # after the other: each is bound by its own bytes or FLOPs, and their times add.
-    t_gemm = max(weights / bandwidth, 2 * load.active_params * batch / hw.pp / hw.tp / peak)
+    pre_peak = peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "prefill")
+    flops_s = 2 * load.active_params / hw.pp / hw.tp * (batch / peak + prefill_tokens / pre_peak)
+    t_gemm = max(weights / bandwidth, flops_s)
     t_attn = max(kv / bandwidth, 4 * batch * context * load.attn_width * layers / hw.tp / peak)
+    t_attn += 2 * prefill_tokens * prompt * load.attn_width * layers / hw.tp / pre_peak
     per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
     host = per_sequence * batch * 1e-3  # per-token host work: output processing, streaming
-    gpu = t_gemm + t_attn + allreduce_s(hw, batch, load.hidden, math.ceil(layers))
+    tokens = batch + prefill_tokens
+    gpu = t_gemm + t_attn + allreduce_s(hw, tokens, load.hidden, math.ceil(layers))
     gpu += _c("step_overhead_ms") * 1e-3
     gpu += _c("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
     # With async scheduling the host work of one step overlaps the GPU work of the next.
@@ -228,15 +240,16 @@ def loaded_token_latency_s(
     """Time between a stream's tokens as a serving benchmark reports it (TPOT) with ``batch``
     streams in flight that each restart after ``output`` tokens: while one stream produces its
     output, the server also prefills about ``batch`` new prompts in the same steps (chunked
-    prefill), so each of its tokens waits batch x prefill / output on top of the decode step."""
+    prefill): every step also carries batch x prompt / output prompt tokens, which share the
+    step's weight read and add their compute."""
     context = prompt + output / 2
-    if online or hw.pp > 1:
+    if batch <= 1 or hw.pp > 1:
         step = token_latency_s(load, hw, batch, context)
-    else:
-        step = decode_step_s(load, hw, batch, context, online=False)
-    if batch <= 1:
-        return step
-    return step + batch * batched_prefill_s(load, hw, prompt, 1) / max(output, 1)
+        if batch <= 1:
+            return step if online or hw.pp > 1 else decode_step_s(load, hw, 1, context, False)
+        return step + batch * batched_prefill_s(load, hw, prompt, 1) / max(output, 1)
+    extra = batch * prompt / max(output, 1)
+    return decode_step_s(load, hw, batch, context, online, extra, prompt)
 
 
 def output_tokens_per_s(
