@@ -38,12 +38,13 @@ from planner.offers.gpus import gpu_table  # noqa: E402
 DATA = ROOT / "planner/decide/data/throughput_calibration.json"
 CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
 # Physical priors of the fitted constants (the fit is pulled toward them, so that a constant
-# no point pins down stays plausible): ~0.5 ms of launch/schedule per step, ~60% of the dense
-# tensor peak for fused-MoE GEMMs, ~10 ms of host work per request, ~10 us of engine work per
-# all-reduce on top of the collective itself.
+# no point pins down stays plausible): ~60% of the dense tensor peak for dense and fused-MoE
+# decode GEMMs, ~10 ms of host work per request, ~10 us of engine work per all-reduce on top
+# of the collective itself, tens of microseconds per MoE layer.
 PRIORS = {
     "per_sequence_overhead_ms": 0.02, "moe_decode_compute_efficiency": 0.6,
     "request_overhead_ms": 10.0, "allreduce_overhead_us": 10.0, "moe_layer_overhead_us": 30.0,
+    "decode_compute_efficiency": 0.6,
 }  # fmt: skip
 # Held (never refitted): values fitted earlier on the first calibration sample, and the link
 # latencies of the collectives themselves, measured by collective benchmarks that are not
@@ -52,7 +53,7 @@ PRIORS = {
 # source at once; fitting a latency per link type instead pinned PCIe and xGMI to one source
 # each, so leaving that source out left it predicted from a guess (34% and 35% out of sample).
 HELD = {
-    "bandwidth_efficiency": 0.85, "step_overhead_ms": 0.55, "decode_compute_efficiency": 0.6,
+    "bandwidth_efficiency": 0.85, "step_overhead_ms": 0.55,
     "prefill_compute_efficiency": 0.75, "nvlink_allreduce_latency_us": 8.0,
     "pcie_allreduce_latency_us": 24.3, "xgmi_allreduce_latency_us": 5.5,
     "weight_only_compute_factor": 0.6,
@@ -61,8 +62,6 @@ HELD_SOURCES = {
     "bandwidth_efficiency": "batch-1 decode of the first calibration sample: gt05 (Qwen3-4B, L4) "
     "and gt07 (Llama-3-8B, A10G) after the fixed overheads; held (not refitted)",
     "step_overhead_ms": "gt01 (Llama-3.1-8B, H100, ITL intercept 6.44 ms vs 4.79 ms ideal); held",
-    "decode_compute_efficiency": "assumption: share of the dense tensor peak reached by decode "
-    "GEMMs at large batch; held",
     "prefill_compute_efficiency": "gt07 TTFT on A10G implies >= 0.9 of the tabulated peak; 0.75 "
     "as the A10G figure is uncertain; held",
     "nvlink_allreduce_latency_us": "assumption (NCCL/custom all-reduce latency on NVLink); held",
