@@ -264,7 +264,7 @@ def recommendation_tables(
         f" offers, by {_objective_label(need)} ({'spot' if need.spot else 'on-demand'}; "
         f"{_load_label(need)}; {need.context}-token context; requests of "
         f"{need.prompt_tokens} in / {need.output_tokens} out). Figures at that load. free = "
-        "GiB per GPU left after weights, overhead and KV; tok/s 1 = one stream's decode speed"
+        "GiB per GPU left after weights, overhead and KV; tok/s 1 = one stream's speed at that load"
     )
     table = Table(title=title, title_justify="left")
     left = {"provider", "region", "instance", "quant", "layout", "age"}
