@@ -16,6 +16,7 @@ from planner.decide.suggest import (
     best_alternative,
     cheaper_quantization,
     near_lossless_candidates,
+    screen_offers,
 )
 from planner.errors import NoFeasibleOfferError
 from planner.model.sources import load_model_spec, quantized_variants
@@ -114,8 +115,8 @@ SCENARIOS = [
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize(("model", "need"), SCENARIOS, ids=[s[0] for s in SCENARIOS])
 def test_cheapest_first_search_equals_a_full_ranking(model, need, seed):
-    """best_alternative stops early in $/h; it must find what ranking every offer finds (the
-    `accept` path ranks every offer under the price bound)."""
+    """The screen (price, memory for FP8 weights) and best_alternative's early stop in $/h must
+    find what ranking every offer finds (the `accept` path ranks every offer)."""
     offers = random_catalog(random.Random(seed * 104729 + len(model)), 60)
     spec = load_model_spec(model)
     cands = candidates_for(spec, None)
@@ -124,7 +125,7 @@ def test_cheapest_first_search_equals_a_full_ranking(model, need, seed):
     except NoFeasibleOfferError:  # no BF16 plan on this catalog: nothing to compare
         return
     alts = near_lossless_candidates(cands, quantized_variants(spec.name))
-    fast = best_alternative(current, alts, offers)
+    fast = best_alternative(current, alts, screen_offers(current, cands, offers))
     full = best_alternative(current, alts, offers, accept=lambda p: True)
     assert (fast is None) == (full is None)
     if fast is not None:
@@ -197,3 +198,46 @@ def test_pre_quantized_fp8_checkpoints_are_candidates_served_under_the_base_name
     args = sug.plan.vllm_args
     assert args[0] == nvidia.spec.name and args[args.index("--served-model-name") + 1] == spec.name
     assert f"pass {nvidia.spec.name} as MODEL" in suggestion_line(sug)
+
+
+def test_online_fp8_candidate_is_what_quant_fp8_plans():
+    spec = load_model_spec("llama-3.1-70b")
+    [mine] = near_lossless_candidates(candidates_for(spec, None))
+    [ref] = candidates_for(spec, "fp8")
+    for name in ("spec", "fmt", "qc", "online_quantization", "weights", "active_params"):
+        assert getattr(mine, name) == getattr(ref, name), name
+    assert mine.base_model == ref.base_model
+
+
+def test_screen_keeps_a_single_node_that_holds_fp8_but_not_bf16():
+    """405B in BF16 (~756 GiB) needs two 8x H100 nodes on AWS; one RunPod 8x A100-80GB (no
+    multi-node) holds FP8 (~382 GiB): the memory screen must keep it, and drop a card that
+    cannot hold even half the BF16 weights."""
+    aws = offer("h100-sxm", 8, 50.0, provider="aws", name="p5")
+    a100 = offer("a100-80gb-sxm", 8, 15.0, name="a100")
+    small = offer("l40s", 8, 10.0, name="small")  # 8 x 48 GB: no room for FP8 405B
+    cands = candidates_for(load_model_spec("llama-3.1-405b"), None)
+    current = recommend(cands, [aws, a100, small], Need()).plans[0]
+    assert current.offer.instance_type == "p5" and current.layout.nodes == 2
+    screened = screen_offers(current, cands, [aws, a100, small])
+    assert [o.instance_type for o in screened] == ["p5", "a100"]
+    sug = cheaper_quantization(
+        current, best_alternative(current, near_lossless_candidates(cands), screened)
+    )
+    assert sug is not None and sug.plan.offer.instance_type == "a100" and sug.value == 15.0
+
+
+def test_screen_counts_the_nodes_of_multi_node_clouds():
+    """405B on AWS 8x A100-40GB nodes: BF16 needs four, FP8 two (one node cannot hold it)."""
+    node = offer("a100-40gb-sxm", 8, 10.0, provider="aws", name="p4d")
+    cands = candidates_for(load_model_spec("llama-3.1-405b"), None)
+    need = Need(max_nodes=4)
+    current = recommend(cands, [node], need).plans[0]
+    assert current.layout.nodes == 4
+    sug = cheaper_quantization(
+        current,
+        best_alternative(
+            current, near_lossless_candidates(cands), screen_offers(current, cands, [node])
+        ),
+    )
+    assert sug is not None and sug.plan.layout.nodes == 2 and sug.value == 20.0

@@ -7,11 +7,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from planner.decide.fit import Candidate
 from planner.decide.plan import Plan
 from planner.decide.rank import Ranking
 from planner.decide.suggest import QuantSuggestion
 from planner.errors import NoFeasibleOfferError
+from planner.model.values import ModelSpec
 from planner.offers.offer import Offer
 from planner.settings import Settings
 
@@ -23,8 +23,9 @@ class Recommendation:
     sources: dict[str, Any]  # provider -> where its offers came from
     # FP8 serving the same load >= 20% cheaper, when the user did not choose a quantization
     suggestion: QuantSuggestion | None = None
-    # what cheaper_quantization_for needs to look again for another plan (generate's)
-    alternatives: tuple[Candidate, ...] = ()
+    # what cheaper_quantization_for needs to look again for another plan (generate's):
+    # variants None when the user chose a quantization (no suggestion then)
+    variants: tuple[ModelSpec, ...] | None = None
     offers: tuple[Offer, ...] = ()
 
 
@@ -63,12 +64,8 @@ def recommend(
     rec = Recommendation(ranking, catalog.warnings, dict(catalog.sources))
     if s.quant is not None:  # a pinned format (or auto, which ranks FP8 already)
         return rec
-    from planner.decide.suggest import near_lossless_candidates
-
-    rec = replace(
-        rec, alternatives=tuple(near_lossless_candidates(candidates, variants)), offers=tuple(plain)
-    )
-    if suggest and rec.alternatives:
+    rec = replace(rec, variants=tuple(variants), offers=tuple(plain))
+    if suggest:
         rec = replace(rec, suggestion=cheaper_quantization_for(rec, ranking.plans[0]))
     return rec
 
@@ -79,12 +76,21 @@ def cheaper_quantization_for(
     """Whether a near-lossless format (FP8) serves ``current``'s load under the same
     constraints at least 20% cheaper, on the offers ``rec`` ranked; ``accept`` skips plans the
     caller cannot use (generate: plans it cannot write)."""
-    from planner.decide.suggest import best_alternative, cheaper_quantization, compared_measure
+    from planner.decide.suggest import (
+        best_alternative,
+        cheaper_quantization,
+        compared_measure,
+        near_lossless_candidates,
+        screen_offers,
+    )
 
-    if not rec.alternatives or compared_measure(current.need) is None:
+    if rec.variants is None or compared_measure(current.need) is None:
         return None
-    best = best_alternative(current, rec.alternatives, rec.offers, accept)
-    return cheaper_quantization(current, best)
+    offers = screen_offers(current, rec.ranking.candidates, rec.offers)
+    alternatives = near_lossless_candidates(rec.ranking.candidates, rec.variants) if offers else []
+    if not alternatives:
+        return None
+    return cheaper_quantization(current, best_alternative(current, alternatives, offers, accept))
 
 
 def save_plan(plan: Plan, path: str | Path) -> None:

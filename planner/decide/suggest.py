@@ -26,8 +26,10 @@ from planner.decide.fit import MULTI_NODE_PROVIDERS, Candidate, candidates_for
 from planner.decide.objective import improvement, resolved_objective
 from planner.decide.plan import Need, Plan
 from planner.decide.rank import plan_offer, rank_offers
+from planner.model.footprint import resolve_format, weight_bytes
 from planner.model.quant import get_format
 from planner.model.values import ModelSpec
+from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer
 
 NEAR_LOSSLESS_KINDS = frozenset({"fp8"})
@@ -60,14 +62,51 @@ def near_lossless_candidates(
 ) -> list[Candidate]:
     """FP8 ways to serve the checkpoint of ``cands`` (online FP8 and the pre-quantized FP8
     ``variants``), or [] unless ``cands`` is the one unquantized checkpoint of a plain run."""
-    if len(cands) != 1 or cands[0].fmt.kind != "float" or cands[0].spec.quant is not None:
+    if not _plain(cands):
         return []
-    spec = cands[0].spec
-    out = candidates_for(spec, "fp8")  # vLLM quantizes the checkpoint at load time
+    native = cands[0]
+    spec = native.spec
+    fmt, qc = resolve_format(spec, "fp8")
+    # candidates_for(spec, "fp8") with the native candidate's parameter count (the same for
+    # every format): counting again would double the cost of the suggestion
+    out = [replace(native, fmt=fmt, qc=qc, online_quantization=True,
+                   weights=weight_bytes(spec, fmt, qc))]  # fmt: skip
     for v in variants:
         if v.quant is not None and get_format(v.quant.format).kind in NEAR_LOSSLESS_KINDS:
             # served under the base model's name, as --quant auto does
             out += [replace(c, base_model=spec.name) for c in candidates_for(v, None)]
+    return out
+
+
+def _plain(cands: Sequence[Candidate]) -> bool:
+    return len(cands) == 1 and cands[0].fmt.kind == "float" and cands[0].spec.quant is None
+
+
+def screen_offers(
+    current: Plan, cands: Sequence[Candidate], offers: Iterable[Offer]
+) -> list[Offer]:
+    """The offers that could host a near-lossless plan beating ``current`` (before building
+    any FP8 candidate, which costs a pass over the model's tensors): priced at most
+    (1 - MIN_SAVING) x its $/h when the comparison is in $/h (a plan costs at least one
+    machine), and with memory for FP8 weights, which are at least 8/bits of the native ones
+    (every tensor is kept or stored in 8 bits plus scales; 10% margin for kernels that
+    repack). [] unless ``cands`` is the one unquantized checkpoint of a plain run."""
+    if not _plain(cands):
+        return []
+    need, native = current.need, cands[0]
+    floor_bytes = 0.9 * native.weights.served * 8 / native.fmt.bits
+    hourly = compared_measure(need) == "usd_per_hour"
+    bound = current.estimate.usd_per_hour * (1 - MIN_SAVING) if hourly else math.inf
+    table = gpu_table()
+    out = []
+    for o in offers:
+        gpu = table.get(o.gpu)
+        if gpu is None or _price(o, need) > bound:
+            continue
+        nodes = need.max_nodes if o.provider in MULTI_NODE_PROVIDERS else 1
+        usable = gpu.usable_memory_bytes * need.gpu_memory_utilization * o.gpu_count * nodes
+        if usable >= floor_bytes:
+            out.append(o)
     return out
 
 
@@ -99,7 +138,7 @@ def best_alternative(
     need, cands, offers = current.need, list(cands), list(offers)
     if compared_measure(need) == "usd_per_hour":
         bound = current.estimate.usd_per_hour * (1 - MIN_SAVING)
-        offers = [o for o in offers if _price(o, need) <= bound]
+        offers = [o for o in offers if _price(o, need) <= bound]  # screen_offers may not have run
         if accept is None:
             offers = _as_cheap_as_the_best(cands, offers, need, bound)
     ranked = rank_offers(cands, offers, need).plans
