@@ -47,7 +47,9 @@ def _feasible(
                 for lay in layouts(o.gpu_count, multi, need.max_nodes, need)
             ]
             fits = [f for f in fits if not isinstance(f, str)]
-            if any(f.layout.pp == 1 for f in fits) or _holds_model(cand, gpu, o.gpu_count, need):
+            if any(f.layout.pp == 1 for f in fits) or node_holds_model(
+                cand, gpu, o.gpu_count, need
+            ):
                 fits = [f for f in fits if f.layout.pp == 1]
             for f in fits:
                 est = build_estimate(operate(f, need), o, price, need)
@@ -55,7 +57,7 @@ def _feasible(
                     yield o, est, f.layout.nodes * est.replicas * o.gpu_count
 
 
-def _holds_model(cand: Candidate, gpu: GpuSpec, gpus_per_node: int, need: Need) -> bool:
+def node_holds_model(cand: Candidate, gpu: GpuSpec, gpus_per_node: int, need: Need) -> bool:
     """Pipeline parallel is planned only for models that no node holds with one request."""
     one = dataclasses.replace(need, concurrency=1)
     support = check_support(gpu, cand.fmt, need.kv_cache_dtype)

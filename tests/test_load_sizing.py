@@ -15,8 +15,8 @@ import pytest
 from planner.decide.plan import Need
 from planner.decide.rank import recommend
 from planner.model.sources import load_model_spec
-from tests.oracle import brute_force_best, fewest_gpus
-from tests.test_recommend import offer, planning_candidates
+from tests.oracle import brute_force_best, fewest_gpus, node_holds_model
+from tests.test_recommend import G, offer, planning_candidates
 
 
 def per_gpu_catalog(*gpus_and_prices: tuple[str, float]):
@@ -57,7 +57,8 @@ CASES = [
 @pytest.mark.parametrize(("model", "need", "catalog", "light"), CASES)
 def test_gpus_and_replicas_only_when_the_load_or_memory_needs_them(model, need, catalog, light):
     cands = planning_candidates(model, None)
-    top = recommend(cands, catalog, need).plans[0]
+    ranking = recommend(cands, catalog, need)
+    top = ranking.plans[0]
     e = top.estimate
     rented = top.layout.nodes * e.replicas * top.offer.gpu_count
     assert top.objective_value == pytest.approx(brute_force_best(cands, catalog, need), rel=1e-12)
@@ -70,7 +71,11 @@ def test_gpus_and_replicas_only_when_the_load_or_memory_needs_them(model, need, 
     assert rented > 1
     if not need.target_output_tokens_per_s:
         assert e.replicas == 1 and top.layout.dp <= need.concurrency
-        assert top.layout.pp == 1  # every model here fits one node: no pipeline for the KV
+        # a pipeline across nodes only where one node cannot hold the model itself, never for
+        # the streams' KV cache (tests/oracle.py tries every TP degree)
+        for p in ranking.plans:
+            gpu, count = G[p.offer.gpu], p.offer.gpu_count
+            assert p.layout.pp == 1 or not node_holds_model(cands[0], gpu, count, need)
         assert e.max_concurrency >= need.concurrency  # the streams' KV fits, as vLLM sizes it
 
 

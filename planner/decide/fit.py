@@ -223,12 +223,14 @@ def fit_layout(
 def _holds_model(
     cand: Candidate, gpu: GpuSpec, support: Support, gpus_per_node: int, need: Need
 ) -> bool:
-    """Whether one node of `gpus_per_node` GPUs starts the model with one request."""
+    """Whether one node of `gpus_per_node` GPUs starts the model with one request. Only the
+    largest valid TP degree is tried: a GPU holds less of everything at a larger one (weights
+    and KV heads are split, the activation peak shrinks). tests/oracle.py tries them all."""
     one = replace(need, concurrency=1)
-    return any(
-        not isinstance(fit_layout(cand, gpu, support, lay, one), str)
-        for lay in layouts(gpus_per_node, False, 1, one)
-    )
+    for lay in sorted(layouts(gpus_per_node, False, 1, one), key=lambda lay: -lay.tp):
+        if not tp_problem(cand.spec, cand.fmt, cand.qc, lay.tp):
+            return not isinstance(fit_layout(cand, gpu, support, lay, one), str)
+    return False
 
 
 @lru_cache(maxsize=4096)
@@ -250,18 +252,18 @@ def feasible_fits(
     for layout in layouts(gpus_per_node, multi_node, need.max_nodes, need):
         if layout.pp > 1 and any(f.layout.pp == 1 for f in fits):
             break
-        if layout.pp > 1 and _holds_model(cand, gpu, support, gpus_per_node, need):
-            problems.append(
-                f"one node holds the model but not {need.concurrency} x {need.context}-token "
-                "requests; pipeline parallel across nodes is planned only for models no node "
-                "holds (a machine with more GPUs serves this load)"
-            )
-            break
         result = fit_layout(cand, gpu, support, layout, need)
         if isinstance(result, str):
             problems.append(result)
         else:
             fits.append(result)
+    if fits and fits[0].layout.pp > 1 and _holds_model(cand, gpu, support, gpus_per_node, need):
+        fits = []
+        problems.append(
+            f"one node holds the model but not {need.concurrency} x {need.context}-token "
+            "requests; pipeline parallel across nodes is planned only for models no node "
+            "holds (a machine with more GPUs serves this load)"
+        )
     if fits:
         return tuple(fits), ""
     if not problems and need.tp is not None:
