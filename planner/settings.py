@@ -81,7 +81,7 @@ KEYS: dict[str, Key] = {
     "spot": Key("constraints", bool, "spot / interruptible prices", need_field="spot"),
     "max_price": Key("constraints", float, "USD per hour for the whole deployment",
                      need_field="max_price_usd_per_hour", minimum=0),
-    "min_tokens_per_s": Key("constraints", float, "decode speed each stream must see",
+    "min_tokens_per_s": Key("constraints", float, "tokens/s each stream sees at the load",
                             need_field="min_tokens_per_s", minimum=0),
     "max_ttft": Key("constraints", float, "time to first token, ms",
                     need_field="max_ttft_ms", minimum=0),

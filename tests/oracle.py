@@ -1,14 +1,15 @@
 """A brute-force oracle for the planner: every offer x candidate x layout, put under the load and
 scored by planner/decide/objective.py on finished Estimates (pipeline parallel only when no
-single-node layout of that candidate fits on that offer). It shares the objective encoding with
-the planner on purpose, and shares none of its search: no machine groups, no price-free order,
-no first-within-price shortcut. Used by tests/test_recommend.py and benchmarks/plan_quality.py."""
+single-node layout of that candidate fits on that offer and no node holds the model with one
+request). It shares the objective encoding with the planner on purpose, and shares none of its
+search: no machine groups, no price-free order, no first-within-price shortcut. Used by
+tests/test_recommend.py, tests/test_load_sizing.py and benchmarks/plan_quality.py."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from planner.decide.fit import MULTI_NODE_PROVIDERS, Candidate, fit_layout, layouts
 from planner.decide.objective import (
@@ -18,15 +19,17 @@ from planner.decide.objective import (
     uses_default_service_level,
     violation,
 )
-from planner.decide.plan import Need
+from planner.decide.plan import Estimate, Need
 from planner.decide.support import check_support
-from planner.offers.gpus import gpu_table
+from planner.offers.gpus import GpuSpec, gpu_table
 from planner.offers.offer import Offer
 
 
-def _best(cands: list[Candidate], offers: list[Offer], need: Need) -> float:
+def _feasible(
+    cands: list[Candidate], offers: list[Offer], need: Need
+) -> Iterator[tuple[Offer, Estimate, int]]:
+    """Every feasible (offer, estimate, GPUs it rents: machines x GPUs per machine)."""
     table = gpu_table()
-    best = math.inf
     for o in offers:
         price = o.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
         gpu = table.get(o.gpu)
@@ -44,13 +47,29 @@ def _best(cands: list[Candidate], offers: list[Offer], need: Need) -> float:
                 for lay in layouts(o.gpu_count, multi, need.max_nodes, need)
             ]
             fits = [f for f in fits if not isinstance(f, str)]
-            if any(f.layout.pp == 1 for f in fits):
+            if any(f.layout.pp == 1 for f in fits) or node_holds_model(
+                cand, gpu, o.gpu_count, need
+            ):
                 fits = [f for f in fits if f.layout.pp == 1]
             for f in fits:
                 est = build_estimate(operate(f, need), o, price, need)
                 if violation(est, need) is None:
-                    best = min(best, objective_value(est, need))
-    return best
+                    yield o, est, f.layout.nodes * est.replicas * o.gpu_count
+
+
+def node_holds_model(cand: Candidate, gpu: GpuSpec, gpus_per_node: int, need: Need) -> bool:
+    """Pipeline parallel is planned only for models that no node holds with one request."""
+    one = dataclasses.replace(need, concurrency=1)
+    support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
+    return any(
+        not isinstance(fit_layout(cand, gpu, support, lay, one), str)
+        for lay in layouts(gpus_per_node, False, 1, one)
+    )
+
+
+def _best(cands: list[Candidate], offers: list[Offer], need: Need) -> float:
+    return min((objective_value(est, need) for _, est, _ in _feasible(cands, offers, need)),
+               default=math.inf)  # fmt: skip
 
 
 def brute_force_best(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> float:
@@ -61,3 +80,16 @@ def brute_force_best(cands: list[Candidate], offers: Iterable[Offer], need: Need
     if best == math.inf and uses_default_service_level(need):
         best = _best(cands, offers, dataclasses.replace(need, default_service_level=False))
     return best
+
+
+def fewest_gpus(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> int | None:
+    """The fewest GPUs (machines x GPUs per machine) any feasible plan rents, or None; without
+    the default service level when nothing meets it (as the planner does). On a catalog whose
+    price is proportional to the GPU count, the cheapest plan rents exactly this many: more
+    GPUs or replicas than the load and the memory need would cost more."""
+    offers = list(offers)
+    counts = [n for _, _, n in _feasible(cands, offers, need)]
+    if not counts and uses_default_service_level(need):
+        relaxed = dataclasses.replace(need, default_service_level=False)
+        counts = [n for _, _, n in _feasible(cands, offers, relaxed)]
+    return min(counts, default=None)

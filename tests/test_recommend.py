@@ -463,3 +463,31 @@ def test_pipeline_parallel_throughput_counts_every_micro_batch():
     # every stream in flight gets a token each ITL (less the little time spent on prefills)
     assert 0.5 * e.batch * e.single_stream_tokens_per_s <= e.aggregate_output_tokens_per_s
     assert e.aggregate_output_tokens_per_s <= 1.01 * e.batch * e.single_stream_tokens_per_s
+
+
+def test_per_stream_speed_is_at_the_declared_concurrency():
+    """Issue 11: the service level reads what each stream sees with `concurrency` streams in
+    flight (decode at that batch, plus the prefills of the requests that replace finished ones),
+    not the speed of one stream alone on the GPU."""
+    from planner.decide import perf
+    from planner.decide.fit import feasible_fits
+
+    cands = candidates_for(load_model_spec("llama-3.1-8b"), None)
+    need = Need(concurrency=32)
+    plan = recommend(cands, [offer("h100-sxm")], need).plans[0]
+    e = plan.estimate
+    assert (plan.layout.dp, e.batch) == (1, 32)
+    # the figures agree: 32 streams at the per-stream speed make the aggregate
+    assert 32 * e.single_stream_tokens_per_s == pytest.approx(e.aggregate_output_tokens_per_s, 1e-3)
+    [fit] = [
+        f for f in feasible_fits(cands[0], G["h100-sxm"], 1, False, need)[0] if f.layout.tp == 1
+    ]
+    loaded = perf.loaded_token_latency_s(fit.load, fit.hw, 32, need.prompt_tokens, 250)
+    assert e.itl_ms == pytest.approx(loaded * 1000, abs=0.01)
+    alone = 1 / perf.token_latency_s(fit.load, fit.hw, 1, need.prompt_tokens + 125)
+    decode_only = 1 / perf.token_latency_s(fit.load, fit.hw, 32, need.prompt_tokens + 125)
+    assert e.single_stream_tokens_per_s < 0.9 * decode_only < 0.9 * alone
+    # a service level between the loaded and the unloaded speed rejects the plan
+    floor = (e.single_stream_tokens_per_s + decode_only) / 2
+    with pytest.raises(NoFeasibleOfferError, match="min-tokens-per-s"):
+        recommend(cands, [offer("h100-sxm")], Need(concurrency=32, min_tokens_per_s=floor))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from planner.decide.plan import Plan
 from planner.decide.rank import Ranking
+from planner.decide.suggest import QuantSuggestion
 from planner.errors import NoFeasibleOfferError
+from planner.model.values import ModelSpec
+from planner.offers.offer import Offer
 from planner.settings import Settings
 
 
@@ -17,14 +21,20 @@ class Recommendation:
     ranking: Ranking
     warnings: tuple[str, ...]  # catalog warnings (stale or unreadable caches)
     sources: dict[str, Any]  # provider -> where its offers came from
+    # FP8 serving the same load >= 20% cheaper, when the user did not choose a quantization
+    suggestion: QuantSuggestion | None = None
+    # what cheaper_quantization_for needs to look again for another plan (generate's):
+    # variants None when the user chose a quantization (no suggestion then)
+    variants: tuple[ModelSpec, ...] | None = None
+    offers: tuple[Offer, ...] = ()
 
 
 def recommend(
-    s: Settings, *, config_path: str | None = None, from_hub: bool = False
+    s: Settings, *, config_path: str | None = None, from_hub: bool = False, suggest: bool = True
 ) -> Recommendation:
-    """Plan the model of ``s`` against the catalog: every feasible offer, strictly ranked."""
-    from dataclasses import replace
-
+    """Plan the model of ``s`` against the catalog: every feasible offer, strictly ranked.
+    When the user did not choose a quantization (``s.quant`` unset everywhere), also whether
+    FP8 would serve the load materially cheaper than the top plan (``suggest``)."""
     from planner.decide.rank import candidates_for
     from planner.decide.rank import recommend as rank
     from planner.model.sources import load_model_spec, quantized_variants
@@ -33,7 +43,8 @@ def recommend(
 
     need = s.need()  # validates the load before any model or catalog is read
     spec = load_model_spec(s.model, config_path=config_path, from_hub=from_hub)
-    candidates = candidates_for(spec, s.quant, quantized_variants(spec.name))
+    variants = quantized_variants(spec.name)
+    candidates = candidates_for(spec, s.quant, variants)
     names = parse_provider_list(",".join(s.providers) if s.providers else None)
     catalog = load_catalog(names)
     flt = OfferFilter(
@@ -48,8 +59,38 @@ def recommend(
                 f"none of the {len(on_demand)} matching offers has a spot price",
                 "drop --spot, or include providers that sell spot capacity",
             )
-    ranking = rank(candidates, [o for o, _ in offers], need)
-    return Recommendation(ranking, catalog.warnings, dict(catalog.sources))
+    plain = [o for o, _ in offers]
+    ranking = rank(candidates, plain, need)
+    rec = Recommendation(ranking, catalog.warnings, dict(catalog.sources))
+    if s.quant is not None:  # a pinned format (or auto, which ranks FP8 already)
+        return rec
+    rec = replace(rec, variants=tuple(variants), offers=tuple(plain))
+    if suggest:
+        rec = replace(rec, suggestion=cheaper_quantization_for(rec, ranking.plans[0]))
+    return rec
+
+
+def cheaper_quantization_for(
+    rec: Recommendation, current: Plan, accept: Callable[[Plan], bool] | None = None
+) -> QuantSuggestion | None:
+    """Whether a near-lossless format (FP8) serves ``current``'s load under the same
+    constraints at least 20% cheaper, on the offers ``rec`` ranked; ``accept`` skips plans the
+    caller cannot use (generate: plans it cannot write)."""
+    from planner.decide.suggest import (
+        best_alternative,
+        cheaper_quantization,
+        compared_measure,
+        near_lossless_candidates,
+        screen_offers,
+    )
+
+    if rec.variants is None or compared_measure(current.need) is None:
+        return None
+    offers = screen_offers(current, rec.ranking.candidates, rec.offers)
+    alternatives = near_lossless_candidates(rec.ranking.candidates, rec.variants) if offers else []
+    if not alternatives:
+        return None
+    return cheaper_quantization(current, best_alternative(current, alternatives, offers, accept))
 
 
 def save_plan(plan: Plan, path: str | Path) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from infra.check import Drift
 from planner.decide.plan import Plan
+from planner.decide.suggest import QuantSuggestion
 from planner.errors import DeployError, GpuplanError, NoFeasibleOfferError, UsageError, short
 from planner.settings import Settings
 
@@ -19,6 +20,7 @@ class Generated:
     written: list[str]
     skipped: list[str] = field(default_factory=list)  # better plans gpuplan cannot write yet
     warnings: list[str] = field(default_factory=list)  # what to read before deploying
+    suggestion: QuantSuggestion | None = None  # FP8 >= 20% cheaper (see app.plan.recommend)
 
 
 def _project_options(s: Settings):  # -> infra.emit.ProjectOptions
@@ -203,8 +205,8 @@ def generate(
     """Plan (or read ``plan_file``) and write the Pulumi project of the best writable plan to
     ``s.out``, all files or none."""
     from infra.emit import render_project, write_project
-    from infra.targets import warnings
-    from planner.app.plan import recommend
+    from infra.targets import refusal, warnings
+    from planner.app.plan import cheaper_quantization_for, recommend
 
     if plan_file and s.sources.get("model", "").startswith("--"):
         raise UsageError("give MODEL or --plan, not both")
@@ -217,6 +219,7 @@ def generate(
         raise UsageError("no --out folder given", "pass --out DIR (or set [deploy].out)")
     options = _project_options(s)
     skipped: list[str] = []
+    suggestion = None
     if plan_file:
         plan = read_plan_file(plan_file)
         problems = verify_plan(plan, config_path=config_path)
@@ -227,11 +230,13 @@ def generate(
                 "regenerate it with `gpuplan recommend ... --save-plan FILE`",
             )
     else:
-        ranking = recommend(s, config_path=config_path, from_hub=from_hub).ranking
-        plan, skipped = best_writable(ranking.plans)
+        rec = recommend(s, config_path=config_path, from_hub=from_hub, suggest=False)
+        plan, skipped = best_writable(rec.ranking.plans)
+        # compared with the plan written, among the plans gpuplan can write
+        suggestion = cheaper_quantization_for(rec, plan, accept=lambda p: refusal(p) is None)
     files = render_project(plan, options)
     written = write_project(files, Path(s.out), old_stack_destroyed=old_stack_destroyed)
-    return Generated(plan, s.out, written, skipped, warnings(plan, options))
+    return Generated(plan, s.out, written, skipped, warnings(plan, options), suggestion)
 
 
 def init_repo(
@@ -337,7 +342,7 @@ def _price_check(s: Settings, plan: Plan) -> PriceCheck:
 
     settings = s if s.model else replace(s, model=plan.base_model)
     try:
-        ranking = recommend(settings).ranking
+        ranking = recommend(settings, suggest=False).ranking
     except NoFeasibleOfferError as exc:
         return PriceCheck(None, None, 0.0, exc.message)
     best = ranking.plans[0]

@@ -77,9 +77,10 @@ def recommend(
     if plot_path:
         app.write_plot(rec, plot_path)
     if fmt == "json":
-        print_json(recommendation_to_dict(rec.ranking, top, rec.sources))
+        print_json(recommendation_to_dict(rec.ranking, top, rec.sources, rec.suggestion))
     else:
         width = terminal_width()
-        print_rich(*recommendation_tables(rec.ranking, top, explain, width), width=width)
+        tables = recommendation_tables(rec.ranking, top, explain, width, rec.suggestion)
+        print_rich(*tables, width=width)
         if plan_path:
             click.echo(f"plan written to {plan_path}")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from planner.decide.perf import Hardware, ModelLoad, model_load
@@ -220,13 +220,28 @@ def fit_layout(
     )  # fmt: skip
 
 
+def _holds_model(
+    cand: Candidate, gpu: GpuSpec, support: Support, gpus_per_node: int, need: Need
+) -> bool:
+    """Whether one node of `gpus_per_node` GPUs starts the model with one request. Only the
+    largest valid TP degree is tried: a GPU holds less of everything at a larger one (weights
+    and KV heads are split, the activation peak shrinks). tests/oracle.py tries them all."""
+    one = replace(need, concurrency=1)
+    for lay in sorted(layouts(gpus_per_node, False, 1, one), key=lambda lay: -lay.tp):
+        if not tp_problem(cand.spec, cand.fmt, cand.qc, lay.tp):
+            return not isinstance(fit_layout(cand, gpu, support, lay, one), str)
+    return False
+
+
 @lru_cache(maxsize=4096)
 def feasible_fits(
     cand: Candidate, gpu: GpuSpec, gpus_per_node: int, multi_node: bool, need: Need
 ) -> tuple[tuple[Fit, ...], str]:
     """Layouts of a candidate that start on `gpus_per_node` x `gpu` (memory and support only;
     prices come per offer), or () and the reason none does. Pipeline-parallel (multi-node)
-    layouts are considered only when no single-node layout fits."""
+    layouts are considered only when no node holds the model with one request: a load whose
+    KV cache does not fit one node is served by machines with more GPUs, not by a pipeline
+    over ordinary networking that the weights do not need."""
     if need.gpus is not None and gpus_per_node != need.gpus:
         return (), f"{gpus_per_node} GPUs per machine, --gpus {need.gpus} asked"
     support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
@@ -242,6 +257,13 @@ def feasible_fits(
             problems.append(result)
         else:
             fits.append(result)
+    if fits and fits[0].layout.pp > 1 and _holds_model(cand, gpu, support, gpus_per_node, need):
+        fits = []
+        problems.append(
+            f"one node holds the model but not {need.concurrency} x {need.context}-token "
+            "requests; pipeline parallel across nodes is planned only for models no node "
+            "holds (a machine with more GPUs serves this load)"
+        )
     if fits:
         return tuple(fits), ""
     if not problems and need.tp is not None:

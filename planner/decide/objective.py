@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner.decide.fit import BATCH_WORKLOAD, Fit
-from planner.decide.perf import output_tokens_per_s, prefill_s, token_latency_s
+from planner.decide.perf import loaded_token_latency_s, output_tokens_per_s, prefill_s
 from planner.decide.plan import Estimate, Need
 from planner.errors import UsageError
 from planner.offers.offer import Offer
@@ -54,7 +54,7 @@ class Operating:
     fit: Fit
     replicas: int  # identical machines (only a throughput target adds them)
     batch: int  # sequences one vLLM replica serves at the load
-    itl_s: float  # what one stream sees at `batch`
+    itl_s: float  # between one stream's tokens with `batch` streams in flight (TPOT)
     ttft_s: float
     machine_tokens_per_s: float  # output tokens/s of one machine (all its DP replicas)
 
@@ -102,8 +102,11 @@ def operate(fit: Fit, need: Need) -> Operating:
     if need.target_output_tokens_per_s:
         wanted = need.target_output_tokens_per_s * (1 + need.replica_headroom)
         replicas = max(1, math.ceil(wanted / machine))
-    context = prompt + output / 2
-    itl = token_latency_s(fit.load, fit.hw, batch, context)
+    # What one stream sees between its tokens with `batch` streams in flight on its replica:
+    # the decode step at that batch plus the prefills of the requests that replace finished
+    # ones (chunked prefill shares the steps), as serving benchmarks report TPOT. The service
+    # level is checked on it, so it must not be the speed of a stream alone on the GPU.
+    itl = loaded_token_latency_s(fit.load, fit.hw, batch, prompt, output)
     return Operating(fit, replicas, batch, itl, prefill_s(fit.load, fit.hw, prompt), machine)
 
 

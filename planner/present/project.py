@@ -18,12 +18,16 @@ def settings_note(s: Settings) -> str | None:
 
 def generated_lines(gen: Any) -> list[str]:
     """gen: app.project.Generated."""
+    from planner.present.report import suggestion_line
+
     o, plan = gen.plan.offer, gen.plan
-    return [
+    lines = [
         f"wrote {len(gen.written)} files to {gen.out}: {o.provider} {o.instance_type} "
         f"({o.gpu_count}x {o.gpu}) serving {plan.model} at ${plan.estimate.usd_per_hour:.2f}/h",
-        f"next: cd {gen.out} && cat README.md",
     ]
+    if getattr(gen, "suggestion", None) is not None:
+        lines.append(f"cheaper: {suggestion_line(gen.suggestion)}")
+    return [*lines, f"next: cd {gen.out} && cat README.md"]
 
 
 def skipped_lines(skipped: list[str]) -> list[str]:
