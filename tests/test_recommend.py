@@ -486,7 +486,8 @@ def test_per_stream_speed_is_at_the_declared_concurrency():
     assert e.itl_ms == pytest.approx(loaded * 1000, abs=0.01)
     alone = 1 / perf.token_latency_s(fit.load, fit.hw, 1, need.prompt_tokens + 125)
     decode_only = 1 / perf.token_latency_s(fit.load, fit.hw, 32, need.prompt_tokens + 125)
-    assert e.single_stream_tokens_per_s < 0.9 * decode_only < 0.9 * alone
+    # the prompts riding in the steps add their FLOPs (a memory-bound step hides most of them)
+    assert e.single_stream_tokens_per_s < decode_only < 0.9 * alone
     # a service level between the loaded and the unloaded speed rejects the plan
     floor = (e.single_stream_tokens_per_s + decode_only) / 2
     with pytest.raises(NoFeasibleOfferError, match="min-tokens-per-s"):

@@ -256,7 +256,10 @@ def output_tokens_per_s(
     load: ModelLoad, hw: Hardware, batch: int, prompt: int, output: int
 ) -> float:
     """Output tokens a second of one replica serving ``batch`` requests of prompt+output tokens
-    in steady state, with prefill and decode sharing the GPUs."""
+    in steady state, with prefill and decode sharing the GPUs: ``batch`` streams each at the
+    loaded TPOT (the prompts of the requests that replace finished ones ride in the steps)."""
+    if hw.pp == 1:
+        return batch / loaded_token_latency_s(load, hw, batch, prompt, output)
     step = _token_gpu_s(load, hw, batch, prompt + output / 2)  # GPU time per output token
     per_request = batched_prefill_s(load, hw, prompt, 1) + output * step
     return output / per_request
