@@ -48,9 +48,14 @@ TARGET = Target(
         spot=True,
         tls=False,
         tls_termination=True,
+        tls_acme=False,
         firewall=True,
     ),
     facts=facts,
+    no_tls_reason=(
+        "on AWS gpuplan terminates TLS on a network load balancer with an ACM certificate: "
+        "give --tls-certificate (an ACM certificate for the domain) with --tls-domain"
+    ),
     project_config=lambda data: {"aws:region": data["region"]},
     protects=(
         "the serving port only from --allow-cidr (security group)",

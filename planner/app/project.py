@@ -41,14 +41,15 @@ def _project_options(s: Settings):  # -> infra.emit.ProjectOptions
     )  # fmt: skip
 
 
-def best_writable(plans: Sequence[Plan]) -> tuple[Plan, list[str]]:
+def best_writable(plans: Sequence[Plan], options=None) -> tuple[Plan, list[str]]:
     """The best plan gpuplan can write a project for (the targets' declared capabilities say
-    which), and the better ones it had to skip."""
-    from infra.targets import refusal
+    which, and whether they serve the HTTPS ``options`` ask for), and the better ones it had to
+    skip."""
+    from infra.targets import refusal, tls_refusal
 
     skipped: list[str] = []
     for plan in plans:
-        why = refusal(plan)
+        why = refusal(plan) or (tls_refusal(plan, options) if options else None)
         if why is None:
             return plan, skipped
         skipped.append(f"{plan.offer.provider} {plan.offer.instance_type}: {why}")
@@ -228,7 +229,7 @@ def generate(
             )
     else:
         ranking = recommend(s, config_path=config_path, from_hub=from_hub).ranking
-        plan, skipped = best_writable(ranking.plans)
+        plan, skipped = best_writable(ranking.plans, options)
     files = render_project(plan, options)
     written = write_project(files, Path(s.out), old_stack_destroyed=old_stack_destroyed)
     return Generated(plan, s.out, written, skipped, warnings(plan, options))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import ipaddress
+import re
 import shlex
 from typing import Any
 
@@ -23,6 +24,15 @@ ENV_FILE = "/etc/gpuplan/vllm.env"
 UNIT_FILE = "/etc/systemd/system/vllm.service"
 PROXY_UNIT_FILE = "/etc/systemd/system/gpuplan-proxy.service"
 FIREWALL_UNIT_FILE = "/etc/systemd/system/gpuplan-firewall.service"
+TLS_SCRIPT = "/opt/gpuplan/run-tls.sh"
+CADDYFILE = "/opt/gpuplan/Caddyfile"
+TLS_UNIT_FILE = "/etc/systemd/system/gpuplan-tls.service"
+# Let's Encrypt's production directory: the one CA configured (Caddy would otherwise fall back
+# to ZeroSSL), so the certificate's issuer is known.
+ACME_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+# The domain a certificate is asked for: lowercase DNS labels and a letter TLD, nothing a
+# Caddyfile could read as syntax (braces, spaces, newlines) or a wildcard.
+DOMAIN_RE = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 # vLLM listens on loopback only; the proxy owns the public port.
 UPSTREAM_PORT = 8001
 
@@ -63,6 +73,78 @@ ExecStop=/usr/bin/docker stop gpuplan-proxy
 [Install]
 WantedBy=multi-user.target
 """
+
+
+TLS_UNIT = """[Unit]
+Description=HTTPS with a Let's Encrypt certificate in front of the proxy (gpuplan, Caddy)
+After=docker.service network-online.target gpuplan-proxy.service
+Requires=docker.service
+Wants=network-online.target
+
+[Service]
+Restart=always
+RestartSec=10
+ExecStartPre=-/usr/bin/docker rm -f gpuplan-tls
+ExecStart=/opt/gpuplan/run-tls.sh
+ExecStop=/usr/bin/docker stop gpuplan-tls
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def caddyfile(domain: str, upstream_port: int) -> str:
+    """Caddy's configuration: HTTPS on 443 for ``domain`` with a Let's Encrypt certificate,
+    forwarding to the authenticating proxy on loopback.
+
+    - HTTP-01 only (disable_tlsalpn_challenge): port 443 is open only to --allow-cidr, so
+      Let's Encrypt, which validates from addresses it does not publish, reaches port 80 alone
+      (letsencrypt.org/docs/integration-guide/#firewall-configuration); a TLS-ALPN attempt would
+      fail and count against the failed-validation limit.
+    - no HTTP->HTTPS redirects (auto_https disable_redirects): nothing serves port 80 except
+      Caddy's challenge responder while a challenge is pending.
+    - HTTP/1.1 and HTTP/2 only: HTTP/3 would listen on UDP 443, which the TCP firewall rules do
+      not cover.
+    - admin off: no admin API on localhost:2019 for anything on the host to reconfigure.
+    - flush_interval -1: streamed tokens reach the client as vLLM writes them.
+    The certificate is renewed by Caddy in the background (caddyserver.com/docs/automatic-https);
+    a failure is retried with backoff (at most a day apart, for up to 30 days)."""
+    if not isinstance(domain, str) or not DOMAIN_RE.fullmatch(domain):
+        raise ValueError(f"not a domain name: {domain!r}")
+    return "\n".join([
+        "{",
+        "\tadmin off",
+        "\tauto_https disable_redirects",
+        "\tservers {",
+        "\t\tprotocols h1 h2",
+        "\t}",
+        "}",
+        "",
+        f"{domain} {{",
+        "\ttls {",
+        "\t\tissuer acme {",
+        f"\t\t\tdir {ACME_DIRECTORY}",
+        "\t\t\tdisable_tlsalpn_challenge",
+        "\t\t}",
+        "\t}",
+        f"\treverse_proxy 127.0.0.1:{int(upstream_port)} {{",
+        "\t\tflush_interval -1",
+        "\t}",
+        "}",
+    ]) + "\n"  # fmt: skip
+
+
+def tls_script(image: str) -> str:
+    """The TLS unit's command: Caddy from the pinned image on the host network (ports 80 and
+    443), its certificates and ACME account in /opt/gpuplan/caddy (kept across restarts, so a
+    restart does not ask Let's Encrypt again: 5 certificates per exact domain set a week)."""
+    docker = [
+        "docker", "run", "--rm", "--name", "gpuplan-tls", "--network", "host",
+        "-v", f"{CADDYFILE}:/etc/caddy/Caddyfile:ro",
+        "-v", "/opt/gpuplan/caddy/data:/data", "-v", "/opt/gpuplan/caddy/config:/config",
+        image, "caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile",
+    ]  # fmt: skip
+    return "#!/bin/sh\nset -eu\nexec " + _quote(docker) + "\n"
 
 
 # The firewall as its own early unit, so the rules hold from boot, before the network is up
@@ -208,15 +290,17 @@ def run_script(image: str, args: list[str], node: dict[str, Any] | None = None) 
     return "\n".join(lines) + "\n"
 
 
-def proxy_script(image: str, port: int) -> str:
+def proxy_script(image: str, port: int, host: str = "0.0.0.0") -> str:
     """The proxy unit's command: gpuplan_proxy.py with the image's own python3. The proxy gets
     the API key and nothing else (not the HF token): the key is read from the env file and
     passed by name, `-e VLLM_API_KEY`, which takes the value from the docker client's
-    environment (docs.docker.com, docker container run --env), so it is in no command line."""
+    environment (docs.docker.com, docker container run --env), so it is in no command line.
+    ``host`` 127.0.0.1 when Caddy serves HTTPS in front of it (plain HTTP stays on the host)."""
     docker = [
         "docker", "run", "--rm", "--name", "gpuplan-proxy", "--network", "host",
         "-e", "VLLM_API_KEY", "-v", f"{PROXY_PY}:/gpuplan_proxy.py:ro", "--entrypoint", "python3",
-        image, "/gpuplan_proxy.py", "0.0.0.0", str(int(port)), str(UPSTREAM_PORT),
+        image, "/gpuplan_proxy.py", str(ipaddress.ip_address(host)), str(int(port)),
+        str(UPSTREAM_PORT),
     ]  # fmt: skip
     return "\n".join([
         "#!/bin/sh",
@@ -277,6 +361,7 @@ def boot_script(
     node: dict[str, Any] | None = None,
     proxy_py: str | None = None,
     host_setup: bool = False,
+    tls: dict[str, Any] | None = None,
 ) -> str:
     """cloud-init user data, startup script or SSH command: install and (re)start the units.
 
@@ -290,7 +375,9 @@ def boot_script(
     the authenticating proxy on ``port``; workers of a multi-node deployment have none.
     ``host_setup`` (dedicated servers) installs the driver and Docker first; when the driver
     needs a reboot, the units are enabled, a reboot is scheduled and the script exits 0, so
-    the SSH command succeeds and vLLM starts after the reboot."""
+    the SSH command succeeds and vLLM starts after the reboot. ``tls`` ({"domain", "image"},
+    with ``proxy_py``) puts Caddy on 443 with a Let's Encrypt certificate for the domain in
+    front of the proxy, which then listens on loopback only (see caddyfile)."""
     setup = HOST_SETUP.splitlines() if host_setup else _wait_lines()
     lines = setup[:2]  # shebang, set -euo pipefail
     assert lines == ["#!/bin/bash", "set -euo pipefail"]
@@ -327,11 +414,23 @@ def boot_script(
         raise ValueError("give secret_source, secrets_on_stdin or api_key")
     lines += _write(UNIT_FILE, UNIT.format(pre=pre), "644")
     units = ["vllm.service"]
+    if tls is not None and proxy_py is None:
+        raise ValueError("tls needs the proxy: Caddy forwards to it")
     if proxy_py is not None:
         lines += _write(PROXY_PY, proxy_py, "644")
-        lines += _write(PROXY_SCRIPT, proxy_script(image, port), "755")
+        host = "0.0.0.0" if tls is None else "127.0.0.1"
+        lines += _write(PROXY_SCRIPT, proxy_script(image, port, host), "755")
         lines += _write(PROXY_UNIT_FILE, PROXY_UNIT, "644")
         units.append("gpuplan-proxy.service")
+    if tls is not None:
+        # Caddy's storage holds the certificate's private key and the ACME account key.
+        lines += [
+            "install -d -m 700 /opt/gpuplan/caddy /opt/gpuplan/caddy/data /opt/gpuplan/caddy/config"
+        ]
+        lines += _write(CADDYFILE, caddyfile(tls["domain"], port), "644")
+        lines += _write(TLS_SCRIPT, tls_script(tls["image"]), "755")
+        lines += _write(TLS_UNIT_FILE, TLS_UNIT, "644")
+        units.append("gpuplan-tls.service")
     # restart, not `enable --now`: a changed script, key or CIDR list takes effect on a
     # re-run of this script (Hetzner's SSH command), not only on the first boot.
     lines += ["systemctl daemon-reload", "systemctl enable " + " ".join(units)]
