@@ -20,6 +20,7 @@ PROXY_SCRIPT = "/opt/gpuplan/run-proxy.sh"
 PROXY_PY = "/opt/gpuplan/gpuplan_proxy.py"
 FETCH_SCRIPT = "/opt/gpuplan/fetch-secrets.sh"
 FIREWALL_SCRIPT = "/opt/gpuplan/firewall.sh"
+LOCAL_DISK_SCRIPT = "/opt/gpuplan/local-disk.sh"
 ENV_FILE = "/etc/gpuplan/vllm.env"
 UNIT_FILE = "/etc/systemd/system/vllm.service"
 PROXY_UNIT_FILE = "/etc/systemd/system/gpuplan-proxy.service"
@@ -194,6 +195,40 @@ def firewall_script(port: int, allowed_cidrs: list[str], ssh_cidr: str | None) -
     return "\n".join(lines) + "\n"
 
 
+def local_disk_script(min_gb: int, sys_root: str = "/sys", mount: str = "/opt/gpuplan/hf") -> str:
+    """Put the Hugging Face cache on the largest local NVMe disk (EC2 instance store) when it
+    holds ``min_gb``: formatted when blank, mounted at each vLLM start (idempotent: a mounted
+    cache is left alone, a labelled filesystem is mounted, not formatted again). Reads then
+    come at NVMe speed instead of gp3's provisioned throughput. Instance store devices report
+    the model "Amazon EC2 NVMe Instance Storage" (EBS volumes "Amazon Elastic Block Store").
+    Their data survives a reboot and is lost when the instance stops or terminates
+    (docs.aws.amazon.com/AWSEC2/latest/UserGuide/ssd-instance-store.html): after a stop, the
+    disk is blank, formatted again and the model downloaded again. Without a large enough
+    one, the cache stays on the root volume."""
+    m = shlex.quote(mount)
+    return "\n".join([
+        "#!/bin/bash",
+        "set -euo pipefail",
+        f"mountpoint -q {m} && exit 0",
+        "best=; best_gb=0",
+        f"for model in {shlex.quote(sys_root)}/block/nvme*n1/device/model; do",
+        '  grep -qs "Amazon EC2 NVMe Instance Storage" "$model" || continue',
+        '  dev=/dev/$(basename "$(dirname "$(dirname "$model")")")',
+        '  gb=$(( $(blockdev --getsize64 "$dev") / 1000000000 ))',
+        '  if [ "$gb" -gt "$best_gb" ]; then best=$dev; best_gb=$gb; fi',
+        "done",
+        f'if [ -z "$best" ] || [ "$best_gb" -lt {int(min_gb)} ]; then',
+        f'  echo "gpuplan: no instance store of {int(min_gb)} GB: the cache stays on the root"',
+        "  exit 0",
+        "fi",
+        'if [ "$(blkid -o value -s LABEL "$best" || true)" != gpuplan-hf ]; then',
+        '  mkfs.ext4 -q -F -L gpuplan-hf -E nodiscard "$best"',
+        "fi",
+        f'mount -o noatime "$best" {m}',
+        'echo "gpuplan: Hugging Face cache on $best ($best_gb GB instance store)"',
+    ]) + "\n"  # fmt: skip
+
+
 def fetch_secrets_script(source: dict[str, Any]) -> str:
     """Write the container env file from the cloud's secret store, at every start (so a rotated
     key takes effect on restart). ``source``: {"kind": "aws-ssm", "region", "api_key",
@@ -362,6 +397,7 @@ def boot_script(
     proxy_py: str | None = None,
     host_setup: bool = False,
     tls: dict[str, Any] | None = None,
+    local_disk_min_gb: int | None = None,
 ) -> str:
     """cloud-init user data, startup script or SSH command: install and (re)start the units.
 
@@ -377,7 +413,8 @@ def boot_script(
     needs a reboot, the units are enabled, a reboot is scheduled and the script exits 0, so
     the SSH command succeeds and vLLM starts after the reboot. ``tls`` ({"domain", "image"},
     with ``proxy_py``) puts Caddy on 443 with a Let's Encrypt certificate for the domain in
-    front of the proxy, which then listens on loopback only (see caddyfile)."""
+    front of the proxy, which then listens on loopback only (see caddyfile).
+    ``local_disk_min_gb`` puts the Hugging Face cache on local NVMe (see local_disk_script)."""
     setup = HOST_SETUP.splitlines() if host_setup else _wait_lines()
     lines = setup[:2]  # shebang, set -euo pipefail
     assert lines == ["#!/bin/bash", "set -euo pipefail"]
@@ -386,6 +423,11 @@ def boot_script(
         "install -d -m 755 /opt/gpuplan /opt/gpuplan/hf /opt/gpuplan/vllm",
     ]
     pre = ""
+    if local_disk_min_gb is not None:
+        # "-": a local disk that cannot be prepared leaves the cache on the root volume; vLLM
+        # still starts.
+        lines += _write(LOCAL_DISK_SCRIPT, local_disk_script(local_disk_min_gb), "755")
+        pre += f"ExecStartPre=-{LOCAL_DISK_SCRIPT}\n"
     if firewall:
         # First step: close the ports before anything else runs (a fresh dedicated server
         # accepts SSH from anywhere until now), and keep them closed from the next boot on.
