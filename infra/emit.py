@@ -117,7 +117,7 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         # HTTPS from a Let's Encrypt certificate the machine gets for this domain, or None
         "acme_domain": None if opts.tls_certificate else opts.tls_domain,
         # how to get HTTPS when the endpoint is plain HTTP
-        "tls_hint": _tls_hint(target),
+        "tls_hint": targets.tls_hint(target),
         "model_is_guess": plan.model_is_guess,
     }  # fmt: skip
     files = {
@@ -145,15 +145,6 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         + "\n"
     )
     return dict(sorted(files.items()))
-
-
-def _tls_hint(target: targets.Target) -> str:
-    caps = target.capabilities
-    if caps.tls_acme:
-        return "regenerate with --tls-domain for HTTPS with a Let's Encrypt certificate"
-    if caps.tls_termination:
-        return "regenerate with --tls-certificate and --tls-domain for a TLS listener"
-    return target.no_tls_reason
 
 
 def _plan_json(plan: Plan) -> str:

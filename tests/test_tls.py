@@ -185,7 +185,10 @@ def test_warnings_say_when_https_starts():
     assert not any("plain HTTP" in w for w in gcp)
     assert any("DNS A record" in w and "port 80" in w for w in gcp)
     plain = warnings(make_plan("gcp"), ProjectOptions(allowed_cidrs=(CIDR,)))
-    assert any("plain HTTP" in w for w in plain)
+    assert any("plain HTTP" in w and "--tls-domain" in w for w in plain)
+    # where gpuplan cannot give HTTPS, the warning says why
+    vast = warnings(make_plan("vast"), ProjectOptions(allowed_cidrs=(CIDR,)))
+    assert any("plain HTTP" in w and "random public ports" in w for w in vast)
 
 
 @pytest.mark.parametrize(

@@ -165,6 +165,16 @@ def tls_refusal(plan: Plan, opts: ProjectOptions) -> str | None:
     return None
 
 
+def tls_hint(target: Target) -> str:
+    """How to get HTTPS on this target, or why gpuplan cannot give it (plain-HTTP endpoints)."""
+    caps = target.capabilities
+    if caps.tls_acme:
+        return "regenerate with --tls-domain for HTTPS with a Let's Encrypt certificate"
+    if caps.tls_termination:
+        return "regenerate with --tls-certificate and --tls-domain for a TLS listener"
+    return target.no_tls_reason
+
+
 def is_https(plan: Plan, opts: ProjectOptions) -> bool:
     """Whether the endpoint is HTTPS (options that tls_refusal accepts)."""
     caps = targets()[plan.offer.provider].capabilities
@@ -187,7 +197,9 @@ def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
             "(vllm-project/vllm#58144)"
         )
     if not is_https(plan, opts):
-        out.append(f"the {target.title} endpoint is plain HTTP: put TLS in front")
+        out.append(
+            f"the {target.title} endpoint is plain HTTP: put TLS in front ({tls_hint(target)})"
+        )
     elif opts.tls_domain and not opts.tls_certificate:
         out.append(
             f"HTTPS at {opts.tls_domain} starts once its DNS A record points at the `address` "

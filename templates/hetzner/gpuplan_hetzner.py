@@ -81,9 +81,10 @@ def _post_order(form: list[tuple[str, str]]) -> dict[str, Any] | None:
 
 def _when(text: Any) -> datetime:
     try:
-        return datetime.fromisoformat(str(text))
+        when = datetime.fromisoformat(str(text))
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def find_orders(props: dict[str, Any], dist: str, since: datetime) -> list[dict[str, Any]]:
@@ -163,6 +164,8 @@ class _ServerOrderProvider(ResourceProvider):
             robot_now = parsedate_to_datetime(resp.headers["Date"])
         except (KeyError, TypeError, ValueError):
             robot_now = datetime.now(UTC)
+        if robot_now.tzinfo is None:  # "-0000": UTC without saying so
+            robot_now = robot_now.replace(tzinfo=UTC)
         since = robot_now - timedelta(seconds=CLOCK_MARGIN_S)
         dist = choose_dist(list(product.get("dist") or []), props["dist"])
         form = [
