@@ -49,7 +49,7 @@ TARGET = Target(
     refuse=refuse,
     no_tls_reason=(
         "Vast.ai maps the container's ports to random public ports, so Let's Encrypt cannot "
-        "reach the machine on port 80 to validate a domain, and the endpoint stays plain HTTP"
+        "reach the machine on port 80 to validate a domain: gpuplan cannot serve HTTPS there"
     ),
     setup_lines=("export VAST_API_KEY=...",),
     helper="gpuplan_vast.py",
