@@ -104,8 +104,9 @@ def caddyfile(domain: str, upstream_port: int) -> str:
       fail and count against the failed-validation limit.
     - no HTTP->HTTPS redirects (auto_https disable_redirects): nothing serves port 80 except
       Caddy's challenge responder while a challenge is pending.
-    - HTTP/1.1 and HTTP/2 only: HTTP/3 would listen on UDP 443, which the TCP firewall rules do
-      not cover.
+    - HTTP/1.1 only: HTTP/3 would listen on UDP 443, which the TCP firewall rules do not cover;
+      an HTTP/2 request may come without a Content-Length, which Caddy would forward chunked,
+      and the proxy needs the length (it answers 411 to chunked bodies).
     - admin off: no admin API on localhost:2019 for anything on the host to reconfigure.
     - flush_interval -1: streamed tokens reach the client as vLLM writes them.
     The certificate is renewed by Caddy in the background (caddyserver.com/docs/automatic-https);
@@ -117,7 +118,7 @@ def caddyfile(domain: str, upstream_port: int) -> str:
         "\tadmin off",
         "\tauto_https disable_redirects",
         "\tservers {",
-        "\t\tprotocols h1 h2",
+        "\t\tprotocols h1",
         "\t}",
         "}",
         "",
