@@ -103,7 +103,8 @@ def caddyfile(domain: str, upstream_port: int) -> str:
       (letsencrypt.org/docs/integration-guide/#firewall-configuration); a TLS-ALPN attempt would
       fail and count against the failed-validation limit.
     - no HTTP->HTTPS redirects (auto_https disable_redirects): nothing serves port 80 except
-      Caddy's challenge responder while a challenge is pending.
+      Caddy's challenge responder, which listens only while a challenge is pending (certmagic
+      solvers.go, httpSolver.Present/CleanUp).
     - HTTP/1.1 only: HTTP/3 would listen on UDP 443, which the TCP firewall rules do not cover;
       an HTTP/2 request may come without a Content-Length, which Caddy would forward chunked,
       and the proxy needs the length (it answers 411 to chunked bodies).
