@@ -218,3 +218,14 @@ def test_tls_projects_are_deterministic(tmp_path):
     ]
     assert scripts[0] == scripts[1]  # a second `pulumi up` sees the same startup script
     assert json.dumps(one["exports"], sort_keys=True) == json.dumps(two["exports"], sort_keys=True)
+
+
+def test_a_spot_vm_with_a_domain_keeps_its_address():
+    from dataclasses import replace
+
+    plan = make_plan("gcp")
+    spot = replace(plan, need=replace(plan.need, spot=True))
+    tls = render_project(spot, tls_opts("gcp"))["README.md"]
+    assert "keeps its static address" in tls and "address may change" not in tls
+    plain = render_project(spot, ProjectOptions(allowed_cidrs=(CIDR,)))["README.md"]
+    assert "address may change" in plain
