@@ -393,8 +393,9 @@ def test_tls_options_are_checked():
         render_project(
             make_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,), tls_certificate=CERT)
         )
-    with pytest.raises(UsageError, match="AWS only"):
+    with pytest.raises(UsageError, match="AWS only") as err:
         render_project(
             make_plan("gcp"),
             ProjectOptions(allowed_cidrs=(CIDR,), tls_certificate=CERT, tls_domain="a.example"),
         )
+    assert err.value.hint.startswith("drop --tls-certificate: on Google Cloud")

@@ -132,11 +132,13 @@ def require(plan: Plan, opts: ProjectOptions) -> None:
     why = tls_refusal(plan, opts)
     if why:
         able = [n for n, t in targets().items() if t.capabilities.tls_acme]
-        raise UsageError(
-            why,
-            f"drop the TLS options (the endpoint is then plain HTTP: put TLS in front yourself), "
-            f"or choose a plan on {_titles(able)}, where --tls-domain alone gives HTTPS",
+        hint = (
+            f"drop --tls-certificate: on {target.title}, --tls-domain alone gives HTTPS"
+            if target.capabilities.tls_acme and plan.estimate.replicas == 1
+            else "drop the TLS options (the endpoint is then plain HTTP: put TLS in front "
+            f"yourself), or choose a plan on {_titles(able)}, where --tls-domain alone gives HTTPS"
         )
+        raise UsageError(why, hint)
     target.require(opts)
 
 
