@@ -113,7 +113,11 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         "setup_fee_usd": est.setup_fee_usd or 0.0,
         "protects": list(target.protects),
         "exposes": list(target.exposes),
-        "tls": target.capabilities.tls or bool(opts.tls_certificate),
+        "tls": targets.is_https(plan, opts),
+        # HTTPS from a Let's Encrypt certificate the machine gets for this domain, or None
+        "acme_domain": None if opts.tls_certificate else opts.tls_domain,
+        # how to get HTTPS when the endpoint is plain HTTP
+        "tls_hint": targets.tls_hint(target),
         "model_is_guess": plan.model_is_guess,
     }  # fmt: skip
     files = {

@@ -24,8 +24,9 @@ class ProjectOptions:
     # GCP network + subnetwork (names or self links).
     network: str | None = None
     subnets: tuple[str, ...] = ()
-    # TLS on AWS: an ACM certificate ARN and the domain it covers; the endpoint is then an
-    # NLB TLS listener on 443 at https://<tls_domain> (point the domain at the balancer).
+    # TLS: the endpoint's domain, https://<tls_domain>. On AWS with an ACM certificate ARN (an
+    # NLB TLS listener on 443; point the domain at the balancer); on GCP and Hetzner alone (the
+    # machine gets a Let's Encrypt certificate; point the domain at its address).
     tls_certificate: str | None = None
     tls_domain: str | None = None
     # Say yes to what gpuplan otherwise refuses: a serving port open to the whole internet, a
@@ -95,8 +96,10 @@ def validate_options(opts: ProjectOptions) -> ProjectOptions:
         raise UsageError(f"disk size {opts.disk_gb} GB is out of range", "20 to 65536 GB")
     if opts.image is not None and not re.fullmatch(r"[a-z0-9][a-z0-9._/:@-]{0,254}", opts.image):
         raise UsageError(f"image '{opts.image}' is not a Docker image reference")
-    if bool(opts.tls_certificate) != bool(opts.tls_domain):
-        raise UsageError("TLS needs both a certificate and the domain it covers")
+    if opts.tls_certificate and not opts.tls_domain:
+        raise UsageError(
+            "a TLS certificate needs the domain it covers", "add --tls-domain, e.g. llm.example.com"
+        )
     if opts.tls_certificate and not re.fullmatch(
         r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]+", opts.tls_certificate
     ):

@@ -8,6 +8,10 @@ VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
 # The same vLLM release built for AMD GPUs (ROCm); tags mirror the CUDA image's (docs.vllm.ai
 # deployment/docker; public workflows pin e.g. vllm/vllm-openai-rocm:v0.31.0).
 VLLM_ROCM_IMAGE = "vllm/vllm-openai-rocm:v0.33.0"
+# Caddy, which serves HTTPS with a Let's Encrypt certificate on GCP and Hetzner when a domain
+# is given (the official image, hub.docker.com/_/caddy; 2.10.2 as pinned by public projects'
+# renovate updates, 2025-09). Bump with the golden files.
+CADDY_IMAGE = "caddy:2.10.2"
 # The CUDA the image is built for: hosts whose driver reports an older CUDA cannot run it.
 IMAGE_CUDA = 13.0
 # RunPod's allowedCudaVersions (major.minor strings the host driver reports; unset = any host).

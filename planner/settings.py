@@ -111,7 +111,12 @@ KEYS: dict[str, Key] = {
     "image": Key("deploy", str, "vLLM container image instead of the pinned one"),
     "extra_vllm_args": Key("deploy", list, "arguments appended to `vllm serve`"),
     "tls_certificate": Key("deploy", str, "AWS: an ACM certificate ARN for a TLS listener"),
-    "tls_domain": Key("deploy", str, "AWS: the domain that certificate covers"),
+    "tls_domain": Key(
+        "deploy",
+        str,
+        "HTTPS at this domain: on AWS with tls_certificate; on GCP and Hetzner alone (a Let's "
+        "Encrypt certificate on the machine; point the domain's DNS at it)",
+    ),
     "allow_open_port": Key("deploy", bool, "insist on a serving port open to every address",
                            default=False),
     "allow_guessed_model": Key("deploy", bool, "insist on deploying a model known only by a "

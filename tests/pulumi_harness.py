@@ -51,9 +51,13 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
             if args.typ == "gcp:compute/instance:Instance":
                 state["instanceId"] = "1234567890"
                 nics = state.get("networkInterfaces") or [{}]
-                nics[0]["accessConfigs"] = [{"natIp": "203.0.113.20"}]
+                # a given static address (natIp) stays; else an ephemeral one
+                given = (nics[0].get("accessConfigs") or [{}])[0].get("natIp")
+                nics[0]["accessConfigs"] = [{"natIp": given or "203.0.113.20"}]
                 nics[0]["networkIp"] = "10.128.0.2"
                 state["networkInterfaces"] = nics
+            if args.typ == "gcp:compute/address:Address":
+                state["address"] = "203.0.113.21"
             if args.typ == "aws:ssm/parameter:Parameter":
                 state["arn"] = "arn:aws:ssm:us-east-1:123456789012:parameter" + state["name"]
             if args.typ == "gcp:serviceaccount/account:Account":

@@ -13,8 +13,9 @@ import json
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import unquote
 
 import pytest
@@ -278,20 +279,56 @@ def test_vast_instance_is_recorded_when_its_address_never_comes(tmp_path):
 
 # ------------------------------------------------------------------ Hetzner
 class RobotCloud:
+    """Robot's ordering API: POST /order/server/transaction orders, GET .../transaction lists
+    the orders of the last 30 days, GET .../transaction/{id} polls one, POST
+    /server/{n}/cancellation cancels. ``lost_answers`` orders are taken but answered with a
+    504 (or, with ``drop``, a closed connection); ``unlisted`` listings do not show them yet;
+    ``not_taken`` lost orders are not taken at all."""
+
     AUTH = "Basic " + base64.b64encode(b"robot_user:robot_pass").decode()
+    KEY: ClassVar = {
+        "key": {"name": "k", "fingerprint": "aa:bb:cc", "type": "ED25519", "size": 256}
+    }
 
     def __init__(self, polls_in_process: int = 0, failing_gets: int = 0) -> None:
         self.orders: list[str] = []
+        self.transactions: list[dict[str, Any]] = []
         self.polls_in_process = polls_in_process
         self.failing_gets = failing_gets
         self.cancelled: list[str] = []
+        self.lost_answers = 0
+        self.drop = False
+        self.unlisted = 0
+        self.not_taken = False
+        self.taken = 0
         self.lock = threading.Lock()
 
-    def _tx(self, status: str) -> dict[str, Any]:
-        ready = status == "ready"
-        return {"transaction": {"id": "B20261130-1", "status": status,
-                                "server_number": 321 if ready else None,
-                                "server_ip": "198.51.100.30" if ready else None}}  # fmt: skip
+    def add_order(self, when: datetime, **changes: Any) -> dict[str, Any]:
+        """An order in Robot's list (the account's own, or one this fake took): ``id`` and
+        whatever differs from this resource's order."""
+        tx = {
+            "id": changes.pop("id"), "date": when.isoformat(),
+            "status": "in process", "server_number": None, "server_ip": None,
+            "authorized_key": [self.KEY], "host_key": [], "comment": None,
+            "product": {"id": "GEX130", "name": "Dedicated Server GEX130",
+                        "dist": "Ubuntu 24.04.1 LTS base", "lang": "en", "location": "NBG1"},
+            "addons": ["primary_ipv4"],
+        }  # fmt: skip
+        for key, value in changes.items():
+            if key in tx["product"]:
+                tx["product"][key] = value
+            else:
+                tx[key] = value
+        self.transactions.append(tx)
+        return tx
+
+    def _answer(self, tx: dict[str, Any]) -> dict[str, Any]:
+        if tx["status"] == "in process" and tx["id"] == "B20261130-1":
+            if self.polls_in_process:
+                self.polls_in_process -= 1
+            else:
+                tx.update(status="ready", server_number=321, server_ip="198.51.100.30")
+        return {"transaction": dict(tx)}
 
     def route(self, method: str, path: str, body: bytes, headers: dict[str, str]):
         if headers.get("authorization") != self.AUTH:
@@ -302,15 +339,33 @@ class RobotCloud:
                 return 200, {"product": {"id": "GEX130", "dist": dists}}
             if method == "POST" and path == "/order/server/transaction":
                 self.orders.append(body.decode())
-                return 201, self._tx("in process")
-            if method == "GET" and path == "/order/server/transaction/B20261130-1":
+                if self.lost_answers and self.not_taken:
+                    self.lost_answers -= 1
+                    self.orders.pop()
+                    return 504, {"error": {"status": 504}}
+                self.taken += 1
+                tx = self.add_order(datetime.now(UTC), id=f"B20261130-{self.taken}")
+                if self.lost_answers:
+                    self.lost_answers -= 1
+                    return (None, None) if self.drop else (504, {"error": {"status": 504}})
+                return 201, {"transaction": dict(tx, status="in process")}
+            if method == "GET" and path == "/order/server/transaction":
+                listed = self.transactions
+                if self.unlisted:
+                    self.unlisted -= 1
+                    taken = {f"B20261130-{n}" for n in range(1, self.taken + 1)}
+                    listed = [t for t in listed if t["id"] not in taken]
+                if not listed:
+                    return 404, {"error": {"status": 404, "code": "NOT_FOUND"}}
+                return 200, [{"transaction": dict(t)} for t in listed]
+            if method == "GET" and path.startswith("/order/server/transaction/"):
                 if self.failing_gets:
                     self.failing_gets -= 1
                     return 503, {"error": {"status": 503}}
-                if self.polls_in_process:
-                    self.polls_in_process -= 1
-                    return 200, self._tx("in process")
-                return 200, self._tx("ready")
+                tx_id = path.rsplit("/", 1)[1]
+                for tx in self.transactions:
+                    if tx["id"] == tx_id:
+                        return 200, self._answer(tx)
             if method == "POST" and path == "/server/321/cancellation":
                 if self.cancelled:  # the server has left the account
                     return 404, {"error": {"status": 404, "code": "SERVER_NOT_FOUND"}}

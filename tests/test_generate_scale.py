@@ -387,10 +387,15 @@ def test_aws_tls_replicas_export_no_unreachable_plain_http_endpoints(tmp_path):
 def test_tls_options_are_checked():
     from planner.errors import UsageError
 
-    with pytest.raises(UsageError, match="both"):
+    with pytest.raises(UsageError, match="ACM certificate"):  # AWS terminates TLS on the NLB
         render_project(make_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,), tls_domain="a.io"))
-    with pytest.raises(UsageError, match="AWS only"):
+    with pytest.raises(UsageError, match="needs the domain"):
+        render_project(
+            make_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,), tls_certificate=CERT)
+        )
+    with pytest.raises(UsageError, match="AWS only") as err:
         render_project(
             make_plan("gcp"),
             ProjectOptions(allowed_cidrs=(CIDR,), tls_certificate=CERT, tls_domain="a.example"),
         )
+    assert err.value.hint.startswith("drop --tls-certificate: on Google Cloud")

@@ -31,6 +31,9 @@ class Capabilities:
     spot: bool  # interruptible machines
     tls: bool  # the endpoint is HTTPS without anything from the user
     tls_termination: bool  # HTTPS with the user's certificate (ProjectOptions.tls_certificate)
+    # HTTPS for a domain the user points at the machine (ProjectOptions.tls_domain alone): the
+    # machine obtains a Let's Encrypt certificate (HTTP-01 on port 80) and serves 443.
+    tls_acme: bool
     firewall: bool  # the serving port is closed to networks outside --allow-cidr
 
 
@@ -50,6 +53,8 @@ class Target:
     # vLLM runs behind gpuplan_proxy.py (every path but /health needs the key): on machines
     # gpuplan sets up, and in the container where the platform lets gpuplan pick its command.
     auth_proxy: bool = True
+    # Why --tls-domain alone gives no HTTPS here (targets without tls_acme): said when refused.
+    no_tls_reason: str = ""
     protects: tuple[str, ...] = field(default=())  # README: what the deployment protects
     exposes: tuple[str, ...] = field(default=())  # README: what it does not
 
@@ -124,12 +129,58 @@ def require(plan: Plan, opts: ProjectOptions) -> None:
             "project would serve a repository that may not exist",
             "give an existing Hugging Face id (or a GGUF file), or insist with allow_guessed_model",
         )
-    if opts.tls_certificate and not target.capabilities.tls_termination:
-        raise UsageError(
-            f"gpuplan terminates TLS with a certificate on AWS only, not {target.title}",
-            "drop the certificate (and put TLS in front yourself)",
+    why = tls_refusal(plan, opts)
+    if why:
+        able = [n for n, t in targets().items() if t.capabilities.tls_acme]
+        hint = (
+            f"drop --tls-certificate: on {target.title}, --tls-domain alone gives HTTPS"
+            if target.capabilities.tls_acme and plan.estimate.replicas == 1
+            else "drop the TLS options (the endpoint is then plain HTTP: put TLS in front "
+            f"yourself), or choose a plan on {_titles(able)}, where --tls-domain alone gives HTTPS"
         )
+        raise UsageError(why, hint)
     target.require(opts)
+
+
+def tls_refusal(plan: Plan, opts: ProjectOptions) -> str | None:
+    """Why the HTTPS these options ask for cannot be written for this plan, or None."""
+    target = targets()[plan.offer.provider]
+    caps = target.capabilities
+    if opts.tls_certificate:
+        if caps.tls_termination:
+            return None
+        able = [n for n, t in targets().items() if t.capabilities.tls_termination]
+        return (
+            f"gpuplan terminates TLS with a certificate on {_titles(able)} only, not {target.title}"
+        )
+    if not opts.tls_domain:
+        return None
+    if not caps.tls_acme:
+        return target.no_tls_reason or f"gpuplan cannot serve HTTPS for a domain on {target.title}"
+    if plan.estimate.replicas > 1:
+        # One certificate on one machine: a domain resolves to one address, and Let's Encrypt's
+        # HTTP-01 request could reach a replica that did not ask for it.
+        return (
+            f"with --tls-domain the machine itself gets the certificate, so it serves one "
+            f"machine; this plan has {plan.estimate.replicas} replicas"
+        )
+    return None
+
+
+def tls_hint(target: Target) -> str:
+    """How to get HTTPS on this target, or why gpuplan cannot give it (plain-HTTP endpoints)."""
+    caps = target.capabilities
+    if caps.tls_acme:
+        return "regenerate with --tls-domain for HTTPS with a Let's Encrypt certificate"
+    if caps.tls_termination:
+        return "regenerate with --tls-certificate and --tls-domain for a TLS listener"
+    return target.no_tls_reason
+
+
+def is_https(plan: Plan, opts: ProjectOptions) -> bool:
+    """Whether the endpoint is HTTPS (options that tls_refusal accepts)."""
+    caps = targets()[plan.offer.provider].capabilities
+    return caps.tls or bool(opts.tls_certificate) or (bool(opts.tls_domain) and caps.tls_acme)
 
 
 def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
@@ -147,8 +198,16 @@ def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
             "guards /v1 only, and /invocations, /tokenize and /metrics answer anyone "
             "(vllm-project/vllm#58144)"
         )
-    if not target.capabilities.tls and not opts.tls_certificate:
-        out.append(f"the {target.title} endpoint is plain HTTP: put TLS in front")
+    if not is_https(plan, opts):
+        out.append(
+            f"the {target.title} endpoint is plain HTTP: put TLS in front ({tls_hint(target)})"
+        )
+    elif opts.tls_domain and not opts.tls_certificate:
+        out.append(
+            f"HTTPS at {opts.tls_domain} starts once its DNS A record points at the `address` "
+            "stack output (the machine then gets a Let's Encrypt certificate); port 80 is open "
+            "to the internet for Let's Encrypt's validation"
+        )
     if opts.allow_open_port:
         out.append("the serving port is open to the whole internet (allow_open_port)")
     if plan.model_is_guess:

@@ -3,6 +3,7 @@ for multi-node, spot, and an SSM parameter per secret read at boot by the instan
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from infra import versions
@@ -20,6 +21,17 @@ def gp3_throughput_mib_s(plan: Plan) -> int:
     return 1000 if download_gb(plan) >= 100 else 250
 
 
+def local_disk_min_gb(plan: Plan) -> int | None:
+    """GB the Hub cache needs on an instance store disk (the download with 20% spare), or None
+    when the offer says its instance store is smaller (or absent): then it is not tried. An
+    unknown instance store (None) is looked for at boot."""
+    need_gb = math.ceil(download_gb(plan) * 1.2)
+    have_gb = plan.offer.disk_gb
+    if have_gb is not None and have_gb < need_gb:
+        return None
+    return need_gb
+
+
 def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
     throughput = gp3_throughput_mib_s(plan)
     return {
@@ -32,6 +44,9 @@ def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
         # default VPC.
         "vpc_id": opts.network,
         "subnet_ids": list(opts.subnets),
+        # The Hugging Face cache on local NVMe (instance store) when the type has one large
+        # enough (checked at boot; offer.disk_gb is the instance store, when known).
+        "local_disk_min_gb": local_disk_min_gb(plan),
         "tls_certificate_arn": opts.tls_certificate,
         "tls_domain": opts.tls_domain,
     }
@@ -48,9 +63,14 @@ TARGET = Target(
         spot=True,
         tls=False,
         tls_termination=True,
+        tls_acme=False,
         firewall=True,
     ),
     facts=facts,
+    no_tls_reason=(
+        "on AWS gpuplan terminates TLS on a network load balancer with an ACM certificate: "
+        "give --tls-certificate (an ACM certificate for the domain) with --tls-domain"
+    ),
     project_config=lambda data: {"aws:region": data["region"]},
     protects=(
         "the serving port only from --allow-cidr (security group)",

@@ -58,6 +58,9 @@ def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
         "service_account_id": short_id(plan, opts, 30),
         "secret_prefix": f"{resource_name(plan)}-{slug(opts.stack, 30)}",
         "heal_delay_s": heal_delay_s(plan),
+        # HTTPS for a domain the user points at the VM's static address (Caddy, Let's Encrypt).
+        "tls_domain": opts.tls_domain,
+        "tls_image": versions.CADDY_IMAGE,
     }
 
 
@@ -86,6 +89,7 @@ TARGET = Target(
         spot=True,
         tls=False,
         tls_termination=False,
+        tls_acme=True,
         firewall=True,
     ),
     facts=facts,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from infra import versions
 from infra.options import ProjectOptions
 from infra.targets import Capabilities, Target
 from planner.decide.plan import Plan
@@ -22,6 +23,9 @@ def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
         "dist": "Ubuntu 24.04",
         "monthly_price_usd": plan.estimate.monthly_commitment_usd,
         "setup_fee_usd": plan.estimate.setup_fee_usd,
+        # HTTPS for a domain the user points at the server (Caddy, Let's Encrypt).
+        "tls_domain": opts.tls_domain,
+        "tls_image": versions.CADDY_IMAGE,
     }
 
 
@@ -44,6 +48,7 @@ TARGET = Target(
         spot=False,
         tls=False,
         tls_termination=False,
+        tls_acme=True,
         firewall=True,
     ),
     facts=facts,

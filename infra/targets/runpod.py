@@ -44,10 +44,15 @@ TARGET = Target(
         spot=False,
         tls=True,
         tls_termination=False,
+        tls_acme=False,
         firewall=False,
     ),
     facts=facts,
     refuse=refuse,
+    no_tls_reason=(
+        "RunPod serves HTTPS at its own proxy address (https://POD_ID-8000.proxy.runpod.net), "
+        "not at your domain, and its proxy cannot answer Let's Encrypt for it"
+    ),
     setup_lines=("export RUNPOD_API_KEY=...",),
     helper="gpuplan_runpod.py",
     protects=(

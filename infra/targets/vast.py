@@ -42,10 +42,15 @@ TARGET = Target(
         spot=False,
         tls=False,
         tls_termination=False,
+        tls_acme=False,
         firewall=False,
     ),
     facts=facts,
     refuse=refuse,
+    no_tls_reason=(
+        "Vast.ai maps the container's ports to random public ports, so Let's Encrypt cannot "
+        "reach the machine on port 80 to validate a domain: gpuplan cannot serve HTTPS there"
+    ),
     setup_lines=("export VAST_API_KEY=...",),
     helper="gpuplan_vast.py",
     protects=("every path but /health behind the API key (authenticating proxy in the container)",),

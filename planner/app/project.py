@@ -43,14 +43,22 @@ def _project_options(s: Settings):  # -> infra.emit.ProjectOptions
     )  # fmt: skip
 
 
-def best_writable(plans: Sequence[Plan]) -> tuple[Plan, list[str]]:
+def writable(plan: Plan, options=None) -> bool:
+    """Whether gpuplan can write a project for ``plan`` (with the HTTPS ``options`` ask for)."""
+    from infra.targets import refusal, tls_refusal
+
+    return refusal(plan) is None and not (options and tls_refusal(plan, options))
+
+
+def best_writable(plans: Sequence[Plan], options=None) -> tuple[Plan, list[str]]:
     """The best plan gpuplan can write a project for (the targets' declared capabilities say
-    which), and the better ones it had to skip."""
-    from infra.targets import refusal
+    which, and whether they serve the HTTPS ``options`` ask for), and the better ones it had to
+    skip."""
+    from infra.targets import refusal, tls_refusal
 
     skipped: list[str] = []
     for plan in plans:
-        why = refusal(plan)
+        why = refusal(plan) or (tls_refusal(plan, options) if options else None)
         if why is None:
             return plan, skipped
         skipped.append(f"{plan.offer.provider} {plan.offer.instance_type}: {why}")
@@ -205,7 +213,7 @@ def generate(
     """Plan (or read ``plan_file``) and write the Pulumi project of the best writable plan to
     ``s.out``, all files or none."""
     from infra.emit import render_project, write_project
-    from infra.targets import refusal, warnings
+    from infra.targets import warnings
     from planner.app.plan import cheaper_quantization_for, recommend
 
     if plan_file and s.sources.get("model", "").startswith("--"):
@@ -231,9 +239,9 @@ def generate(
             )
     else:
         rec = recommend(s, config_path=config_path, from_hub=from_hub, suggest=False)
-        plan, skipped = best_writable(rec.ranking.plans)
+        plan, skipped = best_writable(rec.ranking.plans, options)
         # compared with the plan written, among the plans gpuplan can write
-        suggestion = cheaper_quantization_for(rec, plan, accept=lambda p: refusal(p) is None)
+        suggestion = cheaper_quantization_for(rec, plan, accept=lambda p: writable(p, options))
     files = render_project(plan, options)
     written = write_project(files, Path(s.out), old_stack_destroyed=old_stack_destroyed)
     return Generated(plan, s.out, written, skipped, warnings(plan, options), suggestion)

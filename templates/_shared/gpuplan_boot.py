@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import gzip
 import ipaddress
+import re
 import shlex
 from typing import Any
 
@@ -19,10 +20,20 @@ PROXY_SCRIPT = "/opt/gpuplan/run-proxy.sh"
 PROXY_PY = "/opt/gpuplan/gpuplan_proxy.py"
 FETCH_SCRIPT = "/opt/gpuplan/fetch-secrets.sh"
 FIREWALL_SCRIPT = "/opt/gpuplan/firewall.sh"
+LOCAL_DISK_SCRIPT = "/opt/gpuplan/local-disk.sh"
 ENV_FILE = "/etc/gpuplan/vllm.env"
 UNIT_FILE = "/etc/systemd/system/vllm.service"
 PROXY_UNIT_FILE = "/etc/systemd/system/gpuplan-proxy.service"
 FIREWALL_UNIT_FILE = "/etc/systemd/system/gpuplan-firewall.service"
+TLS_SCRIPT = "/opt/gpuplan/run-tls.sh"
+CADDYFILE = "/opt/gpuplan/Caddyfile"
+TLS_UNIT_FILE = "/etc/systemd/system/gpuplan-tls.service"
+# Let's Encrypt's production directory: the one CA configured (Caddy would otherwise fall back
+# to ZeroSSL), so the certificate's issuer is known.
+ACME_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+# The domain a certificate is asked for: lowercase DNS labels and a letter TLD, nothing a
+# Caddyfile could read as syntax (braces, spaces, newlines) or a wildcard.
+DOMAIN_RE = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 # vLLM listens on loopback only; the proxy owns the public port.
 UPSTREAM_PORT = 8001
 
@@ -63,6 +74,80 @@ ExecStop=/usr/bin/docker stop gpuplan-proxy
 [Install]
 WantedBy=multi-user.target
 """
+
+
+TLS_UNIT = """[Unit]
+Description=HTTPS with a Let's Encrypt certificate in front of the proxy (gpuplan, Caddy)
+After=docker.service network-online.target gpuplan-proxy.service
+Requires=docker.service
+Wants=network-online.target
+
+[Service]
+Restart=always
+RestartSec=10
+ExecStartPre=-/usr/bin/docker rm -f gpuplan-tls
+ExecStart=/opt/gpuplan/run-tls.sh
+ExecStop=/usr/bin/docker stop gpuplan-tls
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def caddyfile(domain: str, upstream_port: int) -> str:
+    """Caddy's configuration: HTTPS on 443 for ``domain`` with a Let's Encrypt certificate,
+    forwarding to the authenticating proxy on loopback.
+
+    - HTTP-01 only (disable_tlsalpn_challenge): port 443 is open only to --allow-cidr, so
+      Let's Encrypt, which validates from addresses it does not publish, reaches port 80 alone
+      (letsencrypt.org/docs/integration-guide/#firewall-configuration); a TLS-ALPN attempt would
+      fail and count against the failed-validation limit.
+    - no HTTP->HTTPS redirects (auto_https disable_redirects): nothing serves port 80 except
+      Caddy's challenge responder, which listens only while a challenge is pending (certmagic
+      solvers.go, httpSolver.Present/CleanUp).
+    - HTTP/1.1 only: HTTP/3 would listen on UDP 443, which the TCP firewall rules do not cover;
+      an HTTP/2 request may come without a Content-Length, which Caddy would forward chunked,
+      and the proxy needs the length (it answers 411 to chunked bodies).
+    - admin off: no admin API on localhost:2019 for anything on the host to reconfigure.
+    - flush_interval -1: streamed tokens reach the client as vLLM writes them.
+    The certificate is renewed by Caddy in the background (caddyserver.com/docs/automatic-https);
+    a failure is retried with backoff (at most a day apart, for up to 30 days)."""
+    if not isinstance(domain, str) or not DOMAIN_RE.fullmatch(domain):
+        raise ValueError(f"not a domain name: {domain!r}")
+    return "\n".join([
+        "{",
+        "\tadmin off",
+        "\tauto_https disable_redirects",
+        "\tservers {",
+        "\t\tprotocols h1",
+        "\t}",
+        "}",
+        "",
+        f"{domain} {{",
+        "\ttls {",
+        "\t\tissuer acme {",
+        f"\t\t\tdir {ACME_DIRECTORY}",
+        "\t\t\tdisable_tlsalpn_challenge",
+        "\t\t}",
+        "\t}",
+        f"\treverse_proxy 127.0.0.1:{int(upstream_port)} {{",
+        "\t\tflush_interval -1",
+        "\t}",
+        "}",
+    ]) + "\n"  # fmt: skip
+
+
+def tls_script(image: str) -> str:
+    """The TLS unit's command: Caddy from the pinned image on the host network (ports 80 and
+    443), its certificates and ACME account in /opt/gpuplan/caddy (kept across restarts, so a
+    restart does not ask Let's Encrypt again: 5 certificates per exact domain set a week)."""
+    docker = [
+        "docker", "run", "--rm", "--name", "gpuplan-tls", "--network", "host",
+        "-v", f"{CADDYFILE}:/etc/caddy/Caddyfile:ro",
+        "-v", "/opt/gpuplan/caddy/data:/data", "-v", "/opt/gpuplan/caddy/config:/config",
+        image, "caddy", "run", "--config", "/etc/caddy/Caddyfile", "--adapter", "caddyfile",
+    ]  # fmt: skip
+    return "#!/bin/sh\nset -eu\nexec " + _quote(docker) + "\n"
 
 
 # The firewall as its own early unit, so the rules hold from boot, before the network is up
@@ -110,6 +195,40 @@ def firewall_script(port: int, allowed_cidrs: list[str], ssh_cidr: str | None) -
                 f" || {tool} -I INPUT -p tcp --dport {dport} -j {chain}",
             ]
     return "\n".join(lines) + "\n"
+
+
+def local_disk_script(min_gb: int, sys_root: str = "/sys", mount: str = "/opt/gpuplan/hf") -> str:
+    """Put the Hugging Face cache on the largest local NVMe disk (EC2 instance store) when it
+    holds ``min_gb``: formatted when blank, mounted at each vLLM start (idempotent: a mounted
+    cache is left alone, a labelled filesystem is mounted, not formatted again). Reads then
+    come at NVMe speed instead of gp3's provisioned throughput. Instance store devices report
+    the model "Amazon EC2 NVMe Instance Storage" (EBS volumes "Amazon Elastic Block Store").
+    Their data survives a reboot and is lost when the instance stops or terminates
+    (docs.aws.amazon.com/AWSEC2/latest/UserGuide/ssd-instance-store.html): after a stop, the
+    disk is blank, formatted again and the model downloaded again. Without a large enough
+    one, the cache stays on the root volume."""
+    m = shlex.quote(mount)
+    return "\n".join([
+        "#!/bin/bash",
+        "set -euo pipefail",
+        f"mountpoint -q {m} && exit 0",
+        "best=; best_gb=0",
+        f"for model in {shlex.quote(sys_root)}/block/nvme*n1/device/model; do",
+        '  grep -qs "Amazon EC2 NVMe Instance Storage" "$model" || continue',
+        '  dev=/dev/$(basename "$(dirname "$(dirname "$model")")")',
+        '  gb=$(( $(blockdev --getsize64 "$dev") / 1000000000 ))',
+        '  if [ "$gb" -gt "$best_gb" ]; then best=$dev; best_gb=$gb; fi',
+        "done",
+        f'if [ -z "$best" ] || [ "$best_gb" -lt {int(min_gb)} ]; then',
+        f'  echo "gpuplan: no instance store of {int(min_gb)} GB: the cache stays on the root"',
+        "  exit 0",
+        "fi",
+        'if [ "$(blkid -o value -s LABEL "$best" || true)" != gpuplan-hf ]; then',
+        '  mkfs.ext4 -q -F -L gpuplan-hf -E nodiscard "$best"',
+        "fi",
+        f'mount -o noatime "$best" {m}',
+        'echo "gpuplan: Hugging Face cache on $best ($best_gb GB instance store)"',
+    ]) + "\n"  # fmt: skip
 
 
 def fetch_secrets_script(source: dict[str, Any]) -> str:
@@ -208,15 +327,17 @@ def run_script(image: str, args: list[str], node: dict[str, Any] | None = None) 
     return "\n".join(lines) + "\n"
 
 
-def proxy_script(image: str, port: int) -> str:
+def proxy_script(image: str, port: int, host: str = "0.0.0.0") -> str:
     """The proxy unit's command: gpuplan_proxy.py with the image's own python3. The proxy gets
     the API key and nothing else (not the HF token): the key is read from the env file and
     passed by name, `-e VLLM_API_KEY`, which takes the value from the docker client's
-    environment (docs.docker.com, docker container run --env), so it is in no command line."""
+    environment (docs.docker.com, docker container run --env), so it is in no command line.
+    ``host`` 127.0.0.1 when Caddy serves HTTPS in front of it (plain HTTP stays on the host)."""
     docker = [
         "docker", "run", "--rm", "--name", "gpuplan-proxy", "--network", "host",
         "-e", "VLLM_API_KEY", "-v", f"{PROXY_PY}:/gpuplan_proxy.py:ro", "--entrypoint", "python3",
-        image, "/gpuplan_proxy.py", "0.0.0.0", str(int(port)), str(UPSTREAM_PORT),
+        image, "/gpuplan_proxy.py", str(ipaddress.ip_address(host)), str(int(port)),
+        str(UPSTREAM_PORT),
     ]  # fmt: skip
     return "\n".join([
         "#!/bin/sh",
@@ -277,6 +398,8 @@ def boot_script(
     node: dict[str, Any] | None = None,
     proxy_py: str | None = None,
     host_setup: bool = False,
+    tls: dict[str, Any] | None = None,
+    local_disk_min_gb: int | None = None,
 ) -> str:
     """cloud-init user data, startup script or SSH command: install and (re)start the units.
 
@@ -290,7 +413,10 @@ def boot_script(
     the authenticating proxy on ``port``; workers of a multi-node deployment have none.
     ``host_setup`` (dedicated servers) installs the driver and Docker first; when the driver
     needs a reboot, the units are enabled, a reboot is scheduled and the script exits 0, so
-    the SSH command succeeds and vLLM starts after the reboot."""
+    the SSH command succeeds and vLLM starts after the reboot. ``tls`` ({"domain", "image"},
+    with ``proxy_py``) puts Caddy on 443 with a Let's Encrypt certificate for the domain in
+    front of the proxy, which then listens on loopback only (see caddyfile).
+    ``local_disk_min_gb`` puts the Hugging Face cache on local NVMe (see local_disk_script)."""
     setup = HOST_SETUP.splitlines() if host_setup else _wait_lines()
     lines = setup[:2]  # shebang, set -euo pipefail
     assert lines == ["#!/bin/bash", "set -euo pipefail"]
@@ -299,6 +425,11 @@ def boot_script(
         "install -d -m 755 /opt/gpuplan /opt/gpuplan/hf /opt/gpuplan/vllm",
     ]
     pre = ""
+    if local_disk_min_gb is not None:
+        # "-": a local disk that cannot be prepared leaves the cache on the root volume; vLLM
+        # still starts.
+        lines += _write(LOCAL_DISK_SCRIPT, local_disk_script(local_disk_min_gb), "755")
+        pre += f"ExecStartPre=-{LOCAL_DISK_SCRIPT}\n"
     if firewall:
         # First step: close the ports before anything else runs (a fresh dedicated server
         # accepts SSH from anywhere until now), and keep them closed from the next boot on.
@@ -327,11 +458,23 @@ def boot_script(
         raise ValueError("give secret_source, secrets_on_stdin or api_key")
     lines += _write(UNIT_FILE, UNIT.format(pre=pre), "644")
     units = ["vllm.service"]
+    if tls is not None and proxy_py is None:
+        raise ValueError("tls needs the proxy: Caddy forwards to it")
     if proxy_py is not None:
         lines += _write(PROXY_PY, proxy_py, "644")
-        lines += _write(PROXY_SCRIPT, proxy_script(image, port), "755")
+        host = "0.0.0.0" if tls is None else "127.0.0.1"
+        lines += _write(PROXY_SCRIPT, proxy_script(image, port, host), "755")
         lines += _write(PROXY_UNIT_FILE, PROXY_UNIT, "644")
         units.append("gpuplan-proxy.service")
+    if tls is not None:
+        # Caddy's storage holds the certificate's private key and the ACME account key.
+        lines += [
+            "install -d -m 700 /opt/gpuplan/caddy /opt/gpuplan/caddy/data /opt/gpuplan/caddy/config"
+        ]
+        lines += _write(CADDYFILE, caddyfile(tls["domain"], port), "644")
+        lines += _write(TLS_SCRIPT, tls_script(tls["image"]), "755")
+        lines += _write(TLS_UNIT_FILE, TLS_UNIT, "644")
+        units.append("gpuplan-tls.service")
     # restart, not `enable --now`: a changed script, key or CIDR list takes effect on a
     # re-run of this script (Hetzner's SSH command), not only on the first boot.
     lines += ["systemctl daemon-reload", "systemctl enable " + " ".join(units)]

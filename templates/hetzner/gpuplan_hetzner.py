@@ -8,36 +8,107 @@ orders a day. With gpuplan:robotTestMode true (the default) the order is only va
 Deleting the resource files a cancellation of the server; the rental runs to the end of the
 cancellation period. Credentials come from HETZNER_ROBOT_USER / HETZNER_ROBOT_PASSWORD at
 create/delete time and are never stored.
+
+An order whose answer is lost (a timeout or a reset connection after Robot took it) must not be
+placed twice: Robot orders carry no label of ours (a comment would send the order to manual
+processing), so the provider looks for it among Robot's orders of the last 30 days (GET
+/order/server/transaction) by what identifies it - product, location, OS image, SSH keys, and a
+date after Robot's clock at the order. One match is adopted; when none shows yet, the resource
+is recorded as "unconfirmed" with that time, and the next `pulumi up` looks again. It never
+orders again by itself, and never guesses between several matches.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-OUTPUTS = ("transaction_id", "server_number", "server_ip", "status")
+OUTPUTS = ("transaction_id", "server_number", "server_ip", "status", "ordered_after")
 SPEC = ("product_id", "location", "test")  # and the OS: see diff
 
 
-def _robot(
-    method: str, path: str, data: list[tuple[str, str]] | None = None, missing_ok: bool = False
-) -> Any:
-    """One Robot call; ``missing_ok``: a 404 (e.g. SERVER_NOT_FOUND) answers None."""
+# Gateway answers that leave open whether Robot took the order (the request had left).
+LOST_STATUSES = (502, 503, 504)
+# Robot's own order dates are compared with Robot's clock (the Date header of the product query
+# just before the order); the margin covers a second-resolution clock and a slow request.
+CLOCK_MARGIN_S = 120
+LOST_LOOKUPS = 5  # listings tried right after a lost answer, poll_s apart
+
+
+def _request(method: str, path: str, data: list[tuple[str, str]] | None = None) -> Any:
     import requests
 
     user, password = os.environ.get("HETZNER_ROBOT_USER"), os.environ.get("HETZNER_ROBOT_PASSWORD")
     if not user or not password:
         raise RuntimeError("set HETZNER_ROBOT_USER and HETZNER_ROBOT_PASSWORD (Robot webservice)")
     base = os.environ.get("HETZNER_ROBOT_URL", "https://robot-ws.your-server.de").rstrip("/")
-    resp = requests.request(method, f"{base}{path}", data=data, auth=(user, password), timeout=60)
+    return requests.request(method, f"{base}{path}", data=data, auth=(user, password), timeout=60)
+
+
+def _robot(
+    method: str, path: str, data: list[tuple[str, str]] | None = None, missing_ok: bool = False
+) -> Any:
+    """One Robot call; ``missing_ok``: a 404 (e.g. SERVER_NOT_FOUND) answers None."""
+    resp = _request(method, path, data)
     if resp.status_code == 404 and missing_ok:
         return None
     resp.raise_for_status()
     return resp.json()
+
+
+def _post_order(form: list[tuple[str, str]]) -> dict[str, Any] | None:
+    """The new order's transaction, or None when its answer was lost: the request left and
+    Robot may have taken it (a timeout or reset while waiting, or a gateway error)."""
+    import requests
+
+    try:
+        resp = _request("POST", "/order/server/transaction", form)
+    except requests.exceptions.ConnectTimeout:
+        raise  # never connected: nothing was sent
+    except (requests.ConnectionError, requests.Timeout):
+        return None
+    if resp.status_code in LOST_STATUSES:
+        return None
+    resp.raise_for_status()
+    return resp.json()["transaction"]
+
+
+def _when(text: Any) -> datetime:
+    try:
+        when = datetime.fromisoformat(str(text))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def find_orders(props: dict[str, Any], dist: str, since: datetime) -> list[dict[str, Any]]:
+    """Robot's live orders (not cancelled) of this product, location, OS image and SSH keys,
+    dated at or after ``since``: the candidates for an order whose answer was lost."""
+    listing = _robot("GET", "/order/server/transaction", missing_ok=True) or []  # 404: none
+    keys = sorted(props["key_fingerprints"])
+    found = []
+    for item in listing:
+        tx = item.get("transaction") or {}
+        product = tx.get("product") or {}
+        fingerprints = sorted(
+            (k.get("key") or {}).get("fingerprint") for k in tx.get("authorized_key") or []
+        )
+        if (
+            tx.get("status") != "cancelled"
+            and product.get("id") == props["product_id"]
+            and str(product.get("location") or "").upper() == props["location"]
+            and product.get("dist") == dist
+            and fingerprints == keys
+            and _when(tx.get("date")) >= since
+        ):
+            found.append(tx)
+    return sorted(found, key=lambda tx: str(tx["id"]))
 
 
 def choose_dist(choices: list[str], wanted: str) -> str:
@@ -73,6 +144,7 @@ def wait_delivery(tx: dict[str, Any], minutes: float, poll_s: float) -> dict[str
 def _outs(props: dict[str, Any], tx: dict[str, Any]) -> dict[str, Any]:
     return {
         **props,
+        "ordered_after": props.get("ordered_after") or "",
         "transaction_id": str(tx["id"]),
         "status": tx.get("status") or "",
         "server_number": str(tx.get("server_number") or ""),
@@ -84,7 +156,17 @@ class _ServerOrderProvider(ResourceProvider):
     poll_s = float(os.environ.get("GPUPLAN_POLL_S", "60"))
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        product = _robot("GET", f"/order/server/product/{props['product_id']}")["product"]
+        resp = _request("GET", f"/order/server/product/{props['product_id']}")
+        resp.raise_for_status()
+        product = resp.json()["product"]
+        # Robot's clock now: the order, if it is taken, is dated after it.
+        try:
+            robot_now = parsedate_to_datetime(resp.headers["Date"])
+        except (KeyError, TypeError, ValueError):
+            robot_now = datetime.now(UTC)
+        if robot_now.tzinfo is None:  # "-0000": UTC without saying so
+            robot_now = robot_now.replace(tzinfo=UTC)
+        since = robot_now - timedelta(seconds=CLOCK_MARGIN_S)
         dist = choose_dist(list(product.get("dist") or []), props["dist"])
         form = [
             ("product_id", props["product_id"]),
@@ -95,8 +177,19 @@ class _ServerOrderProvider(ResourceProvider):
         ]
         form += [("authorized_key[]", fp) for fp in props["key_fingerprints"]]
         if props["test"]:
-            form.append(("test", "true"))
-        tx = _robot("POST", "/order/server/transaction", form)["transaction"]
+            form.append(("test", "true"))  # validated only: nothing to lose or find
+            tx = _robot("POST", "/order/server/transaction", form)["transaction"]
+        else:
+            props = {**props, "ordered_after": since.isoformat()}
+            tx = _post_order(form) or self._find_lost(props, dist, since)
+            if tx is None:
+                # Robot may hold the order but does not list it (yet): record it as
+                # unconfirmed, with the time to look from; the next `pulumi up` looks again.
+                unconfirmed = {"id": "", "status": "unconfirmed"}
+                return CreateResult(
+                    id_=f"unconfirmed-{since:%Y%m%dT%H%M%SZ}",
+                    outs=_outs({**props, "dist": dist}, unconfirmed),
+                )
         if tx.get("status") == "cancelled":
             raise RuntimeError(f"Hetzner cancelled order {tx['id']}")
         # From here on the order is live: it is returned (recorded in state) whatever happens
@@ -104,6 +197,44 @@ class _ServerOrderProvider(ResourceProvider):
         if not props["test"]:
             tx = wait_delivery(tx, float(props["wait_minutes"]), self.poll_s)
         return CreateResult(id_=str(tx["id"]), outs=_outs({**props, "dist": dist}, tx))
+
+    def _find_lost(self, props: dict[str, Any], dist: str, since: datetime) -> dict | None:
+        """The order whose answer was lost, when Robot lists exactly one candidate."""
+        for attempt in range(LOST_LOOKUPS):
+            try:
+                found = find_orders(props, dist, since)
+            except Exception:  # transient: the order may exist; look again
+                found = []
+            if len(found) == 1:
+                return found[0]
+            if len(found) > 1:
+                return None  # several: the next `pulumi up` says so, gpuplan does not guess
+            if attempt < LOST_LOOKUPS - 1:
+                time.sleep(self.poll_s)
+        return None
+
+    @staticmethod
+    def _resolve(props: dict[str, Any]) -> dict[str, Any]:
+        """The unconfirmed order, found in Robot; raises when Robot lists none or several."""
+        since = _when(props.get("ordered_after"))
+        found = find_orders(props, str(props.get("dist") or ""), since)
+        if len(found) == 1:
+            return found[0]
+        what = (
+            f"{props['product_id']} order in {props['location']} since {since:%Y-%m-%d %H:%M} UTC"
+        )
+        if not found:
+            raise RuntimeError(
+                f"the answer to the Hetzner order was lost, and Robot lists no {what}: nothing "
+                "was ordered. To order now: `pulumi up --replace URN` (this resource's URN, from "
+                "`pulumi stack --show-urns`)"
+            )
+        raise RuntimeError(
+            f"the answer to the Hetzner order was lost, and Robot lists {len(found)} matching "
+            f"{what} ({', '.join(str(t['id']) for t in found)}): gpuplan cannot tell which is "
+            "this resource's and orders nothing. Cancel in Robot the ones you do not want, then "
+            "run `pulumi up` again"
+        )
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         # Replacing a monthly server means cancelling it and ordering another: only a change
@@ -119,20 +250,40 @@ class _ServerOrderProvider(ResourceProvider):
         )
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        tx = {"id": _id, "status": olds.get("status"), "server_number": olds.get("server_number"),
+        tx_id = olds.get("transaction_id") or _id
+        tx = {"id": tx_id, "status": olds.get("status"), "server_number": olds.get("server_number"),
               "server_ip": olds.get("server_ip")}  # fmt: skip
+        if tx["status"] == "unconfirmed":
+            tx = self._resolve(olds)
+        elif tx["status"] == "in process":
+            tx = _transaction(tx_id) or tx
         if tx["status"] == "in process":
-            tx = _transaction(_id) or tx
             tx = wait_delivery(tx, float(news["wait_minutes"]), self.poll_s)
-        return UpdateResult(outs=_outs({**news, "dist": olds.get("dist") or news["dist"]}, tx))
+        kept = {
+            "dist": olds.get("dist") or news["dist"],
+            "ordered_after": olds.get("ordered_after"),
+        }
+        return UpdateResult(outs=_outs({**news, **kept}, tx))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        if props.get("test") or props.get("status") == "ready":
+        if props.get("test") or props.get("status") in ("ready", "unconfirmed"):
             return ReadResult(id_=id_, outs=props)
-        tx = _transaction(id_) or {"id": id_, **{k: props.get(k) for k in OUTPUTS}}
+        tx_id = props.get("transaction_id") or id_
+        tx = _transaction(tx_id) or {**{k: props.get(k) for k in OUTPUTS}, "id": tx_id}
         return ReadResult(id_=id_, outs=_outs(props, tx))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
+        if props.get("status") == "unconfirmed":
+            found = find_orders(props, str(props.get("dist") or ""), _when(props["ordered_after"]))
+            if not found:
+                return  # the lost order was never placed: nothing to cancel
+            if len(found) > 1:
+                raise RuntimeError(
+                    f"Robot lists {len(found)} orders that may be this resource's "
+                    f"({', '.join(str(t['id']) for t in found)}): cancel the right one in Robot, "
+                    "then `pulumi state delete` this resource"
+                )
+            props = _outs(props, found[0])
         if props.get("server_number"):
             _robot(
                 "POST",

@@ -28,6 +28,7 @@ def fixture(provider: str, name: str) -> Any:
 class FakeApi(LoopbackServer):
     """A loopback HTTP server answering with a route function.
 
+    A route answering status None closes the connection without an answer (a lost answer).
     Fault modes: ``fail_first`` answers that many requests with ``fail_status`` first;
     ``mode`` "malformed" sends invalid JSON, "empty" an empty list/object, "hang" sleeps
     ``hang_s`` before answering; ``latency_s`` delays every answer.
@@ -67,6 +68,9 @@ class FakeApi(LoopbackServer):
                     return self._send(api.fail_status, b'{"error": "injected"}')
                 answer = api.route(self.command, self.path, body, headers)
                 status, payload = answer[0], answer[1]
+                if status is None:  # the request was taken, the answer never comes
+                    self.close_connection = True
+                    return None
                 ctype = answer[2] if len(answer) > 2 else "application/json"
                 if api.mode == "malformed" and status == 200:
                     return self._send(200, b'{"this is": not json')

@@ -22,6 +22,7 @@ PLAN = {
     'gpus_total': 1,
     'image': 'vllm/vllm-openai:v0.33.0',
     'instance_type': 'g6e.xlarge',
+    'local_disk_min_gb': 20,
     'master_port': 29501,
     'name': 'gpuplan-meta-llama-llama-3-1-8b-instruct',
     'needs_hf_token': True,
@@ -233,7 +234,8 @@ def gpu_instance(name, user_data, security_groups, subnet_id, placement_group=No
 def boot(node=None, proxy=True):
     return gpuplan_boot.boot_script(
         PLAN["image"], PLAN["vllm_args"], PLAN["port"], secret_source=secret_source, node=node,
-        proxy_py=gpuplan_boot.proxy_source() if proxy else None)
+        proxy_py=gpuplan_boot.proxy_source() if proxy else None,
+        local_disk_min_gb=PLAN["local_disk_min_gb"])
 
 
 if nodes > 1:

@@ -42,6 +42,8 @@ PLAN = {
     'ssh_public_key': None,
     'stack_tag': 'dev',
     'subnetwork': None,
+    'tls_domain': None,
+    'tls_image': 'caddy:2.10.2',
     'usd_per_hour': 0.73,
     'vllm_args': [
         'meta-llama/Llama-3.1-8B-Instruct',
@@ -100,6 +102,10 @@ else:
                                     ip_cidr_range="10.42.0.0/20")
     network, subnetwork = vpc.id, subnet.id
 
+# With a domain (tls_domain), Caddy serves HTTPS on 443 with a Let's Encrypt certificate in
+# front of the proxy, which then listens on loopback: clients reach 443 only (README.md).
+tls_domain = PLAN["tls_domain"]
+public_port = 443 if tls_domain else PLAN["port"]
 # One rule per IP version: a firewall rule's source ranges cannot mix IPv4 and IPv6.
 for version, ranges in (("v4", [c for c in allowed_cidrs if ":" not in c]),
                         ("v6", [c for c in allowed_cidrs if ":" in c])):
@@ -108,10 +114,26 @@ for version, ranges in (("v4", [c for c in allowed_cidrs if ":" not in c]),
             "vllm" if version == "v4" else "vllm-v6",
             network=network,
             description="gpuplan: vLLM serving port",
-            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(PLAN["port"])])],
+            allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=[str(public_port)])],
             source_ranges=ranges,
             target_tags=[tag],
         )
+static_ip = None
+if tls_domain:
+    # Let's Encrypt validates the domain over port 80 from addresses it does not publish
+    # (letsencrypt.org/docs/integration-guide/#firewall-configuration): port 80 is open to all,
+    # and only Caddy's challenge responder listens there, while a challenge is pending.
+    gcp.compute.Firewall(
+        "vllm-acme",
+        network=network,
+        description="gpuplan: Let's Encrypt HTTP-01 validation",
+        allows=[gcp.compute.FirewallAllowArgs(protocol="tcp", ports=["80"])],
+        source_ranges=["0.0.0.0/0"],
+        target_tags=[tag],
+    )
+    # A static address for the domain's DNS record: it survives restarts and spot stops.
+    static_ip = gcp.compute.Address("vllm", region=PLAN["region"],
+                                    description="gpuplan: " + tls_domain)
 if ssh_cidr:
     gcp.compute.Firewall(
         "vllm-ssh",
@@ -153,9 +175,10 @@ secret_source = {"kind": "gcp-secret-manager", "project": project,
 
 
 def boot(node=None, proxy=True):
+    tls = {"domain": tls_domain, "image": PLAN["tls_image"]} if proxy and tls_domain else None
     return gpuplan_boot.boot_script(
         PLAN["image"], PLAN["vllm_args"], PLAN["port"], secret_source=secret_source, node=node,
-        proxy_py=gpuplan_boot.proxy_source() if proxy else None)
+        proxy_py=gpuplan_boot.proxy_source() if proxy else None, tls=tls)
 
 
 # OS Login (on by default) ignores ssh-keys metadata: with a key given, the key is used.
@@ -179,7 +202,7 @@ scheduling = dict(
 )
 
 
-def gpu_vm(name, script, tags, resource_policy=None):
+def gpu_vm(name, script, tags, resource_policy=None, nat_ip=None):
     accelerators = [
         gcp.compute.InstanceGuestAcceleratorArgs(type=PLAN["accelerator_type"],
                                                  count=PLAN["accelerator_count"])
@@ -197,7 +220,8 @@ def gpu_vm(name, script, tags, resource_policy=None):
         scheduling=gcp.compute.InstanceSchedulingArgs(**scheduling),
         network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
             network=network, subnetwork=subnetwork, nic_type=PLAN["nic_type"],
-            access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs()])],
+            access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(
+                nat_ip=nat_ip)])],
         metadata=metadata,
         metadata_startup_script=script,
         desired_status="RUNNING",
@@ -213,6 +237,16 @@ def gpu_vm(name, script, tags, resource_policy=None):
 
 def external_ip(vm):
     return vm.network_interfaces.apply(lambda nics: nics[0].access_configs[0].nat_ip)
+
+
+def export_endpoint(vm):
+    if tls_domain:
+        pulumi.export("endpoint", f"https://{tls_domain}/v1")
+        # Point the domain's DNS A record here: HTTPS works once it resolves (README.md).
+        pulumi.export("address", static_ip.address)
+    else:
+        pulumi.export("endpoint", pulumi.Output.concat("http://", external_ip(vm), ":", port,
+                                                       "/v1"))
 
 
 if PLAN["nodes"] > 1:
@@ -237,7 +271,7 @@ if PLAN["nodes"] > 1:
     )
     node = {"nnodes": PLAN["nodes"], "master_port": PLAN["master_port"]}
     head = gpu_vm("vllm", boot({**node, "rank": 0, "master_addr": None}), [tag, cluster_tag],
-                  placement.self_link)
+                  placement.self_link, static_ip.address if static_ip else None)
     head_ip = head.network_interfaces.apply(lambda nics: nics[0].network_ip)
     workers = [
         gpu_vm(f"worker-{i}", head_ip.apply(
@@ -245,14 +279,12 @@ if PLAN["nodes"] > 1:
             [cluster_tag], placement.self_link)
         for i in range(1, PLAN["nodes"])
     ]
-    pulumi.export("endpoint", pulumi.Output.concat("http://", external_ip(head), ":", port,
-                                                   "/v1"))
+    export_endpoint(head)
     pulumi.export("instanceId", head.instance_id)
     pulumi.export("instanceIds", [vm.instance_id for vm in [head, *workers]])
 elif PLAN["replicas"] == 1:
-    instance = gpu_vm("vllm", boot(), [tag])
-    pulumi.export("endpoint", pulumi.Output.concat("http://", external_ip(instance), ":", port,
-                                                   "/v1"))
+    instance = gpu_vm("vllm", boot(), [tag], nat_ip=static_ip.address if static_ip else None)
+    export_endpoint(instance)
     pulumi.export("instanceId", instance.instance_id)
 else:
     # N identical replicas: a managed instance group behind an external passthrough network

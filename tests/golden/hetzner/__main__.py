@@ -34,6 +34,8 @@ PLAN = {
     'ssh_cidr': '198.51.100.7/32',
     'ssh_public_key': None,
     'stack_tag': 'dev',
+    'tls_domain': None,
+    'tls_image': 'caddy:2.10.2',
     'usd_per_hour': 1.3359,
     'vllm_args': [
         'meta-llama/Llama-3.1-8B-Instruct',
@@ -96,7 +98,14 @@ if not fingerprints:
                           "stored in Robot: the server is installed over SSH")
 test_mode = config.get_bool("robotTestMode")
 test_mode = True if test_mode is None else test_mode
-firewall = gpuplan_boot.firewall_script(PLAN["port"], allowed_cidrs, ssh_cidr)
+# With a domain (tls_domain), Caddy serves HTTPS on 443 with a Let's Encrypt certificate in
+# front of the proxy, which then listens on loopback: the firewall guards 443 instead of the
+# proxy's port. Port 80 stays open (no rule drops it) for Let's Encrypt's HTTP-01 validation,
+# which comes from addresses it does not publish; only Caddy answers there, during a challenge.
+tls_domain = PLAN["tls_domain"]
+public_port = 443 if tls_domain else PLAN["port"]
+tls = {"domain": tls_domain, "image": PLAN["tls_image"]} if tls_domain else None
+firewall = gpuplan_boot.firewall_script(public_port, allowed_cidrs, ssh_cidr)
 
 
 def server(i: int):
@@ -129,7 +138,8 @@ def server(i: int):
         connection=connection,
         create=gpuplan_boot.boot_script(
             PLAN["image"], PLAN["vllm_args"], PLAN["port"], secrets_on_stdin=True,
-            firewall=firewall, proxy_py=gpuplan_boot.proxy_source(), host_setup=True),
+            firewall=firewall, proxy_py=gpuplan_boot.proxy_source(), host_setup=True,
+            tls=tls),
         stdin=pulumi.Output.secret(pulumi.Output.all(api_key, hf_token).apply(
             lambda s: gpuplan_boot.env_file(s[0], s[1] or None))),
         triggers=[order.server_number],
@@ -149,8 +159,13 @@ if test_mode:
 else:
     # Hetzner dedicated servers come with no load balancer here: with several replicas,
     # spread traffic yourself.
-    pulumi.export("endpoint", pulumi.Output.concat("http://", orders[0].server_ip, ":", port,
-                                                   "/v1"))
+    if tls_domain:
+        pulumi.export("endpoint", f"https://{tls_domain}/v1")
+        # Point the domain's DNS A record here: HTTPS works once it resolves (README.md).
+        pulumi.export("address", orders[0].server_ip)
+    else:
+        pulumi.export("endpoint", pulumi.Output.concat("http://", orders[0].server_ip, ":",
+                                                       port, "/v1"))
 pulumi.export("instanceId", orders[0].server_number)
 if PLAN["replicas"] > 1 and not test_mode:
     pulumi.export("endpoints", [pulumi.Output.concat("http://", o.server_ip, ":", port, "/v1")

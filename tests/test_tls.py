@@ -1,0 +1,231 @@
+"""HTTPS on GCP and Hetzner with --tls-domain: Caddy on the machine gets a Let's Encrypt
+certificate (HTTP-01 on port 80) and serves 443 in front of the authenticating proxy, which then
+listens on loopback only. Where that cannot work (Vast's remapped ports, RunPod's own proxy,
+AWS without a certificate, replicas), the option is refused with the reason. Under mocks, as
+tests/test_generate.py."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+import pytest
+
+from infra.emit import ProjectOptions, render_project, write_project
+from planner.errors import UsageError
+from tests.test_generate import (
+    CIDR,
+    HETZNER_CONFIG,
+    SSH,
+    boot_files,
+    boot_module,
+    by_type,
+    make_plan,
+    probes,
+    run_program,
+)
+from tests.test_generate_scale import multi_node_plan, replica_plan
+
+DOMAIN = "llm.example.com"
+CADDY = "/opt/gpuplan/Caddyfile"
+
+
+def tls_opts(provider: str, **extra) -> ProjectOptions:
+    ssh = SSH if provider == "hetzner" else None
+    return ProjectOptions(allowed_cidrs=(CIDR,), ssh_cidr=ssh, tls_domain=DOMAIN, **extra)
+
+
+def check_tls_boot(script: str) -> dict[str, str]:
+    """The machine's side: Caddy for the domain, HTTP-01 only, no HTTP/3, no admin API, in
+    front of a proxy that listens on loopback; its unit enabled and (re)started with the rest."""
+    files = boot_files(script)
+    caddy = files[CADDY]
+    site = caddy.split(f"{DOMAIN} {{", 1)[1]
+    assert "dir https://acme-v02.api.letsencrypt.org/directory" in site
+    assert "disable_tlsalpn_challenge" in site and "disable_http_challenge" not in site
+    assert "reverse_proxy 127.0.0.1:8000" in site and "flush_interval -1" in site
+    glob = caddy.split(f"{DOMAIN} {{", 1)[0]
+    # UDP 443 (HTTP/3) is not covered by the TCP firewall rules, and HTTP/2 bodies without a
+    # length would reach the proxy chunked (411); the admin API would let anything on the host
+    # reconfigure Caddy; redirects would serve port 80 all the time
+    assert "\t\tprotocols h1\n" in glob and "h2" not in caddy and "h3" not in caddy
+    assert "admin off" in glob and "auto_https disable_redirects" in glob
+    run = shlex.split(files["/opt/gpuplan/run-tls.sh"].splitlines()[-1])
+    assert run[:8] == [
+        "exec",
+        "docker",
+        "run",
+        "--rm",
+        "--name",
+        "gpuplan-tls",
+        "--network",
+        "host",
+    ]
+    assert "caddy:2.10.2" in run and f"{CADDY}:/etc/caddy/Caddyfile:ro" in run
+    assert "/opt/gpuplan/caddy/data:/data" in run  # the certificate survives restarts
+    proxy = files["/opt/gpuplan/run-proxy.sh"]
+    assert "/gpuplan_proxy.py 127.0.0.1 8000 8001" in proxy and "0.0.0.0" not in proxy
+    assert "install -d -m 700 /opt/gpuplan/caddy" in script
+    assert "ExecStart=/opt/gpuplan/run-tls.sh" in files["/etc/systemd/system/gpuplan-tls.service"]
+    units = "vllm.service gpuplan-proxy.service gpuplan-tls.service"
+    assert f"systemctl enable {units}" in script and f"systemctl restart {units}" in script
+    return files
+
+
+def test_gcp_https_for_a_domain_with_a_static_address(tmp_path):
+    out = tmp_path / "gcp"
+    write_project(render_project(make_plan("gcp"), tls_opts("gcp")), out)
+    result = run_program(out, {})
+    assert result["error"] is None
+    [address] = by_type(result, "gcp:compute/address:Address")
+    assert address["inputs"]["region"] == "us-central1"
+    [vm] = by_type(result, "gcp:compute/instance:Instance")
+    nic = vm["inputs"]["networkInterfaces"][0]
+    # the VM takes the static address the domain's DNS record points at
+    assert nic["accessConfigs"] == [{"natIp": "203.0.113.21"}]
+    assert result["exports"]["endpoint"] == f"https://{DOMAIN}/v1"
+    assert result["exports"]["address"] == "203.0.113.21"
+    rules = {
+        f["name"]: (f["inputs"]["allows"][0]["ports"], f["inputs"]["sourceRanges"])
+        for f in by_type(result, "gcp:compute/firewall:Firewall")
+    }
+    # clients reach 443 from their networks only; port 80 from anywhere (Let's Encrypt's
+    # validators are not published); the proxy's plain-HTTP port is not opened at all
+    assert rules == {"vllm": (["443"], [CIDR]), "vllm-acme": (["80"], ["0.0.0.0/0"])}
+    check_tls_boot(vm["inputs"]["metadataStartupScript"])
+    readme = (out / "README.md").read_text()
+    assert "## HTTPS" in readme and "Not encrypted" not in readme
+    assert f"DNS `A` record for `{DOMAIN}`" in readme and "port 80 is open" in readme
+
+
+def test_gcp_without_a_domain_is_unchanged_plain_http(tmp_path):
+    out = tmp_path / "plain"
+    write_project(render_project(make_plan("gcp"), ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    result = run_program(out, {})
+    assert not by_type(result, "gcp:compute/address:Address")
+    assert result["exports"]["endpoint"] == "http://203.0.113.20:8000/v1"
+    [vm] = by_type(result, "gcp:compute/instance:Instance")
+    files = boot_files(vm["inputs"]["metadataStartupScript"])
+    assert CADDY not in files and "gpuplan-tls" not in vm["inputs"]["metadataStartupScript"]
+    assert "Not encrypted" in (out / "README.md").read_text()
+
+
+def test_gcp_multi_node_serves_https_on_the_head_only(tmp_path):
+    plan = multi_node_plan("gcp", "a3-highgpu-8g", "h100-sxm")
+    out = tmp_path / "mn"
+    write_project(render_project(plan, tls_opts("gcp")), out)
+    result = run_program(out, {})
+    assert result["error"] is None
+    vms = {r["name"]: r["inputs"] for r in by_type(result, "gcp:compute/instance:Instance")}
+    check_tls_boot(vms["vllm"]["metadataStartupScript"])
+    assert vms["vllm"]["networkInterfaces"][0]["accessConfigs"] == [{"natIp": "203.0.113.21"}]
+    assert CADDY not in boot_files(vms["worker-1"]["metadataStartupScript"])
+
+
+def test_hetzner_https_firewall_and_exports(tmp_path):
+    from tests.iptables import Firewall
+
+    out = tmp_path / "hetzner"
+    write_project(render_project(make_plan("hetzner"), tls_opts("hetzner")), out)
+    result = run_program(out, {**HETZNER_CONFIG, "gpuplan:robotTestMode": "false"})
+    assert result["error"] is None
+    assert result["exports"]["endpoint"] == f"https://{DOMAIN}/v1"
+    assert result["exports"]["address"] == "198.51.100.30"
+    [cmd] = by_type(result, "command:remote:Command")
+    script = cmd["inputs"]["create"]
+    files = check_tls_boot(script)
+    host = Firewall()
+    host.run_script(files["/opt/gpuplan/firewall.sh"])
+    inside, outside = probes(CIDR)
+    for src in inside:
+        assert host.verdict(src, 443) == "ACCEPT"
+    for src in outside:
+        assert host.verdict(src, 443) == "DROP"  # HTTPS only from --allow-cidr
+        assert host.verdict(src, 80) == "ACCEPT"  # Let's Encrypt's validation, from anywhere
+        assert host.verdict(src, 22) == "DROP"
+    # still test mode by default: no server, no endpoint to claim
+    test_mode = run_program(out, HETZNER_CONFIG)
+    assert test_mode["exports"]["endpoint"] == "" and "address" not in test_mode["exports"]
+
+
+@pytest.mark.parametrize(
+    ("provider", "reason"),
+    [
+        ("vast", "random public ports"),
+        ("runpod", "its own proxy address"),
+        ("aws", "ACM certificate"),
+    ],
+)
+def test_a_domain_alone_is_refused_where_the_machine_cannot_get_a_certificate(provider, reason):
+    with pytest.raises(UsageError, match=reason) as err:
+        render_project(make_plan(provider), tls_opts(provider))
+    assert "Google Cloud and Hetzner" in err.value.hint
+
+
+@pytest.mark.parametrize("provider", ["gcp", "hetzner"])
+def test_replicas_cannot_share_one_machine_certificate(provider):
+    with pytest.raises(UsageError, match="3 replicas"):
+        render_project(replica_plan(provider), tls_opts(provider))
+
+
+def test_generate_skips_plans_that_cannot_serve_the_domain():
+    from planner.app.project import best_writable
+
+    plans = [make_plan("vast"), make_plan("runpod"), make_plan("hetzner")]
+    chosen, skipped = best_writable(plans, tls_opts("hetzner"))
+    assert chosen.offer.provider == "hetzner"
+    assert len(skipped) == 2 and "random public ports" in skipped[0]
+    chosen, skipped = best_writable(plans, ProjectOptions(allowed_cidrs=(CIDR,)))
+    assert chosen.offer.provider == "vast" and not skipped
+
+
+def test_warnings_say_when_https_starts():
+    from infra.targets import warnings
+
+    gcp = warnings(make_plan("gcp"), tls_opts("gcp"))
+    assert not any("plain HTTP" in w for w in gcp)
+    assert any("DNS A record" in w and "port 80" in w for w in gcp)
+    plain = warnings(make_plan("gcp"), ProjectOptions(allowed_cidrs=(CIDR,)))
+    assert any("plain HTTP" in w and "--tls-domain" in w for w in plain)
+    # where gpuplan cannot give HTTPS, the warning says why
+    vast = warnings(make_plan("vast"), ProjectOptions(allowed_cidrs=(CIDR,)))
+    assert any("plain HTTP" in w and "random public ports" in w for w in vast)
+
+
+@pytest.mark.parametrize(
+    "domain",
+    ["llm.example.com\n}\n:80 {", "llm.example.com {", "*.example.com", "LLM.example.com x", ""],
+)
+def test_the_domain_cannot_change_the_caddy_configuration(domain):
+    with pytest.raises(UsageError):
+        render_project(
+            make_plan("gcp"), ProjectOptions(allowed_cidrs=(CIDR,), tls_domain=domain or " ")
+        )
+    # the machine's own module refuses it too (the program is the user's to edit)
+    with pytest.raises(ValueError):
+        boot_module().caddyfile(domain, 8000)
+
+
+def test_tls_projects_are_deterministic(tmp_path):
+    first = render_project(make_plan("gcp"), tls_opts("gcp"))
+    assert first == render_project(make_plan("gcp"), tls_opts("gcp"))
+    out = tmp_path / "gcp"
+    write_project(first, out)
+    one, two = run_program(out, {}), run_program(out, {})
+    scripts = [
+        by_type(r, "gcp:compute/instance:Instance")[0]["inputs"]["metadataStartupScript"]
+        for r in (one, two)
+    ]
+    assert scripts[0] == scripts[1]  # a second `pulumi up` sees the same startup script
+    assert json.dumps(one["exports"], sort_keys=True) == json.dumps(two["exports"], sort_keys=True)
+
+
+def test_a_spot_vm_with_a_domain_keeps_its_address():
+    from dataclasses import replace
+
+    plan = make_plan("gcp")
+    spot = replace(plan, need=replace(plan.need, spot=True))
+    tls = render_project(spot, tls_opts("gcp"))["README.md"]
+    assert "keeps its static address" in tls and "address may change" not in tls
+    plain = render_project(spot, ProjectOptions(allowed_cidrs=(CIDR,)))["README.md"]
+    assert "address may change" in plain
