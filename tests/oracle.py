@@ -24,10 +24,12 @@ from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer
 
 
-def _best(cands: list[Candidate], offers: list[Offer], need: Need) -> float:
+def _per_offer(cands: list[Candidate], offers: list[Offer], need: Need) -> list[float]:
     table = gpu_table()
-    best = math.inf
+    out = []
     for o in offers:
+        best = math.inf
+        out.append(best)
         price = o.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
         gpu = table.get(o.gpu)
         if price is None or gpu is None or not (gpu.bf16_tflops_dense or gpu.fp16_tflops_dense):
@@ -50,7 +52,24 @@ def _best(cands: list[Candidate], offers: list[Offer], need: Need) -> float:
                 est = build_estimate(operate(f, need), o, price, need)
                 if violation(est, need) is None:
                     best = min(best, objective_value(est, need))
-    return best
+        out[-1] = best
+    return out
+
+
+def _best(cands: list[Candidate], offers: list[Offer], need: Need) -> float:
+    return min(_per_offer(cands, offers, need), default=math.inf)
+
+
+def brute_force_per_offer(
+    cands: list[Candidate], offers: Iterable[Offer], need: Need
+) -> list[float]:
+    """Each offer's lowest objective value over candidates and layouts (inf: none feasible),
+    with the planner's fallback: without the default service level when no offer meets it."""
+    offers = list(offers)
+    values = _per_offer(cands, offers, need)
+    if min(values, default=math.inf) == math.inf and uses_default_service_level(need):
+        values = _per_offer(cands, offers, dataclasses.replace(need, default_service_level=False))
+    return values
 
 
 def brute_force_best(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> float:
