@@ -54,7 +54,7 @@ def recommend(
                     f"none of the {len(on_demand)} matching offers has a spot price",
                     "drop --spot, or include providers that sell spot capacity",
                 )
-        ranking = rank(candidates, [o for o, _ in offers], need)
+        ranking = rank(candidates, [pair[0] for pair in offers], need)
     finally:
         if collecting:
             gc.enable()

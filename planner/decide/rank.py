@@ -16,6 +16,7 @@ import typing
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from planner.decide.fit import (
     MAX_NUM_SEQS,
@@ -391,7 +392,7 @@ def _rank(cands: list[Candidate], offers: list[Offer], need: Need) -> Ranking:
             gc.enable()
     rejected.sort()
     best = tuple(picker.plan(per_cand[i]) if i in per_cand else None for i in range(len(cands)))
-    ranked = tuple(p[_OFFER] for p in picks)
+    ranked = tuple(map(itemgetter(_OFFER), picks))
     refused = tuple(Rejection(offers[pos], why) for pos, why in rejected)
     return Ranking(_LazyPlans(picker, picks), refused, tuple(cands), best, ranked)
 
