@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ def recommend(
 
     from planner.decide.rank import candidates_for
     from planner.decide.rank import recommend as rank
+    from planner.gcpause import cyclic_gc_paused
     from planner.model.sources import load_model_spec, quantized_variants
     from planner.offers.catalog import OfferFilter, filter_offers, load_catalog
     from planner.offers.providers import parse_provider_list
@@ -36,11 +36,7 @@ def recommend(
     spec = load_model_spec(s.model, config_path=config_path, from_hub=from_hub)
     candidates = candidates_for(spec, s.quant, quantized_variants(spec.name))
     names = parse_provider_list(",".join(s.providers) if s.providers else None)
-    # Loading, filtering and ranking a cache of 50,000 offers allocate a few containers per
-    # offer and no cycles: the cyclic collector's passes over the catalog would only add time.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with cyclic_gc_paused():  # a cache of 50,000 offers: see planner/gcpause.py
         catalog = load_catalog(names)
         flt = OfferFilter(
             gpu=s.gpu, providers=tuple(names), regions=s.regions, instance_type=s.instance_type,
@@ -55,9 +51,6 @@ def recommend(
                     "drop --spot, or include providers that sell spot capacity",
                 )
         ranking = rank(candidates, [pair[0] for pair in offers], need)
-    finally:
-        if collecting:
-            gc.enable()
     return Recommendation(ranking, catalog.warnings, dict(catalog.sources))
 
 

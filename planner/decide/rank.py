@@ -10,7 +10,6 @@ lazily: a report of the top 10 out of 100,000 offers builds 10 Plans.
 from __future__ import annotations
 
 import dataclasses
-import gc
 import re
 import typing
 from collections import defaultdict
@@ -40,6 +39,7 @@ from planner.decide.objective import (
 )
 from planner.decide.plan import Estimate, Need, Plan
 from planner.errors import NoFeasibleOfferError, UsageError
+from planner.gcpause import cyclic_gc_paused
 from planner.offers.gpus import GpuSpec, gpu_table
 from planner.offers.offer import Offer
 
@@ -380,16 +380,9 @@ def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> 
 
 def _rank(cands: list[Candidate], offers: list[Offer], need: Need) -> Ranking:
     picker = _Picker(cands, need)
-    # A tuple per offer and candidate, none in a cycle: the cyclic collector's passes over the
-    # catalog's objects would only add time (as in planner.offers.catalog.read_cache).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with cyclic_gc_paused():  # a tuple per offer and candidate, none in a cycle
         picks, rejected, per_cand = picker.pick_all(offers)
         picks.sort()  # by key, then input position: a stable sort by key
-    finally:
-        if collecting:
-            gc.enable()
     rejected.sort()
     best = tuple(picker.plan(per_cand[i]) if i in per_cand else None for i in range(len(cands)))
     ranked = tuple(map(itemgetter(_OFFER), picks))

@@ -8,7 +8,6 @@ included.
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import os
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from planner.errors import short
 from planner.fsutil import atomic_write_text
+from planner.gcpause import cyclic_gc_paused
 from planner.offers.offer import Offer
 
 if TYPE_CHECKING:
@@ -116,15 +116,9 @@ def read_cache(provider: str) -> tuple[list[Offer], dict[str, Any]] | None:
     path = _cache_path(provider)
     if not path.exists():
         return None
-    # Tens of thousands of new containers, none of them in a cycle: the cyclic collector's
-    # passes would only add time (about a third of the load of 50,000 offers).
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    # Tens of thousands of new containers, none of them in a cycle (planner/gcpause.py).
+    with cyclic_gc_paused():
         return _read_cache_doc(path, provider)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 _TEXT_COLUMNS = ("provider", "instance_type", "region", "gpu", "billing", "fetched_at")
