@@ -3,7 +3,9 @@
 Fit (planner/decide/fit.py) says which layouts start; the objective module
 (planner/decide/objective.py) puts them under the declared load and scores them. Offers of the
 same kind of machine (GPU, count, multi-node or not) share their layouts' order, which does not
-depend on the price, so each offer costs one pass over a short sorted list. Plans are built
+depend on the price: offers are bucketed by machine, and each candidate's first option is
+priced for a whole bucket at once (objective.priced_order), so an offer costs a price and a
+tuple per candidate (with --max-price, a pass over a short sorted list). Plans are built
 lazily: a report of the top 10 out of 100,000 offers builds 10 Plans.
 """
 
@@ -103,11 +105,13 @@ class _Group:
 
 # A priced option of one offer: its ranking key (objective, tie-break, $/h, (provider,
 # instance, region, tier), layout, format), then the offer's input position (equal keys keep
-# the input order), the candidate's place in the machine group's order (equal keys across
-# formats keep that order), and what builds the Plan. A plain tuple, so that sorting 100,000
-# of them compares floats first in C; nothing after the position is ever compared.
+# the input order, as a stable sort by key did), the candidate's place in the machine group's
+# order (an offer's equal keys across formats keep that order, as min() over them did), and
+# what builds the Plan: candidate index, operating point, offer, price. A plain tuple, so that
+# sorting 100,000 of them compares floats first in C; a position and a place are unique
+# together, so nothing after them is ever compared.
 _Rec = tuple[typing.Any, ...]
-_KEY_LEN, _POS, _IDX, _OP, _OFFER, _PRICE = 6, 6, 8, 9, 10, 11
+_IDX, _OP, _OFFER, _PRICE = 8, 9, 10, 11
 
 
 def _group_for(cands: list[Candidate], gpu: GpuSpec, count: int, multi: bool, need: Need) -> _Group:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from itertools import starmap
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -317,7 +317,7 @@ def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True)
                 source = cached[1].get("source") or "cache (source not recorded)"
         if not chosen:
             origin, source = "none", None
-        oldest = min((o.fetched_at for o in chosen), default=None)
+        oldest = min(map(attrgetter("fetched_at"), chosen), default=None)
         age = age_days(oldest)
         sources[name] = SourceInfo(
             name,
