@@ -72,6 +72,27 @@ def _best(cands: list[Candidate], offers: list[Offer], need: Need) -> float:
                default=math.inf)  # fmt: skip
 
 
+def _per_offer(cands: list[Candidate], offers: list[Offer], need: Need) -> list[float]:
+    best = [math.inf] * len(offers)
+    index = {id(o): i for i, o in enumerate(offers)}
+    for o, est, _ in _feasible(cands, offers, need):
+        i = index[id(o)]
+        best[i] = min(best[i], objective_value(est, need))
+    return best
+
+
+def brute_force_per_offer(
+    cands: list[Candidate], offers: Iterable[Offer], need: Need
+) -> list[float]:
+    """Each offer's lowest objective value over candidates and layouts (inf: none feasible),
+    with the planner's fallback: without the default service level when no offer meets it."""
+    offers = list(offers)
+    values = _per_offer(cands, offers, need)
+    if min(values, default=math.inf) == math.inf and uses_default_service_level(need):
+        values = _per_offer(cands, offers, dataclasses.replace(need, default_service_level=False))
+    return values
+
+
 def brute_force_best(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> float:
     """The lowest objective value any feasible (offer, candidate, layout) reaches, or inf;
     without the default service level when nothing meets it (as the planner does)."""

@@ -37,6 +37,7 @@ def recommend(
     FP8 would serve the load materially cheaper than the top plan (``suggest``)."""
     from planner.decide.rank import candidates_for
     from planner.decide.rank import recommend as rank
+    from planner.gcpause import cyclic_gc_paused
     from planner.model.sources import load_model_spec, quantized_variants
     from planner.offers.catalog import OfferFilter, filter_offers, load_catalog
     from planner.offers.providers import parse_provider_list
@@ -46,21 +47,22 @@ def recommend(
     variants = quantized_variants(spec.name)
     candidates = candidates_for(spec, s.quant, variants)
     names = parse_provider_list(",".join(s.providers) if s.providers else None)
-    catalog = load_catalog(names)
-    flt = OfferFilter(
-        gpu=s.gpu, providers=tuple(names), regions=s.regions, instance_type=s.instance_type,
-        spot=s.spot,
-    )  # fmt: skip
-    offers = filter_offers(catalog.offers, flt)
-    if not offers and s.spot:
-        on_demand = filter_offers(catalog.offers, replace(flt, spot=False))
-        if on_demand:
-            raise NoFeasibleOfferError(
-                f"none of the {len(on_demand)} matching offers has a spot price",
-                "drop --spot, or include providers that sell spot capacity",
-            )
-    plain = [o for o, _ in offers]
-    ranking = rank(candidates, plain, need)
+    with cyclic_gc_paused():  # a cache of 50,000 offers: see planner/gcpause.py
+        catalog = load_catalog(names)
+        flt = OfferFilter(
+            gpu=s.gpu, providers=tuple(names), regions=s.regions, instance_type=s.instance_type,
+            spot=s.spot,
+        )  # fmt: skip
+        offers = filter_offers(catalog.offers, flt)
+        if not offers and s.spot:
+            on_demand = filter_offers(catalog.offers, replace(flt, spot=False))
+            if on_demand:
+                raise NoFeasibleOfferError(
+                    f"none of the {len(on_demand)} matching offers has a spot price",
+                    "drop --spot, or include providers that sell spot capacity",
+                )
+        plain = [pair[0] for pair in offers]
+        ranking = rank(candidates, plain, need)
     rec = Recommendation(ranking, catalog.warnings, dict(catalog.sources))
     if s.quant is not None:  # a pinned format (or auto, which ranks FP8 already)
         return rec

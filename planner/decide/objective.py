@@ -25,6 +25,7 @@ target loads; $ per 1M output tokens for batch), ``cost-per-token``, ``cost`` ($
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,6 +111,11 @@ def operate(fit: Fit, need: Need) -> Operating:
     return Operating(fit, replicas, batch, itl, prefill_s(fit.load, fit.hw, prompt), machine)
 
 
+def _per_million(usd_per_hour: float, output_tokens_per_s: float) -> float:
+    """$ per 1M output tokens (unrounded)."""
+    return usd_per_hour / (output_tokens_per_s * 3600) * 1e6
+
+
 def figures(op: Operating, usd_per_hour: float, rounded: bool = True) -> Figures:
     """The priced figures of an operating point; rounded as the Estimate shows them."""
     agg = op.tokens_per_s
@@ -120,7 +126,7 @@ def figures(op: Operating, usd_per_hour: float, rounded: bool = True) -> Figures
         single_stream_tokens_per_s=rnd(1 / op.itl_s, 2),
         ttft_ms=rnd(op.ttft_s * 1000, 1),
         itl_ms=rnd(op.itl_s * 1000, 2),
-        usd_per_million_output_tokens=rnd(usd_per_hour / (agg * 3600) * 1e6, 4),
+        usd_per_million_output_tokens=rnd(_per_million(usd_per_hour, agg), 4),
         replicas=op.replicas,
     )
 
@@ -156,7 +162,7 @@ class PricedPoint:
 
     @property
     def usd_per_million_output_tokens(self) -> float:
-        return round(self.usd_per_hour_raw / (self._op.tokens_per_s * 3600) * 1e6, 4)
+        return round(_per_million(self.usd_per_hour_raw, self._op.tokens_per_s), 4)
 
     @property
     def replicas(self) -> int:
@@ -199,6 +205,27 @@ def tie_break(subject: Any, need: Need) -> float:
     if resolved_objective(need) == "speed":
         return fig.usd_per_hour
     return -fig.aggregate_output_tokens_per_s
+
+
+def priced_order(
+    op: Operating, need: Need, usds_per_hour: Iterable[float]
+) -> list[tuple[float, float, float]]:
+    """(objective_value, tie_break, rounded $/h) of ``op`` at each $/h: the numbers those two
+    functions give on PricedPoint(op, usd), with the objective dispatched once for a whole
+    machine group instead of once per offer (ranking 100,000 offers calls this, not them;
+    tests/test_rank_groups.py holds the two equal for every objective)."""
+    objective = resolved_objective(need)
+    fixed = PricedPoint(op, 0.0)
+    faster = -fixed.aggregate_output_tokens_per_s  # the tie-break unless ranking by speed
+    if objective == "cost-per-token" and not need.target_output_tokens_per_s:
+        tokens = op.tokens_per_s
+        return [(round(_per_million(u, tokens), 4), faster, round(u, 4)) for u in usds_per_hour]
+    if objective in ("cost", "cost-per-token"):  # by $/h (with a target, cost-per-token too)
+        return [(usd := round(u, 4), faster, usd) for u in usds_per_hour]
+    value = objective_value(fixed, need)  # speed and latency do not depend on the price
+    if objective == "speed":
+        return [(value, usd := round(u, 4), usd) for u in usds_per_hour]
+    return [(value, faster, round(u, 4)) for u in usds_per_hour]
 
 
 def order_key(op: Operating, need: Need) -> tuple[float, float]:

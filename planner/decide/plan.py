@@ -10,6 +10,7 @@ import math
 import types
 import typing
 from dataclasses import MISSING, dataclass, fields, is_dataclass
+from functools import cache
 from typing import Any
 
 from planner.errors import UsageError, short
@@ -109,9 +110,16 @@ class Plan:
     schema: str = PLAN_SCHEMA
 
 
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A dataclass's resolved field types: resolving evaluates each annotation's text, which
+    cost more than the rest of writing ten plans as JSON when done per value."""
+    return typing.get_type_hints(cls)
+
+
 def _to_jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
-        hints = typing.get_type_hints(type(value))
+        hints = _hints(type(value))
         out = {}
         for f in fields(value):
             item = getattr(value, f.name)
@@ -152,7 +160,7 @@ def _from_jsonable(cls: Any, data: Any, where: str = "") -> Any:
     or corruption)."""
     if not isinstance(data, dict):
         raise _Bad(where or "plan", "must be a JSON object")
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:

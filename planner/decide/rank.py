@@ -3,7 +3,9 @@
 Fit (planner/decide/fit.py) says which layouts start; the objective module
 (planner/decide/objective.py) puts them under the declared load and scores them. Offers of the
 same kind of machine (GPU, count, multi-node or not) share their layouts' order, which does not
-depend on the price, so each offer costs one pass over a short sorted list. Plans are built
+depend on the price: offers are bucketed by machine, and each candidate's first option is
+priced for a whole bucket at once (objective.priced_order), so an offer costs a price and a
+tuple per candidate (with --max-price, a pass over a short sorted list). Plans are built
 lazily: a report of the top 10 out of 100,000 offers builds 10 Plans.
 """
 
@@ -12,8 +14,10 @@ from __future__ import annotations
 import dataclasses
 import re
 import typing
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from planner.decide.fit import (
     MAX_NUM_SEQS,
@@ -25,19 +29,19 @@ from planner.decide.fit import (
 from planner.decide.objective import (
     OBJECTIVES,
     Operating,
-    PricedPoint,
     build_estimate,
     objective_value,
     operate,
     order_key,
     price_violation,
+    priced_order,
     static_violation,
-    tie_break,
     uses_default_service_level,
     validate_need,
 )
 from planner.decide.plan import Estimate, Need, Plan
 from planner.errors import NoFeasibleOfferError, UsageError
+from planner.gcpause import cyclic_gc_paused
 from planner.offers.gpus import GpuSpec, gpu_table
 from planner.offers.offer import Offer
 
@@ -99,13 +103,15 @@ class _Group:
     by_candidate: dict[int, tuple[tuple[int, Operating], ...]]
 
 
-@dataclass(frozen=True, slots=True)
-class _Pick:
-    key: tuple[typing.Any, ...]  # (objective, tie-break, $/h, provider, instance, ..., format)
-    offer: Offer
-    idx: int
-    op: Operating
-    price: float
+# A priced option of one offer: its ranking key (objective, tie-break, $/h, (provider,
+# instance, region, tier), layout, format), then the offer's input position (equal keys keep
+# the input order, as a stable sort by key did), the candidate's place in the machine group's
+# order (an offer's equal keys across formats keep that order, as min() over them did), and
+# what builds the Plan: candidate index, operating point, offer, price. A plain tuple, so that
+# sorting 100,000 of them compares floats first in C; a position and a place are unique
+# together, so nothing after them is ever compared.
+_Rec = tuple[typing.Any, ...]
+_IDX, _OP, _OFFER, _PRICE = 8, 9, 10, 11
 
 
 def _group_for(cands: list[Candidate], gpu: GpuSpec, count: int, multi: bool, need: Need) -> _Group:
@@ -164,58 +170,108 @@ class _Picker:
             group = self.groups[key] = _group_for(self.cands, gpu, *key[1:], self.need)
         return group
 
-    def pick(self, offer: Offer) -> tuple[_Pick | str, dict[int, _Pick]]:
-        """(the offer's best option or why none, each candidate's best option)."""
-        group = self.group(offer)
-        if isinstance(group, str):
-            return group, {}
-        need = self.need
-        price = offer.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
-        if price is None:
-            return ("no spot price" if need.spot else "no price"), {}
-        if not group.options:
-            return group.reason, {}
-        per: dict[int, _Pick] = {}
-        reason = group.reason
-        for idx, options in group.by_candidate.items():
-            got = self._first_within_price(offer, price, options)
-            if isinstance(got, _Pick):
-                per[idx] = got
-            else:
-                reason = got
-        if not per:
-            return reason, {}
-        return min(per.values(), key=lambda p: p.key), per
-
-    def _first_within_price(
-        self, offer: Offer, price: float, options: Iterable[tuple[int, Operating]]
-    ) -> _Pick | str:
-        """The first option within --max-price (options come best first)."""
-        over = "no option within --max-price"
-        for idx, op in options:
-            usd = price * op.machines
-            problem = price_violation(usd, self.need)
-            if problem:
-                over = problem
+    def pick_all(
+        self, offers: Sequence[Offer]
+    ) -> tuple[list[_Rec], list[tuple[int, str]], dict[int, _Rec]]:
+        """Each offer's best option (in input order within a machine group), why the others
+        have none (by position), and each candidate's best option over all offers. Offers are
+        bucketed by machine kind, so fits, speeds and the objective's dispatch are worked out
+        once per kind and each offer costs a price and a tuple per candidate."""
+        need, capped = self.need, self.need.max_price_usd_per_hour is not None
+        buckets: defaultdict[tuple[str, int, str], list[int]] = defaultdict(list)
+        for pos, o in enumerate(offers):
+            buckets[o.gpu, o.gpu_count, o.provider].append(pos)
+        best: list[_Rec] = []
+        rejected: list[tuple[int, str]] = []
+        per_cand: dict[int, _Rec] = {}
+        for positions in buckets.values():
+            group = self.group(offers[positions[0]])
+            if isinstance(group, str):
+                rejected += [(pos, group) for pos in positions]
                 continue
-            fig = PricedPoint(op, usd)
-            key = (
-                objective_value(fig, self.need), tie_break(fig, self.need), fig.usd_per_hour,
-                offer.provider, offer.instance_type, offer.region, offer.tier or "",
-                self.labels[idx][op.fit.layout], self.cands[idx].fmt.name,
-            )  # fmt: skip
-            return _Pick(key, offer, idx, op, price)
-        return over
+            bucket = [offers[pos] for pos in positions]
+            prices = [
+                o.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
+                for o in bucket
+            ]
+            no_price = "no spot price" if need.spot else "no price"
+            rejected += [
+                (pos, no_price) for pos, p in zip(positions, prices, strict=True) if p is None
+            ]
+            live = [
+                (pos, o, p)
+                for pos, o, p in zip(positions, bucket, prices, strict=True)
+                if p is not None
+            ]
+            if not group.options:
+                rejected += [(pos, group.reason) for pos, _, _ in live]
+                continue
+            if not live:
+                continue
+            tails = [(o.provider, o.instance_type, o.region, o.tier or "") for _, o, _ in live]
+            per_offer = [
+                self._price(live, tails, order, idx, options)
+                for order, (idx, options) in enumerate(group.by_candidate.items())
+            ]
+            for recs in per_offer:
+                own = (
+                    min((r for r in recs if not isinstance(r, str)), default=None)
+                    if capped
+                    else min(recs)
+                )
+                if own is not None and (own[_IDX] not in per_cand or own < per_cand[own[_IDX]]):
+                    per_cand[own[_IDX]] = own
+            if not capped:  # every candidate priced every offer
+                best += per_offer[0] if len(per_offer) == 1 else map(min, *per_offer)
+                continue
+            for (pos, _, _), options in zip(live, zip(*per_offer, strict=True), strict=True):
+                picked = [r for r in options if not isinstance(r, str)]
+                if picked:
+                    best.append(min(picked))
+                else:
+                    rejected.append((pos, options[-1]))
+        return best, rejected, per_cand
 
-    def plan(self, pick: _Pick) -> Plan:
-        est = build_estimate(pick.op, pick.offer, pick.price, self.need)
-        return _make_plan(self.cands[pick.idx], pick.offer, pick.op, est, self.need)
+    def _price(
+        self, live: list[tuple[int, Offer, float]], tails: list[tuple[str, ...]], order: int,
+        idx: int, options: Sequence[tuple[int, Operating]],
+    ) -> list[_Rec | str]:  # fmt: skip
+        """One candidate's first option within --max-price on each live offer (options come
+        best first), or why none is."""
+        need, fmt = self.need, self.cands[idx].fmt.name
+        labelled = [(self.labels[idx][op.fit.layout], op) for _, op in options]
+        if need.max_price_usd_per_hour is None:  # the first option always
+            label, op = labelled[0]
+            m = op.machines
+            scores = priced_order(op, need, [price * m for _, _, price in live])
+            return [
+                (obj, tie, usd, tail, label, fmt, pos, order, idx, op, o, price)
+                for (obj, tie, usd), tail, (pos, o, price) in zip(scores, tails, live, strict=True)
+            ]
+        out: list[_Rec | str] = []
+        for (pos, o, price), tail in zip(live, tails, strict=True):
+            got: _Rec | str = "no option within --max-price"
+            for label, op in labelled:
+                usd = price * op.machines
+                problem = price_violation(usd, need)
+                if problem:
+                    got = problem
+                    continue
+                [(obj, tie, usd4)] = priced_order(op, need, [usd])
+                got = (obj, tie, usd4, tail, label, fmt, pos, order, idx, op, o, price)
+                break
+            out.append(got)
+        return out
+
+    def plan(self, rec: _Rec) -> Plan:
+        est = build_estimate(rec[_OP], rec[_OFFER], rec[_PRICE], self.need)
+        return _make_plan(self.cands[rec[_IDX]], rec[_OFFER], rec[_OP], est, self.need)
 
 
 class _LazyPlans(Sequence[Plan]):
     """Plans built on first access: ranking 100,000 offers need not build 100,000 Plans."""
 
-    def __init__(self, picker: _Picker, picks: list[_Pick]) -> None:
+    def __init__(self, picker: _Picker, picks: list[_Rec]) -> None:
         self._picker, self._picks = picker, picks
         self._built: dict[int, Plan] = {}
 
@@ -254,8 +310,8 @@ class _LazyPlans(Sequence[Plan]):
 def plan_offer(cands: Iterable[Candidate], offer: Offer, need: Need) -> Plan | str:
     """The best plan on one offer over candidates and layouts, or why none works."""
     picker = _Picker(list(cands), need)
-    pick, _ = picker.pick(offer)
-    return pick if isinstance(pick, str) else picker.plan(pick)
+    picks, rejected, _ = picker.pick_all([offer])
+    return picker.plan(picks[0]) if picks else rejected[0][1]
 
 
 def _make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need: Need) -> Plan:
@@ -328,22 +384,14 @@ def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> 
 
 def _rank(cands: list[Candidate], offers: list[Offer], need: Need) -> Ranking:
     picker = _Picker(cands, need)
-    picks: list[_Pick] = []
-    rejected: list[Rejection] = []
-    per_cand: dict[int, _Pick] = {}
-    for offer in offers:
-        pick, per = picker.pick(offer)
-        if isinstance(pick, str):
-            rejected.append(Rejection(offer, pick))
-            continue
-        picks.append(pick)
-        for idx, own in per.items():  # each format's own best, for the --quant auto trade-offs
-            if idx not in per_cand or own.key < per_cand[idx].key:
-                per_cand[idx] = own
-    picks.sort(key=lambda p: p.key)
+    with cyclic_gc_paused():  # a tuple per offer and candidate, none in a cycle
+        picks, rejected, per_cand = picker.pick_all(offers)
+        picks.sort()  # by key, then input position: a stable sort by key
+    rejected.sort()
     best = tuple(picker.plan(per_cand[i]) if i in per_cand else None for i in range(len(cands)))
-    ranked = tuple(p.offer for p in picks)
-    return Ranking(_LazyPlans(picker, picks), tuple(rejected), tuple(cands), best, ranked)
+    ranked = tuple(map(itemgetter(_OFFER), picks))
+    refused = tuple(Rejection(offers[pos], why) for pos, why in rejected)
+    return Ranking(_LazyPlans(picker, picks), refused, tuple(cands), best, ranked)
 
 
 def recommend(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ranking:
