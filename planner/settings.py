@@ -52,16 +52,16 @@ KEYS: dict[str, Key] = {
     "model": Key("model", str, "registry name, Hugging Face id or local folder"),
     "quant": Key("model", str, "auto, bf16, fp8, awq, ... (default: the checkpoint's)"),
     "context": Key("workload", int, "longest request in tokens (--max-model-len)",
-                   need_field="context", minimum=1),
+                   need_field="context", minimum=1, maximum=10_000_000),
     "concurrency": Key("workload", int, "requests of `context` tokens served at once",
-                       need_field="concurrency", minimum=1),
+                       need_field="concurrency", minimum=1, maximum=1_000_000),
     "workload": Key("workload", str, "interactive (figures at `concurrency` streams, a default "
                     "service level) or batch (an offline job, $ per 1M tokens at saturation)",
                     need_field="workload", choices=WORKLOADS),
     "prompt_tokens": Key("workload", int, "typical prompt", need_field="prompt_tokens",
-                         minimum=1),
+                         minimum=1, maximum=10_000_000),
     "output_tokens": Key("workload", int, "typical answer", need_field="output_tokens",
-                         minimum=1),
+                         minimum=1, maximum=10_000_000),
     "kv_cache_dtype": Key("workload", str, "KV cache dtype", need_field="kv_cache_dtype",
                           choices=KV_CACHE_DTYPES),
     "gpu_memory_utilization": Key("workload", float, "vLLM's share of each GPU's memory",
@@ -223,7 +223,12 @@ def _check(key: str, value: Any, source: str) -> Any:
     k, where = KEYS[key], _where(key, source)
     ok = isinstance(value, k.type) and not (k.type is int and isinstance(value, bool))
     if k.type is float and isinstance(value, int) and not isinstance(value, bool):
-        ok, value = True, float(value)
+        try:
+            ok, value = True, float(value)
+        except OverflowError:  # TOML allows integers no float holds
+            raise UsageError(
+                f"{where} must be a finite number, got a {len(str(value))}-digit integer"
+            ) from None
     if k.type is list:
         ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
     if not ok:

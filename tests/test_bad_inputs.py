@@ -135,6 +135,8 @@ TOML_CASES = [
     ('[workload]\nkv_cache_dtype = "int2"\n', "kv_cache_dtype"),
     ("[constraints]\nhorizon_months = 0\n", "horizon_months"),
     ("[constraints]\nmax_price = inf\n", "max_price"),
+    ("[constraints]\nmax_price = 1" + "0" * 400 + "\n", "max_price"),  # no float holds it
+    ("[workload]\nconcurrency = 1" + "0" * 400 + "\n", "concurrency"),
     ('[constraints]\nproviders = "aws"\n', "providers"),
     ("[constraints]\ntp = 0\n", "tp"),
     ("[constraints]\nmax_nodes = 99\n", "max_nodes"),
@@ -296,6 +298,7 @@ PLAN_CASES = [
     ("offer.gpu_count", 10**12, "offer.gpu_count"),
     ("offer.instance_type", "p5.48xlarge", "p5.48xlarge"),
     ("offer.price_usd_per_hour", 0, "offer.price_usd_per_hour"),
+    ("offer.price_usd_per_hour", 10**400, "offer.price_usd_per_hour"),  # no float holds it
     ("need.max_nodes", 10**12, "max_nodes"),
     ("need.context", "long", "need.context"),
     ("need.gpu_memory_utilization", 7, "gpu_memory_utilization"),
@@ -345,6 +348,7 @@ def test_tampered_committed_plan_is_drift(tmp_path, plan_doc, monkeypatch):
     [
         ("price_usd_per_hour", -5.0),
         ("price_usd_per_hour", 0.0),
+        ("price_usd_per_hour", 10**400),  # an int no float holds
         ("gpu_count", "many"),
         ("gpu_memory_gb", None),
         ("billing", "weekly"),

@@ -154,6 +154,10 @@ class _Bad(Exception):
         self.field, self.problem = field, problem
 
 
+def _not_finite(path: str, value: float) -> float:
+    raise _Bad(path, f"must be a finite number, got {value}")
+
+
 def _from_jsonable(cls: Any, data: Any, where: str = "") -> Any:
     """``cls`` from a JSON object, every value checked against its declared type; unknown and
     missing fields are errors (a plan file is gpuplan's own output: anything else is tampering
@@ -199,9 +203,12 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _Bad(path, f"must be a number, got {short(repr(value), 40)}")
-        if not math.isfinite(value):
-            raise _Bad(path, f"must be a finite number, got {value}")
-        return float(value)
+        try:
+            return float(value) if math.isfinite(value) else _not_finite(path, value)
+        except OverflowError:  # an integer no float holds
+            raise _Bad(
+                path, f"must be a finite number, got a {len(str(value))}-digit integer"
+            ) from None
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _Bad(path, f"must be an integer, got {short(repr(value), 40)}")

@@ -158,11 +158,18 @@ def offer_problem(o: Offer) -> str | None:
     return None
 
 
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer beyond any float (JSON allows 10**400): unusable
+        return False
+
+
 def _positive(value: Any) -> bool:
     return (
         isinstance(value, int | float)
         and not isinstance(value, bool)
-        and math.isfinite(value)
+        and _finite(value)
         and value > 0
     )
 
@@ -248,7 +255,7 @@ def _rows_valid(rows: list[Any], provider: str) -> bool:
         if not values:
             continue
         lowest = 0 if name == "setup_fee_usd" else math.nextafter(0.0, 1.0)
-        if not set(map(type, values)) <= _NUMBER_TYPES or not all(map(math.isfinite, values)):
+        if not set(map(type, values)) <= _NUMBER_TYPES or not all(map(_finite, values)):
             return False
         if min(values) < lowest:
             return False
