@@ -141,6 +141,7 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
                         "inputs": _plain(inputs),
                         "secret": sorted(_secret_paths(raw)),
                         "ignore_changes": sorted(request.ignoreChanges),
+                        "delete_before_replace": request.deleteBeforeReplace,
                     }
                 )
             return response

@@ -83,6 +83,9 @@ def test_gcp_https_for_a_domain_with_a_static_address(tmp_path):
     nic = vm["inputs"]["networkInterfaces"][0]
     # the VM takes the static address the domain's DNS record points at
     assert nic["accessConfigs"] == [{"natIp": "203.0.113.21"}]
+    # a changed startup script replaces the VM: the old one must let go of the address first,
+    # or the new one fails with "External IP address ... is already in-use" (pulumi/pulumi#4128)
+    assert vm["delete_before_replace"] is True
     assert result["exports"]["endpoint"] == f"https://{DOMAIN}/v1"
     assert result["exports"]["address"] == "203.0.113.21"
     rules = {
@@ -105,6 +108,7 @@ def test_gcp_without_a_domain_is_unchanged_plain_http(tmp_path):
     assert not by_type(result, "gcp:compute/address:Address")
     assert result["exports"]["endpoint"] == "http://203.0.113.20:8000/v1"
     [vm] = by_type(result, "gcp:compute/instance:Instance")
+    assert vm["delete_before_replace"] is False  # an ephemeral address: replaced as usual
     files = boot_files(vm["inputs"]["metadataStartupScript"])
     assert CADDY not in files and "gpuplan-tls" not in vm["inputs"]["metadataStartupScript"]
     assert "Not encrypted" in (out / "README.md").read_text()
@@ -116,7 +120,11 @@ def test_gcp_multi_node_serves_https_on_the_head_only(tmp_path):
     write_project(render_project(plan, tls_opts("gcp")), out)
     result = run_program(out, {})
     assert result["error"] is None
-    vms = {r["name"]: r["inputs"] for r in by_type(result, "gcp:compute/instance:Instance")}
+    instances = by_type(result, "gcp:compute/instance:Instance")
+    # the head holds the static address; every node holds a place in a placement policy made
+    # for exactly `nodes` VMs: a replacement made before the old VM is gone would not fit
+    assert [r["delete_before_replace"] for r in instances] == [True, True]
+    vms = {r["name"]: r["inputs"] for r in instances}
     check_tls_boot(vms["vllm"]["metadataStartupScript"])
     assert vms["vllm"]["networkInterfaces"][0]["accessConfigs"] == [{"natIp": "203.0.113.21"}]
     assert CADDY not in boot_files(vms["worker-1"]["metadataStartupScript"])

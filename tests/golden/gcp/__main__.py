@@ -231,7 +231,13 @@ def gpu_vm(name, script, tags, resource_policy=None, nat_ip=None):
             enable_secure_boot=False, enable_vtpm=True, enable_integrity_monitoring=True),
         tags=tags,
         labels=labels,
-        opts=pulumi.ResourceOptions(depends_on=secret_versions),
+        # Deleted before its replacement is created when it holds something only one VM may
+        # have: a static address (a second VM cannot take it while the first exists: "External
+        # IP address ... is already in-use", pulumi/pulumi#4128) or a place in a placement
+        # policy made for exactly PLAN["nodes"] VMs. A changed startup script replaces the VM.
+        opts=pulumi.ResourceOptions(depends_on=secret_versions,
+                                    delete_before_replace=(nat_ip is not None
+                                                          or resource_policy is not None)),
     )
 
 
