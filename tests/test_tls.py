@@ -41,7 +41,10 @@ def check_tls_boot(script: str) -> dict[str, str]:
     files = boot_files(script)
     caddy = files[CADDY]
     site = caddy.split(f"{DOMAIN} {{", 1)[1]
-    assert "dir https://acme-v02.api.letsencrypt.org/directory" in site
+    assert "\t\t\tdir https://acme-v02.api.letsencrypt.org/directory\n" in site
+    # retries validate against staging first: a domain whose DNS is not ready yet does not
+    # burn production's failed-validation limit (5 per account and hostname an hour)
+    assert "\t\t\ttest_dir https://acme-staging-v02.api.letsencrypt.org/directory\n" in site
     assert "disable_tlsalpn_challenge" in site and "disable_http_challenge" not in site
     assert "reverse_proxy 127.0.0.1:8000" in site and "flush_interval -1" in site
     glob = caddy.split(f"{DOMAIN} {{", 1)[0]
@@ -99,6 +102,9 @@ def test_gcp_https_for_a_domain_with_a_static_address(tmp_path):
     readme = (out / "README.md").read_text()
     assert "## HTTPS" in readme and "Not encrypted" not in readme
     assert f"DNS `A` record for `{DOMAIN}`" in readme and "port 80 is open" in readme
+    # restarting Caddy before DNS is right burns production's failed-validation limit
+    assert "5 failed validations" in readme and f"only after `dig +short {DOMAIN}`" in readme
+    assert "The old VM is deleted first (a static address\n" in readme
 
 
 def test_gcp_without_a_domain_is_unchanged_plain_http(tmp_path):
@@ -111,7 +117,8 @@ def test_gcp_without_a_domain_is_unchanged_plain_http(tmp_path):
     assert vm["delete_before_replace"] is False  # an ephemeral address: replaced as usual
     files = boot_files(vm["inputs"]["metadataStartupScript"])
     assert CADDY not in files and "gpuplan-tls" not in vm["inputs"]["metadataStartupScript"]
-    assert "Not encrypted" in (out / "README.md").read_text()
+    readme = (out / "README.md").read_text()
+    assert "Not encrypted" in readme and "deleted first" not in readme
 
 
 def test_gcp_multi_node_serves_https_on_the_head_only(tmp_path):

@@ -31,6 +31,12 @@ TLS_UNIT_FILE = "/etc/systemd/system/gpuplan-tls.service"
 # Let's Encrypt's production directory: the one CA configured (Caddy would otherwise fall back
 # to ZeroSSL), so the certificate's issuer is known.
 ACME_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
+# Retries after a failed attempt validate against Let's Encrypt's staging service first and go
+# back to production only once staging succeeds (certmagic ACMEIssuer.Issue), so a domain whose
+# DNS does not point here yet costs production one failed validation per Caddy start, not one
+# per retry (production allows 5 per account and hostname an hour: letsencrypt.org/docs/
+# rate-limits/). Caddy's default for this CA, written out so it holds whatever `dir` says.
+ACME_TEST_DIRECTORY = "https://acme-staging-v02.api.letsencrypt.org/directory"
 # The domain a certificate is asked for: lowercase DNS labels and a letter TLD, nothing a
 # Caddyfile could read as syntax (braces, spaces, newlines) or a wildcard.
 DOMAIN_RE = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
@@ -127,6 +133,7 @@ def caddyfile(domain: str, upstream_port: int) -> str:
         "\ttls {",
         "\t\tissuer acme {",
         f"\t\t\tdir {ACME_DIRECTORY}",
+        f"\t\t\ttest_dir {ACME_TEST_DIRECTORY}",
         "\t\t\tdisable_tlsalpn_challenge",
         "\t\t}",
         "\t}",
