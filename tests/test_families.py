@@ -252,9 +252,15 @@ def test_llama4_maverick_activation_peak_uses_its_dense_layers():
         activation_bytes(scout, 1) == PROFILE_BATCHED_TOKENS * (3 * 16384 + 4 * 5120) * 2 + logits
     )
     granite = registry_spec("ibm-granite/granite-4.0-h-small")
-    # 10 experts x 768 + the 1536-wide shared MLP
+    # fused-MoE workspace: 10 experts x (max(2 x 768, hidden 4096) + 768), beside the 1536-wide
+    # shared MLP; the down-projection output (10 x hidden per token) dominates small experts
     assert activation_bytes(granite, 1) == (
-        PROFILE_BATCHED_TOKENS * (3 * (10 * 768 + 1536) + 4 * 4096) * 2
+        PROFILE_BATCHED_TOKENS * (10 * (4096 + 768) + 3 * 1536 + 4 * 4096) * 2
+        + PROFILE_MAX_SEQS * 100352 * SAMPLER_BYTES_PER_LOGIT
+    )
+    # ... and tensor parallelism splits the experts' width, not that output
+    assert activation_bytes(granite, 4) == (
+        PROFILE_BATCHED_TOKENS * (10 * (4096 + 192) + 3 * 1536 // 4 + 4 * 4096) * 2
         + PROFILE_MAX_SEQS * 100352 * SAMPLER_BYTES_PER_LOGIT
     )
 

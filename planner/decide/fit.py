@@ -173,7 +173,9 @@ def memory_budget(
     weights, experts = loaded_weight_bytes(cand.spec, cand.fmt, ckpt, experts, tp)
     tokens = max_num_batched_tokens or default_batched_tokens(total, gpu.name)
     seqs = max_num_seqs or default_max_num_seqs(total, gpu.name)
-    overhead = overhead_bytes(cand.spec, tp, tokens, seqs, gpu.compute_capability)
+    overhead = overhead_bytes(
+        cand.spec, tp, tokens, seqs, gpu.compute_capability, nvswitch="NVSwitch" in gpu.interconnect
+    )
     return weights, experts, overhead, int(total * utilization) - weights - overhead
 
 

@@ -20,9 +20,9 @@ BLOCK_TOKENS = 16  # vLLM's default KV block size on CUDA
 DEFAULT_TP_DEGREES = (1, 2, 4, 8)
 
 # Runtime overhead inside vLLM's budget, besides weights and KV cache:
-#   activation peak of the profile run (max_num_batched_tokens through the MLP, plus fp32 logits
-#   for max_num_seqs sequences in the sampler), and a constant for non-torch memory and CUDA
-#   graphs. The constant is fitted to the 25 published vLLM start-up logs with settings in
+#   activation peak of the profile run (max_num_batched_tokens through the MLP or fused-MoE
+#   workspace, plus fp32 logits for max_num_seqs sequences in the sampler), a constant for
+#   non-torch memory and CUDA graphs, and TP and Blackwell allowances, fitted to the logs in
 #   planner/decide/data/vllm_memory_logs.json as the largest residual, so the predicted KV cache
 #   never exceeds a logged one (`python benchmarks/memory_accuracy.py` prints each margin). The
 #   Blackwell cards of those logs (RTX 5090, RTX PRO 6000, compute capability 12.0) leave up to
@@ -40,9 +40,13 @@ MXFP4_REPACK_FACTOR = 1.072
 MXFP4_PAD = 128
 OVERHEAD_CONSTANT_BYTES = int(0.75 * GIB)
 BLACKWELL_ALLOWANCE_BYTES = int(1.1 * GIB)  # compute capability >= 10
-# Tensor parallel adds NCCL / custom all-reduce buffers. No published log pins this down;
-# this allowance is an assumption, not a calibration.
+# Tensor parallel adds NCCL / custom all-reduce buffers outside torch: little over PCIe (logged
+# non-torch memory 0.25 GiB at TP2 on RTX 4090s, m025; 0.21 at TP8 on L40S, m037; the allowance
+# is an assumption they do not contradict), more on NVSwitch machines (0.13-0.14 GiB at TP1 ->
+# 0.54-0.55 at TP2 on H100, m009/m015; 1.38 at TP2 on H200, m044), where it is fitted in-sample
+# as the largest residual of the TP > 1 logs (m020, 4x H100, 7.96 GiB outside weights and KV).
 TP_ALLOWANCE_BYTES = int(0.25 * GIB)
+NVSWITCH_TP_ALLOWANCE_BYTES = int(1.3 * GIB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,23 +330,31 @@ def activation_bytes(
     max_num_seqs: int = PROFILE_MAX_SEQS,
 ) -> int:
     """Peak activation of vLLM's profile run on one GPU: ``max_num_batched_tokens`` through the
-    MLP (for MoE, the fused-MoE kernel's per-token expert workspace) and the sampler warm-up
-    over ``max_num_seqs`` fp32 logits rows (see the calibration note above)."""
+    MLP (for MoE, the fused-MoE kernel's workspace, see moe_workspace_elements) and the sampler
+    warm-up over ``max_num_seqs`` fp32 logits rows (see the calibration note above)."""
     if spec.is_moe:
-        inter = spec.experts_per_token * spec.moe_intermediate_size
-        if spec.num_shared_experts:
-            inter += spec.shared_expert_intermediate_size or (
-                spec.num_shared_experts * spec.moe_intermediate_size
-            )
+        mlp = moe_workspace_elements(spec, tp)
+        shared = spec.num_shared_experts * spec.moe_intermediate_size  # dense MLP beside them
+        if shared:
+            mlp += 3 * (spec.shared_expert_intermediate_size or shared) // tp
         # dense layers beside the MoE ones (DeepSeek's first layers, Llama 4 Maverick's
         # alternate layers) may peak higher
         if any(spec.ffn_kind(i) == "dense" for i in range(spec.num_layers)):
-            inter = max(inter, spec.intermediate_size)
+            mlp = max(mlp, 3 * spec.intermediate_size // tp)
     else:
-        inter = spec.intermediate_size
-    per_token = (3 * inter // tp + 4 * spec.hidden_size) * 2
+        mlp = 3 * spec.intermediate_size // tp
+    per_token = (mlp + 4 * spec.hidden_size) * 2
     logits = max_num_seqs * spec.vocab_size * SAMPLER_BYTES_PER_LOGIT
     return max_num_batched_tokens * per_token + logits
+
+
+def moe_workspace_elements(spec: ModelSpec, tp: int) -> int:
+    """Elements per token of vLLM's fused-MoE workspace per GPU (n: expert width per GPU, K:
+    hidden size): cache13 of top_k x max(2n, K) (gate/up output, reused for the down-projection
+    output, top_k x K, not split by TP) and cache2 of top_k x n (fused_experts_impl in vLLM's
+    fused_moe/fused_moe.py @13cb3e44, read 2026-11-30; fused Marlin MoE allocates the same)."""
+    n = math.ceil(spec.moe_intermediate_size / tp)
+    return spec.experts_per_token * (max(2 * n, spec.hidden_size) + n)
 
 
 def overhead_bytes(
@@ -351,10 +363,11 @@ def overhead_bytes(
     max_num_batched_tokens: int = PROFILE_BATCHED_TOKENS,
     max_num_seqs: int = PROFILE_MAX_SEQS,
     compute_capability: float | None = None,
+    nvswitch: bool = False,
 ) -> int:
     """Runtime memory besides weights and KV cache on one GPU (activation peak, CUDA graphs,
-    non-torch allocations, tensor-parallel buffers)."""
-    extra = TP_ALLOWANCE_BYTES if tp > 1 else 0
+    non-torch allocations, tensor-parallel buffers: larger between NVSwitch-connected GPUs)."""
+    extra = (NVSWITCH_TP_ALLOWANCE_BYTES if nvswitch else TP_ALLOWANCE_BYTES) if tp > 1 else 0
     if compute_capability is not None and compute_capability >= 10:
         extra += BLACKWELL_ALLOWANCE_BYTES
     act = activation_bytes(spec, tp, max_num_batched_tokens, max_num_seqs)
