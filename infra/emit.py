@@ -137,6 +137,8 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         files[target.helper] = static_file(f"{provider}/{target.helper}")
     if target.auth_proxy:
         files["gpuplan_proxy.py"] = static_file("_shared/gpuplan_proxy.py")
+    if target.boot_extras:
+        files["gpuplan_boot_extras.py"] = static_file("_shared/gpuplan_boot_extras.py")
     files["gpuplan.plan.json"] = _plan_json(plan)
     files[MARKER] = (
         json.dumps(

@@ -238,6 +238,18 @@ def boot_module():
     return module
 
 
+def extras_module():
+    """templates/_shared/gpuplan_boot_extras.py (HTTPS with Caddy, local NVMe cache)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gpuplan_boot_extras", ROOT / "templates/_shared/gpuplan_boot_extras.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def probes(cidr: str) -> tuple[list[str], list[str]]:
     """Addresses at both ends of ``cidr``, and addresses just outside it and far away."""
     net = ipaddress.ip_network(cidr, strict=False)
@@ -648,6 +660,7 @@ def test_generation_is_byte_identical_across_processes(tmp_path):
 STATIC = {
     "gpuplan_boot.py": "_shared",
     "gpuplan_proxy.py": "_shared",
+    "gpuplan_boot_extras.py": "_shared",
     "gpuplan_runpod.py": "runpod",
     "gpuplan_vast.py": "vast",
     "gpuplan_hetzner.py": "hetzner",
@@ -1011,3 +1024,14 @@ def test_the_proxy_container_gets_the_api_key_and_not_the_hf_token(tmp_path):
     assert "--env-file" not in args and args[args.index("-e") + 1] == "VLLM_API_KEY"
     assert seen.get("VLLM_API_KEY") == "k3y-value" and "HF_TOKEN" not in seen
     assert not any("k3y-value" in a or "hf_secret" in a for a in args)
+
+
+def test_boot_extras_ship_only_where_the_boot_script_can_use_them():
+    """gpuplan_boot_extras.py (HTTPS with Caddy, local NVMe cache) goes into the projects of
+    machines gpuplan boots itself (AWS, Google Cloud, Hetzner), not RunPod's or Vast's, whose
+    container script never loads it; the file list in .gpuplan says so too."""
+    for provider in OFFERS:
+        files = render_project(make_plan(provider), opts_for(provider))
+        ships = provider in {"aws", "gcp", "hetzner"}
+        assert ("gpuplan_boot_extras.py" in files) == ships, provider
+        assert ("gpuplan_boot_extras.py" in json.loads(files[".gpuplan"])["files"]) == ships

@@ -18,8 +18,8 @@ from tests.test_generate import (
     HETZNER_CONFIG,
     SSH,
     boot_files,
-    boot_module,
     by_type,
+    extras_module,
     make_plan,
     probes,
     run_program,
@@ -203,7 +203,7 @@ def test_the_domain_cannot_change_the_caddy_configuration(domain):
         )
     # the machine's own module refuses it too (the program is the user's to edit)
     with pytest.raises(ValueError):
-        boot_module().caddyfile(domain, 8000)
+        extras_module().caddyfile(domain, 8000)
 
 
 def test_tls_projects_are_deterministic(tmp_path):

@@ -93,6 +93,7 @@ TARGET = Target(
         firewall=True,
     ),
     facts=facts,
+    boot_extras=True,
     refuse=refuse,
     project_config=lambda data: {"gcp:region": data["region"], "gcp:zone": data["zone"]},
     setup_lines=("pulumi config set gcp:project YOUR_PROJECT",),
