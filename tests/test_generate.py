@@ -990,18 +990,6 @@ def test_cloud_wide_names_differ_between_pulumi_projects(tmp_path, provider):
     assert names[0] and not names[0] & names[1]
 
 
-def test_gcp_spot_vm_is_declared_running_so_a_refresh_restarts_it(tmp_path, monkeypatch):
-    monkeypatch.setitem(OFFERS["gcp"], "spot", 0.29)
-    project, _plan = generate(tmp_path, "gcp", spot=True)
-    result = run_program(project, {"gcp:project": "p"})
-    assert result["error"] is None
-    [vm] = by_type(result, "gcp:compute/instance:Instance")
-    assert vm["inputs"]["scheduling"]["instanceTerminationAction"] == "STOP"
-    assert vm["inputs"]["desiredStatus"] == "RUNNING"
-    readme = " ".join((project / "README.md").read_text().split())
-    assert "`pulumi up --refresh` starts it again" in readme
-
-
 def test_the_proxy_container_gets_the_api_key_and_not_the_hf_token(tmp_path):
     """Run the proxy unit's script with a stand-in `docker` that records its arguments and
     environment: the container is given VLLM_API_KEY (by name, so the value is in no command
