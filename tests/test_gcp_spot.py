@@ -41,6 +41,10 @@ def test_a_single_spot_vm_runs_in_a_group_of_one_that_replaces_it(tmp_path, spot
     assert not by_type(result, "gcp:compute/instance:Instance")
     [group] = by_type(result, MIG)
     assert group["inputs"]["targetSize"] == 1
+    # an update deletes the VM before creating the next: one VM can hold the address
+    policy = group["inputs"]["updatePolicy"]
+    assert (policy["maxSurgeFixed"], policy["maxUnavailableFixed"]) == (0, 1)
+    assert policy["replacementMethod"] == "RECREATE"
     [template] = by_type(result, TEMPLATE)
     sched = template["inputs"]["scheduling"]
     assert sched["provisioningModel"] == "SPOT" and sched["preemptible"] is True

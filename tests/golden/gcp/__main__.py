@@ -248,7 +248,7 @@ def gpu_vm(name, script, tags, resource_policy=None, nat_ip=None):
     )
 
 
-def vm_group(size, nat_ip=None, named_ports=None, auto_healing=None):
+def vm_group(size, nat_ip=None, named_ports=None, auto_healing=None, update_policy=None):
     """A managed instance group of ``size`` identical VMs from one template: it keeps that many
     running, recreating any VM that is deleted or fails (preempted spot VMs among them)."""
     template = gcp.compute.InstanceTemplate(
@@ -281,6 +281,7 @@ def vm_group(size, nat_ip=None, named_ports=None, auto_healing=None):
         target_size=size,
         named_ports=named_ports,
         auto_healing_policies=auto_healing,
+        update_policy=update_policy,
     )
 
 
@@ -338,7 +339,14 @@ elif spot_group:
     # One spot VM that comes back by itself: a group of one, no balancer. A preempted VM is
     # deleted and the group creates a new one (fresh disk: the image and the model download
     # again) with the same static address (README.md says how long it takes).
-    group = vm_group(1, nat_ip=static_ip.address)
+    group = vm_group(
+        1, nat_ip=static_ip.address,
+        # A changed template replaces the VM by deleting it first (no surge): the address can
+        # be on one VM only, and no second spot GPU VM is bought for the update.
+        update_policy=gcp.compute.InstanceGroupManagerUpdatePolicyArgs(
+            type="PROACTIVE", minimal_action="REPLACE", replacement_method="RECREATE",
+            max_surge_fixed=0, max_unavailable_fixed=1),
+    )
     export_endpoint(static_ip.address)
     pulumi.export("instanceId", group.id)
 else:
