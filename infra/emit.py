@@ -12,7 +12,7 @@ from typing import Any
 from infra import targets, versions
 from infra.options import ProjectOptions, validate_options
 from infra.render import render, static_file
-from infra.sizing import disk_gb, resource_name, slug
+from infra.sizing import disk_gb, ready_s, resource_name, slug
 from planner.decide.plan import Plan
 from planner.errors import DeployError, UsageError
 
@@ -119,6 +119,8 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         # how to get HTTPS when the endpoint is plain HTTP
         "tls_hint": targets.tls_hint(target),
         "model_is_guess": plan.model_is_guess,
+        # minutes from a new machine's start until it serves (sizing.ready_s, an allowance)
+        "ready_minutes": -(-ready_s(plan) // 60),
     }  # fmt: skip
     files = {
         "Pulumi.yaml": render(
@@ -137,6 +139,8 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         files[target.helper] = static_file(f"{provider}/{target.helper}")
     if target.auth_proxy:
         files["gpuplan_proxy.py"] = static_file("_shared/gpuplan_proxy.py")
+    if target.boot_extras:
+        files["gpuplan_boot_extras.py"] = static_file("_shared/gpuplan_boot_extras.py")
     files["gpuplan.plan.json"] = _plan_json(plan)
     files[MARKER] = (
         json.dumps(

@@ -53,8 +53,14 @@ def disk_gb(plan: Plan, opts: ProjectOptions) -> int:
     return int(math.ceil((download_gb(plan) * 1.2 + 60) / 10) * 10)
 
 
+def ready_s(plan: Plan) -> int:
+    """Seconds from a new machine's start until it serves: 15 minutes for boot and the image
+    pull, plus the download at an assumed 100 MB/s (10 s per GB) and loading. An allowance,
+    not a measurement."""
+    return 900 + 10 * math.ceil(download_gb(plan))
+
+
 def heal_delay_s(plan: Plan) -> int:
-    """Seconds a new replica gets before auto-healing may recreate it: 15 minutes for boot and
-    the image pull, plus the download at an assumed 100 MB/s (10 s per GB) and loading;
-    capped at GCP's maximum initial delay of 3600 s."""
-    return int(min(3600, 900 + 10 * math.ceil(download_gb(plan))))
+    """Seconds a new replica gets before auto-healing may recreate it: ready_s, capped at
+    GCP's maximum initial delay of 3600 s."""
+    return int(min(3600, ready_s(plan)))

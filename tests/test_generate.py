@@ -238,6 +238,18 @@ def boot_module():
     return module
 
 
+def extras_module():
+    """templates/_shared/gpuplan_boot_extras.py (HTTPS with Caddy, local NVMe cache)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gpuplan_boot_extras", ROOT / "templates/_shared/gpuplan_boot_extras.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def probes(cidr: str) -> tuple[list[str], list[str]]:
     """Addresses at both ends of ``cidr``, and addresses just outside it and far away."""
     net = ipaddress.ip_network(cidr, strict=False)
@@ -648,6 +660,7 @@ def test_generation_is_byte_identical_across_processes(tmp_path):
 STATIC = {
     "gpuplan_boot.py": "_shared",
     "gpuplan_proxy.py": "_shared",
+    "gpuplan_boot_extras.py": "_shared",
     "gpuplan_runpod.py": "runpod",
     "gpuplan_vast.py": "vast",
     "gpuplan_hetzner.py": "hetzner",
@@ -977,18 +990,6 @@ def test_cloud_wide_names_differ_between_pulumi_projects(tmp_path, provider):
     assert names[0] and not names[0] & names[1]
 
 
-def test_gcp_spot_vm_is_declared_running_so_a_refresh_restarts_it(tmp_path, monkeypatch):
-    monkeypatch.setitem(OFFERS["gcp"], "spot", 0.29)
-    project, _plan = generate(tmp_path, "gcp", spot=True)
-    result = run_program(project, {"gcp:project": "p"})
-    assert result["error"] is None
-    [vm] = by_type(result, "gcp:compute/instance:Instance")
-    assert vm["inputs"]["scheduling"]["instanceTerminationAction"] == "STOP"
-    assert vm["inputs"]["desiredStatus"] == "RUNNING"
-    readme = " ".join((project / "README.md").read_text().split())
-    assert "`pulumi up --refresh` starts it again" in readme
-
-
 def test_the_proxy_container_gets_the_api_key_and_not_the_hf_token(tmp_path):
     """Run the proxy unit's script with a stand-in `docker` that records its arguments and
     environment: the container is given VLLM_API_KEY (by name, so the value is in no command
@@ -1011,3 +1012,14 @@ def test_the_proxy_container_gets_the_api_key_and_not_the_hf_token(tmp_path):
     assert "--env-file" not in args and args[args.index("-e") + 1] == "VLLM_API_KEY"
     assert seen.get("VLLM_API_KEY") == "k3y-value" and "HF_TOKEN" not in seen
     assert not any("k3y-value" in a or "hf_secret" in a for a in args)
+
+
+def test_boot_extras_ship_only_where_the_boot_script_can_use_them():
+    """gpuplan_boot_extras.py (HTTPS with Caddy, local NVMe cache) goes into the projects of
+    machines gpuplan boots itself (AWS, Google Cloud, Hetzner), not RunPod's or Vast's, whose
+    container script never loads it; the file list in .gpuplan says so too."""
+    for provider in OFFERS:
+        files = render_project(make_plan(provider), opts_for(provider))
+        ships = provider in {"aws", "gcp", "hetzner"}
+        assert ("gpuplan_boot_extras.py" in files) == ships, provider
+        assert ("gpuplan_boot_extras.py" in json.loads(files[".gpuplan"])["files"]) == ships

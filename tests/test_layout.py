@@ -26,9 +26,11 @@ def test_pyproject_lists_every_package():
 
 
 def test_modules_stay_short():
-    """No module over ~500 lines, no CLI module over ~400 (issue #10)."""
+    """No module over ~500 lines, no CLI module over ~400 (issue #10); the Python modules of
+    templates/ (copied verbatim into generated projects) included. Rendered .py.j2 files are
+    not modules until rendered."""
     long = {}
-    for top in ("planner", "infra"):
+    for top in ("planner", "infra", "templates"):
         for path in (ROOT / top).rglob("*.py"):
             limit = 400 if "cli" in path.parts else 520
             n = len(path.read_text("utf-8").splitlines())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from infra.emit import ProjectOptions, render_project, write_project
-from tests.test_generate import CIDR, boot_files, boot_module, by_type, make_plan, run_program
+from tests.test_generate import CIDR, boot_files, by_type, extras_module, make_plan, run_program
 
 GB = 1_000_000_000
 STUBS = {
@@ -46,7 +46,7 @@ def host(tmp_path):
 
 
 def run(host: Path, min_gb: int) -> list[str]:
-    script = boot_module().local_disk_script(min_gb, str(host / "sys"), str(host / "mnt"))
+    script = extras_module().local_disk_script(min_gb, str(host / "sys"), str(host / "mnt"))
     env = {"PATH": f"{host / 'bin'}:/usr/bin:/bin", "STATE": str(host / "state")}
     subprocess.run(["bash", "-c", script], env=env, check=True, timeout=30, capture_output=True)
     log = host / "state" / "log"

@@ -53,6 +53,9 @@ class Target:
     # vLLM runs behind gpuplan_proxy.py (every path but /health needs the key): on machines
     # gpuplan sets up, and in the container where the platform lets gpuplan pick its command.
     auth_proxy: bool = True
+    # Machines gpuplan boots itself that can use gpuplan_boot_extras.py (HTTPS with Caddy, the
+    # Hugging Face cache on instance store): the module is copied into their projects only.
+    boot_extras: bool = False
     # Why --tls-domain alone gives no HTTPS here (targets without tls_acme): said when refused.
     no_tls_reason: str = ""
     protects: tuple[str, ...] = field(default=())  # README: what the deployment protects

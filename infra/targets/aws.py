@@ -67,6 +67,7 @@ TARGET = Target(
         firewall=True,
     ),
     facts=facts,
+    boot_extras=True,
     no_tls_reason=(
         "on AWS gpuplan terminates TLS on a network load balancer with an ACM certificate: "
         "give --tls-certificate (an ACM certificate for the domain) with --tls-domain"

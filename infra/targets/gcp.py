@@ -1,6 +1,7 @@
 """Google Compute Engine: a dedicated VPC network with explicit firewall rules, managed
 instance groups behind a passthrough load balancer for replicas, compact placement for
-multi-node, spot, and Secret Manager secrets read at boot by a narrow service account."""
+multi-node, spot (a single spot VM in a managed instance group of one, which replaces it after a
+preemption), and Secret Manager secrets read at boot by a narrow service account."""
 
 from __future__ import annotations
 
@@ -93,6 +94,7 @@ TARGET = Target(
         firewall=True,
     ),
     facts=facts,
+    boot_extras=True,
     refuse=refuse,
     project_config=lambda data: {"gcp:region": data["region"], "gcp:zone": data["zone"]},
     setup_lines=("pulumi config set gcp:project YOUR_PROJECT",),

@@ -52,6 +52,7 @@ TARGET = Target(
         firewall=True,
     ),
     facts=facts,
+    boot_extras=True,
     require=require,
     setup_lines=(
         "export HETZNER_ROBOT_USER=... HETZNER_ROBOT_PASSWORD=...",

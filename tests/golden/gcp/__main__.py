@@ -118,6 +118,10 @@ for version, ranges in (("v4", [c for c in allowed_cidrs if ":" not in c]),
             source_ranges=ranges,
             target_tags=[tag],
         )
+# A single spot VM runs in a managed instance group of one, which replaces it when it is
+# preempted (see scheduling); several nodes are standalone VMs, replicas a group behind a balancer.
+spot = PLAN["spot"]
+spot_group = spot and PLAN["nodes"] == 1 and PLAN["replicas"] == 1
 static_ip = None
 if tls_domain:
     # Let's Encrypt validates the domain over port 80 from addresses it does not publish
@@ -134,6 +138,10 @@ if tls_domain:
     # A static address for the domain's DNS record: it survives restarts and spot stops.
     static_ip = gcp.compute.Address("vllm", region=PLAN["region"],
                                     description="gpuplan: " + tls_domain)
+elif spot_group:
+    # The endpoint keeps its address when the group replaces a preempted VM.
+    static_ip = gcp.compute.Address("vllm", region=PLAN["region"],
+                                    description="gpuplan: " + PLAN["name"])
 if ssh_cidr:
     gcp.compute.Firewall(
         "vllm-ssh",
@@ -186,20 +194,25 @@ metadata = {"enable-oslogin": "FALSE" if ssh_public_key else "TRUE",
             "block-project-ssh-keys": "TRUE"}
 if ssh_public_key:
     metadata["ssh-keys"] = "gpuplan:" + ssh_public_key
-spot = PLAN["spot"]
 port = str(PLAN["port"])
 service_account = {"email": account.email,
                    "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}
-# Spot VMs are stopped when preempted and stay stopped (instanceTerminationAction STOP).
-# desired_status RUNNING: `pulumi up --refresh` sees the stopped VM and starts it again (a plain
-# `pulumi up` compares with the state it last saved, RUNNING, and changes nothing).
-scheduling = dict(
-    on_host_maintenance="TERMINATE",
-    automatic_restart=not spot,
-    preemptible=spot,
-    provisioning_model="SPOT" if spot else "STANDARD",
-    instance_termination_action="STOP" if spot else None,
-)
+
+
+def scheduling(in_group):
+    """Spot VMs of a managed instance group are deleted when preempted (with their boot disk),
+    and the group, which repairs a VM deleted by anything but itself, creates a new one from
+    the template once capacity allows (cloud.google.com/compute/docs/instance-groups/
+    about-repair). A standalone spot VM (multi-node) is stopped and stays stopped; it declares
+    desired_status RUNNING, so `pulumi up --refresh` starts it again (a plain `pulumi up`
+    compares with the state it last saved, RUNNING, and changes nothing)."""
+    return dict(
+        on_host_maintenance="TERMINATE",
+        automatic_restart=not spot,
+        preemptible=spot,
+        provisioning_model="SPOT" if spot else "STANDARD",
+        instance_termination_action=("DELETE" if in_group else "STOP") if spot else None,
+    )
 
 
 def gpu_vm(name, script, tags, resource_policy=None, nat_ip=None):
@@ -217,7 +230,7 @@ def gpu_vm(name, script, tags, resource_policy=None, nat_ip=None):
             auto_delete=True,
         ),
         guest_accelerators=accelerators,
-        scheduling=gcp.compute.InstanceSchedulingArgs(**scheduling),
+        scheduling=gcp.compute.InstanceSchedulingArgs(**scheduling(in_group=False)),
         network_interfaces=[gcp.compute.InstanceNetworkInterfaceArgs(
             network=network, subnetwork=subnetwork, nic_type=PLAN["nic_type"],
             access_configs=[gcp.compute.InstanceNetworkInterfaceAccessConfigArgs(
@@ -241,18 +254,54 @@ def gpu_vm(name, script, tags, resource_policy=None, nat_ip=None):
     )
 
 
+def vm_group(size, nat_ip=None, named_ports=None, auto_healing=None, update_policy=None):
+    """A managed instance group of ``size`` identical VMs from one template: it keeps that many
+    running, recreating any VM that is deleted or fails (preempted spot VMs among them)."""
+    template = gcp.compute.InstanceTemplate(
+        "vllm",
+        machine_type=PLAN["machine_type"],
+        disks=[gcp.compute.InstanceTemplateDiskArgs(
+            source_image=PLAN["image_family"], disk_size_gb=PLAN["disk_gb"],
+            disk_type=PLAN["disk_type"], boot=True, auto_delete=True)],
+        guest_accelerators=[gcp.compute.InstanceTemplateGuestAcceleratorArgs(
+            type=PLAN["accelerator_type"], count=PLAN["accelerator_count"])]
+        if PLAN["accelerator_type"] else None,
+        scheduling=gcp.compute.InstanceTemplateSchedulingArgs(**scheduling(in_group=True)),
+        network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
+            network=network, subnetwork=subnetwork, nic_type=PLAN["nic_type"],
+            access_configs=[gcp.compute.InstanceTemplateNetworkInterfaceAccessConfigArgs(
+                nat_ip=nat_ip)])],
+        metadata=metadata,
+        metadata_startup_script=boot(),
+        service_account=gcp.compute.InstanceTemplateServiceAccountArgs(**service_account),
+        tags=[tag],
+        labels=labels,
+        opts=pulumi.ResourceOptions(depends_on=secret_versions),
+    )
+    return gcp.compute.InstanceGroupManager(
+        "vllm",
+        zone=PLAN["zone"],
+        base_instance_name=PLAN["name"][:50],
+        versions=[gcp.compute.InstanceGroupManagerVersionArgs(
+            instance_template=template.self_link_unique)],
+        target_size=size,
+        named_ports=named_ports,
+        auto_healing_policies=auto_healing,
+        update_policy=update_policy,
+    )
+
+
 def external_ip(vm):
     return vm.network_interfaces.apply(lambda nics: nics[0].access_configs[0].nat_ip)
 
 
-def export_endpoint(vm):
+def export_endpoint(address):
     if tls_domain:
         pulumi.export("endpoint", f"https://{tls_domain}/v1")
         # Point the domain's DNS A record here: HTTPS works once it resolves (README.md).
         pulumi.export("address", static_ip.address)
     else:
-        pulumi.export("endpoint", pulumi.Output.concat("http://", external_ip(vm), ":", port,
-                                                       "/v1"))
+        pulumi.export("endpoint", pulumi.Output.concat("http://", address, ":", port, "/v1"))
 
 
 if PLAN["nodes"] > 1:
@@ -285,37 +334,31 @@ if PLAN["nodes"] > 1:
             [cluster_tag], placement.self_link)
         for i in range(1, PLAN["nodes"])
     ]
-    export_endpoint(head)
+    export_endpoint(external_ip(head))
     pulumi.export("instanceId", head.instance_id)
     pulumi.export("instanceIds", [vm.instance_id for vm in [head, *workers]])
-elif PLAN["replicas"] == 1:
+elif PLAN["replicas"] == 1 and not spot:
     instance = gpu_vm("vllm", boot(), [tag], nat_ip=static_ip.address if static_ip else None)
-    export_endpoint(instance)
+    export_endpoint(external_ip(instance))
     pulumi.export("instanceId", instance.instance_id)
+elif spot_group:
+    # One spot VM that comes back by itself: a group of one, no balancer. A preempted VM is
+    # deleted and the group creates a new one (fresh disk: the image and the model download
+    # again) with the same static address (README.md says how long it takes).
+    group = vm_group(
+        1, nat_ip=static_ip.address,
+        # A changed template replaces the VM by deleting it first (no surge): the address can
+        # be on one VM only, and no second spot GPU VM is bought for the update.
+        update_policy=gcp.compute.InstanceGroupManagerUpdatePolicyArgs(
+            type="PROACTIVE", minimal_action="REPLACE", replacement_method="RECREATE",
+            max_surge_fixed=0, max_unavailable_fixed=1),
+    )
+    export_endpoint(static_ip.address)
+    pulumi.export("instanceId", group.id)
 else:
     # N identical replicas: a managed instance group behind an external passthrough network
     # load balancer that health-checks /health (and auto-heals replicas that stop answering).
     region = PLAN["region"]
-    template = gcp.compute.InstanceTemplate(
-        "vllm",
-        machine_type=PLAN["machine_type"],
-        disks=[gcp.compute.InstanceTemplateDiskArgs(
-            source_image=PLAN["image_family"], disk_size_gb=PLAN["disk_gb"],
-            disk_type=PLAN["disk_type"], boot=True, auto_delete=True)],
-        guest_accelerators=[gcp.compute.InstanceTemplateGuestAcceleratorArgs(
-            type=PLAN["accelerator_type"], count=PLAN["accelerator_count"])]
-        if PLAN["accelerator_type"] else None,
-        scheduling=gcp.compute.InstanceTemplateSchedulingArgs(**scheduling),
-        network_interfaces=[gcp.compute.InstanceTemplateNetworkInterfaceArgs(
-            network=network, subnetwork=subnetwork, nic_type=PLAN["nic_type"],
-            access_configs=[gcp.compute.InstanceTemplateNetworkInterfaceAccessConfigArgs()])],
-        metadata=metadata,
-        metadata_startup_script=boot(),
-        service_account=gcp.compute.InstanceTemplateServiceAccountArgs(**service_account),
-        tags=[tag],
-        labels=labels,
-        opts=pulumi.ResourceOptions(depends_on=secret_versions),
-    )
     health_check = gcp.compute.RegionHealthCheck(
         "vllm",
         region=region,
@@ -334,17 +377,12 @@ else:
         source_ranges=["35.191.0.0/16", "130.211.0.0/22", "209.85.152.0/22", "209.85.204.0/22"],
         target_tags=[tag],
     )
-    group = gcp.compute.InstanceGroupManager(
-        "vllm",
-        zone=PLAN["zone"],
-        base_instance_name=PLAN["name"][:50],
-        versions=[gcp.compute.InstanceGroupManagerVersionArgs(
-            instance_template=template.self_link_unique)],
-        target_size=PLAN["replicas"],
+    group = vm_group(
+        PLAN["replicas"],
         named_ports=[gcp.compute.InstanceGroupManagerNamedPortArgs(name="vllm", port=PLAN["port"])],
         # Auto-healing starts after the time a replica needs to download and load the model
         # (PLAN["heal_delay_s"], from the download size), not a fixed 30 minutes.
-        auto_healing_policies=gcp.compute.InstanceGroupManagerAutoHealingPoliciesArgs(
+        auto_healing=gcp.compute.InstanceGroupManagerAutoHealingPoliciesArgs(
             health_check=health_check.id, initial_delay_sec=PLAN["heal_delay_s"]),
     )
     backend = gcp.compute.RegionBackendService(
