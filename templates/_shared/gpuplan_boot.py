@@ -358,14 +358,18 @@ def boot_script(
             "install -d -m 700 /opt/gpuplan/caddy /opt/gpuplan/caddy/data /opt/gpuplan/caddy/config"
         ]
         extras = _extras()
+        lines.append(extras.fingerprint("tls_before"))
         lines += _write(extras.CADDYFILE, extras.caddyfile(tls["domain"], port), "644")
         lines += _write(extras.TLS_SCRIPT, extras.tls_script(tls["image"]), "755")
         lines += _write(extras.TLS_UNIT_FILE, extras.TLS_UNIT, "644")
-        units.append("gpuplan-tls.service")
+        lines.append(extras.fingerprint("tls_after"))
     # restart, not `enable --now`: a changed script, key or CIDR list takes effect on a
     # re-run of this script (Hetzner's SSH command), not only on the first boot.
-    lines += ["systemctl daemon-reload", "systemctl enable " + " ".join(units)]
+    enabled = units + (["gpuplan-tls.service"] if tls is not None else [])
+    lines += ["systemctl daemon-reload", "systemctl enable " + " ".join(enabled)]
     start = "systemctl restart " + " ".join(units)
+    if tls is not None:
+        start += "; " + _extras().TLS_START
     if host_setup:
         lines += [
             f"if nvidia-smi >/dev/null 2>&1; then {start}; else "

@@ -16,6 +16,23 @@ LOCAL_DISK_SCRIPT = "/opt/gpuplan/local-disk.sh"
 TLS_SCRIPT = "/opt/gpuplan/run-tls.sh"
 CADDYFILE = "/opt/gpuplan/Caddyfile"
 TLS_UNIT_FILE = "/etc/systemd/system/gpuplan-tls.service"
+TLS_FILES = (CADDYFILE, TLS_SCRIPT, TLS_UNIT_FILE)
+
+
+def fingerprint(var: str, files: tuple[str, ...] = TLS_FILES) -> str:
+    """A bash line that sets ``var`` to a hash of ``files`` as they are now (missing: empty),
+    without tripping `set -euo pipefail`."""
+    return f'{var}="$({{ cat {" ".join(files)} 2>/dev/null || true; }} | sha256sum)"'
+
+
+# Caddy is restarted only when its configuration changed: every start asks Let's Encrypt's
+# production service first, which refuses a domain for an hour after 5 failed validations, and
+# the unit is enabled, so systemd has already started it on a reboot. An unchanged re-run only
+# makes sure it runs.
+TLS_START = (
+    'if [ "$tls_before" = "$tls_after" ]; then systemctl start gpuplan-tls.service; '
+    "else systemctl restart gpuplan-tls.service; fi"
+)
 # Let's Encrypt's production directory: the one CA configured (Caddy would otherwise fall back
 # to ZeroSSL), so the certificate's issuer is known.
 ACME_DIRECTORY = "https://acme-v02.api.letsencrypt.org/directory"
