@@ -53,6 +53,7 @@ def mixed_offers(seed: int) -> list[Offer]:
     offers = shaped_catalog(rng, 300) + snapshot_offers()
     # exact twins apart from facts the order does not read, so ties reach every key column
     offers += [replace(o, zone="z9", vcpus=99) for o in rng.sample(offers, 40)]
+    offers += [replace(o, tier="community") for o in rng.sample(offers, 20)]  # None vs a tier
     rng.shuffle(offers)
     return offers
 
@@ -123,3 +124,20 @@ def _rows(offers: list[Offer]) -> list[list[object]]:
     from planner.offers.table import COLUMNS
 
     return [[offer_to_dict(o)[c] for c in COLUMNS] for o in offers]
+
+
+def test_equal_plans_rank_by_provider_instance_region_then_tier():
+    """The documented tie-break, read from the table's columns: the same machine at the same
+    price sorts by provider, instance type, region, then tier (None first)."""
+    base = next(o for o in snapshot_offers() if o.provider == "runpod" and o.gpu == "h100-sxm")
+    twins = [
+        replace(base, instance_type="m2", region="r1", tier=None),
+        replace(base, instance_type="m1", region="r2", tier="secure"),
+        replace(base, instance_type="m1", region="r2", tier=None),
+        replace(base, instance_type="m1", region="r1", tier="secure"),
+    ]
+    cands = planning_candidates("llama-3.1-8b", None)
+    ranking = rank_offers(cands, OfferTable.from_rows(_rows(twins)), Need())
+    assert [(o.instance_type, o.region, o.tier) for o in ranking.offers] == [
+        ("m1", "r1", "secure"), ("m1", "r2", None), ("m1", "r2", "secure"), ("m2", "r1", None),
+    ]  # fmt: skip
