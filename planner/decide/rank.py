@@ -185,9 +185,9 @@ class _Picker:
         for pos, kind in enumerate(kinds):
             buckets[kind].append(pos)
         prices = self.offers.effective_usd_per_hour(need.spot, need.horizon_months)
-        provider, instance, region, tier = (
-            col("provider"), col("instance_type"), col("region"), col("tier")
-        )  # fmt: skip
+        # each offer's (provider, instance, region, tier) tie-break, made in one C-level pass
+        tiers = self.offers.column_or("tier", "")
+        names = list(zip(col("provider"), col("instance_type"), col("region"), tiers, strict=True))
         best: list[_Rec] = []
         rejected: list[tuple[int, str]] = []
         per_cand: dict[int, _Rec] = {}
@@ -204,9 +204,7 @@ class _Picker:
                 continue
             if not live:
                 continue
-            tails = [
-                (provider[pos], instance[pos], region[pos], tier[pos] or "") for pos, _ in live
-            ]
+            tails = [names[pos] for pos, _ in live]
             per_offer = [
                 self._price(live, tails, order, idx, options)
                 for order, (idx, options) in enumerate(group.by_candidate.items())

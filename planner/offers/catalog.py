@@ -226,16 +226,15 @@ def filter_table(table: OfferTable, flt: OfferFilter) -> tuple[OfferTable, list[
         keep = _where(keep, col("gpu_memory_gb"), lambda gb: not gb < least)
     if flt.gpus:
         keep = _where(keep, col("gpu_count"), flt.gpus.__eq__)
-    every = len(keep) == len(table)  # no filter set: the columns as they are
-    columns = [prices, *(col(name) for name in SORT_COLUMNS)]
-    if not every:
-        columns = [[c[i] for i in keep] for c in columns]
-    columns[-1] = ["" if tier is None else tier for tier in columns[-1]]
-    keys = list(zip(*columns, strict=True)) if keep else []
+    columns = [prices, *(col(name) for name in SORT_COLUMNS[:-1]), table.column_or("tier", "")]
+    if len(keep) < len(table):  # else no filter was set: the columns as they are
+        columns = [list(map(c.__getitem__, keep)) for c in columns]
+    n = len(keep)
+    keys = list(zip(*columns, strict=True))
     # Sorting the keys' positions (a stable sort, as sorting the pairs by key would be) lets
     # the sort compare the keys' leading floats directly.
-    order = sorted(range(len(keep)), key=keys.__getitem__)
-    return table.take([keep[j] for j in order]), [keys[j][0] for j in order]
+    order = sorted(range(n), key=keys.__getitem__)
+    return table.take(map(keep.__getitem__, order)), list(map(columns[0].__getitem__, order))
 
 
 def _where(keep: list[int], values: Sequence[Any], test: Callable[[Any], bool]) -> list[int]:

@@ -66,8 +66,9 @@ class OfferTable(Sequence[Offer]):
         for t in tables:
             for i, mine in enumerate(columns):
                 mine += t._column(i)
-            rows = range(len(t)) if t._rows is None else t._rows
-            built.update((start + j, t._built[i]) for j, i in enumerate(rows) if i in t._built)
+            if t._built:  # the snapshot's offers, read or not
+                rows = range(len(t)) if t._rows is None else t._rows
+                built.update((start + j, t._built[i]) for j, i in enumerate(rows) if i in t._built)
             start += len(t)
         return cls(columns, built)
 
@@ -109,6 +110,13 @@ class OfferTable(Sequence[Offer]):
         if got is None:
             got = self._gathered[i] = list(map(self._base[i].__getitem__, self._rows))
         return got
+
+    def column_or(self, name: str, default: Any) -> Sequence[Any]:
+        """Field ``name`` of every offer, ``default`` where it is falsy (``o.tier or ""``)."""
+        values = self.column(name)
+        if values.count(None) == self._len:  # a field no offer sets: one C-level pass
+            return [default] * self._len
+        return [v or default for v in values]
 
     def take(self, positions: Iterable[int]) -> OfferTable:
         """The offers at ``positions``, in that order: a view sharing this table's columns
