@@ -187,7 +187,9 @@ class _Picker:
         prices = self.offers.effective_usd_per_hour(need.spot, need.horizon_months)
         # each offer's (provider, instance, region, tier) tie-break, made in one C-level pass
         tiers = self.offers.column_or("tier", "")
-        names = list(zip(col("provider"), col("instance_type"), col("region"), tiers, strict=True))
+        names: list[tuple[str, ...]] = list(
+            zip(col("provider"), col("instance_type"), col("region"), tiers, strict=True)
+        )
         best: list[_Rec] = []
         rejected: list[tuple[int, str]] = []
         per_cand: dict[int, _Rec] = {}
@@ -198,7 +200,7 @@ class _Picker:
                 continue
             no_price = "no spot price" if need.spot else "no price"
             rejected += [(pos, no_price) for pos in positions if prices[pos] is None]
-            live = [(pos, prices[pos]) for pos in positions if prices[pos] is not None]
+            live = [(pos, p) for pos in positions if (p := prices[pos]) is not None]
             if not group.options:
                 rejected += [(pos, group.reason) for pos, _ in live]
                 continue

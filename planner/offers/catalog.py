@@ -211,7 +211,7 @@ def filter_table(table: OfferTable, flt: OfferFilter) -> tuple[OfferTable, list[
     prices = table.effective_usd_per_hour(spot=spot, horizon_months=horizon)
     keep = list(compress(range(len(prices)), map(is_not, prices, repeat(None))))
     if cap is not None:
-        keep = [i for i in keep if not prices[i] > cap]
+        keep = [i for i in keep if (p := prices[i]) is not None and not p > cap]
     if flt.providers:
         keep = _where(keep, col("provider"), set(flt.providers).__contains__)
     if gpu_id:
