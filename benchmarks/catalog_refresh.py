@@ -8,7 +8,8 @@
 2. No credentials: `catalog refresh` of the nine public-catalog clouds from a loopback mirror of
    gpuhunt's catalogs (tests/fakegpuhunt.py) holding ~50,000 synthetic GPU offers, then the wall
    time of `gpuplan recommend llama-3.1-8b --format json` (fresh processes, median of 5) on that
-   cache and on the embedded catalog. Target: under 0.5 s median with 50,000 offers.
+   cache (and on the same offers in the pre-v3 cache format) and on the embedded catalog.
+   Target: under 0.5 s median with 50,000 offers.
 
 Run: python benchmarks/catalog_refresh.py [direct|gpuhunt]   (default: both)
 """
@@ -123,8 +124,40 @@ def gpuhunt_part() -> None:
     env = {**os.environ, "GPUPLAN_CACHE_DIR": cache}
     print(f"recommend llama-3.1-8b on the refreshed cache ({len(cat.offers)} offers):")
     recommend_wall_times(env)
+    print("the same offers in the cache format of gpuplan before v3 (until the next refresh):")
+    recommend_wall_times({**os.environ, "GPUPLAN_CACHE_DIR": v2_copy(cache)})
     print("recommend llama-3.1-8b on the embedded catalog:")
     recommend_wall_times({**os.environ, "GPUPLAN_CACHE_DIR": tempfile.mkdtemp()})
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        # Then every run compiles gpuplan's modules from source (about 0.1 s here); an
+        # installed gpuplan has its bytecode compiled (pip does it on install).
+        print("PYTHONDONTWRITEBYTECODE is set: the runs above compile gpuplan from source.")
+        cached = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        cached["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="gpuplan-bench-pyc-")
+        exe = str(Path(sys.executable).parent / "gpuplan")
+        subprocess.run([exe, "models"], check=True, stdout=subprocess.DEVNULL, env=cached)
+        print("recommend on the refreshed cache, bytecode cached:")
+        recommend_wall_times({**cached, "GPUPLAN_CACHE_DIR": cache})
+        print("recommend on the embedded catalog, bytecode cached:")
+        recommend_wall_times({**cached, "GPUPLAN_CACHE_DIR": tempfile.mkdtemp()})
+
+
+def v2_copy(cache: str) -> str:
+    """The cache rewritten in the v2 format (one row per offer) that users may still have."""
+    import json
+
+    from planner.offers.cache import read_cache
+    from tests.cachedocs import v2_doc
+
+    copy = Path(tempfile.mkdtemp(prefix="gpuplan-bench-v2-"))
+    (copy / "offers").mkdir()
+    for path in sorted(Path(cache, "offers").glob("*.json")):
+        doc = json.loads(path.read_text())
+        cached = read_cache(path.stem)
+        assert cached is not None
+        v2 = {**v2_doc(path.stem, list(cached[0]), doc["source"]), "fetched_at": doc["fetched_at"]}
+        (copy / "offers" / path.name).write_text(json.dumps(v2, separators=(",", ":")))
+    return str(copy)
 
 
 def main() -> None:

@@ -354,19 +354,21 @@ def test_tampered_committed_plan_is_drift(tmp_path, plan_doc, monkeypatch):
         ("billing", "weekly"),
     ],
 )
-def test_bad_cache_row_is_dropped_with_a_warning(tmp_path, column, value):
-    from planner.offers.catalog import _OFFER_COLUMNS, snapshot_offers, write_cache
+@pytest.mark.parametrize("v3", [False, True], ids=["v2 rows", "v3 columns"])
+def test_bad_cache_row_is_dropped_with_a_warning(tmp_path, column, value, v3):
+    from planner.offers.catalog import snapshot_offers, write_cache
+    from tests.cachedocs import set_offer_value, v2_doc
 
     offers = [o for o in snapshot_offers() if o.provider == "runpod"]
     path = write_cache("runpod", offers, "2026-11-29", "test")
-    doc = json.loads(path.read_text())
-    doc["rows"][0][_OFFER_COLUMNS.index(column)] = value
+    doc = json.loads(path.read_text()) if v3 else v2_doc("runpod", offers)
+    set_offer_value(doc, 0, column, value)
     path.write_text(json.dumps(doc))
     r, out = _run(["recommend", M, "--providers", "runpod", "--format", "json"], tmp_path)
     _assert_clean(out)
     assert r.exit_code == 0, out
     assert "warning: runpod: ignoring 1 invalid offer(s) in" in out and str(path) in out, out
-    assert column in out
+    assert f"(offer 1: {column} must be" in out
     plans = json.loads(out[out.index("{") :])["plans"]
     assert all(p["estimate"]["usd_per_hour"] > 0 for p in plans)
 

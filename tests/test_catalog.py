@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -317,21 +318,61 @@ def test_offer_filter_takes_regions_and_an_instance_type():
 
 def test_cache_formats_round_trip_and_old_caches_still_load():
     from planner.offers.catalog import CACHE_SCHEMA, SCHEMA, offer_to_dict, read_cache
+    from tests.cachedocs import v2_doc
 
     offers = [o for o in snapshot_offers() if o.provider == "gcp"][:3]
+    offers[1] = replace(offers[1], notes=("a note",), zone="us-central1-b")
+    # equal values of two types are not one constant: 24 stays an int, 24.0 a float
+    offers = [replace(o, gpu_memory_gb=gb) for o, gb in zip(offers, [24.0, 24, 24.0], strict=True)]
     write_cache("gcp", offers, "2026-11-29", "https://example.test/gcp read 2026-11-29")
     doc = json.loads(cache_file("gcp").read_text())
-    assert doc["schema"] == CACHE_SCHEMA and len(doc["rows"]) == 3
-    assert read_cache("gcp")[0] == offers  # provider_data and notes survive the rows
-    # a cache from another version: its own column order and a column this one does not know
-    columns = [*reversed(doc["columns"]), "future_field"]
-    rows = [[*reversed(r), 1] for r in doc["rows"]]
-    cache_file("gcp").write_text(json.dumps({**doc, "columns": columns, "rows": rows}))
+    assert doc["schema"] == CACHE_SCHEMA and doc["count"] == 3
+    # stored once: what all three share; per offer: what differs
+    assert doc["constant"]["provider"] == "gcp" and "notes" in doc["columns"]
+    assert "gpu_memory_gb" not in doc["constant"]
+    assert read_cache("gcp")[0] == offers  # provider_data and notes survive the columns
+    assert [type(o.gpu_memory_gb) for o in read_cache("gcp")[0]] == [
+        type(o.gpu_memory_gb) for o in offers
+    ]
+    # v2, as earlier versions wrote it (users have them): the same offers
+    cache_file("gcp").write_text(json.dumps(v2_doc("gcp", offers)))
+    assert read_cache("gcp")[0] == offers
+    # v2 from another version: its own column order and a column this one does not know
+    v2 = v2_doc("gcp", offers)
+    columns = [*reversed(v2["columns"]), "future_field"]
+    rows = [[*reversed(r), 1] for r in v2["rows"]]
+    cache_file("gcp").write_text(json.dumps({**v2, "columns": columns, "rows": rows}))
+    assert read_cache("gcp")[0] == offers
+    # v3 from a later version: a column this one does not know, constant or not
+    later = {**doc, "constant": {**doc["constant"], "future": 1},
+             "columns": {**doc["columns"], "future2": [1, 2, 3]}}  # fmt: skip
+    cache_file("gcp").write_text(json.dumps(later))
     assert read_cache("gcp")[0] == offers
     old = {"schema": SCHEMA, "provider": "gcp", "fetched_at": "2026-11-29",
            "offers": [offer_to_dict(o) for o in offers]}  # fmt: skip
     cache_file("gcp").write_text(json.dumps(old))
     assert read_cache("gcp")[0] == offers
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda d: d.update(count=4),  # a column shorter than the count
+        lambda d: d["columns"].update(instance_type=["x"]),
+        lambda d: d.update(constant=[]),
+        lambda d: d["constant"].update(instance_type="x"),  # both constant and per offer
+    ],
+)
+def test_malformed_v3_cache_is_reported_and_snapshot_used(change):
+    offers = [o for o in snapshot_offers() if o.provider == "gcp"][:3]
+    path = write_cache("gcp", offers, "2026-11-29", "test")
+    doc = json.loads(path.read_text())
+    assert "instance_type" in doc["columns"]  # the three differ in instance type
+    change(doc)
+    path.write_text(json.dumps(doc))
+    cat = load_catalog(["gcp"])
+    assert cat.sources["gcp"].origin == "embedded"
+    assert any("ignoring unreadable cache" in w for w in cat.warnings), cat.warnings
 
 
 def test_source_labels_are_short():

@@ -5,7 +5,7 @@ on catalogs full of repeated machine shapes, every offer must get the objective 
 brute-force search of that offer alone finds (tests/oracle.py), the rejections must be exactly
 the offers with no feasible layout, and the grouped scores must be the numbers objective_value
 and tie_break give on each priced point. The cache reader checks rows a column at a time
-(catalog._rows_valid): it must accept only files the per-row check accepts whole, so that every
+(cache._columns_valid): it must accept only files the per-row check accepts whole, so that every
 bad row is still dropped and reported as before.
 """
 
@@ -30,9 +30,10 @@ from planner.decide.objective import (
 from planner.decide.plan import Need
 from planner.decide.rank import candidates_for, rank_offers
 from planner.model.sources import load_model_spec
-from planner.offers import catalog
+from planner.offers import cache, catalog
 from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer
+from tests.cachedocs import set_offer_value, v2_doc
 from tests.oracle import brute_force_per_offer
 from tests.test_recommend import SCENARIOS, planning_candidates
 
@@ -146,26 +147,27 @@ def _load_both_ways(monkeypatch, path, text):
     path.write_text(text)
     fast = catalog.read_cache("runpod")
     with monkeypatch.context() as m:
-        m.setattr(catalog, "_rows_valid", lambda rows, provider: False)
+        m.setattr(cache, "_columns_valid", lambda columns, provider: False)
         path.write_text(text)
         slow = catalog.read_cache("runpod")
     return fast, slow
 
 
+@pytest.mark.parametrize("v3", [False, True], ids=["v2 rows", "v3 columns"])
 @pytest.mark.parametrize(("column", "value"), ROW_CHANGES, ids=repr)
-def test_column_checks_load_what_the_row_checks_load(monkeypatch, column, value):
+def test_column_checks_load_what_the_row_checks_load(monkeypatch, column, value, v3):
     offers = [o for o in catalog.snapshot_offers() if o.provider == "runpod"]
     path = catalog.write_cache("runpod", offers, "2026-11-29", "test")
-    doc = json.loads(path.read_text())
-    rows = doc["rows"]
-    assert catalog._rows_valid(json.loads(json.dumps(rows)), "runpod")  # clean: fast path
-    rows[len(rows) // 2][catalog._OFFER_COLUMNS.index(column)] = value
+    doc = json.loads(path.read_text()) if v3 else v2_doc("runpod", offers)
+    if not v3:
+        assert cache._rows_valid(json.loads(json.dumps(doc["rows"])), "runpod")  # clean: fast
+    set_offer_value(doc, len(offers) // 2, column, value)
     fast, slow = _load_both_ways(monkeypatch, path, json.dumps(doc))
     assert fast is not None and slow is not None
     assert fast[0] == slow[0]
     assert fast[1]["dropped"] == slow[1]["dropped"]
-    if slow[1]["dropped"]:
-        assert not catalog._rows_valid(json.loads(json.dumps(doc))["rows"], "runpod")
+    if slow[1]["dropped"] and not v3:
+        assert not cache._rows_valid(json.loads(json.dumps(doc))["rows"], "runpod")
 
 
 # ------------------------------------------------------------------ the collector pause

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ class Recommendation:
     # what cheaper_quantization_for needs to look again for another plan (generate's):
     # variants None when the user chose a quantization (no suggestion then)
     variants: tuple[ModelSpec, ...] | None = None
-    offers: tuple[Offer, ...] = ()
+    offers: Sequence[Offer] = ()  # the filtered offers ranked (an OfferTable)
 
 
 def recommend(
@@ -39,7 +39,7 @@ def recommend(
     from planner.decide.rank import recommend as rank
     from planner.gcpause import cyclic_gc_paused
     from planner.model.sources import load_model_spec, quantized_variants
-    from planner.offers.catalog import OfferFilter, filter_offers, load_catalog
+    from planner.offers.catalog import OfferFilter, filter_table, load_catalog
     from planner.offers.providers import parse_provider_list
 
     need = s.need()  # validates the load before any model or catalog is read
@@ -53,20 +53,19 @@ def recommend(
             gpu=s.gpu, providers=tuple(names), regions=s.regions, instance_type=s.instance_type,
             spot=s.spot,
         )  # fmt: skip
-        offers = filter_offers(catalog.offers, flt)
+        offers, _ = filter_table(catalog.offers, flt)
         if not offers and s.spot:
-            on_demand = filter_offers(catalog.offers, replace(flt, spot=False))
+            on_demand, _ = filter_table(catalog.offers, replace(flt, spot=False))
             if on_demand:
                 raise NoFeasibleOfferError(
                     f"none of the {len(on_demand)} matching offers has a spot price",
                     "drop --spot, or include providers that sell spot capacity",
                 )
-        plain = [pair[0] for pair in offers]
-        ranking = rank(candidates, plain, need)
+        ranking = rank(candidates, offers, need)
     rec = Recommendation(ranking, catalog.warnings, dict(catalog.sources))
     if s.quant is not None:  # a pinned format (or auto, which ranks FP8 already)
         return rec
-    rec = replace(rec, variants=tuple(variants), offers=tuple(plain))
+    rec = replace(rec, variants=tuple(variants), offers=offers)
     if suggest:
         rec = replace(rec, suggestion=cheaper_quantization_for(rec, ranking.plans[0]))
     return rec

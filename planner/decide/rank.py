@@ -44,6 +44,7 @@ from planner.errors import NoFeasibleOfferError, UsageError
 from planner.gcpause import cyclic_gc_paused
 from planner.offers.gpus import GpuSpec, gpu_table
 from planner.offers.offer import Offer
+from planner.offers.table import OfferTable
 
 __all__ = [
     "MAX_NUM_SEQS", "OBJECTIVES", "Candidate", "Ranking", "Rejection", "best_alternatives",
@@ -63,7 +64,8 @@ class Ranking:
     rejected: tuple[Rejection, ...]
     candidates: tuple[Candidate, ...]
     best_per_candidate: tuple[Plan | None, ...] = ()  # over all offers, for --quant auto
-    offers: Sequence[Offer] = ()  # the offer of each plan, in the same order (no Plan built)
+    # the offer of each plan, in the same order (no Plan, nor Offer, built until read)
+    offers: OfferTable = dataclasses.field(default_factory=OfferTable.empty)
     notes: tuple[str, ...] = ()  # about the ranking as a whole
 
 
@@ -107,11 +109,11 @@ class _Group:
 # instance, region, tier), layout, format), then the offer's input position (equal keys keep
 # the input order, as a stable sort by key did), the candidate's place in the machine group's
 # order (an offer's equal keys across formats keep that order, as min() over them did), and
-# what builds the Plan: candidate index, operating point, offer, price. A plain tuple, so that
-# sorting 100,000 of them compares floats first in C; a position and a place are unique
-# together, so nothing after them is ever compared.
+# what builds the Plan: candidate index, operating point, price (the offer is the one at the
+# position). A plain tuple, so that sorting 100,000 of them compares floats first in C; a
+# position and a place are unique together, so nothing after them is ever compared.
 _Rec = tuple[typing.Any, ...]
-_IDX, _OP, _OFFER, _PRICE = 8, 9, 10, 11
+_POS, _IDX, _OP, _PRICE = 6, 8, 9, 10
 
 
 def _group_for(cands: list[Candidate], gpu: GpuSpec, count: int, multi: bool, need: Need) -> _Group:
@@ -148,67 +150,63 @@ class _Labels(dict):  # type: ignore[type-arg]
 
 
 class _Picker:
-    """Chooses each offer's best option over a shared cache of machine groups."""
+    """Chooses each offer's best option over a shared cache of machine groups. Offers are read
+    from the table's columns: an Offer is built only for a plan or a rejection."""
 
-    def __init__(self, cands: list[Candidate], need: Need) -> None:
-        self.cands, self.need = cands, need
+    def __init__(self, cands: list[Candidate], need: Need, offers: OfferTable) -> None:
+        self.cands, self.need, self.offers = cands, need, offers
         self.groups: dict[tuple[str, int, bool], _Group] = {}
         self.labels: list[_Labels] = [_Labels() for _ in cands]
 
-    def group(self, offer: Offer) -> _Group | str:
-        gpu = gpu_table().get(offer.gpu)
+    def group(self, gpu_id: str, gpu_count: int, provider: str) -> _Group | str:
+        gpu = gpu_table().get(gpu_id)
         if gpu is None:
-            return f"GPU '{offer.gpu}' is not in the GPU table"
+            return f"GPU '{gpu_id}' is not in the GPU table"
         if not (gpu.bf16_tflops_dense or gpu.fp16_tflops_dense):
             return (
                 f"{gpu.name}: no published dense FP16 throughput in the GPU table, so "
                 "speed and cost per token cannot be estimated"
             )
-        key = (offer.gpu, offer.gpu_count, offer.provider in MULTI_NODE_PROVIDERS)
+        key = (gpu_id, gpu_count, provider in MULTI_NODE_PROVIDERS)
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = _group_for(self.cands, gpu, *key[1:], self.need)
         return group
 
-    def pick_all(
-        self, offers: Sequence[Offer]
-    ) -> tuple[list[_Rec], list[tuple[int, str]], dict[int, _Rec]]:
+    def pick_all(self) -> tuple[list[_Rec], list[tuple[int, str]], dict[int, _Rec]]:
         """Each offer's best option (in input order within a machine group), why the others
         have none (by position), and each candidate's best option over all offers. Offers are
         bucketed by machine kind, so fits, speeds and the objective's dispatch are worked out
         once per kind and each offer costs a price and a tuple per candidate."""
         need, capped = self.need, self.need.max_price_usd_per_hour is not None
+        col = self.offers.column
         buckets: defaultdict[tuple[str, int, str], list[int]] = defaultdict(list)
-        for pos, o in enumerate(offers):
-            buckets[o.gpu, o.gpu_count, o.provider].append(pos)
+        kinds = zip(col("gpu"), col("gpu_count"), col("provider"), strict=True)
+        for pos, kind in enumerate(kinds):
+            buckets[kind].append(pos)
+        prices = self.offers.effective_usd_per_hour(need.spot, need.horizon_months)
+        # each offer's (provider, instance, region, tier) tie-break, made in one C-level pass
+        tiers = self.offers.column_or("tier", "")
+        names: list[tuple[str, ...]] = list(
+            zip(col("provider"), col("instance_type"), col("region"), tiers, strict=True)
+        )
         best: list[_Rec] = []
         rejected: list[tuple[int, str]] = []
         per_cand: dict[int, _Rec] = {}
-        for positions in buckets.values():
-            group = self.group(offers[positions[0]])
+        for kind, positions in buckets.items():
+            group = self.group(*kind)
             if isinstance(group, str):
                 rejected += [(pos, group) for pos in positions]
                 continue
-            bucket = [offers[pos] for pos in positions]
-            prices = [
-                o.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
-                for o in bucket
-            ]
             no_price = "no spot price" if need.spot else "no price"
-            rejected += [
-                (pos, no_price) for pos, p in zip(positions, prices, strict=True) if p is None
-            ]
-            live = [
-                (pos, o, p)
-                for pos, o, p in zip(positions, bucket, prices, strict=True)
-                if p is not None
-            ]
+            rejected += [(pos, no_price) for pos in positions if prices[pos] is None]
+            live = [(pos, p) for pos in positions if (p := prices[pos]) is not None]
             if not group.options:
-                rejected += [(pos, group.reason) for pos, _, _ in live]
+                rejected += [(pos, group.reason) for pos, _ in live]
                 continue
             if not live:
                 continue
-            tails = [(o.provider, o.instance_type, o.region, o.tier or "") for _, o, _ in live]
+            tails = [names[pos] for pos, _ in live]
             per_offer = [
                 self._price(live, tails, order, idx, options)
                 for order, (idx, options) in enumerate(group.by_candidate.items())
@@ -224,7 +222,7 @@ class _Picker:
             if not capped:  # every candidate priced every offer
                 best += per_offer[0] if len(per_offer) == 1 else map(min, *per_offer)
                 continue
-            for (pos, _, _), options in zip(live, zip(*per_offer, strict=True), strict=True):
+            for (pos, _), options in zip(live, zip(*per_offer, strict=True), strict=True):
                 picked = [r for r in options if not isinstance(r, str)]
                 if picked:
                     best.append(min(picked))
@@ -233,7 +231,7 @@ class _Picker:
         return best, rejected, per_cand
 
     def _price(
-        self, live: list[tuple[int, Offer, float]], tails: list[tuple[str, ...]], order: int,
+        self, live: list[tuple[int, float]], tails: list[tuple[str, ...]], order: int,
         idx: int, options: Sequence[tuple[int, Operating]],
     ) -> list[_Rec | str]:  # fmt: skip
         """One candidate's first option within --max-price on each live offer (options come
@@ -243,13 +241,13 @@ class _Picker:
         if need.max_price_usd_per_hour is None:  # the first option always
             label, op = labelled[0]
             m = op.machines
-            scores = priced_order(op, need, [price * m for _, _, price in live])
+            scores = priced_order(op, need, [price * m for _, price in live])
             return [
-                (obj, tie, usd, tail, label, fmt, pos, order, idx, op, o, price)
-                for (obj, tie, usd), tail, (pos, o, price) in zip(scores, tails, live, strict=True)
+                (obj, tie, usd, tail, label, fmt, pos, order, idx, op, price)
+                for (obj, tie, usd), tail, (pos, price) in zip(scores, tails, live, strict=True)
             ]
         out: list[_Rec | str] = []
-        for (pos, o, price), tail in zip(live, tails, strict=True):
+        for (pos, price), tail in zip(live, tails, strict=True):
             got: _Rec | str = "no option within --max-price"
             for label, op in labelled:
                 usd = price * op.machines
@@ -258,14 +256,15 @@ class _Picker:
                     got = problem
                     continue
                 [(obj, tie, usd4)] = priced_order(op, need, [usd])
-                got = (obj, tie, usd4, tail, label, fmt, pos, order, idx, op, o, price)
+                got = (obj, tie, usd4, tail, label, fmt, pos, order, idx, op, price)
                 break
             out.append(got)
         return out
 
     def plan(self, rec: _Rec) -> Plan:
-        est = build_estimate(rec[_OP], rec[_OFFER], rec[_PRICE], self.need)
-        return _make_plan(self.cands[rec[_IDX]], rec[_OFFER], rec[_OP], est, self.need)
+        offer = self.offers[rec[_POS]]
+        est = build_estimate(rec[_OP], offer, rec[_PRICE], self.need)
+        return _make_plan(self.cands[rec[_IDX]], offer, rec[_OP], est, self.need)
 
 
 class _LazyPlans(Sequence[Plan]):
@@ -309,8 +308,8 @@ class _LazyPlans(Sequence[Plan]):
 
 def plan_offer(cands: Iterable[Candidate], offer: Offer, need: Need) -> Plan | str:
     """The best plan on one offer over candidates and layouts, or why none works."""
-    picker = _Picker(list(cands), need)
-    picks, rejected, _ = picker.pick_all([offer])
+    picker = _Picker(list(cands), need, OfferTable.from_offers([offer]))
+    picks, rejected, _ = picker.pick_all()
     return picker.plan(picks[0]) if picks else rejected[0][1]
 
 
@@ -371,7 +370,7 @@ def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> 
     (ties broken by speed, $/h, provider, instance, region, tier, layout, format). When no
     offer meets the default interactive service level, ranks again without it."""
     validate_need(need)
-    offers = list(offers)
+    offers = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
     ranking = _rank(cands, offers, need)
     if not ranking.plans and uses_default_service_level(need):
         relaxed = dataclasses.replace(need, default_service_level=False)
@@ -382,14 +381,14 @@ def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> 
     return ranking
 
 
-def _rank(cands: list[Candidate], offers: list[Offer], need: Need) -> Ranking:
-    picker = _Picker(cands, need)
+def _rank(cands: list[Candidate], offers: OfferTable, need: Need) -> Ranking:
+    picker = _Picker(cands, need, offers)
     with cyclic_gc_paused():  # a tuple per offer and candidate, none in a cycle
-        picks, rejected, per_cand = picker.pick_all(offers)
+        picks, rejected, per_cand = picker.pick_all()
         picks.sort()  # by key, then input position: a stable sort by key
     rejected.sort()
     best = tuple(picker.plan(per_cand[i]) if i in per_cand else None for i in range(len(cands)))
-    ranked = tuple(map(itemgetter(_OFFER), picks))
+    ranked = offers.take(map(itemgetter(_POS), picks))
     refused = tuple(Rejection(offers[pos], why) for pos, why in rejected)
     return Ranking(_LazyPlans(picker, picks), refused, tuple(cands), best, ranked)
 
@@ -451,7 +450,8 @@ def best_alternatives(
     (builds one Plan per family, not the whole ranking)."""
     out: list[tuple[str, Plan | None, str | None]] = []
     for prefix in gpu_prefixes:
-        index = next((i for i, o in enumerate(ranking.offers) if o.gpu.startswith(prefix)), None)
+        gpus = enumerate(ranking.offers.column("gpu"))
+        index = next((i for i, gpu in gpus if gpu.startswith(prefix)), None)
         plan = ranking.plans[index] if index is not None else None
         why = None
         if plan is None:

@@ -31,6 +31,7 @@ from planner.model.quant import get_format
 from planner.model.values import ModelSpec
 from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer
+from planner.offers.table import OfferTable
 
 NEAR_LOSSLESS_KINDS = frozenset({"fp8"})
 MIN_SAVING = 0.20
@@ -98,16 +99,32 @@ def screen_offers(
     hourly = compared_measure(need) == "usd_per_hour"
     bound = current.estimate.usd_per_hour * (1 - MIN_SAVING) if hourly else math.inf
     table = gpu_table()
-    out = []
-    for o in offers:
-        gpu = table.get(o.gpu)
-        if gpu is None or _price(o, need) > bound:
+    # Read from columns: a cache's 50,000 offers need not become Offers to be screened.
+    offers = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
+    roomy: dict[tuple[str, int, str], bool] = {}  # per kind of machine
+
+    def has_room(gpu_id: str, count: int, provider: str) -> bool:
+        gpu = table.get(gpu_id)
+        if gpu is None:
+            return False
+        nodes = need.max_nodes if provider in MULTI_NODE_PROVIDERS else 1
+        usable = gpu.usable_memory_bytes * need.gpu_memory_utilization * count * nodes
+        return usable >= floor_bytes
+
+    prices = offers.effective_usd_per_hour(need.spot, need.horizon_months)
+    kinds = zip(
+        offers.column("gpu"), offers.column("gpu_count"), offers.column("provider"), strict=True
+    )
+    keep = []
+    for pos, (kind, price) in enumerate(zip(kinds, prices, strict=True)):
+        if (math.inf if price is None else price) > bound:
             continue
-        nodes = need.max_nodes if o.provider in MULTI_NODE_PROVIDERS else 1
-        usable = gpu.usable_memory_bytes * need.gpu_memory_utilization * o.gpu_count * nodes
-        if usable >= floor_bytes:
-            out.append(o)
-    return out
+        room = roomy.get(kind)
+        if room is None:
+            room = roomy[kind] = has_room(*kind)
+        if room:
+            keep.append(pos)
+    return list(offers.take(keep))
 
 
 def compared_measure(need: Need) -> str | None:

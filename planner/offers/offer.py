@@ -59,6 +59,13 @@ class Offer:
         if spot:
             return self.spot_price_usd_per_hour
         if self.billing == "monthly" and self.monthly_price_usd is not None:
-            setup = (self.setup_fee_usd or 0.0) / (HOURS_PER_MONTH * horizon_months)
-            return self.monthly_price_usd / HOURS_PER_MONTH + setup
+            return monthly_usd_per_hour(self.monthly_price_usd, self.setup_fee_usd, horizon_months)
         return self.price_usd_per_hour
+
+
+def monthly_usd_per_hour(
+    monthly_price_usd: float, setup_fee_usd: float | None, horizon_months: float
+) -> float:
+    """A monthly rental's $/h over 24x7 use, its setup fee spread over ``horizon_months``."""
+    setup = (setup_fee_usd or 0.0) / (HOURS_PER_MONTH * horizon_months)
+    return monthly_price_usd / HOURS_PER_MONTH + setup

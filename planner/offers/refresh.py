@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -37,7 +37,7 @@ class ProviderOutcome:
 
 
 def merge_regions(
-    cached: list[Offer] | None, fresh: list[Offer], regions: tuple[str, ...] | None
+    cached: Sequence[Offer] | None, fresh: list[Offer], regions: tuple[str, ...] | None
 ) -> list[Offer]:
     """The cache after a refresh: everything fresh when all regions were asked for; otherwise
     the cached offers outside the asked regions (kept with their own dates) plus the fresh."""

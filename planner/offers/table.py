@@ -1,0 +1,154 @@
+"""Offers held as columns: a catalog of 50,000 offers without 50,000 Offer objects.
+
+A user's cache holds tens of thousands of offers, and `gpuplan recommend` shows ten plans and a
+few rejections. Filtering and ranking read a handful of fields of every offer (GPU, count,
+provider, price, the tie-break names); building a frozen Offer of 22 fields for each one cost
+more than the ranking itself (benchmarks/catalog_refresh.py). An OfferTable keeps one list per
+Offer field and builds an Offer only when one is read (then keeps it, so an offer read twice is
+the same object). It is a Sequence[Offer]: code that iterates it gets Offers as before.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterable, Sequence
+from dataclasses import fields
+from itertools import compress, repeat
+from operator import attrgetter, is_not
+from typing import Any
+
+from planner.offers.offer import Offer, monthly_usd_per_hour
+
+COLUMNS = tuple(f.name for f in fields(Offer))  # Offer's fields, in order
+_INDEX = {name: i for i, name in enumerate(COLUMNS)}
+_NOTES, _DATA = _INDEX["notes"], _INDEX["provider_data"]
+
+
+class OfferTable(Sequence[Offer]):
+    """Offers as columns: ``columns[i]`` holds field ``COLUMNS[i]`` of every offer. A table
+    taken from another (``take``: a filter's result, a ranking's order) shares its columns
+    and its built Offers, and gathers a column only when it is read."""
+
+    __slots__ = ("_base", "_built", "_gathered", "_len", "_rows")
+
+    def __init__(self, columns: Sequence[Sequence[Any]], built: dict[int, Offer] | None = None):
+        if len(columns) != len(COLUMNS) or len({len(c) for c in columns}) > 1:
+            raise ValueError("an offer table needs one column per Offer field, all as long")
+        self._base = tuple(columns)
+        self._rows: list[int] | None = None  # positions in _base, when taken from a table
+        self._len = len(columns[0])
+        self._built: dict[int, Offer] = built if built is not None else {}  # by _base position
+        self._gathered: dict[int, list[Any]] = {}
+
+    @classmethod
+    def empty(cls) -> OfferTable:
+        return cls([[] for _ in COLUMNS])
+
+    @classmethod
+    def from_offers(cls, offers: Iterable[Offer]) -> OfferTable:
+        """A table of existing Offers (reading one back gives the very object)."""
+        offers = list(offers)
+        columns = [list(map(attrgetter(name), offers)) for name in COLUMNS]
+        return cls(columns, dict(enumerate(offers)))
+
+    @classmethod
+    def from_rows(cls, rows: Sequence[Sequence[Any]]) -> OfferTable:
+        """A table of rows in Offer field order (a transpose at C speed)."""
+        if not rows:
+            return cls.empty()
+        return cls(list(zip(*rows, strict=True)))
+
+    @classmethod
+    def concat(cls, tables: Sequence[OfferTable]) -> OfferTable:
+        columns: list[list[Any]] = [[] for _ in COLUMNS]
+        built: dict[int, Offer] = {}
+        start = 0
+        for t in tables:
+            for i, mine in enumerate(columns):
+                mine += t._column(i)
+            if t._built:  # the snapshot's offers, read or not
+                rows = range(len(t)) if t._rows is None else t._rows
+                built.update((start + j, t._built[i]) for j, i in enumerate(rows) if i in t._built)
+            start += len(t)
+        return cls(columns, built)
+
+    def __len__(self) -> int:
+        return self._len
+
+    @typing.overload
+    def __getitem__(self, i: int) -> Offer: ...
+    @typing.overload
+    def __getitem__(self, i: slice) -> OfferTable: ...
+    def __getitem__(self, i: int | slice) -> Offer | OfferTable:
+        if isinstance(i, slice):
+            return self.take(range(*i.indices(self._len)))
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError(i)
+        if self._rows is not None:
+            i = self._rows[i]
+        got = self._built.get(i)
+        if got is None:
+            row = [c[i] for c in self._base]
+            # the cache stores notes as a JSON list; an Offer holds a tuple and its own dict
+            row[_NOTES], row[_DATA] = tuple(row[_NOTES] or ()), dict(row[_DATA] or {})
+            got = self._built[i] = Offer(*row)
+        return got
+
+    def __iter__(self) -> typing.Iterator[Offer]:
+        return map(self.__getitem__, range(self._len))
+
+    def column(self, name: str) -> Sequence[Any]:
+        """Field ``name`` of every offer, in order (read-only by convention)."""
+        return self._column(_INDEX[name])
+
+    def _column(self, i: int) -> Sequence[Any]:
+        if self._rows is None:
+            return self._base[i]
+        got = self._gathered.get(i)
+        if got is None:
+            got = self._gathered[i] = list(map(self._base[i].__getitem__, self._rows))
+        return got
+
+    def column_or(self, name: str, default: Any) -> Sequence[Any]:
+        """Field ``name`` of every offer, ``default`` where it is falsy (``o.tier or ""``)."""
+        values = self.column(name)
+        if values.count(None) == self._len:  # a field no offer sets: one C-level pass
+            return [default] * self._len
+        return [v or default for v in values]
+
+    def take(self, positions: Iterable[int]) -> OfferTable:
+        """The offers at ``positions``, in that order: a view sharing this table's columns
+        and built Offers (copying 22 columns in a new order costs more than reading them)."""
+        rows = (
+            list(positions) if self._rows is None else list(map(self._rows.__getitem__, positions))
+        )
+        view = OfferTable.__new__(OfferTable)
+        view._base, view._built, view._rows, view._len = self._base, self._built, rows, len(rows)
+        view._gathered = {}
+        return view
+
+    def effective_usd_per_hour(
+        self, spot: bool = False, horizon_months: float = 1.0
+    ) -> list[float | None]:
+        """Offer.effective_usd_per_hour of every offer, in one pass over the columns."""
+        if spot:
+            return list(self.column("spot_price_usd_per_hour"))
+        monthly = self.column("monthly_price_usd")
+        hourly = self.column("price_usd_per_hour")
+        prices = list(hourly)
+        billing, fee = self.column("billing"), self.column("setup_fee_usd")
+        # only the few monthly rentals (Hetzner) need arithmetic
+        for i in compress(range(self._len), map(is_not, monthly, repeat(None))):
+            if billing[i] == "monthly":
+                prices[i] = monthly_usd_per_hour(monthly[i], fee[i], horizon_months)
+        return prices
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and len(other) == self._len and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"OfferTable({self._len} offers, {len(self._built)} built)"

@@ -1,0 +1,143 @@
+"""Offers held as columns (planner/offers/table.py) give the answers Offer objects give.
+
+The catalog, the filter, the ranking and the FP8 screen read an OfferTable's columns and build
+an Offer only for what is shown. Each is checked here against the straightforward per-offer
+version (the code they replaced) on the embedded snapshot and on random catalogs full of ties.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+import pytest
+
+from planner.decide.plan import Need
+from planner.decide.rank import rank_offers
+from planner.offers.catalog import OfferFilter, filter_offers, filter_table, snapshot_offers
+from planner.offers.offer import Offer
+from planner.offers.table import OfferTable
+from tests.test_rank_groups import shaped_catalog
+from tests.test_recommend import planning_candidates
+
+
+def reference_filter(offers: list[Offer], flt: OfferFilter) -> list[tuple[Offer, float]]:
+    """The per-offer filter the columnar one replaced: one Offer at a time, stable sort."""
+    from planner.offers.gpus import canonical_gpu
+
+    gpu_id = canonical_gpu(flt.gpu).id if flt.gpu else None
+    wanted = [r.strip().lower() for r in (flt.regions or ()) if r.strip()]
+    out = []
+    for o in offers:
+        where = " ".join(x for x in (o.region, o.zone, o.location) if x).lower()
+        price = o.effective_usd_per_hour(spot=flt.spot, horizon_months=flt.horizon_months)
+        if (
+            (flt.providers and o.provider not in flt.providers)
+            or (gpu_id and o.gpu != gpu_id)
+            or (wanted and not any(w in where for w in wanted))
+            or (flt.instance_type and o.instance_type != flt.instance_type)
+            or (flt.min_gpu_memory_gb and o.gpu_memory_gb < flt.min_gpu_memory_gb)
+            or (flt.gpus and o.gpu_count != flt.gpus)
+            or price is None
+            or (flt.max_price_usd_per_hour is not None and price > flt.max_price_usd_per_hour)
+        ):
+            continue
+        out.append((o, price))
+    key = lambda pair: (pair[1], pair[0].provider, pair[0].instance_type, pair[0].region,  # noqa: E731
+                        pair[0].gpu, pair[0].gpu_count, pair[0].tier or "")  # fmt: skip
+    return sorted(out, key=key)
+
+
+def mixed_offers(seed: int) -> list[Offer]:
+    rng = random.Random(seed)
+    offers = shaped_catalog(rng, 300) + snapshot_offers()
+    # exact twins apart from facts the order does not read, so ties reach every key column
+    offers += [replace(o, zone="z9", vcpus=99) for o in rng.sample(offers, 40)]
+    offers += [replace(o, tier="community") for o in rng.sample(offers, 20)]  # None vs a tier
+    rng.shuffle(offers)
+    return offers
+
+
+FILTERS = [
+    OfferFilter(),
+    OfferFilter(spot=True),
+    OfferFilter(providers=("aws", "runpod", "hetzner")),
+    OfferFilter(gpu="H100"),
+    OfferFilter(regions=("us", "r1", "fsn")),
+    OfferFilter(instance_type="m3"),
+    OfferFilter(min_gpu_memory_gb=48),
+    OfferFilter(gpus=8),
+    OfferFilter(max_price_usd_per_hour=2.0),
+    OfferFilter(horizon_months=6.0, providers=("hetzner",)),
+    OfferFilter(spot=True, max_price_usd_per_hour=1.0, gpus=1),
+]
+
+
+@pytest.mark.parametrize("flt", FILTERS, ids=repr)
+@pytest.mark.parametrize("seed", [1, 2])
+def test_columnar_filter_gives_the_per_offer_answer(flt, seed):
+    offers = mixed_offers(seed)
+    expected = reference_filter(offers, flt)
+    got = filter_offers(offers, flt)
+    assert [(id(o), p) for o, p in got] == [(id(o), p) for o, p in expected]
+    table, prices = filter_table(OfferTable.from_offers(offers), flt)
+    assert list(table) == [o for o, _ in expected] and prices == [p for _, p in expected]
+
+
+def test_a_table_builds_offers_only_when_read_and_keeps_them():
+    offers = [o for o in snapshot_offers() if o.provider == "hetzner"]
+    assert len(offers) >= 3 and all(o.billing == "monthly" for o in offers)
+    table = OfferTable.from_rows(_rows(offers))
+    assert repr(table).endswith("0 built)")
+    view = table.take([2, 0])[::-1]  # a view of a view
+    assert view[0] == offers[0] and view[1] == offers[2]
+    assert view[0] is table[0]  # built once, shared
+    assert view.column("instance_type") == [offers[0].instance_type, offers[2].instance_type]
+    assert repr(table).endswith("2 built)")
+    for spot in (False, True):
+        for horizon in (1.0, 12.0):
+            assert table.effective_usd_per_hour(spot, horizon) == [
+                o.effective_usd_per_hour(spot=spot, horizon_months=horizon) for o in offers
+            ]
+    both = OfferTable.concat([view, table])
+    assert list(both) == [offers[0], offers[2], *offers] and both[1] is view[1]
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+@pytest.mark.parametrize(
+    "need", [Need(), Need(spot=True), Need(max_price_usd_per_hour=3.0), Need(workload="batch")],
+    ids=repr,
+)  # fmt: skip
+def test_ranking_a_table_gives_the_ranking_of_its_offers(seed, need):
+    offers = [o for o, _ in reference_filter(mixed_offers(seed), OfferFilter(spot=need.spot))]
+    cands = planning_candidates("llama-3.1-8b", None)
+    from_list = rank_offers(cands, offers, need)
+    from_table = rank_offers(cands, OfferTable.from_rows(_rows(offers)), need)
+    assert list(from_table.plans) == list(from_list.plans)
+    assert list(from_table.offers) == list(from_list.offers)
+    assert from_table.rejected == from_list.rejected
+    assert from_table.best_per_candidate == from_list.best_per_candidate
+
+
+def _rows(offers: list[Offer]) -> list[list[object]]:
+    from planner.offers.catalog import offer_to_dict
+    from planner.offers.table import COLUMNS
+
+    return [[offer_to_dict(o)[c] for c in COLUMNS] for o in offers]
+
+
+def test_equal_plans_rank_by_provider_instance_region_then_tier():
+    """The documented tie-break, read from the table's columns: the same machine at the same
+    price sorts by provider, instance type, region, then tier (None first)."""
+    base = next(o for o in snapshot_offers() if o.provider == "runpod" and o.gpu == "h100-sxm")
+    twins = [
+        replace(base, instance_type="m2", region="r1", tier=None),
+        replace(base, instance_type="m1", region="r2", tier="secure"),
+        replace(base, instance_type="m1", region="r2", tier=None),
+        replace(base, instance_type="m1", region="r1", tier="secure"),
+    ]
+    cands = planning_candidates("llama-3.1-8b", None)
+    ranking = rank_offers(cands, OfferTable.from_rows(_rows(twins)), Need())
+    assert [(o.instance_type, o.region, o.tier) for o in ranking.offers] == [
+        ("m1", "r1", "secure"), ("m1", "r2", None), ("m1", "r2", "secure"), ("m2", "r1", None),
+    ]  # fmt: skip
