@@ -119,6 +119,13 @@ def _finite(value: int | float) -> bool:
         return False
 
 
+def _all_finite(values: list[int | float]) -> bool:
+    try:  # math.isfinite over the column at C speed; one huge integer makes it raise
+        return all(map(math.isfinite, values))
+    except OverflowError:
+        return False
+
+
 def _positive(value: Any) -> bool:
     return (
         isinstance(value, int | float)
@@ -264,7 +271,7 @@ def _columns_valid(columns: dict[str, Sequence[Any]], provider: str) -> bool:
         if not values:
             continue
         lowest = 0 if name == "setup_fee_usd" else math.nextafter(0.0, 1.0)
-        if not set(map(type, values)) <= _NUMBER_TYPES or not all(map(_finite, values)):
+        if not set(map(type, values)) <= _NUMBER_TYPES or not _all_finite(values):
             return False
         if min(values) < lowest:
             return False
