@@ -92,7 +92,11 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
     data = plan_data(plan, opts)
     provider = data["provider"]
     target = targets.targets()[provider]
-    ctx = {"data": data, "provider": provider, "model": plan.model, "base_model": plan.base_model}
+    ctx = {
+        "data": data, "provider": provider, "model": plan.model, "base_model": plan.base_model,
+        # a dynamic provider module adopts a machine whose create answer was lost, by label
+        "dynamic_provider": target.helper is not None,
+    }  # fmt: skip
     requirements = {**versions.BASE_REQUIREMENTS, **versions.PROVIDER_REQUIREMENTS[provider]}
     est, o = plan.estimate, plan.offer
     monthly = (
