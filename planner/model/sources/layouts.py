@@ -61,6 +61,30 @@ def parse_vision(config: Mapping[str, Any], model_type: str, where: str) -> Visi
     )
 
 
+# The config keys of a Mamba-2 mixer's shape, per family: (heads, head dim, conv kernel, groups,
+# state size, conv bias).
+_NEMOTRON_H_MAMBA = (
+    "mamba_num_heads", "mamba_head_dim", "conv_kernel", "n_groups", "ssm_state_size",
+    "use_conv_bias",
+)  # fmt: skip
+_GRANITE_MAMBA = (
+    "mamba_n_heads", "mamba_d_head", "mamba_d_conv", "mamba_n_groups", "mamba_d_state",
+    "mamba_conv_bias",
+)  # fmt: skip
+
+
+def _mamba2(
+    c: Mapping[str, Any], where: str, keys: tuple[str, ...], state_dtype: str | None
+) -> RecurrentSpec:
+    heads, head_dim, conv, groups, state, bias = keys
+    return RecurrentSpec(
+        kind="mamba2", num_heads=_get(c, heads, where), head_dim=_get(c, head_dim, where),
+        conv_kernel=_get(c, conv, where), n_groups=_get(c, groups, where),
+        state_size=_get(c, state, where), conv_bias=bool(c.get(bias, True)),
+        state_dtype=state_dtype,
+    )  # fmt: skip
+
+
 def parse_hybrid(
     c: Mapping[str, Any], family: str, f: dict[str, Any], where: str, layers: int, dtype: str
 ) -> None:
@@ -114,16 +138,7 @@ def parse_hybrid(
             )
             f["router_score_bias"] = True
         f.update(norms_per_layer=1, mlp_gated=False)
-        f["recurrent"] = RecurrentSpec(
-            kind="mamba2",
-            num_heads=_get(c, "mamba_num_heads", where),
-            head_dim=_get(c, "mamba_head_dim", where),
-            conv_kernel=_get(c, "conv_kernel", where),
-            n_groups=_get(c, "n_groups", where),
-            state_size=_get(c, "ssm_state_size", where),
-            conv_bias=bool(c.get("use_conv_bias", True)),
-            state_dtype=state_dtype,
-        )
+        f["recurrent"] = _mamba2(c, where, _NEMOTRON_H_MAMBA, state_dtype)
     else:
         raw = c.get("layer_types")
         if not (isinstance(raw, list) and len(raw) == layers):
@@ -132,16 +147,7 @@ def parse_hybrid(
         if not opt_int(c, "num_local_experts", where, 0):
             # Granite 4.0-H Micro: no experts, the shared_mlp is the layer's dense MLP
             f["intermediate_size"] = _get(c, "shared_intermediate_size", where)
-        f["recurrent"] = RecurrentSpec(
-            kind="mamba2",
-            num_heads=_get(c, "mamba_n_heads", where),
-            head_dim=_get(c, "mamba_d_head", where),
-            conv_kernel=_get(c, "mamba_d_conv", where),
-            n_groups=_get(c, "mamba_n_groups", where),
-            state_size=_get(c, "mamba_d_state", where),
-            conv_bias=bool(c.get("mamba_conv_bias", True)),
-            state_dtype=state_dtype,
-        )
+        f["recurrent"] = _mamba2(c, where, _GRANITE_MAMBA, state_dtype)
     f["layer_types"] = tuple(types)
 
 
