@@ -50,7 +50,7 @@ def provider_names() -> list[str]:
 
 def cloud_names() -> list[str]:
     """Every cloud gpuplan can price: direct providers plus the public catalogs' clouds."""
-    from planner.offers.providers._gpuhunt import CATALOG_CLOUDS
+    from planner.offers.providers._clouds import CATALOG_CLOUDS
 
     return sorted(set(provider_names()) | set(CATALOG_CLOUDS))
 

@@ -25,32 +25,8 @@ from typing import Any
 from planner.errors import ProviderError, UsageError
 from planner.offers.gpus import canonical_gpu
 from planner.offers.offer import Offer
+from planner.offers.providers._clouds import CATALOG_CLOUDS, CatalogCloud
 
-
-@dataclass(frozen=True, slots=True)
-class CatalogCloud:
-    """A cloud gpuhunt covers without credentials: its gpuhunt name and how it is read."""
-
-    gpuhunt_name: str
-    online: bool  # queried live (a marketplace) rather than read from a published catalog
-    title: str
-
-
-# gpuplan name -> how gpuhunt names it. gpuhunt's other online providers need an account's API
-# key (Crusoe, DigitalOcean, Hot Aisle, JarvisLabs, Seeweb, ...) and are left out; a test checks
-# this table against gpuhunt's own provider lists.
-CATALOG_CLOUDS: dict[str, CatalogCloud] = {
-    "aws": CatalogCloud("aws", False, "AWS"),
-    "azure": CatalogCloud("azure", False, "Azure"),
-    "cloudrift": CatalogCloud("cloudrift", False, "CloudRift"),
-    "gcp": CatalogCloud("gcp", False, "Google Cloud"),
-    "lambda": CatalogCloud("lambdalabs", False, "Lambda"),
-    "nebius": CatalogCloud("nebius", False, "Nebius"),
-    "oci": CatalogCloud("oci", False, "Oracle Cloud"),
-    "runpod": CatalogCloud("runpod", False, "RunPod"),
-    "vast": CatalogCloud("vastai", True, "Vast.ai"),
-    "verda": CatalogCloud("verda", False, "Verda (DataCrunch)"),
-}
 GPU_VENDORS = ("nvidia", "amd")
 DEFAULT_CATALOG_URL = "https://dstack-gpu-pricing.s3.eu-west-1.amazonaws.com/v3"
 VAST_BUNDLES_URL = "https://console.vast.ai/api/v0/bundles/"
