@@ -43,22 +43,19 @@ def _project_options(s: Settings):  # -> infra.emit.ProjectOptions
     )  # fmt: skip
 
 
-def writable(plan: Plan, options=None) -> bool:
-    """Whether gpuplan can write a project for ``plan`` (with the HTTPS ``options`` ask for)."""
+def unwritable(plan: Plan, options=None) -> str | None:
+    """Why gpuplan cannot write a project for ``plan`` (the target's declared capabilities, and
+    whether it serves the HTTPS ``options`` ask for), or None when it can."""
     from infra.targets import refusal, tls_refusal
 
-    return refusal(plan) is None and not (options and tls_refusal(plan, options))
+    return refusal(plan) or (tls_refusal(plan, options) if options else None)
 
 
 def best_writable(plans: Sequence[Plan], options=None) -> tuple[Plan, list[str]]:
-    """The best plan gpuplan can write a project for (the targets' declared capabilities say
-    which, and whether they serve the HTTPS ``options`` ask for), and the better ones it had to
-    skip."""
-    from infra.targets import refusal, tls_refusal
-
+    """The best plan gpuplan can write a project for, and the better ones it had to skip."""
     skipped: list[str] = []
     for plan in plans:
-        why = refusal(plan) or (tls_refusal(plan, options) if options else None)
+        why = unwritable(plan, options)
         if why is None:
             return plan, skipped
         skipped.append(f"{plan.offer.provider} {plan.offer.instance_type}: {why}")
@@ -241,7 +238,9 @@ def generate(
         rec = recommend(s, config_path=config_path, from_hub=from_hub, suggest=False)
         plan, skipped = best_writable(rec.ranking.plans, options)
         # compared with the plan written, among the plans gpuplan can write
-        suggestion = cheaper_quantization_for(rec, plan, accept=lambda p: writable(p, options))
+        suggestion = cheaper_quantization_for(
+            rec, plan, accept=lambda p: unwritable(p, options) is None
+        )
     files = render_project(plan, options)
     written = write_project(files, Path(s.out), old_stack_destroyed=old_stack_destroyed)
     return Generated(plan, s.out, written, skipped, warnings(plan, options), suggestion)
