@@ -91,9 +91,10 @@ KEYS: dict[str, Key] = {
     "max_nodes": Key("constraints", int, "pipeline-parallel nodes when one machine is too small",
                      need_field="max_nodes", minimum=1, maximum=16),
     "target_rps": Key("constraints", float, "requests a second to serve: sizes replicas",
-                      minimum=0, min_open=True),
+                      minimum=0, min_open=True, maximum=1_000_000),
     "target_output_tokens_per_s": Key("constraints", float, "output tokens a second: sizes "
-                                      "replicas", minimum=0, min_open=True),
+                                      "replicas", minimum=0, min_open=True,
+                                      maximum=1_000_000_000),
     "replica_headroom": Key("constraints", float, "spare capacity above the target (0.2 = 20%)",
                             need_field="replica_headroom", minimum=0, maximum=10),
     "max_replicas": Key("constraints", int, "most replicas a target may use",

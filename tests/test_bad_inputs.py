@@ -46,6 +46,8 @@ FLAG_CASES = [
     (["recommend", M, "--max-price", "inf"], 2, "max_price"),
     (["recommend", M, "--max-price", "-1"], 2, "max_price"),
     (["recommend", M, "--max-price", "0"], 3, "no feasible"),
+    (["recommend", M, "--target-rps", "1e308"], 2, "target_rps"),  # replicas beyond any int
+    (["recommend", M, "--target-output-tokens-per-s", "1e308"], 2, "target_output_tokens"),
     (["recommend", M, "--horizon-months", "0"], 2, "horizon_months"),
     (["recommend", M, "--horizon-months", "1000"], 2, "horizon_months"),
     (["recommend", M, "--tp", "0"], 2, "tp"),
