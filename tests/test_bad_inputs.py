@@ -512,3 +512,15 @@ def test_recommend_table_fits_an_80_column_terminal(tmp_path):
     assert not any(ln.startswith("│   │") for ln in table), "\n".join(table)
     wide = CliRunner().invoke(main, ["recommend", M, "--top", "5"], env={"COLUMNS": "400"})
     assert "TTFT ms" in wide.output and "TTFT ms" not in r.output  # detail kept when it fits
+
+
+def test_no_writable_plan_names_each_reason_once(tmp_path):
+    # 54 Vast offers all refused for the same reason: said once, with the count, not a list
+    # of the same sentence.
+    args = ["generate", M, "--providers", "vast", "--allow-cidr", CIDR, "--tls-domain",
+            "llm.example.com", "--out", str(tmp_path / "out")]  # fmt: skip
+    r, out = _run(args, tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 5, out
+    first = _first(out)
+    assert first.count("random public ports") == 1 and " x Vast.ai maps" in first, out

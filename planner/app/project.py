@@ -54,13 +54,16 @@ def unwritable(plan: Plan, options=None) -> str | None:
 def best_writable(plans: Sequence[Plan], options=None) -> tuple[Plan, list[str]]:
     """The best plan gpuplan can write a project for, and the better ones it had to skip."""
     skipped: list[str] = []
+    reasons: dict[str, int] = {}  # each distinct reason once, with how many plans it stopped
     for plan in plans:
         why = unwritable(plan, options)
         if why is None:
             return plan, skipped
         skipped.append(f"{plan.offer.provider} {plan.offer.instance_type}: {why}")
+        reasons[why] = reasons.get(why, 0) + 1
+    counted = [f"{n} x {why}" if n > 1 else why for why, n in list(reasons.items())[:3]]
     raise DeployError(
-        "none of the feasible plans can be generated yet: " + "; ".join(skipped[:3]),
+        "none of the feasible plans can be generated yet: " + "; ".join(counted),
         "pin --providers / --gpu to an offer gpuplan generates for",
     )
 
