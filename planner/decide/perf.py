@@ -243,12 +243,12 @@ def loaded_token_latency_s(
     prefill): every step also carries batch x prompt / output prompt tokens, which share the
     step's weight read and add their compute."""
     context = prompt + output / 2
-    if batch <= 1 or hw.pp > 1:
+    if hw.pp > 1:  # micro-batches through the stages; each arriving prompt prefilled apart
         step = token_latency_s(load, hw, batch, context)
         if batch <= 1:
-            return step if online or hw.pp > 1 else decode_step_s(load, hw, 1, context, False)
+            return step
         return step + batch * batched_prefill_s(load, hw, prompt, 1) / max(output, 1)
-    extra = batch * prompt / max(output, 1)
+    extra = batch * prompt / max(output, 1) if batch > 1 else 0.0
     return decode_step_s(load, hw, batch, context, online, extra, prompt)
 
 
