@@ -389,9 +389,10 @@ def test_interactive_load_uses_no_more_replicas_than_streams():
     assert plan.layout.dp == 2 and plan.estimate.batch == 1
     assert plan.vllm_args[plan.vllm_args.index("--data-parallel-size") + 1] == "2"
     assert any("uses 2 of the machine's 8 GPUs" in n for n in plan.notes)
-    # the aggregate is the streams' speed, not the machine's capacity
+    # the aggregate is the streams' speed, not the machine's capacity (it is shown to 0.1 tok/s
+    # and the per-stream figure to 0.01, hence the rounding allowance)
     e = plan.estimate
-    assert e.aggregate_output_tokens_per_s <= 2 * e.single_stream_tokens_per_s
+    assert e.aggregate_output_tokens_per_s <= 2 * e.single_stream_tokens_per_s + 0.05
 
 
 def test_batch_workload_ranks_by_cost_per_token_at_saturation():

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from planner.decide import perf
+from planner.model.sources import load_model_spec
 from planner.offers.gpus import gpu_table
 
 
@@ -142,3 +143,46 @@ def test_prompts_prefilled_between_decode_steps_share_the_steps_weight_read():
         long_prompt
         > perf.token_latency_s(load, hw, batch, 4000 + output / 2) + prompt_flops_s * 0.9
     )
+
+
+def test_paged_attention_reads_the_kv_cache_at_its_own_share_of_the_bandwidth():
+    # The weights stream at bandwidth_efficiency; paged KV blocks at attention_bandwidth_efficiency
+    # (fitted lower): the KV part of a memory-bound step is its bytes at that share.
+    load, hw = _load(), _hw()
+    kv_bytes = 64 * 4096 * load.kv_bytes_per_token_per_gpu
+    kv_share = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("attention_bandwidth_efficiency")
+    added = perf.decode_step_s(load, hw, 64, 4096) - perf.decode_step_s(load, hw, 64, 0)
+    assert added == pytest.approx(kv_bytes / kv_share, rel=1e-9)
+    assert perf._c("attention_bandwidth_efficiency") < perf._c("bandwidth_efficiency")
+
+
+def test_prefill_runs_the_lm_head_once_a_prompt_and_the_embedding_is_a_lookup():
+    # Llama-3.1-8B: untied 128,256 x 4,096 embedding and LM head. A 2,000-token prompt runs the
+    # layers for every token but the LM head only for the last one (vLLM samples there only);
+    # a decoded token multiplies the LM head but not the input table.
+    head = 128_256 * 4_096
+    load = perf.ModelLoad(
+        weight_bytes_per_gpu=16e9, expert_bytes_per_gpu=0.0, active_params=8 * 10**9,
+        expert_fraction=1.0, layers=32, hidden=4096, attn_width=4096,
+        kv_bytes_per_token_per_gpu=131072, lookup_params=head, lm_head_params=head,
+    )  # fmt: skip
+    assert load.matmul_params == 8 * 10**9 - head
+    attention = 2 * 2000**2 * 4096 * 32
+    expected = 2 * (8 * 10**9 - 2 * head) * 2000 + 2 * head + attention
+    assert load.prefill_flops(2000, 1, 1) == pytest.approx(expected, rel=1e-12)
+    assert load.prefill_flops(2000, 3, 2) == pytest.approx(3 * expected / 2, rel=1e-12)
+    hw = _hw()
+    peak = perf.peak_flops(hw.gpu, hw.compute) * perf._c("prefill_compute_efficiency")
+    fixed = perf._c("request_overhead_ms") * 1e-3
+    assert perf.prefill_s(load, hw, 2000) == pytest.approx(expected / peak + fixed, rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("model", "tied"), [("meta-llama/Llama-3.1-8B", False), ("Qwen/Qwen3-4B", True)]
+)
+def test_a_tied_embedding_is_the_lm_head_and_an_untied_one_only_a_lookup(model, tied):
+    spec = load_model_spec(model)
+    assert spec.tie_word_embeddings is tied
+    load = perf.model_load(spec, 1e9, 0.0, 10**9, 1, 1, "auto")
+    assert load.lm_head_params == spec.vocab_size * spec.hidden_size
+    assert load.lookup_params == (0 if tied else load.lm_head_params)

@@ -2,14 +2,17 @@
 
 Decode: each step reads the GPU's share of the weights (for MoE, the experts a batch of B tokens
 touches: 1 - (1 - k/E)^B of them) and the batch's KV cache, and does 2 x active-params FLOPs a
-token; the weight GEMMs take the longer of their memory and compute times, then attention
-the longer of its KV reads and FLOPs, plus tensor-parallel all-reduces (latency + bandwidth per
-link type: NVLink, AMD Infinity Fabric, PCIe ring, plus the engine's cost per all-reduce), a
-fixed step cost, a per-MoE-layer kernel cost and, when an API server streams the tokens, a small
-per-sequence host cost, which vLLM's async scheduling (default since v0.14) overlaps with the
-GPU work instead of adding to it. Weight-only kernels (Marlin: AWQ/GPTQ, and FP8/FP4 below
-their native GPUs) dequantize on the fly: their matmuls reach a lower share of the tensor peak.
-Prefill (time to first token) is compute bound plus a fixed per-request cost.
+token (the input embedding is a lookup, not a matmul); the weight GEMMs take the longer of their
+memory and compute times, then attention the longer of its KV reads (paged blocks: a lower share
+of the bandwidth than the weights' streaming reads) and FLOPs, plus tensor-parallel all-reduces
+(latency + bandwidth per link type: NVLink, AMD Infinity Fabric, PCIe ring, plus the engine's
+cost per all-reduce), a fixed step cost, a per-MoE-layer kernel cost and, when an API server
+streams the tokens, a small per-sequence host cost, which vLLM's async scheduling (default
+since v0.14) overlaps with the GPU work instead of adding to it. Weight-only kernels (Marlin:
+AWQ/GPTQ, and FP8/FP4 below their native GPUs) dequantize on the fly: their matmuls reach a
+lower share of the tensor peak.
+Prefill (time to first token) is compute bound plus a fixed per-request cost; the LM head runs
+for the last prompt token only.
 Aggregate throughput shares GPU time between prefill and decode; the per-request host cost
 overlaps with the GPU under load and is not charged to it. A published throughput figure is
 usually a finite benchmark run (all prompts sent at once, or at a Poisson rate): its wall time
@@ -53,7 +56,7 @@ class ModelLoad:
 
     weight_bytes_per_gpu: float  # non-expert + all expert bytes on one GPU (one pipeline stage)
     expert_bytes_per_gpu: float  # the routed-expert part of the above
-    active_params: int  # parameters one token multiplies (whole model)
+    active_params: int  # parameters one token uses (whole model, embedding table included)
     expert_fraction: float  # k / E, or 1 for dense models
     layers: int
     hidden: int
@@ -61,6 +64,26 @@ class ModelLoad:
     kv_bytes_per_token_per_gpu: int  # over the GPU's layers
     moe_layers: int = 0  # layers with routed experts (each adds MoE kernel costs)
     weight_only: bool = False  # narrower weights than the math (Marlin): dequantizing kernels
+    # The input embedding is a table lookup, not a matmul (when untied, its own matrix: no
+    # FLOPs); the LM head is a vocab x hidden matmul that a prefill runs for the last prompt
+    # token only (vLLM computes logits only where it samples).
+    lookup_params: int = 0
+    lm_head_params: int = 0
+
+    @property
+    def matmul_params(self) -> int:
+        """Parameters a decoded token multiplies (LM head included)."""
+        return self.active_params - self.lookup_params
+
+    def prefill_flops(self, prompt: float, requests: float, tp: int) -> float:
+        """FLOPs of prefilling ``requests`` prompts of ``prompt`` tokens on one of tp GPUs: the
+        layers for every token, causal attention over the prompt, the LM head once a prompt."""
+        body = self.matmul_params - self.lm_head_params
+        return (
+            2 * body * prompt * requests
+            + 2 * self.lm_head_params * requests
+            + 2 * requests * prompt**2 * self.attn_width * self.layers
+        ) / tp
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +166,12 @@ def decode_step_s(
     # The weight GEMMs and the attention over the KV cache are separate kernels that run one
     # after the other: each is bound by its own bytes or FLOPs, and their times add.
     pre_peak = peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "prefill")
-    flops_s = 2 * load.active_params / hw.pp / hw.tp * (batch / peak + prefill_tokens / pre_peak)
+    flops_s = 2 * load.matmul_params / hw.pp / hw.tp * (batch / peak + prefill_tokens / pre_peak)
     t_gemm = max(weights / bandwidth, flops_s)
-    t_attn = max(kv / bandwidth, 4 * batch * context * load.attn_width * layers / hw.tp / peak)
+    # Paged decode attention reads KV blocks through a block table, per sequence and KV head:
+    # a lower share of the bandwidth than the weights' long streaming reads.
+    kv_bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("attention_bandwidth_efficiency")
+    t_attn = max(kv / kv_bandwidth, 4 * batch * context * load.attn_width * layers / hw.tp / peak)
     t_attn += 2 * prefill_tokens * prompt * load.attn_width * layers / hw.tp / pre_peak
     per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
     host = per_sequence * batch * 1e-3  # per-token host work: output processing, streaming
@@ -166,9 +192,7 @@ def _compute_efficiency(load: ModelLoad, phase: str) -> float:
 
 def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
     """Seconds to prefill one prompt (time to first token), all pipeline stages."""
-    flops = (
-        2 * load.active_params * prompt + 2 * prompt * prompt * load.attn_width * load.layers
-    ) / hw.tp
+    flops = load.prefill_flops(prompt, 1, hw.tp)
     t_cmp = flops / (peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "prefill"))
     chunks = math.ceil(prompt / _c("prefill_chunk_tokens"))
     t_mem = (
@@ -220,9 +244,7 @@ def batched_prefill_s(
     overlaps with the GPU under load, so throughput does not pay it. ``chunk_tokens``: the
     server's max_num_batched_tokens when a benchmark sets it."""
     tokens = prompt * requests
-    flops = (
-        2 * load.active_params * tokens + 2 * requests * prompt**2 * load.attn_width * load.layers
-    ) / hw.tp
+    flops = load.prefill_flops(prompt, requests, hw.tp)
     t_cmp = flops / (peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "prefill"))
     chunks = math.ceil(tokens / (chunk_tokens or _c("prefill_chunk_tokens")))
     t_mem = (
@@ -339,6 +361,7 @@ def model_load(
 ) -> ModelLoad:
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     moe_layers = spec.num_layers - spec.first_dense_layers if spec.is_moe else 0
+    head = spec.vocab_size * spec.hidden_size
     return ModelLoad(
         weight_bytes_per_gpu=weight_bytes_per_gpu, expert_bytes_per_gpu=expert_bytes_per_gpu,
         active_params=active_params,
@@ -347,4 +370,6 @@ def model_load(
         attn_width=spec.num_attention_heads * (spec.v_head_dim or spec.head_dim),
         kv_bytes_per_token_per_gpu=per_layer * math.ceil(layers / pp),
         moe_layers=moe_layers, weight_only=weight_only,
+        lookup_params=0 if spec.tie_word_embeddings else head,
+        lm_head_params=head,
     )  # fmt: skip
