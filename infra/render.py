@@ -1,8 +1,9 @@
 """The one Jinja2 environment for generated projects, and the quoting filters.
 
 Values reach generated Python only through ``py`` (a Python literal, deterministic: sorted
-keys), YAML only through ``yaml`` (a JSON scalar, which YAML reads back unchanged) and shell
-text only through ``sh`` (shlex.quote). Templates never splice a raw value into code.
+keys) or, inside a docstring, ``pydoc``; YAML only through ``yaml`` (a JSON scalar, which YAML
+reads back unchanged) and shell text only through ``sh`` (shlex.quote). Templates never splice
+a raw value into code.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ def py_literal(value: Any) -> str:
         items = sorted(value.items())
         return "{" + ", ".join(f"{py_literal(str(k))}: {py_literal(v)}" for k, v in items) + "}"
     raise DeployError(f"cannot render a {type(value).__name__} into generated code")
+
+
+def py_doc(value: Any) -> str:
+    """A string shown inside a generated module's triple-double-quoted docstring: its Python
+    literal (one printable line) with every double quote escaped, so no value can close the
+    docstring (a model id of three quotes did) and the file always parses."""
+    return repr(str(value)).replace('"', '\\"')
 
 
 def py_block(value: dict[str, Any], indent: int = 4) -> str:
@@ -86,8 +94,9 @@ def environment() -> Any:
         lstrip_blocks=True,
     )
     env.filters.update(
-        py=py_literal, py_block=py_block, yaml=yaml_scalar, sh=sh_quote, md=md_text, mdc=md_code
-    )
+        py=py_literal, pydoc=py_doc, py_block=py_block, yaml=yaml_scalar, sh=sh_quote,
+        md=md_text, mdc=md_code,
+    )  # fmt: skip
     from infra.versions import GITHUB_ACTIONS
 
     env.globals["github_actions"] = GITHUB_ACTIONS

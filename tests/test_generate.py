@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from infra.emit import MARKER, ProjectOptions, render_project, write_project
@@ -787,6 +787,8 @@ WEIRD = st.lists(
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(model=WEIRD, extra=WEIRD)
+@example(model='"""', extra="a")  # once closed the program's docstring
+@example(model='x\\"""\n', extra='"')
 def test_injection_safe(model, extra):
     """Hostile model ids and arguments stay values: every program parses and carries them."""
     import importlib.util
