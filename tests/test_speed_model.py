@@ -73,6 +73,28 @@ def test_throughput_does_not_pay_the_per_request_host_cost():
     assert gap == pytest.approx(fixed_s, rel=1e-9)
 
 
+def test_one_api_server_process_caps_the_request_rate_of_short_requests():
+    # 1000 requests of 128 + 4 tokens on an H100: the GPU would finish in about a second, but
+    # the API server does each request's host work in turn (github.com/vllm-project/vllm/
+    # issues/12705), so the run takes at least 1000 request costs; offline, no server.
+    load, hw = _load(), _hw()
+    host_s = 1000 * perf._c("request_overhead_ms") * 1e-3
+    online = perf.benchmark_output_tokens_per_s(load, hw, 1000, 256, 128, 4, fixed_lengths=True)
+    offline = perf.benchmark_output_tokens_per_s(
+        load, hw, 1000, 256, 128, 4, fixed_lengths=True, online=False
+    )
+    assert online == pytest.approx(4000 / host_s, rel=1e-9)
+    assert offline > 2 * online
+    shared = perf.benchmark_output_tokens_per_s(load, hw, 1000, 256, 128, 4)  # dataset lengths
+    assert shared <= 4000 / host_s
+    # steady state: a replica finishes at most one request per request cost
+    cap = 4 / (perf._c("request_overhead_ms") * 1e-3)
+    assert perf.output_tokens_per_s(load, hw, 256, 128, 4) == pytest.approx(cap, rel=1e-9)
+    assert perf.output_tokens_per_s(load, hw, 256, 128, 400) < 400 / (
+        perf._c("request_overhead_ms") * 1e-3
+    )
+
+
 def test_pcie_all_reduce_latency_grows_with_the_ring_and_nvlink_does_not():
     # 4090s talk through the host (ring of 2(n-1) hops): TP8 pays 1.75x the TP2 link latency;
     # the engine's own cost per all-reduce does not depend on the link.

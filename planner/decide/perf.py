@@ -14,10 +14,12 @@ lower share of the tensor peak.
 Prefill (time to first token) is compute bound plus a fixed per-request cost; the LM head runs
 for the last prompt token only.
 Aggregate throughput shares GPU time between prefill and decode; the per-request host cost
-overlaps with the GPU under load and is not charged to it. A published throughput figure is
+overlaps with the GPU under load and is not charged to it, unless the host is the slower of the
+two. A published throughput figure is
 usually a finite benchmark run (all prompts sent at once, or at a Poisson rate): its wall time
 includes the queue, the prefill of every prompt and a drain at a shrinking batch, which
-benchmark_output_tokens_per_s models.
+benchmark_output_tokens_per_s models. The API server is one process (github.com/vllm-project/
+vllm/issues/12705): requests' host work queues there, which caps a replica's request rate.
 
 The constants live in planner/decide/data/perf_calibration.json, fitted to the published
 measurements in throughput_calibration.json; `python benchmarks/speed_accuracy.py` prints the
@@ -279,12 +281,16 @@ def output_tokens_per_s(
 ) -> float:
     """Output tokens a second of one replica serving ``batch`` requests of prompt+output tokens
     in steady state, with prefill and decode sharing the GPUs: ``batch`` streams each at the
-    loaded TPOT (the prompts of the requests that replace finished ones ride in the steps)."""
+    loaded TPOT (the prompts of the requests that replace finished ones ride in the steps).
+    The API server does each request's host work (template, tokenize, detokenize, respond) in
+    one process, one request after another: a replica finishes at most one request per
+    request_overhead_ms, which binds short outputs at large batch."""
     if hw.pp == 1:
-        return batch / loaded_token_latency_s(load, hw, batch, prompt, output)
-    step = _token_gpu_s(load, hw, batch, prompt + output / 2)  # GPU time per output token
-    per_request = batched_prefill_s(load, hw, prompt, 1) + output * step
-    return output / per_request
+        gpu = batch / loaded_token_latency_s(load, hw, batch, prompt, output)
+    else:
+        step = _token_gpu_s(load, hw, batch, prompt + output / 2)  # GPU time per output token
+        gpu = output / (batched_prefill_s(load, hw, prompt, 1) + output * step)
+    return min(gpu, output / (_c("request_overhead_ms") * 1e-3))
 
 
 def _drain_s(
@@ -336,7 +342,8 @@ def benchmark_output_tokens_per_s(
         if rest:
             decode += output * rest * _token_gpu_s(load, hw, rest, context, online)
         busy = prefill + decode
-        return requests * output / max(busy, requests / rate_per_s if rate_per_s else 0.0)
+        host = requests * _c("request_overhead_ms") * 1e-3 if online else 0.0
+        return requests * output / max(busy, host, requests / rate_per_s if rate_per_s else 0.0)
     batch = float(cap)
     if rate_per_s:  # Little's law: requests in flight = rate x time in flight, capped
         batch = 1.0
@@ -345,7 +352,10 @@ def benchmark_output_tokens_per_s(
             batch = min(cap, max(1.0, rate_per_s * output * itl))
     steady = (requests - batch) * output * _token_gpu_s(load, hw, batch, context, online)
     arrivals = requests / rate_per_s if rate_per_s else 0.0
-    wall = max(arrivals, prefill + steady) + _drain_s(load, hw, batch, context, output, online)
+    # One API-server process does every request's host work in turn (output_tokens_per_s).
+    host = requests * _c("request_overhead_ms") * 1e-3 if online else 0.0
+    drain = _drain_s(load, hw, batch, context, output, online)
+    wall = max(arrivals, host, prefill + steady) + drain
     return requests * output / wall
 
 
