@@ -326,9 +326,19 @@ def static_violation(subject: Any, need: Need) -> str | None:
     return None
 
 
+def _streams(n: int) -> str:
+    return "1 stream" if n == 1 else f"{n} streams"
+
+
+def _replica_unit(op: Operating) -> str:
+    """What one replica of the load is: a machine, or a pipeline over several."""
+    nodes = op.fit.layout.nodes
+    return "machine" if nodes == 1 else f"{nodes}-node replica"
+
+
 def replicas_reason(op: Operating, need: Need) -> str:
-    """Why an interactive load needs ``op.replicas`` machines: its streams against what one
-    machine serves, and what bounds that."""
+    """Why an interactive load needs ``op.replicas`` machines (or multi-node replicas): its
+    streams against what one serves, and what bounds that."""
     cap, limit = stream_cap(op.fit, need)
     per_machine = op.fit.layout.dp * cap
     if limit == "memory":
@@ -342,8 +352,8 @@ def replicas_reason(op: Operating, need: Need) -> str:
             if need.min_tokens_per_s is None
             else f"--min-tokens-per-s {min_tps:g}"
         )
-        bound = f"within {level}, at most {cap} streams per vLLM replica"
-    return f"{need.concurrency} streams > {per_machine} per machine: {bound}"
+        bound = f"within {level}, at most {_streams(cap)} per vLLM replica"
+    return f"{need.concurrency} streams > {per_machine} per {_replica_unit(op)}: {bound}"
 
 
 def replicas_note(op: Operating, est: Estimate, need: Need) -> str | None:
@@ -357,9 +367,11 @@ def replicas_note(op: Operating, est: Estimate, need: Need) -> str | None:
         )
     if est.replicas > 1:
         share = math.ceil(need.concurrency / est.replicas)
+        nodes = op.fit.layout.nodes
+        what = "machines" if nodes == 1 else f"{nodes}-node replicas ({op.machines} machines)"
         return (
             f"{est.replicas} replicas: {replicas_reason(op, need)}; {est.replicas} identical "
-            f"machines behind a load balancer, each serving up to {share} streams"
+            f"{what}, each serving up to {_streams(share)}"
         )
     return None
 
