@@ -148,6 +148,12 @@ def assert_shares_the_streams(ranking, need: Need) -> None:
         assert p.need.stream_replicas and 1 < e.replicas <= need.max_replicas
         assert e.batch == math.ceil(need.concurrency / (e.replicas * lay.dp)) <= 256
         assert e.max_concurrency >= need.concurrency  # the streams' KV fits, as vLLM sizes it
+        assert e.memory_headroom_gib >= 0  # per GPU: its share of the streams' KV, not all
+        # all the streams, each at its machine's speed: no machine counted for more than it
+        # does (a pipeline's throughput has its own formula in perf.py)
+        streams_speed = need.concurrency * e.single_stream_tokens_per_s
+        if lay.pp == 1:
+            assert e.aggregate_output_tokens_per_s == pytest.approx(streams_speed, rel=1e-3)
         assert e.usd_per_hour == pytest.approx(p.offer.price_usd_per_hour * lay.nodes * e.replicas)
         assert violation(p, p.need) is None and objective_value(p, p.need) == p.objective_value
         said = f"{e.replicas} replicas: {need.concurrency} streams > "
@@ -211,3 +217,43 @@ def test_shared_streams_equal_brute_force_on_random_catalogs(model, need, seed):
     assert ranking.plans[0].need == brute_force_need(cands, offers, need)
     values = [p.objective_value for p in ranking.plans]
     assert values == sorted(values)
+
+
+def test_recommend_and_generate_say_how_many_machines_and_why(cli, tmp_path):
+    """2,000 streams of Llama 3.1 8B fit no machine of the embedded catalog: the table and the
+    JSON show the machines (in the GPUs column and the replicas field) and why; generate writes
+    that many behind AWS's load balancer, and refuses replicas of multi-node deployments."""
+    from tests.test_generate import by_type, run_program
+
+    light = json.loads(cli("recommend", "llama-3.1-8b", "--format", "json", "--top", "1").output)
+    # what one machine serves reads as before the replicas of streams existed
+    assert "stream_replicas" not in light["need"] | light["plans"][0]["need"]
+    load = ("--concurrency", "2000", "--providers", "aws")
+    r = cli("recommend", "llama-3.1-8b", *load, "--format", "json", "--top", "3")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    top = data["plans"][0]
+    replicas = top["estimate"]["replicas"]
+    assert replicas > 1 and data["need"]["stream_replicas"] is True
+    assert any(n.startswith(f"{replicas} replicas: 2000 streams > ") for n in top["notes"])
+    table = cli("recommend", "llama-3.1-8b", *load)
+    text = " ".join(table.output.split())
+    assert "note: no single machine serves 2000 streams: identical machines share them" in text
+    assert f"note: {replicas} replicas: 2000 streams > " in text
+    gpus = top["offer"]["gpu_count"]
+    assert f"{replicas}x {gpus}x {top['offer']['gpu']}" in text
+    out = tmp_path / "aws"
+    g = cli("generate", "llama-3.1-8b", *load, "--allow-cidr", "203.0.113.7/32", "--out", str(out))
+    assert g.exit_code == 0, g.output
+    plan = plan_from_json((out / "gpuplan.plan.json").read_text())
+    assert plan.estimate.replicas == replicas and plan.need.stream_replicas
+    result = run_program(out, {})
+    assert result["error"] is None
+    assert len(by_type(result, "aws:ec2/instance:Instance")) == replicas
+    assert by_type(result, "aws:lb/loadBalancer:LoadBalancer")
+    pairs = cli(
+        "generate", "llama-3.1-405b", "--concurrency", "64", "--providers", "aws", "--gpu",
+        "h100", "--allow-cidr", "203.0.113.7/32", "--out", str(tmp_path / "pairs"),
+    )  # fmt: skip
+    assert pairs.exit_code != 0
+    assert "replicas of multi-node deployments are not generated" in " ".join(pairs.output.split())
