@@ -190,6 +190,27 @@ def test_max_replicas_stops_a_plan_and_says_so():
     assert "KV cache for" in message and "--max-replicas" in exc.value.hint
 
 
+def test_max_replicas_that_stops_the_service_level_is_said_with_the_relaxed_plan():
+    """128 streams of Llama 3.1 70B need 12 machines of 8 L40S to meet the default service
+    level; with --max-replicas 4, the plan is ranked without it (two machines, for the KV
+    cache alone), and the ranking says that --max-replicas is why."""
+    cands = planning_candidates("llama-3.1-70b", None)
+    need = Need(concurrency=128, max_replicas=4)
+    ranking = recommend(cands, L40S, need)
+    top = ranking.plans[0]
+    assert top.objective_value == brute_force_best(cands, L40S, need)
+    assert top.need == brute_force_need(cands, L40S, need)
+    assert top.need.stream_replicas and not top.need.default_service_level
+    assert 1 < top.estimate.replicas <= 4 and top.estimate.single_stream_tokens_per_s < 20
+    assert ranking.notes[0] == (
+        "--max-replicas 4 stopped plans that share the streams between more identical "
+        "machines within the service level"
+    )
+    assert "no offer meets the default interactive service level; ranked without it" in (
+        ranking.notes
+    )
+
+
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize(
     ("model", "need"),

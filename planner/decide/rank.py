@@ -373,10 +373,11 @@ def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> 
     ranking = _rank(cands, offers, need)
     if ranking.plans:
         return ranking
+    capped: list[str] = []  # plans --max-replicas stopped on the way
     for fallback in fallback_needs(need):
         again = _rank(cands, offers, fallback)
         if again.plans:
-            notes = []
+            notes = capped
             if fallback.stream_replicas:
                 notes.append(
                     f"no single machine serves {need.concurrency} streams: identical machines "
@@ -389,6 +390,11 @@ def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> 
             return dataclasses.replace(again, notes=(*again.notes, *notes))
         if fallback.stream_replicas and fallback.default_service_level:
             ranking = again  # its rejections say what stops replicas too (--max-replicas)
+            if any("--max-replicas" in r.reason for r in again.rejected):
+                capped = [
+                    f"--max-replicas {need.max_replicas} stopped plans that share the streams "
+                    "between more identical machines within the service level"
+                ]
     return ranking
 
 
