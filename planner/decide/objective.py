@@ -304,15 +304,12 @@ def uses_default_service_level(need: Need) -> bool:
 def static_violation(subject: Any, need: Need) -> str | None:
     """Constraints that do not depend on the price (speed, latency, machine count), on an
     Operating point, a Plan, an Estimate or Figures."""
-    why = "for the throughput target"
-    if isinstance(subject, Operating):
-        if spreads(need):
-            why = f"({replicas_reason(subject, need)})"
-        subject = figures(subject, 0.0)
-    elif spreads(need):
-        why = f"for {need.concurrency} streams"
-    fig = getattr(subject, "estimate", subject)
+    op = subject if isinstance(subject, Operating) else None
+    fig = figures(op, 0.0) if op else getattr(subject, "estimate", subject)
     if fig.replicas > need.max_replicas:
+        why = "for the throughput target"
+        if spreads(need):
+            why = f"({replicas_reason(op, need)})" if op else f"for {need.concurrency} streams"
         return f"{fig.replicas} replicas needed {why} > --max-replicas {need.max_replicas}"
     min_tps, max_ttft = service_level(need)
     default = " (default service level)"
