@@ -1,7 +1,9 @@
 """Plan quality on the embedded catalog: over 80 scenarios (models x quantizations x contexts x
 concurrencies), how often the recommendation equals the brute-force optimum, and what it saves
 against the usual rule of thumb ("the cheapest single GPU with enough memory for the BF16
-weights", ignoring KV cache and speed).
+weights", ignoring KV cache and speed). Then 20 heavy interactive loads (HEAVY x quantizations)
+that no single machine of the catalog serves in some format: identical machines share their
+streams, and the recommendation must still equal the brute-force optimum.
 
 Run: python benchmarks/plan_quality.py      Target: optimum in every scenario.
 """
@@ -41,6 +43,18 @@ MODELS = [
 QUANTS = [None, "auto"]
 CONTEXTS = [4096, 32768]
 CONCURRENCY = [1, 16]
+HEAVY = [  # (model, context, concurrency)
+    ("llama-3.1-8b", 8192, 2000),
+    ("llama-3.1-8b", 131072, 100),
+    ("qwen3-32b", 8192, 600),
+    ("llama-3.1-70b", 8192, 400),
+    ("llama-3.1-405b", 8192, 256),
+    ("mixtral-8x7b", 32768, 300),
+    ("gpt-oss-20b", 32768, 1000),
+    ("qwen3-30b-a3b", 32768, 500),
+    ("gemma-2-27b", 8192, 500),
+    ("phi-4", 16384, 800),
+]
 
 
 def naive_choice(spec, offers):
@@ -54,6 +68,33 @@ def naive_choice(spec, offers):
     ]
     return min(
         fitting, key=lambda o: (o.price_usd_per_hour, o.provider, o.instance_type), default=None
+    )
+
+
+def heavy(offers) -> None:
+    """The HEAVY loads: optimum or not, and how many machines the top plan shares them with."""
+    rows = optimal = infeasible = 0
+    shared = []
+    for (model, ctx, conc), quant in itertools.product(HEAVY, QUANTS):
+        spec = load_model_spec(model)
+        need = Need(context=min(ctx, spec.max_position_embeddings), concurrency=conc)
+        cands = candidates_for(spec, quant, quantized_variants(spec.name))
+        rows += 1
+        oracle = brute_force_best(cands, offers, need)
+        try:
+            top = recommend(cands, offers, need).plans[0]
+        except NoFeasibleOfferError:
+            infeasible += 1
+            optimal += oracle == math.inf
+            continue
+        optimal += math.isclose(top.objective_value, oracle, rel_tol=1e-12)
+        if top.need.stream_replicas:
+            shared.append(top.estimate.replicas)
+    print(
+        f"heavy interactive loads: {rows}; recommendation == brute-force optimum: "
+        f"{optimal}/{rows} (target: all); no feasible offer: {infeasible}; streams shared by "
+        f"identical machines in {len(shared)} (replicas: median "
+        f"{statistics.median(shared) if shared else 0:g}, max {max(shared, default=0)})"
     )
 
 
@@ -99,6 +140,7 @@ def main() -> None:
         f"recommended $ per 1M output tokens (median; mean {statistics.mean(savings):.2f}x, "
         f"max {max(savings):.2f}x, n={len(savings)})"
     )
+    heavy(offers)
 
 
 if __name__ == "__main__":

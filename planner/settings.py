@@ -97,7 +97,8 @@ KEYS: dict[str, Key] = {
                                       maximum=1_000_000_000),
     "replica_headroom": Key("constraints", float, "spare capacity above the target (0.2 = 20%)",
                             need_field="replica_headroom", minimum=0, maximum=10),
-    "max_replicas": Key("constraints", int, "most replicas a target may use",
+    "max_replicas": Key("constraints", int, "most identical machines (replicas) a target, or "
+                        "streams no single machine serves, may use",
                         need_field="max_replicas", minimum=1, maximum=1024),
     "out": Key("deploy", str, "folder of the generated project", default="infra/gpuplan"),
     "stack": Key("deploy", str, "Pulumi stack", default="dev"),

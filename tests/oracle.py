@@ -2,8 +2,11 @@
 scored by planner/decide/objective.py on finished Estimates (pipeline parallel only when no
 single-node layout of that candidate fits on that offer and no node holds the model with one
 request). It shares the objective encoding with the planner on purpose, and shares none of its
-search: no machine groups, no price-free order, no first-within-price shortcut. Used by
-tests/test_recommend.py, tests/test_load_sizing.py and benchmarks/plan_quality.py."""
+search: no machine groups, no price-free order, no first-within-price shortcut, no bisection of
+the streams a replica serves. When nothing serves the load, it tries again as the planner
+should (`_needs`): identical machines sharing an interactive load's streams, each layout with
+1, 2, ... --max-replicas machines until one serves it; then without the default service level.
+Used by tests/test_recommend.py, tests/test_load_sizing.py and benchmarks/plan_quality.py."""
 
 from __future__ import annotations
 
@@ -11,11 +14,19 @@ import dataclasses
 import math
 from collections.abc import Iterable, Iterator
 
-from planner.decide.fit import MULTI_NODE_PROVIDERS, Candidate, fit_layout, layouts
+from planner.decide.fit import (
+    MAX_NUM_SEQS,
+    MULTI_NODE_PROVIDERS,
+    Candidate,
+    Fit,
+    fit_layout,
+    layouts,
+)
 from planner.decide.objective import (
     build_estimate,
     objective_value,
     operate,
+    operate_with,
     uses_default_service_level,
     violation,
 )
@@ -52,9 +63,41 @@ def _feasible(
             ):
                 fits = [f for f in fits if f.layout.pp == 1]
             for f in fits:
-                est = build_estimate(operate(f, need), o, price, need)
-                if violation(est, need) is None:
+                est = _served(f, o, price, need)
+                if est is not None:
                     yield o, est, f.layout.nodes * est.replicas * o.gpu_count
+
+
+def _served(f: Fit, o: Offer, price: float, need: Need) -> Estimate | None:
+    """The fit's estimate at the load if it meets every constraint; with stream replicas, at
+    the fewest identical machines (tried one by one) whose share of the streams each vLLM
+    replica holds (full-context requests, at most MAX_NUM_SEQS at once) and serves in time."""
+    if not need.stream_replicas:
+        est = build_estimate(operate(f, need), o, price, need)
+        return est if violation(est, need) is None else None
+    for machines in range(1, need.max_replicas + 1):
+        streams = math.ceil(need.concurrency / (machines * f.layout.dp))
+        if streams > min(f.max_per_replica, MAX_NUM_SEQS):
+            continue
+        est = build_estimate(operate_with(f, need, machines), o, price, need)
+        if violation(est, need) is None:
+            return est
+    return None
+
+
+def _needs(need: Need) -> Iterator[Need]:
+    """The load as asked, then what the planner tries when nothing serves it: identical
+    machines sharing an interactive load's streams, then without the default service level
+    (with them again, for memory alone)."""
+    yield need
+    shared = need.workload != "batch" and not need.target_output_tokens_per_s
+    if shared:
+        yield dataclasses.replace(need, stream_replicas=True)
+    if uses_default_service_level(need):
+        relaxed = dataclasses.replace(need, default_service_level=False)
+        yield relaxed
+        if shared:
+            yield dataclasses.replace(relaxed, stream_replicas=True)
 
 
 def node_holds_model(cand: Candidate, gpu: GpuSpec, gpus_per_node: int, need: Need) -> bool:
@@ -85,32 +128,41 @@ def brute_force_per_offer(
     cands: list[Candidate], offers: Iterable[Offer], need: Need
 ) -> list[float]:
     """Each offer's lowest objective value over candidates and layouts (inf: none feasible),
-    with the planner's fallback: without the default service level when no offer meets it."""
+    under the first of `_needs` that any offer serves."""
     offers = list(offers)
-    values = _per_offer(cands, offers, need)
-    if min(values, default=math.inf) == math.inf and uses_default_service_level(need):
-        values = _per_offer(cands, offers, dataclasses.replace(need, default_service_level=False))
+    values = [math.inf] * len(offers)
+    for attempt in _needs(need):
+        values = _per_offer(cands, offers, attempt)
+        if min(values, default=math.inf) < math.inf:
+            break
     return values
 
 
 def brute_force_best(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> float:
-    """The lowest objective value any feasible (offer, candidate, layout) reaches, or inf;
-    without the default service level when nothing meets it (as the planner does)."""
+    """The lowest objective value any feasible (offer, candidate, layout) reaches, or inf,
+    under the first of `_needs` that any offer serves (as the planner does)."""
     offers = list(offers)
-    best = _best(cands, offers, need)
-    if best == math.inf and uses_default_service_level(need):
-        best = _best(cands, offers, dataclasses.replace(need, default_service_level=False))
-    return best
+    for attempt in _needs(need):
+        best = _best(cands, offers, attempt)
+        if best < math.inf:
+            return best
+    return math.inf
+
+
+def brute_force_need(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Need | None:
+    """The first of `_needs` that any offer serves (the need the planner's plans carry)."""
+    offers = list(offers)
+    return next((n for n in _needs(need) if _best(cands, offers, n) < math.inf), None)
 
 
 def fewest_gpus(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> int | None:
-    """The fewest GPUs (machines x GPUs per machine) any feasible plan rents, or None; without
-    the default service level when nothing meets it (as the planner does). On a catalog whose
+    """The fewest GPUs (machines x GPUs per machine) any feasible plan rents, or None, under
+    the first of `_needs` that any offer serves (as the planner does). On a catalog whose
     price is proportional to the GPU count, the cheapest plan rents exactly this many: more
     GPUs or replicas than the load and the memory need would cost more."""
     offers = list(offers)
-    counts = [n for _, _, n in _feasible(cands, offers, need)]
-    if not counts and uses_default_service_level(need):
-        relaxed = dataclasses.replace(need, default_service_level=False)
-        counts = [n for _, _, n in _feasible(cands, offers, relaxed)]
-    return min(counts, default=None)
+    for attempt in _needs(need):
+        counts = [n for _, _, n in _feasible(cands, offers, attempt)]
+        if counts:
+            return min(counts)
+    return None

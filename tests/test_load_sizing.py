@@ -4,19 +4,25 @@ On a catalog whose price is proportional to the GPU count (each card sold as 1, 
 machines at one price per GPU, on a cloud with and one without multi-node), the cheapest plan
 rents exactly as many GPUs as the brute-force oracle finds necessary (tests/oracle.py): a light
 load gets one GPU and no replicas; a load whose KV cache does not fit one GPU gets more GPUs
-(tensor parallel or data-parallel replicas on the node), and no more than it needs."""
+(tensor parallel or data-parallel replicas on the node), and no more than it needs; a load no
+single machine serves (memory for its streams, or the service level at that many) gets
+identical machines that share the streams, the fewest that serve it, within --max-replicas."""
 
 from __future__ import annotations
 
+import json
 import math
+import random
 
 import pytest
 
-from planner.decide.plan import Need
+from planner.decide.objective import objective_value, violation
+from planner.decide.plan import Need, plan_from_json, plan_to_json
 from planner.decide.rank import recommend
+from planner.errors import NoFeasibleOfferError
 from planner.model.sources import load_model_spec
-from tests.oracle import brute_force_best, fewest_gpus, node_holds_model
-from tests.test_recommend import G, offer, planning_candidates
+from tests.oracle import brute_force_best, brute_force_need, fewest_gpus, node_holds_model
+from tests.test_recommend import G, offer, planning_candidates, random_catalog
 
 
 def per_gpu_catalog(*gpus_and_prices: tuple[str, float]):
@@ -36,36 +42,60 @@ def kv_gib_per_request(model: str, context: int) -> float:
 
 
 H100 = per_gpu_catalog(("h100-sxm", 2.5))
+L40S = per_gpu_catalog(("l40s", 0.9))
 MIXED = per_gpu_catalog(("h100-sxm", 2.5), ("l40s", 0.9), ("a10g", 0.6))
+ONE_GPU = [o for o in MIXED if o.gpu_count == 1]  # machines of one GPU only
+SHORT = {"context": 2048, "concurrency": 64}  # 64 short streams of Llama 3.1 8B
 
+LIGHT, MORE, SHARED = "one GPU", "more GPUs on one machine", "identical machines"
 CASES = [
-    # (model, need, catalog, light: one GPU and no replica expected)
-    ("llama-3.1-8b", Need(), H100, True),
-    ("llama-3.1-8b", Need(concurrency=8), H100, True),
-    ("llama-3.1-8b", Need(concurrency=8), MIXED, True),
-    ("llama-3.1-8b", Need(target_output_tokens_per_s=100), H100, True),
-    ("llama-3.1-8b", Need(context=131072, concurrency=16), H100, False),
-    ("llama-3.1-8b", Need(context=131072, concurrency=16), MIXED, False),
-    ("llama-3.1-8b", Need(context=32768, concurrency=64), MIXED, False),
-    ("qwen3-32b", Need(context=32768, concurrency=24), MIXED, False),
-    ("llama-3.1-70b", Need(), H100, False),
-    ("llama-3.1-70b", Need(context=65536, concurrency=16), H100, False),
-    ("llama-3.1-8b", Need(target_output_tokens_per_s=40_000), H100, False),
+    # (model, need, catalog, what the load needs)
+    ("llama-3.1-8b", Need(), H100, LIGHT),
+    ("llama-3.1-8b", Need(concurrency=8), H100, LIGHT),
+    ("llama-3.1-8b", Need(concurrency=8), MIXED, LIGHT),
+    ("llama-3.1-8b", Need(target_output_tokens_per_s=100), H100, LIGHT),
+    ("llama-3.1-8b", Need(context=131072, concurrency=16), H100, MORE),
+    ("llama-3.1-8b", Need(context=131072, concurrency=16), MIXED, MORE),
+    ("llama-3.1-8b", Need(context=32768, concurrency=64), MIXED, MORE),
+    ("qwen3-32b", Need(context=32768, concurrency=24), MIXED, MORE),
+    ("llama-3.1-70b", Need(), H100, MORE),
+    ("llama-3.1-70b", Need(context=65536, concurrency=16), H100, MORE),
+    ("llama-3.1-8b", Need(target_output_tokens_per_s=40_000), H100, MORE),
+    # one 2-GPU machine (DP2) serves what one GPU cannot within the service level: no replicas
+    ("llama-3.1-8b", Need(**SHORT, min_tokens_per_s=100), MIXED, MORE),
+    # KV cache for the streams: 1,000 x 1 GiB is more than any 8-GPU machine holds
+    ("llama-3.1-8b", Need(concurrency=1000), H100, SHARED),
+    ("llama-3.1-8b", Need(concurrency=1000), MIXED, SHARED),
+    ("llama-3.1-8b", Need(context=131072, concurrency=64), MIXED, SHARED),
+    ("llama-3.1-70b", Need(concurrency=256), H100, SHARED),
+    # fewer machines would do for memory; the default service level needs more of them
+    ("llama-3.1-70b", Need(concurrency=128), L40S, SHARED),
+    # the user's service level, on a catalog of 1-GPU machines only
+    ("llama-3.1-8b", Need(**SHORT, min_tokens_per_s=100), ONE_GPU, SHARED),
+    # --max-replicas 3 leaves the 8-GPU machines (3 of them hold 1,000 streams)
+    ("llama-3.1-8b", Need(concurrency=1000, max_replicas=3), H100, SHARED),
+    # 405B needs two 8x H100 nodes (PP2) for its weights, and such pairs for the streams
+    ("llama-3.1-405b", Need(concurrency=64), H100, SHARED),
 ]
 
 
-@pytest.mark.parametrize(("model", "need", "catalog", "light"), CASES)
-def test_gpus_and_replicas_only_when_the_load_or_memory_needs_them(model, need, catalog, light):
+@pytest.mark.parametrize(("model", "need", "catalog", "kind"), CASES)
+def test_gpus_and_replicas_only_when_the_load_or_memory_needs_them(model, need, catalog, kind):
     cands = planning_candidates(model, None)
     ranking = recommend(cands, catalog, need)
     top = ranking.plans[0]
     e = top.estimate
     rented = top.layout.nodes * e.replicas * top.offer.gpu_count
     assert top.objective_value == pytest.approx(brute_force_best(cands, catalog, need), rel=1e-12)
+    assert top.need == brute_force_need(cands, catalog, need)
     # of the card it chose (prices are per GPU for one card), no more GPUs than needed
     same_card = [o for o in catalog if o.gpu == top.offer.gpu]
     assert rented == fewest_gpus(cands, same_card, need)
-    if light:
+    if kind == SHARED:
+        assert_shares_the_streams(ranking, need)
+        return
+    assert not top.need.stream_replicas
+    if kind == LIGHT:
         assert rented == 1 and top.layout.dp == 1 and e.replicas == 1
         return
     assert rented > 1
@@ -107,3 +137,144 @@ def test_a_light_load_on_a_big_machine_gets_no_more_replicas_than_streams(concur
     assert top.layout.dp <= concurrency and top.estimate.replicas == 1
     used = top.layout.tp * top.layout.dp
     assert used == 8 or any(f"uses {used} of the machine's 8 GPUs" in n for n in top.notes)
+
+
+def assert_shares_the_streams(ranking, need: Need) -> None:
+    """Every plan of a load no machine serves alone: identical machines, each with its share of
+    the streams in memory and within the service level, priced as machines x $/h, and said."""
+    assert any("no single machine serves" in n for n in ranking.notes)
+    for p in ranking.plans[:10]:
+        e, lay = p.estimate, p.layout
+        assert p.need.stream_replicas and 1 < e.replicas <= need.max_replicas
+        assert e.batch == math.ceil(need.concurrency / (e.replicas * lay.dp)) <= 256
+        assert e.max_concurrency >= need.concurrency  # the streams' KV fits, as vLLM sizes it
+        assert e.memory_headroom_gib >= 0  # per GPU: its share of the streams' KV, not all
+        # all the streams, each at its machine's speed: no machine counted for more than it
+        # does (a pipeline's throughput has its own formula in perf.py)
+        streams_speed = need.concurrency * e.single_stream_tokens_per_s
+        if lay.pp == 1:
+            assert e.aggregate_output_tokens_per_s == pytest.approx(streams_speed, rel=1e-3)
+        assert e.usd_per_hour == pytest.approx(p.offer.price_usd_per_hour * lay.nodes * e.replicas)
+        assert violation(p, p.need) is None and objective_value(p, p.need) == p.objective_value
+        said = f"{e.replicas} replicas: {need.concurrency} streams > "
+        assert any(n.startswith(said) for n in p.notes), p.notes
+        gpu, count = G[p.offer.gpu], p.offer.gpu_count
+        assert lay.pp == 1 or not node_holds_model(ranking.candidates[0], gpu, count, need)
+
+
+def test_a_load_one_machine_serves_never_gets_replicas_even_when_they_cost_less():
+    """The 1,000 streams that 9 machines of 2 H100s serve ($45/h) get no replicas when one
+    16-GPU machine is for sale, even at the price of 20 GPUs: replicas only when the load
+    needs them, and the plan file of such a load reads as before (no stream_replicas)."""
+    need = Need(concurrency=1000)
+    cands = planning_candidates("llama-3.1-8b", None)
+    big = offer("h100-sxm", 16, 2.5 * 20, name="sixteen")
+    top = recommend(cands, [*H100, big], need).plans[0]
+    assert top.offer.instance_type == "sixteen" and top.estimate.replicas == 1
+    assert "stream_replicas" not in json.loads(plan_to_json(top))["need"]
+    shared = recommend(cands, H100, need).plans[0]
+    assert shared.estimate.replicas > 1 and shared.estimate.usd_per_hour < 2.5 * 20
+    assert json.loads(plan_to_json(shared))["need"]["stream_replicas"] is True
+    assert plan_from_json(plan_to_json(shared)) == shared
+
+
+def test_max_replicas_stops_a_plan_and_says_so():
+    """1,000 streams need 3 machines of 8 H100s at least: --max-replicas 2 refuses, naming the
+    machines needed, the streams one machine serves, the flag, and how to get a plan."""
+    cands = planning_candidates("llama-3.1-8b", None)
+    with pytest.raises(NoFeasibleOfferError) as exc:
+        recommend(cands, H100, Need(concurrency=1000, max_replicas=2))
+    assert brute_force_best(cands, H100, Need(concurrency=1000, max_replicas=2)) == math.inf
+    message = exc.value.message
+    assert "replicas needed (1000 streams > " in message and "> --max-replicas 2" in message
+    assert "KV cache for" in message and "--max-replicas" in exc.value.hint
+
+
+def test_max_replicas_that_stops_the_service_level_is_said_with_the_relaxed_plan():
+    """128 streams of Llama 3.1 70B need 12 machines of 8 L40S to meet the default service
+    level; with --max-replicas 4, the plan is ranked without it (two machines, for the KV
+    cache alone), and the ranking says that --max-replicas is why."""
+    cands = planning_candidates("llama-3.1-70b", None)
+    need = Need(concurrency=128, max_replicas=4)
+    ranking = recommend(cands, L40S, need)
+    top = ranking.plans[0]
+    assert top.objective_value == brute_force_best(cands, L40S, need)
+    assert top.need == brute_force_need(cands, L40S, need)
+    assert top.need.stream_replicas and not top.need.default_service_level
+    assert 1 < top.estimate.replicas <= 4 and top.estimate.single_stream_tokens_per_s < 20
+    assert ranking.notes[0] == (
+        "--max-replicas 4 stopped plans that share the streams between more identical "
+        "machines within the service level"
+    )
+    assert "no offer meets the default interactive service level; ranked without it" in (
+        ranking.notes
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    ("model", "need"),
+    [
+        ("llama-3.1-8b", Need(concurrency=3000)),
+        ("llama-3.1-70b", Need(concurrency=200, objective="cost-per-token")),
+        ("qwen3-32b", Need(context=32768, concurrency=400, max_replicas=8)),
+        ("llama-3.1-8b", Need(context=2048, concurrency=512, min_tokens_per_s=120,
+                              objective="latency")),
+    ],
+)  # fmt: skip
+def test_shared_streams_equal_brute_force_on_random_catalogs(model, need, seed):
+    """Loads that one machine of these random catalogs serves in some seeds and not in others
+    (13 of the 16 top plans share the streams): the planner's answer is the oracle's."""
+    rng = random.Random(seed * 104729 + need.concurrency)
+    offers = random_catalog(rng, 40)
+    cands = planning_candidates(model, None)
+    oracle = brute_force_best(cands, offers, need)
+    try:
+        ranking = recommend(cands, offers, need)
+    except NoFeasibleOfferError:
+        assert oracle == math.inf
+        return
+    assert ranking.plans[0].objective_value == pytest.approx(oracle, rel=1e-12)
+    assert ranking.plans[0].need == brute_force_need(cands, offers, need)
+    values = [p.objective_value for p in ranking.plans]
+    assert values == sorted(values)
+
+
+def test_recommend_and_generate_say_how_many_machines_and_why(cli, tmp_path):
+    """2,000 streams of Llama 3.1 8B fit no machine of the embedded catalog: the table and the
+    JSON show the machines (in the GPUs column and the replicas field) and why; generate writes
+    that many behind AWS's load balancer, and refuses replicas of multi-node deployments."""
+    from tests.test_generate import by_type, run_program
+
+    light = json.loads(cli("recommend", "llama-3.1-8b", "--format", "json", "--top", "1").output)
+    # what one machine serves reads as before the replicas of streams existed
+    assert "stream_replicas" not in light["need"] | light["plans"][0]["need"]
+    load = ("--concurrency", "2000", "--providers", "aws")
+    r = cli("recommend", "llama-3.1-8b", *load, "--format", "json", "--top", "3")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    top = data["plans"][0]
+    replicas = top["estimate"]["replicas"]
+    assert replicas > 1 and data["need"]["stream_replicas"] is True
+    assert any(n.startswith(f"{replicas} replicas: 2000 streams > ") for n in top["notes"])
+    table = cli("recommend", "llama-3.1-8b", *load)
+    text = " ".join(table.output.split())
+    assert "note: no single machine serves 2000 streams: identical machines share them" in text
+    assert f"note: {replicas} replicas: 2000 streams > " in text
+    gpus = top["offer"]["gpu_count"]
+    assert f"{replicas}x {gpus}x {top['offer']['gpu']}" in text
+    out = tmp_path / "aws"
+    g = cli("generate", "llama-3.1-8b", *load, "--allow-cidr", "203.0.113.7/32", "--out", str(out))
+    assert g.exit_code == 0, g.output
+    plan = plan_from_json((out / "gpuplan.plan.json").read_text())
+    assert plan.estimate.replicas == replicas and plan.need.stream_replicas
+    result = run_program(out, {})
+    assert result["error"] is None
+    assert len(by_type(result, "aws:ec2/instance:Instance")) == replicas
+    assert by_type(result, "aws:lb/loadBalancer:LoadBalancer")
+    pairs = cli(
+        "generate", "llama-3.1-405b", "--concurrency", "64", "--providers", "aws", "--gpu",
+        "h100", "--allow-cidr", "203.0.113.7/32", "--out", str(tmp_path / "pairs"),
+    )  # fmt: skip
+    assert pairs.exit_code != 0
+    assert "replicas of multi-node deployments are not generated" in " ".join(pairs.output.split())

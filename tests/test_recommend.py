@@ -489,7 +489,14 @@ def test_per_stream_speed_is_at_the_declared_concurrency():
     decode_only = 1 / perf.token_latency_s(fit.load, fit.hw, 32, need.prompt_tokens + 125)
     # the prompts riding in the steps add their FLOPs (a memory-bound step hides most of them)
     assert e.single_stream_tokens_per_s < decode_only < 0.9 * alone
-    # a service level between the loaded and the unloaded speed rejects the plan
+    # a service level between the loaded and the unloaded speed rejects the plan on one
+    # machine: identical machines share the streams, each at a smaller batch
     floor = (e.single_stream_tokens_per_s + decode_only) / 2
-    with pytest.raises(NoFeasibleOfferError, match="min-tokens-per-s"):
-        recommend(cands, [offer("h100-sxm")], Need(concurrency=32, min_tokens_per_s=floor))
+    shared = recommend(cands, [offer("h100-sxm")], Need(concurrency=32, min_tokens_per_s=floor))
+    s = shared.plans[0].estimate
+    assert s.replicas > 1 and s.batch < 32 and s.single_stream_tokens_per_s >= floor
+    with pytest.raises(NoFeasibleOfferError, match="min-tokens-per-s") as exc:
+        recommend(
+            cands, [offer("h100-sxm")], Need(concurrency=32, min_tokens_per_s=floor, max_replicas=1)
+        )
+    assert "--max-replicas 1" in exc.value.message and "--max-replicas" in exc.value.hint

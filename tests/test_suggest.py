@@ -241,3 +241,14 @@ def test_screen_counts_the_nodes_of_multi_node_clouds():
         ),
     )
     assert sug is not None and sug.plan.layout.nodes == 2 and sug.value == 20.0
+
+
+def test_fp8_on_one_machine_instead_of_bf16_streams_shared_by_two():
+    """160 streams of Llama 3.1 70B: in BF16 one 8x H100 machine holds the KV cache of 157,
+    so two share them ($40/h); in FP8 one holds them all ($20/h). The suggestion is that one
+    machine, planned as `--quant fp8` would plan it (no stream replicas), and is compared."""
+    eight = offer("h100-sxm", 8, 20.0, name="eight")
+    current, sug = suggest("llama-3.1-70b", [eight], Need(concurrency=160))
+    assert current.estimate.replicas == 2 and current.need.stream_replicas
+    assert sug is not None and sug.plan.estimate.replicas == 1
+    assert not sug.plan.need.stream_replicas and sug.saving == pytest.approx(0.5)

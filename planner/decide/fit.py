@@ -7,7 +7,8 @@ node holds the model, tensor parallel within nodes and pipeline parallel across 
 ``max_nodes`` nodes of providers with private multi-node networking. A layout fits only if the
 quantization runs on the GPU in current vLLM and the requested concurrency of full-context
 requests fits in gpu_memory_utilization x the card's usable memory after the loaded weights and
-the runtime overhead.
+the runtime overhead (with ``Need.stream_replicas``, one request: identical machines share the
+streams, and planner/decide/objective.py sizes how many).
 """
 
 from __future__ import annotations
@@ -195,7 +196,9 @@ def fit_layout(
         stage_share * kv_bytes_per_request(cand.spec, layout.tp, need.kv_cache_dtype, need.context)
     )
     per_replica = max(0, free // kv_req) if free > 0 else 0
-    needed = math.ceil(need.concurrency / layout.dp)
+    # With stream replicas, identical machines share the streams (objective.operate sizes
+    # them): one machine need only hold one request; otherwise it holds them all.
+    needed = 1 if need.stream_replicas else math.ceil(need.concurrency / layout.dp)
     if per_replica < needed:
         return (
             f"{layout.label}: {weights / GIB:.1f} GiB weights + {overhead / GIB:.1f} GiB "

@@ -17,6 +17,13 @@ Workloads (Need.workload):
 - a throughput target (``target_output_tokens_per_s``): identical machines are added until the
   target is met with ``replica_headroom``, each at saturation.
 
+Replicas of an interactive load: when no single machine serves it (not the KV cache of
+``concurrency`` full-context requests, or not the service level at that many streams), the
+ranking is redone with ``Need.stream_replicas`` (`fallback_needs`): on each layout, the fewest
+identical machines whose share of the streams each vLLM replica holds in memory (and within
+--max-num-seqs) and serves within the service level; $/h is machines x machine $/h. A load
+that one machine serves never gets them.
+
 Objectives (lower is better): ``auto`` (cheapest $/h that serves the load for interactive and
 target loads; $ per 1M output tokens for batch), ``cost-per-token``, ``cost`` ($/h), ``speed``
 (output tokens/s at the load), ``latency`` (TTFT + output x ITL). Ties go to the faster plan.
@@ -26,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from planner.decide.fit import BATCH_WORKLOAD, Fit
@@ -53,7 +60,7 @@ class Operating:
     """A fit under the declared load (before prices)."""
 
     fit: Fit
-    replicas: int  # identical machines (only a throughput target adds them)
+    replicas: int  # identical machines (a throughput target, or streams one machine can't serve)
     batch: int  # sequences one vLLM replica serves at the load
     itl_s: float  # between one stream's tokens with `batch` streams in flight (TPOT)
     ttft_s: float
@@ -86,11 +93,56 @@ def saturates(need: Need) -> bool:
     return need.workload == BATCH_WORKLOAD or bool(need.target_output_tokens_per_s)
 
 
-def operate(fit: Fit, need: Need) -> Operating:
-    """The fit at the user's load: per-replica batch, speeds, and machines for a target."""
-    lay = fit.layout
-    needed = math.ceil(need.concurrency / lay.dp)
+def spreads(need: Need) -> bool:
+    """Whether identical machines share an interactive load's streams (Need.stream_replicas)."""
+    return need.stream_replicas and not saturates(need)
+
+
+def stream_cap(fit: Fit, need: Need) -> tuple[int, str]:
+    """The most streams one vLLM replica of ``fit`` serves under ``need`` and what bounds it:
+    "memory" (full-context requests its KV cache holds), "max-num-seqs" (the sequences vLLM
+    schedules at once: more would queue) or "service level" (the largest batch whose
+    per-stream speed meets it, found by bisection: a stream only slows as the batch grows).
+    When even one stream misses the service level, replicas cannot help, and the memory bound
+    stands (static_violation then says why the plan fails)."""
+    cap, limit = fit.max_per_replica, "memory"
+    if fit.max_batch < cap:
+        cap, limit = fit.max_batch, "max-num-seqs"
+    min_tps, _ = service_level(need)
+    if min_tps is None or cap < 1:
+        return cap, limit
     prompt, output = need.prompt_tokens, need.output_tokens
+
+    def meets(batch: int) -> bool:  # as static_violation reads it, on the rounded figure
+        itl = loaded_token_latency_s(fit.load, fit.hw, batch, prompt, output)
+        return round(1 / itl, 2) >= min_tps
+
+    if meets(cap) or not meets(1):
+        return cap, limit
+    lo, hi = 1, cap  # meets(lo), not meets(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
+    return lo, "service level"
+
+
+def operate(fit: Fit, need: Need) -> Operating:
+    """The fit at the user's load: per-replica batch, speeds, and machines for a target or,
+    with stream replicas, the fewest machines whose share of the streams each serves."""
+    if spreads(need):
+        cap, _ = stream_cap(fit, need)
+        per_machine = fit.layout.dp * max(cap, 1)
+        return operate_with(fit, need, max(1, math.ceil(need.concurrency / per_machine)))
+    return operate_with(fit, need, 1)
+
+
+def operate_with(fit: Fit, need: Need, machines: int) -> Operating:
+    """``operate`` with ``machines`` identical machines sharing an interactive load's streams
+    (1 unless stream replicas); a throughput target sizes its own replicas."""
+    lay = fit.layout
+    needed = math.ceil(need.concurrency / (machines * lay.dp))
+    prompt, output = need.prompt_tokens, need.output_tokens
+    replicas = machines
     if saturates(need):
         batch = fit.max_batch
         machine = lay.dp * output_tokens_per_s(fit.load, fit.hw, batch, prompt, output)
@@ -98,8 +150,7 @@ def operate(fit: Fit, need: Need) -> Operating:
         # Each stream gets the speed of the busiest replica's share of the load.
         batch = needed
         per_stream = output_tokens_per_s(fit.load, fit.hw, batch, prompt, output) / batch
-        machine = need.concurrency * per_stream
-    replicas = 1
+        machine = need.concurrency * per_stream / machines
     if need.target_output_tokens_per_s:
         wanted = need.target_output_tokens_per_s * (1 + need.replica_headroom)
         replicas = max(1, math.ceil(wanted / machine))
@@ -253,14 +304,13 @@ def uses_default_service_level(need: Need) -> bool:
 def static_violation(subject: Any, need: Need) -> str | None:
     """Constraints that do not depend on the price (speed, latency, machine count), on an
     Operating point, a Plan, an Estimate or Figures."""
-    if isinstance(subject, Operating):
-        subject = figures(subject, 0.0)
-    fig = getattr(subject, "estimate", subject)
+    op = subject if isinstance(subject, Operating) else None
+    fig = figures(op, 0.0) if op else getattr(subject, "estimate", subject)
     if fig.replicas > need.max_replicas:
-        return (
-            f"{fig.replicas} replicas needed for the throughput target > "
-            f"--max-replicas {need.max_replicas}"
-        )
+        why = "for the throughput target"
+        if spreads(need):
+            why = f"({replicas_reason(op, need)})" if op else f"for {need.concurrency} streams"
+        return f"{fig.replicas} replicas needed {why} > --max-replicas {need.max_replicas}"
     min_tps, max_ttft = service_level(need)
     default = " (default service level)"
     stream = fig.single_stream_tokens_per_s
@@ -271,6 +321,69 @@ def static_violation(subject: Any, need: Need) -> str | None:
         label = default if need.max_ttft_ms is None else ""
         return f"TTFT {fig.ttft_ms:.0f} ms > --max-ttft {max_ttft:g}{label}"
     return None
+
+
+def _streams(n: int) -> str:
+    return "1 stream" if n == 1 else f"{n} streams"
+
+
+def _replica_unit(op: Operating) -> str:
+    """What one replica of the load is: a machine, or a pipeline over several."""
+    nodes = op.fit.layout.nodes
+    return "machine" if nodes == 1 else f"{nodes}-node replica"
+
+
+def replicas_reason(op: Operating, need: Need) -> str:
+    """Why an interactive load needs ``op.replicas`` machines (or multi-node replicas): its
+    streams against what one serves, and what bounds that."""
+    cap, limit = stream_cap(op.fit, need)
+    per_machine = op.fit.layout.dp * cap
+    if limit == "memory":
+        bound = f"KV cache for {cap} x {need.context}-token requests per vLLM replica"
+    elif limit == "max-num-seqs":
+        bound = f"vLLM runs at most {cap} sequences at once per replica"
+    else:
+        min_tps, _ = service_level(need)
+        level = (
+            f"{min_tps:g} tok/s per stream (default service level)"
+            if need.min_tokens_per_s is None
+            else f"--min-tokens-per-s {min_tps:g}"
+        )
+        bound = f"within {level}, at most {_streams(cap)} per vLLM replica"
+    return f"{need.concurrency} streams > {per_machine} per {_replica_unit(op)}: {bound}"
+
+
+def replicas_note(op: Operating, est: Estimate, need: Need) -> str | None:
+    """What the plan says about its identical machines, if it has any (or a target)."""
+    if need.target_output_tokens_per_s:
+        return (
+            f"{est.replicas} identical replica(s) for the target of "
+            f"{need.target_output_tokens_per_s:g} output tokens/s: "
+            f"{est.aggregate_output_tokens_per_s:,.0f} tokens/s, "
+            f"{est.target_headroom_pct:+.0f}% headroom"
+        )
+    if est.replicas > 1:
+        share = math.ceil(need.concurrency / est.replicas)
+        nodes = op.fit.layout.nodes
+        what = "machines" if nodes == 1 else f"{nodes}-node replicas ({op.machines} machines)"
+        return (
+            f"{est.replicas} replicas: {replicas_reason(op, need)}; {est.replicas} identical "
+            f"{what}, each serving up to {_streams(share)}"
+        )
+    return None
+
+
+def fallback_needs(need: Need) -> list[Need]:
+    """What the ranking tries, in order, when nothing serves ``need``: identical machines
+    sharing an interactive load's streams (only when it has more than one: a single stream
+    gains nothing from another machine), then, when the default service level applied,
+    without it (and with stream replicas again, for memory alone)."""
+    spread = not saturates(need) and need.concurrency > 1 and not need.stream_replicas
+    out = [replace(need, stream_replicas=True)] if spread else []
+    if uses_default_service_level(need):
+        relaxed = replace(need, default_service_level=False)
+        out += [relaxed, replace(relaxed, stream_replicas=True)] if spread else [relaxed]
+    return out
 
 
 def price_violation(usd_per_hour: float, need: Need) -> str | None:
@@ -293,7 +406,8 @@ def build_estimate(op: Operating, offer: Offer, price: float, need: Need) -> Est
     fig = figures(op, usd)
     agg = op.tokens_per_s
     total_factor = (need.prompt_tokens + need.output_tokens) / need.output_tokens
-    used_kv = fit.kv_per_request * math.ceil(need.concurrency / fit.layout.dp)
+    streams = op.batch if spreads(need) else math.ceil(need.concurrency / fit.layout.dp)
+    used_kv = fit.kv_per_request * streams
     monthly = offer.monthly_price_usd * machines if offer.monthly_price_usd is not None else None
     setup = round((offer.setup_fee_usd or 0) * machines, 2) if monthly is not None else None
     headroom = None

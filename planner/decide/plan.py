@@ -9,7 +9,7 @@ import json
 import math
 import types
 import typing
-from dataclasses import MISSING, dataclass, fields, is_dataclass
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass
 from functools import cache
 from typing import Any
 
@@ -52,6 +52,11 @@ class Need:
     target_output_tokens_per_s: float | None = None
     replica_headroom: float = 0.2
     max_replicas: int = 64
+    # True when no single machine serves an interactive load (the KV cache of `concurrency`
+    # full-context requests, or the service level at that many streams) and the ranking was
+    # redone with identical machines that each take a share of the streams (objective.py).
+    # Written to JSON only when True, so plans of loads one machine serves read as before.
+    stream_replicas: bool = field(default=False, metadata={"omit_default": True})
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,8 @@ def _to_jsonable(value: Any) -> Any:
         out = {}
         for f in fields(value):
             item = getattr(value, f.name)
+            if f.metadata.get("omit_default") and item == f.default:
+                continue
             # A float field holding an int (64 GiB) is written as 64.0, so that a loaded plan
             # writes back byte-identical.
             if isinstance(item, int) and not isinstance(item, bool) and _is_float(hints[f.name]):
@@ -136,6 +143,15 @@ def _to_jsonable(value: Any) -> Any:
 
 def _is_float(tp: Any) -> bool:
     return tp is float or float in typing.get_args(tp)
+
+
+def need_to_dict(need: Need) -> dict[str, Any]:
+    """A Need's fields by name (values as they are), without those written only when set."""
+    return {
+        f.name: getattr(need, f.name)
+        for f in fields(need)
+        if not (f.metadata.get("omit_default") and getattr(need, f.name) == f.default)
+    }
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:

@@ -30,13 +30,14 @@ from planner.decide.objective import (
     OBJECTIVES,
     Operating,
     build_estimate,
+    fallback_needs,
     objective_value,
     operate,
     order_key,
     price_violation,
     priced_order,
+    replicas_note,
     static_violation,
-    uses_default_service_level,
     validate_need,
 )
 from planner.decide.plan import Estimate, Need, Plan
@@ -344,13 +345,9 @@ def _make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need
             "no offer meets the default interactive service level (20 tok/s per stream, "
             "TTFT <= 2 s); ranked without it"
         )
-    if est.replicas > 1 or need.target_output_tokens_per_s:
-        notes.append(
-            f"{est.replicas} identical replica(s) for the target of "
-            f"{need.target_output_tokens_per_s:g} output tokens/s: "
-            f"{est.aggregate_output_tokens_per_s:,.0f} tokens/s, "
-            f"{est.target_headroom_pct:+.0f}% headroom"
-        )
+    replicas = replicas_note(op, est, need)
+    if replicas:
+        notes.append(replicas)
     if offer.billing == "monthly":
         notes.append(
             f"monthly rental: ${est.monthly_commitment_usd:,.0f}/month + "
@@ -368,16 +365,36 @@ def _make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need
 def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ranking:
     """Every offer planned or rejected with a reason; plans strictly sorted by the objective
     (ties broken by speed, $/h, provider, instance, region, tier, layout, format). When no
-    offer meets the default interactive service level, ranks again without it."""
+    offer serves the load, ranks again as objective.fallback_needs says (identical machines
+    sharing the streams, then without the default service level); when nothing serves it
+    even so, the rejections say why with stream replicas, if they were tried."""
     validate_need(need)
     offers = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
     ranking = _rank(cands, offers, need)
-    if not ranking.plans and uses_default_service_level(need):
-        relaxed = dataclasses.replace(need, default_service_level=False)
-        again = _rank(cands, offers, relaxed)
+    if ranking.plans:
+        return ranking
+    capped: list[str] = []  # plans --max-replicas stopped on the way
+    for fallback in fallback_needs(need):
+        again = _rank(cands, offers, fallback)
         if again.plans:
-            note = "no offer meets the default interactive service level; ranked without it"
-            return dataclasses.replace(again, notes=(*again.notes, note))
+            notes = capped
+            if fallback.stream_replicas:
+                notes.append(
+                    f"no single machine serves {need.concurrency} streams: identical machines "
+                    "share them"
+                )
+            if not fallback.default_service_level:
+                notes.append(
+                    "no offer meets the default interactive service level; ranked without it"
+                )
+            return dataclasses.replace(again, notes=(*again.notes, *notes))
+        if fallback.stream_replicas and fallback.default_service_level:
+            ranking = again  # its rejections say what stops replicas too (--max-replicas)
+            if any("--max-replicas" in r.reason for r in again.rejected):
+                capped = [
+                    f"--max-replicas {need.max_replicas} stopped plans that share the streams "
+                    "between more identical machines within the service level"
+                ]
     return ranking
 
 
@@ -429,6 +446,7 @@ def _reason_kind(reason: str) -> str:
 
 _HINTS = (  # (text in the commonest rejection, what to try), first match wins
     ("--max-price", "raise --max-price, or try --quant auto for a smaller checkpoint"),
+    ("--max-replicas", "raise --max-replicas, or relax the load (--concurrency, --context)"),
     ("--max-ttft", "relax --max-ttft, or shorten --prompt-tokens"),
     ("--min-tokens-per-s", "relax --min-tokens-per-s, or allow more GPUs per machine"),
     ("spot", "drop --spot: these offers have no spot price"),

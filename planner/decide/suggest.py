@@ -145,14 +145,18 @@ def best_alternative(
     accept: Callable[[Plan], bool] | None = None,
 ) -> Plan | None:
     """The best plan of ``cands`` under ``current``'s need (service level never relaxed) that
-    ``accept`` takes, or None.
+    ``accept`` takes, or None. Plans that share an interactive load's streams between
+    identical machines (Need.stream_replicas) are not looked for: when ``current`` needed them,
+    a format that serves the streams on one machine is what `--quant` would give; whether one
+    that needs them too is what it would give depends on offers the screening dropped.
 
     In $/h a plan costs at least one machine's price, so only machines cheaper than
     (1 - MIN_SAVING) x the current $/h can win. Without ``accept``, kinds of machine (GPU,
     count, multi-node) are tried cheapest first and the search stops at the first price above
     the best plan found: the answer is one line of output and must not cost a second full
     ranking. (``accept`` reads each offer's own facts, so it gets the plain ranking.)"""
-    need, cands, offers = current.need, list(cands), list(offers)
+    need = replace(current.need, stream_replicas=False)
+    cands, offers = list(cands), list(offers)
     if compared_measure(need) == "usd_per_hour":
         bound = current.estimate.usd_per_hour * (1 - MIN_SAVING)
         offers = [o for o in offers if _price(o, need) <= bound]  # screen_offers may not have run
@@ -192,7 +196,9 @@ def cheaper_quantization(current: Plan, alternative: Plan | None) -> QuantSugges
     """The suggestion when ``alternative`` (a near-lossless format's best plan) serves
     ``current``'s load under the same constraints at least MIN_SAVING cheaper, else None."""
     measure = compared_measure(current.need)
-    if alternative is None or measure is None or alternative.need != current.need:
+    if alternative is None or measure is None:
+        return None
+    if alternative.need not in (current.need, replace(current.need, stream_replicas=False)):
         return None  # a different need: e.g. ranked without the default service level
     current_value = getattr(current.estimate, measure)
     value = getattr(alternative.estimate, measure)

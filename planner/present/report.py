@@ -182,14 +182,14 @@ def recommendation_to_dict(
     ``suggestion``: the app's cheaper near-lossless quantization, if any."""
     from dataclasses import asdict
 
-    from planner.decide.plan import plan_to_dict
+    from planner.decide.plan import need_to_dict, plan_to_dict
 
     plans = ranking.plans[:top]  # the ranking builds only the Plans shown
     first = plans[0] if plans else None
     return {
         "schema": RECOMMENDATION_SCHEMA,
         "model": first.base_model if first else None,
-        "need": asdict(first.need) if first else None,
+        "need": need_to_dict(first.need) if first else None,
         "plans": [plan_to_dict(p) for p in plans],
         "feasible_offers": len(ranking.plans),
         "rejected": [
