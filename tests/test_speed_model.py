@@ -208,3 +208,16 @@ def test_a_tied_embedding_is_the_lm_head_and_an_untied_one_only_a_lookup(model, 
     load = perf.model_load(spec, 1e9, 0.0, 10**9, 1, 1, "auto")
     assert load.lm_head_params == spec.vocab_size * spec.hidden_size
     assert load.lookup_params == (0 if tied else load.lm_head_params)
+
+
+def test_one_stream_through_a_pipeline_waits_for_every_stage():
+    # PP2: a lone stream's token passes both stages in turn, so the machine's output is that
+    # stream's speed (it was counted as if the two stages worked on two micro-batches: 2x).
+    load = _load(200.0)
+    hw = perf.Hardware(gpu_table()["h100-sxm"], 8, 2, "fp16", True)
+    alone = 1 / perf.loaded_token_latency_s(load, hw, 1, 1000, 250)
+    assert perf.output_tokens_per_s(load, hw, 1, 1000, 250) == pytest.approx(alone, rel=1e-9)
+    # 64 streams: two micro-batches of 32 keep both stages busy, each stage stepping 32 at once
+    step = perf.decode_step_s(load, hw, 32, 1125)
+    assert perf.output_tokens_per_s(load, hw, 64, 1000, 250) < 32 / step
+    assert perf.output_tokens_per_s(load, hw, 64, 1000, 250) > 0.5 * 32 / step

@@ -281,15 +281,13 @@ def output_tokens_per_s(
 ) -> float:
     """Output tokens a second of one replica serving ``batch`` requests of prompt+output tokens
     in steady state, with prefill and decode sharing the GPUs: ``batch`` streams each at the
-    loaded TPOT (the prompts of the requests that replace finished ones ride in the steps).
+    loaded TPOT (the prompts of the requests that replace finished ones ride in the steps). With
+    pipeline parallel that is the full pipeline's rate only when at least pp micro-batches are
+    in flight: one stream waits for every stage in turn.
     The API server does each request's host work (template, tokenize, detokenize, respond) in
     one process, one request after another: a replica finishes at most one request per
     request_overhead_ms, which binds short outputs at large batch."""
-    if hw.pp == 1:
-        gpu = batch / loaded_token_latency_s(load, hw, batch, prompt, output)
-    else:
-        step = _token_gpu_s(load, hw, batch, prompt + output / 2)  # GPU time per output token
-        gpu = output / (batched_prefill_s(load, hw, prompt, 1) + output * step)
+    gpu = batch / loaded_token_latency_s(load, hw, batch, prompt, output)
     return min(gpu, output / (_c("request_overhead_ms") * 1e-3))
 
 
