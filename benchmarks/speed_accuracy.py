@@ -40,12 +40,14 @@ CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
 # Physical priors of the fitted constants (the fit is pulled toward them, so that a constant
 # no point pins down stays plausible): ~60% of the dense tensor peak for dense and fused-MoE
 # decode GEMMs, ~10 ms of host work per request, ~10 us of engine work per all-reduce on top
-# of the collective itself, tens of microseconds per MoE layer, and paged decode attention at
-# ~60% of the memory bandwidth (below the weight GEMMs' streaming reads).
+# of the collective itself, tens of microseconds per MoE layer, paged decode attention at ~60%
+# of the memory bandwidth (below the weight GEMMs' streaming reads), and prefill attention and
+# fused-MoE prefill GEMMs at ~60% of their peaks.
 PRIORS = {
     "per_sequence_overhead_ms": 0.02, "moe_decode_compute_efficiency": 0.6,
     "request_overhead_ms": 10.0, "allreduce_overhead_us": 10.0, "moe_layer_overhead_us": 30.0,
     "decode_compute_efficiency": 0.6, "attention_bandwidth_efficiency": 0.6,
+    "moe_prefill_compute_efficiency": 0.6, "prefill_attention_efficiency": 0.6,
 }  # fmt: skip
 # Held (never refitted): values fitted earlier on the first calibration sample, and the link
 # latencies of the collectives themselves, measured by collective benchmarks that are not

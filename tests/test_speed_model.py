@@ -190,13 +190,37 @@ def test_prefill_runs_the_lm_head_once_a_prompt_and_the_embedding_is_a_lookup():
     )  # fmt: skip
     assert load.matmul_params == 8 * 10**9 - head
     attention = 2 * 2000**2 * 4096 * 32
-    expected = 2 * (8 * 10**9 - 2 * head) * 2000 + 2 * head + attention
+    expected = 2 * (8 * 10**9 - 2 * head) * 2000 + 2 * head
     assert load.prefill_flops(2000, 1, 1) == pytest.approx(expected, rel=1e-12)
     assert load.prefill_flops(2000, 3, 2) == pytest.approx(3 * expected / 2, rel=1e-12)
+    assert load.prefill_attention_flops(2000, 3, 2) == pytest.approx(3 * attention / 2)
+    # the matmuls at the format's peak; attention at its own share of the 16-bit peak, also
+    # for FP8 weights (FP8 only halves the matmul time)
+    for compute in ("fp16", "fp8"):
+        hw = perf.Hardware(gpu_table()["h100-sxm"], 1, 1, compute, True)
+        gemm = perf.peak_flops(hw.gpu, compute) * perf._c("prefill_compute_efficiency")
+        attn = perf.peak_flops(hw.gpu, "fp16") * perf._c("prefill_attention_efficiency")
+        fixed = perf._c("request_overhead_ms") * 1e-3
+        want = expected / gemm + attention / attn + fixed
+        assert perf.prefill_s(load, hw, 2000) == pytest.approx(want, rel=1e-9)
+
+
+def test_routed_experts_prefill_at_the_fused_moe_share_of_the_peak():
+    dense = _load()
+    moe = perf.ModelLoad(
+        weight_bytes_per_gpu=16e9, expert_bytes_per_gpu=12e9, active_params=8 * 10**9,
+        expert_fraction=0.125, layers=32, hidden=4096, attn_width=4096,
+        kv_bytes_per_token_per_gpu=131072, moe_layers=32,
+    )  # fmt: skip
     hw = _hw()
-    peak = perf.peak_flops(hw.gpu, hw.compute) * perf._c("prefill_compute_efficiency")
-    fixed = perf._c("request_overhead_ms") * 1e-3
-    assert perf.prefill_s(load, hw, 2000) == pytest.approx(expected / peak + fixed, rel=1e-9)
+    ratio = perf._c("prefill_compute_efficiency") / perf._c("moe_prefill_compute_efficiency")
+    gemm = perf.batched_prefill_s(moe, hw, 4000, 8) / perf.batched_prefill_s(dense, hw, 4000, 8)
+    attention_s = dense.prefill_attention_flops(4000, 8, 1) / (
+        perf.peak_flops(hw.gpu, "fp16") * perf._c("prefill_attention_efficiency")
+    )
+    dense_gemm_s = perf.batched_prefill_s(dense, hw, 4000, 8) - attention_s
+    want = (dense_gemm_s * ratio + attention_s) / (dense_gemm_s + attention_s)
+    assert gemm == pytest.approx(want, rel=1e-9)
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,8 @@ since v0.14) overlaps with the GPU work instead of adding to it. Weight-only ker
 AWQ/GPTQ, and FP8/FP4 below their native GPUs) dequantize on the fly: their matmuls reach a
 lower share of the tensor peak.
 Prefill (time to first token) is compute bound plus a fixed per-request cost; the LM head runs
-for the last prompt token only.
+for the last prompt token only, routed experts run at the fused-MoE kernels' share of the peak,
+and attention at its own share of the 16-bit peak (also under FP8 weights).
 Aggregate throughput shares GPU time between prefill and decode; the per-request host cost
 overlaps with the GPU under load and is not charged to it, unless the host is the slower of the
 two. A published throughput figure is
@@ -78,14 +79,15 @@ class ModelLoad:
         return self.active_params - self.lookup_params
 
     def prefill_flops(self, prompt: float, requests: float, tp: int) -> float:
-        """FLOPs of prefilling ``requests`` prompts of ``prompt`` tokens on one of tp GPUs: the
-        layers for every token, causal attention over the prompt, the LM head once a prompt."""
+        """Weight-matmul FLOPs of prefilling ``requests`` prompts of ``prompt`` tokens on one of
+        tp GPUs: the layers for every token, the LM head once a prompt."""
         body = self.matmul_params - self.lm_head_params
-        return (
-            2 * body * prompt * requests
-            + 2 * self.lm_head_params * requests
-            + 2 * requests * prompt**2 * self.attn_width * self.layers
-        ) / tp
+        return (2 * body * prompt * requests + 2 * self.lm_head_params * requests) / tp
+
+    def prefill_attention_flops(self, prompt: float, requests: float, tp: int) -> float:
+        """Causal attention FLOPs of those prompts (scores and values: 2 x prompt^2 x width a
+        layer), which run in 16-bit whatever the weights' format."""
+        return 2 * requests * prompt**2 * self.attn_width * self.layers / tp
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +176,8 @@ def decode_step_s(
     # a lower share of the bandwidth than the weights' long streaming reads.
     kv_bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("attention_bandwidth_efficiency")
     t_attn = max(kv / kv_bandwidth, 4 * batch * context * load.attn_width * layers / hw.tp / peak)
-    t_attn += 2 * prefill_tokens * prompt * load.attn_width * layers / hw.tp / pre_peak
+    attn_peak = peak_flops(hw.gpu, "fp16") * _c("prefill_attention_efficiency")
+    t_attn += 2 * prefill_tokens * prompt * load.attn_width * layers / hw.tp / attn_peak
     per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
     host = per_sequence * batch * 1e-3  # per-token host work: output processing, streaming
     tokens = batch + prefill_tokens
@@ -187,15 +190,26 @@ def decode_step_s(
 
 def _compute_efficiency(load: ModelLoad, phase: str) -> float:
     # Routed-expert GEMMs (fused MoE) reach another share of the peak than dense ones.
-    moe = "moe_" if load.moe_layers and phase == "decode" else ""
+    moe = "moe_" if load.moe_layers else ""
     eff = _c(f"{moe}{phase}_compute_efficiency")
     return eff * _c("weight_only_compute_factor") if load.weight_only else eff
 
 
+def _prefill_compute_s(load: ModelLoad, hw: Hardware, prompt: float, requests: float) -> float:
+    """The weight matmuls at the format's peak and efficiency, then attention (FlashAttention
+    kernels, 16-bit) at its own share of the 16-bit peak."""
+    gemm = load.prefill_flops(prompt, requests, hw.tp) / (
+        peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "prefill")
+    )
+    attention = load.prefill_attention_flops(prompt, requests, hw.tp) / (
+        peak_flops(hw.gpu, "fp16") * _c("prefill_attention_efficiency")
+    )
+    return gemm + attention
+
+
 def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
     """Seconds to prefill one prompt (time to first token), all pipeline stages."""
-    flops = load.prefill_flops(prompt, 1, hw.tp)
-    t_cmp = flops / (peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "prefill"))
+    t_cmp = _prefill_compute_s(load, hw, prompt, 1)
     chunks = math.ceil(prompt / _c("prefill_chunk_tokens"))
     t_mem = (
         chunks
@@ -246,8 +260,7 @@ def batched_prefill_s(
     overlaps with the GPU under load, so throughput does not pay it. ``chunk_tokens``: the
     server's max_num_batched_tokens when a benchmark sets it."""
     tokens = prompt * requests
-    flops = load.prefill_flops(prompt, requests, hw.tp)
-    t_cmp = flops / (peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "prefill"))
+    t_cmp = _prefill_compute_s(load, hw, prompt, requests)
     chunks = math.ceil(tokens / (chunk_tokens or _c("prefill_chunk_tokens")))
     t_mem = (
         chunks
