@@ -10,6 +10,7 @@ Run: python benchmarks/plan_quality.py      Target: optimum in every scenario.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 import statistics
@@ -71,51 +72,61 @@ def naive_choice(spec, offers):
     )
 
 
+def against_oracle(model, quant, ctx, conc, offers):
+    """(spec, need, the recommendation's top plan or None, whether it is the brute-force
+    optimum) for one scenario."""
+    spec = load_model_spec(model)
+    need = Need(context=min(ctx, spec.max_position_embeddings), concurrency=conc)
+    cands = candidates_for(spec, quant, quantized_variants(spec.name))
+    oracle = brute_force_best(cands, offers, need)
+    try:
+        top = recommend(cands, offers, need).plans[0]
+    except NoFeasibleOfferError:
+        return spec, need, None, oracle == math.inf
+    return spec, need, top, math.isclose(top.objective_value, oracle, rel_tol=1e-12)
+
+
+def tops(scenarios, offers, tally: collections.Counter):
+    """(spec, need, top plan) of each scenario (model, quant, context, concurrency) that has a
+    plan; tally counts the scenarios, the optimal answers and the infeasible ones."""
+    for model, quant, ctx, conc in scenarios:
+        spec, need, top, matches = against_oracle(model, quant, ctx, conc, offers)
+        tally.update(rows=1, optimal=int(matches), infeasible=int(top is None))
+        if top is not None:
+            yield spec, need, top
+
+
+def _quality_line(title: str, tally: collections.Counter) -> str:
+    return (
+        f"{title}: {tally['rows']}; recommendation == brute-force optimum: "
+        f"{tally['optimal']}/{tally['rows']} (target: all); no feasible offer: "
+        f"{tally['infeasible']}"
+    )
+
+
 def heavy(offers) -> None:
     """The HEAVY loads: optimum or not, and how many machines the top plan shares them with."""
-    rows = optimal = infeasible = 0
-    shared = []
-    for (model, ctx, conc), quant in itertools.product(HEAVY, QUANTS):
-        spec = load_model_spec(model)
-        need = Need(context=min(ctx, spec.max_position_embeddings), concurrency=conc)
-        cands = candidates_for(spec, quant, quantized_variants(spec.name))
-        rows += 1
-        oracle = brute_force_best(cands, offers, need)
-        try:
-            top = recommend(cands, offers, need).plans[0]
-        except NoFeasibleOfferError:
-            infeasible += 1
-            optimal += oracle == math.inf
-            continue
-        optimal += math.isclose(top.objective_value, oracle, rel_tol=1e-12)
-        if top.need.stream_replicas:
-            shared.append(top.estimate.replicas)
+    tally: collections.Counter = collections.Counter()
+    scenarios = ((m, q, ctx, conc) for (m, ctx, conc), q in itertools.product(HEAVY, QUANTS))
+    shared = [
+        top.estimate.replicas
+        for _, _, top in tops(scenarios, offers, tally)
+        if top.need.stream_replicas
+    ]
     print(
-        f"heavy interactive loads: {rows}; recommendation == brute-force optimum: "
-        f"{optimal}/{rows} (target: all); no feasible offer: {infeasible}; streams shared by "
-        f"identical machines in {len(shared)} (replicas: median "
+        f"{_quality_line('heavy interactive loads', tally)}; streams shared by identical "
+        f"machines in {len(shared)} (replicas: median "
         f"{statistics.median(shared) if shared else 0:g}, max {max(shared, default=0)})"
     )
 
 
 def main() -> None:
     offers = snapshot_offers()
-    rows = optimal = infeasible = naive_fail = naive_none = 0
+    tally: collections.Counter = collections.Counter()
+    naive_fail = naive_none = 0
     savings = []
-    for model, quant, ctx, conc in itertools.product(MODELS, QUANTS, CONTEXTS, CONCURRENCY):
-        spec = load_model_spec(model)
-        ctx = min(ctx, spec.max_position_embeddings)
-        need = Need(context=ctx, concurrency=conc)
-        cands = candidates_for(spec, quant, quantized_variants(spec.name))
-        rows += 1
-        oracle = brute_force_best(cands, offers, need)
-        try:
-            top = recommend(cands, offers, need).plans[0]
-        except NoFeasibleOfferError:
-            infeasible += 1
-            optimal += oracle == math.inf
-            continue
-        optimal += math.isclose(top.objective_value, oracle, rel_tol=1e-12)
+    scenarios = itertools.product(MODELS, QUANTS, CONTEXTS, CONCURRENCY)
+    for spec, need, top in tops(scenarios, offers, tally):
         naive = naive_choice(spec, offers)
         if naive is None:
             naive_none += 1
@@ -129,10 +140,7 @@ def main() -> None:
             result.estimate.usd_per_million_output_tokens
             / top.estimate.usd_per_million_output_tokens
         )
-    print(
-        f"scenarios: {rows}; recommendation == brute-force optimum: {optimal}/{rows} "
-        f"(target: all); no feasible offer: {infeasible}"
-    )
+    print(_quality_line("scenarios", tally))
     print(
         f"rule of thumb (cheapest 1 GPU with memory >= BF16 weights): would not start in "
         f"{naive_fail} scenarios (KV cache or overhead do not fit), no such GPU in "
