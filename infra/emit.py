@@ -98,7 +98,7 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         "dynamic_provider": target.helper is not None,
     }  # fmt: skip
     requirements = {**versions.BASE_REQUIREMENTS, **versions.PROVIDER_REQUIREMENTS[provider]}
-    est, o = plan.estimate, plan.offer
+    est = plan.estimate
     monthly = (
         f" (a monthly rental: ${est.monthly_commitment_usd:,.0f}/month + "
         f"${est.setup_fee_usd:,.0f} setup)"
@@ -108,7 +108,7 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
     readme_ctx = {
         **ctx, "provider_title": target.title,
         "image": data["image"], "usd_per_hour": est.usd_per_hour, "monthly_line": monthly,
-        "offer_line": f"{o.provider} {o.instance_type} ({o.gpu_count}x {o.gpu}, {o.region})",
+        "offer_line": plan.offer_label(), "machines": plan.machines,
         "layout": plan.layout.label, "tokens_per_s": est.aggregate_output_tokens_per_s,
         "stream_tokens_per_s": est.single_stream_tokens_per_s,
         "replicas": est.replicas, "nodes": plan.layout.nodes, "stack": opts.stack,

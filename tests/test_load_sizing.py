@@ -264,6 +264,15 @@ def test_recommend_and_generate_say_how_many_machines_and_why(cli, tmp_path):
     assert g.exit_code == 0, g.output
     plan = plan_from_json((out / "gpuplan.plan.json").read_text())
     assert plan.estimate.replicas == replicas and plan.need.stream_replicas
+    # the price is the machines' total, and both lines say so
+    o = plan.offer
+    rented = f"{replicas} x aws {o.instance_type} ({o.gpu_count}x {o.gpu}, {o.region})"
+    total = f"${plan.estimate.usd_per_hour:.2f}/h in total"
+    assert f"{rented} serving meta-llama/Llama-3.1-8B-Instruct at {total}" in " ".join(
+        g.output.split()
+    )
+    readme = " ".join((out / "README.md").read_text().split())
+    assert f"{rented}, about {total}" in readme
     result = run_program(out, {})
     assert result["error"] is None
     assert len(by_type(result, "aws:ec2/instance:Instance")) == replicas

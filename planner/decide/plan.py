@@ -114,6 +114,17 @@ class Plan:
     notes: tuple[str, ...] = ()
     schema: str = PLAN_SCHEMA
 
+    @property
+    def machines(self) -> int:
+        """Machines rented: the nodes of one replica times the replicas."""
+        return self.layout.nodes * self.estimate.replicas
+
+    def offer_label(self) -> str:
+        """What is rented, for one line: '37 x gcp a2-ultragpu-1g (1x a100-80gb-sxm, us-east4)'."""
+        o = self.offer
+        many = f"{self.machines} x " if self.machines > 1 else ""
+        return f"{many}{o.provider} {o.instance_type} ({o.gpu_count}x {o.gpu}, {o.region})"
+
 
 @cache
 def _hints(cls: type) -> dict[str, Any]:

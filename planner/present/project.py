@@ -20,10 +20,11 @@ def generated_lines(gen: Any) -> list[str]:
     """gen: app.project.Generated."""
     from planner.present.report import suggestion_line
 
-    o, plan = gen.plan.offer, gen.plan
+    plan = gen.plan
+    total = " in total" if plan.machines > 1 else ""
     lines = [
-        f"wrote {len(gen.written)} files to {gen.out}: {o.provider} {o.instance_type} "
-        f"({o.gpu_count}x {o.gpu}) serving {plan.model} at ${plan.estimate.usd_per_hour:.2f}/h",
+        f"wrote {len(gen.written)} files to {gen.out}: {plan.offer_label()} serving "
+        f"{plan.model} at ${plan.estimate.usd_per_hour:.2f}/h{total}",
     ]
     if getattr(gen, "suggestion", None) is not None:
         lines.append(f"cheaper: {suggestion_line(gen.suggestion)}")
