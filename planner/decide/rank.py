@@ -5,13 +5,15 @@ Fit (planner/decide/fit.py) says which layouts start; the objective module
 same kind of machine (GPU, count, multi-node or not) share their layouts' order, which does not
 depend on the price: offers are bucketed by machine, and each candidate's first option is
 priced for a whole bucket at once (objective.priced_order), so an offer costs a price and a
-tuple per candidate (with --max-price, a pass over a short sorted list). Plans are built
-lazily: a report of the top 10 out of 100,000 offers builds 10 Plans.
+tuple per candidate (with --max-price, a pass over a short sorted list). Without --max-price
+only the first plans are worked out, pricing a few offers per kind (_Picker.pick_top), and
+Plans are built lazily: a report of the top 10 out of 100,000 offers builds 10 Plans.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import re
 import typing
 from collections import defaultdict
@@ -26,6 +28,7 @@ from planner.decide.fit import (
     candidates_for,
     feasible_fits,
 )
+from planner.decide.lazyplans import FIRST_PLANS, LazyPlans
 from planner.decide.objective import (
     OBJECTIVES,
     Operating,
@@ -157,6 +160,8 @@ class _Picker:
         self.cands, self.need, self.offers = cands, need, offers
         self.groups: dict[tuple[str, int, bool], _Group] = {}
         self.labels: list[_Labels] = [_Labels() for _ in cands]
+        self._work: tuple[list[tuple[_Group, list[int]]], list[tuple[int, str]]] | None = None
+        self.prices: list[float | None] = []
 
     def group(self, gpu_id: str, gpu_count: int, provider: str) -> _Group | str:
         gpu = gpu_table().get(gpu_id)
@@ -173,26 +178,19 @@ class _Picker:
             group = self.groups[key] = _group_for(self.cands, gpu, *key[1:], self.need)
         return group
 
-    def pick_all(self) -> tuple[list[_Rec], list[tuple[int, str]], dict[int, _Rec]]:
-        """Each offer's best option (in input order within a machine group), why the others
-        have none (by position), and each candidate's best option over all offers. Offers are
-        bucketed by machine kind, so fits, speeds and the objective's dispatch are worked out
-        once per kind and each offer costs a price and a tuple per candidate."""
-        need, capped = self.need, self.need.max_price_usd_per_hour is not None
-        col = self.offers.column
+    def live(self) -> tuple[list[tuple[_Group, list[int]]], list[tuple[int, str]]]:
+        """The offers that get a plan, as (machine group, their positions in input order) per
+        kind of machine, and why the others get none (by position). Worked out once."""
+        if self._work is not None:
+            return self._work
+        need, col = self.need, self.offers.column
         buckets: defaultdict[tuple[str, int, str], list[int]] = defaultdict(list)
         kinds = zip(col("gpu"), col("gpu_count"), col("provider"), strict=True)
         for pos, kind in enumerate(kinds):
             buckets[kind].append(pos)
-        prices = self.offers.effective_usd_per_hour(need.spot, need.horizon_months)
-        # each offer's (provider, instance, region, tier) tie-break, made in one C-level pass
-        tiers = self.offers.column_or("tier", "")
-        names: list[tuple[str, ...]] = list(
-            zip(col("provider"), col("instance_type"), col("region"), tiers, strict=True)
-        )
-        best: list[_Rec] = []
+        prices = self.prices = self.offers.effective_usd_per_hour(need.spot, need.horizon_months)
+        work: list[tuple[_Group, list[int]]] = []
         rejected: list[tuple[int, str]] = []
-        per_cand: dict[int, _Rec] = {}
         for kind, positions in buckets.items():
             group = self.group(*kind)
             if isinstance(group, str):
@@ -200,17 +198,36 @@ class _Picker:
                 continue
             no_price = "no spot price" if need.spot else "no price"
             rejected += [(pos, no_price) for pos in positions if prices[pos] is None]
-            live = [(pos, p) for pos in positions if (p := prices[pos]) is not None]
+            live = [pos for pos in positions if prices[pos] is not None]
             if not group.options:
-                rejected += [(pos, group.reason) for pos, _ in live]
-                continue
-            if not live:
-                continue
-            tails = [names[pos] for pos, _ in live]
-            per_offer = [
-                self._price(live, tails, order, idx, options)
-                for order, (idx, options) in enumerate(group.by_candidate.items())
-            ]
+                rejected += [(pos, group.reason) for pos in live]
+            elif live:
+                work.append((group, live))
+        self._work = work, rejected
+        return self._work
+
+    def _priced(self, group: _Group, positions: list[int]) -> list[list[_Rec | str]]:
+        """Each candidate's option on each offer at ``positions``, one list per candidate."""
+        live = [(pos, self.prices[pos]) for pos in positions]
+        names = self.offers.values_at(("provider", "instance_type", "region", "tier"), positions)
+        tails = [(p, i, r, t or "") for p, i, r, t in names]  # the tie-break after the price
+        return [
+            self._price(live, tails, order, idx, options)
+            for order, (idx, options) in enumerate(group.by_candidate.items())
+        ]
+
+    def pick_all(self) -> tuple[list[_Rec], list[tuple[int, str]], dict[int, _Rec]]:
+        """Each offer's best option (in input order within a machine group), why the others
+        have none (by position), and each candidate's best option over all offers. Offers are
+        bucketed by machine kind, so fits, speeds and the objective's dispatch are worked out
+        once per kind and each offer costs a price and a tuple per candidate."""
+        capped = self.need.max_price_usd_per_hour is not None
+        work, rejected = self.live()
+        rejected = list(rejected)
+        best: list[_Rec] = []
+        per_cand: dict[int, _Rec] = {}
+        for group, live in work:
+            per_offer = self._priced(group, live)
             for recs in per_offer:
                 own = (
                     min((r for r in recs if not isinstance(r, str)), default=None)
@@ -222,13 +239,65 @@ class _Picker:
             if not capped:  # every candidate priced every offer
                 best += per_offer[0] if len(per_offer) == 1 else map(min, *per_offer)
                 continue
-            for (pos, _), options in zip(live, zip(*per_offer, strict=True), strict=True):
+            for pos, options in zip(live, zip(*per_offer, strict=True), strict=True):
                 picked = [r for r in options if not isinstance(r, str)]
                 if picked:
                     best.append(min(picked))
                 else:
                     rejected.append((pos, options[-1]))
         return best, rejected, per_cand
+
+    def pick_top(self, k: int) -> tuple[list[_Rec], int, dict[int, _Rec]] | None:
+        """The ``k`` best options over all offers, in order (pick_all's first ``k`` once
+        sorted), how many offers have one, and each candidate's best option, without a tuple
+        per offer; None with --max-price (pick_all then).
+
+        On one kind of machine a candidate's first option scores (objective, tie-break,
+        rounded $/h) non-decreasingly with the price (objective.priced_order: a price times a
+        positive factor, or a price-free value then the price, each rounded). So offers are
+        priced cheapest first, a few per kind: a kind whose dearest priced offer already
+        scores above the k-th best option found (and above each candidate's best) cannot
+        place another offer; the others are priced further, twice as many each round."""
+        if self.need.max_price_usd_per_hour is not None:
+            return None
+        heads = [(g, sorted(live, key=self.prices.__getitem__)) for g, live in self.live()[0]]
+        done = [0] * len(heads)
+        lows: list[list[tuple[typing.Any, int]]] = [[] for _ in heads]  # (score, candidate index)
+        best: list[_Rec] = []
+        per_cand: dict[int, _Rec] = {}
+        pending = range(len(heads))
+        while pending:
+            for h in pending:
+                group, ordered = heads[h]
+                upto = min(len(ordered), max(k, 2 * done[h]))
+                per_offer = self._priced(group, ordered[done[h] : upto])
+                done[h] = upto
+                for recs in per_offer:
+                    own = min(recs)
+                    if own[_IDX] not in per_cand or own < per_cand[own[_IDX]]:
+                        per_cand[own[_IDX]] = own
+                best += per_offer[0] if len(per_offer) == 1 else map(min, *per_offer)
+                # the dearest offer priced so far: the lowest score any other offer can have
+                lows[h] = [(recs[-1][:3], recs[-1][_IDX]) for recs in per_offer]
+            more = [h for h in range(len(heads)) if done[h] < len(heads[h][1])]
+            # a kind with more offers was priced k deep: there are k options
+            kth = heapq.nsmallest(k, best)[-1][:3] if more else ()
+            pending = [
+                h for h in more
+                if any(low <= kth or low <= per_cand[idx][:3] for low, idx in lows[h])
+            ]  # fmt: skip
+        count = sum(len(ordered) for _, ordered in heads)
+        return heapq.nsmallest(k, best), count, per_cand
+
+    def first(self, k: int) -> list[_Rec]:
+        """The ``k`` best options; every one, sorted, when that is most of them or capped."""
+        count = sum(len(live) for _, live in self.live()[0])
+        if 8 * k < count and (fast := self.pick_top(k)) is not None:
+            return fast[0]
+        with cyclic_gc_paused():  # a tuple per offer and candidate, none in a cycle
+            picks = self.pick_all()[0]
+            picks.sort()  # by key, then input position: a stable sort by key
+        return picks
 
     def _price(
         self, live: list[tuple[int, float]], tails: list[tuple[str, ...]], order: int,
@@ -265,45 +334,6 @@ class _Picker:
         offer = self.offers[rec[_POS]]
         est = build_estimate(rec[_OP], offer, rec[_PRICE], self.need)
         return _make_plan(self.cands[rec[_IDX]], offer, rec[_OP], est, self.need)
-
-
-class _LazyPlans(Sequence[Plan]):
-    """Plans built on first access: ranking 100,000 offers need not build 100,000 Plans."""
-
-    def __init__(self, picker: _Picker, picks: list[_Rec]) -> None:
-        self._picker, self._picks = picker, picks
-        self._built: dict[int, Plan] = {}
-
-    def __len__(self) -> int:
-        return len(self._picks)
-
-    @property
-    def built(self) -> int:
-        """How many Plans have been built so far (the report builds only what it shows)."""
-        return len(self._built)
-
-    def _get(self, i: int) -> Plan:
-        if i not in self._built:
-            self._built[i] = self._picker.plan(self._picks[i])
-        return self._built[i]
-
-    @typing.overload
-    def __getitem__(self, i: int) -> Plan: ...
-    @typing.overload
-    def __getitem__(self, i: slice) -> list[Plan]: ...
-    def __getitem__(self, i: int | slice) -> Plan | list[Plan]:
-        if isinstance(i, slice):
-            return [self._get(j) for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return self._get(i)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 def plan_offer(cands: Iterable[Candidate], offer: Offer, need: Need) -> Plan | str:
@@ -383,14 +413,21 @@ def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> 
 
 def _rank(cands: list[Candidate], offers: OfferTable, need: Need) -> Ranking:
     picker = _Picker(cands, need, offers)
-    with cyclic_gc_paused():  # a tuple per offer and candidate, none in a cycle
-        picks, rejected, per_cand = picker.pick_all()
-        picks.sort()  # by key, then input position: a stable sort by key
-    rejected.sort()
+    with cyclic_gc_paused():  # a tuple per offer, none in a cycle
+        fast = picker.pick_top(FIRST_PLANS)
+        if fast is not None:
+            picks, count, per_cand = fast
+            rejected = sorted(picker.live()[1])
+        else:  # --max-price: an offer's option depends on its price
+            picks, rejected, per_cand = picker.pick_all()
+            picks.sort()  # by key, then input position: a stable sort by key
+            rejected.sort()
+            count = len(picks)
     best = tuple(picker.plan(per_cand[i]) if i in per_cand else None for i in range(len(cands)))
-    ranked = offers.take(map(itemgetter(_POS), picks))
+    plans = LazyPlans(picks, count, picker.plan, picker.first)
+    ranked = offers.take_later(lambda: map(itemgetter(_POS), plans.prefix(count)), count)
     refused = tuple(Rejection(offers[pos], why) for pos, why in rejected)
-    return Ranking(_LazyPlans(picker, picks), refused, tuple(cands), best, ranked)
+    return Ranking(plans, refused, tuple(cands), best, ranked)
 
 
 def recommend(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ranking:
