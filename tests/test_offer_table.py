@@ -17,7 +17,7 @@ from planner.decide.rank import rank_offers
 from planner.offers.catalog import OfferFilter, filter_offers, filter_table, snapshot_offers
 from planner.offers.offer import Offer
 from planner.offers.table import OfferTable
-from tests.test_rank_groups import shaped_catalog
+from tests.test_rank_groups import shaped_catalog, tied_catalog
 from tests.test_recommend import planning_candidates
 
 
@@ -50,7 +50,7 @@ def reference_filter(offers: list[Offer], flt: OfferFilter) -> list[tuple[Offer,
 
 def mixed_offers(seed: int) -> list[Offer]:
     rng = random.Random(seed)
-    offers = shaped_catalog(rng, 300) + snapshot_offers()
+    offers = shaped_catalog(rng, 300) + tied_catalog(rng, 200) + snapshot_offers()
     # exact twins apart from facts the order does not read, so ties reach every key column
     offers += [replace(o, zone="z9", vcpus=99) for o in rng.sample(offers, 40)]
     offers += [replace(o, tier="community") for o in rng.sample(offers, 20)]  # None vs a tier
@@ -101,6 +101,31 @@ def test_a_table_builds_offers_only_when_read_and_keeps_them():
             ]
     both = OfferTable.concat([view, table])
     assert list(both) == [offers[0], offers[2], *offers] and both[1] is view[1]
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_values_worked_out_once_read_the_same_through_views(seed):
+    """Prices and kinds are worked out over the shared columns and gathered into a view's
+    order (planner/offers/table.py, _derive): through views of views, lazy ones included,
+    they are each offer's own, whichever table asked first."""
+    offers = mixed_offers(seed)
+    rng = random.Random(seed)
+    table = OfferTable.from_rows(_rows(offers))
+    picks = rng.sample(range(len(offers)), 200)
+    view = table.take(picks)
+    inner = rng.sample(range(200), 50)
+    later = view.take_later(lambda: inner, 50)
+    names = ("gpu", "gpu_count", "provider")
+    if seed % 2:  # the base table first, or the views first
+        table.effective_usd_per_hour(True, 3.0), table.tuples(names)
+    for t, rows in ((later, [picks[i] for i in inner]), (view, picks), (table, range(len(offers)))):
+        chosen = [offers[i] for i in rows]
+        assert t.tuples(names) == [(o.gpu, o.gpu_count, o.provider) for o in chosen]
+        for spot, horizon in ((False, 1.0), (False, 3.0), (True, 3.0)):
+            assert t.effective_usd_per_hour(spot, horizon) == [
+                o.effective_usd_per_hour(spot=spot, horizon_months=horizon) for o in chosen
+            ]
+        assert list(t) == chosen
 
 
 @pytest.mark.parametrize("seed", [3, 4])

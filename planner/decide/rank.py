@@ -161,7 +161,7 @@ class _Picker:
         self.groups: dict[tuple[str, int, bool], _Group] = {}
         self.labels: list[_Labels] = [_Labels() for _ in cands]
         self._work: tuple[list[tuple[_Group, list[int]]], list[tuple[int, str]]] | None = None
-        self.prices: list[float | None] = []
+        self.prices: list[typing.Any] = []  # $/h (None: no price) by position
 
     def group(self, gpu_id: str, gpu_count: int, provider: str) -> _Group | str:
         gpu = gpu_table().get(gpu_id)
@@ -183,22 +183,22 @@ class _Picker:
         kind of machine, and why the others get none (by position). Worked out once."""
         if self._work is not None:
             return self._work
-        need, col = self.need, self.offers.column
+        need = self.need
         buckets: defaultdict[tuple[str, int, str], list[int]] = defaultdict(list)
-        kinds = zip(col("gpu"), col("gpu_count"), col("provider"), strict=True)
-        for pos, kind in enumerate(kinds):
+        for pos, kind in enumerate(self.offers.tuples(("gpu", "gpu_count", "provider"))):
             buckets[kind].append(pos)
         prices = self.prices = self.offers.effective_usd_per_hour(need.spot, need.horizon_months)
-        work: list[tuple[_Group, list[int]]] = []
-        rejected: list[tuple[int, str]] = []
+        unpriced, work, rejected = None in prices, [], []  # type: ignore[var-annotated]
         for kind, positions in buckets.items():
             group = self.group(*kind)
             if isinstance(group, str):
                 rejected += [(pos, group) for pos in positions]
                 continue
-            no_price = "no spot price" if need.spot else "no price"
-            rejected += [(pos, no_price) for pos in positions if prices[pos] is None]
-            live = [pos for pos in positions if prices[pos] is not None]
+            live = positions
+            if unpriced:  # spot prices: some offers have none
+                no_price = "no spot price" if need.spot else "no price"
+                rejected += [(pos, no_price) for pos in positions if prices[pos] is None]
+                live = [pos for pos in positions if prices[pos] is not None]
             if not group.options:
                 rejected += [(pos, group.reason) for pos in live]
             elif live:
@@ -206,7 +206,7 @@ class _Picker:
         self._work = work, rejected
         return self._work
 
-    def _priced(self, group: _Group, positions: list[int]) -> list[list[_Rec | str]]:
+    def _priced(self, group: _Group, positions: list[int]) -> list[list[typing.Any]]:
         """Each candidate's option on each offer at ``positions``, one list per candidate."""
         live = [(pos, self.prices[pos]) for pos in positions]
         names = self.offers.values_at(("provider", "instance_type", "region", "tier"), positions)
@@ -262,10 +262,10 @@ class _Picker:
             return None
         heads = [(g, sorted(live, key=self.prices.__getitem__)) for g, live in self.live()[0]]
         done = [0] * len(heads)
-        lows: list[list[tuple[typing.Any, int]]] = [[] for _ in heads]  # (score, candidate index)
+        lows: list[list[tuple[typing.Any, ...]]] = [[] for _ in heads]  # (score, candidate)
         best: list[_Rec] = []
         per_cand: dict[int, _Rec] = {}
-        pending = range(len(heads))
+        pending: Sequence[int] = range(len(heads))
         while pending:
             for h in pending:
                 group, ordered = heads[h]
@@ -300,7 +300,7 @@ class _Picker:
         return picks
 
     def _price(
-        self, live: list[tuple[int, float]], tails: list[tuple[str, ...]], order: int,
+        self, live: list[tuple[int, typing.Any]], tails: list[tuple[typing.Any, ...]], order: int,
         idx: int, options: Sequence[tuple[int, Operating]],
     ) -> list[_Rec | str]:  # fmt: skip
         """One candidate's first option within --max-price on each live offer (options come

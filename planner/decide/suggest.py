@@ -112,9 +112,7 @@ def screen_offers(
         return usable >= floor_bytes
 
     prices = offers.effective_usd_per_hour(need.spot, need.horizon_months)
-    kinds = zip(
-        offers.column("gpu"), offers.column("gpu_count"), offers.column("provider"), strict=True
-    )
+    kinds = offers.tuples(("gpu", "gpu_count", "provider"))
     keep = []
     for pos, (kind, price) in enumerate(zip(kinds, prices, strict=True)):
         if (math.inf if price is None else price) > bound:
