@@ -62,6 +62,8 @@ FILTERS = [
     OfferFilter(),
     OfferFilter(spot=True),
     OfferFilter(providers=("aws", "runpod", "hetzner")),
+    OfferFilter(providers=("aws", "gcp", "runpod", "vast", "hetzner", "lambda", "azure", "oci")),
+    OfferFilter(providers=("aws", "gcp", "runpod", "vast", "hetzner", "lambda")),  # no azure
     OfferFilter(gpu="H100"),
     OfferFilter(regions=("us", "r1", "fsn")),
     OfferFilter(instance_type="m3"),
@@ -166,3 +168,47 @@ def test_equal_plans_rank_by_provider_instance_region_then_tier():
     assert [(o.instance_type, o.region, o.tier) for o in ranking.offers] == [
         ("m1", "r1", "secure"), ("m1", "r2", None), ("m1", "r2", "secure"), ("m2", "r1", None),
     ]  # fmt: skip
+
+
+def reference_screen(current, cands, offers):
+    """The per-offer FP8 screen the column-wise one replaced (planner/decide/suggest.py)."""
+    import math
+
+    from planner.decide.fit import MULTI_NODE_PROVIDERS
+    from planner.decide.suggest import MIN_SAVING, compared_measure
+    from planner.offers.gpus import gpu_table
+
+    need, native = current.need, cands[0]
+    floor_bytes = 0.9 * native.weights.served * 8 / native.fmt.bits
+    hourly = compared_measure(need) == "usd_per_hour"
+    bound = current.estimate.usd_per_hour * (1 - MIN_SAVING) if hourly else math.inf
+    out = []
+    for o in offers:
+        price = o.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
+        gpu = gpu_table().get(o.gpu)
+        nodes = need.max_nodes if o.provider in MULTI_NODE_PROVIDERS else 1
+        if (math.inf if price is None else price) > bound or gpu is None:
+            continue
+        usable = gpu.usable_memory_bytes * need.gpu_memory_utilization * o.gpu_count * nodes
+        if usable >= floor_bytes:
+            out.append(o)
+    return out
+
+
+@pytest.mark.parametrize(
+    "need",
+    [Need(concurrency=24), Need(spot=True, concurrency=24), Need(workload="batch"),
+     Need(spot=True, workload="batch")],
+    ids=repr,
+)  # fmt: skip
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "llama-3.1-70b"])
+def test_fp8_screen_keeps_what_the_per_offer_screen_kept(model, need):
+    """Offers without a price pass only a screen in $ per token (an infinite bound)."""
+    from planner.decide.suggest import screen_offers
+
+    offers = mixed_offers(7)
+    cands = planning_candidates(model, None)
+    current = rank_offers(cands, offers, need).plans[0]
+    got = screen_offers(current, cands, OfferTable.from_rows(_rows(offers)))
+    expected = reference_screen(current, cands, offers)
+    assert got == expected and expected

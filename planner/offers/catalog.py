@@ -212,7 +212,7 @@ def filter_table(table: OfferTable, flt: OfferFilter) -> tuple[OfferTable, list[
     keep = list(compress(range(len(prices)), map(is_not, prices, repeat(None))))
     if cap is not None:
         keep = [i for i in keep if (p := prices[i]) is not None and not p > cap]
-    if flt.providers:
+    if flt.providers and not set(col("provider")) <= set(flt.providers):  # recommend: all
         keep = _where(keep, col("provider"), set(flt.providers).__contains__)
     if gpu_id:
         keep = _where(keep, col("gpu"), gpu_id.__eq__)
