@@ -290,9 +290,9 @@ class _Picker:
         return heapq.nsmallest(k, best), count, per_cand
 
     def first(self, k: int) -> list[_Rec]:
-        """The ``k`` best options; every one, sorted, when that is most of them or capped."""
-        count = sum(len(live) for _, live in self.live()[0])
-        if 8 * k < count and (fast := self.pick_top(k)) is not None:
+        """The ``k`` best options; all, sorted, if pricing k per kind prices most, or capped."""
+        lives = [len(live) for _, live in self.live()[0]]
+        if 2 * sum(min(n, k) for n in lives) < sum(lives) and (fast := self.pick_top(k)):
             return fast[0]
         with cyclic_gc_paused():  # a tuple per offer and candidate, none in a cycle
             picks = self.pick_all()[0]
