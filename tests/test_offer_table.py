@@ -212,3 +212,32 @@ def test_fp8_screen_keeps_what_the_per_offer_screen_kept(model, need):
     got = screen_offers(current, cands, OfferTable.from_rows(_rows(offers)))
     expected = reference_screen(current, cands, offers)
     assert got == expected and expected
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+@pytest.mark.parametrize(
+    ("flt", "need"),
+    [(OfferFilter(), Need()), (OfferFilter(spot=True), Need(spot=True, workload="batch")),
+     (OfferFilter(), Need(horizon_months=6.0, objective="cost")),
+     (OfferFilter(gpus=1), Need(max_price_usd_per_hour=1.5)),
+     (OfferFilter(providers=("aws", "hetzner", "lambda")), Need(objective="speed"))],
+    ids=repr,
+)  # fmt: skip
+def test_ranking_the_unsorted_filter_result_with_its_order_keys(flt, need, seed):
+    """recommend ranks filter_table(ordered=False)'s result, breaking ties with the filter's
+    order keys (planner/offers/catalog.py, order_keys): the ranking of the sorted result."""
+    from planner.offers.catalog import order_keys
+
+    offers = mixed_offers(seed)
+    offers += [replace(o, region="r0", zone="zz") for o in offers[::5]]  # price and name twins
+    table = OfferTable.from_rows(_rows(offers))
+    cands = planning_candidates("llama-3.1-8b", "auto")
+    ordered, _ = filter_table(table, flt)
+    loose, _ = filter_table(table, flt, ordered=False)
+    assert len(loose) == len(ordered) and set(map(id, loose)) == set(map(id, ordered))
+    want = rank_offers(cands, ordered, need)
+    got = rank_offers(cands, loose, need, order_keys(loose, flt))
+    assert len(got.plans) == len(want.plans)
+    assert list(got.plans[:25]) == list(want.plans[:25])
+    assert list(got.offers) == list(want.offers)
+    assert got.rejected == want.rejected and got.best_per_candidate == want.best_per_candidate

@@ -17,7 +17,7 @@ import heapq
 import re
 import typing
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -33,7 +33,6 @@ from planner.decide.objective import (
     OBJECTIVES,
     Operating,
     build_estimate,
-    objective_value,
     operate,
     order_key,
     price_violation,
@@ -42,7 +41,8 @@ from planner.decide.objective import (
     uses_default_service_level,
     validate_need,
 )
-from planner.decide.plan import Estimate, Need, Plan
+from planner.decide.plan import Need, Plan
+from planner.decide.planbuild import make_plan, vllm_args
 from planner.errors import NoFeasibleOfferError, UsageError
 from planner.gcpause import cyclic_gc_paused
 from planner.offers.gpus import GpuSpec, gpu_table
@@ -72,32 +72,6 @@ class Ranking:
     notes: tuple[str, ...] = ()  # about the ranking as a whole
 
 
-def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
-    """The `vllm serve` arguments, API key excluded: the model first and positional (`--model`
-    is deprecated in `vllm serve`). Multi-node runs use vLLM's native --nnodes/--node-rank,
-    which the generated project adds per node (the stock image has no Ray)."""
-    fit = op.fit
-    lay = fit.layout
-    args = [cand.spec.name, "--served-model-name", cand.base_model]
-    args += ["--tensor-parallel-size", str(lay.tp)]
-    if lay.pp > 1:
-        args += ["--pipeline-parallel-size", str(lay.pp)]
-    if lay.dp > 1:
-        args += ["--data-parallel-size", str(lay.dp)]
-    args += ["--max-model-len", str(need.context)]
-    args += ["--gpu-memory-utilization", f"{need.gpu_memory_utilization:g}"]
-    # The scheduler may take as many typical requests as fit, so load above the declared one
-    # queues less; the memory model sizes vLLM's sampler warm-up for MAX_NUM_SEQS.
-    args += ["--max-num-seqs", str(fit.max_batch)]
-    if cand.online_quantization and cand.fmt.vllm_quantization:
-        args += ["--quantization", cand.fmt.vllm_quantization]
-    if fit.support.dtype_half:
-        args += ["--dtype", "half"]
-    if need.kv_cache_dtype != "auto":
-        args += ["--kv-cache-dtype", need.kv_cache_dtype]
-    return tuple(args)
-
-
 @dataclass(frozen=True, slots=True)
 class _Group:
     """The feasible (candidate index, operating point) options on one kind of machine, best
@@ -109,14 +83,17 @@ class _Group:
 
 
 # A priced option of one offer: its ranking key (objective, tie-break, $/h, (provider,
-# instance, region, tier), layout, format), then the offer's input position (equal keys keep
-# the input order, as a stable sort by key did), the candidate's place in the machine group's
+# instance, region, tier), layout, format), then the offer's place in the order the caller
+# states (`order_keys`: the order of a filter's sorted result, not worked out for every offer;
+# () when the input order is that order) and its input position (equal keys keep the input
+# order, as a stable sort by key did), the candidate's place in the machine group's
 # order (an offer's equal keys across formats keep that order, as min() over them did), and
 # what builds the Plan: candidate index, operating point, price (the offer is the one at the
 # position). A plain tuple, so that sorting 100,000 of them compares floats first in C; a
 # position and a place are unique together, so nothing after them is ever compared.
 _Rec = tuple[typing.Any, ...]
-_POS, _IDX, _OP, _PRICE = 6, 8, 9, 10
+_Keys = Callable[[list[int]], list[typing.Any]] | None  # positions -> their order keys
+_POS, _IDX, _OP, _PRICE = 7, 9, 10, 11
 
 
 def _group_for(cands: list[Candidate], gpu: GpuSpec, count: int, multi: bool, need: Need) -> _Group:
@@ -156,8 +133,10 @@ class _Picker:
     """Chooses each offer's best option over a shared cache of machine groups. Offers are read
     from the table's columns: an Offer is built only for a plan or a rejection."""
 
-    def __init__(self, cands: list[Candidate], need: Need, offers: OfferTable) -> None:
-        self.cands, self.need, self.offers = cands, need, offers
+    def __init__(
+        self, cands: list[Candidate], need: Need, offers: OfferTable, order_keys: _Keys = None
+    ) -> None:
+        self.cands, self.need, self.offers, self.order_keys = cands, need, offers, order_keys
         self.groups: dict[tuple[str, int, bool], _Group] = {}
         self.labels: list[_Labels] = [_Labels() for _ in cands]
         self._work: tuple[list[tuple[_Group, list[int]]], list[tuple[int, str]]] | None = None
@@ -211,8 +190,9 @@ class _Picker:
         live = [(pos, self.prices[pos]) for pos in positions]
         names = self.offers.values_at(("provider", "instance_type", "region", "tier"), positions)
         tails = [(p, i, r, t or "") for p, i, r, t in names]  # the tie-break after the price
+        keys = self.order_keys(positions) if self.order_keys else [()] * len(positions)
         return [
-            self._price(live, tails, order, idx, options)
+            self._price(live, tails, keys, order, idx, options)
             for order, (idx, options) in enumerate(group.by_candidate.items())
         ]
 
@@ -300,8 +280,8 @@ class _Picker:
         return picks
 
     def _price(
-        self, live: list[tuple[int, typing.Any]], tails: list[tuple[typing.Any, ...]], order: int,
-        idx: int, options: Sequence[tuple[int, Operating]],
+        self, live: list[tuple[int, typing.Any]], tails: list[tuple[typing.Any, ...]],
+        keys: list[typing.Any], order: int, idx: int, options: Sequence[tuple[int, Operating]],
     ) -> list[_Rec | str]:  # fmt: skip
         """One candidate's first option within --max-price on each live offer (options come
         best first), or why none is."""
@@ -312,11 +292,13 @@ class _Picker:
             m = op.machines
             scores = priced_order(op, need, [price * m for _, price in live])
             return [
-                (obj, tie, usd, tail, label, fmt, pos, order, idx, op, price)
-                for (obj, tie, usd), tail, (pos, price) in zip(scores, tails, live, strict=True)
+                (obj, tie, usd, tail, label, fmt, key, pos, order, idx, op, price)
+                for (obj, tie, usd), tail, key, (pos, price) in zip(
+                    scores, tails, keys, live, strict=True
+                )
             ]
         out: list[_Rec | str] = []
-        for (pos, price), tail in zip(live, tails, strict=True):
+        for (pos, price), tail, key in zip(live, tails, keys, strict=True):
             got: _Rec | str = "no option within --max-price"
             for label, op in labelled:
                 usd = price * op.machines
@@ -325,7 +307,7 @@ class _Picker:
                     got = problem
                     continue
                 [(obj, tie, usd4)] = priced_order(op, need, [usd])
-                got = (obj, tie, usd4, tail, label, fmt, pos, order, idx, op, price)
+                got = (obj, tie, usd4, tail, label, fmt, key, pos, order, idx, op, price)
                 break
             out.append(got)
         return out
@@ -333,7 +315,7 @@ class _Picker:
     def plan(self, rec: _Rec) -> Plan:
         offer = self.offers[rec[_POS]]
         est = build_estimate(rec[_OP], offer, rec[_PRICE], self.need)
-        return _make_plan(self.cands[rec[_IDX]], offer, rec[_OP], est, self.need)
+        return make_plan(self.cands[rec[_IDX]], offer, rec[_OP], est, self.need)
 
 
 def plan_offer(cands: Iterable[Candidate], offer: Offer, need: Need) -> Plan | str:
@@ -343,86 +325,37 @@ def plan_offer(cands: Iterable[Candidate], offer: Offer, need: Need) -> Plan | s
     return picker.plan(picks[0]) if picks else rejected[0][1]
 
 
-def _make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need: Need) -> Plan:
-    fit = op.fit
-    reasons = [
-        f"{cand.fmt.name} on {offer.gpu_count}x {offer.gpu}: {fit.layout.label}, "
-        f"{est.weights_gib_per_gpu:.1f} GiB weights + {est.overhead_gib_per_gpu:.1f} GiB "
-        f"overhead per GPU, room for {est.max_concurrency} x {need.context}-token requests"
-    ]
-    if fit.support.note:
-        reasons.append(fit.support.note)
-    notes = list(cand.spec.notes)
-    if cand.spec.is_guess:
-        notes.insert(0, "GUESS: the model's shape was guessed from its name")
-    gpu = gpu_table().get(offer.gpu)
-    if gpu is not None and gpu.vendor == "amd":
-        notes.append("AMD GPU: vLLM runs from its ROCm image, not the CUDA one")
-    if fit.layout.pp > 1:
-        notes.append(
-            f"multi-node: {fit.layout.nodes} nodes, TP within a node and PP across "
-            "nodes over ordinary networking (Ray)"
-        )
-    used = fit.layout.tp * fit.layout.pp * fit.layout.dp // max(fit.layout.nodes, 1)
-    if used < offer.gpu_count and fit.layout.pp == 1:
-        notes.append(
-            f"the load uses {used} of the machine's {offer.gpu_count} GPUs; a larger load "
-            "would use the rest as data-parallel replicas"
-        )
-    if not need.default_service_level and need.workload == "interactive":
-        notes.append(
-            "no offer meets the default interactive service level (20 tok/s per stream, "
-            "TTFT <= 2 s); ranked without it"
-        )
-    if est.replicas > 1 or need.target_output_tokens_per_s:
-        notes.append(
-            f"{est.replicas} identical replica(s) for the target of "
-            f"{need.target_output_tokens_per_s:g} output tokens/s: "
-            f"{est.aggregate_output_tokens_per_s:,.0f} tokens/s, "
-            f"{est.target_headroom_pct:+.0f}% headroom"
-        )
-    if offer.billing == "monthly":
-        notes.append(
-            f"monthly rental: ${est.monthly_commitment_usd:,.0f}/month + "
-            f"${est.setup_fee_usd:,.0f} setup; $/h spreads the setup over "
-            f"{need.horizon_months:g} month(s)"
-        )
-    return Plan(
-        model=cand.spec.name, base_model=cand.base_model, model_source=cand.spec.source,
-        model_is_guess=cand.spec.is_guess, quant_format=cand.fmt.name, need=need, offer=offer,
-        layout=fit.layout, vllm_args=vllm_args(cand, op, need), estimate=est,
-        objective_value=objective_value(est, need), reasons=tuple(reasons), notes=tuple(notes),
-    )  # fmt: skip
-
-
-def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ranking:
+def rank_offers(
+    cands: list[Candidate], offers: Iterable[Offer], need: Need, order_keys: _Keys = None
+) -> Ranking:
     """Every offer planned or rejected with a reason; plans strictly sorted by the objective
-    (ties broken by speed, $/h, provider, instance, region, tier, layout, format). When no
-    offer meets the default interactive service level, ranks again without it."""
+    (ties broken by speed, $/h, provider, instance, region, tier, layout, format, then the
+    input order: the order of ``order_keys(positions)`` if given, which spares sorting the
+    input). When no offer meets the default interactive service level, ranks again without it."""
     validate_need(need)
     offers = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
-    ranking = _rank(cands, offers, need)
+    ranking = _rank(cands, offers, need, order_keys)
     if not ranking.plans and uses_default_service_level(need):
         relaxed = dataclasses.replace(need, default_service_level=False)
-        again = _rank(cands, offers, relaxed)
+        again = _rank(cands, offers, relaxed, order_keys)
         if again.plans:
             note = "no offer meets the default interactive service level; ranked without it"
             return dataclasses.replace(again, notes=(*again.notes, note))
     return ranking
 
 
-def _rank(cands: list[Candidate], offers: OfferTable, need: Need) -> Ranking:
-    picker = _Picker(cands, need, offers)
+def _rank(cands: list[Candidate], offers: OfferTable, need: Need, order_keys: _Keys) -> Ranking:
+    picker = _Picker(cands, need, offers, order_keys)
     with cyclic_gc_paused():  # a tuple per offer, none in a cycle
         fast = picker.pick_top(FIRST_PLANS)
         if fast is not None:
             picks, count, per_cand = fast
-            rejected = sorted(picker.live()[1])
+            rejected = picker.live()[1]
         else:  # --max-price: an offer's option depends on its price
             picks, rejected, per_cand = picker.pick_all()
             picks.sort()  # by key, then input position: a stable sort by key
-            rejected.sort()
             count = len(picks)
+        rejected = sorted(rejected) if order_keys is None else _in_order(rejected, order_keys)
     best = tuple(picker.plan(per_cand[i]) if i in per_cand else None for i in range(len(cands)))
     plans = LazyPlans(picks, count, picker.plan, picker.first)
     ranked = offers.take_later(lambda: map(itemgetter(_POS), plans.prefix(count)), count)
@@ -430,7 +363,14 @@ def _rank(cands: list[Candidate], offers: OfferTable, need: Need) -> Ranking:
     return Ranking(plans, refused, tuple(cands), best, ranked)
 
 
-def recommend(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ranking:
+def _in_order(rejected: list[tuple[int, str]], order_keys: Callable) -> list[tuple[int, str]]:
+    keys = order_keys([pos for pos, _ in rejected])
+    return [r for _, r in sorted(zip(keys, rejected, strict=True))]
+
+
+def recommend(
+    cands: list[Candidate], offers: Iterable[Offer], need: Need, order_keys: _Keys = None
+) -> Ranking:
     """rank_offers, raising NoFeasibleOfferError (exit 3) with the commonest reasons if empty."""
     for cand in cands:
         if need.context > cand.spec.max_position_embeddings:
@@ -439,7 +379,7 @@ def recommend(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ra
                 f"({cand.spec.max_position_embeddings}); vLLM refuses it",
                 f"use --context {cand.spec.max_position_embeddings} or less",
             )
-    ranking = rank_offers(cands, offers, need)
+    ranking = rank_offers(cands, offers, need, order_keys)
     if not ranking.plans:
         from collections import Counter
 
