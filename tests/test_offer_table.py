@@ -17,7 +17,7 @@ from planner.decide.rank import rank_offers
 from planner.offers.catalog import OfferFilter, filter_offers, filter_table, snapshot_offers
 from planner.offers.offer import Offer
 from planner.offers.table import OfferTable
-from tests.test_rank_groups import shaped_catalog
+from tests.test_rank_groups import shaped_catalog, tied_catalog
 from tests.test_recommend import planning_candidates
 
 
@@ -50,7 +50,7 @@ def reference_filter(offers: list[Offer], flt: OfferFilter) -> list[tuple[Offer,
 
 def mixed_offers(seed: int) -> list[Offer]:
     rng = random.Random(seed)
-    offers = shaped_catalog(rng, 300) + snapshot_offers()
+    offers = shaped_catalog(rng, 300) + tied_catalog(rng, 200) + snapshot_offers()
     # exact twins apart from facts the order does not read, so ties reach every key column
     offers += [replace(o, zone="z9", vcpus=99) for o in rng.sample(offers, 40)]
     offers += [replace(o, tier="community") for o in rng.sample(offers, 20)]  # None vs a tier
@@ -62,6 +62,8 @@ FILTERS = [
     OfferFilter(),
     OfferFilter(spot=True),
     OfferFilter(providers=("aws", "runpod", "hetzner")),
+    OfferFilter(providers=("aws", "gcp", "runpod", "vast", "hetzner", "lambda", "azure", "oci")),
+    OfferFilter(providers=("aws", "gcp", "runpod", "vast", "hetzner", "lambda")),  # no azure
     OfferFilter(gpu="H100"),
     OfferFilter(regions=("us", "r1", "fsn")),
     OfferFilter(instance_type="m3"),
@@ -103,6 +105,31 @@ def test_a_table_builds_offers_only_when_read_and_keeps_them():
     assert list(both) == [offers[0], offers[2], *offers] and both[1] is view[1]
 
 
+@pytest.mark.parametrize("seed", [5, 6])
+def test_values_worked_out_once_read_the_same_through_views(seed):
+    """Prices and kinds are worked out over the shared columns and gathered into a view's
+    order (planner/offers/table.py, _derive): through views of views, lazy ones included,
+    they are each offer's own, whichever table asked first."""
+    offers = mixed_offers(seed)
+    rng = random.Random(seed)
+    table = OfferTable.from_rows(_rows(offers))
+    picks = rng.sample(range(len(offers)), 200)
+    view = table.take(picks)
+    inner = rng.sample(range(200), 50)
+    later = view.take_later(lambda: inner, 50)
+    names = ("gpu", "gpu_count", "provider")
+    if seed % 2:  # the base table first, or the views first
+        table.effective_usd_per_hour(True, 3.0), table.tuples(names)
+    for t, rows in ((later, [picks[i] for i in inner]), (view, picks), (table, range(len(offers)))):
+        chosen = [offers[i] for i in rows]
+        assert t.tuples(names) == [(o.gpu, o.gpu_count, o.provider) for o in chosen]
+        for spot, horizon in ((False, 1.0), (False, 3.0), (True, 3.0)):
+            assert t.effective_usd_per_hour(spot, horizon) == [
+                o.effective_usd_per_hour(spot=spot, horizon_months=horizon) for o in chosen
+            ]
+        assert list(t) == chosen
+
+
 @pytest.mark.parametrize("seed", [3, 4])
 @pytest.mark.parametrize(
     "need", [Need(), Need(spot=True), Need(max_price_usd_per_hour=3.0), Need(workload="batch")],
@@ -141,3 +168,76 @@ def test_equal_plans_rank_by_provider_instance_region_then_tier():
     assert [(o.instance_type, o.region, o.tier) for o in ranking.offers] == [
         ("m1", "r1", "secure"), ("m1", "r2", None), ("m1", "r2", "secure"), ("m2", "r1", None),
     ]  # fmt: skip
+
+
+def reference_screen(current, cands, offers):
+    """The per-offer FP8 screen the column-wise one replaced (planner/decide/suggest.py)."""
+    import math
+
+    from planner.decide.fit import MULTI_NODE_PROVIDERS
+    from planner.decide.suggest import MIN_SAVING, compared_measure
+    from planner.offers.gpus import gpu_table
+
+    need, native = current.need, cands[0]
+    floor_bytes = 0.9 * native.weights.served * 8 / native.fmt.bits
+    hourly = compared_measure(need) == "usd_per_hour"
+    bound = current.estimate.usd_per_hour * (1 - MIN_SAVING) if hourly else math.inf
+    out = []
+    for o in offers:
+        price = o.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
+        gpu = gpu_table().get(o.gpu)
+        nodes = need.max_nodes if o.provider in MULTI_NODE_PROVIDERS else 1
+        if (math.inf if price is None else price) > bound or gpu is None:
+            continue
+        usable = gpu.usable_memory_bytes * need.gpu_memory_utilization * o.gpu_count * nodes
+        if usable >= floor_bytes:
+            out.append(o)
+    return out
+
+
+@pytest.mark.parametrize(
+    "need",
+    [Need(concurrency=24), Need(spot=True, concurrency=24), Need(workload="batch"),
+     Need(spot=True, workload="batch")],
+    ids=repr,
+)  # fmt: skip
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "llama-3.1-70b"])
+def test_fp8_screen_keeps_what_the_per_offer_screen_kept(model, need):
+    """Offers without a price pass only a screen in $ per token (an infinite bound)."""
+    from planner.decide.suggest import screen_offers
+
+    offers = mixed_offers(7)
+    cands = planning_candidates(model, None)
+    current = rank_offers(cands, offers, need).plans[0]
+    got = screen_offers(current, cands, OfferTable.from_rows(_rows(offers)))
+    expected = reference_screen(current, cands, offers)
+    assert got == expected and expected
+
+
+@pytest.mark.parametrize("seed", [8, 9])
+@pytest.mark.parametrize(
+    ("flt", "need"),
+    [(OfferFilter(), Need()), (OfferFilter(spot=True), Need(spot=True, workload="batch")),
+     (OfferFilter(), Need(horizon_months=6.0, objective="cost")),
+     (OfferFilter(gpus=1), Need(max_price_usd_per_hour=1.5)),
+     (OfferFilter(providers=("aws", "hetzner", "lambda")), Need(objective="speed"))],
+    ids=repr,
+)  # fmt: skip
+def test_ranking_the_unsorted_filter_result_with_its_order_keys(flt, need, seed):
+    """recommend ranks filter_table(ordered=False)'s result, breaking ties with the filter's
+    order keys (planner/offers/catalog.py, order_keys): the ranking of the sorted result."""
+    from planner.offers.catalog import order_keys
+
+    offers = mixed_offers(seed)
+    offers += [replace(o, region="r0", zone="zz") for o in offers[::5]]  # price and name twins
+    table = OfferTable.from_rows(_rows(offers))
+    cands = planning_candidates("llama-3.1-8b", "auto")
+    ordered, _ = filter_table(table, flt)
+    loose, _ = filter_table(table, flt, ordered=False)
+    assert len(loose) == len(ordered) and set(map(id, loose)) == set(map(id, ordered))
+    want = rank_offers(cands, ordered, need)
+    got = rank_offers(cands, loose, need, order_keys(loose, flt))
+    assert len(got.plans) == len(want.plans)
+    assert list(got.plans[:25]) == list(want.plans[:25])
+    assert list(got.offers) == list(want.offers)
+    assert got.rejected == want.rejected and got.best_per_candidate == want.best_per_candidate

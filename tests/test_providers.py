@@ -26,6 +26,24 @@ def offers_of(name, monkeypatch, tmp_path):
         return provider.list_offers(OfferQuery(regions=REGIONS[name])), provider.warnings
 
 
+def test_provider_names_are_the_registered_providers_without_importing_them():
+    """provider_names() reads the modules' names (recommend need not import five provider
+    modules); the contract makes each the name its class registers under."""
+    import subprocess
+    import sys
+
+    assert provider_names() == list(provider_classes())
+    code = (
+        "import sys; from planner.offers.providers import cloud_names; cloud_names(); "
+        "print(sorted(m for m in sys.modules if m.startswith('planner.offers.providers.')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert (
+        out.stdout.strip()
+        == "['planner.offers.providers._clouds', 'planner.offers.providers.base']"
+    )
+
+
 def test_every_provider_has_fixtures_and_a_fake():
     for name in provider_names():
         assert any((FIXTURES / name).glob("*.json")), f"{name} has no fixtures"

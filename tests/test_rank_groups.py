@@ -33,6 +33,7 @@ from planner.model.sources import load_model_spec
 from planner.offers import cache, catalog
 from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer
+from planner.offers.table import OfferTable
 from tests.cachedocs import set_offer_value, v2_doc
 from tests.oracle import brute_force_per_offer
 from tests.test_recommend import SCENARIOS, planning_candidates
@@ -125,6 +126,48 @@ def test_priced_order_is_objective_value_and_tie_break(need):
         points = [PricedPoint(op, u) for u in usds]
         want = [(objective_value(p, need), tie_break(p, need), p.usd_per_hour) for p in points]
         assert priced_order(op, need, usds) == want
+
+
+def tied_catalog(rng: random.Random, n: int) -> list[Offer]:
+    """shaped_catalog with prices from a short list, so that many offers of a kind score
+    alike (the top-k search must then look past the offers it priced first)."""
+    out = []
+    for o in shaped_catalog(rng, n):
+        price = rng.choice([0.5, 0.75, 1.0, 1.00001, 2.0]) * o.gpu_count
+        monthly = price * 730 if o.billing == "monthly" else None
+        spot = None if o.spot_price_usd_per_hour is None else rng.choice([0.2, 0.25]) * price
+        out.append(replace(o, price_usd_per_hour=price, spot_price_usd_per_hour=spot,
+                           monthly_price_usd=monthly))  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize(
+    ("model", "quant", "need"), SCENARIOS + EXTRA, ids=[s[0] for s in SCENARIOS + EXTRA]
+)
+def test_top_plans_are_the_first_of_every_offer_sorted(model, quant, need):
+    """rank._Picker.pick_top prices a few offers per kind of machine; the plans, their
+    count and each candidate's best must be those of pricing and sorting every offer."""
+    from planner.decide import rank
+
+    rng = random.Random(len(model) * 17 + int(need.concurrency))
+    cands = planning_candidates(model, quant)
+    for offers in (shaped_catalog(rng, 400), tied_catalog(rng, 400)):
+        ranking = rank_offers(cands, offers, need)
+        ranked_need = ranking.plans[0].need if ranking.plans else need  # maybe relaxed
+        picker = rank._Picker(cands, ranked_need, OfferTable.from_offers(offers))
+        every, _, per_cand = picker.pick_all()
+        every.sort()
+        assert len(ranking.plans) == len(every)
+        for n in (1, 10, 11, 45, len(every)):
+            assert ranking.plans.prefix(n) == every[:n]
+        assert [p.offer for p in ranking.plans] == [offers[r[rank._POS]] for r in every]
+        assert list(ranking.offers) == [offers[r[rank._POS]] for r in every]
+        assert ranking.best_per_candidate == tuple(
+            picker.plan(per_cand[i]) if i in per_cand else None for i in range(len(cands))
+        )
+        for k in (1, 2, 5):  # shallow: each candidate's best is often on a kind left unpriced
+            fast = rank._Picker(cands, ranked_need, OfferTable.from_offers(offers)).pick_top(k)
+            assert fast is None or fast == (every[:k], len(every), per_cand)
 
 
 # ------------------------------------------------------------------ cache rows, column-wise

@@ -243,6 +243,32 @@ def test_screen_counts_the_nodes_of_multi_node_clouds():
     assert sug is not None and sug.plan.layout.nodes == 2 and sug.value == 20.0
 
 
+def test_suggestion_breaks_ties_in_the_filter_order_on_an_unsorted_catalog():
+    """recommend hands the suggestion the filtered offers unsorted (planner/app/plan.py); the
+    FP8 search gets them in the filter's order, so that twins whose plans score alike (same
+    machine, $/h equal to 4 decimals) resolve as on the sorted list: the cheaper one."""
+    from planner.app.plan import Recommendation, cheaper_quantization_for
+    from planner.offers.catalog import OfferFilter, filter_table, order_keys
+    from planner.offers.table import OfferTable
+
+    spec = load_model_spec("llama-3.1-405b")
+    variants = quantized_variants(spec.name)
+    cands = candidates_for(spec, None, variants)
+    dear = offer("h100-sxm", 8, 55.040004, provider="aws", name="p5.48xlarge")
+    cheap = offer("h100-sxm", 8, 55.040001, provider="aws", name="p5.48xlarge")
+    table, flt = OfferTable.from_offers([dear, cheap]), OfferFilter()
+    need = Need(objective="cost-per-token")  # no cut at the best $/h: ties reach the ranking
+    found = []
+    for ordered in (True, False):
+        offers, _ = filter_table(table, flt, ordered=ordered)
+        ranking = recommend(cands, offers, need, order_keys(offers, flt))
+        rec = Recommendation(ranking, (), {}, variants=tuple(variants), offers=offers)
+        sug = cheaper_quantization_for(rec, ranking.plans[0])
+        assert sug is not None and ranking.plans[0].offer is cheap
+        found.append(sug.plan.offer)
+    assert found == [cheap, cheap]
+
+
 def test_fp8_on_one_machine_instead_of_bf16_streams_shared_by_two():
     """160 streams of Llama 3.1 70B: in BF16 one 8x H100 machine holds the KV cache of 157,
     so two share them ($40/h); in FP8 one holds them all ($20/h). The suggestion is that one

@@ -26,7 +26,7 @@ class Recommendation:
     # what cheaper_quantization_for needs to look again for another plan (generate's):
     # variants None when the user chose a quantization (no suggestion then)
     variants: tuple[ModelSpec, ...] | None = None
-    offers: Sequence[Offer] = ()  # the filtered offers ranked (an OfferTable)
+    offers: Sequence[Offer] = ()  # the filtered offers ranked, in the catalog's order
 
 
 def recommend(
@@ -39,7 +39,7 @@ def recommend(
     from planner.decide.rank import recommend as rank
     from planner.gcpause import cyclic_gc_paused
     from planner.model.sources import load_model_spec, quantized_variants
-    from planner.offers.catalog import OfferFilter, filter_table, load_catalog
+    from planner.offers.catalog import OfferFilter, filter_table, load_catalog, order_keys
     from planner.offers.providers import parse_provider_list
 
     need = s.need()  # validates the load before any model or catalog is read
@@ -53,7 +53,8 @@ def recommend(
             gpu=s.gpu, providers=tuple(names), regions=s.regions, instance_type=s.instance_type,
             spot=s.spot,
         )  # fmt: skip
-        offers, _ = filter_table(catalog.offers, flt)
+        # in the catalog's order: the ranking breaks its ties in the filter's order
+        offers, _ = filter_table(catalog.offers, flt, ordered=False)
         if not offers and s.spot:
             on_demand, _ = filter_table(catalog.offers, replace(flt, spot=False))
             if on_demand:
@@ -61,7 +62,7 @@ def recommend(
                     f"none of the {len(on_demand)} matching offers has a spot price",
                     "drop --spot, or include providers that sell spot capacity",
                 )
-        ranking = rank(candidates, offers, need)
+        ranking = rank(candidates, offers, need, order_keys(offers, flt))
     rec = Recommendation(ranking, catalog.warnings, dict(catalog.sources))
     if s.quant is not None:  # a pinned format (or auto, which ranks FP8 already)
         return rec
@@ -84,10 +85,13 @@ def cheaper_quantization_for(
         near_lossless_candidates,
         screen_offers,
     )
+    from planner.offers.catalog import offer_sort_key
 
     if rec.variants is None or compared_measure(current.need) is None:
         return None
     offers = screen_offers(current, rec.ranking.candidates, rec.offers)
+    # in the filter's order (`gpuplan offers`), which breaks the alternative ranking's ties
+    offers.sort(key=lambda o: offer_sort_key(o, o.effective_usd_per_hour(current.need.spot) or 0))
     alternatives = near_lossless_candidates(rec.ranking.candidates, rec.variants) if offers else []
     if not alternatives:
         return None

@@ -5,17 +5,19 @@ Fit (planner/decide/fit.py) says which layouts start; the objective module
 same kind of machine (GPU, count, multi-node or not) share their layouts' order, which does not
 depend on the price: offers are bucketed by machine, and each candidate's first option is
 priced for a whole bucket at once (objective.priced_order), so an offer costs a price and a
-tuple per candidate (with --max-price, a pass over a short sorted list). Plans are built
-lazily: a report of the top 10 out of 100,000 offers builds 10 Plans.
+tuple per candidate (with --max-price, a pass over a short sorted list). Without --max-price
+only the first plans are worked out, pricing a few offers per kind (_Picker.pick_top), and
+Plans are built lazily: a report of the top 10 out of 100,000 offers builds 10 Plans.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import re
 import typing
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
@@ -26,21 +28,21 @@ from planner.decide.fit import (
     candidates_for,
     feasible_fits,
 )
+from planner.decide.lazyplans import FIRST_PLANS, LazyPlans
 from planner.decide.objective import (
     OBJECTIVES,
     Operating,
     build_estimate,
     fallback_needs,
-    objective_value,
     operate,
     order_key,
     price_violation,
     priced_order,
-    replicas_note,
     static_violation,
     validate_need,
 )
-from planner.decide.plan import Estimate, Need, Plan
+from planner.decide.plan import Need, Plan
+from planner.decide.planbuild import make_plan, vllm_args
 from planner.errors import NoFeasibleOfferError, UsageError
 from planner.gcpause import cyclic_gc_paused
 from planner.offers.gpus import GpuSpec, gpu_table
@@ -70,32 +72,6 @@ class Ranking:
     notes: tuple[str, ...] = ()  # about the ranking as a whole
 
 
-def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
-    """The `vllm serve` arguments, API key excluded: the model first and positional (`--model`
-    is deprecated in `vllm serve`). Multi-node runs use vLLM's native --nnodes/--node-rank,
-    which the generated project adds per node (the stock image has no Ray)."""
-    fit = op.fit
-    lay = fit.layout
-    args = [cand.spec.name, "--served-model-name", cand.base_model]
-    args += ["--tensor-parallel-size", str(lay.tp)]
-    if lay.pp > 1:
-        args += ["--pipeline-parallel-size", str(lay.pp)]
-    if lay.dp > 1:
-        args += ["--data-parallel-size", str(lay.dp)]
-    args += ["--max-model-len", str(need.context)]
-    args += ["--gpu-memory-utilization", f"{need.gpu_memory_utilization:g}"]
-    # The scheduler may take as many typical requests as fit, so load above the declared one
-    # queues less; the memory model sizes vLLM's sampler warm-up for MAX_NUM_SEQS.
-    args += ["--max-num-seqs", str(fit.max_batch)]
-    if cand.online_quantization and cand.fmt.vllm_quantization:
-        args += ["--quantization", cand.fmt.vllm_quantization]
-    if fit.support.dtype_half:
-        args += ["--dtype", "half"]
-    if need.kv_cache_dtype != "auto":
-        args += ["--kv-cache-dtype", need.kv_cache_dtype]
-    return tuple(args)
-
-
 @dataclass(frozen=True, slots=True)
 class _Group:
     """The feasible (candidate index, operating point) options on one kind of machine, best
@@ -107,14 +83,17 @@ class _Group:
 
 
 # A priced option of one offer: its ranking key (objective, tie-break, $/h, (provider,
-# instance, region, tier), layout, format), then the offer's input position (equal keys keep
-# the input order, as a stable sort by key did), the candidate's place in the machine group's
+# instance, region, tier), layout, format), then the offer's place in the order the caller
+# states (`order_keys`: the order of a filter's sorted result, not worked out for every offer;
+# () when the input order is that order) and its input position (equal keys keep the input
+# order, as a stable sort by key did), the candidate's place in the machine group's
 # order (an offer's equal keys across formats keep that order, as min() over them did), and
 # what builds the Plan: candidate index, operating point, price (the offer is the one at the
 # position). A plain tuple, so that sorting 100,000 of them compares floats first in C; a
 # position and a place are unique together, so nothing after them is ever compared.
 _Rec = tuple[typing.Any, ...]
-_POS, _IDX, _OP, _PRICE = 6, 8, 9, 10
+_Keys = Callable[[list[int]], list[typing.Any]] | None  # positions -> their order keys
+_POS, _IDX, _OP, _PRICE = 7, 9, 10, 11
 
 
 def _group_for(cands: list[Candidate], gpu: GpuSpec, count: int, multi: bool, need: Need) -> _Group:
@@ -154,10 +133,14 @@ class _Picker:
     """Chooses each offer's best option over a shared cache of machine groups. Offers are read
     from the table's columns: an Offer is built only for a plan or a rejection."""
 
-    def __init__(self, cands: list[Candidate], need: Need, offers: OfferTable) -> None:
-        self.cands, self.need, self.offers = cands, need, offers
+    def __init__(
+        self, cands: list[Candidate], need: Need, offers: OfferTable, order_keys: _Keys = None
+    ) -> None:
+        self.cands, self.need, self.offers, self.order_keys = cands, need, offers, order_keys
         self.groups: dict[tuple[str, int, bool], _Group] = {}
         self.labels: list[_Labels] = [_Labels() for _ in cands]
+        self._work: tuple[list[tuple[_Group, list[int]]], list[tuple[int, str]]] | None = None
+        self.prices: list[typing.Any] = []  # $/h (None: no price) by position
 
     def group(self, gpu_id: str, gpu_count: int, provider: str) -> _Group | str:
         gpu = gpu_table().get(gpu_id)
@@ -174,44 +157,57 @@ class _Picker:
             group = self.groups[key] = _group_for(self.cands, gpu, *key[1:], self.need)
         return group
 
-    def pick_all(self) -> tuple[list[_Rec], list[tuple[int, str]], dict[int, _Rec]]:
-        """Each offer's best option (in input order within a machine group), why the others
-        have none (by position), and each candidate's best option over all offers. Offers are
-        bucketed by machine kind, so fits, speeds and the objective's dispatch are worked out
-        once per kind and each offer costs a price and a tuple per candidate."""
-        need, capped = self.need, self.need.max_price_usd_per_hour is not None
-        col = self.offers.column
+    def live(self) -> tuple[list[tuple[_Group, list[int]]], list[tuple[int, str]]]:
+        """The offers that get a plan, as (machine group, their positions in input order) per
+        kind of machine, and why the others get none (by position). Worked out once."""
+        if self._work is not None:
+            return self._work
+        need = self.need
         buckets: defaultdict[tuple[str, int, str], list[int]] = defaultdict(list)
-        kinds = zip(col("gpu"), col("gpu_count"), col("provider"), strict=True)
-        for pos, kind in enumerate(kinds):
+        for pos, kind in enumerate(self.offers.tuples(("gpu", "gpu_count", "provider"))):
             buckets[kind].append(pos)
-        prices = self.offers.effective_usd_per_hour(need.spot, need.horizon_months)
-        # each offer's (provider, instance, region, tier) tie-break, made in one C-level pass
-        tiers = self.offers.column_or("tier", "")
-        names: list[tuple[str, ...]] = list(
-            zip(col("provider"), col("instance_type"), col("region"), tiers, strict=True)
-        )
-        best: list[_Rec] = []
-        rejected: list[tuple[int, str]] = []
-        per_cand: dict[int, _Rec] = {}
+        prices = self.prices = self.offers.effective_usd_per_hour(need.spot, need.horizon_months)
+        unpriced, work, rejected = None in prices, [], []  # type: ignore[var-annotated]
         for kind, positions in buckets.items():
             group = self.group(*kind)
             if isinstance(group, str):
                 rejected += [(pos, group) for pos in positions]
                 continue
-            no_price = "no spot price" if need.spot else "no price"
-            rejected += [(pos, no_price) for pos in positions if prices[pos] is None]
-            live = [(pos, p) for pos in positions if (p := prices[pos]) is not None]
+            live = positions
+            if unpriced:  # spot prices: some offers have none
+                no_price = "no spot price" if need.spot else "no price"
+                rejected += [(pos, no_price) for pos in positions if prices[pos] is None]
+                live = [pos for pos in positions if prices[pos] is not None]
             if not group.options:
-                rejected += [(pos, group.reason) for pos, _ in live]
-                continue
-            if not live:
-                continue
-            tails = [names[pos] for pos, _ in live]
-            per_offer = [
-                self._price(live, tails, order, idx, options)
-                for order, (idx, options) in enumerate(group.by_candidate.items())
-            ]
+                rejected += [(pos, group.reason) for pos in live]
+            elif live:
+                work.append((group, live))
+        self._work = work, rejected
+        return self._work
+
+    def _priced(self, group: _Group, positions: list[int]) -> list[list[typing.Any]]:
+        """Each candidate's option on each offer at ``positions``, one list per candidate."""
+        live = [(pos, self.prices[pos]) for pos in positions]
+        names = self.offers.values_at(("provider", "instance_type", "region", "tier"), positions)
+        tails = [(p, i, r, t or "") for p, i, r, t in names]  # the tie-break after the price
+        keys = self.order_keys(positions) if self.order_keys else [()] * len(positions)
+        return [
+            self._price(live, tails, keys, order, idx, options)
+            for order, (idx, options) in enumerate(group.by_candidate.items())
+        ]
+
+    def pick_all(self) -> tuple[list[_Rec], list[tuple[int, str]], dict[int, _Rec]]:
+        """Each offer's best option (in input order within a machine group), why the others
+        have none (by position), and each candidate's best option over all offers. Offers are
+        bucketed by machine kind, so fits, speeds and the objective's dispatch are worked out
+        once per kind and each offer costs a price and a tuple per candidate."""
+        capped = self.need.max_price_usd_per_hour is not None
+        work, rejected = self.live()
+        rejected = list(rejected)
+        best: list[_Rec] = []
+        per_cand: dict[int, _Rec] = {}
+        for group, live in work:
+            per_offer = self._priced(group, live)
             for recs in per_offer:
                 own = (
                     min((r for r in recs if not isinstance(r, str)), default=None)
@@ -223,7 +219,7 @@ class _Picker:
             if not capped:  # every candidate priced every offer
                 best += per_offer[0] if len(per_offer) == 1 else map(min, *per_offer)
                 continue
-            for (pos, _), options in zip(live, zip(*per_offer, strict=True), strict=True):
+            for pos, options in zip(live, zip(*per_offer, strict=True), strict=True):
                 picked = [r for r in options if not isinstance(r, str)]
                 if picked:
                     best.append(min(picked))
@@ -231,9 +227,61 @@ class _Picker:
                     rejected.append((pos, options[-1]))
         return best, rejected, per_cand
 
+    def pick_top(self, k: int) -> tuple[list[_Rec], int, dict[int, _Rec]] | None:
+        """The ``k`` best options over all offers, in order (pick_all's first ``k`` once
+        sorted), how many offers have one, and each candidate's best option, without a tuple
+        per offer; None with --max-price (pick_all then).
+
+        On one kind of machine a candidate's first option scores (objective, tie-break,
+        rounded $/h) non-decreasingly with the price (objective.priced_order: a price times a
+        positive factor, or a price-free value then the price, each rounded). So offers are
+        priced cheapest first, a few per kind: a kind whose dearest priced offer already
+        scores above the k-th best option found (and above each candidate's best) cannot
+        place another offer; the others are priced further, twice as many each round."""
+        if self.need.max_price_usd_per_hour is not None:
+            return None
+        heads = [(g, sorted(live, key=self.prices.__getitem__)) for g, live in self.live()[0]]
+        done = [0] * len(heads)
+        lows: list[list[tuple[typing.Any, ...]]] = [[] for _ in heads]  # (score, candidate)
+        best: list[_Rec] = []
+        per_cand: dict[int, _Rec] = {}
+        pending: Sequence[int] = range(len(heads))
+        while pending:
+            for h in pending:
+                group, ordered = heads[h]
+                upto = min(len(ordered), max(k, 2 * done[h]))
+                per_offer = self._priced(group, ordered[done[h] : upto])
+                done[h] = upto
+                for recs in per_offer:
+                    own = min(recs)
+                    if own[_IDX] not in per_cand or own < per_cand[own[_IDX]]:
+                        per_cand[own[_IDX]] = own
+                best += per_offer[0] if len(per_offer) == 1 else map(min, *per_offer)
+                # the dearest offer priced so far: the lowest score any other offer can have
+                lows[h] = [(recs[-1][:3], recs[-1][_IDX]) for recs in per_offer]
+            more = [h for h in range(len(heads)) if done[h] < len(heads[h][1])]
+            # a kind with more offers was priced k deep: there are k options
+            kth = heapq.nsmallest(k, best)[-1][:3] if more else ()
+            pending = [
+                h for h in more
+                if any(low <= kth or low <= per_cand[idx][:3] for low, idx in lows[h])
+            ]  # fmt: skip
+        count = sum(len(ordered) for _, ordered in heads)
+        return heapq.nsmallest(k, best), count, per_cand
+
+    def first(self, k: int) -> list[_Rec]:
+        """The ``k`` best options; all, sorted, if pricing k per kind prices most, or capped."""
+        lives = [len(live) for _, live in self.live()[0]]
+        if 2 * sum(min(n, k) for n in lives) < sum(lives) and (fast := self.pick_top(k)):
+            return fast[0]
+        with cyclic_gc_paused():  # a tuple per offer and candidate, none in a cycle
+            picks = self.pick_all()[0]
+            picks.sort()  # by key, then input position: a stable sort by key
+        return picks
+
     def _price(
-        self, live: list[tuple[int, float]], tails: list[tuple[str, ...]], order: int,
-        idx: int, options: Sequence[tuple[int, Operating]],
+        self, live: list[tuple[int, typing.Any]], tails: list[tuple[typing.Any, ...]],
+        keys: list[typing.Any], order: int, idx: int, options: Sequence[tuple[int, Operating]],
     ) -> list[_Rec | str]:  # fmt: skip
         """One candidate's first option within --max-price on each live offer (options come
         best first), or why none is."""
@@ -244,11 +292,13 @@ class _Picker:
             m = op.machines
             scores = priced_order(op, need, [price * m for _, price in live])
             return [
-                (obj, tie, usd, tail, label, fmt, pos, order, idx, op, price)
-                for (obj, tie, usd), tail, (pos, price) in zip(scores, tails, live, strict=True)
+                (obj, tie, usd, tail, label, fmt, key, pos, order, idx, op, price)
+                for (obj, tie, usd), tail, key, (pos, price) in zip(
+                    scores, tails, keys, live, strict=True
+                )
             ]
         out: list[_Rec | str] = []
-        for (pos, price), tail in zip(live, tails, strict=True):
+        for (pos, price), tail, key in zip(live, tails, keys, strict=True):
             got: _Rec | str = "no option within --max-price"
             for label, op in labelled:
                 usd = price * op.machines
@@ -257,7 +307,7 @@ class _Picker:
                     got = problem
                     continue
                 [(obj, tie, usd4)] = priced_order(op, need, [usd])
-                got = (obj, tie, usd4, tail, label, fmt, pos, order, idx, op, price)
+                got = (obj, tie, usd4, tail, label, fmt, key, pos, order, idx, op, price)
                 break
             out.append(got)
         return out
@@ -265,46 +315,7 @@ class _Picker:
     def plan(self, rec: _Rec) -> Plan:
         offer = self.offers[rec[_POS]]
         est = build_estimate(rec[_OP], offer, rec[_PRICE], self.need)
-        return _make_plan(self.cands[rec[_IDX]], offer, rec[_OP], est, self.need)
-
-
-class _LazyPlans(Sequence[Plan]):
-    """Plans built on first access: ranking 100,000 offers need not build 100,000 Plans."""
-
-    def __init__(self, picker: _Picker, picks: list[_Rec]) -> None:
-        self._picker, self._picks = picker, picks
-        self._built: dict[int, Plan] = {}
-
-    def __len__(self) -> int:
-        return len(self._picks)
-
-    @property
-    def built(self) -> int:
-        """How many Plans have been built so far (the report builds only what it shows)."""
-        return len(self._built)
-
-    def _get(self, i: int) -> Plan:
-        if i not in self._built:
-            self._built[i] = self._picker.plan(self._picks[i])
-        return self._built[i]
-
-    @typing.overload
-    def __getitem__(self, i: int) -> Plan: ...
-    @typing.overload
-    def __getitem__(self, i: slice) -> list[Plan]: ...
-    def __getitem__(self, i: int | slice) -> Plan | list[Plan]:
-        if isinstance(i, slice):
-            return [self._get(j) for j in range(*i.indices(len(self)))]
-        if i < 0:
-            i += len(self)
-        if not 0 <= i < len(self):
-            raise IndexError(i)
-        return self._get(i)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Sequence) and list(self) == list(other)
-
-    __hash__ = None  # type: ignore[assignment]
+        return make_plan(self.cands[rec[_IDX]], offer, rec[_OP], est, self.need)
 
 
 def plan_offer(cands: Iterable[Candidate], offer: Offer, need: Need) -> Plan | str:
@@ -314,68 +325,24 @@ def plan_offer(cands: Iterable[Candidate], offer: Offer, need: Need) -> Plan | s
     return picker.plan(picks[0]) if picks else rejected[0][1]
 
 
-def _make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need: Need) -> Plan:
-    fit = op.fit
-    reasons = [
-        f"{cand.fmt.name} on {offer.gpu_count}x {offer.gpu}: {fit.layout.label}, "
-        f"{est.weights_gib_per_gpu:.1f} GiB weights + {est.overhead_gib_per_gpu:.1f} GiB "
-        f"overhead per GPU, room for {est.max_concurrency} x {need.context}-token requests"
-    ]
-    if fit.support.note:
-        reasons.append(fit.support.note)
-    notes = list(cand.spec.notes)
-    if cand.spec.is_guess:
-        notes.insert(0, "GUESS: the model's shape was guessed from its name")
-    gpu = gpu_table().get(offer.gpu)
-    if gpu is not None and gpu.vendor == "amd":
-        notes.append("AMD GPU: vLLM runs from its ROCm image, not the CUDA one")
-    if fit.layout.pp > 1:
-        notes.append(
-            f"multi-node: {fit.layout.nodes} nodes, TP within a node and PP across "
-            "nodes over ordinary networking (Ray)"
-        )
-    used = fit.layout.tp * fit.layout.pp * fit.layout.dp // max(fit.layout.nodes, 1)
-    if used < offer.gpu_count and fit.layout.pp == 1:
-        notes.append(
-            f"the load uses {used} of the machine's {offer.gpu_count} GPUs; a larger load "
-            "would use the rest as data-parallel replicas"
-        )
-    if not need.default_service_level and need.workload == "interactive":
-        notes.append(
-            "no offer meets the default interactive service level (20 tok/s per stream, "
-            "TTFT <= 2 s); ranked without it"
-        )
-    replicas = replicas_note(op, est, need)
-    if replicas:
-        notes.append(replicas)
-    if offer.billing == "monthly":
-        notes.append(
-            f"monthly rental: ${est.monthly_commitment_usd:,.0f}/month + "
-            f"${est.setup_fee_usd:,.0f} setup; $/h spreads the setup over "
-            f"{need.horizon_months:g} month(s)"
-        )
-    return Plan(
-        model=cand.spec.name, base_model=cand.base_model, model_source=cand.spec.source,
-        model_is_guess=cand.spec.is_guess, quant_format=cand.fmt.name, need=need, offer=offer,
-        layout=fit.layout, vllm_args=vllm_args(cand, op, need), estimate=est,
-        objective_value=objective_value(est, need), reasons=tuple(reasons), notes=tuple(notes),
-    )  # fmt: skip
-
-
-def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ranking:
+def rank_offers(
+    cands: list[Candidate], offers: Iterable[Offer], need: Need, order_keys: _Keys = None
+) -> Ranking:
     """Every offer planned or rejected with a reason; plans strictly sorted by the objective
-    (ties broken by speed, $/h, provider, instance, region, tier, layout, format). When no
-    offer serves the load, ranks again as objective.fallback_needs says (identical machines
-    sharing the streams, then without the default service level); when nothing serves it
-    even so, the rejections say why with stream replicas, if they were tried."""
+    (ties broken by speed, $/h, provider, instance, region, tier, layout, format, then the
+    input order: the order of ``order_keys(positions)`` if given, which spares sorting the
+    input). When no offer serves the load, ranks again as objective.fallback_needs says
+    (identical machines sharing the streams, then without the default service level); when
+    nothing serves it even so, the rejections say why with stream replicas, if they were
+    tried."""
     validate_need(need)
     offers = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
-    ranking = _rank(cands, offers, need)
+    ranking = _rank(cands, offers, need, order_keys)
     if ranking.plans:
         return ranking
     capped: list[str] = []  # plans --max-replicas stopped on the way
     for fallback in fallback_needs(need):
-        again = _rank(cands, offers, fallback)
+        again = _rank(cands, offers, fallback, order_keys)
         if again.plans:
             notes = capped
             if fallback.stream_replicas:
@@ -398,19 +365,33 @@ def rank_offers(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> 
     return ranking
 
 
-def _rank(cands: list[Candidate], offers: OfferTable, need: Need) -> Ranking:
-    picker = _Picker(cands, need, offers)
-    with cyclic_gc_paused():  # a tuple per offer and candidate, none in a cycle
-        picks, rejected, per_cand = picker.pick_all()
-        picks.sort()  # by key, then input position: a stable sort by key
-    rejected.sort()
+def _rank(cands: list[Candidate], offers: OfferTable, need: Need, order_keys: _Keys) -> Ranking:
+    picker = _Picker(cands, need, offers, order_keys)
+    with cyclic_gc_paused():  # a tuple per offer, none in a cycle
+        fast = picker.pick_top(FIRST_PLANS)
+        if fast is not None:
+            picks, count, per_cand = fast
+            rejected = picker.live()[1]
+        else:  # --max-price: an offer's option depends on its price
+            picks, rejected, per_cand = picker.pick_all()
+            picks.sort()  # by key, then input position: a stable sort by key
+            count = len(picks)
+        rejected = sorted(rejected) if order_keys is None else _in_order(rejected, order_keys)
     best = tuple(picker.plan(per_cand[i]) if i in per_cand else None for i in range(len(cands)))
-    ranked = offers.take(map(itemgetter(_POS), picks))
+    plans = LazyPlans(picks, count, picker.plan, picker.first)
+    ranked = offers.take_later(lambda: map(itemgetter(_POS), plans.prefix(count)), count)
     refused = tuple(Rejection(offers[pos], why) for pos, why in rejected)
-    return Ranking(_LazyPlans(picker, picks), refused, tuple(cands), best, ranked)
+    return Ranking(plans, refused, tuple(cands), best, ranked)
 
 
-def recommend(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ranking:
+def _in_order(rejected: list[tuple[int, str]], order_keys: Callable) -> list[tuple[int, str]]:
+    keys = order_keys([pos for pos, _ in rejected])
+    return [r for _, r in sorted(zip(keys, rejected, strict=True))]
+
+
+def recommend(
+    cands: list[Candidate], offers: Iterable[Offer], need: Need, order_keys: _Keys = None
+) -> Ranking:
     """rank_offers, raising NoFeasibleOfferError (exit 3) with the commonest reasons if empty."""
     for cand in cands:
         if need.context > cand.spec.max_position_embeddings:
@@ -419,7 +400,7 @@ def recommend(cands: list[Candidate], offers: Iterable[Offer], need: Need) -> Ra
                 f"({cand.spec.max_position_embeddings}); vLLM refuses it",
                 f"use --context {cand.spec.max_position_embeddings} or less",
             )
-    ranking = rank_offers(cands, offers, need)
+    ranking = rank_offers(cands, offers, need, order_keys)
     if not ranking.plans:
         from collections import Counter
 

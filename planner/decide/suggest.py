@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
+from itertools import compress
 
 from planner.decide.fit import MULTI_NODE_PROVIDERS, Candidate, candidates_for
 from planner.decide.objective import improvement, resolved_objective
@@ -101,7 +102,6 @@ def screen_offers(
     table = gpu_table()
     # Read from columns: a cache's 50,000 offers need not become Offers to be screened.
     offers = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
-    roomy: dict[tuple[str, int, str], bool] = {}  # per kind of machine
 
     def has_room(gpu_id: str, count: int, provider: str) -> bool:
         gpu = table.get(gpu_id)
@@ -112,18 +112,11 @@ def screen_offers(
         return usable >= floor_bytes
 
     prices = offers.effective_usd_per_hour(need.spot, need.horizon_months)
-    kinds = zip(
-        offers.column("gpu"), offers.column("gpu_count"), offers.column("provider"), strict=True
-    )
-    keep = []
-    for pos, (kind, price) in enumerate(zip(kinds, prices, strict=True)):
-        if (math.inf if price is None else price) > bound:
-            continue
-        room = roomy.get(kind)
-        if room is None:
-            room = roomy[kind] = has_room(*kind)
-        if room:
-            keep.append(pos)
+    kinds = offers.tuples(("gpu", "gpu_count", "provider"))
+    roomy = {kind: has_room(*kind) for kind in dict.fromkeys(kinds)}  # per kind of machine
+    keep = list(compress(range(len(kinds)), map(roomy.__getitem__, kinds)))
+    if bound < math.inf:  # an offer without a price passes only an infinite bound
+        keep = [pos for pos in keep if (price := prices[pos]) is not None and price <= bound]
     return list(offers.take(keep))
 
 

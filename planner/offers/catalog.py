@@ -39,7 +39,7 @@ __all__ = [
     "CACHE_SCHEMA", "SCHEMA", "STALE_AFTER_DAYS", "_OFFER_COLUMNS", "Catalog", "OfferFilter",
     "SourceInfo", "_cache_path", "age_days", "cache_dir", "filter_offers", "filter_table",
     "load_catalog", "offer_from_dict", "offer_problem", "offer_sort_key", "offer_to_dict",
-    "read_cache", "snapshot_offers", "source_label", "write_cache",
+    "order_keys", "read_cache", "snapshot_offers", "source_label", "write_cache",
 ]  # fmt: skip
 STALE_AFTER_DAYS = 7
 
@@ -194,9 +194,13 @@ def filter_offers(offers: Iterable[Offer], flt: OfferFilter) -> list[tuple[Offer
     return list(zip(kept, prices, strict=True))
 
 
-def filter_table(table: OfferTable, flt: OfferFilter) -> tuple[OfferTable, list[float]]:
+def filter_table(
+    table: OfferTable, flt: OfferFilter, *, ordered: bool = True
+) -> tuple[OfferTable, list[float]]:
     """filter_offers on the table's columns: the offers that pass, strictly sorted by
-    offer_sort_key, and their prices, without building an Offer."""
+    offer_sort_key, and their prices, without building an Offer. ``ordered=False`` leaves
+    them in the table's order (a ranking sorts them its own way, breaking its ties with
+    ``order_keys``: sorting 50,000 offers by price first would cost more than ranking them)."""
     gpu_id = None
     if flt.gpu:
         from planner.offers.gpus import canonical_gpu
@@ -212,7 +216,7 @@ def filter_table(table: OfferTable, flt: OfferFilter) -> tuple[OfferTable, list[
     keep = list(compress(range(len(prices)), map(is_not, prices, repeat(None))))
     if cap is not None:
         keep = [i for i in keep if (p := prices[i]) is not None and not p > cap]
-    if flt.providers:
+    if flt.providers and not set(col("provider")) <= set(flt.providers):  # recommend: all
         keep = _where(keep, col("provider"), set(flt.providers).__contains__)
     if gpu_id:
         keep = _where(keep, col("gpu"), gpu_id.__eq__)
@@ -226,6 +230,9 @@ def filter_table(table: OfferTable, flt: OfferFilter) -> tuple[OfferTable, list[
         keep = _where(keep, col("gpu_memory_gb"), lambda gb: not gb < least)
     if flt.gpus:
         keep = _where(keep, col("gpu_count"), flt.gpus.__eq__)
+    if not ordered:
+        kept: list[Any] = prices if len(keep) == len(table) else [prices[i] for i in keep]
+        return (table if kept is prices else table.take(keep)), kept
     columns = [prices, *(col(name) for name in SORT_COLUMNS[:-1]), table.column_or("tier", "")]
     if len(keep) < len(table):  # else no filter was set: the columns as they are
         columns = [list(map(c.__getitem__, keep)) for c in columns]
@@ -235,6 +242,19 @@ def filter_table(table: OfferTable, flt: OfferFilter) -> tuple[OfferTable, list[
     # the sort compare the keys' leading floats directly.
     order = sorted(range(n), key=keys.__getitem__)
     return table.take(map(keep.__getitem__, order)), list(map(columns[0].__getitem__, order))
+
+
+def order_keys(table: OfferTable, flt: OfferFilter) -> Callable[[list[int]], list[Any]]:
+    """offer_sort_key of the offers at given positions of ``table``, at ``flt``'s prices:
+    what filter_table sorts by, so that a ranking of filter_table(ordered=False)'s result
+    breaks ties as on the sorted one (a stable sort: equal keys keep the table's order)."""
+    prices = table.effective_usd_per_hour(spot=flt.spot, horizon_months=flt.horizon_months)
+
+    def keys(positions: list[int]) -> list[Any]:
+        rows = table.values_at(SORT_COLUMNS, positions)
+        return [(prices[p], *r[:-1], r[-1] or "") for p, r in zip(positions, rows, strict=True)]
+
+    return keys
 
 
 def _where(keep: list[int], values: Sequence[Any], test: Callable[[Any], bool]) -> list[int]:

@@ -37,15 +37,24 @@ __all__ = [
 def provider_classes() -> dict[str, type[Provider]]:
     """All direct providers, discovered from this package's modules (imported lazily: provider
     modules import their SDKs only inside methods)."""
-    for module in pkgutil.iter_modules(__path__):
-        if not module.name.startswith("_") and module.name != "base":
-            importlib.import_module(f"{__name__}.{module.name}")
+    for name in _provider_modules():
+        importlib.import_module(f"{__name__}.{name}")
     return dict(sorted(_REGISTRY.items()))
 
 
 def provider_names() -> list[str]:
-    """The clouds with a direct provider module (and an infrastructure target)."""
-    return list(provider_classes())
+    """The clouds with a direct provider module (and an infrastructure target): the modules'
+    names, which the contract makes the providers' names, read without importing them (a
+    ranking needs the names, not the providers)."""
+    return sorted(_provider_modules())
+
+
+def _provider_modules() -> list[str]:
+    return [
+        m.name
+        for m in pkgutil.iter_modules(__path__)
+        if not m.name.startswith("_") and m.name != "base"
+    ]
 
 
 def cloud_names() -> list[str]:

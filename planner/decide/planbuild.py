@@ -1,0 +1,84 @@
+"""A chosen option made into a Plan: the `vllm serve` arguments, the reasons and the notes
+(pure; planner/decide/rank.py chooses, this writes the choice down)."""
+
+from __future__ import annotations
+
+from planner.decide.fit import Candidate
+from planner.decide.objective import Operating, objective_value, replicas_note
+from planner.decide.plan import Estimate, Need, Plan
+from planner.offers.gpus import gpu_table
+from planner.offers.offer import Offer
+
+
+def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
+    """The `vllm serve` arguments, API key excluded: the model first and positional (`--model`
+    is deprecated in `vllm serve`). Multi-node runs use vLLM's native --nnodes/--node-rank,
+    which the generated project adds per node (the stock image has no Ray)."""
+    fit = op.fit
+    lay = fit.layout
+    args = [cand.spec.name, "--served-model-name", cand.base_model]
+    args += ["--tensor-parallel-size", str(lay.tp)]
+    if lay.pp > 1:
+        args += ["--pipeline-parallel-size", str(lay.pp)]
+    if lay.dp > 1:
+        args += ["--data-parallel-size", str(lay.dp)]
+    args += ["--max-model-len", str(need.context)]
+    args += ["--gpu-memory-utilization", f"{need.gpu_memory_utilization:g}"]
+    # The scheduler may take as many typical requests as fit, so load above the declared one
+    # queues less; the memory model sizes vLLM's sampler warm-up for MAX_NUM_SEQS.
+    args += ["--max-num-seqs", str(fit.max_batch)]
+    if cand.online_quantization and cand.fmt.vllm_quantization:
+        args += ["--quantization", cand.fmt.vllm_quantization]
+    if fit.support.dtype_half:
+        args += ["--dtype", "half"]
+    if need.kv_cache_dtype != "auto":
+        args += ["--kv-cache-dtype", need.kv_cache_dtype]
+    return tuple(args)
+
+
+def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need: Need) -> Plan:
+    fit = op.fit
+    reasons = [
+        f"{cand.fmt.name} on {offer.gpu_count}x {offer.gpu}: {fit.layout.label}, "
+        f"{est.weights_gib_per_gpu:.1f} GiB weights + {est.overhead_gib_per_gpu:.1f} GiB "
+        f"overhead per GPU, room for {est.max_concurrency} x {need.context}-token requests"
+    ]
+    if fit.support.note:
+        reasons.append(fit.support.note)
+    notes = list(cand.spec.notes)
+    if cand.spec.is_guess:
+        notes.insert(0, "GUESS: the model's shape was guessed from its name")
+    gpu = gpu_table().get(offer.gpu)
+    if gpu is not None and gpu.vendor == "amd":
+        notes.append("AMD GPU: vLLM runs from its ROCm image, not the CUDA one")
+    if fit.layout.pp > 1:
+        notes.append(
+            f"multi-node: {fit.layout.nodes} nodes, TP within a node and PP across "
+            "nodes over ordinary networking (Ray)"
+        )
+    used = fit.layout.tp * fit.layout.pp * fit.layout.dp // max(fit.layout.nodes, 1)
+    if used < offer.gpu_count and fit.layout.pp == 1:
+        notes.append(
+            f"the load uses {used} of the machine's {offer.gpu_count} GPUs; a larger load "
+            "would use the rest as data-parallel replicas"
+        )
+    if not need.default_service_level and need.workload == "interactive":
+        notes.append(
+            "no offer meets the default interactive service level (20 tok/s per stream, "
+            "TTFT <= 2 s); ranked without it"
+        )
+    replicas = replicas_note(op, est, need)
+    if replicas:
+        notes.append(replicas)
+    if offer.billing == "monthly":
+        notes.append(
+            f"monthly rental: ${est.monthly_commitment_usd:,.0f}/month + "
+            f"${est.setup_fee_usd:,.0f} setup; $/h spreads the setup over "
+            f"{need.horizon_months:g} month(s)"
+        )
+    return Plan(
+        model=cand.spec.name, base_model=cand.base_model, model_source=cand.spec.source,
+        model_is_guess=cand.spec.is_guess, quant_format=cand.fmt.name, need=need, offer=offer,
+        layout=fit.layout, vllm_args=vllm_args(cand, op, need), estimate=est,
+        objective_value=objective_value(est, need), reasons=tuple(reasons), notes=tuple(notes),
+    )  # fmt: skip
