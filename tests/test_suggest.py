@@ -30,7 +30,8 @@ def suggest(model: str, offers, need: Need):
     cands = candidates_for(spec, None)
     current = recommend(cands, offers, need).plans[0]
     alts = near_lossless_candidates(cands, quantized_variants(spec.name))
-    return current, cheaper_quantization(current, best_alternative(current, alts, offers))
+    alternative = best_alternative(current, alts, offers, every_offer=offers)
+    return current, cheaper_quantization(current, alternative)
 
 
 def test_fp8_on_one_node_instead_of_two_bf16_nodes():
@@ -278,3 +279,17 @@ def test_fp8_on_one_machine_instead_of_bf16_streams_shared_by_two():
     assert current.estimate.replicas == 2 and current.need.stream_replicas
     assert sug is not None and sug.plan.estimate.replicas == 1
     assert not sug.plan.need.stream_replicas and sug.saving == pytest.approx(0.5)
+
+
+def test_fp8_shares_the_streams_between_fewer_machines():
+    """500 streams of Llama 3.1 70B on 8x H100 ($20/h): BF16 holds 157 a machine (4 machines,
+    $80/h), FP8 183 (3 machines, $60/h). No FP8 plan serves them on one machine, so the FP8
+    plan is the one `--quant fp8` gives, ranked on every offer: 25% cheaper, suggested."""
+    eight = offer("h100-sxm", 8, 20.0, name="eight")
+    current, sug = suggest("llama-3.1-70b", [eight], Need(concurrency=500))
+    assert current.estimate.replicas == 4 and current.need.stream_replicas
+    assert sug is not None and sug.plan.quant_format == "fp8"
+    assert sug.plan.estimate.replicas == 3 and sug.plan.need.stream_replicas
+    assert (sug.value, sug.current_value) == (60.0, 80.0) and sug.saving == pytest.approx(0.25)
+    # 400 streams: both need 3 machines, nothing cheaper to suggest
+    assert suggest("llama-3.1-70b", [eight], Need(concurrency=400))[1] is None

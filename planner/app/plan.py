@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -89,13 +89,20 @@ def cheaper_quantization_for(
 
     if rec.variants is None or compared_measure(current.need) is None:
         return None
-    offers = screen_offers(current, rec.ranking.candidates, rec.offers)
-    # in the filter's order (`gpuplan offers`), which breaks the alternative ranking's ties
-    offers.sort(key=lambda o: offer_sort_key(o, o.effective_usd_per_hour(current.need.spot) or 0))
+
+    def in_filter_order(offers: Iterable[Offer]) -> list[Offer]:
+        # the filter's order (`gpuplan offers`) breaks the alternative ranking's ties
+        spot = current.need.spot
+        return sorted(offers, key=lambda o: offer_sort_key(o, o.effective_usd_per_hour(spot) or 0))
+
+    offers = in_filter_order(screen_offers(current, rec.ranking.candidates, rec.offers))
     alternatives = near_lossless_candidates(rec.ranking.candidates, rec.variants) if offers else []
     if not alternatives:
         return None
-    return cheaper_quantization(current, best_alternative(current, alternatives, offers, accept))
+    # streams shared by identical machines: the format may need them too (ranked on every offer)
+    every = in_filter_order(rec.offers) if current.need.stream_replicas else None
+    alternative = best_alternative(current, alternatives, offers, accept, every)
+    return cheaper_quantization(current, alternative)
 
 
 def save_plan(plan: Plan, path: str | Path) -> None:

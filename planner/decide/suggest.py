@@ -136,12 +136,15 @@ def best_alternative(
     cands: Sequence[Candidate],
     offers: Iterable[Offer],
     accept: Callable[[Plan], bool] | None = None,
+    every_offer: Iterable[Offer] | None = None,
 ) -> Plan | None:
     """The best plan of ``cands`` under ``current``'s need (service level never relaxed) that
-    ``accept`` takes, or None. Plans that share an interactive load's streams between
-    identical machines (Need.stream_replicas) are not looked for: when ``current`` needed them,
-    a format that serves the streams on one machine is what `--quant` would give; whether one
-    that needs them too is what it would give depends on offers the screening dropped.
+    ``accept`` takes, or None. First on ``offers`` (screened) and on one machine: when
+    ``current`` shares its streams between identical machines (Need.stream_replicas), a format
+    that serves them on one machine is what `--quant` would give. Only when none does is the
+    format ranked as `--quant` would rank it, on ``every_offer`` (the unscreened offers:
+    whether one machine serves the load is decided over all of them), and its plan taken if it
+    shares the streams too.
 
     In $/h a plan costs at least one machine's price, so only machines cheaper than
     (1 - MIN_SAVING) x the current $/h can win. Without ``accept``, kinds of machine (GPU,
@@ -156,7 +159,12 @@ def best_alternative(
         if accept is None:
             offers = _as_cheap_as_the_best(cands, offers, need, bound)
     ranked = rank_offers(cands, offers, need).plans
-    return next((p for p in ranked if p.need == need and (accept is None or accept(p))), None)
+    found = next((p for p in ranked if p.need == need and (accept is None or accept(p))), None)
+    if found is not None or not current.need.stream_replicas or every_offer is None:
+        return found
+    shared = current.need
+    ranked = rank_offers(cands, every_offer, need).plans
+    return next((p for p in ranked if p.need == shared and (accept is None or accept(p))), None)
 
 
 def _as_cheap_as_the_best(
