@@ -278,15 +278,21 @@ def loaded_token_latency_s(
     streams in flight that each restart after ``output`` tokens: while one stream produces its
     output, the server also prefills about ``batch`` new prompts in the same steps (chunked
     prefill): every step also carries batch x prompt / output prompt tokens, which share the
-    step's weight read and add their compute."""
+    step's weight read and add their compute. Online, one API-server process does each
+    request's host work in turn (github.com/vllm-project/vllm/issues/12705): ``batch`` streams
+    finishing every ``output`` tokens cannot restart faster than it serves them, so a token
+    takes at least batch x request_overhead_ms / output (binding short outputs at large batch).
+    """
     context = prompt + output / 2
     if hw.pp > 1:  # micro-batches through the stages; each arriving prompt prefilled apart
         step = token_latency_s(load, hw, batch, context)
-        if batch <= 1:
-            return step
-        return step + batch * batched_prefill_s(load, hw, prompt, 1) / max(output, 1)
-    extra = batch * prompt / max(output, 1) if batch > 1 else 0.0
-    return decode_step_s(load, hw, batch, context, online, extra, prompt)
+        if batch > 1:
+            step += batch * batched_prefill_s(load, hw, prompt, 1) / max(output, 1)
+    else:
+        extra = batch * prompt / max(output, 1) if batch > 1 else 0.0
+        step = decode_step_s(load, hw, batch, context, online, extra, prompt)
+    api = batch * _c("request_overhead_ms") * 1e-3 / max(output, 1) if online else 0.0
+    return max(step, api)
 
 
 def output_tokens_per_s(
@@ -294,14 +300,11 @@ def output_tokens_per_s(
 ) -> float:
     """Output tokens a second of one replica serving ``batch`` requests of prompt+output tokens
     in steady state, with prefill and decode sharing the GPUs: ``batch`` streams each at the
-    loaded TPOT (the prompts of the requests that replace finished ones ride in the steps). With
-    pipeline parallel that is the full pipeline's rate only when at least pp micro-batches are
-    in flight: one stream waits for every stage in turn.
-    The API server does each request's host work (template, tokenize, detokenize, respond) in
-    one process, one request after another: a replica finishes at most one request per
-    request_overhead_ms, which binds short outputs at large batch."""
-    gpu = batch / loaded_token_latency_s(load, hw, batch, prompt, output)
-    return min(gpu, output / (_c("request_overhead_ms") * 1e-3))
+    loaded TPOT (the prompts of the requests that replace finished ones ride in the steps, and
+    the API server's turn per request bounds it). With pipeline parallel that is the full
+    pipeline's rate only when at least pp micro-batches are in flight: one stream waits for
+    every stage in turn."""
+    return batch / loaded_token_latency_s(load, hw, batch, prompt, output)
 
 
 def _drain_s(
