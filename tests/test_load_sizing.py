@@ -43,6 +43,7 @@ def kv_gib_per_request(model: str, context: int) -> float:
 
 H100 = per_gpu_catalog(("h100-sxm", 2.5))
 L40S = per_gpu_catalog(("l40s", 0.9))
+A100 = per_gpu_catalog(("a100-80gb-sxm", 1.8))
 MIXED = per_gpu_catalog(("h100-sxm", 2.5), ("l40s", 0.9), ("a10g", 0.6))
 ONE_GPU = [o for o in MIXED if o.gpu_count == 1]  # machines of one GPU only
 SHORT = {"context": 2048, "concurrency": 64}  # 64 short streams of Llama 3.1 8B
@@ -188,6 +189,20 @@ def test_max_replicas_stops_a_plan_and_says_so():
     message = exc.value.message
     assert "replicas needed (1000 streams > " in message and "> --max-replicas 2" in message
     assert "KV cache for" in message and "--max-replicas" in exc.value.hint
+
+
+def test_a_service_level_no_machine_meets_is_the_reason_not_max_replicas():
+    """--max-ttft 1 ms: no machine meets it with one stream, so more machines cannot help; the
+    refusal names the TTFT and its hint, not --max-replicas (which it did when the machine
+    count was checked first), and no relaxed ranking claims --max-replicas stopped plans."""
+    cands = planning_candidates("llama-3.1-8b", None)
+    with pytest.raises(NoFeasibleOfferError) as exc:
+        recommend(cands, H100, Need(concurrency=1000, max_ttft_ms=1, max_replicas=2))
+    assert "> --max-ttft 1" in exc.value.message and "--max-replicas" not in exc.value.message
+    assert "--max-ttft" in exc.value.hint
+    need = Need(concurrency=300, max_replicas=2)
+    ranking = recommend(planning_candidates("llama-3.1-405b", None), A100, need)
+    assert not any("--max-replicas" in n for n in ranking.notes)
 
 
 def test_max_replicas_that_stops_the_service_level_is_said_with_the_relaxed_plan():

@@ -306,11 +306,8 @@ def static_violation(subject: Any, need: Need) -> str | None:
     Operating point, a Plan, an Estimate or Figures."""
     op = subject if isinstance(subject, Operating) else None
     fig = figures(op, 0.0) if op else getattr(subject, "estimate", subject)
-    if fig.replicas > need.max_replicas:
-        why = "for the throughput target"
-        if spreads(need):
-            why = f"({replicas_reason(op, need)})" if op else f"for {need.concurrency} streams"
-        return f"{fig.replicas} replicas needed {why} > --max-replicas {need.max_replicas}"
+    # The service level first: machines sharing the streams are as many as meet it, so when a
+    # plan misses it even so, more machines would not help (and --max-replicas is not the why).
     min_tps, max_ttft = service_level(need)
     default = " (default service level)"
     stream = fig.single_stream_tokens_per_s
@@ -320,6 +317,11 @@ def static_violation(subject: Any, need: Need) -> str | None:
     if max_ttft is not None and fig.ttft_ms > max_ttft:
         label = default if need.max_ttft_ms is None else ""
         return f"TTFT {fig.ttft_ms:.0f} ms > --max-ttft {max_ttft:g}{label}"
+    if fig.replicas > need.max_replicas:
+        why = "for the throughput target"
+        if spreads(need):
+            why = f"({replicas_reason(op, need)})" if op else f"for {need.concurrency} streams"
+        return f"{fig.replicas} replicas needed {why} > --max-replicas {need.max_replicas}"
     return None
 
 
