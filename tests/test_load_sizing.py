@@ -274,6 +274,15 @@ def test_recommend_and_generate_say_how_many_machines_and_why(cli, tmp_path):
     assert f"note: {replicas} replicas: 2000 streams > " in text
     gpus = top["offer"]["gpu_count"]
     assert f"{replicas}x {gpus}x {top['offer']['gpu']}" in text
+    # --explain and the format trade-offs name the machines; room is counted per machine
+    explained = " ".join(cli("recommend", "llama-3.1-8b", *load, "--explain").output.split())
+    instance = top["offer"]["instance_type"]
+    assert f"{replicas} x aws {instance}: " in explained and "/h in total = $" in explained
+    per_machine = top["estimate"]["max_concurrency"] // replicas
+    assert f"room for {per_machine} x 8192-token requests per machine" in explained
+    auto = cli("recommend", "llama-3.1-8b", *load, "--quant", "auto", "--format", "json")
+    offers = [row["best_offer"] for row in json.loads(auto.output)["quantization_tradeoffs"]]
+    assert f"{replicas} x aws {instance}" in offers
     out = tmp_path / "aws"
     g = cli("generate", "llama-3.1-8b", *load, "--allow-cidr", "203.0.113.7/32", "--out", str(out))
     assert g.exit_code == 0, g.output

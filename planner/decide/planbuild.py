@@ -38,10 +38,12 @@ def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
 
 def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need: Need) -> Plan:
     fit = op.fit
+    each = f" per {fit.layout.nodes}-node replica" if fit.layout.nodes > 1 else " per machine"
     reasons = [
         f"{cand.fmt.name} on {offer.gpu_count}x {offer.gpu}: {fit.layout.label}, "
         f"{est.weights_gib_per_gpu:.1f} GiB weights + {est.overhead_gib_per_gpu:.1f} GiB "
-        f"overhead per GPU, room for {est.max_concurrency} x {need.context}-token requests"
+        f"overhead per GPU, room for {fit.max_per_replica * fit.layout.dp} x "
+        f"{need.context}-token requests{each if est.replicas > 1 else ''}"
     ]
     if fit.support.note:
         reasons.append(fit.support.note)

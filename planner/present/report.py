@@ -24,6 +24,12 @@ CARD_CLASSES: dict[str, int] = {
 }  # fmt: skip
 
 
+def _machines(plan: Any) -> str:
+    """'33 x vast 4x-RTX_3090-32-65536' when the plan rents several machines, else the offer."""
+    many = f"{plan.machines} x " if plan.machines > 1 else ""
+    return f"{many}{plan.offer.provider} {plan.offer.instance_type}"
+
+
 def max_concurrency_by_card(fp: Footprint, t: TPFootprint) -> dict[str, int]:
     return {
         label: t.max_concurrency(capacity, fp.gpu_memory_utilization)
@@ -249,7 +255,7 @@ def quant_tradeoffs(ranking: Any) -> list[dict[str, Any]]:
             "format": cand.fmt.name, "checkpoint": cand.spec.name,
             "weights_gib": round(cand.weights.served / GIB, 2),
             "quality_note": cand.fmt.quality_note,
-            "best_offer": f"{best.offer.provider} {best.offer.instance_type}" if best else None,
+            "best_offer": _machines(best) if best else None,
             "best_objective_value": best.objective_value if best else None,
             "best_usd_per_million_output_tokens": e.usd_per_million_output_tokens if e else None,
             "best_aggregate_output_tokens_per_s": e.aggregate_output_tokens_per_s if e else None,
@@ -410,9 +416,9 @@ def explanation(ranking: Any) -> list[Any]:
     lines = [Text("Why this plan", style="bold")]
     lines.append(
         Text(
-            f"  {top.offer.provider} {top.offer.instance_type}: "
+            f"  {_machines(top)}: "
             f"{e.aggregate_output_tokens_per_s:,.0f} output tok/s at batch {e.batch} for "
-            f"${e.usd_per_hour:.2f}/h = "
+            f"${e.usd_per_hour:.2f}/h{' in total' if top.machines > 1 else ''} = "
             f"${e.usd_per_million_output_tokens:.3f} per 1M output tokens; "
             + "; ".join(top.reasons)
         )
@@ -441,7 +447,7 @@ def explanation(ranking: Any) -> list[Any]:
         pe = plan.estimate
         lines.append(
             Text(
-                f"  best {family}: {plan.offer.provider} {plan.offer.instance_type} "
+                f"  best {family}: {_machines(plan)} "
                 f"({plan.offer.gpu_count}x {plan.offer.gpu}, {plan.layout.label}, "
                 f"{plan.quant_format}): ${pe.usd_per_hour:.2f}/h, "
                 f"{pe.aggregate_output_tokens_per_s:,.0f} tok/s, "
