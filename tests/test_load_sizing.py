@@ -205,6 +205,20 @@ def test_a_service_level_no_machine_meets_is_the_reason_not_max_replicas():
     assert not any("--max-replicas" in n for n in ranking.notes)
 
 
+def test_the_shared_machines_note_says_when_max_price_is_why():
+    """An 8x H100 machine ($30/h) serves 300 streams; under --max-price 10 (the plan's $/h)
+    1x L40S machines share them, and the note does not claim that no machine serves them."""
+    cands = planning_candidates("llama-3.1-8b", None)
+    offers = [offer("h100-sxm", 8, 30.0, name="big"), offer("l40s", 1, 0.5, name="small")]
+    assert not recommend(cands, offers, Need(concurrency=300)).plans[0].need.stream_replicas
+    ranking = recommend(cands, offers, Need(concurrency=300, max_price_usd_per_hour=10))
+    assert ranking.plans[0].need.stream_replicas and ranking.plans[0].estimate.replicas > 1
+    assert (
+        "no single machine serves 300 streams under --max-price 10: identical machines share "
+        "them" in ranking.notes
+    )
+
+
 def test_max_replicas_that_stops_the_service_level_is_said_with_the_relaxed_plan():
     """128 streams of Llama 3.1 70B need 12 machines of 8 L40S to meet the default service
     level; with --max-replicas 4, the plan is ranked without it (two machines, for the KV

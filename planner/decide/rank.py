@@ -346,9 +346,11 @@ def rank_offers(
         if again.plans:
             notes = capped
             if fallback.stream_replicas:
+                capped_price = need.max_price_usd_per_hour
+                under = f" under --max-price {capped_price:g}" if capped_price is not None else ""
                 notes.append(
-                    f"no single machine serves {need.concurrency} streams: identical machines "
-                    "share them"
+                    f"no single machine serves {need.concurrency} streams{under}: identical "
+                    "machines share them"
                 )
             if not fallback.default_service_level:
                 notes.append(
