@@ -321,3 +321,26 @@ def test_recommend_and_generate_say_how_many_machines_and_why(cli, tmp_path):
     )  # fmt: skip
     assert pairs.exit_code != 0
     assert "replicas of multi-node deployments are not generated" in " ".join(pairs.output.split())
+
+
+@pytest.mark.parametrize(
+    ("gpu", "count", "concurrency"),
+    [
+        ("h100-sxm", 1, 260),
+        ("h100-sxm", 2, 520),
+        ("a100-80gb-sxm", 1, 260),
+        ("a100-80gb-sxm", 2, 520),
+    ],
+)
+def test_vllm_runs_every_stream_the_plan_counts(gpu, count, concurrency):
+    """The figures are at `batch` streams per vLLM replica, so --max-num-seqs lets vLLM run
+    them all (it passed 256 under a 500-stream batch, and vLLM queued the rest); beyond what
+    vLLM runs at once on the card (256, or 1024 on H100-class cards), another replica or
+    machine takes them."""
+    cands = planning_candidates("llama-3.1-8b", None)
+    offers = [offer(gpu, count, 2.0 * count, name="m")]
+    need = Need(concurrency=concurrency, context=1024, prompt_tokens=500, output_tokens=200)
+    for plan in recommend(cands, offers, need).plans:
+        seqs = int(plan.vllm_args[plan.vllm_args.index("--max-num-seqs") + 1])
+        assert seqs >= plan.estimate.batch
+        assert seqs <= (1024 if gpu.startswith("h100") else 256)

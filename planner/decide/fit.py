@@ -217,7 +217,16 @@ def fit_layout(
         need.kv_cache_dtype, support.weight_only,
     )  # fmt: skip
     hw = Hardware(gpu, layout.tp, layout.pp, support.compute, nvlink(gpu))
-    batch = int(min(MAX_NUM_SEQS, max(needed, free // max(work_kv, 1))))
+    # --max-num-seqs: the typical requests that fit, up to MAX_NUM_SEQS, and never below the
+    # streams the load puts on a replica (vLLM would queue the rest), up to vLLM's own default
+    # for the card, for which the sampler warm-up is sized (memory_budget).
+    seqs_default = default_max_num_seqs(gpu.usable_memory_bytes, gpu.name)
+    if needed > seqs_default:
+        return (
+            f"{layout.label}: {needed} streams per vLLM replica > the {seqs_default} sequences "
+            "vLLM runs at once on this card"
+        )
+    batch = int(max(needed, min(MAX_NUM_SEQS, free // max(work_kv, 1))))
     return Fit(
         layout=layout, support=support, weights=weights, overhead=overhead,
         kv_per_request=kv_req, work_kv=max(work_kv, 1), free=free,
