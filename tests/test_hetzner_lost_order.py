@@ -43,13 +43,22 @@ def others(cloud: RobotCloud) -> None:
     cloud.add_order(now, id="B20261130-92", product={"id": "GEX44", "location": "NBG1"})
 
 
-@pytest.mark.parametrize("drop", [False, True])
-def test_an_order_whose_answer_was_lost_is_adopted_at_once(tmp_path, drop):
+def lost_answer(tmp_path, others_in_account: bool = True, **faults):
+    """(project, inputs, cloud, api, provider) for an order whose first answer is lost, with
+    the cloud's other ``faults`` (RobotCloud attributes) set."""
     project, inputs = order_inputs(tmp_path)
     cloud = RobotCloud()
-    others(cloud)
-    cloud.lost_answers, cloud.drop = 1, drop
-    api, provider = robot(project, cloud)
+    if others_in_account:
+        others(cloud)
+    cloud.lost_answers = 1
+    for name, value in faults.items():
+        setattr(cloud, name, value)
+    return (project, inputs, cloud, *robot(project, cloud))
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_an_order_whose_answer_was_lost_is_adopted_at_once(tmp_path, drop):
+    _, inputs, cloud, api, provider = lost_answer(tmp_path, drop=drop)
     with api, provider() as dp:
         id_, outs = dp.create("gex", dp.check("gex", {}, inputs))
         assert id_ == "B20261130-1" and len(cloud.orders) == 1  # adopted, not ordered again
@@ -58,11 +67,7 @@ def test_an_order_whose_answer_was_lost_is_adopted_at_once(tmp_path, drop):
 
 
 def test_an_order_robot_lists_late_is_recorded_then_adopted_by_the_next_up(tmp_path):
-    project, inputs = order_inputs(tmp_path)
-    cloud = RobotCloud()
-    others(cloud)
-    cloud.lost_answers, cloud.unlisted = 1, 10**6
-    api, provider = robot(project, cloud)
+    project, inputs, cloud, api, provider = lost_answer(tmp_path, unlisted=10**6)
     with api, provider() as dp:
         id_, outs = dp.create("gex", dp.check("gex", {}, inputs))
         # recorded in the state (no error, nothing leaked), with the time to look from
@@ -83,11 +88,7 @@ def test_an_order_robot_lists_late_is_recorded_then_adopted_by_the_next_up(tmp_p
 
 
 def test_a_lost_order_robot_never_took_is_not_ordered_again_by_itself(tmp_path):
-    project, inputs = order_inputs(tmp_path)
-    cloud = RobotCloud()
-    others(cloud)
-    cloud.lost_answers, cloud.not_taken = 1, True
-    api, provider = robot(project, cloud)
+    _, inputs, cloud, api, provider = lost_answer(tmp_path, not_taken=True)
     with api, provider() as dp:
         id_, outs = dp.create("gex", dp.check("gex", {}, inputs))
         assert outs["status"] == "unconfirmed" and cloud.orders == []
@@ -104,11 +105,8 @@ def test_a_lost_order_robot_never_took_is_not_ordered_again_by_itself(tmp_path):
 def test_several_candidates_are_never_guessed_between(tmp_path):
     """Two matching orders since the lost one (a replica ordered at the same moment): gpuplan
     says which, and orders nothing."""
-    project, inputs = order_inputs(tmp_path)
-    cloud = RobotCloud()
-    cloud.lost_answers = 1
+    _, inputs, cloud, api, provider = lost_answer(tmp_path, others_in_account=False)
     cloud.add_order(datetime.now(UTC), id="B20261130-50")  # the other replica's order
-    api, provider = robot(project, cloud)
     with api, provider() as dp:
         id_, outs = dp.create("gex", dp.check("gex", {}, inputs))
         assert outs["status"] == "unconfirmed"
