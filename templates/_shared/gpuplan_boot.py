@@ -50,21 +50,31 @@ ExecStop=/usr/bin/docker stop vllm
 WantedBy=multi-user.target
 """
 
-PROXY_UNIT = """[Unit]
-Description=Authenticating proxy in front of vLLM (gpuplan)
-After=docker.service vllm.service
-Requires=docker.service
 
-[Service]
-Restart=always
-RestartSec=10
-ExecStartPre=-/usr/bin/docker rm -f gpuplan-proxy
-ExecStart=/opt/gpuplan/run-proxy.sh
-ExecStop=/usr/bin/docker stop gpuplan-proxy
+def _container_unit(description: str, after: str, container: str, script: str) -> str:
+    """A unit that runs one container until it stops (restarted after 10 s), removing a stale
+    one first: the proxy's and Caddy's (gpuplan_boot_extras)."""
+    online = " network-online.target" in after
+    return "".join(
+        [
+            f"[Unit]\nDescription={description}\nAfter={after}\nRequires=docker.service\n",
+            "Wants=network-online.target\n" if online else "",
+            "\n[Service]\nRestart=always\nRestartSec=10\n",
+            f"ExecStartPre=-/usr/bin/docker rm -f {container}\nExecStart={script}\n",
+            f"ExecStop=/usr/bin/docker stop {container}\n\n[Install]\nWantedBy=multi-user.target\n",
+        ]
+    )
 
-[Install]
-WantedBy=multi-user.target
-"""
+
+PROXY_UNIT = _container_unit(
+    "Authenticating proxy in front of vLLM (gpuplan)", "docker.service vllm.service",
+    "gpuplan-proxy", "/opt/gpuplan/run-proxy.sh",
+)  # fmt: skip
+TLS_UNIT = _container_unit(
+    "HTTPS with a Let's Encrypt certificate in front of the proxy (gpuplan, Caddy)",
+    "docker.service network-online.target gpuplan-proxy.service", "gpuplan-tls",
+    "/opt/gpuplan/run-tls.sh",
+)  # fmt: skip
 
 
 # The firewall as its own early unit, so the rules hold from boot, before the network is up
@@ -361,7 +371,7 @@ def boot_script(
         lines.append(extras.fingerprint("tls_before"))
         lines += _write(extras.CADDYFILE, extras.caddyfile(tls["domain"], port), "644")
         lines += _write(extras.TLS_SCRIPT, extras.tls_script(tls["image"]), "755")
-        lines += _write(extras.TLS_UNIT_FILE, extras.TLS_UNIT, "644")
+        lines += _write(extras.TLS_UNIT_FILE, TLS_UNIT, "644")
         lines.append(extras.fingerprint("tls_after"))
     # restart, not `enable --now`: a changed script, key or CIDR list takes effect on a
     # re-run of this script (Hetzner's SSH command), not only on the first boot.

@@ -46,23 +46,6 @@ ACME_TEST_DIRECTORY = "https://acme-staging-v02.api.letsencrypt.org/directory"
 # Caddyfile could read as syntax (braces, spaces, newlines) or a wildcard.
 DOMAIN_RE = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
 
-TLS_UNIT = """[Unit]
-Description=HTTPS with a Let's Encrypt certificate in front of the proxy (gpuplan, Caddy)
-After=docker.service network-online.target gpuplan-proxy.service
-Requires=docker.service
-Wants=network-online.target
-
-[Service]
-Restart=always
-RestartSec=10
-ExecStartPre=-/usr/bin/docker rm -f gpuplan-tls
-ExecStart=/opt/gpuplan/run-tls.sh
-ExecStop=/usr/bin/docker stop gpuplan-tls
-
-[Install]
-WantedBy=multi-user.target
-"""
-
 
 def caddyfile(domain: str, upstream_port: int) -> str:
     """Caddy's configuration: HTTPS on 443 for ``domain`` with a Let's Encrypt certificate,
