@@ -23,6 +23,7 @@ from planner.decide.plan import Layout, Need
 from planner.decide.support import Support, check_support
 from planner.errors import UsageError
 from planner.model.footprint import (
+    PROFILE_MAX_SEQS,
     WeightBytes,
     count_params,
     default_batched_tokens,
@@ -40,7 +41,9 @@ from planner.model.values import ModelSpec, QuantConfig
 from planner.offers.gpus import GpuSpec
 
 GIB = 1 << 30
-MAX_NUM_SEQS = 256  # vLLM's scheduler cap on ordinary GPUs; plans pass --max-num-seqs <= it
+# vLLM's default scheduler cap on ordinary GPUs: plans pass it as --max-num-seqs unless a replica
+# must run more streams at once (up to the card's own default, fit_layout)
+MAX_NUM_SEQS = PROFILE_MAX_SEQS
 # Clouds with private networking between instances (infra/targets declares the same as
 # multi_node; tests/test_targets.py keeps the two equal, since decide cannot import infra).
 MULTI_NODE_PROVIDERS = frozenset({"aws", "gcp"})
@@ -116,7 +119,7 @@ class Fit:
     work_kv: int  # one typical request (prompt + output tokens), per GPU
     free: int  # bytes left for KV per GPU
     max_per_replica: int  # full-context requests one replica holds
-    max_batch: int  # typical requests one replica holds, capped at MAX_NUM_SEQS (--max-num-seqs)
+    max_batch: int  # --max-num-seqs: requests that fit up to MAX_NUM_SEQS, >= the load's
     load: ModelLoad
     hw: Hardware
 

@@ -53,6 +53,10 @@ WORKLOADS = ("interactive", "batch")
 # assumption, stated in the README, that a chat user accepts it.
 DEFAULT_MIN_TOKENS_PER_S = 20.0
 DEFAULT_MAX_TTFT_MS = 2000.0
+RELAXED_NOTE = (
+    f"no offer meets the default interactive service level ({DEFAULT_MIN_TOKENS_PER_S:g} tok/s "
+    f"per stream, TTFT <= {DEFAULT_MAX_TTFT_MS / 1000:g} s); ranked without it"
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,11 +119,15 @@ class Plan:
         """Machines rented: the nodes of one replica times the replicas."""
         return self.layout.nodes * self.estimate.replicas
 
+    def rented(self) -> str:
+        """What is rented, short: '37 x gcp a2-ultragpu-1g', or the one offer."""
+        many = f"{self.machines} x " if self.machines > 1 else ""
+        return f"{many}{self.offer.provider} {self.offer.instance_type}"
+
     def offer_label(self) -> str:
         """What is rented, for one line: '37 x gcp a2-ultragpu-1g (1x a100-80gb-sxm, us-east4)'."""
         o = self.offer
-        many = f"{self.machines} x " if self.machines > 1 else ""
-        return f"{many}{o.provider} {o.instance_type} ({o.gpu_count}x {o.gpu}, {o.region})"
+        return f"{self.rented()} ({o.gpu_count}x {o.gpu}, {o.region})"
 
 
 @cache

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from planner.decide.fit import Candidate
-from planner.decide.objective import Operating, objective_value, replicas_note
+from planner.decide.objective import RELAXED_NOTE, Operating, objective_value, replicas_note
 from planner.decide.plan import Estimate, Need, Plan
 from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer
@@ -65,10 +65,7 @@ def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need:
             "would use the rest as data-parallel replicas"
         )
     if not need.default_service_level and need.workload == "interactive":
-        notes.append(
-            "no offer meets the default interactive service level (20 tok/s per stream, "
-            "TTFT <= 2 s); ranked without it"
-        )
+        notes.append(RELAXED_NOTE)
     replicas = replicas_note(op, est, need)
     if replicas:
         notes.append(replicas)

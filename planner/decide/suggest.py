@@ -183,7 +183,7 @@ def _as_cheap_as_the_best(
             break
         plan = plan_offer(cands, o, need)  # a kind's cheapest offer gives its lowest $/h
         if isinstance(plan, Plan):
-            best = min(best, price * plan.layout.nodes * plan.estimate.replicas)
+            best = min(best, price * plan.machines)
     return [o for o in offers if _price(o, need) <= best] if best < math.inf else []
 
 

@@ -24,12 +24,6 @@ CARD_CLASSES: dict[str, int] = {
 }  # fmt: skip
 
 
-def _machines(plan: Any) -> str:
-    """'33 x vast 4x-RTX_3090-32-65536' when the plan rents several machines, else the offer."""
-    many = f"{plan.machines} x " if plan.machines > 1 else ""
-    return f"{many}{plan.offer.provider} {plan.offer.instance_type}"
-
-
 def max_concurrency_by_card(fp: Footprint, t: TPFootprint) -> dict[str, int]:
     return {
         label: t.max_concurrency(capacity, fp.gpu_memory_utilization)
@@ -213,8 +207,8 @@ def recommendation_to_dict(
 def suggestion_line(sug: Any) -> str:
     """One line: which near-lossless format serves the load cheaper, where, the figures, and
     the flag that plans it (sug: decide.suggest.QuantSuggestion)."""
-    p, e = sug.plan, sug.plan.estimate
-    machines = p.layout.nodes * e.replicas
+    p = sug.plan
+    machines = p.machines
     if sug.measure == "usd_per_hour":
         figures = f"${sug.value:,.2f}/h instead of ${sug.current_value:,.2f}/h"
     else:
@@ -255,7 +249,7 @@ def quant_tradeoffs(ranking: Any) -> list[dict[str, Any]]:
             "format": cand.fmt.name, "checkpoint": cand.spec.name,
             "weights_gib": round(cand.weights.served / GIB, 2),
             "quality_note": cand.fmt.quality_note,
-            "best_offer": _machines(best) if best else None,
+            "best_offer": best.rented() if best else None,
             "best_objective_value": best.objective_value if best else None,
             "best_usd_per_million_output_tokens": e.usd_per_million_output_tokens if e else None,
             "best_aggregate_output_tokens_per_s": e.aggregate_output_tokens_per_s if e else None,
@@ -324,8 +318,7 @@ def recommendation_tables(
         stale = age is not None and age > STALE_AFTER_DAYS
         age_label = "?" if age is None else f"{age:.0f}d" + (" STALE" if stale else "")
         price = f"{e.usd_per_hour:.2f}" + (" (mo)" if o.billing == "monthly" else "")
-        machines = p.layout.nodes * e.replicas
-        nodes = f"{machines}x " if machines > 1 else ""
+        nodes = f"{p.machines}x " if p.machines > 1 else ""
         rows.append([
             str(i), o.provider, o.region[:18], o.instance_type[:24],
             f"{nodes}{o.gpu_count}x {o.gpu}", runs_as(p), p.layout.label,
@@ -416,7 +409,7 @@ def explanation(ranking: Any) -> list[Any]:
     lines = [Text("Why this plan", style="bold")]
     lines.append(
         Text(
-            f"  {_machines(top)}: "
+            f"  {top.rented()}: "
             f"{e.aggregate_output_tokens_per_s:,.0f} output tok/s at batch {e.batch} for "
             f"${e.usd_per_hour:.2f}/h{' in total' if top.machines > 1 else ''} = "
             f"${e.usd_per_million_output_tokens:.3f} per 1M output tokens; "
@@ -447,7 +440,7 @@ def explanation(ranking: Any) -> list[Any]:
         pe = plan.estimate
         lines.append(
             Text(
-                f"  best {family}: {_machines(plan)} "
+                f"  best {family}: {plan.rented()} "
                 f"({plan.offer.gpu_count}x {plan.offer.gpu}, {plan.layout.label}, "
                 f"{plan.quant_format}): ${pe.usd_per_hour:.2f}/h, "
                 f"{pe.aggregate_output_tokens_per_s:,.0f} tok/s, "
