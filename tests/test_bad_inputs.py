@@ -354,6 +354,8 @@ def test_tampered_committed_plan_is_drift(tmp_path, plan_doc, monkeypatch):
         ("gpu_count", "many"),
         ("gpu_memory_gb", None),
         ("billing", "weekly"),
+        ("zone", 5),  # --regions joined it with the region: 'unexpected TypeError'
+        ("vcpus", "eight"),
     ],
 )
 @pytest.mark.parametrize("v3", [False, True], ids=["v2 rows", "v3 columns"])

@@ -76,6 +76,8 @@ def read_cache(provider: str) -> tuple[OfferTable, dict[str, Any]] | None:
 
 
 _TEXT_COLUMNS = ("provider", "instance_type", "region", "gpu", "billing", "fetched_at")
+_OPTIONAL_TEXT_COLUMNS = ("availability", "tier", "zone", "location")  # a string or null
+_OPTIONAL_SIZE_COLUMNS = ("vcpus", "ram_gib", "disk_gb")  # a number >= 0 or null
 _BILLINGS = frozenset({"hourly", "monthly"})
 # (column, may be null); setup_fee_usd may also be 0.
 _NUMBER_COLUMNS = (
@@ -105,6 +107,13 @@ def offer_problem(o: Offer) -> str | None:
         if not (_positive(value) or (name == "setup_fee_usd" and value == 0)):
             null = " or null" if nullable else ""
             return f"{name} must be a positive number{null}, got {short(repr(value), 30)}"
+    for name in _OPTIONAL_TEXT_COLUMNS:
+        if not isinstance(getattr(o, name), str | None):
+            return f"{name} must be a string or null, got {short(repr(getattr(o, name)), 30)}"
+    for name in _OPTIONAL_SIZE_COLUMNS:
+        value = getattr(o, name)
+        if value is not None and not (_positive(value) or value == 0):
+            return f"{name} must be a number >= 0 or null, got {short(repr(value), 30)}"
     if o.billing not in _BILLINGS:
         return f"billing must be hourly or monthly, got {short(repr(o.billing), 30)}"
     if not isinstance(o.provider_data, dict) or not all(isinstance(n, str) for n in o.notes):
@@ -274,6 +283,17 @@ def _columns_valid(columns: dict[str, Sequence[Any]], provider: str) -> bool:
         if not set(map(type, values)) <= _NUMBER_TYPES or not _all_finite(values):
             return False
         if min(values) < lowest:
+            return False
+    for name in _OPTIONAL_TEXT_COLUMNS:
+        if not set(map(type, columns[name])) <= {str, type(None)}:
+            return False
+    for name in _OPTIONAL_SIZE_COLUMNS:
+        values = [v for v in columns[name] if v is not None]
+        if not values:
+            continue
+        if not set(map(type, values)) <= _NUMBER_TYPES or not _all_finite(values):
+            return False
+        if min(values) < 0:
             return False
     notes = columns["notes"]
     if set(map(type, notes)) != {list} or any(type(n) is not str for ns in notes for n in ns):
