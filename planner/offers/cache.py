@@ -19,7 +19,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,12 @@ from planner.errors import short
 from planner.fsutil import atomic_write_text
 from planner.gcpause import cyclic_gc_paused
 from planner.offers.offer import Offer
-from planner.offers.table import OfferTable
+from planner.offers.table import COLUMNS, OfferTable
 
 SCHEMA = "gpuplan.offers/1"  # the embedded snapshot and v1 caches: a list of offer objects
 CACHE_SCHEMA_V2 = "gpuplan.offers-cache/2"  # rows under a column header
 CACHE_SCHEMA = "gpuplan.offers-cache/3"  # columns, the constant ones once
-_OFFER_COLUMNS = [f.name for f in fields(Offer)]
+_OFFER_COLUMNS = list(COLUMNS)
 _OFFER_FIELDS = set(_OFFER_COLUMNS)
 
 
@@ -247,15 +247,6 @@ def _checked(
 
 
 _NUMBER_TYPES = frozenset({int, float})
-
-
-def _rows_valid(rows: list[Any], provider: str) -> bool:
-    """True only if every v2 row builds an Offer that `offer_problem` accepts, of
-    ``provider`` (the test of _columns_valid on rows)."""
-    columns = _v2_columns(rows, len(_OFFER_COLUMNS))
-    return columns is not None and _columns_valid(
-        dict(zip(_OFFER_COLUMNS, columns, strict=True)), provider
-    )
 
 
 def _columns_valid(columns: dict[str, Sequence[Any]], provider: str) -> bool:
