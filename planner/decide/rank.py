@@ -129,6 +129,17 @@ class _Labels(dict):  # type: ignore[type-arg]
         return label
 
 
+def _keep_best(per_offer: list[list[_Rec]], per_cand: dict[int, _Rec], best: list[_Rec]) -> None:
+    """Offers priced by every candidate (``per_offer``: a list of options per candidate, one
+    per offer): each offer's best option goes to ``best``, each candidate's best so far to
+    ``per_cand``."""
+    for recs in per_offer:
+        own = min(recs)
+        if own[_IDX] not in per_cand or own < per_cand[own[_IDX]]:
+            per_cand[own[_IDX]] = own
+    best += per_offer[0] if len(per_offer) == 1 else map(min, *per_offer)
+
+
 class _Picker:
     """Chooses each offer's best option over a shared cache of machine groups. Offers are read
     from the table's columns: an Offer is built only for a plan or a rejection."""
@@ -208,17 +219,13 @@ class _Picker:
         per_cand: dict[int, _Rec] = {}
         for group, live in work:
             per_offer = self._priced(group, live)
+            if not capped:  # every candidate priced every offer
+                _keep_best(per_offer, per_cand, best)
+                continue
             for recs in per_offer:
-                own = (
-                    min((r for r in recs if not isinstance(r, str)), default=None)
-                    if capped
-                    else min(recs)
-                )
+                own = min((r for r in recs if not isinstance(r, str)), default=None)
                 if own is not None and (own[_IDX] not in per_cand or own < per_cand[own[_IDX]]):
                     per_cand[own[_IDX]] = own
-            if not capped:  # every candidate priced every offer
-                best += per_offer[0] if len(per_offer) == 1 else map(min, *per_offer)
-                continue
             for pos, options in zip(live, zip(*per_offer, strict=True), strict=True):
                 picked = [r for r in options if not isinstance(r, str)]
                 if picked:
@@ -252,11 +259,7 @@ class _Picker:
                 upto = min(len(ordered), max(k, 2 * done[h]))
                 per_offer = self._priced(group, ordered[done[h] : upto])
                 done[h] = upto
-                for recs in per_offer:
-                    own = min(recs)
-                    if own[_IDX] not in per_cand or own < per_cand[own[_IDX]]:
-                        per_cand[own[_IDX]] = own
-                best += per_offer[0] if len(per_offer) == 1 else map(min, *per_offer)
+                _keep_best(per_offer, per_cand, best)
                 # the dearest offer priced so far: the lowest score any other offer can have
                 lows[h] = [(recs[-1][:3], recs[-1][_IDX]) for recs in per_offer]
             more = [h for h in range(len(heads)) if done[h] < len(heads[h][1])]
