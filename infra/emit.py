@@ -119,7 +119,7 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         "exposes": list(target.exposes),
         "tls": targets.is_https(plan, opts),
         # HTTPS from a Let's Encrypt certificate the machine gets for this domain, or None
-        "acme_domain": None if opts.tls_certificate else opts.tls_domain,
+        "acme_domain": targets.acme_domain(opts),
         # how to get HTTPS when the endpoint is plain HTTP
         "tls_hint": targets.tls_hint(target),
         "model_is_guess": plan.model_is_guess,

@@ -180,6 +180,12 @@ def tls_hint(target: Target) -> str:
     return target.no_tls_reason
 
 
+def acme_domain(opts: ProjectOptions) -> str | None:
+    """The domain the machine gets a Let's Encrypt certificate for (--tls-domain without a
+    certificate of the user's own), or None."""
+    return None if opts.tls_certificate else opts.tls_domain
+
+
 def is_https(plan: Plan, opts: ProjectOptions) -> bool:
     """Whether the endpoint is HTTPS (options that tls_refusal accepts)."""
     caps = targets()[plan.offer.provider].capabilities
@@ -205,7 +211,7 @@ def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
         out.append(
             f"the {target.title} endpoint is plain HTTP: put TLS in front ({tls_hint(target)})"
         )
-    elif opts.tls_domain and not opts.tls_certificate:
+    elif acme_domain(opts):
         out.append(
             f"HTTPS at {opts.tls_domain} starts once its DNS A record points at the `address` "
             "stack output (the machine then gets a Let's Encrypt certificate); port 80 is open "
