@@ -27,6 +27,8 @@ class Recommendation:
     # variants None when the user chose a quantization (no suggestion then)
     variants: tuple[ModelSpec, ...] | None = None
     offers: Sequence[Offer] = ()  # the filtered offers ranked, in the catalog's order
+    # their filter-order keys by position (catalog.order_keys): the ranking's tie-break
+    order: Callable[[list[int]], list[Any]] | None = None
 
 
 def recommend(
@@ -62,11 +64,12 @@ def recommend(
                     f"none of the {len(on_demand)} matching offers has a spot price",
                     "drop --spot, or include providers that sell spot capacity",
                 )
-        ranking = rank(candidates, offers, need, order_keys(offers, flt))
+        keys = order_keys(offers, flt)
+        ranking = rank(candidates, offers, need, keys)
     rec = Recommendation(ranking, catalog.warnings, dict(catalog.sources))
     if s.quant is not None:  # a pinned format (or auto, which ranks FP8 already)
         return rec
-    rec = replace(rec, variants=tuple(variants), offers=offers)
+    rec = replace(rec, variants=tuple(variants), offers=offers, order=keys)
     if suggest:
         rec = replace(rec, suggestion=cheaper_quantization_for(rec, ranking.plans[0]))
     return rec
@@ -99,9 +102,10 @@ def cheaper_quantization_for(
     alternatives = near_lossless_candidates(rec.ranking.candidates, rec.variants) if offers else []
     if not alternatives:
         return None
-    # streams shared by identical machines: the format may need them too (ranked on every offer)
-    every = in_filter_order(rec.offers) if current.need.stream_replicas else None
-    alternative = best_alternative(current, alternatives, offers, accept, every)
+    # streams shared by identical machines: the format may need them too (ranked on every
+    # offer, ties broken in the filter's order as the recommendation's own ranking)
+    every = rec.offers if current.need.stream_replicas else None
+    alternative = best_alternative(current, alternatives, offers, accept, every, rec.order)
     return cheaper_quantization(current, alternative)
 
 

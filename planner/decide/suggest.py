@@ -22,6 +22,7 @@ import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from itertools import compress
+from typing import Any
 
 from planner.decide.fit import MULTI_NODE_PROVIDERS, Candidate, candidates_for
 from planner.decide.objective import improvement, resolved_objective
@@ -137,14 +138,15 @@ def best_alternative(
     offers: Iterable[Offer],
     accept: Callable[[Plan], bool] | None = None,
     every_offer: Iterable[Offer] | None = None,
+    every_order: Callable[[list[int]], list[Any]] | None = None,
 ) -> Plan | None:
     """The best plan of ``cands`` under ``current``'s need (service level never relaxed) that
     ``accept`` takes, or None. First on ``offers`` (screened) and on one machine: when
     ``current`` shares its streams between identical machines (Need.stream_replicas), a format
     that serves them on one machine is what `--quant` would give. Only when none does is the
     format ranked as `--quant` would rank it, on ``every_offer`` (the unscreened offers:
-    whether one machine serves the load is decided over all of them), and its plan taken if it
-    shares the streams too.
+    whether one machine serves the load is decided over all of them; ``every_order``: their
+    tie-break keys, rank_offers' order_keys), and its plan taken if it shares the streams too.
 
     In $/h a plan costs at least one machine's price, so only machines cheaper than
     (1 - MIN_SAVING) x the current $/h can win. Without ``accept``, kinds of machine (GPU,
@@ -163,7 +165,7 @@ def best_alternative(
     if found is not None or not current.need.stream_replicas or every_offer is None:
         return found
     shared = current.need
-    ranked = rank_offers(cands, every_offer, need).plans
+    ranked = rank_offers(cands, every_offer, need, every_order).plans
     return next((p for p in ranked if p.need == shared and (accept is None or accept(p))), None)
 
 
