@@ -8,7 +8,8 @@
 2. No credentials: `catalog refresh` of the nine public-catalog clouds from a loopback mirror of
    gpuhunt's catalogs (tests/fakegpuhunt.py) holding ~50,000 synthetic GPU offers, then the wall
    time of `gpuplan recommend llama-3.1-8b --format json` (fresh processes, median of 9) on that
-   cache (and on the same offers in the pre-v3 cache format) and on the embedded catalog.
+   cache (also with --concurrency 300, which looks for an FP8 and a --spread suggestion; and
+   on the same offers in the pre-v3 cache format) and on the embedded catalog.
    Target: under 0.5 s median with 50,000 offers.
 
 Run: python benchmarks/catalog_refresh.py [direct|gpuhunt]   (default: both)
@@ -81,7 +82,9 @@ def synthetic_catalogs(offers_per_cloud: int) -> dict[str, list[dict[str, str]]]
     return catalogs
 
 
-def recommend_wall_times(env: dict[str, str], runs: int = 9) -> list[float]:
+def recommend_wall_times(
+    env: dict[str, str], runs: int = 9, extra: tuple[str, ...] = ()
+) -> list[float]:
     """Wall times of fresh `gpuplan recommend` processes, and the median of their CPU time
     (user + system), which other jobs on a shared machine disturb less than the wall time."""
     import resource
@@ -94,7 +97,7 @@ def recommend_wall_times(env: dict[str, str], runs: int = 9) -> list[float]:
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         subprocess.run(
-            [exe, "recommend", "llama-3.1-8b", "--format", "json"],
+            [exe, "recommend", "llama-3.1-8b", "--format", "json", *extra],
             check=True, stdout=subprocess.DEVNULL, env=env,
         )  # fmt: skip
         times.append(time.perf_counter() - start)
@@ -133,6 +136,8 @@ def gpuhunt_part() -> None:
     env = {**os.environ, "GPUPLAN_CACHE_DIR": cache}
     print(f"recommend llama-3.1-8b on the refreshed cache ({len(cat.offers)} offers):")
     recommend_wall_times(env)
+    print("the same with --concurrency 300 (an FP8 and a --spread suggestion are looked for):")
+    recommend_wall_times(env, extra=("--concurrency", "300"))
     print("the same offers in the cache format of gpuplan before v3 (until the next refresh):")
     recommend_wall_times({**os.environ, "GPUPLAN_CACHE_DIR": v2_copy(cache)})
     print("recommend llama-3.1-8b on the embedded catalog:")

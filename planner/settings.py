@@ -100,6 +100,9 @@ KEYS: dict[str, Key] = {
     "max_replicas": Key("constraints", int, "most identical machines (replicas) a target, or "
                         "streams no single machine serves, may use",
                         need_field="max_replicas", minimum=1, maximum=1024),
+    "spread": Key("constraints", bool, "let identical machines share an interactive load's "
+                  "streams even when one machine serves it: the cheapest total $/h wins",
+                  need_field="stream_replicas"),
     "out": Key("deploy", str, "folder of the generated project", default="infra/gpuplan"),
     "stack": Key("deploy", str, "Pulumi stack", default="dev"),
     "allow_cidrs": Key("deploy", list, "networks allowed to reach the serving port"),
@@ -167,6 +170,7 @@ class Settings:
     target_output_tokens_per_s: float | None = None
     replica_headroom: float = default_of("replica_headroom")
     max_replicas: int = default_of("max_replicas")
+    spread: bool = default_of("spread")
     out: str = default_of("out")
     stack: str = default_of("stack")
     allow_cidrs: tuple[str, ...] = ()

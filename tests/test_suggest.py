@@ -183,7 +183,7 @@ def test_generate_says_fp8_is_cheaper_than_the_plan_it_wrote(cli, tmp_path):
 
 
 def test_pre_quantized_fp8_checkpoints_are_candidates_served_under_the_base_name():
-    from planner.present.report import suggestion_line
+    from planner.present.suggestions import suggestion_line
 
     spec = load_model_spec("llama-3.3-70b")
     cands = near_lossless_candidates(candidates_for(spec, None), quantized_variants(spec.name))

@@ -9,7 +9,7 @@ from typing import Any
 
 from planner.decide.plan import Plan
 from planner.decide.rank import Ranking
-from planner.decide.suggest import QuantSuggestion
+from planner.decide.suggest import Cheaper, QuantSuggestion
 from planner.errors import NoFeasibleOfferError
 from planner.model.values import ModelSpec
 from planner.offers.offer import Offer
@@ -29,14 +29,23 @@ class Recommendation:
     offers: Sequence[Offer] = ()  # the filtered offers ranked, in the catalog's order
     # their filter-order keys by position (catalog.order_keys): the ranking's tie-break
     order: Callable[[list[int]], list[Any]] | None = None
+    # identical machines sharing the streams (--spread) >= 20% cheaper than the top plan
+    spread: SpreadSuggestion | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SpreadSuggestion:
+    cheaper: Cheaper  # its plan: identical machines sharing the streams
+    balancer: bool  # gpuplan generate puts a managed load balancer in front of them there
 
 
 def recommend(
     s: Settings, *, config_path: str | None = None, from_hub: bool = False, suggest: bool = True
 ) -> Recommendation:
     """Plan the model of ``s`` against the catalog: every feasible offer, strictly ranked.
-    When the user did not choose a quantization (``s.quant`` unset everywhere), also whether
-    FP8 would serve the load materially cheaper than the top plan (``suggest``)."""
+    With ``suggest``, also whether identical machines sharing the streams (--spread) would
+    serve the load materially cheaper than the top plan, and, when the user did not choose a
+    quantization (``s.quant`` unset everywhere), whether FP8 would."""
     from planner.decide.rank import candidates_for
     from planner.decide.rank import recommend as rank
     from planner.gcpause import cyclic_gc_paused
@@ -66,13 +75,32 @@ def recommend(
                 )
         keys = order_keys(offers, flt)
         ranking = rank(candidates, offers, need, keys)
-    rec = Recommendation(ranking, catalog.warnings, dict(catalog.sources))
+    rec = Recommendation(ranking, catalog.warnings, dict(catalog.sources), offers=offers,
+                         order=keys)  # fmt: skip
+    if suggest:
+        rec = replace(rec, spread=cheaper_spread_for(rec, ranking.plans[0]))
     if s.quant is not None:  # a pinned format (or auto, which ranks FP8 already)
         return rec
-    rec = replace(rec, variants=tuple(variants), offers=offers, order=keys)
+    rec = replace(rec, variants=tuple(variants))
     if suggest:
         rec = replace(rec, suggestion=cheaper_quantization_for(rec, ranking.plans[0]))
     return rec
+
+
+def cheaper_spread_for(
+    rec: Recommendation, current: Plan, accept: Callable[[Plan], bool] | None = None
+) -> SpreadSuggestion | None:
+    """Whether identical machines sharing ``current``'s streams serve its load at least 20%
+    cheaper, on the offers ``rec`` ranked (decide.suggest.cheaper_spread), and whether the
+    generated project balances them."""
+    from infra.targets import targets
+    from planner.decide.suggest import cheaper_spread
+
+    found = cheaper_spread(current, rec.ranking.candidates, rec.offers, rec.order, accept)
+    if found is None:
+        return None
+    target = targets().get(found.plan.offer.provider)
+    return SpreadSuggestion(found, target is not None and target.capabilities.balancer)
 
 
 def cheaper_quantization_for(

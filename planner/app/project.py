@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from infra.check import Drift
+from planner.app.plan import SpreadSuggestion
 from planner.decide.plan import Plan
 from planner.decide.suggest import QuantSuggestion
 from planner.errors import DeployError, GpuplanError, NoFeasibleOfferError, UsageError, short
@@ -21,6 +22,7 @@ class Generated:
     skipped: list[str] = field(default_factory=list)  # better plans gpuplan cannot write yet
     warnings: list[str] = field(default_factory=list)  # what to read before deploying
     suggestion: QuantSuggestion | None = None  # FP8 >= 20% cheaper (see app.plan.recommend)
+    spread: SpreadSuggestion | None = None  # identical machines sharing the streams, as well
 
 
 def _project_options(s: Settings):  # -> infra.emit.ProjectOptions
@@ -214,7 +216,7 @@ def generate(
     ``s.out``, all files or none."""
     from infra.emit import render_project, write_project
     from infra.targets import warnings
-    from planner.app.plan import cheaper_quantization_for, recommend
+    from planner.app.plan import cheaper_quantization_for, cheaper_spread_for, recommend
 
     if plan_file and s.sources.get("model", "").startswith("--"):
         raise UsageError("give MODEL or --plan, not both")
@@ -227,7 +229,7 @@ def generate(
         raise UsageError("no --out folder given", "pass --out DIR (or set [deploy].out)")
     options = _project_options(s)
     skipped: list[str] = []
-    suggestion = None
+    suggestion = spread = None
     if plan_file:
         plan = read_plan_file(plan_file)
         problems = verify_plan(plan, config_path=config_path)
@@ -240,13 +242,17 @@ def generate(
     else:
         rec = recommend(s, config_path=config_path, from_hub=from_hub, suggest=False)
         plan, skipped = best_writable(rec.ranking.plans, options)
+
         # compared with the plan written, among the plans gpuplan can write
-        suggestion = cheaper_quantization_for(
-            rec, plan, accept=lambda p: unwritable(p, options) is None
-        )
+        def writable(p: Plan) -> bool:
+            return unwritable(p, options) is None
+
+        suggestion = cheaper_quantization_for(rec, plan, accept=writable)
+        spread = cheaper_spread_for(rec, plan, accept=writable)
     files = render_project(plan, options)
     written = write_project(files, Path(s.out), old_stack_destroyed=old_stack_destroyed)
-    return Generated(plan, s.out, written, skipped, warnings(plan, options), suggestion)
+    notes = warnings(plan, options)
+    return Generated(plan, s.out, written, skipped, notes, suggestion, spread)
 
 
 def init_repo(
@@ -329,6 +335,11 @@ def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
         wanted, got = getattr(asked, key), getattr(planned, key)
         if wanted != got:
             out.append(f"{key}: settings say {wanted!r}, the plan was made for {got!r}")
+    # Machines share the streams of a plan made without `spread` when no single one served
+    # them; a plan made for one machine does not answer settings that let them share.
+    if asked.stream_replicas and not planned.stream_replicas:
+        out.append("spread: settings let identical machines share the streams, the plan was "
+                   "made for one machine")  # fmt: skip
     o = plan.offer
     if s.providers and o.provider not in s.providers:
         out.append(f"providers: {o.provider} is not in {list(s.providers)}")

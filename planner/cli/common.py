@@ -168,6 +168,7 @@ PLANNING_OPTIONS: list[Callable[[F], F]] = [
     setting_option("target_output_tokens_per_s"),
     setting_option("replica_headroom"),
     setting_option("max_replicas"),
+    setting_option("spread", "--spread/--one-machine"),
     click.option("--from-hub", is_flag=True, help="Fetch the config from the Hugging Face Hub."),
 ]
 

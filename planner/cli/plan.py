@@ -77,10 +77,12 @@ def recommend(
     if plot_path:
         app.write_plot(rec, plot_path)
     if fmt == "json":
-        print_json(recommendation_to_dict(rec.ranking, top, rec.sources, rec.suggestion))
+        print_json(
+            recommendation_to_dict(rec.ranking, top, rec.sources, rec.suggestion, rec.spread)
+        )
     else:
         width = terminal_width()
-        tables = recommendation_tables(rec.ranking, top, explain, width, rec.suggestion)
+        tables = recommendation_tables(rec.ranking, top, explain, width, rec.suggestion, rec.spread)
         print_rich(*tables, width=width)
         if plan_path:
             click.echo(f"plan written to {plan_path}")

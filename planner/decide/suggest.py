@@ -25,7 +25,7 @@ from itertools import compress
 from typing import Any
 
 from planner.decide.fit import MULTI_NODE_PROVIDERS, Candidate, candidates_for
-from planner.decide.objective import improvement, resolved_objective
+from planner.decide.objective import improvement, resolved_objective, saturates
 from planner.decide.plan import Need, Plan
 from planner.decide.rank import plan_offer, rank_offers
 from planner.model.footprint import resolve_format, weight_bytes
@@ -40,9 +40,10 @@ MIN_SAVING = 0.20
 
 
 @dataclass(frozen=True, slots=True)
-class QuantSuggestion:
-    """A near-lossless format's best plan, under the same load and constraints as ``current``,
-    and what it saves."""
+class Cheaper:
+    """Another plan for the same load under the same constraints as ``current``, and what it
+    saves (a near-lossless format: QuantSuggestion; identical machines sharing the streams:
+    cheaper_spread)."""
 
     current: Plan
     plan: Plan
@@ -50,6 +51,12 @@ class QuantSuggestion:
     current_value: float
     value: float
     saving: float  # share of current_value saved, >= MIN_SAVING
+
+
+@dataclass(frozen=True, slots=True)
+class QuantSuggestion(Cheaper):
+    """A near-lossless format's best plan, under the same load and constraints as ``current``,
+    and what it saves."""
 
     @property
     def quant_flag(self) -> str | None:
@@ -203,9 +210,56 @@ def cheaper_quantization(current: Plan, alternative: Plan | None) -> QuantSugges
         return None
     if alternative.need not in (current.need, replace(current.need, stream_replicas=False)):
         return None  # a different need: e.g. ranked without the default service level
+    return _saving(QuantSuggestion, current, alternative, measure)
+
+
+def _saving(kind: type[Cheaper], current: Plan, alternative: Plan, measure: str) -> Any:
+    """``kind`` of suggestion when ``alternative`` saves at least MIN_SAVING on ``measure``."""
     current_value = getattr(current.estimate, measure)
     value = getattr(alternative.estimate, measure)
     saving = improvement(current_value, value)
     if saving < MIN_SAVING:
         return None
-    return QuantSuggestion(current, alternative, measure, current_value, value, saving)
+    return kind(current, alternative, measure, current_value, value, saving)
+
+
+def cheaper_spread(
+    current: Plan,
+    cands: Sequence[Candidate],
+    offers: Iterable[Offer],
+    order: Callable[[list[int]], list[Any]] | None = None,
+    accept: Callable[[Plan], bool] | None = None,
+) -> Cheaper | None:
+    """Whether identical machines sharing an interactive load's streams (--spread) serve
+    ``current``'s load, under the same constraints and service level, at least MIN_SAVING
+    cheaper than ``current`` does on one machine; ranked as `--spread` ranks it, on ``offers``
+    (``order``: their tie-break keys, rank_offers' order_keys). ``accept`` skips plans the
+    caller cannot use (generate: plans it cannot write).
+
+    One machine is the default (one endpoint, nothing to balance, and on RunPod, Vast and
+    Hetzner no load balancer to bring), so the planner only says when several would cost
+    materially less. In $/h such a plan costs at least two machines, so only machines priced
+    at most (1 - MIN_SAVING) / 2 x the current $/h are ranked: the answer is one line of
+    output and must not cost a second ranking of a 50,000-offer catalog."""
+    need = current.need
+    measure = compared_measure(need)
+    if measure is None or need.stream_replicas or saturates(need) or need.concurrency < 2:
+        return None
+    shared = replace(need, stream_replicas=True)
+    table = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
+    keep = range(len(table))
+    if measure == "usd_per_hour":
+        bound = current.estimate.usd_per_hour * (1 - MIN_SAVING) / 2
+        prices = table.effective_usd_per_hour(need.spot, need.horizon_months)
+        keep = [pos for pos in keep if (price := prices[pos]) is not None and price <= bound]
+        table = table.take(keep)
+    if not len(table):
+        return None
+    keys = None if order is None else (lambda ps: order([keep[p] for p in ps]))
+    ranked = rank_offers(list(cands), table, shared, keys).plans
+    found = next(
+        (p for p in ranked
+         if p.need == shared and p.estimate.replicas > 1 and (accept is None or accept(p))),
+        None,
+    )  # fmt: skip
+    return None if found is None else _saving(Cheaper, current, found, measure)

@@ -18,7 +18,7 @@ def settings_note(s: Settings) -> str | None:
 
 def generated_lines(gen: Any) -> list[str]:
     """gen: app.project.Generated."""
-    from planner.present.report import suggestion_line
+    from planner.present.suggestions import spread_line, suggestion_line
 
     plan = gen.plan
     total = " in total" if plan.machines > 1 else ""
@@ -26,6 +26,8 @@ def generated_lines(gen: Any) -> list[str]:
         f"wrote {len(gen.written)} files to {gen.out}: {plan.offer_label()} serving "
         f"{plan.model} at ${plan.estimate.usd_per_hour:.2f}/h{total}",
     ]
+    if getattr(gen, "spread", None) is not None:
+        lines.append(f"cheaper: {spread_line(gen.spread)}")
     if getattr(gen, "suggestion", None) is not None:
         lines.append(f"cheaper: {suggestion_line(gen.suggestion)}")
     return [*lines, f"next: cd {gen.out} && cat README.md"]

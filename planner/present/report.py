@@ -176,13 +176,15 @@ RECOMMENDATION_SCHEMA = "gpuplan.recommendation/1"
 
 
 def recommendation_to_dict(
-    ranking: Any, top: int, sources: dict[str, Any], suggestion: Any = None
+    ranking: Any, top: int, sources: dict[str, Any], suggestion: Any = None, spread: Any = None
 ) -> dict[str, Any]:
     """The documented JSON form of a recommendation (see README, 'recommend JSON');
-    ``suggestion``: the app's cheaper near-lossless quantization, if any."""
+    ``suggestion``: the app's cheaper near-lossless quantization, if any; ``spread``: its
+    cheaper identical machines sharing the streams, if any."""
     from dataclasses import asdict
 
     from planner.decide.plan import need_to_dict, plan_to_dict
+    from planner.present.suggestions import spread_to_dict, suggestion_to_dict
 
     plans = ranking.plans[:top]  # the ranking builds only the Plans shown
     first = plans[0] if plans else None
@@ -200,43 +202,8 @@ def recommendation_to_dict(
         ],
         "quantization_tradeoffs": quant_tradeoffs(ranking),
         "cheaper_quantization": suggestion_to_dict(suggestion),
+        "cheaper_spread": spread_to_dict(spread),
         "catalog": {name: asdict(s) for name, s in sources.items()},
-    }  # fmt: skip
-
-
-def suggestion_line(sug: Any) -> str:
-    """One line: which near-lossless format serves the load cheaper, where, the figures, and
-    the flag that plans it (sug: decide.suggest.QuantSuggestion)."""
-    p = sug.plan
-    machines = p.machines
-    if sug.measure == "usd_per_hour":
-        figures = f"${sug.value:,.2f}/h instead of ${sug.current_value:,.2f}/h"
-    else:
-        figures = f"${sug.value:,.3f} instead of ${sug.current_value:,.3f} per 1M output tokens"
-    how = sug.quant_flag or f"pass {p.model} as MODEL"
-    return (
-        f"{p.quant_format} would serve this load on {machines}x {p.offer.provider} "
-        f"{p.offer.instance_type} ({p.offer.gpu_count}x {p.offer.gpu}, {p.layout.label}) at "
-        f"{figures} (-{sug.saving:.0%}) at near-equal quality: {how} "
-        "(or --quant auto to compare every format)"
-    )
-
-
-def suggestion_to_dict(sug: Any) -> dict[str, Any] | None:
-    """The `cheaper_quantization` field of the recommendation document (None: no suggestion)."""
-    if sug is None:
-        return None
-    from planner.decide.plan import plan_to_dict
-    from planner.decide.suggest import MIN_SAVING
-
-    fmt = FORMATS.get(sug.plan.quant_format)
-    return {
-        "format": sug.plan.quant_format, "checkpoint": sug.plan.model,
-        "quant_flag": sug.quant_flag, "measure": sug.measure, "value": sug.value,
-        "current_value": sug.current_value, "saving_pct": round(sug.saving * 100, 1),
-        "min_saving_pct": round(MIN_SAVING * 100, 1),
-        "quality_note": fmt.quality_note if fmt else None,
-        "message": suggestion_line(sug), "plan": plan_to_dict(sug.plan),
     }  # fmt: skip
 
 
@@ -279,14 +246,21 @@ def fit_columns(columns: list[str], rows: list[list[str]], width: int | None) ->
 
 
 def recommendation_tables(
-    ranking: Any, top: int, explain: bool, width: int | None = None, suggestion: Any = None
+    ranking: Any,
+    top: int,
+    explain: bool,
+    width: int | None = None,
+    suggestion: Any = None,
+    spread: Any = None,
 ) -> list[Any]:
-    """The plans table (columns dropped to fit ``width`` characters), a cheaper near-lossless
-    quantization (``suggestion``), trade-offs, reasons."""
+    """The plans table (columns dropped to fit ``width`` characters), cheaper identical
+    machines sharing the streams (``spread``), a cheaper near-lossless quantization
+    (``suggestion``), trade-offs, reasons."""
     from rich.table import Table
     from rich.text import Text
 
     from planner.offers.catalog import STALE_AFTER_DAYS, age_days
+    from planner.present.suggestions import spread_line, suggestion_line
 
     plans = ranking.plans[:top]  # the ranking builds only the Plans shown
     feasible = len(ranking.plans)
@@ -332,6 +306,8 @@ def recommendation_tables(
     for row in rows:
         table.add_row(*(row[i] for i in keep))
     out.append(table)
+    if spread is not None:
+        out.append(Text(f"cheaper: {spread_line(spread)}", style="bold yellow"))
     if suggestion is not None:
         out.append(Text(f"cheaper: {suggestion_line(suggestion)}", style="bold yellow"))
     if len(ranking.candidates) > 1:
