@@ -144,6 +144,17 @@ def test_ranking_a_table_gives_the_ranking_of_its_offers(seed, need):
     assert list(from_table.offers) == list(from_list.offers)
     assert from_table.rejected == from_list.rejected
     assert from_table.best_per_candidate == from_list.best_per_candidate
+    # the JSON reads the rejected offers' fields from the table's columns, no Offer built
+    from planner.present.report import recommendation_to_dict
+
+    rejected = recommendation_to_dict(from_table, 1, {})["rejected"]
+    assert rejected == [
+        {"provider": r.offer.provider, "instance_type": r.offer.instance_type,
+         "region": r.offer.region, "gpu": r.offer.gpu, "gpu_count": r.offer.gpu_count,
+         "reason": r.reason}
+        for r in from_list.rejected
+    ]  # fmt: skip
+    assert len(rejected) > 1  # enough to see the order
 
 
 def _rows(offers: list[Offer]) -> list[list[object]]:

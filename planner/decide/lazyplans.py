@@ -1,4 +1,4 @@
-"""A ranking's plans, worked out and built as they are read (pure).
+"""A ranking's plans and rejections, worked out and built as they are read (pure).
 
 A report shows the first ten plans of a ranking (--top) out of tens of thousands of offers:
 the ranking finds those first (planner/decide/rank.py, _Picker.pick_top) and builds a Plan
@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from planner.decide.plan import Plan
+from planner.offers.offer import Offer
+from planner.offers.table import OfferTable
 
 FIRST_PLANS = 10  # options a ranking works out first: a report's default --top
 
@@ -63,3 +66,40 @@ class LazyPlans(Sequence[Plan]):
         return isinstance(other, Sequence) and list(self) == list(other)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    offer: Offer
+    reason: str
+
+
+class Rejections(Sequence[Rejection]):
+    """The offers of a table at ``positions`` with why each was rejected, an Offer built only
+    when one is read: a load most of a 50,000-offer cache cannot serve rejects tens of
+    thousands, and a table report only counts them. ``reasons`` and ``fields`` read them
+    without building any Offer."""
+
+    def __init__(self, offers: OfferTable, positions: Sequence[int], reasons: Sequence[str]):
+        self._offers, self._positions, self.reasons = offers, positions, reasons
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @typing.overload
+    def __getitem__(self, i: int) -> Rejection: ...
+    @typing.overload
+    def __getitem__(self, i: slice) -> tuple[Rejection, ...]: ...
+    def __getitem__(self, i: int | slice) -> Rejection | tuple[Rejection, ...]:
+        if isinstance(i, slice):
+            return tuple(self[j] for j in range(*i.indices(len(self))))
+        return Rejection(self._offers[self._positions[i]], self.reasons[i])
+
+    def fields(self, names: Sequence[str]) -> list[tuple[typing.Any, ...]]:
+        """Fields ``names`` of each rejected offer, a tuple per rejection, in order."""
+        return self._offers.values_at(names, self._positions)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and tuple(self) == tuple(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking, as a list

@@ -28,7 +28,7 @@ from planner.decide.fit import (
     candidates_for,
     feasible_fits,
 )
-from planner.decide.lazyplans import FIRST_PLANS, LazyPlans
+from planner.decide.lazyplans import FIRST_PLANS, LazyPlans, Rejection, Rejections
 from planner.decide.objective import (
     OBJECTIVES,
     Operating,
@@ -56,15 +56,9 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
-class Rejection:
-    offer: Offer
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
 class Ranking:
     plans: Sequence[Plan]  # each offer's best plan, strictly sorted by the objective
-    rejected: tuple[Rejection, ...]
+    rejected: Rejections  # each offer no option serves, and why (Offers built when read)
     candidates: tuple[Candidate, ...]
     best_per_candidate: tuple[Plan | None, ...] = ()  # over all offers, for --quant auto
     # the offer of each plan, in the same order (no Plan, nor Offer, built until read)
@@ -385,7 +379,7 @@ def _rank(cands: list[Candidate], offers: OfferTable, need: Need, order_keys: _K
     best = tuple(picker.plan(per_cand[i]) if i in per_cand else None for i in range(len(cands)))
     plans = LazyPlans(picks, count, picker.plan, picker.first)
     ranked = offers.take_later(lambda: map(itemgetter(_POS), plans.prefix(count)), count)
-    refused = tuple(Rejection(offers[pos], why) for pos, why in rejected)
+    refused = Rejections(offers, [pos for pos, _ in rejected], [why for _, why in rejected])
     return Ranking(plans, refused, tuple(cands), best, ranked)
 
 
@@ -414,10 +408,11 @@ def recommend(
                 "no offer matches the filters", "loosen --gpu / --providers / --regions"
             )
         # Reasons differ in their figures ("$/h 3.10 > --max-price 1"): count them by kind.
-        kinds = Counter(_reason_kind(r.reason) for r in ranking.rejected).most_common(2)
+        reasons = ranking.rejected.reasons
+        kinds = Counter(map(_reason_kind, reasons)).most_common(2)
         example = {}
-        for r in ranking.rejected:
-            example.setdefault(_reason_kind(r.reason), r.reason)
+        for reason in reasons:
+            example.setdefault(_reason_kind(reason), reason)
         raise NoFeasibleOfferError(
             f"no feasible offer among {len(ranking.rejected)}: "
             + " | ".join(f"{n} x {example[kind][:160]}" for kind, n in kinds),

@@ -173,6 +173,7 @@ def footprint_tables(fp: Footprint) -> list[Any]:
 
 
 RECOMMENDATION_SCHEMA = "gpuplan.recommendation/1"
+_REJECTED_FIELDS = ("provider", "instance_type", "region", "gpu", "gpu_count")
 
 
 def recommendation_to_dict(
@@ -188,6 +189,7 @@ def recommendation_to_dict(
 
     plans = ranking.plans[:top]  # the ranking builds only the Plans shown
     first = plans[0] if plans else None
+    rejected = ranking.rejected  # read from the offer table's columns: no Offer built
     return {
         "schema": RECOMMENDATION_SCHEMA,
         "model": first.base_model if first else None,
@@ -195,10 +197,9 @@ def recommendation_to_dict(
         "plans": [plan_to_dict(p) for p in plans],
         "feasible_offers": len(ranking.plans),
         "rejected": [
-            {"provider": r.offer.provider, "instance_type": r.offer.instance_type,
-             "region": r.offer.region, "gpu": r.offer.gpu, "gpu_count": r.offer.gpu_count,
-             "reason": r.reason}
-            for r in ranking.rejected
+            {**dict(zip(_REJECTED_FIELDS, values, strict=True)), "reason": reason}
+            for values, reason in zip(rejected.fields(_REJECTED_FIELDS), rejected.reasons,
+                                      strict=True)
         ],
         "quantization_tradeoffs": quant_tradeoffs(ranking),
         "cheaper_quantization": suggestion_to_dict(suggestion),
