@@ -33,6 +33,9 @@ class GpuplanError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # what the user should read first (e.g. cached offers dropped as invalid, which may be
+        # why nothing matched): printed as warning lines before the error
+        self.warnings: tuple[str, ...] = ()
 
 
 class UsageError(GpuplanError):

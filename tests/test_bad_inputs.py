@@ -377,6 +377,25 @@ def test_bad_cache_row_is_dropped_with_a_warning(tmp_path, column, value, v3):
     assert all(p["estimate"]["usd_per_hour"] > 0 for p in plans)
 
 
+def test_a_refusal_after_dropping_every_cached_offer_says_why(tmp_path):
+    """Every cached RunPod offer invalid: recommend finds nothing to rank, and the refusal
+    comes after the warning that says the cache's offers were dropped (it came alone)."""
+    from planner.offers.catalog import snapshot_offers, write_cache
+    from tests.cachedocs import set_offer_value
+
+    offers = [o for o in snapshot_offers() if o.provider == "runpod"]
+    path = write_cache("runpod", offers, "2026-11-29", "test")
+    doc = json.loads(path.read_text())
+    for i in range(len(offers)):
+        set_offer_value(doc, i, "price_usd_per_hour", -1.0)
+    path.write_text(json.dumps(doc))
+    r, out = _run(["recommend", M, "--providers", "runpod"], tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 3, out
+    warned = f"warning: runpod: ignoring {len(offers)} invalid offer(s) in"
+    assert warned in out and out.index(warned) < out.index("error: no offer matches"), out
+
+
 def test_ctrl_c_during_refresh_writes_nothing_after_the_in_flight_call(monkeypatch):
     import planner.offers.providers as providers
     from planner.offers.catalog import _cache_path, snapshot_offers

@@ -64,17 +64,23 @@ def recommend(
             gpu=s.gpu, providers=tuple(names), regions=s.regions, instance_type=s.instance_type,
             spot=s.spot,
         )  # fmt: skip
-        # in the catalog's order: the ranking breaks its ties in the filter's order
-        offers, _ = filter_table(catalog.offers, flt, ordered=False)
-        if not offers and s.spot:
-            on_demand, _ = filter_table(catalog.offers, replace(flt, spot=False))
-            if on_demand:
-                raise NoFeasibleOfferError(
-                    f"none of the {len(on_demand)} matching offers has a spot price",
-                    "drop --spot, or include providers that sell spot capacity",
-                )
-        keys = order_keys(offers, flt)
-        ranking = rank(candidates, offers, need, keys)
+        try:
+            # in the catalog's order: the ranking breaks its ties in the filter's order
+            offers, _ = filter_table(catalog.offers, flt, ordered=False)
+            if not offers and s.spot:
+                on_demand, _ = filter_table(catalog.offers, replace(flt, spot=False))
+                if on_demand:
+                    raise NoFeasibleOfferError(
+                        f"none of the {len(on_demand)} matching offers has a spot price",
+                        "drop --spot, or include providers that sell spot capacity",
+                    )
+            keys = order_keys(offers, flt)
+            ranking = rank(candidates, offers, need, keys)
+        except NoFeasibleOfferError as exc:
+            # the catalog's warnings may say why (cached offers dropped as invalid, a stale or
+            # unreadable cache): the user reads them with the refusal
+            exc.warnings = catalog.warnings
+            raise
     rec = Recommendation(ranking, catalog.warnings, dict(catalog.sources), offers=offers,
                          order=keys)  # fmt: skip
     if suggest:

@@ -21,6 +21,8 @@ class GpuplanGroup(click.Group):
         try:
             return super().invoke(ctx)
         except GpuplanError as exc:
+            for warning in exc.warnings:
+                click.echo(f"warning: {warning}", err=True)
             click.echo(f"error: {exc.message}", err=True)
             if exc.hint:
                 click.echo(f"hint: {exc.hint}", err=True)
