@@ -106,6 +106,9 @@ def test_multi_node_only_when_one_node_cannot_hold_it():
     assert plan.layout.pp >= 2 and plan.layout.nodes == plan.layout.pp
     assert "--pipeline-parallel-size" in plan.vllm_args
     assert plan.estimate.usd_per_hour == pytest.approx(30.0 * plan.layout.nodes)
+    # the generated project runs vLLM's native multi-node mode (the stock image has no Ray)
+    [said] = [n for n in plan.notes if n.startswith("multi-node:")]
+    assert "native multi-node mode" in said and "(Ray)" not in said
     # Vast has no private multi-node networking: the same machine is rejected there
     with pytest.raises(NoFeasibleOfferError):
         recommend(cands, [offer("a100-80gb-sxm", 8, 30.0, provider="vast")], Need())

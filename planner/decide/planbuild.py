@@ -56,7 +56,7 @@ def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need:
     if fit.layout.pp > 1:
         notes.append(
             f"multi-node: {fit.layout.nodes} nodes, TP within a node and PP across "
-            "nodes over ordinary networking (Ray)"
+            "nodes over ordinary networking (vLLM's native multi-node mode, no Ray)"
         )
     used = fit.layout.tp * fit.layout.pp * fit.layout.dp // max(fit.layout.nodes, 1)
     if used < offer.gpu_count and fit.layout.pp == 1:
