@@ -58,6 +58,9 @@ KEYS: dict[str, Key] = {
     "workload": Key("workload", str, "interactive (figures at `concurrency` streams, a default "
                     "service level) or batch (an offline job, $ per 1M tokens at saturation)",
                     need_field="workload", choices=WORKLOADS),
+    "job_requests": Key("workload", int, "requests of an offline job (--workload batch): "
+                        "the plans say how long it runs and what it costs",
+                        need_field="job_requests", minimum=1, maximum=10**12),
     "prompt_tokens": Key("workload", int, "typical prompt", need_field="prompt_tokens",
                          minimum=1, maximum=10_000_000),
     "output_tokens": Key("workload", int, "typical answer", need_field="output_tokens",
@@ -95,6 +98,9 @@ KEYS: dict[str, Key] = {
     "target_output_tokens_per_s": Key("constraints", float, "output tokens a second: sizes "
                                       "replicas", minimum=0, min_open=True,
                                       maximum=1_000_000_000),
+    "deadline_hours": Key("constraints", float, "finish the job of job_requests within this "
+                          "many hours: sizes replicas", need_field="deadline_hours", minimum=0,
+                          min_open=True, maximum=24 * 366),
     "replica_headroom": Key("constraints", float, "spare capacity above the target (0.2 = 20%)",
                             need_field="replica_headroom", minimum=0, maximum=10),
     "max_replicas": Key("constraints", int, "most identical machines (replicas) a target, or "
@@ -149,6 +155,7 @@ class Settings:
     context: int = default_of("context")
     concurrency: int = default_of("concurrency")
     workload: str = default_of("workload")
+    job_requests: int | None = None
     prompt_tokens: int = default_of("prompt_tokens")
     output_tokens: int = default_of("output_tokens")
     kv_cache_dtype: str = default_of("kv_cache_dtype")
@@ -168,6 +175,7 @@ class Settings:
     max_nodes: int = default_of("max_nodes")
     target_rps: float | None = None
     target_output_tokens_per_s: float | None = None
+    deadline_hours: float | None = None
     replica_headroom: float = default_of("replica_headroom")
     max_replicas: int = default_of("max_replicas")
     spread: bool = default_of("spread")
@@ -202,6 +210,27 @@ class Settings:
             self.target_rps * self.output_tokens if self.target_rps else None
         ) or self.target_output_tokens_per_s
         values = {k.need_field: getattr(self, name) for name, k in KEYS.items() if k.need_field}
+        if self.job_requests is not None:
+            if self.workload != "batch" and "workload" in self.sources:
+                raise UsageError(
+                    f"job_requests ({self.sources['job_requests']}) is an offline job, but "
+                    f"the workload is '{self.workload}' ({self.sources['workload']})",
+                    "drop --workload, or give --workload batch",
+                )
+            values["workload"] = "batch"  # a job size makes the load an offline job
+        if self.deadline_hours is not None:
+            if self.job_requests is None:
+                raise UsageError(
+                    "deadline_hours needs the job's size",
+                    "give --job-requests N (requests of --prompt-tokens in / --output-tokens out)",
+                )
+            if target:
+                raise UsageError(
+                    "give deadline_hours or a throughput target (target_rps, "
+                    "target_output_tokens_per_s), not both",
+                    "the deadline sets the target: job requests x output tokens / deadline",
+                )
+            target = self.job_requests * self.output_tokens / (self.deadline_hours * 3600)
         return Need(**values, target_output_tokens_per_s=target)
 
     def from_toml(self) -> list[str]:

@@ -331,7 +331,8 @@ def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
                 "output_tokens", "kv_cache_dtype",
                 "gpu_memory_utilization", "objective", "spot", "max_price_usd_per_hour",
                 "min_tokens_per_s", "max_ttft_ms", "horizon_months", "max_nodes",
-                "target_output_tokens_per_s", "replica_headroom", "max_replicas"):  # fmt: skip
+                "target_output_tokens_per_s", "replica_headroom", "max_replicas",
+                "job_requests", "deadline_hours"):  # fmt: skip
         wanted, got = getattr(asked, key), getattr(planned, key)
         if wanted != got:
             out.append(f"{key}: settings say {wanted!r}, the plan was made for {got!r}")

@@ -230,12 +230,19 @@ def resolved_objective(need: Need) -> str:
     return "cost-per-token" if need.workload == BATCH_WORKLOAD else "cost"
 
 
+def by_hour(need: Need) -> bool:
+    """Whether cost-per-token ranks by $/h: under a throughput target the machines that meet it
+    run on (their $/h is the cost). A job with a deadline pays for the hours it runs, i.e. per
+    token (its replicas only make it finish in time), so it keeps ranking per token."""
+    return bool(need.target_output_tokens_per_s) and not need.deadline_hours
+
+
 def objective_value(subject: Any, need: Need) -> float:
     """The objective of a Plan, an Estimate or Figures under ``need``; lower is better. With a
-    throughput target, cost-per-token ranks by the $/h of the machines that meet it."""
+    throughput target, cost-per-token ranks by the $/h of the machines that meet it (by_hour)."""
     fig = getattr(subject, "estimate", subject)
     objective = resolved_objective(need)
-    if objective == "cost-per-token" and need.target_output_tokens_per_s:
+    if objective == "cost-per-token" and by_hour(need):
         return fig.usd_per_hour
     if objective == "cost-per-token":
         return fig.usd_per_million_output_tokens
@@ -272,7 +279,7 @@ def priced_order(
     objective = resolved_objective(need)
     fixed = PricedPoint(op, 0.0)
     faster = -fixed.aggregate_output_tokens_per_s  # the tie-break unless ranking by speed
-    if objective == "cost-per-token" and not need.target_output_tokens_per_s:
+    if objective == "cost-per-token" and not by_hour(need):
         tokens = op.tokens_per_s
         return [(round(_per_million(u, tokens), 4), faster, round(u, 4)) for u in usds_per_hour]
     if objective in ("cost", "cost-per-token"):  # by $/h (with a target, cost-per-token too)
@@ -362,9 +369,14 @@ def replicas_reason(op: Operating, need: Need) -> str:
 def replicas_note(op: Operating, est: Estimate, need: Need) -> str | None:
     """What the plan says about its identical machines, if it has any (or a target)."""
     if need.target_output_tokens_per_s:
+        what = f"the target of {need.target_output_tokens_per_s:g} output tokens/s"
+        if need.deadline_hours:
+            what = (
+                f"{need.job_requests:,} requests within {need.deadline_hours:g} h "
+                f"({need.target_output_tokens_per_s:,.0f} output tokens/s)"
+            )
         return (
-            f"{est.replicas} identical replica(s) for the target of "
-            f"{need.target_output_tokens_per_s:g} output tokens/s: "
+            f"{est.replicas} identical replica(s) for {what}: "
             f"{est.aggregate_output_tokens_per_s:,.0f} tokens/s, "
             f"{est.target_headroom_pct:+.0f}% headroom"
         )
@@ -416,9 +428,12 @@ def build_estimate(op: Operating, offer: Offer, price: float, need: Need) -> Est
     used_kv = fit.kv_per_request * streams
     monthly = offer.monthly_price_usd * machines if offer.monthly_price_usd is not None else None
     setup = round((offer.setup_fee_usd or 0) * machines, 2) if monthly is not None else None
-    headroom = None
+    headroom = job_hours = job_usd = None
     if need.target_output_tokens_per_s:
         headroom = round((agg / need.target_output_tokens_per_s - 1) * 100, 1)
+    if need.job_requests:
+        hours = need.job_requests * need.output_tokens / agg / 3600
+        job_hours, job_usd = round(hours, 2), round(hours * usd, 2)
     return Estimate(
         single_stream_tokens_per_s=fig.single_stream_tokens_per_s,
         aggregate_output_tokens_per_s=fig.aggregate_output_tokens_per_s, batch=op.batch,
@@ -432,7 +447,8 @@ def build_estimate(op: Operating, offer: Offer, price: float, need: Need) -> Est
         overhead_gib_per_gpu=round(fit.overhead / GIB, 2),
         monthly_commitment_usd=round(monthly, 2) if monthly is not None else None,
         setup_fee_usd=setup,
-        replicas=op.replicas, target_headroom_pct=headroom,
+        replicas=op.replicas, target_headroom_pct=headroom, job_hours=job_hours,
+        job_usd=job_usd,
     )  # fmt: skip
 
 
@@ -445,6 +461,12 @@ def validate_need(need: Need) -> None:
         raise UsageError("the throughput target must be positive")
     if need.replica_headroom < 0:
         raise UsageError("replica headroom must be >= 0")
+    if need.job_requests is not None and need.workload != BATCH_WORKLOAD:
+        raise UsageError("a job size (job-requests) needs the batch workload")
+    if need.deadline_hours is not None and (not need.job_requests or need.deadline_hours <= 0):
+        raise UsageError("a deadline needs a job size (job-requests) and a positive duration")
+    if need.job_requests is not None and need.job_requests <= 0:
+        raise UsageError("job-requests must be positive")
     names = (
         "context",
         "concurrency",

@@ -57,6 +57,10 @@ class Need:
     # redone with identical machines that each take a share of the streams (objective.py).
     # Written to JSON only when True, so plans of loads one machine serves read as before.
     stream_replicas: bool = field(default=False, metadata={"omit_default": True})
+    # An offline job's size (batch workload): the plans say how long it runs and what it
+    # costs; with `deadline_hours` it is a throughput target (settings.Settings.need).
+    job_requests: int | None = field(default=None, metadata={"omit_default": True})
+    deadline_hours: float | None = field(default=None, metadata={"omit_default": True})
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +99,10 @@ class Estimate:
     setup_fee_usd: float | None = None
     replicas: int = 1  # identical copies of the layout; $/h and tokens/s above cover them all
     target_headroom_pct: float | None = None  # capacity above the throughput target, percent
+    # An offline job of Need.job_requests requests: hours at the aggregate speed, and what they
+    # cost at usd_per_hour (monthly rentals bill whole months: see monthly_commitment_usd).
+    job_hours: float | None = field(default=None, metadata={"omit_default": True})
+    job_usd: float | None = field(default=None, metadata={"omit_default": True})
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from itertools import compress
 from typing import Any
 
 from planner.decide.fit import MULTI_NODE_PROVIDERS, Candidate, candidates_for
-from planner.decide.objective import improvement, resolved_objective, saturates
+from planner.decide.objective import by_hour, improvement, resolved_objective, saturates
 from planner.decide.plan import Need, Plan
 from planner.decide.rank import plan_offer, rank_offers
 from planner.model.footprint import resolve_format, weight_bytes
@@ -132,7 +132,7 @@ def compared_measure(need: Need) -> str | None:
     """What a cheaper format is compared on: the objective when it is a cost; None when the
     user ranks by speed or latency (then a cheaper plan is not what they asked for)."""
     objective = resolved_objective(need)
-    if objective == "cost" or (objective == "cost-per-token" and need.target_output_tokens_per_s):
+    if objective == "cost" or (objective == "cost-per-token" and by_hour(need)):
         return "usd_per_hour"
     if objective == "cost-per-token":
         return "usd_per_million_output_tokens"

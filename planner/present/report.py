@@ -286,6 +286,9 @@ def recommendation_tables(
     left = {"provider", "region", "instance", "quant", "layout", "age"}
     columns = ["#", "provider", "region", "instance", "GPUs", "quant", "layout", "free",
                "tok/s 1", "tok/s all", "TTFT ms", "$/h", "$/1M out", "age"]  # fmt: skip
+    job = need.job_requests is not None  # an offline job's hours and cost, after $/h
+    if job:
+        columns[12:12] = ["job h", "job $"]
     rows = []
     for i, p in enumerate(plans, 1):
         e, o = p.estimate, p.offer
@@ -299,6 +302,7 @@ def recommendation_tables(
             f"{nodes}{o.gpu_count}x {o.gpu}", runs_as(p), p.layout.label,
             f"{e.memory_headroom_gib:.1f}", f"{e.single_stream_tokens_per_s:.0f}",
             f"{e.aggregate_output_tokens_per_s:,.0f}", f"{e.ttft_ms:.0f}", price,
+            *([f"{e.job_hours:,.1f}", f"{e.job_usd:,.0f}"] if job else []),
             f"{e.usd_per_million_output_tokens:.3f}", age_label,
         ])  # fmt: skip
     keep = fit_columns(columns, rows, width)
@@ -360,8 +364,15 @@ def _load_label(need: Any) -> str:
     """Which load the figures are at (the table says so)."""
     from planner.decide.objective import service_level
 
+    if need.deadline_hours:
+        return (
+            f"batch job of {need.job_requests:,} requests within {need.deadline_hours:g} h: "
+            f"target {need.target_output_tokens_per_s:,.0f} output tok/s"
+        )
     if need.target_output_tokens_per_s:
         return f"target {need.target_output_tokens_per_s:,.0f} output tok/s"
+    if need.job_requests:
+        return f"batch job of {need.job_requests:,} requests, at saturation"
     if need.workload == "batch":
         return "batch job at saturation"
     min_tps, max_ttft = service_level(need)

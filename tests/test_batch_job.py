@@ -1,0 +1,103 @@
+"""Issue 11: a batch (offline) job of a given size. `--job-requests N` makes the load an offline
+job (ranked at saturation by $ per 1M output tokens) and every plan says how long the job runs
+and what it costs; `--deadline-hours H` sizes identical replicas to finish it in time, and the
+ranking stays per token: a job pays for the hours it runs, so its cost is tokens x $/token
+whatever the number of machines."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from planner.decide.plan import Need
+from planner.decide.rank import recommend
+from planner.settings import load_settings
+from tests.test_recommend import planning_candidates, random_catalog, ranked_as_oracle
+
+JOB = 2_000_000
+
+
+def test_every_plan_says_the_jobs_hours_and_cost():
+    need = load_settings({"job_requests": JOB}, env={}).need()
+    assert need.workload == "batch" and need.target_output_tokens_per_s is None
+    ranking = recommend(planning_candidates("llama-3.1-8b", None), random_catalog(
+        random.Random(5), 30), need)  # fmt: skip
+    for p in ranking.plans[:5]:
+        e = p.estimate
+        hours = JOB * need.output_tokens / e.aggregate_output_tokens_per_s / 3600
+        assert e.job_hours == pytest.approx(hours, rel=1e-3)  # the figure shown is rounded
+        assert e.job_usd == pytest.approx(hours * e.usd_per_hour, abs=0.006)
+        # the job's cost is its tokens at the plan's $ per 1M output tokens
+        tokens_usd = JOB * need.output_tokens / 1e6 * e.usd_per_million_output_tokens
+        assert e.job_usd == pytest.approx(tokens_usd, rel=1e-3)
+    costs = [p.estimate.job_usd for p in ranking.plans]
+    assert costs[0] == min(costs)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("hours", [6, 48])
+def test_a_deadline_sizes_replicas_and_ranks_by_the_jobs_cost(seed, hours):
+    """The cheapest job that finishes in time (the oracle's optimum), not the cheapest $/h
+    that meets the deadline's rate: on a random catalog the two differ."""
+    need = load_settings({"job_requests": JOB, "deadline_hours": hours}, env={}).need()
+    target = JOB * need.output_tokens / (hours * 3600)
+    assert need.target_output_tokens_per_s == pytest.approx(target)
+    cands = planning_candidates("llama-3.1-8b", None)
+    ranking = ranked_as_oracle(cands, random_catalog(random.Random(seed), 40), need)
+    assert ranking is not None
+    top = ranking.plans[0]
+    assert top.estimate.job_hours <= hours / (1 + need.replica_headroom) + 0.01
+    assert top.estimate.aggregate_output_tokens_per_s >= target * (1 + need.replica_headroom)
+    costs = [p.estimate.job_usd for p in ranking.plans]
+    assert costs[0] == min(costs)
+    said = f"for {JOB:,} requests within {hours:g} h ("
+    assert top.estimate.replicas == 1 or any(said in n for n in top.notes), top.notes
+
+
+def test_the_cheapest_hourly_plan_is_not_the_cheapest_job():
+    """One L40S ($10/h) meets the rate of 2M requests in 200 h and runs 157 h ($1,574); one
+    8x H100 machine ($11/h) runs the job in under 6 h (about $62): the job goes to the H100s,
+    where ranking by $/h (as a standing throughput target does) would pick the L40S."""
+    from tests.test_recommend import offer
+
+    need = load_settings({"job_requests": JOB, "deadline_hours": 200}, env={}).need()
+    cands = planning_candidates("llama-3.1-8b", None)
+    offers = [offer("l40s", 1, 10.0, name="small"), offer("h100-sxm", 8, 11.0, name="big")]
+    plans = recommend(cands, offers, need).plans
+    assert [p.offer.instance_type for p in plans] == ["big", "small"]
+    assert plans[0].estimate.job_usd < 0.1 * plans[1].estimate.job_usd
+    assert plans[1].estimate.replicas == 1 and plans[1].estimate.job_hours <= 200 / 1.2
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--deadline-hours", "24"], "deadline_hours needs the job's size"),
+        (["--job-requests", "10", "--workload", "interactive"], "is an offline job"),
+        (["--job-requests", "10", "--deadline-hours", "24", "--target-rps", "5"],
+         "give deadline_hours or a throughput target"),
+        (["--job-requests", "0"], "--job-requests"),
+        (["--job-requests", "10", "--deadline-hours", "0"], "--deadline-hours"),
+    ],
+)  # fmt: skip
+def test_a_job_that_does_not_add_up_is_a_usage_error(cli, flags, message):
+    r = cli("recommend", "llama-3.1-8b", *flags)
+    assert r.exit_code == 2, r.output
+    assert message in r.stderr and "Traceback" not in r.output
+
+
+def test_recommend_shows_the_job_and_plans_without_one_read_as_before(cli):
+    r = cli("recommend", "llama-3.1-8b", "--job-requests", "2000000", "--deadline-hours", "24",
+            "--format", "json", "--top", "1")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert (doc["need"]["job_requests"], doc["need"]["deadline_hours"]) == (JOB, 24.0)
+    assert doc["plans"][0]["estimate"]["job_hours"] <= 24 / 1.2 + 0.01
+    text = " ".join(cli("recommend", "llama-3.1-8b", "--job-requests", "2000000").stdout.split())
+    assert "batch job of 2,000,000 requests, at saturation" in text and "job $" in text
+    plain = json.loads(cli("recommend", "llama-3.1-8b", "--format", "json").stdout)
+    assert "job_hours" not in plain["plans"][0]["estimate"]
+    assert "job_requests" not in plain["plans"][0]["need"]
+    assert Need() == Need(job_requests=None, deadline_hours=None)
