@@ -409,6 +409,7 @@ concurrency = {default_of("concurrency")}               # requests of `context` 
 prompt_tokens = {default_of("prompt_tokens")}          # typical prompt and answer (speed, cost)
 output_tokens = {default_of("output_tokens")}
 # kv_cache_dtype = "fp8"
+# job_requests = 2000000      # an offline job's size (makes the workload "batch")
 
 [constraints]
 objective = "{default_of("objective")}"  # {" | ".join(OBJECTIVES)}
@@ -420,6 +421,8 @@ providers = {prov}
 # spot = false
 # max_nodes = {default_of("max_nodes")}               # nodes when one machine is too small
 # target_rps = 2.0            # requests a second: sizes replicas
+# deadline_hours = 24         # finish the job of job_requests in time: sizes replicas
+# spread = true               # machines may share the streams even when one serves them
 
 [deploy]
 out = {json.dumps(out)}         # where `gpuplan generate` writes the Pulumi project

@@ -218,3 +218,19 @@ def test_written_files_respect_the_umask(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == mode
+
+
+def test_every_commented_key_of_the_init_template_is_a_valid_setting(tmp_path):
+    """`gpuplan init` writes example keys as comments: each one, uncommented, is a key of its
+    section with a valid value (all of them at once, as the merge validates each alone)."""
+    import re
+
+    from planner.settings import config_template, load_settings
+
+    text = config_template("llama-3.1-8b", [], None, "dev", "infra/llm")
+    uncommented, n = re.subn(r"^# (\w+ = )", r"\1", text, flags=re.M)
+    assert n >= 15
+    path = tmp_path / "gpuplan.toml"
+    path.write_text(uncommented)
+    s = load_settings({}, toml=path, env={})
+    assert (s.spread, s.job_requests, s.deadline_hours, s.quant) == (True, 2_000_000, 24.0, "auto")
