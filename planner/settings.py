@@ -107,8 +107,8 @@ KEYS: dict[str, Key] = {
                         "streams no single machine serves, may use",
                         need_field="max_replicas", minimum=1, maximum=1024),
     "spread": Key("constraints", bool, "let identical machines share an interactive load's "
-                  "streams even when one machine serves it: the cheapest total $/h wins",
-                  need_field="stream_replicas"),
+                  "streams even when one machine serves it (ranked with the one-machine plans)",
+                  need_field="spread"),
     "out": Key("deploy", str, "folder of the generated project", default="infra/gpuplan"),
     "stack": Key("deploy", str, "Pulumi stack", default="dev"),
     "allow_cidrs": Key("deploy", list, "networks allowed to reach the serving port"),
@@ -218,6 +218,8 @@ class Settings:
                     "drop --workload, or give --workload batch",
                 )
             values["workload"] = "batch"  # a job size makes the load an offline job
+        if values["workload"] == "batch" or target:
+            values["spread"] = False  # machines share streams only of an interactive load
         if self.deadline_hours is not None:
             if self.job_requests is None:
                 raise UsageError(
@@ -423,6 +425,7 @@ providers = {prov}
 # target_rps = 2.0            # requests a second: sizes replicas
 # deadline_hours = 24         # finish the job of job_requests in time: sizes replicas
 # spread = true               # machines may share the streams even when one serves them
+# max_replicas = {default_of("max_replicas")}            # most identical machines a load may use
 
 [deploy]
 out = {json.dumps(out)}         # where `gpuplan generate` writes the Pulumi project

@@ -15,7 +15,6 @@ import math
 from collections.abc import Iterable, Iterator
 
 from planner.decide.fit import (
-    MAX_NUM_SEQS,
     MULTI_NODE_PROVIDERS,
     Candidate,
     Fit,
@@ -32,6 +31,7 @@ from planner.decide.objective import (
 )
 from planner.decide.plan import Estimate, Need
 from planner.decide.support import check_support
+from planner.model.footprint import default_max_num_seqs
 from planner.offers.gpus import GpuSpec, gpu_table
 from planner.offers.offer import Offer
 
@@ -72,12 +72,14 @@ def _served(f: Fit, o: Offer, price: float, need: Need) -> Estimate | None:
     """The fit's estimate at the load if it meets every constraint; with stream replicas, at
     the fewest identical machines (tried one by one) whose share of the streams each vLLM
     replica holds (full-context requests, at most MAX_NUM_SEQS at once) and serves in time."""
-    if not need.stream_replicas:
+    if not need.stream_replicas or need.workload == "batch" or need.target_output_tokens_per_s:
         est = build_estimate(operate(f, need), o, price, need)
         return est if violation(est, need) is None else None
+    # what vLLM runs at once on this card by default (above it the plan would queue streams)
+    seqs = default_max_num_seqs(f.hw.gpu.usable_memory_bytes, f.hw.gpu.name)
     for machines in range(1, need.max_replicas + 1):
         streams = math.ceil(need.concurrency / (machines * f.layout.dp))
-        if streams > min(f.max_per_replica, MAX_NUM_SEQS):
+        if streams > min(f.max_per_replica, seqs):
             continue
         est = build_estimate(operate_with(f, need, machines), o, price, need)
         if violation(est, need) is None:
@@ -89,8 +91,10 @@ def _needs(need: Need) -> Iterator[Need]:
     """The load as asked, then what the planner tries when nothing serves it: identical
     machines sharing an interactive load's streams, then without the default service level
     (with them again, for memory alone)."""
-    yield need
     shared = need.workload != "batch" and not need.target_output_tokens_per_s
+    if need.spread and shared:  # --spread: machines share the streams from the start
+        need = dataclasses.replace(need, stream_replicas=True)
+    yield need
     if shared:
         yield dataclasses.replace(need, stream_replicas=True)
     if uses_default_service_level(need):

@@ -20,6 +20,7 @@ from planner.decide.objective import objective_value, violation
 from planner.decide.plan import Need, plan_from_json, plan_to_json
 from planner.decide.rank import recommend
 from planner.errors import NoFeasibleOfferError
+from planner.model.footprint import default_max_num_seqs
 from planner.model.sources import load_model_spec
 from tests.oracle import brute_force_best, brute_force_need, fewest_gpus, node_holds_model
 from tests.test_recommend import G, offer, planning_candidates, random_catalog, ranked_as_oracle
@@ -73,7 +74,7 @@ CASES = [
     ("llama-3.1-70b", Need(concurrency=128), L40S, SHARED),
     # the user's service level, on a catalog of 1-GPU machines only
     ("llama-3.1-8b", Need(**SHORT, min_tokens_per_s=100), ONE_GPU, SHARED),
-    # --max-replicas 3 leaves the 8-GPU machines (3 of them hold 1,000 streams)
+    # --max-replicas 3 leaves the 8-GPU machines (2 of them hold 1,000 streams)
     ("llama-3.1-8b", Need(concurrency=1000, max_replicas=3), H100, SHARED),
     # 405B needs two 8x H100 nodes (PP2) for its weights, and such pairs for the streams
     ("llama-3.1-405b", Need(concurrency=64), H100, SHARED),
@@ -147,7 +148,10 @@ def assert_shares_the_streams(ranking, need: Need) -> None:
     for p in ranking.plans[:10]:
         e, lay = p.estimate, p.layout
         assert p.need.stream_replicas and 1 < e.replicas <= need.max_replicas
-        assert e.batch == math.ceil(need.concurrency / (e.replicas * lay.dp)) <= 256
+        # at most what vLLM runs at once by default on the card (256, or 1024 on big cards)
+        card = G[p.offer.gpu]
+        seqs = default_max_num_seqs(card.usable_memory_bytes, card.name)
+        assert e.batch == math.ceil(need.concurrency / (e.replicas * lay.dp)) <= seqs
         assert e.max_concurrency >= need.concurrency  # the streams' KV fits, as vLLM sizes it
         assert e.memory_headroom_gib >= 0  # per GPU: its share of the streams' KV, not all
         # all the streams, each at its machine's speed: no machine counted for more than it
@@ -180,14 +184,16 @@ def test_a_load_one_machine_serves_never_gets_replicas_even_when_they_cost_less(
 
 
 def test_max_replicas_stops_a_plan_and_says_so():
-    """1,000 streams need 3 machines of 8 H100s at least: --max-replicas 2 refuses, naming the
+    """1,000 streams need 2 machines of 8 H100s at least (TP8 holds 513 full-context requests,
+    under the card's default of 1,024 sequences): --max-replicas 1 refuses, naming the
     machines needed, the streams one machine serves, the flag, and how to get a plan."""
     cands = planning_candidates("llama-3.1-8b", None)
+    assert recommend(cands, H100, Need(concurrency=1000, max_replicas=2)).plans[0].machines == 2
     with pytest.raises(NoFeasibleOfferError) as exc:
-        recommend(cands, H100, Need(concurrency=1000, max_replicas=2))
-    assert brute_force_best(cands, H100, Need(concurrency=1000, max_replicas=2)) == math.inf
+        recommend(cands, H100, Need(concurrency=1000, max_replicas=1))
+    assert brute_force_best(cands, H100, Need(concurrency=1000, max_replicas=1)) == math.inf
     message = exc.value.message
-    assert "replicas needed (1000 streams > " in message and "> --max-replicas 2" in message
+    assert "replicas needed (1000 streams > " in message and "> --max-replicas 1" in message
     assert "KV cache for" in message and "--max-replicas" in exc.value.hint
 
 

@@ -83,7 +83,9 @@ def recommend(
             raise
     rec = Recommendation(ranking, catalog.warnings, dict(catalog.sources), offers=offers,
                          order=keys)  # fmt: skip
-    if suggest:
+    # not when the user chose (--spread or --one-machine), nor with --tls-domain, which
+    # generate refuses for machines sharing the streams
+    if suggest and "spread" not in s.sources and not s.tls_domain:
         rec = replace(rec, spread=cheaper_spread_for(rec, ranking.plans[0]))
     if s.quant is not None:  # a pinned format (or auto, which ranks FP8 already)
         return rec

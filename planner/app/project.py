@@ -332,15 +332,10 @@ def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
                 "gpu_memory_utilization", "objective", "spot", "max_price_usd_per_hour",
                 "min_tokens_per_s", "max_ttft_ms", "horizon_months", "max_nodes",
                 "target_output_tokens_per_s", "replica_headroom", "max_replicas",
-                "job_requests", "deadline_hours"):  # fmt: skip
+                "job_requests", "deadline_hours", "spread"):  # fmt: skip
         wanted, got = getattr(asked, key), getattr(planned, key)
         if wanted != got:
             out.append(f"{key}: settings say {wanted!r}, the plan was made for {got!r}")
-    # Machines share the streams of a plan made without `spread` when no single one served
-    # them; a plan made for one machine does not answer settings that let them share.
-    if asked.stream_replicas and not planned.stream_replicas:
-        out.append("spread: settings let identical machines share the streams, the plan was "
-                   "made for one machine")  # fmt: skip
     o = plan.offer
     if s.providers and o.provider not in s.providers:
         out.append(f"providers: {o.provider} is not in {list(s.providers)}")
@@ -378,7 +373,12 @@ def _price_check(s: Settings, plan: Plan) -> PriceCheck:
         None,
     )
     if same is None:
-        return PriceCheck(None, best, 0.0)
+        # in the catalog still, but no longer serving the load as the settings ask it?
+        committed = (plan.offer.provider, plan.offer.instance_type, plan.offer.region)
+        fields = ranking.rejected.fields(("provider", "instance_type", "region"))
+        why = next((r for f, r in zip(fields, ranking.rejected.reasons, strict=True)
+                    if f == committed), "")  # fmt: skip
+        return PriceCheck(None, best, 0.0, why)
     return PriceCheck(
         same.objective_value, best, improvement(same.objective_value, best.objective_value)
     )

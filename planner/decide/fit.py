@@ -128,6 +128,11 @@ def nvlink(gpu: GpuSpec) -> bool:
     return "SXM" in gpu.interconnect or "NVSwitch" in gpu.interconnect
 
 
+def _interactive(need: Need) -> bool:
+    """Streams of an interactive load (not a batch job nor a throughput target at saturation)."""
+    return need.workload != BATCH_WORKLOAD and not need.target_output_tokens_per_s
+
+
 def layouts(
     gpus_per_node: int, multi_node: bool, max_nodes: int, need: Need | None = None
 ) -> list[Layout]:
@@ -136,7 +141,7 @@ def layouts(
     replicas; a batch job or a throughput target fills the node. ``need.tp`` pins the TP degree.
     """
     cap = gpus_per_node
-    if need is not None and need.workload != BATCH_WORKLOAD and not need.target_output_tokens_per_s:
+    if need is not None and _interactive(need):
         cap = need.concurrency
     single = [
         Layout(tp=t, dp=min(gpus_per_node // t, cap))
@@ -199,9 +204,12 @@ def fit_layout(
         stage_share * kv_bytes_per_request(cand.spec, layout.tp, need.kv_cache_dtype, need.context)
     )
     per_replica = max(0, free // kv_req) if free > 0 else 0
-    # With stream replicas, identical machines share the streams (objective.operate sizes
-    # them): one machine need only hold one request; otherwise it holds them all.
-    needed = 1 if need.stream_replicas else math.ceil(need.concurrency / layout.dp)
+    # With stream replicas, identical machines share an interactive load's streams
+    # (objective.operate sizes them): one machine need only hold one request; otherwise it
+    # holds them all (a batch job or a throughput target never shares streams).
+    shared = need.stream_replicas and _interactive(need)
+    streams = math.ceil(need.concurrency / layout.dp)  # on one vLLM replica of one machine
+    needed = 1 if shared else streams
     if per_replica < needed:
         return (
             f"{layout.label}: {weights / GIB:.1f} GiB weights + {overhead / GIB:.1f} GiB "
@@ -229,7 +237,10 @@ def fit_layout(
             f"{layout.label}: {needed} streams per vLLM replica > the {seqs_default} sequences "
             "vLLM runs at once on this card"
         )
-    batch = int(max(needed, min(MAX_NUM_SEQS, free // max(work_kv, 1))))
+    # Shared streams: as many per replica as one machine would carry (what memory and the
+    # card's default allow), so that one machine under --spread is the one-machine plan.
+    most = min(streams, per_replica, seqs_default) if shared else needed
+    batch = int(max(most, min(MAX_NUM_SEQS, free // max(work_kv, 1))))
     return Fit(
         layout=layout, support=support, weights=weights, overhead=overhead,
         kv_per_request=kv_req, work_kv=max(work_kv, 1), free=free,

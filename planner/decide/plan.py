@@ -57,6 +57,9 @@ class Need:
     # redone with identical machines that each take a share of the streams (objective.py).
     # Written to JSON only when True, so plans of loads one machine serves read as before.
     stream_replicas: bool = field(default=False, metadata={"omit_default": True})
+    # The user's --spread: rank identical machines sharing an interactive load's streams with
+    # the one-machine plans from the start (stream_replicas then says the ranking did).
+    spread: bool = field(default=False, metadata={"omit_default": True})
     # An offline job's size (batch workload): the plans say how long it runs and what it
     # costs; with `deadline_hours` it is a throughput target (settings.Settings.need).
     job_requests: int | None = field(default=None, metadata={"omit_default": True})

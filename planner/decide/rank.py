@@ -38,6 +38,7 @@ from planner.decide.objective import (
     order_key,
     price_violation,
     priced_order,
+    saturates,
     static_violation,
     validate_need,
 )
@@ -328,21 +329,24 @@ def rank_offers(
     """Every offer planned or rejected with a reason; plans strictly sorted by the objective
     (ties broken by speed, $/h, provider, instance, region, tier, layout, format, then the
     input order: the order of ``order_keys(positions)`` if given, which spares sorting the
-    input). When no offer serves the load, ranks again as objective.fallback_needs says
-    (identical machines sharing the streams, then without the default service level); when
-    nothing serves it even so, the rejections say why with stream replicas, if they were
-    tried."""
+    input). With ``need.spread`` identical machines sharing an interactive load's streams are
+    ranked from the start. When no offer serves the load, ranks again as
+    objective.fallback_needs says (identical machines sharing the streams, then without the
+    default service level); when nothing serves it even so, the rejections say why with
+    stream replicas, if they were tried."""
     validate_need(need)
     offers = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
+    if need.spread and not need.stream_replicas and not saturates(need):
+        need = dataclasses.replace(need, stream_replicas=True)
     ranking = _rank(cands, offers, need, order_keys)
     if ranking.plans:
         return ranking
-    capped: list[str] = []  # plans --max-replicas stopped on the way
+    capped = _capped(ranking, need)  # plans --max-replicas stopped on the way
     for fallback in fallback_needs(need):
         again = _rank(cands, offers, fallback, order_keys)
         if again.plans:
             notes = capped
-            if fallback.stream_replicas:
+            if fallback.stream_replicas and not need.stream_replicas:
                 capped_price = need.max_price_usd_per_hour
                 under = f" under --max-price {capped_price:g}" if capped_price is not None else ""
                 notes.append(
@@ -356,12 +360,21 @@ def rank_offers(
             return dataclasses.replace(again, notes=(*again.notes, *notes))
         if fallback.stream_replicas and fallback.default_service_level:
             ranking = again  # its rejections say what stops replicas too (--max-replicas)
-            if any("--max-replicas" in r.reason for r in again.rejected):
-                capped = [
-                    f"--max-replicas {need.max_replicas} stopped plans that share the streams "
-                    "between more identical machines within the service level"
-                ]
+            capped = _capped(again, fallback)
     return ranking
+
+
+def _capped(ranking: Ranking, need: Need) -> list[str]:
+    """The note that --max-replicas stopped plans of a failed ranking that shared the streams
+    within the service level, if it did."""
+    if not (need.stream_replicas and need.default_service_level):
+        return []
+    if not any("--max-replicas" in why for why in ranking.rejected.reasons):
+        return []
+    return [
+        f"--max-replicas {need.max_replicas} stopped plans that share the streams between more "
+        "identical machines within the service level"
+    ]
 
 
 def _rank(cands: list[Candidate], offers: OfferTable, need: Need, order_keys: _Keys) -> Ranking:

@@ -160,7 +160,9 @@ def best_alternative(
     count, multi-node) are tried cheapest first and the search stops at the first price above
     the best plan found: the answer is one line of output and must not cost a second full
     ranking. (``accept`` reads each offer's own facts, so it gets the plain ranking.)"""
-    need = replace(current.need, stream_replicas=False)
+    # --spread asked for machines sharing the streams: the format is ranked as `--quant` with
+    # --spread ranks it; otherwise on one machine first
+    need = current.need if current.need.spread else replace(current.need, stream_replicas=False)
     cands, offers = list(cands), list(offers)
     if compared_measure(need) == "usd_per_hour":
         bound = current.estimate.usd_per_hour * (1 - MIN_SAVING)
@@ -169,7 +171,7 @@ def best_alternative(
             offers = _as_cheap_as_the_best(cands, offers, need, bound)
     ranked = rank_offers(cands, offers, need).plans
     found = next((p for p in ranked if p.need == need and (accept is None or accept(p))), None)
-    if found is not None or not current.need.stream_replicas or every_offer is None:
+    if found is not None or need.stream_replicas or every_offer is None:
         return found
     shared = current.need
     ranked = rank_offers(cands, every_offer, need, every_order).plans
@@ -245,9 +247,9 @@ def cheaper_spread(
     measure = compared_measure(need)
     if measure is None or need.stream_replicas or saturates(need) or need.concurrency < 2:
         return None
-    shared = replace(need, stream_replicas=True)
+    shared = replace(need, stream_replicas=True, spread=True)  # as --spread ranks it
     table = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
-    keep = range(len(table))
+    keep: Sequence[int] = range(len(table))
     if measure == "usd_per_hour":
         bound = current.estimate.usd_per_hour * (1 - MIN_SAVING) / 2
         prices = table.effective_usd_per_hour(need.spot, need.horizon_months)

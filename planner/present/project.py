@@ -42,8 +42,8 @@ def check_lines(res: Any, threshold: float) -> list[str]:
     plan, lines = res.plan, []
     if res.clean:
         lines.append(
-            f"ok: {res.out} matches the settings ({plan.offer.provider} "
-            f"{plan.offer.instance_type}, {plan.quant_format}, {plan.layout.label})"
+            f"ok: {res.out} matches the settings ({plan.rented()}, {plan.quant_format}, "
+            f"{plan.layout.label})"
         )
     else:
         lines += [f"plan differs: {line}" for line in res.plan_mismatches]
@@ -60,16 +60,18 @@ def check_lines(res: Any, threshold: float) -> list[str]:
     if p.best is None:
         lines.append(f"prices: no feasible offer at current prices ({p.detail})")
     elif p.committed is None:
+        gone = (
+            f"no longer serves the load these settings ask ({p.detail})"
+            if p.detail
+            else "is no longer in the catalog"
+        )
         lines.append(
-            f"prices: the committed offer ({plan.offer.provider} {plan.offer.instance_type}) "
-            f"is no longer in the catalog; best now: {p.best.offer.provider} "
-            f"{p.best.offer.instance_type}"
+            f"prices: the committed offer ({plan.rented()}) {gone}; best now: {p.best.rented()}"
         )
     elif p.improvement > threshold:
         lines.append(
-            f"prices: {p.best.offer.provider} {p.best.offer.instance_type} would now be "
-            f"{p.improvement:.0%} better on {plan.need.objective} than the committed "
-            f"{plan.offer.instance_type}; regenerate to switch"
+            f"prices: {p.best.rented()} would now be {p.improvement:.0%} better on "
+            f"{plan.need.objective} than the committed {plan.rented()}; regenerate to switch"
         )
     else:
         lines.append(

@@ -38,14 +38,14 @@ def spread_line(spread: Any) -> str:
     sug = spread.cheaper
     p = sug.plan
     balance = (
-        "behind a load balancer gpuplan generates"
+        "gpuplan generate puts a load balancer in front"
         if spread.balancer
         else f"{p.offer.provider} gets no load balancer: spread the requests over the "
-        f"{p.machines} endpoints yourself"
+        f"{p.estimate.replicas} endpoints yourself"
     )
     return (
         f"{p.offer_label()} sharing the {p.need.concurrency} streams would serve this load at "
-        f"{_figures(sug, ' in total')} (-{sug.saving:.0%}); {balance}: --spread"
+        f"{_figures(sug, ' in total')} (-{sug.saving:.0%}); {balance}; plan it with --spread"
     )
 
 
