@@ -315,6 +315,22 @@ def test_recommend_cli_table_explain(cli):
     assert "vllm serve --model" not in r.output  # the model is positional
 
 
+def test_explain_says_why_a_gpu_family_has_no_plan():
+    """--explain names the best plan on H100 and A100, or why none: here the A100's own
+    rejection (its memory), not another GPU's."""
+    from planner.decide.rank import best_alternatives, rank_offers
+
+    cands = planning_candidates("llama-3.1-405b", None)
+    offers = [offer("a100-80gb-sxm", 1, 2.0, provider="vast"),
+              offer("h200-sxm", 8, 30.0, provider="vast"), offer("t4", 1, 0.3)]  # fmt: skip
+    ranking = rank_offers(cands, offers, Need())
+    found = {family: (plan, why) for family, plan, why in best_alternatives(ranking)}
+    assert found["H100"] == (None, "no offer with this GPU in the catalog")
+    plan, why = found["A100"]
+    a100 = next(r.reason for r in ranking.rejected if r.offer.gpu == "a100-80gb-sxm")
+    assert plan is None and why == a100 and a100 != ranking.rejected[-1].reason
+
+
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [

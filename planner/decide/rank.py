@@ -467,8 +467,10 @@ def best_alternatives(
         plan = ranking.plans[index] if index is not None else None
         why = None
         if plan is None:
+            rejected = ranking.rejected  # read from the table's columns: no Offer built
+            gpus_reasons = zip(rejected.fields(("gpu",)), rejected.reasons, strict=True)
             why = next(
-                (r.reason for r in ranking.rejected if r.offer.gpu.startswith(prefix)),
+                (why for (gpu,), why in gpus_reasons if gpu.startswith(prefix)),
                 "no offer with this GPU in the catalog",
             )
         out.append((prefix.upper(), plan, why))
