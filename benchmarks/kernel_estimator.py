@@ -312,6 +312,16 @@ def _medians(rows: list[dict], key: str) -> str:
     return "; ".join(parts)
 
 
+def _by_batch(rows: list[dict], key: str) -> str:
+    parts = []
+    for low, high in ((1, 1), (2, 64), (65, 256), (257, 1 << 30)):
+        sel = [abs(r[key]) for r in rows if low <= r["batch"] <= high and r.get(key) is not None]
+        name = f"{low}" if low == high else f"{low}-{high}" if high < 1 << 30 else f">{low - 1}"
+        if sel:
+            parts.append(f"batch {name} {statistics.median(sel):.1f}% (n={len(sel)})")
+    return "; ".join(parts) or "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ids", help="comma-separated point ids (default: all)")
@@ -376,6 +386,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  AIConfigurator:                   {_medians(sel, 'aic_err')}")
         print(f"  gpuplan leave-one-source-out:     {_medians(sel, 'gp_loso')}")
         print(f"  gpuplan in-sample (fitted on all): {_medians(sel, 'gp_err')}")
+    print("\nvLLM points graded A/B by the batch both estimators were asked about, median |error|:")
+    print(f"  AIConfigurator:               {_by_batch(fit_rows, 'aic_err')}")
+    print(f"  gpuplan leave-one-source-out: {_by_batch(fit_rows, 'gp_loso')}")
     print(f"\nnot covered ({len(uncovered)} of {len(pts)}):")
     for p, why in uncovered:
         print(f"  {p['id']:14} {p['gpu']:14} {p['model'][:36]:36} {why}")

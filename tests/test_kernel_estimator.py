@@ -115,3 +115,12 @@ def test_without_aiconfigurator_it_says_so_and_exits_zero(ke, monkeypatch, capsy
     assert ke.main([]) == 0
     assert capsys.readouterr().out.strip() == ke.MISSING
     assert ke.MISSING == "aiconfigurator is not installed: pip install aiconfigurator (optional)"
+
+
+def test_errors_are_summarised_by_the_batch_asked_about(ke):
+    rows = [{"batch": 1, "e": -10.0}, {"batch": 64, "e": 20.0}, {"batch": 65, "e": -30.0},
+            {"batch": 256, "e": 50.0}, {"batch": 257, "e": 120.0}]  # fmt: skip
+    assert ke._by_batch(rows, "e") == (
+        "batch 1 10.0% (n=1); batch 2-64 20.0% (n=1); batch 65-256 40.0% (n=2); "
+        "batch >256 120.0% (n=1)"
+    )
