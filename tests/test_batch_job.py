@@ -101,3 +101,13 @@ def test_recommend_shows_the_job_and_plans_without_one_read_as_before(cli):
     assert "job_hours" not in plain["plans"][0]["estimate"]
     assert "job_requests" not in plain["plans"][0]["need"]
     assert Need() == Need(job_requests=None, deadline_hours=None)
+
+
+def test_a_deadline_too_close_for_max_replicas_says_so(cli):
+    r = cli("recommend", "llama-3.1-8b", "--job-requests", "20000000", "--deadline-hours", "1",
+            "--max-replicas", "2", "--gpu", "h100")  # fmt: skip
+    assert r.exit_code == 3, r.output
+    assert "replicas needed to finish 20,000,000 requests within 1 h > --max-replicas 2" in (
+        r.stderr
+    )
+    assert "--deadline-hours" in r.stderr.splitlines()[-1]

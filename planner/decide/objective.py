@@ -330,6 +330,8 @@ def static_violation(subject: Any, need: Need) -> str | None:
         return f"TTFT {fig.ttft_ms:.0f} ms > --max-ttft {max_ttft:g}{label}"
     if fig.replicas > need.max_replicas:
         why = "for the throughput target"
+        if need.deadline_hours:
+            why = f"to finish {need.job_requests:,} requests within {need.deadline_hours:g} h"
         if spreads(need):
             why = f"({replicas_reason(op, need)})" if op else f"for {need.concurrency} streams"
         return f"{fig.replicas} replicas needed {why} > --max-replicas {need.max_replicas}"

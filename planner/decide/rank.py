@@ -440,7 +440,10 @@ def _reason_kind(reason: str) -> str:
 
 _HINTS = (  # (text in the commonest rejection, what to try), first match wins
     ("--max-price", "raise --max-price, or try --quant auto for a smaller checkpoint"),
-    ("--max-replicas", "raise --max-replicas, or relax the load (--concurrency, --context)"),
+    (
+        "--max-replicas",
+        "raise --max-replicas, or relax the load (--concurrency, --context, --deadline-hours)",
+    ),
     ("--max-ttft", "relax --max-ttft, or shorten --prompt-tokens"),
     ("--min-tokens-per-s", "relax --min-tokens-per-s, or allow more GPUs per machine"),
     ("spot", "drop --spot: these offers have no spot price"),
