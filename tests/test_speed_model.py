@@ -249,3 +249,56 @@ def test_one_stream_through_a_pipeline_waits_for_every_stage():
     step = perf.decode_step_s(load, hw, 32, 1125)
     assert perf.output_tokens_per_s(load, hw, 64, 1000, 250) < 32 / step
     assert perf.output_tokens_per_s(load, hw, 64, 1000, 250) > 0.5 * 32 / step
+
+
+def _moe(block_fp8: bool) -> perf.ModelLoad:
+    # DeepSeek-V3-like routed experts (top-8 of 256) at TP8, FP8 weights.
+    return perf.ModelLoad(
+        weight_bytes_per_gpu=85e9, expert_bytes_per_gpu=82e9, active_params=37 * 10**9,
+        expert_fraction=8 / 256, layers=61, hidden=7168, attn_width=16384,
+        kv_bytes_per_token_per_gpu=70272, moe_layers=58, block_fp8_moe=block_fp8,
+    )  # fmt: skip
+
+
+def test_block_fp8_experts_run_at_the_block_kernels_share_of_bandwidth_and_peak():
+    # vLLM's block-scaled FP8 fused-MoE kernels stream the touched experts and reach the tensor
+    # peak at block_fp8_moe_factor of what per-tensor FP8 fused MoE does (vllm PR 13932).
+    factor = perf._c("block_fp8_moe_factor")
+    assert 0 < factor < 1
+    hw = perf.Hardware(gpu_table()["h200-sxm"], 8, 1, "fp8", True)
+    plain, block = _moe(False), _moe(True)
+    # decode at batch 64, no context: memory bound; the touched experts cost 1/factor as long
+    touched = 82e9 * (1 - (1 - 8 / 256) ** 64)
+    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+    extra = perf.decode_step_s(block, hw, 64, 0, online=False) - perf.decode_step_s(
+        plain, hw, 64, 0, online=False
+    )
+    assert extra == pytest.approx(touched / bandwidth * (1 / factor - 1), rel=1e-9)
+    # prefill: the matmuls at factor x the fused-MoE share of the peak
+    gemm = block.prefill_flops(2000, 64, 8)
+    assert perf._prefill_compute_s(block, hw, 2000, 64) - perf._prefill_compute_s(
+        plain, hw, 2000, 64
+    ) == pytest.approx(
+        gemm
+        / (perf.peak_flops(hw.gpu, "fp8") * perf._c("moe_prefill_compute_efficiency"))
+        * (1 / factor - 1),
+        rel=1e-9,
+    )
+
+
+def test_a_block_fp8_moe_checkpoint_is_planned_with_the_block_kernels():
+    # DeepSeek-R1's own checkpoint is block-scaled FP8 with routed experts: its fits carry the
+    # flag on a native-FP8 GPU; a dense model, or a weight-only (Marlin) GPU, does not.
+    from planner.decide.fit import _candidate, feasible_fits
+    from planner.decide.plan import Need
+
+    need = Need(context=4096)
+    r1 = _candidate(load_model_spec("deepseek-ai/DeepSeek-R1"), None, "deepseek-ai/DeepSeek-R1")
+    assert r1.fmt.scale == "block"
+    fits, why = feasible_fits(r1, gpu_table()["h200-sxm"], 8, False, need)
+    assert fits, why
+    assert all(f.load.block_fp8_moe for f in fits)
+    marlin = perf.model_load(r1.spec, 1e9, 0.9e9, 10**9, 8, 1, "auto", True, True)
+    assert not marlin.block_fp8_moe  # FP8 weight-only (Marlin) below native FP8 GPUs
+    dense = load_model_spec("meta-llama/Llama-3.1-8B")
+    assert not perf.model_load(dense, 1e9, 0.0, 10**9, 1, 1, "auto", False, True).block_fp8_moe

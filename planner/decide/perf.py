@@ -10,7 +10,9 @@ cost per all-reduce), a fixed step cost, a per-MoE-layer kernel cost and, when a
 streams the tokens, a small per-sequence host cost, which vLLM's async scheduling (default
 since v0.14) overlaps with the GPU work instead of adding to it. Weight-only kernels (Marlin:
 AWQ/GPTQ, and FP8/FP4 below their native GPUs) dequantize on the fly: their matmuls reach a
-lower share of the tensor peak.
+lower share of the tensor peak. Block-scaled FP8 routed experts (DeepSeek-V3 style) run in
+vLLM's block-FP8 fused-MoE kernels, which stream the experts and reach the peak at a fraction
+of what other fused-MoE kernels do.
 Prefill (time to first token) is compute bound plus a fixed per-request cost; the LM head runs
 for the last prompt token only, routed experts run at the fused-MoE kernels' share of the peak,
 and attention at its own share of the 16-bit peak (also under FP8 weights).
@@ -67,6 +69,10 @@ class ModelLoad:
     kv_bytes_per_token_per_gpu: int  # over the GPU's layers
     moe_layers: int = 0  # layers with routed experts (each adds MoE kernel costs)
     weight_only: bool = False  # narrower weights than the math (Marlin): dequantizing kernels
+    # Routed experts in block-scaled FP8 (one scale per 128x128 block, DeepSeek-V3 style) run by
+    # vLLM's block-FP8 fused-MoE kernels, which stream the experts and reach the tensor peak
+    # less well than per-tensor FP8 or 16-bit fused MoE (block_fp8_moe_factor).
+    block_fp8_moe: bool = False
     # The input embedding is a table lookup, not a matmul (when untied, its own matrix: no
     # FLOPs); the LM head is a vocab x hidden matmul that a prefill runs for the last prompt
     # token only (vLLM computes logits only where it samples).
@@ -163,6 +169,8 @@ def decode_step_s(
     prefill): they share its weight read and add their FLOPs and activations."""
     touched = 1.0 - (1.0 - load.expert_fraction) ** max(batch + prefill_tokens, 1.0)
     weights = load.weight_bytes_per_gpu - load.expert_bytes_per_gpu * (1 - touched)
+    if load.block_fp8_moe:  # the touched experts stream at the block kernels' lower rate
+        weights += load.expert_bytes_per_gpu * touched * (1 / _c("block_fp8_moe_factor") - 1)
     kv = batch * context * load.kv_bytes_per_token_per_gpu
     bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("bandwidth_efficiency")
     layers = load.layers / hw.pp
@@ -192,6 +200,8 @@ def _compute_efficiency(load: ModelLoad, phase: str) -> float:
     # Routed-expert GEMMs (fused MoE) reach another share of the peak than dense ones.
     moe = "moe_" if load.moe_layers else ""
     eff = _c(f"{moe}{phase}_compute_efficiency")
+    if load.block_fp8_moe:
+        eff *= _c("block_fp8_moe_factor")
     return eff * _c("weight_only_compute_factor") if load.weight_only else eff
 
 
@@ -382,7 +392,11 @@ def model_load(
     pp: int,
     kv_cache_dtype: str,
     weight_only: bool = False,
+    block_scaled: bool = False,
 ) -> ModelLoad:
+    """``block_scaled``: the weights are block-scaled FP8 (fp8-block); with routed experts and
+    native FP8 math (not weight_only: Marlin dequantizes them its own way) the experts run in
+    vLLM's block-FP8 fused-MoE kernels."""
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     moe_layers = spec.num_layers - spec.first_dense_layers if spec.is_moe else 0
     head = spec.vocab_size * spec.hidden_size
@@ -394,6 +408,7 @@ def model_load(
         attn_width=spec.num_attention_heads * (spec.v_head_dim or spec.head_dim),
         kv_bytes_per_token_per_gpu=per_layer * math.ceil(layers / pp),
         moe_layers=moe_layers, weight_only=weight_only,
+        block_fp8_moe=block_scaled and spec.is_moe and not weight_only,
         lookup_params=0 if spec.tie_word_embeddings else head,
         lm_head_params=head,
     )  # fmt: skip
