@@ -302,3 +302,22 @@ def test_a_block_fp8_moe_checkpoint_is_planned_with_the_block_kernels():
     assert not marlin.block_fp8_moe  # FP8 weight-only (Marlin) below native FP8 GPUs
     dense = load_model_spec("meta-llama/Llama-3.1-8B")
     assert not perf.model_load(dense, 1e9, 0.0, 10**9, 1, 1, "auto", False, True).block_fp8_moe
+
+
+def test_mla_attention_scores_over_192_dims_in_prefill_and_over_the_latent_in_decode():
+    # DeepSeek-R1 (MLA): prefill decompresses the latent into 128 heads that score over
+    # nope + rope = 192 dims and sum values over 128; decode runs the absorbed form, each head
+    # scoring over the 576-value latent (512 + rope 64) and summing over its 512 values.
+    r1 = perf.model_load(load_model_spec("deepseek-ai/DeepSeek-R1"), 1e9, 0.0, 10**9, 8, 1, "auto")
+    assert r1.prefill_attention_flops(4000, 2, 8) == pytest.approx(
+        2 * 4000**2 * 128 * (192 + 128) * 61 / 8, rel=1e-12
+    )
+    assert r1.decode_attention_flops(64, 3000, 61, 8) == pytest.approx(
+        2 * 64 * 3000 * 128 * (576 + 512) * 61 / 8, rel=1e-12
+    )
+    # ordinary attention: QK and PV both over heads x head_dim
+    llama = perf.model_load(
+        load_model_spec("meta-llama/Llama-3.1-8B"), 1e9, 0.0, 10**9, 1, 1, "auto"
+    )
+    assert llama.prefill_attention_flops(4000, 2, 1) == pytest.approx(2 * 2 * 4000**2 * 4096 * 32)
+    assert llama.decode_attention_flops(64, 3000, 32, 1) == pytest.approx(4 * 64 * 3000 * 4096 * 32)

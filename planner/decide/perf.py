@@ -65,7 +65,7 @@ class ModelLoad:
     expert_fraction: float  # k / E, or 1 for dense models
     layers: int
     hidden: int
-    attn_width: int  # heads x head_dim (query side), for attention FLOPs
+    attn_width: int  # heads x value head dim: the PV side of attention (and QK unless below)
     kv_bytes_per_token_per_gpu: int  # over the GPU's layers
     moe_layers: int = 0  # layers with routed experts (each adds MoE kernel costs)
     weight_only: bool = False  # narrower weights than the math (Marlin): dequantizing kernels
@@ -78,6 +78,13 @@ class ModelLoad:
     # token only (vLLM computes logits only where it samples).
     lookup_params: int = 0
     lm_head_params: int = 0
+    # MLA (DeepSeek-V2/V3): prefill attends with decompressed heads, scores over the
+    # nope + rope query/key dims (192), values over v_head_dim (128); decode runs the absorbed
+    # form, every head scoring and summing over the shared latent (kv_lora_rank + rope, 576,
+    # for scores; kv_lora_rank, 512, for values). 0: the PV width (ordinary attention).
+    qk_width: int = 0  # heads x query/key head dim in prefill
+    decode_qk_width: int = 0  # heads x the dims decode attention scores over
+    decode_pv_width: int = 0  # heads x the dims decode attention sums values over
 
     @property
     def matmul_params(self) -> int:
@@ -93,7 +100,19 @@ class ModelLoad:
     def prefill_attention_flops(self, prompt: float, requests: float, tp: int) -> float:
         """Causal attention FLOPs of those prompts (scores and values: 2 x prompt^2 x width a
         layer), which run in 16-bit whatever the weights' format."""
-        return 2 * requests * prompt**2 * self.attn_width * self.layers / tp
+        return requests * prompt**2 * self.prefill_width * self.layers / tp
+
+    @property
+    def prefill_width(self) -> int:
+        """QK plus PV width of prefill attention (2 x heads x head_dim without MLA)."""
+        return (self.qk_width or self.attn_width) + self.attn_width
+
+    def decode_attention_flops(self, batch: float, context: float, layers: float, tp: int) -> float:
+        """Attention FLOPs of one decode step: scores and values over the whole context."""
+        width = (self.decode_qk_width or self.attn_width) + (
+            self.decode_pv_width or self.attn_width
+        )
+        return 2 * batch * context * width * layers / tp
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,9 +202,11 @@ def decode_step_s(
     # Paged decode attention reads KV blocks through a block table, per sequence and KV head:
     # a lower share of the bandwidth than the weights' long streaming reads.
     kv_bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("attention_bandwidth_efficiency")
-    t_attn = max(kv / kv_bandwidth, 4 * batch * context * load.attn_width * layers / hw.tp / peak)
+    t_attn = max(
+        kv / kv_bandwidth, load.decode_attention_flops(batch, context, layers, hw.tp) / peak
+    )
     attn_peak = peak_flops(hw.gpu, "fp16") * _c("prefill_attention_efficiency")
-    t_attn += 2 * prefill_tokens * prompt * load.attn_width * layers / hw.tp / attn_peak
+    t_attn += prefill_tokens * prompt * load.prefill_width * layers / hw.tp / attn_peak
     per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
     host = per_sequence * batch * 1e-3  # per-token host work: output processing, streaming
     tokens = batch + prefill_tokens
@@ -400,12 +421,16 @@ def model_load(
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     moe_layers = spec.num_layers - spec.first_dense_layers if spec.is_moe else 0
     head = spec.vocab_size * spec.hidden_size
+    heads = spec.num_attention_heads
     return ModelLoad(
         weight_bytes_per_gpu=weight_bytes_per_gpu, expert_bytes_per_gpu=expert_bytes_per_gpu,
         active_params=active_params,
         expert_fraction=(spec.experts_per_token / spec.num_experts) if spec.is_moe else 1.0,
         layers=spec.num_layers, hidden=spec.hidden_size,
-        attn_width=spec.num_attention_heads * (spec.v_head_dim or spec.head_dim),
+        attn_width=heads * (spec.v_head_dim or spec.head_dim),
+        qk_width=heads * (spec.qk_nope_head_dim + spec.qk_rope_head_dim) if spec.is_mla else 0,
+        decode_qk_width=heads * (spec.kv_lora_rank + spec.qk_rope_head_dim) if spec.is_mla else 0,
+        decode_pv_width=heads * spec.kv_lora_rank if spec.is_mla else 0,
         kv_bytes_per_token_per_gpu=per_layer * math.ceil(layers / pp),
         moe_layers=moe_layers, weight_only=weight_only,
         block_fp8_moe=block_scaled and spec.is_moe and not weight_only,
