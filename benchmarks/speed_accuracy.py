@@ -43,14 +43,15 @@ CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
 # of the collective itself, tens of microseconds per MoE layer, paged decode attention at ~60%
 # of the memory bandwidth (below the weight GEMMs' streaming reads), and prefill attention and
 # fused-MoE prefill GEMMs at ~60% of their peaks; block-scaled FP8 fused-MoE kernels at 0.28 of
-# the bandwidth and peak share of the other fused-MoE kernels (vLLM's benchmark_moe.py on
-# DeepSeek-V3's experts, github.com/vllm-project/vllm/pull/13932: perf_calibration.json).
+# the bandwidth share and of the peak share of the other fused-MoE kernels (vLLM's
+# benchmark_moe.py on DeepSeek-V3's experts, github.com/vllm-project/vllm/pull/13932, and its
+# block-FP8 GEMM benchmarks, pull/23939: perf_calibration.json).
 PRIORS = {
     "per_sequence_overhead_ms": 0.02, "moe_decode_compute_efficiency": 0.6,
     "request_overhead_ms": 10.0, "allreduce_overhead_us": 10.0, "moe_layer_overhead_us": 30.0,
     "decode_compute_efficiency": 0.6, "attention_bandwidth_efficiency": 0.6,
     "moe_prefill_compute_efficiency": 0.6, "prefill_attention_efficiency": 0.6,
-    "block_fp8_moe_factor": 0.28,
+    "block_fp8_moe_bandwidth_factor": 0.28, "block_fp8_moe_compute_factor": 0.28,
 }  # fmt: skip
 # Held (never refitted): values fitted earlier on the first calibration sample, and the link
 # latencies of the collectives themselves, measured by collective benchmarks that are not
@@ -84,7 +85,7 @@ PRIOR_WEIGHT = 0.01  # per unit of (log ratio to the prior)^2, against mean |log
 FITTED = tuple(PRIORS)
 BOUNDS = {"bandwidth_efficiency": 0.95, "decode_compute_efficiency": 0.95,
           "prefill_compute_efficiency": 0.95, "weight_only_compute_factor": 1.0,
-          "block_fp8_moe_factor": 1.0}  # fmt: skip
+          "block_fp8_moe_bandwidth_factor": 1.0, "block_fp8_moe_compute_factor": 1.0}  # fmt: skip
 
 
 def points() -> list[dict]:

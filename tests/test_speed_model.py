@@ -261,10 +261,12 @@ def _moe(block_fp8: bool) -> perf.ModelLoad:
 
 
 def test_block_fp8_experts_run_at_the_block_kernels_share_of_bandwidth_and_peak():
-    # vLLM's block-scaled FP8 fused-MoE kernels stream the touched experts and reach the tensor
-    # peak at block_fp8_moe_factor of what per-tensor FP8 fused MoE does (vllm PR 13932).
-    factor = perf._c("block_fp8_moe_factor")
-    assert 0 < factor < 1
+    # vLLM's block-scaled FP8 fused-MoE kernels stream the touched experts at a share of the
+    # bandwidth and reach a share of the peak of what per-tensor FP8 fused MoE does (vllm PR
+    # 13932).
+    factor = perf._c("block_fp8_moe_bandwidth_factor")
+    compute = perf._c("block_fp8_moe_compute_factor")
+    assert 0 < factor < 1 and 0 < compute < 1
     hw = perf.Hardware(gpu_table()["h200-sxm"], 8, 1, "fp8", True)
     plain, block = _moe(False), _moe(True)
     # decode at batch 64, no context: memory bound; the touched experts cost 1/factor as long
@@ -274,14 +276,14 @@ def test_block_fp8_experts_run_at_the_block_kernels_share_of_bandwidth_and_peak(
         plain, hw, 64, 0, online=False
     )
     assert extra == pytest.approx(touched / bandwidth * (1 / factor - 1), rel=1e-9)
-    # prefill: the matmuls at factor x the fused-MoE share of the peak
+    # prefill: the matmuls at the compute factor x the fused-MoE share of the peak
     gemm = block.prefill_flops(2000, 64, 8)
     assert perf._prefill_compute_s(block, hw, 2000, 64) - perf._prefill_compute_s(
         plain, hw, 2000, 64
     ) == pytest.approx(
         gemm
         / (perf.peak_flops(hw.gpu, "fp8") * perf._c("moe_prefill_compute_efficiency"))
-        * (1 / factor - 1),
+        * (1 / compute - 1),
         rel=1e-9,
     )
 

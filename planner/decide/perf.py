@@ -71,7 +71,8 @@ class ModelLoad:
     weight_only: bool = False  # narrower weights than the math (Marlin): dequantizing kernels
     # Routed experts in block-scaled FP8 (one scale per 128x128 block, DeepSeek-V3 style) run by
     # vLLM's block-FP8 fused-MoE kernels, which stream the experts and reach the tensor peak
-    # less well than per-tensor FP8 or 16-bit fused MoE (block_fp8_moe_factor).
+    # less well than per-tensor FP8 or 16-bit fused MoE (block_fp8_moe_bandwidth_factor,
+    # block_fp8_moe_compute_factor).
     block_fp8_moe: bool = False
     # The input embedding is a table lookup, not a matmul (when untied, its own matrix: no
     # FLOPs); the LM head is a vocab x hidden matmul that a prefill runs for the last prompt
@@ -189,7 +190,9 @@ def decode_step_s(
     touched = 1.0 - (1.0 - load.expert_fraction) ** max(batch + prefill_tokens, 1.0)
     weights = load.weight_bytes_per_gpu - load.expert_bytes_per_gpu * (1 - touched)
     if load.block_fp8_moe:  # the touched experts stream at the block kernels' lower rate
-        weights += load.expert_bytes_per_gpu * touched * (1 / _c("block_fp8_moe_factor") - 1)
+        weights += (
+            load.expert_bytes_per_gpu * touched * (1 / _c("block_fp8_moe_bandwidth_factor") - 1)
+        )
     kv = batch * context * load.kv_bytes_per_token_per_gpu
     bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("bandwidth_efficiency")
     layers = load.layers / hw.pp
@@ -222,7 +225,7 @@ def _compute_efficiency(load: ModelLoad, phase: str) -> float:
     moe = "moe_" if load.moe_layers else ""
     eff = _c(f"{moe}{phase}_compute_efficiency")
     if load.block_fp8_moe:
-        eff *= _c("block_fp8_moe_factor")
+        eff *= _c("block_fp8_moe_compute_factor")
     return eff * _c("weight_only_compute_factor") if load.weight_only else eff
 
 
