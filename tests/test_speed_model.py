@@ -4,6 +4,8 @@ and throughput does not pay the per-request host cost that TTFT pays."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from planner.decide import perf
@@ -323,3 +325,20 @@ def test_mla_attention_scores_over_192_dims_in_prefill_and_over_the_latent_in_de
     )
     assert llama.prefill_attention_flops(4000, 2, 1) == pytest.approx(2 * 2 * 4000**2 * 4096 * 32)
     assert llama.decode_attention_flops(64, 3000, 32, 1) == pytest.approx(4 * 64 * 3000 * 4096 * 32)
+
+
+def test_a_prompt_reads_the_experts_its_chunk_touches_in_the_steps_that_carry_it():
+    # Four streams restarting after 800 tokens bring 4 x 3200 / 800 = 16 prompt tokens a step on
+    # average, but a prompt arrives whole: one step in 2048 / 16 = 128 carries a 2048-token
+    # chunk (all experts touched), the others only the 4 decoding tokens (12% of 256 experts).
+    load, hw = _moe(False), perf.Hardware(gpu_table()["h200-sxm"], 8, 1, "fp8", True)
+    chunk = perf._c("prefill_chunk_tokens")
+    share = 16 / chunk
+    touched = (1 - share) * (1 - (1 - 8 / 256) ** 4) + share * (1 - (1 - 8 / 256) ** (4 + chunk))
+    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+    base = perf.decode_step_s(load, hw, 4, 0, False, 16, 3200)
+    none = replace(load, expert_bytes_per_gpu=0.0)
+    assert base - perf.decode_step_s(none, hw, 4, 0, False, 16, 3200) == pytest.approx(
+        -82e9 * (1 - touched) / bandwidth, rel=1e-9
+    )
+    assert touched < 0.2  # not the 1 - (1 - 8/256)^20 = 47% of 16 tokens spread over each step

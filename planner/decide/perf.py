@@ -187,7 +187,14 @@ def decode_step_s(
     serialise, send), a per-sequence cost the offline LLM class does not pay.
     ``prefill_tokens`` of prompts ``prompt`` tokens long ride in the same step (chunked
     prefill): they share its weight read and add their FLOPs and activations."""
-    touched = 1.0 - (1.0 - load.expert_fraction) ** max(batch + prefill_tokens, 1.0)
+    touched = _touched(load, batch + prefill_tokens)
+    if prefill_tokens and prompt:
+        # Prompts arrive whole, not spread over the steps: a chunk of one prompt (up to the
+        # scheduler's token budget) rides in a share of the steps, and only those steps read
+        # the experts the chunk's tokens touch; the others read what the decode batch touches.
+        chunk = max(min(prompt, _c("prefill_chunk_tokens")), prefill_tokens)
+        share = prefill_tokens / chunk
+        touched = (1 - share) * _touched(load, batch) + share * _touched(load, batch + chunk)
     weights = load.weight_bytes_per_gpu - load.expert_bytes_per_gpu * (1 - touched)
     if load.block_fp8_moe:  # the touched experts stream at the block kernels' lower rate
         weights += (
@@ -218,6 +225,12 @@ def decode_step_s(
     gpu += _c("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
     # With async scheduling the host work of one step overlaps the GPU work of the next.
     return max(gpu, host) if hw.async_scheduling else gpu + host
+
+
+def _touched(load: ModelLoad, tokens: float) -> float:
+    """Share of the routed experts that ``tokens`` tokens of one step touch (top-k of E each,
+    independent): 1 - (1 - k/E)^tokens; 1 for dense models."""
+    return 1.0 - (1.0 - load.expert_fraction) ** max(tokens, 1.0)
 
 
 def _compute_efficiency(load: ModelLoad, phase: str) -> float:
