@@ -41,8 +41,9 @@ CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
 # no point pins down stays plausible): ~60% of the dense tensor peak for dense and fused-MoE
 # decode GEMMs, ~10 ms of host work per request, ~10 us of engine work per all-reduce on top
 # of the collective itself, tens of microseconds per MoE layer, paged decode attention at ~60%
-# of the memory bandwidth (below the weight GEMMs' streaming reads), and prefill attention and
-# fused-MoE prefill GEMMs at ~60% of their peaks; block-scaled FP8 fused-MoE kernels at 0.28 of
+# of the memory bandwidth (below the weight GEMMs' streaming reads), prefill attention at ~60%
+# of the 16-bit peak, fused-MoE prefill GEMMs at ~30% (published grouped-GEMM benchmarks on H100:
+# perf_calibration.json cites them); block-scaled FP8 fused-MoE kernels at 0.28 of
 # the bandwidth share and of the peak share of the other fused-MoE kernels (vLLM's
 # benchmark_moe.py on DeepSeek-V3's experts, github.com/vllm-project/vllm/pull/13932, and its
 # block-FP8 GEMM benchmarks, pull/23939: perf_calibration.json).
@@ -50,7 +51,7 @@ PRIORS = {
     "per_sequence_overhead_ms": 0.02, "moe_decode_compute_efficiency": 0.6,
     "request_overhead_ms": 10.0, "allreduce_overhead_us": 10.0, "moe_layer_overhead_us": 30.0,
     "decode_compute_efficiency": 0.6, "attention_bandwidth_efficiency": 0.6,
-    "moe_prefill_compute_efficiency": 0.6, "prefill_attention_efficiency": 0.6,
+    "moe_prefill_compute_efficiency": 0.3, "prefill_attention_efficiency": 0.6,
     "block_fp8_moe_bandwidth_factor": 0.28, "block_fp8_moe_compute_factor": 0.28,
 }  # fmt: skip
 # Held (never refitted): values fitted earlier on the first calibration sample, and the link
