@@ -99,8 +99,9 @@ class ModelLoad:
         return (2 * body * prompt * requests + 2 * self.lm_head_params * requests) / tp
 
     def prefill_attention_flops(self, prompt: float, requests: float, tp: int) -> float:
-        """Causal attention FLOPs of those prompts (scores and values: 2 x prompt^2 x width a
-        layer), which run in 16-bit whatever the weights' format."""
+        """Causal attention FLOPs of those prompts (prompt^2 / 2 query-key pairs a layer, 2 FLOPs
+        a pair for the scores over the QK width and 2 for the values over the PV width), which
+        run in 16-bit whatever the weights' format."""
         return requests * prompt**2 * self.prefill_width * self.layers / tp
 
     @property
