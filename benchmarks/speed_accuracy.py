@@ -41,13 +41,18 @@ CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
 # no point pins down stays plausible): ~60% of the dense tensor peak for dense and fused-MoE
 # decode GEMMs, ~10 ms of host work per request, ~10 us of engine work per all-reduce on top
 # of the collective itself, tens of microseconds per MoE layer, paged decode attention at ~60%
-# of the memory bandwidth (below the weight GEMMs' streaming reads), and prefill attention and
-# fused-MoE prefill GEMMs at ~60% of their peaks.
+# of the memory bandwidth (below the weight GEMMs' streaming reads), prefill attention at ~60%
+# of the 16-bit peak, fused-MoE prefill GEMMs at ~30% (published grouped-GEMM benchmarks on H100:
+# perf_calibration.json cites them); block-scaled FP8 fused-MoE kernels at 0.28 of
+# the bandwidth share and of the peak share of the other fused-MoE kernels (vLLM's
+# benchmark_moe.py on DeepSeek-V3's experts, github.com/vllm-project/vllm/pull/13932, and its
+# block-FP8 GEMM benchmarks, pull/23939: perf_calibration.json).
 PRIORS = {
     "per_sequence_overhead_ms": 0.02, "moe_decode_compute_efficiency": 0.6,
     "request_overhead_ms": 10.0, "allreduce_overhead_us": 10.0, "moe_layer_overhead_us": 30.0,
     "decode_compute_efficiency": 0.6, "attention_bandwidth_efficiency": 0.6,
-    "moe_prefill_compute_efficiency": 0.6, "prefill_attention_efficiency": 0.6,
+    "moe_prefill_compute_efficiency": 0.3, "prefill_attention_efficiency": 0.6,
+    "block_fp8_moe_bandwidth_factor": 0.28, "block_fp8_moe_compute_factor": 0.28,
 }  # fmt: skip
 # Held (never refitted): values fitted earlier on the first calibration sample, and the link
 # latencies of the collectives themselves, measured by collective benchmarks that are not
@@ -80,7 +85,8 @@ HELD_SOURCES = {
 PRIOR_WEIGHT = 0.01  # per unit of (log ratio to the prior)^2, against mean |log error|
 FITTED = tuple(PRIORS)
 BOUNDS = {"bandwidth_efficiency": 0.95, "decode_compute_efficiency": 0.95,
-          "prefill_compute_efficiency": 0.95, "weight_only_compute_factor": 1.0}  # fmt: skip
+          "prefill_compute_efficiency": 0.95, "weight_only_compute_factor": 1.0,
+          "block_fp8_moe_bandwidth_factor": 1.0, "block_fp8_moe_compute_factor": 1.0}  # fmt: skip
 
 
 def points() -> list[dict]:
@@ -163,6 +169,7 @@ def _setup(pid: str):
         1,
         p["kv_cache_dtype"],
         support.ok and support.weight_only,
+        cand.fmt.scale == "block",
     )
     return cand, hw, load, free
 

@@ -4,6 +4,8 @@ and throughput does not pay the per-request host cost that TTFT pays."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from planner.decide import perf
@@ -249,3 +251,94 @@ def test_one_stream_through_a_pipeline_waits_for_every_stage():
     step = perf.decode_step_s(load, hw, 32, 1125)
     assert perf.output_tokens_per_s(load, hw, 64, 1000, 250) < 32 / step
     assert perf.output_tokens_per_s(load, hw, 64, 1000, 250) > 0.5 * 32 / step
+
+
+def _moe(block_fp8: bool) -> perf.ModelLoad:
+    # DeepSeek-V3-like routed experts (top-8 of 256) at TP8, FP8 weights.
+    return perf.ModelLoad(
+        weight_bytes_per_gpu=85e9, expert_bytes_per_gpu=82e9, active_params=37 * 10**9,
+        expert_fraction=8 / 256, layers=61, hidden=7168, attn_width=16384,
+        kv_bytes_per_token_per_gpu=70272, moe_layers=58, block_fp8_moe=block_fp8,
+    )  # fmt: skip
+
+
+def test_block_fp8_experts_run_at_the_block_kernels_share_of_bandwidth_and_peak():
+    # vLLM's block-scaled FP8 fused-MoE kernels stream the touched experts at a share of the
+    # bandwidth and reach a share of the peak of what per-tensor FP8 fused MoE does (vllm PR
+    # 13932).
+    factor = perf._c("block_fp8_moe_bandwidth_factor")
+    compute = perf._c("block_fp8_moe_compute_factor")
+    assert 0 < factor < 1 and 0 < compute < 1
+    hw = perf.Hardware(gpu_table()["h200-sxm"], 8, 1, "fp8", True)
+    plain, block = _moe(False), _moe(True)
+    # decode at batch 64, no context: memory bound; the touched experts cost 1/factor as long
+    touched = 82e9 * (1 - (1 - 8 / 256) ** 64)
+    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+    extra = perf.decode_step_s(block, hw, 64, 0, online=False) - perf.decode_step_s(
+        plain, hw, 64, 0, online=False
+    )
+    assert extra == pytest.approx(touched / bandwidth * (1 / factor - 1), rel=1e-9)
+    # prefill: the matmuls at the compute factor x the fused-MoE share of the peak
+    gemm = block.prefill_flops(2000, 64, 8)
+    assert perf._prefill_compute_s(block, hw, 2000, 64) - perf._prefill_compute_s(
+        plain, hw, 2000, 64
+    ) == pytest.approx(
+        gemm
+        / (perf.peak_flops(hw.gpu, "fp8") * perf._c("moe_prefill_compute_efficiency"))
+        * (1 / compute - 1),
+        rel=1e-9,
+    )
+
+
+def test_a_block_fp8_moe_checkpoint_is_planned_with_the_block_kernels():
+    # DeepSeek-R1's own checkpoint is block-scaled FP8 with routed experts: its fits carry the
+    # flag on a native-FP8 GPU; a dense model, or a weight-only (Marlin) GPU, does not.
+    from planner.decide.fit import _candidate, feasible_fits
+    from planner.decide.plan import Need
+
+    need = Need(context=4096)
+    r1 = _candidate(load_model_spec("deepseek-ai/DeepSeek-R1"), None, "deepseek-ai/DeepSeek-R1")
+    assert r1.fmt.scale == "block"
+    fits, why = feasible_fits(r1, gpu_table()["h200-sxm"], 8, False, need)
+    assert fits, why
+    assert all(f.load.block_fp8_moe for f in fits)
+    marlin = perf.model_load(r1.spec, 1e9, 0.9e9, 10**9, 8, 1, "auto", True, True)
+    assert not marlin.block_fp8_moe  # FP8 weight-only (Marlin) below native FP8 GPUs
+    dense = load_model_spec("meta-llama/Llama-3.1-8B")
+    assert not perf.model_load(dense, 1e9, 0.0, 10**9, 1, 1, "auto", False, True).block_fp8_moe
+
+
+def test_mla_attention_scores_over_192_dims_in_prefill_and_over_the_latent_in_decode():
+    # DeepSeek-R1 (MLA): prefill decompresses the latent into 128 heads that score over
+    # nope + rope = 192 dims and sum values over 128; decode runs the absorbed form, each head
+    # scoring over the 576-value latent (512 + rope 64) and summing over its 512 values.
+    r1 = perf.model_load(load_model_spec("deepseek-ai/DeepSeek-R1"), 1e9, 0.0, 10**9, 8, 1, "auto")
+    assert r1.prefill_attention_flops(4000, 2, 8) == pytest.approx(
+        2 * 4000**2 * 128 * (192 + 128) * 61 / 8, rel=1e-12
+    )
+    assert r1.decode_attention_flops(64, 3000, 61, 8) == pytest.approx(
+        2 * 64 * 3000 * 128 * (576 + 512) * 61 / 8, rel=1e-12
+    )
+    # ordinary attention: QK and PV both over heads x head_dim
+    llama = perf.model_load(
+        load_model_spec("meta-llama/Llama-3.1-8B"), 1e9, 0.0, 10**9, 1, 1, "auto"
+    )
+    assert llama.prefill_attention_flops(4000, 2, 1) == pytest.approx(2 * 2 * 4000**2 * 4096 * 32)
+    assert llama.decode_attention_flops(64, 3000, 32, 1) == pytest.approx(4 * 64 * 3000 * 4096 * 32)
+
+
+def test_a_prompt_reads_the_experts_its_chunk_touches_in_the_steps_that_carry_it():
+    # Four streams restarting after 800 tokens bring 4 x 3200 / 800 = 16 prompt tokens a step on
+    # average, but a prompt arrives whole: one step in 2048 / 16 = 128 carries a 2048-token
+    # chunk (all experts touched), the others only the 4 decoding tokens (12% of 256 experts).
+    load, hw = _moe(False), perf.Hardware(gpu_table()["h200-sxm"], 8, 1, "fp8", True)
+    chunk = perf._c("prefill_chunk_tokens")
+    share = 16 / chunk
+    touched = (1 - share) * (1 - (1 - 8 / 256) ** 4) + share * (1 - (1 - 8 / 256) ** (4 + chunk))
+    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+    base = perf.decode_step_s(load, hw, 4, 0, False, 16, 3200)
+    none = replace(load, expert_bytes_per_gpu=0.0)
+    assert base - perf.decode_step_s(none, hw, 4, 0, False, 16, 3200) == pytest.approx(
+        -82e9 * (1 - touched) / bandwidth, rel=1e-9
+    )
+    assert touched < 0.2  # not the 1 - (1 - 8/256)^20 = 47% of 16 tokens spread over each step

@@ -225,7 +225,7 @@ def fit_layout(
     )
     load = model_load(
         cand.spec, weights, experts, cand.active_params, layout.tp, layout.pp,
-        need.kv_cache_dtype, support.weight_only,
+        need.kv_cache_dtype, support.weight_only, cand.fmt.scale == "block",
     )  # fmt: skip
     hw = Hardware(gpu, layout.tp, layout.pp, support.compute, nvlink(gpu))
     # --max-num-seqs: the typical requests that fit, up to MAX_NUM_SEQS, and never below the

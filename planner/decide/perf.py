@@ -10,7 +10,9 @@ cost per all-reduce), a fixed step cost, a per-MoE-layer kernel cost and, when a
 streams the tokens, a small per-sequence host cost, which vLLM's async scheduling (default
 since v0.14) overlaps with the GPU work instead of adding to it. Weight-only kernels (Marlin:
 AWQ/GPTQ, and FP8/FP4 below their native GPUs) dequantize on the fly: their matmuls reach a
-lower share of the tensor peak.
+lower share of the tensor peak. Block-scaled FP8 routed experts (DeepSeek-V3 style) run in
+vLLM's block-FP8 fused-MoE kernels, which stream the experts and reach the peak at a fraction
+of what other fused-MoE kernels do.
 Prefill (time to first token) is compute bound plus a fixed per-request cost; the LM head runs
 for the last prompt token only, routed experts run at the fused-MoE kernels' share of the peak,
 and attention at its own share of the 16-bit peak (also under FP8 weights).
@@ -63,15 +65,27 @@ class ModelLoad:
     expert_fraction: float  # k / E, or 1 for dense models
     layers: int
     hidden: int
-    attn_width: int  # heads x head_dim (query side), for attention FLOPs
+    attn_width: int  # heads x value head dim: the PV side of attention (and QK unless below)
     kv_bytes_per_token_per_gpu: int  # over the GPU's layers
     moe_layers: int = 0  # layers with routed experts (each adds MoE kernel costs)
     weight_only: bool = False  # narrower weights than the math (Marlin): dequantizing kernels
+    # Routed experts in block-scaled FP8 (one scale per 128x128 block, DeepSeek-V3 style) run by
+    # vLLM's block-FP8 fused-MoE kernels, which stream the experts and reach the tensor peak
+    # less well than per-tensor FP8 or 16-bit fused MoE (block_fp8_moe_bandwidth_factor,
+    # block_fp8_moe_compute_factor).
+    block_fp8_moe: bool = False
     # The input embedding is a table lookup, not a matmul (when untied, its own matrix: no
     # FLOPs); the LM head is a vocab x hidden matmul that a prefill runs for the last prompt
     # token only (vLLM computes logits only where it samples).
     lookup_params: int = 0
     lm_head_params: int = 0
+    # MLA (DeepSeek-V2/V3): prefill attends with decompressed heads, scores over the
+    # nope + rope query/key dims (192), values over v_head_dim (128); decode runs the absorbed
+    # form, every head scoring and summing over the shared latent (kv_lora_rank + rope, 576,
+    # for scores; kv_lora_rank, 512, for values). 0: the PV width (ordinary attention).
+    qk_width: int = 0  # heads x query/key head dim in prefill
+    decode_qk_width: int = 0  # heads x the dims decode attention scores over
+    decode_pv_width: int = 0  # heads x the dims decode attention sums values over
 
     @property
     def matmul_params(self) -> int:
@@ -85,9 +99,22 @@ class ModelLoad:
         return (2 * body * prompt * requests + 2 * self.lm_head_params * requests) / tp
 
     def prefill_attention_flops(self, prompt: float, requests: float, tp: int) -> float:
-        """Causal attention FLOPs of those prompts (scores and values: 2 x prompt^2 x width a
-        layer), which run in 16-bit whatever the weights' format."""
-        return 2 * requests * prompt**2 * self.attn_width * self.layers / tp
+        """Causal attention FLOPs of those prompts (prompt^2 / 2 query-key pairs a layer, 2 FLOPs
+        a pair for the scores over the QK width and 2 for the values over the PV width), which
+        run in 16-bit whatever the weights' format."""
+        return requests * prompt**2 * self.prefill_width * self.layers / tp
+
+    @property
+    def prefill_width(self) -> int:
+        """QK plus PV width of prefill attention (2 x heads x head_dim without MLA)."""
+        return (self.qk_width or self.attn_width) + self.attn_width
+
+    def decode_attention_flops(self, batch: float, context: float, layers: float, tp: int) -> float:
+        """Attention FLOPs of one decode step: scores and values over the whole context."""
+        width = (self.decode_qk_width or self.attn_width) + (
+            self.decode_pv_width or self.attn_width
+        )
+        return 2 * batch * context * width * layers / tp
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +188,19 @@ def decode_step_s(
     serialise, send), a per-sequence cost the offline LLM class does not pay.
     ``prefill_tokens`` of prompts ``prompt`` tokens long ride in the same step (chunked
     prefill): they share its weight read and add their FLOPs and activations."""
-    touched = 1.0 - (1.0 - load.expert_fraction) ** max(batch + prefill_tokens, 1.0)
+    touched = _touched(load, batch + prefill_tokens)
+    if prefill_tokens and prompt:
+        # Prompts arrive whole, not spread over the steps: a chunk of one prompt (up to the
+        # scheduler's token budget) rides in a share of the steps, and only those steps read
+        # the experts the chunk's tokens touch; the others read what the decode batch touches.
+        chunk = max(min(prompt, _c("prefill_chunk_tokens")), prefill_tokens)
+        share = prefill_tokens / chunk
+        touched = (1 - share) * _touched(load, batch) + share * _touched(load, batch + chunk)
     weights = load.weight_bytes_per_gpu - load.expert_bytes_per_gpu * (1 - touched)
+    if load.block_fp8_moe:  # the touched experts stream at the block kernels' lower rate
+        weights += (
+            load.expert_bytes_per_gpu * touched * (1 / _c("block_fp8_moe_bandwidth_factor") - 1)
+        )
     kv = batch * context * load.kv_bytes_per_token_per_gpu
     bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("bandwidth_efficiency")
     layers = load.layers / hw.pp
@@ -175,9 +213,11 @@ def decode_step_s(
     # Paged decode attention reads KV blocks through a block table, per sequence and KV head:
     # a lower share of the bandwidth than the weights' long streaming reads.
     kv_bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("attention_bandwidth_efficiency")
-    t_attn = max(kv / kv_bandwidth, 4 * batch * context * load.attn_width * layers / hw.tp / peak)
+    t_attn = max(
+        kv / kv_bandwidth, load.decode_attention_flops(batch, context, layers, hw.tp) / peak
+    )
     attn_peak = peak_flops(hw.gpu, "fp16") * _c("prefill_attention_efficiency")
-    t_attn += 2 * prefill_tokens * prompt * load.attn_width * layers / hw.tp / attn_peak
+    t_attn += prefill_tokens * prompt * load.prefill_width * layers / hw.tp / attn_peak
     per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
     host = per_sequence * batch * 1e-3  # per-token host work: output processing, streaming
     tokens = batch + prefill_tokens
@@ -188,10 +228,18 @@ def decode_step_s(
     return max(gpu, host) if hw.async_scheduling else gpu + host
 
 
+def _touched(load: ModelLoad, tokens: float) -> float:
+    """Share of the routed experts that ``tokens`` tokens of one step touch (top-k of E each,
+    independent): 1 - (1 - k/E)^tokens; 1 for dense models."""
+    return 1.0 - (1.0 - load.expert_fraction) ** max(tokens, 1.0)
+
+
 def _compute_efficiency(load: ModelLoad, phase: str) -> float:
     # Routed-expert GEMMs (fused MoE) reach another share of the peak than dense ones.
     moe = "moe_" if load.moe_layers else ""
     eff = _c(f"{moe}{phase}_compute_efficiency")
+    if load.block_fp8_moe:
+        eff *= _c("block_fp8_moe_compute_factor")
     return eff * _c("weight_only_compute_factor") if load.weight_only else eff
 
 
@@ -382,18 +430,27 @@ def model_load(
     pp: int,
     kv_cache_dtype: str,
     weight_only: bool = False,
+    block_scaled: bool = False,
 ) -> ModelLoad:
+    """``block_scaled``: the weights are block-scaled FP8 (fp8-block); with routed experts and
+    native FP8 math (not weight_only: Marlin dequantizes them its own way) the experts run in
+    vLLM's block-FP8 fused-MoE kernels."""
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     moe_layers = spec.num_layers - spec.first_dense_layers if spec.is_moe else 0
     head = spec.vocab_size * spec.hidden_size
+    heads = spec.num_attention_heads
     return ModelLoad(
         weight_bytes_per_gpu=weight_bytes_per_gpu, expert_bytes_per_gpu=expert_bytes_per_gpu,
         active_params=active_params,
         expert_fraction=(spec.experts_per_token / spec.num_experts) if spec.is_moe else 1.0,
         layers=spec.num_layers, hidden=spec.hidden_size,
-        attn_width=spec.num_attention_heads * (spec.v_head_dim or spec.head_dim),
+        attn_width=heads * (spec.v_head_dim or spec.head_dim),
+        qk_width=heads * (spec.qk_nope_head_dim + spec.qk_rope_head_dim) if spec.is_mla else 0,
+        decode_qk_width=heads * (spec.kv_lora_rank + spec.qk_rope_head_dim) if spec.is_mla else 0,
+        decode_pv_width=heads * spec.kv_lora_rank if spec.is_mla else 0,
         kv_bytes_per_token_per_gpu=per_layer * math.ceil(layers / pp),
         moe_layers=moe_layers, weight_only=weight_only,
+        block_fp8_moe=block_scaled and spec.is_moe and not weight_only,
         lookup_params=0 if spec.tie_word_embeddings else head,
         lm_head_params=head,
     )  # fmt: skip
