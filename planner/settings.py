@@ -217,6 +217,12 @@ class Settings:
                     f"the workload is '{self.workload}' ({self.sources['workload']})",
                     "drop --workload, or give --workload batch",
                 )
+            if target:
+                raise UsageError(
+                    "a job (job_requests) with a throughput target (target_rps, "
+                    "target_output_tokens_per_s): the target would drop the job",
+                    "give --deadline-hours for when the job must finish instead",
+                )
             values["workload"] = "batch"  # a job size makes the load an offline job
         if values["workload"] == "batch" or target:
             values["spread"] = False  # machines share streams only of an interactive load
@@ -225,12 +231,6 @@ class Settings:
                 raise UsageError(
                     "deadline_hours needs the job's size",
                     "give --job-requests N (requests of --prompt-tokens in / --output-tokens out)",
-                )
-            if target:
-                raise UsageError(
-                    "give deadline_hours or a throughput target (target_rps, "
-                    "target_output_tokens_per_s), not both",
-                    "the deadline sets the target: job requests x output tokens / deadline",
                 )
             target = self.job_requests * self.output_tokens / (self.deadline_hours * 3600)
         return Need(**values, target_output_tokens_per_s=target)

@@ -43,6 +43,8 @@ def _feasible(
     table = gpu_table()
     for o in offers:
         price = o.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
+        if need.job_requests and o.billing == "monthly":
+            continue  # a job pays for its hours; a monthly rental bills whole months
         gpu = table.get(o.gpu)
         if price is None or gpu is None or not (gpu.bf16_tflops_dense or gpu.fp16_tflops_dense):
             continue

@@ -6,6 +6,7 @@ whatever the number of machines."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 
@@ -77,7 +78,7 @@ def test_the_cheapest_hourly_plan_is_not_the_cheapest_job():
         (["--deadline-hours", "24"], "deadline_hours needs the job's size"),
         (["--job-requests", "10", "--workload", "interactive"], "is an offline job"),
         (["--job-requests", "10", "--deadline-hours", "24", "--target-rps", "5"],
-         "give deadline_hours or a throughput target"),
+         "give --deadline-hours for when the job must finish"),
         (["--job-requests", "0"], "--job-requests"),
         (["--job-requests", "10", "--deadline-hours", "0"], "--deadline-hours"),
     ],
@@ -111,3 +112,53 @@ def test_a_deadline_too_close_for_max_replicas_says_so(cli):
         r.stderr
     )
     assert "--deadline-hours" in r.stderr.splitlines()[-1]
+
+
+def test_a_job_is_not_planned_on_a_monthly_rental():
+    """A monthly rental bills whole months: a 1-hour job on Hetzner's GEX130 would cost its
+    $975 month, not the hourly share its $/h shows, so jobs skip monthly rentals with why."""
+    from tests.test_recommend import offer
+
+    need = load_settings({"job_requests": 20_000}, env={}).need()
+    cands = planning_candidates("llama-3.1-8b", None)
+    monthly = dataclasses.replace(
+        offer("rtx-6000-ada", 1, 0.2, provider="hetzner", name="gex"),
+        billing="monthly", monthly_price_usd=146.0, price_usd_per_hour=None,
+    )  # fmt: skip
+    hourly = offer("l40s", 1, 1.9, provider="aws", name="hourly")
+    ranking = recommend(cands, [monthly, hourly], need)
+    assert [p.offer.instance_type for p in ranking.plans] == ["hourly"]
+    assert "monthly rental: a job would pay whole months" in ranking.rejected[0].reason
+    # without a job size the rental is ranked per token as before
+    assert len(recommend(cands, [monthly, hourly], dataclasses.replace(
+        need, job_requests=None)).plans) == 2  # fmt: skip
+
+
+def test_a_deadline_shorter_than_one_request_is_refused():
+    """1,000 requests of 2,000 output tokens within 10 s: replicas add throughput, but no
+    request ends before its own 2,000 tokens at the per-stream speed."""
+    need = load_settings(
+        {"job_requests": 1000, "output_tokens": 2000, "deadline_hours": 10 / 3600}, env={}
+    ).need()
+    from planner.errors import NoFeasibleOfferError
+
+    with pytest.raises(NoFeasibleOfferError) as exc:
+        recommend(planning_candidates("llama-3.1-8b", None), random_catalog(random.Random(1), 30),
+                  need)  # fmt: skip
+    assert "one request takes" in exc.value.message and "> --deadline-hours" in exc.value.message
+    assert "--deadline-hours" in exc.value.hint
+
+
+def test_job_hours_are_never_under_one_request():
+    need = load_settings({"job_requests": 3, "output_tokens": 2000}, env={}).need()
+    top = recommend(planning_candidates("llama-3.1-8b", None), random_catalog(
+        random.Random(2), 20), need).plans[0]  # fmt: skip
+    e = top.estimate
+    request_h = (e.ttft_ms / 1000 + 2000 * e.itl_ms / 1000) / 3600
+    assert e.job_hours == pytest.approx(request_h, abs=0.006)
+    assert 3 * 2000 / e.aggregate_output_tokens_per_s / 3600 < request_h
+
+
+def test_a_job_with_a_throughput_target_is_a_usage_error(cli):
+    r = cli("recommend", "llama-3.1-8b", "--job-requests", "1000", "--target-rps", "5")
+    assert r.exit_code == 2 and "give --deadline-hours" in r.stderr

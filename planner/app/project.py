@@ -333,6 +333,8 @@ def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
                 "min_tokens_per_s", "max_ttft_ms", "horizon_months", "max_nodes",
                 "target_output_tokens_per_s", "replica_headroom", "max_replicas",
                 "job_requests", "deadline_hours", "spread"):  # fmt: skip
+        if key == "target_output_tokens_per_s" and asked.deadline_hours:
+            continue  # derived from the job and its deadline, which are compared themselves
         wanted, got = getattr(asked, key), getattr(planned, key)
         if wanted != got:
             out.append(f"{key}: settings say {wanted!r}, the plan was made for {got!r}")

@@ -328,6 +328,13 @@ def static_violation(subject: Any, need: Need) -> str | None:
     if max_ttft is not None and fig.ttft_ms > max_ttft:
         label = default if need.max_ttft_ms is None else ""
         return f"TTFT {fig.ttft_ms:.0f} ms > --max-ttft {max_ttft:g}{label}"
+    if need.deadline_hours:  # the job cannot end before one of its requests does
+        request_s = fig.ttft_ms / 1000 + need.output_tokens * fig.itl_ms / 1000
+        if request_s > need.deadline_hours * 3600:
+            return (
+                f"one request takes {request_s:,.0f} s at this batch > --deadline-hours "
+                f"{need.deadline_hours:g}"
+            )
     if fig.replicas > need.max_replicas:
         why = "for the throughput target"
         if need.deadline_hours:
@@ -433,8 +440,9 @@ def build_estimate(op: Operating, offer: Offer, price: float, need: Need) -> Est
     headroom = job_hours = job_usd = None
     if need.target_output_tokens_per_s:
         headroom = round((agg / need.target_output_tokens_per_s - 1) * 100, 1)
-    if need.job_requests:
-        hours = need.job_requests * need.output_tokens / agg / 3600
+    if need.job_requests:  # the tokens at the aggregate rate, and never under one request
+        request_s = op.ttft_s + need.output_tokens * op.itl_s
+        hours = max(need.job_requests * need.output_tokens / agg, request_s) / 3600
         job_hours, job_usd = round(hours, 2), round(hours * usd, 2)
     return Estimate(
         single_stream_tokens_per_s=fig.single_stream_tokens_per_s,

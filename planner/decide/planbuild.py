@@ -69,6 +69,13 @@ def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need:
     replicas = replicas_note(op, est, need)
     if replicas:
         notes.append(replicas)
+    if need.job_requests:
+        notes.append(
+            f"job: {need.job_requests:,} requests in about {est.job_hours:,.2f} h for about "
+            f"${est.job_usd:,.2f}, after start-up (renting the machines, downloading "
+            f"{est.weights_gib_per_gpu * fit.layout.tp * fit.layout.pp:,.0f} GiB of weights, "
+            "loading vLLM: minutes, billed too) and until `pulumi destroy` stops the billing"
+        )
     if offer.billing == "monthly":
         notes.append(
             f"monthly rental: ${est.monthly_commitment_usd:,.0f}/month + "

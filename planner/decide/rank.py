@@ -173,6 +173,11 @@ class _Picker:
         for pos, kind in enumerate(self.offers.tuples(("gpu", "gpu_count", "provider"))):
             buckets[kind].append(pos)
         prices = self.prices = self.offers.effective_usd_per_hour(need.spot, need.horizon_months)
+        monthly: set[int] = set()
+        if need.job_requests:  # a job pays for its hours; a monthly rental bills whole months
+            billing = self.offers.column("billing")
+            monthly = {pos for pos, bill in enumerate(billing) if bill == "monthly"}
+            prices = self.prices = [None if pos in monthly else p for pos, p in enumerate(prices)]
         unpriced, work, rejected = None in prices, [], []  # type: ignore[var-annotated]
         for kind, positions in buckets.items():
             group = self.group(*kind)
@@ -182,7 +187,8 @@ class _Picker:
             live = positions
             if unpriced:  # spot prices: some offers have none
                 no_price = "no spot price" if need.spot else "no price"
-                rejected += [(pos, no_price) for pos in positions if prices[pos] is None]
+                rejected += [(pos, MONTHLY_JOB if pos in monthly else no_price)
+                             for pos in positions if prices[pos] is None]  # fmt: skip
                 live = [pos for pos in positions if prices[pos] is not None]
             if not group.options:
                 rejected += [(pos, group.reason) for pos in live]
@@ -316,6 +322,12 @@ class _Picker:
         return make_plan(self.cands[rec[_IDX]], offer, rec[_OP], est, self.need)
 
 
+MONTHLY_JOB = (
+    "monthly rental: a job would pay whole months, not the hours it runs (rank it without "
+    "--job-requests to compare it per token)"
+)
+
+
 def plan_offer(cands: Iterable[Candidate], offer: Offer, need: Need) -> Plan | str:
     """The best plan on one offer over candidates and layouts, or why none works."""
     picker = _Picker(list(cands), need, OfferTable.from_offers([offer]))
@@ -445,6 +457,8 @@ _HINTS = (  # (text in the commonest rejection, what to try), first match wins
         "raise --max-replicas, or relax the load (--concurrency, --context, --deadline-hours)",
     ),
     ("--max-ttft", "relax --max-ttft, or shorten --prompt-tokens"),
+    ("--deadline-hours", "allow more time (--deadline-hours), or shorten --output-tokens"),
+    ("monthly rental", "include providers that rent by the hour, or drop --job-requests"),
     ("--min-tokens-per-s", "relax --min-tokens-per-s, or allow more GPUs per machine"),
     ("spot", "drop --spot: these offers have no spot price"),
     ("no published dense", "choose another --gpu: this card's speed cannot be estimated"),

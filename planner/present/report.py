@@ -302,7 +302,7 @@ def recommendation_tables(
             f"{nodes}{o.gpu_count}x {o.gpu}", runs_as(p), p.layout.label,
             f"{e.memory_headroom_gib:.1f}", f"{e.single_stream_tokens_per_s:.0f}",
             f"{e.aggregate_output_tokens_per_s:,.0f}", f"{e.ttft_ms:.0f}", price,
-            *([f"{e.job_hours:,.1f}", f"{e.job_usd:,.0f}"] if job else []),
+            *([f"{e.job_hours:,.2f}", _usd(e.job_usd)] if job else []),
             f"{e.usd_per_million_output_tokens:.3f}", age_label,
         ])  # fmt: skip
     keep = fit_columns(columns, rows, width)
@@ -353,6 +353,11 @@ def recommendation_tables(
     return out  # fmt: skip
 
 
+def _usd(value: float) -> str:
+    """Dollars for a table cell: cents below $10."""
+    return f"{value:,.0f}" if value >= 10 else f"{value:.2f}"
+
+
 def _objective_label(need: Any) -> str:
     from planner.decide.objective import resolved_objective
 
@@ -372,7 +377,10 @@ def _load_label(need: Any) -> str:
     if need.target_output_tokens_per_s:
         return f"target {need.target_output_tokens_per_s:,.0f} output tok/s"
     if need.job_requests:
-        return f"batch job of {need.job_requests:,} requests, at saturation"
+        room = (
+            f", room for {need.concurrency} full-context requests" if need.concurrency > 1 else ""
+        )
+        return f"batch job of {need.job_requests:,} requests, at saturation{room}"
     if need.workload == "batch":
         return "batch job at saturation"
     min_tps, max_ttft = service_level(need)
