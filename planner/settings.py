@@ -13,10 +13,11 @@ import math
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from planner.decide.fit import saturates
 from planner.decide.objective import OBJECTIVES, WORKLOADS
 from planner.decide.plan import Need
 from planner.errors import UsageError
@@ -224,8 +225,6 @@ class Settings:
                     "give --deadline-hours for when the job must finish instead",
                 )
             values["workload"] = "batch"  # a job size makes the load an offline job
-        if values["workload"] == "batch" or target:
-            values["spread"] = False  # machines share streams only of an interactive load
         if self.deadline_hours is not None:
             if self.job_requests is None:
                 raise UsageError(
@@ -233,7 +232,9 @@ class Settings:
                     "give --job-requests N (requests of --prompt-tokens in / --output-tokens out)",
                 )
             target = self.job_requests * self.output_tokens / (self.deadline_hours * 3600)
-        return Need(**values, target_output_tokens_per_s=target)
+        need = Need(**values, target_output_tokens_per_s=target)
+        # machines share the streams of an interactive load only
+        return replace(need, spread=False) if saturates(need) else need
 
     def from_toml(self) -> list[str]:
         """The keys whose value came from gpuplan.toml (to say so)."""

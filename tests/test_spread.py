@@ -271,3 +271,14 @@ def test_the_fp8_suggestion_under_spread_is_what_spread_with_fp8_gives(cli):
         < doc["plans"][0]["estimate"]["usd_per_hour"]
     )
     assert fp8["estimate"]["replicas"] > 1 and sug["plan"]["need"]["spread"] is True
+
+
+def test_a_batch_need_that_says_stream_replicas_keeps_its_memory_check():
+    """A plan file can carry stream_replicas with a batch workload (hand-edited or old): the
+    fit still holds --concurrency requests in memory, as for any batch job."""
+    cands = planning_candidates("llama-3.1-70b", None)
+    offers = [offer("mi300x", 1, 2.4), offer("h200-sxm", 8, 36.7)]
+    plain = recommend(cands, offers, Need(workload="batch", concurrency=300)).plans
+    odd = recommend(cands, offers, Need(workload="batch", concurrency=300, stream_replicas=True))
+    assert [p.offer for p in odd.plans] == [p.offer for p in plain]
+    assert all(p.estimate.memory_headroom_gib >= 0 for p in odd.plans)

@@ -128,9 +128,10 @@ def nvlink(gpu: GpuSpec) -> bool:
     return "SXM" in gpu.interconnect or "NVSwitch" in gpu.interconnect
 
 
-def _interactive(need: Need) -> bool:
-    """Streams of an interactive load (not a batch job nor a throughput target at saturation)."""
-    return need.workload != BATCH_WORKLOAD and not need.target_output_tokens_per_s
+def saturates(need: Need) -> bool:
+    """Figures at the largest batch that fits (batch jobs and throughput targets); otherwise an
+    interactive load of ``need.concurrency`` streams."""
+    return need.workload == BATCH_WORKLOAD or bool(need.target_output_tokens_per_s)
 
 
 def layouts(
@@ -141,7 +142,7 @@ def layouts(
     replicas; a batch job or a throughput target fills the node. ``need.tp`` pins the TP degree.
     """
     cap = gpus_per_node
-    if need is not None and _interactive(need):
+    if need is not None and not saturates(need):
         cap = need.concurrency
     single = [
         Layout(tp=t, dp=min(gpus_per_node // t, cap))
@@ -207,7 +208,7 @@ def fit_layout(
     # With stream replicas, identical machines share an interactive load's streams
     # (objective.operate sizes them): one machine need only hold one request; otherwise it
     # holds them all (a batch job or a throughput target never shares streams).
-    shared = need.stream_replicas and _interactive(need)
+    shared = need.stream_replicas and not saturates(need)
     streams = math.ceil(need.concurrency / layout.dp)  # on one vLLM replica of one machine
     needed = 1 if shared else streams
     if per_replica < needed:

@@ -36,7 +36,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from planner.decide.fit import BATCH_WORKLOAD, Fit
+from planner.decide.fit import BATCH_WORKLOAD, Fit, saturates
 from planner.decide.perf import loaded_token_latency_s, output_tokens_per_s, prefill_s
 from planner.decide.plan import Estimate, Need
 from planner.errors import UsageError
@@ -90,11 +90,6 @@ class Figures:
     itl_ms: float
     usd_per_million_output_tokens: float
     replicas: int
-
-
-def saturates(need: Need) -> bool:
-    """Figures at the largest batch that fits (batch jobs and throughput targets)."""
-    return need.workload == BATCH_WORKLOAD or bool(need.target_output_tokens_per_s)
 
 
 def spreads(need: Need) -> bool:
