@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from infra.check import Drift
 from planner.app.plan import SpreadSuggestion
-from planner.decide.plan import Plan
+from planner.decide.plan import Need, Plan
 from planner.decide.suggest import QuantSuggestion
 from planner.errors import DeployError, GpuplanError, NoFeasibleOfferError, UsageError, short
 from planner.settings import Settings
@@ -319,6 +319,11 @@ def _asked_model(name: str) -> str:
     return entry["id"] if entry else name.strip()
 
 
+# Need fields the ranking sets (the default service level dropped when no offer meets it,
+# machines sharing streams no single one serves), not the user: never a mismatch.
+_SET_BY_THE_RANKING = frozenset({"default_service_level", "stream_replicas"})
+
+
 def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
     """What the settings ask that the committed plan does not answer."""
     from planner.offers.gpus import canonical_gpu
@@ -327,12 +332,7 @@ def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
     if s.model and _asked_model(s.model) != plan.base_model:
         out.append(f"model: settings ask {s.model}, the project serves {plan.base_model}")
     asked, planned = s.need(), plan.need
-    for key in ("context", "concurrency", "workload", "gpus", "tp", "prompt_tokens",
-                "output_tokens", "kv_cache_dtype",
-                "gpu_memory_utilization", "objective", "spot", "max_price_usd_per_hour",
-                "min_tokens_per_s", "max_ttft_ms", "horizon_months", "max_nodes",
-                "target_output_tokens_per_s", "replica_headroom", "max_replicas",
-                "job_requests", "deadline_hours", "spread"):  # fmt: skip
+    for key in (f.name for f in fields(Need) if f.name not in _SET_BY_THE_RANKING):
         if key == "target_output_tokens_per_s" and asked.deadline_hours:
             continue  # derived from the job and its deadline, which are compared themselves
         wanted, got = getattr(asked, key), getattr(planned, key)
