@@ -324,7 +324,7 @@ def static_violation(subject: Any, need: Need) -> str | None:
         label = default if need.max_ttft_ms is None else ""
         return f"TTFT {fig.ttft_ms:.0f} ms > --max-ttft {max_ttft:g}{label}"
     if need.deadline_hours:  # the job cannot end before one of its requests does
-        request_s = fig.ttft_ms / 1000 + need.output_tokens * fig.itl_ms / 1000
+        request_s = _request_s(fig, need)
         if request_s > need.deadline_hours * 3600:
             return (
                 f"one request takes {request_s:,.0f} s at this batch > --deadline-hours "
@@ -333,11 +333,20 @@ def static_violation(subject: Any, need: Need) -> str | None:
     if fig.replicas > need.max_replicas:
         why = "for the throughput target"
         if need.deadline_hours:
-            why = f"to finish {need.job_requests:,} requests within {need.deadline_hours:g} h"
+            why = f"to finish {_job(need)}"
         if spreads(need):
             why = f"({replicas_reason(op, need)})" if op else f"for {need.concurrency} streams"
         return f"{fig.replicas} replicas needed {why} > --max-replicas {need.max_replicas}"
     return None
+
+
+def _request_s(fig: Any, need: Need) -> float:
+    """Seconds one request takes at the plan's load: first token, then its output tokens."""
+    return fig.ttft_ms / 1000 + need.output_tokens * fig.itl_ms / 1000
+
+
+def _job(need: Need) -> str:
+    return f"{need.job_requests:,} requests within {need.deadline_hours:g} h"
 
 
 def _streams(n: int) -> str:
@@ -375,10 +384,7 @@ def replicas_note(op: Operating, est: Estimate, need: Need) -> str | None:
     if need.target_output_tokens_per_s:
         what = f"the target of {need.target_output_tokens_per_s:g} output tokens/s"
         if need.deadline_hours:
-            what = (
-                f"{need.job_requests:,} requests within {need.deadline_hours:g} h "
-                f"({need.target_output_tokens_per_s:,.0f} output tokens/s)"
-            )
+            what = f"{_job(need)} ({need.target_output_tokens_per_s:,.0f} output tokens/s)"
         return (
             f"{est.replicas} identical replica(s) for {what}: "
             f"{est.aggregate_output_tokens_per_s:,.0f} tokens/s, "
@@ -436,8 +442,7 @@ def build_estimate(op: Operating, offer: Offer, price: float, need: Need) -> Est
     if need.target_output_tokens_per_s:
         headroom = round((agg / need.target_output_tokens_per_s - 1) * 100, 1)
     if need.job_requests:  # the tokens at the aggregate rate, and never under one request
-        request_s = op.ttft_s + need.output_tokens * op.itl_s
-        hours = max(need.job_requests * need.output_tokens / agg, request_s) / 3600
+        hours = max(need.job_requests * need.output_tokens / agg, _request_s(fig, need)) / 3600
         job_hours, job_usd = round(hours, 2), round(hours * usd, 2)
     return Estimate(
         single_stream_tokens_per_s=fig.single_stream_tokens_per_s,

@@ -436,9 +436,9 @@ def model_load(
     weight_only: bool = False,
     block_scaled: bool = False,
 ) -> ModelLoad:
-    """``block_scaled``: the weights are block-scaled FP8 (fp8-block); with routed experts and
-    native FP8 math (not weight_only: Marlin dequantizes them its own way) the experts run in
-    vLLM's block-FP8 fused-MoE kernels."""
+    """``block_scaled``: the weights are block-scaled FP8 (fp8-block); with routed experts they
+    run at the block-FP8 fused-MoE factors, under native FP8 math and, as an assumption, under
+    Marlin below it (ModelLoad.block_fp8_moe)."""
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     moe_layers = spec.num_layers - spec.first_dense_layers if spec.is_moe else 0
     head = spec.vocab_size * spec.hidden_size
