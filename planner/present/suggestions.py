@@ -54,13 +54,10 @@ def spread_to_dict(spread: Any) -> dict[str, Any] | None:
     if spread is None:
         return None
     from planner.decide.plan import plan_to_dict
-    from planner.decide.suggest import MIN_SAVING
 
     sug = spread.cheaper
     return {
-        "machines": sug.plan.machines, "flag": "--spread", "measure": sug.measure,
-        "value": sug.value, "current_value": sug.current_value,
-        "saving_pct": round(sug.saving * 100, 1), "min_saving_pct": round(MIN_SAVING * 100, 1),
+        "machines": sug.plan.machines, "flag": "--spread", **_compared(sug),
         "load_balancer": spread.balancer, "message": spread_line(spread),
         "plan": plan_to_dict(sug.plan),
     }  # fmt: skip
@@ -71,14 +68,21 @@ def suggestion_to_dict(sug: Any) -> dict[str, Any] | None:
     if sug is None:
         return None
     from planner.decide.plan import plan_to_dict
-    from planner.decide.suggest import MIN_SAVING
 
     fmt = FORMATS.get(sug.plan.quant_format)
     return {
         "format": sug.plan.quant_format, "checkpoint": sug.plan.model,
-        "quant_flag": sug.quant_flag, "measure": sug.measure, "value": sug.value,
-        "current_value": sug.current_value, "saving_pct": round(sug.saving * 100, 1),
-        "min_saving_pct": round(MIN_SAVING * 100, 1),
+        "quant_flag": sug.quant_flag, **_compared(sug),
         "quality_note": fmt.quality_note if fmt else None,
         "message": suggestion_line(sug), "plan": plan_to_dict(sug.plan),
+    }  # fmt: skip
+
+
+def _compared(sug: Any) -> dict[str, Any]:
+    """What a suggestion (decide.suggest.Cheaper) compares, and the saving it must reach."""
+    from planner.decide.suggest import MIN_SAVING
+
+    return {
+        "measure": sug.measure, "value": sug.value, "current_value": sug.current_value,
+        "saving_pct": round(sug.saving * 100, 1), "min_saving_pct": round(MIN_SAVING * 100, 1),
     }  # fmt: skip
