@@ -111,7 +111,9 @@ def test_a_deadline_too_close_for_max_replicas_says_so(cli):
     assert "replicas needed to finish 20,000,000 requests within 1 h > --max-replicas 2" in (
         r.stderr
     )
-    assert "--deadline-hours" in r.stderr.splitlines()[-1]
+    assert r.stderr.splitlines()[-1] == (
+        "hint: raise --max-replicas, or allow more time (--deadline-hours)"
+    )
 
 
 def test_a_job_is_not_planned_on_a_monthly_rental():

@@ -452,10 +452,8 @@ def _reason_kind(reason: str) -> str:
 
 _HINTS = (  # (text in the commonest rejection, what to try), first match wins
     ("--max-price", "raise --max-price, or try --quant auto for a smaller checkpoint"),
-    (
-        "--max-replicas",
-        "raise --max-replicas, or relax the load (--concurrency, --context, --deadline-hours)",
-    ),
+    ("needed to finish", "raise --max-replicas, or allow more time (--deadline-hours)"),
+    ("--max-replicas", "raise --max-replicas, or relax the load (--concurrency, --context)"),
     ("--max-ttft", "relax --max-ttft, or shorten --prompt-tokens"),
     ("--deadline-hours", "allow more time (--deadline-hours), or shorten --output-tokens"),
     ("monthly rental", "include providers that rent by the hour, or drop --job-requests"),
