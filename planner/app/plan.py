@@ -101,12 +101,13 @@ def cheaper_spread_for(
     """Whether identical machines sharing ``current``'s streams serve its load at least 20%
     cheaper, on the offers ``rec`` ranked (decide.suggest.cheaper_spread), and whether the
     generated project balances them."""
-    from infra.targets import targets
     from planner.decide.suggest import cheaper_spread
 
     found = cheaper_spread(current, rec.ranking.candidates, rec.offers, rec.order, accept)
     if found is None:
         return None
+    from infra.targets import targets  # the capability table: only when there is a line to say
+
     target = targets().get(found.plan.offer.provider)
     return SpreadSuggestion(found, target is not None and target.capabilities.balancer)
 
