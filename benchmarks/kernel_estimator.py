@@ -283,33 +283,21 @@ def all_at_once(p: dict) -> bool:
 
 
 def _loso(pts: list[dict], ids: set[str]) -> dict[str, float]:
-    """gpuplan's leave-one-source-out error on `ids`: the constants refitted without each
-    source, as benchmarks/speed_accuracy.py does; the committed constants are restored."""
+    """gpuplan's leave-one-source-out error on `ids` (speed_accuracy's refits); the committed
+    constants are restored."""
     saved = {n: sa.perf.calibration()["constants"][n]["value"] for n in sa.FITTED}
-    train = [p for p in pts if sa.fitted(p)]
-    out: dict[str, float] = {}
     try:
-        for src in sorted({sa.source_of(p) for p in pts if p["id"] in ids}):
-            sa._set(sa.PRIORS)
-            sa.fit([p for p in train if sa.source_of(p) != src])
-            for p in pts:
-                if p["id"] in ids and sa.source_of(p) == src:
-                    out[p["id"]] = sa.error_pct(p)
+        return sa.leave_one_source_out(pts, [p for p in pts if sa.fitted(p)], ids)
     finally:
         sa._set(saved)
-    return out
 
 
 def _medians(rows: list[dict], key: str) -> str:
+    """speed_accuracy's overall and per-class medians of the rows that have ``key``."""
     got = [r for r in rows if r.get(key) is not None]
     if not got:
         return "-"
-    parts = [f"overall {statistics.median(abs(r[key]) for r in got):.1f}% (n={len(got)})"]
-    for cls in ("single stream", "stated concurrency", "max batch", "TTFT", "TP > 1", "MoE"):
-        sel = [abs(r[key]) for r in got if cls in r["classes"]]
-        if sel:
-            parts.append(f"{cls} {statistics.median(sel):.1f}% (n={len(sel)})")
-    return "; ".join(parts)
+    return sa._medians({r["p"]["id"]: r[key] for r in got}, [r["p"] for r in got])
 
 
 def _by_batch(rows: list[dict], key: str) -> str:

@@ -257,6 +257,22 @@ def _medians(errors: dict[str, float], pts: list[dict]) -> str:
     return "; ".join(rows)
 
 
+def leave_one_source_out(
+    pts: list[dict], train: list[dict], ids: set[str] | None = None
+) -> dict[str, float]:
+    """Each point's error (of ``ids``, default all) with the FITTED constants refitted on
+    ``train`` without the point's source; leaves the constants of the last refit set."""
+    wanted = [p for p in pts if ids is None or p["id"] in ids]
+    out: dict[str, float] = {}
+    for src in sorted({source_of(p) for p in wanted}):
+        _set(PRIORS)
+        fit([p for p in train if source_of(p) != src])
+        for p in wanted:
+            if source_of(p) == src:
+                out[p["id"]] = error_pct(p)
+    return out
+
+
 def main() -> None:
     write = "--fit" in sys.argv
     pts = points()
@@ -269,13 +285,7 @@ def main() -> None:
     in_sample = fit(train) if write else start
     _set(in_sample)
     inside = {p["id"]: error_pct(p) for p in pts}
-    outside: dict[str, float] = {}
-    for src in sorted({source_of(p) for p in pts}):
-        _set(PRIORS)
-        fit([p for p in train if source_of(p) != src])
-        for p in pts:
-            if source_of(p) == src:
-                outside[p["id"]] = error_pct(p)
+    outside = leave_one_source_out(pts, train)
     _set(in_sample)
     print(f"{'id':10} {'class':34} {'engine':18} {'estimate':>9} {'published':>9} "
           f"{'in-sample':>9} {'LOSO':>7}  source")  # fmt: skip
