@@ -528,3 +528,16 @@ def test_per_stream_speed_is_at_the_declared_concurrency():
             cands, [offer("h100-sxm")], Need(concurrency=32, min_tokens_per_s=floor, max_replicas=1)
         )
     assert "--max-replicas 1" in exc.value.message and "--max-replicas" in exc.value.hint
+
+
+def test_rejections_follow_the_offers_order_at_the_users_horizon(cli):
+    """recommend breaks ties and lists rejections in `gpuplan offers`' order, which prices a
+    monthly rental's setup fee over --horizon-months: recommend's filter used 1 month."""
+    args = ("--providers", "hetzner,vast", "--horizon-months", "24", "--format", "json")
+    listed = json.loads(cli("offers", *args).stdout)["offers"]
+    order = {(o["provider"], o["instance_type"], o["region"]): i for i, o in enumerate(listed)}
+    rejected = json.loads(cli("recommend", "llama-3.1-70b", *args).stdout)["rejected"]
+    places = [order[(r["provider"], r["instance_type"], r["region"])] for r in rejected]
+    assert len(places) > 10 and places == sorted(places)
+    gex44 = next(i for i, r in enumerate(rejected) if r["instance_type"] == "GEX44")
+    assert 0 < gex44 < len(rejected) - 1  # between vast offers: the horizon moved it

@@ -62,7 +62,7 @@ def recommend(
         catalog = load_catalog(names)
         flt = OfferFilter(
             gpu=s.gpu, providers=tuple(names), regions=s.regions, instance_type=s.instance_type,
-            spot=s.spot,
+            spot=s.spot, horizon_months=s.horizon_months,
         )  # fmt: skip
         try:
             # in the catalog's order: the ranking breaks its ties in the filter's order
@@ -132,8 +132,13 @@ def cheaper_quantization_for(
 
     def in_filter_order(offers: Iterable[Offer]) -> list[Offer]:
         # the filter's order (`gpuplan offers`) breaks the alternative ranking's ties
-        spot = current.need.spot
-        return sorted(offers, key=lambda o: offer_sort_key(o, o.effective_usd_per_hour(spot) or 0))
+        spot, horizon = current.need.spot, current.need.horizon_months
+        return sorted(
+            offers,
+            key=lambda o: offer_sort_key(
+                o, o.effective_usd_per_hour(spot=spot, horizon_months=horizon) or 0
+            ),
+        )
 
     offers = in_filter_order(screen_offers(current, rec.ranking.candidates, rec.offers))
     alternatives = near_lossless_candidates(rec.ranking.candidates, rec.variants) if offers else []
