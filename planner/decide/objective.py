@@ -69,6 +69,9 @@ class Operating:
     itl_s: float  # between one stream's tokens with `batch` streams in flight (TPOT)
     ttft_s: float
     machine_tokens_per_s: float  # output tokens/s of one machine (all its DP replicas)
+    # with stream replicas: stream_cap's (streams, bound) when operate worked it out (it is a
+    # bisection over the speed model; each plan's note reads it again)
+    cap: tuple[int, str] | None = None
 
     @property
     def machines(self) -> int:
@@ -129,9 +132,10 @@ def operate(fit: Fit, need: Need) -> Operating:
     """The fit at the user's load: per-replica batch, speeds, and machines for a target or,
     with stream replicas, the fewest machines whose share of the streams each serves."""
     if spreads(need):
-        cap, _ = stream_cap(fit, need)
-        per_machine = fit.layout.dp * max(cap, 1)
-        return operate_with(fit, need, max(1, math.ceil(need.concurrency / per_machine)))
+        cap = stream_cap(fit, need)
+        per_machine = fit.layout.dp * max(cap[0], 1)
+        machines = max(1, math.ceil(need.concurrency / per_machine))
+        return replace(operate_with(fit, need, machines), cap=cap)
     return operate_with(fit, need, 1)
 
 
@@ -362,7 +366,7 @@ def _replica_unit(op: Operating) -> str:
 def replicas_reason(op: Operating, need: Need) -> str:
     """Why an interactive load needs ``op.replicas`` machines (or multi-node replicas): its
     streams against what one serves, and what bounds that."""
-    cap, limit = stream_cap(op.fit, need)
+    cap, limit = op.cap or stream_cap(op.fit, need)
     per_machine = op.fit.layout.dp * cap
     if limit == "memory":
         bound = f"KV cache for {cap} x {need.context}-token requests per vLLM replica"
