@@ -228,11 +228,7 @@ def ranked_as_oracle(cands, offers, need):
     except NoFeasibleOfferError:
         assert oracle == math.inf
         return None
-    # The planner orders by unrounded figures; an Estimate shows them rounded (TTFT to 0.1 ms,
-    # ITL to 0.01 ms, which the latency objective multiplies by the output tokens), so two
-    # layouts within that rounding of each other can swap: llama-3.1-8b at 512 streams, seed 1,
-    # TP1xDP4 x2 (1809.46 ms unrounded, 1809.4 shown) before TP4 x4 (1809.85, shown 1809.2).
-    assert ranking.plans[0].objective_value == pytest.approx(oracle, rel=1e-3)
+    assert ranking.plans[0].objective_value == pytest.approx(oracle, rel=1e-12)
     return ranking
 
 

@@ -292,8 +292,12 @@ def priced_order(
 def order_key(op: Operating, need: Need) -> tuple[float, float]:
     """Price-free order of the options on one kind of machine: every objective is the price
     times a per-option factor, or does not depend on the price, so ordering at $1 per machine
-    per hour orders them at any price."""
-    fig = figures(op, float(op.machines), rounded=False)
+    per hour orders them at any price. A price-free objective (speed, latency) is read from the
+    rounded figures, as priced_order and the plan's Estimate read it: latency adds TTFT and
+    output tokens x ITL, each rounded, so unrounded it could pick a layout that the rounded
+    sum ranks behind another on the same machine."""
+    price_free = resolved_objective(need) in ("speed", "latency")
+    fig = figures(op, float(op.machines), rounded=price_free)
     return objective_value(fig, need), tie_break(fig, need)
 
 
