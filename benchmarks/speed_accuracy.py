@@ -16,6 +16,7 @@ import math
 import re
 import statistics
 import sys
+from collections import Counter
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -222,9 +223,7 @@ def source_weights(pts: list[dict]) -> dict[str, float]:
     every other source is predicted with. 1 / sqrt(n) gives a source of n points sqrt(n) times
     the say of a single point (between one vote per point and one per source; the README gives
     the out-of-sample figures of all three)."""
-    counts: dict[str, int] = {}
-    for p in pts:
-        counts[source_of(p)] = counts.get(source_of(p), 0) + 1
+    counts = Counter(source_of(p) for p in pts)
     return {p["id"]: 1 / math.sqrt(counts[source_of(p)]) for p in pts}
 
 

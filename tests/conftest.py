@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -24,6 +29,21 @@ def sample_config(entry: dict[str, Any]) -> dict[str, Any]:
     cfg = {k: v for k, v in raw.items() if v is not None and k != "_extra"}
     cfg.update(raw["_extra"])
     return cfg
+
+
+@contextlib.contextmanager
+def benchmark_module(name: str) -> Iterator[ModuleType]:
+    """benchmarks/<name>.py loaded as a module (the scripts are not a package), registered in
+    sys.modules while in use (their dataclasses resolve annotations through it)."""
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[name]
 
 
 CLOUD_ENV = (

@@ -4,27 +4,17 @@ aiconfigurator installed (it is optional and never in the test extra)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parents[1]
+from tests.conftest import benchmark_module
 
 
 @pytest.fixture(scope="module")
 def ke():
-    spec = importlib.util.spec_from_file_location(
-        "kernel_estimator", ROOT / "benchmarks/kernel_estimator.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["kernel_estimator"] = module  # its dataclass resolves annotations through it
-    try:
-        spec.loader.exec_module(module)
+    with benchmark_module("kernel_estimator") as module:
         yield module
-    finally:
-        del sys.modules["kernel_estimator"]
 
 
 def _point(ke, pid: str) -> dict:

@@ -4,31 +4,22 @@ other source is predicted with."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
 from planner.decide import perf
-
-ROOT = Path(__file__).parents[1]
+from tests.conftest import benchmark_module
 
 
 @pytest.fixture()
 def sa():
-    spec = importlib.util.spec_from_file_location(
-        "speed_accuracy", ROOT / "benchmarks/speed_accuracy.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["speed_accuracy"] = module
+    """The benchmark script; the constants its fits change are put back afterwards."""
     saved = {n: c["value"] for n, c in perf.calibration()["constants"].items()}
     try:
-        spec.loader.exec_module(module)
-        yield module
+        with benchmark_module("speed_accuracy") as module:
+            yield module
     finally:
-        del sys.modules["speed_accuracy"]
         for name, value in saved.items():
             perf.calibration()["constants"][name]["value"] = value
 
