@@ -330,10 +330,12 @@ def test_mla_attention_scores_over_192_dims_in_prefill_and_over_the_latent_in_de
 
 def test_a_prompt_reads_the_experts_its_chunk_touches_in_the_steps_that_carry_it():
     # Four streams restarting after 800 tokens bring 4 x 3200 / 800 = 16 prompt tokens a step on
-    # average, but a prompt arrives whole: one step in 2048 / 16 = 128 carries a 2048-token
-    # chunk (all experts touched), the others only the 4 decoding tokens (12% of 256 experts).
+    # average, but a prompt arrives whole: one step in 3200 / 16 = 200 carries the whole prompt
+    # (an H200 prefills up to 8192 tokens a step: all experts touched), the others only the 4
+    # decoding tokens (12% of 256 experts).
     load, hw = _moe(False), perf.Hardware(gpu_table()["h200-sxm"], 8, 1, "fp8", True)
-    chunk = perf._c("prefill_chunk_tokens")
+    assert perf.chunk_tokens(hw) == 8192
+    chunk = 3200
     share = 16 / chunk
     touched = (1 - share) * (1 - (1 - 8 / 256) ** 4) + share * (1 - (1 - 8 / 256) ** (4 + chunk))
     bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
@@ -360,3 +362,16 @@ def test_a_pipeline_of_a100s_is_not_faster_per_deepseek_stream_than_one_h200_nod
     h200, a100 = plans["h200-sxm"].estimate, plans["a100-80gb-sxm"].estimate
     assert plans["a100-80gb-sxm"].layout.pp == 2
     assert a100.single_stream_tokens_per_s < h200.single_stream_tokens_per_s
+
+
+def test_a_prompt_is_prefilled_in_chunks_of_the_cards_default_token_budget():
+    # vLLM prefills at most max_num_batched_tokens a step, 8192 by default on an H100 and 2048
+    # on an A100 (the generated projects keep the default): an 8192-token prompt of a model
+    # whose weight reads dominate reads them once on the H100 and four times on the A100.
+    load = replace(_load(100.0), active_params=10**8)  # 100 GB read, few FLOPs
+    fixed = perf._c("request_overhead_ms") * 1e-3
+    for gpu, reads in (("h100-sxm", 1), ("a100-80gb-sxm", 4)):
+        hw = perf.Hardware(gpu_table()[gpu], 1, 1, "fp16", True)
+        bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+        got = perf.prefill_s(load, hw, 8192) - fixed
+        assert got == pytest.approx(reads * 100e9 / bandwidth, rel=1e-9)

@@ -38,7 +38,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from planner.model.footprint import kv_bytes_per_token
+from planner.model.footprint import default_batched_tokens, kv_bytes_per_token
 from planner.model.values import ModelSpec
 from planner.offers.gpus import GpuSpec
 
@@ -178,6 +178,13 @@ def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
     return 2 * layers * per
 
 
+def chunk_tokens(hw: Hardware) -> int:
+    """Prompt tokens a step prefills at most (chunked prefill's max_num_batched_tokens): vLLM's
+    default for the card, which the generated projects keep (footprint.default_batched_tokens:
+    8192 on cards of 70 GiB or more but A100s, 2048 elsewhere), as the memory model does."""
+    return default_batched_tokens(hw.gpu.usable_memory_bytes, hw.gpu.name)
+
+
 def decode_step_s(
     load: ModelLoad,
     hw: Hardware,
@@ -197,7 +204,7 @@ def decode_step_s(
         # Prompts arrive whole, not spread over the steps: a chunk of one prompt (up to the
         # scheduler's token budget) rides in a share of the steps, and only those steps read
         # the experts the chunk's tokens touch; the others read what the decode batch touches.
-        chunk = max(min(prompt, _c("prefill_chunk_tokens")), prefill_tokens)
+        chunk = max(min(prompt, chunk_tokens(hw)), prefill_tokens)
         share = prefill_tokens / chunk
         touched = (1 - share) * _touched(load, batch) + share * _touched(load, batch + chunk)
     weights = load.weight_bytes_per_gpu - load.expert_bytes_per_gpu * (1 - touched)
@@ -262,7 +269,7 @@ def _prefill_compute_s(load: ModelLoad, hw: Hardware, prompt: float, requests: f
 def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
     """Seconds to prefill one prompt (time to first token), all pipeline stages."""
     t_cmp = _prefill_compute_s(load, hw, prompt, 1)
-    chunks = math.ceil(prompt / _c("prefill_chunk_tokens"))
+    chunks = math.ceil(prompt / chunk_tokens(hw))
     t_mem = (
         chunks
         * load.weight_bytes_per_gpu
@@ -304,16 +311,16 @@ def batched_prefill_s(
     hw: Hardware,
     prompt: float,
     requests: float,
-    chunk_tokens: int | None = None,
+    max_batched_tokens: int | None = None,
 ) -> float:
     """GPU seconds to prefill ``requests`` prompts of ``prompt`` tokens when the server batches
     them (chunked prefill): compute bound, the weights read once a chunk, activations all-reduced.
     The fixed per-request cost of prefill_s (tokenize, schedule, detokenize) is host work that
-    overlaps with the GPU under load, so throughput does not pay it. ``chunk_tokens``: the
-    server's max_num_batched_tokens when a benchmark sets it."""
+    overlaps with the GPU under load, so throughput does not pay it. ``max_batched_tokens``:
+    the server's max_num_batched_tokens when a benchmark sets it (default: chunk_tokens)."""
     tokens = prompt * requests
     t_cmp = _prefill_compute_s(load, hw, prompt, requests)
-    chunks = math.ceil(tokens / (chunk_tokens or _c("prefill_chunk_tokens")))
+    chunks = math.ceil(tokens / (max_batched_tokens or chunk_tokens(hw)))
     t_mem = (
         chunks
         * load.weight_bytes_per_gpu
@@ -387,7 +394,7 @@ def benchmark_output_tokens_per_s(
     rate_per_s: float | None = None,
     fixed_lengths: bool = False,
     online: bool = True,
-    chunk_tokens: int | None = None,
+    max_batched_tokens: int | None = None,
 ) -> float:
     """Output tokens/s a serving benchmark reports: total output tokens / wall time of a finite
     run of ``requests`` prompts, sent all at once (``rate_per_s`` None, or a client concurrency
@@ -401,7 +408,7 @@ def benchmark_output_tokens_per_s(
     decode at small batch - which is why such a run reports less than the steady state."""
     context = prompt + output / 2
     cap = max(1, min(max_batch, requests))
-    prefill = batched_prefill_s(load, hw, prompt, requests, chunk_tokens)
+    prefill = batched_prefill_s(load, hw, prompt, requests, max_batched_tokens)
     if fixed_lengths:
         waves, rest = divmod(requests, cap)
         decode = waves * output * cap * _token_gpu_s(load, hw, cap, context, online)
