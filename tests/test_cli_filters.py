@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
+
+from planner.offers.gpus import gpu_table
 
 Row = dict[str, Any]
 
@@ -118,7 +121,6 @@ def test_recommend_filters_that_leave_nothing_are_exit_3(cli, args, needle):
         (["--max-price", "0.01"], "x $", "hint: raise --max-price"),
         (["--spot", "--providers", "hetzner"], "none of the 6 matching offers has a spot price",
          "hint: drop --spot"),
-        (["--gpu", "rtx-pro-6000-blackwell"], "no published dense", "hint: choose another --gpu"),
     ],
 )  # fmt: skip
 def test_no_feasible_offer_hint_fits_the_commonest_reason(cli, args, first, hint):
@@ -126,3 +128,18 @@ def test_no_feasible_offer_hint_fits_the_commonest_reason(cli, args, first, hint
     assert r.exit_code == 3, r.output
     assert first in r.stderr.splitlines()[0]
     assert r.stderr.splitlines()[1].startswith(hint)
+
+
+def test_a_card_without_a_dense_fp16_figure_is_refused_with_a_hint(cli, monkeypatch):
+    # Every card of the GPU table has one; a card without (as the RTX PRO 6000 Blackwell was
+    # before its AIConfigurator figures) cannot be estimated, and the refusal says so.
+    r = cli("recommend", "llama-3.1-8b", "--gpu", "rtx-pro-6000-blackwell")
+    assert r.exit_code == 0, r.output
+    card = gpu_table()["rtx-pro-6000-blackwell"]
+    monkeypatch.setitem(
+        gpu_table(), card.id, replace(card, bf16_tflops_dense=None, fp16_tflops_dense=None)
+    )
+    r = cli("recommend", "llama-3.1-8b", "--gpu", "rtx-pro-6000-blackwell")
+    assert r.exit_code == 3, r.output
+    assert "no published dense" in r.stderr.splitlines()[0]
+    assert r.stderr.splitlines()[1].startswith("hint: choose another --gpu")

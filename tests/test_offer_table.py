@@ -137,6 +137,11 @@ def test_values_worked_out_once_read_the_same_through_views(seed):
 )  # fmt: skip
 def test_ranking_a_table_gives_the_ranking_of_its_offers(seed, need):
     offers = [o for o, _ in reference_filter(mixed_offers(seed), OfferFilter(spot=need.spot))]
+    # a few 1x T4 machines, which the 8B model does not fit at 8192 tokens: rejections to order
+    offers += [
+        replace(o, instance_type=f"t4-{i}", gpu="t4", gpu_count=1, gpu_memory_gb=16.0)
+        for i, o in enumerate(offers[:3])
+    ]
     cands = planning_candidates("llama-3.1-8b", None)
     from_list = rank_offers(cands, offers, need)
     from_table = rank_offers(cands, OfferTable.from_rows(_rows(offers)), need)
