@@ -50,6 +50,9 @@ RUNPOD_GPU_TYPES = {
     "a100-80gb-sxm": "NVIDIA A100-SXM4-80GB", "h100-pcie": "NVIDIA H100 PCIe",
     "h100-sxm": "NVIDIA H100 80GB HBM3", "h100-nvl": "NVIDIA H100 NVL", "h200-sxm": "NVIDIA H200",
     "b200": "NVIDIA B200", "mi300x": "AMD Instinct MI300X OAM",
+    # RunPod's id for its "RTX PRO 6000" line; its Workstation Edition is "NVIDIA RTX PRO 6000
+    # Blackwell Workstation Edition" (live offers carry the id they were listed under).
+    "rtx-pro-6000-blackwell": "NVIDIA RTX PRO 6000 Blackwell Server Edition",
 }  # fmt: skip
 VAST_GPU_NAMES = {
     "rtx-4090": "RTX 4090", "rtx-3090": "RTX 3090", "rtx-5090": "RTX 5090",
@@ -57,6 +60,7 @@ VAST_GPU_NAMES = {
     "l4": "L4", "a100-40gb-sxm": "A100 SXM4", "a100-80gb-sxm": "A100 SXM4",
     "a100-80gb-pcie": "A100 PCIE", "h100-sxm": "H100 SXM", "h100-pcie": "H100 PCIE",
     "h100-nvl": "H100 NVL", "h200-sxm": "H200", "b200": "B200",
+    "rtx-pro-6000-blackwell": "RTX PRO 6000 S",  # Server Edition; the Workstation one is "... WS"
 }  # fmt: skip
 GCP_ATTACHED_ACCELERATORS = {"t4": "nvidia-tesla-t4", "v100-sxm2-16gb": "nvidia-tesla-v100"}
 

@@ -28,11 +28,20 @@ from planner.offers.gpus import canonical_gpu, gpu_table
         ("GeForce RTX 4090", 24564, "rtx-4090"),
         ("V100", 32768, "v100-sxm2-32gb"),
         ("RTX PRO Server 6000", None, "rtx-pro-6000-blackwell"),
+        ("RTX PRO 6000 S", 97887, "rtx-pro-6000-blackwell"),  # Vast's Server Edition
+        ("RTX PRO 6000 WS", 97887, "rtx-pro-6000-blackwell"),  # Vast's Workstation Edition
+        ("NVIDIA RTX PRO 6000 Blackwell Workstation Edition", None, "rtx-pro-6000-blackwell"),
         ("MI300X", None, "mi300x"),
     ],
 )
 def test_canonical_names(name, memory_mib, expected):
     assert canonical_gpu(name, memory_mib).id == expected
+
+
+def test_the_300_w_max_q_rtx_pro_6000_is_not_taken_for_the_600_w_editions():
+    # its clocks are lower: the table's tensor figures (600 W editions) would over-promise it
+    with pytest.raises(UsageError):
+        canonical_gpu("RTX PRO 6000 Blackwell Max-Q")
 
 
 def test_unknown_gpu_suggests():

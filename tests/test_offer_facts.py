@@ -67,6 +67,19 @@ def test_emit_orders_from_provider_data_not_display_strings():
     assert (d["product_id"], d["location"]) == ("GEX131", "NBG1")
 
 
+def test_snapshot_rtx_pro_6000_offers_order_the_edition_they_were_priced_for():
+    from planner.offers.catalog import snapshot_offers
+
+    pro = [o for o in snapshot_offers() if o.gpu == "rtx-pro-6000-blackwell"]
+    vast = {o.instance_type: data_for(o)["vast_gpu_name"] for o in pro if o.provider == "vast"}
+    assert vast == {
+        "1x-RTX_PRO_6000_S-32-65536": "RTX PRO 6000 S",
+        "1x-RTX-PRO-6000-Workstation-live-median": "RTX PRO 6000 WS",
+    }
+    runpod = {data_for(o)["gpu_type_id"] for o in pro if o.provider == "runpod"}
+    assert runpod == {"NVIDIA RTX PRO 6000 Blackwell Server Edition"}
+
+
 def test_catalog_only_clouds_have_no_target_yet():
     from planner.errors import DeployError
 
