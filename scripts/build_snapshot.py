@@ -110,10 +110,11 @@ def provider_data(row: dict[str, Any], where: dict[str, Any]) -> dict[str, Any]:
         return {"product_id": itype, "location": where["hetzner"]}
     if provider == "vast":
         data: dict[str, Any] = {"num_gpus": row["gpu_count"]}
-        # Vast names the RTX PRO 6000's editions apart ("RTX PRO 6000 S" / "... WS"); the GPU
-        # table does not, so the offer keeps the edition its row was priced for.
-        if row["gpu_spec_id"] == "rtx-pro-6000-blackwell":
-            data["gpu_name"] = "RTX PRO 6000 WS" if "Workstation" in itype else "RTX PRO 6000 S"
+        # Vast names the RTX PRO 6000's editions apart; the GPU table does not, and the Vast
+        # target orders the Server Edition (infra/versions.py VAST_GPU_NAMES) unless the offer
+        # names another: a Workstation row keeps the edition it was priced for.
+        if row["gpu_spec_id"] == "rtx-pro-6000-blackwell" and "Workstation" in itype:
+            data["gpu_name"] = "RTX PRO 6000 WS"
         if "marketplace_median" in (row.get("flags") or []):
             data["price_kind"] = "marketplace_median"
         return data
