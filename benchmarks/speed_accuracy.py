@@ -54,6 +54,7 @@ PRIORS = {
     "decode_compute_efficiency": 0.6, "attention_bandwidth_efficiency": 0.6,
     "moe_prefill_compute_efficiency": 0.3, "prefill_attention_efficiency": 0.6,
     "block_fp8_moe_bandwidth_factor": 0.28, "block_fp8_moe_compute_factor": 0.28,
+    "legacy_per_sequence_overhead_ms": 0.1,
 }  # fmt: skip
 # Held (never refitted): values fitted earlier on the first calibration sample, and the link
 # latencies of the collectives themselves, measured by collective benchmarks that are not
@@ -137,6 +138,14 @@ def async_scheduling(engine: str) -> bool:
     return bool(found) and int(found.group(1)) >= 14
 
 
+def legacy_host(engine: str) -> bool:
+    """Whether the measured vLLM predates v0.6.0's host-overhead work (API server in the engine
+    process, synchronous scheduling and output processing): a release or main branch before
+    0.6.0 named in the engine string."""
+    found = re.search(r"v?0\.(\d+)\.\d", engine)
+    return bool(found) and int(found.group(1)) < 6
+
+
 def fitted(p: dict) -> bool:
     return p["engine"].startswith("vLLM") and p["quality"] in {"A", "B"}
 
@@ -160,7 +169,9 @@ def _setup(pid: str):
     fmt = get_format("fp16") if cand.fmt.kind == "gguf" else cand.fmt
     support = check_support(gpu, fmt, p["kv_cache_dtype"])
     compute = support.compute if support.ok else "fp16"
-    hw = perf.Hardware(gpu, tp, 1, compute, nvlink(gpu), async_scheduling(p["engine"]))
+    hw = perf.Hardware(
+        gpu, tp, 1, compute, nvlink(gpu), async_scheduling(p["engine"]), legacy_host(p["engine"])
+    )
     load = perf.model_load(
         spec,
         weights,

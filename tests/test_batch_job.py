@@ -29,7 +29,7 @@ def test_every_plan_says_the_jobs_hours_and_cost():
         e = p.estimate
         hours = JOB * need.output_tokens / e.aggregate_output_tokens_per_s / 3600
         assert e.job_hours == pytest.approx(hours, rel=1e-3, abs=0.006)  # shown rounded
-        assert e.job_usd == pytest.approx(hours * e.usd_per_hour, abs=0.006)
+        assert e.job_usd == pytest.approx(hours * e.usd_per_hour, rel=1e-3, abs=0.006)
         # the job's cost is its tokens at the plan's $ per 1M output tokens
         tokens_usd = JOB * need.output_tokens / 1e6 * e.usd_per_million_output_tokens
         assert e.job_usd == pytest.approx(tokens_usd, rel=1e-3)

@@ -148,6 +148,23 @@ def test_async_scheduling_hides_the_host_work_of_a_step_behind_the_gpu():
     assert perf.decode_step_s(load, overlap, 64, 1000) == pytest.approx(max(gpu, host))
 
 
+def test_an_engine_before_v0_6_pays_its_larger_host_work_per_sequence_in_turn_with_the_gpu():
+    # vLLM < 0.6 (calibration data only): API server in the engine process, scheduling and
+    # output processing in turn with the GPU; offline the scheduling share (29 of 62) remains.
+    load, gpu = _load(), gpu_table()["h100-sxm"]
+    modern = perf.Hardware(gpu, 1, 1, "fp16", True)
+    legacy = perf.Hardware(gpu, 1, 1, "fp16", True, legacy_host=True)
+    bare = perf.decode_step_s(load, modern, 64, 1000, online=False)
+    host = 64 * perf._c("legacy_per_sequence_overhead_ms") * 1e-3
+    assert perf.decode_step_s(load, legacy, 64, 1000) == pytest.approx(bare + host)
+    assert perf.decode_step_s(load, legacy, 64, 1000, online=False) == pytest.approx(
+        bare + host * 29 / 62
+    )
+    assert perf.decode_step_s(load, modern, 64, 1000) == pytest.approx(
+        max(bare, 64 * perf._c("per_sequence_overhead_ms") * 1e-3)
+    )
+
+
 def test_prompts_prefilled_between_decode_steps_share_the_steps_weight_read():
     # Chunked prefill: with 64 streams restarting every 500 tokens, each step also carries
     # 64 x 640 / 500 prompt tokens. They add their FLOPs to the step, not a second weight read.
@@ -368,7 +385,7 @@ def test_a_prompt_is_prefilled_in_chunks_of_the_cards_default_token_budget():
     # vLLM prefills at most max_num_batched_tokens a step, 8192 by default on an H100 and 2048
     # on an A100 (the generated projects keep the default): an 8192-token prompt of a model
     # whose weight reads dominate reads them once on the H100 and four times on the A100.
-    load = replace(_load(100.0), active_params=10**8)  # 100 GB read, few FLOPs
+    load = replace(_load(100.0), active_params=10**8, attn_width=1024)  # 100 GB, few FLOPs
     fixed = perf._c("request_overhead_ms") * 1e-3
     for gpu, reads in (("h100-sxm", 1), ("a100-80gb-sxm", 4)):
         hw = perf.Hardware(gpu_table()[gpu], 1, 1, "fp16", True)

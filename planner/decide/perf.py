@@ -132,6 +132,14 @@ class Hardware:
     # scheduling, on by default since v0.14.0: github.com/vllm-project/vllm/releases/tag/v0.14.0).
     # The generated projects run a later vLLM, so the planner's estimates assume it.
     async_scheduling: bool = True
+    # vLLM before v0.6.0 (calibration data only; the generated projects run a later vLLM): the
+    # API server shared the engine's process and output processing and scheduling ran in turn
+    # with the GPU. vLLM's profile of Llama 3 8B on one H100 under v0.5.3 found the GPU busy
+    # 38% of the time: the HTTP API server 33%, scheduling 29% (blog.vllm.ai/2024/09/05/
+    # perf-update.html). Such an engine pays a larger host cost per sequence and step
+    # (legacy_per_sequence_overhead_ms, never overlapped); offline (the LLM class, no API
+    # server) the scheduling share of it, 29 / 62.
+    legacy_host: bool = False
 
 
 def peak_flops(gpu: GpuSpec, compute: str) -> float:
@@ -229,14 +237,17 @@ def decode_step_s(
     )
     attn_peak = peak_flops(hw.gpu, "fp16") * _c("prefill_attention_efficiency")
     t_attn += prefill_tokens * prompt * load.prefill_width * layers / hw.tp / attn_peak
-    per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
+    if hw.legacy_host:
+        per_sequence = _c("legacy_per_sequence_overhead_ms") * (1.0 if online else 29 / 62)
+    else:
+        per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
     host = per_sequence * batch * 1e-3  # per-token host work: output processing, streaming
     tokens = batch + prefill_tokens
     gpu = t_gemm + t_attn + allreduce_s(hw, tokens, load.hidden, math.ceil(layers))
     gpu += _c("step_overhead_ms") * 1e-3
     gpu += _c("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
     # With async scheduling the host work of one step overlaps the GPU work of the next.
-    return max(gpu, host) if hw.async_scheduling else gpu + host
+    return max(gpu, host) if hw.async_scheduling and not hw.legacy_host else gpu + host
 
 
 def _touched(load: ModelLoad, tokens: float) -> float:
