@@ -17,6 +17,7 @@ import re
 import statistics
 import sys
 from collections import Counter
+from datetime import date
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -138,12 +139,19 @@ def async_scheduling(engine: str) -> bool:
     return bool(found) and int(found.group(1)) >= 14
 
 
-def legacy_host(engine: str) -> bool:
-    """Whether the measured vLLM predates v0.6.0's host-overhead work (API server in the engine
-    process, synchronous scheduling and output processing): a release or main branch before
-    0.6.0 named in the engine string."""
+def host_engine(engine: str) -> str:
+    """The measured vLLM's host design (perf.Hardware.engine): "pre-0.6" or "v0" (v0.6-v0.7, or
+    V0 named) for a release or main branch named in the engine string, else "v1" (also for
+    other engines)."""
+    if not engine.startswith("vLLM"):
+        return "v1"
     found = re.search(r"v?0\.(\d+)\.\d", engine)
-    return bool(found) and int(found.group(1)) < 6
+    minor = int(found.group(1)) if found else None
+    if minor is not None and minor < 6:
+        return "pre-0.6"
+    if (minor is not None and minor < 8) or "V0" in engine:
+        return "v0"
+    return "v1"
 
 
 def fitted(p: dict) -> bool:
@@ -170,7 +178,7 @@ def _setup(pid: str):
     support = check_support(gpu, fmt, p["kv_cache_dtype"])
     compute = support.compute if support.ok else "fp16"
     hw = perf.Hardware(
-        gpu, tp, 1, compute, nvlink(gpu), async_scheduling(p["engine"]), legacy_host(p["engine"])
+        gpu, tp, 1, compute, nvlink(gpu), async_scheduling(p["engine"]), host_engine(p["engine"])
     )
     load = perf.model_load(
         spec,
@@ -337,7 +345,7 @@ def main() -> None:
             doc["constants"][name]["value"] = float(f"{value:.4g}")
             doc["constants"][name]["source"] = (
                 f"fitted by `python benchmarks/speed_accuracy.py --fit` on the {len(train)} vLLM "
-                "points graded A/B of throughput_calibration.json (2026-11-30)"
+                f"points graded A/B of throughput_calibration.json ({date.today().isoformat()})"
             )
         for name, value in HELD.items():
             doc["constants"][name]["value"] = value

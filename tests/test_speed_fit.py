@@ -46,3 +46,19 @@ def test_one_large_source_does_not_outvote_several_small_ones(sa, monkeypatch):
     monkeypatch.setattr(sa, "predict", lambda p: perf._c("request_overhead_ms"))
     fitted = sa.fit(pts)["request_overhead_ms"]
     assert math.isclose(fitted, 5.0, rel_tol=0.1), fitted
+
+
+@pytest.mark.parametrize(
+    ("engine", "host"),
+    [
+        ("vLLM v0.5.4 (docker vllm/vllm-openai:v0.5.4, V0 engine)", "pre-0.6"),
+        ("vLLM main of 2024-06-04 (~0.4.3/0.5.0)", "pre-0.6"),
+        ("vLLM 0.7.4.dev181+gf35f8e22 (nightly)", "v0"),
+        ("vLLM 0.6.6 (V0), benchmark_throughput.py", "v0"),
+        ("vLLM 0.11.0", "v1"),
+        ("vLLM (version not stated; page of 2025)", "v1"),
+        ("SGLang 0.5.3", "v1"),  # another engine's version is not vLLM's
+    ],
+)
+def test_a_measurement_is_modelled_with_the_host_design_of_its_vllm_release(sa, engine, host):
+    assert sa.host_engine(engine) == host

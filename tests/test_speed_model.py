@@ -148,19 +148,21 @@ def test_async_scheduling_hides_the_host_work_of_a_step_behind_the_gpu():
     assert perf.decode_step_s(load, overlap, 64, 1000) == pytest.approx(max(gpu, host))
 
 
-def test_an_engine_before_v0_6_pays_its_larger_host_work_per_sequence_in_turn_with_the_gpu():
-    # vLLM < 0.6 (calibration data only): API server in the engine process, scheduling and
+def test_older_engines_pay_their_host_work_per_sequence_in_turn_with_the_gpu():
+    # Calibration data only. vLLM < 0.6: API server in the engine process, scheduling and
     # output processing in turn with the GPU; offline the scheduling share (29 of 62) remains.
+    # V0 of v0.6-v0.7: the API server in its own process, the scheduler still in turn: 29 / 62.
     load, gpu = _load(), gpu_table()["h100-sxm"]
-    modern = perf.Hardware(gpu, 1, 1, "fp16", True)
-    legacy = perf.Hardware(gpu, 1, 1, "fp16", True, legacy_host=True)
-    bare = perf.decode_step_s(load, modern, 64, 1000, online=False)
+    hw = {e: perf.Hardware(gpu, 1, 1, "fp16", True, engine=e) for e in ("v1", "v0", "pre-0.6")}
+    bare = perf.decode_step_s(load, hw["v1"], 64, 1000, online=False)
     host = 64 * perf._c("legacy_per_sequence_overhead_ms") * 1e-3
-    assert perf.decode_step_s(load, legacy, 64, 1000) == pytest.approx(bare + host)
-    assert perf.decode_step_s(load, legacy, 64, 1000, online=False) == pytest.approx(
-        bare + host * 29 / 62
-    )
-    assert perf.decode_step_s(load, modern, 64, 1000) == pytest.approx(
+    assert perf.decode_step_s(load, hw["pre-0.6"], 64, 1000) == pytest.approx(bare + host)
+    for engine in ("pre-0.6", "v0"):
+        assert perf.decode_step_s(load, hw[engine], 64, 1000, online=False) == pytest.approx(
+            bare + host * 29 / 62
+        )
+    assert perf.decode_step_s(load, hw["v0"], 64, 1000) == pytest.approx(bare + host * 29 / 62)
+    assert perf.decode_step_s(load, hw["v1"], 64, 1000) == pytest.approx(
         max(bare, 64 * perf._c("per_sequence_overhead_ms") * 1e-3)
     )
 

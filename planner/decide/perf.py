@@ -132,14 +132,16 @@ class Hardware:
     # scheduling, on by default since v0.14.0: github.com/vllm-project/vllm/releases/tag/v0.14.0).
     # The generated projects run a later vLLM, so the planner's estimates assume it.
     async_scheduling: bool = True
-    # vLLM before v0.6.0 (calibration data only; the generated projects run a later vLLM): the
-    # API server shared the engine's process and output processing and scheduling ran in turn
-    # with the GPU. vLLM's profile of Llama 3 8B on one H100 under v0.5.3 found the GPU busy
-    # 38% of the time: the HTTP API server 33%, scheduling 29% (blog.vllm.ai/2024/09/05/
-    # perf-update.html). Such an engine pays a larger host cost per sequence and step
-    # (legacy_per_sequence_overhead_ms, never overlapped); offline (the LLM class, no API
-    # server) the scheduling share of it, 29 / 62.
-    legacy_host: bool = False
+    # The measured engine's host design (calibration data only; the generated projects run a
+    # later vLLM): "v1" (the default engine since v0.8.0), "v0" (v0.6-v0.7) or "pre-0.6".
+    # vLLM's profile of Llama 3 8B on one H100 under v0.5.3 found the GPU busy 38% of the time:
+    # the HTTP API server 33%, scheduling 29% (blog.vllm.ai/2024/09/05/perf-update.html). Before
+    # v0.6 the API server shared the engine's process and scheduling and output processing ran
+    # in turn with the GPU: a host cost per sequence and step (legacy_per_sequence_overhead_ms)
+    # never overlapped, offline (the LLM class, no API server) its scheduling share, 29 / 62.
+    # v0.6 moved the API server to its own process and overlapped output processing; the V0
+    # scheduler still ran in turn with the GPU: its share, 29 / 62, online and offline.
+    engine: str = "v1"
 
 
 def peak_flops(gpu: GpuSpec, compute: str) -> float:
@@ -237,8 +239,11 @@ def decode_step_s(
     )
     attn_peak = peak_flops(hw.gpu, "fp16") * _c("prefill_attention_efficiency")
     t_attn += prefill_tokens * prompt * load.prefill_width * layers / hw.tp / attn_peak
-    if hw.legacy_host:
+    in_turn = hw.engine != "v1" or not hw.async_scheduling
+    if hw.engine == "pre-0.6":
         per_sequence = _c("legacy_per_sequence_overhead_ms") * (1.0 if online else 29 / 62)
+    elif hw.engine == "v0":
+        per_sequence = _c("legacy_per_sequence_overhead_ms") * 29 / 62
     else:
         per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
     host = per_sequence * batch * 1e-3  # per-token host work: output processing, streaming
@@ -247,7 +252,7 @@ def decode_step_s(
     gpu += _c("step_overhead_ms") * 1e-3
     gpu += _c("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
     # With async scheduling the host work of one step overlaps the GPU work of the next.
-    return max(gpu, host) if hw.async_scheduling and not hw.legacy_host else gpu + host
+    return gpu + host if in_turn else max(gpu, host)
 
 
 def _touched(load: ModelLoad, tokens: float) -> float:
