@@ -8,11 +8,12 @@ of the bandwidth than the weights' streaming reads) and FLOPs, plus tensor-paral
 (latency + bandwidth per link type: NVLink, AMD Infinity Fabric, PCIe ring, plus the engine's
 cost per all-reduce), a fixed step cost, a per-MoE-layer kernel cost and, when an API server
 streams the tokens, a small per-sequence host cost, which vLLM's async scheduling (default
-since v0.14) overlaps with the GPU work instead of adding to it. Weight-only kernels (Marlin:
-AWQ/GPTQ, and FP8/FP4 below their native GPUs) dequantize on the fly: their matmuls reach a
-lower share of the tensor peak. Block-scaled FP8 routed experts (DeepSeek-V3 style) run in
-vLLM's block-FP8 fused-MoE kernels, which stream the experts and reach the peak at a fraction
-of what other fused-MoE kernels do.
+since v0.14) overlaps with the GPU work instead of adding to it (the calibration's measurements
+of older engines pay their larger host cost in turn with the GPU: Hardware.engine).
+Weight-only kernels (Marlin: AWQ/GPTQ, and FP8/FP4 below their native GPUs) dequantize on the
+fly: their matmuls reach a lower share of the tensor peak. Block-scaled FP8 routed experts
+(DeepSeek-V3 style) run in vLLM's block-FP8 fused-MoE kernels, which stream the experts and
+reach the peak at a fraction of what other fused-MoE kernels do.
 Prefill (time to first token) is compute bound plus a fixed per-request cost; the LM head runs
 for the last prompt token only, routed experts run at the fused-MoE kernels' share of the peak,
 and attention at its own share of the 16-bit peak (also under FP8 weights).
