@@ -220,14 +220,19 @@ def predict(p: dict) -> float:
         return perf.prefill_s(load, hw, prompt) * 1000
     seqs = p.get("max_num_seqs") or default_max_num_seqs(hw.gpu.usable_memory_bytes, hw.gpu.name)
     per_request = kv_bytes_per_request(cand.spec, p["tp"], p["kv_cache_dtype"], prompt + output)
-    batch = int(max(1, min(p["concurrency"], seqs, free // max(per_request, 1))))
+    # Replicas behind a router share the load: each runs its part of the requests, in flight
+    # and arriving.
+    replicas = p["replicas"]
+    in_flight = p["concurrency"] / replicas
+    batch = int(max(1, min(in_flight, seqs, free // max(per_request, 1))))
     if "num_prompts" in p:  # a finite benchmark run: model the run, not a steady state
-        tps = p["replicas"] * perf.benchmark_output_tokens_per_s(
-            load, hw, p["num_prompts"], batch, prompt, output, p.get("rate"),
+        rate = p["rate"] / replicas if p.get("rate") else None
+        tps = replicas * perf.benchmark_output_tokens_per_s(
+            load, hw, math.ceil(p["num_prompts"] / replicas), batch, prompt, output, rate,
             p.get("lengths") == "fixed", not p.get("offline"), p.get("max_num_batched_tokens"),
         )  # fmt: skip
     else:
-        tps = p["replicas"] * perf.output_tokens_per_s(load, hw, batch, prompt, output)
+        tps = replicas * perf.output_tokens_per_s(load, hw, batch, prompt, output)
     return tps * (prompt + output) / output if metric == "total_tokens_per_s" else tps
 
 

@@ -62,3 +62,19 @@ def test_one_large_source_does_not_outvote_several_small_ones(sa, monkeypatch):
 )
 def test_a_measurement_is_modelled_with_the_host_design_of_its_vllm_release(sa, engine, host):
     assert sa.host_engine(engine) == host
+
+
+def test_replicas_behind_a_router_each_run_their_share_of_the_benchmark(sa):
+    # 900 prompts at once over four replicas: each serves 225, so the run reports four times
+    # what one replica does with its share (not four times a replica draining all 900: with
+    # dataset lengths the drain does not scale with the prompts).
+    four = {**next(p for p in sa.points() if p["id"] == "nd01"), "lengths": "sharegpt"}
+    assert (four["replicas"], four["num_prompts"], four.get("rate")) == (4, 900, None)
+    one = {**four, "replicas": 1, "num_prompts": 225, "concurrency": 225}
+    assert sa.predict(four) == pytest.approx(4 * sa.predict(one), rel=1e-12)
+    capped = {**four, "concurrency": 40}  # a client cap of 40 in flight: 10 at each
+    assert sa.predict(capped) == pytest.approx(
+        4 * sa.predict({**one, "concurrency": 10}), rel=1e-12
+    )
+    paced = {**four, "rate": 30.0}  # arriving at 30/s: 7.5/s at each
+    assert sa.predict(paced) == pytest.approx(4 * sa.predict({**one, "rate": 7.5}), rel=1e-12)
