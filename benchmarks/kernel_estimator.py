@@ -107,7 +107,7 @@ class AicQuery:
     moe_quant: str | None = None
     kv_quant: str | None = None
     replicas: int = 1
-    rate: float | None = None  # Poisson requests/s: batch follows from Little's law at call time
+    rate: float | None = None  # Poisson requests/s at one replica: Little's law gives the batch
 
 
 def backend_of(engine: str) -> str | None:
@@ -143,14 +143,16 @@ def model_path(p: dict) -> tuple[str, dict[str, str]] | str:
 
 def serving_batch(p: dict) -> int:
     """Requests in flight for a throughput point: its concurrency capped by max_num_seqs (vLLM's
-    default) and by the KV cache gpuplan's memory model finds, as speed_accuracy.predict does:
-    both estimators are asked about the same batch, so the comparison is of speed models only."""
+    default) and by the KV cache gpuplan's memory model finds, as speed_accuracy.predict does
+    (replicas behind a router each take their share of it): both estimators are asked about the
+    same batch, so the comparison is of speed models only."""
     cand, hw, _load, free = sa._setup(p["id"])
     seqs = p.get("max_num_seqs") or default_max_num_seqs(hw.gpu.usable_memory_bytes, hw.gpu.name)
     per_request = kv_bytes_per_request(
         cand.spec, p["tp"], p["kv_cache_dtype"], p.get("prompt", 0) + p.get("output", 128)
     )
-    return int(max(1, min(p["concurrency"], seqs, free // max(per_request, 1))))
+    in_flight = p["concurrency"] / p.get("replicas", 1)
+    return int(max(1, min(in_flight, seqs, free // max(per_request, 1))))
 
 
 def aic_query(p: dict) -> AicQuery | str:
@@ -195,7 +197,8 @@ def aic_query(p: dict) -> AicQuery | str:
         read = "tpot" if metric == "itl_ms" else "stream"
         return AicQuery(mode="agg", batch=batch, read=read, rate=p.get("rate"), **base)
     read = "total" if metric == "total_tokens_per_s" else "output"
-    return AicQuery(mode="agg", batch=serving_batch(p), read=read, rate=p.get("rate"), **base)
+    rate = p["rate"] / base["replicas"] if p.get("rate") else None  # each replica's share
+    return AicQuery(mode="agg", batch=serving_batch(p), read=read, rate=rate, **base)
 
 
 @cache
@@ -269,9 +272,10 @@ def estimate(q: AicQuery) -> tuple[float, str, int]:
     elif q.read == "e2e":
         value = q.osl * 1000 / r.raw["request_latency"]
     else:
-        tps = float(r.raw["tokens/s"]) * q.replicas
+        tps = float(r.raw["tokens/s"])
         if q.rate:  # an open-loop rate below capacity delivers what arrives
-            tps = min(tps, q.rate * q.osl * q.replicas)
+            tps = min(tps, q.rate * q.osl)
+        tps *= q.replicas
         value = tps * (q.isl + q.osl) / q.osl if q.read == "total" else tps
     return float(value), str(r.raw.get("version", r.backend_version)), batch
 

@@ -55,6 +55,7 @@ def test_one_large_source_does_not_outvote_several_small_ones(sa, monkeypatch):
         ("vLLM main of 2024-06-04 (~0.4.3/0.5.0)", "pre-0.6"),
         ("vLLM 0.7.4.dev181+gf35f8e22 (nightly)", "v0"),
         ("vLLM 0.6.6 (V0), benchmark_throughput.py", "v0"),
+        ("vLLM (V0 engine, release not stated)", "v0"),
         ("vLLM 0.11.0", "v1"),
         ("vLLM (version not stated; page of 2025)", "v1"),
         ("SGLang 0.5.3", "v1"),  # another engine's version is not vLLM's
@@ -78,3 +79,15 @@ def test_replicas_behind_a_router_each_run_their_share_of_the_benchmark(sa):
     )
     paced = {**four, "rate": 30.0}  # arriving at 30/s: 7.5/s at each
     assert sa.predict(paced) == pytest.approx(4 * sa.predict({**one, "rate": 7.5}), rel=1e-12)
+
+
+def test_a_measurement_of_an_older_engine_is_predicted_with_its_host_cost(sa):
+    # lb07: vLLM 0.5.4, 640 ShareGPT prompts at once on one H100 (256 in flight): the older
+    # engine's host cost per sequence and step must reach the prediction; a current engine's
+    # measurement (gs003, vLLM 0.11) does not depend on it.
+    old, new = (next(p for p in sa.points() if p["id"] == i) for i in ("lb07", "gs003"))
+    before = sa.predict(old), sa.predict(new)
+    perf.calibration()["constants"]["legacy_per_sequence_overhead_ms"]["value"] *= 2
+    sa._setup.cache_clear()
+    assert sa.predict(old) < 0.9 * before[0]
+    assert sa.predict(new) == pytest.approx(before[1], rel=1e-12)
