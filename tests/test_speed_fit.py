@@ -56,8 +56,9 @@ def test_one_large_source_does_not_outvote_several_small_ones(sa, monkeypatch):
         ("vLLM 0.7.4.dev181+gf35f8e22 (nightly)", "v0"),
         ("vLLM 0.6.6 (V0), benchmark_throughput.py", "v0"),
         ("vLLM (V0 engine, release not stated)", "v0"),
-        ("vLLM 0.11.0", "v1"),
+        ("vLLM (pip, 2024; version not recorded)", "v0"),  # before V1 became the default
         ("vLLM (version not stated; page of 2025)", "v1"),
+        ("vLLM 0.11.0", "v1"),
         ("SGLang 0.5.3", "v1"),  # another engine's version is not vLLM's
     ],
 )
