@@ -38,8 +38,6 @@ import speed_accuracy as sa  # noqa: E402
 
 from planner.model.footprint import (  # noqa: E402
     default_batched_tokens,
-    default_max_num_seqs,
-    kv_bytes_per_request,
 )
 
 MISSING = "aiconfigurator is not installed: pip install aiconfigurator (optional)"
@@ -147,12 +145,8 @@ def serving_batch(p: dict) -> int:
     (replicas behind a router each take their share of it): both estimators are asked about the
     same batch, so the comparison is of speed models only."""
     cand, hw, _load, free = sa._setup(p["id"])
-    seqs = p.get("max_num_seqs") or default_max_num_seqs(hw.gpu.usable_memory_bytes, hw.gpu.name)
-    per_request = kv_bytes_per_request(
-        cand.spec, p["tp"], p["kv_cache_dtype"], p.get("prompt", 0) + p.get("output", 128)
-    )
     in_flight = p["concurrency"] / p.get("replicas", 1)
-    return int(max(1, min(in_flight, seqs, free // max(per_request, 1))))
+    return int(max(1, min(in_flight, sa._admitted(p, cand, hw, free))))
 
 
 def aic_query(p: dict) -> AicQuery | str:

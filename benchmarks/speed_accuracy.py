@@ -198,6 +198,15 @@ def _setup(pid: str):
     return cand, hw, load, free
 
 
+def _admitted(p: dict, cand, hw: perf.Hardware, free: float) -> int:
+    """Sequences the engine runs at once: max_num_seqs (stated, or vLLM's default for the card)
+    and what the KV cache holds of requests of the point's lengths."""
+    seqs = p.get("max_num_seqs") or default_max_num_seqs(hw.gpu.usable_memory_bytes, hw.gpu.name)
+    tokens = p.get("prompt", 0) + p.get("output", 128)
+    per_request = kv_bytes_per_request(cand.spec, p["tp"], p["kv_cache_dtype"], tokens)
+    return int(max(1, min(seqs, free // max(per_request, 1))))
+
+
 def predict(p: dict) -> float:
     cand, hw, load, free = _setup(p["id"])
     prompt, output = p.get("prompt", 0), p.get("output", 128)
@@ -205,10 +214,12 @@ def predict(p: dict) -> float:
     metric = p["metric"]
     if metric in {"itl_ms", "tokens_per_s"}:
         batch = p.get("batch")
-        if batch is None:  # a Poisson rate: Little's law on the decode phase
+        if batch is None:  # a Poisson rate: Little's law on the decode phase, up to what the
+            # engine admits (max_num_seqs, the KV cache) and the run's requests
+            cap = min(_admitted(p, cand, hw, free), p.get("num_prompts", math.inf))
             itl = perf.token_latency_s(load, hw, 1, context)
             for _ in range(5):
-                batch = max(1.0, p["rate"] * output * itl)
+                batch = min(cap, max(1.0, p["rate"] * output * itl))
                 itl = perf.token_latency_s(load, hw, batch, context)
         itl = perf.token_latency_s(load, hw, batch, context)
         if p.get("offline"):  # the LLM class: no API server streaming every token
@@ -222,13 +233,11 @@ def predict(p: dict) -> float:
         return 1 / itl
     if metric == "ttft_ms":
         return perf.prefill_s(load, hw, prompt) * 1000
-    seqs = p.get("max_num_seqs") or default_max_num_seqs(hw.gpu.usable_memory_bytes, hw.gpu.name)
-    per_request = kv_bytes_per_request(cand.spec, p["tp"], p["kv_cache_dtype"], prompt + output)
     # Replicas behind a router share the load: each runs its part of the requests, in flight
     # and arriving.
     replicas = p["replicas"]
     in_flight = p["concurrency"] / replicas
-    batch = int(max(1, min(in_flight, seqs, free // max(per_request, 1))))
+    batch = int(max(1, min(in_flight, _admitted(p, cand, hw, free))))
     if "num_prompts" in p:  # a finite benchmark run: model the run, not a steady state
         rate = p["rate"] / replicas if p.get("rate") else None
         tps = replicas * perf.benchmark_output_tokens_per_s(

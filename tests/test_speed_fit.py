@@ -92,3 +92,15 @@ def test_a_measurement_of_an_older_engine_is_predicted_with_its_host_cost(sa):
     sa._setup.cache_clear()
     assert sa.predict(old) < 0.9 * before[0]
     assert sa.predict(new) == pytest.approx(before[1], rel=1e-12)
+
+
+def test_a_poisson_rate_fills_the_batch_only_up_to_the_runs_requests(sa):
+    # TPOT at a rate far above what the machine serves (Llama-70B on 2x H100 PCIe): Little's law
+    # would put thousands in flight; a run of 12 requests has at most 12, and a longer run at
+    # most what the engine admits (its KV cache), however many requests it sends.
+    base = {**next(q for q in sa.points() if q["id"] == "tp038"), "rate": 1000.0}
+    _cand, hw, load, _free = sa._setup("tp038")
+    twelve = perf.loaded_token_latency_s(load, hw, 12, base["prompt"], base["output"]) * 1000
+    assert sa.predict({**base, "num_prompts": 12}) == pytest.approx(twelve, rel=1e-12)
+    long_runs = [sa.predict({**base, "num_prompts": n}) for n in (500, 100_000)]
+    assert long_runs[0] == long_runs[1] > twelve
