@@ -73,20 +73,7 @@ def proxied() -> Iterator[tuple[str, Upstream]]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{port}", upstream
-
-    async def shutdown() -> None:
-        server.close()
-        await server.wait_closed()
-        pending = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        if pending:
-            await asyncio.wait(pending, timeout=5)
-
-    asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(timeout=5)
-    loop.close()
-    upstream.server.shutdown()
-    upstream.server.server_close()
+    _stop(loop, server, thread, upstream)
 
 
 @pytest.mark.parametrize(
@@ -156,14 +143,22 @@ def _limited_proxy(**limits):
 
 
 def _stop(loop, server, thread, upstream) -> None:
+    """Stop the proxy: connections still being served are cancelled and awaited (a task left
+    pending when the loop goes would be reported as destroyed at interpreter exit), then the
+    loop is closed and the upstream stopped."""
+
     async def shutdown() -> None:
         server.close()
-        for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
             task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
 
     asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(timeout=5)
+    loop.close()
     upstream.server.shutdown()
     upstream.server.server_close()
 
