@@ -145,8 +145,7 @@ def serving_batch(p: dict) -> int:
     (replicas behind a router each take their share of it): both estimators are asked about the
     same batch, so the comparison is of speed models only."""
     cand, hw, _load, free = sa._setup(p["id"])
-    in_flight = p["concurrency"] / p.get("replicas", 1)
-    return int(max(1, min(in_flight, sa._admitted(p, cand, hw, free))))
+    return sa.serving_batch(p, cand, hw, free)
 
 
 def aic_query(p: dict) -> AicQuery | str:
@@ -191,8 +190,7 @@ def aic_query(p: dict) -> AicQuery | str:
         read = "tpot" if metric == "itl_ms" else "stream"
         return AicQuery(mode="agg", batch=batch, read=read, rate=p.get("rate"), **base)
     read = "total" if metric == "total_tokens_per_s" else "output"
-    rate = p["rate"] / base["replicas"] if p.get("rate") else None  # each replica's share
-    return AicQuery(mode="agg", batch=serving_batch(p), read=read, rate=rate, **base)
+    return AicQuery(mode="agg", batch=serving_batch(p), read=read, rate=sa.replica_rate(p), **base)
 
 
 @cache

@@ -130,13 +130,18 @@ def classes(p: dict) -> list[str]:
     return out
 
 
+def _vllm_minor(engine: str) -> int | None:
+    """The minor version of the vLLM release or main branch an engine string names (0.x.y), or
+    None: not named, or not vLLM (another engine's version is not vLLM's)."""
+    found = re.search(r"v?0\.(\d+)\.\d", engine) if engine.startswith("vLLM") else None
+    return int(found.group(1)) if found else None
+
+
 def async_scheduling(engine: str) -> bool:
     """Whether the measured vLLM overlapped host and GPU work: --async-scheduling stated, or a
     release from v0.14.0 on, where it is the default (vLLM v0.14.0 release notes)."""
-    if "--async-scheduling" in engine:
-        return True
-    found = re.search(r"v?0\.(\d+)\.\d", engine)
-    return bool(found) and int(found.group(1)) >= 14
+    minor = _vllm_minor(engine)
+    return "--async-scheduling" in engine or (minor is not None and minor >= 14)
 
 
 def host_engine(engine: str) -> str:
@@ -145,17 +150,11 @@ def host_engine(engine: str) -> str:
     names no release but a year before 2025 (the V1 engine became the default in v0.8.0, March
     2025; which V0 release is unknown, so the smaller of the two V0 host costs); else "v1"
     (also for other engines)."""
-    if not engine.startswith("vLLM"):
-        return "v1"
-    found = re.search(r"v?0\.(\d+)\.\d", engine)
-    minor = int(found.group(1)) if found else None
-    if minor is not None and minor < 6:
-        return "pre-0.6"
-    if (minor is not None and minor < 8) or "V0" in engine:
-        return "v0"
-    if minor is None and re.search(r"\b20(1\d|2[0-4])\b", engine):
-        return "v0"
-    return "v1"
+    minor = _vllm_minor(engine)
+    if minor is None:
+        before_v1 = engine.startswith("vLLM") and re.search(r"\b20(1\d|2[0-4])\b", engine)
+        return "v0" if "V0" in engine or before_v1 else "v1"
+    return "pre-0.6" if minor < 6 else "v0" if minor < 8 or "V0" in engine else "v1"
 
 
 def fitted(p: dict) -> bool:
@@ -207,6 +206,17 @@ def _admitted(p: dict, cand, hw: perf.Hardware, free: float) -> int:
     return int(max(1, min(seqs, free // max(per_request, 1))))
 
 
+def serving_batch(p: dict, cand, hw: perf.Hardware, free: float) -> int:
+    """Requests one replica runs at once in a throughput point: its share of the concurrency
+    (replicas behind a router share the load) up to what the engine admits."""
+    return int(max(1, min(p["concurrency"] / p.get("replicas", 1), _admitted(p, cand, hw, free))))
+
+
+def replica_rate(p: dict) -> float | None:
+    """One replica's share of a point's Poisson arrival rate (None: all sent at once)."""
+    return p["rate"] / p.get("replicas", 1) if p.get("rate") else None
+
+
 def predict(p: dict) -> float:
     cand, hw, load, free = _setup(p["id"])
     prompt, output = p.get("prompt", 0), p.get("output", 128)
@@ -233,16 +243,13 @@ def predict(p: dict) -> float:
         return 1 / itl
     if metric == "ttft_ms":
         return perf.prefill_s(load, hw, prompt) * 1000
-    # Replicas behind a router share the load: each runs its part of the requests, in flight
-    # and arriving.
     replicas = p["replicas"]
-    in_flight = p["concurrency"] / replicas
-    batch = int(max(1, min(in_flight, _admitted(p, cand, hw, free))))
+    batch = serving_batch(p, cand, hw, free)
     if "num_prompts" in p:  # a finite benchmark run: model the run, not a steady state
-        rate = p["rate"] / replicas if p.get("rate") else None
         tps = replicas * perf.benchmark_output_tokens_per_s(
-            load, hw, math.ceil(p["num_prompts"] / replicas), batch, prompt, output, rate,
-            p.get("lengths") == "fixed", not p.get("offline"), p.get("max_num_batched_tokens"),
+            load, hw, math.ceil(p["num_prompts"] / replicas), batch, prompt, output,
+            replica_rate(p), p.get("lengths") == "fixed", not p.get("offline"),
+            p.get("max_num_batched_tokens"),
         )  # fmt: skip
     else:
         tps = replicas * perf.output_tokens_per_s(load, hw, batch, prompt, output)

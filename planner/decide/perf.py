@@ -145,6 +145,11 @@ class Hardware:
     engine: str = "v1"
 
 
+# Scheduling's share of an older vLLM's host work: 29% of the time against the API server's
+# 33% in vLLM's profile of v0.5.3 (blog.vllm.ai/2024/09/05/perf-update.html; Hardware.engine).
+V0_SCHEDULING_SHARE = 29 / (29 + 33)
+
+
 def peak_flops(gpu: GpuSpec, compute: str) -> float:
     fp16 = gpu.bf16_tflops_dense or gpu.fp16_tflops_dense or 0.0
     value = {"fp8": gpu.fp8_tflops_dense, "int8": gpu.int8_tops_dense}.get(compute) or fp16
@@ -241,10 +246,9 @@ def decode_step_s(
     attn_peak = peak_flops(hw.gpu, "fp16") * _c("prefill_attention_efficiency")
     t_attn += prefill_tokens * prompt * load.prefill_width * layers / hw.tp / attn_peak
     in_turn = hw.engine != "v1" or not hw.async_scheduling
-    if hw.engine == "pre-0.6":
-        per_sequence = _c("legacy_per_sequence_overhead_ms") * (1.0 if online else 29 / 62)
-    elif hw.engine == "v0":
-        per_sequence = _c("legacy_per_sequence_overhead_ms") * 29 / 62
+    if hw.engine != "v1":  # before v0.6 the API server's share too, when it runs one
+        share = 1.0 if hw.engine == "pre-0.6" and online else V0_SCHEDULING_SHARE
+        per_sequence = _c("legacy_per_sequence_overhead_ms") * share
     else:
         per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
     host = per_sequence * batch * 1e-3  # per-token host work: output processing, streaming
