@@ -66,7 +66,7 @@ PRIORS = {
 HELD = {
     "bandwidth_efficiency": 0.85, "step_overhead_ms": 0.55,
     "prefill_compute_efficiency": 0.75, "nvlink_allreduce_latency_us": 8.0,
-    "pcie_allreduce_latency_us": 24.3, "xgmi_allreduce_latency_us": 5.5,
+    "pcie_allreduce_latency_us": 11.4, "xgmi_allreduce_latency_us": 5.5,
     "weight_only_compute_factor": 0.6,
 }  # fmt: skip
 HELD_SOURCES = {
@@ -76,9 +76,11 @@ HELD_SOURCES = {
     "prefill_compute_efficiency": "gt07 TTFT on A10G implies >= 0.9 of the tabulated peak; 0.75 "
     "as the A10G figure is uncertain; held",
     "nvlink_allreduce_latency_us": "assumption (NCCL/custom all-reduce latency on NVLink); held",
-    "pcie_allreduce_latency_us": "nccl-tests all_reduce_perf, 8 bytes over 8 RTX 4090 on PCIe: "
-    "42.56 us (github.com/NVIDIA/nccl/issues/1530, read 2026-11-30), i.e. 24.3 us at TP2 by the "
-    "ring factor 2(n-1)/n of perf.allreduce_s; held",
+    "pcie_allreduce_latency_us": "NCCL's own cost model (src/graph/tuning.cc, hwLat, PCI, Ring, "
+    "Simple protocol): 5.7 us for each of a ring all-reduce's 2(n-1) steps, so 11.4 us for each "
+    "GPU beyond the first (perf.allreduce_s; doubled on cards without PCIe peer-to-peer). Its LL "
+    "protocol, which NCCL picks for the smallest messages, has 1.0 us a step: an 8-byte all-reduce "
+    "over 8 RTX 4090s took 42.56 us (github.com/NVIDIA/nccl/issues/1530); held",
     "xgmi_allreduce_latency_us": "rccl-tests with MSCCL++ on 8 MI300X, 1-4 KiB half all-reduce: "
     "5.4-5.6 us (github.com/microsoft/mscclpp/pull/736, read 2026-11-30); held",
     "weight_only_compute_factor": "assumption: weight-only Marlin kernels (int4, FP8 and FP4 "

@@ -100,13 +100,21 @@ def test_one_api_server_process_caps_the_request_rate_of_short_requests():
 
 
 def test_pcie_all_reduce_latency_grows_with_the_ring_and_nvlink_does_not():
-    # 4090s talk through the host (ring of 2(n-1) hops): TP8 pays 1.75x the TP2 link latency;
-    # the engine's own cost per all-reduce does not depend on the link.
-    rtx = gpu_table()["rtx-4090"]
-    tp2, tp8 = (perf.Hardware(rtx, n, 1, "fp16", False) for n in (2, 8))
+    # Over PCIe NCCL's ring takes 2(n-1) steps: the link latency per GPU beyond the first, so
+    # TP8 pays 7x the TP2 link latency; the engine's own cost per all-reduce does not depend
+    # on the link. Cards without PCIe peer-to-peer (4090) go through host memory: twice that.
     link, engine = perf._c("pcie_allreduce_latency_us"), perf._c("allreduce_overhead_us")
-    assert perf.allreduce_s(tp2, 0, 4096, 1) == pytest.approx(2 * (link + engine) * 1e-6)
-    assert perf.allreduce_s(tp8, 0, 4096, 1) == pytest.approx(2 * (1.75 * link + engine) * 1e-6)
+    pro = gpu_table()["rtx-pro-6000-blackwell"]
+    assert pro.pcie_p2p
+    p2, p4, p8 = (perf.Hardware(pro, n, 1, "fp16", False) for n in (2, 4, 8))
+    assert perf.allreduce_s(p2, 0, 4096, 1) == pytest.approx(2 * (link + engine) * 1e-6)
+    assert perf.allreduce_s(p4, 0, 4096, 1) == pytest.approx(2 * (3 * link + engine) * 1e-6)
+    assert perf.allreduce_s(p8, 0, 4096, 1) == pytest.approx(2 * (7 * link + engine) * 1e-6)
+    rtx = gpu_table()["rtx-4090"]
+    assert not rtx.pcie_p2p and not gpu_table()["rtx-5090"].pcie_p2p
+    r2, r8 = (perf.Hardware(rtx, n, 1, "fp16", False) for n in (2, 8))
+    assert perf.allreduce_s(r2, 0, 4096, 1) == pytest.approx(2 * (2 * link + engine) * 1e-6)
+    assert perf.allreduce_s(r8, 0, 4096, 1) == pytest.approx(2 * (14 * link + engine) * 1e-6)
     h100 = gpu_table()["h100-sxm"]
     nv2, nv8 = (perf.Hardware(h100, n, 1, "fp16", True) for n in (2, 8))
     assert perf.allreduce_s(nv8, 0, 4096, 1) == pytest.approx(perf.allreduce_s(nv2, 0, 4096, 1))

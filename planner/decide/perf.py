@@ -179,16 +179,23 @@ def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
     """Two all-reduces a layer of tokens x hidden bf16 activations (ring: 2(n-1)/n of the data
     over the link), each with the link's fixed latency plus the engine's own cost around every
     all-reduce (synchronisation, the fused residual/norm kernels; one fitted constant for all
-    link types). The link latencies come from collective benchmarks (nccl-tests, rccl-tests),
-    not from serving measurements. Over PCIe the all-reduce is a ring of 2(n-1) hops through the
-    host bridge and its latency grows the same way (the constant is the TP2 figure); NVLink/
-    NVSwitch and AMD Infinity Fabric connect every pair directly (one-shot all-reduce): one
-    latency."""
+    link types). The link latencies come from collective benchmarks and NCCL's own cost model,
+    not from serving measurements. NVLink/NVSwitch and AMD Infinity Fabric connect every pair
+    directly (one-shot all-reduce): one latency. Over PCIe, beyond two GPUs vLLM leaves its
+    custom all-reduce off and runs NCCL's ring (vllm/distributed/device_communicators/
+    custom_all_reduce.py: "not supported on more than two PCIe-only GPUs"), whose 2(n-1) steps
+    each pay the link latency (NCCL src/graph/tuning.cc: ring latency = base + 2(n-1) x hwLat):
+    the constant is the latency of the two steps each added GPU brings. Cards without PCIe
+    peer-to-peer (GeForce RTX 4090/5090: GpuSpec.pcie_p2p) stage each step through host memory,
+    two PCIe crossings instead of one: twice the latency (the bandwidth term stays: each GPU's
+    link still carries its share once each way)."""
     if hw.tp == 1:
         return 0.0
     kind = link_kind(hw)
-    hops = (hw.tp - 1) / hw.tp * 2 if kind == "pcie" else 1.0
-    latency = (_c(f"{kind}_allreduce_latency_us") * hops + _c("allreduce_overhead_us")) * 1e-6
+    steps = 1.0
+    if kind == "pcie":
+        steps = (hw.tp - 1) * (1 if hw.gpu.pcie_p2p else 2)
+    latency = (_c(f"{kind}_allreduce_latency_us") * steps + _c("allreduce_overhead_us")) * 1e-6
     size = tokens * hidden * 2
     per = latency + 2 * (hw.tp - 1) / hw.tp * size / link_bytes_per_s(hw)
     return 2 * layers * per
