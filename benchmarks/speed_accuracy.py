@@ -6,6 +6,10 @@ points graded A or B; other engines and grade C are reported separately and neve
 Run:  python benchmarks/speed_accuracy.py           (figures; refits for the out-of-sample part)
       python benchmarks/speed_accuracy.py --fit     (also writes the in-sample constants to
                                                      planner/decide/data/perf_calibration.json)
+      python benchmarks/speed_accuracy.py --holdout (the held-out rows of
+                                                     benchmarks/data/throughput_holdout.json,
+                                                     predicted with constants fitted without
+                                                     their source)
 Target (issue 11): out-of-sample median |error| <= 15% overall and <= 20% per class.
 """
 
@@ -38,6 +42,7 @@ from planner.model.sources.hfconfig import parse_config  # noqa: E402
 from planner.offers.gpus import gpu_table  # noqa: E402
 
 DATA = ROOT / "planner/decide/data/throughput_calibration.json"
+HOLDOUT = ROOT / "benchmarks/data/throughput_holdout.json"
 CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
 # Physical priors of the fitted constants (the fit is pulled toward them, so that a constant
 # no point pins down stays plausible): ~60% of the dense tensor peak for dense and fused-MoE
@@ -96,6 +101,12 @@ BOUNDS = {"bandwidth_efficiency": 0.95, "decode_compute_efficiency": 0.95,
 
 def points() -> list[dict]:
     return json.loads(DATA.read_text())["points"]
+
+
+@cache
+def holdout_points() -> tuple[dict, ...]:
+    """Published measurements kept out of the calibration (never fitted): see the file's about."""
+    return tuple(json.loads(HOLDOUT.read_text())["points"])
 
 
 def source_of(p: dict) -> str:
@@ -165,7 +176,7 @@ def fitted(p: dict) -> bool:
 
 @cache
 def _setup(pid: str):
-    p = next(q for q in points() if q["id"] == pid)
+    p = next(q for q in [*points(), *holdout_points()] if q["id"] == pid)
     if "config" in p:
         spec = parse_config(p["config"], name=p["model"], source="config", source_ref="inline")
     else:
@@ -334,7 +345,40 @@ def leave_one_source_out(
     return out
 
 
+def holdout_report() -> None:
+    """Refit without every calibration point of the held-out rows' sources, then print the
+    error on those rows by metric and request rate, GPU and TP."""
+    held = list(holdout_points())
+    sources = {source_of(p) for p in held}
+    train = [p for p in points() if fitted(p) and source_of(p) not in sources]
+    _set(HELD)
+    _set(PRIORS)
+    fit(train)
+    err = {p["id"]: error_pct(p) for p in held}
+
+    def line(label: str, sel: list[dict]) -> None:
+        if sel:
+            values = [err[p["id"]] for p in sel]
+            print(f"  {label:34} median |error| {statistics.median(map(abs, values)):5.1f}%, "
+                  f"median signed {statistics.median(values):+6.1f}% (n={len(sel)})")  # fmt: skip
+
+    print(f"held-out rows ({len(held)}, from {', '.join(sorted(sources))}), predicted with "
+          f"constants fitted on the {len(train)} A/B points of the other sources:")  # fmt: skip
+    line("all", held)
+    for metric in sorted({p["metric"] for p in held}):
+        for rate in sorted({p.get("rate") or 0 for p in held}):
+            line(f"{metric} at {rate:g} req/s", [p for p in held if p["metric"] == metric
+                                                  and (p.get("rate") or 0) == rate])  # fmt: skip
+    for gpu in sorted({p["gpu"] for p in held}):
+        line(gpu, [p for p in held if p["gpu"] == gpu])
+    for tp in sorted({p["tp"] for p in held}):
+        line(f"TP {tp}", [p for p in held if p["tp"] == tp])
+
+
 def main() -> None:
+    if "--holdout" in sys.argv:
+        holdout_report()
+        return
     write = "--fit" in sys.argv
     pts = points()
     train = [p for p in pts if fitted(p)]

@@ -104,3 +104,27 @@ def test_a_poisson_rate_fills_the_batch_only_up_to_the_runs_requests(sa):
     assert sa.predict({**base, "num_prompts": 12}) == pytest.approx(twelve, rel=1e-12)
     long_runs = [sa.predict({**base, "num_prompts": n}) for n in (500, 100_000)]
     assert long_runs[0] == long_runs[1] > twelve
+
+
+def test_held_out_rows_are_new_measurements_each_modelled_with_a_pinned_source(sa):
+    calibration = {
+        (p["source"].split("/blob/")[-1].split("/", 1)[-1], p["metric"]) for p in sa.points()
+    }
+    held = sa.holdout_points()
+    assert len(held) == len({p["id"] for p in held}) >= 200
+    for p in held:
+        assert p["source"].startswith("https://github.com/") and "/blob/" in p["source"], p["id"]
+        assert len(p["source"].split("/blob/")[1].split("/")[0]) == 40, p["id"]  # a commit
+        assert (p["source"].split("/blob/")[-1].split("/", 1)[-1], p["metric"]) not in calibration
+        assert sa.fitted(p) and p["value"] > 0
+        assert math.isfinite(sa.predict(p)), p["id"]
+
+
+def test_the_held_out_check_fits_without_any_point_of_the_held_out_source(sa, monkeypatch):
+    seen: list[list[dict]] = []
+    monkeypatch.setattr(sa, "fit", lambda pts: seen.append(pts) or {})
+    sources = {sa.source_of(p) for p in sa.holdout_points()}
+    sa.holdout_report()
+    (train,) = seen
+    assert train and not [p for p in train if sa.source_of(p) in sources]
+    assert [p for p in sa.points() if sa.source_of(p) in sources]  # there were some to leave out
