@@ -301,6 +301,10 @@ def test_sigint_during_deploy_exits_130_and_writes_nothing(project, monkeypatch)
         stderr=subprocess.PIPE,
         text=True,
         pass_fds=(signal_fd,),
+        # As from a terminal: SIGINT at its default, which Python turns into KeyboardInterrupt.
+        # A test run started in the background of a non-interactive shell has SIGINT ignored,
+        # and a child inherits that: the signal would never arrive.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     os.close(signal_fd)  # the child holds the only write end: EOF if it dies before `up`
     try:
