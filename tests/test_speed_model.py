@@ -115,6 +115,11 @@ def test_pcie_all_reduce_latency_grows_with_the_ring_and_nvlink_does_not():
     r2, r8 = (perf.Hardware(rtx, n, 1, "fp16", False) for n in (2, 8))
     assert perf.allreduce_s(r2, 0, 4096, 1) == pytest.approx(2 * (2 * link + engine) * 1e-6)
     assert perf.allreduce_s(r8, 0, 4096, 1) == pytest.approx(2 * (14 * link + engine) * 1e-6)
+    # Host memory doubles the latency, not the data each GPU's link carries.
+    size_s = 2 * 7 / 8 * 64 * 4096 * 2 / perf.link_bytes_per_s(r8)
+    assert perf.allreduce_s(r8, 64, 4096, 1) == pytest.approx(
+        2 * ((14 * link + engine) * 1e-6 + size_s)
+    )
     h100 = gpu_table()["h100-sxm"]
     nv2, nv8 = (perf.Hardware(h100, n, 1, "fp16", True) for n in (2, 8))
     assert perf.allreduce_s(nv8, 0, 4096, 1) == pytest.approx(perf.allreduce_s(nv2, 0, 4096, 1))

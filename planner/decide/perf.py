@@ -179,16 +179,18 @@ def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
     """Two all-reduces a layer of tokens x hidden bf16 activations (ring: 2(n-1)/n of the data
     over the link), each with the link's fixed latency plus the engine's own cost around every
     all-reduce (synchronisation, the fused residual/norm kernels; one fitted constant for all
-    link types). The link latencies come from collective benchmarks and NCCL's own cost model,
-    not from serving measurements. NVLink/NVSwitch and AMD Infinity Fabric connect every pair
-    directly (one-shot all-reduce): one latency. Over PCIe, beyond two GPUs vLLM leaves its
-    custom all-reduce off and runs NCCL's ring (vllm/distributed/device_communicators/
+    link types). NVLink/NVSwitch and AMD Infinity Fabric connect every pair directly (one-shot
+    all-reduce): one latency, from collective benchmarks. Over PCIe, beyond two GPUs vLLM leaves
+    its custom all-reduce off and runs NCCL's ring (vllm/distributed/device_communicators/
     custom_all_reduce.py: "not supported on more than two PCIe-only GPUs"), whose 2(n-1) steps
     each pay the link latency (NCCL src/graph/tuning.cc: ring latency = base + 2(n-1) x hwLat):
-    the constant is the latency of the two steps each added GPU brings. Cards without PCIe
-    peer-to-peer (GeForce RTX 4090/5090: GpuSpec.pcie_p2p) stage each step through host memory,
-    two PCIe crossings instead of one: twice the latency (the bandwidth term stays: each GPU's
-    link still carries its share once each way)."""
+    the constant is what each added GPU brings, an effective value chosen on serving
+    measurements (benchmarks/speed_accuracy.py HELD_SOURCES says how; a bare NCCL all-reduce is
+    faster). At TP2 with peer-to-peer vLLM runs its own one-shot all-reduce instead; that it costs
+    the same one latency is an assumption. Cards without PCIe peer-to-peer (GeForce RTX 4090/
+    5090: GpuSpec.pcie_p2p) stage each step through host memory, two PCIe crossings instead of
+    one: twice the latency, an assumption (the bandwidth term stays: each GPU's link still
+    carries its share once each way)."""
     if hw.tp == 1:
         return 0.0
     kind = link_kind(hw)
