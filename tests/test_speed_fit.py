@@ -107,16 +107,19 @@ def test_a_poisson_rate_fills_the_batch_only_up_to_the_runs_requests(sa):
     assert long_runs[0] == long_runs[1] > twelve
 
 
+def _result_file(p: dict) -> str:
+    """A GitHub source's path inside its repository (the commit left out)."""
+    return p["source"].split("/blob/")[-1].split("/", 1)[-1]
+
+
 def test_held_out_rows_are_new_measurements_each_modelled_with_a_pinned_source(sa):
-    calibration = {
-        (p["source"].split("/blob/")[-1].split("/", 1)[-1], p["metric"]) for p in sa.points()
-    }
+    calibration = {(_result_file(p), p["metric"]) for p in sa.points()}
     held = sa.holdout_points()
     assert len(held) == len({p["id"] for p in held}) >= 200
     for p in held:
         assert p["source"].startswith("https://github.com/") and "/blob/" in p["source"], p["id"]
         assert len(p["source"].split("/blob/")[1].split("/")[0]) == 40, p["id"]  # a commit
-        assert (p["source"].split("/blob/")[-1].split("/", 1)[-1], p["metric"]) not in calibration
+        assert (_result_file(p), p["metric"]) not in calibration
         assert sa.fitted(p) and p["value"] > 0
         # The row's lengths and value are the copied totals of its note, per request.
         tokens = re.search(r"total_input_tokens (\d+), total_output_tokens (\d+)", p["note"])

@@ -187,10 +187,10 @@ def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
     the constant is what each added GPU brings, an effective value chosen on serving
     measurements (benchmarks/speed_accuracy.py HELD_SOURCES says how; a bare NCCL all-reduce is
     faster). At TP2 with peer-to-peer vLLM runs its own one-shot all-reduce instead; that it costs
-    the same one latency is an assumption. Cards without PCIe peer-to-peer (GeForce RTX 4090/
-    5090: GpuSpec.pcie_p2p) stage each step through host memory, two PCIe crossings instead of
-    one: twice the latency, an assumption (the bandwidth term stays: each GPU's link still
-    carries its share once each way)."""
+    the same one latency is an assumption. Cards without PCIe peer-to-peer (GpuSpec.pcie_p2p;
+    gpus.json says which, with sources) stage each step through host memory, two PCIe crossings
+    instead of one: twice the latency, an assumption (the bandwidth term stays: each GPU's link
+    still carries its share once each way)."""
     if hw.tp == 1:
         return 0.0
     kind = link_kind(hw)

@@ -36,8 +36,8 @@ class GpuSpec:
     nvlink_gb_s: float | None
     aliases: tuple[str, ...]
     usable_memory_gib: float | None = None  # what CUDA reports as total, where a log shows it
-    # False for cards that cannot reach a peer's memory over PCIe (GeForce RTX 4090/5090): NCCL
-    # then stages every transfer through host memory (gpus.json cites the sources).
+    # False for cards that cannot reach a peer's memory over PCIe: NCCL then stages every
+    # transfer through host memory (gpus.json says which cards, with sources).
     pcie_p2p: bool = True
 
     @property
