@@ -266,7 +266,7 @@ def predict(p: dict) -> float:
         tps = replicas * perf.benchmark_output_tokens_per_s(
             load, hw, math.ceil(p["num_prompts"] / replicas), batch, prompt, output,
             replica_rate(p), p.get("lengths") == "fixed", not p.get("offline"),
-            p.get("max_num_batched_tokens"),
+            p.get("max_num_batched_tokens"), p.get("max_output"),
         )  # fmt: skip
     else:
         tps = replicas * perf.output_tokens_per_s(load, hw, batch, prompt, output)

@@ -55,6 +55,27 @@ def test_fixed_lengths_run_in_waves():
     assert got == pytest.approx(10 * 100 / busy, rel=1e-9)
 
 
+def test_outputs_capped_at_max_tokens_run_until_the_longest_reaches_the_cap():
+    # 50 prompts at once, outputs ending at end of sequence with a mean of 350 and a cap of
+    # 600: the run lasts 600 steps (lengths spread evenly from 100 to 600), not 350.
+    load, hw, ctx = _load(), _hw(), 100 + 175
+    step = perf.decode_step_s
+    capped = perf.benchmark_output_tokens_per_s(
+        load, hw, 50, 256, 100, 350, fixed_lengths=True, max_output=600
+    )
+    fixed = perf.benchmark_output_tokens_per_s(load, hw, 50, 256, 100, 350, fixed_lengths=True)
+    prefill = perf.batched_prefill_s(load, hw, 100, 50)
+    assert fixed == pytest.approx(50 * 350 / (prefill + 350 * step(load, hw, 50, ctx)), rel=1e-9)
+    # all 50 decode the first 100 tokens, then the batch shrinks evenly to 0 over 500 more
+    drain = 100 * step(load, hw, 50, ctx) + sum(
+        25 * step(load, hw, 50 * (1 - (i + 0.5) / 20), ctx) for i in range(20)
+    )
+    wall = prefill + drain
+    assert capped == pytest.approx(50 * 350 / wall, rel=1e-9)
+    # a memory-bound decode step barely depends on the batch: about 350 / 600 of the fixed run
+    assert 0.55 < capped / fixed < 0.75
+
+
 def test_a_rate_limited_run_cannot_beat_its_arrivals():
     # 200 prompts at 2 req/s take 100 s to arrive: a fast GPU reports just under 200 x 200 /
     # 100 tok/s (the last arrivals still decode), a slow one less.
