@@ -53,14 +53,16 @@ CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
 # perf_calibration.json cites them); block-scaled FP8 fused-MoE kernels at 0.28 of
 # the bandwidth share and of the peak share of the other fused-MoE kernels (vLLM's
 # benchmark_moe.py on DeepSeek-V3's experts, github.com/vllm-project/vllm/pull/13932, and its
-# block-FP8 GEMM benchmarks, pull/23939: perf_calibration.json).
+# block-FP8 GEMM benchmarks, pull/23939: perf_calibration.json); for the older engines of the
+# calibration data, ~0.1 ms of host work per sequence and ~1 ms per step in turn with the GPU
+# (vLLM's profile of v0.5.3 and Lambda's v0.5.4 inter-token latencies: perf_calibration.json).
 PRIORS = {
     "per_sequence_overhead_ms": 0.02, "moe_decode_compute_efficiency": 0.6,
     "request_overhead_ms": 10.0, "allreduce_overhead_us": 10.0, "moe_layer_overhead_us": 30.0,
     "decode_compute_efficiency": 0.6, "attention_bandwidth_efficiency": 0.6,
     "moe_prefill_compute_efficiency": 0.3, "prefill_attention_efficiency": 0.6,
     "block_fp8_moe_bandwidth_factor": 0.28, "block_fp8_moe_compute_factor": 0.28,
-    "legacy_per_sequence_overhead_ms": 0.1,
+    "legacy_per_sequence_overhead_ms": 0.1, "legacy_step_overhead_ms": 1.0,
 }  # fmt: skip
 # Held (never refitted): values fitted earlier on the first calibration sample, and the link
 # latencies of the collectives themselves, measured by collective benchmarks that are not
@@ -266,7 +268,7 @@ def predict(p: dict) -> float:
         tps = replicas * perf.benchmark_output_tokens_per_s(
             load, hw, math.ceil(p["num_prompts"] / replicas), batch, prompt, output,
             replica_rate(p), p.get("lengths") == "fixed", not p.get("offline"),
-            p.get("max_num_batched_tokens"), p.get("max_output"),
+            p.get("max_num_batched_tokens"), p.get("max_output"), tuple(p.get("output_lens", ())),
         )  # fmt: skip
     else:
         tps = replicas * perf.output_tokens_per_s(load, hw, batch, prompt, output)

@@ -76,6 +76,21 @@ def test_outputs_capped_at_max_tokens_run_until_the_longest_reaches_the_cap():
     assert 0.55 < capped / fixed < 0.75
 
 
+def test_a_run_with_published_output_lengths_shrinks_its_batch_as_each_request_ends():
+    # Three prompts at once with outputs of 2, 5 and 5 tokens: 2 steps of 3 sequences, then 3
+    # steps of 2; the run reports 12 tokens over that wall time (offline: no API server's
+    # per-request turn, which would bound so short a run).
+    load, hw, ctx = _load(), _hw(), 100 + 2
+    wall = perf.batched_prefill_s(load, hw, 100, 3) + 2 * perf.decode_step_s(
+        load, hw, 3, ctx, False
+    )
+    wall += 3 * perf.decode_step_s(load, hw, 2, ctx, False)
+    got = perf.benchmark_output_tokens_per_s(
+        load, hw, 3, 256, 100, 4, online=False, output_lens=(5, 2, 5)
+    )
+    assert got == pytest.approx(12 / wall, rel=1e-9)
+
+
 def test_a_rate_limited_run_cannot_beat_its_arrivals():
     # 200 prompts at 2 req/s take 100 s to arrive: a fast GPU reports just under 200 x 200 /
     # 100 tok/s (the last arrivals still decode), a slow one less.
@@ -182,14 +197,17 @@ def test_async_scheduling_hides_the_host_work_of_a_step_behind_the_gpu():
     assert perf.decode_step_s(load, overlap, 64, 1000) == pytest.approx(max(gpu, host))
 
 
-def test_older_engines_pay_their_host_work_per_sequence_in_turn_with_the_gpu():
+def test_older_engines_pay_their_host_work_per_sequence_and_step_in_turn_with_the_gpu():
     # Calibration data only. vLLM < 0.6: API server in the engine process, scheduling and
     # output processing in turn with the GPU; offline the scheduling share (29 of 62) remains.
     # V0 of v0.6-v0.7: the API server in its own process, the scheduler still in turn: 29 / 62.
+    # Each step also pays the engine loop's own cost, whatever the batch.
     load, gpu = _load(), gpu_table()["h100-sxm"]
     hw = {e: perf.Hardware(gpu, 1, 1, "fp16", True, engine=e) for e in ("v1", "v0", "pre-0.6")}
     bare = perf.decode_step_s(load, hw["v1"], 64, 1000, online=False)
     host = 64 * perf._c("legacy_per_sequence_overhead_ms") * 1e-3
+    host += perf._c("legacy_step_overhead_ms") * 1e-3
+    assert perf._c("legacy_step_overhead_ms") > 0.5
     assert perf.decode_step_s(load, hw["pre-0.6"], 64, 1000) == pytest.approx(bare + host)
     for engine in ("pre-0.6", "v0"):
         assert perf.decode_step_s(load, hw[engine], 64, 1000, online=False) == pytest.approx(

@@ -266,6 +266,8 @@ def decode_step_s(
     else:
         per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
     host = per_sequence * batch * 1e-3  # per-token host work: output processing, streaming
+    if hw.engine != "v1":  # and the older engines' own loop, once a step whatever the batch
+        host += _c("legacy_step_overhead_ms") * share * 1e-3
     tokens = batch + prefill_tokens
     gpu = t_gemm + t_attn + allreduce_s(hw, tokens, load.hidden, math.ceil(layers))
     gpu += _c("step_overhead_ms") * 1e-3
@@ -443,6 +445,21 @@ def _capped_drain_s(
     return total
 
 
+def _known_lengths_decode_s(
+    load: ModelLoad, hw: Hardware, lengths: tuple[int, ...], context: float, online: bool = True
+) -> float:
+    """Decode seconds of requests started together with these output lengths: between one
+    request's end and the next, the step runs the requests still going."""
+    total, done = 0.0, 0
+    ordered = sorted(lengths)
+    for i, length in enumerate(ordered):
+        running = len(ordered) - i
+        if length > done:
+            total += (length - done) * _token_gpu_s(load, hw, running, context, online) * running
+            done = length
+    return total
+
+
 def benchmark_output_tokens_per_s(
     load: ModelLoad,
     hw: Hardware,
@@ -455,6 +472,7 @@ def benchmark_output_tokens_per_s(
     online: bool = True,
     max_batched_tokens: int | None = None,
     max_output: int | None = None,
+    output_lens: tuple[int, ...] = (),
 ) -> float:
     """Output tokens/s a serving benchmark reports: total output tokens / wall time of a finite
     run of ``requests`` prompts, sent all at once (``rate_per_s`` None, or a client concurrency
@@ -470,10 +488,18 @@ def benchmark_output_tokens_per_s(
     Capped lengths (``max_output``: outputs end at end of sequence, at most max_output tokens,
     ``output`` their mean), prompts sent at once: a steady phase at the full batch while
     requests wait, then the last batch drains until its longest output reaches the cap, the
-    lengths taken as uniform up to the cap around the stated mean (_capped_drain_s)."""
+    lengths taken as uniform up to the cap around the stated mean (_capped_drain_s).
+
+    Known lengths (``output_lens``: every request's output length, as a benchmark's result file
+    lists them), prompts sent at once and all running in one batch: the batch shrinks as each
+    request ends, step by step (_known_lengths_decode_s)."""
     context = prompt + output / 2
     cap = max(1, min(max_batch, requests))
     prefill = batched_prefill_s(load, hw, prompt, requests, max_batched_tokens)
+    if output_lens and len(output_lens) == requests <= cap and not rate_per_s:
+        decode = _known_lengths_decode_s(load, hw, output_lens, context, online)
+        host = requests * _c("request_overhead_ms") * 1e-3 if online else 0.0
+        return sum(output_lens) / max(prefill + decode, host)
     if max_output and max_output > output and not rate_per_s:
         steady = (requests - cap) * output * _token_gpu_s(load, hw, cap, context, online)
         drain = _capped_drain_s(load, hw, cap, context, output, max_output, online)
