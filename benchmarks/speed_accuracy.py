@@ -29,7 +29,7 @@ from urllib.parse import urlparse
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from planner.decide import perf  # noqa: E402
+from planner.decide import benchrun, perf  # noqa: E402
 from planner.decide.fit import _candidate, memory_budget, nvlink  # noqa: E402
 from planner.decide.support import check_support  # noqa: E402
 from planner.model.footprint import (  # noqa: E402
@@ -265,7 +265,7 @@ def predict(p: dict) -> float:
     replicas = p["replicas"]
     batch = serving_batch(p, cand, hw, free)
     if "num_prompts" in p:  # a finite benchmark run: model the run, not a steady state
-        tps = replicas * perf.benchmark_output_tokens_per_s(
+        tps = replicas * benchrun.benchmark_output_tokens_per_s(
             load, hw, math.ceil(p["num_prompts"] / replicas), batch, prompt, output,
             replica_rate(p), p.get("lengths") == "fixed", not p.get("offline"),
             p.get("max_num_batched_tokens"), p.get("max_output"), tuple(p.get("output_lens", ())),

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from planner.decide import perf
+from planner.decide import benchrun, perf
 from planner.model.sources import load_model_spec
 from planner.offers.gpus import gpu_table
 
@@ -31,7 +31,7 @@ def test_all_at_once_sharegpt_run_reports_less_than_the_steady_state():
     # longest outputs decode at small batch, so the run's average is below the steady state.
     load, hw = _load(), _hw()
     steady = perf.output_tokens_per_s(load, hw, 256, 200, 200)
-    run = perf.benchmark_output_tokens_per_s(load, hw, 1000, 256, 200, 200)
+    run = benchrun.benchmark_output_tokens_per_s(load, hw, 1000, 256, 200, 200)
     assert run < 0.9 * steady
 
 
@@ -39,7 +39,7 @@ def test_drain_is_the_harmonic_sum_of_the_shrinking_batch():
     # With b requests left the next one ends after output / b tokens at a step of b sequences.
     load, hw, context, output = _load(), _hw(), 300.0, 200.0
     expected = sum(output / b * perf.decode_step_s(load, hw, b, context) for b in range(1, 17))
-    assert perf._drain_s(load, hw, 16, context, output) == pytest.approx(expected, rel=1e-9)
+    assert benchrun.drain_s(load, hw, 16, context, output) == pytest.approx(expected, rel=1e-9)
 
 
 def test_fixed_lengths_run_in_waves():
@@ -51,7 +51,7 @@ def test_fixed_lengths_run_in_waves():
         + 2 * 100 * perf.decode_step_s(load, hw, 4, ctx)
         + 100 * perf.decode_step_s(load, hw, 2, ctx)
     )
-    got = perf.benchmark_output_tokens_per_s(load, hw, 10, 4, 128, 100, fixed_lengths=True)
+    got = benchrun.benchmark_output_tokens_per_s(load, hw, 10, 4, 128, 100, fixed_lengths=True)
     assert got == pytest.approx(10 * 100 / busy, rel=1e-9)
 
 
@@ -60,10 +60,10 @@ def test_outputs_capped_at_max_tokens_run_until_the_longest_reaches_the_cap():
     # 600: the run lasts 600 steps (lengths spread evenly from 100 to 600), not 350.
     load, hw, ctx = _load(), _hw(), 100 + 175
     step = perf.decode_step_s
-    capped = perf.benchmark_output_tokens_per_s(
+    capped = benchrun.benchmark_output_tokens_per_s(
         load, hw, 50, 256, 100, 350, fixed_lengths=True, max_output=600
     )
-    fixed = perf.benchmark_output_tokens_per_s(load, hw, 50, 256, 100, 350, fixed_lengths=True)
+    fixed = benchrun.benchmark_output_tokens_per_s(load, hw, 50, 256, 100, 350, fixed_lengths=True)
     prefill = perf.batched_prefill_s(load, hw, 100, 50)
     assert fixed == pytest.approx(50 * 350 / (prefill + 350 * step(load, hw, 50, ctx)), rel=1e-9)
     # all 50 decode the first 100 tokens, then the batch shrinks evenly to 0 over 500 more
@@ -85,7 +85,7 @@ def test_a_run_with_published_output_lengths_shrinks_its_batch_as_each_request_e
         load, hw, 3, ctx, False
     )
     wall += 3 * perf.decode_step_s(load, hw, 2, ctx, False)
-    got = perf.benchmark_output_tokens_per_s(
+    got = benchrun.benchmark_output_tokens_per_s(
         load, hw, 3, 256, 100, 4, online=False, output_lens=(5, 2, 5)
     )
     assert got == pytest.approx(12 / wall, rel=1e-9)
@@ -96,9 +96,11 @@ def test_a_rate_limited_run_cannot_beat_its_arrivals():
     # 100 tok/s (the last arrivals still decode), a slow one less.
     load, hw = _load(), _hw()
     bound = 200 * 200 / 100
-    got = perf.benchmark_output_tokens_per_s(load, hw, 200, 256, 200, 200, rate_per_s=2.0)
+    got = benchrun.benchmark_output_tokens_per_s(load, hw, 200, 256, 200, 200, rate_per_s=2.0)
     assert 0.9 * bound < got < bound
-    slow = perf.benchmark_output_tokens_per_s(_load(200.0), hw, 200, 256, 200, 200, rate_per_s=2.0)
+    slow = benchrun.benchmark_output_tokens_per_s(
+        _load(200.0), hw, 200, 256, 200, 200, rate_per_s=2.0
+    )
     assert slow < 0.7 * bound
 
 
@@ -117,13 +119,13 @@ def test_one_api_server_process_caps_the_request_rate_of_short_requests():
     # issues/12705), so the run takes at least 1000 request costs; offline, no server.
     load, hw = _load(), _hw()
     host_s = 1000 * perf._c("request_overhead_ms") * 1e-3
-    online = perf.benchmark_output_tokens_per_s(load, hw, 1000, 256, 128, 4, fixed_lengths=True)
-    offline = perf.benchmark_output_tokens_per_s(
+    online = benchrun.benchmark_output_tokens_per_s(load, hw, 1000, 256, 128, 4, fixed_lengths=True)
+    offline = benchrun.benchmark_output_tokens_per_s(
         load, hw, 1000, 256, 128, 4, fixed_lengths=True, online=False
     )
     assert online == pytest.approx(4000 / host_s, rel=1e-9)
     assert offline > 2 * online
-    shared = perf.benchmark_output_tokens_per_s(load, hw, 1000, 256, 128, 4)  # dataset lengths
+    shared = benchrun.benchmark_output_tokens_per_s(load, hw, 1000, 256, 128, 4)  # dataset lengths
     assert shared <= 4000 / host_s
     # steady state: a replica finishes at most one request per request cost, and each of its
     # streams sees that in its time between tokens (so per-stream x streams = the total)
