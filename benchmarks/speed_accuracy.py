@@ -265,10 +265,13 @@ def predict(p: dict) -> float:
     replicas = p["replicas"]
     batch = serving_batch(p, cand, hw, free)
     if "num_prompts" in p:  # a finite benchmark run: model the run, not a steady state
+        # The output cap is modelled for prompts sent at once (at a Poisson rate, mean lengths);
+        # published per-request lengths for one batch sent at once (else benchrun raises).
+        cap = p.get("max_output") if replica_rate(p) is None else None
         tps = replicas * benchrun.benchmark_output_tokens_per_s(
             load, hw, math.ceil(p["num_prompts"] / replicas), batch, prompt, output,
             replica_rate(p), p.get("lengths") == "fixed", not p.get("offline"),
-            p.get("max_num_batched_tokens"), p.get("max_output"), tuple(p.get("output_lens", ())),
+            p.get("max_num_batched_tokens"), cap, tuple(p.get("output_lens", ())),
         )  # fmt: skip
     else:
         tps = replicas * perf.output_tokens_per_s(load, hw, batch, prompt, output)

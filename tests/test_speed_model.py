@@ -57,38 +57,67 @@ def test_fixed_lengths_run_in_waves():
 
 def test_outputs_capped_at_max_tokens_run_until_the_longest_reaches_the_cap():
     # 50 prompts at once, outputs ending at end of sequence with a mean of 350 and a cap of
-    # 600: the run lasts 600 steps (lengths spread evenly from 100 to 600), not 350.
+    # 600, spread evenly from 100 to 600: all 50 decode 100 tokens, then the batch shrinks
+    # evenly to the last request, which ends at the expected longest of 50, 100 + 500 x 50/51
+    # (offline: no API server's per-request turn).
     load, hw, ctx = _load(), _hw(), 100 + 175
     step = perf.decode_step_s
     capped = benchrun.benchmark_output_tokens_per_s(
-        load, hw, 50, 256, 100, 350, fixed_lengths=True, max_output=600
+        load, hw, 50, 256, 100, 350, fixed_lengths=True, online=False, max_output=600
     )
-    fixed = benchrun.benchmark_output_tokens_per_s(load, hw, 50, 256, 100, 350, fixed_lengths=True)
+    fixed = benchrun.benchmark_output_tokens_per_s(
+        load, hw, 50, 256, 100, 350, fixed_lengths=True, online=False
+    )
     prefill = perf.batched_prefill_s(load, hw, 100, 50)
-    assert fixed == pytest.approx(50 * 350 / (prefill + 350 * step(load, hw, 50, ctx)), rel=1e-9)
-    # all 50 decode the first 100 tokens, then the batch shrinks evenly to 0 over 500 more
-    drain = 100 * step(load, hw, 50, ctx) + sum(
-        25 * step(load, hw, 50 * (1 - (i + 0.5) / 20), ctx) for i in range(20)
+    assert fixed == pytest.approx(
+        50 * 350 / (prefill + 350 * step(load, hw, 50, ctx, False)), rel=1e-9
     )
-    wall = prefill + drain
-    assert capped == pytest.approx(50 * 350 / wall, rel=1e-9)
-    # a memory-bound decode step barely depends on the batch: about 350 / 600 of the fixed run
+    tail = 500 * 50 / 51
+    drain = 100 * step(load, hw, 50, ctx, False) + sum(
+        tail / 20 * step(load, hw, 50 - 49 * (i + 0.5) / 20, ctx, False) for i in range(20)
+    )
+    assert capped == pytest.approx(50 * 350 / (prefill + drain), rel=1e-9)
+    # a memory-bound decode step barely depends on the batch: about 350 / 590 of the fixed run
     assert 0.55 < capped / fixed < 0.75
 
 
+def test_one_capped_request_lasts_its_expected_length_and_impossible_spreads_are_refused():
+    # One request with a mean of 350 under a cap of 600 decodes 350 tokens on average (the
+    # expected longest of one is the mean), so the run equals a fixed-length one.
+    load, hw = _load(), _hw()
+    one = benchrun.benchmark_output_tokens_per_s(
+        load, hw, 1, 256, 100, 350, online=False, max_output=600
+    )
+    fixed = benchrun.benchmark_output_tokens_per_s(
+        load, hw, 1, 256, 100, 350, fixed_lengths=True, online=False
+    )
+    assert one == pytest.approx(fixed, rel=1e-9)
+    # no even spread up to 800 has a mean of 350 (it would start below one token); a cap at
+    # a Poisson rate is not modelled; published lengths must be one batch sent at once
+    with pytest.raises(ValueError, match="no even spread"):
+        benchrun.benchmark_output_tokens_per_s(load, hw, 50, 256, 100, 350, max_output=800)
+    with pytest.raises(ValueError, match="sent at once"):
+        benchrun.benchmark_output_tokens_per_s(
+            load, hw, 50, 256, 100, 350, rate_per_s=1.0, max_output=600
+        )
+    with pytest.raises(ValueError, match="one batch"):
+        benchrun.benchmark_output_tokens_per_s(load, hw, 3, 2, 100, 4, output_lens=(5, 2, 6))
+
+
 def test_a_run_with_published_output_lengths_shrinks_its_batch_as_each_request_ends():
-    # Three prompts at once with outputs of 2, 5 and 5 tokens: 2 steps of 3 sequences, then 3
-    # steps of 2; the run reports 12 tokens over that wall time (offline: no API server's
+    # Three prompts at once with outputs of 2, 5 and 6 tokens: 2 steps of 3 sequences, 3 of 2
+    # and 1 of 1; the run reports 13 tokens over that wall time (offline: no API server's
     # per-request turn, which would bound so short a run).
     load, hw, ctx = _load(), _hw(), 100 + 2
     wall = perf.batched_prefill_s(load, hw, 100, 3) + 2 * perf.decode_step_s(
         load, hw, 3, ctx, False
     )
     wall += 3 * perf.decode_step_s(load, hw, 2, ctx, False)
+    wall += perf.decode_step_s(load, hw, 1, ctx, False)
     got = benchrun.benchmark_output_tokens_per_s(
-        load, hw, 3, 256, 100, 4, online=False, output_lens=(5, 2, 5)
+        load, hw, 3, 256, 100, 4, online=False, output_lens=(5, 2, 6)
     )
-    assert got == pytest.approx(12 / wall, rel=1e-9)
+    assert got == pytest.approx(13 / wall, rel=1e-9)
 
 
 def test_a_rate_limited_run_cannot_beat_its_arrivals():
@@ -199,17 +228,20 @@ def test_async_scheduling_hides_the_host_work_of_a_step_behind_the_gpu():
     assert perf.decode_step_s(load, overlap, 64, 1000) == pytest.approx(max(gpu, host))
 
 
-def test_older_engines_pay_their_host_work_per_sequence_and_step_in_turn_with_the_gpu():
+def test_older_engines_pay_their_host_work_per_sequence_and_step_in_turn_with_the_gpu(
+    monkeypatch,
+):
     # Calibration data only. vLLM < 0.6: API server in the engine process, scheduling and
     # output processing in turn with the GPU; offline the scheduling share (29 of 62) remains.
     # V0 of v0.6-v0.7: the API server in its own process, the scheduler still in turn: 29 / 62.
     # Each step also pays the engine loop's own cost, whatever the batch.
+    consts = perf.calibration()["constants"]
+    monkeypatch.setitem(consts["legacy_per_sequence_overhead_ms"], "value", 0.1)
+    monkeypatch.setitem(consts["legacy_step_overhead_ms"], "value", 2.0)
     load, gpu = _load(), gpu_table()["h100-sxm"]
     hw = {e: perf.Hardware(gpu, 1, 1, "fp16", True, engine=e) for e in ("v1", "v0", "pre-0.6")}
     bare = perf.decode_step_s(load, hw["v1"], 64, 1000, online=False)
-    host = 64 * perf._c("legacy_per_sequence_overhead_ms") * 1e-3
-    host += perf._c("legacy_step_overhead_ms") * 1e-3
-    assert perf._c("legacy_step_overhead_ms") > 0.5
+    host = (64 * 0.1 + 2.0) * 1e-3
     assert perf.decode_step_s(load, hw["pre-0.6"], 64, 1000) == pytest.approx(bare + host)
     for engine in ("pre-0.6", "v0"):
         assert perf.decode_step_s(load, hw[engine], 64, 1000, online=False) == pytest.approx(

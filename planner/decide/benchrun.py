@@ -49,17 +49,21 @@ def capped_drain_s(
     online: bool = True,
 ) -> float:
     """Seconds for ``batch`` requests started together to finish when their output lengths are
-    uniform between 2 x output - max_output (at least 1) and max_output: all of them decode
-    until the shortest ends, then the batch shrinks evenly until the longest reaches the cap
-    (20 slices, each at the step of its middle batch). The even spread is an assumption: a
-    benchmark that stops at end of sequence publishes the mean and the cap, not the lengths."""
-    low = max(1.0, 2 * output - max_output)
+    uniform between low = 2 x output - max_output and max_output (mean ``output``): all of them
+    decode until the shortest ends, then the batch shrinks evenly from ``batch`` to the last
+    request, which ends at the expected longest of ``batch`` such lengths, low + (max_output -
+    low) x batch / (batch + 1) (20 slices, each at the step of its middle batch). The even
+    spread is an assumption: a benchmark that stops at end of sequence publishes the mean and
+    the cap, not the lengths. Raises ValueError when no such spread has that mean (low < 1)."""
+    low = 2 * output - max_output
+    if low < 1 or max_output < output:
+        raise ValueError(f"mean output {output} and cap {max_output}: no even spread fits")
+    end = low + (max_output - low) * batch / (batch + 1)
     total = low * token_gpu_s(load, hw, batch, context, online) * batch
     slices = 20
-    width = (max_output - low) / slices
     for i in range(slices):
-        mid = batch * (1 - (i + 0.5) / slices)
-        total += width * token_gpu_s(load, hw, max(mid, 1.0), context, online) * max(mid, 1.0)
+        running = batch - (batch - 1) * (i + 0.5) / slices
+        total += (end - low) / slices * token_gpu_s(load, hw, running, context, online) * running
     return total
 
 
@@ -114,11 +118,15 @@ def benchmark_output_tokens_per_s(
     context = prompt + output / 2
     cap = max(1, min(max_batch, requests))
     prefill = perf.batched_prefill_s(load, hw, prompt, requests, max_batched_tokens)
-    if output_lens and len(output_lens) == requests <= cap and not rate_per_s:
+    if output_lens:
+        if rate_per_s or not len(output_lens) == requests <= cap:
+            raise ValueError("known output lengths: only for one batch of prompts sent at once")
         decode = known_lengths_decode_s(load, hw, output_lens, context, online)
         host = requests * perf.constant("request_overhead_ms") * 1e-3 if online else 0.0
         return sum(output_lens) / max(prefill + decode, host)
-    if max_output and max_output > output and not rate_per_s:
+    if max_output:
+        if rate_per_s:
+            raise ValueError("capped output lengths: only for prompts sent at once")
         steady = (requests - cap) * output * token_gpu_s(load, hw, cap, context, online)
         drain = capped_drain_s(load, hw, cap, context, output, max_output, online)
         host = requests * perf.constant("request_overhead_ms") * 1e-3 if online else 0.0

@@ -20,8 +20,8 @@ and attention at its own share of the 16-bit peak (also under FP8 weights).
 Sliding-window and chunked attention layers (gpt-oss, Gemma 3, Llama 4) are charged the whole
 context like full ones: counting only their window (tried 2026-12-01) made gpustack's gpt-oss
 runs at 2K-32K-token prompts 20-80% faster than measured (from +1..+47%) and the calibration's
-out-of-sample error 17.9% instead of 16.8%, so the full-context figure is kept as the measured
-(and conservative) one.
+out-of-sample error 17.9% instead of the 16.8% of the time, so the full-context figure is kept as
+the measured (and conservative) one.
 Aggregate throughput shares GPU time between prefill and decode; the per-request host cost
 overlaps with the GPU under load and is not charged to it, unless the host is the slower of the
 two. A published throughput figure is
@@ -266,12 +266,12 @@ def decode_step_s(
     in_turn = hw.engine != "v1" or not hw.async_scheduling
     if hw.engine != "v1":  # before v0.6 the API server's share too, when it runs one
         share = 1.0 if hw.engine == "pre-0.6" and online else V0_SCHEDULING_SHARE
-        per_sequence = _c("legacy_per_sequence_overhead_ms") * share
+        # per-token host work (output processing, streaming) and the engine loop's own, once a
+        # step whatever the batch
+        host = _c("legacy_per_sequence_overhead_ms") * batch + _c("legacy_step_overhead_ms")
+        host *= share * 1e-3
     else:
-        per_sequence = _c("per_sequence_overhead_ms") if online else 0.0
-    host = per_sequence * batch * 1e-3  # per-token host work: output processing, streaming
-    if hw.engine != "v1":  # and the older engines' own loop, once a step whatever the batch
-        host += _c("legacy_step_overhead_ms") * share * 1e-3
+        host = (_c("per_sequence_overhead_ms") if online else 0.0) * batch * 1e-3
     tokens = batch + prefill_tokens
     gpu = t_gemm + t_attn + allreduce_s(hw, tokens, load.hidden, math.ceil(layers))
     gpu += _c("step_overhead_ms") * 1e-3
