@@ -44,7 +44,7 @@ def test_one_large_source_does_not_outvote_several_small_ones(sa, monkeypatch):
     # Nine points of one source say 20 ms, four single-point sources say 5 ms. Counted point by
     # point the large source wins (9 against 4); with sqrt weights it has 3 votes against 4.
     pts = _points("big", 9, 20.0) + [q for s in "abcd" for q in _points(s, 1, 5.0)]
-    monkeypatch.setattr(sa, "predict", lambda p: perf._c("request_overhead_ms"))
+    monkeypatch.setattr(sa, "predict", lambda p: perf.constant("request_overhead_ms"))
     fitted = sa.fit(pts)["request_overhead_ms"]
     assert math.isclose(fitted, 5.0, rel_tol=0.1), fitted
 

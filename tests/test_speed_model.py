@@ -136,7 +136,7 @@ def test_a_rate_limited_run_cannot_beat_its_arrivals():
 def test_throughput_does_not_pay_the_per_request_host_cost():
     # TTFT (prefill_s) includes the fixed request cost; the batched prefill GPU time does not.
     load, hw = _load(), _hw()
-    fixed_s = perf._c("request_overhead_ms") * 1e-3
+    fixed_s = perf.constant("request_overhead_ms") * 1e-3
     assert fixed_s > 0
     gap = perf.prefill_s(load, hw, 300) - perf.batched_prefill_s(load, hw, 300, 1)
     assert gap == pytest.approx(fixed_s, rel=1e-9)
@@ -147,7 +147,7 @@ def test_one_api_server_process_caps_the_request_rate_of_short_requests():
     # the API server does each request's host work in turn (github.com/vllm-project/vllm/
     # issues/12705), so the run takes at least 1000 request costs; offline, no server.
     load, hw = _load(), _hw()
-    host_s = 1000 * perf._c("request_overhead_ms") * 1e-3
+    host_s = 1000 * perf.constant("request_overhead_ms") * 1e-3
     online = benchrun.benchmark_output_tokens_per_s(load, hw, 1000, 256, 128, 4, fixed_lengths=True)
     offline = benchrun.benchmark_output_tokens_per_s(
         load, hw, 1000, 256, 128, 4, fixed_lengths=True, online=False
@@ -158,7 +158,7 @@ def test_one_api_server_process_caps_the_request_rate_of_short_requests():
     assert shared <= 4000 / host_s
     # steady state: a replica finishes at most one request per request cost, and each of its
     # streams sees that in its time between tokens (so per-stream x streams = the total)
-    cost_s = perf._c("request_overhead_ms") * 1e-3
+    cost_s = perf.constant("request_overhead_ms") * 1e-3
     assert perf.output_tokens_per_s(load, hw, 256, 128, 4) == pytest.approx(4 / cost_s)
     tpot = perf.loaded_token_latency_s(load, hw, 256, 128, 4)
     assert tpot == pytest.approx(256 * cost_s / 4) and 256 / tpot == pytest.approx(4 / cost_s)
@@ -170,7 +170,10 @@ def test_pcie_all_reduce_latency_grows_with_the_ring_and_nvlink_does_not():
     # Over PCIe NCCL's ring takes 2(n-1) steps: the link latency per GPU beyond the first, so
     # TP8 pays 7x the TP2 link latency; the engine's own cost per all-reduce does not depend
     # on the link. Cards without PCIe peer-to-peer (4090) go through host memory: twice that.
-    link, engine = perf._c("pcie_allreduce_latency_us"), perf._c("allreduce_overhead_us")
+    link, engine = (
+        perf.constant("pcie_allreduce_latency_us"),
+        perf.constant("allreduce_overhead_us"),
+    )
     pro = gpu_table()["rtx-pro-6000-blackwell"]
     assert pro.pcie_p2p
     p2, p4, p8 = (perf.Hardware(pro, n, 1, "fp16", False) for n in (2, 4, 8))
@@ -195,7 +198,7 @@ def test_pcie_all_reduce_latency_grows_with_the_ring_and_nvlink_does_not():
 def test_attention_over_the_kv_cache_adds_to_the_weight_gemms():
     # Separate kernels one after the other: a decode step reads the weights, then the KV cache.
     load, hw = _load(), _hw()
-    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
     step = perf.decode_step_s(load, hw, 64, 4096)
     kv_bytes = 64 * 4096 * load.kv_bytes_per_token_per_gpu
     assert step > (load.weight_bytes_per_gpu + kv_bytes) / bandwidth
@@ -222,7 +225,7 @@ def test_async_scheduling_hides_the_host_work_of_a_step_behind_the_gpu():
         perf.Hardware(gpu_table()["h100-sxm"], 1, 1, "fp16", True, async_scheduling=a)
         for a in (False, True)
     )
-    host = 64 * perf._c("per_sequence_overhead_ms") * 1e-3
+    host = 64 * perf.constant("per_sequence_overhead_ms") * 1e-3
     gpu = perf.decode_step_s(load, sync, 64, 1000, online=False)  # no host work per sequence
     assert perf.decode_step_s(load, sync, 64, 1000) == pytest.approx(gpu + host)
     assert perf.decode_step_s(load, overlap, 64, 1000) == pytest.approx(max(gpu, host))
@@ -249,7 +252,7 @@ def test_older_engines_pay_their_host_work_per_sequence_and_step_in_turn_with_th
         )
     assert perf.decode_step_s(load, hw["v0"], 64, 1000) == pytest.approx(bare + host * 29 / 62)
     assert perf.decode_step_s(load, hw["v1"], 64, 1000) == pytest.approx(
-        max(bare, 64 * perf._c("per_sequence_overhead_ms") * 1e-3)
+        max(bare, 64 * perf.constant("per_sequence_overhead_ms") * 1e-3)
     )
 
 
@@ -261,7 +264,7 @@ def test_prompts_prefilled_between_decode_steps_share_the_steps_weight_read():
     decode = perf.token_latency_s(load, hw, batch, prompt + output / 2)
     loaded = perf.loaded_token_latency_s(load, hw, batch, prompt, output)
     weight_read = load.weight_bytes_per_gpu / (
-        hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+        hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
     )
     assert decode < loaded < decode + weight_read / 4
     # compute bound at long prompts (restarting every 50 tokens): the prompt FLOPs are paid in
@@ -270,7 +273,7 @@ def test_prompts_prefilled_between_decode_steps_share_the_steps_weight_read():
     long_prompt = perf.loaded_token_latency_s(load, hw, batch, 4000, output, online=False)
     prompt_flops_s = (
         2 * load.active_params * batch * 4000 / output
-        / (perf.peak_flops(hw.gpu, hw.compute) * perf._c("prefill_compute_efficiency"))
+        / (perf.peak_flops(hw.gpu, hw.compute) * perf.constant("prefill_compute_efficiency"))
     )  # fmt: skip
     assert (
         long_prompt
@@ -283,10 +286,10 @@ def test_paged_attention_reads_the_kv_cache_at_its_own_share_of_the_bandwidth():
     # (fitted lower): the KV part of a memory-bound step is its bytes at that share.
     load, hw = _load(), _hw()
     kv_bytes = 64 * 4096 * load.kv_bytes_per_token_per_gpu
-    kv_share = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("attention_bandwidth_efficiency")
+    kv_share = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("attention_bandwidth_efficiency")
     added = perf.decode_step_s(load, hw, 64, 4096) - perf.decode_step_s(load, hw, 64, 0)
     assert added == pytest.approx(kv_bytes / kv_share, rel=1e-9)
-    assert perf._c("attention_bandwidth_efficiency") < perf._c("bandwidth_efficiency")
+    assert perf.constant("attention_bandwidth_efficiency") < perf.constant("bandwidth_efficiency")
 
 
 def test_prefill_runs_the_lm_head_once_a_prompt_and_the_embedding_is_a_lookup():
@@ -309,9 +312,9 @@ def test_prefill_runs_the_lm_head_once_a_prompt_and_the_embedding_is_a_lookup():
     # for FP8 weights (FP8 only halves the matmul time)
     for compute in ("fp16", "fp8"):
         hw = perf.Hardware(gpu_table()["h100-sxm"], 1, 1, compute, True)
-        gemm = perf.peak_flops(hw.gpu, compute) * perf._c("prefill_compute_efficiency")
-        attn = perf.peak_flops(hw.gpu, "fp16") * perf._c("prefill_attention_efficiency")
-        fixed = perf._c("request_overhead_ms") * 1e-3
+        gemm = perf.peak_flops(hw.gpu, compute) * perf.constant("prefill_compute_efficiency")
+        attn = perf.peak_flops(hw.gpu, "fp16") * perf.constant("prefill_attention_efficiency")
+        fixed = perf.constant("request_overhead_ms") * 1e-3
         want = expected / gemm + attention / attn + fixed
         assert perf.prefill_s(load, hw, 2000) == pytest.approx(want, rel=1e-9)
 
@@ -324,10 +327,12 @@ def test_routed_experts_prefill_at_the_fused_moe_share_of_the_peak():
         kv_bytes_per_token_per_gpu=131072, moe_layers=32,
     )  # fmt: skip
     hw = _hw()
-    ratio = perf._c("prefill_compute_efficiency") / perf._c("moe_prefill_compute_efficiency")
+    ratio = perf.constant("prefill_compute_efficiency") / perf.constant(
+        "moe_prefill_compute_efficiency"
+    )
     gemm = perf.batched_prefill_s(moe, hw, 4000, 8) / perf.batched_prefill_s(dense, hw, 4000, 8)
     attention_s = dense.prefill_attention_flops(4000, 8, 1) / (
-        perf.peak_flops(hw.gpu, "fp16") * perf._c("prefill_attention_efficiency")
+        perf.peak_flops(hw.gpu, "fp16") * perf.constant("prefill_attention_efficiency")
     )
     dense_gemm_s = perf.batched_prefill_s(dense, hw, 4000, 8) - attention_s
     want = (dense_gemm_s * ratio + attention_s) / (dense_gemm_s + attention_s)
@@ -371,14 +376,14 @@ def test_block_fp8_experts_run_at_the_block_kernels_share_of_bandwidth_and_peak(
     # vLLM's block-scaled FP8 fused-MoE kernels stream the touched experts at a share of the
     # bandwidth and reach a share of the peak of what per-tensor FP8 fused MoE does (vllm PR
     # 13932).
-    factor = perf._c("block_fp8_moe_bandwidth_factor")
-    compute = perf._c("block_fp8_moe_compute_factor")
+    factor = perf.constant("block_fp8_moe_bandwidth_factor")
+    compute = perf.constant("block_fp8_moe_compute_factor")
     assert 0 < factor < 1 and 0 < compute < 1
     hw = perf.Hardware(gpu_table()["h200-sxm"], 8, 1, "fp8", True)
     plain, block = _moe(False), _moe(True)
     # decode at batch 64, no context: memory bound; the touched experts cost 1/factor as long
     touched = 82e9 * (1 - (1 - 8 / 256) ** 64)
-    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
     extra = perf.decode_step_s(block, hw, 64, 0, online=False) - perf.decode_step_s(
         plain, hw, 64, 0, online=False
     )
@@ -389,7 +394,7 @@ def test_block_fp8_experts_run_at_the_block_kernels_share_of_bandwidth_and_peak(
         plain, hw, 2000, 64
     ) == pytest.approx(
         gemm
-        / (perf.peak_flops(hw.gpu, "fp8") * perf._c("moe_prefill_compute_efficiency"))
+        / (perf.peak_flops(hw.gpu, "fp8") * perf.constant("moe_prefill_compute_efficiency"))
         * (1 / compute - 1),
         rel=1e-9,
     )
@@ -443,7 +448,7 @@ def test_a_prompt_reads_the_experts_its_chunk_touches_in_the_steps_that_carry_it
     chunk = 3200
     share = 16 / chunk
     touched = (1 - share) * (1 - (1 - 8 / 256) ** 4) + share * (1 - (1 - 8 / 256) ** (4 + chunk))
-    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
     base = perf.decode_step_s(load, hw, 4, 0, False, 16, 3200)
     none = replace(load, expert_bytes_per_gpu=0.0)
     assert base - perf.decode_step_s(none, hw, 4, 0, False, 16, 3200) == pytest.approx(
@@ -474,9 +479,9 @@ def test_a_prompt_is_prefilled_in_chunks_of_the_cards_default_token_budget():
     # on an A100 (the generated projects keep the default): an 8192-token prompt of a model
     # whose weight reads dominate reads them once on the H100 and four times on the A100.
     load = replace(_load(100.0), active_params=10**8, attn_width=1024)  # 100 GB, few FLOPs
-    fixed = perf._c("request_overhead_ms") * 1e-3
+    fixed = perf.constant("request_overhead_ms") * 1e-3
     for gpu, reads in (("h100-sxm", 1), ("a100-80gb-sxm", 4)):
         hw = perf.Hardware(gpu_table()[gpu], 1, 1, "fp16", True)
-        bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf._c("bandwidth_efficiency")
+        bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
         got = perf.prefill_s(load, hw, 8192) - fixed
         assert got == pytest.approx(reads * 100e9 / bandwidth, rel=1e-9)

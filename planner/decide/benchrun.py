@@ -109,8 +109,8 @@ def benchmark_output_tokens_per_s(
 
     Capped lengths (``max_output``: outputs end at end of sequence, at most max_output tokens,
     ``output`` their mean), prompts sent at once: a steady phase at the full batch while
-    requests wait, then the last batch drains until its longest output reaches the cap, the
-    lengths taken as uniform up to the cap around the stated mean (capped_drain_s).
+    requests wait, then the last batch drains until its longest output ends (near the cap),
+    the lengths taken as uniform up to the cap around the stated mean (capped_drain_s).
 
     Known lengths (``output_lens``: every request's output length, as a benchmark's result file
     lists them), prompts sent at once and all running in one batch: the batch shrinks as each
@@ -118,18 +118,18 @@ def benchmark_output_tokens_per_s(
     context = prompt + output / 2
     cap = max(1, min(max_batch, requests))
     prefill = perf.batched_prefill_s(load, hw, prompt, requests, max_batched_tokens)
+    # One API-server process does every request's host work in turn (perf.output_tokens_per_s).
+    host = requests * perf.constant("request_overhead_ms") * 1e-3 if online else 0.0
     if output_lens:
         if rate_per_s or not len(output_lens) == requests <= cap:
             raise ValueError("known output lengths: only for one batch of prompts sent at once")
         decode = known_lengths_decode_s(load, hw, output_lens, context, online)
-        host = requests * perf.constant("request_overhead_ms") * 1e-3 if online else 0.0
         return sum(output_lens) / max(prefill + decode, host)
     if max_output:
         if rate_per_s:
             raise ValueError("capped output lengths: only for prompts sent at once")
         steady = (requests - cap) * output * token_gpu_s(load, hw, cap, context, online)
         drain = capped_drain_s(load, hw, cap, context, output, max_output, online)
-        host = requests * perf.constant("request_overhead_ms") * 1e-3 if online else 0.0
         return requests * output / max(prefill + steady + drain, host)
     if fixed_lengths:
         waves, rest = divmod(requests, cap)
@@ -137,7 +137,6 @@ def benchmark_output_tokens_per_s(
         if rest:
             decode += output * rest * token_gpu_s(load, hw, rest, context, online)
         busy = prefill + decode
-        host = requests * perf.constant("request_overhead_ms") * 1e-3 if online else 0.0
         return requests * output / max(busy, host, requests / rate_per_s if rate_per_s else 0.0)
     batch = float(cap)
     if rate_per_s:  # Little's law: requests in flight = rate x time in flight, capped
@@ -147,8 +146,6 @@ def benchmark_output_tokens_per_s(
             batch = min(cap, max(1.0, rate_per_s * output * itl))
     steady = (requests - batch) * output * token_gpu_s(load, hw, batch, context, online)
     arrivals = requests / rate_per_s if rate_per_s else 0.0
-    # One API-server process does every request's host work in turn (perf.output_tokens_per_s).
-    host = requests * perf.constant("request_overhead_ms") * 1e-3 if online else 0.0
     drain = drain_s(load, hw, batch, context, output, online)
     wall = max(arrivals, host, prefill + steady) + drain
     return requests * output / wall

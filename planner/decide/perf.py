@@ -62,9 +62,6 @@ def constant(name: str) -> float:
     return float(calibration()["constants"][name]["value"])
 
 
-_c = constant
-
-
 @dataclass(frozen=True, slots=True)
 class ModelLoad:
     """What one GPU of a layout holds and computes, independent of the batch."""
@@ -179,9 +176,9 @@ def link_bytes_per_s(hw: Hardware) -> float:
     if kind == "nvlink" and hw.gpu.nvlink_gb_s:
         return hw.gpu.nvlink_gb_s / 2 * 1e9  # per direction
     if kind == "xgmi":
-        return _c("xgmi_gb_s") * 1e9
+        return constant("xgmi_gb_s") * 1e9
     gen = 5 if "Gen5" in hw.gpu.interconnect else 3 if "Gen3" in hw.gpu.interconnect else 4
-    return _c(f"pcie_gen{gen}_gb_s") * 1e9
+    return constant(f"pcie_gen{gen}_gb_s") * 1e9
 
 
 def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
@@ -206,7 +203,9 @@ def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
     steps = 1.0
     if kind == "pcie":
         steps = (hw.tp - 1) * (1 if hw.gpu.pcie_p2p else 2)
-    latency = (_c(f"{kind}_allreduce_latency_us") * steps + _c("allreduce_overhead_us")) * 1e-6
+    latency = (
+        constant(f"{kind}_allreduce_latency_us") * steps + constant("allreduce_overhead_us")
+    ) * 1e-6
     size = tokens * hidden * 2
     per = latency + 2 * (hw.tp - 1) / hw.tp * size / link_bytes_per_s(hw)
     return 2 * layers * per
@@ -244,10 +243,12 @@ def decode_step_s(
     weights = load.weight_bytes_per_gpu - load.expert_bytes_per_gpu * (1 - touched)
     if load.block_fp8_moe:  # the touched experts stream at the block kernels' lower rate
         weights += (
-            load.expert_bytes_per_gpu * touched * (1 / _c("block_fp8_moe_bandwidth_factor") - 1)
+            load.expert_bytes_per_gpu
+            * touched
+            * (1 / constant("block_fp8_moe_bandwidth_factor") - 1)
         )
     kv = batch * context * load.kv_bytes_per_token_per_gpu
-    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("bandwidth_efficiency")
+    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * constant("bandwidth_efficiency")
     layers = load.layers / hw.pp
     peak = peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "decode")
     # The weight GEMMs and the attention over the KV cache are separate kernels that run one
@@ -257,25 +258,27 @@ def decode_step_s(
     t_gemm = max(weights / bandwidth, flops_s)
     # Paged decode attention reads KV blocks through a block table, per sequence and KV head:
     # a lower share of the bandwidth than the weights' long streaming reads.
-    kv_bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("attention_bandwidth_efficiency")
+    kv_bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * constant("attention_bandwidth_efficiency")
     t_attn = max(
         kv / kv_bandwidth, load.decode_attention_flops(batch, context, layers, hw.tp) / peak
     )
-    attn_peak = peak_flops(hw.gpu, "fp16") * _c("prefill_attention_efficiency")
+    attn_peak = peak_flops(hw.gpu, "fp16") * constant("prefill_attention_efficiency")
     t_attn += prefill_tokens * prompt * load.prefill_width * layers / hw.tp / attn_peak
     in_turn = hw.engine != "v1" or not hw.async_scheduling
     if hw.engine != "v1":  # before v0.6 the API server's share too, when it runs one
         share = 1.0 if hw.engine == "pre-0.6" and online else V0_SCHEDULING_SHARE
         # per-token host work (output processing, streaming) and the engine loop's own, once a
         # step whatever the batch
-        host = _c("legacy_per_sequence_overhead_ms") * batch + _c("legacy_step_overhead_ms")
+        host = constant("legacy_per_sequence_overhead_ms") * batch + constant(
+            "legacy_step_overhead_ms"
+        )
         host *= share * 1e-3
     else:
-        host = (_c("per_sequence_overhead_ms") if online else 0.0) * batch * 1e-3
+        host = (constant("per_sequence_overhead_ms") if online else 0.0) * batch * 1e-3
     tokens = batch + prefill_tokens
     gpu = t_gemm + t_attn + allreduce_s(hw, tokens, load.hidden, math.ceil(layers))
-    gpu += _c("step_overhead_ms") * 1e-3
-    gpu += _c("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
+    gpu += constant("step_overhead_ms") * 1e-3
+    gpu += constant("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
     # With async scheduling the host work of one step overlaps the GPU work of the next.
     return gpu + host if in_turn else max(gpu, host)
 
@@ -289,10 +292,10 @@ def _touched(load: ModelLoad, tokens: float) -> float:
 def _compute_efficiency(load: ModelLoad, phase: str) -> float:
     # Routed-expert GEMMs (fused MoE) reach another share of the peak than dense ones.
     moe = "moe_" if load.moe_layers else ""
-    eff = _c(f"{moe}{phase}_compute_efficiency")
+    eff = constant(f"{moe}{phase}_compute_efficiency")
     if load.block_fp8_moe:
-        eff *= _c("block_fp8_moe_compute_factor")
-    return eff * _c("weight_only_compute_factor") if load.weight_only else eff
+        eff *= constant("block_fp8_moe_compute_factor")
+    return eff * constant("weight_only_compute_factor") if load.weight_only else eff
 
 
 def _prefill_compute_s(load: ModelLoad, hw: Hardware, prompt: float, requests: float) -> float:
@@ -302,7 +305,7 @@ def _prefill_compute_s(load: ModelLoad, hw: Hardware, prompt: float, requests: f
         peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "prefill")
     )
     attention = load.prefill_attention_flops(prompt, requests, hw.tp) / (
-        peak_flops(hw.gpu, "fp16") * _c("prefill_attention_efficiency")
+        peak_flops(hw.gpu, "fp16") * constant("prefill_attention_efficiency")
     )
     return gemm + attention
 
@@ -315,12 +318,13 @@ def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
         chunks
         * load.weight_bytes_per_gpu
         * hw.pp
-        / (hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("bandwidth_efficiency"))
+        / (hw.gpu.memory_bandwidth_gb_s * 1e9 * constant("bandwidth_efficiency"))
     )
     net = (hw.pp - 1) * (
-        _c("internode_latency_us") * 1e-6 + prompt * load.hidden * 2 / (_c("internode_gb_s") * 1e9)
+        constant("internode_latency_us") * 1e-6
+        + prompt * load.hidden * 2 / (constant("internode_gb_s") * 1e9)
     )
-    fixed = _c("request_overhead_ms") * 1e-3  # tokenize, schedule, first sampling, detokenize
+    fixed = constant("request_overhead_ms") * 1e-3  # tokenize, schedule, first sampling, detokenize
     return max(t_cmp, t_mem) + allreduce_s(hw, prompt, load.hidden, load.layers) + net + fixed
 
 
@@ -332,7 +336,8 @@ def token_latency_s(load: ModelLoad, hw: Hardware, batch: float, context: float)
         return decode_step_s(load, hw, batch, context)
     micro = max(batch / hw.pp, 1.0)
     net = (hw.pp - 1) * (
-        _c("internode_latency_us") * 1e-6 + micro * load.hidden * 2 / (_c("internode_gb_s") * 1e9)
+        constant("internode_latency_us") * 1e-6
+        + micro * load.hidden * 2 / (constant("internode_gb_s") * 1e9)
     )
     return hw.pp * decode_step_s(load, hw, micro, context) + net
 
@@ -355,7 +360,7 @@ def batched_prefill_s(
     t_mem = (
         chunks
         * load.weight_bytes_per_gpu
-        / (hw.gpu.memory_bandwidth_gb_s * 1e9 * _c("bandwidth_efficiency"))
+        / (hw.gpu.memory_bandwidth_gb_s * 1e9 * constant("bandwidth_efficiency"))
     )
     t_net = allreduce_s(hw, tokens, load.hidden, load.layers // hw.pp)
     return (max(t_cmp, t_mem) + t_net) / hw.pp
@@ -381,7 +386,7 @@ def loaded_token_latency_s(
     else:
         extra = batch * prompt / max(output, 1) if batch > 1 else 0.0
         step = decode_step_s(load, hw, batch, context, online, extra, prompt)
-    api = batch * _c("request_overhead_ms") * 1e-3 / max(output, 1) if online else 0.0
+    api = batch * constant("request_overhead_ms") * 1e-3 / max(output, 1) if online else 0.0
     return max(step, api)
 
 
