@@ -211,6 +211,19 @@ class Settings:
             self.target_rps * self.output_tokens if self.target_rps else None
         ) or self.target_output_tokens_per_s
         values = {k.need_field: getattr(self, name) for name, k in KEYS.items() if k.need_field}
+        if "concurrency" in self.sources:  # streams in flight: an interactive load only
+            other = next((key for key in ("target_rps", "target_output_tokens_per_s",
+                          "job_requests") if getattr(self, key) is not None), None)  # fmt: skip
+            if other is None and self.workload == "batch":
+                other = "workload"
+            if other is not None:
+                raise UsageError(
+                    f"concurrency ({self.sources['concurrency']}) is an interactive load of N "
+                    f"streams, but {other} ({self.sources.get(other, 'set')}) declares another "
+                    "load",
+                    "drop one of them: a throughput target sizes the replicas to it, a batch "
+                    "job runs at the largest batch that fits",
+                )
         if self.job_requests is not None:
             if self.workload != "batch" and "workload" in self.sources:
                 raise UsageError(

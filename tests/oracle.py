@@ -1,12 +1,13 @@
 """A brute-force oracle for the planner: every offer x candidate x layout, put under the load and
 scored by planner/decide/objective.py on finished Estimates (pipeline parallel only when no
-single-node layout of that candidate fits on that offer and no node holds the model with one
-request). It shares the objective encoding with the planner on purpose, and shares none of its
-search: no machine groups, no price-free order, no first-within-price shortcut, no bisection of
-the streams a replica serves. When nothing serves the load, it tries again as the planner
-should (`_needs`): identical machines sharing an interactive load's streams, each layout with
-1, 2, ... --max-replicas machines until one serves it; then without the default service level.
-Used by tests/test_recommend.py, tests/test_load_sizing.py and benchmarks/plan_quality.py."""
+single-node layout of that candidate fits on that offer and no node of the catalog holds the
+model with one request). It shares the objective encoding with the planner on purpose, and
+shares none of its search: no machine groups, no price-free order, no first-within-price
+shortcut, no bisection of the streams a replica serves. When nothing serves the load, it tries
+again as the planner should (`_needs`): identical machines sharing an interactive load's
+streams, each layout with 1, 2, ... --max-replicas machines until one serves it; then without
+the default service level. Used by tests/test_recommend.py, tests/test_load_sizing.py and
+benchmarks/plan_quality.py."""
 
 from __future__ import annotations
 
@@ -39,8 +40,11 @@ from planner.offers.offer import Offer
 def _feasible(
     cands: list[Candidate], offers: list[Offer], need: Need
 ) -> Iterator[tuple[Offer, Estimate, int]]:
-    """Every feasible (offer, estimate, GPUs it rents: machines x GPUs per machine)."""
+    """Every feasible (offer, estimate, GPUs it rents: machines x GPUs per machine). Pipeline
+    parallel only for a candidate that no node of the catalog (the offers that could be
+    planned) holds with one request."""
     table = gpu_table()
+    usable = []
     for o in offers:
         price = o.effective_usd_per_hour(spot=need.spot, horizon_months=need.horizon_months)
         if need.job_requests and o.billing == "monthly":
@@ -50,7 +54,13 @@ def _feasible(
             continue
         if need.gpus is not None and o.gpu_count != need.gpus:
             continue
-        for cand in cands:
+        usable.append((o, gpu, price))
+    held = [
+        any(node_holds_model(cand, gpu, o.gpu_count, need) for o, gpu, _ in usable)
+        for cand in cands
+    ]
+    for o, gpu, price in usable:
+        for cand, cand_held in zip(cands, held, strict=True):
             support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
             if not support.ok:
                 continue
@@ -60,9 +70,7 @@ def _feasible(
                 for lay in layouts(o.gpu_count, multi, need.max_nodes, need)
             ]
             fits = [f for f in fits if not isinstance(f, str)]
-            if any(f.layout.pp == 1 for f in fits) or node_holds_model(
-                cand, gpu, o.gpu_count, need
-            ):
+            if any(f.layout.pp == 1 for f in fits) or cand_held:
                 fits = [f for f in fits if f.layout.pp == 1]
             for f in fits:
                 est = _served(f, o, price, need)
@@ -110,7 +118,7 @@ def node_holds_model(cand: Candidate, gpu: GpuSpec, gpus_per_node: int, need: Ne
     """Pipeline parallel is planned only for models that no node holds with one request."""
     one = dataclasses.replace(need, concurrency=1)
     support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
-    return any(
+    return support.ok and any(
         not isinstance(fit_layout(cand, gpu, support, lay, one), str)
         for lay in layouts(gpus_per_node, False, 1, one)
     )

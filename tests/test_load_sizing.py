@@ -350,3 +350,99 @@ def test_vllm_runs_every_stream_the_plan_counts(gpu, count, concurrency):
         seqs = int(plan.vllm_args[plan.vllm_args.index("--max-num-seqs") + 1])
         assert seqs >= plan.estimate.batch
         assert seqs <= (1024 if gpu.startswith("h100") else 256)
+
+
+# ------------------------------------------------------------------ figures at the target
+def _speed(plan, cands, batch):
+    """Output tokens/s one vLLM replica of the plan's layout serves at ``batch``."""
+    from planner.decide.fit import feasible_fits
+    from planner.decide.perf import output_tokens_per_s
+
+    need = plan.need
+    cand = next(c for c in cands if c.fmt.name == plan.quant_format)
+    fits, _ = feasible_fits(cand, G[plan.offer.gpu], plan.offer.gpu_count, False, need)
+    fit = next(f for f in fits if f.layout == plan.layout)
+    return output_tokens_per_s(fit.load, fit.hw, batch, need.prompt_tokens, need.output_tokens)
+
+
+@pytest.mark.parametrize("target", [100.0, 500.0, 3000.0])
+def test_a_throughput_target_is_reported_at_the_target_not_at_capacity(target):
+    """Review of issue 11: `--target-output-tokens-per-s 100` showed the RTX 3090's figures at
+    its largest batch (534 tok/s, $0.12 per 1M, 18 tok/s per stream) instead of at the 100
+    tok/s declared ($0.64 per 1M, about 45 tok/s per stream). Each replica now runs the
+    smallest batch that carries its share; replicas come from the capacity within the default
+    service level, and the headroom says how much more they serve."""
+    cands = planning_candidates("llama-3.1-8b", None)
+    catalog = [offer("rtx-3090", 1, 0.23)]  # 30 requests at most, 18 tok/s each at 30
+    top = recommend(cands, catalog, Need(target_output_tokens_per_s=target)).plans[0]
+    e, dp = top.estimate, top.layout.dp
+    assert e.aggregate_output_tokens_per_s == target
+    assert e.usd_per_million_output_tokens == pytest.approx(
+        e.usd_per_hour / (target * 3600) * 1e6, abs=1e-4
+    )
+    share = target / (e.replicas * dp)
+    assert _speed(top, cands, e.batch) >= share  # the batch carries the replica's share ...
+    assert e.batch == 1 or _speed(top, cands, e.batch - 1) < share  # ... the smallest that does
+    assert e.single_stream_tokens_per_s >= 20  # within the default service level
+    capacity = target * (1 + e.target_headroom_pct / 100)
+    assert capacity >= target * (1 + top.need.replica_headroom) - 1
+    assert e.aggregate_output_tokens_per_s < capacity
+
+
+def test_a_small_job_is_planned_at_the_batch_it_has():
+    """Review of issue 11: 10 requests were planned on 4x B200 (TP1 x DP4, batch 256 per
+    replica) and ranked above one GPU by the speed tie-break; a job never has more requests in
+    flight than it has, nor more data-parallel replicas."""
+    cands = planning_candidates("llama-3.1-8b", None)
+    catalog = per_gpu_catalog(("b200", 4.7), ("rtx-4090", 0.34))
+    need = Need(workload="batch", job_requests=10)
+    top = recommend(cands, catalog, need).plans[0]
+    assert top.estimate.batch * top.layout.dp <= 10 + top.layout.dp - 1
+    assert top.layout.dp <= 10
+    assert top.machines * top.offer.gpu_count == fewest_gpus(cands, catalog, need) == 1
+    big = recommend(cands, catalog, Need(workload="batch", job_requests=3)).plans
+    assert all(p.layout.dp <= 3 and p.estimate.batch <= 3 for p in big)
+
+
+@pytest.mark.parametrize(
+    ("model", "gpu", "count"), [("llama-3.1-70b", "a100-80gb-sxm", 2), ("llama-3.1-8b", "a10g", 1)]
+)
+def test_a_targets_capacity_is_its_largest_batch_within_the_service_level(model, gpu, count):
+    """A replica sized at its largest batch would run its streams below the service level
+    (Llama 3.1 70B on 2x A100: 18 tok/s each at batch 24); the capacity that sizes the
+    replicas is the largest batch at which each stream still gets 20 tok/s, checked here by a
+    linear scan against operate's bisection."""
+    from planner.decide.fit import feasible_fits
+    from planner.decide.objective import operate
+    from planner.decide.perf import loaded_token_latency_s, output_tokens_per_s
+
+    need = Need(target_output_tokens_per_s=300)
+    cand = planning_candidates(model, None)[0]
+    fit = feasible_fits(cand, G[gpu], count, False, need)[0][0]
+    p, o = need.prompt_tokens, need.output_tokens
+    within = [
+        b
+        for b in range(1, fit.max_batch + 1)
+        if round(1 / loaded_token_latency_s(fit.load, fit.hw, b, p, o), 2) >= 20
+    ]
+    best = within[-1] if within else fit.max_batch
+    op = operate(fit, need)
+    assert op.capacity_tokens_per_s == pytest.approx(
+        fit.layout.dp * output_tokens_per_s(fit.load, fit.hw, best, p, o)
+    )
+    assert op.tokens_per_s == pytest.approx(300)
+
+
+def test_no_pipeline_over_nodes_when_another_node_of_the_catalog_holds_the_model():
+    """Review of issue 11: Qwen3-30B-A3B FP8 on GCP was planned on 2 x g2-standard-4 (one L4
+    each, TP1 x PP2 over ordinary networking) although a 2x L4 machine holds it: the rule is
+    that no node of the catalog holds the model, not only the node of that offer."""
+    cands = planning_candidates("qwen3-30b-a3b", "fp8")
+    one_l4 = offer("l4", 1, 0.70, provider="gcp", name="g2-standard-4")
+    two_l4 = offer("l4", 2, 2.00, provider="gcp", name="g2-standard-24")
+    alone = recommend(cands, [one_l4], Need()).plans
+    assert alone and alone[0].layout.pp == 2  # no node holds it: the pipeline is the plan
+    both = recommend(cands, [one_l4, two_l4], Need())
+    assert [p.layout.pp for p in both.plans] == [1]
+    assert "one node in the catalog holds the model (2x l4)" in both.rejected.reasons[0]
+    assert brute_force_best(cands, [one_l4, two_l4], Need()) == both.plans[0].objective_value

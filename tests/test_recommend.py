@@ -371,12 +371,16 @@ def test_replicas_meet_the_target_with_headroom():
     ranking = recommend(cands, [offer("l40s", 1, 1.0), offer("h100-sxm", 8, 25.0)], need)
     for plan in ranking.plans:
         e = plan.estimate
-        per_replica = e.aggregate_output_tokens_per_s / e.replicas
-        assert e.aggregate_output_tokens_per_s >= 5000 * 1.25 - 1
-        assert (e.replicas - 1) * per_replica < 5000 * 1.25  # no replica more than needed
-        assert e.target_headroom_pct == pytest.approx(
-            (e.aggregate_output_tokens_per_s / 5000 - 1) * 100, abs=0.1
+        capacity = 5000 * (1 + e.target_headroom_pct / 100)  # what the replicas serve at most
+        assert capacity >= 5000 * 1.25 - 5
+        assert (e.replicas - 1) * capacity / e.replicas < 5000 * 1.25  # no replica too many
+        # figures at the declared load: the target itself, each stream within the default
+        # service level at the batch that carries a replica's share
+        assert e.aggregate_output_tokens_per_s == 5000
+        assert e.usd_per_million_output_tokens == pytest.approx(
+            e.usd_per_hour / (5000 * 3600) * 1e6, abs=1e-4
         )
+        assert e.single_stream_tokens_per_s >= 20
         assert e.usd_per_hour == pytest.approx(plan.offer.price_usd_per_hour * e.replicas)
     # ranked by the total cost of meeting the target
     assert [p.estimate.usd_per_hour for p in ranking.plans] == sorted(

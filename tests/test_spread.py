@@ -68,13 +68,13 @@ def test_spread_never_costs_more_than_one_machine(model, gpu, concurrency):
     "flags", [{"workload": "batch"}, {"target_rps": 5.0}, {"job_requests": 1000}]
 )
 def test_spread_leaves_batch_jobs_and_throughput_targets_alone(flags):
-    """Streams are shared only by an interactive load: a batch job or a target keeps the
-    memory for `--concurrency` requests (a --spread that dropped it planned 2 x 1x MI300X for
-    300 requests of Llama 3.1 70B, -727 GiB free)."""
+    """Streams are shared only by an interactive load: a batch job or a target is planned as
+    without --spread (a --spread that applied to them planned 2 x 1x MI300X for 300 requests
+    of Llama 3.1 70B, -727 GiB free; --concurrency with them is now refused outright)."""
     from planner.app.plan import recommend as app_recommend
     from planner.settings import load_settings
 
-    base = {"model": "llama-3.1-70b", "concurrency": 300, **flags}
+    base = {"model": "llama-3.1-70b", **flags}
     plain = app_recommend(load_settings(base, env={})).ranking
     spread = app_recommend(load_settings({**base, "spread": True}, env={})).ranking
     assert not spread.plans[0].need.spread and not spread.plans[0].need.stream_replicas

@@ -126,8 +126,8 @@ def test_cheapest_first_search_equals_a_full_ranking(model, need, seed):
     except NoFeasibleOfferError:  # no BF16 plan on this catalog: nothing to compare
         return
     alts = near_lossless_candidates(cands, quantized_variants(spec.name))
-    fast = best_alternative(current, alts, screen_offers(current, cands, offers))
-    full = best_alternative(current, alts, offers, accept=lambda p: True)
+    fast = best_alternative(current, alts, screen_offers(current, cands, offers), catalog=offers)
+    full = best_alternative(current, alts, offers, accept=lambda p: True, catalog=offers)
     assert (fast is None) == (full is None)
     if fast is not None:
         assert objective_value(fast, need) == objective_value(full, need)

@@ -147,7 +147,9 @@ def cheaper_quantization_for(
     # streams shared by identical machines: the format may need them too (ranked on every
     # offer, ties broken in the filter's order as the recommendation's own ranking)
     every = rec.offers if current.need.stream_replicas else None
-    alternative = best_alternative(current, alternatives, offers, accept, every, rec.order)
+    alternative = best_alternative(
+        current, alternatives, offers, accept, every, rec.order, catalog=rec.offers
+    )
     return cheaper_quantization(current, alternative)
 
 

@@ -91,7 +91,7 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
     must give the same layout, vLLM arguments and price. Returns the differences (empty: the
     plan is gpuplan's own). ``offline`` reads the model from the registry or the Hugging Face
     cache only; a model that cannot be read raises ``PlanNotVerified`` saying why."""
-    from planner.decide.objective import validate_need
+    from planner.decide.checks import validate_need
     from planner.decide.rank import plan_offer
     from planner.errors import short
     from planner.offers.catalog import load_catalog

@@ -138,12 +138,14 @@ def layouts(
     gpus_per_node: int, multi_node: bool, max_nodes: int, need: Need | None = None
 ) -> list[Layout]:
     """Every layout of a node of ``gpus_per_node`` GPUs. With a ``need``, data-parallel replicas
-    are capped at what its load can use: an interactive load of N streams uses at most N
-    replicas; a batch job or a throughput target fills the node. ``need.tp`` pins the TP degree.
-    """
+    are capped at what its load can use: an interactive load of N streams, or a job of N
+    requests, uses at most N replicas; a throughput target or an unsized batch fills the node.
+    ``need.tp`` pins the TP degree."""
     cap = gpus_per_node
     if need is not None and not saturates(need):
         cap = need.concurrency
+    elif need is not None and need.job_requests:
+        cap = min(cap, need.job_requests)
     single = [
         Layout(tp=t, dp=min(gpus_per_node // t, cap))
         for t in range(1, gpus_per_node + 1)
@@ -249,6 +251,14 @@ def fit_layout(
     )  # fmt: skip
 
 
+def holds_model(cand: Candidate, gpu: GpuSpec, gpus_per_node: int, need: Need) -> bool:
+    """Whether one node of ``gpus_per_node`` x ``gpu`` starts the model with one request (the
+    GPU supports the format and one layout fits)."""
+    support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
+    return support.ok and _holds_model(cand, gpu, support, gpus_per_node, need)
+
+
+@lru_cache(maxsize=4096)
 def _holds_model(
     cand: Candidate, gpu: GpuSpec, support: Support, gpus_per_node: int, need: Need
 ) -> bool:
@@ -272,7 +282,7 @@ def feasible_fits(
     KV cache does not fit one node is served by machines with more GPUs, not by a pipeline
     over ordinary networking that the weights do not need."""
     if need.gpus is not None and gpus_per_node != need.gpus:
-        return (), f"{gpus_per_node} GPUs per machine, --gpus {need.gpus} asked"
+        return (), f"--gpus {need.gpus} asked; this machine has {gpus_per_node}"
     support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
     if not support.ok:
         return (), support.reason or "unsupported"

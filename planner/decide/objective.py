@@ -14,8 +14,12 @@ Workloads (Need.workload):
   without it.
 - ``batch``: an offline job. Figures are at saturation (the largest batch that fits, up to
   MAX_NUM_SEQS sequences) and the default objective is $ per 1M output tokens.
-- a throughput target (``target_output_tokens_per_s``): identical machines are added until the
-  target is met with ``replica_headroom``, each at saturation.
+- a throughput target (``target_output_tokens_per_s``, an online rate): identical machines are
+  added until their capacity meets the target with ``replica_headroom``; a machine's capacity is
+  its largest batch within the service level (the interactive default unless stated). Figures
+  are at the target itself: each replica runs the smallest batch that carries its share of it,
+  so $ per 1M output tokens is the $/h over the target, and each stream's speed is at that
+  batch. A job with a deadline (batch workload) runs at saturation instead: it pays per token.
 
 Replicas of an interactive load: when no single machine serves it (not the KV cache of
 ``concurrency`` full-context requests, or not the service level at that many streams), the
@@ -69,6 +73,7 @@ class Operating:
     itl_s: float  # between one stream's tokens with `batch` streams in flight (TPOT)
     ttft_s: float
     machine_tokens_per_s: float  # output tokens/s of one machine (all its DP replicas)
+    capacity_tokens_per_s: float | None = None  # a target's, per machine (see operate_with)
     # with stream replicas: stream_cap's (streams, bound) when operate worked it out (it is a
     # bisection over the speed model; each plan's note reads it again)
     cap: tuple[int, str] | None = None
@@ -80,6 +85,10 @@ class Operating:
     @property
     def tokens_per_s(self) -> float:
         return self.machine_tokens_per_s * self.replicas
+
+    @property
+    def capacity(self) -> float:  # output tokens/s all machines serve at most
+        return (self.capacity_tokens_per_s or self.machine_tokens_per_s) * self.replicas
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,32 +109,64 @@ def spreads(need: Need) -> bool:
     return need.stream_replicas and not saturates(need)
 
 
+def online_target(need: Need) -> bool:
+    """A throughput target of an online service (not a job): figures at the target, and the
+    service level applies."""
+    return bool(need.target_output_tokens_per_s) and need.workload != BATCH_WORKLOAD
+
+
+def _meets_level(fit: Fit, need: Need, min_tps: float, batch: int) -> bool:
+    """``min_tps`` per stream at ``batch``, on the rounded figure static_violation reads."""
+    itl = loaded_token_latency_s(fit.load, fit.hw, batch, need.prompt_tokens, need.output_tokens)
+    return round(1 / itl, 2) >= min_tps
+
+
+def level_batch(fit: Fit, need: Need, cap: int) -> int:
+    """The largest batch up to ``cap`` whose streams meet the service level (bisection: a stream
+    only slows as the batch grows); ``cap`` when none applies, it meets it or even one stream
+    misses it (static_violation then says why)."""
+    min_tps, _ = service_level(need)
+    if min_tps is None or cap < 1:
+        return cap
+    if _meets_level(fit, need, min_tps, cap) or not _meets_level(fit, need, min_tps, 1):
+        return cap
+    lo, hi = 1, cap  # meets at lo, not at hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _meets_level(fit, need, min_tps, mid) else (lo, mid)
+    return lo
+
+
+def rate_batch(fit: Fit, need: Need, rate: float, cap: int) -> int:
+    """The smallest batch up to ``cap`` at which one vLLM replica serves ``rate`` output
+    tokens/s (throughput only grows with the batch), or ``cap`` when none does."""
+    prompt, output = need.prompt_tokens, need.output_tokens
+
+    def serves(batch: int) -> bool:
+        return output_tokens_per_s(fit.load, fit.hw, batch, prompt, output) >= rate
+
+    if cap <= 1 or serves(1):
+        return min(cap, 1)
+    if not serves(cap):
+        return cap
+    lo, hi = 1, cap  # serves at hi, not at lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if serves(mid) else (mid, hi)
+    return hi
+
+
 def stream_cap(fit: Fit, need: Need) -> tuple[int, str]:
     """The most streams one vLLM replica of ``fit`` serves under ``need`` and what bounds it:
     "memory" (full-context requests its KV cache holds), "max-num-seqs" (the sequences vLLM
     schedules at once: more would queue) or "service level" (the largest batch whose
-    per-stream speed meets it, found by bisection: a stream only slows as the batch grows).
-    When even one stream misses the service level, replicas cannot help, and the memory bound
-    stands (static_violation then says why the plan fails)."""
+    per-stream speed meets it). When even one stream misses the service level, replicas
+    cannot help, and the memory bound stands (static_violation then says why the plan fails)."""
     cap, limit = fit.max_per_replica, "memory"
     if fit.max_batch < cap:
         cap, limit = fit.max_batch, "max-num-seqs"
-    min_tps, _ = service_level(need)
-    if min_tps is None or cap < 1:
-        return cap, limit
-    prompt, output = need.prompt_tokens, need.output_tokens
-
-    def meets(batch: int) -> bool:  # as static_violation reads it, on the rounded figure
-        itl = loaded_token_latency_s(fit.load, fit.hw, batch, prompt, output)
-        return round(1 / itl, 2) >= min_tps
-
-    if meets(cap) or not meets(1):
-        return cap, limit
-    lo, hi = 1, cap  # meets(lo), not meets(hi)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if meets(mid) else (lo, mid)
-    return lo, "service level"
+    best = level_batch(fit, need, cap)
+    return (cap, limit) if best == cap else (best, "service level")
 
 
 def operate(fit: Fit, need: Need) -> Operating:
@@ -145,9 +186,13 @@ def operate_with(fit: Fit, need: Need, machines: int) -> Operating:
     lay = fit.layout
     needed = math.ceil(need.concurrency / (machines * lay.dp))
     prompt, output = need.prompt_tokens, need.output_tokens
-    replicas = machines
+    replicas, capacity = machines, None
     if saturates(need):
         batch = fit.max_batch
+        if need.job_requests:  # a job never has more requests in flight than it has
+            batch = max(1, min(batch, math.ceil(need.job_requests / lay.dp)))
+        if online_target(need):  # a machine's capacity: its batch within the service level
+            batch = level_batch(fit, need, batch)
         machine = lay.dp * output_tokens_per_s(fit.load, fit.hw, batch, prompt, output)
     else:
         # Each stream gets the speed of the busiest replica's share of the load.
@@ -157,12 +202,18 @@ def operate_with(fit: Fit, need: Need, machines: int) -> Operating:
     if need.target_output_tokens_per_s:
         wanted = need.target_output_tokens_per_s * (1 + need.replica_headroom)
         replicas = max(1, math.ceil(wanted / machine))
+        if online_target(need):  # figures at the target: each replica carries its share
+            capacity = machine
+            share = need.target_output_tokens_per_s / (replicas * lay.dp)
+            batch = rate_batch(fit, need, share, batch)
+            machine = need.target_output_tokens_per_s / replicas
     # What one stream sees between its tokens with `batch` streams in flight on its replica:
     # the decode step at that batch plus the prefills of the requests that replace finished
     # ones (chunked prefill shares the steps), as serving benchmarks report TPOT. The service
     # level is checked on it, so it must not be the speed of a stream alone on the GPU.
     itl = loaded_token_latency_s(fit.load, fit.hw, batch, prompt, output)
-    return Operating(fit, replicas, batch, itl, prefill_s(fit.load, fit.hw, prompt), machine)
+    ttft = prefill_s(fit.load, fit.hw, prompt)
+    return Operating(fit, replicas, batch, itl, ttft, machine, capacity)
 
 
 def _per_million(usd_per_hour: float, output_tokens_per_s: float) -> float:
@@ -305,7 +356,7 @@ def service_level(need: Need) -> tuple[float | None, float | None]:
     """(min tokens/s per stream, max TTFT ms) the plan must meet: the user's, else for an
     interactive load the documented default."""
     min_tps, max_ttft = need.min_tokens_per_s, need.max_ttft_ms
-    if need.default_service_level and not saturates(need):
+    if need.default_service_level and (online_target(need) or not saturates(need)):
         min_tps = DEFAULT_MIN_TOKENS_PER_S if min_tps is None else min_tps
         max_ttft = DEFAULT_MAX_TTFT_MS if max_ttft is None else max_ttft
     return min_tps, max_ttft
@@ -394,9 +445,8 @@ def replicas_note(op: Operating, est: Estimate, need: Need) -> str | None:
         if need.deadline_hours:
             what = f"{_job(need)} ({need.target_output_tokens_per_s:,.0f} output tokens/s)"
         return (
-            f"{est.replicas} identical replica(s) for {what}: "
-            f"{est.aggregate_output_tokens_per_s:,.0f} tokens/s, "
-            f"{est.target_headroom_pct:+.0f}% headroom"
+            f"{est.replicas} identical replica(s) for {what}: capacity "
+            f"{op.capacity:,.0f} tokens/s, {est.target_headroom_pct:+.0f}% headroom"
         )
     if est.replicas > 1:
         share = math.ceil(need.concurrency / est.replicas)
@@ -448,7 +498,7 @@ def build_estimate(op: Operating, offer: Offer, price: float, need: Need) -> Est
     setup = round((offer.setup_fee_usd or 0) * machines, 2) if monthly is not None else None
     headroom = job_hours = job_usd = None
     if need.target_output_tokens_per_s:
-        headroom = round((agg / need.target_output_tokens_per_s - 1) * 100, 1)
+        headroom = round((op.capacity / need.target_output_tokens_per_s - 1) * 100, 1)
     if need.job_requests:  # the tokens at the aggregate rate, and never under one request
         hours = max(need.job_requests * need.output_tokens / agg, _request_s(fig, need)) / 3600
         job_hours, job_usd = round(hours, 2), round(hours * usd, 2)
@@ -468,41 +518,3 @@ def build_estimate(op: Operating, offer: Offer, price: float, need: Need) -> Est
         replicas=op.replicas, target_headroom_pct=headroom, job_hours=job_hours,
         job_usd=job_usd,
     )  # fmt: skip
-
-
-def validate_need(need: Need) -> None:
-    if need.objective not in OBJECTIVES:
-        raise UsageError(f"unknown objective '{need.objective}'", f"valid: {', '.join(OBJECTIVES)}")
-    if need.workload not in WORKLOADS:
-        raise UsageError(f"unknown workload '{need.workload}'", f"valid: {', '.join(WORKLOADS)}")
-    if need.target_output_tokens_per_s is not None and need.target_output_tokens_per_s <= 0:
-        raise UsageError("the throughput target must be positive")
-    if need.replica_headroom < 0:
-        raise UsageError("replica headroom must be >= 0")
-    if need.job_requests is not None and need.workload != BATCH_WORKLOAD:
-        raise UsageError("a job size (job-requests) needs the batch workload")
-    if need.deadline_hours is not None and (not need.job_requests or need.deadline_hours <= 0):
-        raise UsageError("a deadline needs a job size (job-requests) and a positive duration")
-    if need.job_requests is not None and need.job_requests <= 0:
-        raise UsageError("job-requests must be positive")
-    names = (
-        "context",
-        "concurrency",
-        "prompt_tokens",
-        "output_tokens",
-        "max_nodes",
-        "max_replicas",
-    )
-    for name in names:
-        if getattr(need, name) <= 0:
-            raise UsageError(f"{name.replace('_', '-')} must be positive")
-    for name in ("gpus", "tp"):
-        value = getattr(need, name)
-        if value is not None and value <= 0:
-            raise UsageError(f"--{name} must be positive")
-    if need.prompt_tokens + need.output_tokens > need.context:
-        raise UsageError(
-            f"prompt ({need.prompt_tokens}) + output ({need.output_tokens}) tokens exceed "
-            f"--context {need.context}",
-            "raise --context or shorten the workload",
-        )

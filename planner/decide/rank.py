@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import re
 import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import itemgetter
 
+from planner.decide.checks import check_context, check_tp, no_feasible_offer, validate_need
 from planner.decide.fit import (
     MAX_NUM_SEQS,
     MULTI_NODE_PROVIDERS,
     Candidate,
     candidates_for,
     feasible_fits,
+    holds_model,
 )
 from planner.decide.lazyplans import FIRST_PLANS, LazyPlans, Rejection, Rejections
 from planner.decide.objective import (
@@ -40,11 +41,9 @@ from planner.decide.objective import (
     priced_order,
     saturates,
     static_violation,
-    validate_need,
 )
 from planner.decide.plan import Need, Plan
 from planner.decide.planbuild import make_plan, vllm_args
-from planner.errors import NoFeasibleOfferError, UsageError
 from planner.gcpause import cyclic_gc_paused
 from planner.offers.gpus import GpuSpec, gpu_table
 from planner.offers.offer import Offer
@@ -91,11 +90,29 @@ _Keys = Callable[[list[int]], list[typing.Any]] | None  # positions -> their ord
 _POS, _IDX, _OP, _PRICE = 7, 9, 10, 11
 
 
-def _group_for(cands: list[Candidate], gpu: GpuSpec, count: int, multi: bool, need: Need) -> _Group:
+PIPELINE_NOT_NEEDED = (
+    "one node in the catalog holds the model ({}): pipeline parallel across nodes is planned "
+    "only for models no node holds"
+)
+
+
+def _group_for(
+    cands: list[Candidate],
+    gpu: GpuSpec,
+    count: int,
+    multi: bool,
+    need: Need,
+    held: dict[int, str] | None = None,
+) -> _Group:
+    """The machine group's options; ``held``: candidates (by index) that some single node of
+    the catalog holds, with that node, which get no pipeline over several nodes."""
     options: list[tuple[tuple[float, ...], int, Operating]] = []
     reasons: list[str] = []
+    held = held or {}
     for idx, cand in enumerate(cands):
-        fits, why = feasible_fits(cand, gpu, count, multi, need)
+        fits, why = feasible_fits(cand, gpu, count, multi and idx not in held, need)
+        if not fits and multi and idx in held:
+            why = f"{why}; {PIPELINE_NOT_NEEDED.format(held[idx])}"
         if not fits:
             reasons.append(f"{cand.fmt.name}: {why}")
             continue
@@ -140,13 +157,20 @@ class _Picker:
     from the table's columns: an Offer is built only for a plan or a rejection."""
 
     def __init__(
-        self, cands: list[Candidate], need: Need, offers: OfferTable, order_keys: _Keys = None
+        self,
+        cands: list[Candidate],
+        need: Need,
+        offers: OfferTable,
+        order_keys: _Keys = None,
+        held: dict[int, str] | None = None,
     ) -> None:
         self.cands, self.need, self.offers, self.order_keys = cands, need, offers, order_keys
         self.groups: dict[tuple[str, int, bool], _Group] = {}
         self.labels: list[_Labels] = [_Labels() for _ in cands]
         self._work: tuple[list[tuple[_Group, list[int]]], list[tuple[int, str]]] | None = None
         self.prices: list[typing.Any] = []  # $/h (None: no price) by position
+        # candidates one node of the catalog holds (held_candidates; default: of ``offers``)
+        self.held = held if held is not None else held_candidates(cands, offers, need)
 
     def group(self, gpu_id: str, gpu_count: int, provider: str) -> _Group | str:
         gpu = gpu_table().get(gpu_id)
@@ -160,7 +184,7 @@ class _Picker:
         key = (gpu_id, gpu_count, provider in MULTI_NODE_PROVIDERS)
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = _group_for(self.cands, gpu, *key[1:], self.need)
+            group = self.groups[key] = _group_for(self.cands, gpu, *key[1:], self.need, self.held)
         return group
 
     def live(self) -> tuple[list[tuple[_Group, list[int]]], list[tuple[int, str]]]:
@@ -328,15 +352,50 @@ MONTHLY_JOB = (
 )
 
 
-def plan_offer(cands: Iterable[Candidate], offer: Offer, need: Need) -> Plan | str:
-    """The best plan on one offer over candidates and layouts, or why none works."""
-    picker = _Picker(list(cands), need, OfferTable.from_offers([offer]))
+def held_candidates(
+    cands: Sequence[Candidate], offers: Iterable[Offer], need: Need
+) -> dict[int, str]:
+    """The candidates (by index) that one node of the catalog holds with one request, each
+    with such a node: no pipeline over several nodes is planned for them. The catalog is the
+    machines a plan could rent (a price, a GPU with a published speed, --gpus, and no monthly
+    rental for a job)."""
+    table = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
+    prices = table.effective_usd_per_hour(need.spot, need.horizon_months)
+    billing = table.column("billing") if need.job_requests else None
+    kinds = {
+        (gpu, count)
+        for pos, (gpu, count) in enumerate(table.tuples(("gpu", "gpu_count")))
+        if prices[pos] is not None and (billing is None or billing[pos] != "monthly")
+        and (need.gpus is None or count == need.gpus)
+    }  # fmt: skip
+    gpus, out = gpu_table(), {}
+    for idx, cand in enumerate(cands):
+        for gpu_id, count in sorted(kinds, key=lambda k: (k[1], k[0])):  # the smallest named
+            gpu = gpus.get(gpu_id)
+            if gpu is None or not (gpu.bf16_tflops_dense or gpu.fp16_tflops_dense):
+                continue
+            if holds_model(cand, gpu, count, need):
+                out[idx] = f"{count}x {gpu_id}"
+                break
+    return out
+
+
+def plan_offer(
+    cands: Iterable[Candidate], offer: Offer, need: Need, held: dict[int, str] | None = None
+) -> Plan | str:
+    """The best plan on one offer over candidates and layouts, or why none works (``held``:
+    held_candidates of the catalog the offer is from; default: of the offer alone)."""
+    picker = _Picker(list(cands), need, OfferTable.from_offers([offer]), held=held)
     picks, rejected, _ = picker.pick_all()
     return picker.plan(picks[0]) if picks else rejected[0][1]
 
 
 def rank_offers(
-    cands: list[Candidate], offers: Iterable[Offer], need: Need, order_keys: _Keys = None
+    cands: list[Candidate],
+    offers: Iterable[Offer],
+    need: Need,
+    order_keys: _Keys = None,
+    held: dict[int, str] | None = None,
 ) -> Ranking:
     """Every offer planned or rejected with a reason; plans strictly sorted by the objective
     (ties broken by speed, $/h, provider, instance, region, tier, layout, format, then the
@@ -345,17 +404,21 @@ def rank_offers(
     ranked from the start. When no offer serves the load, ranks again as
     objective.fallback_needs says (identical machines sharing the streams, then without the
     default service level); when nothing serves it even so, the rejections say why with
-    stream replicas, if they were tried."""
+    stream replicas, if they were tried. ``held``: held_candidates of the catalog the offers
+    come from (default: of the offers), which decides where a pipeline over nodes is planned."""
     validate_need(need)
+    check_tp(cands, need)
     offers = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
+    if held is None:
+        held = held_candidates(cands, offers, need)
     if need.spread and not need.stream_replicas and not saturates(need):
         need = dataclasses.replace(need, stream_replicas=True)
-    ranking = _rank(cands, offers, need, order_keys)
+    ranking = _rank(cands, offers, need, order_keys, held)
     if ranking.plans:
         return ranking
     capped = _capped(ranking, need)  # plans --max-replicas stopped on the way
     for fallback in fallback_needs(need):
-        again = _rank(cands, offers, fallback, order_keys)
+        again = _rank(cands, offers, fallback, order_keys, held)
         if again.plans:
             notes = capped
             if fallback.stream_replicas and not need.stream_replicas:
@@ -389,8 +452,10 @@ def _capped(ranking: Ranking, need: Need) -> list[str]:
     ]
 
 
-def _rank(cands: list[Candidate], offers: OfferTable, need: Need, order_keys: _Keys) -> Ranking:
-    picker = _Picker(cands, need, offers, order_keys)
+def _rank(
+    cands: list[Candidate], offers: OfferTable, need: Need, order_keys: _Keys, held: dict[int, str]
+) -> Ranking:
+    picker = _Picker(cands, need, offers, order_keys, held)
     with cyclic_gc_paused():  # a tuple per offer, none in a cycle
         fast = picker.pick_top(FIRST_PLANS)
         if fast is not None:
@@ -417,57 +482,11 @@ def recommend(
     cands: list[Candidate], offers: Iterable[Offer], need: Need, order_keys: _Keys = None
 ) -> Ranking:
     """rank_offers, raising NoFeasibleOfferError (exit 3) with the commonest reasons if empty."""
-    for cand in cands:
-        if need.context > cand.spec.max_position_embeddings:
-            raise UsageError(
-                f"--context {need.context} exceeds {cand.spec.name}'s max_position_embeddings "
-                f"({cand.spec.max_position_embeddings}); vLLM refuses it",
-                f"use --context {cand.spec.max_position_embeddings} or less",
-            )
+    check_context(cands, need)
     ranking = rank_offers(cands, offers, need, order_keys)
     if not ranking.plans:
-        from collections import Counter
-
-        if not ranking.rejected:
-            raise NoFeasibleOfferError(
-                "no offer matches the filters", "loosen --gpu / --providers / --regions"
-            )
-        # Reasons differ in their figures ("$/h 3.10 > --max-price 1"): count them by kind.
-        reasons = ranking.rejected.reasons
-        kinds = Counter(map(_reason_kind, reasons)).most_common(2)
-        example = {}
-        for reason in reasons:
-            example.setdefault(_reason_kind(reason), reason)
-        raise NoFeasibleOfferError(
-            f"no feasible offer among {len(ranking.rejected)}: "
-            + " | ".join(f"{n} x {example[kind][:160]}" for kind, n in kinds),
-            _hint_for(kinds[0][0]),
-        )
+        raise no_feasible_offer(ranking.rejected.reasons, len(ranking.rejected))
     return ranking
-
-
-def _reason_kind(reason: str) -> str:
-    return re.sub(r"\d[\d,.]*", "#", reason)
-
-
-_HINTS = (  # (text in the commonest rejection, what to try), first match wins
-    ("--max-price", "raise --max-price, or try --quant auto for a smaller checkpoint"),
-    ("needed to finish", "raise --max-replicas, or allow more time (--deadline-hours)"),
-    ("--max-replicas", "raise --max-replicas, or relax the load (--concurrency, --context)"),
-    ("--max-ttft", "relax --max-ttft, or shorten --prompt-tokens"),
-    ("--deadline-hours", "allow more time (--deadline-hours), or shorten --output-tokens"),
-    ("monthly rental", "include providers that rent by the hour, or drop --job-requests"),
-    ("--min-tokens-per-s", "relax --min-tokens-per-s, or allow more GPUs per machine"),
-    ("spot", "drop --spot: these offers have no spot price"),
-    ("no published dense", "choose another --gpu: this card's speed cannot be estimated"),
-)
-
-
-def _hint_for(kind: str) -> str:
-    for needle, hint in _HINTS:
-        if needle in kind:
-            return hint
-    return "try --quant auto, a smaller --context or --concurrency, or more GPUs per node"
 
 
 def best_alternatives(

@@ -27,7 +27,7 @@ from typing import Any
 from planner.decide.fit import MULTI_NODE_PROVIDERS, Candidate, candidates_for
 from planner.decide.objective import by_hour, improvement, resolved_objective, saturates
 from planner.decide.plan import Need, Plan
-from planner.decide.rank import plan_offer, rank_offers
+from planner.decide.rank import held_candidates, plan_offer, rank_offers
 from planner.model.footprint import resolve_format, weight_bytes
 from planner.model.quant import get_format
 from planner.model.values import ModelSpec
@@ -146,6 +146,7 @@ def best_alternative(
     accept: Callable[[Plan], bool] | None = None,
     every_offer: Iterable[Offer] | None = None,
     every_order: Callable[[list[int]], list[Any]] | None = None,
+    catalog: Iterable[Offer] | None = None,
 ) -> Plan | None:
     """The best plan of ``cands`` under ``current``'s need (service level never relaxed) that
     ``accept`` takes, or None. First on ``offers`` (screened) and on one machine: when
@@ -159,20 +160,25 @@ def best_alternative(
     (1 - MIN_SAVING) x the current $/h can win. Without ``accept``, kinds of machine (GPU,
     count, multi-node) are tried cheapest first and the search stops at the first price above
     the best plan found: the answer is one line of output and must not cost a second full
-    ranking. (``accept`` reads each offer's own facts, so it gets the plain ranking.)"""
+    ranking. (``accept`` reads each offer's own facts, so it gets the plain ranking.)
+    ``catalog``: every offer of the recommendation (default: ``every_offer``, else ``offers``),
+    whose nodes decide where a pipeline over nodes is planned, as for `--quant`."""
     # --spread asked for machines sharing the streams: the format is ranked as `--quant` with
     # --spread ranks it; otherwise on one machine first
     need = current.need if current.need.spread else replace(current.need, stream_replicas=False)
     cands, offers = list(cands), list(offers)
+    source = catalog if catalog is not None else every_offer
+    held = held_candidates(cands, source if source is not None else offers, need)
     if compared_measure(need) == "usd_per_hour":
         bound = current.estimate.usd_per_hour * (1 - MIN_SAVING)
         offers = [o for o in offers if _price(o, need) <= bound]  # screen_offers may not have run
         if accept is None:
-            offers = _as_cheap_as_the_best(cands, offers, need, bound)
-    found = _first(rank_offers(cands, offers, need).plans, need, accept)
+            offers = _as_cheap_as_the_best(cands, offers, need, bound, held)
+    found = _first(rank_offers(cands, offers, need, held=held).plans, need, accept)
     if found is not None or need.stream_replicas or every_offer is None:
         return found
-    return _first(rank_offers(cands, every_offer, need, every_order).plans, current.need, accept)
+    ranked = rank_offers(cands, every_offer, need, every_order, held)
+    return _first(ranked.plans, current.need, accept)
 
 
 def _first(
@@ -188,7 +194,7 @@ def _first(
 
 
 def _as_cheap_as_the_best(
-    cands: list[Candidate], offers: list[Offer], need: Need, bound: float
+    cands: list[Candidate], offers: list[Offer], need: Need, bound: float, held: dict[int, str]
 ) -> list[Offer]:
     """The offers priced at or below the best $/h any of them reaches (each offer is planned
     on its own, so the best plan among them is the best of all)."""
@@ -201,7 +207,7 @@ def _as_cheap_as_the_best(
     for price, o in sorted(cheapest.values(), key=lambda po: po[0]):
         if price > min(best, bound):
             break
-        plan = plan_offer(cands, o, need)  # a kind's cheapest offer gives its lowest $/h
+        plan = plan_offer(cands, o, need, held)  # a kind's cheapest offer: its lowest $/h
         if isinstance(plan, Plan):
             best = min(best, price * plan.machines)
     return [o for o in offers if _price(o, need) <= best] if best < math.inf else []

@@ -1,0 +1,133 @@
+"""Usage checks of a load against the model, and the refusal when no offer serves it (pure).
+
+A Need that cannot be meant (a TP degree the model does not divide by, a context longer than it
+takes, conflicting sizes) is a usage error (exit 2); a catalog where nothing serves a sound Need
+is NoFeasibleOfferError (exit 3), whose one line counts the commonest reasons by kind and whose
+hint fits the commonest."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from planner.decide.fit import BATCH_WORKLOAD, Candidate
+from planner.decide.objective import OBJECTIVES, WORKLOADS
+from planner.decide.plan import Need
+from planner.errors import NoFeasibleOfferError, UsageError
+from planner.model.footprint import tp_problem
+
+
+def validate_need(need: Need) -> None:
+    if need.objective not in OBJECTIVES:
+        raise UsageError(f"unknown objective '{need.objective}'", f"valid: {', '.join(OBJECTIVES)}")
+    if need.workload not in WORKLOADS:
+        raise UsageError(f"unknown workload '{need.workload}'", f"valid: {', '.join(WORKLOADS)}")
+    if need.target_output_tokens_per_s is not None and need.target_output_tokens_per_s <= 0:
+        raise UsageError("the throughput target must be positive")
+    if need.replica_headroom < 0:
+        raise UsageError("replica headroom must be >= 0")
+    if need.job_requests is not None and need.workload != BATCH_WORKLOAD:
+        raise UsageError("a job size (job-requests) needs the batch workload")
+    if need.deadline_hours is not None and (not need.job_requests or need.deadline_hours <= 0):
+        raise UsageError("a deadline needs a job size (job-requests) and a positive duration")
+    if need.job_requests is not None and need.job_requests <= 0:
+        raise UsageError("job-requests must be positive")
+    names = (
+        "context",
+        "concurrency",
+        "prompt_tokens",
+        "output_tokens",
+        "max_nodes",
+        "max_replicas",
+    )
+    for name in names:
+        if getattr(need, name) <= 0:
+            raise UsageError(f"{name.replace('_', '-')} must be positive")
+    for name in ("gpus", "tp"):
+        value = getattr(need, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name} must be positive")
+    if need.gpus is not None and need.tp is not None and need.gpus % need.tp:
+        raise UsageError(
+            f"--tp {need.tp} does not divide --gpus {need.gpus}",
+            "tensor parallel runs within one machine: give a TP degree that divides its GPUs",
+        )
+    if need.prompt_tokens + need.output_tokens > need.context:
+        raise UsageError(
+            f"prompt ({need.prompt_tokens}) + output ({need.output_tokens}) tokens exceed "
+            f"--context {need.context}",
+            "raise --context or shorten the workload",
+        )
+
+
+def check_context(cands: Sequence[Candidate], need: Need) -> None:
+    """A context longer than the model takes is a usage error: vLLM refuses it."""
+    for cand in cands:
+        if need.context > cand.spec.max_position_embeddings:
+            raise UsageError(
+                f"--context {need.context} exceeds {cand.spec.name}'s max_position_embeddings "
+                f"({cand.spec.max_position_embeddings}); vLLM refuses it",
+                f"use --context {cand.spec.max_position_embeddings} or less",
+            )
+
+
+def check_tp(cands: Sequence[Candidate], need: Need) -> None:
+    """A --tp pin that vLLM refuses for every format of the model is a usage error, not a
+    catalog without offers."""
+    if need.tp is None or not cands:
+        return
+    problems = [tp_problem(c.spec, c.fmt, c.qc, need.tp) for c in cands]
+    if all(problems):
+        spec = cands[0].spec
+        valid = [t for t in (1, 2, 4, 8) if not tp_problem(spec, cands[0].fmt, cands[0].qc, t)]
+        raise UsageError(
+            f"--tp {need.tp}: {problems[0]}",
+            f"valid TP degrees for this model include {', '.join(map(str, valid))}"
+            if valid
+            else "drop --tp",
+        )
+
+
+def no_feasible_offer(reasons: Sequence[str], offers: int) -> NoFeasibleOfferError:
+    """The refusal when no offer serves the load: the two commonest reasons by kind (reasons
+    differ in their figures, "$/h 3.10 > --max-price 1"), and the hint of the commonest."""
+    if not reasons:
+        return NoFeasibleOfferError(
+            "no offer matches the filters", "loosen --gpu / --providers / --regions"
+        )
+    kinds = Counter(map(_reason_kind, reasons)).most_common(2)
+    example: dict[str, str] = {}
+    for reason in reasons:
+        example.setdefault(_reason_kind(reason), reason)
+    return NoFeasibleOfferError(
+        f"no feasible offer among {offers}: "
+        + " | ".join(f"{n} x {example[kind][:160]}" for kind, n in kinds),
+        _hint_for(kinds[0][0]),
+    )
+
+
+def _reason_kind(reason: str) -> str:
+    return re.sub(r"\d[\d,.]*", "#", reason)
+
+
+_HINTS = (  # (text in the commonest rejection, what to try), first match wins
+    ("--max-price", "raise --max-price, or try --quant auto for a smaller checkpoint"),
+    ("needed to finish", "raise --max-replicas, or allow more time (--deadline-hours)"),
+    ("--max-replicas", "raise --max-replicas, or relax the load (--concurrency, --context)"),
+    ("--max-ttft", "relax --max-ttft, or shorten --prompt-tokens"),
+    ("--deadline-hours", "allow more time (--deadline-hours), or shorten --output-tokens"),
+    ("monthly rental", "include providers that rent by the hour, or drop --job-requests"),
+    ("--min-tokens-per-s", "relax --min-tokens-per-s, or allow more GPUs per machine"),
+    ("spot", "drop --spot: these offers have no spot price"),
+    ("no published dense", "choose another --gpu: this card's speed cannot be estimated"),
+    ("KV cache needs", "use --kv-cache-dtype auto, or choose another --gpu"),
+    ("--gpus", "no offer has that many GPUs per machine: give another --gpus, or drop it"),
+)
+
+
+def _hint_for(kind: str) -> str:
+    for needle, hint in _HINTS:
+        if needle in kind:
+            return hint
+    return "try --quant auto, a smaller --context or --concurrency, or more GPUs per node"
