@@ -18,6 +18,7 @@ import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from operator import itemgetter
 
 from planner.decide.checks import check_context, check_tp, no_feasible_offer, validate_need
@@ -169,8 +170,9 @@ class _Picker:
         self.labels: list[_Labels] = [_Labels() for _ in cands]
         self._work: tuple[list[tuple[_Group, list[int]]], list[tuple[int, str]]] | None = None
         self.prices: list[typing.Any] = []  # $/h (None: no price) by position
-        # candidates one node of the catalog holds (held_candidates; default: of ``offers``)
-        self.held = held if held is not None else held_candidates(cands, offers, need)
+        # candidates one node of the catalog holds (held_candidates; default: of ``offers``,
+        # worked out in live() from its prices)
+        self.held = held
 
     def group(self, gpu_id: str, gpu_count: int, provider: str) -> _Group | str:
         gpu = gpu_table().get(gpu_id)
@@ -203,6 +205,8 @@ class _Picker:
             monthly = {pos for pos, bill in enumerate(billing) if bill == "monthly"}
             prices = self.prices = [None if pos in monthly else p for pos, p in enumerate(prices)]
         unpriced, work, rejected = None in prices, [], []  # type: ignore[var-annotated]
+        if self.held is None:
+            self.held = held_candidates(self.cands, self.offers, need, prices)
         for kind, positions in buckets.items():
             group = self.group(*kind)
             if isinstance(group, str):
@@ -353,24 +357,28 @@ MONTHLY_JOB = (
 
 
 def held_candidates(
-    cands: Sequence[Candidate], offers: Iterable[Offer], need: Need
+    cands: Sequence[Candidate],
+    offers: Iterable[Offer],
+    need: Need,
+    prices: Sequence[float | None] | None = None,
 ) -> dict[int, str]:
     """The candidates (by index) that one node of the catalog holds with one request, each
     with such a node: no pipeline over several nodes is planned for them. The catalog is the
     machines a plan could rent (a price, a GPU with a published speed, --gpus, and no monthly
-    rental for a job)."""
+    rental for a job; ``prices``: their $/h if already known)."""
     table = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
-    prices = table.effective_usd_per_hour(need.spot, need.horizon_months)
+    if prices is None:
+        prices = table.effective_usd_per_hour(need.spot, need.horizon_months)
     billing = table.column("billing") if need.job_requests else None
-    kinds = {
-        (gpu, count)
-        for pos, (gpu, count) in enumerate(table.tuples(("gpu", "gpu_count")))
-        if prices[pos] is not None and (billing is None or billing[pos] != "monthly")
-        and (need.gpus is None or count == need.gpus)
-    }  # fmt: skip
+    priced = [price is not None for price in prices]
+    if billing is not None:
+        priced = [ok and bill != "monthly" for ok, bill in zip(priced, billing, strict=True)]
+    kinds = set(compress(table.tuples(("gpu", "gpu_count")), priced))
     gpus, out = gpu_table(), {}
     for idx, cand in enumerate(cands):
         for gpu_id, count in sorted(kinds, key=lambda k: (k[1], k[0])):  # the smallest named
+            if need.gpus is not None and count != need.gpus:
+                continue
             gpu = gpus.get(gpu_id)
             if gpu is None or not (gpu.bf16_tflops_dense or gpu.fp16_tflops_dense):
                 continue
@@ -409,8 +417,6 @@ def rank_offers(
     validate_need(need)
     check_tp(cands, need)
     offers = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
-    if held is None:
-        held = held_candidates(cands, offers, need)
     if need.spread and not need.stream_replicas and not saturates(need):
         need = dataclasses.replace(need, stream_replicas=True)
     ranking = _rank(cands, offers, need, order_keys, held)
@@ -453,7 +459,11 @@ def _capped(ranking: Ranking, need: Need) -> list[str]:
 
 
 def _rank(
-    cands: list[Candidate], offers: OfferTable, need: Need, order_keys: _Keys, held: dict[int, str]
+    cands: list[Candidate],
+    offers: OfferTable,
+    need: Need,
+    order_keys: _Keys,
+    held: dict[int, str] | None,
 ) -> Ranking:
     picker = _Picker(cands, need, offers, order_keys, held)
     with cyclic_gc_paused():  # a tuple per offer, none in a cycle
