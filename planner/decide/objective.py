@@ -110,8 +110,7 @@ def spreads(need: Need) -> bool:
 
 
 def online_target(need: Need) -> bool:
-    """A throughput target of an online service (not a job): figures at the target, and the
-    service level applies."""
+    """An online throughput target (not a job): figures at the target, service level applies."""
     return bool(need.target_output_tokens_per_s) and need.workload != BATCH_WORKLOAD
 
 
@@ -493,7 +492,8 @@ def build_estimate(op: Operating, offer: Offer, price: float, need: Need) -> Est
     agg = op.tokens_per_s
     total_factor = (need.prompt_tokens + need.output_tokens) / need.output_tokens
     streams = op.batch if spreads(need) else math.ceil(need.concurrency / fit.layout.dp)
-    used_kv = fit.kv_per_request * streams
+    used_kv = fit.kv_per_request * streams  # at saturation, the batch's typical requests:
+    used_kv = max(used_kv, fit.work_kv * op.batch) if saturates(need) else used_kv
     monthly = offer.monthly_price_usd * machines if offer.monthly_price_usd is not None else None
     setup = round((offer.setup_fee_usd or 0) * machines, 2) if monthly is not None else None
     headroom = job_hours = job_usd = None

@@ -33,6 +33,7 @@ from planner.decide.fit import (
 from planner.decide.lazyplans import FIRST_PLANS, LazyPlans, Rejection, Rejections
 from planner.decide.objective import (
     OBJECTIVES,
+    RELAXED_NOTE,
     Operating,
     build_estimate,
     fallback_needs,
@@ -435,9 +436,7 @@ def rank_offers(
                     "machines share them"
                 )
             if not fallback.default_service_level:
-                notes.append(
-                    "no offer meets the default interactive service level; ranked without it"
-                )
+                notes.append(RELAXED_NOTE)  # each plan says so too; shown once
             return dataclasses.replace(again, notes=(*again.notes, *notes))
         if fallback.stream_replicas and fallback.default_service_level:
             ranking = again  # its rejections say what stops replicas too (--max-replicas)

@@ -344,9 +344,7 @@ def recommendation_tables(
             )
         out.append(trade)
     out.append(Text(f"top plan: vllm serve {' '.join(first.vllm_args)}", style="dim"))
-    for note in getattr(ranking, "notes", ()):
-        out.append(Text(f"note: {note}", style="yellow"))
-    for note in dict.fromkeys(first.notes):
+    for note in dict.fromkeys((*getattr(ranking, "notes", ()), *first.notes)):  # each once
         out.append(Text(f"note: {note}", style="yellow"))
     if explain:
         out += explanation(ranking)
