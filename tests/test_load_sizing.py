@@ -444,3 +444,14 @@ def test_no_pipeline_over_nodes_when_another_node_of_the_catalog_holds_the_model
     assert [p.layout.pp for p in both.plans] == [1]
     assert "one node in the catalog holds the model (2x l4)" in both.rejected.reasons[0]
     assert brute_force_best(cands, [one_l4, two_l4], Need()) == both.plans[0].objective_value
+
+
+def test_a_batch_plan_counts_its_batchs_kv_cache():
+    """Review of issue 11: a batch plan at 150 sequences showed 22 GiB free per GPU, the
+    headroom of one full-context request; the batch's requests fill the KV cache."""
+    cands = planning_candidates("llama-3.1-8b", None)
+    e = recommend(cands, [offer("rtx-6000-ada", 1, 0.37)], Need(workload="batch")).plans[0].estimate
+    per_request = kv_gib_per_request("llama-3.1-8b", 1000 + 250)  # the typical request
+    assert e.batch > 100
+    assert e.kv_cache_gib_per_gpu == pytest.approx(e.batch * per_request, abs=0.02)
+    assert 0 <= e.memory_headroom_gib < 2 * per_request  # memory bounds this batch
