@@ -130,4 +130,7 @@ def _hint_for(kind: str) -> str:
     for needle, hint in _HINTS:
         if needle in kind:
             return hint
-    return "try --quant auto, a smaller --context or --concurrency, or more GPUs per node"
+    return (
+        "try --quant auto, a smaller --context or --concurrency, more GPUs per node, or a "
+        "higher --gpu-memory-utilization"
+    )
