@@ -410,6 +410,7 @@ def explanation(ranking: Any) -> list[Any]:
             + "; ".join(top.reasons)
         )
     )
+    lines += _missed_service_level(ranking)
     unit = {
         "cost-per-token": "cost per token",
         "cost": "$/h",
@@ -442,6 +443,39 @@ def explanation(ranking: Any) -> list[Any]:
             )
         )
     return lines
+
+
+SERVICE_LEVEL = ("(default service level)", "--min-tokens-per-s", "--max-ttft")
+
+
+def _missed_service_level(ranking: Any) -> list[Any]:
+    """The cheapest offer below the top plan's $/h that only the service level ruled out, if
+    any: a default or stated limit that decides the hardware should be visible."""
+    from rich.text import Text
+
+    top = ranking.plans[0]
+    need, ceiling = top.need, top.estimate.usd_per_hour
+    cheapest: tuple[float, Any] | None = None
+    for i, reason in enumerate(ranking.rejected.reasons):
+        if not any(mark in reason for mark in SERVICE_LEVEL):
+            continue
+        rejection = ranking.rejected[i]
+        price = rejection.offer.effective_usd_per_hour(
+            spot=need.spot, horizon_months=need.horizon_months
+        )
+        if price is not None and price < ceiling and (cheapest is None or price < cheapest[0]):
+            cheapest = (price, rejection)
+    if cheapest is None:
+        return []
+    price, rejection = cheapest
+    o = rejection.offer
+    return [
+        Text(
+            f"  the service level decided it: {o.provider} {o.instance_type} "
+            f"({o.gpu_count}x {o.gpu}) costs ${price:.2f}/h but {rejection.reason[:200]}; "
+            "--min-tokens-per-s / --max-ttft state your own"
+        )
+    ]
 
 
 def models_table(rows: list[dict[str, Any]]) -> Any:
