@@ -211,12 +211,9 @@ class Settings:
             self.target_rps * self.output_tokens if self.target_rps else None
         ) or self.target_output_tokens_per_s
         values = {k.need_field: getattr(self, name) for name, k in KEYS.items() if k.need_field}
-        if "concurrency" in self.sources:  # streams in flight: an interactive load only
-            other = next((key for key in ("target_rps", "target_output_tokens_per_s",
-                          "job_requests") if getattr(self, key) is not None), None)  # fmt: skip
-            if other is None and self.workload == "batch":
-                other = "workload"
-            if other is not None:
+        other = self._other_load()
+        if other is not None:  # streams in flight are an interactive load only
+            if _rank_of(self.sources["concurrency"]) >= _rank_of(self.sources.get(other, "")):
                 raise UsageError(
                     f"concurrency ({self.sources['concurrency']}) is an interactive load of N "
                     f"streams, but {other} ({self.sources.get(other, 'set')}) declares another "
@@ -224,6 +221,8 @@ class Settings:
                     "drop one of them: a throughput target sizes the replicas to it, a batch "
                     "job runs at the largest batch that fits",
                 )
+            # a load given with more precedence (flag > variable > file) replaces it
+            values["concurrency"] = default_of("concurrency")
         if self.job_requests is not None:
             if self.workload != "batch" and "workload" in self.sources:
                 raise UsageError(
@@ -249,9 +248,23 @@ class Settings:
         # machines share the streams of an interactive load only
         return replace(need, spread=False) if saturates(need) else need
 
+    def _other_load(self) -> str | None:
+        """The setting that declares a load other than ``concurrency`` streams (a throughput
+        target, a job, the batch workload) when concurrency is also set to more than one."""
+        if "concurrency" not in self.sources or self.concurrency == default_of("concurrency"):
+            return None
+        keys = ("target_rps", "target_output_tokens_per_s", "job_requests")
+        other = next((key for key in keys if getattr(self, key) is not None), None)
+        return other or ("workload" if self.workload == "batch" else None)
+
     def from_toml(self) -> list[str]:
         """The keys whose value came from gpuplan.toml (to say so)."""
         return [k for k, src in self.sources.items() if src.endswith(".toml")]
+
+
+def _rank_of(source: str) -> int:
+    """Precedence of where a value came from: flag 3 > GPUPLAN_ variable 2 > file 1."""
+    return 3 if source.startswith("--") else 2 if source.startswith("GPUPLAN_") else 1
 
 
 def check_need(need: Need, source: str) -> None:
@@ -421,7 +434,7 @@ model = {json.dumps(model)}   # registry name, Hugging Face id or local folder
 
 [workload]
 context = {default_of("context")}                # longest request (vLLM --max-model-len)
-concurrency = {default_of("concurrency")}               # requests of `context` tokens at once
+# concurrency = 8               # requests of `context` tokens at once (default 1)
 prompt_tokens = {default_of("prompt_tokens")}          # typical prompt and answer (speed, cost)
 output_tokens = {default_of("output_tokens")}
 # kv_cache_dtype = "fp8"

@@ -57,6 +57,34 @@ def test_recommend_reads_toml_and_says_so(cli, repo):
     assert r.stderr.startswith("reading gpuplan.toml (model, context, concurrency, providers")
 
 
+def test_another_load_replaces_a_concurrency_of_less_precedence(cli, repo, monkeypatch):
+    """The toml's `concurrency = 3` and a target or a job on the command line: the flag's load
+    wins (flag > variable > file), as for any setting; given at the same level or above the
+    other load, --concurrency is refused (exit 2): the two declare different loads."""
+    for flags in (["--target-rps", "2"], ["--job-requests", "1000"], ["--workload", "batch"]):
+        assert (
+            need_of(cli("recommend", *flags, "--format", "json", "--top", "1"))["concurrency"] == 1
+        ), flags
+    monkeypatch.setenv("GPUPLAN_WORKLOAD", "batch")
+    r = cli("recommend", "--concurrency", "8")
+    assert r.exit_code == 2 and "declares another load" in r.output
+    monkeypatch.delenv("GPUPLAN_WORKLOAD")
+    toml(repo / "gpuplan.toml", (repo / "gpuplan.toml").read_text().replace(
+        "concurrency = 3\n", "concurrency = 3\njob_requests = 1000\n"))  # fmt: skip
+    r = cli("recommend")
+    assert r.exit_code == 2 and "concurrency (" in r.output and "job_requests (" in r.output
+
+
+def test_an_init_project_takes_a_target_or_a_job(cli, tmp_path, monkeypatch):
+    """`gpuplan init` leaves concurrency at its default: a target or a job given later is the
+    load, not a conflict with the template."""
+    monkeypatch.chdir(tmp_path)
+    assert cli("init", "--model", "llama-3.1-8b").exit_code == 0
+    for flags in (["--target-rps", "2"], ["--job-requests", "1000"]):
+        r = cli("recommend", *flags, "--top", "1")
+        assert r.exit_code == 0, r.output
+
+
 def test_recommend_precedence_flag_over_env_over_toml(cli, repo, monkeypatch):
     monkeypatch.setenv("GPUPLAN_CONTEXT", "4096")
     monkeypatch.setenv("GPUPLAN_CONCURRENCY", "2")
