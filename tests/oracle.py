@@ -55,8 +55,13 @@ def _feasible(
         if need.gpus is not None and o.gpu_count != need.gpus:
             continue
         usable.append((o, gpu, price))
+    cap = need.max_price_usd_per_hour  # a node over --max-price cannot be the plan
     held = [
-        any(node_holds_model(cand, gpu, o.gpu_count, need) for o, gpu, _ in usable)
+        any(
+            node_holds_model(cand, gpu, o.gpu_count, need)
+            for o, gpu, price in usable
+            if cap is None or price <= cap
+        )
         for cand in cands
     ]
     for o, gpu, price in usable:

@@ -442,8 +442,14 @@ def test_no_pipeline_over_nodes_when_another_node_of_the_catalog_holds_the_model
     assert alone and alone[0].layout.pp == 2  # no node holds it: the pipeline is the plan
     both = recommend(cands, [one_l4, two_l4], Need())
     assert [p.layout.pp for p in both.plans] == [1]
-    assert "one node in the catalog holds the model (2x l4)" in both.rejected.reasons[0]
+    assert both.rejected.reasons[0].startswith("fp8: one node in the catalog holds the model")
+    assert "(2x l4)" in both.rejected.reasons[0]
     assert brute_force_best(cands, [one_l4, two_l4], Need()) == both.plans[0].objective_value
+    # a node over --max-price is not one the plan could rent: the pipeline stays possible
+    capped = Need(max_price_usd_per_hour=1.5)
+    under = recommend(cands, [one_l4, two_l4], capped).plans
+    assert [p.layout.pp for p in under] == [2]
+    assert brute_force_best(cands, [one_l4, two_l4], capped) == under[0].objective_value
 
 
 def test_a_batch_plan_counts_its_batchs_kv_cache():

@@ -20,7 +20,7 @@ from planner.decide.suggest import (
 )
 from planner.errors import NoFeasibleOfferError
 from planner.model.sources import load_model_spec, quantized_variants
-from tests.test_recommend import offer, random_catalog
+from tests.test_recommend import offer, planning_candidates, random_catalog
 
 CIDR = "203.0.113.7/32"
 
@@ -293,3 +293,18 @@ def test_fp8_shares_the_streams_between_fewer_machines():
     assert (sug.value, sug.current_value) == (60.0, 80.0) and sug.saving == pytest.approx(0.25)
     # 400 streams: both need 3 machines, nothing cheaper to suggest
     assert suggest("llama-3.1-70b", [eight], Need(concurrency=400))[1] is None
+
+
+def test_the_spread_suggestion_plans_no_pipeline_when_a_node_holds_the_model():
+    """Review of issue 11: the --spread suggestion ranked a price-screened part of the
+    catalog, in which no node held Qwen3-30B-A3B FP8, and suggested 2 x (1x L4 TP1 x PP2)
+    while a 2x L4 machine of the catalog holds it: the rule is decided on every offer."""
+    from planner.decide.suggest import cheaper_spread
+
+    cands = planning_candidates("qwen3-30b-a3b", "fp8")
+    offers = [offer("l4", 1, 0.30, provider="gcp", name="one"),
+              offer("l4", 2, 2.00, provider="gcp", name="two")]  # fmt: skip
+    current = recommend(cands, offers, Need(concurrency=12, context=2048, max_nodes=2)).plans[0]
+    assert current.offer.instance_type == "two" and current.layout.pp == 1
+    found = cheaper_spread(current, cands, offers)
+    assert found is None or found.plan.layout.pp == 1

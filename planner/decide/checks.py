@@ -122,6 +122,11 @@ _HINTS = (  # (text in the commonest rejection, what to try), first match wins
     ("spot", "drop --spot: these offers have no spot price"),
     ("no published dense", "choose another --gpu: this card's speed cannot be estimated"),
     ("KV cache needs", "use --kv-cache-dtype auto, or choose another --gpu"),
+    (
+        "one node in the catalog holds",
+        "the machines that hold the model are rejected for "
+        "their own reasons: see them with --format json, or relax the load",
+    ),
     ("--gpus", "no offer has that many GPUs per machine: give another --gpus, or drop it"),
 )
 

@@ -114,7 +114,7 @@ def _group_for(
     for idx, cand in enumerate(cands):
         fits, why = feasible_fits(cand, gpu, count, multi and idx not in held, need)
         if not fits and multi and idx in held:
-            why = f"{why}; {PIPELINE_NOT_NEEDED.format(held[idx])}"
+            why = f"{PIPELINE_NOT_NEEDED.format(held[idx])}; {why}"
         if not fits:
             reasons.append(f"{cand.fmt.name}: {why}")
             continue
@@ -365,13 +365,14 @@ def held_candidates(
 ) -> dict[int, str]:
     """The candidates (by index) that one node of the catalog holds with one request, each
     with such a node: no pipeline over several nodes is planned for them. The catalog is the
-    machines a plan could rent (a price, a GPU with a published speed, --gpus, and no monthly
-    rental for a job; ``prices``: their $/h if already known)."""
+    machines a plan could rent (a price within --max-price, a GPU with a published speed,
+    --gpus, and no monthly rental for a job; ``prices``: their $/h if already known)."""
     table = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
     if prices is None:
         prices = table.effective_usd_per_hour(need.spot, need.horizon_months)
     billing = table.column("billing") if need.job_requests else None
-    priced = [price is not None for price in prices]
+    cap = need.max_price_usd_per_hour  # a node over --max-price cannot be the plan
+    priced = [price is not None and (cap is None or price <= cap) for price in prices]
     if billing is not None:
         priced = [ok and bill != "monthly" for ok, bill in zip(priced, billing, strict=True)]
     kinds = set(compress(table.tuples(("gpu", "gpu_count")), priced))

@@ -264,6 +264,7 @@ def cheaper_spread(
         return None
     shared = replace(need, stream_replicas=True, spread=True)  # as --spread ranks it
     table = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
+    held = held_candidates(list(cands), table, shared)  # on every offer, before the screen
     keep: Sequence[int] = range(len(table))
     if measure == "usd_per_hour":
         bound = current.estimate.usd_per_hour * (1 - MIN_SAVING) / 2
@@ -273,6 +274,6 @@ def cheaper_spread(
     if not len(table):
         return None
     keys = None if order is None else (lambda ps: order([keep[p] for p in ps]))
-    ranked = rank_offers(list(cands), table, shared, keys).plans
+    ranked = rank_offers(list(cands), table, shared, keys, held).plans
     found = _first(ranked, shared, lambda p: p.estimate.replicas > 1 and (not accept or accept(p)))
     return None if found is None else _saving(Cheaper, current, found, measure)
