@@ -22,14 +22,8 @@ from planner.decide.fit import (
     fit_layout,
     layouts,
 )
-from planner.decide.objective import (
-    build_estimate,
-    objective_value,
-    operate,
-    operate_with,
-    uses_default_service_level,
-    violation,
-)
+from planner.decide.load import operate, operate_with, uses_default_service_level
+from planner.decide.objective import build_estimate, objective_value, violation
 from planner.decide.plan import Estimate, Need
 from planner.decide.support import check_support
 from planner.model.footprint import default_max_num_seqs

@@ -411,7 +411,7 @@ def test_a_targets_capacity_is_its_largest_batch_within_the_service_level(model,
     replicas is the largest batch at which each stream still gets 20 tok/s, checked here by a
     linear scan against operate's bisection."""
     from planner.decide.fit import feasible_fits
-    from planner.decide.objective import operate
+    from planner.decide.load import operate
     from planner.decide.perf import loaded_token_latency_s, output_tokens_per_s
 
     need = Need(target_output_tokens_per_s=300)

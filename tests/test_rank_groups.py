@@ -19,11 +19,11 @@ from dataclasses import replace
 import pytest
 
 from planner.decide.fit import feasible_fits
+from planner.decide.load import operate
 from planner.decide.objective import (
     OBJECTIVES,
     PricedPoint,
     objective_value,
-    operate,
     priced_order,
     tie_break,
 )

@@ -208,7 +208,7 @@ def fit_layout(
     )
     per_replica = max(0, free // kv_req) if free > 0 else 0
     # With stream replicas, identical machines share an interactive load's streams
-    # (objective.operate sizes them): one machine need only hold one request; otherwise it
+    # (load.operate sizes them): one machine need only hold one request; otherwise it
     # holds them all (a batch job or a throughput target never shares streams).
     shared = need.stream_replicas and not saturates(need)
     streams = math.ceil(need.concurrency / layout.dp)  # on one vLLM replica of one machine

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from planner.decide.fit import Candidate
-from planner.decide.objective import RELAXED_NOTE, Operating, objective_value, replicas_note
+from planner.decide.load import Operating
+from planner.decide.objective import RELAXED_NOTE, objective_value, replicas_note
 from planner.decide.plan import Estimate, Need, Plan
 from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer

@@ -31,13 +31,12 @@ from planner.decide.fit import (
     holds_model,
 )
 from planner.decide.lazyplans import FIRST_PLANS, LazyPlans, Rejection, Rejections
+from planner.decide.load import Operating, operate
 from planner.decide.objective import (
     OBJECTIVES,
     RELAXED_NOTE,
-    Operating,
     build_estimate,
     fallback_needs,
-    operate,
     order_key,
     price_violation,
     priced_order,

@@ -365,7 +365,7 @@ def _objective_label(need: Any) -> str:
 
 def _load_label(need: Any) -> str:
     """Which load the figures are at (the table says so)."""
-    from planner.decide.objective import service_level
+    from planner.decide.load import service_level
 
     if need.deadline_hours:
         return (

@@ -1,0 +1,192 @@
+"""A fitted layout under the user's declared load (pure): how many streams one vLLM replica
+serves, at which batch, how many identical machines, and the service level it must meet.
+
+- An interactive load of ``concurrency`` streams: each vLLM replica serves its share; with
+  stream replicas (Need.stream_replicas), the fewest identical machines whose share each
+  replica holds in memory and serves within the service level (stream_cap).
+- A batch job at saturation: the largest batch that fits, never more requests than the job has.
+- An online throughput target: replicas sized by each machine's capacity within the service
+  level (level_batch); figures at the target, each replica at the smallest batch that carries
+  its share (rate_batch). A job with a deadline sizes replicas to it at saturation.
+
+planner/decide/objective.py prices and scores the result."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from planner.decide.fit import BATCH_WORKLOAD, Fit, saturates
+from planner.decide.perf import loaded_token_latency_s, output_tokens_per_s, prefill_s
+from planner.decide.plan import Need
+
+# The default service level of an interactive load. TTFT within 2 s is MLPerf Inference's
+# Server-scenario bound for Llama-2-70B (TTFT p99 < 2 s, TPOT p99 < 200 ms; e.g. the AMD
+# v4.1 result https://github.com/mlcommons/inference_results_v4.1/blob/a2f5d66d17e8f75c02fd74dfe810ecca6a046696/closed/AMD/results/1xMI300X_2xEPYC-9374F/llama2-70b-99.9/Server/performance/run_1/mlperf_log_summary.txt
+# read 2026-11-30). Its 5 tokens/s per stream is slower than people read, so the default asks
+# for 20 tokens/s (50 ms between tokens, about four times a fast reader's pace): an
+# assumption, stated in the README, that a chat user accepts it.
+DEFAULT_MIN_TOKENS_PER_S = 20.0
+DEFAULT_MAX_TTFT_MS = 2000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Operating:
+    """A fit under the declared load (before prices)."""
+
+    fit: Fit
+    replicas: int  # identical machines (a throughput target, or streams one machine can't serve)
+    batch: int  # sequences one vLLM replica serves at the load
+    itl_s: float  # between one stream's tokens with `batch` streams in flight (TPOT)
+    ttft_s: float
+    machine_tokens_per_s: float  # output tokens/s of one machine (all its DP replicas)
+    capacity_tokens_per_s: float | None = None  # a target's, per machine (see operate_with)
+    # with stream replicas: stream_cap's (streams, bound) when operate worked it out (it is a
+    # bisection over the speed model; each plan's note reads it again)
+    cap: tuple[int, str] | None = None
+
+    @property
+    def machines(self) -> int:
+        return self.fit.layout.nodes * self.replicas
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.machine_tokens_per_s * self.replicas
+
+    @property
+    def capacity(self) -> float:  # output tokens/s all machines serve at most
+        return (self.capacity_tokens_per_s or self.machine_tokens_per_s) * self.replicas
+
+
+def service_level(need: Need) -> tuple[float | None, float | None]:
+    """(min tokens/s per stream, max TTFT ms) the plan must meet: the user's, else for an
+    interactive load the documented default."""
+    min_tps, max_ttft = need.min_tokens_per_s, need.max_ttft_ms
+    if need.default_service_level and (online_target(need) or not saturates(need)):
+        min_tps = DEFAULT_MIN_TOKENS_PER_S if min_tps is None else min_tps
+        max_ttft = DEFAULT_MAX_TTFT_MS if max_ttft is None else max_ttft
+    return min_tps, max_ttft
+
+
+def uses_default_service_level(need: Need) -> bool:
+    return service_level(need) != (need.min_tokens_per_s, need.max_ttft_ms)
+
+
+def spreads(need: Need) -> bool:
+    """Whether identical machines share an interactive load's streams (Need.stream_replicas)."""
+    return need.stream_replicas and not saturates(need)
+
+
+def online_target(need: Need) -> bool:
+    """An online throughput target (not a job): figures at the target, service level applies."""
+    return bool(need.target_output_tokens_per_s) and need.workload != BATCH_WORKLOAD
+
+
+def _meets_level(fit: Fit, need: Need, min_tps: float, batch: int) -> bool:
+    """``min_tps`` per stream at ``batch``, on the rounded figure static_violation reads."""
+    itl = loaded_token_latency_s(fit.load, fit.hw, batch, need.prompt_tokens, need.output_tokens)
+    return round(1 / itl, 2) >= min_tps
+
+
+def level_batch(fit: Fit, need: Need, cap: int) -> int:
+    """The largest batch up to ``cap`` whose streams meet the service level (bisection: a stream
+    only slows as the batch grows); ``cap`` when none applies, it meets it or even one stream
+    misses it (static_violation then says why)."""
+    min_tps, _ = service_level(need)
+    if min_tps is None or cap < 1:
+        return cap
+    if _meets_level(fit, need, min_tps, cap) or not _meets_level(fit, need, min_tps, 1):
+        return cap
+    lo, hi = 1, cap  # meets at lo, not at hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if _meets_level(fit, need, min_tps, mid) else (lo, mid)
+    return lo
+
+
+def rate_batch(fit: Fit, need: Need, rate: float, cap: int) -> int:
+    """The smallest batch up to ``cap`` at which one vLLM replica serves ``rate`` output
+    tokens/s (throughput only grows with the batch), or ``cap`` when none does."""
+    prompt, output = need.prompt_tokens, need.output_tokens
+
+    def serves(batch: int) -> bool:
+        return output_tokens_per_s(fit.load, fit.hw, batch, prompt, output) >= rate
+
+    if cap <= 1 or serves(1):
+        return min(cap, 1)
+    if not serves(cap):
+        return cap
+    lo, hi = 1, cap  # serves at hi, not at lo
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if serves(mid) else (mid, hi)
+    return hi
+
+
+def stream_cap(fit: Fit, need: Need) -> tuple[int, str]:
+    """The most streams one vLLM replica of ``fit`` serves under ``need`` and what bounds it:
+    "memory" (full-context requests its KV cache holds), "max-num-seqs" (the sequences vLLM
+    schedules at once: more would queue) or "service level" (the largest batch whose
+    per-stream speed meets it). When even one stream misses the service level, replicas
+    cannot help, and the memory bound stands (static_violation then says why the plan fails)."""
+    cap, limit = fit.max_per_replica, "memory"
+    if fit.max_batch < cap:
+        cap, limit = fit.max_batch, "max-num-seqs"
+    best = level_batch(fit, need, cap)
+    return (cap, limit) if best == cap else (best, "service level")
+
+
+def operate(fit: Fit, need: Need) -> Operating:
+    """The fit at the user's load: per-replica batch, speeds, and machines for a target or,
+    with stream replicas, the fewest machines whose share of the streams each serves."""
+    if spreads(need):
+        cap = stream_cap(fit, need)
+        per_machine = fit.layout.dp * max(cap[0], 1)
+        machines = max(1, math.ceil(need.concurrency / per_machine))
+        return replace(operate_with(fit, need, machines), cap=cap)
+    return operate_with(fit, need, 1)
+
+
+def operate_with(fit: Fit, need: Need, machines: int) -> Operating:
+    """``operate`` with ``machines`` identical machines sharing an interactive load's streams
+    (1 unless stream replicas); a throughput target sizes its own replicas."""
+    lay = fit.layout
+    needed = math.ceil(need.concurrency / (machines * lay.dp))
+    prompt, output = need.prompt_tokens, need.output_tokens
+    replicas, capacity = machines, None
+    if saturates(need):
+        batch = fit.max_batch
+        if need.job_requests:  # a job never has more requests in flight than it has
+            batch = max(1, min(batch, math.ceil(need.job_requests / lay.dp)))
+        if online_target(need):  # a machine's capacity: its batch within the service level
+            batch = level_batch(fit, need, batch)
+        machine = lay.dp * output_tokens_per_s(fit.load, fit.hw, batch, prompt, output)
+    else:
+        # Each stream gets the speed of the busiest replica's share of the load.
+        batch = needed
+        per_stream = output_tokens_per_s(fit.load, fit.hw, batch, prompt, output) / batch
+        machine = need.concurrency * per_stream / machines
+    if need.target_output_tokens_per_s:
+        wanted = need.target_output_tokens_per_s * (1 + need.replica_headroom)
+        replicas = max(1, math.ceil(wanted / machine))
+        while need.job_requests:  # each replica runs its share of the job, not all of it
+            share = max(1, min(batch, math.ceil(need.job_requests / (replicas * lay.dp))))
+            if share == batch:
+                break
+            batch, machine = (
+                share,
+                lay.dp * output_tokens_per_s(fit.load, fit.hw, share, prompt, output),
+            )
+            replicas = max(1, math.ceil(wanted / machine))
+        if online_target(need):  # figures at the target: each replica carries its share
+            capacity = machine
+            share = need.target_output_tokens_per_s / (replicas * lay.dp)
+            batch = rate_batch(fit, need, share, batch)
+            machine = need.target_output_tokens_per_s / replicas
+    # What one stream sees between its tokens with `batch` streams in flight on its replica:
+    # the decode step at that batch plus the prefills of the requests that replace finished
+    # ones (chunked prefill shares the steps), as serving benchmarks report TPOT. The service
+    # level is checked on it, so it must not be the speed of a stream alone on the GPU.
+    itl = loaded_token_latency_s(fit.load, fit.hw, batch, prompt, output)
+    ttft = prefill_s(fit.load, fit.hw, prompt)
+    return Operating(fit, replicas, batch, itl, ttft, machine, capacity)
