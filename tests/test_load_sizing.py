@@ -461,3 +461,15 @@ def test_a_batch_plan_counts_its_batchs_kv_cache():
     assert e.batch > 100
     assert e.kv_cache_gib_per_gpu == pytest.approx(e.batch * per_request, abs=0.02)
     assert 0 <= e.memory_headroom_gib < 2 * per_request  # memory bounds this batch
+
+
+def test_ranking_a_target_by_speed_reads_each_streams_speed():
+    """Review of issue 11: at the target every plan outputs the target, so ranking by speed on
+    the aggregate tied everywhere and fell through to $/h; it reads each stream's speed."""
+    cands = planning_candidates("llama-3.1-8b", None)
+    need = Need(target_output_tokens_per_s=2000, objective="speed")
+    plans = recommend(cands, MIXED, need).plans
+    speeds = [p.estimate.single_stream_tokens_per_s for p in plans]
+    assert speeds == sorted(speeds, reverse=True) and speeds[0] > speeds[-1]
+    assert {p.estimate.aggregate_output_tokens_per_s for p in plans} == {2000}
+    assert plans[0].objective_value == brute_force_best(cands, MIXED, need)

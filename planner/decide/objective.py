@@ -36,6 +36,7 @@ from planner.decide.load import (
     DEFAULT_MAX_TTFT_MS,
     DEFAULT_MIN_TOKENS_PER_S,
     Operating,
+    online_target,
     service_level,
     spreads,
     stream_cap,
@@ -150,7 +151,7 @@ def objective_value(subject: Any, need: Need) -> float:
     if objective == "cost":
         return fig.usd_per_hour
     if objective == "speed":
-        return -fig.aggregate_output_tokens_per_s
+        return -_speed(fig, need)
     if objective == "latency":
         return fig.ttft_ms + need.output_tokens * fig.itl_ms
     raise UsageError(f"unknown objective '{need.objective}'", f"valid: {', '.join(OBJECTIVES)}")
@@ -162,12 +163,20 @@ def improvement(current: float, best: float) -> float:
     return (current - best) / abs(current) if current else 0.0
 
 
+def _speed(fig: Any, need: Need) -> float:
+    """How fast a plan is at the load: its output tokens/s, or under an online target (whose
+    output is the target on every plan) each stream's speed."""
+    if online_target(need):
+        return fig.single_stream_tokens_per_s
+    return fig.aggregate_output_tokens_per_s
+
+
 def tie_break(subject: Any, need: Need) -> float:
     """Second key: the faster plan (the cheaper one when ranking by speed)."""
     fig = getattr(subject, "estimate", subject)
     if resolved_objective(need) == "speed":
         return fig.usd_per_hour
-    return -fig.aggregate_output_tokens_per_s
+    return -_speed(fig, need)
 
 
 def priced_order(
@@ -179,7 +188,7 @@ def priced_order(
     tests/test_rank_groups.py holds the two equal for every objective)."""
     objective = resolved_objective(need)
     fixed = PricedPoint(op, 0.0)
-    faster = -fixed.aggregate_output_tokens_per_s  # the tie-break unless ranking by speed
+    faster = -_speed(fixed, need)  # the tie-break unless ranking by speed
     if objective == "cost-per-token" and not by_hour(need):
         tokens = op.tokens_per_s
         return [(round(_per_million(u, tokens), 4), faster, round(u, 4)) for u in usds_per_hour]
