@@ -473,3 +473,21 @@ def test_ranking_a_target_by_speed_reads_each_streams_speed():
     assert speeds == sorted(speeds, reverse=True) and speeds[0] > speeds[-1]
     assert {p.estimate.aggregate_output_tokens_per_s for p in plans} == {2000}
     assert plans[0].objective_value == brute_force_best(cands, MIXED, need)
+
+
+def test_a_target_plan_sized_the_old_way_is_told_how_to_refresh():
+    """Target plans saved before targets were sized within the service level derive other
+    replicas now: verify_plan says why and how to save the plan again."""
+    import dataclasses
+
+    from planner.app.project import verify_plan
+    from planner.offers.catalog import snapshot_offers
+
+    cands = planning_candidates("llama-3.1-8b", None)
+    plan = recommend(cands, snapshot_offers(), Need(target_output_tokens_per_s=3000)).plans[0]
+    assert verify_plan(plan, offline=True) == []
+    old = dataclasses.replace(
+        plan, estimate=dataclasses.replace(plan.estimate, replicas=plan.estimate.replicas + 1)
+    )
+    problems = verify_plan(old, offline=True)
+    assert any("save the plan again with `gpuplan recommend --save-plan`" in p for p in problems)

@@ -159,6 +159,12 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
             want_v is not None and abs(want_v - got_v) > 1e-6 * max(abs(want_v), 1.0)
         ):
             problems.append(f"estimate.{name}: gpuplan derives {want_v}, the plan says {got_v}")
+            if name == "replicas" and plan.need.target_output_tokens_per_s:
+                problems.append(  # the sizing of targets changed on 2026-12-01
+                    "throughput targets are sized within the service level since gpuplan of "
+                    "2026-12-01 (before: at each machine's largest batch); save the plan again "
+                    "with `gpuplan recommend --save-plan`"
+                )
     return problems
 
 
