@@ -351,15 +351,20 @@ def test_vllm_runs_every_stream_the_plan_counts(gpu, count, concurrency):
 
 
 # ------------------------------------------------------------------ figures at the target
+def _fit(plan, cands):
+    """The plan's Fit (its candidate, on its offer, in its layout)."""
+    from planner.decide.fit import feasible_fits
+
+    cand = next(c for c in cands if c.fmt.name == plan.quant_format)
+    fits, _ = feasible_fits(cand, G[plan.offer.gpu], plan.offer.gpu_count, False, plan.need)
+    return next(f for f in fits if f.layout == plan.layout)
+
+
 def _speed(plan, cands, batch):
     """Output tokens/s one vLLM replica of the plan's layout serves at ``batch``."""
-    from planner.decide.fit import feasible_fits
     from planner.decide.perf import output_tokens_per_s
 
-    need = plan.need
-    cand = next(c for c in cands if c.fmt.name == plan.quant_format)
-    fits, _ = feasible_fits(cand, G[plan.offer.gpu], plan.offer.gpu_count, False, need)
-    fit = next(f for f in fits if f.layout == plan.layout)
+    fit, need = _fit(plan, cands), plan.need
     return output_tokens_per_s(fit.load, fit.hw, batch, need.prompt_tokens, need.output_tokens)
 
 
@@ -382,9 +387,21 @@ def test_a_throughput_target_is_reported_at_the_target_not_at_capacity(target):
     assert _speed(top, cands, e.batch) >= share  # the batch carries the replica's share ...
     assert e.batch == 1 or _speed(top, cands, e.batch - 1) < share  # ... the smallest that does
     assert e.single_stream_tokens_per_s >= 20  # within the default service level
-    capacity = target * (1 + e.target_headroom_pct / 100)
-    assert capacity >= target * (1 + top.need.replica_headroom) - 1
-    assert e.aggregate_output_tokens_per_s < capacity
+    # the replicas, from a capacity found by a linear scan of the batches within 20 tok/s
+    from planner.decide.perf import loaded_token_latency_s
+
+    fit_load = _fit(top, cands)
+    p, o = top.need.prompt_tokens, top.need.output_tokens
+    within = [
+        b
+        for b in range(1, fit_load.max_batch + 1)
+        if round(1 / loaded_token_latency_s(fit_load.load, fit_load.hw, b, p, o), 2) >= 20
+    ]
+    capacity = dp * _speed(top, cands, within[-1])  # per machine
+    assert e.replicas == math.ceil(target * (1 + top.need.replica_headroom) / capacity)
+    assert e.target_headroom_pct == pytest.approx(
+        (capacity * e.replicas / target - 1) * 100, abs=0.1
+    )
 
 
 def test_a_small_job_is_planned_at_the_batch_it_has():

@@ -416,7 +416,6 @@ def rank_offers(
     stream replicas, if they were tried. ``held``: held_candidates of the catalog the offers
     come from (default: of the offers), which decides where a pipeline over nodes is planned."""
     validate_need(need)
-    check_tp(cands, need)
     offers = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
     if need.spread and not need.stream_replicas and not saturates(need):
         need = dataclasses.replace(need, stream_replicas=True)
@@ -492,6 +491,7 @@ def recommend(
 ) -> Ranking:
     """rank_offers, raising NoFeasibleOfferError (exit 3) with the commonest reasons if empty."""
     check_context(cands, need)
+    check_tp(cands, need)
     ranking = rank_offers(cands, offers, need, order_keys)
     if not ranking.plans:
         raise no_feasible_offer(ranking.rejected.reasons, len(ranking.rejected))
