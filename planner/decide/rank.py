@@ -105,8 +105,7 @@ def _group_for(
     need: Need,
     held: dict[int, str] | None = None,
 ) -> _Group:
-    """The machine group's options; ``held``: candidates (by index) that some single node of
-    the catalog holds, with that node, which get no pipeline over several nodes."""
+    """The machine group's options (``held``: held_candidates, which get no pipeline)."""
     options: list[tuple[tuple[float, ...], int, Operating]] = []
     reasons: list[str] = []
     held = held or {}
@@ -362,10 +361,10 @@ def held_candidates(
     need: Need,
     prices: Sequence[float | None] | None = None,
 ) -> dict[int, str]:
-    """The candidates (by index) that one node of the catalog holds with one request, each
-    with such a node: no pipeline over several nodes is planned for them. The catalog is the
-    machines a plan could rent (a price within --max-price, a GPU with a published speed,
-    --gpus, and no monthly rental for a job; ``prices``: their $/h if already known)."""
+    """The candidates (by index) one node of the catalog holds with one request, each with
+    such a node: no pipeline over nodes is planned for them. The catalog: machines a plan could
+    rent (priced within --max-price, a GPU with a published speed, --gpus, no monthly rental
+    for a job); ``prices``: their $/h if known."""
     table = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
     if prices is None:
         prices = table.effective_usd_per_hour(need.spot, need.horizon_months)
@@ -490,6 +489,7 @@ def recommend(
     cands: list[Candidate], offers: Iterable[Offer], need: Need, order_keys: _Keys = None
 ) -> Ranking:
     """rank_offers, raising NoFeasibleOfferError (exit 3) with the commonest reasons if empty."""
+    validate_need(need)  # before the checks that read its values
     check_context(cands, need)
     check_tp(cands, need)
     ranking = rank_offers(cands, offers, need, order_keys)
