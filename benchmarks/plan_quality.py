@@ -3,7 +3,8 @@ concurrencies), how often the recommendation equals the brute-force optimum, and
 against the usual rule of thumb ("the cheapest single GPU with enough memory for the BF16
 weights", ignoring KV cache and speed). Then 20 heavy interactive loads (HEAVY x quantizations)
 that no single machine of the catalog serves in some format: identical machines share their
-streams, and the recommendation must still equal the brute-force optimum.
+streams, and the recommendation must still equal the brute-force optimum. Then the other
+workload kinds (throughput targets, batch jobs with and without a deadline) on every model.
 
 Run: python benchmarks/plan_quality.py      Target: optimum in every scenario.
 """
@@ -120,6 +121,33 @@ def heavy(offers) -> None:
     )
 
 
+OTHER_LOADS = {  # the other workload kinds, each on every model of MODELS (unquantized)
+    "target 500 tok/s": Need(target_output_tokens_per_s=500),
+    "target 5,000 tok/s": Need(target_output_tokens_per_s=5000),
+    "batch job of 10,000 requests": Need(workload="batch", job_requests=10_000),
+    "job of 200,000 requests in 2 h": Need(
+        workload="batch", job_requests=200_000, deadline_hours=2,
+        target_output_tokens_per_s=200_000 * 250 / (2 * 3600),
+    ),
+}  # fmt: skip
+
+
+def other_loads(offers) -> None:
+    """Throughput targets and batch jobs: the recommendation against the brute-force optimum."""
+    tally: collections.Counter = collections.Counter()
+    for model, need in itertools.product(MODELS, OTHER_LOADS.values()):
+        spec = load_model_spec(model)
+        cands = candidates_for(spec, None, quantized_variants(spec.name))
+        oracle = brute_force_best(cands, offers, need)
+        try:
+            top = recommend(cands, offers, need).plans[0]
+            ok = math.isclose(top.objective_value, oracle, rel_tol=1e-12)
+        except NoFeasibleOfferError:
+            top, ok = None, oracle == math.inf
+        tally.update(rows=1, optimal=int(ok), infeasible=int(top is None))
+    print(_quality_line(f"targets and jobs ({', '.join(OTHER_LOADS)})", tally))
+
+
 def main() -> None:
     offers = snapshot_offers()
     tally: collections.Counter = collections.Counter()
@@ -149,6 +177,7 @@ def main() -> None:
         f"max {max(savings):.2f}x, n={len(savings)})"
     )
     heavy(offers)
+    other_loads(offers)
 
 
 if __name__ == "__main__":
