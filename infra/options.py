@@ -71,7 +71,8 @@ def validate_options(opts: ProjectOptions) -> ProjectOptions:
     if not opts.allowed_cidrs:
         raise UsageError(
             "no --allow-cidr given: the serving port opens only to listed networks",
-            "e.g. --allow-cidr 203.0.113.7/32 (your office or VPN)",
+            "e.g. --allow-cidr 203.0.113.7/32 (your office or VPN), or allow_cidrs in "
+            "[deploy] of gpuplan.toml, or GPUPLAN_ALLOW_CIDRS",
         )
     allowed = tuple(_cidr(c, "--allow-cidr") for c in opts.allowed_cidrs)
     if _covers_everything(list(allowed)) and not opts.allow_open_port:

@@ -31,8 +31,8 @@ def installed_spec(dist: str = "gpuplan") -> str:
     raise UsageError(
         f"{dist} is installed from a local folder ({info.get('url', '?')}), which CI cannot "
         "install",
-        "set [ci] install in gpuplan.toml to what CI should pip install, e.g. "
-        "'gpuplan @ git+https://github.com/ORG/gpuplan@COMMIT'",
+        "give what CI should pip install: --ci-install (or [deploy].ci_install in "
+        "gpuplan.toml), e.g. 'gpuplan @ git+https://github.com/ORG/gpuplan@COMMIT'",
     )
 
 
@@ -41,5 +41,5 @@ def render_workflow(out: str, stack: str, install: str | None = None) -> str:
     installed here, see installed_spec)."""
     spec = install or installed_spec()
     if not re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+\s*(==|@)\s*\S+", spec):
-        raise UsageError(f"[ci] install '{spec}' is not a pip requirement", "e.g. gpuplan==0.2.0")
+        raise UsageError(f"ci_install '{spec}' is not a pip requirement", "e.g. gpuplan==0.2.0")
     return render("ci/gpuplan.yml.j2", out=out, stack=stack, install=spec)

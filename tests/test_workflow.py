@@ -82,7 +82,7 @@ def test_a_local_folder_install_needs_an_explicit_ci_install(monkeypatch):
     monkeypatch.setattr(metadata, "distribution", lambda name: FakeDist(local))
     with pytest.raises(UsageError, match="local folder") as err:
         installed_spec()
-    assert "[ci] install" in (err.value.hint or "")
+    assert "--ci-install" in (err.value.hint or "")
 
 
 def _config_step(job: dict) -> tuple[int, dict]:

@@ -66,7 +66,8 @@ def best_writable(plans: Sequence[Plan], options=None) -> tuple[Plan, list[str]]
     counted = [f"{n} x {why}" if n > 1 else why for why, n in list(reasons.items())[:3]]
     raise DeployError(
         "none of the feasible plans can be generated yet: " + "; ".join(counted),
-        "pin --providers / --gpu to an offer gpuplan generates for",
+        "recommend again pinned to an offer gpuplan generates for (--providers / --gpu), "
+        "then generate from that plan",
     )
 
 
