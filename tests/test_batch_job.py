@@ -182,3 +182,13 @@ def test_replicas_of_a_deadline_job_share_its_requests():
     e = plans[0].estimate
     assert e.replicas > 1
     assert e.batch == math.ceil(40 / e.replicas)
+
+
+def test_the_cheapest_job_is_what_objective_cost_ranks_by():
+    """Review of issue 11: `--objective cost` with a job ranked by $/h, so a $0.23/h machine
+    taking 1.30 h ($0.30) came before a $0.33/h one taking 0.65 h ($0.21)."""
+    cands = planning_candidates("llama-3.1-8b", None)
+    need = Need(workload="batch", job_requests=10_000, objective="cost")
+    plans = recommend(cands, random_catalog(random.Random(3), 40), need).plans
+    cost = [p.estimate.usd_per_million_output_tokens for p in plans]
+    assert cost == sorted(cost) and len(set(p.estimate.usd_per_hour for p in plans)) > 1

@@ -127,6 +127,11 @@ class PricedPoint:
 
 
 def resolved_objective(need: Need) -> str:
+    """The objective ranked by: ``auto`` is $/h for interactive and target loads and $ per
+    token for batch; ``cost`` of a sized job is what the job costs, its $ per token (it pays
+    for the hours it runs, so a machine cheaper by the hour can cost more for the job)."""
+    if need.objective == "cost" and need.job_requests:
+        return "cost-per-token"
     if need.objective != "auto":
         return need.objective
     return "cost-per-token" if need.workload == BATCH_WORKLOAD else "cost"
