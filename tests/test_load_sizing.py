@@ -508,3 +508,16 @@ def test_a_target_plan_sized_the_old_way_is_told_how_to_refresh():
     )
     problems = verify_plan(old, offline=True)
     assert any("save the plan again with `gpuplan recommend --save-plan`" in p for p in problems)
+
+
+def test_the_table_says_how_a_target_was_planned():
+    """An online target's machines are sized within the service level; a target under the
+    batch workload is an offline rate at each machine's largest batch: the title says which."""
+    from planner.present.report import _load_label
+
+    online = _load_label(Need(target_output_tokens_per_s=500))
+    assert online == (
+        "target 500 output tok/s, machines sized within >= 20 tok/s per stream, TTFT <= 2000 ms"
+    )
+    offline = _load_label(Need(target_output_tokens_per_s=500, workload="batch"))
+    assert offline.startswith("offline rate of 500 output tok/s") and "no service level" in offline

@@ -372,8 +372,17 @@ def _load_label(need: Any) -> str:
             f"batch job of {need.job_requests:,} requests within {need.deadline_hours:g} h: "
             f"target {need.target_output_tokens_per_s:,.0f} output tok/s"
         )
+    if need.target_output_tokens_per_s and need.workload == "batch":
+        return (
+            f"offline rate of {need.target_output_tokens_per_s:,.0f} output tok/s, each machine "
+            "at its largest batch (no service level)"
+        )
     if need.target_output_tokens_per_s:
-        return f"target {need.target_output_tokens_per_s:,.0f} output tok/s"
+        min_tps, max_ttft = service_level(need)
+        level = [f">= {min_tps:g} tok/s per stream"] if min_tps is not None else []
+        level += [f"TTFT <= {max_ttft:g} ms"] if max_ttft is not None else []
+        within = f", machines sized within {', '.join(level)}" if level else ""
+        return f"target {need.target_output_tokens_per_s:,.0f} output tok/s{within}"
     if need.job_requests:
         room = (
             f", room for {need.concurrency} full-context requests" if need.concurrency > 1 else ""
