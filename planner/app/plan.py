@@ -153,6 +153,24 @@ def cheaper_quantization_for(
     return cheaper_quantization(current, alternative)
 
 
+def without_service_level(rec: Recommendation) -> tuple[Plan, str] | None:
+    """For --explain: the plan the same ranking gives without any service level and the limit
+    it misses, when that plan scores better than the top plan (the level decided the
+    hardware); None otherwise. Ranks again, so only --explain asks."""
+    from planner.decide.load import service_level
+    from planner.decide.objective import violation
+    from planner.decide.rank import rank_offers
+
+    top = rec.ranking.plans[0]
+    if service_level(top.need) == (None, None):
+        return None
+    free = replace(top.need, default_service_level=False, min_tokens_per_s=None, max_ttft_ms=None)
+    plans = rank_offers(list(rec.ranking.candidates), rec.offers, free, rec.order).plans
+    if not plans or plans[0].objective_value >= top.objective_value:
+        return None
+    return plans[0], violation(plans[0].estimate, top.need) or "it misses the service level"
+
+
 def save_plan(plan: Plan, path: str | Path) -> None:
     """Write ``plan`` as JSON (schema gpuplan.plan/1), atomically."""
     from planner.decide.plan import plan_to_json

@@ -82,7 +82,10 @@ def recommend(
         )
     else:
         width = terminal_width()
-        tables = recommendation_tables(rec.ranking, top, explain, width, rec.suggestion, rec.spread)
+        unlevelled = app.without_service_level(rec) if explain else None
+        tables = recommendation_tables(
+            rec.ranking, top, explain, width, rec.suggestion, rec.spread, unlevelled
+        )
         print_rich(*tables, width=width)
         if plan_path:
             click.echo(f"plan written to {plan_path}")

@@ -253,10 +253,12 @@ def recommendation_tables(
     width: int | None = None,
     suggestion: Any = None,
     spread: Any = None,
+    unlevelled: Any = None,
 ) -> list[Any]:
     """The plans table (columns dropped to fit ``width`` characters), cheaper identical
     machines sharing the streams (``spread``), a cheaper near-lossless quantization
-    (``suggestion``), trade-offs, reasons."""
+    (``suggestion``), trade-offs, reasons (``unlevelled``: for --explain, the plan without the
+    service level and what it misses, app.plan.without_service_level)."""
     from rich.table import Table
     from rich.text import Text
 
@@ -347,7 +349,7 @@ def recommendation_tables(
     for note in dict.fromkeys((*getattr(ranking, "notes", ()), *first.notes)):  # each once
         out.append(Text(f"note: {note}", style="yellow"))
     if explain:
-        out += explanation(ranking)
+        out += explanation(ranking, unlevelled)
     return out  # fmt: skip
 
 
@@ -400,7 +402,7 @@ def _load_label(need: Any) -> str:
     return f"interactive, {need.concurrency} stream(s) in flight{served}"
 
 
-def explanation(ranking: Any) -> list[Any]:
+def explanation(ranking: Any, unlevelled: Any = None) -> list[Any]:
     """Why the top plan won, and why the GPUs people usually guess lost (with ratios)."""
     from rich.text import Text
 
@@ -419,7 +421,16 @@ def explanation(ranking: Any) -> list[Any]:
             + "; ".join(top.reasons)
         )
     )
-    lines += _missed_service_level(ranking)
+    if unlevelled is not None:  # the plan without the service level, and what it misses
+        plan, why = unlevelled
+        lines.append(
+            Text(
+                f"  the service level decided it: without it {plan.rented()} "
+                f"({plan.offer.gpu_count}x {plan.offer.gpu}, {plan.layout.label}, "
+                f"{plan.quant_format}) at ${plan.estimate.usd_per_hour:.2f}/h would be the plan, "
+                f"but {why}; --min-tokens-per-s / --max-ttft state your own"
+            )
+        )
     unit = {
         "cost-per-token": "cost per token",
         "cost": "$/h",
@@ -452,39 +463,6 @@ def explanation(ranking: Any) -> list[Any]:
             )
         )
     return lines
-
-
-SERVICE_LEVEL = ("(default service level)", "--min-tokens-per-s", "--max-ttft")
-
-
-def _missed_service_level(ranking: Any) -> list[Any]:
-    """The cheapest offer below the top plan's $/h that only the service level ruled out, if
-    any: a default or stated limit that decides the hardware should be visible."""
-    from rich.text import Text
-
-    top = ranking.plans[0]
-    need, ceiling = top.need, top.estimate.usd_per_hour
-    cheapest: tuple[float, Any] | None = None
-    for i, reason in enumerate(ranking.rejected.reasons):
-        if not any(mark in reason for mark in SERVICE_LEVEL):
-            continue
-        rejection = ranking.rejected[i]
-        price = rejection.offer.effective_usd_per_hour(
-            spot=need.spot, horizon_months=need.horizon_months
-        )
-        if price is not None and price < ceiling and (cheapest is None or price < cheapest[0]):
-            cheapest = (price, rejection)
-    if cheapest is None:
-        return []
-    price, rejection = cheapest
-    o = rejection.offer
-    return [
-        Text(
-            f"  the service level decided it: {o.provider} {o.instance_type} "
-            f"({o.gpu_count}x {o.gpu}) costs ${price:.2f}/h but {rejection.reason[:200]}; "
-            "--min-tokens-per-s / --max-ttft state your own"
-        )
-    ]
 
 
 def models_table(rows: list[dict[str, Any]]) -> Any:
