@@ -201,6 +201,9 @@ class Settings:
 
     def need(self) -> Need:
         """The workload and constraints as the decision stage takes them."""
+        one = self._one_load()
+        if one is not self:
+            return one.need()
         if self.target_rps and self.target_output_tokens_per_s:
             raise UsageError(
                 "give target_rps or target_output_tokens_per_s, not both",
@@ -211,18 +214,6 @@ class Settings:
             self.target_rps * self.output_tokens if self.target_rps else None
         ) or self.target_output_tokens_per_s
         values = {k.need_field: getattr(self, name) for name, k in KEYS.items() if k.need_field}
-        other = self._other_load()
-        if other is not None:  # streams in flight are an interactive load only
-            if _rank_of(self.sources["concurrency"]) >= _rank_of(self.sources.get(other, "")):
-                raise UsageError(
-                    f"concurrency ({self.sources['concurrency']}) is an interactive load of N "
-                    f"streams, but {other} ({self.sources.get(other, 'set')}) declares another "
-                    "load",
-                    "drop one of them: a throughput target sizes the replicas to it, a batch "
-                    "job runs at the largest batch that fits",
-                )
-            # a load given with more precedence (flag > variable > file) replaces it
-            values["concurrency"] = default_of("concurrency")
         if self.job_requests is not None:
             if self.workload != "batch" and "workload" in self.sources:
                 raise UsageError(
@@ -248,14 +239,35 @@ class Settings:
         # machines share the streams of an interactive load only
         return replace(need, spread=False) if saturates(need) else need
 
-    def _other_load(self) -> str | None:
-        """The setting that declares a load other than ``concurrency`` streams (a throughput
-        target, a job, the batch workload) when concurrency is also set to more than one."""
+    def _one_load(self) -> Settings:
+        """These settings with one load: ``concurrency`` streams (above 1) and another load (a
+        throughput target, a job, the batch workload) given at different precedence levels
+        keep the one given with more (flag > GPUPLAN_ variable > file); at the same level they
+        are refused, since the figures would describe neither."""
         if "concurrency" not in self.sources or self.concurrency == default_of("concurrency"):
-            return None
+            return self
         keys = ("target_rps", "target_output_tokens_per_s", "job_requests")
-        other = next((key for key in keys if getattr(self, key) is not None), None)
-        return other or ("workload" if self.workload == "batch" else None)
+        others = [key for key in keys if getattr(self, key) is not None]
+        others += ["workload"] if self.workload == "batch" else []
+        if not others:
+            return self
+        mine = _rank_of(self.sources["concurrency"])
+        other = max(others, key=lambda key: _rank_of(self.sources.get(key, "")))
+        theirs = _rank_of(self.sources.get(other, ""))
+        if theirs == mine:
+            raise UsageError(
+                f"concurrency ({self.sources['concurrency']}) is an interactive load of N "
+                f"streams, but {other} ({self.sources.get(other, 'set')}) declares another "
+                "load",
+                "drop one of them: a throughput target sizes the replicas to it, a batch "
+                "job runs at the largest batch that fits",
+            )
+        if theirs > mine:
+            return replace(self, concurrency=default_of("concurrency"))
+        return replace(
+            self, target_rps=None, target_output_tokens_per_s=None, job_requests=None,
+            deadline_hours=None, workload="interactive",
+        )  # fmt: skip
 
     def from_toml(self) -> list[str]:
         """The keys whose value came from gpuplan.toml (to say so)."""

@@ -57,22 +57,24 @@ def test_recommend_reads_toml_and_says_so(cli, repo):
     assert r.stderr.startswith("reading gpuplan.toml (model, context, concurrency, providers")
 
 
-def test_another_load_replaces_a_concurrency_of_less_precedence(cli, repo, monkeypatch):
+def test_the_load_given_with_more_precedence_wins(cli, repo, monkeypatch):
     """The toml's `concurrency = 3` and a target or a job on the command line: the flag's load
-    wins (flag > variable > file), as for any setting; given at the same level or above the
-    other load, --concurrency is refused (exit 2): the two declare different loads."""
+    wins (flag > variable > file), as for any setting, and the other way round; two loads
+    given at the same level are refused (exit 2): the figures would describe neither."""
     for flags in (["--target-rps", "2"], ["--job-requests", "1000"], ["--workload", "batch"]):
-        assert (
-            need_of(cli("recommend", *flags, "--format", "json", "--top", "1"))["concurrency"] == 1
-        ), flags
+        need = need_of(cli("recommend", *flags, "--format", "json", "--top", "1"))
+        assert need["concurrency"] == 1, flags
     monkeypatch.setenv("GPUPLAN_WORKLOAD", "batch")
-    r = cli("recommend", "--concurrency", "8")
-    assert r.exit_code == 2 and "declares another load" in r.output
+    need = need_of(cli("recommend", "--concurrency", "8", "--format", "json", "--top", "1"))
+    assert (need["concurrency"], need["workload"]) == (8, "interactive")
     monkeypatch.delenv("GPUPLAN_WORKLOAD")
-    toml(repo / "gpuplan.toml", (repo / "gpuplan.toml").read_text().replace(
-        "concurrency = 3\n", "concurrency = 3\njob_requests = 1000\n"))  # fmt: skip
+    text = (repo / "gpuplan.toml").read_text()
+    more = text.replace('providers = ["gcp"]\n', 'providers = ["gcp"]\ntarget_rps = 2.0\n')
+    toml(repo / "gpuplan.toml", more)
     r = cli("recommend")
-    assert r.exit_code == 2 and "concurrency (" in r.output and "job_requests (" in r.output
+    assert r.exit_code == 2 and "concurrency (" in r.output and "target_rps (" in r.output
+    need = need_of(cli("recommend", "--concurrency", "8", "--format", "json", "--top", "1"))
+    assert need["concurrency"] == 8 and need["target_output_tokens_per_s"] is None
 
 
 def test_an_init_project_takes_a_target_or_a_job(cli, tmp_path, monkeypatch):
