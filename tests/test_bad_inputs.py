@@ -551,3 +551,21 @@ def test_no_writable_plan_names_each_reason_once(tmp_path):
     assert r.exit_code == 5, out
     first = _first(out)
     assert first.count("random public ports") == 1 and " x Vast.ai maps" in first, out
+
+
+def test_the_no_offer_refusal_names_the_cheapest_price_and_fitting_hints():
+    """Review of issue 11: "175 x $12.54/h > --max-price 1" named the first offer, not the
+    cheapest (how far the cap is); reasons were cut mid-word; the memory hint offered more GPUs
+    per node under a pinned --tp and never --max-nodes when it was 1."""
+    from planner.decide.checks import no_feasible_offer
+    from planner.decide.plan import Need
+
+    err = no_feasible_offer(["$12.54/h > --max-price 1", "$3.35/h > --max-price 1"], 2)
+    assert err.message == "no feasible offer among 2: 2 x $3.35/h > --max-price 1"
+    long = "bf16: does not fit: " + "TP8: 94.5 GiB weights + 7.8 GiB overhead; " * 6
+    cut = no_feasible_offer([long], 1).message
+    assert cut.endswith(" ...") and len(cut) < 220 and not cut[:-4].endswith(("ove", "GiB +"))
+    pinned = no_feasible_offer([long], 1, Need(tp=2, max_nodes=1)).hint
+    assert "another --tp" in pinned and "more GPUs per node" not in pinned
+    assert "--max-nodes 2" in pinned
+    assert "--max-nodes" not in no_feasible_offer([long], 1, Need()).hint

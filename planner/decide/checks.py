@@ -89,9 +89,12 @@ def check_tp(cands: Sequence[Candidate], need: Need) -> None:
         )
 
 
-def no_feasible_offer(reasons: Sequence[str], offers: int) -> NoFeasibleOfferError:
+def no_feasible_offer(
+    reasons: Sequence[str], offers: int, need: Need | None = None
+) -> NoFeasibleOfferError:
     """The refusal when no offer serves the load: the two commonest reasons by kind (reasons
-    differ in their figures, "$/h 3.10 > --max-price 1"), and the hint of the commonest."""
+    differ in their figures, "$/h 3.10 > --max-price 1"; the example of a price is the
+    cheapest, to say how far the cap is), and the hint of the commonest."""
     if not reasons:
         return NoFeasibleOfferError(
             "no offer matches the filters", "loosen --gpu / --providers / --regions"
@@ -99,12 +102,28 @@ def no_feasible_offer(reasons: Sequence[str], offers: int) -> NoFeasibleOfferErr
     kinds = Counter(map(_reason_kind, reasons)).most_common(2)
     example: dict[str, str] = {}
     for reason in reasons:
-        example.setdefault(_reason_kind(reason), reason)
+        kind = _reason_kind(reason)
+        if kind not in example or (
+            "--max-price" in kind and _price(reason) < _price(example[kind])
+        ):
+            example[kind] = reason
     return NoFeasibleOfferError(
         f"no feasible offer among {offers}: "
-        + " | ".join(f"{n} x {example[kind][:160]}" for kind, n in kinds),
-        _hint_for(kinds[0][0]),
+        + " | ".join(f"{n} x {_clip(example[kind], 160)}" for kind, n in kinds),
+        _hint_for(kinds[0][0], need),
     )
+
+
+def _price(reason: str) -> float:
+    found = re.search(r"\$([\d,.]+)/h", reason)
+    return float(found.group(1).replace(",", "")) if found else float("inf")
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut at a word boundary within ``limit`` characters, marked when cut."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0].rstrip(";,:") + " ..."
 
 
 def _reason_kind(reason: str) -> str:
@@ -131,11 +150,17 @@ _HINTS = (  # (text in the commonest rejection, what to try), first match wins
 )
 
 
-def _hint_for(kind: str) -> str:
+def _hint_for(kind: str, need: Need | None = None) -> str:
     for needle, hint in _HINTS:
         if needle in kind:
             return hint
+    more = "another --tp" if need is not None and need.tp is not None else "more GPUs per node"
+    nodes = (
+        ", --max-nodes 2 (a pipeline over nodes on AWS and GCP)"
+        if need is not None and need.max_nodes == 1
+        else ""
+    )
     return (
-        "try --quant auto, a smaller --context or --concurrency, more GPUs per node, or a "
-        "higher --gpu-memory-utilization"
+        f"try --quant auto, a smaller --context or --concurrency, {more}{nodes}, or a higher "
+        "--gpu-memory-utilization"
     )

@@ -494,7 +494,7 @@ def recommend(
     check_tp(cands, need)
     ranking = rank_offers(cands, offers, need, order_keys)
     if not ranking.plans:
-        raise no_feasible_offer(ranking.rejected.reasons, len(ranking.rejected))
+        raise no_feasible_offer(ranking.rejected.reasons, len(ranking.rejected), need)
     return ranking
 
 
