@@ -351,6 +351,15 @@ def test_vllm_runs_every_stream_the_plan_counts(gpu, count, concurrency):
 
 
 # ------------------------------------------------------------------ figures at the target
+def _within_level(fit, batch, prompt, output):
+    """The default service level at ``batch``: 20 tok/s per stream, a first token in 2 s."""
+    from planner.decide.perf import loaded_token_latency_s, loaded_ttft_s
+
+    itl = loaded_token_latency_s(fit.load, fit.hw, batch, prompt, output)
+    ttft = loaded_ttft_s(fit.load, fit.hw, batch, prompt, output)
+    return round(1 / itl, 2) >= 20 and round(ttft * 1000, 1) <= 2000
+
+
 def _fit(plan, cands):
     """The plan's Fit (its candidate, on its offer, in its layout)."""
     from planner.decide.fit import feasible_fits
@@ -387,16 +396,10 @@ def test_a_throughput_target_is_reported_at_the_target_not_at_capacity(target):
     assert _speed(top, cands, e.batch) >= share  # the batch carries the replica's share ...
     assert e.batch == 1 or _speed(top, cands, e.batch - 1) < share  # ... the smallest that does
     assert e.single_stream_tokens_per_s >= 20  # within the default service level
-    # the replicas, from a capacity found by a linear scan of the batches within 20 tok/s
-    from planner.decide.perf import loaded_token_latency_s
-
+    # the replicas, from a capacity found by a linear scan of the batches within the level
     fit_load = _fit(top, cands)
     p, o = top.need.prompt_tokens, top.need.output_tokens
-    within = [
-        b
-        for b in range(1, fit_load.max_batch + 1)
-        if round(1 / loaded_token_latency_s(fit_load.load, fit_load.hw, b, p, o), 2) >= 20
-    ]
+    within = [b for b in range(1, fit_load.max_batch + 1) if _within_level(fit_load, b, p, o)]
     capacity = dp * _speed(top, cands, within[-1])  # per machine
     assert e.replicas == math.ceil(target * (1 + top.need.replica_headroom) / capacity)
     assert e.target_headroom_pct == pytest.approx(
@@ -429,17 +432,13 @@ def test_a_targets_capacity_is_its_largest_batch_within_the_service_level(model,
     linear scan against operate's bisection."""
     from planner.decide.fit import feasible_fits
     from planner.decide.load import operate
-    from planner.decide.perf import loaded_token_latency_s, output_tokens_per_s
+    from planner.decide.perf import output_tokens_per_s
 
     need = Need(target_output_tokens_per_s=300)
     cand = planning_candidates(model, None)[0]
     fit = feasible_fits(cand, G[gpu], count, False, need)[0][0]
     p, o = need.prompt_tokens, need.output_tokens
-    within = [
-        b
-        for b in range(1, fit.max_batch + 1)
-        if round(1 / loaded_token_latency_s(fit.load, fit.hw, b, p, o), 2) >= 20
-    ]
+    within = [b for b in range(1, fit.max_batch + 1) if _within_level(fit, b, p, o)]
     best = within[-1] if within else fit.max_batch
     op = operate(fit, need)
     assert op.capacity_tokens_per_s == pytest.approx(
@@ -521,3 +520,29 @@ def test_the_table_says_how_a_target_was_planned():
     )
     offline = _load_label(Need(target_output_tokens_per_s=500, workload="batch"))
     assert offline.startswith("offline rate of 500 output tok/s") and "no service level" in offline
+
+
+def test_time_to_first_token_is_at_the_declared_load():
+    """Review of issue 11: TTFT was the idle server's at any load (53.6 ms for Llama 3.1 70B on
+    8x H100 at 1, 64 and 150 streams). With other streams decoding, the prompt's chunks share
+    their steps: TTFT at 1 stream is the prefill alone, and grows by at least one decode step
+    of the others (and half a step's wait) per chunk."""
+    from planner.decide.perf import decode_step_s, loaded_ttft_s, prefill_s
+
+    cands = planning_candidates("llama-3.1-70b", None)
+    machine = [offer("h100-sxm", 8, 25.0)]
+    ttft = {}
+    for streams in (1, 64, 150):
+        top = recommend(cands, machine, Need(concurrency=streams, tp=8)).plans[0]
+        fit, need = _fit(top, cands), top.need
+        p, o = need.prompt_tokens, need.output_tokens
+        ttft[streams] = top.estimate.ttft_ms
+        assert ttft[streams] == round(
+            loaded_ttft_s(fit.load, fit.hw, top.estimate.batch, p, o) * 1000, 1
+        )
+        if streams == 1:
+            assert ttft[1] == round(prefill_s(fit.load, fit.hw, p) * 1000, 1)
+        else:
+            others = decode_step_s(fit.load, fit.hw, streams - 1, p + o / 2)
+            assert ttft[streams] >= ttft[1] + 1.5 * others * 1000 - 0.1
+    assert ttft[1] < ttft[64] < ttft[150]

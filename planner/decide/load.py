@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass, replace
 
 from planner.decide.fit import BATCH_WORKLOAD, Fit, saturates
-from planner.decide.perf import loaded_token_latency_s, output_tokens_per_s, prefill_s
+from planner.decide.perf import loaded_token_latency_s, loaded_ttft_s, output_tokens_per_s
 from planner.decide.plan import Need
 
 # The default service level of an interactive load. TTFT within 2 s is MLPerf Inference's
@@ -82,25 +82,34 @@ def online_target(need: Need) -> bool:
     return bool(need.target_output_tokens_per_s) and need.workload != BATCH_WORKLOAD
 
 
-def _meets_level(fit: Fit, need: Need, min_tps: float, batch: int) -> bool:
-    """``min_tps`` per stream at ``batch``, on the rounded figure static_violation reads."""
-    itl = loaded_token_latency_s(fit.load, fit.hw, batch, need.prompt_tokens, need.output_tokens)
-    return round(1 / itl, 2) >= min_tps
+def _meets_level(fit: Fit, need: Need, batch: int) -> bool:
+    """Whether ``batch`` streams meet the service level, on the rounded figures that
+    static_violation reads (per-stream speed and TTFT only worsen as the batch grows)."""
+    min_tps, max_ttft = service_level(need)
+    p, o = need.prompt_tokens, need.output_tokens
+    if (
+        min_tps is not None
+        and round(1 / loaded_token_latency_s(fit.load, fit.hw, batch, p, o), 2) < min_tps
+    ):
+        return False
+    return (
+        max_ttft is None
+        or round(loaded_ttft_s(fit.load, fit.hw, batch, p, o) * 1000, 1) <= max_ttft
+    )
 
 
 def level_batch(fit: Fit, need: Need, cap: int) -> int:
-    """The largest batch up to ``cap`` whose streams meet the service level (bisection: a stream
-    only slows as the batch grows); ``cap`` when none applies, it meets it or even one stream
-    misses it (static_violation then says why)."""
-    min_tps, _ = service_level(need)
-    if min_tps is None or cap < 1:
+    """The largest batch up to ``cap`` whose streams meet the service level (bisection); ``cap``
+    when none applies, it meets it or even one stream misses it (static_violation then says
+    why)."""
+    if service_level(need) == (None, None) or cap < 1:
         return cap
-    if _meets_level(fit, need, min_tps, cap) or not _meets_level(fit, need, min_tps, 1):
+    if _meets_level(fit, need, cap) or not _meets_level(fit, need, 1):
         return cap
     lo, hi = 1, cap  # meets at lo, not at hi
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if _meets_level(fit, need, min_tps, mid) else (lo, mid)
+        lo, hi = (mid, hi) if _meets_level(fit, need, mid) else (lo, mid)
     return lo
 
 
@@ -126,14 +135,20 @@ def rate_batch(fit: Fit, need: Need, rate: float, cap: int) -> int:
 def stream_cap(fit: Fit, need: Need) -> tuple[int, str]:
     """The most streams one vLLM replica of ``fit`` serves under ``need`` and what bounds it:
     "memory" (full-context requests its KV cache holds), "max-num-seqs" (the sequences vLLM
-    schedules at once: more would queue) or "service level" (the largest batch whose
-    per-stream speed meets it). When even one stream misses the service level, replicas
-    cannot help, and the memory bound stands (static_violation then says why the plan fails)."""
+    schedules at once: more would queue) or the part of the service level one more stream
+    would miss, "speed" or "TTFT" (the largest batch that meets it). When even one stream
+    misses the service level, replicas cannot help, and the memory bound stands
+    (static_violation then says why the plan fails)."""
     cap, limit = fit.max_per_replica, "memory"
     if fit.max_batch < cap:
         cap, limit = fit.max_batch, "max-num-seqs"
     best = level_batch(fit, need, cap)
-    return (cap, limit) if best == cap else (best, "service level")
+    if best == cap:
+        return cap, limit
+    min_tps, _ = service_level(need)
+    p, o = need.prompt_tokens, need.output_tokens
+    itl = loaded_token_latency_s(fit.load, fit.hw, best + 1, p, o)
+    return best, "speed" if min_tps is not None and round(1 / itl, 2) < min_tps else "TTFT"
 
 
 def operate(fit: Fit, need: Need) -> Operating:
@@ -188,5 +203,5 @@ def operate_with(fit: Fit, need: Need, machines: int) -> Operating:
     # ones (chunked prefill shares the steps), as serving benchmarks report TPOT. The service
     # level is checked on it, so it must not be the speed of a stream alone on the GPU.
     itl = loaded_token_latency_s(fit.load, fit.hw, batch, prompt, output)
-    ttft = prefill_s(fit.load, fit.hw, prompt)
+    ttft = loaded_ttft_s(fit.load, fit.hw, batch, prompt, output)
     return Operating(fit, replicas, batch, itl, ttft, machine, capacity)

@@ -279,13 +279,17 @@ def replicas_reason(op: Operating, need: Need) -> str:
     elif limit == "max-num-seqs":
         bound = f"vLLM runs at most {cap} sequences at once per replica"
     else:
-        min_tps, _ = service_level(need)
-        level = (
-            f"{min_tps:g} tok/s per stream (default service level)"
-            if need.min_tokens_per_s is None
-            else f"--min-tokens-per-s {min_tps:g}"
-        )
-        bound = f"within {level}, at most {_streams(cap)} per vLLM replica"
+        min_tps, max_ttft = service_level(need)
+        if limit == "speed":
+            stated = need.min_tokens_per_s is not None
+            level = f"--min-tokens-per-s {min_tps:g}" if stated else f"{min_tps:g} tok/s per stream"
+        else:
+            stated = need.max_ttft_ms is not None
+            level = (
+                f"--max-ttft {max_ttft:g}" if stated else f"a first token within {max_ttft:g} ms"
+            )
+        default = "" if stated else " (default service level)"
+        bound = f"within {level}{default}, at most {_streams(cap)} per vLLM replica"
     return f"{need.concurrency} streams > {per_machine} per {_replica_unit(op)}: {bound}"
 
 
