@@ -106,7 +106,7 @@ def _run(args, tmp_path, env=None):
 
 
 def _first(output: str) -> str:
-    """The first error line (click's own usage errors print "Usage: ..." before it)."""
+    """The first error line (click's usage errors before a command runs print "Usage:" first)."""
     lines = [ln for ln in output.splitlines() if ln.strip()]
     errors = [ln for ln in lines if ln.lower().startswith("error")]
     return (errors or lines or [""])[0]
@@ -569,3 +569,22 @@ def test_the_no_offer_refusal_names_the_cheapest_price_and_fitting_hints():
     assert "another --tp" in pinned and "more GPUs per node" not in pinned
     assert "--max-nodes 2" in pinned
     assert "--max-nodes" not in no_feasible_offer([long], 1, Need()).hint
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["recommend", M, "--objective", "fast"],
+        ["recommend", M, "--concurency", "3"],
+        ["check", "--allow-cidr", CIDR],
+    ],
+)
+def test_click_usage_errors_are_one_line_with_a_hint(tmp_path, args):
+    """Review of issue 11: a bad choice or an unknown option printed click's three-line usage
+    block; it is one `error:` line and a hint, exit 2, like every other bad input."""
+    r, out = _run(args, tmp_path)
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert r.exit_code == 2, out
+    assert lines[0].startswith("error: ") and lines[1].startswith("hint: see `")
+    assert lines[1].endswith(" --help`")
+    assert len(lines) == 2 and "Usage:" not in out

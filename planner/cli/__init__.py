@@ -44,6 +44,11 @@ class GpuplanGroup(click.Group):
             if error.hint:
                 click.echo(f"hint: {error.hint}", err=True)
             ctx.exit(error.exit_code)
+        except click.UsageError as exc:  # a bad flag or value: one line too, exit 2
+            click.echo(f"error: {exc.format_message()}", err=True)
+            command = exc.ctx.command_path if exc.ctx else "gpuplan"
+            click.echo(f"hint: see `{command} --help`", err=True)
+            ctx.exit(2)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:
