@@ -192,3 +192,13 @@ def test_the_cheapest_job_is_what_objective_cost_ranks_by():
     plans = recommend(cands, random_catalog(random.Random(3), 40), need).plans
     cost = [p.estimate.usd_per_million_output_tokens for p in plans]
     assert cost == sorted(cost) and len(set(p.estimate.usd_per_hour for p in plans)) > 1
+
+
+def test_a_short_jobs_time_is_shown_in_minutes_or_seconds():
+    """A 10 s job showed `job h` 0.00; its JSON kept two decimals of an hour."""
+    from planner.present.report import _hours
+
+    assert [_hours(h) for h in (1.5, 0.1, 0.05, 10 / 3600)] == ["1.50", "0.10", "3.0 min", "10 s"]
+    cands = planning_candidates("llama-3.1-8b", None)
+    plan = recommend(cands, [offer("rtx-4090", 1, 0.34)], Need(job_requests=40, workload="batch"))
+    assert 0 < plan.plans[0].estimate.job_hours < 0.01

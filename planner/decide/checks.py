@@ -80,7 +80,7 @@ def check_tp(cands: Sequence[Candidate], need: Need) -> None:
     problems = [tp_problem(c.spec, c.fmt, c.qc, need.tp) for c in cands]
     if all(problems):
         spec = cands[0].spec
-        valid = [t for t in (1, 2, 4, 8) if not tp_problem(spec, cands[0].fmt, cands[0].qc, t)]
+        valid = [t for t in (1, 2, 4, 8, 16) if not tp_problem(spec, cands[0].fmt, cands[0].qc, t)]
         raise UsageError(
             f"--tp {need.tp}: {problems[0]}",
             f"valid TP degrees for this model include {', '.join(map(str, valid))}"

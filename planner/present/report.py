@@ -304,7 +304,7 @@ def recommendation_tables(
             f"{nodes}{o.gpu_count}x {o.gpu}", runs_as(p), p.layout.label,
             f"{e.memory_headroom_gib:.1f}", f"{e.single_stream_tokens_per_s:.0f}",
             f"{e.aggregate_output_tokens_per_s:,.0f}", f"{e.ttft_ms:.0f}", price,
-            *([f"{e.job_hours:,.2f}", _usd(e.job_usd)] if job else []),
+            *([_hours(e.job_hours), _usd(e.job_usd)] if job else []),
             f"{e.usd_per_million_output_tokens:.3f}", age_label,
         ])  # fmt: skip
     keep = fit_columns(columns, rows, width)
@@ -363,6 +363,13 @@ def _objective_label(need: Any) -> str:
 
     label = resolved_objective(need)
     return f"{label} (auto)" if need.objective == "auto" else label
+
+
+def _hours(hours: float) -> str:
+    """A job's hours, short ones in minutes or seconds (0.00 h said nothing)."""
+    if hours >= 0.1:
+        return f"{hours:,.2f}"
+    return f"{hours * 60:.1f} min" if hours * 60 >= 1 else f"{hours * 3600:.0f} s"
 
 
 def _load_label(need: Any) -> str:
