@@ -246,7 +246,7 @@ class Settings:
         are refused, since the figures would describe neither."""
         if "concurrency" not in self.sources or self.concurrency == default_of("concurrency"):
             return self
-        keys = ("target_rps", "target_output_tokens_per_s", "job_requests")
+        keys = ("target_rps", "target_output_tokens_per_s", "job_requests", "deadline_hours")
         others = [key for key in keys if getattr(self, key) is not None]
         others += ["workload"] if self.workload == "batch" else []
         if not others:

@@ -195,10 +195,14 @@ def test_the_cheapest_job_is_what_objective_cost_ranks_by():
 
 
 def test_a_short_jobs_time_is_shown_in_minutes_or_seconds():
-    """A 10 s job showed `job h` 0.00; its JSON kept two decimals of an hour."""
-    from planner.present.report import _hours
+    """A 10 s job showed `job h` 0.00 in the table and "about 0.01 h" in its note; its JSON kept
+    two decimals of an hour."""
+    from planner.decide.planbuild import job_duration
 
-    assert [_hours(h) for h in (1.5, 0.1, 0.05, 10 / 3600)] == ["1.50", "0.10", "3.0 min", "10 s"]
+    hours = (1.5, 0.1, 0.05, 10 / 3600)
+    assert [job_duration(h) for h in hours] == ["1.50 h", "0.10 h", "3.0 min", "10 s"]
     cands = planning_candidates("llama-3.1-8b", None)
     plan = recommend(cands, [offer("rtx-4090", 1, 0.34)], Need(job_requests=40, workload="batch"))
-    assert 0 < plan.plans[0].estimate.job_hours < 0.01
+    top = plan.plans[0]
+    assert 0 < top.estimate.job_hours < 0.01
+    assert any(f"in about {job_duration(top.estimate.job_hours)} for" in n for n in top.notes)

@@ -75,6 +75,11 @@ def test_the_load_given_with_more_precedence_wins(cli, repo, monkeypatch):
     assert r.exit_code == 2 and "concurrency (" in r.output and "target_rps (" in r.output
     need = need_of(cli("recommend", "--concurrency", "8", "--format", "json", "--top", "1"))
     assert need["concurrency"] == 8 and need["target_output_tokens_per_s"] is None
+    # a job's deadline counts as its load: given as a flag, it outranks a variable's streams
+    toml(repo / "gpuplan.toml", text.replace("concurrency = 3\n", "job_requests = 1000\n"))
+    monkeypatch.setenv("GPUPLAN_CONCURRENCY", "8")
+    need = need_of(cli("recommend", "--deadline-hours", "2", "--format", "json", "--top", "1"))
+    assert (need["concurrency"], need["job_requests"], need["deadline_hours"]) == (1, 1000, 2)
 
 
 def test_an_init_project_takes_a_target_or_a_job(cli, tmp_path, monkeypatch):

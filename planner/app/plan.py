@@ -168,7 +168,13 @@ def without_service_level(rec: Recommendation) -> tuple[Plan, str] | None:
     plans = rank_offers(list(rec.ranking.candidates), rec.offers, free, rec.order).plans
     if not plans or plans[0].objective_value >= top.objective_value:
         return None
-    return plans[0], violation(plans[0].estimate, top.need) or "it misses the service level"
+    why = violation(plans[0].estimate, top.need)
+    if why is None:  # it meets the level at its own load: the level sized the replicas
+        why = (
+            f"within the level each machine carries less: {top.estimate.replicas} replicas, not "
+            f"{plans[0].estimate.replicas}"
+        )
+    return plans[0], why
 
 
 def save_plan(plan: Plan, path: str | Path) -> None:

@@ -140,7 +140,12 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
                            f"checkpoint gpuplan plans for {short(plan.base_model)}"]  # fmt: skip
     derived = plan_offer(cands, o, plan.need)
     if isinstance(derived, str):
-        return [*problems, f"plan: the offer cannot serve this model and need ({derived})"]
+        return [
+            *problems,
+            f"plan: the offer cannot serve this model and need ({derived}); plans saved before "
+            "gpuplan of 2026-12-01 took TTFT on an idle server and sized targets at full batch: "
+            "recommend again and save the plan",
+        ]
     if derived.layout != plan.layout:
         problems.append(f"layout: gpuplan derives {derived.layout}, the plan says {plan.layout}")
     if derived.vllm_args != plan.vllm_args:
@@ -162,9 +167,9 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
             problems.append(f"estimate.{name}: gpuplan derives {want_v}, the plan says {got_v}")
             if name == "replicas" and plan.need.target_output_tokens_per_s:
                 problems.append(  # the sizing of targets changed on 2026-12-01
-                    "throughput targets are sized within the service level since gpuplan of "
-                    "2026-12-01 (before: at each machine's largest batch); save the plan again "
-                    "with `gpuplan recommend --save-plan`"
+                    "throughput targets are sized within the service level, and TTFT is taken "
+                    "at the load, since gpuplan of 2026-12-01; save the plan again with "
+                    "`gpuplan recommend --save-plan`"
                 )
     return problems
 

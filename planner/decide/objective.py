@@ -357,7 +357,7 @@ def build_estimate(op: Operating, offer: Offer, price: float, need: Need) -> Est
         headroom = round((op.capacity / need.target_output_tokens_per_s - 1) * 100, 1)
     if need.job_requests:  # the tokens at the aggregate rate, and never under one request
         hours = max(need.job_requests * need.output_tokens / agg, _request_s(fig, need)) / 3600
-        job_hours, job_usd = round(hours, 4), round(hours * usd, 2)
+        job_hours, job_usd = round(hours, 6), round(hours * usd, 2)
     return Estimate(
         single_stream_tokens_per_s=fig.single_stream_tokens_per_s,
         aggregate_output_tokens_per_s=fig.aggregate_output_tokens_per_s, batch=op.batch,

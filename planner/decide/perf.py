@@ -368,15 +368,17 @@ def batched_prefill_s(
 
 def loaded_ttft_s(load: ModelLoad, hw: Hardware, batch: float, prompt: int, output: int) -> float:
     """Time to first token with ``batch`` streams in flight: the prompt's prefill, plus the
-    other streams' decode work in each step that carries one of its chunks (chunked prefill
-    schedules both together), plus half a step's wait for the running one. A stated model,
-    not calibrated: the published TTFTs of throughput_calibration.json are single requests,
-    where this is prefill_s."""
+    other streams' step (loaded_token_latency_s, their own arriving prompts riding in it) for
+    each step that carries one of its chunks (chunked prefill schedules both together), plus
+    half a step's wait for the running one. A stated model, not calibrated: the published
+    TTFTs of throughput_calibration.json are single requests, where this is prefill_s."""
     alone = prefill_s(load, hw, prompt)
     if batch <= 1:
         return alone
-    others = decode_step_s(load, hw, batch - 1, prompt + output / 2)
-    return alone + (math.ceil(prompt / chunk_tokens(hw)) + 0.5) * others * hw.pp
+    # the others' steps as the speed model has them (their own arriving prompts ride in them;
+    # with pipeline parallel, through every stage)
+    others = loaded_token_latency_s(load, hw, batch - 1, prompt, output)
+    return alone + (math.ceil(prompt / chunk_tokens(hw)) + 0.5) * others
 
 
 def loaded_token_latency_s(

@@ -72,7 +72,7 @@ def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need:
         notes.append(replicas)
     if need.job_requests:
         notes.append(
-            f"job: {need.job_requests:,} requests in about {est.job_hours:,.2f} h for about "
+            f"job: {need.job_requests:,} requests in about {job_duration(est.job_hours)} for about "
             f"${est.job_usd:,.2f}, after start-up (renting the machines, downloading "
             f"{est.weights_gib_per_gpu * fit.layout.tp * fit.layout.pp:,.0f} GiB of weights, "
             "loading vLLM: minutes, billed too) and until `pulumi destroy` stops the billing"
@@ -89,3 +89,10 @@ def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need:
         layout=fit.layout, vllm_args=vllm_args(cand, op, need), estimate=est,
         objective_value=objective_value(est, need), reasons=tuple(reasons), notes=tuple(notes),
     )  # fmt: skip
+
+
+def job_duration(hours: float) -> str:
+    """A job's duration: hours, or minutes or seconds when short."""
+    if hours >= 0.1:
+        return f"{hours:,.2f} h"
+    return f"{hours * 60:.1f} min" if hours * 60 >= 1 else f"{hours * 3600:.0f} s"

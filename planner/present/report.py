@@ -262,6 +262,7 @@ def recommendation_tables(
     from rich.table import Table
     from rich.text import Text
 
+    from planner.decide.planbuild import job_duration
     from planner.offers.catalog import STALE_AFTER_DAYS, age_days
     from planner.present.suggestions import spread_line, suggestion_line
 
@@ -290,7 +291,7 @@ def recommendation_tables(
                "tok/s 1", "tok/s all", "TTFT ms", "$/h", "$/1M out", "age"]  # fmt: skip
     job = need.job_requests is not None  # an offline job's hours and cost, after $/h
     if job:
-        columns[12:12] = ["job h", "job $"]
+        columns[12:12] = ["job time", "job $"]
     rows = []
     for i, p in enumerate(plans, 1):
         e, o = p.estimate, p.offer
@@ -304,7 +305,7 @@ def recommendation_tables(
             f"{nodes}{o.gpu_count}x {o.gpu}", runs_as(p), p.layout.label,
             f"{e.memory_headroom_gib:.1f}", f"{e.single_stream_tokens_per_s:.0f}",
             f"{e.aggregate_output_tokens_per_s:,.0f}", f"{e.ttft_ms:.0f}", price,
-            *([_hours(e.job_hours), _usd(e.job_usd)] if job else []),
+            *([job_duration(e.job_hours), _usd(e.job_usd)] if job else []),
             f"{e.usd_per_million_output_tokens:.3f}", age_label,
         ])  # fmt: skip
     keep = fit_columns(columns, rows, width)
@@ -365,13 +366,6 @@ def _objective_label(need: Any) -> str:
     return f"{label} (auto)" if need.objective == "auto" else label
 
 
-def _hours(hours: float) -> str:
-    """A job's hours, short ones in minutes or seconds (0.00 h said nothing)."""
-    if hours >= 0.1:
-        return f"{hours:,.2f}"
-    return f"{hours * 60:.1f} min" if hours * 60 >= 1 else f"{hours * 3600:.0f} s"
-
-
 def _load_label(need: Any) -> str:
     """Which load the figures are at (the table says so)."""
     from planner.decide.load import service_level
@@ -382,9 +376,10 @@ def _load_label(need: Any) -> str:
             f"target {need.target_output_tokens_per_s:,.0f} output tok/s"
         )
     if need.target_output_tokens_per_s and need.workload == "batch":
+        stated = service_level(need) != (None, None)
         return (
             f"offline rate of {need.target_output_tokens_per_s:,.0f} output tok/s, each machine "
-            "at its largest batch (no service level)"
+            "at its largest batch" + (" (limits you stated apply there)" if stated else "")
         )
     if need.target_output_tokens_per_s:
         min_tps, max_ttft = service_level(need)
