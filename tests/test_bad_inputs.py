@@ -577,6 +577,7 @@ def test_the_no_offer_refusal_names_the_cheapest_price_and_fitting_hints():
         ["recommend", M, "--objective", "fast"],
         ["recommend", M, "--concurency", "3"],
         ["check", "--allow-cidr", CIDR],
+        ["--bogus"],
     ],
 )
 def test_click_usage_errors_are_one_line_with_a_hint(tmp_path, args):

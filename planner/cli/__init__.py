@@ -17,6 +17,18 @@ from planner.errors import EXIT_INTERRUPTED, GpuplanError, local_file_error
 class GpuplanGroup(click.Group):
     """The one error boundary: every GpuplanError becomes one line, a hint and its exit code."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """Options of gpuplan itself: a bad one is one line too, exit 2 (no arguments still
+        show the help)."""
+        try:
+            return super().parse_args(ctx, args)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            click.echo(f"hint: see `{ctx.command_path} --help`", err=True)
+            ctx.exit(2)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
