@@ -192,6 +192,9 @@ def test_the_cheapest_job_is_what_objective_cost_ranks_by():
     plans = recommend(cands, random_catalog(random.Random(3), 40), need).plans
     cost = [p.estimate.usd_per_million_output_tokens for p in plans]
     assert cost == sorted(cost) and len(set(p.estimate.usd_per_hour for p in plans)) > 1
+    from planner.present.report import _objective_label
+
+    assert _objective_label(need) == "cost-per-token (the job cost)"  # the title says why
 
 
 def test_a_short_jobs_time_is_shown_in_minutes_or_seconds():

@@ -363,7 +363,9 @@ def _objective_label(need: Any) -> str:
     from planner.decide.objective import resolved_objective
 
     label = resolved_objective(need)
-    return f"{label} (auto)" if need.objective == "auto" else label
+    if label != need.objective:  # auto, or the cost of a sized job (its $ per token)
+        return f"{label} ({'auto' if need.objective == 'auto' else 'the job cost'})"
+    return label
 
 
 def _load_label(need: Any) -> str:
