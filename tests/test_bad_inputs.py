@@ -589,3 +589,18 @@ def test_click_usage_errors_are_one_line_with_a_hint(tmp_path, args):
     assert lines[0].startswith("error: ") and lines[1].startswith("hint: see `")
     assert lines[1].endswith(" --help`")
     assert len(lines) == 2 and "Usage:" not in out
+
+
+def test_the_refusal_leads_with_the_limit_you_set():
+    """Review of issue 11: `--max-ttft 20` on 70B was refused with the memory of the many cards
+    too small for it (51 and 37 of them) and a memory hint; the 13 offers that hold the model
+    but miss the stated TTFT say what to relax, then the default level, then the rest."""
+    from planner.decide.checks import no_feasible_offer
+
+    memory = ["bf16: does not fit: TP1: 131.4 GiB weights > 21.7 GiB"] * 50
+    default = ["bf16 TP4: 15.3 tok/s per stream < --min-tokens-per-s 20 (default service level)"]
+    stated = ["bf16 TP1: TTFT 155 ms > --max-ttft 20"] * 3
+    err = no_feasible_offer(memory + default * 5 + stated, 58)
+    assert err.message.startswith("no feasible offer among 58: 3 x bf16 TP1: TTFT 155 ms")
+    assert "| 5 x bf16 TP4: 15.3 tok/s" in err.message and "relax --max-ttft" in err.hint
+    assert no_feasible_offer(memory, 50).message.startswith("no feasible offer among 50: 50 x")

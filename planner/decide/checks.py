@@ -99,7 +99,10 @@ def no_feasible_offer(
         return NoFeasibleOfferError(
             "no offer matches the filters", "loosen --gpu / --providers / --regions"
         )
-    kinds = Counter(map(_reason_kind, reasons)).most_common(2)
+    # a limit the user set that stopped offers which otherwise serve the load says more than
+    # the many cards too small for the model: those kinds first, then the commonest
+    counted = Counter(map(_reason_kind, reasons)).most_common()
+    kinds = sorted(counted, key=lambda kn: _rank_kind(kn[0]))[:2]
     example: dict[str, str] = {}
     for reason in reasons:
         kind = _reason_kind(reason)
@@ -112,6 +115,16 @@ def no_feasible_offer(
         + " | ".join(f"{n} x {_clip(example[kind], 160)}" for kind, n in kinds),
         _hint_for(kinds[0][0], need),
     )
+
+
+STATED = ("--max-ttft", "--min-tokens-per-s", "--max-price", "--max-replicas", "--deadline-hours")
+
+
+def _rank_kind(kind: str) -> int:
+    """0: a limit the user stated stopped it; 1: the default service level; 2: the rest."""
+    if "(default service level)" in kind:
+        return 1
+    return 0 if any(flag in kind for flag in STATED) else 2
 
 
 def _price(reason: str) -> float:
