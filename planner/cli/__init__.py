@@ -7,11 +7,25 @@ plan, project, ship; this module holds the group and the one error boundary.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from planner.errors import EXIT_INTERRUPTED, GpuplanError, local_file_error
+
+
+def _fail(ctx: click.Context, message: str, hint: str | None, code: int) -> NoReturn:
+    """One error line, its hint, and the exit code."""
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    ctx.exit(code)
+
+
+def _usage(ctx: click.Context, exc: click.UsageError) -> NoReturn:
+    """Click's own usage errors (a bad choice, an unknown option), as every other bad input."""
+    command = exc.ctx.command_path if exc.ctx else ctx.command_path
+    _fail(ctx, exc.format_message(), f"see `{command} --help`", 2)
 
 
 class GpuplanGroup(click.Group):
@@ -25,9 +39,7 @@ class GpuplanGroup(click.Group):
         except click.exceptions.NoArgsIsHelpError:
             raise
         except click.UsageError as exc:
-            click.echo(f"error: {exc.format_message()}", err=True)
-            click.echo(f"hint: see `{ctx.command_path} --help`", err=True)
-            ctx.exit(2)
+            _usage(ctx, exc)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -35,10 +47,7 @@ class GpuplanGroup(click.Group):
         except GpuplanError as exc:
             for warning in exc.warnings:
                 click.echo(f"warning: {warning}", err=True)
-            click.echo(f"error: {exc.message}", err=True)
-            if exc.hint:
-                click.echo(f"hint: {exc.hint}", err=True)
-            ctx.exit(exc.exit_code)
+            _fail(ctx, exc.message, exc.hint, exc.exit_code)
         except KeyboardInterrupt:
             sub = ctx.invoked_subcommand
             note = (
@@ -52,24 +61,17 @@ class GpuplanGroup(click.Group):
             # An ordinary fault of this machine (permissions, full disk, a name too long) that
             # a lower layer did not already turn into a message: still one line, exit 2.
             error = local_file_error(exc)
-            click.echo(f"error: {error.message}", err=True)
-            if error.hint:
-                click.echo(f"hint: {error.hint}", err=True)
-            ctx.exit(error.exit_code)
-        except click.UsageError as exc:  # a bad flag or value: one line too, exit 2
-            click.echo(f"error: {exc.format_message()}", err=True)
-            command = exc.ctx.command_path if exc.ctx else "gpuplan"
-            click.echo(f"hint: see `{command} --help`", err=True)
-            ctx.exit(2)
+            _fail(ctx, error.message, error.hint, error.exit_code)
+        except click.UsageError as exc:  # a bad flag or value of a command
+            _usage(ctx, exc)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             first = str(exc).splitlines()[0] if str(exc) else ""
-            click.echo(f"error: unexpected {type(exc).__name__}: {first}", err=True)
-            click.echo("hint: rerun with --debug for the traceback, and report it", err=True)
-            ctx.exit(1)
+            hint = "rerun with --debug for the traceback, and report it"
+            _fail(ctx, f"unexpected {type(exc).__name__}: {first}", hint, 1)
 
 
 @click.group(cls=GpuplanGroup, context_settings={"help_option_names": ["-h", "--help"]})
