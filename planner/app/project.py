@@ -86,6 +86,14 @@ class PlanNotVerified(UsageError):
     """A plan file that does not match what gpuplan derives for its model on its offer."""
 
 
+# Why a plan saved by an older gpuplan may no longer match what gpuplan derives.
+RESAVE = (
+    "since gpuplan of 2026-12-01, TTFT is taken at the load and throughput targets are sized "
+    "within the service level: plans saved before may differ; save the plan again with "
+    "`gpuplan recommend --save-plan`"
+)
+
+
 def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = False) -> list[str]:
     """What in ``plan`` differs from what gpuplan derives: the offer must be in the catalog
     with the same GPUs, and re-planning the file's model, format and need on the file's offer
@@ -140,12 +148,7 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
                            f"checkpoint gpuplan plans for {short(plan.base_model)}"]  # fmt: skip
     derived = plan_offer(cands, o, plan.need)
     if isinstance(derived, str):
-        return [
-            *problems,
-            f"plan: the offer cannot serve this model and need ({derived}); plans saved before "
-            "gpuplan of 2026-12-01 took TTFT on an idle server and sized targets at full batch: "
-            "recommend again and save the plan",
-        ]
+        return [*problems, f"plan: the offer cannot serve this model and need ({derived})", RESAVE]
     if derived.layout != plan.layout:
         problems.append(f"layout: gpuplan derives {derived.layout}, the plan says {plan.layout}")
     if derived.vllm_args != plan.vllm_args:
@@ -166,11 +169,7 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
         ):
             problems.append(f"estimate.{name}: gpuplan derives {want_v}, the plan says {got_v}")
             if name == "replicas" and plan.need.target_output_tokens_per_s:
-                problems.append(  # the sizing of targets changed on 2026-12-01
-                    "throughput targets are sized within the service level, and TTFT is taken "
-                    "at the load, since gpuplan of 2026-12-01; save the plan again with "
-                    "`gpuplan recommend --save-plan`"
-                )
+                problems.append(RESAVE)
     return problems
 
 
