@@ -82,20 +82,23 @@ def online_target(need: Need) -> bool:
     return bool(need.target_output_tokens_per_s) and need.workload != BATCH_WORKLOAD
 
 
-def _meets_level(fit: Fit, need: Need, batch: int) -> bool:
-    """Whether ``batch`` streams meet the service level, on the rounded figures that
-    static_violation reads (per-stream speed and TTFT only worsen as the batch grows)."""
+def _missed_level(fit: Fit, need: Need, batch: int) -> str | None:
+    """The part of the service level ``batch`` streams miss, "speed" or "TTFT", or None, on
+    the rounded figures that static_violation reads (both only worsen as the batch grows)."""
     min_tps, max_ttft = service_level(need)
     p, o = need.prompt_tokens, need.output_tokens
-    if (
-        min_tps is not None
-        and round(1 / loaded_token_latency_s(fit.load, fit.hw, batch, p, o), 2) < min_tps
-    ):
-        return False
-    return (
-        max_ttft is None
-        or round(loaded_ttft_s(fit.load, fit.hw, batch, p, o) * 1000, 1) <= max_ttft
-    )
+
+    def speed() -> float:
+        return round(1 / loaded_token_latency_s(fit.load, fit.hw, batch, p, o), 2)
+
+    def ttft_ms() -> float:
+        return round(loaded_ttft_s(fit.load, fit.hw, batch, p, o) * 1000, 1)
+
+    if min_tps is not None and speed() < min_tps:
+        return "speed"
+    if max_ttft is not None and ttft_ms() > max_ttft:
+        return "TTFT"
+    return None
 
 
 def level_batch(fit: Fit, need: Need, cap: int) -> int:
@@ -104,12 +107,12 @@ def level_batch(fit: Fit, need: Need, cap: int) -> int:
     why)."""
     if service_level(need) == (None, None) or cap < 1:
         return cap
-    if _meets_level(fit, need, cap) or not _meets_level(fit, need, 1):
+    if _missed_level(fit, need, cap) is None or _missed_level(fit, need, 1) is not None:
         return cap
     lo, hi = 1, cap  # meets at lo, not at hi
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if _meets_level(fit, need, mid) else (lo, mid)
+        lo, hi = (mid, hi) if _missed_level(fit, need, mid) is None else (lo, mid)
     return lo
 
 
@@ -143,12 +146,8 @@ def stream_cap(fit: Fit, need: Need) -> tuple[int, str]:
     if fit.max_batch < cap:
         cap, limit = fit.max_batch, "max-num-seqs"
     best = level_batch(fit, need, cap)
-    if best == cap:
-        return cap, limit
-    min_tps, _ = service_level(need)
-    p, o = need.prompt_tokens, need.output_tokens
-    itl = loaded_token_latency_s(fit.load, fit.hw, best + 1, p, o)
-    return best, "speed" if min_tps is not None and round(1 / itl, 2) < min_tps else "TTFT"
+    missed = _missed_level(fit, need, best + 1) if best < cap else None
+    return (best, missed) if missed else (cap, limit)
 
 
 def operate(fit: Fit, need: Need) -> Operating:
