@@ -18,7 +18,6 @@ import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import compress
 from operator import itemgetter
 
 from planner.decide.checks import check_context, check_tp, no_feasible_offer, validate_need
@@ -28,7 +27,6 @@ from planner.decide.fit import (
     Candidate,
     candidates_for,
     feasible_fits,
-    holds_model,
 )
 from planner.decide.lazyplans import FIRST_PLANS, LazyPlans, Rejection, Rejections
 from planner.decide.load import Operating, operate
@@ -45,6 +43,7 @@ from planner.decide.objective import (
 )
 from planner.decide.plan import Need, Plan
 from planner.decide.planbuild import make_plan, vllm_args
+from planner.decide.rentable import held_candidates, monthly_for_a_job, plan_prices, speed_known
 from planner.gcpause import cyclic_gc_paused
 from planner.offers.gpus import GpuSpec, gpu_table
 from planner.offers.offer import Offer
@@ -177,7 +176,7 @@ class _Picker:
         gpu = gpu_table().get(gpu_id)
         if gpu is None:
             return f"GPU '{gpu_id}' is not in the GPU table"
-        if not (gpu.bf16_tflops_dense or gpu.fp16_tflops_dense):
+        if not speed_known(gpu):
             return (
                 f"{gpu.name}: no published dense FP16 throughput in the GPU table, so "
                 "speed and cost per token cannot be estimated"
@@ -197,12 +196,8 @@ class _Picker:
         buckets: defaultdict[tuple[str, int, str], list[int]] = defaultdict(list)
         for pos, kind in enumerate(self.offers.tuples(("gpu", "gpu_count", "provider"))):
             buckets[kind].append(pos)
-        prices = self.prices = self.offers.effective_usd_per_hour(need.spot, need.horizon_months)
-        monthly: set[int] = set()
-        if need.job_requests:  # a job pays for its hours; a monthly rental bills whole months
-            billing = self.offers.column("billing")
-            monthly = {pos for pos, bill in enumerate(billing) if bill == "monthly"}
-            prices = self.prices = [None if pos in monthly else p for pos, p in enumerate(prices)]
+        monthly = monthly_for_a_job(self.offers, need)
+        prices = self.prices = plan_prices(self.offers, need, monthly)
         unpriced, work, rejected = None in prices, [], []  # type: ignore[var-annotated]
         if self.held is None:
             self.held = held_candidates(self.cands, self.offers, need, prices)
@@ -353,39 +348,6 @@ MONTHLY_JOB = (
     "monthly rental: a job would pay whole months, not the hours it runs (rank it without "
     "--job-requests to compare it per token)"
 )
-
-
-def held_candidates(
-    cands: Sequence[Candidate],
-    offers: Iterable[Offer],
-    need: Need,
-    prices: Sequence[float | None] | None = None,
-) -> dict[int, str]:
-    """The candidates (by index) one node of the catalog holds with one request, each with
-    such a node: no pipeline over nodes is planned for them. The catalog: machines a plan could
-    rent (priced within --max-price, a GPU with a published speed, --gpus, no monthly rental
-    for a job); ``prices``: their $/h if known."""
-    table = offers if isinstance(offers, OfferTable) else OfferTable.from_offers(offers)
-    if prices is None:
-        prices = table.effective_usd_per_hour(need.spot, need.horizon_months)
-    billing = table.column("billing") if need.job_requests else None
-    cap = need.max_price_usd_per_hour  # a node over --max-price cannot be the plan
-    priced = [price is not None and (cap is None or price <= cap) for price in prices]
-    if billing is not None:
-        priced = [ok and bill != "monthly" for ok, bill in zip(priced, billing, strict=True)]
-    kinds = set(compress(table.tuples(("gpu", "gpu_count")), priced))
-    gpus, out = gpu_table(), {}
-    for idx, cand in enumerate(cands):
-        for gpu_id, count in sorted(kinds, key=lambda k: (k[1], k[0])):  # the smallest named
-            if need.gpus is not None and count != need.gpus:
-                continue
-            gpu = gpus.get(gpu_id)
-            if gpu is None or not (gpu.bf16_tflops_dense or gpu.fp16_tflops_dense):
-                continue
-            if holds_model(cand, gpu, count, need):
-                out[idx] = f"{count}x {gpu_id}"
-                break
-    return out
 
 
 def plan_offer(

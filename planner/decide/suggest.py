@@ -27,7 +27,8 @@ from typing import Any
 from planner.decide.fit import MULTI_NODE_PROVIDERS, Candidate, candidates_for
 from planner.decide.objective import by_hour, improvement, resolved_objective, saturates
 from planner.decide.plan import Need, Plan
-from planner.decide.rank import held_candidates, plan_offer, rank_offers
+from planner.decide.rank import plan_offer, rank_offers
+from planner.decide.rentable import held_candidates
 from planner.model.footprint import resolve_format, weight_bytes
 from planner.model.quant import get_format
 from planner.model.values import ModelSpec
