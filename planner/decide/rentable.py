@@ -34,7 +34,7 @@ def plan_prices(
     planned (no such price, or a monthly rental for a job; ``monthly``: those positions)."""
     prices = offers.effective_usd_per_hour(need.spot, need.horizon_months)
     skip = monthly_for_a_job(offers, need) if monthly is None else monthly
-    return [None if pos in skip else p for pos, p in enumerate(prices)]
+    return [None if pos in skip else p for pos, p in enumerate(prices)] if skip else list(prices)
 
 
 def held_candidates(
