@@ -348,8 +348,9 @@ def build_estimate(op: Operating, offer: Offer, price: float, need: Need) -> Est
     agg = op.tokens_per_s
     total_factor = (need.prompt_tokens + need.output_tokens) / need.output_tokens
     streams = op.batch if spreads(need) else math.ceil(need.concurrency / fit.layout.dp)
-    used_kv = fit.kv_per_request * streams  # at saturation, the batch's typical requests:
-    used_kv = max(used_kv, fit.work_kv * op.batch) if saturates(need) else used_kv
+    used_kv = fit.kv_per_request * streams
+    if saturates(need):  # at saturation the batch's typical requests fill the KV cache
+        used_kv = max(used_kv, fit.work_kv * op.batch)
     monthly = offer.monthly_price_usd * machines if offer.monthly_price_usd is not None else None
     setup = round((offer.setup_fee_usd or 0) * machines, 2) if monthly is not None else None
     headroom = job_hours = job_usd = None
