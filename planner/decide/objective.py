@@ -51,7 +51,8 @@ OBJECTIVES = ("auto", "cost-per-token", "cost", "speed", "latency")
 WORKLOADS = ("interactive", "batch")
 RELAXED_NOTE = (
     f"no offer meets the default interactive service level ({DEFAULT_MIN_TOKENS_PER_S:g} tok/s "
-    f"per stream, TTFT <= {DEFAULT_MAX_TTFT_MS / 1000:g} s); ranked without it"
+    f"per stream, TTFT <= {DEFAULT_MAX_TTFT_MS / 1000:g} s); ranked without its defaults (limits "
+    "you stated still apply)"
 )
 
 
