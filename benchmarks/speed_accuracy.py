@@ -55,7 +55,9 @@ CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
 # benchmark_moe.py on DeepSeek-V3's experts, github.com/vllm-project/vllm/pull/13932, and its
 # block-FP8 GEMM benchmarks, pull/23939: perf_calibration.json); for the older engines of the
 # calibration data, ~0.1 ms of host work per sequence and ~1 ms per step in turn with the GPU
-# (vLLM's profile of v0.5.3 and Lambda's v0.5.4 inter-token latencies: perf_calibration.json).
+# (vLLM's profile of v0.5.3 and Lambda's v0.5.4 inter-token latencies: perf_calibration.json);
+# on AMD GPUs (ROCm) the engine's cost around an all-reduce at CUDA's earlier value, and the
+# all-reduce's share of the Infinity Fabric at one xGMI link's rated 64 GB/s.
 PRIORS = {
     "per_sequence_overhead_ms": 0.02, "moe_decode_compute_efficiency": 0.6,
     "request_overhead_ms": 10.0, "allreduce_overhead_us": 10.0, "moe_layer_overhead_us": 30.0,
@@ -63,6 +65,7 @@ PRIORS = {
     "moe_prefill_compute_efficiency": 0.3, "prefill_attention_efficiency": 0.6,
     "block_fp8_moe_bandwidth_factor": 0.28, "block_fp8_moe_compute_factor": 0.28,
     "legacy_per_sequence_overhead_ms": 0.1, "legacy_step_overhead_ms": 1.0,
+    "xgmi_allreduce_overhead_us": 30.0, "xgmi_gb_s": 64.0,
 }  # fmt: skip
 # Held (never refitted): values fitted earlier on the first calibration sample, and the link
 # latencies of the collectives themselves, measured by collective benchmarks that are not

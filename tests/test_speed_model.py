@@ -195,6 +195,31 @@ def test_pcie_all_reduce_latency_grows_with_the_ring_and_nvlink_does_not():
     assert perf.allreduce_s(nv8, 0, 4096, 1) == pytest.approx(perf.allreduce_s(nv2, 0, 4096, 1))
 
 
+def test_amd_all_reduce_pays_rocms_own_engine_cost_and_the_fitted_fabric_share():
+    # ROCm's engine cost around an all-reduce is its own constant (not CUDA's), one fabric
+    # latency at any TP (a direct mesh), and the data at the fitted Infinity Fabric share.
+    link, rocm, cuda = (
+        perf.constant(name)
+        for name in (
+            "xgmi_allreduce_latency_us",
+            "xgmi_allreduce_overhead_us",
+            "allreduce_overhead_us",
+        )
+    )
+    assert rocm != cuda
+    mi = gpu_table()["mi300x"]
+    a2, a8 = (perf.Hardware(mi, n, 1, "fp8", False) for n in (2, 8))
+    assert perf.link_kind(a8) == "xgmi"
+    assert perf.link_bytes_per_s(a8) == pytest.approx(perf.constant("xgmi_gb_s") * 1e9)
+    assert perf.allreduce_s(a2, 0, 8192, 1) == pytest.approx(2 * (link + rocm) * 1e-6)
+    size_s = 2 * 7 / 8 * 32 * 8192 * 2 / (perf.constant("xgmi_gb_s") * 1e9)
+    assert perf.allreduce_s(a8, 32, 8192, 3) == pytest.approx(6 * ((link + rocm) * 1e-6 + size_s))
+    # An NVLink machine keeps CUDA's engine cost.
+    nv = perf.Hardware(gpu_table()["h100-sxm"], 8, 1, "fp16", True)
+    nvlink = perf.constant("nvlink_allreduce_latency_us")
+    assert perf.allreduce_s(nv, 0, 8192, 1) == pytest.approx(2 * (nvlink + cuda) * 1e-6)
+
+
 def test_attention_over_the_kv_cache_adds_to_the_weight_gemms():
     # Separate kernels one after the other: a decode step reads the weights, then the KV cache.
     load, hw = _load(), _hw()

@@ -184,8 +184,8 @@ def link_bytes_per_s(hw: Hardware) -> float:
 def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
     """Two all-reduces a layer of tokens x hidden bf16 activations (ring: 2(n-1)/n of the data
     over the link), each with the link's fixed latency plus the engine's own cost around every
-    all-reduce (synchronisation, the fused residual/norm kernels; one fitted constant for all
-    link types). NVLink/NVSwitch and AMD Infinity Fabric connect every pair directly (one-shot
+    all-reduce (engine_allreduce_overhead_us: one fitted constant for CUDA's stack, one for
+    ROCm's). NVLink/NVSwitch and AMD Infinity Fabric connect every pair directly (one-shot
     all-reduce): one latency, from collective benchmarks. Over PCIe, beyond two GPUs vLLM leaves
     its custom all-reduce off and runs NCCL's ring (vllm/distributed/device_communicators/
     custom_all_reduce.py: "not supported on more than two PCIe-only GPUs"), whose 2(n-1) steps
@@ -204,11 +204,22 @@ def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
     if kind == "pcie":
         steps = (hw.tp - 1) * (1 if hw.gpu.pcie_p2p else 2)
     latency = (
-        constant(f"{kind}_allreduce_latency_us") * steps + constant("allreduce_overhead_us")
+        constant(f"{kind}_allreduce_latency_us") * steps + engine_allreduce_overhead_us(kind)
     ) * 1e-6
     size = tokens * hidden * 2
     per = latency + 2 * (hw.tp - 1) / hw.tp * size / link_bytes_per_s(hw)
     return 2 * layers * per
+
+
+def engine_allreduce_overhead_us(kind: str) -> float:
+    """The engine's own cost around one all-reduce (synchronisation, the fused residual/norm
+    kernels, the graph's launch of them), beyond the link's latency: one fitted constant for
+    CUDA's stack (NVLink and PCIe alike) and one for ROCm's (AMD Infinity Fabric), fitted on the
+    AMD sources. ROCm's kernels and HIP graphs are not CUDA's: with one constant for both, set
+    mostly by the CUDA sources, AMD's measurements were predicted 22-28% fast at batch 1 and
+    18-33% slow at full batch out of sample (with xgmi_gb_s, now fitted too, the link's
+    bandwidth share, both fall within the others' error)."""
+    return constant("xgmi_allreduce_overhead_us" if kind == "xgmi" else "allreduce_overhead_us")
 
 
 def chunk_tokens(hw: Hardware) -> int:
