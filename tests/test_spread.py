@@ -80,6 +80,20 @@ def test_spread_leaves_batch_jobs_and_throughput_targets_alone(flags):
     assert not spread.plans[0].need.spread and not spread.plans[0].need.stream_replicas
     assert spread.plans[0] == plain.plans[0]
     assert all(p.estimate.memory_headroom_gib >= 0 for p in spread.plans[:10])
+    # and the user is told the setting did nothing
+    said = app_recommend(load_settings({**base, "spread": True}, env={})).warnings
+    assert [w for w in said if w.startswith("spread is ignored")]
+    assert not app_recommend(load_settings(base, env={})).warnings
+
+
+def test_generate_repeats_the_ignored_spread_warning(cli, tmp_path):
+    out = tmp_path / "p"
+    args = ("--target-rps", "2", "--spread", "--providers", "aws", "--allow-cidr", "203.0.113.7/32")
+    r = cli("generate", "llama-3.1-8b", *args, "--out", str(out))
+    assert r.exit_code == 0, r.output
+    assert "warning: spread is ignored: a batch workload or a throughput target" in r.stderr
+    plain = cli("generate", "llama-3.1-8b", *args[2:], "--out", str(tmp_path / "q"))
+    assert "spread is ignored" not in plain.stderr
 
 
 @pytest.mark.parametrize("seed", range(4))

@@ -39,6 +39,12 @@ class SpreadSuggestion:
     balancer: bool  # gpuplan generate puts a managed load balancer in front of them there
 
 
+IGNORED_SPREAD = (
+    "spread is ignored: a batch workload or a throughput target sizes its own replicas "
+    "(--spread lets machines share an interactive load's --concurrency streams)"
+)
+
+
 def recommend(
     s: Settings, *, config_path: str | None = None, from_hub: bool = False, suggest: bool = True
 ) -> Recommendation:
@@ -81,7 +87,10 @@ def recommend(
             # unreadable cache): the user reads them with the refusal
             exc.warnings = catalog.warnings
             raise
-    rec = Recommendation(ranking, catalog.warnings, dict(catalog.sources), offers=offers,
+    warnings = catalog.warnings
+    if s.spread and not need.spread:  # Settings.need drops it for a target or a job
+        warnings = (*warnings, IGNORED_SPREAD)
+    rec = Recommendation(ranking, warnings, dict(catalog.sources), offers=offers,
                          order=keys)  # fmt: skip
     # not when the user chose (--spread or --one-machine), nor with --tls-domain, which
     # generate refuses for machines sharing the streams

@@ -240,6 +240,7 @@ def generate(
         raise UsageError("no --out folder given", "pass --out DIR (or set [deploy].out)")
     options = _project_options(s)
     skipped: list[str] = []
+    read_first: tuple[str, ...] = ()  # the catalog's and the settings' warnings
     suggestion = spread = None
     if plan_file:
         plan = read_plan_file(plan_file)
@@ -253,6 +254,7 @@ def generate(
     else:
         rec = recommend(s, config_path=config_path, from_hub=from_hub, suggest=False)
         plan, skipped = best_writable(rec.ranking.plans, options)
+        read_first = rec.warnings
 
         # compared with the plan written, among the plans gpuplan can write
         def writable(p: Plan) -> bool:
@@ -262,7 +264,7 @@ def generate(
         spread = cheaper_spread_for(rec, plan, accept=writable)
     files = render_project(plan, options)
     written = write_project(files, Path(s.out), old_stack_destroyed=old_stack_destroyed)
-    notes = warnings(plan, options)
+    notes = [*read_first, *warnings(plan, options)]
     return Generated(plan, s.out, written, skipped, notes, suggestion, spread)
 
 
