@@ -80,7 +80,7 @@ def figures(op: Operating, usd_per_hour: float, rounded: bool = True) -> Figures
     rnd = round if rounded else (lambda x, _n=0: x)
     return Figures(
         usd_per_hour=rnd(usd_per_hour, 4),
-        aggregate_output_tokens_per_s=rnd(agg, 1),
+        aggregate_output_tokens_per_s=rnd(agg, 2),  # as the single stream: one figure at 1
         single_stream_tokens_per_s=rnd(1 / op.itl_s, 2),
         ttft_ms=rnd(op.ttft_s * 1000, 1),
         itl_ms=rnd(op.itl_s * 1000, 2),
