@@ -23,6 +23,7 @@ from planner.decide.load import operate
 from planner.decide.objective import (
     OBJECTIVES,
     PricedPoint,
+    figures,
     objective_value,
     priced_order,
     tie_break,
@@ -126,6 +127,19 @@ def test_priced_order_is_objective_value_and_tie_break(need):
         points = [PricedPoint(op, u) for u in usds]
         want = [(objective_value(p, need), tie_break(p, need), p.usd_per_hour) for p in points]
         assert priced_order(op, need, usds) == want
+
+
+def test_a_priced_point_reads_the_figures_the_plan_shows():
+    # The ranking reads PricedPoint; the plan shows figures(): the same numbers, rounded alike
+    # (a tie-break on a figure rounded otherwise could order plans the table shows equal).
+    cand = candidates_for(load_model_spec("llama-3.1-8b"), None)[0]
+    for need in (Need(concurrency=3), Need(workload="batch")):
+        for fit in feasible_fits(cand, G["l4"], 4, False, need)[0]:
+            op = operate(fit, need)
+            for usd in (0.123456789, 17.5):
+                shown, read = figures(op, usd), PricedPoint(op, usd)
+                for name in shown.__dataclass_fields__:
+                    assert getattr(read, name) == getattr(shown, name), name
 
 
 def tied_catalog(rng: random.Random, n: int) -> list[Offer]:

@@ -104,7 +104,7 @@ class PricedPoint:
 
     @property
     def aggregate_output_tokens_per_s(self) -> float:
-        return round(self._op.tokens_per_s, 1)
+        return round(self._op.tokens_per_s, 2)
 
     @property
     def single_stream_tokens_per_s(self) -> float:
