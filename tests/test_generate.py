@@ -220,7 +220,8 @@ def check_container_script(script: str, plan: Plan) -> None:
     proxy = gzip.decompress(base64.b64decode(decode[3])).decode()
     assert proxy == (ROOT / "templates/_shared/gpuplan_proxy.py").read_text()
     # the proxy gets the API key only, not the HF token
-    assert lines[2] == "env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 &"
+    cap = boot_module().connection_limit(serve_args(plan))
+    assert lines[2] == f"env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 {cap} &"
     assert shlex.split(lines[3]) == [
         "exec", "vllm", "serve", *serve_args(plan), "--host", "127.0.0.1", "--port", "8001",
     ]  # fmt: skip
@@ -1025,3 +1026,19 @@ def test_boot_extras_ship_only_where_the_boot_script_can_use_them():
         ships = provider in {"aws", "gcp", "hetzner"}
         assert ("gpuplan_boot_extras.py" in files) == ships, provider
         assert ("gpuplan_boot_extras.py" in json.loads(files[".gpuplan"])["files"]) == ships
+
+
+def test_the_proxy_serves_twice_the_sequences_vllm_runs():
+    """A fixed cap of 512 connections refused part of a load planned at 1,000 streams on one
+    machine (DP8 x 256 sequences): the cap follows the vLLM arguments, on every platform."""
+    boot = boot_module()
+    args = ["--tensor-parallel-size", "1", "--data-parallel-size", "8", "--max-num-seqs", "256"]
+    assert boot.connection_limit(args) == 4096
+    assert boot.connection_limit(["--max-num-seqs", "30"]) == 512  # never under the default
+    assert boot.connection_limit([]) == 512
+    script = boot.boot_script("img:1", args, 8000, "k", proxy_py="# proxy")
+    unit = boot_files(script)[boot.PROXY_SCRIPT]
+    assert shlex.split(unit.strip().splitlines()[-1])[-1] == "4096"
+    container = boot.container_script(args, 8000, b"# proxy")
+    started = next(line for line in container.splitlines() if "gpuplan_proxy.py 0.0.0.0" in line)
+    assert shlex.split(started.rstrip("&"))[-1] == "4096"

@@ -232,3 +232,41 @@ def test_all_addresses_means_ipv6_too_when_the_host_has_it():
         assert r.status_code == 200
     finally:
         _stop(loop, server, thread, upstream)
+
+
+def test_the_connection_cap_is_the_argument_gpuplan_passes(monkeypatch):
+    """gpuplan passes the cap as the 4th argument (twice the sequences vLLM runs at once): the
+    proxy serves that many, and raises its descriptor limit for them (two per connection)."""
+    proxy = _load_proxy()
+    seen: dict[str, object] = {}
+
+    async def fake_serve_all(host, port, upstream, key, max_connections=proxy.MAX_CONNECTIONS):
+        seen["cap"] = max_connections
+        raise SystemExit(0)  # stop main() before it serves
+
+    monkeypatch.setattr(proxy, "serve_all", fake_serve_all)
+    monkeypatch.setattr(proxy, "raise_descriptor_limit", lambda n: seen.setdefault("fds", n))
+    monkeypatch.setenv("VLLM_API_KEY", KEY)
+    monkeypatch.setattr("sys.argv", ["gpuplan_proxy.py", "0.0.0.0", "8000", "8001", "4096"])
+    with pytest.raises(SystemExit):
+        proxy.main()
+    assert seen == {"cap": 4096, "fds": 4096}
+    seen.clear()
+    monkeypatch.setattr("sys.argv", ["gpuplan_proxy.py", "0.0.0.0", "8000", "8001"])
+    with pytest.raises(SystemExit):
+        proxy.main()
+    assert seen == {"cap": proxy.MAX_CONNECTIONS, "fds": proxy.MAX_CONNECTIONS}
+
+
+def test_the_descriptor_limit_is_raised_within_the_hard_limit(monkeypatch):
+    import resource
+
+    proxy = _load_proxy()
+    state = {"soft": 1024, "hard": 524288}
+    monkeypatch.setattr(resource, "getrlimit", lambda _r: (state["soft"], state["hard"]))
+    monkeypatch.setattr(resource, "setrlimit", lambda _r, v: state.update(soft=v[0]))
+    assert proxy.raise_descriptor_limit(4096) == 2 * 4096 + 64 == state["soft"]
+    state.update(soft=1024, hard=2000)
+    assert proxy.raise_descriptor_limit(4096) == 2000  # never above the hard limit
+    state.update(soft=100_000)
+    assert proxy.raise_descriptor_limit(512) == 100_000  # never lowered

@@ -220,7 +220,25 @@ def run_script(image: str, args: list[str], node: dict[str, Any] | None = None) 
     return "\n".join(lines) + "\n"
 
 
-def proxy_script(image: str, port: int, host: str = "0.0.0.0") -> str:
+PROXY_MIN_CONNECTIONS = 512  # gpuplan_proxy.py's own default
+
+
+def connection_limit(vllm_args: list[str]) -> int:
+    """Connections the proxy serves at once: twice the sequences vLLM runs at once (its
+    data-parallel replicas x --max-num-seqs, 256 when unset; as many again wait in vLLM's
+    queue), never under the proxy's own default. A fixed cap of 512 refused part of a load
+    planned at 1,000 streams on one machine."""
+
+    def flag(name: str, default: int) -> int:
+        return int(vllm_args[vllm_args.index(name) + 1]) if name in vllm_args else default
+
+    running = flag("--data-parallel-size", 1) * flag("--max-num-seqs", 256)
+    return max(PROXY_MIN_CONNECTIONS, 2 * running)
+
+
+def proxy_script(
+    image: str, port: int, host: str = "0.0.0.0", max_connections: int = PROXY_MIN_CONNECTIONS
+) -> str:
     """The proxy unit's command: gpuplan_proxy.py with the image's own python3. The proxy gets
     the API key and nothing else (not the HF token): the key is read from the env file and
     passed by name, `-e VLLM_API_KEY`, which takes the value from the docker client's
@@ -230,7 +248,7 @@ def proxy_script(image: str, port: int, host: str = "0.0.0.0") -> str:
         "docker", "run", "--rm", "--name", "gpuplan-proxy", "--network", "host",
         "-e", "VLLM_API_KEY", "-v", f"{PROXY_PY}:/gpuplan_proxy.py:ro", "--entrypoint", "python3",
         image, "/gpuplan_proxy.py", str(ipaddress.ip_address(host)), str(int(port)),
-        str(UPSTREAM_PORT),
+        str(UPSTREAM_PORT), str(int(max_connections)),
     ]  # fmt: skip
     return "\n".join([
         "#!/bin/sh",
@@ -359,7 +377,8 @@ def boot_script(
     if proxy_py is not None:
         lines += _write(PROXY_PY, proxy_py, "644")
         host = "0.0.0.0" if tls is None else "127.0.0.1"
-        lines += _write(PROXY_SCRIPT, proxy_script(image, port, host), "755")
+        limit = connection_limit(args)
+        lines += _write(PROXY_SCRIPT, proxy_script(image, port, host, limit), "755")
         lines += _write(PROXY_UNIT_FILE, PROXY_UNIT, "644")
         units.append("gpuplan-proxy.service")
     if tls is not None:
@@ -429,7 +448,8 @@ def container_script(vllm_args: list[str], port: int, proxy: bytes | None = None
         "set -eu",
         f"python3 -c {shlex.quote(decode)} {blob}",
         # the proxy needs the API key only: not the HF token the container also holds
-        f"env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 {int(port)} {UPSTREAM_PORT} &",
+        f"env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 {int(port)} {UPSTREAM_PORT} "
+        f"{connection_limit(vllm_args)} &",
         "exec " + " ".join(shlex.quote(a) for a in serve),
     ])  # fmt: skip
 

@@ -7,11 +7,13 @@ public port and demands `Authorization: Bearer <key>` on every path but /health 
 balancer health checks call), then forwards one request per connection to vLLM on loopback.
 
 A client gets HEAD_TIMEOUT_S to send the request head and BODY_TIMEOUT_S for the body (408
-otherwise), and at most MAX_CONNECTIONS connections are served at once (503 beyond), so slow
-or idle clients cannot hold the proxy's sockets and memory.
+otherwise), and at most MAX_CONNECTIONS connections (or the 4th argument: gpuplan passes twice
+the sequences vLLM runs at once) are served at once (503 beyond), so slow or idle clients cannot
+hold the proxy's sockets and memory. Each connection holds two file descriptors (the client's
+and vLLM's): the process raises its soft descriptor limit to what that needs, up to the hard one.
 
-Usage: python3 gpuplan_proxy.py LISTEN_HOST LISTEN_PORT UPSTREAM_PORT  (key in VLLM_API_KEY);
-LISTEN_HOST 0.0.0.0 listens on IPv6 (::) too when the host has it.
+Usage: python3 gpuplan_proxy.py LISTEN_HOST LISTEN_PORT UPSTREAM_PORT [MAX_CONNECTIONS]
+(key in VLLM_API_KEY); LISTEN_HOST 0.0.0.0 listens on IPv6 (::) too when the host has it.
 """
 
 from __future__ import annotations
@@ -190,25 +192,47 @@ async def serve(
     return server
 
 
-async def serve_all(host: str, port: int, upstream_port: int, key: str) -> asyncio.Server:
+async def serve_all(
+    host: str, port: int, upstream_port: int, key: str, max_connections: int = MAX_CONNECTIONS
+) -> asyncio.Server:
     """``host`` 0.0.0.0: IPv4 and IPv6 (asyncio binds :: with IPV6_V6ONLY, so the two
     sockets do not clash); IPv4 alone where the host has no IPv6 (some containers)."""
+    limit = {"max_connections": max_connections}
     if host == "0.0.0.0":
         try:
-            return await serve(["0.0.0.0", "::"], port, upstream_port, key)
+            return await serve(["0.0.0.0", "::"], port, upstream_port, key, **limit)
         except OSError:
             pass
-    return await serve(host, port, upstream_port, key)
+    return await serve(host, port, upstream_port, key, **limit)
+
+
+def raise_descriptor_limit(max_connections: int) -> int:
+    """Raise the soft RLIMIT_NOFILE to what ``max_connections`` proxied connections need (two
+    descriptors each, plus the listeners' and the interpreter's), never above the hard limit:
+    a container's soft limit may be 1024 (containerd's default), which ~500 connections would
+    exhaust. Returns the soft limit in force."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 2 * max_connections + 64
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        soft = want
+    return soft
 
 
 def main() -> None:
     host, port, upstream = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    max_connections = int(sys.argv[4]) if len(sys.argv) > 4 else MAX_CONNECTIONS
     key = os.environ.get("VLLM_API_KEY", "")
     if not key:
         raise SystemExit("VLLM_API_KEY is empty: refusing to serve without a key")
+    raise_descriptor_limit(max_connections)
 
     async def run() -> None:
-        server = await serve_all(host, port, upstream, key)
+        server = await serve_all(host, port, upstream, key, max_connections)
         async with server:
             await server.serve_forever()
 
