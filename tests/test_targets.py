@@ -155,6 +155,22 @@ def test_warnings_say_what_a_target_does_not_enforce():
         assert not any("/invocations" in w for w in warnings(make_plan(provider), opts))
 
 
+def test_private_allowed_ranges_alone_are_warned_about():
+    """A private --allow-cidr in front of a public endpoint lets no one in over the internet
+    (clients arrive from their public NAT address): `pulumi up` succeeds and no request does."""
+    from infra.targets import warnings
+
+    def said(provider: str, *cidrs: str) -> bool:
+        opts = ProjectOptions(allowed_cidrs=cidrs)
+        return any("private ranges only" in w for w in warnings(make_plan(provider), opts))
+
+    assert said("gcp", "10.0.0.0/8") and said("aws", "172.31.0.0/16", "192.168.1.0/24")
+    assert said("aws", "fd00::/8") and said("gcp", "100.64.0.0/16")
+    assert not said("aws", "10.0.0.0/7")  # reaches beyond the private range
+    assert not said("aws", CIDR) and not said("gcp", "10.0.0.0/8", CIDR)
+    assert not said("vast", "10.0.0.0/8")  # no firewall there: the other warning says so
+
+
 def test_infra_packages_are_listed_for_the_wheel():
     """pyproject lists packages by hand: a missing one (infra.targets) breaks installs."""
     import tomllib

@@ -11,6 +11,7 @@ by asking instead of catching errors.
 from __future__ import annotations
 
 import importlib
+import ipaddress
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -192,6 +193,21 @@ def is_https(plan: Plan, opts: ProjectOptions) -> bool:
     return caps.tls or bool(opts.tls_certificate) or (bool(opts.tls_domain) and caps.tls_acme)
 
 
+# Source addresses no request from the internet carries: RFC 1918, carrier-grade NAT (RFC
+# 6598), loopback, link-local and IPv6 unique-local (RFC 4193). Python's is_private also counts
+# the documentation ranges (203.0.113.0/24...), which examples use as public addresses.
+_NOT_ROUTED = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "127.0.0.0/8",
+              "169.254.0.0/16", "fc00::/7", "fe80::/10", "::1/128")
+)  # fmt: skip
+
+
+def _never_on_the_internet(cidr: str) -> bool:
+    net = ipaddress.ip_network(cidr, strict=False)
+    return any(net.version == n.version and net.subnet_of(n) for n in _NOT_ROUTED)  # type: ignore[arg-type]
+
+
 def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
     """What the user should read before deploying this project (the CLI prints them)."""
     target = targets()[plan.offer.provider]
@@ -219,6 +235,17 @@ def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
         )
     if opts.allow_open_port:
         out.append("the serving port is open to the whole internet (allow_open_port)")
+    elif (
+        target.capabilities.firewall
+        and opts.allowed_cidrs
+        and all(map(_never_on_the_internet, opts.allowed_cidrs))
+    ):
+        out.append(
+            f"--allow-cidr {', '.join(opts.allowed_cidrs)} holds private ranges only, but the "
+            "endpoint is a public address: requests to it arrive from the clients' public (NAT) "
+            "addresses, so no one reaches it over the internet; allow your network's public "
+            "egress range instead"
+        )
     if plan.model_is_guess:
         out.append(f"'{plan.base_model}' is a guess from its name; check the repository exists")
     return out
