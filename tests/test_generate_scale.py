@@ -74,6 +74,10 @@ def test_aws_replicas_behind_a_network_load_balancer(tmp_path):
     ]
     insts = by_type(result, "aws:ec2/instance:Instance")
     assert all(i["inputs"]["associatePublicIpAddress"] is True for i in insts)
+    # AWS offering the type in one more zone later changes the subnets chosen at run time:
+    # neither the replicas nor the balancer are replaced for it on an unchanged `pulumi up`
+    assert all(i["ignore_changes"] == ["ami", "subnetId"] for i in insts)
+    assert lb["ignore_changes"] == ["subnets"]
 
 
 def test_aws_balancer_takes_one_subnet_per_zone_of_the_given_subnets(tmp_path):

@@ -227,7 +227,10 @@ def gpu_instance(name, user_data, security_groups, subnet_id, placement_group=No
             delete_on_termination=True),
         tags={"Name": PLAN["name"] if name == "vllm" else f"{PLAN['name']}-{name}",
               "gpuplan": PLAN["stack_tag"]},
-        opts=pulumi.ResourceOptions(ignore_changes=["ami"], depends_on=parameters),
+        # The subnet is chosen at run time among the zones that offer the type; AWS adds zones
+        # over time, and a changed subnet_id would replace the machine (a new download, a new
+        # address) on an otherwise unchanged `pulumi up`: a machine keeps the subnet it got.
+        opts=pulumi.ResourceOptions(ignore_changes=["ami", "subnetId"], depends_on=parameters),
     )
 
 
@@ -311,6 +314,8 @@ else:
         subnets=subnet_ids,
         security_groups=[security_group.id],
         tags={"gpuplan": PLAN["stack_tag"]},
+        # keeps the zones it was created in, as the replicas keep their subnets (above)
+        opts=pulumi.ResourceOptions(ignore_changes=["subnets"]),
     )
     aws.lb.Listener(
         "vllm",
