@@ -14,13 +14,15 @@ from tests.test_generate import CIDR, boot_files, by_type, extras_module, make_p
 
 GB = 1_000_000_000
 STUBS = {
-    # state: mounted (file), label.<dev> (file), size.<dev> (bytes); calls logged in log
-    "mountpoint": '[ -e "$STATE/mounted" ]',
+    # state: mounted (file: the cache is), ami (file: the AMI mounted its instance store, with
+    # ami_free bytes free), label.<dev> (file), size.<dev> (bytes); calls logged in log
+    "mountpoint": 'case "$2" in */ami) [ -e "$STATE/ami" ];; *) [ -e "$STATE/mounted" ];; esac',
+    "df": 'echo Avail; cat "$STATE/ami_free"',
     "blockdev": 'cat "$STATE/size.$(basename "$2")"',
     "blkid": 'cat "$STATE/label.$(basename "${@: -1}")" 2>/dev/null; true',
     "mkfs.ext4": 'echo "mkfs ${@: -1}" >> "$STATE/log"; echo gpuplan-hf > '
     '"$STATE/label.$(basename "${@: -1}")"',
-    "mount": 'echo "mount $3 $4" >> "$STATE/log"; touch "$STATE/mounted"',
+    "mount": 'echo "mount ${@: -2:1} ${@: -1}" >> "$STATE/log"; touch "$STATE/mounted"',
 }
 
 
@@ -46,7 +48,9 @@ def host(tmp_path):
 
 
 def run(host: Path, min_gb: int) -> list[str]:
-    script = extras_module().local_disk_script(min_gb, str(host / "sys"), str(host / "mnt"))
+    script = extras_module().local_disk_script(
+        min_gb, str(host / "sys"), str(host / "mnt"), str(host / "ami")
+    )
     env = {"PATH": f"{host / 'bin'}:/usr/bin:/bin", "STATE": str(host / "state")}
     subprocess.run(["bash", "-c", script], env=env, check=True, timeout=30, capture_output=True)
     log = host / "state" / "log"
@@ -64,6 +68,20 @@ def test_the_cache_goes_on_the_largest_instance_store_disk_idempotently(host):
     (host / "state/mounted").unlink()  # a stop and start: the instance store is blank
     (host / "state/label.nvme1n1").unlink()
     assert run(host, 300) == ["mkfs /dev/nvme1n1", f"mount /dev/nvme1n1 {mnt}"]
+
+
+def test_the_instance_store_the_ami_mounted_is_used_as_it_is(host):
+    """The Deep Learning Base AMIs mount the instance store at /opt/dlami/nvme themselves: a
+    directory there is bind-mounted, and no disk is formatted (mkfs refuses a mounted one)."""
+    (host / "ami").mkdir()
+    (host / "state/ami").touch()
+    (host / "state/ami_free").write_text(str(1200 * GB))
+    assert run(host, 300) == [f"mount {host / 'ami/gpuplan-hf'} {host / 'mnt'}"]
+    assert (host / "ami/gpuplan-hf").is_dir()
+    assert run(host, 300) == []  # already mounted
+    (host / "state/mounted").unlink()
+    (host / "state/ami_free").write_text(str(100 * GB))
+    assert run(host, 300) == []  # too small: the cache stays on the root volume, no mkfs
 
 
 def test_a_small_or_missing_instance_store_leaves_the_cache_on_the_root_volume(host):

@@ -104,21 +104,41 @@ def tls_script(image: str) -> str:
     return "#!/bin/sh\nset -eu\nexec " + shlex.join(docker) + "\n"
 
 
-def local_disk_script(min_gb: int, sys_root: str = "/sys", mount: str = "/opt/gpuplan/hf") -> str:
-    """Put the Hugging Face cache on the largest local NVMe disk (EC2 instance store) when it
-    holds ``min_gb``: formatted when blank, mounted at each vLLM start (idempotent: a mounted
-    cache is left alone, a labelled filesystem is mounted, not formatted again). Reads then
-    come at NVMe speed instead of gp3's provisioned throughput. Instance store devices report
+def local_disk_script(
+    min_gb: int,
+    sys_root: str = "/sys",
+    mount: str = "/opt/gpuplan/hf",
+    ami_store: str = "/opt/dlami/nvme",
+) -> str:
+    """Put the Hugging Face cache on local NVMe (EC2 instance store) when it holds ``min_gb``,
+    at each vLLM start (idempotent: a mounted cache is left alone). Reads then come at NVMe
+    speed instead of gp3's provisioned throughput. The Deep Learning Base AMIs mount the
+    instance store themselves at ``ami_store`` (their release notes: "nvme_location
+    /opt/dlami/nvme"; formatting a mounted disk would fail): a directory there is bind-mounted
+    when it has the room. Otherwise the largest instance store disk is used: formatted when
+    blank, a labelled filesystem mounted, not formatted again. Instance store devices report
     the model "Amazon EC2 NVMe Instance Storage" (EBS volumes "Amazon Elastic Block Store").
     Their data survives a reboot and is lost when the instance stops or terminates
     (docs.aws.amazon.com/AWSEC2/latest/UserGuide/ssd-instance-store.html): after a stop, the
     disk is blank, formatted again and the model downloaded again. Without a large enough
     one, the cache stays on the root volume."""
-    m = shlex.quote(mount)
+    m, ami = shlex.quote(mount), shlex.quote(ami_store)
     return "\n".join([
         "#!/bin/bash",
         "set -euo pipefail",
         f"mountpoint -q {m} && exit 0",
+        f"if mountpoint -q {ami}; then",
+        f"  free_gb=$(( $(df --output=avail -B1 {ami} | tail -n 1) / 1000000000 ))",
+        f'  if [ "$free_gb" -ge {int(min_gb)} ]; then',
+        f"    mkdir -p {ami}/gpuplan-hf",
+        f"    mount --bind {ami}/gpuplan-hf {m}",
+        f'    echo "gpuplan: Hugging Face cache on the AMI\'s instance store ({ami_store})"',
+        "    exit 0",
+        "  fi",
+        f'  echo "gpuplan: {ami_store} has $free_gb GB free, under {int(min_gb)}: the cache stays '
+        'on the root volume"',
+        "  exit 0",
+        "fi",
         "best=; best_gb=0",
         f"for model in {shlex.quote(sys_root)}/block/nvme*n1/device/model; do",
         '  grep -qs "Amazon EC2 NVMe Instance Storage" "$model" || continue',
