@@ -270,3 +270,26 @@ def test_the_descriptor_limit_is_raised_within_the_hard_limit(monkeypatch):
     assert proxy.raise_descriptor_limit(4096) == 2000  # never above the hard limit
     state.update(soft=100_000)
     assert proxy.raise_descriptor_limit(512) == 100_000  # never lowered
+
+
+def test_while_vllm_is_not_listening_yet_the_client_gets_502():
+    """During the model download nothing listens on vLLM's port: the client (and a load
+    balancer's health check) gets a 502 saying so, not a connection closed without a reply."""
+    proxy = _load_proxy()
+    upstream = Upstream()
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(proxy.serve("127.0.0.1", 0, closed, KEY))
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    port = server.sockets[0].getsockname()[1]
+    try:
+        for path, headers in (("/health", {}), ("/v1/models", {"Authorization": f"Bearer {KEY}"})):
+            r = requests.get(f"http://127.0.0.1:{port}{path}", headers=headers, timeout=10)
+            assert r.status_code == 502 and "not answering yet" in r.json()["error"]
+        r = requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=10)
+        assert r.status_code == 401  # the key is still checked first
+    finally:
+        _stop(loop, server, thread, upstream)

@@ -149,17 +149,20 @@ async def _serve_one(
             )
         except TimeoutError:  # asyncio's, since Python 3.11
             return await _reply(writer, "408 Request Timeout", b'{"error": "body too slow"}')
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        except OSError:  # ConnectionRefusedError too: vLLM still loading (or down)
+            return await _reply(
+                writer, "502 Bad Gateway", b'{"error": "vLLM is not answering yet"}'
+            )
         try:
             up_writer.write(rewritten + body)
             await up_writer.drain()
             await _pipe(up_reader, writer)
         finally:
             await _close(up_writer)
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-        pass
-    except OSError:
-        await _reply(writer, "502 Bad Gateway", b'{"error": "vLLM is not answering yet"}')
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
+        pass  # the client went away, or vLLM did mid-reply: nothing more can be sent
     finally:
         await _close(writer)
 
