@@ -978,8 +978,9 @@ def test_cloud_wide_names_differ_between_pulumi_projects(tmp_path, provider):
     project, _plan = generate(tmp_path, provider)
     cfg = {"gcp:project": "p"} if provider == "gcp" else {}
     names = []
-    for pulumi_project in ("team-a", "team-b"):
-        result = run_program(project, {**cfg, "__project__": pulumi_project, "__stack__": "prod"})
+    # two projects with one stack name, and a second stack of one project's folder
+    for pulumi_project, stack in (("team-a", "prod"), ("team-b", "prod"), ("team-a", "staging")):
+        result = run_program(project, {**cfg, "__project__": pulumi_project, "__stack__": stack})
         assert result["error"] is None
         if provider == "aws":
             found = [p["inputs"]["name"] for p in by_type(result, "aws:ssm/parameter:Parameter")]
@@ -991,7 +992,7 @@ def test_cloud_wide_names_differ_between_pulumi_projects(tmp_path, provider):
             assert re.fullmatch(r"[a-z][-a-z0-9]{4,28}[a-z0-9]", account_id)
             found.append(account_id)
         names.append(set(found))
-    assert names[0] and not names[0] & names[1]
+    assert all(names) and not names[0] & names[1] and not names[0] & names[2]
 
 
 def test_the_proxy_container_gets_the_api_key_and_not_the_hf_token(tmp_path):

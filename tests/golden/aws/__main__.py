@@ -164,9 +164,10 @@ if ssh_public_key:
 
 # Secrets live in SSM Parameter Store (SecureString), never in user data: the instance role
 # may read these parameters and nothing else, and the boot script fetches them at each start.
-# Named by the Pulumi project too: two projects serving the same model with the same stack
-# name (in one account and region) would otherwise write the same parameters.
-prefix = f"/gpuplan/{pulumi.get_project()}/{PLAN['stack_tag']}/{PLAN['name']}"
+# Named by the Pulumi project and the stack running it: two projects serving the same model
+# with the same stack name, or two stacks of this folder (in one account and region), would
+# otherwise write the same parameters.
+prefix = f"/gpuplan/{pulumi.get_project()}/{pulumi.get_stack()}/{PLAN['name']}"
 parameters = [aws.ssm.Parameter("vllm-api-key", name=prefix + "/api-key", type="SecureString",
                                 value=api_key, tags={"gpuplan": PLAN["stack_tag"]})]
 if has_hf_token:
