@@ -221,7 +221,8 @@ def check_container_script(script: str, plan: Plan) -> None:
     assert proxy == (ROOT / "templates/_shared/gpuplan_proxy.py").read_text()
     # the proxy gets the API key only, not the HF token
     cap = boot_module().connection_limit(serve_args(plan))
-    assert lines[2] == f"env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 {cap} &"
+    proxy = f"env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 {cap}"
+    assert lines[2].startswith(f"while :; do {proxy}; ") and lines[2].endswith("; done &")
     assert shlex.split(lines[3]) == [
         "exec", "vllm", "serve", *serve_args(plan), "--host", "127.0.0.1", "--port", "8001",
     ]  # fmt: skip
@@ -1043,4 +1044,23 @@ def test_the_proxy_serves_twice_the_sequences_vllm_runs():
     assert shlex.split(unit.strip().splitlines()[-1])[-1] == "4096"
     container = boot.container_script(args, 8000, b"# proxy")
     started = next(line for line in container.splitlines() if "gpuplan_proxy.py 0.0.0.0" in line)
-    assert shlex.split(started.rstrip("&"))[-1] == "4096"
+    assert "gpuplan_proxy.py 0.0.0.0 8000 8001 4096;" in started
+
+
+def test_the_pod_restarts_its_proxy_when_it_exits(tmp_path):
+    """On RunPod and Vast no init system watches the proxy: the container script's loop starts
+    it again (a stand-in python3 that exits at once is started more than once, then the loop
+    is stopped by `timeout`, so the test ends by itself)."""
+    script = boot_module().container_script(["--max-num-seqs", "8"], 8000, b"# proxy")
+    loop = next(line for line in script.splitlines() if line.startswith("while :; do "))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").write_text('#!/bin/sh\necho start >> "$OUT"\nexit 3\n')
+    (bin_dir / "python3").chmod(0o755)
+    out = tmp_path / "starts"
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "OUT": str(out)}
+    run = subprocess.run(["timeout", "2.5", "bash", "-c", loop.removesuffix(" &")], env=env,
+                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert run.returncode == 124  # still looping when timeout stopped it
+    assert out.read_text().count("start") >= 2
+    assert "gpuplan: proxy exited (3); restarting" in run.stderr

@@ -447,9 +447,11 @@ def container_script(vllm_args: list[str], port: int, proxy: bytes | None = None
     return "\n".join([
         "set -eu",
         f"python3 -c {shlex.quote(decode)} {blob}",
-        # the proxy needs the API key only: not the HF token the container also holds
-        f"env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 {int(port)} {UPSTREAM_PORT} "
-        f"{connection_limit(vllm_args)} &",
+        # the proxy needs the API key only: not the HF token the container also holds; no
+        # init system restarts it here, so a loop does (the endpoint is dead without it)
+        "while :; do env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 "
+        f"{int(port)} {UPSTREAM_PORT} {connection_limit(vllm_args)}; "
+        'echo "gpuplan: proxy exited ($?); restarting" >&2; sleep 1; done &',
         "exec " + " ".join(shlex.quote(a) for a in serve),
     ])  # fmt: skip
 
