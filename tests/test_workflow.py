@@ -106,6 +106,9 @@ def test_stack_config_is_set_from_secrets_before_preview_and_deploy():
         assert step["env"] == {
             "HF_TOKEN": "${{ secrets.HF_TOKEN }}",
             "GCP_PROJECT": "${{ vars.GCP_PROJECT }}",
+            "HETZNER_SSH_PRIVATE_KEY": "${{ secrets.HETZNER_SSH_PRIVATE_KEY }}",
+            "HETZNER_KEY_FINGERPRINTS": "${{ vars.HETZNER_KEY_FINGERPRINTS }}",
+            "HETZNER_ROBOT_TEST_MODE": "${{ vars.HETZNER_ROBOT_TEST_MODE }}",
         }
         run = step["run"]
         assert 'pulumi stack select --create "$GPUPLAN_STACK"' in run
@@ -120,3 +123,39 @@ def test_previews_never_cancel_a_pending_deploy():
     check, deploy = f["jobs"]["check"]["concurrency"], f["jobs"]["deploy"]["concurrency"]
     assert check["group"] != deploy["group"] and "github.ref" in check["group"]
     assert deploy == {"group": "gpuplan-deploy", "cancel-in-progress": False}
+
+
+@pytest.mark.parametrize("job", ["check", "deploy"])
+def test_the_config_step_sets_what_is_given_and_nothing_else(tmp_path, job):
+    """Run the step's script with a stand-in `pulumi` that logs its arguments and standard
+    input: Hetzner's key fingerprints become a list, the SSH key a secret read from standard
+    input (never on a command line), and unset values set nothing."""
+    import subprocess
+
+    _, step = _config_step(flow()["jobs"][job])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "log"
+    (bin_dir / "pulumi").write_text(
+        '#!/bin/sh\necho "ARGS $*" >> "$LOG"\n'
+        'case "$*" in *--secret*) echo "STDIN $(cat)" >> "$LOG";; esac\n'
+    )
+    (bin_dir / "pulumi").chmod(0o755)
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----"
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "GPUPLAN_STACK": "prod",
+        "HF_TOKEN": "", "GCP_PROJECT": "", "HETZNER_SSH_PRIVATE_KEY": key,
+        "HETZNER_KEY_FINGERPRINTS": "aa:bb, cc:dd", "HETZNER_ROBOT_TEST_MODE": "false",
+    }  # fmt: skip
+    subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], env=env, check=True, timeout=30)
+    lines = log.read_text().splitlines()
+    args = [line for line in lines if line.startswith("ARGS ")]
+    assert args == [
+        "ARGS stack select --create prod",
+        "ARGS config set --path gpuplan:robotKeyFingerprints[0] aa:bb --stack prod",
+        "ARGS config set --path gpuplan:robotKeyFingerprints[1] cc:dd --stack prod",
+        "ARGS config set --secret gpuplan:sshPrivateKey --stack prod",
+        "ARGS config set gpuplan:robotTestMode false --stack prod",
+    ]
+    assert "abc" not in " ".join(args)  # the key went through standard input only
+    assert "STDIN " + key.splitlines()[0] in lines
