@@ -67,5 +67,9 @@ TARGET = Target(
     exposes=(
         "the API key also sits in the Pulumi state (encrypted as a secret): guard the state "
         "backend and its passphrase",
+        "the install connects over SSH without checking the server's host key (the program "
+        "does not know it in advance), and sends the API key and HF token on that session: "
+        "someone able to intercept that connection (on the path between the deploying machine "
+        "and the new server) could read them",
     ),
 )
