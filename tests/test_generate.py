@@ -1039,6 +1039,11 @@ def test_the_proxy_serves_twice_the_sequences_vllm_runs():
     assert boot.connection_limit(args) == 4096
     assert boot.connection_limit(["--max-num-seqs", "30"]) == 512  # never under the default
     assert boot.connection_limit([]) == 512
+    # read as vLLM reads its arguments: the last one wins (extra_vllm_args come last), either
+    # spelling, the short -dp
+    assert boot.connection_limit([*args, "--max-num-seqs=1024"]) == 16384
+    assert boot.connection_limit(["-dp", "2", "--max-num-seqs", "512"]) == 2048
+    assert boot.connection_limit(["--max-num-seqs", "lots"]) == 512  # vLLM refuses it anyway
     script = boot.boot_script("img:1", args, 8000, "k", proxy_py="# proxy")
     unit = boot_files(script)[boot.PROXY_SCRIPT]
     assert shlex.split(unit.strip().splitlines()[-1])[-1] == "4096"

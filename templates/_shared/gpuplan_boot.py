@@ -227,12 +227,22 @@ def connection_limit(vllm_args: list[str]) -> int:
     """Connections the proxy serves at once: twice the sequences vLLM runs at once (its
     data-parallel replicas x --max-num-seqs, 256 when unset; as many again wait in vLLM's
     queue), never under the proxy's own default. A fixed cap of 512 refused part of a load
-    planned at 1,000 streams on one machine."""
+    planned at 1,000 streams on one machine. Read as vLLM's argument parser reads them: the
+    last occurrence wins (extra_vllm_args come after the plan's), `--name value` or
+    `--name=value`, and -dp for --data-parallel-size."""
 
-    def flag(name: str, default: int) -> int:
-        return int(vllm_args[vllm_args.index(name) + 1]) if name in vllm_args else default
+    def flag(names: tuple[str, ...], default: int) -> int:
+        value: str | None = None
+        for i, arg in enumerate(vllm_args):
+            name, eq, inline = arg.partition("=")
+            if name in names:
+                value = inline if eq else (vllm_args[i + 1] if i + 1 < len(vllm_args) else None)
+        try:
+            return max(1, int(value)) if value is not None else default
+        except ValueError:  # vLLM refuses it anyway; the proxy keeps a sane cap
+            return default
 
-    running = flag("--data-parallel-size", 1) * flag("--max-num-seqs", 256)
+    running = flag(("--data-parallel-size", "-dp"), 1) * flag(("--max-num-seqs",), 256)
     return max(PROXY_MIN_CONNECTIONS, 2 * running)
 
 
