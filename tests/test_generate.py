@@ -222,10 +222,23 @@ def check_container_script(script: str, plan: Plan) -> None:
     # the proxy gets the API key only, not the HF token
     cap = boot_module().connection_limit(serve_args(plan))
     proxy = f"env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 8000 8001 {cap}"
-    assert lines[2].startswith(f"while :; do {proxy}; ") and lines[2].endswith("; done &")
+    assert lines[2].startswith(f"while :; do rc=0; {proxy} || rc=$?; ")
+    assert lines[2].endswith("; done &")
     assert shlex.split(lines[3]) == [
         "exec", "vllm", "serve", *serve_args(plan), "--host", "127.0.0.1", "--port", "8001",
     ]  # fmt: skip
+
+
+def proxy_module():
+    """templates/_shared/gpuplan_proxy.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gpuplan_proxy", ROOT / "templates/_shared/gpuplan_proxy.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def boot_module():
@@ -1049,7 +1062,10 @@ def test_the_proxy_serves_twice_the_sequences_vllm_runs():
     assert shlex.split(unit.strip().splitlines()[-1])[-1] == "4096"
     container = boot.container_script(args, 8000, b"# proxy")
     started = next(line for line in container.splitlines() if "gpuplan_proxy.py 0.0.0.0" in line)
-    assert "gpuplan_proxy.py 0.0.0.0 8000 8001 4096;" in started
+    assert "gpuplan_proxy.py 0.0.0.0 8000 8001 4096 ||" in started
+    assert boot.connection_limit(["--max_num_seqs=64", "--data_parallel_size", "16"]) == 2048
+    proxy = proxy_module()
+    assert boot.PROXY_MIN_CONNECTIONS == proxy.MAX_CONNECTIONS  # one default in two files
 
 
 def test_the_pod_restarts_its_proxy_when_it_exits(tmp_path):
@@ -1058,6 +1074,7 @@ def test_the_pod_restarts_its_proxy_when_it_exits(tmp_path):
     is stopped by `timeout`, so the test ends by itself)."""
     script = boot_module().container_script(["--max-num-seqs", "8"], 8000, b"# proxy")
     loop = next(line for line in script.splitlines() if line.startswith("while :; do "))
+    loop = "set -eu\n" + loop  # as the container script runs it: a failing start must not end it
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "python3").write_text('#!/bin/sh\necho start >> "$OUT"\nexit 3\n')
@@ -1069,3 +1086,17 @@ def test_the_pod_restarts_its_proxy_when_it_exits(tmp_path):
     assert run.returncode == 124  # still looping when timeout stopped it
     assert out.read_text().count("start") >= 2
     assert "gpuplan: proxy exited (3); restarting" in run.stderr
+
+
+def test_aws_parameter_names_of_the_stack_generate_named_are_those_it_always_had(tmp_path):
+    """The SSM names follow the running stack (a second stack of the folder gets its own), and
+    for the stack generate named they stay what they were: its slug, stack_tag (a stack named
+    My_Stack kept /my-stack/, so an upgrade renames nothing and replaces no machine)."""
+    project, _plan = generate(tmp_path, "aws", stack="My_Stack")
+    literal = (project / "__main__.py").read_text()
+    assert '"stack_tag": "my-stack"' in literal or "'stack_tag': 'my-stack'" in literal
+    for stack, part in (("My_Stack", "my-stack"), ("prod", "prod")):
+        result = run_program(project, {"__project__": "team", "__stack__": stack})
+        assert result["error"] is None
+        names = [p["inputs"]["name"] for p in by_type(result, "aws:ssm/parameter:Parameter")]
+        assert names and all(n.startswith(f"/gpuplan/team/{part}/") for n in names), names

@@ -16,7 +16,7 @@ GB = 1_000_000_000
 STUBS = {
     # state: mounted (file: the cache is), ami (file: the AMI mounted its instance store, with
     # ami_free bytes free), label.<dev> (file), size.<dev> (bytes); calls logged in log
-    "mountpoint": 'case "$2" in */ami) [ -e "$STATE/ami" ];; *) [ -e "$STATE/mounted" ];; esac',
+    "mountpoint": 'case "$2" in */nvme) [ -e "$STATE/ami" ];; *) [ -e "$STATE/mounted" ];; esac',
     "df": 'echo Avail; cat "$STATE/ami_free"',
     "blockdev": 'cat "$STATE/size.$(basename "$2")"',
     "blkid": 'cat "$STATE/label.$(basename "${@: -1}")" 2>/dev/null; true',
@@ -49,7 +49,7 @@ def host(tmp_path):
 
 def run(host: Path, min_gb: int) -> list[str]:
     script = extras_module().local_disk_script(
-        min_gb, str(host / "sys"), str(host / "mnt"), str(host / "ami")
+        min_gb, str(host / "sys"), str(host / "mnt"), str(host / "dlami/nvme"), ami_wait_s=1
     )
     env = {"PATH": f"{host / 'bin'}:/usr/bin:/bin", "STATE": str(host / "state")}
     subprocess.run(["bash", "-c", script], env=env, check=True, timeout=30, capture_output=True)
@@ -73,11 +73,12 @@ def test_the_cache_goes_on_the_largest_instance_store_disk_idempotently(host):
 def test_the_instance_store_the_ami_mounted_is_used_as_it_is(host):
     """The Deep Learning Base AMIs mount the instance store at /opt/dlami/nvme themselves: a
     directory there is bind-mounted, and no disk is formatted (mkfs refuses a mounted one)."""
-    (host / "ami").mkdir()
+    (host / "dlami/nvme").mkdir(parents=True)
+    assert run(host, 300) == []  # the AMI has not mounted it (yet): no mkfs of its disks
     (host / "state/ami").touch()
     (host / "state/ami_free").write_text(str(1200 * GB))
-    assert run(host, 300) == [f"mount {host / 'ami/gpuplan-hf'} {host / 'mnt'}"]
-    assert (host / "ami/gpuplan-hf").is_dir()
+    assert run(host, 300) == [f"mount {host / 'dlami/nvme/gpuplan-hf'} {host / 'mnt'}"]
+    assert (host / "dlami/nvme/gpuplan-hf").is_dir()
     assert run(host, 300) == []  # already mounted
     (host / "state/mounted").unlink()
     (host / "state/ami_free").write_text(str(100 * GB))

@@ -293,3 +293,20 @@ def test_while_vllm_is_not_listening_yet_the_client_gets_502():
         assert r.status_code == 401  # the key is still checked first
     finally:
         _stop(loop, server, thread, upstream)
+
+
+def test_the_proxys_own_failure_to_connect_is_not_called_vllm_loading(monkeypatch):
+    """Out of descriptors (or any other local error) is a 503 naming it, not 'vLLM is not
+    answering yet', which would send the operator to the wrong place."""
+    proxy, loop, server, thread, upstream = _limited_proxy()
+
+    async def no_descriptors(*_args, **_kwargs):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(proxy.asyncio, "open_connection", no_descriptors)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        r = requests.get(f"http://127.0.0.1:{port}/health", timeout=10)
+        assert r.status_code == 503 and "Too many open files" in r.json()["error"]
+    finally:
+        _stop(loop, server, thread, upstream)

@@ -243,8 +243,8 @@ def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
         out.append(
             f"--allow-cidr {', '.join(opts.allowed_cidrs)} holds private ranges only, but the "
             "endpoint is a public address: requests to it arrive from the clients' public (NAT) "
-            "addresses, so no one reaches it over the internet; allow your network's public "
-            "egress range instead"
+            "addresses, so no one reaches it over the internet (only clients inside its own "
+            "network, at its private address); allow your network's public egress range instead"
         )
     if plan.model_is_guess:
         out.append(f"'{plan.base_model}' is a guess from its name; check the repository exists")

@@ -242,7 +242,8 @@ def connection_limit(vllm_args: list[str]) -> int:
         except ValueError:  # vLLM refuses it anyway; the proxy keeps a sane cap
             return default
 
-    running = flag(("--data-parallel-size", "-dp"), 1) * flag(("--max-num-seqs",), 256)
+    dp = flag(("--data-parallel-size", "--data_parallel_size", "-dp"), 1)
+    running = dp * flag(("--max-num-seqs", "--max_num_seqs"), 256)
     return max(PROXY_MIN_CONNECTIONS, 2 * running)
 
 
@@ -459,9 +460,10 @@ def container_script(vllm_args: list[str], port: int, proxy: bytes | None = None
         f"python3 -c {shlex.quote(decode)} {blob}",
         # the proxy needs the API key only: not the HF token the container also holds; no
         # init system restarts it here, so a loop does (the endpoint is dead without it)
-        "while :; do env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 "
-        f"{int(port)} {UPSTREAM_PORT} {connection_limit(vllm_args)}; "
-        'echo "gpuplan: proxy exited ($?); restarting" >&2; sleep 1; done &',
+        # (the script runs under `set -e`, which a failing command would end the loop with)
+        "while :; do rc=0; env -u HF_TOKEN python3 /tmp/gpuplan_proxy.py 0.0.0.0 "
+        f"{int(port)} {UPSTREAM_PORT} {connection_limit(vllm_args)} || rc=$?; "
+        'echo "gpuplan: proxy exited ($rc); restarting" >&2; sleep 1; done &',
         "exec " + " ".join(shlex.quote(a) for a in serve),
     ])  # fmt: skip
 

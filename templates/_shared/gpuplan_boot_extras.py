@@ -9,6 +9,7 @@ before it reaches the Caddyfile.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 
@@ -109,13 +110,16 @@ def local_disk_script(
     sys_root: str = "/sys",
     mount: str = "/opt/gpuplan/hf",
     ami_store: str = "/opt/dlami/nvme",
+    ami_wait_s: int = 120,
 ) -> str:
     """Put the Hugging Face cache on local NVMe (EC2 instance store) when it holds ``min_gb``,
     at each vLLM start (idempotent: a mounted cache is left alone). Reads then come at NVMe
     speed instead of gp3's provisioned throughput. The Deep Learning Base AMIs mount the
     instance store themselves at ``ami_store`` (their release notes: "nvme_location
     /opt/dlami/nvme"; formatting a mounted disk would fail): a directory there is bind-mounted
-    when it has the room. Otherwise the largest instance store disk is used: formatted when
+    when it has the room; on such an AMI (its ``ami_store`` parent exists) the step waits up to
+    ``ami_wait_s`` for that mount after a boot and never formats a disk itself, so it cannot
+    race the AMI's own setup. Otherwise the largest instance store disk is used: formatted when
     blank, a labelled filesystem mounted, not formatted again. Instance store devices report
     the model "Amazon EC2 NVMe Instance Storage" (EBS volumes "Amazon Elastic Block Store").
     Their data survives a reboot and is lost when the instance stops or terminates
@@ -123,10 +127,19 @@ def local_disk_script(
     disk is blank, formatted again and the model downloaded again. Without a large enough
     one, the cache stays on the root volume."""
     m, ami = shlex.quote(mount), shlex.quote(ami_store)
+    ami_root = shlex.quote(os.path.dirname(ami_store.rstrip("/")) or "/")
     return "\n".join([
         "#!/bin/bash",
         "set -euo pipefail",
         f"mountpoint -q {m} && exit 0",
+        f"if [ -d {ami_root} ]; then",
+        f"  for _ in $(seq {int(ami_wait_s)}); do mountpoint -q {ami} && break; sleep 1; done",
+        f"  if ! mountpoint -q {ami}; then",
+        f'    echo "gpuplan: the AMI mounted no instance store at {ami_store}: the cache stays '
+        'on the root volume"',
+        "    exit 0",
+        "  fi",
+        "fi",
         f"if mountpoint -q {ami}; then",
         f"  free_gb=$(( $(df --output=avail -B1 {ami} | tail -n 1) / 1000000000 ))",
         f'  if [ "$free_gb" -ge {int(min_gb)} ]; then',

@@ -151,10 +151,13 @@ async def _serve_one(
             return await _reply(writer, "408 Request Timeout", b'{"error": "body too slow"}')
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
-        except OSError:  # ConnectionRefusedError too: vLLM still loading (or down)
+        except ConnectionRefusedError:  # nothing listens: vLLM still loading (or down)
             return await _reply(
                 writer, "502 Bad Gateway", b'{"error": "vLLM is not answering yet"}'
             )
+        except OSError as exc:  # the proxy's own trouble (out of descriptors...), said so
+            why = f'{{"error": "proxy cannot reach vLLM: {exc.strerror or "error"}"}}'
+            return await _reply(writer, "503 Service Unavailable", why.encode())
         try:
             up_writer.write(rewritten + body)
             await up_writer.drain()

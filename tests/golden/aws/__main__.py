@@ -5,6 +5,7 @@ README.md); regenerate with `gpuplan generate` rather than editing values by han
 """
 
 import json
+import re
 
 import pulumi
 import pulumi_random as random
@@ -167,7 +168,10 @@ if ssh_public_key:
 # Named by the Pulumi project and the stack running it: two projects serving the same model
 # with the same stack name, or two stacks of this folder (in one account and region), would
 # otherwise write the same parameters.
-prefix = f"/gpuplan/{pulumi.get_project()}/{pulumi.get_stack()}/{PLAN['name']}"
+# The stack's name as generate wrote it into stack_tag (lower case, other characters as "-", at
+# most 30): the stack generate named keeps the names it had.
+stack_slug = re.sub(r"[^a-z0-9]+", "-", pulumi.get_stack().lower()).strip("-")[:30].rstrip("-")
+prefix = f"/gpuplan/{pulumi.get_project()}/{stack_slug or 'model'}/{PLAN['name']}"
 parameters = [aws.ssm.Parameter("vllm-api-key", name=prefix + "/api-key", type="SecureString",
                                 value=api_key, tags={"gpuplan": PLAN["stack_tag"]})]
 if has_hf_token:
