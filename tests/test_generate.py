@@ -229,40 +229,29 @@ def check_container_script(script: str, plan: Plan) -> None:
     ]  # fmt: skip
 
 
-def proxy_module():
-    """templates/_shared/gpuplan_proxy.py."""
+def shared_module(name: str):
+    """templates/_shared/<name>.py, a module generated projects copy verbatim, loaded by path."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(
-        "gpuplan_proxy", ROOT / "templates/_shared/gpuplan_proxy.py"
-    )
+    spec = importlib.util.spec_from_file_location(name, ROOT / f"templates/_shared/{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def proxy_module():
+    """gpuplan_proxy.py: the authenticating proxy in front of vLLM."""
+    return shared_module("gpuplan_proxy")
 
 
 def boot_module():
-    """templates/_shared/gpuplan_boot.py, the module generated projects copy verbatim."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "gpuplan_boot", ROOT / "templates/_shared/gpuplan_boot.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """gpuplan_boot.py: the boot and container scripts."""
+    return shared_module("gpuplan_boot")
 
 
 def extras_module():
-    """templates/_shared/gpuplan_boot_extras.py (HTTPS with Caddy, local NVMe cache)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "gpuplan_boot_extras", ROOT / "templates/_shared/gpuplan_boot_extras.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """gpuplan_boot_extras.py (HTTPS with Caddy, local NVMe cache)."""
+    return shared_module("gpuplan_boot_extras")
 
 
 def probes(cidr: str) -> tuple[list[str], list[str]]:
