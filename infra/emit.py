@@ -167,6 +167,25 @@ def user_owned(name: str) -> bool:
     return name.startswith("Pulumi.") and name.endswith(".yaml") and name != "Pulumi.yaml"
 
 
+# The modules that build the machines' start-up (AWS user data, GCP startup script, the RunPod
+# and Vast start command): a change to one changes it, and the clouds replace a machine (or
+# restart a pod) whose start-up changes.
+STARTUP_FILES = ("gpuplan_boot.py", "gpuplan_proxy.py", "gpuplan_boot_extras.py")
+
+
+def startup_changes(files: dict[str, str], out: Path) -> list[str]:
+    """The start-up modules that regenerating the project at ``out`` (generated before: it has
+    the marker) rewrites with other content; [] for a new folder."""
+    if not (out / MARKER).is_file():
+        return []
+    changed = []
+    for name in STARTUP_FILES:
+        old = out / name
+        if name in files and old.is_file() and old.read_text() != files[name]:
+            changed.append(name)
+    return changed
+
+
 def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = False) -> list[str]:
     """Write the files into ``out``, all or nothing. A folder holding files gpuplan did not
     generate is refused; files an earlier generation wrote but this one does not are removed.

@@ -1089,3 +1089,22 @@ def test_aws_parameter_names_of_the_stack_generate_named_are_those_it_always_had
         assert result["error"] is None
         names = [p["inputs"]["name"] for p in by_type(result, "aws:ssm/parameter:Parameter")]
         assert names and all(n.startswith(f"/gpuplan/team/{part}/") for n in names), names
+
+
+def test_regenerating_says_when_the_machines_start_up_changes(cli, tmp_path):
+    """A newer gpuplan's boot or proxy module changes the machines' start-up, which the clouds
+    answer by replacing the machine: generate says so, and says nothing when it does not."""
+    out = tmp_path / "p"
+    args = ("llama-3.1-8b", "--providers", "aws", "--allow-cidr", CIDR, "--out", str(out))
+    first = cli("generate", *args)
+    assert first.exit_code == 0, first.output
+    assert "start-up" not in first.stderr  # a new folder: nothing to replace
+    again = cli("generate", *args)
+    assert again.exit_code == 0 and "start-up" not in again.stderr  # unchanged
+    (out / "gpuplan_proxy.py").write_text("# an older proxy\n")  # as an older version wrote it
+    upgraded = cli("generate", *args)
+    assert upgraded.exit_code == 0, upgraded.output
+    said = " ".join(upgraded.stderr.split())
+    assert "warning: gpuplan_proxy.py changed, and the machines' start-up is built from it" in said
+    assert "`pulumi up` replaces the machines" in said
+    assert (out / "gpuplan_proxy.py").read_text().startswith('"""Authenticating reverse proxy')

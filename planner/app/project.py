@@ -225,7 +225,7 @@ def generate(
 ) -> Generated:
     """Plan (or read ``plan_file``) and write the Pulumi project of the best writable plan to
     ``s.out``, all files or none."""
-    from infra.emit import render_project, write_project
+    from infra.emit import render_project, startup_changes, write_project
     from infra.targets import warnings
     from planner.app.plan import cheaper_quantization_for, cheaper_spread_for, recommend
 
@@ -263,8 +263,15 @@ def generate(
         suggestion = cheaper_quantization_for(rec, plan, accept=writable)
         spread = cheaper_spread_for(rec, plan, accept=writable)
     files = render_project(plan, options)
+    replacing = startup_changes(files, Path(s.out))
     written = write_project(files, Path(s.out), old_stack_destroyed=old_stack_destroyed)
     notes = [*read_first, *warnings(plan, options)]
+    if replacing:
+        notes.append(
+            f"{', '.join(replacing)} changed, and the machines' start-up is built from it: the "
+            "next `pulumi up` replaces the machines (or restarts the pods), the model downloads "
+            "again, and a machine's own address may change; `pulumi preview` shows it"
+        )
     return Generated(plan, s.out, written, skipped, notes, suggestion, spread)
 
 
