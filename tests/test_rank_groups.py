@@ -140,6 +140,10 @@ def test_a_priced_point_reads_the_figures_the_plan_shows():
                 shown, read = figures(op, usd), PricedPoint(op, usd)
                 for name in shown.__dataclass_fields__:
                     assert getattr(read, name) == getattr(shown, name), name
+                # and the rounding the plan shows: one stream's figure and all streams' alike
+                assert shown.aggregate_output_tokens_per_s == round(op.tokens_per_s, 2)
+                assert shown.single_stream_tokens_per_s == round(1 / op.itl_s, 2)
+                assert figures(op, usd, rounded=False).ttft_ms == op.ttft_s * 1000
 
 
 def tied_catalog(rng: random.Random, n: int) -> list[Offer]:

@@ -76,51 +76,46 @@ def _per_million(usd_per_hour: float, output_tokens_per_s: float) -> float:
 
 def figures(op: Operating, usd_per_hour: float, rounded: bool = True) -> Figures:
     """The priced figures of an operating point; rounded as the Estimate shows them."""
-    agg = op.tokens_per_s
-    rnd = round if rounded else (lambda x, _n=0: x)
-    return Figures(
-        usd_per_hour=rnd(usd_per_hour, 4),
-        aggregate_output_tokens_per_s=rnd(agg, 2),  # as the single stream: one figure at 1
-        single_stream_tokens_per_s=rnd(1 / op.itl_s, 2),
-        ttft_ms=rnd(op.ttft_s * 1000, 1),
-        itl_ms=rnd(op.itl_s * 1000, 2),
-        usd_per_million_output_tokens=rnd(_per_million(usd_per_hour, agg), 4),
-        replicas=op.replicas,
-    )
+    point = PricedPoint(op, usd_per_hour, rounded)
+    return Figures(*(getattr(point, name) for name in Figures.__dataclass_fields__))
 
 
 class PricedPoint:
-    """The Figures of an operating point at a price, each field computed (and rounded exactly
-    as in `figures`) only when read: ranking reads two of them per offer."""
+    """The Figures of an operating point at a price, each field computed (and rounded as the
+    Estimate shows it, unless ``rounded`` is False) only when read: ranking reads two of them
+    per offer. The one place the figures' formulas and their rounding are written."""
 
-    __slots__ = ("_op", "usd_per_hour_raw")
+    __slots__ = ("_op", "_rounded", "usd_per_hour_raw")
 
-    def __init__(self, op: Operating, usd_per_hour: float) -> None:
-        self._op, self.usd_per_hour_raw = op, usd_per_hour
+    def __init__(self, op: Operating, usd_per_hour: float, rounded: bool = True) -> None:
+        self._op, self.usd_per_hour_raw, self._rounded = op, usd_per_hour, rounded
+
+    def _round(self, value: float, digits: int) -> float:
+        return round(value, digits) if self._rounded else value
 
     @property
     def usd_per_hour(self) -> float:
-        return round(self.usd_per_hour_raw, 4)
+        return self._round(self.usd_per_hour_raw, 4)
 
     @property
     def aggregate_output_tokens_per_s(self) -> float:
-        return round(self._op.tokens_per_s, 2)
+        return self._round(self._op.tokens_per_s, 2)  # as the single stream: one figure at 1
 
     @property
     def single_stream_tokens_per_s(self) -> float:
-        return round(1 / self._op.itl_s, 2)
+        return self._round(1 / self._op.itl_s, 2)
 
     @property
     def ttft_ms(self) -> float:
-        return round(self._op.ttft_s * 1000, 1)
+        return self._round(self._op.ttft_s * 1000, 1)
 
     @property
     def itl_ms(self) -> float:
-        return round(self._op.itl_s * 1000, 2)
+        return self._round(self._op.itl_s * 1000, 2)
 
     @property
     def usd_per_million_output_tokens(self) -> float:
-        return round(_per_million(self.usd_per_hour_raw, self._op.tokens_per_s), 4)
+        return self._round(_per_million(self.usd_per_hour_raw, self._op.tokens_per_s), 4)
 
     @property
     def replicas(self) -> int:
