@@ -132,24 +132,20 @@ def local_disk_script(
         "#!/bin/bash",
         "set -euo pipefail",
         f"mountpoint -q {m} && exit 0",
+        # The AMI's own instance store (its parent exists only on such an AMI): used, or the
+        # cache stays on the root volume; never a disk formatted under the AMI's feet.
         f"if [ -d {ami_root} ]; then",
         f"  for _ in $(seq {int(ami_wait_s)}); do mountpoint -q {ami} && break; sleep 1; done",
-        f"  if ! mountpoint -q {ami}; then",
-        f'    echo "gpuplan: the AMI mounted no instance store at {ami_store}: the cache stays '
-        'on the root volume"',
-        "    exit 0",
-        "  fi",
-        "fi",
-        f"if mountpoint -q {ami}; then",
-        f"  free_gb=$(( $(df --output=avail -B1 {ami} | tail -n 1) / 1000000000 ))",
+        f"  mountpoint -q {ami} && free_gb=$(( $(df --output=avail -B1 {ami} | tail -n 1) "
+        "/ 1000000000 )) || free_gb=0",
         f'  if [ "$free_gb" -ge {int(min_gb)} ]; then',
         f"    mkdir -p {ami}/gpuplan-hf",
         f"    mount --bind {ami}/gpuplan-hf {m}",
         f'    echo "gpuplan: Hugging Face cache on the AMI\'s instance store ({ami_store})"',
-        "    exit 0",
+        "  else",
+        f'    echo "gpuplan: {ami_store} has $free_gb GB free (unmounted: 0), under '
+        f'{int(min_gb)}: the cache stays on the root volume"',
         "  fi",
-        f'  echo "gpuplan: {ami_store} has $free_gb GB free, under {int(min_gb)}: the cache stays '
-        'on the root volume"',
         "  exit 0",
         "fi",
         "best=; best_gb=0",

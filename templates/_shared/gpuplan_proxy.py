@@ -203,13 +203,14 @@ async def serve_all(
 ) -> asyncio.Server:
     """``host`` 0.0.0.0: IPv4 and IPv6 (asyncio binds :: with IPV6_V6ONLY, so the two
     sockets do not clash); IPv4 alone where the host has no IPv6 (some containers)."""
-    limit = {"max_connections": max_connections}
     if host == "0.0.0.0":
         try:
-            return await serve(["0.0.0.0", "::"], port, upstream_port, key, **limit)
+            return await serve(
+                ["0.0.0.0", "::"], port, upstream_port, key, max_connections=max_connections
+            )
         except OSError:
             pass
-    return await serve(host, port, upstream_port, key, **limit)
+    return await serve(host, port, upstream_port, key, max_connections=max_connections)
 
 
 def raise_descriptor_limit(max_connections: int) -> int:
