@@ -181,7 +181,8 @@ def startup_changes(files: dict[str, str], out: Path) -> list[str]:
     changed = []
     for name in STARTUP_FILES:
         old = out / name
-        if name in files and old.is_file() and old.read_text() != files[name]:
+        # bytes: a hand-edited file that is not UTF-8 is "changed", not an error
+        if name in files and old.is_file() and old.read_bytes() != files[name].encode():
             changed.append(name)
     return changed
 

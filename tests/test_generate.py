@@ -1108,3 +1108,7 @@ def test_regenerating_says_when_the_machines_start_up_changes(cli, tmp_path):
     assert "warning: gpuplan_proxy.py changed, and the machines' start-up is built from it" in said
     assert "`pulumi up` replaces the machines" in said
     assert (out / "gpuplan_proxy.py").read_text().startswith('"""Authenticating reverse proxy')
+    (out / "gpuplan_boot.py").write_bytes(b"\xff\xfe not UTF-8")  # edited by hand, say
+    edited = cli("generate", *args)
+    assert edited.exit_code == 0, edited.output
+    assert "gpuplan_boot.py changed" in " ".join(edited.stderr.split())
