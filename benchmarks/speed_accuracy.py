@@ -175,6 +175,15 @@ def async_scheduling(engine: str) -> bool:
     return "--async-scheduling" in engine or (minor is not None and minor >= 14)
 
 
+def scheduler_steps(p: dict) -> int:
+    """V0's --num-scheduler-steps as the point states it (its field, or the flag in its engine
+    string); 1 when not stated, V0's default (perf.Hardware.scheduler_steps)."""
+    if p.get("num_scheduler_steps"):
+        return int(p["num_scheduler_steps"])
+    m = re.search(r"--num-scheduler-steps[ =](\d+)", p["engine"])
+    return int(m.group(1)) if m else 1
+
+
 def host_engine(engine: str) -> str:
     """The measured vLLM's host design (perf.Hardware.engine): "pre-0.6" or "v0" (v0.6-v0.7, or
     V0 named) for a release or main branch named in the engine string; "v0" too for a run that
@@ -212,7 +221,14 @@ def _setup(pid: str):
     support = check_support(gpu, fmt, p["kv_cache_dtype"])
     compute = support.compute if support.ok else "fp16"
     hw = perf.Hardware(
-        gpu, tp, 1, compute, nvlink(gpu), async_scheduling(p["engine"]), host_engine(p["engine"])
+        gpu,
+        tp,
+        1,
+        compute,
+        nvlink(gpu),
+        async_scheduling(p["engine"]),
+        host_engine(p["engine"]),
+        scheduler_steps(p),
     )
     load = perf.model_load(
         spec,

@@ -67,6 +67,21 @@ def test_a_measurement_is_modelled_with_the_host_design_of_its_vllm_release(sa, 
     assert sa.host_engine(engine) == host
 
 
+def test_a_measurement_stating_multi_step_scheduling_is_modelled_with_it(sa):
+    # the flag in the engine string, or the point's field when the command is in its note
+    points = {p["id"]: p for p in sa.points()}
+    assert [sa.scheduler_steps(points[i]) for i in ("mb03", "mb04", "na001", "na115")] == [
+        1,
+        10,
+        10,
+        12,
+    ]
+    assert sa.scheduler_steps({"engine": "vLLM 0.6.6 (V0)"}) == 1
+    # ... and the model receives it: the ROCm README's throughput rows ran 10 steps a schedule
+    hw = sa._setup("na001")[1]
+    assert hw.scheduler_steps == 10
+
+
 def test_replicas_behind_a_router_each_run_their_share_of_the_benchmark(sa):
     # 900 prompts at once over four replicas: each serves 225, so the run reports four times
     # what one replica does with its share (not four times a replica draining all 900: with

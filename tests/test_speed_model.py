@@ -279,6 +279,9 @@ def test_older_engines_pay_their_host_work_per_sequence_and_step_in_turn_with_th
     assert perf.decode_step_s(load, hw["v1"], 64, 1000) == pytest.approx(
         max(bare, 64 * perf.constant("per_sequence_overhead_ms") * 1e-3)
     )
+    # V0's multi-step scheduling (--num-scheduler-steps 10): the host works once every 10 steps
+    multi = perf.Hardware(gpu, 1, 1, "fp16", True, engine="v0", scheduler_steps=10)
+    assert perf.decode_step_s(load, multi, 64, 1000) == pytest.approx(bare + host * 29 / 62 / 10)
 
 
 def test_prompts_prefilled_between_decode_steps_share_the_steps_weight_read():

@@ -149,6 +149,11 @@ class Hardware:
     # v0.6 moved the API server to its own process and overlapped output processing; the V0
     # scheduler still ran in turn with the GPU: its share, 29 / 62, online and offline.
     engine: str = "v1"
+    # V0's multi-step scheduling (--num-scheduler-steps n, v0.6-v0.9; gone with V0): the engine
+    # schedules and prepares inputs once, then runs n forward steps without the host
+    # (github.com/vllm-project/vllm/pull/7000, RFC 6854), so V0's in-turn host cost is paid once
+    # every n steps. Calibration data only, like engine.
+    scheduler_steps: int = 1
 
 
 # Scheduling's share of an older vLLM's host work: 29% of the time against the API server's
@@ -283,7 +288,7 @@ def decode_step_s(
         host = constant("legacy_per_sequence_overhead_ms") * batch + constant(
             "legacy_step_overhead_ms"
         )
-        host *= share * 1e-3
+        host *= share * 1e-3 / hw.scheduler_steps
     else:
         host = (constant("per_sequence_overhead_ms") if online else 0.0) * batch * 1e-3
     tokens = batch + prefill_tokens
