@@ -348,7 +348,10 @@ elif spot_group:
     group = vm_group(
         1, nat_ip=static_ip.address,
         # A changed template replaces the VM by deleting it first (no surge): the address can
-        # be on one VM only, and no second spot GPU VM is bought for the update.
+        # be on one VM only, and no second spot GPU VM is bought for the update. An instance
+        # template may name a static address on those terms (gcloud's instance-templates create
+        # --address: "can only be used when creating a single instance";
+        # googlecloudsdk/command_lib/compute/instances/flags.py).
         update_policy=gcp.compute.InstanceGroupManagerUpdatePolicyArgs(
             type="PROACTIVE", minimal_action="REPLACE", replacement_method="RECREATE",
             max_surge_fixed=0, max_unavailable_fixed=1),
