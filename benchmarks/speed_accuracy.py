@@ -57,7 +57,9 @@ CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
 # calibration data, ~0.1 ms of host work per sequence and ~1 ms per step in turn with the GPU
 # (vLLM's profile of v0.5.3 and Lambda's v0.5.4 inter-token latencies: perf_calibration.json);
 # on AMD GPUs (ROCm) the engine's cost around an all-reduce at CUDA's earlier value, and the
-# all-reduce's share of the Infinity Fabric at one xGMI link's rated 64 GB/s.
+# all-reduce's share of the Infinity Fabric at one xGMI link's rated 64 GB/s; the engine's own
+# cost of a step whatever its batch at 0.55 ms, Llama-3.1-8B's inter-token latency on an H100
+# (gt01: an intercept of 6.44 ms against 4.79 ms of weight reads).
 PRIORS = {
     "per_sequence_overhead_ms": 0.02, "moe_decode_compute_efficiency": 0.6,
     "request_overhead_ms": 10.0, "allreduce_overhead_us": 10.0, "moe_layer_overhead_us": 30.0,
@@ -65,7 +67,7 @@ PRIORS = {
     "moe_prefill_compute_efficiency": 0.3, "prefill_attention_efficiency": 0.6,
     "block_fp8_moe_bandwidth_factor": 0.28, "block_fp8_moe_compute_factor": 0.28,
     "legacy_per_sequence_overhead_ms": 0.1, "legacy_step_overhead_ms": 1.0,
-    "xgmi_allreduce_overhead_us": 30.0, "xgmi_gb_s": 64.0,
+    "xgmi_allreduce_overhead_us": 30.0, "xgmi_gb_s": 64.0, "step_overhead_ms": 0.55,
 }  # fmt: skip
 # Held (never refitted): values fitted earlier on the first calibration sample, and the link
 # latencies of the collectives themselves, measured by collective benchmarks that are not
@@ -74,15 +76,14 @@ PRIORS = {
 # source at once; fitting a latency per link type instead pinned PCIe and xGMI to one source
 # each, so leaving that source out left it predicted from a guess (34% and 35% out of sample).
 HELD = {
-    "bandwidth_efficiency": 0.85, "step_overhead_ms": 0.55,
-    "prefill_compute_efficiency": 0.75, "nvlink_allreduce_latency_us": 8.0,
-    "pcie_allreduce_latency_us": 11.4, "xgmi_allreduce_latency_us": 5.5,
+    "bandwidth_efficiency": 0.85, "prefill_compute_efficiency": 0.75,
+    "nvlink_allreduce_latency_us": 8.0, "pcie_allreduce_latency_us": 11.4,
+    "xgmi_allreduce_latency_us": 5.5,
     "weight_only_compute_factor": 0.6,
 }  # fmt: skip
 HELD_SOURCES = {
     "bandwidth_efficiency": "batch-1 decode of the first calibration sample: gt05 (Qwen3-4B, L4) "
     "and gt07 (Llama-3-8B, A10G) after the fixed overheads; held (not refitted)",
-    "step_overhead_ms": "gt01 (Llama-3.1-8B, H100, ITL intercept 6.44 ms vs 4.79 ms ideal); held",
     "prefill_compute_efficiency": "gt07 TTFT on A10G implies >= 0.9 of the tabulated peak; 0.75 "
     "as the A10G figure is uncertain; held",
     "nvlink_allreduce_latency_us": "assumption (NCCL/custom all-reduce latency on NVLink); held",
