@@ -3,11 +3,13 @@ or kill at any point leaves either the old file or the new one, never a mix."""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 
-from planner.errors import local_file_error
+from planner.errors import LocalFileError, local_file_error, short
 
 
 def atomic_write_text(path: Path, text: str) -> Path:
@@ -38,14 +40,39 @@ def _umask() -> int:
     return mask
 
 
-def _atomic_write(path: Path, data: bytes) -> Path:
+def _target(path: Path) -> tuple[Path, int]:
+    """Where a write to ``path`` lands and the mode the written file gets. A symlink is followed:
+    the link stays and the file it points to gets the new content. An existing file keeps its
+    permission bits; a new one gets what the user's umask gives any new file (mkstemp's 0600
+    would otherwise stay; nothing gpuplan writes holds a secret). A folder, a device, a pipe or
+    a file nobody may write is refused: replacing it would lose what the user put there."""
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path
+    try:
+        st = real.stat()
+    except FileNotFoundError:
+        return real, 0o666 & ~_umask()
+    if stat.S_ISDIR(st.st_mode):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    if not stat.S_ISREG(st.st_mode):
+        raise LocalFileError(
+            f"cannot write {short(path)}: not a regular file (a device, a pipe or a socket)",
+            "give the path of an ordinary file",
+        )
+    if not os.access(real, os.W_OK) or not st.st_mode & 0o222:
+        raise LocalFileError(
+            f"cannot write {short(path)}: the file is read-only",
+            "make it writable (chmod u+w) or choose another path",
+        )
+    return real, stat.S_IMODE(st.st_mode)
+
+
+def _atomic_write(given: Path, data: bytes) -> Path:
+    path, mode = _target(given)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            # mkstemp makes the file 0600; a written file gets the mode the user's umask gives
-            # any new file (nothing gpuplan writes holds a secret).
-            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -58,7 +85,7 @@ def _atomic_write(path: Path, data: bytes) -> Path:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return path
+    return given
 
 
 def atomic_write_many(items: dict[Path, str]) -> None:
@@ -69,12 +96,13 @@ def atomic_write_many(items: dict[Path, str]) -> None:
     microseconds; a kill between two of them is the one window left.)"""
     staged: list[tuple[str, Path]] = []
     try:
-        for path, text in items.items():
+        for given, text in items.items():
+            path, mode = _target(given)
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             staged.append((tmp, path))
             with os.fdopen(fd, "wb") as f:
-                os.fchmod(f.fileno(), 0o666 & ~_umask())
+                os.fchmod(f.fileno(), mode)
                 f.write(text.encode("utf-8"))
                 f.flush()
                 os.fsync(f.fileno())

@@ -255,6 +255,59 @@ def test_written_files_respect_the_umask(tmp_path, umask, mode):
     assert path.stat().st_mode & 0o777 == mode
 
 
+def test_a_write_goes_through_a_symlink_and_keeps_the_files_mode(tmp_path):
+    """Saving over a user's file writes into it: a symlink stays a symlink (its target gets the
+    content) and a private file stays private; both the one-file and all-or-nothing paths."""
+    import os
+
+    from planner.fsutil import atomic_write_many, atomic_write_text
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    real = shared / "plan.json"
+    real.write_text("old")
+    real.chmod(0o600)
+    link = tmp_path / "plan.json"
+    link.symlink_to(real)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    assert real.stat().st_mode & 0o777 == 0o600
+    other = tmp_path / "other.txt"
+    other.write_text("old")
+    other.chmod(0o640)
+    atomic_write_many({link: "newer", other: "x"})
+    assert link.is_symlink() and real.read_text() == "newer"
+    assert other.stat().st_mode & 0o777 == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["other.txt", "plan.json", "shared"]
+
+
+def test_a_write_refuses_what_it_would_destroy(tmp_path):
+    """A pipe or device, or a file nobody may write, is left alone with one clear line (and an
+    all-or-nothing write leaves its other files untouched)."""
+    import os
+
+    from planner.errors import LocalFileError
+    from planner.fsutil import atomic_write_many, atomic_write_text
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(LocalFileError, match="not a regular file") as exc:
+        atomic_write_text(fifo, "x")
+    assert exc.value.hint
+    assert fifo.is_fifo()
+    locked = tmp_path / "README.md"
+    locked.write_text("mine")
+    locked.chmod(0o444)
+    kept = tmp_path / "kept.txt"
+    kept.write_text("old")
+    with pytest.raises(LocalFileError, match="read-only"):
+        atomic_write_many({kept: "new", locked: "theirs"})
+    assert (locked.read_text(), kept.read_text()) == ("mine", "old")
+    assert sorted(os.listdir(tmp_path)) == ["README.md", "kept.txt", "pipe"]
+    with pytest.raises(LocalFileError, match="folder"):
+        atomic_write_text(tmp_path, "x")
+
+
 def test_every_commented_key_of_the_init_template_is_a_valid_setting(tmp_path):
     """`gpuplan init` writes example keys as comments: each one, uncommented, is a key of its
     section with a valid value (all of them at once, as the merge validates each alone)."""
