@@ -354,6 +354,12 @@ def test_cache_formats_round_trip_and_old_caches_still_load():
     assert read_cache("gcp")[0] == offers
 
 
+def _all_constant(doc, count):
+    doc["constant"].update({k: v[0] for k, v in doc["columns"].items()})
+    doc["columns"].clear()
+    doc["count"] = count
+
+
 @pytest.mark.parametrize(
     "change",
     [
@@ -361,6 +367,8 @@ def test_cache_formats_round_trip_and_old_caches_still_load():
         lambda d: d["columns"].update(instance_type=["x"]),
         lambda d: d.update(constant=[]),
         lambda d: d["constant"].update(instance_type="x"),  # both constant and per offer
+        lambda d: _all_constant(d, count=10**15),  # nothing bounds it but the check itself
+        lambda d: _all_constant(d, count=-1),
     ],
 )
 def test_malformed_v3_cache_is_reported_and_snapshot_used(change):

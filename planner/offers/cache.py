@@ -144,6 +144,10 @@ def _positive(value: Any) -> bool:
     )
 
 
+# Far above any provider's catalog (the largest public ones list tens of thousands of offers).
+MAX_OFFERS = 10_000_000
+
+
 def _read_cache_doc(path: Path, provider: str) -> tuple[OfferTable, dict[str, Any]]:
     doc = json.loads(path.read_bytes())
     if not isinstance(doc, dict) or doc.get("provider") != provider:
@@ -175,9 +179,11 @@ def _v3_columns(doc: dict[str, Any]) -> tuple[list[str], list[Sequence[Any]], in
     count, constant, varying = doc["count"], doc["constant"], doc["columns"]
     if not isinstance(constant, dict) or not isinstance(varying, dict) or constant.keys() & varying:
         raise ValueError("malformed columns")
-    if type(count) is not int or any(
-        not isinstance(c, list) or len(c) != count for c in varying.values()
-    ):
+    # A count with every column constant is held by nothing else: bound it, or a corrupt file
+    # would have the table built as that many offers (out of memory instead of a warning).
+    if type(count) is not int or not 0 <= count <= MAX_OFFERS:
+        raise ValueError(f"count must be an integer from 0 to {MAX_OFFERS:,}")
+    if any(not isinstance(c, list) or len(c) != count for c in varying.values()):
         raise ValueError(f"every column must hold {short(repr(count), 20)} values")
     names = [n for n in _OFFER_COLUMNS if n in constant or n in varying]
     names += sorted(n for n in [*constant, *varying] if n not in _OFFER_FIELDS)  # a later version's
