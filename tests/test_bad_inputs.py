@@ -501,6 +501,18 @@ def test_representative_cases_as_real_subprocesses(tmp_path):
         assert _has(needle, _first(proc.stderr)), (args, out)
 
 
+def test_closed_standard_output_is_one_line_not_a_crash():
+    """Started with stdout closed (`>&-`), Python has no sys.stdout: said as such, exit 2."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "planner.cli", "footprint", M],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"}, preexec_fn=lambda: os.close(1),
+    )  # fmt: skip
+    _assert_clean(proc.stderr)
+    assert proc.returncode == 2, proc.stderr
+    assert _first(proc.stderr) == "error: standard output is closed", proc.stderr
+
+
 # ------------------------------------------------------------------ small things users notice
 def test_unknown_provider_hint_has_no_double_space(tmp_path):
     r, out = _run(["recommend", M, "--providers", "zzzz"], tmp_path)

@@ -7,6 +7,7 @@ plan, project, ship; this module holds the group and the one error boundary.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any, NoReturn
 
 import click
@@ -85,6 +86,8 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug or os.environ.get("GPUPLAN_DEBUG") == "1"
+    if sys.stdout is None:  # started with standard output closed (`>&-`): every result lost
+        _fail(ctx, "standard output is closed", "redirect it to a file or to /dev/null", 2)
 
 
 def _register() -> None:

@@ -32,7 +32,7 @@ def print_rich(*renderables: Any, width: int | None = None) -> None:
 def _terminal_width() -> int:
     try:
         return os.get_terminal_size(sys.stdout.fileno()).columns
-    except OSError:
+    except (OSError, AttributeError, ValueError):  # not a terminal, closed, or replaced
         return 120
 
 
@@ -43,7 +43,7 @@ def terminal_width() -> int | None:
         return int(os.environ["COLUMNS"])
     try:
         return os.get_terminal_size(sys.stdout.fileno()).columns
-    except OSError:
+    except (OSError, AttributeError, ValueError):  # not a terminal, closed, or replaced
         return None
 
 
