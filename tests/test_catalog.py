@@ -267,6 +267,37 @@ def test_refresh_exit_codes(cli, monkeypatch):
     assert status["vast"]["origin"] == "cache" and status["runpod"]["origin"] == "embedded"
 
 
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("GPUPLAN_HTTP_TIMEOUT_S", "abc"),
+        ("GPUPLAN_HTTP_TIMEOUT_S", "0"),
+        ("GPUPLAN_RETRY_BACKOFF_S", "nan"),
+        ("GPUPLAN_RETRY_BACKOFF_S", "-1"),
+        ("GPUPLAN_EUR_USD", "inf"),
+    ],
+)
+def test_a_bad_number_in_the_environment_is_a_usage_error_naming_it(
+    cli, monkeypatch, variable, value
+):
+    # said once, before any cloud is asked (not once per cloud as "unexpected ValueError")
+    monkeypatch.setenv(variable, value)
+    with provider_env("vast", monkeypatch):
+        r = cli("catalog", "refresh", "--provider", "vast")
+    assert r.exit_code == 2, r.output
+    assert f"error: {variable} must be a number" in r.output and "hint: unset it" in r.output
+    assert "unexpected" not in r.output and "vast " not in r.output
+
+
+def test_no_wait_between_retries_is_allowed(monkeypatch):
+    from planner.offers.providers._http import env_number
+
+    monkeypatch.setenv("GPUPLAN_RETRY_BACKOFF_S", "0")
+    assert env_number("GPUPLAN_RETRY_BACKOFF_S") == 0.0
+    monkeypatch.delenv("GPUPLAN_EUR_USD", raising=False)
+    assert env_number("GPUPLAN_EUR_USD") == 1.1637
+
+
 # ------------------------------------------------------------------ a clean embedded snapshot
 SOURCE = re.compile(r"^https://\S+ read \d{4}-\d{2}-\d{2}( ; https://\S+ read \d{4}-\d{2}-\d{2})*$")
 INTERNAL = re.compile(

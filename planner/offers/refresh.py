@@ -64,9 +64,12 @@ def refresh(
     from planner.offers.catalog import offer_problem, read_cache, write_cache
     from planner.offers.providers import MissingCredentials, OfferQuery, provider_classes
     from planner.offers.providers._gpuhunt import CATALOG_CLOUDS, GpuhuntSource
+    from planner.offers.providers._http import ENV_NUMBERS, env_number
 
     if not names:
         raise UsageError("no provider to refresh")
+    for variable in ENV_NUMBERS:  # a bad one is the user's, said once, not once per cloud
+        env_number(variable)
     _check_cache_writable()
     classes = provider_classes()
     # Set on Ctrl-C: a call already in flight finishes in its thread, but nothing is written

@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import Any
 
-from planner.errors import ProviderError
+from planner.errors import ProviderError, UsageError, short
+
+# Numbers the environment can set for every provider call: default, and whether 0 is allowed.
+# Checked once before any provider runs (refresh.refresh): a bad one is a usage error naming it.
+ENV_NUMBERS = {
+    "GPUPLAN_HTTP_TIMEOUT_S": (15.0, False),
+    "GPUPLAN_RETRY_BACKOFF_S": (0.5, True),  # 0: retry at once
+    "GPUPLAN_EUR_USD": (1.1637, False),
+}
+
+
+def env_number(name: str) -> float:
+    """``name``'s value from the environment (its default when unset or empty): a finite number
+    above 0 (or 0 where allowed), else one usage error that names the variable."""
+    default, zero_ok = ENV_NUMBERS[name]
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        floor = "0 or more" if zero_ok else "above 0"
+        raise UsageError(
+            f"{name} must be a number {floor}, got {short(repr(raw), 40)}",
+            f"unset it, or set it like {name}={default:g}",
+        )
+    return value
+
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
@@ -35,12 +65,10 @@ class JsonHttp:
         self.session.headers.update({"User-Agent": "gpuplan", **(headers or {})})
         if auth:
             self.session.auth = auth
-        self.timeout_s = timeout_s or float(os.environ.get("GPUPLAN_HTTP_TIMEOUT_S", "15"))
+        self.timeout_s = timeout_s or env_number("GPUPLAN_HTTP_TIMEOUT_S")
         self.attempts = attempts
         self.backoff_s = (
-            backoff_s
-            if backoff_s is not None
-            else float(os.environ.get("GPUPLAN_RETRY_BACKOFF_S", "0.5"))
+            backoff_s if backoff_s is not None else env_number("GPUPLAN_RETRY_BACKOFF_S")
         )
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import Any
 
 from planner.errors import ProviderError
 from planner.offers.offer import HOURS_PER_MONTH, Offer
-from planner.offers.providers._http import JsonHttp
+from planner.offers.providers._http import ENV_NUMBERS, JsonHttp, env_number
 from planner.offers.providers.base import (
     MissingCredentials,
     OfferQuery,
@@ -22,7 +22,7 @@ from planner.offers.providers.base import (
     utc_now_iso,
 )
 
-DEFAULT_EUR_USD = 1.1637
+DEFAULT_EUR_USD = ENV_NUMBERS["GPUPLAN_EUR_USD"][0]
 MONTHLY_NOTE = "dedicated server: monthly rental, one-off setup fee, delivery not instant"
 # Location ids -> the place: fsn1 Falkenstein, nbg1 Nuremberg, hel1 Helsinki (Hetzner's
 # location list as documented at https://metacpan.org/pod/WWW::Hetzner::Cloud::API::Locations ,
@@ -56,7 +56,7 @@ class HetznerProvider(Provider):
         )
         if not user or not password:
             raise MissingCredentials(f"hetzner: no Robot credentials; set {cls.credentials_hint}")
-        rate = float(os.environ.get("GPUPLAN_EUR_USD", DEFAULT_EUR_USD))
+        rate = env_number("GPUPLAN_EUR_USD")
         return cls(user, password, cls.base_url(base_url) or "", rate)
 
     def list_offers(self, query: OfferQuery) -> list[Offer]:
