@@ -198,6 +198,36 @@ def test_killed_refresh_leaves_previous_cache_intact(monkeypatch):
     assert list(cache_file("runpod").parent.glob("*.tmp")) == []
 
 
+def test_ctrl_c_during_a_refresh_exits_at_once_and_keeps_the_cache(monkeypatch):
+    """Ctrl-C while a cloud does not answer: 'interrupted', exit 130, within seconds (not once
+    the call in flight has timed out and been retried), and the cache as it was."""
+    import time
+
+    with provider_env("runpod", monkeypatch):
+        refresh(["runpod"], explicit=True)
+    before = cache_file("runpod").read_bytes()
+    with provider_env("runpod", monkeypatch) as api:
+        api.mode, api.hang_s = "hang", 20
+        env = {**os.environ, "GPUPLAN_HTTP_TIMEOUT_S": "30"}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "planner.cli", "catalog", "refresh", "--provider", "runpod"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert _wait_for(lambda: api.requests), "the refresh never reached the fake"
+            start = time.monotonic()
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=15)
+            took = time.monotonic() - start
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err, err
+    assert took < 10, f"exited {took:.1f} s after Ctrl-C"
+    assert cache_file("runpod").read_bytes() == before
+
+
 def test_process_killed_during_cache_write_leaves_old_file(tmp_path):
     """Kill a process inside write_cache (held in fsync) and the old file is still whole."""
     offers = [o for o in snapshot_offers() if o.provider == "vast"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from planner.errors import ProviderError, UsageError, local_file_error
@@ -148,15 +147,31 @@ def refresh(
             on_done(outcome)
         return outcome
 
-    pool = ThreadPoolExecutor(max_workers=min(8, len(names)))
+    # Daemon threads, at most 8 at a time: on Ctrl-C the command exits at once instead of
+    # waiting (at interpreter exit, as a ThreadPoolExecutor's threads make it) for calls in
+    # flight to time out and retry; they write nothing once cancelled, and a cache write is a
+    # rename, so the cache stays whole.
+    outcomes: list[ProviderOutcome | None] = [None] * len(names)
+    slots = threading.BoundedSemaphore(8)
+
+    def work(i: int, name: str) -> None:
+        with slots:
+            if not cancelled.is_set():
+                outcomes[i] = run(name)
+
+    threads = [
+        threading.Thread(target=work, args=(i, n), name=f"refresh-{n}", daemon=True)
+        for i, n in enumerate(names)
+    ]
     try:
-        return list(pool.map(run, names))
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
     except KeyboardInterrupt:
         cancelled.set()
-        pool.shutdown(wait=False, cancel_futures=True)
         raise
-    finally:
-        pool.shutdown(wait=False)
+    return [o or ProviderOutcome(n, "failed") for o, n in zip(outcomes, names, strict=True)]
 
 
 def _check_cache_writable() -> None:
