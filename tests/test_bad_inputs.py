@@ -435,7 +435,7 @@ def test_ctrl_c_during_refresh_writes_nothing_after_the_in_flight_call(monkeypat
     release.set()
     assert done.wait(10)
     for t in threading.enumerate():
-        if t.name.startswith("ThreadPoolExecutor"):
+        if t.name.startswith("refresh-"):
             t.join(10)
     assert not _cache_path("vast").exists()
 
@@ -530,6 +530,32 @@ def test_every_option_has_help(command):
     cmd = main.commands[command]
     bare = [p.opts[0] for p in cmd.params if p.param_type_name == "option" and not p.help]
     assert bare == [], f"options without help text: {bare}"
+
+
+def test_a_config_that_is_not_a_small_json_file_is_refused_before_reading(tmp_path):
+    """A device (/dev/zero would be read forever) or a huge file (weights given by mistake) is
+    one line, exit 2, without reading it into memory."""
+    r, out = _run(["footprint", "--config", "/dev/zero"], tmp_path)
+    assert r.exit_code == 2 and "not a regular file" in out, out
+    big = tmp_path / "model.safetensors"
+    with big.open("wb") as f:
+        f.truncate(60 * 2**20)  # sparse: takes no disk
+    r, out = _run(["footprint", "--config", str(big)], tmp_path)
+    assert r.exit_code == 2 and "too large for JSON" in out and "hint: give config.json" in out
+
+
+@pytest.mark.parametrize("metadata", [[1], {"total_size": -5}, {"total_size": True}, None])
+def test_a_malformed_safetensors_index_is_ignored_not_a_crash(tmp_path, metadata):
+    """The index only refines the checkpoint size: a malformed one leaves it computed from the
+    shape (the same figure as with no index at all)."""
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA))
+    r, plain = _run(["footprint", "--config", str(tmp_path), "--format", "json"], tmp_path)
+    assert r.exit_code == 0, plain
+    index = {"metadata": metadata, "weight_map": {}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    r, out = _run(["footprint", "--config", str(tmp_path), "--format", "json"], tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 0 and json.loads(out) == json.loads(plain), out
 
 
 def test_model_name_with_escapes_is_printed_escaped(tmp_path):

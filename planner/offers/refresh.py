@@ -152,12 +152,18 @@ def refresh(
     # flight to time out and retry; they write nothing once cancelled, and a cache write is a
     # rename, so the cache stays whole.
     outcomes: list[ProviderOutcome | None] = [None] * len(names)
+    raised: list[BaseException] = []  # what run() let through, raised again in this thread
     slots = threading.BoundedSemaphore(8)
 
     def work(i: int, name: str) -> None:
         with slots:
-            if not cancelled.is_set():
+            if cancelled.is_set():
+                return
+            try:
                 outcomes[i] = run(name)
+            except BaseException as exc:
+                cancelled.set()
+                raised.append(exc)
 
     threads = [
         threading.Thread(target=work, args=(i, n), name=f"refresh-{n}", daemon=True)
@@ -167,10 +173,13 @@ def refresh(
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            while t.is_alive() and not raised:
+                t.join(0.05)
     except KeyboardInterrupt:
         cancelled.set()
         raise
+    if raised:
+        raise raised[0]
     return [o or ProviderOutcome(n, "failed") for o, n in zip(outcomes, names, strict=True)]
 
 
