@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 from dataclasses import replace
 from functools import cache
 from importlib import resources
@@ -81,8 +82,23 @@ def quantized_variants(base_model: str) -> list[ModelSpec]:
 
 
 # ---------------------------------------------------------------- local files
+# The largest JSON a model folder holds is a safetensors index of a few MB; beyond this, the
+# file given is not one (weights passed by mistake), and reading it whole would fill memory.
+MAX_JSON_BYTES = 50 * 2**20
+
+
 def _read_json(path: Path, what: str) -> Any:
     try:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelSpecError(
+                f"{what} {short(path)} is not a regular file", "give the path of config.json"
+            )
+        if st.st_size > MAX_JSON_BYTES:
+            raise ModelSpecError(
+                f"{what} {short(path)} is {st.st_size / 2**20:,.0f} MiB, too large for JSON",
+                "give config.json (a few KB), not the weights",
+            )
         return json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
         raise ModelSpecError(f"{what} not found: {path}") from None
@@ -114,8 +130,9 @@ def spec_from_config_files(
     index_path = folder / "model.safetensors.index.json"
     if index_path.exists():
         index = _read_json(index_path, "safetensors index")
-        total = (index.get("metadata") or {}).get("total_size") if isinstance(index, dict) else None
-        if isinstance(total, int):
+        meta = index.get("metadata") if isinstance(index, dict) else None
+        total = meta.get("total_size") if isinstance(meta, dict) else None
+        if type(total) is int and total > 0:  # else unknown: the size is computed from the shape
             spec = replace(spec, checkpoint_total_size=total)
     return spec
 
