@@ -333,6 +333,21 @@ def test_bad_plan_file_is_refused_before_writing(tmp_path, plan_doc, path, value
     assert not (tmp_path / "out").exists(), "nothing written from a refused plan"
 
 
+def test_planning_flags_with_a_saved_plan_are_refused_not_dropped(tmp_path, plan_doc):
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(plan_doc))
+    base = ["generate", "--plan", str(plan), "--allow-cidr", CIDR, "--out", "OUT"]
+    r, out = _run([*base, "--context", "4096", "--providers", "aws"], tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 2, out
+    assert _first(out) == (
+        "error: --plan takes the saved plan as it is; --context, --providers would be ignored"
+    ), out
+    assert not (tmp_path / "out").exists()
+    r, out = _run([*base, "--stack", "prod"], tmp_path)  # a deploy setting is the project's
+    assert r.exit_code == 0, out
+
+
 def test_tampered_committed_plan_is_drift(tmp_path, plan_doc, monkeypatch):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(plan_doc))

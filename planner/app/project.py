@@ -11,7 +11,7 @@ from planner.app.plan import SpreadSuggestion
 from planner.decide.plan import Need, Plan
 from planner.decide.suggest import QuantSuggestion
 from planner.errors import DeployError, GpuplanError, NoFeasibleOfferError, UsageError, short
-from planner.settings import Settings
+from planner.settings import KEYS, Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +231,16 @@ def generate(
 
     if plan_file and s.sources.get("model", "").startswith("--"):
         raise UsageError("give MODEL or --plan, not both")
+    planning = [
+        s.sources[k]
+        for k in s.sources
+        if KEYS[k].section != "deploy" and s.sources[k].startswith("--")
+    ]
+    if plan_file and planning:  # the plan file is written as planned: these would be dropped
+        raise UsageError(
+            f"--plan takes the saved plan as it is; {', '.join(sorted(planning))} would be ignored",
+            "drop them, or plan again: `gpuplan recommend ... --save-plan FILE`",
+        )
     if not plan_file and not s.model and not config_path:
         raise UsageError(
             "no MODEL, --plan or gpuplan.toml [model].model",
