@@ -81,6 +81,20 @@ def test_corrupt_gguf_and_bad_config_exit_2(cli, tmp_path):
     assert r.exit_code == 2 and "num_attention_heads" in r.output
 
 
+def test_a_repeated_provider_flag_adds_up_like_a_comma_list(cli):
+    def providers(*args):
+        r = cli("offers", "--gpu", "h100", "--format", "json", *args)
+        assert r.exit_code == 0, r.output
+        return {row["provider"] for row in json.loads(r.output)["offers"]}
+
+    both = providers("--provider", "aws", "--provider", "gcp")
+    assert both == {"aws", "gcp"} == providers("--providers", "aws,gcp")
+    r = cli("recommend", "llama-3.1-8b", "--provider", "runpod", "--provider", "vast",
+            "--format", "json", "--top", "50")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert {p["offer"]["provider"] for p in json.loads(r.output)["plans"]} == {"runpod", "vast"}
+
+
 def test_models_lists_registry(cli):
     r = cli("models", "--format", "json")
     rows = json.loads(r.output)

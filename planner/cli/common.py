@@ -15,6 +15,9 @@ from planner.errors import UsageError
 from planner.settings import KEYS, Settings, default_of, load_settings
 
 F = Callable[..., Any]
+# List settings given as comma lists on the command line (others, such as --allow-cidr or
+# --extra-vllm-arg, repeat the flag: a vLLM argument may hold a comma).
+COMMA_LISTS = ("providers", "regions")
 
 
 def print_json(data: Any) -> None:
@@ -65,6 +68,8 @@ def setting_option(key: str, *decls: str, help: str | None = None, **kw: Any) ->
         kw.setdefault("default", default_of(key))
     elif k.type is list:
         kw.setdefault("default", None)
+        if key in COMMA_LISTS:  # repeated, each a comma list: --provider aws --provider gcp
+            kw.setdefault("multiple", True)
     else:
         kw.setdefault("default", default_of(key))
         kw.setdefault(
@@ -96,6 +101,8 @@ def settings(ctx: click.Context, toml: str | None = None, **extra: Any) -> Setti
             continue
         if KEYS[name].type is list and isinstance(value, str):
             value = [v for v in value.split(",")]
+        elif name in COMMA_LISTS and isinstance(value, tuple):
+            value = [v for part in value for v in part.split(",")]
         flags[name] = value
     s = load_settings(flags, toml)
     from planner.present.project import settings_note

@@ -100,11 +100,11 @@ def catalog_status(fmt: str) -> None:
 @click.option(
     "--provider",
     "providers",
-    default=None,
-    help="Comma-separated providers (default: all with credentials).",
+    multiple=True,
+    help="Comma-separated providers, or the flag repeated (default: all with credentials).",
 )
 @click.option("--region", "regions", multiple=True, help="Limit to these regions (repeatable).")
-def catalog_refresh(providers: str | None, regions: tuple[str, ...]) -> None:
+def catalog_refresh(providers: tuple[str, ...], regions: tuple[str, ...]) -> None:
     """Fetch live offers from the providers' APIs into the user cache, in parallel.
 
     Providers without credentials are skipped with a warning unless named with --provider.
@@ -127,7 +127,7 @@ def catalog_refresh(providers: str | None, regions: tuple[str, ...]) -> None:
     ) as progress:
         task = progress.add_task("refreshing the catalog", total=None)
         result = refresh_catalog(
-            providers, regions or None, on_done=lambda _o: progress.advance(task)
+            ",".join(providers) or None, regions or None, on_done=lambda _o: progress.advance(task)
         )
     echo_lines(refresh_lines(result.outcomes))
     if result.error is not None:
