@@ -559,6 +559,14 @@ def test_a_config_that_is_not_a_small_json_file_is_refused_before_reading(tmp_pa
     assert r.exit_code == 2 and "too large for JSON" in out and "hint: give config.json" in out
 
 
+def test_config_and_gguf_together_are_refused(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA))
+    (tmp_path / "m.gguf").write_bytes(b"junk")
+    args = ["footprint", "--config", str(tmp_path), "--gguf", str(tmp_path / "m.gguf")]
+    r, out = _run(args, tmp_path)
+    assert r.exit_code == 2 and _first(out) == "error: give --config or --gguf, not both", out
+
+
 @pytest.mark.parametrize("metadata", [[1], {"total_size": -5}, {"total_size": True}, None])
 def test_a_malformed_safetensors_index_is_ignored_not_a_crash(tmp_path, metadata):
     """The index only refines the checkpoint size: a malformed one leaves it computed from the

@@ -281,6 +281,8 @@ def load_model_spec(
     revision: str | None = None,
 ) -> ModelSpec:
     """Resolve MODEL (or --config / --gguf) to a ModelSpec; see the module docstring for order."""
+    if gguf_path is not None and config_path is not None:
+        raise ModelSpecError("give --config or --gguf, not both", "each describes the whole model")
     if gguf_path is not None:
         from planner.model.sources.gguf_file import spec_from_gguf
 
