@@ -7,7 +7,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, replace
 
-from planner.errors import UsageError
+from planner.errors import UsageError, short
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,12 +62,23 @@ def _covers_everything(nets: list[str]) -> bool:
     return False
 
 
+def check_stack(stack: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,60}", stack):
+        raise UsageError(
+            f"stack name '{short(stack, 60)}' is not valid",
+            "letters, digits, '-', '_' and '.' only",
+        )
+    return stack
+
+
+def check_cidr(value: str) -> str:
+    """One --allow-cidr value, normalised (a UsageError when it is not a CIDR)."""
+    return _cidr(value, "--allow-cidr")
+
+
 def validate_options(opts: ProjectOptions) -> ProjectOptions:
     """The options, normalised; a UsageError names the first bad value."""
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,60}", opts.stack):
-        raise UsageError(
-            f"stack name '{opts.stack}' is not valid", "letters, digits, '-', '_' and '.' only"
-        )
+    check_stack(opts.stack)
     if not opts.allowed_cidrs:
         raise UsageError(
             "no --allow-cidr given: the serving port opens only to listed networks",

@@ -123,6 +123,23 @@ def test_init_writes_config_and_a_valid_workflow(cli, tmp_path):
     assert again.exit_code == 2 and "--force" in again.output
 
 
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--out", ""], "--out is empty"),
+        (["--stack", "my stack"], "stack name 'my stack' is not valid"),
+        (["--allow-cidr", "office"], "--allow-cidr 'office' is not a CIDR"),
+        (["--allow-cidr", "203.0.113.7/24"], "--allow-cidr '203.0.113.7/24' has host bits set"),
+    ],
+)
+def test_init_refuses_what_every_later_command_would(cli, tmp_path, args, needle):
+    """A value that would make the written gpuplan.toml fail every command is refused before
+    anything is written."""
+    r = cli("init", "--dir", str(tmp_path), "--model", "llama-3.1-8b", *args)
+    assert r.exit_code == 2 and f"error: {needle}" in r.output, r.output
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_check_passes_then_reports_drift(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     write_toml(tmp_path / "gpuplan.toml")

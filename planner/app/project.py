@@ -297,11 +297,17 @@ def init_repo(
     ci_install: str | None = None,
 ) -> list[Path]:
     """Write a commented gpuplan.toml and the GitHub Actions workflow; returns the paths."""
+    from infra.options import check_cidr, check_stack
     from infra.workflow import render_workflow
-    from planner.fsutil import atomic_write_text
+    from planner.fsutil import atomic_write_many
     from planner.offers.providers import parse_provider_list
-    from planner.settings import config_template
+    from planner.settings import config_template, load_settings
 
+    # what every later command would refuse is refused now, before anything is written
+    load_settings({"model": model, "out": out}, toml=None, env={})
+    check_stack(stack)
+    for cidr in allow_cidrs:
+        check_cidr(cidr)
     names = parse_provider_list(providers) if providers else None
     base = Path(root)
     targets = {
@@ -313,8 +319,7 @@ def init_repo(
     existing = [str(p) for p in targets if p.exists()]
     if existing and not force:
         raise UsageError(f"{', '.join(existing)} already exist(s)", "add --force to overwrite")
-    for path, text in targets.items():
-        atomic_write_text(path, text)
+    atomic_write_many(targets)  # both files or neither
     return list(targets)
 
 
