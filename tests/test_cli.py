@@ -81,6 +81,13 @@ def test_corrupt_gguf_and_bad_config_exit_2(cli, tmp_path):
     assert r.exit_code == 2 and "num_attention_heads" in r.output
 
 
+def test_a_command_group_alone_shows_its_help_like_gpuplan_alone(cli):
+    for args in ((), ("catalog",)):
+        r = cli(*args)
+        assert r.exit_code == 2 and r.output.startswith("Usage: "), r.output
+        assert "error:" not in r.output and "Commands:" in r.output
+
+
 def test_a_repeated_provider_flag_adds_up_like_a_comma_list(cli):
     def providers(*args):
         r = cli("offers", "--gpu", "h100", "--format", "json", *args)

@@ -63,6 +63,8 @@ class GpuplanGroup(click.Group):
             # a lower layer did not already turn into a message: still one line, exit 2.
             error = local_file_error(exc)
             _fail(ctx, error.message, error.hint, error.exit_code)
+        except click.exceptions.NoArgsIsHelpError:  # `gpuplan catalog` alone: its help
+            raise
         except click.UsageError as exc:  # a bad flag or value of a command
             _usage(ctx, exc)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
