@@ -81,6 +81,12 @@ def test_corrupt_gguf_and_bad_config_exit_2(cli, tmp_path):
     assert r.exit_code == 2 and "num_attention_heads" in r.output
 
 
+def test_a_stray_argument_is_an_ordinary_usage_error(cli):
+    r = cli("footprint", "llama-3.1-8b", "8192")
+    assert r.exit_code == 2 and r.output.startswith("error: extra argument (8192)"), r.output
+    assert "unexpected" not in r.output  # the word is kept for gpuplan's own faults (exit 1)
+
+
 def test_a_command_group_alone_shows_its_help_like_gpuplan_alone(cli):
     for args in ((), ("catalog",)):
         r = cli(*args)

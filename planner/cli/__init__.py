@@ -26,7 +26,10 @@ def _fail(ctx: click.Context, message: str, hint: str | None, code: int) -> NoRe
 def _usage(ctx: click.Context, exc: click.UsageError) -> NoReturn:
     """Click's own usage errors (a bad choice, an unknown option), as every other bad input."""
     command = exc.ctx.command_path if exc.ctx else ctx.command_path
-    _fail(ctx, exc.format_message(), f"see `{command} --help`", 2)
+    message = exc.format_message()
+    # click's wording; "unexpected" is kept for gpuplan's own faults (exit 1)
+    message = message.replace("Got unexpected extra argument", "extra argument", 1)
+    _fail(ctx, message, f"see `{command} --help`", 2)
 
 
 class GpuplanGroup(click.Group):
