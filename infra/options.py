@@ -90,8 +90,8 @@ def validate_options(opts: ProjectOptions) -> ProjectOptions:
         raise UsageError(
             "refusing to open the serving port to the whole internet (--allow-cidr covers "
             "every address)",
-            "give your own networks, or insist with allow_open_port (the API key is then the "
-            "only protection)",
+            "give your own networks, or insist with --allow-open-port (allow_open_port in "
+            "[deploy]; the API key is then the only protection)",
         )
     ssh = _cidr(opts.ssh_cidr, "--ssh-cidr") if opts.ssh_cidr else None
     if ssh and ipaddress.ip_network(ssh).prefixlen == 0:

@@ -231,7 +231,8 @@ class Settings:
         if self.deadline_hours is not None:
             if self.job_requests is None:
                 raise UsageError(
-                    "deadline_hours needs the job's size",
+                    f"a deadline ({self.sources.get('deadline_hours', 'deadline_hours')}) needs "
+                    "the job's size",
                     "give --job-requests N (requests of --prompt-tokens in / --output-tokens out)",
                 )
             target = self.job_requests * self.output_tokens / (self.deadline_hours * 3600)
@@ -274,9 +275,14 @@ class Settings:
         return [k for k, src in self.sources.items() if src.endswith(".toml")]
 
 
+def on_command_line(source: str) -> bool:
+    """Whether a setting's source (Settings.sources) is the command line: a flag or MODEL."""
+    return source.startswith("--") or source == "MODEL"
+
+
 def _rank_of(source: str) -> int:
     """Precedence of where a value came from: flag 3 > GPUPLAN_ variable 2 > file 1."""
-    return 3 if source.startswith("--") else 2 if source.startswith("GPUPLAN_") else 1
+    return 3 if on_command_line(source) else 2 if source.startswith("GPUPLAN_") else 1
 
 
 def check_need(need: Need, source: str) -> None:
@@ -410,7 +416,7 @@ def load_settings(
             raise KeyError(f"not a setting: {key}")  # a programming error, not a user's
         if value is None or value == ():
             continue
-        source = f"--{key.replace('_', '-')}"
+        source = "MODEL" if key == "model" else f"--{key.replace('_', '-')}"  # an argument
         values[key], sources[key] = _check(key, value, source), source
     names = {f.name for f in fields(Settings)}
     return Settings(

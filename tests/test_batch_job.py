@@ -78,7 +78,7 @@ def test_the_cheapest_hourly_plan_is_not_the_cheapest_job():
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
-        (["--deadline-hours", "24"], "deadline_hours needs the job's size"),
+        (["--deadline-hours", "24"], "a deadline (--deadline-hours) needs the job's size"),
         (["--job-requests", "10", "--workload", "interactive"], "is an offline job"),
         (["--job-requests", "10", "--deadline-hours", "24", "--target-rps", "5"],
          "give --deadline-hours for when the job must finish"),

@@ -11,7 +11,7 @@ from planner.app.plan import SpreadSuggestion
 from planner.decide.plan import Need, Plan
 from planner.decide.suggest import QuantSuggestion
 from planner.errors import DeployError, GpuplanError, NoFeasibleOfferError, UsageError, short
-from planner.settings import KEYS, Settings
+from planner.settings import KEYS, Settings, on_command_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,12 +229,12 @@ def generate(
     from infra.targets import warnings
     from planner.app.plan import cheaper_quantization_for, cheaper_spread_for, recommend
 
-    if plan_file and s.sources.get("model", "").startswith("--"):
+    if plan_file and on_command_line(s.sources.get("model", "")):
         raise UsageError("give MODEL or --plan, not both")
     planning = [
         s.sources[k]
         for k in s.sources
-        if KEYS[k].section != "deploy" and s.sources[k].startswith("--")
+        if KEYS[k].section != "deploy" and k != "model" and on_command_line(s.sources[k])
     ]
     if plan_file and planning:  # the plan file is written as planned: these would be dropped
         raise UsageError(
