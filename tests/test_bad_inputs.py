@@ -516,6 +516,19 @@ def test_representative_cases_as_real_subprocesses(tmp_path):
         assert _has(needle, _first(proc.stderr)), (args, out)
 
 
+def test_a_reader_that_stops_early_is_not_an_error():
+    """`gpuplan recommend ... | head -1`: the pipe closes before the table is written. Exit 0
+    and nothing on stderr, for the rich tables as for plain text (rich's default is exit 1)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "planner.cli", "recommend", M],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    proc.stdout.close()  # the reader is gone before the first write
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and err == "", err
+
+
 def test_closed_standard_output_is_one_line_not_a_crash():
     """Started with stdout closed (`>&-`), Python has no sys.stdout: said as such, exit 2."""
     proc = subprocess.run(

@@ -27,7 +27,17 @@ def print_json(data: Any) -> None:
 def print_rich(*renderables: Any, width: int | None = None) -> None:
     from rich.console import Console
 
-    console = Console(soft_wrap=False, width=width or max(170, _terminal_width()))
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            """The reader stopped early (`| head`): what it read is its answer. Exit 0 as the
+            plain-text commands do (rich's default exits 1, gpuplan's code for its own faults);
+            stdout goes to /dev/null so that the interpreter's last flush is quiet."""
+            self.quiet = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise SystemExit(0)
+
+    console = _Console(soft_wrap=False, width=width or max(170, _terminal_width()))
     for r in renderables:
         console.print(r)
 
