@@ -516,6 +516,12 @@ def test_representative_cases_as_real_subprocesses(tmp_path):
         assert _has(needle, _first(proc.stderr)), (args, out)
 
 
+@pytest.mark.parametrize("flag", ["--plot", "--save-plan"])
+def test_an_empty_output_path_is_refused_not_ignored(tmp_path, flag):
+    r, out = _run(["recommend", M, flag, ""], tmp_path)
+    assert r.exit_code == 2 and _first(out) == f"error: {flag} is empty", out
+
+
 def test_a_reader_that_stops_early_is_not_an_error():
     """`gpuplan recommend ... | head -1`: the pipe closes before the table is written. Exit 0
     and nothing on stderr, for the rich tables as for plain text (rich's default is exit 1)."""
