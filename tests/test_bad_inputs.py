@@ -377,6 +377,8 @@ def test_tampered_committed_plan_is_drift(tmp_path, plan_doc, monkeypatch):
         ("billing", "weekly"),
         ("zone", 5),  # --regions joined it with the region: 'unexpected TypeError'
         ("vcpus", "eight"),
+        ("fetched_at", "2999-01-01T00:00:00+00:00"),  # never stale, its age negative
+        ("fetched_at", "yesterday"),
     ],
 )
 @pytest.mark.parametrize("v3", [False, True], ids=["v2 rows", "v3 columns"])

@@ -20,6 +20,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -116,9 +117,23 @@ def offer_problem(o: Offer) -> str | None:
             return f"{name} must be a number >= 0 or null, got {short(repr(value), 30)}"
     if o.billing not in _BILLINGS:
         return f"billing must be hourly or monthly, got {short(repr(o.billing), 30)}"
+    if not _date_valid(o.fetched_at):
+        return f"fetched_at must be a date not in the future, got {short(repr(o.fetched_at), 40)}"
     if not isinstance(o.provider_data, dict) or not all(isinstance(n, str) for n in o.notes):
         return "provider_data must be an object and notes a list of strings"
     return None
+
+
+def _date_valid(value: str) -> bool:
+    """An ISO date-time no later than a day from now (a clock a little ahead is tolerated): a
+    price dated later would never count as stale, and its age would print negative."""
+    try:
+        when = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return False
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when <= datetime.now(UTC) + timedelta(days=1)
 
 
 def _finite(value: int | float) -> bool:
@@ -266,6 +281,8 @@ def _columns_valid(columns: dict[str, Sequence[Any]], provider: str) -> bool:
         if set(map(type, values)) != {str} or "" in values:
             return False
     if set(columns["provider"]) != {provider} or not set(columns["billing"]) <= _BILLINGS:
+        return False
+    if not all(map(_date_valid, set(columns["fetched_at"]))):  # a few distinct dates
         return False
     counts = columns["gpu_count"]
     if set(map(type, counts)) != {int} or not 0 < min(counts) <= max(counts) <= 64:
