@@ -81,6 +81,17 @@ def test_corrupt_gguf_and_bad_config_exit_2(cli, tmp_path):
     assert r.exit_code == 2 and "num_attention_heads" in r.output
 
 
+def test_an_instance_type_matches_in_any_case(cli):
+    def types(name):
+        r = cli("offers", "--instance-type", name, "--format", "json")
+        assert r.exit_code == 0, r.output
+        return {row["instance_type"] for row in json.loads(r.output)["offers"]}
+
+    assert types("G5.XLarge") == types("g5.xlarge") == {"g5.xlarge"}
+    r = cli("recommend", "llama-3.1-8b", "--instance-type", "g5.xlarg")  # whole names only
+    assert r.exit_code == 3 and "--instance-type" in r.output, r.output
+
+
 def test_a_stray_argument_is_an_ordinary_usage_error(cli):
     r = cli("footprint", "llama-3.1-8b", "8192")
     assert r.exit_code == 2 and r.output.startswith("error: extra argument (8192)"), r.output

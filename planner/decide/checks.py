@@ -97,7 +97,8 @@ def no_feasible_offer(
     cheapest, to say how far the cap is), and the hint of the commonest."""
     if not reasons:
         return NoFeasibleOfferError(
-            "no offer matches the filters", "loosen --gpu / --providers / --regions"
+            "no offer matches the filters",
+            "loosen --gpu / --instance-type / --gpus / --providers / --regions / --max-price",
         )
     # a limit the user set that stopped offers which otherwise serve the load says more than
     # the many cards too small for the model: those kinds first, then the commonest

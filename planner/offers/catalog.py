@@ -163,7 +163,7 @@ def source_label(o: Offer) -> str:
 class OfferFilter:
     """The one offer filter (offers, recommend and check all use it). ``regions``: an offer
     passes when any entry is a case-insensitive substring of its region, zone or location
-    (``region`` is the single-entry form). ``instance_type`` matches exactly."""
+    (``region`` is the single-entry form). ``instance_type`` matches whole, in any case."""
 
     gpu: str | None = None
     providers: tuple[str, ...] | None = None
@@ -223,8 +223,9 @@ def filter_table(
     if wanted:
         places = list(zip(col("region"), col("zone"), col("location"), strict=True))
         keep = _where(keep, places, lambda where: _in_regions(where, wanted))
-    if flt.instance_type:
-        keep = _where(keep, col("instance_type"), flt.instance_type.__eq__)
+    if flt.instance_type:  # AWS and GCP name them in lower case, RunPod in mixed: any case
+        wanted_type = flt.instance_type.strip().lower()
+        keep = _where(keep, col("instance_type"), lambda name: name.lower() == wanted_type)
     if flt.min_gpu_memory_gb:
         least = flt.min_gpu_memory_gb
         keep = _where(keep, col("gpu_memory_gb"), lambda gb: not gb < least)
