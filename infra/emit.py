@@ -5,6 +5,7 @@ Same plan and options, byte-identical files: no timestamps, sorted keys, pinned 
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,14 @@ from infra.sizing import disk_gb, ready_s, resource_name, slug
 from planner.decide.plan import Plan
 from planner.errors import DeployError, UsageError
 
-__all__ = ["MARKER", "ProjectOptions", "plan_data", "render_project", "write_project"]
+__all__ = [
+    "MARKER",
+    "ProjectOptions",
+    "hand_edits",
+    "plan_data",
+    "render_project",
+    "write_project",
+]
 
 MARKER = ".gpuplan"
 PORT = 8000
@@ -146,12 +154,11 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
     if target.boot_extras:
         files["gpuplan_boot_extras.py"] = static_file("_shared/gpuplan_boot_extras.py")
     files["gpuplan.plan.json"] = _plan_json(plan)
-    files[MARKER] = (
-        json.dumps(
-            {"generated_by": "gpuplan", "files": sorted([*files, MARKER])}, indent=1, sort_keys=True
-        )
-        + "\n"
-    )
+    # what each file held as written: a later generate tells a hand edit from an older
+    # gpuplan's output (hand_edits)
+    digests = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
+    marker = {"generated_by": "gpuplan", "files": sorted([*files, MARKER]), "sha256": digests}
+    files[MARKER] = json.dumps(marker, indent=1, sort_keys=True) + "\n"
     return dict(sorted(files.items()))
 
 
@@ -185,6 +192,25 @@ def startup_changes(files: dict[str, str], out: Path) -> list[str]:
         if name in files and old.is_file() and old.read_bytes() != files[name].encode():
             changed.append(name)
     return changed
+
+
+def hand_edits(files: dict[str, str], out: Path) -> list[str]:
+    """The files at ``out`` that were changed by hand since gpuplan wrote them (their content
+    is not what the marker recorded) and that regenerating rewrites; [] when the marker is from
+    a gpuplan that recorded no digests."""
+    try:
+        recorded = json.loads((out / MARKER).read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    edited = []
+    for name, digest in sorted(recorded.items() if isinstance(recorded, dict) else []):
+        path = out / name
+        if name not in files or not path.is_file():
+            continue
+        now = path.read_bytes()
+        if hashlib.sha256(now).hexdigest() != digest and now != files[name].encode():
+            edited.append(name)
+    return edited
 
 
 def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = False) -> list[str]:

@@ -1091,6 +1091,43 @@ def test_aws_parameter_names_of_the_stack_generate_named_are_those_it_always_had
         assert names and all(n.startswith(f"/gpuplan/team/{part}/") for n in names), names
 
 
+def test_regenerating_says_which_hand_edits_it_replaced(cli, tmp_path):
+    """The marker records what each file held as written: an edit made since is named when
+    regenerating replaces it; an unchanged folder, or one an older gpuplan wrote (no digests
+    recorded: an older output cannot be told from an edit), gets no such warning."""
+    import json
+
+    out = tmp_path / "p"
+    args = ("llama-3.1-8b", "--providers", "aws", "--allow-cidr", CIDR, "--out", str(out))
+    assert cli("generate", *args).exit_code == 0
+    again = cli("generate", *args)
+    assert again.exit_code == 0 and "your edits" not in again.stderr
+    (out / "README.md").write_text("# our notes\n")
+    main = out / "__main__.py"
+    main.write_text(main.read_text() + "# tuned by hand\n")
+    edited = cli("generate", *args)
+    assert edited.exit_code == 0, edited.output
+    said = " ".join(edited.stderr.split())
+    assert "warning: replaced your edits to README.md, __main__.py:" in said, said
+    assert "# tuned by hand" not in main.read_text()
+    # a file as an earlier gpuplan wrote it (its digest recorded) is not an edit
+    import hashlib
+
+    marker = json.loads((out / ".gpuplan").read_text())
+    older = b"# README of an earlier gpuplan\n"
+    (out / "README.md").write_bytes(older)
+    marker["sha256"]["README.md"] = hashlib.sha256(older).hexdigest()
+    (out / ".gpuplan").write_text(json.dumps(marker))
+    upgraded = cli("generate", *args)
+    assert upgraded.exit_code == 0 and "your edits" not in upgraded.stderr, upgraded.stderr
+    marker = json.loads((out / ".gpuplan").read_text())
+    del marker["sha256"]  # as gpuplan before this change wrote it
+    (out / ".gpuplan").write_text(json.dumps(marker))
+    (out / "README.md").write_text("# an older README\n")
+    no_digests = cli("generate", *args)
+    assert no_digests.exit_code == 0 and "your edits" not in no_digests.stderr
+
+
 def test_regenerating_says_when_the_machines_start_up_changes(cli, tmp_path):
     """A newer gpuplan's boot or proxy module changes the machines' start-up, which the clouds
     answer by replacing the machine: generate says so, and says nothing when it does not."""

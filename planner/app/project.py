@@ -225,7 +225,7 @@ def generate(
 ) -> Generated:
     """Plan (or read ``plan_file``) and write the Pulumi project of the best writable plan to
     ``s.out``, all files or none."""
-    from infra.emit import render_project, startup_changes, write_project
+    from infra.emit import hand_edits, render_project, startup_changes, write_project
     from infra.targets import warnings
     from planner.app.plan import cheaper_quantization_for, cheaper_spread_for, recommend
 
@@ -274,8 +274,15 @@ def generate(
         spread = cheaper_spread_for(rec, plan, accept=writable)
     files = render_project(plan, options)
     replacing = startup_changes(files, Path(s.out))
+    edited = hand_edits(files, Path(s.out))
     written = write_project(files, Path(s.out), old_stack_destroyed=old_stack_destroyed)
     notes = [*read_first, *warnings(plan, options)]
+    if edited:
+        notes.append(
+            f"replaced your edits to {', '.join(edited)}: gpuplan writes these files (an edit "
+            "you committed is still in git); keep changes in gpuplan.toml's [deploy] settings "
+            "(image, disk_gb, extra_vllm_args, network...), which regenerating keeps"
+        )
     if replacing:
         notes.append(
             f"{', '.join(replacing)} changed, and the machines' start-up is built from it: the "
