@@ -651,6 +651,12 @@ def test_the_no_offer_refusal_names_the_cheapest_price_and_fitting_hints():
     assert "another --tp" in pinned and "more GPUs per node" not in pinned
     assert "--max-nodes 2" in pinned
     assert "--max-nodes" not in no_feasible_offer([long], 1, Need()).hint
+    # --gpus 1 on T4s: 8 machines have 2 GPUs, the 4 with one are too small; the hint is about
+    # the ones with that count, not "no offer has that many GPUs"
+    other = ["bf16: --gpus 1 asked; this machine has 2"] * 8
+    mixed = no_feasible_offer([*other, long, long, long, long], 12).hint
+    assert "--gpus" not in mixed and "--quant auto" in mixed
+    assert "no offer has that many GPUs" in no_feasible_offer(other, 8).hint
 
 
 @pytest.mark.parametrize(

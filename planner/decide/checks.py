@@ -111,10 +111,13 @@ def no_feasible_offer(
             "--max-price" in kind and _price(reason) < _price(example[kind])
         ):
             example[kind] = reason
+    # machines with another GPU count than --gpus say nothing about the ones with that count,
+    # which were rejected for a reason of their own: its hint is the one to follow
+    hint_kind = next((k for k, _ in counted if "--gpus" not in k), kinds[0][0])
     return NoFeasibleOfferError(
         f"no feasible offer among {offers}: "
         + " | ".join(f"{n} x {_clip(example[kind], 160)}" for kind, n in kinds),
-        _hint_for(kinds[0][0], need),
+        _hint_for(hint_kind, need),
     )
 
 
