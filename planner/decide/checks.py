@@ -103,7 +103,8 @@ def no_feasible_offer(
     # a limit the user set that stopped offers which otherwise serve the load says more than
     # the many cards too small for the model: those kinds first, then the commonest
     counted = Counter(map(_reason_kind, reasons)).most_common()
-    kinds = sorted(counted, key=lambda kn: _rank_kind(kn[0]))[:2]
+    ordered = sorted(counted, key=lambda kn: _rank_kind(kn[0]))
+    kinds = ordered[:2]
     example: dict[str, str] = {}
     for reason in reasons:
         kind = _reason_kind(reason)
@@ -113,7 +114,7 @@ def no_feasible_offer(
             example[kind] = reason
     # machines with another GPU count than --gpus say nothing about the ones with that count,
     # which were rejected for a reason of their own: its hint is the one to follow
-    hint_kind = next((k for k, _ in counted if "--gpus" not in k), kinds[0][0])
+    hint_kind = next((k for k, _ in ordered if "--gpus" not in k), kinds[0][0])
     return NoFeasibleOfferError(
         f"no feasible offer among {offers}: "
         + " | ".join(f"{n} x {_clip(example[kind], 160)}" for kind, n in kinds),
