@@ -537,6 +537,19 @@ def test_a_reader_that_stops_early_is_not_an_error():
     assert proc.returncode == 0 and err == "", err
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="Linux's always-full device")
+def test_a_full_output_says_it_is_the_output():
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "planner.cli", "footprint", M],
+            stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )  # fmt: skip
+    _assert_clean(proc.stderr)
+    assert proc.returncode == 2, proc.stderr
+    assert _first(proc.stderr) == "error: cannot write the output: no space left on the device"
+
+
 def test_closed_standard_output_is_one_line_not_a_crash():
     """Started with stdout closed (`>&-`), Python has no sys.stdout: said as such, exit 2."""
     proc = subprocess.run(

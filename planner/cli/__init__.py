@@ -6,6 +6,7 @@ plan, project, ship; this module holds the group and the one error boundary.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Any, NoReturn
@@ -13,6 +14,8 @@ from typing import Any, NoReturn
 import click
 
 from planner.errors import EXIT_INTERRUPTED, GpuplanError, local_file_error
+
+_OUTPUT_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 
 def _fail(ctx: click.Context, message: str, hint: str | None, code: int) -> NoReturn:
@@ -64,6 +67,12 @@ class GpuplanGroup(click.Group):
         except OSError as exc:
             # An ordinary fault of this machine (permissions, full disk, a name too long) that
             # a lower layer did not already turn into a message: still one line, exit 2.
+            if exc.filename is None and exc.errno in _OUTPUT_FULL:
+                # every file gpuplan writes names itself: this is its output (`> /dev/full`)
+                reason = local_file_error(exc).message.split(": ", 1)[-1]
+                _fail(
+                    ctx, f"cannot write the output: {reason}", "redirect it where there is room", 2
+                )
             error = local_file_error(exc)
             _fail(ctx, error.message, error.hint, error.exit_code)
         except click.exceptions.NoArgsIsHelpError:  # `gpuplan catalog` alone: its help
