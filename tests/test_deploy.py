@@ -127,6 +127,7 @@ def test_init_writes_config_and_a_valid_workflow(cli, tmp_path):
     ("args", "needle"),
     [
         (["--out", ""], "--out is empty"),
+        (["--model", " "], "--model is empty"),
         (["--stack", "my stack"], "stack name 'my stack' is not valid"),
         (["--allow-cidr", "office"], "--allow-cidr 'office' is not a CIDR"),
         (["--allow-cidr", "203.0.113.7/24"], "--allow-cidr '203.0.113.7/24' has host bits set"),

@@ -311,6 +311,8 @@ def init_repo(
     from planner.settings import config_template, load_settings
 
     # what every later command would refuse is refused now, before anything is written
+    if not model.strip():  # init's --model (load_settings would call it MODEL)
+        raise UsageError("--model is empty", "give the model to serve, e.g. llama-3.1-8b")
     load_settings({"model": model, "out": out}, toml=None, env={})
     check_stack(stack)
     for cidr in allow_cidrs:
