@@ -593,6 +593,15 @@ def test_a_config_that_is_not_a_small_json_file_is_refused_before_reading(tmp_pa
     assert r.exit_code == 2 and "too large for JSON" in out and "hint: give config.json" in out
 
 
+def test_a_revision_is_refused_where_it_would_be_ignored(tmp_path):
+    r, out = _run(["footprint", M, "--revision", "main"], tmp_path)
+    assert r.exit_code == 2 and "comes from gpuplan's registry" in _first(out), out
+    assert "hint: add --from-hub" in out
+    (tmp_path / "config.json").write_text(json.dumps(LLAMA))
+    r, out = _run(["footprint", "--config", str(tmp_path), "--revision", "v2"], tmp_path)
+    assert r.exit_code == 2 and "not a local file" in _first(out), out
+
+
 def test_config_and_gguf_together_are_refused(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(LLAMA))
     (tmp_path / "m.gguf").write_bytes(b"junk")

@@ -283,6 +283,10 @@ def load_model_spec(
     """Resolve MODEL (or --config / --gguf) to a ModelSpec; see the module docstring for order."""
     if gguf_path is not None and config_path is not None:
         raise ModelSpecError("give --config or --gguf, not both", "each describes the whole model")
+    if revision is not None and (gguf_path is not None or config_path is not None):
+        raise ModelSpecError(
+            "--revision reads the Hugging Face Hub, not a local file", "drop --revision"
+        )
     if gguf_path is not None:
         from planner.model.sources.gguf_file import spec_from_gguf
 
@@ -307,6 +311,12 @@ def load_model_spec(
     if not from_hub:
         entry = find_registry_entry(model)
         if entry is not None:
+            if revision is not None:  # the registry holds one version: say so, never ignore it
+                raise ModelSpecError(
+                    f"--revision reads the Hugging Face Hub, but {short(model)} comes from "
+                    "gpuplan's registry",
+                    "add --from-hub with the model's Hub id (org/name), or drop --revision",
+                )
             return spec_from_registry(entry)
     if HF_ID.match(model):
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
