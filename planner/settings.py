@@ -396,9 +396,10 @@ def load_settings(
     env = os.environ if env is None else env
     path = Path(toml) if toml is not None else Path(DEFAULT_TOML)
     if toml is not None and not path.is_file():
-        raise UsageError(
-            f"--toml {toml} does not exist", "run `gpuplan init` to write one, or drop --toml"
-        )
+        what = "is not a file" if path.exists() else "does not exist"
+        raise UsageError(f"--toml {toml} {what}", "run `gpuplan init` to write one, or drop --toml")
+    if toml is None and path.exists() and not path.is_file():  # a folder: never read silently
+        raise UsageError(f"./{DEFAULT_TOML} is not a file", "rename it, or give --toml FILE")
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     toml_path = None

@@ -255,6 +255,15 @@ def test_written_files_respect_the_umask(tmp_path, umask, mode):
     assert path.stat().st_mode & 0o777 == mode
 
 
+def test_a_gpuplan_toml_that_is_a_folder_is_said_not_skipped(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gpuplan.toml").mkdir()
+    with pytest.raises(UsageError, match=r"\./gpuplan\.toml is not a file"):
+        load_settings({}, env={})
+    with pytest.raises(UsageError, match="is not a file"):
+        load_settings({}, toml=tmp_path / "gpuplan.toml", env={})
+
+
 def test_a_write_goes_through_a_symlink_and_keeps_the_files_mode(tmp_path):
     """Saving over a user's file writes into it: a symlink stays a symlink (its target gets the
     content) and a private file stays private; both the one-file and all-or-nothing paths."""
