@@ -593,6 +593,12 @@ def test_a_config_that_is_not_a_small_json_file_is_refused_before_reading(tmp_pa
     assert r.exit_code == 2 and "too large for JSON" in out and "hint: give config.json" in out
 
 
+def test_a_long_unknown_model_name_is_cut_in_the_message(tmp_path):
+    r, out = _run(["recommend", "y" * 600], tmp_path)
+    assert r.exit_code == 2 and _first(out).startswith("error: unknown model 'yyy"), out
+    assert max(map(len, out.splitlines())) < 160, out
+
+
 def test_a_revision_is_refused_where_it_would_be_ignored(tmp_path):
     r, out = _run(["footprint", M, "--revision", "main"], tmp_path)
     assert r.exit_code == 2 and "comes from gpuplan's registry" in _first(out), out

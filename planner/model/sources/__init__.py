@@ -347,7 +347,7 @@ def load_model_spec(
             notes += (f"the Hugging Face Hub could not be reached ({hub_note})",)
         return replace(guessed, notes=notes)
     raise ModelSpecError(
-        f"unknown model '{model}'",
+        f"unknown model '{short(model)}'",
         (did_you_mean(model, registry_names()) or "run `gpuplan models` for the registry")
         + "; or pass a Hugging Face id, --config PATH or --gguf PATH",
     )
