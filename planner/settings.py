@@ -20,7 +20,7 @@ from typing import Any
 from planner.decide.fit import saturates
 from planner.decide.objective import OBJECTIVES, WORKLOADS
 from planner.decide.plan import Need
-from planner.errors import UsageError
+from planner.errors import UsageError, short
 
 DEFAULT_TOML = "gpuplan.toml"
 KV_CACHE_DTYPES = ("auto", "fp8")
@@ -331,6 +331,8 @@ def _check(key: str, value: Any, source: str) -> Any:
             )
     if k.type is str and not value.strip():
         raise UsageError(f"{where} is empty ({k.help})")
+    if k.type is str and any(c < " " or c == "\x7f" for c in value):  # a newline, an escape...
+        raise UsageError(f"{where} holds a control character: '{short(value, 60)}'")
     if k.type is list:
         items = tuple(v.strip() for v in value if v.strip())
         return items

@@ -41,7 +41,7 @@ FLAG_CASES = [
     (["footprint", "mistery-model"], 2, "unknown model"),
     (["footprint"], 2, "no model given"),
     (["footprint", "x" * 5000], 2, "file name too long"),
-    (["footprint", "evil\x1b[31mred\nline"], 2, "unknown model"),
+    (["footprint", "evil\x1b[31mred\nline"], 2, "MODEL holds a control character"),
     (["recommend", M, "--max-price", "nan"], 2, "max_price"),
     (["recommend", M, "--max-price", "inf"], 2, "max_price"),
     (["recommend", M, "--max-price", "-1"], 2, "max_price"),
