@@ -16,6 +16,9 @@ import click
 from planner.errors import EXIT_INTERRUPTED, GpuplanError, local_file_error
 
 _OUTPUT_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+# click 8.2 raises this for a group given no command (its help, exit 2); click 8.1, which
+# pyproject allows, has no such class (and prints the help itself): then nothing to catch.
+_NO_ARGS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
 
 
 def _fail(ctx: click.Context, message: str, hint: str | None, code: int) -> NoReturn:
@@ -43,7 +46,7 @@ class GpuplanGroup(click.Group):
         show the help)."""
         try:
             return super().parse_args(ctx, args)
-        except click.exceptions.NoArgsIsHelpError:
+        except _NO_ARGS_HELP:
             raise
         except click.UsageError as exc:
             _usage(ctx, exc)
@@ -75,7 +78,7 @@ class GpuplanGroup(click.Group):
                 )
             error = local_file_error(exc)
             _fail(ctx, error.message, error.hint, error.exit_code)
-        except click.exceptions.NoArgsIsHelpError:  # `gpuplan catalog` alone: its help
+        except _NO_ARGS_HELP:  # `gpuplan catalog` alone: its help
             raise
         except click.UsageError as exc:  # a bad flag or value of a command
             _usage(ctx, exc)
