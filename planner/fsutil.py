@@ -21,8 +21,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
     try:
         return _atomic_write(path, data)
     except OSError as exc:
-        if exc.filename is None:
-            exc.filename = str(path)
+        exc.filename = str(path)  # the path the user gave, never a temp file's
         raise local_file_error(exc, "write") from None
 
 
@@ -69,7 +68,19 @@ def _target(path: Path) -> tuple[Path, int]:
 def _atomic_write(given: Path, data: bytes) -> Path:
     path, mode = _target(given)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except PermissionError:
+        if not path.is_file():
+            raise
+        # a writable file in a folder the user may not write (a symlink into a shared folder,
+        # say): it can only be written in place, as any editor would; not atomic
+        with path.open("r+b") as f:
+            f.write(data)
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
+        return given
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), mode)
@@ -95,6 +106,7 @@ def atomic_write_many(items: dict[Path, str]) -> None:
     as it was and no temp file behind. (The renames themselves need no space and take
     microseconds; a kill between two of them is the one window left.)"""
     staged: list[tuple[str, Path]] = []
+    given = None
     try:
         for given, text in items.items():
             path, mode = _target(given)
@@ -110,6 +122,8 @@ def atomic_write_many(items: dict[Path, str]) -> None:
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
         if isinstance(exc, OSError):
+            if given is not None:
+                exc.filename = str(given)  # the file it was writing, never a temp file's name
             raise local_file_error(exc, "write") from None
         raise
     for tmp, path in staged:

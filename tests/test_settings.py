@@ -290,6 +290,41 @@ def test_a_write_goes_through_a_symlink_and_keeps_the_files_mode(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["other.txt", "plan.json", "shared"]
 
 
+def test_a_writable_file_in_a_folder_that_holds_no_temp_file_is_written_in_place(
+    tmp_path, monkeypatch
+):
+    """A symlink into a shared folder the user may not write (the file itself writable): the
+    save goes into the file as an editor's would; an error names the path given, never the
+    temp file's."""
+    import tempfile
+
+    from planner.errors import LocalFileError
+    from planner.fsutil import atomic_write_many, atomic_write_text
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    real = shared / "plan.json"
+    real.write_text("a much longer old content")
+    link = tmp_path / "plan.json"
+    link.symlink_to(real)
+
+    def no_temp_files(*args, **kwargs):  # as mkstemp in a folder one may not write
+        raise PermissionError(13, "Permission denied", str(shared / ".plan.json.x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_temp_files)
+    atomic_write_text(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    with pytest.raises(LocalFileError) as exc:  # a new file has nowhere to go
+        atomic_write_text(shared / "new.json", "x")
+    said = exc.value.message
+    assert said.startswith("cannot write /") and said.endswith("new.json: permission denied")
+    with pytest.raises(LocalFileError) as exc:  # all or nothing: no in-place fallback
+        atomic_write_many({link: "newer"})
+    said = exc.value.message
+    assert said.endswith("/plan.json: permission denied") and ".tmp" not in said, said
+    assert real.read_text() == "new"
+
+
 def test_a_write_refuses_what_it_would_destroy(tmp_path):
     """A pipe or device, or a file nobody may write, is left alone with one clear line (and an
     all-or-nothing write leaves its other files untouched)."""
