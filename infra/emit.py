@@ -196,8 +196,9 @@ def startup_changes(files: dict[str, str], out: Path) -> list[str]:
 
 def hand_edits(files: dict[str, str], out: Path) -> list[str]:
     """The files at ``out`` that were changed by hand since gpuplan wrote them (their content
-    is not what the marker recorded) and that regenerating rewrites; [] when the marker is from
-    a gpuplan that recorded no digests."""
+    is not what the marker recorded) and that regenerating rewrites, or removes (named with
+    " (removed)": the new project has no such file); [] when the marker is from a gpuplan that
+    recorded no digests."""
     try:
         recorded = json.loads((out / MARKER).read_text())["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
@@ -205,10 +206,13 @@ def hand_edits(files: dict[str, str], out: Path) -> list[str]:
     edited = []
     for name, digest in sorted(recorded.items() if isinstance(recorded, dict) else []):
         path = out / name
-        if name not in files or not path.is_file():
+        if name == MARKER or user_owned(name) or not path.is_file():
             continue
         now = path.read_bytes()
-        if hashlib.sha256(now).hexdigest() != digest and now != files[name].encode():
+        if name not in files:
+            if hashlib.sha256(now).hexdigest() != digest:
+                edited.append(f"{name} (removed)")
+        elif hashlib.sha256(now).hexdigest() != digest and now != files[name].encode():
             edited.append(name)
     return edited
 

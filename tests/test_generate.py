@@ -1126,6 +1126,16 @@ def test_regenerating_says_which_hand_edits_it_replaced(cli, tmp_path):
     (out / "README.md").write_text("# an older README\n")
     no_digests = cli("generate", *args)
     assert no_digests.exit_code == 0 and "your edits" not in no_digests.stderr
+    # an edited file the new project does not have is removed: named too
+    extras = out / "gpuplan_boot_extras.py"
+    extras.write_text(extras.read_text() + "# ours\n")
+    runpod = ("llama-3.1-8b", "--providers", "runpod", "--allow-cidr", CIDR, "--out", str(out))
+    moved = cli("generate", *runpod)
+    assert moved.exit_code == 0, moved.output
+    assert "replaced your edits to gpuplan_boot_extras.py (removed):" in " ".join(
+        moved.stderr.split()
+    )
+    assert not extras.exists()
 
 
 def test_regenerating_says_when_the_machines_start_up_changes(cli, tmp_path):
