@@ -65,8 +65,8 @@ def _covers_everything(nets: list[str]) -> bool:
 def check_stack(stack: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9_.-]{1,60}", stack):
         raise UsageError(
-            f"stack name '{short(stack, 60)}' is not valid",
-            "letters, digits, '-', '_' and '.' only",
+            f"stack name '{short(stack, 70)}' is not valid",
+            "1 to 60 letters, digits, '-', '_' and '.'",
         )
     return stack
 

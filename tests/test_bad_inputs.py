@@ -344,6 +344,8 @@ def test_planning_flags_with_a_saved_plan_are_refused_not_dropped(tmp_path, plan
         "error: --plan takes the saved plan as it is; --context, --providers would be ignored"
     ), out
     assert not (tmp_path / "out").exists()
+    r, out = _run([*base, "--from-hub"], tmp_path)
+    assert r.exit_code == 2 and "--from-hub would be ignored" in _first(out), out
     r, out = _run([*base, "--stack", "prod"], tmp_path)  # a deploy setting is the project's
     assert r.exit_code == 0, out
 

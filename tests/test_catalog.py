@@ -305,6 +305,8 @@ def test_refresh_exit_codes(cli, monkeypatch):
         ("GPUPLAN_RETRY_BACKOFF_S", "nan"),
         ("GPUPLAN_RETRY_BACKOFF_S", "-1"),
         ("GPUPLAN_EUR_USD", "inf"),
+        ("GPUPLAN_RETRY_BACKOFF_S", "1e300"),  # passed a floor-only check, then overflowed sleep
+        ("GPUPLAN_HTTP_TIMEOUT_S", "601"),
     ],
 )
 def test_a_bad_number_in_the_environment_is_a_usage_error_naming_it(
@@ -317,6 +319,19 @@ def test_a_bad_number_in_the_environment_is_a_usage_error_naming_it(
     assert r.exit_code == 2, r.output
     assert f"error: {variable} must be a number" in r.output and "hint: unset it" in r.output
     assert "unexpected" not in r.output and "vast " not in r.output
+
+
+def test_a_cloud_named_twice_is_refreshed_once(cli, monkeypatch):
+    from planner.offers.providers import parse_provider_list
+
+    assert parse_provider_list("vast,gcp,VAST") == ["vast", "gcp"]
+    with provider_env("vast", monkeypatch) as api:
+        outcomes = refresh(["vast", "vast"], explicit=True)
+        asked = len(api.requests)
+    assert [o.provider for o in outcomes] == ["vast"] and outcomes[0].status == "ok"
+    with provider_env("vast", monkeypatch) as api:
+        refresh(["vast"], explicit=True)
+        assert len(api.requests) == asked  # the same calls as naming it once
 
 
 def test_no_wait_between_retries_is_allowed(monkeypatch):
@@ -430,6 +445,7 @@ def _all_constant(doc, count):
         lambda d: d["constant"].update(instance_type="x"),  # both constant and per offer
         lambda d: _all_constant(d, count=10**15),  # nothing bounds it but the check itself
         lambda d: _all_constant(d, count=-1),
+        lambda d: _all_constant(d, count=900_000),  # in bounds, but one offer repeated
     ],
 )
 def test_malformed_v3_cache_is_reported_and_snapshot_used(change):

@@ -235,7 +235,7 @@ def generate(
         s.sources[k]
         for k in s.sources
         if KEYS[k].section != "deploy" and k != "model" and on_command_line(s.sources[k])
-    ]
+    ] + (["--from-hub"] if from_hub else [])
     if plan_file and planning:  # the plan file is written as planned: these would be dropped
         raise UsageError(
             f"--plan takes the saved plan as it is; {', '.join(sorted(planning))} would be ignored",

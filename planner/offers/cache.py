@@ -159,8 +159,9 @@ def _positive(value: Any) -> bool:
     )
 
 
-# Far above any provider's catalog (the largest public ones list tens of thousands of offers).
-MAX_OFFERS = 10_000_000
+# Ten times any provider's catalog (the largest public ones list tens of thousands of offers;
+# benchmarks/cli_speed.py ranks 100,000).
+MAX_OFFERS = 1_000_000
 
 
 def _read_cache_doc(path: Path, provider: str) -> tuple[OfferTable, dict[str, Any]]:
@@ -198,6 +199,8 @@ def _v3_columns(doc: dict[str, Any]) -> tuple[list[str], list[Sequence[Any]], in
     # would have the table built as that many offers (out of memory instead of a warning).
     if type(count) is not int or not 0 <= count <= MAX_OFFERS:
         raise ValueError(f"count must be an integer from 0 to {MAX_OFFERS:,}")
+    if count > 1 and not varying:  # that many copies of one offer: no cache writes that
+        raise ValueError("every column is constant: one offer repeated")
     if any(not isinstance(c, list) or len(c) != count for c in varying.values()):
         raise ValueError(f"every column must hold {short(repr(count), 20)} values")
     names = [n for n in _OFFER_COLUMNS if n in constant or n in varying]

@@ -65,6 +65,7 @@ def refresh(
     from planner.offers.providers._gpuhunt import CATALOG_CLOUDS, GpuhuntSource
     from planner.offers.providers._http import ENV_NUMBERS, env_number
 
+    names = list(dict.fromkeys(names))  # two threads on one cache file would race
     if not names:
         raise UsageError("no provider to refresh")
     for variable in ENV_NUMBERS:  # a bad one is the user's, said once, not once per cloud

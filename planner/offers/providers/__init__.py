@@ -77,4 +77,4 @@ def parse_provider_list(value: str | None) -> list[str]:
                 f"unknown provider '{n}'",
                 " ".join(x for x in (did_you_mean(n, known), f"known: {', '.join(known)}") if x),
             )
-    return names
+    return list(dict.fromkeys(names))  # once each: a cloud named twice is refreshed once

@@ -9,19 +9,20 @@ from typing import Any
 
 from planner.errors import ProviderError, UsageError, short
 
-# Numbers the environment can set for every provider call: default, and whether 0 is allowed.
+# Numbers the environment can set for every provider call: default, whether 0 is allowed, and
+# the most that makes sense (a longer wait is a typo, and a huge one overflows time.sleep).
 # Checked once before any provider runs (refresh.refresh): a bad one is a usage error naming it.
 ENV_NUMBERS = {
-    "GPUPLAN_HTTP_TIMEOUT_S": (15.0, False),
-    "GPUPLAN_RETRY_BACKOFF_S": (0.5, True),  # 0: retry at once
-    "GPUPLAN_EUR_USD": (1.1637, False),
+    "GPUPLAN_HTTP_TIMEOUT_S": (15.0, False, 600.0),
+    "GPUPLAN_RETRY_BACKOFF_S": (0.5, True, 60.0),  # 0: retry at once
+    "GPUPLAN_EUR_USD": (1.1637, False, 10.0),
 }
 
 
 def env_number(name: str) -> float:
     """``name``'s value from the environment (its default when unset or empty): a finite number
     above 0 (or 0 where allowed), else one usage error that names the variable."""
-    default, zero_ok = ENV_NUMBERS[name]
+    default, zero_ok, most = ENV_NUMBERS[name]
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -29,10 +30,10 @@ def env_number(name: str) -> float:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
-        floor = "0 or more" if zero_ok else "above 0"
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok) or value > most:
+        floor = "from 0" if zero_ok else "above 0"
         raise UsageError(
-            f"{name} must be a number {floor}, got {short(repr(raw), 40)}",
+            f"{name} must be a number {floor} up to {most:g}, got {short(repr(raw), 40)}",
             f"unset it, or set it like {name}={default:g}",
         )
     return value
