@@ -150,8 +150,9 @@ def refresh(
 
     # Daemon threads, at most 8 at a time: on Ctrl-C the command exits at once instead of
     # waiting (at interpreter exit, as a ThreadPoolExecutor's threads make it) for calls in
-    # flight to time out and retry; they write nothing once cancelled, and a cache write is a
-    # rename, so the cache stays whole.
+    # flight to time out and retry. A call still in flight writes nothing once cancelled; one
+    # already writing ends with a rename, or is stopped before it (leaving at most a stray
+    # temp file), so every cache file stays whole.
     outcomes: list[ProviderOutcome | None] = [None] * len(names)
     raised: list[BaseException] = []  # what run() let through, raised again in this thread
     slots = threading.BoundedSemaphore(8)
