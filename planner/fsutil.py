@@ -1,5 +1,6 @@
 """Atomic file writes: a temp file beside the target, fsync, rename, fsync the folder. A crash
-or kill at any point leaves either the old file or the new one, never a mix."""
+or kill at any point leaves either the old file or the new one, never a mix (the one exception:
+a writable file in a folder that cannot hold a temp file is written in place, `_atomic_write`)."""
 
 from __future__ import annotations
 
