@@ -333,6 +333,16 @@ def test_bad_plan_file_is_refused_before_writing(tmp_path, plan_doc, path, value
     assert not (tmp_path / "out").exists(), "nothing written from a refused plan"
 
 
+def test_a_missing_ssh_key_names_the_flag_and_what_to_give(tmp_path):
+    args = ["generate", M, "--providers", "aws", "--allow-cidr", CIDR, "--out", "OUT",
+            "--ssh-key", "NOFILE", "--ssh-cidr", CIDR]  # fmt: skip
+    r, out = _run(args, tmp_path)
+    assert r.exit_code == 2, out
+    assert _first(out).startswith("error: cannot read --ssh-key ") and "No such file" in out
+    assert "hint: give the path of your SSH public key" in out
+    assert not (tmp_path / "out").exists()
+
+
 def test_planning_flags_with_a_saved_plan_are_refused_not_dropped(tmp_path, plan_doc):
     plan = tmp_path / "plan.json"
     plan.write_text(json.dumps(plan_doc))

@@ -35,7 +35,11 @@ def _project_options(s: Settings):  # -> infra.emit.ProjectOptions
             key = path.read_text("utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or "not a text file"
-            raise UsageError(f"cannot read ssh_key {s.ssh_key}: {reason}") from None
+            where = s.sources.get("ssh_key", "ssh_key")  # --ssh-key, or where else it came from
+            raise UsageError(
+                f"cannot read {where} {short(s.ssh_key)}: {reason}",
+                "give the path of your SSH public key, e.g. ~/.ssh/id_ed25519.pub",
+            ) from None
     return ProjectOptions(
         stack=s.stack, allowed_cidrs=s.allow_cidrs, ssh_cidr=s.ssh_cidr, ssh_public_key=key,
         disk_gb=s.disk_gb, image=s.image, extra_vllm_args=s.extra_vllm_args,
