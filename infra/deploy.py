@@ -134,11 +134,17 @@ def make_engine(project_dir: Path, stack: str) -> Engine:
     spec = os.environ.get("GPUPLAN_ENGINE")
     if spec:
         module, _, attr = spec.partition(":")
+        hint = "give module:factory, a callable of (project_dir, stack), or unset it"
         try:
             factory = getattr(importlib.import_module(module), attr)
-        except (ImportError, AttributeError) as exc:
-            raise UsageError(f"GPUPLAN_ENGINE={spec} cannot be loaded: {exc}") from None
-        engine: Engine = factory(project_dir, stack)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise UsageError(f"GPUPLAN_ENGINE={spec} cannot be loaded: {exc}", hint) from None
+        try:
+            engine: Engine = factory(project_dir, stack)
+        except TypeError as exc:  # not a factory of that shape (os:getcwd, say)
+            raise UsageError(
+                f"GPUPLAN_ENGINE={spec} is not an engine factory: {exc}", hint
+            ) from None
         return engine
     return PulumiEngine(project_dir, stack)
 

@@ -187,6 +187,17 @@ def project(cli, tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [("os:getcwd", "is not an engine factory"), ("no_such_module:make", "cannot be loaded")],
+)
+def test_a_wrong_engine_hook_is_one_line(cli, project, monkeypatch, spec, needle):
+    monkeypatch.setenv("GPUPLAN_ENGINE", spec)
+    r = cli("status")
+    assert r.exit_code == 2 and f"error: GPUPLAN_ENGINE={spec} {needle}" in r.output, r.output
+    assert "unexpected" not in r.output and "hint: give module:factory" in r.output
+
+
 def calls(root: Path) -> list[str]:
     return [json.loads(line)["call"] for line in (root / "calls.jsonl").read_text().splitlines()]
 
