@@ -321,6 +321,16 @@ def test_a_bad_number_in_the_environment_is_a_usage_error_naming_it(
     assert "unexpected" not in r.output and "vast " not in r.output
 
 
+@pytest.mark.parametrize("url", ["::not a url", "ftp://mirror.example", "https://"])
+def test_a_mistyped_provider_url_is_a_usage_error_not_a_provider_down(cli, monkeypatch, url):
+    with provider_env("vast", monkeypatch):
+        monkeypatch.setenv("GPUPLAN_VAST_URL", url)
+        r = cli("catalog", "refresh", "--provider", "vast")
+    assert r.exit_code == 2, r.output
+    assert "error: GPUPLAN_VAST_URL=" in r.output and "is not an http(s) URL" in r.output
+    assert "may be down" not in r.output
+
+
 def test_a_cloud_named_twice_is_refreshed_once(cli, monkeypatch):
     from planner.offers.providers import parse_provider_list
 

@@ -72,6 +72,10 @@ def refresh(
         env_number(variable)
     _check_cache_writable()
     classes = provider_classes()
+    for name in names:  # a mistyped GPUPLAN_<CLOUD>_URL, likewise
+        url_of = getattr(classes.get(name), "base_url", None)  # Provider.base_url checks it
+        if url_of is not None:
+            url_of(None)
     # Set on Ctrl-C: a call already in flight finishes in its thread, but nothing is written
     # after it (the cache stays as it was before the refresh).
     cancelled = threading.Event()

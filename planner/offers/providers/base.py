@@ -30,7 +30,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
-from planner.errors import ProviderError, UsageError
+from planner.errors import ProviderError, UsageError, short
 from planner.offers.gpus import GpuSpec, canonical_gpu
 from planner.offers.offer import Offer
 
@@ -83,7 +83,22 @@ class Provider(ABC):
 
     @classmethod
     def base_url(cls, given: str | None) -> str | None:
-        return given or os.environ.get(f"GPUPLAN_{cls.name.upper()}_URL") or cls.default_base_url
+        variable = f"GPUPLAN_{cls.name.upper()}_URL"
+        value = os.environ.get(variable)
+        if not given and value:  # a mistyped one is the user's, not "the provider may be down"
+            from urllib.parse import urlsplit
+
+            try:
+                parts = urlsplit(value)
+                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+            except ValueError:
+                ok = False
+            if not ok:
+                raise UsageError(
+                    f"{variable}={short(value, 60)} is not an http(s) URL",
+                    "e.g. https://api.example.com (a mirror or a test server), or unset it",
+                )
+        return given or value or cls.default_base_url
 
 
 P = TypeVar("P", bound=type[Provider])
