@@ -64,18 +64,18 @@ def refresh(
     from planner.offers.providers import MissingCredentials, OfferQuery, provider_classes
     from planner.offers.providers._gpuhunt import CATALOG_CLOUDS, GpuhuntSource
     from planner.offers.providers._http import ENV_NUMBERS, env_number
+    from planner.offers.providers.base import env_url
 
     names = list(dict.fromkeys(names))  # two threads on one cache file would race
     if not names:
         raise UsageError("no provider to refresh")
-    for variable in ENV_NUMBERS:  # a bad one is the user's, said once, not once per cloud
+    # a bad variable is the user's: said once, before any cloud is asked, not once per cloud
+    for variable in ENV_NUMBERS:
         env_number(variable)
+    for name in names:  # GPUPLAN_<CLOUD>_URL
+        env_url(name)
     _check_cache_writable()
     classes = provider_classes()
-    for name in names:  # a mistyped GPUPLAN_<CLOUD>_URL, likewise
-        url_of = getattr(classes.get(name), "base_url", None)  # Provider.base_url checks it
-        if url_of is not None:
-            url_of(None)
     # Set on Ctrl-C: a call already in flight finishes in its thread, but nothing is written
     # after it (the cache stays as it was before the refresh).
     cancelled = threading.Event()

@@ -83,22 +83,29 @@ class Provider(ABC):
 
     @classmethod
     def base_url(cls, given: str | None) -> str | None:
-        variable = f"GPUPLAN_{cls.name.upper()}_URL"
-        value = os.environ.get(variable)
-        if not given and value:  # a mistyped one is the user's, not "the provider may be down"
-            from urllib.parse import urlsplit
+        return given or env_url(cls.name) or cls.default_base_url
 
-            try:
-                parts = urlsplit(value)
-                ok = parts.scheme in ("http", "https") and bool(parts.hostname)
-            except ValueError:
-                ok = False
-            if not ok:
-                raise UsageError(
-                    f"{variable}={short(value, 60)} is not an http(s) URL",
-                    "e.g. https://api.example.com (a mirror or a test server), or unset it",
-                )
-        return given or value or cls.default_base_url
+
+def env_url(provider: str) -> str | None:
+    """GPUPLAN_<PROVIDER>_URL (a mirror or a test server), checked: a mistyped one is the
+    user's, not "the provider may be down" after three attempts."""
+    variable = f"GPUPLAN_{provider.upper()}_URL"
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageError(
+            f"{variable}={short(value, 60)} is not an http(s) URL",
+            "e.g. https://api.example.com (a mirror or a test server), or unset it",
+        )
+    return value
 
 
 P = TypeVar("P", bound=type[Provider])
