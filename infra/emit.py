@@ -209,10 +209,11 @@ def hand_edits(files: dict[str, str], out: Path) -> list[str]:
         if name == MARKER or user_owned(name) or not path.is_file():
             continue
         now = path.read_bytes()
+        if hashlib.sha256(now).hexdigest() == digest:  # as gpuplan wrote it
+            continue
         if name not in files:
-            if hashlib.sha256(now).hexdigest() != digest:
-                edited.append(f"{name} (removed)")
-        elif hashlib.sha256(now).hexdigest() != digest and now != files[name].encode():
+            edited.append(f"{name} (removed)")
+        elif now != files[name].encode():
             edited.append(name)
     return edited
 

@@ -5,17 +5,24 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from planner.errors import ProviderError, UsageError, short
+
 
 # Numbers the environment can set for every provider call: default, whether 0 is allowed, and
 # the most that makes sense (a longer wait is a typo, and a huge one overflows time.sleep).
 # Checked once before any provider runs (refresh.refresh): a bad one is a usage error naming it.
+class EnvNumber(NamedTuple):
+    default: float
+    zero_ok: bool
+    most: float
+
+
 ENV_NUMBERS = {
-    "GPUPLAN_HTTP_TIMEOUT_S": (15.0, False, 600.0),
-    "GPUPLAN_RETRY_BACKOFF_S": (0.5, True, 60.0),  # 0: retry at once
-    "GPUPLAN_EUR_USD": (1.1637, False, 10.0),
+    "GPUPLAN_HTTP_TIMEOUT_S": EnvNumber(15.0, zero_ok=False, most=600.0),
+    "GPUPLAN_RETRY_BACKOFF_S": EnvNumber(0.5, zero_ok=True, most=60.0),  # 0: retry at once
+    "GPUPLAN_EUR_USD": EnvNumber(1.1637, zero_ok=False, most=10.0),
 }
 
 
