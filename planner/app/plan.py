@@ -10,7 +10,7 @@ from typing import Any
 from planner.decide.plan import Plan
 from planner.decide.rank import Ranking
 from planner.decide.suggest import Cheaper, QuantSuggestion
-from planner.errors import NoFeasibleOfferError
+from planner.errors import NoFeasibleOfferError, UsageError
 from planner.model.values import ModelSpec
 from planner.offers.offer import Offer
 from planner.settings import Settings
@@ -184,6 +184,13 @@ def without_service_level(rec: Recommendation) -> tuple[Plan, str] | None:
             f"{plans[0].estimate.replicas}"
         )
     return plans[0], why
+
+
+def check_output_paths(plot_path: str | None, plan_path: str | None) -> None:
+    """--plot and --save-plan, before any planning: an empty path would write nothing."""
+    for flag, value in (("--plot", plot_path), ("--save-plan", plan_path)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag} is empty", "give a file path, or leave the flag out")
 
 
 def save_plan(plan: Plan, path: str | Path) -> None:

@@ -68,12 +68,9 @@ def recommend(
     Example: gpuplan recommend llama-3.1-70b --quant auto --context 16384 --concurrency 8
     """
     from planner.app import plan as app
-    from planner.errors import UsageError
     from planner.present.report import recommendation_tables, recommendation_to_dict
 
-    for flag, value in (("--plot", plot_path), ("--save-plan", plan_path)):
-        if value is not None and not value.strip():  # else silently nothing written
-            raise UsageError(f"{flag} is empty", "give a file path, or leave the flag out")
+    app.check_output_paths(plot_path, plan_path)
     rec = app.recommend(settings(ctx, toml_file), config_path=config_path, from_hub=from_hub)
     echo_lines([f"warning: {w}" for w in rec.warnings], err=True)
     if plan_path:
