@@ -198,6 +198,23 @@ def test_generate_skips_plans_that_cannot_serve_the_domain():
     assert chosen.offer.provider == "vast" and not skipped
 
 
+def test_plans_ruled_out_only_by_the_tls_options_are_the_users_to_fix():
+    from planner.app.project import best_writable
+    from planner.errors import DeployError
+
+    # every plan writable but for --tls-domain: a usage error (exit 2) saying what to change
+    with pytest.raises(UsageError, match="with these TLS options: 2 x Vast") as err:
+        best_writable([make_plan("vast"), make_plan("vast")], tls_opts("vast"))
+    assert err.value.exit_code == 2 and "drop the TLS options" in err.value.hint
+    # plans gpuplan cannot write whatever the options: its own limit (exit 5)
+    from dataclasses import replace
+
+    plan = make_plan("vast")
+    spot = replace(plan, need=replace(plan.need, spot=True))  # Vast.ai: not rented as spot
+    with pytest.raises(DeployError, match="generated yet: 2 x gpuplan does not rent interrupt"):
+        best_writable([spot, spot], tls_opts("vast"))
+
+
 def test_warnings_say_when_https_starts():
     from infra.targets import warnings
 

@@ -135,15 +135,20 @@ def require(plan: Plan, opts: ProjectOptions) -> None:
         )
     why = tls_refusal(plan, opts)
     if why:
-        able = [n for n, t in targets().items() if t.capabilities.tls_acme]
-        hint = (
-            f"drop --tls-certificate: on {target.title}, --tls-domain alone gives HTTPS"
-            if target.capabilities.tls_acme and plan.estimate.replicas == 1
-            else "drop the TLS options (the endpoint is then plain HTTP: put TLS in front "
-            f"yourself), or choose a plan on {_titles(able)}, where --tls-domain alone gives HTTPS"
-        )
-        raise UsageError(why, hint)
+        raise UsageError(why, tls_refusal_hint(plan))
     target.require(opts)
+
+
+def tls_refusal_hint(plan: Plan) -> str:
+    """What to do when tls_refusal stops this plan."""
+    target = targets()[plan.offer.provider]
+    able = [n for n, t in targets().items() if t.capabilities.tls_acme]
+    if target.capabilities.tls_acme and plan.estimate.replicas == 1:
+        return f"drop --tls-certificate: on {target.title}, --tls-domain alone gives HTTPS"
+    return (
+        "drop the TLS options (the endpoint is then plain HTTP: put TLS in front yourself), "
+        f"or choose a plan on {_titles(able)}, where --tls-domain alone gives HTTPS"
+    )
 
 
 def tls_refusal(plan: Plan, opts: ProjectOptions) -> str | None:
