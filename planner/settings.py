@@ -366,7 +366,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
     try:
         doc = tomllib.loads(path.read_text("utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path} is not valid TOML: {exc}") from None
+        raise UsageError(
+            f"{path} is not valid TOML: {exc}",
+            "fix that line, or move the file aside: `gpuplan init` writes a commented one",
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     values: dict[str, Any] = {}

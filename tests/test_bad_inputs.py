@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -227,6 +228,24 @@ def test_unparsable_config_json(tmp_path, content, needle):
     r, out = _run(["footprint", "--config", str(path)], tmp_path)
     _assert_clean(out)
     assert r.exit_code == 2 and needle in _first(out), out
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "hint"),
+    [
+        ("gpuplan.toml", ["recommend", M, "--toml", "FILE"], "gpuplan init"),
+        ("config.json", ["footprint", "--config", "FILE"], "Hugging Face repository"),
+        ("plan.json", ["generate", "--plan", "FILE", "--out", "OUT"], "--save-plan"),
+    ],
+)
+def test_a_syntax_error_gives_its_place_and_what_to_do(tmp_path, name, args, hint):
+    path = tmp_path / name
+    path.write_text('{"a": 1\n  "b"' if name.endswith("json") else "[workload\ncontext = 1\n")
+    r, out = _run([str(path) if a == "FILE" else a for a in args], tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 2, out
+    assert re.search(r"line \d+, column \d+", _first(out)), out
+    assert "hint:" in out and hint in out.split("hint:")[1], out
 
 
 def test_blank_model_name_is_not_printed_blank(tmp_path):
@@ -670,7 +689,7 @@ def test_no_writable_plan_names_each_reason_once(tmp_path):
             "llm.example.com", "--out", str(tmp_path / "out")]  # fmt: skip
     r, out = _run(args, tmp_path)
     _assert_clean(out)
-    assert r.exit_code == 5, out
+    assert r.exit_code == 2, out  # the user's TLS option, not gpuplan, rules them out
     first = _first(out)
     assert first.count("random public ports") == 1 and " x Vast.ai maps" in first, out
 

@@ -321,5 +321,8 @@ def plan_from_json(text: str) -> Plan:
     except RecursionError:
         raise UsageError("plan file is nested too deeply to be a plan") from None
     except json.JSONDecodeError as exc:
-        raise UsageError(f"plan file is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        raise UsageError(
+            f"plan file is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+            "save the plan again with `gpuplan recommend ... --save-plan FILE`",
+        ) from None
     return plan_from_dict(data)

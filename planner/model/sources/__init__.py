@@ -106,7 +106,8 @@ def _read_json(path: Path, what: str) -> Any:
         raise ModelSpecError(f"cannot read {what} {path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ModelSpecError(
-            f"{what} {path} is not valid JSON (line {exc.lineno}: {exc.msg})"
+            f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
+            "give the file as the model's Hugging Face repository has it (downloaded whole)",
         ) from None
 
 
