@@ -581,10 +581,12 @@ def test_a_full_output_says_it_is_the_output():
     assert _first(proc.stderr) == "error: cannot write the output: no space left on the device"
 
 
-def test_closed_standard_output_is_one_line_not_a_crash():
-    """Started with stdout closed (`>&-`), Python has no sys.stdout: said as such, exit 2."""
+@pytest.mark.parametrize("args", [["footprint", M], ["--help"], ["recommend", "--help"]])
+def test_closed_standard_output_is_one_line_not_a_crash(args):
+    """Started with stdout closed (`>&-`), Python has no sys.stdout: said as such, exit 2 (the
+    help too: it would be lost with exit 0)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "planner.cli", "footprint", M],
+        [sys.executable, "-m", "planner.cli", *args],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=120,
         env={**os.environ, "HF_HUB_OFFLINE": "1"}, preexec_fn=lambda: os.close(1),
     )  # fmt: skip

@@ -44,6 +44,9 @@ class GpuplanGroup(click.Group):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Options of gpuplan itself: a bad one is one line too, exit 2 (no arguments still
         show the help)."""
+        if sys.stdout is None:  # started with standard output closed (`>&-`): every result lost,
+            # --help's and --version's too (checked before click runs them)
+            _fail(ctx, "standard output is closed", "redirect it to a file or to /dev/null", 2)
         try:
             return super().parse_args(ctx, args)
         except _NO_ARGS_HELP:
@@ -103,8 +106,6 @@ def main(ctx: click.Context, debug: bool) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug or os.environ.get("GPUPLAN_DEBUG") == "1"
-    if sys.stdout is None:  # started with standard output closed (`>&-`): every result lost
-        _fail(ctx, "standard output is closed", "redirect it to a file or to /dev/null", 2)
 
 
 def _register() -> None:
