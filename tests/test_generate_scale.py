@@ -100,9 +100,26 @@ def test_aws_balancer_takes_one_subnet_per_zone_of_the_given_subnets(tmp_path):
     assert len(by_type(result, "aws:lb/targetGroupAttachment:TargetGroupAttachment")) == 3
     [listener] = by_type(result, "aws:lb/listener:Listener")
     assert listener["inputs"]["port"] == 8000
-    ingress = by_type(result, "aws:ec2/securityGroup:SecurityGroup")[0]["inputs"]["ingress"]
-    assert {tuple(r["cidrBlocks"]) for r in ingress} == {(CIDR,), ("172.31.0.0/16",)}
+    # clients reach the balancer's listener; the machines only the balancer (its traffic and
+    # health checks), not clients directly nor the rest of the VPC
+    assert aws_serving_rules(result) == {
+        "vllm-balancer": [(8000, (CIDR,), ())],
+        "vllm": [(8000, (), ("vllm-balancer_id",))],
+    }
+    assert lb["inputs"]["securityGroups"] == ["vllm-balancer_id"]
     assert "3 identical replicas" in (out / "README.md").read_text()
+
+
+def aws_serving_rules(result: dict) -> dict[str, list[tuple]]:
+    """Each serving security group's inbound rules: (port, CIDRs, source groups)."""
+    return {
+        sg["name"]: sorted(
+            (r["fromPort"], tuple(r.get("cidrBlocks", ())), tuple(r.get("securityGroups", ())))
+            for r in sg["inputs"]["ingress"]
+        )
+        for sg in by_type(result, "aws:ec2/securityGroup:SecurityGroup")
+        if sg["name"] in {"vllm", "vllm-balancer"}
+    }
 
 
 def test_gcp_replicas_in_a_managed_group_behind_a_load_balancer(tmp_path):
@@ -364,10 +381,11 @@ def test_aws_tls_with_a_certificate_behind_an_nlb_tls_listener(tmp_path):
     assert (i["protocol"], i["port"], i["certificateArn"]) == ("TLS", 443, CERT)
     assert i["sslPolicy"].startswith("ELBSecurityPolicy-TLS13")
     assert len(by_type(result, "aws:lb/targetGroupAttachment:TargetGroupAttachment")) == 1
-    ingress = by_type(result, "aws:ec2/securityGroup:SecurityGroup")[0]["inputs"]["ingress"]
-    rules = sorted((r["fromPort"], tuple(r["cidrBlocks"])) for r in ingress)
-    # clients reach the TLS listener only; plain HTTP on 8000 stays inside the VPC
-    assert rules == [(443, (CIDR,)), (8000, ("172.31.0.0/16",))]
+    # clients reach the TLS listener only; plain HTTP on 8000 only from the balancer
+    assert aws_serving_rules(result) == {
+        "vllm-balancer": [(443, (CIDR,), ())],
+        "vllm": [(8000, (), ("vllm-balancer_id",))],
+    }
     [tg] = by_type(result, "aws:lb/targetGroup:TargetGroup")
     assert tg["inputs"]["preserveClientIp"] == "false"
     assert "Not encrypted" not in (out / "README.md").read_text()

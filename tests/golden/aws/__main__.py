@@ -126,23 +126,38 @@ if balanced:
     subnet_ids = sorted(first_in_zone.values())
 
 ingress = []
-if not tls:
+balancer_sg = None
+if balanced:
+    # The load balancer has its own security group: clients reach its listener from the
+    # allowed networks only, and the machines accept the serving port from that group only
+    # (forwarded traffic and health checks), so no client, and nothing else in the VPC, reaches
+    # a machine directly. ELB guide, "Update the security groups for your Network Load
+    # Balancer": a target rule referencing the balancer's group "prevents them from sending
+    # traffic directly to your targets", also with client IP preservation; health checks follow
+    # the balancer's outbound rules (all, as the guide's example).
+    listener_port = 443 if tls else PLAN["port"]
+    balancer_sg = aws.ec2.SecurityGroup(
+        "vllm-balancer",
+        description="gpuplan: load balancer listener",
+        vpc_id=vpc.id,
+        ingress=[aws.ec2.SecurityGroupIngressArgs(
+            description="HTTPS (TLS listener)" if tls else "vLLM API", protocol="tcp",
+            from_port=listener_port, to_port=listener_port,
+            cidr_blocks=[c for c in allowed_cidrs if ":" not in c],
+            ipv6_cidr_blocks=[c for c in allowed_cidrs if ":" in c])],
+        egress=[aws.ec2.SecurityGroupEgressArgs(
+            protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"])],
+        tags={"gpuplan": PLAN["stack_tag"]},
+    )
+    ingress.append(aws.ec2.SecurityGroupIngressArgs(
+        description="vLLM API, from the load balancer only", protocol="tcp",
+        from_port=PLAN["port"], to_port=PLAN["port"], security_groups=[balancer_sg.id]))
+else:
     ingress.append(aws.ec2.SecurityGroupIngressArgs(
         description="vLLM API", protocol="tcp", from_port=PLAN["port"], to_port=PLAN["port"],
         cidr_blocks=[c for c in allowed_cidrs if ":" not in c],
         ipv6_cidr_blocks=[c for c in allowed_cidrs if ":" in c],
     ))
-else:
-    # Clients reach only the TLS listener; plain HTTP stays inside the VPC.
-    ingress.append(aws.ec2.SecurityGroupIngressArgs(
-        description="HTTPS (TLS listener)", protocol="tcp", from_port=443, to_port=443,
-        cidr_blocks=[c for c in allowed_cidrs if ":" not in c],
-        ipv6_cidr_blocks=[c for c in allowed_cidrs if ":" in c]))
-if balanced:
-    # The network load balancer's health checks come from inside the VPC.
-    ingress.append(aws.ec2.SecurityGroupIngressArgs(
-        description="load balancer health checks", protocol="tcp", from_port=PLAN["port"],
-        to_port=PLAN["port"], cidr_blocks=[vpc.cidr_block]))
 if ssh_cidr:
     ingress.append(aws.ec2.SecurityGroupIngressArgs(
         description="SSH", protocol="tcp", from_port=22, to_port=22,
@@ -300,8 +315,8 @@ else:
         protocol="TCP",
         target_type="instance",
         vpc_id=vpc.id,
-        # With TLS the balancer connects from its own VPC address, so the instances need not
-        # (and do not) accept plain HTTP from the clients' networks.
+        # With TLS the balancer opens its own connections to the machines (from its VPC
+        # address); their group admits the balancer's group either way (above).
         preserve_client_ip="false" if tls else None,
         health_check=aws.lb.TargetGroupHealthCheckArgs(
             protocol="HTTP", path="/health", port="traffic-port", healthy_threshold=2,
@@ -317,7 +332,7 @@ else:
         load_balancer_type="network",
         internal=False,
         subnets=subnet_ids,
-        security_groups=[security_group.id],
+        security_groups=[balancer_sg.id],
         tags={"gpuplan": PLAN["stack_tag"]},
         # keeps the zones it was created in, as the replicas keep their subnets (above)
         opts=pulumi.ResourceOptions(ignore_changes=["subnets"]),
