@@ -79,6 +79,18 @@ def test_tp_validity_follows_vllm_rules():
     assert not unpadded.per_tp[3].valid and "group" in (unpadded.per_tp[3].reason or "")
 
 
+def test_block_fp8_tp_must_split_the_experts_into_whole_blocks():
+    """vLLM refuses MiniMax-M2's 1536-wide FP8 experts at TP8 (192 per GPU, blocks of 128);
+    DeepSeek-R1's 2048 (256) and its dense 18432 (2304) split at TP8."""
+    minimax = {t.tp: t for t in estimate_footprint(spec("MiniMaxAI/MiniMax-M2")).per_tp}
+    assert [tp for tp, t in minimax.items() if t.valid] == [1, 2, 4]
+    assert "1536 / TP=8 = 192" in (minimax[8].reason or "")
+    deepseek = estimate_footprint(spec("deepseek-ai/DeepSeek-R1"))
+    assert all(t.valid for t in deepseek.per_tp)
+    # 16-bit weights have no blocks to keep whole
+    assert all(t.valid for t in estimate_footprint(spec("Qwen/Qwen3-235B-A22B")).per_tp)
+
+
 def test_tp_splits_weights_and_replicates_norms():
     fp = estimate_footprint(spec("meta-llama/Llama-3.1-70B-Instruct"))
     tp1, tp8 = fp.per_tp[0].weight_bytes_per_gpu, fp.per_tp[3].weight_bytes_per_gpu

@@ -220,6 +220,40 @@ def tp_problem(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: in
                     f"intermediate size {size} / TP={tp} is not a multiple of the "
                     f"quantization group {group}"
                 )
+    if fmt.scale == "block" or (qc is not None and qc.block):
+        return _block_fp8_tp_problem(spec, fmt, qc, tp)
+    return None
+
+
+def _block_fp8_tp_problem(
+    spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: int
+) -> str | None:
+    """Block-scaled FP8 (128x128 blocks): vLLM refuses a TP whose share of an MLP or expert
+    intermediate size is not a whole number of blocks. Fp8MoEMethod.create_weights raises "The
+    output_size of gate's and up's weight = 192 is not divisible by weight quantization block_n
+    = 128" (vllm/model_executor/layers/quantization/fp8.py; linear layers: validate_fp8_block_
+    shape), e.g. MiniMax-M2.5 (1536 / TP8) on vLLM v0.25.0 and Qwen3-235B-A22B-FP8 at TP8; vLLM's
+    Qwen3-Coder recipe (vllm-project/recipes, Qwen/Qwen3-Coder-480B-A35B.md) runs its FP8
+    checkpoint with expert or data parallelism instead, which gpuplan does not plan."""
+    block_n, block_k = (qc.block if qc and qc.block else None) or fmt.block or (128, 128)
+    sizes = []
+    if spec.is_moe:
+        sizes.append(spec.moe_intermediate_size)
+        shared = spec.shared_expert_intermediate_size or (
+            spec.num_shared_experts * spec.moe_intermediate_size
+        )
+        sizes.append(shared)
+        if any(spec.ffn_kind(i) == "dense" for i in range(spec.num_layers)):
+            sizes.append(spec.intermediate_size)
+    else:
+        sizes.append(spec.intermediate_size)
+    for size in filter(None, sizes):
+        share = size // tp
+        if size % tp or share % block_n or (tp > 1 and share % block_k):
+            return (
+                f"FP8 blocks of {block_n}: intermediate size {size} / TP={tp} = {size / tp:g} "
+                "is not a whole number of blocks (vLLM refuses to load it)"
+            )
     return None
 
 
