@@ -543,6 +543,9 @@ def test_hetzner_real_mode_installs_idempotently_and_survives_the_reboot(tmp_pat
     assert "systemctl enable gpuplan-firewall.service" in steps[first_fw : first_fw + 3]
     # idempotent: a re-run overwrites the keyring instead of failing on a prompt
     assert "gpg --batch --yes --dearmor" in script
+    # the open kernel modules: the only ones Blackwell (RTX PRO 6000 servers) runs with
+    [driver] = re.findall(r"\bnvidia-driver-\S+", script)
+    assert driver == "nvidia-driver-580-server-open"
     # the reboot is scheduled after the script exits 0, so the SSH command succeeds, and
     # the units are enabled so vLLM starts after it
     last = script.strip().splitlines()[-1]
@@ -670,6 +673,25 @@ STATIC = {
     "gpuplan_vast.py": "vast",
     "gpuplan_hetzner.py": "hetzner",
 }
+
+
+@pytest.mark.parametrize("provider", list(OFFERS))
+def test_generated_python_runs_on_the_oldest_python_the_pinned_pulumi_takes(provider, tmp_path):
+    """The pinned Pulumi SDK and requests take Python 3.10 (their Requires-Python): every
+    generated module parses as 3.10 and imports without 3.11's additions (datetime.UTC)."""
+    out, _ = generate(tmp_path, provider, ssh=provider == "hetzner")
+    modules = sorted(out.glob("*.py"))
+    for path in modules:
+        ast.parse(path.read_text(), str(path), feature_version=(3, 10))
+    helpers = [p.stem for p in modules if p.stem != "__main__"]
+    script = (
+        "import datetime, sys; del datetime.UTC; sys.path.insert(0, sys.argv[1])\n"
+        "for name in sys.argv[2:]: __import__(name)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(out), *helpers], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr[-1500:]
 
 
 @pytest.mark.parametrize("provider", list(OFFERS))

@@ -424,11 +424,15 @@ def boot_script(
 # Ubuntu 24.04 on a dedicated server: NVIDIA driver, Docker, NVIDIA container toolkit.
 # Idempotent: a re-run (retry after a failure, or after the reboot) succeeds - gpg overwrites
 # the keyring without asking (--batch --yes) and apt installs are no-ops the second time.
+# The driver's open kernel modules (-open): Blackwell cards (Hetzner's RTX PRO 6000 servers)
+# run only with them, and NVIDIA recommends them from Turing on, which covers every card
+# Hetzner rents ("NVIDIA Transitions Fully Towards Open-Source GPU Kernel Modules", NVIDIA
+# developer blog, 2024: "the proprietary drivers are unsupported on these platforms").
 HOST_SETUP = """#!/bin/bash
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-apt-get install -y ca-certificates curl gnupg docker.io nvidia-driver-580-server
+apt-get install -y ca-certificates curl gnupg docker.io nvidia-driver-580-server-open
 KEYRING=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
 curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \\
   | gpg --batch --yes --dearmor -o "$KEYRING"

@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+# datetime.UTC is new in Python 3.11; the pinned Pulumi SDK also runs on 3.10.
+UTC = timezone.utc  # noqa: UP017
 
 OUTPUTS = ("transaction_id", "server_number", "server_ip", "status", "ordered_after")
 SPEC = ("product_id", "location", "test")  # and the OS: see diff
