@@ -15,7 +15,7 @@ from planner.decide.fit import BATCH_WORKLOAD, Candidate
 from planner.decide.objective import OBJECTIVES, WORKLOADS
 from planner.decide.plan import Need
 from planner.errors import NoFeasibleOfferError, UsageError
-from planner.model.footprint import tp_problem
+from planner.model.tensor_parallel import tp_problem
 
 
 def validate_need(need: Need) -> None:

@@ -33,10 +33,10 @@ from planner.model.footprint import (
     overhead_bytes,
     per_gpu_weight_bytes,
     resolve_format,
-    tp_problem,
     weight_bytes,
 )
 from planner.model.quant import QuantFormat, get_format
+from planner.model.tensor_parallel import tp_problem
 from planner.model.values import ModelSpec, QuantConfig
 from planner.offers.gpus import GpuSpec
 

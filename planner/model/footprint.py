@@ -9,6 +9,7 @@ from planner.errors import UsageError
 from planner.model.architecture import list_tensors
 from planner.model.quant import FORMATS, QuantFormat, get_format, layer_index, tensor_bytes
 from planner.model.recurrent import state_bytes_per_layer
+from planner.model.tensor_parallel import tp_problem
 from planner.model.values import Footprint, ModelSpec, QuantConfig, Tensor, TPFootprint
 
 GIB = 1 << 30
@@ -190,71 +191,6 @@ def per_gpu_weight_bytes(spec: ModelSpec, wb: WeightBytes, tp: int, pp: int = 1)
             experts[stage] += share
     worst = max(range(pp), key=lambda i: totals[i])
     return math.ceil(totals[worst]), math.ceil(experts[worst])
-
-
-def tp_problem(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: int) -> str | None:
-    """Why vLLM would refuse this tensor-parallel size, or None."""
-    if spec.tensors is not None and tp > 1:
-        return "GGUF files are sized for one GPU here"
-    if spec.num_attention_heads % tp:
-        return f"{spec.num_attention_heads} attention heads do not divide by TP={tp}"
-    kv = spec.num_kv_heads
-    if kv % tp and tp % kv:
-        return f"{kv} KV heads and TP={tp}: neither divides the other"
-    rs = spec.recurrent
-    if rs is not None:
-        # vLLM shards recurrent heads (and GDN key heads) evenly: divide() asserts it.
-        for heads in (rs.num_heads, rs.num_k_heads):
-            if heads and heads % tp:
-                return f"{heads} recurrent-layer heads do not divide by TP={tp}"
-    if fmt.kind in {"awq", "gptq", "w4a16"}:
-        group = (qc.group_size if qc and qc.group_size else None) or fmt.group_size or 128
-        sizes = [
-            s
-            for s in (spec.intermediate_size if not spec.is_moe else 0, spec.moe_intermediate_size)
-            if s
-        ]
-        for size in sizes:
-            if (size // tp) % group or size % tp:
-                return (
-                    f"intermediate size {size} / TP={tp} is not a multiple of the "
-                    f"quantization group {group}"
-                )
-    if fmt.scale == "block" or (qc is not None and qc.block):
-        return _block_fp8_tp_problem(spec, fmt, qc, tp)
-    return None
-
-
-def _block_fp8_tp_problem(
-    spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: int
-) -> str | None:
-    """Block-scaled FP8 (128x128 blocks): vLLM refuses a TP whose share of an MLP or expert
-    intermediate size is not a whole number of blocks. Fp8MoEMethod.create_weights raises "The
-    output_size of gate's and up's weight = 192 is not divisible by weight quantization block_n
-    = 128" (vllm/model_executor/layers/quantization/fp8.py; linear layers: validate_fp8_block_
-    shape), e.g. MiniMax-M2.5 (1536 / TP8) on vLLM v0.25.0 and Qwen3-235B-A22B-FP8 at TP8; vLLM's
-    Qwen3-Coder recipe (vllm-project/recipes, Qwen/Qwen3-Coder-480B-A35B.md) runs its FP8
-    checkpoint with expert or data parallelism instead, which gpuplan does not plan."""
-    block_n, block_k = (qc.block if qc and qc.block else None) or fmt.block or (128, 128)
-    sizes = []
-    if spec.is_moe:
-        sizes.append(spec.moe_intermediate_size)
-        shared = spec.shared_expert_intermediate_size or (
-            spec.num_shared_experts * spec.moe_intermediate_size
-        )
-        sizes.append(shared)
-        if any(spec.ffn_kind(i) == "dense" for i in range(spec.num_layers)):
-            sizes.append(spec.intermediate_size)
-    else:
-        sizes.append(spec.intermediate_size)
-    for size in filter(None, sizes):
-        share = size // tp
-        if size % tp or share % block_n or (tp > 1 and share % block_k):
-            return (
-                f"FP8 blocks of {block_n}: intermediate size {size} / TP={tp} = {size / tp:g} "
-                "is not a whole number of blocks (vLLM refuses to load it)"
-            )
-    return None
 
 
 def kv_bytes_per_token(spec: ModelSpec, tp: int, kv_cache_dtype: str) -> tuple[int, int]:
