@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+import planner.offers
 from planner.errors import UsageError
 from planner.offers.gpus import canonical_gpu, gpu_table
 
@@ -72,8 +76,14 @@ def test_table_is_complete_and_sourced():
     # FP8 tensor cores only from compute capability 8.9 (gpu-specs.json conventions)
     assert table["a100-80gb-sxm"].fp8_tflops_dense is None
     assert table["h100-sxm"].fp8_tflops_dense == 1978.9
-    assert table["a10g"].usable_memory_bytes == int(24 * 10**9 * 0.98)  # no log: 0.98 x marketed
+    assert table["rtx-a6000"].usable_memory_bytes == int(48 * 10**9 * 0.98)  # no log: 0.98 x
     assert table["t4"].usable_memory_bytes == int(14.74 * 2**30)  # logged total
+    # every logged total names its source, and no card reports more than its size in GiB
+    raw = json.loads((Path(planner.offers.__file__).parent / "data/gpus.json").read_text())
+    for entry in raw["gpus"]:
+        if entry.get("usable_memory_gib"):
+            assert len(entry.get("usable_memory_source", "")) > 40, entry["id"]
+            assert 0.9 < entry["usable_memory_gib"] / entry["memory_gb"] <= 1.0, entry["id"]
 
 
 def test_gpus_command_json(cli):

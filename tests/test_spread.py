@@ -274,7 +274,7 @@ def test_check_reports_spread_that_the_plan_does_not_answer(cli, tmp_path, monke
 def test_the_fp8_suggestion_under_spread_is_what_spread_with_fp8_gives(cli):
     """With --spread the FP8 alternative is ranked as --spread --quant fp8 ranks it (it was
     ranked on one machine and, finding the need different, said nothing)."""
-    base = ("recommend", "llama-3.1-70b", "--concurrency", "100", "--spread", "--format", "json")
+    base = ("recommend", "llama-3.1-70b", "--concurrency", "200", "--spread", "--format", "json")
     doc = json.loads(cli(*base).stdout)
     fp8 = json.loads(cli(*base, "--quant", "fp8").stdout)["plans"][0]
     sug = doc["cheaper_quantization"]

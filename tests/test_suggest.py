@@ -229,12 +229,13 @@ def test_screen_keeps_a_single_node_that_holds_fp8_but_not_bf16():
 
 
 def test_screen_counts_the_nodes_of_multi_node_clouds():
-    """405B on AWS 8x A100-40GB nodes: BF16 needs four, FP8 two (one node cannot hold it)."""
+    """405B on AWS 8x A100-40GB nodes (39.39 GiB each): BF16 needs three, FP8 two (one node
+    cannot hold it)."""
     node = offer("a100-40gb-sxm", 8, 10.0, provider="aws", name="p4d")
     cands = candidates_for(load_model_spec("llama-3.1-405b"), None)
     need = Need(max_nodes=4)
     current = recommend(cands, [node], need).plans[0]
-    assert current.layout.nodes == 4
+    assert current.layout.nodes == 3
     sug = cheaper_quantization(
         current,
         best_alternative(
