@@ -112,7 +112,7 @@ def test_stack_config_is_set_from_secrets_before_preview_and_deploy():
         }
         run = step["run"]
         assert 'pulumi stack select --create "$GPUPLAN_STACK"' in run
-        assert 'if [ -n "$HF_TOKEN" ]; then\n  pulumi config set --secret gpuplan:hfToken' in run
+        assert 'if [ -n "$HF_TOKEN" ]; then\n  printf \'%s\' "$HF_TOKEN" | pulumi config set' in run
         assert 'pulumi config set gcp:project "$GCP_PROJECT"' in run
         assert run.index("stack select") < run.index("config set")
 
@@ -129,7 +129,7 @@ def test_previews_never_cancel_a_pending_deploy():
 def test_the_config_step_sets_what_is_given_and_nothing_else(tmp_path, job):
     """Run the step's script with a stand-in `pulumi` that logs its arguments and standard
     input: Hetzner's key fingerprints become a list, the SSH key a secret read from standard
-    input (never on a command line), and unset values set nothing."""
+    input (never on a command line), the HF token too, and unset values set nothing."""
     import subprocess
 
     _, step = _config_step(flow()["jobs"][job])
@@ -144,7 +144,7 @@ def test_the_config_step_sets_what_is_given_and_nothing_else(tmp_path, job):
     key = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----"
     env = {
         "PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "GPUPLAN_STACK": "prod",
-        "HF_TOKEN": "", "GCP_PROJECT": "", "HETZNER_SSH_PRIVATE_KEY": key,
+        "HF_TOKEN": "hf_0123456789abcdef", "GCP_PROJECT": "", "HETZNER_SSH_PRIVATE_KEY": key,
         "HETZNER_KEY_FINGERPRINTS": "aa:bb, cc:dd", "HETZNER_ROBOT_TEST_MODE": "false",
     }  # fmt: skip
     subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], env=env, check=True, timeout=30)
@@ -152,10 +152,13 @@ def test_the_config_step_sets_what_is_given_and_nothing_else(tmp_path, job):
     args = [line for line in lines if line.startswith("ARGS ")]
     assert args == [
         "ARGS stack select --create prod",
+        "ARGS config set --secret gpuplan:hfToken --stack prod",
         "ARGS config set --path gpuplan:robotKeyFingerprints[0] aa:bb --stack prod",
         "ARGS config set --path gpuplan:robotKeyFingerprints[1] cc:dd --stack prod",
         "ARGS config set --secret gpuplan:sshPrivateKey --stack prod",
         "ARGS config set gpuplan:robotTestMode false --stack prod",
     ]
     assert "abc" not in " ".join(args)  # the key went through standard input only
+    assert "hf_0123456789abcdef" not in " ".join(args)  # the token too
+    assert "STDIN hf_0123456789abcdef" in lines
     assert "STDIN " + key.splitlines()[0] in lines
