@@ -696,6 +696,24 @@ def test_no_writable_plan_names_each_reason_once(tmp_path):
     assert first.count("random public ports") == 1 and " x Vast.ai maps" in first, out
 
 
+@pytest.mark.parametrize(
+    ("reason", "hint"),
+    [
+        ("awq: awq is not supported on AMD GPUs in vLLM's docs table", "another --quant"),
+        ("mxfp4: MXFP4 needs compute capability 8.0+ (NVIDIA T4 is 7.5)", "newer --gpu"),
+        ("NVIDIA V100 (compute capability 7.0): current vLLM wheels are CUDA 13 builds without "
+         "sm_70 kernels", "newer --gpu"),
+    ],
+)  # fmt: skip
+def test_a_format_or_card_refusal_hints_at_another_format_or_card(reason, hint):
+    """Review of issue 11: an unsupported format hinted at a smaller --context, which cannot
+    help."""
+    from planner.decide.checks import no_feasible_offer
+
+    err = no_feasible_offer([reason, reason], 2)
+    assert hint in err.hint and "--context" not in err.hint
+
+
 def test_the_no_offer_refusal_names_the_cheapest_price_and_fitting_hints():
     """Review of issue 11: "175 x $12.54/h > --max-price 1" named the first offer, not the
     cheapest (how far the cap is); reasons were cut mid-word; the memory hint offered more GPUs

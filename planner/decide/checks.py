@@ -148,7 +148,7 @@ def _reason_kind(reason: str) -> str:
     return re.sub(r"\d[\d,.]*", "#", reason)
 
 
-_HINTS = (  # (text in the commonest rejection, what to try), first match wins
+_HINTS = (  # (text of the commonest rejection, digit-free: digits read as #; what to try)
     ("--max-price", "raise --max-price, or try --quant auto for a smaller checkpoint"),
     ("needed to finish", "raise --max-replicas, or allow more time (--deadline-hours)"),
     ("--max-replicas", "raise --max-replicas, or relax the load (--concurrency, --context)"),
@@ -159,6 +159,17 @@ _HINTS = (  # (text in the commonest rejection, what to try), first match wins
     ("spot", "drop --spot: these offers have no spot price"),
     ("no published dense", "choose another --gpu: this card's speed cannot be estimated"),
     ("KV cache needs", "use --kv-cache-dtype auto, or choose another --gpu"),
+    # the format or the card, not the load: a smaller context or more memory does not help
+    (
+        "not supported on AMD GPUs",
+        "choose another --quant (bf16 or fp8 run on AMD GPUs), or an NVIDIA --gpu",
+    ),
+    ("builds without sm_", "choose a newer --gpu (compute capability 7.5+: T4 and later)"),
+    (
+        "needs compute capability",
+        "choose a newer --gpu (compute capability 8.0+: A10, A100 and later)",
+    ),
+    ("GGUF is served only", "give --quant bf16, fp8 or awq, or a checkpoint's Hugging Face id"),
     (
         "one node in the catalog holds",
         "the machines that hold the model are rejected for "
