@@ -229,6 +229,25 @@ def test_deploy_never_healthy_times_out_and_can_destroy(cli, project, monkeypatc
     assert KEY not in r.output
 
 
+def test_deploy_with_wait_healthy_0_does_not_poll_an_endpoint_it_may_not_reach(
+    cli, project, monkeypatch
+):
+    """A GitHub-hosted runner is outside the networks the endpoint is open to: the CI
+    workflow deploys with --wait-healthy 0, which never polls and is not a failure."""
+    with FakeVllm(MODEL, KEY, never_healthy=True) as vllm:
+        monkeypatch.setenv("FAKE_ENDPOINT", vllm.endpoint)
+        r = cli(
+            "deploy", "--yes", "--wait-healthy", "0", "--destroy-on-failure", "--format", "json"
+        )
+        text = cli("deploy", "--yes", "--wait-healthy", "0")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["healthy"] is None and out["destroyed"] is False and "not checked" in out["detail"]
+    assert not vllm.requests  # never polled
+    assert calls(project) == ["open", "up", "open", "up"]  # and never destroyed
+    assert text.exit_code == 0 and "(not checked: `gpuplan status`" in text.stdout
+
+
 def test_deploy_detects_the_wrong_model(cli, project, monkeypatch):
     with FakeVllm(MODEL, KEY, served_model="someone/else") as vllm:
         monkeypatch.setenv("FAKE_ENDPOINT", vllm.endpoint)

@@ -162,3 +162,23 @@ def test_the_config_step_sets_what_is_given_and_nothing_else(tmp_path, job):
     assert "hf_0123456789abcdef" not in " ".join(args)  # the token too
     assert "STDIN hf_0123456789abcdef" in lines
     assert "STDIN " + key.splitlines()[0] in lines
+
+
+@pytest.mark.parametrize(("variable", "waited"), [("", "0"), ("900", "900")])
+def test_deploy_polls_the_model_only_when_the_runner_may_reach_it(tmp_path, variable, waited):
+    """GitHub-hosted runners are outside allow_cidrs: the deploy step waits for the model only
+    when the repository variable GPUPLAN_WAIT_HEALTHY says how long (a self-hosted runner)."""
+    import subprocess
+
+    [step] = [s for s in flow()["jobs"]["deploy"]["steps"] if s.get("name") == "gpuplan deploy"]
+    assert step["env"] == {"GPUPLAN_WAIT_HEALTHY": "${{ vars.GPUPLAN_WAIT_HEALTHY }}"}
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "gpuplan").write_text('#!/bin/sh\necho "$*" > "$LOG"\n')
+    (bin_dir / "gpuplan").chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(tmp_path / "log"),
+           "GPUPLAN_WAIT_HEALTHY": variable}  # fmt: skip
+    subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], env=env, check=True, timeout=30)
+    assert (tmp_path / "log").read_text().split() == [
+        "deploy", "--yes", "--format", "json", "--wait-healthy", waited
+    ]  # fmt: skip

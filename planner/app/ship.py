@@ -62,8 +62,10 @@ def deploy(
     health_interval_s: float | None = None,
 ) -> Deployed:
     """`pulumi up`, then wait (``s.wait_healthy`` seconds at most) until the model answers,
-    destroying the stack if it never does and that was asked."""
-    from infra.deploy import reveal, wait_healthy
+    destroying the stack if it never does and that was asked. ``wait_healthy`` 0: no check
+    (``healthy`` is None), for a machine outside the networks the endpoint is open to, such
+    as a GitHub-hosted CI runner."""
+    from infra.deploy import Health, reveal, wait_healthy
 
     outputs = stack.engine.up(log)
     endpoint = str(reveal(outputs.get("endpoint", "")))
@@ -71,16 +73,22 @@ def deploy(
     interval = health_interval_s
     if interval is None:
         interval = float(os.environ.get("GPUPLAN_HEALTH_INTERVAL_S", "10"))
-    health = wait_healthy(
-        endpoint,
-        reveal(outputs.get("apiKey")),
-        model,
-        timeout_s=s.wait_healthy,
-        interval_s=interval,
-        on_output=log,
-    )
+    checked = s.wait_healthy > 0
+    if checked:
+        health = wait_healthy(
+            endpoint,
+            reveal(outputs.get("apiKey")),
+            model,
+            timeout_s=s.wait_healthy,
+            interval_s=interval,
+            on_output=log,
+        )
+    else:
+        health = Health(False, "not checked (wait_healthy 0)", 0.0)
+        log("not waiting for the model (wait_healthy 0): `gpuplan status` from a network the "
+            "endpoint is open to says when it answers")  # fmt: skip
     destroyed = False
-    if not health.healthy and destroy_on_failure:
+    if checked and not health.healthy and destroy_on_failure:
         log("destroying the stack (--destroy-on-failure)")
         stack.engine.destroy(log)
         destroyed = True
@@ -89,14 +97,14 @@ def deploy(
         "stack": stack.name,
         "endpoint": endpoint,
         "model": model,
-        "healthy": health.healthy,
+        "healthy": health.healthy if checked else None,
         "detail": health.detail,
         "waited_s": round(health.waited_s, 1),
         "destroyed": destroyed,
         "outputs": public_outputs(outputs),
     }
     error = None
-    if not health.healthy:
+    if checked and not health.healthy:
         error = DeployError(
             f"deployed, but the model is not serving: {health.detail}",
             "the stack was destroyed"

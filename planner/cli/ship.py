@@ -52,7 +52,8 @@ def _stack(ctx: click.Context, toml_file: str | None, project_dir: str | None) -
 @setting_option(
     "wait_healthy",
     default=None,
-    help="Seconds to wait for /health and /v1/models (default: [deploy].wait_healthy, 1800).",
+    help="Seconds to wait for /health and /v1/models (default: [deploy].wait_healthy, 1800; "
+    "0: do not check, e.g. from a CI runner outside the allowed networks).",
 )
 @click.option(
     "--destroy-on-failure",

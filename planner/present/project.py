@@ -82,8 +82,13 @@ def check_lines(res: Any, threshold: float) -> list[str]:
 
 
 def deployed_line(doc: dict[str, Any]) -> str:
+    health = (
+        f"healthy after {doc['waited_s']:.0f} s"
+        if doc["healthy"]
+        else "not checked: `gpuplan status` says when it answers"
+    )
     return (
-        f"deployed {doc['model']} at {doc['endpoint']} (healthy after {doc['waited_s']:.0f} s); "
+        f"deployed {doc['model']} at {doc['endpoint']} ({health}); "
         "API key: `pulumi stack output apiKey --show-secrets`"
     )
 
