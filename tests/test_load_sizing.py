@@ -548,3 +548,23 @@ def test_time_to_first_token_is_at_the_declared_load():
             fewer = recommend(cands, machine, Need(concurrency=streams - 1, tp=8)).plans[0]
             assert ttft[streams] >= ttft[1] + 1.5 * fewer.estimate.itl_ms - 0.1
     assert ttft[1] < ttft[64] < ttft[150]
+
+
+def test_the_default_ttft_bound_grows_with_a_long_prompt():
+    """Review of issue 11: the 2 s default put an 8B model on 8 GPUs for a 120,000-token
+    prompt. Prefill grows with the prompt: beyond 4,096 tokens the default bound grows with it,
+    and one GPU serves; a stated --max-ttft is still held."""
+    from planner.decide.load import default_max_ttft_ms, service_level
+
+    assert default_max_ttft_ms(1000) == default_max_ttft_ms(4096) == 2000
+    assert default_max_ttft_ms(120_000) == round(2000 * 120_000 / 4096)
+    long = Need(context=131072, prompt_tokens=120_000)
+    assert service_level(long) == (20.0, default_max_ttft_ms(120_000))
+    cands = planning_candidates("llama-3.1-8b", None)
+    catalog = [offer("h100-sxm", 1, 2.0, name="one"), offer("h100-sxm", 8, 16.0, name="eight")]
+    plan = recommend(cands, catalog, long).plans[0]
+    assert plan.offer.instance_type == "one" and plan.estimate.ttft_ms > 2000
+    stated = recommend(
+        cands, catalog, Need(context=131072, prompt_tokens=120_000, max_ttft_ms=2000)
+    )
+    assert stated.plans[0].offer.instance_type == "eight"

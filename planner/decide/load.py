@@ -28,6 +28,16 @@ from planner.decide.plan import Need
 # assumption, stated in the README, that a chat user accepts it.
 DEFAULT_MIN_TOKENS_PER_S = 20.0
 DEFAULT_MAX_TTFT_MS = 2000.0
+# Prefill time grows with the prompt on any hardware, so one bound for every length would put a
+# long document on many GPUs only to start answering in 2 s (an 8B model on 8 GPUs for a
+# 120,000-token prompt). The 2 s holds up to DEFAULT_TTFT_PROMPT_TOKENS; a longer prompt may
+# take proportionally longer (at least 2,048 prompt tokens/s): an assumption, in the README.
+DEFAULT_TTFT_PROMPT_TOKENS = 4096
+
+
+def default_max_ttft_ms(prompt_tokens: int) -> float:
+    """The default service level's TTFT bound for prompts of ``prompt_tokens``."""
+    return round(DEFAULT_MAX_TTFT_MS * max(1.0, prompt_tokens / DEFAULT_TTFT_PROMPT_TOKENS))
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +74,7 @@ def service_level(need: Need) -> tuple[float | None, float | None]:
     min_tps, max_ttft = need.min_tokens_per_s, need.max_ttft_ms
     if need.default_service_level and (online_target(need) or not saturates(need)):
         min_tps = DEFAULT_MIN_TOKENS_PER_S if min_tps is None else min_tps
-        max_ttft = DEFAULT_MAX_TTFT_MS if max_ttft is None else max_ttft
+        max_ttft = default_max_ttft_ms(need.prompt_tokens) if max_ttft is None else max_ttft
     return min_tps, max_ttft
 
 

@@ -35,6 +35,7 @@ from planner.decide.fit import BATCH_WORKLOAD, saturates
 from planner.decide.load import (
     DEFAULT_MAX_TTFT_MS,
     DEFAULT_MIN_TOKENS_PER_S,
+    DEFAULT_TTFT_PROMPT_TOKENS,
     Operating,
     online_target,
     service_level,
@@ -51,7 +52,8 @@ OBJECTIVES = ("auto", "cost-per-token", "cost", "speed", "latency")
 WORKLOADS = ("interactive", "batch")
 RELAXED_NOTE = (
     f"no offer meets the default interactive service level ({DEFAULT_MIN_TOKENS_PER_S:g} tok/s "
-    f"per stream, TTFT <= {DEFAULT_MAX_TTFT_MS / 1000:g} s); ranked without its defaults (limits "
+    f"per stream, TTFT <= {DEFAULT_MAX_TTFT_MS / 1000:g} s, longer for prompts over "
+    f"{DEFAULT_TTFT_PROMPT_TOKENS:,} tokens); ranked without its defaults (limits "
     "you stated still apply)"
 )
 
