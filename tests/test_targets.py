@@ -82,6 +82,8 @@ def test_disk_is_sized_from_the_download_not_the_loaded_weights():
     assert plan.quant_format == "fp8"
     assert 135 < download_gb(plan) < 150  # 70.6e9 parameters x 2 bytes
     assert disk_gb(plan, ProjectOptions()) >= download_gb(plan) + 60
+    # the Base DLAMI's root is 100 GB before anything is downloaded (AWS's recommended size)
+    assert disk_gb(plan, ProjectOptions()) >= download_gb(plan) * 1.2 + 130
     assert disk_gb(plan, ProjectOptions(disk_gb=500)) == 500
 
 

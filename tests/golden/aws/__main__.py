@@ -17,7 +17,7 @@ import gpuplan_boot
 PLAN = {
     'allowed_cidrs': ['203.0.113.0/24'],
     'ami_ssm_parameter': '/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id',
-    'disk_gb': 80,
+    'disk_gb': 150,
     'disk_iops': 3000,
     'disk_throughput_mib_s': 250,
     'gpus_total': 1,
