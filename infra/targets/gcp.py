@@ -104,6 +104,10 @@ TARGET = Target(
         "secrets in Secret Manager, read at boot by a service account that may read only them",
     ),
     exposes=(
+        "the containers use the host's network, so they can reach the metadata server and an "
+        "access token of the VM's service account; with it a compromised container can read "
+        "the API key and HF token secrets, which its environment holds anyway (the account "
+        "may read only those)",
         "the API key also sits in the Pulumi state (encrypted as a secret): guard the state "
         "backend and its passphrase",
     ),
