@@ -546,6 +546,9 @@ def test_hetzner_real_mode_installs_idempotently_and_survives_the_reboot(tmp_pat
     # the open kernel modules: the only ones Blackwell (RTX PRO 6000 servers) runs with
     [driver] = re.findall(r"\bnvidia-driver-\S+", script)
     assert driver == "nvidia-driver-580-server-open"
+    # and unattended upgrades leave it alone (its libraries must match the loaded module)
+    assert 'Unattended-Upgrade::Package-Blacklist { "nvidia-"; "libnvidia-"; };' in script
+    assert 'echo "$NO_UPGRADE" > /etc/apt/apt.conf.d/51gpuplan-nvidia-driver' in script
     # the reboot is scheduled after the script exits 0, so the SSH command succeeds, and
     # the units are enabled so vLLM starts after it
     last = script.strip().splitlines()[-1]

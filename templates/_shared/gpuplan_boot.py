@@ -433,6 +433,11 @@ set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y ca-certificates curl gnupg docker.io nvidia-driver-580-server-open
+# Unattended upgrades (on by default in Ubuntu) would replace the driver's libraries under the
+# loaded kernel module: containers then fail with "driver/library version mismatch" until a
+# reboot, so a vLLM restart crash-loops. The driver is upgraded by hand, with a reboot.
+NO_UPGRADE='Unattended-Upgrade::Package-Blacklist { "nvidia-"; "libnvidia-"; };'
+echo "$NO_UPGRADE" > /etc/apt/apt.conf.d/51gpuplan-nvidia-driver
 KEYRING=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
 curl -fsSL https://nvidia.github.io/libnvidia-container/gpgkey \\
   | gpg --batch --yes --dearmor -o "$KEYRING"
