@@ -391,19 +391,22 @@ def test_aws_tls_with_a_certificate_behind_an_nlb_tls_listener(tmp_path):
     assert "Not encrypted" not in (out / "README.md").read_text()
 
 
-def test_aws_tls_replicas_export_no_unreachable_plain_http_endpoints(tmp_path):
+def test_aws_replicas_export_no_unreachable_addresses(tmp_path):
     opts = ProjectOptions(allowed_cidrs=(CIDR,), tls_certificate=CERT, tls_domain="llm.example.com")
     out = tmp_path / "tls3"
     write_project(render_project(replica_plan("aws"), opts), out)
     result = run_program(out, {})
     assert result["error"] is None
     assert result["exports"]["endpoint"] == "https://llm.example.com/v1"
-    # the replicas' port 8000 is open to the VPC only: their addresses are not for clients
+    # the replicas' port 8000 is open to the balancer only: their addresses are not for
+    # clients, with TLS or without
     assert "replicaEndpoints" not in result["exports"]
     assert len(result["exports"]["instanceIds"]) == 3
     plain = tmp_path / "plain3"
     write_project(render_project(replica_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,))), plain)
-    assert len(run_program(plain, {})["exports"]["replicaEndpoints"]) == 3
+    exports = run_program(plain, {})["exports"]
+    assert "replicaEndpoints" not in exports and len(exports["instanceIds"]) == 3
+    assert exports["endpoint"].startswith("http://") and ":8000/v1" in exports["endpoint"]
 
 
 def test_tls_options_are_checked():

@@ -356,12 +356,8 @@ else:
                                                        "/v1"))
     pulumi.export("instanceId", instances[0].id)
     pulumi.export("instanceIds", [inst.id for inst in instances])
-    if replicas > 1 and not tls:
-        # With TLS the replicas' plain-HTTP port is open to the VPC only: from the clients'
-        # networks these addresses would not answer, so they are not exported.
-        pulumi.export("replicaEndpoints", [
-            pulumi.Output.concat("http://", inst.public_ip, ":", port, "/v1")
-            for inst in instances])
+    # No address per replica: the machines accept the serving port from the balancer only,
+    # so from the clients' networks those addresses would not answer.
 
 pulumi.export("provider", PLAN["provider"])
 pulumi.export("model", PLAN["served_model_name"])
