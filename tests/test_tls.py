@@ -168,23 +168,26 @@ def test_hetzner_https_firewall_and_exports(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("provider", "reason"),
+    ("provider", "reason", "hint"),
     [
-        ("vast", "random public ports"),
-        ("runpod", "its own proxy address"),
-        ("aws", "ACM certificate"),
+        ("vast", "random public ports", "choose a plan on Google Cloud and Hetzner"),
+        ("runpod", "its own proxy address", "already serves HTTPS at its own address"),
+        ("aws", "ACM certificate", "add --tls-certificate"),
     ],
 )
-def test_a_domain_alone_is_refused_where_the_machine_cannot_get_a_certificate(provider, reason):
+def test_a_domain_alone_is_refused_where_the_machine_cannot_get_a_certificate(
+    provider, reason, hint
+):
     with pytest.raises(UsageError, match=reason) as err:
         render_project(make_plan(provider), tls_opts(provider))
-    assert "Google Cloud and Hetzner" in err.value.hint
+    assert hint in err.value.hint
 
 
 @pytest.mark.parametrize("provider", ["gcp", "hetzner"])
 def test_replicas_cannot_share_one_machine_certificate(provider):
-    with pytest.raises(UsageError, match="3 replicas"):
+    with pytest.raises(UsageError, match="3 replicas") as err:
         render_project(replica_plan(provider), tls_opts(provider))
+    assert "--max-replicas 1" in err.value.hint and "choose a plan on" not in err.value.hint
 
 
 def test_generate_skips_plans_that_cannot_serve_the_domain():
@@ -199,6 +202,8 @@ def test_generate_skips_plans_that_cannot_serve_the_domain():
 
 
 def test_plans_ruled_out_only_by_the_tls_options_are_the_users_to_fix():
+    from dataclasses import replace
+
     from planner.app.project import best_writable
     from planner.errors import DeployError
 
@@ -206,11 +211,13 @@ def test_plans_ruled_out_only_by_the_tls_options_are_the_users_to_fix():
     with pytest.raises(UsageError, match="with these TLS options: 2 x Vast") as err:
         best_writable([make_plan("vast"), make_plan("vast")], tls_opts("vast"))
     assert err.value.exit_code == 2 and "drop the TLS options" in err.value.hint
-    # plans gpuplan cannot write whatever the options: its own limit (exit 5)
-    from dataclasses import replace
-
     plan = make_plan("vast")
     spot = replace(plan, need=replace(plan.need, spot=True))  # Vast.ai: not rented as spot
+    # mixed with plans stopped for their own reasons: only the TLS reasons are named
+    with pytest.raises(UsageError) as err:
+        best_writable([spot, spot, plan], tls_opts("vast"))
+    assert "random public ports" in err.value.message and "spot" not in err.value.message
+    # plans gpuplan cannot write whatever the options: its own limit (exit 5)
     with pytest.raises(DeployError, match="generated yet: 2 x gpuplan does not rent interrupt"):
         best_writable([spot, spot], tls_opts("vast"))
 

@@ -135,19 +135,31 @@ def require(plan: Plan, opts: ProjectOptions) -> None:
         )
     why = tls_refusal(plan, opts)
     if why:
-        raise UsageError(why, tls_refusal_hint(plan))
+        raise UsageError(why, tls_refusal_hint(plan, opts))
     target.require(opts)
 
 
-def tls_refusal_hint(plan: Plan) -> str:
-    """What to do when tls_refusal stops this plan."""
+def tls_refusal_hint(plan: Plan, opts: ProjectOptions) -> str:
+    """What to do when tls_refusal stops this plan with these options."""
     target = targets()[plan.offer.provider]
-    able = [n for n, t in targets().items() if t.capabilities.tls_acme]
-    if target.capabilities.tls_acme and plan.estimate.replicas == 1:
-        return f"drop --tls-certificate: on {target.title}, --tls-domain alone gives HTTPS"
+    caps = target.capabilities
+    able = _titles([n for n, t in targets().items() if t.capabilities.tls_acme])
+    if opts.tls_certificate and not caps.tls_termination:
+        if caps.tls_acme and plan.estimate.replicas == 1:
+            return f"drop --tls-certificate: on {target.title}, --tls-domain alone gives HTTPS"
+        return "drop --tls-certificate: only a load balancer with your certificate uses it"
+    if caps.tls_termination:  # a domain alone where the balancer needs the certificate
+        return "add --tls-certificate (a certificate for the domain), or drop --tls-domain"
+    if caps.tls_acme:  # one machine's certificate, several replicas
+        return (
+            "allow one machine (--max-replicas 1), or drop --tls-domain and put TLS in front "
+            "of the load balancer yourself"
+        )
+    if caps.tls:
+        return f"drop --tls-domain: {target.title} already serves HTTPS at its own address"
     return (
         "drop the TLS options (the endpoint is then plain HTTP: put TLS in front yourself), "
-        f"or choose a plan on {_titles(able)}, where --tls-domain alone gives HTTPS"
+        f"or choose a plan on {able}, where --tls-domain alone gives HTTPS"
     )
 
 

@@ -60,32 +60,39 @@ def unwritable(plan: Plan, options=None) -> str | None:
 def best_writable(plans: Sequence[Plan], options=None) -> tuple[Plan, list[str]]:
     """The best plan gpuplan can write a project for, and the better ones it had to skip. When
     none can be written, the error is the user's to fix (exit 2) if the HTTPS options stopped a
-    plan gpuplan could otherwise write; else gpuplan cannot write any of them yet (exit 5)."""
+    plan gpuplan could otherwise write (those reasons only, and what to change); else gpuplan
+    cannot write any of them yet (exit 5)."""
     from infra.targets import refusal, tls_refusal_hint
 
     skipped: list[str] = []
     reasons: dict[str, int] = {}  # each distinct reason once, with how many plans it stopped
-    stopped_by_tls: Plan | None = None  # the best plan only the TLS options ruled out
+    tls_reasons: dict[str, int] = {}  # the same, for plans only the TLS options stopped
+    stopped_by_tls: Plan | None = None  # the best of those
     for plan in plans:
         why = unwritable(plan, options)
         if why is None:
             return plan, skipped
-        if stopped_by_tls is None and refusal(plan) is None:
-            stopped_by_tls = plan
         skipped.append(f"{plan.offer.provider} {plan.offer.instance_type}: {why}")
         reasons[why] = reasons.get(why, 0) + 1
-    counted = [f"{n} x {why}" if n > 1 else why for why, n in list(reasons.items())[:3]]
+        if refusal(plan) is None:
+            stopped_by_tls = stopped_by_tls or plan
+            tls_reasons[why] = tls_reasons.get(why, 0) + 1
     if stopped_by_tls is not None:
         raise UsageError(
             "none of the feasible plans can be generated with these TLS options: "
-            + "; ".join(counted),
-            tls_refusal_hint(stopped_by_tls),
+            + _counted(tls_reasons),
+            tls_refusal_hint(stopped_by_tls, options),
         )
     raise DeployError(
-        "none of the feasible plans can be generated yet: " + "; ".join(counted),
+        "none of the feasible plans can be generated yet: " + _counted(reasons),
         "recommend again pinned to an offer gpuplan generates for (--providers / --gpu), "
         "then generate from that plan",
     )
+
+
+def _counted(reasons: dict[str, int]) -> str:
+    """The first three distinct reasons, each with how many plans it stopped."""
+    return "; ".join(f"{n} x {why}" if n > 1 else why for why, n in list(reasons.items())[:3])
 
 
 def read_plan_file(path: str | Path) -> Plan:
