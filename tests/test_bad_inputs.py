@@ -703,6 +703,8 @@ def test_no_writable_plan_names_each_reason_once(tmp_path):
         ("mxfp4: MXFP4 needs compute capability 8.0+ (NVIDIA T4 is 7.5)", "newer --gpu"),
         ("NVIDIA V100 (compute capability 7.0): current vLLM wheels are CUDA 13 builds without "
          "sm_70 kernels", "newer --gpu"),
+        ("fp8-block: does not fit: TP4: 53.6 GiB weights > 40.9 GiB; TP8: FP8 blocks of 128: "
+         "intermediate size 1536 / TP=8 = 192 is not a whole number of blocks", "--max-nodes 2"),
     ],
 )  # fmt: skip
 def test_a_format_or_card_refusal_hints_at_another_format_or_card(reason, hint):

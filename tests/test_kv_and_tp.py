@@ -91,6 +91,27 @@ def test_block_fp8_tp_must_split_the_experts_into_whole_blocks():
     assert all(t.valid for t in estimate_footprint(spec("Qwen/Qwen3-235B-A22B")).per_tp)
 
 
+def test_block_fp8_checks_shared_experts_and_dense_layers_the_checkpoint_quantizes():
+    """Every quantized MLP width must split into whole blocks (shared experts and dense first
+    layers too); a module the checkpoint keeps in 16 bits has no blocks to keep whole."""
+    from dataclasses import replace
+
+    from planner.model.quant import get_format
+    from planner.model.tensor_parallel import tp_problem
+    from planner.model.values import QuantConfig
+
+    fmt = get_format("fp8-block")
+    deepseek = spec("deepseek-ai/DeepSeek-R1")
+    assert tp_problem(deepseek, fmt, None, 8) is None
+    shared = replace(deepseek, shared_expert_intermediate_size=2112)  # experts stay 2048
+    assert "2112 / TP=8 = 264" in (tp_problem(shared, fmt, None, 8) or "")
+    dense = replace(deepseek, intermediate_size=18432 + 64)  # the three dense first layers
+    assert "18496 / TP=8" in (tp_problem(dense, fmt, None, 8) or "")
+    dense_mlps = tuple(f"model.layers.{i}.mlp" for i in range(3))
+    kept = QuantConfig("fp8-block", block=(128, 128), keep_unquantized=dense_mlps)
+    assert tp_problem(dense, fmt, kept, 8) is None
+
+
 def test_tp_splits_weights_and_replicates_norms():
     fp = estimate_footprint(spec("meta-llama/Llama-3.1-70B-Instruct"))
     tp1, tp8 = fp.per_tp[0].weight_bytes_per_gpu, fp.per_tp[3].weight_bytes_per_gpu

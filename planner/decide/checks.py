@@ -171,6 +171,11 @@ _HINTS = (  # (text of the commonest rejection, digit-free: digits read as #; wh
     ),
     ("GGUF is served only", "give --quant bf16, fp8 or awq, or a checkpoint's Hugging Face id"),
     (
+        "is not a whole number of blocks",
+        "vLLM cannot split these FP8 blocks over that many GPUs: allow --max-nodes 2 (fewer "
+        "GPUs per node, a pipeline over nodes on AWS and GCP) or choose a --gpu with more memory",
+    ),
+    (
         "one node in the catalog holds",
         "the machines that hold the model are rejected for "
         "their own reasons: see them with --format json, or relax the load",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from planner.model.quant import QuantFormat
+from planner.model.architecture import list_tensors
+from planner.model.quant import QuantFormat, is_quantized
 from planner.model.values import ModelSpec, QuantConfig
 
 
@@ -39,6 +40,9 @@ def tp_problem(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: in
     return None
 
 
+MLP_ROLES = frozenset({"mlp", "expert", "shared_expert"})
+
+
 def _block_fp8_tp_problem(
     spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: int
 ) -> str | None:
@@ -50,18 +54,14 @@ def _block_fp8_tp_problem(
     Qwen3-Coder recipe (vllm-project/recipes, Qwen/Qwen3-Coder-480B-A35B.md) runs its FP8
     checkpoint with expert or data parallelism instead, which gpuplan does not plan."""
     block_n, block_k = (qc.block if qc and qc.block else None) or fmt.block or (128, 128)
-    sizes = []
-    if spec.is_moe:
-        sizes.append(spec.moe_intermediate_size)
-        shared = spec.shared_expert_intermediate_size or (
-            spec.num_shared_experts * spec.moe_intermediate_size
-        )
-        sizes.append(shared)
-        if any(spec.ffn_kind(i) == "dense" for i in range(spec.num_layers)):
-            sizes.append(spec.intermediate_size)
-    else:
-        sizes.append(spec.intermediate_size)
-    for size in filter(None, sizes):
+    widths: dict[int, None] = {}  # the intermediate widths of the quantized MLPs, in order
+    for t in list_tensors(spec):
+        if t.role not in MLP_ROLES or len(t.shape) < 2 or not is_quantized(t, fmt, qc):
+            continue  # modules the checkpoint keeps in 16 bits have no blocks to keep whole
+        out_f, in_f = t.shape[-2], t.shape[-1]
+        width = in_f if out_f == spec.hidden_size else out_f
+        widths[width // 2 if "gate_up" in t.name else width] = None
+    for size in widths:
         share = size // tp
         if size % tp or share % block_n or (tp > 1 and share % block_k):
             return (
