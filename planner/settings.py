@@ -485,6 +485,7 @@ allow_cidrs = {cidrs}   # who may reach the serving port
 # ssh_cidr = "203.0.113.7/32"
 # ssh_key = "~/.ssh/id_ed25519.pub"
 wait_healthy = {default_of("wait_healthy")}           # seconds `gpuplan deploy` waits for the model
+#   (0: no check; the CI workflow passes its own: the GPUPLAN_WAIT_HEALTHY variable, else 0)
 {ci}
 # network = "vpc-0123"        # an existing AWS VPC / GCP network (default: a dedicated one)
 # subnets = ["subnet-0123"]

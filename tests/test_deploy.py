@@ -246,6 +246,11 @@ def test_deploy_with_wait_healthy_0_does_not_poll_an_endpoint_it_may_not_reach(
     assert not vllm.requests  # never polled
     assert calls(project) == ["open", "up", "open", "up"]  # and never destroyed
     assert text.exit_code == 0 and "(not checked: `gpuplan status`" in text.stdout
+    assert "--destroy-on-failure does nothing" in r.stderr
+    # a stack that exports no usable endpoint (Hetzner's test mode) is still reported
+    monkeypatch.setenv("FAKE_ENDPOINT", "")
+    empty = cli("deploy", "--yes", "--wait-healthy", "0")
+    assert empty.exit_code == 5 and "no usable endpoint" in empty.output
 
 
 def test_deploy_detects_the_wrong_model(cli, project, monkeypatch):

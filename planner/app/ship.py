@@ -73,7 +73,8 @@ def deploy(
     interval = health_interval_s
     if interval is None:
         interval = float(os.environ.get("GPUPLAN_HEALTH_INTERVAL_S", "10"))
-    checked = s.wait_healthy > 0
+    # an endpoint that is no URL (Hetzner's test mode) is reported whatever the wait
+    checked = s.wait_healthy > 0 or not endpoint.startswith(("http://", "https://"))
     if checked:
         health = wait_healthy(
             endpoint,
@@ -87,6 +88,8 @@ def deploy(
         health = Health(False, "not checked (wait_healthy 0)", 0.0)
         log("not waiting for the model (wait_healthy 0): `gpuplan status` from a network the "
             "endpoint is open to says when it answers")  # fmt: skip
+        if destroy_on_failure:
+            log("--destroy-on-failure does nothing with wait_healthy 0: the model is not checked")
     destroyed = False
     if checked and not health.healthy and destroy_on_failure:
         log("destroying the stack (--destroy-on-failure)")
