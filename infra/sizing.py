@@ -44,21 +44,16 @@ def download_gb(plan: Plan) -> float:
     return loaded_gb
 
 
-# GB the boot image itself takes where it is large: AWS's Base DLAMI ships several CUDA
-# toolkits, and AWS recommends a 100 GB root volume for it (aws/deep-learning-containers#2425:
-# "Recommended storage size for Base DLAMI on EC2 console is 100 GB"); a root volume smaller than
-# the AMI's snapshot fails RunInstances (InvalidBlockDeviceMapping). Elsewhere the OS is small.
-BOOT_IMAGE_GB = {"aws": 100}
-OS_GB = 30  # an ordinary OS image and its updates
-
-
 def disk_gb(plan: Plan, opts: ProjectOptions) -> int:
     """Root disk: the download with 20% spare (Hub cache temporaries), plus 30 GB for the
-    ~20 GB vllm-openai image and torch.compile caches, plus the boot image (BOOT_IMAGE_GB, else
-    OS_GB). gpuplan.toml can set it instead (ProjectOptions.disk_gb)."""
+    ~20 GB vllm-openai image and torch.compile caches, plus the boot image (the target's
+    boot_image_gb). gpuplan.toml can set it instead (ProjectOptions.disk_gb)."""
+    from infra.targets import targets
+
     if opts.disk_gb is not None:
         return opts.disk_gb
-    boot = BOOT_IMAGE_GB.get(plan.offer.provider, OS_GB)
+    target = targets().get(plan.offer.provider)
+    boot = target.boot_image_gb if target else 30
     return int(math.ceil((download_gb(plan) * 1.2 + 30 + boot) / 10) * 10)
 
 

@@ -59,6 +59,8 @@ class Target:
     boot_extras: bool = False
     # Why --tls-domain alone gives no HTTPS here (targets without tls_acme): said when refused.
     no_tls_reason: str = ""
+    # GB of the root disk the boot image takes before anything is downloaded (sizing.disk_gb)
+    boot_image_gb: int = 30
     protects: tuple[str, ...] = field(default=())  # README: what the deployment protects
     exposes: tuple[str, ...] = field(default=())  # README: what it does not
 

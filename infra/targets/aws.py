@@ -73,6 +73,11 @@ TARGET = Target(
         "give --tls-certificate (an ACM certificate for the domain) with --tls-domain"
     ),
     project_config=lambda data: {"aws:region": data["region"]},
+    # The Base DLAMI ships several CUDA toolkits: AWS recommends a 100 GB root volume for it
+    # (aws/deep-learning-containers#2425: "Recommended storage size for Base DLAMI on EC2
+    # console is 100 GB"), and a root volume smaller than the AMI's snapshot fails RunInstances
+    # (InvalidBlockDeviceMapping).
+    boot_image_gb=100,
     protects=(
         "the serving port only from --allow-cidr (security group)",
         "every path but /health behind the API key (authenticating proxy)",
