@@ -213,8 +213,8 @@ def _setup(pid: str):
     gpu = gpu_table()[p["gpu"]]
     tp = p["tp"]
     util = p.get("gpu_memory_utilization", 0.9)
-    # The measured runs had the whole card: an unlogged HBM card's marketed GB is about its GiB
-    # (H100 80GB: 79.18 GiB); the planner's own figure for it is conservative on purpose.
+    # The measured runs had the whole card: an unlogged card's marketed GB is about its GiB
+    # (an RTX A6000 with ECC off: 47.53 GiB); the planner's own fallback is the ECC-on figure.
     total = gpu.usable_memory_bytes if gpu.usable_memory_gib else int(gpu.memory_gb * 0.985 * 2**30)
     seqs = min(p.get("max_num_seqs") or 256, 256)  # best estimate of the sampler warm-up
     weights, experts, _, free = memory_budget(cand, gpu, tp, 1, util, total, seqs)
