@@ -79,14 +79,25 @@ def test_tp_validity_follows_vllm_rules():
     assert not unpadded.per_tp[3].valid and "group" in (unpadded.per_tp[3].reason or "")
 
 
-def test_block_fp8_tp_must_split_the_experts_into_whole_blocks():
-    """vLLM refuses MiniMax-M2's 1536-wide FP8 experts at TP8 (192 per GPU, blocks of 128);
-    DeepSeek-R1's 2048 (256) and its dense 18432 (2304) split at TP8."""
-    minimax = {t.tp: t for t in estimate_footprint(spec("MiniMaxAI/MiniMax-M2")).per_tp}
-    assert [tp for tp, t in minimax.items() if t.valid] == [1, 2, 4]
-    assert "1536 / TP=8 = 192" in (minimax[8].reason or "")
+def test_block_fp8_experts_that_do_not_split_are_held_whole_by_expert_parallelism():
+    """vLLM refuses MiniMax-M2's 1536-wide FP8 experts split over TP8 (192 per GPU, blocks of
+    128): at TP8 they are held whole, 256 / 8 experts a GPU (--enable-expert-parallel); with
+    fewer experts than GPUs there is no such way. DeepSeek-R1's 2048 (256) and its dense 18432
+    (2304) split at TP8."""
+    from dataclasses import replace
+
+    from planner.model.quant import get_format
+    from planner.model.tensor_parallel import expert_parallel, tp_problem
+
+    fmt = get_format("fp8-block")
+    minimax = spec("MiniMaxAI/MiniMax-M2")
+    assert all(t.valid for t in estimate_footprint(minimax).per_tp)
+    assert [tp for tp in (1, 2, 4, 8) if expert_parallel(minimax, fmt, None, tp)] == [8]
+    few = replace(minimax, num_experts=4, experts_per_token=2)  # 4 experts cannot fill 8 GPUs
+    assert "1536 / TP=8 = 192" in (tp_problem(few, fmt, None, 8) or "")
     deepseek = estimate_footprint(spec("deepseek-ai/DeepSeek-R1"))
     assert all(t.valid for t in deepseek.per_tp)
+    assert not expert_parallel(spec("deepseek-ai/DeepSeek-R1"), fmt, None, 8)
     # 16-bit weights have no blocks to keep whole
     assert all(t.valid for t in estimate_footprint(spec("Qwen/Qwen3-235B-A22B")).per_tp)
 

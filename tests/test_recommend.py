@@ -568,3 +568,25 @@ def test_rejections_follow_the_offers_order_at_the_users_horizon(cli):
     assert len(places) > 10 and places == sorted(places)
     gex44 = next(i for i, r in enumerate(rejected) if r["instance_type"] == "GEX44")
     assert 0 < gex44 < len(rejected) - 1  # between vast offers: the horizon moved it
+
+
+def test_block_fp8_experts_over_eight_gpus_run_with_expert_parallelism():
+    """MiniMax-M2's FP8 experts do not split over TP8 (192 of 1536 per GPU, blocks of 128):
+    the plan holds them whole with --enable-expert-parallel, a layout vLLM starts (a public
+    MiniMax-M2.5 run at TP8 on vLLM v0.25.0); at TP4 they split and no flag is added. Data-
+    parallel replicas would spread the experts over every replica: not planned."""
+    from planner.decide.fit import Candidate, fit_layout
+    from planner.decide.plan import Layout
+    from planner.decide.support import check_support
+    from planner.offers.gpus import gpu_table
+
+    cands = planning_candidates("minimax-m2", None)
+    eight = recommend(cands, [offer("h100-sxm", 8, 16.0)], Need()).plans[0]
+    assert eight.layout.tp == 8 and "--enable-expert-parallel" in eight.vllm_args
+    four = recommend(cands, [offer("h100-sxm", 4, 8.0)], Need()).plans[0]
+    assert four.layout.tp == 4 and "--enable-expert-parallel" not in four.vllm_args
+    cand: Candidate = next(c for c in cands if c.fmt.name == "fp8-block")
+    gpu = gpu_table()["h200-sxm"]
+    support = check_support(gpu, cand.fmt, "auto")
+    refused = fit_layout(cand, gpu, support, Layout(tp=8, pp=1, dp=2, nodes=1), Need())
+    assert isinstance(refused, str) and "expert parallelism with data-parallel" in refused

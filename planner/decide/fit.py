@@ -36,7 +36,7 @@ from planner.model.footprint import (
     weight_bytes,
 )
 from planner.model.quant import QuantFormat, get_format
-from planner.model.tensor_parallel import tp_problem
+from planner.model.tensor_parallel import expert_parallel, tp_problem
 from planner.model.values import ModelSpec, QuantConfig
 from planner.offers.gpus import GpuSpec
 
@@ -185,9 +185,11 @@ def memory_budget(
     weights, experts = loaded_weight_bytes(cand.spec, cand.fmt, ckpt, experts, tp)
     tokens = max_num_batched_tokens or default_batched_tokens(total, gpu.name)
     seqs = max_num_seqs or default_max_num_seqs(total, gpu.name)
+    ep = expert_parallel(cand.spec, cand.fmt, cand.qc, tp)
     overhead = overhead_bytes(
-        cand.spec, tp, tokens, seqs, gpu.compute_capability, nvswitch="NVSwitch" in gpu.interconnect
-    )
+        cand.spec, tp, tokens, seqs, gpu.compute_capability,
+        nvswitch="NVSwitch" in gpu.interconnect, expert_parallel=ep,
+    )  # fmt: skip
     return weights, experts, overhead, int(total * utilization) - weights - overhead
 
 
@@ -199,6 +201,10 @@ def fit_layout(
     problem = tp_problem(cand.spec, cand.fmt, cand.qc, layout.tp)
     if problem:
         return f"{layout.label}: {problem}"
+    if layout.dp > 1 and expert_parallel(cand.spec, cand.fmt, cand.qc, layout.tp):
+        # with data parallel, vLLM spreads the experts over every replica's GPUs (DP x TP):
+        # another memory layout, not planned
+        return f"{layout.label}: expert parallelism with data-parallel replicas is not planned"
     weights, experts, overhead, free = memory_budget(
         cand, gpu, layout.tp, layout.pp, need.gpu_memory_utilization
     )

@@ -7,6 +7,7 @@ from planner.decide.fit import Candidate
 from planner.decide.load import Operating
 from planner.decide.objective import RELAXED_NOTE, objective_value, replicas_note
 from planner.decide.plan import Estimate, Need, Plan
+from planner.model.tensor_parallel import expert_parallel
 from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer
 
@@ -23,6 +24,8 @@ def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
         args += ["--pipeline-parallel-size", str(lay.pp)]
     if lay.dp > 1:
         args += ["--data-parallel-size", str(lay.dp)]
+    if expert_parallel(cand.spec, cand.fmt, cand.qc, lay.tp):
+        args += ["--enable-expert-parallel"]
     args += ["--max-model-len", str(need.context)]
     args += ["--gpu-memory-utilization", f"{need.gpu_memory_utilization:g}"]
     # The scheduler may take as many typical requests as fit, so load above the declared one

@@ -298,12 +298,14 @@ def activation_bytes(
     tp: int,
     max_num_batched_tokens: int = PROFILE_BATCHED_TOKENS,
     max_num_seqs: int = PROFILE_MAX_SEQS,
+    expert_parallel: bool = False,
 ) -> int:
     """Peak activation of vLLM's profile run on one GPU: ``max_num_batched_tokens`` through the
-    MLP (for MoE, the fused-MoE kernel's workspace, see moe_workspace_elements) and the sampler
-    warm-up over ``max_num_seqs`` fp32 logits rows (see the calibration note above)."""
+    MLP (for MoE, the fused-MoE kernel's workspace, see moe_workspace_elements; with expert
+    parallelism each GPU runs whole experts) and the sampler warm-up over ``max_num_seqs`` fp32
+    logits rows (see the calibration note above)."""
     if spec.is_moe:
-        mlp = moe_workspace_elements(spec, tp)
+        mlp = moe_workspace_elements(spec, 1 if expert_parallel else tp)
         shared = spec.num_shared_experts * spec.moe_intermediate_size  # dense MLP beside them
         if shared:
             mlp += 3 * (spec.shared_expert_intermediate_size or shared) // tp
@@ -334,13 +336,14 @@ def overhead_bytes(
     max_num_seqs: int = PROFILE_MAX_SEQS,
     compute_capability: float | None = None,
     nvswitch: bool = False,
+    expert_parallel: bool = False,
 ) -> int:
     """Runtime memory besides weights and KV cache on one GPU (activation peak, CUDA graphs,
     non-torch allocations, tensor-parallel buffers: larger between NVSwitch-connected GPUs)."""
     extra = (NVSWITCH_TP_ALLOWANCE_BYTES if nvswitch else TP_ALLOWANCE_BYTES) if tp > 1 else 0
     if compute_capability is not None and compute_capability >= 10:
         extra += BLACKWELL_ALLOWANCE_BYTES
-    act = activation_bytes(spec, tp, max_num_batched_tokens, max_num_seqs)
+    act = activation_bytes(spec, tp, max_num_batched_tokens, max_num_seqs, expert_parallel)
     return OVERHEAD_CONSTANT_BYTES + act + extra
 
 

@@ -50,22 +50,50 @@ def _block_fp8_tp_problem(
     intermediate size is not a whole number of blocks. Fp8MoEMethod.create_weights raises "The
     output_size of gate's and up's weight = 192 is not divisible by weight quantization block_n
     = 128" (vllm/model_executor/layers/quantization/fp8.py; linear layers: validate_fp8_block_
-    shape), e.g. MiniMax-M2.5 (1536 / TP8) on vLLM v0.25.0 and Qwen3-235B-A22B-FP8 at TP8; vLLM's
-    Qwen3-Coder recipe (vllm-project/recipes, Qwen/Qwen3-Coder-480B-A35B.md) runs its FP8
-    checkpoint with expert or data parallelism instead, which gpuplan does not plan."""
-    block_n, block_k = (qc.block if qc and qc.block else None) or fmt.block or (128, 128)
-    widths: dict[int, None] = {}  # the intermediate widths of the quantized MLPs, in order
+    shape), e.g. MiniMax-M2.5 (1536 / TP8) on vLLM v0.25.0 and Qwen3-235B-A22B-FP8 at TP8. Routed
+    experts that do not split are held whole with expert parallelism instead (expert_parallel);
+    dense and shared-expert MLPs have no such way out."""
+    dense = _unsplit_width(spec, fmt, qc, tp, MLP_ROLES - {"expert"})
+    experts = _unsplit_width(spec, fmt, qc, tp, {"expert"})
+    size = dense or (experts if not spec.num_experts or spec.num_experts % tp else None)
+    if size is None:
+        return None
+    block_n = _block(fmt, qc)[0]
+    return (
+        f"FP8 blocks of {block_n}: intermediate size {size} / TP={tp} = {size / tp:g} "
+        "is not a whole number of blocks (vLLM refuses to load it)"
+    )
+
+
+def expert_parallel(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: int) -> bool:
+    """Whether this TP needs vLLM's --enable-expert-parallel: block-FP8 routed experts whose width
+    does not split into whole blocks over tp GPUs are held whole instead, num_experts / tp on
+    each (what vLLM's Qwen3-Coder recipe does for its FP8 checkpoint, and a public MiniMax-M2.5
+    run at TP8 on vLLM v0.25.0). The per-GPU weight bytes are those of the TP split."""
+    if tp == 1 or not spec.num_experts or spec.num_experts % tp:
+        return False
+    if not (fmt.scale == "block" or (qc is not None and qc.block)):
+        return False
+    return _unsplit_width(spec, fmt, qc, tp, {"expert"}) is not None
+
+
+def _block(fmt: QuantFormat, qc: QuantConfig | None) -> tuple[int, int]:
+    return (qc.block if qc and qc.block else None) or fmt.block or (128, 128)
+
+
+def _unsplit_width(
+    spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: int, roles: frozenset[str] | set
+) -> int | None:
+    """The first intermediate width of the quantized MLPs of these roles that tp GPUs cannot
+    split into whole blocks, or None."""
+    block_n, block_k = _block(fmt, qc)
     for t in list_tensors(spec):
-        if t.role not in MLP_ROLES or len(t.shape) < 2 or not is_quantized(t, fmt, qc):
+        if t.role not in roles or len(t.shape) < 2 or not is_quantized(t, fmt, qc):
             continue  # modules the checkpoint keeps in 16 bits have no blocks to keep whole
         out_f, in_f = t.shape[-2], t.shape[-1]
-        width = in_f if out_f == spec.hidden_size else out_f
-        widths[width // 2 if "gate_up" in t.name else width] = None
-    for size in widths:
+        size = in_f if out_f == spec.hidden_size else out_f
+        size = size // 2 if "gate_up" in t.name else size
         share = size // tp
         if size % tp or share % block_n or (tp > 1 and share % block_k):
-            return (
-                f"FP8 blocks of {block_n}: intermediate size {size} / TP={tp} = {size / tp:g} "
-                "is not a whole number of blocks (vLLM refuses to load it)"
-            )
+            return size
     return None
