@@ -95,6 +95,9 @@ def test_block_fp8_experts_that_do_not_split_are_held_whole_by_expert_parallelis
     assert [tp for tp in (1, 2, 4, 8) if expert_parallel(minimax, fmt, None, tp)] == [8]
     few = replace(minimax, num_experts=4, experts_per_token=2)  # 4 experts cannot fill 8 GPUs
     assert "1536 / TP=8 = 192" in (tp_problem(few, fmt, None, 8) or "")
+    # one GPU has nothing to spread experts over: a width of partial blocks is refused
+    odd = replace(minimax, moe_intermediate_size=1600)
+    assert "1600 / TP=1" in (tp_problem(odd, fmt, None, 1) or "")
     deepseek = estimate_footprint(spec("deepseek-ai/DeepSeek-R1"))
     assert all(t.valid for t in deepseek.per_tp)
     assert not expert_parallel(spec("deepseek-ai/DeepSeek-R1"), fmt, None, 8)

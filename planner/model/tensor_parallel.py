@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from planner.model.architecture import list_tensors
 from planner.model.quant import QuantFormat, is_quantized
 from planner.model.values import ModelSpec, QuantConfig
@@ -35,12 +37,12 @@ def tp_problem(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: in
                     f"intermediate size {size} / TP={tp} is not a multiple of the "
                     f"quantization group {group}"
                 )
-    if fmt.scale == "block" or (qc is not None and qc.block):
-        return _block_fp8_tp_problem(spec, fmt, qc, tp)
-    return None
+    return _block_fp8_tp_problem(spec, fmt, qc, tp)
 
 
 MLP_ROLES = frozenset({"mlp", "expert", "shared_expert"})
+ROUTED = frozenset({"expert"})  # split by TP, or held whole with expert parallelism
+TP_SPLIT = MLP_ROLES - ROUTED  # dense and shared-expert MLPs: split by TP only
 
 
 def _block_fp8_tp_problem(
@@ -53,9 +55,8 @@ def _block_fp8_tp_problem(
     shape), e.g. MiniMax-M2.5 (1536 / TP8) on vLLM v0.25.0 and Qwen3-235B-A22B-FP8 at TP8. Routed
     experts that do not split are held whole with expert parallelism instead (expert_parallel);
     dense and shared-expert MLPs have no such way out."""
-    dense = _unsplit_width(spec, fmt, qc, tp, MLP_ROLES - {"expert"})
-    experts = _unsplit_width(spec, fmt, qc, tp, {"expert"})
-    size = dense or (experts if not spec.num_experts or spec.num_experts % tp else None)
+    held_whole = expert_parallel(spec, fmt, qc, tp)
+    size = _unsplit_width(spec, fmt, qc, tp, TP_SPLIT if held_whole else MLP_ROLES)
     if size is None:
         return None
     block_n = _block(fmt, qc)[0]
@@ -72,9 +73,11 @@ def expert_parallel(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, t
     run at TP8 on vLLM v0.25.0). The per-GPU weight bytes are those of the TP split."""
     if tp == 1 or not spec.num_experts or spec.num_experts % tp:
         return False
-    if not (fmt.scale == "block" or (qc is not None and qc.block)):
-        return False
-    return _unsplit_width(spec, fmt, qc, tp, {"expert"}) is not None
+    return _unsplit_width(spec, fmt, qc, tp, ROUTED) is not None
+
+
+def _block_scaled(fmt: QuantFormat, qc: QuantConfig | None) -> bool:
+    return fmt.scale == "block" or (qc is not None and bool(qc.block))
 
 
 def _block(fmt: QuantFormat, qc: QuantConfig | None) -> tuple[int, int]:
@@ -82,18 +85,32 @@ def _block(fmt: QuantFormat, qc: QuantConfig | None) -> tuple[int, int]:
 
 
 def _unsplit_width(
-    spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: int, roles: frozenset[str] | set
+    spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: int, roles: frozenset[str]
 ) -> int | None:
-    """The first intermediate width of the quantized MLPs of these roles that tp GPUs cannot
+    """The first intermediate width of the block-scaled MLPs of these roles that tp GPUs cannot
     split into whole blocks, or None."""
+    if not _block_scaled(fmt, qc):
+        return None
     block_n, block_k = _block(fmt, qc)
+    for role, size in _quantized_mlp_widths(spec, fmt, qc):
+        share = size // tp
+        if role in roles and (size % tp or share % block_n or (tp > 1 and share % block_k)):
+            return size
+    return None
+
+
+@cache
+def _quantized_mlp_widths(
+    spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None
+) -> tuple[tuple[str, int], ...]:
+    """(role, intermediate width) of each distinct quantized MLP of the checkpoint, in order:
+    read once per model and format (the tensor inventory is large for MoE models, and every
+    layout of every offer asks)."""
+    widths: dict[tuple[str, int], None] = {}
     for t in list_tensors(spec):
-        if t.role not in roles or len(t.shape) < 2 or not is_quantized(t, fmt, qc):
+        if t.role not in MLP_ROLES or len(t.shape) < 2 or not is_quantized(t, fmt, qc):
             continue  # modules the checkpoint keeps in 16 bits have no blocks to keep whole
         out_f, in_f = t.shape[-2], t.shape[-1]
         size = in_f if out_f == spec.hidden_size else out_f
-        size = size // 2 if "gate_up" in t.name else size
-        share = size // tp
-        if size % tp or share % block_n or (tp > 1 and share % block_k):
-            return size
-    return None
+        widths[(t.role, size // 2 if "gate_up" in t.name else size)] = None
+    return tuple(widths)
