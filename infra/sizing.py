@@ -44,17 +44,19 @@ def download_gb(plan: Plan) -> float:
     return loaded_gb
 
 
+IMAGE_AND_CACHES_GB = 30  # the ~20 GB vllm-openai image and torch.compile caches
+
+
 def disk_gb(plan: Plan, opts: ProjectOptions) -> int:
-    """Root disk: the download with 20% spare (Hub cache temporaries), plus 30 GB for the
-    ~20 GB vllm-openai image and torch.compile caches, plus the boot image (the target's
-    boot_image_gb). gpuplan.toml can set it instead (ProjectOptions.disk_gb)."""
+    """Root disk: the download with 20% spare (Hub cache temporaries), plus the image and
+    caches, plus the boot image (the target's boot_image_gb). gpuplan.toml can set it instead
+    (ProjectOptions.disk_gb)."""
     from infra.targets import targets
 
     if opts.disk_gb is not None:
         return opts.disk_gb
-    target = targets().get(plan.offer.provider)
-    boot = target.boot_image_gb if target else 30
-    return int(math.ceil((download_gb(plan) * 1.2 + 30 + boot) / 10) * 10)
+    boot = targets()[plan.offer.provider].boot_image_gb
+    return int(math.ceil((download_gb(plan) * 1.2 + IMAGE_AND_CACHES_GB + boot) / 10) * 10)
 
 
 def ready_s(plan: Plan) -> int:

@@ -145,7 +145,6 @@ def tls_refusal_hint(plan: Plan, opts: ProjectOptions) -> str:
     """What to do when tls_refusal stops this plan with these options."""
     target = targets()[plan.offer.provider]
     caps = target.capabilities
-    able = _titles([n for n, t in targets().items() if t.capabilities.tls_acme])
     if opts.tls_certificate and not caps.tls_termination:
         if caps.tls_acme and plan.estimate.replicas == 1:
             return f"drop --tls-certificate: on {target.title}, --tls-domain alone gives HTTPS"
@@ -159,6 +158,7 @@ def tls_refusal_hint(plan: Plan, opts: ProjectOptions) -> str:
         )
     if caps.tls:
         return f"drop --tls-domain: {target.title} already serves HTTPS at its own address"
+    able = _titles([n for n, t in targets().items() if t.capabilities.tls_acme])
     return (
         "drop the TLS options (the endpoint is then plain HTTP: put TLS in front yourself), "
         f"or choose a plan on {able}, where --tls-domain alone gives HTTPS"

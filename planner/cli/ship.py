@@ -17,6 +17,7 @@ from planner.cli.common import (
     settings,
     toml_option,
 )
+from planner.settings import default_of
 
 _SHIP_OPTIONS = [
     toml_option,
@@ -52,8 +53,9 @@ def _stack(ctx: click.Context, toml_file: str | None, project_dir: str | None) -
 @setting_option(
     "wait_healthy",
     default=None,
-    help="Seconds to wait for /health and /v1/models (default: [deploy].wait_healthy, 1800; "
-    "0: do not check, e.g. from a CI runner outside the allowed networks).",
+    help="Seconds to wait for /health and /v1/models (default: [deploy].wait_healthy, "
+    f"{default_of('wait_healthy')}; 0: do not check, e.g. from a CI runner outside the allowed "
+    "networks).",
 )
 @click.option(
     "--destroy-on-failure",

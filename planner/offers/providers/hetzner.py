@@ -13,7 +13,7 @@ from typing import Any
 
 from planner.errors import ProviderError
 from planner.offers.offer import HOURS_PER_MONTH, Offer
-from planner.offers.providers._http import ENV_NUMBERS, JsonHttp, env_number
+from planner.offers.providers._http import JsonHttp, env_number
 from planner.offers.providers.base import (
     MissingCredentials,
     OfferQuery,
@@ -22,7 +22,6 @@ from planner.offers.providers.base import (
     utc_now_iso,
 )
 
-DEFAULT_EUR_USD = ENV_NUMBERS["GPUPLAN_EUR_USD"].default
 MONTHLY_NOTE = "dedicated server: monthly rental, one-off setup fee, delivery not instant"
 # Location ids -> the place: fsn1 Falkenstein, nbg1 Nuremberg, hel1 Helsinki (Hetzner's
 # location list as documented at https://metacpan.org/pod/WWW::Hetzner::Cloud::API::Locations ,
