@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 import pytest
 
+from infra.versions import RUNPOD_CUDA_ENUM
 from tests.fakes import FakeApi
 from tests.provider_protocol import DIFF_NONE, DIFF_SOME, DynamicProvider
 from tests.test_generate import HETZNER_CONFIG, by_type, generate, run_program
@@ -87,6 +88,11 @@ class RunpodCloud:
                 return 200, [{"id": i, "name": p["name"], "desiredStatus": "RUNNING"}
                              for i, p in self.pods.items() if p["name"] == name]  # fmt: skip
             if method == "POST" and path == "/v1/pods":
+                unknown = set(json.loads(body).get("allowedCudaVersions", [])) - set(
+                    RUNPOD_CUDA_ENUM
+                )
+                if unknown:  # the REST API validates its enums: 400, no pod
+                    return 400, {"error": f"allowedCudaVersions: invalid values {sorted(unknown)}"}
                 pod_id = f"pod{next(self.ids)}"
                 self.pods[pod_id] = json.loads(body)
                 self.created.append(self.pods[pod_id])
@@ -116,7 +122,7 @@ def test_runpod_lifecycle_through_the_provider_protocol(tmp_path):
         assert list(cloud.pods) == [id_] and outs["endpoint"].startswith(f"https://{id_}-8000.")
         created = cloud.created[0]
         # only hosts whose driver runs the CUDA 13 image
-        assert created["allowedCudaVersions"] == ["13.0", "13.1", "13.2"]
+        assert created["allowedCudaVersions"] == ["13.0"]
         # the pod runs the authenticating proxy, then vLLM on loopback
         assert created["dockerEntrypoint"] == ["bash"] and created["dockerStartCmd"][0] == "-c"
         assert "gpuplan_proxy.py 0.0.0.0 8000 8001" in created["dockerStartCmd"][1]

@@ -13,7 +13,7 @@ from gpuplan_runpod import RunpodPod
 # Every planned value, as a literal. The program reads nothing else from gpuplan.
 PLAN = {
     'allowed_cidrs': ['203.0.113.0/24'],
-    'allowed_cuda_versions': ['13.0', '13.1', '13.2'],
+    'allowed_cuda_versions': ['13.0'],
     'cloud_type': 'COMMUNITY',
     'disk_gb': 80,
     'gpu_count': 1,
