@@ -35,6 +35,7 @@ from planner.decide.support import check_support  # noqa: E402
 from planner.model.footprint import (  # noqa: E402
     default_max_num_seqs,
     kv_bytes_per_request,
+    resident_tokens,
 )
 from planner.model.quant import get_format  # noqa: E402
 from planner.model.sources import load_model_spec  # noqa: E402
@@ -247,9 +248,10 @@ def _setup(pid: str):
 
 def _admitted(p: dict, cand, hw: perf.Hardware, free: float) -> int:
     """Sequences the engine runs at once: max_num_seqs (stated, or vLLM's default for the card)
-    and what the KV cache holds of requests of the point's lengths."""
+    and what the KV cache holds of requests of the point's lengths, as the planner counts them
+    (footprint.resident_tokens: the prompt and half the output)."""
     seqs = p.get("max_num_seqs") or default_max_num_seqs(hw.gpu.usable_memory_bytes, hw.gpu.name)
-    tokens = p.get("prompt", 0) + p.get("output", 128)
+    tokens = resident_tokens(p.get("prompt", 0), p.get("output", 128))
     per_request = kv_bytes_per_request(cand.spec, p["tp"], p["kv_cache_dtype"], tokens)
     return int(max(1, min(seqs, free // max(per_request, 1))))
 

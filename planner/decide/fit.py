@@ -32,6 +32,7 @@ from planner.model.footprint import (
     loaded_weight_bytes,
     overhead_bytes,
     per_gpu_weight_bytes,
+    resident_tokens,
     resolve_format,
     weight_bytes,
 )
@@ -116,7 +117,7 @@ class Fit:
     weights: int  # bytes per GPU as loaded (kernels may repack the checkpoint)
     overhead: int  # activation peak, CUDA graphs, non-torch memory, per GPU
     kv_per_request: int  # one request of `context` tokens, per GPU
-    work_kv: int  # one typical request (prompt + output tokens), per GPU
+    work_kv: int  # one typical request as a saturated cache holds it (resident_tokens), per GPU
     free: int  # bytes left for KV per GPU
     max_per_replica: int  # full-context requests one replica holds
     max_batch: int  # --max-num-seqs: requests that fit up to MAX_NUM_SEQS, >= the load's
@@ -229,7 +230,10 @@ def fit_layout(
     work_kv = math.ceil(
         stage_share
         * kv_bytes_per_request(
-            cand.spec, layout.tp, need.kv_cache_dtype, need.prompt_tokens + need.output_tokens
+            cand.spec,
+            layout.tp,
+            need.kv_cache_dtype,
+            resident_tokens(need.prompt_tokens, need.output_tokens),
         )
     )
     load = model_load(

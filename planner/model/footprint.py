@@ -273,6 +273,16 @@ def state_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str = "aut
     return 0 if lay is None else lay.group_size * lay.page_bytes * lay.state_groups
 
 
+def resident_tokens(prompt: int, output: int) -> int:
+    """Tokens a request of these lengths holds in the KV cache on average over its life under
+    saturation: the prompt, and half the output. vLLM allocates KV blocks as tokens are
+    computed, not a request's whole length up front (the scheduler's allocate_slots takes
+    blocks for the new tokens only; when the cache runs out it preempts a running request and
+    recomputes it later: docs.vllm.ai/en/v0.14.0/configuration/optimization/, "Preemption").
+    Requests at every age share a saturated cache, so it runs about free / this many at once."""
+    return prompt + math.ceil(output / 2)
+
+
 def kv_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str, context: int) -> int:
     """KV bytes one request of `context` tokens holds on one GPU, in whole 16-token blocks;
     sliding-window layers hold at most the window (plus the block it straddles). For hybrid

@@ -52,7 +52,7 @@ PLAN = {
         '--gpu-memory-utilization',
         '0.92',
         '--max-num-seqs',
-        '154',
+        '171',
     ],
     'vpc_id': None,
 }

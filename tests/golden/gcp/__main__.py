@@ -56,7 +56,7 @@ PLAN = {
         '--gpu-memory-utilization',
         '0.92',
         '--max-num-seqs',
-        '49',
+        '55',
         '--dtype',
         'half',
     ],

@@ -48,7 +48,7 @@ PLAN = {
         '--gpu-memory-utilization',
         '0.92',
         '--max-num-seqs',
-        '154',
+        '171',
     ],
 }
 

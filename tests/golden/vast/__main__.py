@@ -46,7 +46,7 @@ PLAN = {
         '--gpu-memory-utilization',
         '0.92',
         '--max-num-seqs',
-        '29',
+        '33',
     ],
 }
 
