@@ -12,7 +12,7 @@ from planner.offers.catalog import cache_dir, load_catalog
 from planner.offers.providers import cloud_names, parse_provider_list
 from planner.offers.providers._gpuhunt import CATALOG_CLOUDS, version_date
 from planner.offers.refresh import refresh
-from tests.fakegpuhunt import VERSION, VERSION_DATE, FakeCatalog, vast_public_route
+from tests.fakegpuhunt import VERSION, VERSION_DATE, FakeCatalog, row, vast_public_route
 from tests.fakes import FakeApi
 
 PUBLIC = ["aws", "azure", "cloudrift", "gcp", "lambda", "nebius", "oci", "runpod", "verda"]
@@ -105,6 +105,29 @@ def test_structured_facts_from_the_catalog(mirror):
     assert [o.instance_type for o in offers_by("oci") if o.region == "eu-frankfurt-1"] == [
         "BM.GPU.H100.8"
     ]
+
+
+def test_amd_instinct_offers_keep_their_card(monkeypatch):
+    """OCI prices MI300X and MI355X bare-metal shapes and CloudRift MI350X machines (gpuhunt
+    providers/oci.py, cloudrift.py: names "MI300X", "MI355X", "MI350X", vendor amd, 288 GB on
+    the CDNA 4 cards); offers naming a card missing from the GPU table are dropped."""
+    amd = {"vendor": "amd", "cpu": 128, "ram": 3072.0}
+    catalogs = {
+        "oci": [
+            row("BM.GPU.MI300X.8", "us-chicago-1", 48.0, "MI300X", 8, 192, **amd),
+            row("BM.GPU.MI355X.8", "us-chicago-1", 68.0, "MI355X", 8, 288, **amd),
+        ],
+        "cloudrift": [row("mi350x-32c-nr-1", "us-east-nc-nr-1", 2.6, "MI350X", 1, 288, **amd)],
+    }
+    with FakeCatalog(catalogs) as fake:
+        monkeypatch.setenv("GPUHUNT_CATALOG_URL", fake.base)
+        outcomes = refresh(["oci", "cloudrift"], explicit=False)
+    assert [(o.status, o.offers) for o in outcomes] == [("ok", 2), ("ok", 1)]
+    assert not [w for o in outcomes for w in o.warnings if "not in the GPU table" in w]
+    got = {o.instance_type: (o.gpu, o.gpu_count, o.gpu_memory_gb) for o in offers_by("oci")}
+    assert got == {"BM.GPU.MI300X.8": ("mi300x", 8, 192), "BM.GPU.MI355X.8": ("mi355x", 8, 288)}
+    [rift] = offers_by("cloudrift")
+    assert (rift.gpu, rift.gpu_count, rift.gpu_memory_gb) == ("mi350x", 1, 288)
 
 
 def test_catalog_down_leaves_the_cache_untouched_and_says_why(mirror, monkeypatch, cli):

@@ -36,6 +36,16 @@ from planner.offers.gpus import canonical_gpu, gpu_table
         ("RTX PRO 6000 WS", 97887, "rtx-pro-6000-blackwell"),  # Vast's Workstation Edition
         ("NVIDIA RTX PRO 6000 Blackwell Workstation Edition", None, "rtx-pro-6000-blackwell"),
         ("MI300X", None, "mi300x"),
+        # gpuhunt names the Instinct cards "MI325X", "MI350X", "MI355X" (providers/vultr.py,
+        # cloudrift.py, oci.py, daytona.py); its KNOWN_AMD_GPUS still gives the MI325X the
+        # pre-launch 288 GB, Vultr's rows the shipped 256 GB
+        ("MI325X", 288 * 1024, "mi325x"),
+        ("MI325X", 256 * 1024, "mi325x"),
+        ("MI350X", 288 * 1024, "mi350x"),
+        ("MI355X", 288 * 1024, "mi355x"),
+        ("MI355X_288GB", None, "mi355x"),  # Crusoe's own type name (gpuhunt providers/crusoe.py)
+        ("AMD Instinct MI350X", None, "mi350x"),  # amdsmi's market name, vLLM's device name
+        ("AMD Instinct MI325X", None, "mi325x"),
     ],
 )
 def test_canonical_names(name, memory_mib, expected):
@@ -73,6 +83,8 @@ def test_table_is_complete_and_sourced():
         assert gpu.memory_gb > 0 and gpu.memory_bandwidth_gb_s > 0
         if gpu.vendor == "nvidia":
             assert gpu.compute_capability is not None and gpu.compute_capability >= 7.0
+        if gpu.vendor == "amd":  # support.py keys FP8 and MX on it
+            assert gpu.gfx_arch and gpu.compute_capability is None, gpu.id
     # FP8 tensor cores only from compute capability 8.9 (gpu-specs.json conventions)
     assert table["a100-80gb-sxm"].fp8_tflops_dense is None
     assert table["h100-sxm"].fp8_tflops_dense == 1978.9

@@ -11,7 +11,7 @@ import pytest
 from planner.decide.objective import objective_value, violation
 from planner.decide.plan import Need, plan_from_json, plan_to_json
 from planner.decide.rank import candidates_for, recommend
-from planner.decide.support import check_support
+from planner.decide.support import Support, check_support
 from planner.errors import NoFeasibleOfferError, UsageError
 from planner.model.quant import get_format
 from planner.model.sources import load_model_spec, quantized_variants
@@ -55,6 +55,34 @@ def test_support_rules(gpu, fmt, kv, ok, compute, half):
         assert (s.compute, s.dtype_half) == (compute, half)
     else:
         assert s.reason
+
+
+@pytest.mark.parametrize(
+    ("gpu", "gfx_arch", "fp8_format"),
+    [
+        ("mi300x", "gfx942", "e4m3fnuz"),
+        ("mi325x", "gfx942", "e4m3fnuz"),
+        ("mi350x", "gfx950", "OCP e4m3fn"),
+        ("mi355x", "gfx950", "OCP e4m3fn"),
+    ],
+)
+def test_amd_support_follows_the_gfx_target(gpu, gfx_arch, fp8_format):
+    """rocm.docs.amd.com GPU specifications: MI300X/MI325X are gfx942, MI350X/MI355X gfx950.
+    vllm/platforms/rocm.py: is_fp8_fnuz() only on gfx94x (OCP e4m3fn on gfx95x), supports_mx()
+    only on gfx95x; the gpt-oss MXFP4 method keeps BF16 activations on ROCm (Triton backend),
+    so its math is BF16 on both. AWQ/GPTQ/INT8/NVFP4 stay refused (vLLM's docs table)."""
+    card = G[gpu]
+    assert card.gfx_arch == gfx_arch
+    fp8 = check_support(card, get_format("fp8"), "fp8")
+    assert (fp8.ok, fp8.compute) == (True, "fp8")
+    assert (fp8.note or "").startswith(f"FP8 as {fp8_format} on {gfx_arch}")
+    mx = check_support(card, get_format("mxfp4"))
+    assert (mx.ok, mx.compute, mx.weight_only) == (True, "fp16", False)
+    assert ("MX hardware unused" in (mx.note or "")) is (gfx_arch == "gfx950")
+    for fmt in ("bf16", "fp16"):
+        assert check_support(card, get_format(fmt)) == Support(True)
+    for fmt in ("awq", "gptq", "int8", "nvfp4"):
+        assert not check_support(card, get_format(fmt)).ok
 
 
 # ------------------------------------------------------------------ fit and ranking

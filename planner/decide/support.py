@@ -11,7 +11,12 @@ quantization/ ("Supported Hardware", which lags Blackwell):
   weight-only (Marlin FP4) from 7.5. MXFP4 needs 8.0.
 - GGUF left core vLLM in 0.33 (vllm-gguf-plugin): not planned here.
 - FP8 KV cache needs 8.0 (no backend supports it on Turing; FlashInfer covers SM80-SM121).
-- AMD (ROCm): BF16/FP16, FP8 and MXFP4; the docs mark AWQ/GPTQ unsupported on AMD.
+- AMD (ROCm): BF16/FP16, FP8 and MXFP4; the docs mark AWQ/GPTQ unsupported on AMD. vLLM's
+  ROCm platform keys FP8 and MX on the card's gfx target (vllm/platforms/rocm.py @001eda31:
+  is_fp8_fnuz() is "gfx94" in the arch, so MI300X/MI325X (gfx942) run FP8 as e4m3fnuz and
+  MI350X/MI355X (gfx950) as OCP e4m3fn; supports_mx() is "gfx95"). The gpt-oss MXFP4 method
+  keeps BF16 activations on ROCm (Triton backend, mxfp4.py @007d5005), so its math runs at the
+  BF16 rate on both.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ def check_support(gpu: GpuSpec, fmt: QuantFormat, kv_cache_dtype: str = "auto") 
             "since vLLM 0.33; plan a native format (bf16, fp8, awq...)",
         )
     if gpu.vendor == "amd":
-        return _amd(gpu, fmt, kv_cache_dtype)
+        return _amd(gpu, fmt)
     cc = gpu.compute_capability or 0.0
     if cc < 7.0:
         return Support(False, f"compute capability {cc:g} < 7.0: vLLM does not support it")
@@ -101,11 +106,22 @@ def check_support(gpu: GpuSpec, fmt: QuantFormat, kv_cache_dtype: str = "auto") 
     return Support(False, f"format {fmt.name} is not planned")
 
 
-def _amd(gpu: GpuSpec, fmt: QuantFormat, kv_cache_dtype: str) -> Support:
+def _amd(gpu: GpuSpec, fmt: QuantFormat) -> Support:
+    arch = gpu.gfx_arch or "an unknown gfx target"
     if fmt.kind == "float":
         return Support(True)
     if fmt.kind == "fp8":
-        return Support(True, compute="fp8", note="FP8 e4m3fnuz on MI300")
+        if arch.startswith("gfx94"):
+            note = f"FP8 as e4m3fnuz on {arch}: OCP e4m3fn checkpoints are converted at load"
+        elif arch.startswith("gfx95"):
+            note = f"FP8 as OCP e4m3fn on {arch}"
+        else:
+            note = f"FP8 on {arch}"
+        return Support(True, compute="fp8", note=note)
     if fmt.kind == "mxfp4":
-        return Support(True, compute="fp16")
+        # gfx950's scaled matrix instructions take MX (FP8/FP6/FP4) operands on both sides;
+        # this method keeps BF16 activations, so the weights are upcast and the math is BF16.
+        unused = " (its MX hardware unused)" if arch.startswith("gfx95") else ""
+        note = f"MXFP4 experts on {arch}{unused}: BF16 activations, BF16 math"
+        return Support(True, compute="fp16", note=note)
     return Support(False, f"{fmt.name} is not supported on AMD GPUs in vLLM's docs table")

@@ -36,6 +36,9 @@ class GpuSpec:
     nvlink_gb_s: float | None
     aliases: tuple[str, ...]
     usable_memory_gib: float | None = None  # what CUDA reports as total, where a log shows it
+    # AMD cards: the LLVM target ROCm names ("gfx942", "gfx950"), on which vLLM's ROCm platform
+    # keys its FP8 format and MX (MXFP4) support; None on NVIDIA cards.
+    gfx_arch: str | None = None
     # False for cards that cannot reach a peer's memory over PCIe: NCCL then stages every
     # transfer through host memory (gpus.json says which cards, with sources).
     pcie_p2p: bool = True
@@ -70,7 +73,7 @@ def gpu_table() -> dict[str, GpuSpec]:
             fp8_tflops_dense=g["fp8_tflops_dense"], int8_tops_dense=g["int8_tops_dense"],
             interconnect=g["interconnect"], nvlink_gb_s=g["nvlink_gb_s"],
             aliases=tuple(g["aliases"]), usable_memory_gib=g.get("usable_memory_gib"),
-            pcie_p2p=g.get("pcie_p2p", True),
+            gfx_arch=g.get("gfx_arch"), pcie_p2p=g.get("pcie_p2p", True),
         )  # fmt: skip
     return table
 
