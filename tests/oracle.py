@@ -60,7 +60,7 @@ def _feasible(
     ]
     for o, gpu, price in usable:
         for cand, cand_held in zip(cands, held, strict=True):
-            support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
+            support = check_support(gpu, cand.fmt, need.kv_cache_dtype, cand.spec)
             if not support.ok:
                 continue
             multi = o.provider in MULTI_NODE_PROVIDERS
@@ -116,7 +116,7 @@ def _needs(need: Need) -> Iterator[Need]:
 def node_holds_model(cand: Candidate, gpu: GpuSpec, gpus_per_node: int, need: Need) -> bool:
     """Pipeline parallel is planned only for models that no node holds with one request."""
     one = dataclasses.replace(need, concurrency=1)
-    support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
+    support = check_support(gpu, cand.fmt, need.kv_cache_dtype, cand.spec)
     return support.ok and any(
         not isinstance(fit_layout(cand, gpu, support, lay, one), str)
         for lay in layouts(gpus_per_node, False, 1, one)

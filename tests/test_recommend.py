@@ -618,3 +618,45 @@ def test_block_fp8_experts_over_eight_gpus_run_with_expert_parallelism():
     support = check_support(gpu, cand.fmt, "auto")
     refused = fit_layout(cand, gpu, support, Layout(tp=8, pp=1, dp=2, nodes=1), Need())
     assert isinstance(refused, str) and "expert parallelism with data-parallel" in refused
+
+
+# DeepSeek-V3.2's sparse MLA (index_topk / index_head_dim) has one CUDA attention backend
+# family, FlashMLA sparse: vllm/v1/attention/ops/flashmla.py is_flashmla_sparse_supported()
+# accepts only device-capability families 90 and 100 ("FlashMLA Sparse is only supported on
+# Hopper and Blackwell DC devices."); elsewhere start-up fails with "No valid attention backend
+# found ... use_sparse=True" (vllm-project/vllm#54059 on sm_89, #31936 on RTX PRO 6000).
+@pytest.mark.parametrize(
+    ("gpu", "ok"),
+    [
+        ("h100-sxm", True),
+        ("h200-sxm", True),
+        ("b200", True),
+        ("a100-80gb-sxm", False),
+        ("l40s", False),
+        ("rtx-4090", False),
+        ("rtx-pro-6000-blackwell", False),  # compute capability 12.0, not the DC family
+    ],
+)
+def test_sparse_mla_models_start_only_on_hopper_and_blackwell_dc(gpu, ok):
+    spec = load_model_spec("deepseek-ai/DeepSeek-V3.2")
+    fmt = get_format("fp8-block")
+    support = check_support(G[gpu], fmt, "auto", spec)
+    assert support.ok is ok
+    if not ok:
+        assert "sparse" in (support.reason or "")
+    # dense MLA (DeepSeek-V3) is not affected
+    assert check_support(G[gpu], fmt, "auto", load_model_spec("deepseek-ai/DeepSeek-V3")).ok
+
+
+def test_deepseek_v32_is_never_planned_on_a100_or_l40s():
+    cands = planning_candidates("deepseek-ai/DeepSeek-V3.2", None)
+    offers = [
+        offer("a100-80gb-sxm", 8, 10.0, provider="aws"),
+        offer("l40s", 8, 8.0, provider="aws"),
+        offer("h200-sxm", 8, 30.0, provider="aws"),
+    ]
+    ranking = recommend(cands, offers, Need())
+    assert {p.offer.gpu for p in ranking.plans} == {"h200-sxm"}
+    with pytest.raises(NoFeasibleOfferError) as err:
+        recommend(cands, offers[:2], Need())
+    assert "sparse" in err.value.message

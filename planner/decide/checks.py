@@ -165,6 +165,7 @@ _HINTS = (  # (text of the commonest rejection, digit-free: digits read as #; wh
         "choose another --quant (bf16 or fp8 run on AMD GPUs), or an NVIDIA --gpu",
     ),
     ("builds without sm_", "choose a newer --gpu (compute capability 7.5+: T4 and later)"),
+    ("sparse MLA attention", "choose --gpu h100-sxm, h200-sxm or b200 (or an AMD Instinct)"),
     (
         "needs compute capability",
         "choose a newer --gpu (compute capability 8.0+: A10, A100 and later)",

@@ -264,7 +264,7 @@ def fit_layout(
 def holds_model(cand: Candidate, gpu: GpuSpec, gpus_per_node: int, need: Need) -> bool:
     """Whether one node of ``gpus_per_node`` x ``gpu`` starts the model with one request (the
     GPU supports the format and one layout fits)."""
-    support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
+    support = check_support(gpu, cand.fmt, need.kv_cache_dtype, cand.spec)
     return support.ok and _holds_model(cand, gpu, support, gpus_per_node, need)
 
 
@@ -293,7 +293,7 @@ def feasible_fits(
     over ordinary networking that the weights do not need."""
     if need.gpus is not None and gpus_per_node != need.gpus:
         return (), f"--gpus {need.gpus} asked; this machine has {gpus_per_node}"
-    support = check_support(gpu, cand.fmt, need.kv_cache_dtype)
+    support = check_support(gpu, cand.fmt, need.kv_cache_dtype, cand.spec)
     if not support.ok:
         return (), support.reason or "unsupported"
     fits: list[Fit] = []

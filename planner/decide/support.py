@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.model.quant import QuantFormat
+from planner.model.values import ModelSpec
 from planner.offers.gpus import GpuSpec
 
 
@@ -39,8 +40,14 @@ class Support:
     weight_only: bool = False
 
 
-def check_support(gpu: GpuSpec, fmt: QuantFormat, kv_cache_dtype: str = "auto") -> Support:
-    """Can vLLM 0.33 serve weights in ``fmt`` (and the KV cache dtype) on ``gpu``?"""
+def check_support(
+    gpu: GpuSpec, fmt: QuantFormat, kv_cache_dtype: str = "auto", spec: ModelSpec | None = None
+) -> Support:
+    """Can vLLM 0.33 serve weights in ``fmt`` (and the KV cache dtype) on ``gpu``, and the
+    model ``spec``'s attention there when given?"""
+    problem = _model_problem(spec, gpu) if spec is not None else None
+    if problem:
+        return Support(False, problem)
     if fmt.kind == "gguf":
         return Support(
             False,
@@ -104,6 +111,26 @@ def check_support(gpu: GpuSpec, fmt: QuantFormat, kv_cache_dtype: str = "auto") 
             return Support(False, f"MXFP4 needs compute capability 8.0+ ({gpu.name} is {cc:g})")
         return Support(True, compute="fp16", note="MXFP4 experts (Marlin/Triton) below Blackwell")
     return Support(False, f"format {fmt.name} is not planned")
+
+
+def _model_problem(spec: ModelSpec, gpu: GpuSpec) -> str | None:
+    """Why vLLM has no attention backend for this model on this card, or None.
+
+    Sparse MLA (DeepSeek-V3.2's indexer, index_head_dim) runs on CUDA only through FlashMLA
+    sparse, which vllm/v1/attention/ops/flashmla.py is_flashmla_sparse_supported() limits to
+    device-capability families 90 and 100 ("FlashMLA Sparse is only supported on Hopper and
+    Blackwell DC devices."); elsewhere start-up fails with "No valid attention backend found
+    ... use_sparse=True" (vllm-project/vllm#54059 on sm_89, #31936 on RTX PRO 6000). ROCm has
+    its own sparse MLA backend (rocm_aiter_mla_sparse)."""
+    if not (spec.is_mla and spec.index_head_dim) or gpu.vendor == "amd":
+        return None
+    cc = gpu.compute_capability or 0.0
+    if int(cc) in {9, 10}:
+        return None
+    return (
+        f"sparse MLA attention (DeepSeek-V3.2's indexer) runs only on Hopper and Blackwell "
+        f"data-center GPUs in vLLM (FlashMLA sparse); {gpu.name} is compute capability {cc:g}"
+    )
 
 
 def _amd(gpu: GpuSpec, fmt: QuantFormat) -> Support:
