@@ -660,3 +660,22 @@ def test_deepseek_v32_is_never_planned_on_a100_or_l40s():
     with pytest.raises(NoFeasibleOfferError) as err:
         recommend(cands, offers[:2], Need())
     assert "sparse" in err.value.message
+
+
+def test_kimi_k2_plans_trust_the_repos_tokenizer_code():
+    """Kimi K2's tokenizer is the repository's own TikTokenTokenizer (tokenization_kimi.py via
+    auto_map): `vllm serve` without --trust-remote-code stops before loading (the vLLM recipe
+    https://github.com/vllm-project/recipes/blob/main/moonshotai/Kimi-K2.md passes it in every
+    command; vllm-project/recipes#116 shows the traceback for Kimi-K2-Thinking)."""
+    cands = planning_candidates("moonshotai/Kimi-K2-Instruct", None)
+    ranking = recommend(cands, [offer("h200-sxm", 8, 30.0, provider="aws")], Need())
+    plan = ranking.plans[0]
+    assert "--trust-remote-code" in plan.vllm_args
+    assert any("trust-remote-code" in n for n in plan.notes)
+    # models whose code ships with vLLM and transformers do not run the repository's code
+    other = recommend(
+        planning_candidates("deepseek-ai/DeepSeek-V3", None),
+        [offer("h200-sxm", 8, 30.0, provider="aws")],
+        Need(),
+    ).plans[0]
+    assert "--trust-remote-code" not in other.vllm_args

@@ -37,6 +37,8 @@ def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
         args += ["--dtype", "half"]
     if need.kv_cache_dtype != "auto":
         args += ["--kv-cache-dtype", need.kv_cache_dtype]
+    if cand.spec.trust_remote_code:
+        args += ["--trust-remote-code"]
     return tuple(args)
 
 

@@ -198,6 +198,9 @@ class ModelSpec:
     # Llama 4 chunked local attention: "chunked" layers attend within chunks of this many tokens.
     attention_chunk_size: int | None = None
     attention_sinks: bool = False
+    # vLLM must run code from the model's repository (`--trust-remote-code`): Kimi K2's
+    # tokenizer is its own TikTokenTokenizer (tokenization_kimi.py)
+    trust_remote_code: bool = False
     vision: VisionSpec | None = None
     quant: QuantConfig | None = None
     # Provenance

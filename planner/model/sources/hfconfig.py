@@ -61,6 +61,13 @@ ARCHITECTURES = {
     "Ernie4_5_MoeForCausalLM": "ernie4_5_moe",
 }  # fmt: skip
 
+# model_type -> why `vllm serve` needs --trust-remote-code: code that ships only in the model's
+# repository. Kimi K2: the tokenizer is tokenization_kimi.TikTokenTokenizer (auto_map); vLLM's
+# recipe passes the flag in every command
+# (https://github.com/vllm-project/recipes/blob/main/moonshotai/Kimi-K2.md) and
+# vllm-project/recipes#116 shows `vllm serve` failing without it.
+REMOTE_CODE = {"kimi_k2": "its tokenizer (tokenization_kimi.py) ships in the model repository"}
+
 # What a family needs that an unknown one may lack: named in the "not supported" hint.
 _UNSUPPORTED_HINTS = {
     "hybrid": "per-sequence recurrent/SSM state of linear-attention or Mamba layers",
@@ -169,6 +176,10 @@ def _parse_config(
     _parse_layer_types(c, family, fields, layers, where)
     if family == "gpt_oss":
         fields.update(attention_sinks=True, router_bias=True, expert_bias=True)
+    remote = REMOTE_CODE.get(str(model_type))
+    if remote:
+        fields["trust_remote_code"] = True
+        notes.append(f"vLLM runs with --trust-remote-code: {remote}; that code runs on the server")
     fields.update(decilm)
     if fields.get("recurrent") is not None:
         notes.append(hybrid_note(fields))
