@@ -33,6 +33,10 @@ class ProjectOptions:
     # model known only by a guess from its name (the repository may not exist).
     allow_open_port: bool = False
     allow_guessed_model: bool = False
+    # Let vLLM run code from the model's repository (--trust-remote-code): a model whose
+    # tokenizer or model code ships only there (Kimi K2) does not start without it, and that
+    # code then runs on the server with the API key and HF token in reach.
+    allow_remote_code: bool = False
 
 
 def _cidr(value: str, what: str) -> str:

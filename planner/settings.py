@@ -131,6 +131,8 @@ KEYS: dict[str, Key] = {
     ),
     "allow_open_port": Key("deploy", bool, "insist on a serving port open to every address",
                            default=False),
+    "allow_remote_code": Key("deploy", bool, "let vLLM run code from the model's repository "
+                             "(--trust-remote-code) for a model that needs it", default=False),
     "allow_guessed_model": Key("deploy", bool, "insist on deploying a model known only by a "
                                "guess from its name", default=False),
     "ci_install": Key("deploy", str, "what the CI workflow pip-installs (default: the gpuplan "
@@ -194,6 +196,7 @@ class Settings:
     tls_domain: str | None = None
     allow_open_port: bool = default_of("allow_open_port")
     allow_guessed_model: bool = default_of("allow_guessed_model")
+    allow_remote_code: bool = default_of("allow_remote_code")
     ci_install: str | None = None
     wait_healthy: int = default_of("wait_healthy")
     toml_path: str | None = None
@@ -492,4 +495,6 @@ wait_healthy = {default_of("wait_healthy")}           # seconds `gpuplan deploy`
 # disk_gb = 500               # escape hatches: root disk, image, extra `vllm serve` flags
 # image = "vllm/vllm-openai:v0.33.0"
 # extra_vllm_args = ["--enable-prefix-caching"]
+# allow_remote_code = true    # a model vLLM starts only with --trust-remote-code (Kimi K2):
+#   its repository's code then runs on the machine; read it first
 """

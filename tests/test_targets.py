@@ -194,3 +194,19 @@ def test_the_planner_plans_multi_node_only_where_a_target_can_write_it():
 
     able = {name for name, t in targets().items() if t.capabilities.multi_node}
     assert able == set(MULTI_NODE_PROVIDERS)
+
+
+def test_a_model_needing_remote_code_is_refused_unless_allowed():
+    """Kimi K2 starts only with vLLM's --trust-remote-code (its tokenizer is the repository's
+    code): a project that runs a repository's code on the server is written only when the
+    user says so, and then carries the flag."""
+    from infra.emit import render_project
+
+    plan = make_plan("aws")
+    plan = replace(plan, vllm_args=(*plan.vllm_args, "--trust-remote-code"))
+    with pytest.raises(UsageError, match="--trust-remote-code") as refused:
+        render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,)))
+    assert "--allow-remote-code" in refused.value.hint
+    files = render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,), allow_remote_code=True))
+    assert "'--trust-remote-code'" in files["__main__.py"]
+    assert "vLLM runs with `--trust-remote-code`" in files["README.md"]

@@ -45,7 +45,7 @@ def _project_options(s: Settings):  # -> infra.emit.ProjectOptions
         disk_gb=s.disk_gb, image=s.image, extra_vllm_args=s.extra_vllm_args,
         network=s.network, subnets=s.subnets, tls_certificate=s.tls_certificate,
         tls_domain=s.tls_domain, allow_open_port=s.allow_open_port,
-        allow_guessed_model=s.allow_guessed_model,
+        allow_guessed_model=s.allow_guessed_model, allow_remote_code=s.allow_remote_code,
     )  # fmt: skip
 
 
@@ -460,14 +460,20 @@ def check(s: Settings, *, prices: bool = False) -> CheckResult:
     from infra.emit import render_project
 
     plan = committed_plan(Path(s.out))
-    drift = file_drift(Path(s.out), render_project(plan, _project_options(s)))
-    mismatches = plan_mismatches(s, plan)
+    edited: list[str] = []
     unverified = None
     try:
         # A hand-edited plan (another offer, extra vLLM arguments, a wrong price) is drift too.
-        mismatches += [f"plan file: {p}" for p in verify_plan(plan, offline=True)]
+        edited = [f"plan file: {p}" for p in verify_plan(plan, offline=True)]
     except PlanNotVerified as exc:
         unverified = exc.message
+    try:
+        drift = file_drift(Path(s.out), render_project(plan, _project_options(s)))
+    except UsageError:
+        if not edited:
+            raise
+        drift = Drift()  # the edited plan is refused as it stands: its differences say why
+    mismatches = plan_mismatches(s, plan) + edited
     return CheckResult(
         s.out,
         plan,

@@ -53,6 +53,7 @@ from planner.settings import default_of
 @setting_option("tls_domain")
 @setting_option("allow_open_port", "--allow-open-port", is_flag=True)
 @setting_option("allow_guessed_model", "--allow-guessed-model", is_flag=True)
+@setting_option("allow_remote_code", "--allow-remote-code", is_flag=True)
 @click.option(
     "--old-stack-destroyed",
     is_flag=True,
