@@ -16,6 +16,7 @@ from planner.model.footprint import (
     default_batched_tokens,
     default_max_num_seqs,
     kv_bytes_per_request,
+    sliding_prefill_reserve,
 )
 from planner.model.sources import load_model_spec
 from planner.model.sources.hfconfig import parse_config
@@ -83,5 +84,8 @@ def check(point: dict[str, Any]) -> Check:
         per_request = share * kv_bytes_per_request(
             cand.spec, tp, point["kv_cache_dtype"], point["max_model_len"]
         )
-        refused = refused or free < point.get("concurrency", 1) * per_request
+        reserve = share * sliding_prefill_reserve(
+            cand.spec, tp, point["kv_cache_dtype"], point["max_model_len"], tokens
+        )
+        refused = refused or free < reserve + point.get("concurrency", 1) * per_request
     return Check(point, free / GIB, weights / GIB, overhead / GIB, refused)

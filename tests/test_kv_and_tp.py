@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,53 @@ def test_overhead_is_conservative_on_calibration_logs(point):
     assert predicted_tokens <= point["logged_kv_tokens"]
     assert predicted_tokens >= 0.8 * point["logged_kv_tokens"]
     assert activation_bytes(s, 1) > 0
+
+
+def test_sliding_window_layers_reserve_one_prefill_chunk():
+    """vLLM's start-up check charges each sliding-window layer min(window - 1 +
+    max_num_batched_tokens, max_model_len) tokens plus a block (SlidingWindowSpec.
+    max_memory_usage_bytes), not the window alone: gpt-oss-120b (18 sliding layers of 2,048
+    bytes a token, window 128) on an H100 (8,192 batched tokens) needs 8,336 tokens there, not
+    144. A plan whose KV room lies between the two does not start."""
+    from planner.decide.fit import _candidate, fit_layout, memory_budget
+    from planner.decide.plan import Layout, Need
+    from planner.decide.support import check_support
+    from planner.model.footprint import default_batched_tokens, sliding_prefill_reserve
+    from planner.offers.gpus import gpu_table
+
+    spec = load_model_spec("gpt-oss-120b")
+    assert sliding_prefill_reserve(spec, 1, "auto", 131072, 8192) == 18 * 2048 * (8336 - 144)
+    # window - 1 + 2,048 = 2,175 tokens: 136 blocks, plus one
+    assert sliding_prefill_reserve(spec, 1, "auto", 131072, 2048) == 18 * 2048 * (2192 - 144)
+    assert sliding_prefill_reserve(spec, 1, "auto", 100, 8192) == 18 * 2048 * (128 - 112)
+    assert sliding_prefill_reserve(load_model_spec("llama-3.1-8b"), 1, "auto", 8192, 8192) == 0
+
+    gemma = _candidate(load_model_spec("google/gemma-3-27b-it"), None, "google/gemma-3-27b-it")
+    gpu = gpu_table()["h100-sxm"]
+    need = Need(context=8192)
+    per_request = kv_bytes_per_request(gemma.spec, 1, "auto", 8192)
+    reserve = sliding_prefill_reserve(
+        gemma.spec, 1, "auto", 8192, default_batched_tokens(gpu.usable_memory_bytes, gpu.name)
+    )
+    assert reserve > 2 * 2**30  # 52 sliding layers at 8,192 tokens instead of 1,040
+    weights, _, overhead, _ = memory_budget(gemma, gpu, 1, 1, 0.9)
+    # a utilisation that leaves room for one request, but not for it and the reserve
+    util = (weights + overhead + per_request + reserve / 2) / gpu.usable_memory_bytes
+    layout = Layout(tp=1)
+    fit = fit_layout(
+        gemma,
+        gpu,
+        check_support(gpu, gemma.fmt),
+        layout,
+        replace(need, gpu_memory_utilization=util),
+    )
+    assert isinstance(fit, str) and "GiB sliding-window prefill per GPU" in fit
+    util = (weights + overhead + per_request + reserve * 1.2) / gpu.usable_memory_bytes
+    fit = fit_layout(
+        gemma,
+        gpu,
+        check_support(gpu, gemma.fmt),
+        layout,
+        replace(need, gpu_memory_utilization=util),
+    )
+    assert not isinstance(fit, str)

@@ -34,6 +34,7 @@ from planner.model.footprint import (
     per_gpu_weight_bytes,
     resident_tokens,
     resolve_format,
+    sliding_prefill_reserve,
     weight_bytes,
 )
 from planner.model.quant import QuantFormat, get_format
@@ -118,7 +119,7 @@ class Fit:
     overhead: int  # activation peak, CUDA graphs, non-torch memory, per GPU
     kv_per_request: int  # one request of `context` tokens, per GPU
     work_kv: int  # one typical request as a saturated cache holds it (resident_tokens), per GPU
-    free: int  # bytes left for KV per GPU
+    free: int  # bytes left for KV per GPU (less the sliding-window prefill reserve)
     max_per_replica: int  # full-context requests one replica holds
     max_batch: int  # --max-num-seqs: requests that fit up to MAX_NUM_SEQS, >= the load's
     load: ModelLoad
@@ -213,6 +214,19 @@ def fit_layout(
     kv_req = math.ceil(
         stage_share * kv_bytes_per_request(cand.spec, layout.tp, need.kv_cache_dtype, need.context)
     )
+    # sliding-window layers hold a prefill chunk beyond their window: once per replica, and in
+    # vLLM's start-up check (the chunk is vLLM's default for the card, as in memory_budget)
+    reserve = math.ceil(
+        stage_share
+        * sliding_prefill_reserve(
+            cand.spec,
+            layout.tp,
+            need.kv_cache_dtype,
+            need.context,
+            default_batched_tokens(gpu.usable_memory_bytes, gpu.name),
+        )
+    )
+    free -= reserve
     per_replica = max(0, free // kv_req) if free > 0 else 0
     # With stream replicas, identical machines share an interactive load's streams
     # (load.operate sizes them): one machine need only hold one request; otherwise it
@@ -223,8 +237,9 @@ def fit_layout(
     if per_replica < needed:
         return (
             f"{layout.label}: {weights / GIB:.1f} GiB weights + {overhead / GIB:.1f} GiB "
-            f"overhead + {needed} x {kv_req / GIB:.2f} GiB KV per GPU > "
-            f"{capacity / GIB:.1f} GiB ({need.gpu_memory_utilization:.0%} of "
+            f"overhead + {needed} x {kv_req / GIB:.2f} GiB KV"
+            + (f" + {reserve / GIB:.2f} GiB sliding-window prefill" if reserve else "")
+            + f" per GPU > {capacity / GIB:.1f} GiB ({need.gpu_memory_utilization:.0%} of "
             f"{gpu.usable_memory_bytes / GIB:.1f} GiB usable)"
         )
     work_kv = math.ceil(

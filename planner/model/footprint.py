@@ -274,12 +274,10 @@ def state_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str = "aut
 
 
 def resident_tokens(prompt: int, output: int) -> int:
-    """Tokens a request of these lengths holds in the KV cache on average over its life under
-    saturation: the prompt, and half the output. vLLM allocates KV blocks as tokens are
-    computed, not a request's whole length up front (the scheduler's allocate_slots takes
-    blocks for the new tokens only; when the cache runs out it preempts a running request and
-    recomputes it later: docs.vllm.ai/en/v0.14.0/configuration/optimization/, "Preemption").
-    Requests at every age share a saturated cache, so it runs about free / this many at once."""
+    """Tokens a request holds in the KV cache on average over its life under saturation: the
+    prompt and half the output. vLLM takes KV blocks as tokens are computed (allocate_slots),
+    preempting a running request when the cache runs out (docs.vllm.ai/en/v0.14.0/configuration/
+    optimization/, "Preemption"), so a saturated cache runs about free / this many at once."""
     return prompt + math.ceil(output / 2)
 
 
@@ -301,6 +299,26 @@ def kv_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str, context:
         window = math.ceil((spec.sliding_window - 1) / BLOCK_TOKENS) * BLOCK_TOKENS + BLOCK_TOKENS
         total += sliding * min(tokens, window) * per_layer
     return total
+
+
+def sliding_prefill_reserve(
+    spec: ModelSpec, tp: int, kv_cache_dtype: str, context: int, batched_tokens: int
+) -> int:
+    """KV bytes per GPU beyond kv_bytes_per_request's window that sliding-window layers need:
+    prefilling a chunk of up to ``batched_tokens``, such a layer holds window - 1 tokens plus
+    the chunk, and vLLM's start-up check charges it min(window - 1 + max_num_batched_tokens,
+    max_model_len) tokens in blocks, plus one (SlidingWindowSpec.max_memory_usage_bytes,
+    vllm/v1/kv_cache_interface.py). Decoding requests hold their window again, so this is once
+    per replica. 0 without sliding layers, and for hybrid recurrent layouts (own pages)."""
+    sliding = spec.sliding_layer_count
+    if not (sliding and spec.sliding_window) or hybrid_layout(spec, tp, kv_cache_dtype):
+        return 0
+    per_layer, _ = kv_bytes_per_token(spec, tp, kv_cache_dtype)
+    held = min(spec.sliding_window - 1 + batched_tokens, context)
+    startup = (math.ceil(held / BLOCK_TOKENS) + 1) * BLOCK_TOKENS
+    window = math.ceil((spec.sliding_window - 1) / BLOCK_TOKENS) * BLOCK_TOKENS + BLOCK_TOKENS
+    steady = min(math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS, window)
+    return sliding * per_layer * max(0, startup - steady)
 
 
 def activation_bytes(
