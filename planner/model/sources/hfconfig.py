@@ -65,8 +65,18 @@ ARCHITECTURES = {
 # repository. Kimi K2: the tokenizer is tokenization_kimi.TikTokenTokenizer (auto_map); vLLM's
 # recipe passes the flag in every command
 # (https://github.com/vllm-project/recipes/blob/main/moonshotai/Kimi-K2.md) and
-# vllm-project/recipes#116 shows `vllm serve` failing without it.
-REMOTE_CODE = {"kimi_k2": "its tokenizer (tokenization_kimi.py) ships in the model repository"}
+# vllm-project/recipes#116 shows `vllm serve` failing without it. Nemotron-H (Nemotron Nano v2,
+# Nemotron 3 Nano): the config's class ships in the repository (auto_map); vLLM 0.11.0 stopped
+# with "The repository nvidia/NVIDIA-Nemotron-Nano-9B-v2 contains custom code which must be
+# executed to correctly load the model" (github.com/evdcush/vllm-openwebui gotchas.md), and
+# Vultr's vLLM 0.16 guide for Nemotron 3 Nano says the flag is required
+# (docs.vultr.com/inference-cookbook/cuda/model-guides/nemotron-nano, read 2026-12-01). Newer
+# transformers carry NemotronHConfig themselves; unverified for vLLM 0.33, so the flag stays
+# (without it where it is needed, vLLM stops at start-up while the machine bills).
+REMOTE_CODE = {
+    "kimi_k2": "its tokenizer (tokenization_kimi.py) ships in the model repository",
+    "nemotron_h": "its config class (configuration_nemotron_h.py) ships in the model repository",
+}
 
 # What a family needs that an unknown one may lack: named in the "not supported" hint.
 _UNSUPPORTED_HINTS = {
