@@ -33,9 +33,11 @@ from planner.decide import benchrun, perf  # noqa: E402
 from planner.decide.fit import _candidate, memory_budget, nvlink  # noqa: E402
 from planner.decide.support import check_support  # noqa: E402
 from planner.model.footprint import (  # noqa: E402
+    default_batched_tokens,
     default_max_num_seqs,
     kv_bytes_per_request,
     resident_tokens,
+    sliding_prefill_reserve,
 )
 from planner.model.quant import get_format  # noqa: E402
 from planner.model.sources import load_model_spec  # noqa: E402
@@ -219,6 +221,10 @@ def _setup(pid: str):
     total = gpu.usable_memory_bytes if gpu.usable_memory_gib else int(gpu.memory_gb * 0.985 * 2**30)
     seqs = min(p.get("max_num_seqs") or 256, 256)  # best estimate of the sampler warm-up
     weights, experts, _, free = memory_budget(cand, gpu, tp, 1, util, total, seqs)
+    # sliding-window layers keep room for a prefill chunk, as the planner counts it (fit_layout)
+    chunk = p.get("max_num_batched_tokens") or default_batched_tokens(total, gpu.name)
+    context = p.get("max_model_len") or spec.max_position_embeddings
+    free -= sliding_prefill_reserve(spec, tp, p["kv_cache_dtype"], context, chunk)
     fmt = get_format("fp16") if cand.fmt.kind == "gguf" else cand.fmt
     support = check_support(gpu, fmt, p["kv_cache_dtype"])
     compute = support.compute if support.ok else "fp16"
