@@ -382,6 +382,24 @@ def test_explain_says_why_a_gpu_family_has_no_plan():
     assert plan is None and why == a100 and a100 != ranking.rejected[-1].reason
 
 
+def test_explain_gives_a_gpu_familys_largest_machine_as_why_it_has_no_plan():
+    """--explain says why no H100 plan exists from the family's largest rejected machine of a
+    power-of-two size: a one-GPU offer's "TP1: 756 GiB weights per GPU" reads as if 8x H100
+    was never tried, and a 9x machine's "TP9: heads do not divide" says nothing of memory."""
+    from planner.decide.rank import best_alternatives, rank_offers
+
+    cands = planning_candidates("llama-3.1-405b", None)
+    offers = [offer("h100-sxm", 1, 2.0, provider="vast"),
+              offer("h100-nvl", 9, 20.0, provider="vast"),  # TP3/TP9: heads do not divide
+              offer("h100-sxm", 8, 16.0, provider="vast"),
+              offer("h200-sxm", 8, 30.0, provider="vast")]  # fmt: skip
+    ranking = rank_offers(cands, offers, Need())
+    found = {family: (plan, why) for family, plan, why in best_alternatives(ranking)}
+    plan, why = found["H100"]
+    eight = next(r.reason for r in ranking.rejected if r.offer.gpu_count == 8)
+    assert plan is None and why == eight and "TP8" in why
+
+
 @pytest.mark.parametrize(
     ("args", "code", "needle"),
     [

@@ -473,10 +473,15 @@ def best_alternatives(
         why = None
         if plan is None:
             rejected = ranking.rejected  # read from the table's columns: no Offer built
-            gpus_reasons = zip(rejected.fields(("gpu",)), rejected.reasons, strict=True)
-            why = next(
-                (why for (gpu,), why in gpus_reasons if gpu.startswith(prefix)),
-                "no offer with this GPU in the catalog",
-            )
+            fields = rejected.fields(("gpu", "gpu_count"))
+            # the family's largest machine: a one-GPU offer's "TP1: 756 GiB weights per GPU"
+            # reads as if 8 of them were never tried; of a power-of-two size, as a 6x or 9x
+            # machine mostly fails on TP degrees the heads do not divide (ties: catalog order)
+            family = [
+                (count & (count - 1) != 0, -count, i, why)
+                for i, ((gpu, count), why) in enumerate(zip(fields, rejected.reasons, strict=True))
+                if gpu.startswith(prefix)
+            ]
+            why = min(family)[3] if family else "no offer with this GPU in the catalog"
         out.append((prefix.upper(), plan, why))
     return out
