@@ -207,7 +207,7 @@ def test_spread_from_flag_or_environment(cli, monkeypatch, args, env):
 
 
 def test_recommend_and_generate_say_the_cheaper_spread(cli, tmp_path, monkeypatch):
-    """300 streams of 8B on the embedded catalog: one machine of 10 RTX A6000s ($5.30/h) against
+    """300 streams of 8B on the embedded catalog: one machine of 2 MI300Xs ($4.78/h) against
     5 machines of 4 RTX 3090s on Vast ($3.35/h in total, which no load balancer fronts)."""
     r = cli("recommend", "llama-3.1-8b", "--concurrency", "300", "--format", "json")
     assert r.exit_code == 0, r.output
