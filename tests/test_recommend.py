@@ -416,6 +416,20 @@ def test_recommend_bad_input(cli, args, code, needle):
     assert r.exit_code == code and needle in r.output and "Traceback" not in r.output
 
 
+def test_a_refusal_of_a_guessed_model_says_its_shape_was_guessed():
+    """A typo such as "9000b" is read as a 9,000B model guessed from the name; the refusal says
+    so (a plan carries a GUESS note, a refusal carried none) and how to give the real shape."""
+    from planner.decide.rank import recommend
+
+    with pytest.raises(NoFeasibleOfferError) as refused:
+        recommend(planning_candidates("llama-3.1-9000b", None), snapshot_offers(), Need())
+    assert "(shape guessed from its name): no feasible offer" in refused.value.message
+    assert "--config" in (refused.value.hint or "")
+    with pytest.raises(NoFeasibleOfferError) as real:  # a known model's refusal: no such words
+        recommend(planning_candidates("llama-3.1-405b", None), snapshot_offers(), Need(gpus=1))
+    assert "guessed" not in real.value.message
+
+
 @pytest.mark.parametrize("suffix", [".svg", ".png"])
 def test_plot_writes_chart_with_pareto_frontier(cli, tmp_path, suffix):
     from planner.present.plot import pareto_front

@@ -456,7 +456,14 @@ def recommend(
     check_tp(cands, need)
     ranking = rank_offers(cands, offers, need, order_keys)
     if not ranking.plans:
-        raise no_feasible_offer(ranking.rejected.reasons, len(ranking.rejected), need)
+        refusal = no_feasible_offer(ranking.rejected.reasons, len(ranking.rejected), need)
+        guessed = next((c.spec for c in cands if c.spec.is_guess), None)
+        if guessed is not None:  # a plan says GUESS in its notes; a refusal must say it too
+            refusal.message = f"{guessed.name} (shape guessed from its name): {refusal.message}"
+            refusal.hint = "check the model name, or pass --config or a Hugging Face id" + (
+                f"; else {refusal.hint}" if refusal.hint else ""
+            )
+        raise refusal
     return ranking
 
 
