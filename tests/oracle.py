@@ -80,7 +80,7 @@ def _feasible(
 def _served(f: Fit, o: Offer, price: float, need: Need) -> Estimate | None:
     """The fit's estimate at the load if it meets every constraint; with stream replicas, at
     the fewest identical machines (tried one by one) whose share of the streams each vLLM
-    replica holds (full-context requests, at most MAX_NUM_SEQS at once) and serves in time."""
+    replica holds (full-context requests, at most the card's default at once) and serves in time."""
     if not need.stream_replicas or need.workload == "batch" or need.target_output_tokens_per_s:
         est = build_estimate(operate(f, need), o, price, need)
         return est if violation(est, need) is None else None

@@ -569,3 +569,22 @@ def test_the_default_ttft_bound_grows_with_a_long_prompt():
         cands, catalog, Need(context=131072, prompt_tokens=120_000, max_ttft_ms=2000)
     )
     assert stated.plans[0].offer.instance_type == "eight"
+
+
+def test_a_batch_plan_runs_up_to_the_cards_own_sequence_default():
+    """Review of issue 11: batch plans were capped at 256 sequences on every card, although
+    vLLM's default on the larger cards is 1024 (footprint.default_max_num_seqs), the memory
+    model sizes the sampler warm-up for it, and the README ranks a job "at the largest batch
+    that fits": an 8B job on an H100 left most of its KV cache idle."""
+    from planner.model.footprint import default_max_num_seqs
+    from planner.offers.gpus import gpu_table
+
+    cands = planning_candidates("llama-3.1-8b", None)
+    h100 = gpu_table()["h100-sxm"]
+    plan = recommend(cands, [offer("h100-sxm", 1, 2.5)], Need(workload="batch")).plans[0]
+    assert 256 < plan.estimate.batch <= default_max_num_seqs(h100.usable_memory_bytes, h100.name)
+    assert plan.estimate.memory_headroom_gib < 1  # memory, not the cap, bounds the batch
+    assert f"--max-num-seqs {plan.estimate.batch}" in " ".join(plan.vllm_args)
+    # a smaller card keeps vLLM's 256
+    small = recommend(cands, [offer("l4", 1, 0.8)], Need(workload="batch")).plans[0]
+    assert small.estimate.batch <= 256

@@ -23,7 +23,6 @@ from planner.decide.plan import Layout, Need
 from planner.decide.support import Support, check_support
 from planner.errors import UsageError
 from planner.model.footprint import (
-    PROFILE_MAX_SEQS,
     WeightBytes,
     count_params,
     default_batched_tokens,
@@ -43,9 +42,6 @@ from planner.model.values import ModelSpec, QuantConfig
 from planner.offers.gpus import GpuSpec
 
 GIB = 1 << 30
-# vLLM's default scheduler cap on ordinary GPUs: plans pass it as --max-num-seqs unless a replica
-# must run more streams at once (up to the card's own default, fit_layout)
-MAX_NUM_SEQS = PROFILE_MAX_SEQS
 # Clouds with private networking between instances (infra/targets declares the same as
 # multi_node; tests/test_targets.py keeps the two equal, since decide cannot import infra).
 MULTI_NODE_PROVIDERS = frozenset({"aws", "gcp"})
@@ -121,7 +117,7 @@ class Fit:
     work_kv: int  # one typical request as a saturated cache holds it (resident_tokens), per GPU
     free: int  # bytes left for KV per GPU (less the sliding-window prefill reserve)
     max_per_replica: int  # full-context requests one replica holds
-    max_batch: int  # --max-num-seqs: requests that fit up to MAX_NUM_SEQS, >= the load's
+    max_batch: int  # --max-num-seqs: requests that fit up to the card's default, >= the load's
     load: ModelLoad
     hw: Hardware
 
@@ -256,9 +252,9 @@ def fit_layout(
         need.kv_cache_dtype, support.weight_only, cand.fmt.scale == "block",
     )  # fmt: skip
     hw = Hardware(gpu, layout.tp, layout.pp, support.compute, nvlink(gpu))
-    # --max-num-seqs: the typical requests that fit, up to MAX_NUM_SEQS, and never below the
-    # streams the load puts on a replica (vLLM would queue the rest), up to vLLM's own default
-    # for the card, for which the sampler warm-up is sized (memory_budget).
+    # --max-num-seqs: the typical requests that fit, and never below the streams the load puts
+    # on a replica (vLLM would queue the rest), up to vLLM's own default for the card (256, or
+    # 1024 on the larger cards), for which the sampler warm-up is sized (memory_budget).
     seqs_default = default_max_num_seqs(gpu.usable_memory_bytes, gpu.name)
     if needed > seqs_default:
         return (
@@ -268,7 +264,7 @@ def fit_layout(
     # Shared streams: as many per replica as one machine would carry (what memory and the
     # card's default allow), so that one machine under --spread is the one-machine plan.
     most = min(streams, per_replica, seqs_default) if shared else needed
-    batch = int(max(most, min(MAX_NUM_SEQS, free // max(work_kv, 1))))
+    batch = int(max(most, min(seqs_default, free // max(work_kv, 1))))
     return Fit(
         layout=layout, support=support, weights=weights, overhead=overhead,
         kv_per_request=kv_req, work_kv=max(work_kv, 1), free=free,

@@ -29,7 +29,8 @@ def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
     args += ["--max-model-len", str(need.context)]
     args += ["--gpu-memory-utilization", f"{need.gpu_memory_utilization:g}"]
     # The scheduler may take as many typical requests as fit, so load above the declared one
-    # queues less; the memory model sizes vLLM's sampler warm-up for MAX_NUM_SEQS.
+    # queues less, up to vLLM's default for the card, for which the memory model sizes the
+    # sampler warm-up.
     args += ["--max-num-seqs", str(fit.max_batch)]
     if cand.online_quantization and cand.fmt.vllm_quantization:
         args += ["--quantization", cand.fmt.vllm_quantization]

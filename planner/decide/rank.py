@@ -22,7 +22,6 @@ from operator import itemgetter
 
 from planner.decide.checks import check_context, check_tp, no_feasible_offer, validate_need
 from planner.decide.fit import (
-    MAX_NUM_SEQS,
     MULTI_NODE_PROVIDERS,
     Candidate,
     candidates_for,
@@ -50,7 +49,7 @@ from planner.offers.offer import Offer
 from planner.offers.table import OfferTable
 
 __all__ = [
-    "MAX_NUM_SEQS", "OBJECTIVES", "Candidate", "Ranking", "Rejection", "best_alternatives",
+    "OBJECTIVES", "Candidate", "Ranking", "Rejection", "best_alternatives",
     "candidates_for", "plan_offer", "rank_offers", "recommend", "vllm_args",
 ]  # fmt: skip
 
