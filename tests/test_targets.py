@@ -210,3 +210,18 @@ def test_a_model_needing_remote_code_is_refused_unless_allowed():
     files = render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,), allow_remote_code=True))
     assert "'--trust-remote-code'" in files["__main__.py"]
     assert "vLLM runs with `--trust-remote-code`" in files["README.md"]
+
+
+def test_an_ssh_key_a_project_does_not_install_is_named():
+    """Review: Hetzner servers get the keys stored in Robot (gpuplan:robotKeyFingerprints) and
+    RunPod/Vast containers no SSH at all, so a --ssh-key given there was silently dropped."""
+    from infra.targets import warnings
+
+    opts = ProjectOptions(allowed_cidrs=(CIDR,), ssh_public_key="ssh-ed25519 AAAA test")
+    said = {p: [w for w in warnings(make_plan(p), opts) if "--ssh-key" in w]
+            for p in ("aws", "gcp", "hetzner", "runpod", "vast")}  # fmt: skip
+    assert said["aws"] == [] and said["gcp"] == []  # installed there
+    assert "robotKeyFingerprints" in said["hetzner"][0]
+    assert said["runpod"] and said["vast"]
+    without = ProjectOptions(allowed_cidrs=(CIDR,))
+    assert not any("--ssh-key" in w for w in warnings(make_plan("hetzner"), without))

@@ -61,6 +61,8 @@ class Target:
     no_tls_reason: str = ""
     # GB of the root disk the boot image takes before anything is downloaded (sizing.disk_gb)
     boot_image_gb: int = 30
+    # Why the project does not install --ssh-key here (None: it does), said when one is given
+    ssh_key_unused: str | None = None
     protects: tuple[str, ...] = field(default=())  # README: what the deployment protects
     exposes: tuple[str, ...] = field(default=())  # README: what it does not
 
@@ -274,4 +276,6 @@ def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
         )
     if plan.model_is_guess:
         out.append(f"'{plan.base_model}' is a guess from its name; check the repository exists")
+    if opts.ssh_public_key and target.ssh_key_unused:
+        out.append(f"--ssh-key is not installed on {target.title}: {target.ssh_key_unused}")
     return out

@@ -54,6 +54,8 @@ TARGET = Target(
     facts=facts,
     boot_extras=True,
     require=require,
+    ssh_key_unused="Robot installs the server with the keys named in gpuplan:robotKeyFingerprints "
+    "(store your key in Robot and name it there)",
     setup_lines=(
         "export HETZNER_ROBOT_USER=... HETZNER_ROBOT_PASSWORD=...",
         "pulumi config set --path 'gpuplan:robotKeyFingerprints[0]' aa:bb:...",

@@ -48,6 +48,7 @@ TARGET = Target(
         firewall=False,
     ),
     facts=facts,
+    ssh_key_unused="the project opens no SSH access to the container",
     refuse=refuse,
     no_tls_reason=(
         "RunPod serves HTTPS at its own proxy address (https://POD_ID-8000.proxy.runpod.net), "

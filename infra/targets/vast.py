@@ -46,6 +46,7 @@ TARGET = Target(
         firewall=False,
     ),
     facts=facts,
+    ssh_key_unused="the project opens no SSH access to the container",
     refuse=refuse,
     no_tls_reason=(
         "Vast.ai maps the container's ports to random public ports, so Let's Encrypt cannot "
