@@ -144,6 +144,7 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         ),
         "__main__.py": render(f"{provider}/__main__.py.j2", **ctx),
         "gpuplan_boot.py": static_file("_shared/gpuplan_boot.py"),
+        "gpuplan_gzip.py": static_file("_shared/gpuplan_gzip.py"),
         "requirements.txt": render("_shared/requirements.txt.j2", requirements=requirements),
         "README.md": render(f"{provider}/README.md.j2", **readme_ctx),
         ".gitignore": render("_shared/gitignore.j2"),
@@ -178,7 +179,7 @@ def user_owned(name: str) -> bool:
 # The modules that build the machines' start-up (AWS user data, GCP startup script, the RunPod
 # and Vast start command): a change to one changes it, and the clouds replace a machine (or
 # restart a pod) whose start-up changes.
-STARTUP_FILES = ("gpuplan_boot.py", "gpuplan_proxy.py", "gpuplan_boot_extras.py")
+STARTUP_FILES = ("gpuplan_boot.py", "gpuplan_gzip.py", "gpuplan_proxy.py", "gpuplan_boot_extras.py")
 
 
 def startup_changes(files: dict[str, str], out: Path) -> list[str]:

@@ -233,9 +233,14 @@ def shared_module(name: str):
     """templates/_shared/<name>.py, a module generated projects copy verbatim, loaded by path."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, ROOT / f"templates/_shared/{name}.py")
+    shared = str(ROOT / "templates/_shared")
+    spec = importlib.util.spec_from_file_location(name, f"{shared}/{name}.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, shared)  # its siblings, as in a generated project (gpuplan_gzip)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(shared)
     return module
 
 
@@ -670,6 +675,7 @@ def test_generation_is_byte_identical_across_processes(tmp_path):
 
 STATIC = {
     "gpuplan_boot.py": "_shared",
+    "gpuplan_gzip.py": "_shared",
     "gpuplan_proxy.py": "_shared",
     "gpuplan_boot_extras.py": "_shared",
     "gpuplan_runpod.py": "runpod",
@@ -1184,3 +1190,46 @@ def test_regenerating_says_when_the_machines_start_up_changes(cli, tmp_path):
     edited = cli("generate", *args)
     assert edited.exit_code == 0, edited.output
     assert "gpuplan_boot.py changed" in " ".join(edited.stderr.split())
+
+
+def test_boot_gzip_is_valid_and_names_no_platform():
+    """gpuplan_gzip writes gzip that any gunzip reads back, with mtime 0 and OS 255 (unknown):
+    zlib writes the platform there (3 Unix, 10 Windows, 19 macOS)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    gz = shared_module("gpuplan_gzip")
+    samples = [b"", b"a", b"abc" * 2000, bytes(range(256)) * 300, proxy_module().__doc__.encode()]
+    for data in samples:
+        packed = gz.gzip_bytes(data)
+        assert gzip.decompress(packed) == data
+        assert packed[4:8] == b"\0\0\0\0" and packed[9] == 255
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=4000) | st.text(alphabet="ab \n", max_size=6000).map(str.encode))
+    def round_trips(data: bytes) -> None:
+        assert gzip.decompress(gz.gzip_bytes(data)) == data
+
+    round_trips()
+
+
+def test_boot_scripts_do_not_depend_on_the_local_zlib(monkeypatch):
+    """Review: the boot script is a replace-on-change input of every machine, and zlib's gzip
+    differs by platform (header OS byte) and implementation (zlib-ng on Fedora 40+ and CPython's
+    Windows builds): a `pulumi up` from a laptop after CI replaced an unchanged machine. The
+    scripts come out the same when zlib compresses differently (or not at all)."""
+    import zlib
+
+    boot = boot_module()
+    plan = {"vllm_args": ["m", "--port", "8001"], "port": 8000}
+    before = boot.container_script(plan["vllm_args"], plan["port"])
+    files_before = boot._write("/opt/x", "echo hello\n" * 50, "0755")
+
+    def refused(*_a, **_k):
+        raise AssertionError("zlib compression used")
+
+    monkeypatch.setattr(zlib, "compress", refused)
+    monkeypatch.setattr(zlib, "compressobj", refused)
+    monkeypatch.setattr(gzip, "compress", refused)
+    assert boot_module().container_script(plan["vllm_args"], plan["port"]) == before
+    assert boot_module()._write("/opt/x", "echo hello\n" * 50, "0755") == files_before
