@@ -406,6 +406,21 @@ def _load_label(need: Any) -> str:
     return f"interactive, {need.concurrency} stream(s) in flight{served}"
 
 
+def _within_error(plan: Any, need: Any) -> str:
+    """When a plan misses the service level by less than the model's error out of sample (README,
+    measured accuracy: speed at a stated load about 15-20%, TTFT 30-40%), a note saying so: the
+    cheaper plan may well meet it, and a measurement decides."""
+    from planner.decide.load import service_level
+
+    min_tps, max_ttft = service_level(need)  # the ranking's level (``plan`` was ranked without)
+    e = plan.estimate
+    if min_tps is not None and 0.8 * min_tps <= e.single_stream_tokens_per_s < min_tps:
+        return " (by less than the speed estimate's error, about 20%: measure it)"
+    if max_ttft is not None and max_ttft < e.ttft_ms <= 1.4 * max_ttft:
+        return " (by less than the TTFT estimate's error, 30-40%: measure it)"
+    return ""
+
+
 def explanation(ranking: Any, unlevelled: Any = None) -> list[Any]:
     """Why the top plan won, and why the GPUs people usually guess lost (with ratios)."""
     from rich.text import Text
@@ -432,7 +447,8 @@ def explanation(ranking: Any, unlevelled: Any = None) -> list[Any]:
                 f"  the service level decided it: without it {plan.rented()} "
                 f"({plan.offer.gpu_count}x {plan.offer.gpu}, {plan.layout.label}, "
                 f"{plan.quant_format}) at ${plan.estimate.usd_per_hour:.2f}/h would be the plan, "
-                f"but {why}; --min-tokens-per-s / --max-ttft state your own"
+                f"but {why}{_within_error(plan, top.need)}; --min-tokens-per-s / --max-ttft "
+                "state your own"
             )
         )
     unit = {
