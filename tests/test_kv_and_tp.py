@@ -200,23 +200,15 @@ def test_sliding_window_layers_reserve_one_prefill_chunk():
     )
     assert reserve > 2 * 2**30  # 52 sliding layers at 8,192 tokens instead of 1,040
     weights, _, overhead, _ = memory_budget(gemma, gpu, 1, 1, 0.9)
-    # a utilisation that leaves room for one request, but not for it and the reserve
-    util = (weights + overhead + per_request + reserve / 2) / gpu.usable_memory_bytes
-    layout = Layout(tp=1)
-    fit = fit_layout(
-        gemma,
-        gpu,
-        check_support(gpu, gemma.fmt),
-        layout,
-        replace(need, gpu_memory_utilization=util),
-    )
-    assert isinstance(fit, str) and "GiB sliding-window prefill per GPU" in fit
-    util = (weights + overhead + per_request + reserve * 1.2) / gpu.usable_memory_bytes
-    fit = fit_layout(
-        gemma,
-        gpu,
-        check_support(gpu, gemma.fmt),
-        layout,
-        replace(need, gpu_memory_utilization=util),
-    )
-    assert not isinstance(fit, str)
+
+    def fit_with(kv_room: float):  # the fit at a utilisation that leaves kv_room for the KV
+        util = (weights + overhead + kv_room) / gpu.usable_memory_bytes
+        support = check_support(gpu, gemma.fmt)
+        return fit_layout(
+            gemma, gpu, support, Layout(tp=1), replace(need, gpu_memory_utilization=util)
+        )
+
+    # room for one request, but not for it and the reserve: vLLM would not start
+    refused = fit_with(per_request + reserve / 2)
+    assert isinstance(refused, str) and "GiB sliding-window prefill per GPU" in refused
+    assert not isinstance(fit_with(per_request + reserve * 1.2), str)
