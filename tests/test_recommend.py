@@ -718,3 +718,22 @@ def test_kimi_k2_plans_trust_the_repos_tokenizer_code():
     # Nemotron-H's config class ships in its repository (vLLM 0.11.0 stopped without the flag)
     assert load_model_spec("nvidia/NVIDIA-Nemotron-Nano-9B-v2").trust_remote_code
     assert not load_model_spec("Qwen/Qwen3-Next-80B-A3B-Instruct").trust_remote_code
+
+
+def test_explain_says_measure_it_only_when_every_missed_limit_is_near():
+    """Review: the "measure it" note looked at one limit only, so a plan 15% short on speed but
+    4.5 times over the TTFT limit was said to miss the level by less than the model's error."""
+    from types import SimpleNamespace as S
+
+    from planner.present.report import _within_error
+
+    need = Need(context=8192, concurrency=32)  # the default level: 20 tok/s, TTFT 2,000 ms
+
+    def said(tps: float, ttft: float) -> str:
+        return _within_error(S(estimate=S(single_stream_tokens_per_s=tps, ttft_ms=ttft)), need)
+
+    assert "speed estimate's error" in said(17.0, 900.0)
+    assert "TTFT estimate's error" in said(25.0, 2500.0)
+    assert said(17.0, 9000.0) == ""  # TTFT far over: no note, whatever the speed
+    assert said(12.0, 2500.0) == ""  # speed far under
+    assert said(25.0, 900.0) == ""  # nothing missed
