@@ -9,6 +9,7 @@ import gzip
 import ipaddress
 import json
 import os
+import random
 import re
 import shlex
 import subprocess
@@ -1199,7 +1200,12 @@ def test_boot_gzip_is_valid_and_names_no_platform():
     from hypothesis import strategies as st
 
     gz = shared_module("gpuplan_gzip")
+    rand = random.Random(0).randbytes
     samples = [b"", b"a", b"abc" * 2000, bytes(range(256)) * 300, proxy_module().__doc__.encode()]
+    # repeats at the window's edge and beyond it (distance codes 26-29, the 32 KiB limit), and
+    # inputs over 64 KiB
+    samples += [r + r for r in (rand(32000), rand(32767), rand(32768), rand(40000))]
+    samples += [rand(70000), b"x" * 100_000]
     for data in samples:
         packed = gz.gzip_bytes(data)
         assert gzip.decompress(packed) == data
