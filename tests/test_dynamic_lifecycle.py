@@ -20,7 +20,6 @@ from urllib.parse import unquote
 
 import pytest
 
-from infra.versions import RUNPOD_CUDA_ENUM
 from tests.fakes import FakeApi
 from tests.provider_protocol import DIFF_NONE, DIFF_SOME, DynamicProvider
 from tests.test_generate import HETZNER_CONFIG, by_type, generate, run_program
@@ -69,6 +68,13 @@ def check_second_up(dp: DynamicProvider, name: str, id_: str, inputs: dict, outs
 
 
 # ------------------------------------------------------------------ RunPod
+# PodCreateInput.allowedCudaVersions as RunPod documents it (docs.runpod.io/api-reference/pods/
+# POST/pods, read 2026-12-01), written out here rather than taken from infra.versions, so that
+# a value gpuplan adds beyond it fails as the real API would
+RUNPOD_DOCUMENTED_CUDA = ("13.0", "12.9", "12.8", "12.7", "12.6", "12.5", "12.4", "12.3", "12.2",
+                          "12.1", "12.0", "11.8")  # fmt: skip
+
+
 class RunpodCloud:
     """RunPod's REST API: POST /v1/pods creates, DELETE /v1/pods/{id} terminates."""
 
@@ -89,7 +95,7 @@ class RunpodCloud:
                              for i, p in self.pods.items() if p["name"] == name]  # fmt: skip
             if method == "POST" and path == "/v1/pods":
                 unknown = set(json.loads(body).get("allowedCudaVersions", [])) - set(
-                    RUNPOD_CUDA_ENUM
+                    RUNPOD_DOCUMENTED_CUDA
                 )
                 if unknown:  # the REST API validates its enums: 400, no pod
                     return 400, {"error": f"allowedCudaVersions: invalid values {sorted(unknown)}"}
