@@ -219,7 +219,13 @@ def _setup(pid: str):
     # The measured runs had the whole card: an unlogged card's marketed GB is about its GiB
     # (an RTX A6000 with ECC off: 47.53 GiB); the planner's own fallback is the ECC-on figure.
     total = gpu.usable_memory_bytes if gpu.usable_memory_gib else int(gpu.memory_gb * 0.985 * 2**30)
-    seqs = min(p.get("max_num_seqs") or 256, 256)  # best estimate of the sampler warm-up
+    # The sampler warm-up at no more than 256 sequences: an estimate of the KV room the run had,
+    # not the memory model's safe bound that plans use (memory_budget sizes it for the card's
+    # default, up to 1024, with a per-logit cost fitted as an upper bound). Sized that way, the
+    # LOSO figures were 15.2% overall and MoE 22.5%; sized by engine (V1 over max_num_seqs, V0
+    # none: vllm-project/vllm#15357), 15.4%, MoE 22.8%, IOG holdout 12.9% (2026-12-01). The
+    # README reports all three.
+    seqs = min(p.get("max_num_seqs") or 256, 256)
     weights, experts, _, free = memory_budget(cand, gpu, tp, 1, util, total, seqs)
     # sliding-window layers keep room for a prefill chunk, as the planner counts it (fit_layout)
     chunk = p.get("max_num_batched_tokens") or default_batched_tokens(total, gpu.name)
