@@ -14,17 +14,12 @@ VLLM_ROCM_IMAGE = "vllm/vllm-openai-rocm:v0.33.0"
 CADDY_IMAGE = "caddy:2.10.2"
 # The CUDA the image is built for: hosts whose driver reports an older CUDA cannot run it.
 IMAGE_CUDA = 13.0
-# RunPod's allowedCudaVersions (the CUDA a host's driver reports; unset = any host). The REST
-# API takes only the values of its enum, newest "13.0" (POST /v1/pods, PodCreateInput:
-# "13.0", "12.9" ... "11.8"; docs.runpod.io/api-reference/pods/POST/pods, read 2026-12-01);
-# another value is refused with 400 and no pod. Add a newer CUDA when that enum lists it.
-RUNPOD_CUDA_ENUM = ("13.0", "12.9", "12.8", "12.7", "12.6", "12.5", "12.4", "12.3", "12.2",
-                    "12.1", "12.0", "11.8")  # fmt: skip
-RUNPOD_ALLOWED_CUDA_VERSIONS = tuple(
-    v
-    for v in RUNPOD_CUDA_ENUM
-    if tuple(map(int, v.split("."))) >= tuple(map(int, str(IMAGE_CUDA).split(".")))
-)
+# RunPod's allowedCudaVersions (the CUDA a host's driver reports; unset = any host, including
+# drivers too old for IMAGE_CUDA). The REST API takes only the values of its enum, whose newest
+# is "13.0" (POST /v1/pods, PodCreateInput: "13.0", "12.9" ... "11.8";
+# docs.runpod.io/api-reference/pods/POST/pods, read 2026-12-01): another value is refused with
+# 400 and no pod. Add a newer CUDA here when that enum lists it.
+RUNPOD_ALLOWED_CUDA_VERSIONS = ("13.0",)
 
 # Python packages of the generated Pulumi program (versions exercised by gpuplan's tests).
 BASE_REQUIREMENTS = {"pulumi": "3.272.0", "pulumi-random": "4.21.4"}
