@@ -292,13 +292,16 @@ def kv_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str, context:
         return lay.group_size * lay.page_bytes * (lay.attention_groups * blocks + lay.state_groups)
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     tokens = math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS
-    sliding = spec.sliding_layer_count
-    full = layers - sliding
-    total = full * tokens * per_layer
-    if sliding and spec.sliding_window:
-        window = math.ceil((spec.sliding_window - 1) / BLOCK_TOKENS) * BLOCK_TOKENS + BLOCK_TOKENS
-        total += sliding * min(tokens, window) * per_layer
-    return total
+    sliding = spec.sliding_layer_count if spec.sliding_window else 0
+    held = sliding * _window_tokens(spec, context) if sliding else 0
+    return ((layers - sliding) * tokens + held) * per_layer
+
+
+def _window_tokens(spec: ModelSpec, context: int) -> int:
+    """Tokens a sliding-window layer holds for a decoding request of ``context`` tokens: the
+    window in whole blocks plus the block it straddles, at most the request's own blocks."""
+    window = math.ceil((spec.sliding_window - 1) / BLOCK_TOKENS) * BLOCK_TOKENS + BLOCK_TOKENS
+    return min(math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS, window)
 
 
 def sliding_prefill_reserve(
@@ -316,9 +319,7 @@ def sliding_prefill_reserve(
     per_layer, _ = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     held = min(spec.sliding_window - 1 + batched_tokens, context)
     startup = (math.ceil(held / BLOCK_TOKENS) + 1) * BLOCK_TOKENS
-    window = math.ceil((spec.sliding_window - 1) / BLOCK_TOKENS) * BLOCK_TOKENS + BLOCK_TOKENS
-    steady = min(math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS, window)
-    return sliding * per_layer * max(0, startup - steady)
+    return sliding * per_layer * max(0, startup - _window_tokens(spec, context))
 
 
 def activation_bytes(
