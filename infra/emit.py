@@ -131,7 +131,7 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         # how to get HTTPS when the endpoint is plain HTTP
         "tls_hint": targets.tls_hint(target),
         "model_is_guess": plan.model_is_guess,
-        "remote_code": "--trust-remote-code" in plan.vllm_args,
+        "remote_code": plan.runs_remote_code,
         # minutes from a new machine's start until it serves (sizing.ready_s, an allowance)
         "ready_minutes": -(-ready_s(plan) // 60),
     }  # fmt: skip

@@ -137,7 +137,7 @@ def require(plan: Plan, opts: ProjectOptions) -> None:
             "project would serve a repository that may not exist",
             "give an existing Hugging Face id (or a GGUF file), or insist with allow_guessed_model",
         )
-    if "--trust-remote-code" in plan.vllm_args and not opts.allow_remote_code:
+    if plan.runs_remote_code and not opts.allow_remote_code:
         raise UsageError(
             f"'{plan.base_model}' starts only with vLLM's --trust-remote-code, which runs code "
             "from the model's repository on the server (with the API key and HF token in reach)",

@@ -108,6 +108,11 @@ class Estimate:
     job_usd: float | None = field(default=None, metadata={"omit_default": True})
 
 
+# vLLM's flag that runs code from the model's repository (planbuild writes it for the models
+# that need it; infra refuses to write the project unless the user allows it)
+TRUST_REMOTE_CODE = "--trust-remote-code"
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     model: str  # the checkpoint vLLM serves (a Hugging Face id or a path)
@@ -124,6 +129,11 @@ class Plan:
     reasons: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     schema: str = PLAN_SCHEMA
+
+    @property
+    def runs_remote_code(self) -> bool:
+        """vLLM runs code from the model's repository (TRUST_REMOTE_CODE)."""
+        return TRUST_REMOTE_CODE in self.vllm_args
 
     @property
     def machines(self) -> int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from planner.decide.fit import Candidate
 from planner.decide.load import Operating
 from planner.decide.objective import RELAXED_NOTE, objective_value, replicas_note
-from planner.decide.plan import Estimate, Need, Plan
+from planner.decide.plan import TRUST_REMOTE_CODE, Estimate, Need, Plan
 from planner.model.tensor_parallel import expert_parallel
 from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer
@@ -39,7 +39,7 @@ def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
     if need.kv_cache_dtype != "auto":
         args += ["--kv-cache-dtype", need.kv_cache_dtype]
     if cand.spec.trust_remote_code:
-        args += ["--trust-remote-code"]
+        args += [TRUST_REMOTE_CODE]
     return tuple(args)
 
 
