@@ -76,6 +76,11 @@ def hermetic_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     # The Hub client's cache is per test too (several suites may run at once on one machine),
     # and offline: only the `hub` fixture (a local fake) lets a test reach "the Hub".
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    # huggingface_hub reads HF_HOME once, when first imported, and then keeps the first test's
+    # cache for the whole session: its cache folder is set per test as well
+    hub_constants = sys.modules.get("huggingface_hub.constants")
+    if hub_constants is not None:
+        monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("GPUPLAN_RETRY_BACKOFF_S", "0.01")
     monkeypatch.setenv("NO_GCE_CHECK", "True")
