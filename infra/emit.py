@@ -132,6 +132,7 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         "tls_hint": targets.tls_hint(target),
         "model_is_guess": plan.model_is_guess,
         "remote_code": plan.runs_remote_code,
+        "revision": plan.revision,  # the Hub commit served, or None: the latest at each start
         # minutes from a new machine's start until it serves (sizing.ready_s, an allowance)
         "ready_minutes": -(-ready_s(plan) // 60),
     }  # fmt: skip

@@ -51,6 +51,8 @@ def _need(name: str) -> Any:
 # what the values mean (a positive count, a utilisation share above 0).
 KEYS: dict[str, Key] = {
     "model": Key("model", str, "registry name, Hugging Face id or local folder"),
+    "revision": Key("model", str, "Hugging Face revision (branch, tag or commit) of MODEL; "
+                    "the plan serves the commit it names"),
     "quant": Key("model", str, "auto, bf16, fp8, awq, ... (default: the checkpoint's)"),
     "context": Key("workload", int, "longest request in tokens (--max-model-len)",
                    need_field="context", minimum=1, maximum=10_000_000),
@@ -154,6 +156,7 @@ class Settings:
     ``toml_path`` is the gpuplan.toml read, if any."""
 
     model: str | None = None
+    revision: str | None = None
     quant: str | None = None
     context: int = default_of("context")
     concurrency: int = default_of("concurrency")

@@ -15,14 +15,17 @@ def footprint(
     config_path: str | None = None,
     gguf_path: str | None = None,
     from_hub: bool = False,
-    revision: str | None = None,
 ) -> Footprint:
     """Exact parameters, weights, KV cache and per-GPU memory of the model in ``s``."""
     from planner.model.footprint import estimate_footprint
     from planner.model.sources import load_model_spec
 
     spec = load_model_spec(
-        s.model, config_path=config_path, gguf_path=gguf_path, from_hub=from_hub, revision=revision
+        s.model,
+        config_path=config_path,
+        gguf_path=gguf_path,
+        from_hub=from_hub,
+        revision=s.revision,
     )
     return estimate_footprint(
         spec,

@@ -60,7 +60,7 @@ def recommend(
     from planner.offers.providers import parse_provider_list
 
     need = s.need()  # validates the load before any model or catalog is read
-    spec = load_model_spec(s.model, config_path=config_path, from_hub=from_hub)
+    spec = load_model_spec(s.model, config_path=config_path, from_hub=from_hub, revision=s.revision)
     variants = quantized_variants(spec.name)
     candidates = candidates_for(spec, s.quant, variants)
     names = parse_provider_list(",".join(s.providers) if s.providers else None)

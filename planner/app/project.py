@@ -207,12 +207,14 @@ def _plan_model(plan: Plan, config_path: str | None, offline: bool):  # -> Model
             "cannot verify the plan: it was made from a local config file",
             "pass the same file with --config PATH",
         )
+    # a plan read from the Hub is checked against the Hub at the commit it serves
+    hub = {"from_hub": True, "revision": plan.revision} if plan.model_source == "hf" else {}
     if not offline:
-        return load_model_spec(plan.base_model, config_path=config_path)
+        return load_model_spec(plan.base_model, config_path=config_path, **hub)
     saved = os.environ.get("HF_HUB_OFFLINE")
     os.environ["HF_HUB_OFFLINE"] = "1"  # the registry or the cache only: check never calls out
     try:
-        return load_model_spec(plan.base_model, config_path=config_path)
+        return load_model_spec(plan.base_model, config_path=config_path, **hub)
     except GpuplanError as exc:
         raise PlanNotVerified(
             f"cannot verify the model offline: {exc.message}",
@@ -394,11 +396,15 @@ _SET_BY_THE_RANKING = frozenset({"default_service_level", "stream_replicas"})
 
 def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
     """What the settings ask that the committed plan does not answer."""
+    from planner.model.sources import COMMIT_ID
     from planner.offers.gpus import canonical_gpu
 
     out = []
     if s.model and _asked_model(s.model) != plan.base_model:
         out.append(f"model: settings ask {s.model}, the project serves {plan.base_model}")
+    # a commit id can be compared offline; a branch or tag names whatever the Hub says now
+    if s.revision and COMMIT_ID.fullmatch(s.revision) and s.revision != plan.revision:
+        out.append(f"revision: settings ask {s.revision}, the project serves {plan.revision}")
     asked, planned = s.need(), plan.need
     for key in (f.name for f in fields(Need) if f.name not in _SET_BY_THE_RANKING):
         if key == "target_output_tokens_per_s" and asked.deadline_hours:

@@ -156,6 +156,7 @@ PLANNING_OPTIONS: list[Callable[[F], F]] = [
         type=click.Path(dir_okay=True),
         help="A local config.json (or its folder) instead of a model id.",
     ),
+    setting_option("revision"),
     setting_option(
         "quant",
         help="Format to plan: auto (native, FP8 and known int4/FP8/FP4 checkpoints), "

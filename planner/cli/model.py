@@ -36,7 +36,7 @@ from planner.cli.common import format_option, print_json, print_rich, setting_op
     is_flag=True,
     help="Fetch the config from the Hugging Face Hub even when the registry has the model.",
 )
-@click.option("--revision", default=None, help="Hub revision (branch, tag or commit).")
+@setting_option("revision")
 @format_option("table", "json")
 @click.pass_context
 def footprint(
@@ -44,7 +44,6 @@ def footprint(
     config_path: str | None,
     gguf_path: str | None,
     from_hub: bool,
-    revision: str | None,
     fmt: str,
     **_: object,
 ) -> None:
@@ -63,7 +62,6 @@ def footprint(
         config_path=config_path,
         gguf_path=gguf_path,
         from_hub=from_hub,
-        revision=revision,
     )
     if fmt == "json":
         print_json(footprint_to_dict(fp))

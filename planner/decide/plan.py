@@ -136,6 +136,12 @@ class Plan:
         return TRUST_REMOTE_CODE in self.vllm_args
 
     @property
+    def revision(self) -> str | None:
+        """The Hub commit vLLM serves (``--revision``), or None: the repository's latest."""
+        args = self.vllm_args
+        return args[args.index("--revision") + 1] if "--revision" in args[:-1] else None
+
+    @property
     def machines(self) -> int:
         """Machines rented: the nodes of one replica times the replicas."""
         return self.layout.nodes * self.estimate.replicas

@@ -19,6 +19,10 @@ def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
     fit = op.fit
     lay = fit.layout
     args = [cand.spec.name, "--served-model-name", cand.base_model]
+    if cand.spec.revision:  # the commit planned, which vLLM also takes the tokenizer and any
+        # repository code from (its tokenizer_revision and transformers' code_revision default
+        # to the revision): a later push to the repository changes nothing served
+        args += ["--revision", cand.spec.revision]
     args += ["--tensor-parallel-size", str(lay.tp)]
     if lay.pp > 1:
         args += ["--pipeline-parallel-size", str(lay.pp)]

@@ -206,6 +206,8 @@ class ModelSpec:
     # Provenance
     source: str = "config"  # registry | config | hf | gguf | guess
     source_ref: str = ""
+    # The Hub commit the config was read at (hf source): the plan serves that commit
+    revision: str | None = None
     is_guess: bool = False
     notes: tuple[str, ...] = ()
     published_params: int | None = None  # from the registry, with its source

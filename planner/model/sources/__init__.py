@@ -23,6 +23,7 @@ from planner.model.sources.hfconfig import parse_config
 from planner.model.values import ModelSpec
 
 HF_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
+COMMIT_ID = re.compile(r"[0-9a-f]{40}")  # a Git commit id, as the Hub names revisions
 
 
 # ---------------------------------------------------------------- registry
@@ -258,9 +259,13 @@ def spec_from_hub(
         # Optional files: their absence (or a failure to fetch them) changes nothing.
         with contextlib.suppress(Exception):
             fetch(extra, required=False)
-    return spec_from_config_files(
+    # huggingface_hub keeps each download under snapshots/<commit id>/ (its cache layout,
+    # "Understand caching" in its docs): the commit read, whatever branch or tag named it
+    commit = folder.name if COMMIT_ID.fullmatch(folder.name) else None
+    spec = spec_from_config_files(
         folder / "config.json", repo_id, "hf", f"https://huggingface.co/{repo_id}"
     )
+    return replace(spec, revision=commit)
 
 
 class _HubUnavailable(Exception):
