@@ -460,6 +460,7 @@ def config_template(
 
 [model]
 model = {json.dumps(model)}   # registry name, Hugging Face id or local folder
+# revision = "main"           # a Hub id's branch, tag or commit: the plan serves its commit
 # quant = "auto"              # auto | bf16 | fp8 | awq | gptq | nvfp4 | ...
 
 [workload]
