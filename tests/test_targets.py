@@ -207,9 +207,19 @@ def test_a_model_needing_remote_code_is_refused_unless_allowed():
     with pytest.raises(UsageError, match="--trust-remote-code") as refused:
         render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,)))
     assert "--allow-remote-code" in refused.value.hint
+    assert "--from-hub --revision COMMIT" in refused.value.hint  # the latest code otherwise
     files = render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,), allow_remote_code=True))
     assert "'--trust-remote-code'" in files["__main__.py"]
     assert "vLLM runs with `--trust-remote-code`" in files["README.md"]
+    assert "the repository's latest revision at each start" in files["README.md"]
+    # pinned to a commit: the hint has nothing to add, and the README names the commit
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    pinned = replace(plan, vllm_args=(*plan.vllm_args, "--revision", commit))
+    with pytest.raises(UsageError) as refused:
+        render_project(pinned, ProjectOptions(allowed_cidrs=(CIDR,)))
+    assert "--revision" not in refused.value.hint
+    files = render_project(pinned, ProjectOptions(allowed_cidrs=(CIDR,), allow_remote_code=True))
+    assert f"it is the code of commit `{commit}`" in files["README.md"]
 
 
 def test_an_ssh_key_a_project_does_not_install_is_named():

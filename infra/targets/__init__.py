@@ -142,7 +142,13 @@ def require(plan: Plan, opts: ProjectOptions) -> None:
             f"'{plan.base_model}' starts only with vLLM's --trust-remote-code, which runs code "
             "from the model's repository on the server (with the API key and HF token in reach)",
             "read that repository's code, then insist with --allow-remote-code "
-            "(allow_remote_code in gpuplan.toml)",
+            "(allow_remote_code in gpuplan.toml)"
+            + (
+                ""
+                if plan.revision
+                else "; to run the commit you read, not the latest, plan its Hub id with "
+                "--from-hub --revision COMMIT"
+            ),
         )
     why = tls_refusal(plan, opts)
     if why:
