@@ -324,6 +324,10 @@ PLAN_CASES = [
     ("offer.gpu_count", "many", "offer.gpu_count"),
     ("offer.gpu_count", 10**12, "offer.gpu_count"),
     ("offer.instance_type", "p5.48xlarge", "p5.48xlarge"),
+    # another offer of the same GPUs: an AWS project rents the instance type in the region
+    # named, so one the catalog does not list is not gpuplan's (only marketplaces vary)
+    ("offer.region", "eu-nowhere-9", "eu-nowhere-9 is not in the offer catalog"),
+    ("offer.instance_type", "g5.nosuch", "g5.nosuch in us-east-1 is not in the offer catalog"),
     ("offer.price_usd_per_hour", 0, "offer.price_usd_per_hour"),
     ("offer.price_usd_per_hour", 10**400, "offer.price_usd_per_hour"),  # no float holds it
     ("need.max_nodes", 10**12, "max_nodes"),

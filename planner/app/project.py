@@ -128,6 +128,7 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
     from planner.decide.rank import plan_offer
     from planner.errors import short
     from planner.offers.catalog import load_catalog
+    from planner.offers.providers import provider_classes
     from planner.settings import check_need
 
     check_need(plan.need, "plan file")
@@ -141,12 +142,19 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
         if (c.provider, c.instance_type, c.region) == (o.provider, o.instance_type, o.region)
     ]
     machine = (o.gpu, o.gpu_count, o.gpu_memory_gb)
-    if not same and any(
-        (c.gpu, c.gpu_count, c.gpu_memory_gb) == machine
-        for c in (catalog.offers if catalog else [])
+    source = provider_classes().get(o.provider)
+    if (
+        not same
+        and source is not None
+        and source.listings_vary
+        and any(
+            (c.gpu, c.gpu_count, c.gpu_memory_gb) == machine
+            for c in (catalog.offers if catalog else [])
+        )
     ):
         # Marketplace offers (Vast machine ids, RunPod stock) come and go between the plan and
         # now: the provider must still sell this exact machine shape, not this very listing.
+        # Elsewhere an instance type or region not in the catalog is another offer.
         pass
     elif not same:
         problems.append(
