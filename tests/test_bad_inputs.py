@@ -256,6 +256,19 @@ def test_blank_model_name_is_not_printed_blank(tmp_path):
     assert r.exit_code == 2 and "config of : " not in out, out
 
 
+def test_a_config_json_in_the_working_folder_names_the_model_after_it(tmp_path, monkeypatch):
+    """`--config config.json` from the model's folder: its parent is "." whose name is empty, and
+    the plan served `vllm serve ''` (generate wrote a project for an empty model id)."""
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(LLAMA))
+    monkeypatch.chdir(folder)
+    r = CliRunner().invoke(main, ["recommend", "--config", "config.json", "--format", "json"])
+    assert r.exit_code == 0, r.output
+    plan = json.loads(r.output)["plans"][0]
+    assert plan["model"] == plan["vllm_args"][0] == "my-model", plan["vllm_args"]
+
+
 def _gguf(path: Path, **fields: int) -> None:
     import gguf
     import numpy as np

@@ -124,7 +124,9 @@ def spec_from_config_files(
     hqc = _read_json(hqc_path, "hf_quant_config.json") if hqc_path.exists() else None
     spec = parse_config(
         config,
-        name=name or folder.name,
+        # the folder's own name, also for a relative path such as ./config.json, whose parent
+        # "." has an empty name (the plan then served `vllm serve ''`)
+        name=name or folder.absolute().name or config_path.stem,
         source=source,
         source_ref=source_ref or str(config_path),
         hf_quant_config=hqc,
