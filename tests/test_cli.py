@@ -152,3 +152,34 @@ def test_offline_commands_do_not_import_heavy_sdks(args, schema):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "EXIT 0 HEAVY []" in out.stderr, out.stderr[-2000:]
     assert json.loads(out.stdout)["schema"] == schema
+
+
+def test_ctrl_c_while_the_command_line_loads_is_interrupted_not_a_traceback(monkeypatch, capsys):
+    """The first few tenths of a second of every run import the commands: a Ctrl-C there printed
+    a KeyboardInterrupt traceback (the error boundary runs only once a command does)."""
+    import importlib
+    import sys
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    module, _, function = scripts["project"]["scripts"]["gpuplan"].partition(":")
+
+    class Interrupting:  # Ctrl-C pressed while planner.cli is being imported
+        def find_spec(self, name, path=None, target=None):
+            if name == "planner.cli":
+                raise KeyboardInterrupt
+            return None
+
+    for name in [m for m in sys.modules if m == "planner.cli" or m.startswith("planner.cli.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    try:
+        getattr(importlib.import_module(module), function)()
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C while the command line loads escaped as a traceback")
+    except SystemExit as exc:
+        assert exc.code == 130
+    else:
+        pytest.fail("the command ran although Ctrl-C was pressed")
+    assert capsys.readouterr().err == "interrupted\n"
