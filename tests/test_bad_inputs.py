@@ -58,6 +58,10 @@ FLAG_CASES = [
     (["recommend", M, "--max-nodes", "100"], 2, "max_nodes"),
     (["recommend", M, "--max-replicas", "0"], 2, "max_replicas"),
     (["recommend", M, "--replica-headroom", "-1"], 2, "replica_headroom"),
+    # click's FloatRange passes nan, which turned the filter or the threshold off
+    (["offers", "--min-gpu-memory", "nan"], 2, "'nan' is not a finite number"),
+    (["offers", "--min-gpu-memory", "inf"], 2, "'inf' is not a finite number"),
+    (["check", "--threshold", "nan"], 2, "'nan' is not a finite number"),
     (["recommend", M, "--target-rps", "0"], 2, "target_rps"),
     (["recommend", M, "--target-rps", "1", "--target-output-tokens-per-s", "5"], 2, "not both"),
     (["recommend", M, "--target-output-tokens-per-s", "-3"], 2, "target_output_tokens_per_s"),

@@ -4,6 +4,7 @@ from what was given on the command line, and confirmation."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Callable
@@ -18,6 +19,19 @@ F = Callable[..., Any]
 # List settings given as comma lists on the command line (others, such as --allow-cidr or
 # --extra-vllm-arg, repeat the flag: a vLLM argument may hold a comma).
 COMMA_LISTS = ("providers", "regions")
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange, which lets nan through (every comparison with it is false, so a nan
+    bound or threshold silently turned its filter off) and inf where no upper bound is set."""
+
+    name = "finite float range"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
 
 
 def print_json(data: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from planner.cli.common import (
+    FiniteFloatRange,
     echo_lines,
     format_option,
     print_json,
@@ -38,7 +39,7 @@ def gpus(fmt: str) -> None:
 @setting_option("instance_type")
 @click.option(
     "--min-gpu-memory",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=None,
     help="Minimum memory per GPU, in GB as marketed.",
 )

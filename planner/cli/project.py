@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from planner.cli.common import echo_lines, planning_options, setting_option, settings, toml_option
+from planner.cli.common import (
+    FiniteFloatRange,
+    echo_lines,
+    planning_options,
+    setting_option,
+    settings,
+    toml_option,
+)
 from planner.settings import default_of
 
 
@@ -166,7 +173,7 @@ def init(
 )
 @click.option(
     "--threshold",
-    type=click.FloatRange(0, 1),
+    type=FiniteFloatRange(0, 1),
     default=0.10,
     show_default=True,
     help="With --prices: report when the best plan beats the committed one by more.",
