@@ -153,8 +153,10 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
         )
     ):
         # Marketplace offers (Vast machine ids, RunPod stock) come and go between the plan and
-        # now: the provider must still sell this exact machine shape, not this very listing.
-        # Elsewhere an instance type or region not in the catalog is another offer.
+        # now, and GCP's GPU machines are named otherwise by its API and the public catalogs:
+        # the provider must still sell this exact machine shape, not this very listing.
+        # Elsewhere (AWS, Hetzner, ...) an instance type or region not in the catalog is
+        # another offer.
         pass
     elif not same:
         problems.append(
