@@ -149,6 +149,7 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
         and source.listings_vary
         and any(
             (c.gpu, c.gpu_count, c.gpu_memory_gb) == machine
+            and (source.listings_vary == "machine" or c.region == o.region)
             for c in (catalog.offers if catalog else [])
         )
     ):

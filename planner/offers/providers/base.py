@@ -55,12 +55,13 @@ class Provider(ABC):
     default_base_url: ClassVar[str | None] = None
     # Shown as the source of a refresh; subclasses name their API.
     api_label: ClassVar[str] = "provider API"
-    # The same machine is listed under names that change: marketplace listings and stock come
-    # and go between refreshes, and the public catalogs name it otherwise than the API. A saved
-    # plan is then checked against the machine shapes the cloud sells, not its very listing;
-    # elsewhere (and on clouds with no direct provider) the instance type and region are what
-    # the project rents, so they must be in the catalog as they are.
-    listings_vary: ClassVar[bool] = False
+    # How a saved plan's offer is found again when its very listing is not in the catalog:
+    # "machine" (marketplaces: listings and stock come and go between refreshes) the cloud must
+    # still sell the plan's machine shape somewhere; "name" (the API and the public catalogs
+    # name one machine otherwise) the same shape in the plan's region; None (elsewhere, and the
+    # clouds with no direct provider) the instance type and region are what the project rents,
+    # so they must be in the catalog as they are.
+    listings_vary: ClassVar[str | None] = None
 
     def __init__(self) -> None:
         self.warnings: list[str] = []

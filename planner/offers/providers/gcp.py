@@ -56,7 +56,7 @@ class GcpProvider(Provider):
     api_label = "API (compute machineTypes/acceleratorTypes, Cloud Billing Catalog)"
     # N1 machines with attached GPUs are named here n1-standard-{4 x GPUs}+{GPUs}x{GPU}, in the
     # public catalogs after other machine types: the same machine, another name
-    listings_vary = True
+    listings_vary = "name"
     credentials_hint = (
         "GOOGLE_CLOUD_PROJECT and Application Default Credentials "
         "(GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default login`)"

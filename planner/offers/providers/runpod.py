@@ -33,7 +33,7 @@ GPU_COUNTS = (1, 2, 4, 8)
 class RunpodProvider(Provider):
     name = "runpod"
     api_label = "GraphQL API (gpuTypes)"
-    listings_vary = True
+    listings_vary = "machine"
     credentials_hint = "RUNPOD_API_KEY"
     default_base_url = "https://api.runpod.io"
 

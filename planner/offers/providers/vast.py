@@ -34,7 +34,7 @@ def search_body(limit: int = 1000) -> dict[str, Any]:
 class VastProvider(Provider):
     name = "vast"
     api_label = "API (POST /api/v0/bundles/)"
-    listings_vary = True
+    listings_vary = "machine"
     credentials_hint = "VAST_API_KEY"
     default_base_url = "https://console.vast.ai"
 
