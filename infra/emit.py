@@ -14,7 +14,7 @@ from infra import targets, versions
 from infra.options import ProjectOptions, validate_options
 from infra.render import render, static_file
 from infra.sizing import disk_gb, ready_s, resource_name, slug
-from planner.decide.plan import Plan
+from planner.decide.plan import TRUST_REMOTE_CODE, Plan
 from planner.errors import DeployError, UsageError
 
 __all__ = [
@@ -131,7 +131,8 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         # how to get HTTPS when the endpoint is plain HTTP
         "tls_hint": targets.tls_hint(target),
         "model_is_guess": plan.model_is_guess,
-        "remote_code": plan.runs_remote_code,
+        # also when the user passed the flag through --extra-vllm-arg: the README says so
+        "remote_code": plan.runs_remote_code or TRUST_REMOTE_CODE in opts.extra_vllm_args,
         "revision": plan.revision,  # the Hub commit served, or None: the latest at each start
         # minutes from a new machine's start until it serves (sizing.ready_s, an allowance)
         "ready_minutes": -(-ready_s(plan) // 60),

@@ -274,6 +274,21 @@ def test_a_config_json_in_the_working_folder_names_the_model_after_it(tmp_path, 
     assert plan["model"] == plan["vllm_args"][0] == "my-model", plan["vllm_args"]
 
 
+def test_a_project_for_a_local_config_needs_the_models_hub_id(tmp_path):
+    """A model read from a local config.json is named after its folder, which vLLM on the
+    machine would look up on the Hub and fail to start: generate asks for the Hub id."""
+    folder = tmp_path / "my-model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(LLAMA))
+    base = ["generate", "--config", str(folder), "--providers", "aws", "--allow-cidr", CIDR]
+    r, out = _run([*base, "--out", "OUT"], tmp_path)
+    assert r.exit_code == 2 and "is not a Hugging Face id" in _first(out), out
+    assert "ORG/NAME --config" in out and not (tmp_path / "out").exists()
+    r, out = _run([*base[:1], "acme/my-model", *base[1:], "--out", "OUT"], tmp_path)
+    assert r.exit_code == 0, out
+    assert "'acme/my-model'" in (tmp_path / "out" / "__main__.py").read_text()
+
+
 def _gguf(path: Path, **fields: int) -> None:
     import gguf
     import numpy as np

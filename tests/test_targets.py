@@ -212,6 +212,14 @@ def test_a_model_needing_remote_code_is_refused_unless_allowed():
     assert "'--trust-remote-code'" in files["__main__.py"]
     assert "vLLM runs with `--trust-remote-code`" in files["README.md"]
     assert "the repository's latest revision at each start" in files["README.md"]
+    # the flag given by hand (--extra-vllm-arg) is the user's consent, and the README says so
+    plain = make_plan("aws")
+    opts = ProjectOptions(allowed_cidrs=(CIDR,), extra_vllm_args=("--trust-remote-code",))
+    assert "vLLM runs with `--trust-remote-code`" in render_project(plain, opts)["README.md"]
+    assert (
+        "--trust-remote-code"
+        not in render_project(plain, ProjectOptions(allowed_cidrs=(CIDR,)))["README.md"]
+    )
     # pinned to a commit: the hint has nothing to add, and the README names the commit
     commit = "0123456789abcdef0123456789abcdef01234567"
     pinned = replace(plan, vllm_args=(*plan.vllm_args, "--revision", commit))

@@ -21,6 +21,7 @@ from typing import Any
 from infra.options import ProjectOptions
 from planner.decide.plan import Plan
 from planner.errors import UsageError
+from planner.model.values import HF_ID
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +137,14 @@ def require(plan: Plan, opts: ProjectOptions) -> None:
             f"'{plan.base_model}' was guessed from its name, not read from a config: the "
             "project would serve a repository that may not exist",
             "give an existing Hugging Face id (or a GGUF file), or insist with allow_guessed_model",
+        )
+    if plan.model_source in {"config", "gguf"} and not HF_ID.match(plan.model):
+        # vLLM on the machine downloads the model from the Hub by this name: a local folder's
+        # name is not a repository, and the folder is not on the machine
+        raise UsageError(
+            f"'{plan.model}' was read from a local file and is not a Hugging Face id: vLLM on "
+            "the machine would look for that repository and fail to start",
+            "name the model's Hub id with the file: `gpuplan generate ORG/NAME --config PATH`",
         )
     if plan.runs_remote_code and not opts.allow_remote_code:
         raise UsageError(

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
+
+# A Hugging Face repository id (org/name): what vLLM on a machine can download a model by
+HF_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
 
 # Roles a tensor plays. Quantization formats decide by role what they quantize, and tensor
 # parallelism decides by role how a tensor is split (see footprint.py).

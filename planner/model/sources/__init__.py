@@ -20,9 +20,8 @@ from typing import Any
 
 from planner.errors import ModelSpecError, ProviderError, did_you_mean, short
 from planner.model.sources.hfconfig import parse_config
-from planner.model.values import ModelSpec
+from planner.model.values import HF_ID, ModelSpec
 
-HF_ID = re.compile(r"^[\w.\-]+/[\w.\-]+$")
 COMMIT_ID = re.compile(r"[0-9a-f]{40}")  # a Git commit id, as the Hub names revisions
 
 
