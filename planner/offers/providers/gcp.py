@@ -25,12 +25,55 @@ from planner.offers.providers.base import (
 )
 
 COMPUTE_ENGINE_SERVICE = "services/6F81-5844-456A"
-GPU_SKU = re.compile(r"^(?:spot preemptible )?nvidia (?:tesla )?(.+?) gpu running in ", re.I)
+# GPU SKUs are priced per GCE accelerator type, not per card: "Nvidia H100 80GB GPU" (a3-highgpu)
+# and "Nvidia H100 80GB Mega GPU" (a3-megagpu) are the same card at different prices, so a
+# price is keyed by the accelerator type the machine type names (guestAcceleratorType), never
+# by the canonical GPU. Description -> accelerator type as gpuhunt maps it (dstackai/gpuhunt
+# src/gpuhunt/providers/gcp.py, Prices.add_compute_sku, read in gpuhunt 0.1.34), with H200's
+# SKU, which has no "Nvidia" prefix ("H200 141GB GPU", Cyclenerd google-cloud-pricing-cost-
+# calculator build/mapping.csv as quoted by CloudPilot AI's instanceprice gpuSKUPrefixes).
+GPU_SKU = re.compile(r"^(?:spot preemptible )?(.+?) gpu running in ", re.I)
+SKU_ACCELERATORS = {
+    "nvidia-tesla-a100-80gb": "nvidia-a100-80gb",
+    "nvidia-h100-80gb-mega": "nvidia-h100-mega-80gb",
+    "nvidia-h100-80gb-plus": "nvidia-h100-mega-80gb",
+    "h200-141gb": "nvidia-h200-141gb",
+}
+RTX_PRO_6000_SKU = "rtx 6000 96gb"  # G4's GPU SKU says neither "Nvidia" nor "GPU" (gpuhunt)
 VM_SKU = re.compile(
     r"^(?:spot preemptible )?(\w+) (?:predefined )?instance (core|ram) running in ", re.I
 )
+# Machine series whose core/RAM SKUs are not named after the series prefix: A3 Mega is billed as
+# "A3Plus Instance Core/Ram" (gpuhunt: "A3Plus Instance" -> a3-megagpu), A3 Ultra as "A3Ultra
+# Instance Core/Ram" (CloudPilot AI instanceprice machineNameFamilyPrefixOverrides).
+SKU_FAMILIES = {"a3-megagpu": "a3plus", "a3-ultragpu": "a3ultra"}
 SKIP_SKU = ("sole tenancy", "reserved", "premium", "custom", "commitment", "dws")
 ATTACHABLE = {"t4": (1, 2, 4), "v100-sxm2-16gb": (1, 2, 4, 8)}
+# Listed by the machine types API but not sold on demand (Spot, Flex-start or reservations
+# only): https://cloud.google.com/compute/docs/accelerator-optimized-machines
+# #consumption_option_availability_by_machine_type, as gpuhunt's GCPProvider.filter applies it.
+NOT_ON_DEMAND = re.compile(r"^(a4x?-|a3-ultragpu-|a3-highgpu-[124]g$)")
+
+
+def sku_accelerator(description: str) -> str | None:
+    """The GCE accelerator type a GPU SKU prices ("Nvidia Tesla T4 GPU running in Americas" ->
+    "nvidia-tesla-t4"), or None for a SKU that is not a GPU's."""
+    if RTX_PRO_6000_SKU in description.lower():
+        return "nvidia-rtx-pro-6000"
+    match = GPU_SKU.match(description)
+    if not match:
+        return None
+    name = match.group(1).replace(" ", "-").lower()
+    return SKU_ACCELERATORS.get(name, name)
+
+
+def sku_family(machine_type: str) -> str:
+    """The core/RAM SKU family of a machine type: "g2-standard-4" -> "g2",
+    "a3-megagpu-8g" -> "a3plus"."""
+    for prefix, family in SKU_FAMILIES.items():
+        if machine_type.startswith(prefix):
+            return family
+    return machine_type.split("-")[0].lower()
 
 
 def sku_price(sku: Any) -> float:
@@ -112,7 +155,12 @@ class GcpProvider(Provider):
         fetched = utc_now_iso()
         offers = []
         for (region, name), m in sorted(machines.items()):
-            family = name.split("-")[0].lower()
+            if NOT_ON_DEMAND.match(name):
+                note = f"skipped {name}: not sold on demand (Spot, Flex-start or reservations only)"
+                if note not in self.warnings:
+                    self.warnings.append(note)
+                continue
+            family = sku_family(name)
             on_demand = self._price(prices, "ondemand", region, family, m)
             if on_demand is None:
                 self.warnings.append(f"no complete price for {name} in {region}")
@@ -151,13 +199,14 @@ class GcpProvider(Provider):
                         continue
                     entry = machines.setdefault(
                         (region, mt.name),
-                        {**base, "gpu": gpu, "count": acc.guest_accelerator_count, "zones": set()},
-                    )
+                        {**base, "gpu": gpu, "accelerator": acc.guest_accelerator_type,
+                         "count": acc.guest_accelerator_count, "zones": set()},
+                    )  # fmt: skip
                     entry["zones"].add(zone)
                 elif mt.name.startswith("n1-standard-"):
                     n1.setdefault((region, mt.name), {**base, "zones": set()})["zones"].add(zone)
         accelerators = self._attachable(query)
-        for (region, gpu_id), zones in accelerators.items():
+        for (region, gpu_id, accelerator), zones in accelerators.items():
             for count in ATTACHABLE[gpu_id]:
                 host = n1.get((region, f"n1-standard-{4 * count}"))
                 if host is None or not zones & host["zones"]:
@@ -169,16 +218,18 @@ class GcpProvider(Provider):
                     **host,
                     "machine_type": f"n1-standard-{4 * count}",
                     "gpu": gpu_table()[gpu_id],
+                    "accelerator": accelerator,
                     "count": count,
                     "zones": zones & host["zones"],
                 }
         return machines
 
-    def _attachable(self, query: OfferQuery) -> dict[tuple[str, str], set[str]]:
+    def _attachable(self, query: OfferQuery) -> dict[tuple[str, str, str], set[str]]:
+        """{(region, canonical GPU, accelerator type): zones} of the GPUs N1 hosts attach."""
         from google.cloud import compute_v1
 
         client = compute_v1.AcceleratorTypesClient(**self._options())
-        found: dict[tuple[str, str], set[str]] = defaultdict(set)
+        found: dict[tuple[str, str, str], set[str]] = defaultdict(set)
         for scope, listing in client.aggregated_list(request={"project": self.project}):
             zone = scope.rsplit("/", 1)[-1]
             region = zone.rsplit("-", 1)[0]
@@ -187,12 +238,12 @@ class GcpProvider(Provider):
             for acc in listing.accelerator_types:
                 gpu = self.resolve_gpu(acc.name)
                 if gpu is not None and gpu.id in ATTACHABLE:
-                    found[(region, gpu.id)].add(zone)
+                    found[(region, gpu.id, acc.name)].add(zone)
         return found
 
     def _sku_prices(self) -> dict[tuple[str, str, str], float]:
-        """{(ondemand|spot, region, component)}: component is a canonical GPU id or
-        '<family>:core' / '<family>:ram'."""
+        """{(ondemand|spot, region, component)}: component is a GCE accelerator type
+        ("nvidia-l4") or '<family>:core' / '<family>:ram'."""
         from google.cloud import billing_v1
 
         client = billing_v1.CloudCatalogClient(**self._options())
@@ -210,12 +261,9 @@ class GcpProvider(Provider):
             )
             if kind is None:
                 continue
-            gpu_match, vm_match = GPU_SKU.match(desc), VM_SKU.match(desc)
-            if gpu_match:
-                gpu = self.resolve_gpu(gpu_match.group(1))
-                if gpu is None:
-                    continue
-                component = gpu.id
+            accelerator, vm_match = sku_accelerator(desc), VM_SKU.match(desc)
+            if accelerator:
+                component = accelerator
             elif vm_match:
                 component = f"{vm_match.group(1).lower()}:{vm_match.group(2).lower()}"
             else:
@@ -234,7 +282,7 @@ class GcpProvider(Provider):
     ) -> float | None:
         core = prices.get((kind, region, f"{family}:core"))
         ram = prices.get((kind, region, f"{family}:ram"))
-        gpu = prices.get((kind, region, m["gpu"].id))
+        gpu = prices.get((kind, region, m["accelerator"]))
         if core is None or ram is None or gpu is None:
             return None
         return round(m["vcpus"] * core + m["ram_gib"] * ram + m["count"] * gpu, 5)
