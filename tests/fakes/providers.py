@@ -117,13 +117,37 @@ def vast_route(method: str, path: str, body: bytes, headers: dict[str, str]) -> 
         return 404, {"error": "not found"}
     if headers.get("authorization") != "Bearer vast_test":
         return 401, {"error": "unauthorized"}
-    q = json.loads(body)
-    offers = [
+    return 200, {"offers": vast_search(fixture("vast", "bundles.json")["offers"], json.loads(body))}
+
+
+VAST_OPS = {
+    "eq": lambda a, b: a == b, "neq": lambda a, b: a != b, "gt": lambda a, b: a > b,
+    "gte": lambda a, b: a >= b, "lt": lambda a, b: a < b, "lte": lambda a, b: a <= b,
+    "in": lambda a, b: a in b, "notin": lambda a, b: a not in b,
+}  # fmt: skip
+
+
+def vast_search(offers: list[dict[str, Any]], q: dict[str, Any]) -> list[dict[str, Any]]:
+    """Vast's offer search as the API answers it: every {field: {op: value}} applies (the query
+    field ``verified`` is the offer's ``verification == "verified"``; ``external`` is a scope),
+    then ``order`` sorts and ``limit`` cuts (vastai api/offers.py search_offers)."""
+
+    def value(o: dict[str, Any], field: str) -> Any:
+        return o.get("verification") == "verified" if field == "verified" else o.get(field)
+
+    kept = [
         o
-        for o in fixture("vast", "bundles.json")["offers"]
-        if o["reliability2"] >= q["reliability2"]["gte"] and o["rentable"]
+        for o in offers
+        if all(
+            value(o, f) is not None and VAST_OPS[op](value(o, f), v)
+            for f, cond in q.items()
+            if isinstance(cond, dict) and f != "external"
+            for op, v in cond.items()
+        )
     ]
-    return 200, {"offers": offers}
+    for field, direction in reversed(q.get("order") or []):
+        kept.sort(key=lambda o: o.get(field) or 0, reverse=direction == "desc")
+    return kept[: int(q.get("limit") or 64)]
 
 
 def hetzner_route(method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
