@@ -376,7 +376,12 @@ def _read_toml(path: Path) -> dict[str, Any]:
             f"{path} is not valid TOML: {exc}",
             "fix that line, or move the file aside: `gpuplan init` writes a commented one",
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            "TOML files are UTF-8: save it as UTF-8, or move it aside (`gpuplan init` writes one)",
+        ) from None
+    except OSError as exc:
         raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
     values: dict[str, Any] = {}
     for section, table in doc.items():

@@ -274,6 +274,19 @@ def test_a_config_json_in_the_working_folder_names_the_model_after_it(tmp_path, 
     assert plan["model"] == plan["vllm_args"][0] == "my-model", plan["vllm_args"]
 
 
+def test_files_that_are_not_utf8_say_so_with_a_hint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gpuplan.toml").write_bytes(b'[model]\nmodel = "llama-3.1-8b\xff"\n')
+    r, out = _run(["recommend"], tmp_path)
+    assert r.exit_code == 2 and "gpuplan.toml is not UTF-8 text (byte 0xff" in _first(out), out
+    assert "hint: TOML files are UTF-8" in out
+    (tmp_path / "gpuplan.toml").unlink()
+    (tmp_path / "config.json").write_bytes(b'{"model_type": "llama\xfe"}')
+    r, out = _run(["footprint", "--config", "config.json"], tmp_path)
+    assert r.exit_code == 2 and "is not UTF-8 text (byte 0xfe at offset 21)" in _first(out), out
+    assert "hint: " in out
+
+
 def test_a_project_for_a_local_config_needs_the_models_hub_id(tmp_path):
     """A model read from a local config.json is named after its folder, which vLLM on the
     machine would look up on the Hub and fail to start: generate asks for the Hub id."""

@@ -102,7 +102,13 @@ def _read_json(path: Path, what: str) -> Any:
         return json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
         raise ModelSpecError(f"{what} not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ModelSpecError(
+            f"{what} {short(path)} is not UTF-8 text "
+            f"(byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            "give the file as the model's Hugging Face repository has it (JSON is UTF-8)",
+        ) from None
+    except OSError as exc:
         raise ModelSpecError(f"cannot read {what} {path}: {exc}") from None
     except json.JSONDecodeError as exc:
         raise ModelSpecError(
