@@ -158,12 +158,26 @@ class Health:
     models: tuple[str, ...] = ()
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """urllib follows a redirect with every header of the request, Authorization included, to
+    whatever host it names: a request carrying the API key follows none (the 3xx comes back)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_KEYED = urllib.request.build_opener(_NoRedirect)
+_REFUSED = (401, 403)
+
+
 def _get(url: str, api_key: str | None, timeout: float) -> tuple[int, bytes]:
     request = urllib.request.Request(url)
+    opener = urllib.request.urlopen
     if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
+        request.add_unredirected_header("Authorization", f"Bearer {api_key}")
+        opener = _KEYED.open
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
+        with opener(request, timeout=timeout) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, b""
@@ -180,7 +194,10 @@ def wait_healthy(
     on_output: Printer | None = None,
 ) -> Health:
     """Poll ``/health`` until 200, then check ``/v1/models`` lists ``model``. Bounded by
-    ``timeout_s``: connection refused, 502/503 (the weights are still loading) keep waiting."""
+    ``timeout_s``: connection refused, 502/503 (the weights are still loading) keep waiting.
+    vLLM's --api-key leaves /health open (only paths under /v1 are checked) and so does the
+    generated proxy; a gateway that guards /health too is asked again with the key. A refused
+    key or a redirect of a keyed request ends the wait at once: waiting cannot change them."""
     if not endpoint.startswith(("http://", "https://")):
         return Health(False, f"no usable endpoint in the stack outputs ({endpoint!r})", 0.0)
     base = endpoint.rstrip("/").removesuffix("/v1")
@@ -190,6 +207,11 @@ def wait_healthy(
         try:
             status, _ = _get(f"{base}/health", None, timeout=min(10.0, interval_s + 5))
             last = f"/health answered {status}"
+            if status in _REFUSED and api_key:  # a gateway that guards every path
+                status, _ = _get(f"{base}/health", api_key, timeout=min(10.0, interval_s + 5))
+                last = f"/health answered {status}"
+                if status in _REFUSED or 300 <= status < 400:
+                    return Health(False, _refusal(last, status), clock() - start)
             if status == 200:
                 status, body = _get(f"{base}/v1/models", api_key, timeout=10.0)
                 if status == 200:
@@ -204,8 +226,8 @@ def wait_healthy(
                         models,
                     )
                 last = f"/v1/models answered {status}"
-                if status in (401, 403):
-                    return Health(False, f"{last}: the API key was refused", clock() - start)
+                if status in _REFUSED or 300 <= status < 400:
+                    return Health(False, _refusal(last, status), clock() - start)
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             last = f"not answering yet ({type(reason).__name__})"
@@ -217,6 +239,12 @@ def wait_healthy(
         if on_output:
             on_output(f"waiting for {base}: {last} ({waited:.0f} s)")
         sleep(interval_s)
+
+
+def _refusal(last: str, status: int) -> str:
+    if status in _REFUSED:
+        return f"{last}: the API key was refused"
+    return f"{last}, a redirect, not followed with the API key (export the final address)"
 
 
 def reveal(value: Any) -> Any:

@@ -290,6 +290,48 @@ def test_wait_healthy_reports_a_refused_api_key_at_once():
     assert sleeps == [5, 5]  # only while loading; none after the 401
 
 
+def test_wait_healthy_never_sends_the_api_key_where_a_redirect_points():
+    """urllib follows a redirect with every header the request was given, Authorization
+    included, to any host: a /v1/models that redirects (a hijacked name, a misconfigured
+    balancer) would receive the API key. The keyed request follows no redirect."""
+    from infra.deploy import wait_healthy
+    from tests.fakes.server import LoopbackServer, QuietHandler
+
+    seen: list[str | None] = []
+
+    class Elsewhere(QuietHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    other = LoopbackServer(Elsewhere)
+    with other, FakeVllm(MODEL, KEY, models_redirect=f"{other.url}/v1/models") as vllm:
+        health = wait_healthy(vllm.endpoint, KEY, MODEL, timeout_s=2, interval_s=0.05)
+    assert seen == []  # never followed, so the key went nowhere else
+    assert health.healthy is False and "302" in health.detail and "redirect" in health.detail
+    assert KEY not in health.detail
+    assert vllm.requests == [("/health", 200), ("/v1/models", 302)]  # at once, no waiting
+
+
+def test_wait_healthy_asks_a_guarded_health_route_with_the_key():
+    """vLLM's --api-key leaves /health open (its AuthenticationMiddleware checks only paths
+    starting with /v1), and so does gpuplan's proxy; a gateway that guards every path answers
+    401 there. That is not "still loading": /health is asked again with the key, and a key
+    refused there too ends the wait at once instead of after wait_healthy seconds."""
+    from infra.deploy import wait_healthy
+
+    with FakeVllm(MODEL, KEY, health_needs_key=True) as vllm:
+        ok = wait_healthy(vllm.endpoint, KEY, MODEL, timeout_s=2, interval_s=0.05)
+    assert ok.healthy is True, ok.detail
+    assert vllm.requests == [("/health", 401), ("/health", 200), ("/v1/models", 200)]
+    with FakeVllm(MODEL, KEY, health_needs_key=True) as vllm:
+        refused = wait_healthy(vllm.endpoint, "sk-wrong-key", MODEL, timeout_s=2, interval_s=0.05)
+    assert refused.healthy is False and "401" in refused.detail and "key" in refused.detail
+    assert vllm.requests == [("/health", 401), ("/health", 401)]
+
+
 def test_deploy_with_a_refused_api_key_fails_and_says_why(cli, project, monkeypatch):
     with FakeVllm(MODEL, "sk-the-server-has-another-key-0123") as vllm:
         monkeypatch.setenv("FAKE_ENDPOINT", vllm.endpoint)

@@ -1,6 +1,7 @@
 """A local HTTP server that behaves like a starting vLLM: not listening at first, then 503 on
 /health while "loading", then 200, with /v1/models behind the API key (401 for any other
-key, as vLLM's --api-key middleware answers)."""
+key, as vLLM's --api-key middleware answers). ``health_needs_key``: /health behind the key too
+(a gateway that guards every path); ``models_redirect``: /v1/models answers 302 to that URL."""
 
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ class FakeVllm(LoopbackServer):
         loading_polls: int = 0,
         never_healthy: bool = False,
         served_model: str | None = None,
+        health_needs_key: bool = False,
+        models_redirect: str | None = None,
     ) -> None:
         self.model, self.api_key = model, api_key
         self.served = served_model or model
         self.start_after_s, self.loading_polls = start_after_s, loading_polls
         self.never_healthy = never_healthy
+        self.health_needs_key, self.models_redirect = health_needs_key, models_redirect
         self.requests: list[tuple[str, int]] = []
         self._timer: threading.Timer | None = None
         # Bound now (the port is known and reserved), listening only from start(): until then
@@ -65,13 +69,23 @@ class FakeVllm(LoopbackServer):
                 self.wfile.write(data)
 
             def do_GET(self) -> None:
+                keyed = self.headers.get("Authorization") == f"Bearer {fake.api_key}"
+                if self.path == "/health" and fake.health_needs_key and not keyed:
+                    return self._send(401, {"error": "Unauthorized"})
+                if self.path == "/v1/models" and fake.models_redirect:
+                    fake.requests.append((self.path, 302))
+                    self.send_response(302)
+                    self.send_header("Location", fake.models_redirect)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return None
                 if self.path == "/health":
                     polls = sum(1 for p, _ in fake.requests if p == "/health")
                     if fake.never_healthy or polls < fake.loading_polls:
                         return self._send(503, {"error": "loading"})
                     return self._send(200)
                 if self.path == "/v1/models":
-                    if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
+                    if not keyed:
                         return self._send(401, {"error": "Unauthorized"})
                     return self._send(
                         200, {"object": "list", "data": [{"id": fake.served, "object": "model"}]}
