@@ -6,7 +6,7 @@ Exit codes (also in README.md):
   4  provider or network failure
   5  infrastructure-code or deploy failure
   6  `gpuplan check` found the committed project out of date
-  130 interrupted
+  130 interrupted (SIGINT, or SIGTERM as a cancelled CI job sends)
 Only ``planner.cli`` prints these; every other module raises them.
 """
 

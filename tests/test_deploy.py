@@ -372,8 +372,10 @@ def test_status_and_destroy(cli, project, monkeypatch):
     assert calls(project)[-1] == "destroy"
 
 
-def test_sigint_during_deploy_exits_130_and_writes_nothing(project, monkeypatch):
-    """SIGINT while Pulumi's `up` runs: exit 130, a one-line message, no file touched.
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_sigint_during_deploy_exits_130_and_writes_nothing(project, monkeypatch, sig):
+    """SIGINT (Ctrl-C) or SIGTERM (a CI job cancelled: GitLab, a container stopped, GitHub's
+    runner after 7.5 s) while Pulumi's `up` runs: exit 130, a one-line message, no file touched.
 
     The fake engine writes to a pipe once it is inside `up`; the signal goes only after that
     line arrived, so the test does not depend on how fast the child starts."""
@@ -411,7 +413,7 @@ def test_sigint_during_deploy_exits_130_and_writes_nothing(project, monkeypatch)
             proc.kill()
             _, err = proc.communicate(timeout=60)
             pytest.fail(f"the deploy never reached `up`: {err[-2000:]}")
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
+import threading
 from typing import Any, NoReturn
 
 import click
@@ -38,6 +40,22 @@ def _usage(ctx: click.Context, exc: click.UsageError) -> NoReturn:
     _fail(ctx, message, f"see `{command} --help`", 2)
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _sigterm_as_interrupt() -> Any:
+    """SIGTERM (a cancelled CI job, a stopped container) takes Ctrl-C's path: one line and exit
+    130 rather than a silent death (exit 143). Returns the handler to put back; a SIGTERM the
+    parent chose to ignore stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+    return previous
+
+
 class GpuplanGroup(click.Group):
     """The one error boundary: every GpuplanError becomes one line, a hint and its exit code."""
 
@@ -55,6 +73,7 @@ class GpuplanGroup(click.Group):
             _usage(ctx, exc)
 
     def invoke(self, ctx: click.Context) -> Any:
+        previous_sigterm = _sigterm_as_interrupt()
         try:
             return super().invoke(ctx)
         except GpuplanError as exc:
@@ -93,6 +112,9 @@ class GpuplanGroup(click.Group):
             first = str(exc).splitlines()[0] if str(exc) else ""
             hint = "rerun with --debug for the traceback, and report it"
             _fail(ctx, f"unexpected {type(exc).__name__}: {first}", hint, 1)
+        finally:
+            if previous_sigterm is not None:
+                signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 @click.group(cls=GpuplanGroup, context_settings={"help_option_names": ["-h", "--help"]})
