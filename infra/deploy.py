@@ -74,7 +74,9 @@ class PulumiEngine:
 
     def up(self, on_output: Printer) -> dict[str, Any]:
         result = self._run(
-            lambda: self.stack.up(on_output=on_output, show_secrets=False, color="never")
+            lambda: self.stack.up(on_output=on_output, show_secrets=False, color="never"),
+            "what was created before the failure stays in the stack (and is billed): fix the "
+            "cause and deploy again, or `gpuplan destroy`",
         )
         return _wrap(result.outputs)
 
@@ -97,15 +99,23 @@ class PulumiEngine:
         return history[0].start_time.timestamp()
 
     @staticmethod
-    def _run(fn: Callable[[], Any]) -> Any:
+    def _run(fn: Callable[[], Any], hint: str = "the stack state is kept by Pulumi") -> Any:
+        from pulumi.automation.errors import ConcurrentUpdateError
+
         try:
             return fn()
         except KeyboardInterrupt:
             raise
+        except ConcurrentUpdateError as exc:  # Pulumi Cloud's 409, or a self-managed lock file
+            raise DeployError(
+                f"the stack is locked by another update: {_first_line(exc)}",
+                "another deploy, preview or destroy of this stack is running: wait for it and "
+                "run again; only if none is (a killed run left the lock), `pulumi cancel` in "
+                "the project folder",
+            ) from None
         except Exception as exc:
             raise DeployError(
-                f"pulumi failed: {_first_line(exc)}",
-                "see the streamed log above; the stack state is kept by Pulumi",
+                f"pulumi failed: {_first_line(exc)}", f"see the streamed log above; {hint}"
             ) from None
 
 

@@ -461,6 +461,57 @@ def test_pulumis_own_error_line_is_passed_through():
     assert _first_line(RuntimeError("boom\nmore")) == "boom"
 
 
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "error: [409] Conflict: Another update is currently in progress.",  # Pulumi Cloud
+        "error: the stack is currently locked by 1 lock(s). Either wait for the other "
+        "process(es) to end or delete the lock file with `pulumi cancel`.",  # self-managed
+    ],
+)
+def test_a_stack_locked_by_another_run_says_wait_then_cancel(stderr):
+    """Two CI runs on one stack: Pulumi refuses the second (the Automation API raises
+    ConcurrentUpdateError). The user is told it is a lock, to wait, and when `pulumi cancel`
+    is safe, not only that "pulumi failed"."""
+    from pulumi.automation._cmd import CommandResult
+    from pulumi.automation.errors import create_command_error
+
+    from infra.deploy import PulumiEngine
+    from planner.errors import DeployError
+
+    def locked() -> None:
+        raise create_command_error(
+            CommandResult(stdout="Updating (prod)\n", stderr=stderr, code=255)
+        )
+
+    with pytest.raises(DeployError) as err:
+        PulumiEngine._run(locked)
+    assert err.value.exit_code == 5
+    assert err.value.message.startswith("the stack is locked by another update: error:")
+    assert "wait for it" in (err.value.hint or "") and "pulumi cancel" in (err.value.hint or "")
+
+
+def test_a_failed_up_says_what_it_left_behind():
+    """`pulumi up` failing half-way keeps what it created, billed: the hint says so and how to
+    remove it, not only where the log is."""
+    from infra.deploy import PulumiEngine
+    from planner.errors import DeployError
+
+    class Stack:
+        def up(self, **_: object) -> None:
+            raise RuntimeError("error: creating EC2 Instance: InsufficientInstanceCapacity")
+
+    engine = object.__new__(PulumiEngine)
+    engine.stack = Stack()
+    with pytest.raises(DeployError) as err:
+        engine.up(print)
+    assert err.value.message == "pulumi failed: error: creating EC2 Instance: " + (
+        "InsufficientInstanceCapacity"
+    )
+    assert "stays in the stack (and is billed)" in (err.value.hint or "")
+    assert "gpuplan destroy" in (err.value.hint or "")
+
+
 def test_deploy_without_the_pulumi_package_says_which_extra(monkeypatch, tmp_path):
     import shutil
     import sys
