@@ -40,7 +40,7 @@ class Secret:
 
 class Engine(Protocol):
     def up(self, on_output: Printer) -> dict[str, Any]: ...
-    def preview(self, on_output: Printer) -> str: ...
+    def preview(self, on_output: Printer) -> dict[str, int]: ...
     def destroy(self, on_output: Printer) -> None: ...
     def outputs(self) -> dict[str, Any]: ...
     def last_update_epoch(self) -> float | None: ...
@@ -80,9 +80,10 @@ class PulumiEngine:
         )
         return _wrap(result.outputs)
 
-    def preview(self, on_output: Printer) -> str:
+    def preview(self, on_output: Printer) -> dict[str, int]:
+        """Operation ("create", "replace", "same"...) -> resource count."""
         result = self._run(lambda: self.stack.preview(on_output=on_output, color="never"))
-        return str(result.change_summary)
+        return {str(getattr(op, "value", op)): int(n) for op, n in result.change_summary.items()}
 
     def destroy(self, on_output: Printer) -> None:
         self._run(

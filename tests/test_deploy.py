@@ -344,6 +344,25 @@ def test_deploy_with_a_refused_api_key_fails_and_says_why(cli, project, monkeypa
     assert ("/v1/models", 401) in vllm.requests
 
 
+def test_deploy_preview_gives_the_changes_as_values_and_warns_of_a_replacement(
+    cli, project, monkeypatch
+):
+    """`deploy --preview --format json` is what a CI step reads to stop before a replacement:
+    the changes are an object (op -> count), not the repr of a Python dict inside a string,
+    and a replacement (a new machine: new address, the weights downloaded again) is said."""
+    r = cli("deploy", "--preview", "--format", "json")
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)
+    assert doc["changes"] == {"create": 3} and doc["summary"] == "3 create"
+    assert "warning" not in r.stderr
+    monkeypatch.setenv("FAKE_PREVIEW", json.dumps({"same": 5, "replace": 1}))
+    text = cli("deploy", "--preview")
+    assert text.exit_code == 0, text.output
+    assert text.stdout.strip() == "preview of prod: 1 replace, 5 same"
+    assert "warning: 1 resource would be replaced" in text.stderr
+    assert calls(project) == ["open", "preview", "open", "preview"]
+
+
 def test_deploy_refuses_without_yes_when_not_interactive(cli, project):
     r = cli("deploy")
     assert r.exit_code == 2 and "--yes" in r.output
@@ -510,6 +529,22 @@ def test_a_failed_up_says_what_it_left_behind():
     )
     assert "stays in the stack (and is billed)" in (err.value.hint or "")
     assert "gpuplan destroy" in (err.value.hint or "")
+
+
+def test_pulumi_preview_changes_become_plain_counts():
+    from pulumi.automation import PreviewResult
+    from pulumi.automation.events import OpType
+
+    from infra.deploy import PulumiEngine
+
+    class Stack:
+        def preview(self, **_: object) -> PreviewResult:
+            return PreviewResult("", "", {OpType.REPLACE: 1, "same": 5})  # type: ignore[dict-item]
+
+    engine = object.__new__(PulumiEngine)
+    engine.stack = Stack()
+    changes = engine.preview(print)
+    assert changes == {"replace": 1, "same": 5} and json.dumps(changes)
 
 
 def test_deploy_without_the_pulumi_package_says_which_extra(monkeypatch, tmp_path):

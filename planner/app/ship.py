@@ -49,8 +49,23 @@ def public_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def preview(stack: Stack, log: Log) -> dict[str, Any]:
-    return {"schema": "gpuplan.deploy-preview/1", "stack": stack.name,
-            "summary": stack.engine.preview(log)}  # fmt: skip
+    """What `pulumi up` would do: ``changes`` (operation -> resource count) for scripts, the
+    same as one line in ``summary``, and a warning when a resource would be replaced."""
+    changes = dict(sorted(stack.engine.preview(log).items()))
+    replaced = changes.get("replace", 0)
+    warnings = (
+        [f"{replaced} resource{'s' if replaced > 1 else ''} would be replaced: a replaced "
+         "machine is a new one (another address unless it is reserved, the weights downloaded "
+         "again); `pulumi preview --diff` in the project folder says why"]
+        if replaced else []
+    )  # fmt: skip
+    return {
+        "schema": "gpuplan.deploy-preview/1",
+        "stack": stack.name,
+        "summary": ", ".join(f"{n} {op}" for op, n in changes.items()) or "no changes",
+        "changes": changes,
+        "warnings": warnings,
+    }
 
 
 def deploy(

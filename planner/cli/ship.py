@@ -83,6 +83,8 @@ def deploy(
     s, stack = _stack(ctx, toml_file, project_dir)
     if preview:
         doc = ship.preview(stack, log_stderr)
+        for warning in doc["warnings"]:
+            click.echo(f"warning: {warning}", err=True)
         if fmt == "json":
             print_json(doc)
         else:

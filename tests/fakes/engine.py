@@ -2,9 +2,10 @@
 GPUPLAN_ENGINE=tests.fakes.engine:make.
 
 Behaviour from the environment (so it also works in a subprocess): FAKE_ENDPOINT, FAKE_MODEL,
-FAKE_API_KEY, FAKE_UP_SLEEP_S (a slow `up`, for interruption tests), FAKE_UP_FD (a pipe's
-write end: `up` writes one line to it once it is running, the event an interruption test
-waits for) and FAKE_RECORD (a file that collects the calls, one JSON line each).
+FAKE_API_KEY, FAKE_PREVIEW (the preview's changes, JSON), FAKE_UP_SLEEP_S (a slow `up`, for
+interruption tests), FAKE_UP_FD (a pipe's write end: `up` writes one line to it once it is
+running, the event an interruption test waits for) and FAKE_RECORD (a file that collects the
+calls, one JSON line each).
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ class FakeEngine:
         on_output("Resources: 3 created")
         return self._outputs()
 
-    def preview(self, on_output: Printer) -> str:
+    def preview(self, on_output: Printer) -> dict[str, int]:
         self._record("preview")
-        return "{'create': 3}"
+        changes: dict[str, int] = json.loads(os.environ.get("FAKE_PREVIEW", '{"create": 3}'))
+        return changes
 
     def destroy(self, on_output: Printer) -> None:
         self._record("destroy")
