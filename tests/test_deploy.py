@@ -216,6 +216,23 @@ def test_deploy_waits_through_refused_and_503_until_healthy(cli, project, monkey
     assert calls(project) == ["open", "up"]
 
 
+def test_deploy_of_a_project_edited_by_hand_warns_and_runs_it(cli, project, monkeypatch):
+    """Review: CI runs `gpuplan check` before deploy, but a deploy run by hand ran edited files
+    without a word. It says so (one line, on stderr) and deploys the files as they are."""
+    with FakeVllm(MODEL, KEY) as vllm:
+        monkeypatch.setenv("FAKE_ENDPOINT", vllm.endpoint)
+        clean = cli("deploy", "--yes", "--format", "json")
+        assert clean.exit_code == 0 and "differs from what gpuplan writes" not in clean.output
+        main = project / "infra/llm/__main__.py"
+        main.write_text(main.read_text().replace("'port': 8000", "'port': 9000"))
+        r = cli("deploy", "--yes", "--format", "json")
+    assert r.exit_code == 0, r.output
+    assert "warning: infra/llm differs from what gpuplan writes for its plan (__main__.py)" in (
+        r.stderr
+    ), r.stderr
+    assert json.loads(r.stdout)["healthy"] is True
+
+
 def test_deploy_never_healthy_times_out_and_can_destroy(cli, project, monkeypatch):
     with FakeVllm(MODEL, KEY, never_healthy=True) as vllm:
         monkeypatch.setenv("FAKE_ENDPOINT", vllm.endpoint)

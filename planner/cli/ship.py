@@ -81,6 +81,9 @@ def deploy(
     from planner.present.project import deployed_line
 
     s, stack = _stack(ctx, toml_file, project_dir)
+    drifted = ship.drift_warning(stack, s)
+    if drifted:
+        click.echo(f"warning: {drifted}", err=True)
     if preview:
         doc = ship.preview(stack, log_stderr)
         for warning in doc["warnings"]:
