@@ -116,8 +116,8 @@ def test_init_writes_config_and_a_valid_workflow(cli, tmp_path):
     deploy_steps = flow["jobs"]["deploy"]["steps"]
     assert any("gpuplan deploy --yes" in s.get("run", "") for s in deploy_steps)
     assert any(s.get("uses", "").startswith("pulumi/actions@") for s in deploy_steps)
-    deploy_env = flow["jobs"]["deploy"]["env"]
-    assert deploy_env["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
+    [deploying] = [s for s in deploy_steps if s.get("name") == "gpuplan deploy"]
+    assert deploying["env"]["PULUMI_ACCESS_TOKEN"] == "${{ secrets.PULUMI_ACCESS_TOKEN }}"
     assert not any("secrets." in str(v) for v in flow["env"].values())
     again = cli("init", "--dir", str(tmp_path))
     assert again.exit_code == 2 and "--force" in again.output

@@ -12,11 +12,20 @@ import yaml
 from infra.workflow import installed_spec, render_workflow
 from planner.errors import UsageError
 
-DEPLOY_ONLY = {"RUNPOD_API_KEY", "VAST_API_KEY", "HETZNER_ROBOT_PASSWORD", "HF_TOKEN"}
+DEPLOY_ONLY = {"RUNPOD_API_KEY", "VAST_API_KEY", "HETZNER_ROBOT_PASSWORD"}
+BACKEND = {
+    "PULUMI_ACCESS_TOKEN": "${{ secrets.PULUMI_ACCESS_TOKEN }}",
+    "PULUMI_BACKEND_URL": "${{ secrets.PULUMI_BACKEND_URL }}",
+    "PULUMI_CONFIG_PASSPHRASE": "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",
+}
 
 
 def flow(install: str = "gpuplan==0.2.0") -> dict:
     return yaml.safe_load(render_workflow("infra/llm", "prod", install))
+
+
+def _secret_keys(step_or_job: dict) -> set[str]:
+    return {k for k, v in (step_or_job.get("env") or {}).items() if "secrets." in str(v)}
 
 
 def test_secrets_live_in_the_jobs_environments_not_the_workflow():
@@ -24,9 +33,24 @@ def test_secrets_live_in_the_jobs_environments_not_the_workflow():
     assert not any("secrets." in str(v) for v in f["env"].values())
     check, deploy = f["jobs"]["check"], f["jobs"]["deploy"]
     assert (check["environment"], deploy["environment"]) == ("preview", "production")
-    assert set(deploy["env"]) >= DEPLOY_ONLY
-    assert not DEPLOY_ONLY & set(check["env"])  # pull requests never see deploy-only keys
+    deploying = next(s for s in deploy["steps"] if s.get("name") == "gpuplan deploy")
+    assert _secret_keys(deploying) >= DEPLOY_ONLY | {"AWS_SECRET_ACCESS_KEY", *BACKEND}
+    # pull requests never see deploy-only keys
+    assert not DEPLOY_ONLY & set().union(*(_secret_keys(s) for s in check["steps"]))
     assert f["permissions"] == {"contents": "read"}
+
+
+def test_secrets_reach_only_the_steps_that_use_them():
+    """Review: the secrets were the jobs' environment, so every step saw the cloud and Pulumi
+    credentials, the package installs too (build scripts of third-party packages run there).
+    They are now each step's own, and the checkout keeps no GitHub token in .git/config."""
+    for name, job in flow()["jobs"].items():
+        assert not _secret_keys(job), name
+        users = {s.get("name") for s in job["steps"] if _secret_keys(s)}
+        runs = "pulumi preview" if name == "check" else "gpuplan deploy"
+        assert users == {"Stack config from secrets and variables", runs}, name
+        [checkout] = [s for s in job["steps"] if "actions/checkout@" in s.get("uses", "")]
+        assert checkout["with"]["persist-credentials"] is False
 
 
 def test_actions_are_pinned_by_commit():
@@ -108,6 +132,7 @@ def test_stack_config_is_set_from_secrets_before_preview_and_deploy():
         assert any(marker in s for s in later), name
         assert step["working-directory"] == "infra/llm"
         assert step["env"] == {
+            **BACKEND,
             "HF_TOKEN": "${{ secrets.HF_TOKEN }}",
             "GCP_PROJECT": "${{ vars.GCP_PROJECT }}",
             "HETZNER_SSH_PRIVATE_KEY": "${{ secrets.HETZNER_SSH_PRIVATE_KEY }}",
@@ -175,7 +200,7 @@ def test_deploy_polls_the_model_only_when_the_runner_may_reach_it(tmp_path, vari
     import subprocess
 
     [step] = [s for s in flow()["jobs"]["deploy"]["steps"] if s.get("name") == "gpuplan deploy"]
-    assert step["env"] == {"GPUPLAN_WAIT_HEALTHY": "${{ vars.GPUPLAN_WAIT_HEALTHY }}"}
+    assert step["env"]["GPUPLAN_WAIT_HEALTHY"] == "${{ vars.GPUPLAN_WAIT_HEALTHY }}"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "gpuplan").write_text('#!/bin/sh\necho "$*" > "$LOG"\n')
