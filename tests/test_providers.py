@@ -163,4 +163,30 @@ def test_hetzner_monthly_rentals(monkeypatch, tmp_path):
 def test_runpod_graphql_never_interpolates():
     from planner.offers.providers.runpod import GPU_TYPES_QUERY
 
-    assert "$lowest" in GPU_TYPES_QUERY and '"' not in GPU_TYPES_QUERY
+    assert "lowestPrice(input: $secure1)" in GPU_TYPES_QUERY and '"' not in GPU_TYPES_QUERY
+
+
+def test_runpod_leaves_out_what_is_out_of_stock_now(monkeypatch):
+    """A GPU type whose stock is null for a tier and count, or only on hosts whose CUDA is older
+    than the image's, cannot be rented for the project: the pod would never be placed. Each
+    tier keeps its own largest pod (maxGpuCountSecureCloud / ...CommunityCloud)."""
+    from infra.versions import IMAGE_CUDA
+    from planner.offers.providers.runpod import MIN_HOST_CUDA
+
+    assert float(MIN_HOST_CUDA) == IMAGE_CUDA
+    with provider_env("runpod", monkeypatch):
+        provider = provider_classes()["runpod"].from_env()
+        offers = provider.list_offers(OfferQuery())
+    have = {(x.instance_type, x.tier): x.availability for x in offers}
+    assert have[("8x NVIDIA GeForce RTX 4090", "secure")] == "Low"
+    assert have[("4x NVIDIA GeForce RTX 4090", "community")] == "Low"
+    assert ("8x NVIDIA GeForce RTX 4090", "community") not in have  # none free
+    assert ("2x NVIDIA A100 80GB PCIe", "secure") in have
+    assert ("4x NVIDIA A100 80GB PCIe", "secure") not in have
+    # community hosts of the A6000 run CUDA 12.8 only; secure ones 13.0
+    assert ("1x NVIDIA RTX A6000", "secure") in have
+    assert not any(t == "community" and "A6000" in i for i, t in have)
+    # each tier's own largest pod: L40S community pods hold 2 at most, secure ones 8
+    assert ("2x NVIDIA L40S", "community") in have and ("4x NVIDIA L40S", "community") not in have
+    assert ("8x NVIDIA L40S", "secure") in have
+    assert any("out of stock now" in w for w in provider.warnings)

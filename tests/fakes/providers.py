@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -107,9 +108,29 @@ def runpod_route(method: str, path: str, body: bytes, headers: dict[str, str]) -
     if headers.get("authorization") != "Bearer rp_test":
         return 401, {"errors": [{"message": "unauthorized"}]}
     query = json.loads(body)
-    if "gpuTypes" not in query.get("query", "") or "variables" not in query:
+    text, variables = query.get("query", ""), query.get("variables")
+    if "gpuTypes" not in text or not isinstance(variables, dict):
         return 400, {"errors": [{"message": "bad query"}]}
-    return 200, fixture("runpod", "gpu_types.json")
+    # Each aliased lowestPrice(input: $var) is answered from the fixture's inventory, as the
+    # API answers it for that input: the stock of that many GPUs in that tier, on hosts whose
+    # CUDA is at least minCudaVersion (null: none).
+    asked = re.findall(r"(\w+): lowestPrice\(input: \$(\w+)\)", text)
+    types = []
+    for g in fixture("runpod", "gpu_types.json")["data"]["gpuTypes"]:
+        answer = {k: v for k, v in g.items() if not k.startswith("_")}
+        for alias, var in asked:
+            inp = variables.get(var)
+            if not isinstance(inp, dict) or not isinstance(inp.get("gpuCount"), int):
+                return 400, {"errors": [{"message": f"${var}: GpuLowestPriceInput expected"}]}
+            tier = "secure" if inp.get("secureCloud") else "community"
+            status = g.get("_stock", {}).get(tier, {}).get(str(inp["gpuCount"]))
+            host = g.get("_hostCuda", {}).get(tier, "13.0")
+            needed = inp.get("minCudaVersion")
+            if needed and tuple(map(int, needed.split("."))) > tuple(map(int, host.split("."))):
+                status = None
+            answer[alias] = {"stockStatus": status}
+        types.append(answer)
+    return 200, {"data": {"gpuTypes": types}}
 
 
 def vast_route(method: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:

@@ -17,16 +17,42 @@ from planner.offers.providers.base import (
     utc_now_iso,
 )
 
-GPU_TYPES_QUERY = """
-query GpuTypes($lowest: GpuLowestPriceInput) {
-  gpuTypes {
-    id displayName memoryInGb maxGpuCount secureCloud communityCloud
-    securePrice communityPrice secureSpotPrice communitySpotPrice
-    lowestPrice(input: $lowest) { stockStatus }
-  }
-}
-"""
 GPU_COUNTS = (1, 2, 4, 8)
+TIERS = ("secure", "community")
+# The CUDA the vLLM image needs on the host (infra.versions.IMAGE_CUDA; a test keeps them
+# equal): a GPU type in stock only on hosts with an older driver cannot run the project.
+MIN_HOST_CUDA = "13.0"
+
+
+def _stock_alias(tier: str, count: int) -> str:
+    return f"{tier}{count}"
+
+
+# One lowestPrice per tier and GPU count, aliased, each with its own input variable: its
+# stockStatus is null when no host of that tier has that many GPUs of the type free with a
+# CUDA of at least minCudaVersion (GpuLowestPriceInput: gpuCount, secureCloud, minCudaVersion,
+# as gpuhunt's RunPod provider queries it, dstackai/gpuhunt src/gpuhunt/providers/runpod.py).
+GPU_TYPES_QUERY = (
+    "query GpuTypes("
+    + ", ".join(f"${_stock_alias(t, n)}: GpuLowestPriceInput" for t in TIERS for n in GPU_COUNTS)
+    + ") {\n  gpuTypes {\n"
+    "    id displayName memoryInGb maxGpuCount maxGpuCountSecureCloud maxGpuCountCommunityCloud\n"
+    "    secureCloud communityCloud securePrice communityPrice secureSpotPrice communitySpotPrice\n"
+    + "".join(
+        f"    {_stock_alias(t, n)}: lowestPrice(input: ${_stock_alias(t, n)}) {{ stockStatus }}\n"
+        for t in TIERS
+        for n in GPU_COUNTS
+    )
+    + "  }\n}\n"
+)
+
+
+def stock_variables() -> dict[str, dict[str, Any]]:
+    return {
+        _stock_alias(t, n): {"gpuCount": n, "secureCloud": t == "secure",
+                             "minCudaVersion": MIN_HOST_CUDA}
+        for t in TIERS for n in GPU_COUNTS
+    }  # fmt: skip
 
 
 @register
@@ -40,6 +66,7 @@ class RunpodProvider(Provider):
     def __init__(self, api_key: str, base_url: str) -> None:
         super().__init__()
         self.http = JsonHttp("runpod", base_url, headers={"Authorization": f"Bearer {api_key}"})
+        self._out_of_stock = 0  # tier x count combinations left out by the last listing
 
     @classmethod
     def from_env(cls, base_url: str | None = None) -> RunpodProvider:
@@ -49,7 +76,7 @@ class RunpodProvider(Provider):
         return cls(key, cls.base_url(base_url) or "")
 
     def list_offers(self, query: OfferQuery) -> list[Offer]:
-        body = {"query": GPU_TYPES_QUERY, "variables": {"lowest": {"gpuCount": 1}}}
+        body = {"query": GPU_TYPES_QUERY, "variables": stock_variables()}
         answer = self.http.request("POST", "/graphql", json=body)
         if not isinstance(answer, dict) or answer.get("errors"):
             detail = answer.get("errors") if isinstance(answer, dict) else answer
@@ -59,8 +86,14 @@ class RunpodProvider(Provider):
             raise ProviderError("runpod: answer has no data.gpuTypes list")
         fetched = utc_now_iso()
         offers = []
+        self._out_of_stock = 0
         for g in gpu_types:
             offers += self._offers_for(g, fetched)
+        if self._out_of_stock:
+            self.warnings.append(
+                f"{self._out_of_stock} GPU type, count and cloud tier combinations are out of "
+                f"stock now (on hosts with CUDA {MIN_HOST_CUDA} or newer) and left out"
+            )
         return offers
 
     def _offers_for(self, g: dict[str, Any], fetched: str) -> list[Offer]:
@@ -69,16 +102,23 @@ class RunpodProvider(Provider):
         )
         if gpu is None:
             return []
-        stock = (g.get("lowestPrice") or {}).get("stockStatus")
         out = []
-        for tier in ("secure", "community"):
+        for tier in TIERS:
             price = g.get(f"{tier}Price") or 0
             if not g.get(f"{tier}Cloud") or price <= 0:
                 continue
             spot = g.get(f"{tier}SpotPrice") or 0
+            most = g.get(f"maxGpuCount{tier.title()}Cloud")
             for count in GPU_COUNTS:
-                if count > (g.get("maxGpuCount") or 1):
+                if count > ((g.get("maxGpuCount") or 1) if most is None else most):
                     break
+                alias = _stock_alias(tier, count)
+                # a lowestPrice of null, or a null stockStatus: none free now (a field the
+                # answer lacks says nothing either way: kept, stock unknown)
+                stock = (g.get(alias) or {}).get("stockStatus") if alias in g else None
+                if alias in g and stock is None:
+                    self._out_of_stock += 1
+                    continue
                 out.append(Offer(
                     provider="runpod", instance_type=f"{count}x {g['id']}",
                     # RunPod prices a GPU type alike in every data center of a tier.
