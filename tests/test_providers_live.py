@@ -13,15 +13,30 @@ def test_gcp_prices_a3_mega_with_its_own_skus_not_a3_highs(monkeypatch, tmp_path
     SKUs: "Nvidia H100 80GB Mega GPU" and "A3Plus Instance Core/Ram"."""
     offers, _ = offers_of("gcp", monkeypatch, tmp_path)
     o = by_type(offers)
+    ssd = 16 * 375 * 0.08 / 730  # both come with 16 local SSD partitions (see below)
     mega = o[("a3-megagpu-8g", "us-east4")]
     assert mega.gpu == "h100-sxm" and mega.gpu_count == 8
     assert mega.price_usd_per_hour == pytest.approx(
-        208 * 0.026924 + 1872 * 0.002344 + 8 * 10.344276, abs=1e-4
+        208 * 0.026924 + 1872 * 0.002344 + 8 * 10.344276 + ssd, abs=1e-4
     )
     high = o[("a3-highgpu-8g", "us-east4")]
     assert high.price_usd_per_hour == pytest.approx(
-        208 * 0.035495 + 1872 * 0.004757 + 8 * 9.79655, abs=1e-4
+        208 * 0.035495 + 1872 * 0.004757 + 8 * 9.79655 + ssd, abs=1e-4
     )
+
+
+def test_gcp_bills_the_local_ssds_a_machine_type_comes_with(monkeypatch, tmp_path):
+    """A2 Ultra and A3 High/Mega machines come with local SSDs (bundledLocalSsds: 375 GiB a
+    partition), billed at the "SSD backed Local Storage" SKU per GiB-month (on demand; the Spot
+    SKU says "attached to Spot Preemptible VMs"): about $0.66/h on an a3-highgpu-8g here."""
+    offers, _ = offers_of("gcp", monkeypatch, tmp_path)
+    o = by_type(offers)
+    ultra, plain = o[("a2-ultragpu-1g", "us-central1")], o[("a2-highgpu-1g", "us-central1")]
+    vm = ultra.vcpus * 0.031611 + ultra.ram_gib * 0.004237 + 3.92808
+    assert ultra.price_usd_per_hour == pytest.approx(vm + 375 * 0.08 / 730, abs=1e-4)
+    assert plain.price_usd_per_hour == pytest.approx(
+        plain.vcpus * 0.031611 + plain.ram_gib * 0.004237 + 2.933908, abs=1e-4
+    )  # no local SSD: nothing added
 
 
 def test_gcp_skips_machine_types_not_sold_on_demand(monkeypatch, tmp_path):

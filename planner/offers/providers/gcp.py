@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from planner.errors import ProviderError
-from planner.offers.offer import Offer
+from planner.offers.offer import HOURS_PER_MONTH, Offer
 from planner.offers.providers.base import (
     MissingCredentials,
     OfferQuery,
@@ -47,6 +47,13 @@ VM_SKU = re.compile(
 # "A3Plus Instance Core/Ram" (gpuhunt: "A3Plus Instance" -> a3-megagpu), A3 Ultra as "A3Ultra
 # Instance Core/Ram" (CloudPilot AI instanceprice machineNameFamilyPrefixOverrides).
 SKU_FAMILIES = {"a3-megagpu": "a3plus", "a3-ultragpu": "a3ultra"}
+# Machine types that come with local SSDs (A2 Ultra, A3 High and Mega: MachineType
+# bundledLocalSsds.partitionCount) bill them beside cores, RAM and GPUs, 375 GiB a partition
+# (cloud.google.com/compute/docs/disks/local-ssd, "fixed number of Local SSD disks"), at the
+# "SSD backed Local Storage" SKU per GiB and month of 730 hours, as gpuhunt prices them
+# (providers/gcp.py, Prices.add_storage_sku and local_ssd_sizes_gib).
+LOCAL_SSD_GIB = 375
+LOCAL_SSD_SKU = "ssd backed local storage"
 SKIP_SKU = ("sole tenancy", "reserved", "premium", "custom", "commitment", "dws")
 ATTACHABLE = {"t4": (1, 2, 4), "v100-sxm2-16gb": (1, 2, 4, 8)}
 # Listed by the machine types API but not sold on demand (Spot, Flex-start or reservations
@@ -191,7 +198,11 @@ class GcpProvider(Provider):
             if query.regions and region not in query.regions:
                 continue
             for mt in listing.machine_types:
-                base = {"vcpus": mt.guest_cpus, "ram_gib": round(mt.memory_mb / 1024, 2)}
+                base = {
+                    "vcpus": mt.guest_cpus,
+                    "ram_gib": round(mt.memory_mb / 1024, 2),
+                    "local_ssd_gib": LOCAL_SSD_GIB * mt.bundled_local_ssds.partition_count,
+                }
                 if mt.accelerators:
                     acc = mt.accelerators[0]
                     gpu = self.resolve_gpu(acc.guest_accelerator_type)
@@ -259,17 +270,24 @@ class GcpProvider(Provider):
                 if low.startswith("spot preemptible")
                 else ("ondemand" if sku.category.usage_type == "OnDemand" else None)
             )
-            if kind is None:
+            if kind is None and not low.startswith(LOCAL_SSD_SKU):
                 continue
             accelerator, vm_match = sku_accelerator(desc), VM_SKU.match(desc)
-            if accelerator:
+            if low.startswith(LOCAL_SSD_SKU):
+                # per GiB and month; the Spot one says so, not with the Spot prefix
+                kind = "spot" if "preemptible" in low else kind
+                component = "local-ssd"
+            elif accelerator:
                 component = accelerator
             elif vm_match:
                 component = f"{vm_match.group(1).lower()}:{vm_match.group(2).lower()}"
             else:
                 continue
+            if kind is None:
+                continue
+            price = sku_price(sku) / HOURS_PER_MONTH if component == "local-ssd" else sku_price(sku)
             for region in sku.service_regions:
-                prices[(kind, region, component)] = sku_price(sku)
+                prices[(kind, region, component)] = price
         return prices
 
     @staticmethod
@@ -283,6 +301,8 @@ class GcpProvider(Provider):
         core = prices.get((kind, region, f"{family}:core"))
         ram = prices.get((kind, region, f"{family}:ram"))
         gpu = prices.get((kind, region, m["accelerator"]))
-        if core is None or ram is None or gpu is None:
+        ssd = prices.get((kind, region, "local-ssd")) if m.get("local_ssd_gib") else 0.0
+        if core is None or ram is None or gpu is None or ssd is None:
             return None
-        return round(m["vcpus"] * core + m["ram_gib"] * ram + m["count"] * gpu, 5)
+        vm = m["vcpus"] * core + m["ram_gib"] * ram + m["count"] * gpu
+        return round(vm + m.get("local_ssd_gib", 0) * ssd, 5)
