@@ -51,3 +51,18 @@ def test_cards_are_sized_at_their_real_usable_memory():
     assert unlogged.usable_memory_bytes == int(48e9 * 0.98)
     # HBM cards are sized in GiB: an H100 PCIe holds what an H100 SXM does, not 0.98 x 80e9
     assert table["h100-pcie"].usable_memory_bytes > 79 * 2**30 > 80e9
+
+
+def test_multimodal_profile_holds_the_encoder_budget_and_gemma3_its_scaled_rope_cache():
+    """vLLM's profile run keeps max(max_num_batched_tokens, tokens per item) vision embeddings
+    through the language model's dummy run, and Gemma 3 loads a RoPE cache of 8x its context."""
+    from planner.model.footprint import overhead_bytes
+    from planner.model.vision import encoder_output_bytes
+
+    qwen = load_model_spec("Qwen/Qwen3-VL-8B-Instruct")  # one 16,384-token image, 4 widths
+    assert encoder_output_bytes(qwen, 2048) == 16384 * 4096 * 2 * 4
+    gemma = load_model_spec("google/gemma-3-27b-it")  # 32 images of 256 tokens at 8192
+    assert encoder_output_bytes(gemma, 8192) == 8192 * 5376 * 2
+    assert gemma.scaled_rope_cache_bytes == 131072 * 9 * 128 * 4
+    text_only = overhead_bytes(load_model_spec("Qwen/Qwen3-8B"), 1)
+    assert overhead_bytes(qwen, 1) - text_only >= encoder_output_bytes(qwen, 2048)

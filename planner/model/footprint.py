@@ -11,6 +11,7 @@ from planner.model.quant import FORMATS, QuantFormat, get_format, layer_index, t
 from planner.model.recurrent import state_bytes_per_layer
 from planner.model.tensor_parallel import tp_problem
 from planner.model.values import Footprint, ModelSpec, QuantConfig, Tensor, TPFootprint
+from planner.model.vision import encoder_output_bytes
 
 GIB = 1 << 30
 # gpuplan's default, a little above vLLM's own 0.9 (--gpu-memory-utilization in
@@ -41,11 +42,10 @@ MXFP4_REPACK_FACTOR = 1.072
 MXFP4_PAD = 128
 OVERHEAD_CONSTANT_BYTES = int(0.75 * GIB)
 BLACKWELL_ALLOWANCE_BYTES = int(1.1 * GIB)  # compute capability >= 10
-# Tensor parallel adds NCCL / custom all-reduce buffers outside torch: little over PCIe (logged
-# non-torch memory 0.25 GiB at TP2 on RTX 4090s, m025; 0.21 at TP8 on L40S, m037; the allowance
-# is an assumption they do not contradict), more on NVSwitch machines (0.13-0.14 GiB at TP1 ->
-# 0.54-0.55 at TP2 on H100, m009/m015; 1.38 at TP2 on H200, m044), where it is fitted in-sample
-# as the largest residual of the TP > 1 logs (m020, 4x H100, 7.96 GiB outside weights and KV).
+# Tensor parallel adds NCCL / all-reduce buffers outside torch: little over PCIe (non-torch 0.25
+# GiB at TP2 on RTX 4090s, m025; 0.21 at TP8 on L40S, m037: an assumption they do not contradict),
+# more on NVSwitch (0.13 GiB at TP1 -> 0.54 at TP2 on H100, m009/m015; 1.38 at TP2 on H200, m044),
+# fitted as the largest TP > 1 residual (m020, 4x H100, 7.96 GiB outside weights and KV).
 TP_ALLOWANCE_BYTES = int(0.25 * GIB)
 NVSWITCH_TP_ALLOWANCE_BYTES = int(1.3 * GIB)
 
@@ -367,13 +367,14 @@ def overhead_bytes(
     nvswitch: bool = False,
     expert_parallel: bool = False,
 ) -> int:
-    """Runtime memory besides weights and KV cache on one GPU (activation peak, CUDA graphs,
-    non-torch allocations, tensor-parallel buffers: larger between NVSwitch-connected GPUs)."""
+    """Runtime memory besides weights and KV cache on one GPU: activation peak and the vision
+    embeddings held through it, CUDA graphs, non-torch memory, TP buffers, a scaled RoPE cache."""
     extra = (NVSWITCH_TP_ALLOWANCE_BYTES if nvswitch else TP_ALLOWANCE_BYTES) if tp > 1 else 0
     if compute_capability is not None and compute_capability >= 10:
         extra += BLACKWELL_ALLOWANCE_BYTES
     act = activation_bytes(spec, tp, max_num_batched_tokens, max_num_seqs, expert_parallel)
-    return OVERHEAD_CONSTANT_BYTES + act + extra
+    act += encoder_output_bytes(spec, max_num_batched_tokens)
+    return OVERHEAD_CONSTANT_BYTES + act + extra + spec.scaled_rope_cache_bytes
 
 
 def default_batched_tokens(total_memory_bytes: int, gpu_name: str) -> int:
@@ -451,10 +452,7 @@ def estimate_footprint(
         )
     chunked = sum(1 for t in spec.layer_types if t == "chunked")
     if chunked and spec.attention_chunk_size:
-        # vLLM disables its hybrid KV cache manager for chunked local attention by default
-        # (vllm/config/vllm.py: "There is a latency regression when using chunked local
-        # attention with the hybrid KV cache manager. Disabling it, by default."), and without
-        # it every layer's cache is a full-attention cache.
+        # vLLM's hybrid KV manager is off for chunked attention (vllm/config/vllm.py): full KV
         capped = min(context, spec.attention_chunk_size)
         saved = chunked * (context - capped) * per_layer
         notes.append(

@@ -199,6 +199,8 @@ class ModelSpec:
     layer_intermediate_sizes: tuple[int, ...] = ()
     mtp_style: str = "deepseek"  # "deepseek": own embedding + head copies; "qwen3_next": fc + norms
     sliding_window: int | None = None
+    # rope_scaling of type "linear" (Gemma 3's global layers); see scaled_rope_cache_bytes
+    linear_rope_factor: float = 0.0
     # Llama 4 chunked local attention: "chunked" layers attend within chunks of this many tokens.
     attention_chunk_size: int | None = None
     attention_sinks: bool = False
@@ -239,6 +241,17 @@ class ModelSpec:
         if not self.is_moe or i < self.first_dense_layers:
             return False
         return (i + 1) % self.moe_layer_step == 0
+
+    @property
+    def scaled_rope_cache_bytes(self) -> int:
+        """A linearly scaled RoPE's cos/sin cache, on every GPU from load on: vLLM builds
+        max_position_embeddings x factor rows of head_dim fp32 values
+        (LinearScalingRotaryEmbedding._compute_cos_sin_cache, torch.float; charged at fp32), and
+        the sliding layers' unscaled cache beside it. 0 without linear scaling."""
+        if not self.linear_rope_factor:
+            return 0
+        rows = self.max_position_embeddings * (self.linear_rope_factor + bool(self.sliding_window))
+        return int(rows) * self.head_dim * 4
 
     def ffn_kind(self, i: int) -> str:
         """ "dense", "moe" or "none" for decoder layer ``i``."""

@@ -7,7 +7,10 @@ here: quantized releases of these models keep the tower unquantized as a rule.
 
 from __future__ import annotations
 
-from planner.model.values import Tensor, VisionSpec
+from planner.model.values import ModelSpec, Tensor, VisionSpec
+
+# Qwen3-VL's processor default: images up to 16,777,216 pixels (longest_edge), 32x32 per token
+QWEN3_VL_MAX_ITEM_TOKENS = 16384
 
 
 def vision_tensors(vs: VisionSpec, text_hidden: int) -> list[Tensor]:
@@ -175,3 +178,35 @@ def _qwen3_vl(vs: VisionSpec) -> list[Tensor]:
             _t(f"{name}.linear_fc2.bias", out_dim),
         ]
     return out
+
+
+def max_tokens_per_item(vs: VisionSpec) -> int:
+    """Embeddings one image of the processor's largest size yields, as vLLM's multimodal budget
+    counts them: Gemma 3 pools SigLIP's patches 4x4 (256); Pixtral merges patches 2x2 and adds
+    one break per row (an upper bound); Llama 4 pixel-shuffles each 336-px tile to a quarter of
+    its patches, up to 16 tiles and a global one; Qwen3-VL's 16,384 (its processor default)."""
+    side = vs.image_size // vs.patch_size if vs.image_size else 0
+    if vs.kind == "siglip":
+        return side * side // 16
+    if vs.kind == "pixtral":
+        n = side // vs.spatial_merge_size
+        return n * n + n
+    if vs.kind == "llama4":
+        return 17 * (side * side // 4)
+    return QWEN3_VL_MAX_ITEM_TOKENS
+
+
+def encoder_output_bytes(spec: ModelSpec, max_num_batched_tokens: int) -> int:
+    """Vision embeddings vLLM's profile run keeps through the language model's dummy run, on
+    each GPU: as many largest images as the encoder budget takes, the budget being
+    max(max_num_batched_tokens, tokens per item) embeddings (compute_mm_encoder_budget in
+    vllm/v1/core/encoder_cache_manager.py; profile_run in vllm/v1/worker/gpu_model_runner.py
+    stores them in encoder_cache until the dummy run ends), each of the text width in the model
+    dtype (Qwen3-VL: its merger width, once per DeepStack merger too). 0 without a tower."""
+    vs = spec.vision
+    if vs is None:
+        return 0
+    per_item = max_tokens_per_item(vs)
+    budget = max(max_num_batched_tokens, per_item)
+    width = vs.projector_output_dim if vs.kind == "qwen3_vl" else spec.hidden_size
+    return budget // per_item * per_item * width * 2 * (1 + vs.deepstack_mergers)

@@ -172,6 +172,9 @@ def _parse_config(
         fields["qk_norm"] = bool(c.get("use_qk_norm", False))
     if family in {"gemma2", "gemma3"}:
         fields["norms_per_layer"] = 4
+    rope = c.get("rope_scaling") or {}
+    if isinstance(rope, dict) and (rope.get("rope_type") or rope.get("type")) == "linear":
+        fields["linear_rope_factor"] = float(rope.get("factor") or 1.0)
     if family == "phi3":
         fields.update(fused_qkv=True, fused_gate_up=True)
     notes: list[str] = []
