@@ -47,23 +47,18 @@ def test_gcp_skips_machine_types_not_sold_on_demand(monkeypatch, tmp_path):
     assert any("a3-highgpu-1g: not sold on demand" in w for w in warnings)
 
 
-def test_vast_reads_the_whole_market_not_its_cheapest_page(monkeypatch):
-    """The search answers at most ``limit`` offers, cheapest first: with more cheap offers than
-    one page, the 8x H100 machine (the priciest) must still be found, in bounded requests."""
+def _vast_market(monkeypatch, extra: list[dict]) -> tuple[list, list[str], int]:
+    """Vast's fixture market plus ``extra`` offers, searched through a loopback API that answers
+    like the real search (filters, price order, limit): (offers, warnings, requests made)."""
+    import json
+
     from planner.offers.providers import OfferQuery, provider_classes
     from tests.fakes import FakeApi
     from tests.fakes.providers import ENV, fixture, vast_search
 
-    market = fixture("vast", "bundles.json")["offers"]
-    cheap = next(o for o in market if o["gpu_name"] == "RTX 4090")
-    # more RTX 4090s than the 1000 offers a page holds, several at each price
-    market += [
-        {**cheap, "id": 10_000 + i, "dph_total": 0.32 + (i // 7) * 0.001} for i in range(1050)
-    ]
+    market = fixture("vast", "bundles.json")["offers"] + extra
 
     def route(method, path, body, headers):
-        import json
-
         return 200, {"offers": vast_search(market, json.loads(body))}
 
     with FakeApi(route) as api:
@@ -72,10 +67,26 @@ def test_vast_reads_the_whole_market_not_its_cheapest_page(monkeypatch):
             monkeypatch.setenv(k, v)
         provider = provider_classes()["vast"].from_env()
         offers = provider.list_offers(OfferQuery())
+    return offers, provider.warnings, len(api.requests)
+
+
+def _cheap_4090() -> dict:
+    from tests.fakes.providers import fixture
+
+    return next(o for o in fixture("vast", "bundles.json")["offers"] if o["gpu_name"] == "RTX 4090")
+
+
+def test_vast_reads_the_whole_market_not_its_cheapest_page(monkeypatch):
+    """The search answers at most ``limit`` offers, cheapest first: with more cheap offers than
+    one page, the 8x H100 machine (the priciest) must still be found, in bounded requests."""
+    cheap = _cheap_4090()
+    # more RTX 4090s than the 1000 offers a page holds, several at each price
+    extra = [{**cheap, "id": 10_000 + i, "dph_total": 0.32 + (i // 7) * 0.001} for i in range(1050)]
+    offers, warnings, requests = _vast_market(monkeypatch, extra)
     h100 = [o for o in offers if o.gpu_count == 8]
     assert h100 and h100[0].price_usd_per_hour == 17.6
-    assert 2 <= len(api.requests) <= 3
-    assert not any("stopped after" in w for w in provider.warnings)
+    assert 2 <= requests <= 3
+    assert not any("stopped after" in w for w in warnings)
 
 
 def test_vast_ram_is_the_offers_share_of_the_machine_in_gib(monkeypatch, tmp_path):
@@ -91,23 +102,7 @@ def test_vast_ram_is_the_offers_share_of_the_machine_in_gib(monkeypatch, tmp_pat
 def test_vast_paging_ends_when_a_full_page_shares_one_price(monkeypatch):
     """More offers at one price than a page holds: the walk steps past that price instead of
     asking for the same page again (bounded, no endless loop)."""
-    import json
-
-    from planner.offers.providers import OfferQuery, provider_classes
-    from tests.fakes import FakeApi
-    from tests.fakes.providers import ENV, fixture, vast_search
-
-    market = fixture("vast", "bundles.json")["offers"]
-    cheap = next(o for o in market if o["gpu_name"] == "RTX 4090")
-    market += [{**cheap, "id": 20_000 + i, "dph_total": 0.5} for i in range(2500)]
-
-    def route(method, path, body, headers):
-        return 200, {"offers": vast_search(market, json.loads(body))}
-
-    with FakeApi(route) as api:
-        monkeypatch.setenv("GPUPLAN_VAST_URL", api.url)
-        for k, v in ENV["vast"].items():
-            monkeypatch.setenv(k, v)
-        offers = provider_classes()["vast"].from_env().list_offers(OfferQuery())
+    extra = [{**_cheap_4090(), "id": 20_000 + i, "dph_total": 0.5} for i in range(2500)]
+    offers, _, requests = _vast_market(monkeypatch, extra)
     assert any(o.gpu_count == 8 for o in offers)
-    assert len(api.requests) <= 4
+    assert requests <= 4
