@@ -706,8 +706,8 @@ def test_a_long_unknown_model_name_is_cut_in_the_message(tmp_path):
 
 def test_a_revision_is_refused_where_it_would_be_ignored(tmp_path):
     r, out = _run(["footprint", M, "--revision", "main"], tmp_path)
-    assert r.exit_code == 2 and "comes from gpuplan's registry" in _first(out), out
-    assert "hint: add --from-hub" in out
+    assert r.exit_code == 2 and "is a name in gpuplan's registry" in _first(out), out
+    assert "hint: give the model's Hub id (org/name) with the revision" in out
     (tmp_path / "config.json").write_text(json.dumps(LLAMA))
     r, out = _run(["footprint", "--config", str(tmp_path), "--revision", "v2"], tmp_path)
     assert r.exit_code == 2 and "not a local file" in _first(out), out

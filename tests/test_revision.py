@@ -76,9 +76,60 @@ def test_a_registry_model_is_not_pinned_and_a_revision_for_it_is_refused(hub):
     r = CliRunner().invoke(
         main, ["recommend", "llama-3.1-8b", "--revision", COMMIT, "--providers", "aws"]
     )
-    assert r.exit_code == 2 and "comes from gpuplan's registry" in r.output, r.output
+    assert r.exit_code == 2 and "is a name in gpuplan's registry" in r.output, r.output
     r = CliRunner().invoke(
         main, ["recommend", "llama-3.1-8b", "--providers", "aws", "--format", "json"]
     )
     assert r.exit_code == 0, r.output
     assert "--revision" not in r.output
+
+
+def test_a_branch_is_asked_of_the_hub_first_so_a_stale_cache_pins_nothing_old(two_commits):
+    """Review: the cache answered first, so once main moved on, a plan still pinned the commit
+    the cache had seen. A branch (or no revision) is now asked of the Hub; a commit id is the
+    same in the cache, which answers it first."""
+    assert load_model_spec(REPO).revision == NEWER  # cached now
+    third = "9" * 40
+    two_commits.add(REPO, {"config.json": dict(LLAMA8, num_hidden_layers=4)}, commit=third)
+    assert load_model_spec(REPO).revision == third
+    assert load_model_spec(REPO, revision="main").revision == third
+    asked = len(two_commits.requests)
+    assert load_model_spec(REPO, revision=NEWER).revision == NEWER  # from the cache
+    assert len(two_commits.requests) == asked
+
+
+def test_the_cache_answers_when_the_hub_cannot_and_the_spec_says_so(two_commits, monkeypatch):
+    assert load_model_spec(REPO).revision == NEWER
+    monkeypatch.setenv("GPUPLAN_HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens
+    spec = load_model_spec(REPO)
+    assert spec.revision == NEWER
+    assert any("could not be reached" in n and NEWER in n for n in spec.notes), spec.notes
+
+
+def test_a_revision_of_a_hub_id_the_registry_knows_reads_the_hub(hub):
+    """Review: `revision` in gpuplan.toml for meta-llama/Llama-3.1-8B-Instruct (a registry
+    alias too) was refused, and `check --prices`, which has no --from-hub, failed in CI."""
+    hub.add("meta-llama/Llama-3.1-8B-Instruct", {"config.json": LLAMA8}, commit=COMMIT)
+    spec = load_model_spec("meta-llama/Llama-3.1-8B-Instruct", revision="main")
+    assert (spec.source, spec.revision) == ("hf", COMMIT)
+    assert load_model_spec("meta-llama/Llama-3.1-8B-Instruct").source == "registry"
+
+
+def test_a_plan_saved_before_pinning_still_verifies_unpinned(two_commits, tmp_path):
+    """Review: a Hub plan written by a gpuplan that did not pin (no --revision in its vLLM
+    arguments) failed `check` and `generate --plan`, since re-deriving it added the pin."""
+    out = tmp_path / "p"
+    assert _generate(out).exit_code == 0
+    path = out / "gpuplan.plan.json"
+    plan = json.loads(path.read_text())
+    args = plan["vllm_args"]
+    i = args.index("--revision")
+    plan["vllm_args"] = args[:i] + args[i + 2 :]
+    unpinned = tmp_path / "old.json"
+    unpinned.write_text(json.dumps(plan))
+    r = CliRunner().invoke(
+        main,
+        ["generate", "--plan", str(unpinned), "--allow-cidr", CIDR, "--out", str(tmp_path / "q")],
+    )
+    assert r.exit_code == 0, r.output
+    assert "--revision" not in (tmp_path / "q" / "gpuplan.plan.json").read_text()

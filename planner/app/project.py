@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from infra.check import Drift
@@ -173,6 +173,10 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
             f"the catalog, the plan says {o.gpu_count}x {short(o.gpu, 30)} ({o.gpu_memory_gb:g} GB)"
         )
     spec = _plan_model(plan, config_path, offline)
+    if plan.revision is None and spec.revision is not None:
+        # planned by a gpuplan that did not pin the commit (or pinning removed by hand): the
+        # same plan unpinned, which serves the repository's latest revision at each start
+        spec = replace(spec, revision=None)
     cands = [
         c
         for c in _plan_candidates(spec, plan.quant_format)
@@ -439,14 +443,12 @@ def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
 
 def _price_check(s: Settings, plan: Plan) -> PriceCheck:
     """Would another plan now be better on the committed plan's objective?"""
-    from dataclasses import replace
-
     from planner.app.plan import recommend
     from planner.decide.objective import improvement
 
     settings = s if s.model else replace(s, model=plan.base_model)
     try:
-        ranking = recommend(settings, suggest=False).ranking
+        ranking = recommend(settings, from_hub=plan.model_source == "hf", suggest=False).ranking
     except NoFeasibleOfferError as exc:
         return PriceCheck(None, None, 0.0, exc.message)
     best = ranking.plans[0]

@@ -321,25 +321,38 @@ def load_model_spec(
     hub_note = None
     if from_hub and not HF_ID.match(model):
         raise ModelSpecError(f"--from-hub needs a Hugging Face id (org/name), not '{model}'")
-    if not from_hub:
+    # A revision of a Hub id (org/name) reads the Hub, even for a model the registry knows.
+    if not from_hub and not (revision is not None and HF_ID.match(model)):
         entry = find_registry_entry(model)
         if entry is not None:
             if revision is not None:  # the registry holds one version: say so, never ignore it
                 raise ModelSpecError(
-                    f"--revision reads the Hugging Face Hub, but {short(model)} comes from "
-                    "gpuplan's registry",
-                    "add --from-hub with the model's Hub id (org/name), or drop --revision",
+                    f"a revision names a commit of a Hugging Face repository, but "
+                    f"{short(model)} is a name in gpuplan's registry",
+                    "give the model's Hub id (org/name) with the revision, or drop the revision",
                 )
             return spec_from_registry(entry)
     if HF_ID.match(model):
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
         network_failed = False
-        for cache_only in (True, False) if not offline else (True,):
+        # The plan serves the commit read: a commit id is the same in the cache and on the Hub,
+        # but a branch (main when no revision is given) or a tag is asked of the Hub first, so
+        # that a stale cache does not pin an old commit; the cache answers when it cannot.
+        fixed = revision is not None and COMMIT_ID.fullmatch(revision) is not None
+        order = (True,) if offline else (True, False) if fixed else (False, True)
+        for cache_only in order:
             try:
-                return spec_from_hub(model, revision=revision, offline=cache_only)
+                spec = spec_from_hub(model, revision=revision, offline=cache_only)
             except _HubUnavailable as exc:
                 hub_note = short(str(exc).splitlines()[0] if str(exc) else "", 200)
-                network_failed = exc.network
+                network_failed = network_failed or exc.network
+                continue
+            if cache_only and network_failed:
+                spec = replace(spec, notes=(*spec.notes, (
+                    f"read from the local Hugging Face cache at commit {spec.revision}: the Hub "
+                    f"could not be reached ({hub_note}), so a newer commit may exist"
+                )))  # fmt: skip
+            return spec
         if from_hub or network_failed:
             # The user asked for the Hub, or named a Hub id it could not reach: a network
             # error, never a silent fallback to a guess from the name.
