@@ -37,14 +37,21 @@ def test_gcp_bills_the_local_ssds_a_machine_type_comes_with(monkeypatch, tmp_pat
     assert plain.price_usd_per_hour == pytest.approx(
         plain.vcpus * 0.031611 + plain.ram_gib * 0.004237 + 2.933908, abs=1e-4
     )  # no local SSD: nothing added
+    # Spot: the "attached to Spot Preemptible VMs" SKU, not the legacy preemptible one
+    spot_vm = ultra.vcpus * 0.009483 + ultra.ram_gib * 0.001271 + 1.178424
+    assert ultra.spot_price_usd_per_hour == pytest.approx(spot_vm + 375 * 0.048 / 730, abs=1e-4)
 
 
-def test_gcp_skips_machine_types_not_sold_on_demand(monkeypatch, tmp_path):
-    """a3-highgpu-1g/2g/4g are listed by the machine types API but sold only as Spot or
-    Flex-start VMs: they are not on-demand offers."""
-    offers, warnings = offers_of("gcp", monkeypatch, tmp_path)
-    assert ("a3-highgpu-1g", "us-east4") not in by_type(offers)
-    assert any("a3-highgpu-1g: not sold on demand" in w for w in warnings)
+def test_gcp_keeps_machine_types_sold_as_spot_only_for_spot_plans(monkeypatch, tmp_path):
+    """a3-highgpu-1g/2g/4g are sold only as Spot or Flex-start VMs: the listing keeps them (a
+    Spot plan may use them) and the GCP target refuses them on demand (infra.targets.gcp
+    dws_only, the one place that says so). Review: the listing had dropped them, so a refresh
+    took single-GPU H100s away from --spot."""
+    from infra.targets.gcp import dws_only
+
+    offers, _ = offers_of("gcp", monkeypatch, tmp_path)
+    assert ("a3-highgpu-1g", "us-east4") in by_type(offers)
+    assert dws_only("a3-highgpu-1g") and not dws_only("a3-highgpu-8g")
 
 
 def _vast_market(monkeypatch, extra: list[dict]) -> tuple[list, list[str], int]:

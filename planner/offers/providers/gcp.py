@@ -56,10 +56,6 @@ LOCAL_SSD_GIB = 375
 LOCAL_SSD_SKU = "ssd backed local storage"
 SKIP_SKU = ("sole tenancy", "reserved", "premium", "custom", "commitment", "dws")
 ATTACHABLE = {"t4": (1, 2, 4), "v100-sxm2-16gb": (1, 2, 4, 8)}
-# Listed by the machine types API but not sold on demand (Spot, Flex-start or reservations
-# only): https://cloud.google.com/compute/docs/accelerator-optimized-machines
-# #consumption_option_availability_by_machine_type, as gpuhunt's GCPProvider.filter applies it.
-NOT_ON_DEMAND = re.compile(r"^(a4x?-|a3-ultragpu-|a3-highgpu-[124]g$)")
 
 
 def sku_accelerator(description: str) -> str | None:
@@ -162,11 +158,6 @@ class GcpProvider(Provider):
         fetched = utc_now_iso()
         offers = []
         for (region, name), m in sorted(machines.items()):
-            if NOT_ON_DEMAND.match(name):
-                note = f"skipped {name}: not sold on demand (Spot, Flex-start or reservations only)"
-                if note not in self.warnings:
-                    self.warnings.append(note)
-                continue
             family = sku_family(name)
             on_demand = self._price(prices, "ondemand", region, family, m)
             if on_demand is None:
@@ -274,8 +265,12 @@ class GcpProvider(Provider):
                 continue
             accelerator, vm_match = sku_accelerator(desc), VM_SKU.match(desc)
             if low.startswith(LOCAL_SSD_SKU):
-                # per GiB and month; the Spot one says so, not with the Spot prefix
-                kind = "spot" if "preemptible" in low else kind
+                # per GiB and month; "... attached to Spot Preemptible VMs" is Spot's, and the
+                # legacy "... attached to Preemptible VMs" neither (it would overwrite Spot's)
+                if "spot preemptible" in low:
+                    kind = "spot"
+                elif "preemptible" in low:
+                    continue
                 component = "local-ssd"
             elif accelerator:
                 component = accelerator
