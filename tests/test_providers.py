@@ -190,3 +190,31 @@ def test_runpod_leaves_out_what_is_out_of_stock_now(monkeypatch):
     assert ("2x NVIDIA L40S", "community") in have and ("4x NVIDIA L40S", "community") not in have
     assert ("8x NVIDIA L40S", "secure") in have
     assert any("out of stock now" in w for w in provider.warnings)
+
+
+def test_runpod_odd_entries_cost_only_themselves(monkeypatch):
+    """Review: a null GPU type entry, an alias answered as a string or a price that is not a
+    number raised inside the listing, and the whole RunPod refresh failed as 'unexpected'."""
+    from tests.fakes.providers import runpod_route
+
+    def odd(method, path, body, headers):
+        status, answer = runpod_route(method, path, body, headers)
+        types = answer["data"]["gpuTypes"]
+        types[0] = {**types[0], "secure1": "High", "communityPrice": "cheap"}
+        answer["data"]["gpuTypes"] = [None, {"displayName": "no id"}, *types]
+        return status, answer
+
+    from tests.fakes import FakeApi
+    from tests.fakes.providers import ENV
+
+    with FakeApi(odd) as api:
+        monkeypatch.setenv("GPUPLAN_RUNPOD_URL", api.url)
+        for k, v in ENV["runpod"].items():
+            monkeypatch.setenv(k, v)
+        provider = provider_classes()["runpod"].from_env()
+        offers = provider.list_offers(OfferQuery())
+    have = {(o.instance_type, o.tier) for o in offers}
+    assert ("2x NVIDIA GeForce RTX 4090", "secure") in have
+    assert ("1x NVIDIA GeForce RTX 4090", "secure") not in have  # stock answered oddly
+    assert not any(t == "community" and "4090" in i for i, t in have)  # price not a number
+    assert any("2 GPU type entries without an id" in w for w in provider.warnings)

@@ -87,8 +87,14 @@ class RunpodProvider(Provider):
         fetched = utc_now_iso()
         offers = []
         self._out_of_stock = 0
+        malformed = 0
         for g in gpu_types:
+            if not isinstance(g, dict) or not isinstance(g.get("id"), str):
+                malformed += 1  # one odd entry never costs the others
+                continue
             offers += self._offers_for(g, fetched)
+        if malformed:
+            self.warnings.append(f"{malformed} GPU type entries without an id were left out")
         if self._out_of_stock:
             self.warnings.append(
                 f"{self._out_of_stock} GPU type, count and cloud tier combinations are out of "
@@ -104,10 +110,9 @@ class RunpodProvider(Provider):
             return []
         out = []
         for tier in TIERS:
-            price = g.get(f"{tier}Price") or 0
+            price, spot = _number(g.get(f"{tier}Price")), _number(g.get(f"{tier}SpotPrice"))
             if not g.get(f"{tier}Cloud") or price <= 0:
                 continue
-            spot = g.get(f"{tier}SpotPrice") or 0
             most = g.get(f"maxGpuCount{tier.title()}Cloud")
             for count in GPU_COUNTS:
                 if count > ((g.get("maxGpuCount") or 1) if most is None else most):
@@ -115,7 +120,10 @@ class RunpodProvider(Provider):
                 alias = _stock_alias(tier, count)
                 # a lowestPrice of null, or a null stockStatus: none free now (a field the
                 # answer lacks says nothing either way: kept, stock unknown)
-                stock = (g.get(alias) or {}).get("stockStatus") if alias in g else None
+                answer = g.get(alias)
+                stock = answer.get("stockStatus") if isinstance(answer, dict) else None
+                if not isinstance(stock, str):
+                    stock = None
                 if alias in g and stock is None:
                     self._out_of_stock += 1
                     continue
@@ -131,3 +139,9 @@ class RunpodProvider(Provider):
                     provider_data={"gpu_type_id": g["id"], "cloud_type": tier.upper()},
                 ))  # fmt: skip
         return out
+
+
+def _number(value: Any) -> float:
+    """A price field as a number; 0 (not sold) for null or anything that is not one."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
+    return float(value) if ok else 0.0
