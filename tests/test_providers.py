@@ -200,7 +200,8 @@ def test_runpod_odd_entries_cost_only_themselves(monkeypatch):
     def odd(method, path, body, headers):
         status, answer = runpod_route(method, path, body, headers)
         types = answer["data"]["gpuTypes"]
-        types[0] = {**types[0], "secure1": "High", "communityPrice": "cheap"}
+        types[0] = {**types[0], "secure1": "High", "secure2": {"stockStatus": 7},
+                    "communityPrice": "cheap"}  # fmt: skip
         answer["data"]["gpuTypes"] = [None, {"displayName": "no id"}, *types]
         return status, answer
 
@@ -214,7 +215,8 @@ def test_runpod_odd_entries_cost_only_themselves(monkeypatch):
         provider = provider_classes()["runpod"].from_env()
         offers = provider.list_offers(OfferQuery())
     have = {(o.instance_type, o.tier) for o in offers}
-    assert ("2x NVIDIA GeForce RTX 4090", "secure") in have
+    assert ("4x NVIDIA GeForce RTX 4090", "secure") in have
     assert ("1x NVIDIA GeForce RTX 4090", "secure") not in have  # stock answered oddly
+    assert ("2x NVIDIA GeForce RTX 4090", "secure") not in have
     assert not any(t == "community" and "4090" in i for i, t in have)  # price not a number
     assert any("2 GPU type entries without an id" in w for w in provider.warnings)
