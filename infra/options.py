@@ -80,6 +80,11 @@ def check_cidr(value: str) -> str:
     return _cidr(value, "--allow-cidr")
 
 
+# vLLM flags that choose which commit of the repository is served (its weights, tokenizer and
+# code): the plan's --revision says it, so gpuplan plans it rather than take it as an extra.
+PLANNED_REVISION_FLAGS = ("--revision", "--code-revision", "--tokenizer-revision")
+
+
 def validate_options(opts: ProjectOptions) -> ProjectOptions:
     """The options, normalised; a UsageError names the first bad value."""
     check_stack(opts.stack)
@@ -126,4 +131,12 @@ def validate_options(opts: ProjectOptions) -> ProjectOptions:
         raise UsageError(f"'{opts.tls_domain}' is not a domain name")
     if opts.subnets and not opts.network:
         raise UsageError("subnets given without the network (VPC) they belong to")
+    for arg in opts.extra_vllm_args:
+        flag = arg.split("=", 1)[0]
+        if flag in PLANNED_REVISION_FLAGS:  # appended last, they would override the plan's
+            raise UsageError(
+                f"--extra-vllm-arg {short(flag, 30)} would serve another revision than the one "
+                "planned (and the project's README and `check` would not know)",
+                "plan that revision instead: --revision REV (revision in [model])",
+            )
     return replace(opts, allowed_cidrs=allowed, ssh_cidr=ssh, ssh_public_key=key)

@@ -111,6 +111,10 @@ def test_escape_hatches_are_validated():
         validate_options(ProjectOptions(allowed_cidrs=(CIDR,), image="x; rm -rf /"))
     with pytest.raises(UsageError, match="subnets"):
         validate_options(ProjectOptions(allowed_cidrs=(CIDR,), subnets=("subnet-1",)))
+    # review: an extra --revision (or =form), appended last, overrode the commit planned
+    for extra in (("--revision", "main"), ("--tokenizer-revision=v2",), ("--code-revision", "x")):
+        with pytest.raises(UsageError, match="another revision than the one planned"):
+            validate_options(ProjectOptions(allowed_cidrs=(CIDR,), extra_vllm_args=extra))
 
 
 def test_escape_hatches_reach_the_program():
