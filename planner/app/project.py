@@ -149,7 +149,13 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
         and source.listings_vary
         and any(
             (c.gpu, c.gpu_count, c.gpu_memory_gb) == machine
-            and (source.listings_vary == "machine" or c.region == o.region)
+            and (
+                source.listings_vary == "machine"
+                or (
+                    c.region == o.region
+                    and source.listing_name(c.instance_type) == source.listing_name(o.instance_type)
+                )
+            )
             for c in (catalog.offers if catalog else [])
         )
     ):

@@ -63,6 +63,11 @@ class Provider(ABC):
     # so they must be in the catalog as they are.
     listings_vary: ClassVar[str | None] = None
 
+    @staticmethod
+    def listing_name(instance_type: str) -> str:
+        """What of an instance type's name is the same wherever it is listed ("name" above)."""
+        return instance_type
+
     def __init__(self) -> None:
         self.warnings: list[str] = []
 

@@ -103,6 +103,13 @@ class GcpProvider(Provider):
     # N1 machines with attached GPUs are named here n1-standard-{4 x GPUs}+{GPUs}x{GPU}, in the
     # public catalogs after other machine types: the same machine, another name
     listings_vary = "name"
+
+    @staticmethod
+    def listing_name(instance_type: str) -> str:
+        """An N1 machine with attached GPUs without its host size, which the names differ in:
+        n1-standard-8+2xt4 here, n1-standard-4+2xT4 in gpuhunt's catalog -> n1+2xt4."""
+        return re.sub(r"^n1-standard-\d+\+", "n1+", instance_type).lower()
+
     credentials_hint = (
         "GOOGLE_CLOUD_PROJECT and Application Default Credentials "
         "(GOOGLE_APPLICATION_CREDENTIALS, `gcloud auth application-default login`)"
