@@ -9,10 +9,13 @@ accident.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
 import shutil
+import signal
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from planner.errors import DeployError, UsageError
+from planner.errors import DeployError, Terminated, UsageError
 
 Printer = Callable[[str], None]
 
@@ -101,23 +104,70 @@ class PulumiEngine:
 
     @staticmethod
     def _run(fn: Callable[[], Any], hint: str = "the stack state is kept by Pulumi") -> Any:
+        """``fn`` (one Automation API call, which runs the Pulumi CLI and reads its output) in a
+        worker thread, the main thread waiting for it: an interrupt then lands in the wait, not
+        inside the Automation API, which would close the CLI's pipes under it (the CLI died of
+        SIGPIPE mid-update, and the reader threads printed tracebacks). On Ctrl-C the terminal
+        has signalled the Pulumi CLI too; on SIGTERM (Terminated) it is passed on as the SIGINT
+        on which the CLI cancels the update and saves the stack's state. Either way gpuplan
+        waits for the CLI to finish, at most CANCEL_WAIT_S, then exits as interrupted."""
         from pulumi.automation.errors import ConcurrentUpdateError
 
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # handed to the main thread below
+                box["error"] = exc
+            finally:
+                done.set()
+
+        # An Event, not Thread.join: a join that an interrupt breaks into can report the thread
+        # finished while it runs (CPython before 3.12), and gpuplan would leave the CLI orphaned.
+        threading.Thread(target=work, name="pulumi", daemon=True).start()
         try:
-            return fn()
-        except KeyboardInterrupt:
+            while not done.wait(0.2):
+                pass
+        except KeyboardInterrupt as interrupt:
+            if isinstance(interrupt, Terminated):
+                _signal_children(signal.SIGINT)
+            done.wait(CANCEL_WAIT_S)
             raise
-        except ConcurrentUpdateError as exc:  # Pulumi Cloud's 409, or a self-managed lock file
+        exc = box.get("error")
+        if exc is None:
+            return box.get("value")
+        if isinstance(exc, ConcurrentUpdateError):  # Pulumi Cloud's 409, or a lock file
             raise DeployError(
                 f"the stack is locked by another update: {_first_line(exc)}",
                 "another deploy, preview or destroy of this stack is running: wait for it and "
                 "run again; only if none is (a killed run left the lock), `pulumi cancel` in "
                 "the project folder",
             ) from None
-        except Exception as exc:
+        if isinstance(exc, Exception):
             raise DeployError(
                 f"pulumi failed: {_first_line(exc)}", f"see the streamed log above; {hint}"
             ) from None
+        raise exc
+
+
+# How long an interrupted gpuplan waits for the Pulumi CLI to cancel its update and save the
+# stack's state (CI runners kill the whole process tree sooner: GitHub after 7.5 + 2.5 s).
+CANCEL_WAIT_S = 120.0
+
+
+def _signal_children(sig: int) -> None:
+    """Send ``sig`` to this process's child processes (Linux: /proc/self/task/*/children; none
+    found elsewhere, and then the CLI is left to the runner, as before)."""
+    for listing in Path("/proc/self/task").glob("*/children"):
+        try:
+            pids = [int(pid) for pid in listing.read_text().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in pids:
+            with contextlib.suppress(OSError):
+                os.kill(pid, sig)
 
 
 def _wrap(outputs: Any) -> dict[str, Any]:

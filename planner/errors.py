@@ -24,6 +24,12 @@ EXIT_DRIFT = 6
 EXIT_INTERRUPTED = 130
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled CI job, a stopped container), taken as Ctrl-C is. Unlike Ctrl-C at a
+    terminal, which the whole process group gets, it reached gpuplan alone: what gpuplan runs
+    (the Pulumi CLI) has to be told (infra.deploy.PulumiEngine)."""
+
+
 class GpuplanError(Exception):
     """An error with a one-line message, a hint and an exit code."""
 

@@ -9,6 +9,7 @@ import select
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -590,3 +591,67 @@ def test_the_deploy_extra_pins_the_generated_projects_pulumi():
     assert meta["project"]["optional-dependencies"]["deploy"] == [
         f"pulumi=={BASE_REQUIREMENTS['pulumi']}"
     ]
+
+
+_ENGINE_UNDER_SIGTERM = r'''
+import subprocess, sys, threading
+from infra.deploy import PulumiEngine
+from planner.cli import _sigterm_as_interrupt
+from planner.errors import Terminated
+
+CLI = r"""
+import pathlib, signal, sys, time
+marker = pathlib.Path(sys.argv[1])
+def cancel(*_):  # as the Pulumi CLI does on its first SIGINT: cancel, save the state, exit
+    print("cancelling the update", flush=True)
+    time.sleep(0.3)
+    marker.write_text("cancelled cleanly")
+    sys.exit(1)
+signal.signal(signal.SIGINT, cancel)
+marker.write_text("ready")
+for _ in range(200):  # bounded: ten seconds at most
+    print("updating", flush=True)
+    time.sleep(0.05)
+"""
+
+def call():  # as the Automation API runs the CLI: output read by a thread, then wait
+    with subprocess.Popen([sys.executable, "-c", CLI, sys.argv[1]], stdout=subprocess.PIPE,
+                          text=True) as cli:
+        reader = threading.Thread(target=lambda: [None for _ in cli.stdout])
+        reader.start()
+        code = cli.wait()
+        reader.join()
+    raise RuntimeError(f"pulumi exited {code}")
+
+_sigterm_as_interrupt()
+try:
+    PulumiEngine._run(call)
+except Terminated:
+    print("interrupted")
+    sys.exit(130)
+'''
+
+
+def test_sigterm_during_a_pulumi_run_lets_the_cli_cancel_and_save(tmp_path):
+    """Review: a SIGTERM (a cancelled CI job) reached gpuplan only, and the interrupt raised
+    inside the Automation API closed the Pulumi CLI's pipes under it: the CLI died of SIGPIPE
+    mid-update, without cancelling. The CLI is now sent the SIGINT on which it cancels and
+    saves the state, and gpuplan waits for it before exiting 130."""
+    marker = tmp_path / "cli"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ENGINE_UNDER_SIGTERM, str(marker)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        for _ in range(600):  # until the stand-in CLI runs: 60 s at most
+            if marker.exists() and marker.read_text() == "ready":
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert "interrupted" in out and "Exception in thread" not in err, err
+    assert marker.read_text() == "cancelled cleanly"

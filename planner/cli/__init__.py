@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 
 import click
 
-from planner.errors import EXIT_INTERRUPTED, GpuplanError, local_file_error
+from planner.errors import EXIT_INTERRUPTED, GpuplanError, Terminated, local_file_error
 
 _OUTPUT_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 # click 8.2 raises this for a group given no command (its help, exit 2); click 8.1, which
@@ -41,7 +41,7 @@ def _usage(ctx: click.Context, exc: click.UsageError) -> NoReturn:
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def _sigterm_as_interrupt() -> Any:
