@@ -205,13 +205,7 @@ def test_runpod_odd_entries_cost_only_themselves(monkeypatch):
         answer["data"]["gpuTypes"] = [None, {"displayName": "no id"}, *types]
         return status, answer
 
-    from tests.fakes import FakeApi
-    from tests.fakes.providers import ENV
-
-    with FakeApi(odd) as api:
-        monkeypatch.setenv("GPUPLAN_RUNPOD_URL", api.url)
-        for k, v in ENV["runpod"].items():
-            monkeypatch.setenv(k, v)
+    with provider_env("runpod", monkeypatch, route=odd):
         provider = provider_classes()["runpod"].from_env()
         offers = provider.list_offers(OfferQuery())
     have = {(o.instance_type, o.tier) for o in offers}

@@ -60,18 +60,14 @@ def _vast_market(monkeypatch, extra: list[dict]) -> tuple[list, list[str], int]:
     import json
 
     from planner.offers.providers import OfferQuery, provider_classes
-    from tests.fakes import FakeApi
-    from tests.fakes.providers import ENV, fixture, vast_search
+    from tests.fakes.providers import fixture, provider_env, vast_search
 
     market = fixture("vast", "bundles.json")["offers"] + extra
 
     def route(method, path, body, headers):
         return 200, {"offers": vast_search(market, json.loads(body))}
 
-    with FakeApi(route) as api:
-        monkeypatch.setenv("GPUPLAN_VAST_URL", api.url)
-        for k, v in ENV["vast"].items():
-            monkeypatch.setenv(k, v)
+    with provider_env("vast", monkeypatch, route=route) as api:
         provider = provider_classes()["vast"].from_env()
         offers = provider.list_offers(OfferQuery())
     return offers, provider.warnings, len(api.requests)

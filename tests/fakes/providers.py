@@ -246,9 +246,12 @@ ENV = {
 
 
 @contextlib.contextmanager
-def provider_env(name: str, monkeypatch: Any, **api_kw: Any) -> Iterator[FakeApi]:
-    """Start the provider's fake and set the environment so that from_env() reaches it."""
-    with FakeApi(ROUTES[name], **api_kw) as api:
+def provider_env(
+    name: str, monkeypatch: Any, route: Route | None = None, **api_kw: Any
+) -> Iterator[FakeApi]:
+    """Start the provider's fake (or ``route``) and set the environment so that from_env()
+    reaches it."""
+    with FakeApi(route or ROUTES[name], **api_kw) as api:
         monkeypatch.setenv(f"GPUPLAN_{name.upper()}_URL", api.url)
         for k, v in ENV.get(name, {}).items():
             monkeypatch.setenv(k, v)
