@@ -401,6 +401,16 @@ def test_bad_plan_file_is_refused_before_writing(tmp_path, plan_doc, path, value
     assert not (tmp_path / "out").exists(), "nothing written from a refused plan"
 
 
+def test_a_plan_missing_an_argument_names_what_gpuplan_adds(tmp_path, plan_doc):
+    doc = json.loads(json.dumps(plan_doc))
+    i = doc["vllm_args"].index("--max-num-seqs")
+    del doc["vllm_args"][i : i + 2]
+    plan = tmp_path / "plan.json"
+    plan.write_text(json.dumps(doc))
+    r, out = _run(["generate", "--plan", str(plan), "--allow-cidr", CIDR, "--out", "OUT"], tmp_path)
+    assert r.exit_code == 2 and "(gpuplan adds: --max-num-seqs" in _first(out), out
+
+
 def test_a_gcp_plan_is_found_again_by_its_machine_in_its_region_only(tmp_path):
     """GCP names an N1 machine with GPUs otherwise in its API and in the public catalogs
     (n1-standard-8+2xt4 / n1-standard-4+2xT4), so a saved plan's name may differ from the

@@ -198,9 +198,11 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
         problems.append(f"layout: gpuplan derives {derived.layout}, the plan says {plan.layout}")
     if derived.vllm_args != plan.vllm_args:
         extra = [a for a in plan.vllm_args if a not in derived.vllm_args]
+        missing = [a for a in derived.vllm_args if a not in plan.vllm_args]
         problems.append(
             "vllm_args differ from what gpuplan derives"
             + (f" (not gpuplan's: {short(' '.join(extra), 60)})" if extra else "")
+            + (f" (gpuplan adds: {short(' '.join(missing), 60)})" if missing else "")
         )
     want, got = derived.estimate.usd_per_hour, plan.estimate.usd_per_hour
     if abs(want - got) > 1e-6 * max(want, 1.0):
