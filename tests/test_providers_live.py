@@ -42,6 +42,14 @@ def test_gcp_bills_the_local_ssds_a_machine_type_comes_with(monkeypatch, tmp_pat
     assert ultra.spot_price_usd_per_hour == pytest.approx(spot_vm + 375 * 0.048 / 730, abs=1e-4)
 
 
+def test_gcp_leaves_out_deprecated_machine_types(monkeypatch, tmp_path):
+    """A machine type the API marks deprecated in a zone (deprecated.state) is not offered
+    there, as gpuhunt skips it (OBSOLETE and DELETED ones cannot be created at all)."""
+    offers, _ = offers_of("gcp", monkeypatch, tmp_path)
+    names = {name for name, _ in by_type(offers)}
+    assert "g2-standard-24" in names and "g2-standard-32" not in names
+
+
 def test_gcp_keeps_machine_types_sold_as_spot_only_for_spot_plans(monkeypatch, tmp_path):
     """a3-highgpu-1g/2g/4g are sold only as Spot or Flex-start VMs: the listing keeps them (a
     Spot plan may use them) and the GCP target refuses them on demand (infra.targets.gcp

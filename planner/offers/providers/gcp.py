@@ -196,6 +196,8 @@ class GcpProvider(Provider):
             if query.regions and region not in query.regions:
                 continue
             for mt in listing.machine_types:
+                if mt.deprecated.state:  # DEPRECATED, OBSOLETE or DELETED in this zone: not
+                    continue  # offered (gpuhunt skips DEPRECATED; the others cannot be created)
                 base = {
                     "vcpus": mt.guest_cpus,
                     "ram_gib": round(mt.memory_mb / 1024, 2),
