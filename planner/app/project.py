@@ -129,6 +129,7 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
     from planner.errors import short
     from planner.offers.catalog import load_catalog
     from planner.offers.providers import provider_classes
+    from planner.offers.providers.base import same_machine
     from planner.settings import check_need
 
     check_need(plan.need, "plan file")
@@ -136,43 +137,21 @@ def verify_plan(plan: Plan, *, config_path: str | None = None, offline: bool = F
     o = plan.offer
     problems: list[str] = []
     catalog = load_catalog([o.provider]) if o.provider.isidentifier() else None
+    listed = catalog.offers if catalog else []
     same = [
         c
-        for c in (catalog.offers if catalog else [])
+        for c in listed
         if (c.provider, c.instance_type, c.region) == (o.provider, o.instance_type, o.region)
     ]
-    machine = (o.gpu, o.gpu_count, o.gpu_memory_gb)
     source = provider_classes().get(o.provider)
-    if (
-        not same
-        and source is not None
-        and source.listings_vary
-        and any(
-            (c.gpu, c.gpu_count, c.gpu_memory_gb) == machine
-            and (
-                source.listings_vary == "machine"
-                or (
-                    c.region == o.region
-                    and source.listing_name(c.instance_type) == source.listing_name(o.instance_type)
-                )
+    if not same:
+        # marketplaces and clouds that name a machine otherwise find it again by their own rule
+        if source is None or not source.sells_again(o, listed):
+            problems.append(
+                f"offer: {short(o.provider, 20)} {short(o.instance_type, 40)} in "
+                f"{short(o.region, 30)} is not in the offer catalog"
             )
-            for c in (catalog.offers if catalog else [])
-        )
-    ):
-        # Marketplace offers (Vast machine ids, RunPod stock) come and go between the plan and
-        # now, and GCP's GPU machines are named otherwise by its API and the public catalogs:
-        # the provider must still sell this exact machine shape, not this very listing.
-        # Elsewhere (AWS, Hetzner, ...) an instance type or region not in the catalog is
-        # another offer.
-        pass
-    elif not same:
-        problems.append(
-            f"offer: {short(o.provider, 20)} {short(o.instance_type, 40)} in "
-            f"{short(o.region, 30)} is not in the offer catalog"
-        )
-    elif not any(
-        (c.gpu, c.gpu_count, c.gpu_memory_gb) == (o.gpu, o.gpu_count, o.gpu_memory_gb) for c in same
-    ):
+    elif not any(same_machine(c, o) for c in same):
         c = same[0]
         problems.append(
             f"offer: {o.instance_type} has {c.gpu_count}x {c.gpu} ({c.gpu_memory_gb:g} GB) in "

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
@@ -55,18 +56,14 @@ class Provider(ABC):
     default_base_url: ClassVar[str | None] = None
     # Shown as the source of a refresh; subclasses name their API.
     api_label: ClassVar[str] = "provider API"
-    # How a saved plan's offer is found again when its very listing is not in the catalog:
-    # "machine" (marketplaces: listings and stock come and go between refreshes) the cloud must
-    # still sell the plan's machine shape somewhere; "name" (the API and the public catalogs
-    # name one machine otherwise) the same shape in the plan's region; None (elsewhere, and the
-    # clouds with no direct provider) the instance type and region are what the project rents,
-    # so they must be in the catalog as they are.
-    listings_vary: ClassVar[str | None] = None
 
     @staticmethod
-    def listing_name(instance_type: str) -> str:
-        """What of an instance type's name is the same wherever it is listed ("name" above)."""
-        return instance_type
+    def sells_again(saved: Offer, listed: Iterable[Offer]) -> bool:
+        """Whether the catalog still sells the offer a saved plan names when that very listing
+        (instance type in region) is not in it. Not by default: elsewhere the instance type and
+        region are what the project rents, so they must be listed as they are. Marketplaces
+        and clouds whose listings are named otherwise say how they find it again."""
+        return False
 
     def __init__(self) -> None:
         self.warnings: list[str] = []
@@ -134,3 +131,14 @@ def utc_now_iso() -> str:
     from datetime import UTC, datetime
 
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def same_machine(a: Offer, b: Offer) -> bool:
+    """The same GPUs: model, count and memory."""
+    return (a.gpu, a.gpu_count, a.gpu_memory_gb) == (b.gpu, b.gpu_count, b.gpu_memory_gb)
+
+
+def sold_anywhere(saved: Offer, listed: Iterable[Offer]) -> bool:
+    """A marketplace's Provider.sells_again: listings and stock come and go between refreshes,
+    so the saved offer is found again by the same machine sold anywhere."""
+    return any(same_machine(saved, c) for c in listed)

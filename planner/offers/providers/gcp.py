@@ -21,6 +21,7 @@ from planner.offers.providers.base import (
     OfferQuery,
     Provider,
     register,
+    same_machine,
     utc_now_iso,
 )
 
@@ -100,9 +101,18 @@ def gcp_provider_data(
 class GcpProvider(Provider):
     name = "gcp"
     api_label = "API (compute machineTypes/acceleratorTypes, Cloud Billing Catalog)"
+
     # N1 machines with attached GPUs are named here n1-standard-{4 x GPUs}+{GPUs}x{GPU}, in the
     # public catalogs after other machine types: the same machine, another name
-    listings_vary = "name"
+    @classmethod
+    def sells_again(cls, saved: Offer, listed: Iterable[Offer]) -> bool:
+        """The same machine in the same region under the other name it goes by (N1 hosts)."""
+        return any(
+            same_machine(saved, c)
+            and c.region == saved.region
+            and cls.listing_name(c.instance_type) == cls.listing_name(saved.instance_type)
+            for c in listed
+        )
 
     @staticmethod
     def listing_name(instance_type: str) -> str:

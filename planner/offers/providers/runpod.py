@@ -14,6 +14,7 @@ from planner.offers.providers.base import (
     OfferQuery,
     Provider,
     register,
+    sold_anywhere,
     utc_now_iso,
 )
 
@@ -59,7 +60,7 @@ def stock_variables() -> dict[str, dict[str, Any]]:
 class RunpodProvider(Provider):
     name = "runpod"
     api_label = "GraphQL API (gpuTypes)"
-    listings_vary = "machine"
+    sells_again = staticmethod(sold_anywhere)
     credentials_hint = "RUNPOD_API_KEY"
     default_base_url = "https://api.runpod.io"
 

@@ -15,6 +15,7 @@ from planner.offers.providers.base import (
     OfferQuery,
     Provider,
     register,
+    sold_anywhere,
     utc_now_iso,
 )
 
@@ -44,7 +45,7 @@ def search_body(limit: int = PAGE_SIZE, min_dph: float | None = None) -> dict[st
 class VastProvider(Provider):
     name = "vast"
     api_label = "API (POST /api/v0/bundles/)"
-    listings_vary = "machine"
+    sells_again = staticmethod(sold_anywhere)
     credentials_hint = "VAST_API_KEY"
     default_base_url = "https://console.vast.ai"
 
