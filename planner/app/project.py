@@ -460,10 +460,18 @@ def _price_check(s: Settings, plan: Plan) -> PriceCheck:
     )
 
 
+def project_drift(folder: Path, plan: Plan, s: Settings) -> Drift:
+    """Which files under ``folder`` are missing or differ from what gpuplan writes for ``plan``
+    with the settings' project options."""
+    from infra.check import file_drift
+    from infra.emit import render_project
+
+    return file_drift(folder, render_project(plan, _project_options(s)))
+
+
 def check(s: Settings, *, prices: bool = False) -> CheckResult:
     """Does the committed project answer the settings, and regenerate byte for byte?"""
-    from infra.check import committed_plan, file_drift
-    from infra.emit import render_project
+    from infra.check import committed_plan
 
     plan = committed_plan(Path(s.out))
     edited: list[str] = []
@@ -474,7 +482,7 @@ def check(s: Settings, *, prices: bool = False) -> CheckResult:
     except PlanNotVerified as exc:
         unverified = exc.message
     try:
-        drift = file_drift(Path(s.out), render_project(plan, _project_options(s)))
+        drift = project_drift(Path(s.out), plan, s)
     except UsageError:
         if not edited:
             raise
