@@ -203,24 +203,19 @@ def fit_layout(
         # with data parallel, vLLM spreads the experts over every replica's GPUs (DP x TP):
         # another memory layout, not planned
         return f"{layout.label}: expert parallelism with data-parallel replicas is not planned"
+    chunk = default_batched_tokens(gpu.usable_memory_bytes, gpu.name)  # vLLM's, for the card
     weights, experts, overhead, free = memory_budget(
-        cand, gpu, layout.tp, layout.pp, need.gpu_memory_utilization
+        cand, gpu, layout.tp, layout.pp, need.gpu_memory_utilization, max_num_batched_tokens=chunk
     )
     stage_share = math.ceil(cand.spec.num_layers / layout.pp) / cand.spec.num_layers
     kv_req = math.ceil(
         stage_share * kv_bytes_per_request(cand.spec, layout.tp, need.kv_cache_dtype, need.context)
     )
     # sliding-window layers hold a prefill chunk beyond their window: once per replica, and in
-    # vLLM's start-up check (the chunk is vLLM's default for the card, as in memory_budget)
+    # vLLM's start-up check
     reserve = math.ceil(
         stage_share
-        * sliding_prefill_reserve(
-            cand.spec,
-            layout.tp,
-            need.kv_cache_dtype,
-            need.context,
-            default_batched_tokens(gpu.usable_memory_bytes, gpu.name),
-        )
+        * sliding_prefill_reserve(cand.spec, layout.tp, need.kv_cache_dtype, need.context, chunk)
     )
     free -= reserve
     per_replica = max(0, free // kv_req) if free > 0 else 0
