@@ -153,7 +153,9 @@ class PulumiEngine:
 
 
 # How long an interrupted gpuplan waits for the Pulumi CLI to cancel its update and save the
-# stack's state (CI runners kill the whole process tree sooner: GitHub after 7.5 + 2.5 s).
+# stack's state: a judgement (a bound, not a measured cancel time; a cancel that takes longer
+# leaves the lock `pulumi cancel` clears). CI runners kill the whole process tree sooner:
+# GitHub after 7.5 + 2.5 s (docs.github.com, workflow cancellation reference).
 CANCEL_WAIT_S = 120.0
 
 

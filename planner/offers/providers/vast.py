@@ -25,8 +25,8 @@ MIN_RELIABILITY = 0.95
 # each next page asks dph_total >= the last price seen (ids already seen are dropped), as
 # gpuhunt filters dph_total with gte/lte (dstackai/gpuhunt src/gpuhunt/providers/vastai.py,
 # make_filters). Bounded: at most MAX_PAGES pages, then a warning that the market was cut.
-PAGE_SIZE = 1000
-MAX_PAGES = 20
+PAGE_SIZE = 1000  # the limit the search was always asked with
+MAX_PAGES = 20  # a judgement: 20,000 offers at most; past it the listing says it was cut
 
 
 def search_body(limit: int = PAGE_SIZE, min_dph: float | None = None) -> dict[str, Any]:
