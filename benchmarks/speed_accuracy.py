@@ -21,6 +21,7 @@ import re
 import statistics
 import sys
 from collections import Counter
+from dataclasses import replace
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -212,6 +213,9 @@ def _setup(pid: str):
         spec = parse_config(p["config"], name=p["model"], source="config", source_ref="inline")
     else:
         spec = load_model_spec(p["model"])
+    if "mamba_ssm_cache_dtype" in p:  # the measured engine's recurrent-state dtype
+        recurrent = replace(spec.recurrent, state_dtype=p["mamba_ssm_cache_dtype"])
+        spec = replace(spec, recurrent=recurrent)
     cand = _candidate(spec, p["quant"], p["model"])
     gpu = gpu_table()[p["gpu"]]
     tp = p["tp"]

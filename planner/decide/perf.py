@@ -6,7 +6,8 @@ token (the input embedding is a lookup, not a matmul); the weight GEMMs take the
 memory and compute times, then attention the longer of its KV reads (paged blocks: a lower share
 of the bandwidth than the weights' streaming reads) and FLOPs, plus tensor-parallel all-reduces
 (latency + bandwidth per link type: NVLink, AMD Infinity Fabric, PCIe ring, plus the engine's
-cost per all-reduce), a fixed step cost, a per-MoE-layer kernel cost and, when an API server
+cost per all-reduce), hybrid models' recurrent states (read and written back by every decode
+step), a fixed step cost, a per-MoE-layer kernel cost and, when an API server
 streams the tokens, a small per-sequence host cost, which vLLM's async scheduling (default
 since v0.14) overlaps with the GPU work instead of adding to it (the calibration's measurements
 of older engines pay their larger host cost in turn with the GPU: Hardware.engine).
@@ -45,6 +46,7 @@ from importlib import resources
 from typing import Any
 
 from planner.model.footprint import default_batched_tokens, kv_bytes_per_token
+from planner.model.recurrent import state_bytes_per_layer
 from planner.model.values import ModelSpec
 from planner.offers.gpus import GpuSpec
 
@@ -97,6 +99,24 @@ class ModelLoad:
     qk_width: int = 0  # heads x query/key head dim in prefill
     decode_qk_width: int = 0  # heads x the dims decode attention scores over
     decode_pv_width: int = 0  # heads x the dims decode attention sums values over
+    # Hybrid models (Nemotron-H, Qwen3-Next): only some layers attend (0: all of them); each
+    # sequence's recurrent state (Mamba-2 / Gated DeltaNet conv + SSM state, over the GPU's
+    # layers) is read and written back by every decode step, in place (vLLM's
+    # selective_state_update / fused recurrent kernels); and a Nemotron-H block is a mixer or
+    # an FFN, not both, so a forward pass all-reduces once per block (sublayers: the TP
+    # all-reduces of a forward pass; 0: two per layer).
+    attention_layers: int = 0
+    state_bytes_per_sequence: float = 0.0
+    sublayers: int = 0
+
+    @property
+    def attending_layers(self) -> int:
+        return self.attention_layers or self.layers
+
+    @property
+    def allreduce_layers(self) -> float:
+        """Layers' worth of all-reduces (two each) a forward pass runs."""
+        return self.sublayers / 2 if self.sublayers else float(self.layers)
 
     @property
     def matmul_params(self) -> int:
@@ -113,7 +133,7 @@ class ModelLoad:
         """Causal attention FLOPs of those prompts (prompt^2 / 2 query-key pairs a layer, 2 FLOPs
         a pair for the scores over the QK width and 2 for the values over the PV width), which
         run in 16-bit whatever the weights' format."""
-        return requests * prompt**2 * self.prefill_width * self.layers / tp
+        return requests * prompt**2 * self.prefill_width * self.attending_layers / tp
 
     @property
     def prefill_width(self) -> int:
@@ -186,7 +206,7 @@ def link_bytes_per_s(hw: Hardware) -> float:
     return constant(f"pcie_gen{gen}_gb_s") * 1e9
 
 
-def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: int) -> float:
+def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: float) -> float:
     """Two all-reduces a layer of tokens x hidden bf16 activations (ring: 2(n-1)/n of the data
     over the link), each with the link's fixed latency plus the engine's own cost around every
     all-reduce (engine_allreduce_overhead_us: one fitted constant for CUDA's stack, one for
@@ -265,7 +285,7 @@ def decode_step_s(
         )
     kv = batch * context * load.kv_bytes_per_token_per_gpu
     bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * constant("bandwidth_efficiency")
-    layers = load.layers / hw.pp
+    layers = load.attending_layers / hw.pp
     peak = peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "decode")
     # The weight GEMMs and the attention over the KV cache are separate kernels that run one
     # after the other: each is bound by its own bytes or FLOPs, and their times add.
@@ -291,8 +311,11 @@ def decode_step_s(
         host *= share * 1e-3 / hw.scheduler_steps
     else:
         host = (constant("per_sequence_overhead_ms") if online else 0.0) * batch * 1e-3
+    # recurrent states: each decoding sequence's read and written back, streamed whole
+    t_state = 2 * batch * load.state_bytes_per_sequence / hw.pp / bandwidth
     tokens = batch + prefill_tokens
-    gpu = t_gemm + t_attn + allreduce_s(hw, tokens, load.hidden, math.ceil(layers))
+    reduces = math.ceil(load.allreduce_layers / hw.pp)
+    gpu = t_gemm + t_attn + t_state + allreduce_s(hw, tokens, load.hidden, reduces)
     gpu += constant("step_overhead_ms") * 1e-3
     gpu += constant("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
     # With async scheduling the host work of one step overlaps the GPU work of the next.
@@ -341,7 +364,8 @@ def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
         + prompt * load.hidden * 2 / (constant("internode_gb_s") * 1e9)
     )
     fixed = constant("request_overhead_ms") * 1e-3  # tokenize, schedule, first sampling, detokenize
-    return max(t_cmp, t_mem) + allreduce_s(hw, prompt, load.hidden, load.layers) + net + fixed
+    reduces = allreduce_s(hw, prompt, load.hidden, load.allreduce_layers)
+    return max(t_cmp, t_mem) + reduces + net + fixed
 
 
 def token_latency_s(load: ModelLoad, hw: Hardware, batch: float, context: float) -> float:
@@ -378,7 +402,7 @@ def batched_prefill_s(
         * load.weight_bytes_per_gpu
         / (hw.gpu.memory_bandwidth_gb_s * 1e9 * constant("bandwidth_efficiency"))
     )
-    t_net = allreduce_s(hw, tokens, load.hidden, load.layers // hw.pp)
+    t_net = allreduce_s(hw, tokens, load.hidden, load.allreduce_layers // hw.pp)
     return (max(t_cmp, t_mem) + t_net) / hw.pp
 
 
@@ -448,7 +472,11 @@ def model_load(
     run at the block-FP8 fused-MoE factors, under native FP8 math and, as an assumption, under
     Marlin below it (ModelLoad.block_fp8_moe)."""
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
-    moe_layers = spec.num_layers - spec.first_dense_layers if spec.is_moe else 0
+    moe_layers = sum(spec.is_moe_layer(i) for i in range(spec.num_layers)) if spec.is_moe else 0
+    kinds = [(spec.mixer_kind(i), spec.ffn_kind(i)) for i in range(spec.num_layers)]
+    state = 0
+    if spec.recurrent is not None and spec.recurrent_layer_count:
+        state = state_bytes_per_layer(spec.recurrent, tp, spec.dtype) * spec.recurrent_layer_count
     head = spec.vocab_size * spec.hidden_size
     heads = spec.num_attention_heads
     return ModelLoad(
@@ -462,6 +490,8 @@ def model_load(
         decode_pv_width=heads * spec.kv_lora_rank if spec.is_mla else 0,
         kv_bytes_per_token_per_gpu=per_layer * math.ceil(layers / pp),
         moe_layers=moe_layers, weight_only=weight_only,
+        attention_layers=spec.attention_layer_count, state_bytes_per_sequence=state / pp,
+        sublayers=sum((m != "none") + (f != "none") for m, f in kinds),
         block_fp8_moe=block_scaled and spec.is_moe,
         lookup_params=0 if spec.tie_word_embeddings else head,
         lm_head_params=head,
