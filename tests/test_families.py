@@ -142,15 +142,26 @@ def test_llama4_interleaved_moe_layers_and_shared_expert():
     assert "model.layers.0.mlp.shared_experts.gate_proj.weight" not in names
 
 
-def test_llama4_chunked_layers_are_sized_as_full_attention_by_default():
+def test_llama4_chunked_layers_hold_one_chunk():
+    """vLLM 0.33 runs its hybrid KV cache manager for chunked local attention
+    (VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 1 since vllm#29627):
+    Llama 4's 36 chunked layers hold at most one 8,192-token chunk, the 12 NoPE layers the
+    whole context. Sizing them all as full attention put Scout at 131,072 tokens x 8 streams
+    on 8 H100s instead of 4."""
+    from planner.model.footprint import sliding_prefill_reserve
+
     spec = registry_spec("meta-llama/Llama-4-Scout-17B-16E-Instruct")
     assert spec.layer_types.count("chunked") == 36 and spec.attention_chunk_size == 8192
-    # 48 layers x 2 x 8 KV heads x 128 x 2 bytes x 32768 tokens: vLLM turns the hybrid KV
-    # manager off for chunked local attention, so chunked layers hold the full context.
-    assert kv_bytes_per_request(spec, 1, "auto", 32768) == 48 * 2 * 8 * 128 * 2 * 32768
+    per_layer = 2 * 8 * 128 * 2  # K and V x 8 KV heads x head_dim 128 x bf16
+    assert kv_bytes_per_request(spec, 1, "auto", 32768) == (12 * 32768 + 36 * 8192) * per_layer
+    # below one chunk every layer holds the request (in 16-token blocks)
+    assert kv_bytes_per_request(spec, 1, "auto", 1000) == 48 * 1008 * per_layer
+    # start-up: ChunkedLocalAttentionSpec charges min(chunk + max_num_batched_tokens,
+    # max_model_len) tokens per chunked layer, i.e. 8,192 + 8,192 beyond the chunk held
+    assert sliding_prefill_reserve(spec, 1, "auto", 131072, 8192) == 36 * 8192 * per_layer
+    assert sliding_prefill_reserve(spec, 1, "auto", 10000, 8192) == 36 * (10000 - 8192) * per_layer
     fp = estimate_footprint(spec, context=32768)
-    saved = 36 * (32768 - 8192) * 2 * 8 * 128 * 2
-    assert any(f"{saved:,} fewer KV bytes" in n for n in fp.notes)
+    assert any("holds at most one chunk" in n for n in fp.notes)
 
 
 def test_glm45_bias_and_qk_norm_follow_the_config():

@@ -10,6 +10,7 @@ from planner.model.architecture import list_tensors
 from planner.model.kvcache import (  # noqa: F401 (re-exported: the KV figures' home is kvcache)
     BLOCK_TOKENS,
     HybridLayout,
+    attention_layers_held,
     hybrid_layout,
     kv_bytes_per_request,
     kv_bytes_per_token,
@@ -330,16 +331,13 @@ def estimate_footprint(
             f"{fmt.name} sizes follow llama.cpp's per-tensor mix rules approximately "
             "(within ~7% of published files); a real GGUF file (--gguf) is exact"
         )
-    chunked = sum(1 for t in spec.layer_types if t == "chunked")
-    if chunked and spec.attention_chunk_size:
-        # vLLM's hybrid KV manager is off for chunked attention (vllm/config/vllm.py): full KV
-        capped = min(context, spec.attention_chunk_size)
-        saved = chunked * (context - capped) * per_layer
+    chunked = attention_layers_held(spec)["chunked"]
+    if chunked:
         notes.append(
             f"{chunked} of {layers} layers use chunked local attention "
-            f"({spec.attention_chunk_size} tokens); vLLM sizes them as full attention by default. "
-            "With VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE=1 they hold at most one "
-            f"chunk, {saved:,} fewer KV bytes per {context}-token request"
+            f"({spec.attention_chunk_size} tokens): vLLM's hybrid KV cache manager holds at most "
+            "one chunk there (its default since VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE "
+            "became 1); with that variable set to 0 they hold the whole context"
         )
     lay = hybrid_layout(spec, 1, kv_cache_dtype)
     if lay is not None:

@@ -1,6 +1,6 @@
 """KV-cache bytes per token and per request on one GPU, as vLLM's KV cache manager lays them
-out (pure): GQA, MLA and sparse-MLA pages, sliding-window layers held at their window, the
-recurrent state pages of hybrid models."""
+out (pure): GQA, MLA and sparse-MLA pages, sliding-window and chunked-local layers held at their
+window, the recurrent state pages of hybrid models."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from planner.model.recurrent import state_bytes_per_layer
 from planner.model.values import ModelSpec
 
 BLOCK_TOKENS = 16  # vLLM's default KV block size on CUDA
+LOCAL_KINDS = ("sliding", "chunked")  # attention layers that hold a window, not the context
 
 
 def kv_bytes_per_token(spec: ModelSpec, tp: int, kv_cache_dtype: str) -> tuple[int, int]:
@@ -104,40 +105,79 @@ def resident_tokens(prompt: int, output: int) -> int:
 
 def kv_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str, context: int) -> int:
     """KV bytes one request of `context` tokens holds on one GPU, in whole 16-token blocks;
-    sliding-window layers hold at most the window (plus the block it straddles). For hybrid
-    models: attention KV in the enlarged hybrid blocks plus the per-sequence recurrent state,
-    so that charging this per concurrent request charges the state too."""
+    sliding-window and chunked-local layers hold at most their window (see _local_tokens).
+    For hybrid models: attention KV in the enlarged hybrid blocks plus the per-sequence
+    recurrent state, so that charging this per concurrent request charges the state too."""
     lay = hybrid_layout(spec, tp, kv_cache_dtype)
     if lay is not None:
         blocks = math.ceil(context / lay.block_tokens)
         return lay.group_size * lay.page_bytes * (lay.attention_groups * blocks + lay.state_groups)
-    per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
-    tokens = math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS
-    sliding = spec.sliding_layer_count if spec.sliding_window else 0
-    held = sliding * _window_tokens(spec, context) if sliding else 0
-    return ((layers - sliding) * tokens + held) * per_layer
+    per_layer, _ = kv_bytes_per_token(spec, tp, kv_cache_dtype)
+    held = attention_layers_held(spec)
+    tokens = held["full"] * (math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS)
+    tokens += sum(held[k] * _local_tokens(spec, k, context) for k in LOCAL_KINDS if held[k])
+    return tokens * per_layer
 
 
-def _window_tokens(spec: ModelSpec, context: int) -> int:
-    """Tokens a sliding-window layer holds for a decoding request of ``context`` tokens: the
-    window in whole blocks plus the block it straddles, at most the request's own blocks."""
+def attention_layers_held(spec: ModelSpec) -> dict[str, int]:
+    """Attention layers per kind: "full", "sliding" (within sliding_window) and "chunked"
+    (within attention_chunk_size). vLLM's hybrid KV cache manager holds the last two at
+    their window, chunked local attention (Llama 4) included: in vLLM 0.33,
+    VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 1 (vllm/envs.py; turned
+    on by vllm-project/vllm#29627; #46553, which proposed turning it off again, was closed
+    unmerged), so vllm/config/vllm.py no longer disables the manager for such models."""
+    counts = {"full": 0, "sliding": 0, "chunked": 0}
+    for i in range(spec.num_layers):
+        if spec.mixer_kind(i) != "attention":
+            continue
+        kind = spec.layer_types[i] if i < len(spec.layer_types) else "full"
+        if kind == "sliding" and spec.sliding_window:
+            counts["sliding"] += 1
+        elif kind == "chunked" and spec.attention_chunk_size:
+            counts["chunked"] += 1
+        else:
+            counts["full"] += 1
+    return counts
+
+
+def _local_tokens(spec: ModelSpec, kind: str, context: int) -> int:
+    """Tokens a sliding-window or chunked-local layer holds for a decoding request of
+    ``context`` tokens, at most the request's own blocks: the window in whole blocks plus the
+    block it straddles; the current chunk (chunks start on block boundaries, and vLLM frees
+    the blocks of the chunks before it)."""
+    own = math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS
+    if kind == "chunked":
+        return min(own, math.ceil(spec.attention_chunk_size / BLOCK_TOKENS) * BLOCK_TOKENS)
     window = math.ceil((spec.sliding_window - 1) / BLOCK_TOKENS) * BLOCK_TOKENS + BLOCK_TOKENS
-    return min(math.ceil(context / BLOCK_TOKENS) * BLOCK_TOKENS, window)
+    return min(own, window)
+
+
+def _startup_tokens(spec: ModelSpec, kind: str, context: int, batched_tokens: int) -> int:
+    """Tokens vLLM's start-up check charges one such layer (max_memory_usage_bytes in
+    vllm/v1/kv_cache_interface.py): min(window - 1 + max_num_batched_tokens, max_model_len)
+    in blocks plus one (SlidingWindowSpec); min(chunk + max_num_batched_tokens,
+    max_model_len) in blocks (ChunkedLocalAttentionSpec)."""
+    if kind == "chunked":
+        held = min(spec.attention_chunk_size + batched_tokens, context)
+        return math.ceil(held / BLOCK_TOKENS) * BLOCK_TOKENS
+    held = min(spec.sliding_window - 1 + batched_tokens, context)
+    return (math.ceil(held / BLOCK_TOKENS) + 1) * BLOCK_TOKENS
 
 
 def sliding_prefill_reserve(
     spec: ModelSpec, tp: int, kv_cache_dtype: str, context: int, batched_tokens: int
 ) -> int:
-    """KV bytes per GPU beyond kv_bytes_per_request's window that sliding-window layers need:
-    prefilling a chunk of up to ``batched_tokens``, such a layer holds window - 1 tokens plus
-    the chunk, and vLLM's start-up check charges it min(window - 1 + max_num_batched_tokens,
-    max_model_len) tokens in blocks, plus one (SlidingWindowSpec.max_memory_usage_bytes,
-    vllm/v1/kv_cache_interface.py). Decoding requests hold their window again, so this is once
-    per replica. 0 without sliding layers, and for hybrid recurrent layouts (own pages)."""
-    sliding = spec.sliding_layer_count
-    if not (sliding and spec.sliding_window) or hybrid_layout(spec, tp, kv_cache_dtype):
+    """KV bytes per GPU beyond kv_bytes_per_request's windows that sliding-window and
+    chunked-local layers need: prefilling a chunk of up to ``batched_tokens``, such a layer
+    holds its window plus the chunk, as vLLM's start-up check charges it (_startup_tokens).
+    Decoding requests hold their window again, so this is once per replica. 0 without such
+    layers, and for hybrid recurrent layouts (own pages)."""
+    held = attention_layers_held(spec)
+    if not any(held[k] for k in LOCAL_KINDS) or hybrid_layout(spec, tp, kv_cache_dtype):
         return 0
     per_layer, _ = kv_bytes_per_token(spec, tp, kv_cache_dtype)
-    held = min(spec.sliding_window - 1 + batched_tokens, context)
-    startup = (math.ceil(held / BLOCK_TOKENS) + 1) * BLOCK_TOKENS
-    return sliding * per_layer * max(0, startup - _window_tokens(spec, context))
+    extra = 0
+    for k in (k for k in LOCAL_KINDS if held[k]):
+        startup = _startup_tokens(spec, k, context, batched_tokens)
+        extra += held[k] * max(0, startup - _local_tokens(spec, k, context))
+    return extra * per_layer
