@@ -61,6 +61,27 @@ def test_gemma3_five_local_one_global():
     assert s.sliding_layer_count == 62 - 10 and s.sliding_window == 1024
 
 
+def test_gemma3_sliding_layers_are_padded_to_whole_layer_groups():
+    """vLLM's hybrid KV cache manager groups Gemma 3 27B's 10 full and 52 sliding layers in
+    groups of 10 and pads the sliding ones to 6 whole groups: 60 layers take a window each
+    (kv_cache_utils._get_kv_cache_groups_uniform_page_size). The project's own start-up log
+    m060 (planner/decide/data/vllm_memory_logs.json) shows it: 109.86 GiB of KV cache in
+    blocks of 10 layers x 16 tokens x 8,192 bytes, over 7 groups, is the logged 205,696
+    tokens (over 6.2 unpadded groups it would be about 230,000)."""
+    from planner.model.kvcache import attention_layers_held
+
+    s = spec("google/gemma-3-27b-it")
+    assert attention_layers_held(s) == {"full": 10, "sliding": 60, "chunked": 0}
+    per_layer = 2 * 16 * 128 * 2
+    assert kv_bytes_per_request(s, 1, "auto", 4096) == (10 * 4096 + 60 * 1040) * per_layer
+    held = attention_layers_held(s)
+    groups = (held["full"] + held["sliding"]) // 10
+    blocks = int(109.86 * 2**30) // (10 * 16 * per_layer)
+    assert blocks // groups * 16 == 205_696  # "GPU KV cache size: 205,696 tokens" (m060)
+    # equal counts need no padding (gpt-oss: 18 and 18; Gemma 2 9B: 21 and 21)
+    assert attention_layers_held(spec("openai/gpt-oss-120b"))["sliding"] == 18
+
+
 def test_gpt_oss_alternating_sliding_window_of_128():
     s = spec("openai/gpt-oss-120b")
     per_layer = 2 * 8 * 64 * 2

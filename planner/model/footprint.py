@@ -331,8 +331,8 @@ def estimate_footprint(
             f"{fmt.name} sizes follow llama.cpp's per-tensor mix rules approximately "
             "(within ~7% of published files); a real GGUF file (--gguf) is exact"
         )
-    chunked = attention_layers_held(spec)["chunked"]
-    if chunked:
+    chunked = spec.layer_types.count("chunked")
+    if chunked and spec.attention_chunk_size:
         notes.append(
             f"{chunked} of {layers} layers use chunked local attention "
             f"({spec.attention_chunk_size} tokens): vLLM's hybrid KV cache manager holds at most "

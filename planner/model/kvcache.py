@@ -47,6 +47,16 @@ def kv_dtype_bytes(kv_cache_dtype: str) -> int:
     )
 
 
+def _group_size(counts: list[int]) -> int:
+    """The layer-group size of vLLM's hybrid KV cache manager: the smallest layer type's
+    count, or the largest's when within 1.5x of it. Each type is padded to whole groups and
+    every group takes a page in each of its group-size slots, so padding costs memory
+    (vllm/v1/core/kv_cache_utils.py _get_kv_cache_groups_uniform_page_size: "Add %d padding
+    layers, may waste at most %.2f%% KV cache memory")."""
+    group = min(counts)
+    return max(counts) if max(counts) < group * 1.5 else group
+
+
 @dataclass(frozen=True, slots=True)
 class HybridLayout:
     """How vLLM's hybrid KV cache manager lays out a model with recurrent layers on one GPU.
@@ -55,9 +65,7 @@ class HybridLayout:
     must hold a recurrent state, so block_tokens grows to 16 * ceil(state / (16 * per-token
     bytes)) and the state page is padded to the attention page
     (vllm/platforms/interface.py _align_hybrid_block_size). Layers are grouped by type into
-    groups of group_size (the smallest type's count, or the largest's when within 1.5x), each
-    type padded to whole groups (vllm/v1/core/kv_cache_utils.py
-    _get_kv_cache_groups_uniform_page_size).
+    groups of group_size, each type padded to whole groups (see _group_size).
     """
 
     block_tokens: int
@@ -74,10 +82,7 @@ def hybrid_layout(spec: ModelSpec, tp: int, kv_cache_dtype: str) -> HybridLayout
     per_token, attn_layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     state = state_bytes_per_layer(spec.recurrent, tp, spec.dtype)
     block = BLOCK_TOKENS * max(1, math.ceil(state / (BLOCK_TOKENS * per_token)))
-    counts = [n for n in (attn_layers, spec.recurrent_layer_count) if n]
-    group = min(counts)
-    if max(counts) < group * 1.5:
-        group = max(counts)
+    group = _group_size([n for n in (attn_layers, spec.recurrent_layer_count) if n])
     return HybridLayout(
         block_tokens=block,
         page_bytes=block * per_token,
@@ -120,9 +125,11 @@ def kv_bytes_per_request(spec: ModelSpec, tp: int, kv_cache_dtype: str, context:
 
 
 def attention_layers_held(spec: ModelSpec) -> dict[str, int]:
-    """Attention layers per kind: "full", "sliding" (within sliding_window) and "chunked"
-    (within attention_chunk_size). vLLM's hybrid KV cache manager holds the last two at
-    their window, chunked local attention (Llama 4) included: in vLLM 0.33,
+    """Attention layers per kind as vLLM allocates them: "full", "sliding" (within
+    sliding_window) and "chunked" (within attention_chunk_size), each padded to whole layer
+    groups when there is more than one kind (see _group_size). vLLM's hybrid KV cache
+    manager holds the last two at their window, chunked local attention (Llama 4) included:
+    in vLLM 0.33,
     VLLM_ALLOW_CHUNKED_LOCAL_ATTN_WITH_HYBRID_KV_CACHE defaults to 1 (vllm/envs.py; turned
     on by vllm-project/vllm#29627; #46553, which proposed turning it off again, was closed
     unmerged), so vllm/config/vllm.py no longer disables the manager for such models."""
@@ -137,6 +144,10 @@ def attention_layers_held(spec: ModelSpec) -> dict[str, int]:
             counts["chunked"] += 1
         else:
             counts["full"] += 1
+    present = [n for n in counts.values() if n]
+    if len(present) > 1:  # padded to whole layer groups: Gemma 3 27B's 52 sliding layers to 60
+        group = _group_size(present)
+        counts = {k: math.ceil(n / group) * group for k, n in counts.items()}
     return counts
 
 
