@@ -159,6 +159,20 @@ def test_recurrent_heads_must_divide_by_tp():
     assert not bad.valid and "recurrent-layer heads" in (bad.reason or "")
 
 
+def test_mamba_groups_must_divide_by_tp_unless_one():
+    """vLLM's MambaMixer2 asserts (n_groups % tp_size) == 0 or n_groups == 1: one group is
+    replicated to every head shard (Granite 4.0-H), others must split evenly."""
+    s = spec(NEMOTRON_H)  # n_groups 8
+    two = replace(s, recurrent=replace(s.recurrent, n_groups=2))
+    valid = {t.tp: t.valid for t in estimate_footprint(two, tp_degrees=(1, 2, 4, 8)).per_tp}
+    assert valid == {1: True, 2: True, 4: False, 8: False}
+    reason = estimate_footprint(two, tp_degrees=(4,)).per_tp[0].reason or ""
+    assert "Mamba groups" in reason
+    granite = spec(GRANITE_H)  # n_groups 1: replicated, any TP that splits the heads
+    assert granite.recurrent is not None and granite.recurrent.n_groups == 1
+    assert all(t.valid for t in estimate_footprint(granite, tp_degrees=(1, 2, 4, 8)).per_tp)
+
+
 def test_nemotron_3_nano_moe_experts_are_up_down_only():
     s = spec(NEMOTRON_3_NANO)
     names = {t.name for t in list_tensors(s)}

@@ -24,6 +24,11 @@ def tp_problem(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: in
         for heads in (rs.num_heads, rs.num_k_heads):
             if heads and heads % tp:
                 return f"{heads} recurrent-layer heads do not divide by TP={tp}"
+        # Mamba-2 B/C groups: split by TP, or replicated per head shard only when there is one
+        # group (MambaMixer2 asserts "(n_groups % tp_size) == 0 or n_groups == 1",
+        # vllm/model_executor/layers/mamba/mamba_mixer2.py)
+        if rs.kind == "mamba2" and rs.n_groups % tp and rs.n_groups != 1:
+            return f"{rs.n_groups} Mamba groups do not divide by TP={tp} (and are not 1)"
     if fmt.kind in {"awq", "gptq", "w4a16"}:
         group = (qc.group_size if qc and qc.group_size else None) or fmt.group_size or 128
         sizes = [
