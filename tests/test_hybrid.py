@@ -63,8 +63,9 @@ def test_hybrid_totals_equal_published_and_layers_split(model_id, published, att
     [
         # Gated DeltaNet: conv (4-1) x (2*16*128 + 32*128) x 2 B + SSM 32 x 128 x 128 x 2 B
         (QWEN3_NEXT, 1, 3 * 8192 * 2 + 32 * 128 * 128 * 2),
-        # Mamba-2: conv 3 x (128*80 + 2*8*128) x 2 B + SSM 128 x 80 x 128 x 2 B
-        (NEMOTRON_H, 1, 3 * 12288 * 2 + 128 * 80 * 128 * 2),
+        # Mamba-2: conv 3 x (128*80 + 2*8*128) x 2 B + SSM 128 x 80 x 128 x 4 B: the config
+        # pins no mamba_ssm_cache_dtype, and vLLM's default for Nemotron-H is float32 (#39032)
+        (NEMOTRON_H, 1, 3 * 12288 * 2 + 128 * 80 * 128 * 4),
         (GRANITE_H, 1, 3 * (8192 + 2 * 128) * 2 + 128 * 64 * 128 * 2),
         # TP=4 with one B/C group: vLLM replicates it to 4 groups, so the conv width per GPU is
         # (8192 + 2*4*128) / 4 = 2304, the SSM heads 128 / 4 = 32.
@@ -97,9 +98,9 @@ def test_nemotron_h_state_groups_are_padded():
     lay = hybrid_layout(spec(NEMOTRON_H), 1, "auto")
     assert lay is not None
     # 4 attention vs 27 Mamba layers: groups of 4, the Mamba layers padded to 7 x 4 = 28;
-    # block = 16 x ceil(2,695,168 / (16 x 4096)) = 672 tokens.
-    assert (lay.group_size, lay.state_groups, lay.block_tokens) == (4, 7, 672)
-    assert lay.page_bytes == 672 * 4096
+    # block = 16 x ceil(5,316,608 / (16 x 4096)) = 1,312 tokens (fp32 SSM state).
+    assert (lay.group_size, lay.state_groups, lay.block_tokens) == (4, 7, 1312)
+    assert lay.page_bytes == 1312 * 4096
 
 
 def test_state_is_fixed_per_sequence_and_scales_with_concurrency():
@@ -109,7 +110,8 @@ def test_state_is_fixed_per_sequence_and_scales_with_concurrency():
     long = estimate_footprint(s, context=65536, concurrency=1)
     assert short.state_bytes_per_request == long.state_bytes_per_request == state > 0
     # the attention part grows with context, the state part does not
-    assert long.kv_bytes_per_request - short.kv_bytes_per_request == 4 * 672 * 4096 * (98 - 2)
+    # (1,312-token blocks: ceil(65536 / 1312) = 50, ceil(1024 / 1312) = 1)
+    assert long.kv_bytes_per_request - short.kv_bytes_per_request == 4 * 1312 * 4096 * (50 - 1)
     many = estimate_footprint(s, context=1024, concurrency=8)
     assert many.per_tp[0].kv_bytes_per_gpu == 8 * short.kv_bytes_per_request
     doc = footprint_to_dict(many)

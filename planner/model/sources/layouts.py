@@ -138,7 +138,11 @@ def parse_hybrid(
             )
             f["router_score_bias"] = True
         f.update(norms_per_layer=1, mlp_gated=False)
-        f["recurrent"] = _mamba2(c, where, _NEMOTRON_H_MAMBA, state_dtype)
+        # vLLM keeps Nemotron-H's SSM state in fp32 unless the config pins another dtype
+        # (NemotronHForCausalLMConfig: DEFAULT_MAMBA_SSM_CACHE_DTYPE = "float32", "Only
+        # float32 is known to have no accuracy issues", vllm-project/vllm#39032, 2026-04;
+        # float16 before): Nemotron Nano 9B v2's config names none.
+        f["recurrent"] = _mamba2(c, where, _NEMOTRON_H_MAMBA, state_dtype or "fp32")
     else:
         raw = c.get("layer_types")
         if not (isinstance(raw, list) and len(raw) == layers):
