@@ -185,3 +185,28 @@ def test_nemotron_3_nano_moe_experts_are_up_down_only():
     assert "model.layers.1.mlp.gate.e_score_correction_bias" in names
     # 'M' and '*' layers carry no MLP at all
     assert not any(n.startswith("model.layers.0.mlp") for n in names)
+
+
+@pytest.mark.parametrize("model_id", [NEMOTRON_H, NEMOTRON_3_NANO])
+def test_nemotron_h_runs_no_repository_code(model_id):
+    """Nemotron-H's config class ships with the transformers the pinned vLLM (0.33.0) requires,
+    so vLLM builds it without the repository's configuration_nemotron_h.py (hfconfig.REMOTE_CODE
+    cites the sources): the plan passes no --trust-remote-code, and its project is written
+    without --allow-remote-code, running no code from the model's repository on the server."""
+    from infra.emit import render_project
+    from infra.options import ProjectOptions
+
+    s = spec(model_id)
+    assert not s.trust_remote_code
+    assert not any("trust-remote-code" in n for n in s.notes)
+    gpu = gpu_table()["h100-sxm"]
+    offer = Offer(
+        provider="runpod", instance_type="1xh100", region="r1", gpu="h100-sxm", gpu_count=1,
+        gpu_memory_gb=gpu.memory_gb, vcpus=16, ram_gib=128, disk_gb=None,
+        price_usd_per_hour=3.0, spot_price_usd_per_hour=None, billing="hourly",
+        source="test", fetched_at="2026-11-30",
+    )  # fmt: skip
+    plan = recommend(candidates_for(s, None)[:1], [offer], Need()).plans[0]
+    assert "--trust-remote-code" not in plan.vllm_args and not plan.runs_remote_code
+    files = render_project(plan, ProjectOptions(allowed_cidrs=("203.0.113.7/32",)))
+    assert not any("trust-remote-code" in text for text in files.values())

@@ -715,8 +715,6 @@ def test_kimi_k2_plans_trust_the_repos_tokenizer_code():
         Need(),
     ).plans[0]
     assert "--trust-remote-code" not in other.vllm_args
-    # Nemotron-H's config class ships in its repository (vLLM 0.11.0 stopped without the flag)
-    assert load_model_spec("nvidia/NVIDIA-Nemotron-Nano-9B-v2").trust_remote_code
     assert not load_model_spec("Qwen/Qwen3-Next-80B-A3B-Instruct").trust_remote_code
 
 

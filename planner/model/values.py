@@ -205,7 +205,7 @@ class ModelSpec:
     attention_chunk_size: int | None = None
     attention_sinks: bool = False
     # vLLM must run code from the model's repository (`--trust-remote-code`): Kimi K2's
-    # tokenizer, Nemotron-H's config class (hfconfig.REMOTE_CODE says why, per model type)
+    # tokenizer (hfconfig.REMOTE_CODE says why, per model type)
     trust_remote_code: bool = False
     vision: VisionSpec | None = None
     quant: QuantConfig | None = None

@@ -65,17 +65,20 @@ ARCHITECTURES = {
 # repository. Kimi K2: the tokenizer is tokenization_kimi.TikTokenTokenizer (auto_map); vLLM's
 # recipe passes the flag in every command
 # (https://github.com/vllm-project/recipes/blob/main/moonshotai/Kimi-K2.md) and
-# vllm-project/recipes#116 shows `vllm serve` failing without it. Nemotron-H (Nemotron Nano v2,
-# Nemotron 3 Nano): the config's class ships in the repository (auto_map); vLLM 0.11.0 stopped
-# with "The repository nvidia/NVIDIA-Nemotron-Nano-9B-v2 contains custom code which must be
-# executed to correctly load the model" (github.com/evdcush/vllm-openwebui gotchas.md), and
-# Vultr's vLLM 0.16 guide for Nemotron 3 Nano says the flag is required
-# (docs.vultr.com/inference-cookbook/cuda/model-guides/nemotron-nano, read 2026-12-01). Newer
-# transformers carry NemotronHConfig themselves; unverified for vLLM 0.33, so the flag stays
-# (without it where it is needed, vLLM stops at start-up while the machine bills).
+# vllm-project/recipes#116 shows `vllm serve` failing without it.
+# Not Nemotron-H (nemotron_h) nor MiniMax-M2 (minimax_m2), although their configs name the
+# repository's code in auto_map and older vLLM stopped without the flag (vLLM 0.11.0: "contains
+# custom code which must be executed", github.com/evdcush/vllm-openwebui gotchas.md): vLLM 0.33.0
+# requires transformers>=5.16.1,<5.21.0 (its wheel's Requires-Dist), whose models/auto maps
+# nemotron_h -> NemotronHConfig and minimax_m2 -> MiniMaxM2Config (transformers
+# docs/source/en/model_doc/nemotron_h.md: added 2026-03-02; minimax_m2.md: 2026-01-09), and
+# vLLM's HFConfigParser (vllm/transformers_utils/config.py) calls AutoConfig.from_pretrained with
+# trust_remote_code=False, for which transformers takes its own class of a known model_type over
+# auto_map. Checked: transformers 5.16.1 builds both registry configs, auto_map included, into
+# those classes with every attribute vLLM 0.33.0's nemotron_h.py and minimax_m2.py read; the
+# flag would only swap in the repository's config class, run on the server for nothing.
 REMOTE_CODE = {
     "kimi_k2": "its tokenizer (tokenization_kimi.py) ships in the model repository",
-    "nemotron_h": "its config class (configuration_nemotron_h.py) ships in the model repository",
 }
 
 # What a family needs that an unknown one may lack: named in the "not supported" hint.
