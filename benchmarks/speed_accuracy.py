@@ -353,10 +353,22 @@ def _loss(pts: list[dict], weights: dict[str, float]) -> float:
     return fit_err + PRIOR_WEIGHT * prior
 
 
+def recurrent(p: dict) -> bool:
+    """The point's model has recurrent mixers (Mamba-2, Gated DeltaNet: hybrid models); a
+    point without a model (the tests' synthetic ones) has none."""
+    return "model" in p and _setup(p["id"])[0].spec.recurrent_layer_count > 0
+
+
 def fit(pts: list[dict]) -> dict[str, float]:
     """Coordinate search of the FITTED constants (multiplicative steps, repeated until no step
     helps) minimising the mean |log error| on `pts`, each point weighted by source_weights;
-    returns the constants (left set)."""
+    returns the constants (left set). Points of hybrid models with recurrent mixers are
+    predicted and counted in every figure but not fitted: the speed model charges their state
+    traffic, not the recurrent kernels' own cost, and no constant is theirs, so their one point
+    (hx004, +77% out of sample) bent the constants every model shares: fitted with it, the
+    per-sequence host cost went from 0.021 to 0.033 ms and the other sources' leave-one-source-out
+    error from 15.6% to 15.9% (2026-12-02)."""
+    pts = [p for p in pts if not recurrent(p)]
     consts = perf.calibration()["constants"]
     weights = source_weights(pts)
     best = _loss(pts, weights)
@@ -467,17 +479,20 @@ def main() -> None:
     )
     if write:
         print(f"  constants before this fit, median |error|: {_medians(before, train)}")
-    print(f"  in-sample (fitted on all of them) median |error|: {_medians(inside, train)}")
+    print(f"  in-sample (fitted on them but hybrid models') median |error|: "
+          f"{_medians(inside, train)}")  # fmt: skip
     print(f"  leave-one-source-out median |error|: {_medians(outside, train)}")
     print(f"other engines and grade C ({len(others)}, never fitted), leave-one-source-out: "
           f"{_medians(outside, others)}")  # fmt: skip
     if write:
+        fitted_on = [p for p in train if not recurrent(p)]
         doc = json.loads(CONSTANTS.read_text())
         for name, value in in_sample.items():
             doc["constants"][name]["value"] = float(f"{value:.4g}")
             doc["constants"][name]["source"] = (
-                f"fitted by `python benchmarks/speed_accuracy.py --fit` on the {len(train)} vLLM "
-                f"points graded A/B of throughput_calibration.json ({date.today().isoformat()})"
+                f"fitted by `python benchmarks/speed_accuracy.py --fit` on the {len(fitted_on)} "
+                f"vLLM points graded A/B of throughput_calibration.json of models without "
+                f"recurrent layers ({date.today().isoformat()})"
             )
         for name, value in HELD.items():
             doc["constants"][name]["value"] = value

@@ -164,3 +164,16 @@ def test_a_site_republishing_another_sources_benchmark_is_left_out_with_it(sa):
     assert sa.source_of(amd) == sa.source_of(readme) == "github.com/rocm/vllm"
     assert sa.source_of({"source": "https://docs.vultr.com/a/b"}) == "docs.vultr.com"
     assert [p for p in sa.points() if "www.amd.com" in p["source"]]  # such points exist
+
+
+def test_hybrid_models_are_predicted_but_not_fitted(sa, monkeypatch):
+    # the Nemotron-3-Nano point (Mamba-2 layers) must not steer the constants all models share
+    pts = [p for p in sa.points() if sa.fitted(p)]
+    hybrid = [p for p in pts if sa.recurrent(p)]
+    assert [p["id"] for p in hybrid] == ["hx004"]
+    seen: list[set[str]] = []
+    monkeypatch.setattr(sa, "FITTED", ())  # no search: the loss is taken once
+    monkeypatch.setattr(sa, "_loss", lambda fitted, weights: seen.append(set(weights)) or 0.0)
+    sa.fit(pts[:5] + hybrid)
+    assert seen == [{p["id"] for p in pts[:5]}]
+    assert isinstance(sa.error_pct(hybrid[0]), float)  # still predicted
