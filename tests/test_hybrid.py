@@ -210,3 +210,20 @@ def test_nemotron_h_runs_no_repository_code(model_id):
     assert "--trust-remote-code" not in plan.vllm_args and not plan.runs_remote_code
     files = render_project(plan, ProjectOptions(allowed_cidrs=("203.0.113.7/32",)))
     assert not any("trust-remote-code" in text for text in files.values())
+
+
+def test_a_hybrid_plan_says_its_speed_is_optimistic():
+    # its one measurement ran 77% slower than the estimate (benchmarks/speed_accuracy.py hx004)
+    from planner.decide.planbuild import HYBRID_SPEED_NOTE
+
+    gpu = gpu_table()["h100-sxm"]
+    offer = Offer(
+        provider="runpod", instance_type="1xh100", region="r1", gpu="h100-sxm", gpu_count=1,
+        gpu_memory_gb=gpu.memory_gb, vcpus=16, ram_gib=128, disk_gb=None,
+        price_usd_per_hour=3.0, spot_price_usd_per_hour=None, billing="hourly",
+        source="test", fetched_at="2026-11-30",
+    )  # fmt: skip
+    hybrid = recommend(candidates_for(spec(NEMOTRON_3_NANO), None)[:1], [offer], Need()).plans[0]
+    assert HYBRID_SPEED_NOTE in hybrid.notes
+    dense = recommend(candidates_for(spec("Qwen/Qwen3-8B"), None)[:1], [offer], Need()).plans[0]
+    assert HYBRID_SPEED_NOTE not in dense.notes

@@ -11,6 +11,14 @@ from planner.model.tensor_parallel import expert_parallel
 from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer
 
+# The speed model charges a hybrid model's recurrent state traffic, not its recurrent kernels;
+# its one published measurement (Nemotron-3-Nano-30B-A3B on an H200, vLLM recipes) ran 77%
+# slower than predicted (benchmarks/speed_accuracy.py, hx004).
+HYBRID_SPEED_NOTE = (
+    "speed of hybrid (recurrent) models is optimistic: the one published measurement ran 77% "
+    "slower than estimated; size throughput-bound loads with a margin"
+)
+
 
 def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
     """The `vllm serve` arguments, API key excluded: the model first and positional (`--model`
@@ -64,6 +72,8 @@ def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need:
     gpu = gpu_table().get(offer.gpu)
     if gpu is not None and gpu.vendor == "amd":
         notes.append("AMD GPU: vLLM runs from its ROCm image, not the CUDA one")
+    if cand.spec.recurrent_layer_count:
+        notes.append(HYBRID_SPEED_NOTE)
     if fit.layout.pp > 1:
         notes.append(
             f"multi-node: {fit.layout.nodes} nodes, TP within a node and PP across "
