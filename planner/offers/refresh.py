@@ -39,11 +39,16 @@ def merge_regions(
     cached: Sequence[Offer] | None, fresh: list[Offer], regions: tuple[str, ...] | None
 ) -> list[Offer]:
     """The cache after a refresh: everything fresh when all regions were asked for; otherwise
-    the cached offers outside the asked regions (kept with their own dates) plus the fresh."""
+    the cached offers outside the refreshed regions (kept with their own dates) plus the fresh.
+
+    The refreshed regions are those asked for and those the answer holds: a source may answer
+    other names than the ones asked (RunPod's API prices every data center alike, as region
+    "global"; Vast's search matches a region as a substring), and keeping the cached offers of
+    a region the answer covers would list each of its offers twice, once at an old price."""
     if not regions or not cached:
         return list(fresh)
-    asked = {r.lower() for r in regions}
-    return [o for o in cached if o.region.lower() not in asked] + list(fresh)
+    replaced = {r.lower() for r in regions} | {o.region.lower() for o in fresh}
+    return [o for o in cached if o.region.lower() not in replaced] + list(fresh)
 
 
 def refresh(
