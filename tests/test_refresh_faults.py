@@ -4,6 +4,7 @@ that rate-limits, and a cache this version cannot read."""
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -30,3 +31,38 @@ def test_a_region_limited_refresh_never_lists_an_offer_twice(monkeypatch):
     assert outcome.status == "ok"
     after = listing("runpod")
     assert after == before and set(after.values()) == {1}
+
+
+def test_two_refreshes_sharing_a_cache_folder_keep_each_others_regions(monkeypatch):
+    """CI matrix jobs refreshing a region each into one cache folder: each merges into what the
+    other wrote, never into what both read before either wrote."""
+    import planner.offers.catalog as catalog
+    from tests.fakegpuhunt import FakeCatalog
+
+    real_read = catalog.read_cache
+    inside, both_inside = [0], threading.Event()
+    lock = threading.Lock()
+
+    def read_slowly(name):  # the first reader waits for the second to read too (it cannot,
+        with lock:  # if the cache is locked), then both write what they read
+            inside[0] += 1
+            if inside[0] == 2:
+                both_inside.set()
+        both_inside.wait(timeout=3)
+        return real_read(name)
+
+    monkeypatch.setattr(catalog, "read_cache", read_slowly)
+    with FakeCatalog() as mirror:
+        monkeypatch.setenv("GPUHUNT_CATALOG_URL", mirror.base)
+        outcomes = []
+
+        def job(region: str) -> None:
+            outcomes.extend(refresh(["aws"], explicit=False, regions=(region,)))
+
+        jobs = [threading.Thread(target=job, args=(r,)) for r in ("us-east-1", "eu-west-1")]
+        for job in jobs:
+            job.start()
+        for job in jobs:
+            job.join(timeout=30)
+    assert [o.status for o in outcomes] == ["ok", "ok"]
+    assert {region for _, region, _ in listing("aws")} == {"us-east-1", "eu-west-1"}

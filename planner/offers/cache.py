@@ -18,7 +18,8 @@ import json
 import math
 import os
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -63,6 +64,25 @@ def offer_to_dict(o: Offer) -> dict[str, Any]:
 
 def _cache_path(provider: str) -> Path:
     return cache_dir() / "offers" / f"{provider}.json"
+
+
+@contextmanager
+def cache_locked(provider: str) -> Iterator[None]:
+    """Hold the provider's cache lock. A refresh reads, merges and replaces the cache under it,
+    so two gpuplan processes sharing a cache folder (CI matrix jobs refreshing a region each)
+    never write over each other's regions. An advisory flock on a file beside the cache,
+    released when the process ends however it ends; where there is no flock (Windows) the
+    cache is still replaced atomically, unlocked."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = cache_dir() / "offers" / f".{provider}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
 
 
 def read_cache(provider: str) -> tuple[OfferTable, dict[str, Any]] | None:

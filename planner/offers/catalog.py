@@ -25,6 +25,7 @@ from planner.offers.cache import (
     SCHEMA,
     _cache_path,
     cache_dir,
+    cache_locked,
     offer_from_dict,
     offer_problem,
     offer_to_dict,
@@ -37,7 +38,8 @@ from planner.offers.table import OfferTable
 # The cache (planner/offers/cache.py) answers under the catalog's names too.
 __all__ = [
     "CACHE_SCHEMA", "SCHEMA", "STALE_AFTER_DAYS", "_OFFER_COLUMNS", "Catalog", "OfferFilter",
-    "SourceInfo", "_cache_path", "age_days", "cache_dir", "filter_offers", "filter_table",
+    "SourceInfo", "_cache_path", "age_days", "cache_dir", "cache_locked", "filter_offers",
+    "filter_table",
     "load_catalog", "offer_from_dict", "offer_problem", "offer_sort_key", "offer_to_dict",
     "order_keys", "read_cache", "snapshot_offers", "source_label", "write_cache",
 ]  # fmt: skip

@@ -65,7 +65,7 @@ def refresh(
     no public catalog covers (Hetzner) is skipped with a warning unless the user named it
     (``explicit``), which makes it a failure. Outcomes come back in the order of ``names``.
     """
-    from planner.offers.catalog import offer_problem, read_cache, write_cache
+    from planner.offers.catalog import cache_locked, offer_problem, read_cache, write_cache
     from planner.offers.providers import MissingCredentials, OfferQuery, provider_classes
     from planner.offers.providers._gpuhunt import CATALOG_CLOUDS, GpuhuntSource
     from planner.offers.providers._http import ENV_NUMBERS, env_number
@@ -135,12 +135,13 @@ def refresh(
                 raise ProviderError(f"{name}: the source had no valid offers; cache kept")
             if cancelled.is_set():
                 raise ProviderError(f"{name}: interrupted; cache kept")
-            try:
-                previous = read_cache(name)
-            except (OSError, ValueError, KeyError, TypeError):
-                previous = None  # unreadable: a full answer replaces it, a partial one stands alone
-            merged = merge_regions(previous[0] if previous else None, offers, regions)
-            write_cache(name, merged, max(o.fetched_at for o in offers), outcome.source)
+            with cache_locked(name):  # another gpuplan may be merging into this cache now
+                try:
+                    previous = read_cache(name)
+                except (OSError, ValueError, KeyError, TypeError):
+                    previous = None  # unreadable: a full answer replaces it, a partial one alone
+                merged = merge_regions(previous[0] if previous else None, offers, regions)
+                write_cache(name, merged, max(o.fetched_at for o in offers), outcome.source)
             outcome.status, outcome.offers = "ok", len(offers)
             outcome.fetched_at = min(o.fetched_at for o in offers)
         except MissingCredentials as exc:
