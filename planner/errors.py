@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import errno
+import re
 from collections.abc import Iterable
 
 EXIT_USAGE = 2
@@ -87,6 +88,15 @@ def short(text: object, limit: int = 80) -> str:
     """A value fit for a one-line message: control characters escaped, long values cut."""
     s = str(text).encode("unicode_escape", "backslashreplace").decode("ascii")
     return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with credentials in URLs (``http://user:pass@host``) replaced by ``***@``: a
+    mirror's password never reaches the terminal, a log or a cache file."""
+    return _USERINFO.sub("***@", text)
 
 
 def local_file_error(exc: OSError, action: str = "use") -> LocalFileError:

@@ -66,3 +66,25 @@ def test_two_refreshes_sharing_a_cache_folder_keep_each_others_regions(monkeypat
             job.join(timeout=30)
     assert [o.status for o in outcomes] == ["ok", "ok"]
     assert {region for _, region, _ in listing("aws")} == {"us-east-1", "eu-west-1"}
+
+
+def test_credentials_in_a_mirror_url_never_reach_the_cache_or_a_message(monkeypatch):
+    """GPUPLAN_VAST_URL and GPUHUNT_CATALOG_URL may carry a mirror's user and token: neither is
+    written into the cache (its source, each offer's source) nor shown in a refresh line."""
+    from tests.fakegpuhunt import FakeCatalog, vast_public_route
+    from tests.fakes import FakeApi
+
+    with FakeCatalog() as mirror, FakeApi(vast_public_route) as vast:
+        monkeypatch.setenv("GPUHUNT_CATALOG_URL", mirror.base.replace("//", "//alice:S3CRET@"))
+        monkeypatch.setenv("GPUPLAN_VAST_URL", vast.url.replace("//", "//bob:T0KEN@"))
+        ok = {o.provider: o for o in refresh(["aws", "vast"], explicit=False)}
+        vast.fail_first = 99  # and when the live query fails
+        [failed] = refresh(["vast"], explicit=False)
+    assert ok["vast"].status == "ok" and vast.requests  # the credentials were used...
+    assert ok["aws"].status == failed.status == "failed"
+    shown = [o.message for o in (*ok.values(), failed)] + [ok["vast"].source]
+    shown += [w for o in ok.values() for w in o.warnings]
+    shown += [o.source for o in load_catalog(["vast"]).offers]
+    assert "***@" in ok["vast"].source and "***@" in failed.message
+    leaked = [s for s in shown if "S3CRET" in s or "T0KEN" in s]
+    assert not leaked and b"T0KEN" not in cache_file("vast").read_bytes()

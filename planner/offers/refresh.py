@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from planner.errors import ProviderError, UsageError, local_file_error
+from planner.errors import ProviderError, UsageError, local_file_error, redact
 from planner.offers.offer import Offer
 
 
@@ -153,6 +153,9 @@ def refresh(
             outcome.message = f"{name}: {local_file_error(exc, 'write the offer cache').message}"
         except Exception as exc:
             outcome.message = f"{name}: unexpected {type(exc).__name__}: {str(exc)[:200]}"
+        # a URL with credentials in it (a mirror's, an endpoint's) is never shown or logged
+        outcome.message = redact(outcome.message)
+        outcome.warnings = [redact(w) for w in outcome.warnings]
         outcome.seconds = time.perf_counter() - start
         if on_done:
             on_done(outcome)

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from planner.errors import ModelSpecError, ProviderError, did_you_mean, short
+from planner.errors import ModelSpecError, ProviderError, did_you_mean, redact, short
 from planner.model.sources.hfconfig import parse_config
 from planner.model.values import HF_ID, ModelSpec
 
@@ -150,15 +150,6 @@ def spec_from_config_files(
 def hf_endpoint() -> str | None:
     """Endpoint override: GPUPLAN_HF_ENDPOINT, else huggingface_hub's own HF_ENDPOINT."""
     return os.environ.get("GPUPLAN_HF_ENDPOINT") or os.environ.get("HF_ENDPOINT") or None
-
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def redact(text: str) -> str:
-    """``text`` with credentials in URLs (``http://user:pass@host``) replaced by ``***@``: a
-    mirror's password never reaches the terminal or a log."""
-    return _USERINFO.sub("***@", text)
 
 
 HUB_CONNECT_TIMEOUT_S = 3.0  # one TCP connect: no network answers in well under a second

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from planner.errors import ProviderError, UsageError
+from planner.errors import ProviderError, UsageError, redact
 from planner.offers.gpus import canonical_gpu
 from planner.offers.offer import Offer
 from planner.offers.providers._clouds import CATALOG_CLOUDS, CatalogCloud
@@ -136,7 +136,7 @@ class GpuhuntSource:
         if loaded is None:
             why = self._errors.get(name) or self._load_error or "not in the catalog"
             raise ProviderError(
-                f"{cloud}: gpuhunt catalog {catalog_base_url()}/{name} failed: {why}",
+                redact(f"{cloud}: gpuhunt catalog {catalog_base_url()}/{name} failed: {why}"),
                 "check the network or GPUHUNT_CATALOG_URL; the cached offers are unchanged",
             )
         warnings: list[str] = []
@@ -144,7 +144,8 @@ class GpuhuntSource:
         if fetched is None:
             fetched = datetime.now(UTC).isoformat(timespec="seconds")
             warnings.append(f"catalog version {loaded.version!r} carries no date; dated now")
-        source = f"{catalog_base_url()}/{name}/{loaded.version}/catalog.zip (gpuhunt)"
+        # a mirror's credentials (https://user:token@mirror/v3) never reach the cache or a log
+        source = redact(f"{catalog_base_url()}/{name}/{loaded.version}/catalog.zip (gpuhunt)")
         offers, notes = convert_items(cloud, loaded.items, source, fetched, regions)
         return CatalogAnswer(offers, source, fetched, warnings + notes)
 
@@ -180,9 +181,9 @@ class GpuhuntSource:
             items = provider.get(gpuhunt.QueryFilter(min_gpu_count=1), balance_resources=False)
         except Exception as exc:
             raise ProviderError(
-                f"{cloud}: live query {url} failed: {type(exc).__name__}: {str(exc)[:200]}"
+                redact(f"{cloud}: live query {url} failed: {type(exc).__name__}: {exc}")[:400]
             ) from None
-        source = f"{url} (live, via gpuhunt)"
+        source = redact(f"{url} (live, via gpuhunt)")
         offers, notes = convert_items(cloud, items, source, fetched, regions)
         return CatalogAnswer(offers, source, fetched, notes)
 

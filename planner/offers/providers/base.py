@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar, TypeVar
 
-from planner.errors import ProviderError, UsageError, short
+from planner.errors import ProviderError, UsageError, redact, short
 from planner.offers.gpus import GpuSpec, canonical_gpu
 from planner.offers.offer import Offer
 
@@ -111,7 +111,7 @@ def env_url(provider: str) -> str | None:
         ok = False
     if not ok:
         raise UsageError(
-            f"{variable}={short(value, 60)} is not an http(s) URL",
+            f"{variable}={short(redact(value), 60)} is not an http(s) URL",
             "e.g. https://api.example.com (a mirror or a test server), or unset it",
         )
     return value
