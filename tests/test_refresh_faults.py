@@ -88,3 +88,26 @@ def test_credentials_in_a_mirror_url_never_reach_the_cache_or_a_message(monkeypa
     assert "***@" in ok["vast"].source and "***@" in failed.message
     leaked = [s for s in shown if "S3CRET" in s or "T0KEN" in s]
     assert not leaked and b"T0KEN" not in cache_file("vast").read_bytes()
+
+
+def test_the_public_sources_are_retried_when_they_rate_limit_or_fail(monkeypatch):
+    """Without credentials (gpuhunt's catalogs and its live Vast query) a 429 or 5xx is tried
+    again with backoff, as the direct providers' calls are; a source that keeps failing is
+    one line saying so, after a bounded number of attempts."""
+    from tests.fakegpuhunt import FakeCatalog, vast_public_route
+    from tests.fakes import FakeApi
+
+    public = ["aws", "azure", "cloudrift", "gcp", "lambda", "nebius", "oci", "runpod", "verda"]
+    with FakeCatalog() as mirror, FakeApi(vast_public_route) as vast:
+        monkeypatch.setenv("GPUHUNT_CATALOG_URL", mirror.base)
+        monkeypatch.setenv("GPUPLAN_VAST_URL", vast.url)
+        mirror.fail_first, mirror.fail_status = len(public), 503  # every cloud's first call
+        vast.fail_first, vast.fail_status = 2, 429
+        outcomes = {o.provider: o for o in refresh([*public, "vast"], explicit=False)}
+        assert {o.status for o in outcomes.values()} == {"ok"}, outcomes
+        assert len(vast.requests) == 3
+        vast.fail_first = 99
+        [failed] = refresh(["vast"], explicit=False)
+    assert len(vast.requests) == 6  # three more attempts, then it gave up
+    assert failed.status == "failed" and "429" in failed.message
+    assert "after 3 attempts" in failed.message and "rate-limiting" in failed.message

@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from planner.errors import ProviderError, UsageError, redact
 from planner.offers.gpus import canonical_gpu
 from planner.offers.offer import Offer
 from planner.offers.providers._clouds import CATALOG_CLOUDS, CatalogCloud
+from planner.offers.providers._http import RETRY_STATUSES, env_number
 
 GPU_VENDORS = ("nvidia", "amd")
 DEFAULT_CATALOG_URL = "https://dstack-gpu-pricing.s3.eu-west-1.amazonaws.com/v3"
@@ -34,6 +36,9 @@ VAST_LIMIT = 3000  # offers per live query, as gpuhunt itself asks when it canno
 # gpuhunt's downloads (urllib) have no timeout of their own; a hung mirror must not hang refresh.
 DOWNLOAD_TIMEOUT_S = 60.0
 _VERSION_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})\b")
+# gpuhunt tries each download and the live query once; a timeout, a lost connection, 429 or
+# 5xx is tried again as the direct providers' calls are (_http.JsonHttp), with backoff.
+ATTEMPTS = 3
 
 
 def catalog_base_url() -> str:
@@ -68,12 +73,33 @@ class _LogCapture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
         self.errors: dict[str, str] = {}
+        self.transient = False  # a failure worth another attempt
 
     def emit(self, record: logging.LogRecord) -> None:
         if record.args and isinstance(record.args, tuple):
             exc = record.exc_info[1] if record.exc_info else None
             detail = f"{type(exc).__name__}: {exc}" if exc else record.getMessage()
             self.errors[str(record.args[0])] = detail[:200]
+            self.transient = self.transient or _transient(exc)
+
+
+def _transient(exc: BaseException | None) -> bool:
+    """A timeout, a connection that failed or 429/5xx: worth another attempt (a 404 is not)."""
+    import urllib.error
+
+    import requests
+
+    if isinstance(exc, urllib.error.HTTPError):
+        return exc.code in RETRY_STATUSES
+    if isinstance(exc, requests.HTTPError):
+        return exc.response is not None and exc.response.status_code in RETRY_STATUSES
+    return isinstance(
+        exc, urllib.error.URLError | requests.ConnectionError | requests.Timeout | TimeoutError
+    )
+
+
+def _pause(attempt: int) -> None:
+    time.sleep(env_number("GPUPLAN_RETRY_BACKOFF_S") * 2 ** (attempt - 1))
 
 
 def _quiet_gpuhunt() -> None:
@@ -105,20 +131,30 @@ class GpuhuntSource:
                 return
             _quiet_gpuhunt()
             catalog = gpuhunt.Catalog(balance_resources=False, auto_reload=False)
-            capture = _LogCapture()
             log = logging.getLogger("gpuhunt._internal.catalog")
-            log.addHandler(capture)
             propagate, log.propagate = log.propagate, False  # never print below the CLI
             previous_timeout = socket.getdefaulttimeout()
             if previous_timeout is None:
                 socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
             try:
-                catalog.load()
-            except Exception as exc:
-                self._load_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                # Loading again keeps what loaded and downloads what failed (gpuhunt's
+                # Catalog.load keeps the catalogs it has, version by version).
+                for attempt in range(ATTEMPTS):
+                    if attempt:
+                        _pause(attempt)
+                    capture = _LogCapture()
+                    log.addHandler(capture)
+                    try:
+                        catalog.load()
+                        self._load_error = None
+                    except Exception as exc:
+                        self._load_error = f"{type(exc).__name__}: {str(exc)[:200]}"
+                    finally:
+                        log.removeHandler(capture)
+                    if not capture.transient:
+                        break
             finally:
                 socket.setdefaulttimeout(previous_timeout)
-                log.removeHandler(capture)
                 log.propagate = propagate
             self._catalog = catalog
             self._errors = capture.errors
@@ -177,12 +213,20 @@ class GpuhuntSource:
             extra_filters={"verified": {"eq": True}, "reliability2": {"gte": 0.95}}
         )
         fetched = datetime.now(UTC).isoformat(timespec="seconds")
-        try:
-            items = provider.get(gpuhunt.QueryFilter(min_gpu_count=1), balance_resources=False)
-        except Exception as exc:
-            raise ProviderError(
-                redact(f"{cloud}: live query {url} failed: {type(exc).__name__}: {exc}")[:400]
-            ) from None
+        items: list[Any] = []
+        for attempt in range(ATTEMPTS):
+            if attempt:
+                _pause(attempt)
+            try:
+                items = provider.get(gpuhunt.QueryFilter(min_gpu_count=1), balance_resources=False)
+                break
+            except Exception as exc:
+                if _transient(exc) and attempt + 1 < ATTEMPTS:
+                    continue
+                tries = f" after {attempt + 1} attempts" if attempt else ""
+                message = f"{cloud}: live query {url} failed{tries}: {type(exc).__name__}: {exc}"
+                hint = "the source may be down or rate-limiting; try again later"
+                raise ProviderError(redact(message)[:400], hint if tries else None) from None
         source = redact(f"{url} (live, via gpuhunt)")
         offers, notes = convert_items(cloud, items, source, fetched, regions)
         return CatalogAnswer(offers, source, fetched, notes)
