@@ -111,3 +111,27 @@ def test_the_public_sources_are_retried_when_they_rate_limit_or_fail(monkeypatch
     assert len(vast.requests) == 6  # three more attempts, then it gave up
     assert failed.status == "failed" and "429" in failed.message
     assert "after 3 attempts" in failed.message and "rate-limiting" in failed.message
+
+
+def test_a_cache_this_version_cannot_read_is_never_cut_to_a_few_regions(monkeypatch):
+    """A newer gpuplan's (or a corrupt) cache holds every region: a refresh of one region
+    cannot merge into it, so it leaves it as it was and says why; a full refresh replaces it
+    and says so."""
+    from tests.fakegpuhunt import FakeCatalog
+
+    with FakeCatalog() as mirror:
+        monkeypatch.setenv("GPUHUNT_CATALOG_URL", mirror.base)
+        refresh(["aws"], explicit=False)
+        path = cache_file("aws")
+        newer = path.read_text().replace("gpuplan.offers-cache/3", "gpuplan.offers-cache/4")
+        path.write_text(newer)
+        [partial] = refresh(["aws"], explicit=False, regions=("eu-west-1",))
+        assert partial.status == "failed" and "cannot be read" in partial.message
+        assert "no --region" in partial.message and path.read_text() == newer
+        [full] = refresh(["aws"], explicit=False)
+    assert full.status == "ok" and any("unreadable" in w for w in full.warnings)
+    assert {region for _, region, _ in listing("aws")} == {
+        "us-east-1",
+        "eu-west-1",
+        "ap-northeast-1",
+    }

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from planner.errors import ProviderError, UsageError, local_file_error, redact
+from planner.errors import ProviderError, UsageError, local_file_error, redact, short
 from planner.offers.offer import Offer
 
 
@@ -138,8 +138,16 @@ def refresh(
             with cache_locked(name):  # another gpuplan may be merging into this cache now
                 try:
                     previous = read_cache(name)
-                except (OSError, ValueError, KeyError, TypeError):
-                    previous = None  # unreadable: a full answer replaces it, a partial one alone
+                except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+                    # unreadable (corrupt, or a newer gpuplan's): the other regions' offers
+                    # in it cannot be kept, so only a refresh of every region replaces it
+                    if regions:
+                        raise ProviderError(
+                            f"{name}: the cache cannot be read ({short(exc, 80)}); cache kept",
+                            "refresh every region (no --region) to rewrite it",
+                        ) from None
+                    outcome.warnings.append(f"replaced an unreadable cache ({short(exc, 80)})")
+                    previous = None
                 merged = merge_regions(previous[0] if previous else None, offers, regions)
                 write_cache(name, merged, max(o.fetched_at for o in offers), outcome.source)
             outcome.status, outcome.offers = "ok", len(offers)
