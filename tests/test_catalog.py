@@ -468,6 +468,7 @@ def test_malformed_v3_cache_is_reported_and_snapshot_used(change):
     cat = load_catalog(["gcp"])
     assert cat.sources["gcp"].origin == "embedded"
     assert any("ignoring unreadable cache" in w for w in cat.warnings), cat.warnings
+    assert any("gpuplan catalog refresh --provider" in w for w in cat.warnings), cat.warnings
 
 
 def test_source_labels_are_short():

@@ -113,7 +113,9 @@ def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True)
             except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
                 cached = None
                 warnings.append(
-                    f"{name}: ignoring unreadable cache {_cache_path(name)} ({short(exc, 100)})"
+                    f"{name}: ignoring unreadable cache {_cache_path(name)} ({short(exc, 100)}); "
+                    f"using the embedded snapshot; run `gpuplan catalog refresh --provider {name}` "
+                    "to rewrite it (a cache written by a newer gpuplan: upgrade instead)"
                 )
             if cached is not None and cached[1]["dropped"]:
                 bad = cached[1]["dropped"]
