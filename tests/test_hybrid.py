@@ -80,6 +80,17 @@ def test_state_bytes_per_layer_by_hand(model_id, tp, per_layer):
     assert state_bytes_per_layer(s.recurrent, tp, s.dtype) == per_layer
 
 
+def _offer(gpu_name: str, price: float, vcpus: int = 16, ram_gib: int = 128) -> Offer:
+    """One single-GPU hourly offer of ``gpu_name`` (the tests' own, not the catalog's)."""
+    gpu = gpu_table()[gpu_name]
+    return Offer(
+        provider="runpod", instance_type=f"1x{gpu_name}", region="r1", gpu=gpu_name, gpu_count=1,
+        gpu_memory_gb=gpu.memory_gb, vcpus=vcpus, ram_gib=ram_gib, disk_gb=None,
+        price_usd_per_hour=price, spot_price_usd_per_hour=None, billing="hourly",
+        source="test", fetched_at="2026-11-30",
+    )  # fmt: skip
+
+
 def test_qwen3_next_hybrid_page_alignment_by_hand():
     s = spec(QWEN3_NEXT)
     lay = hybrid_layout(s, 1, "auto")
@@ -130,18 +141,12 @@ def test_pure_attention_models_keep_their_kv_figures():
 
 def test_planning_charges_the_state_per_concurrent_request():
     s = spec(NEMOTRON_H)
-    gpu = gpu_table()["l40s"]
-    offer = Offer(
-        provider="runpod", instance_type="1xl40s", region="r1", gpu="l40s", gpu_count=1,
-        gpu_memory_gb=gpu.memory_gb, vcpus=8, ram_gib=64, disk_gb=None,
-        price_usd_per_hour=1.0, spot_price_usd_per_hour=None, billing="hourly",
-        source="test", fetched_at="2026-11-30",
-    )  # fmt: skip
+    offer = _offer("l40s", 1.0, vcpus=8, ram_gib=64)
     need = Need(context=1024, prompt_tokens=500, output_tokens=100)
     [cand] = candidates_for(s, None)
     plan = recommend([cand], [offer], need).plans[0]
     free = (
-        int(gpu.usable_memory_bytes * need.gpu_memory_utilization)
+        int(gpu_table()["l40s"].usable_memory_bytes * need.gpu_memory_utilization)
         - per_gpu_weight_bytes(s, cand.weights, 1)[0]
         - overhead_bytes(s, 1)
     )
@@ -199,13 +204,7 @@ def test_nemotron_h_runs_no_repository_code(model_id):
     s = spec(model_id)
     assert not s.trust_remote_code
     assert not any("trust-remote-code" in n for n in s.notes)
-    gpu = gpu_table()["h100-sxm"]
-    offer = Offer(
-        provider="runpod", instance_type="1xh100", region="r1", gpu="h100-sxm", gpu_count=1,
-        gpu_memory_gb=gpu.memory_gb, vcpus=16, ram_gib=128, disk_gb=None,
-        price_usd_per_hour=3.0, spot_price_usd_per_hour=None, billing="hourly",
-        source="test", fetched_at="2026-11-30",
-    )  # fmt: skip
+    offer = _offer("h100-sxm", 3.0)
     plan = recommend(candidates_for(s, None)[:1], [offer], Need()).plans[0]
     assert "--trust-remote-code" not in plan.vllm_args and not plan.runs_remote_code
     files = render_project(plan, ProjectOptions(allowed_cidrs=("203.0.113.7/32",)))
@@ -216,13 +215,7 @@ def test_a_hybrid_plan_says_its_speed_is_optimistic():
     # its one measurement ran 77% slower than the estimate (benchmarks/speed_accuracy.py hx004)
     from planner.decide.planbuild import HYBRID_SPEED_NOTE
 
-    gpu = gpu_table()["h100-sxm"]
-    offer = Offer(
-        provider="runpod", instance_type="1xh100", region="r1", gpu="h100-sxm", gpu_count=1,
-        gpu_memory_gb=gpu.memory_gb, vcpus=16, ram_gib=128, disk_gb=None,
-        price_usd_per_hour=3.0, spot_price_usd_per_hour=None, billing="hourly",
-        source="test", fetched_at="2026-11-30",
-    )  # fmt: skip
+    offer = _offer("h100-sxm", 3.0)
     hybrid = recommend(candidates_for(spec(NEMOTRON_3_NANO), None)[:1], [offer], Need()).plans[0]
     assert HYBRID_SPEED_NOTE in hybrid.notes
     dense = recommend(candidates_for(spec("Qwen/Qwen3-8B"), None)[:1], [offer], Need()).plans[0]
