@@ -12,13 +12,14 @@ import sys
 import time
 from contextlib import ExitStack
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from planner.offers.catalog import (
     OfferFilter,
+    age_days,
     cache_dir,
     filter_offers,
     load_catalog,
@@ -486,3 +487,10 @@ def test_source_labels_are_short():
         o.source: "github.com/skypilot-org",
     }
     assert {src: source_label(replace(o, source=src)) for src in cases} == cases
+
+
+def test_a_price_dated_a_little_ahead_is_fresh_not_of_negative_age():
+    # a clock up to a day ahead is tolerated (cache.py); its prices are 0 days old, not -0.5
+    now = datetime(2026, 12, 2, 12, tzinfo=UTC)
+    assert age_days("2026-12-03T00:00:00+00:00", now) == 0.0
+    assert age_days("2026-11-30T12:00:00+00:00", now) == 2.0

@@ -88,7 +88,9 @@ def age_days(fetched_at: str | None, now: datetime | None = None) -> float | Non
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return ((now or datetime.now(UTC)) - when).total_seconds() / 86400
+    # a date up to a day ahead is accepted (cache.py: a clock a little ahead); it is fresh,
+    # not of a negative age
+    return max(0.0, ((now or datetime.now(UTC)) - when).total_seconds() / 86400)
 
 
 def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True) -> Catalog:
