@@ -14,11 +14,11 @@ from planner.model.architecture import list_tensors
 from planner.model.footprint import (
     GIB,
     estimate_footprint,
-    kv_bytes_per_token,
     overhead_bytes,
     resolve_format,
     weight_bytes,
 )
+from planner.model.kvcache import kv_bytes_per_token
 from planner.model.sources import (
     find_registry_entry,
     load_model_spec,

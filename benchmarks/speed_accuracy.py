@@ -33,13 +33,8 @@ sys.path.insert(0, str(ROOT))
 from planner.decide import benchrun, perf  # noqa: E402
 from planner.decide.fit import _candidate, memory_budget, nvlink  # noqa: E402
 from planner.decide.support import check_support  # noqa: E402
-from planner.model.footprint import (  # noqa: E402
-    default_batched_tokens,
-    default_max_num_seqs,
-    kv_bytes_per_request,
-    resident_tokens,
-    sliding_prefill_reserve,
-)
+from planner.model.footprint import default_batched_tokens, default_max_num_seqs  # noqa: E402
+from planner.model.kvcache import kv_bytes_per_request, resident_tokens, sliding_prefill_reserve  # noqa: E402
 from planner.model.quant import get_format  # noqa: E402
 from planner.model.sources import load_model_spec  # noqa: E402
 from planner.model.sources.hfconfig import parse_config  # noqa: E402

@@ -12,12 +12,8 @@ from importlib import resources
 from typing import Any
 
 from planner.decide.fit import Candidate, _candidate, memory_budget
-from planner.model.footprint import (
-    default_batched_tokens,
-    default_max_num_seqs,
-    kv_bytes_per_request,
-    sliding_prefill_reserve,
-)
+from planner.model.footprint import default_batched_tokens, default_max_num_seqs
+from planner.model.kvcache import kv_bytes_per_request, sliding_prefill_reserve
 from planner.model.sources import load_model_spec
 from planner.model.sources.hfconfig import parse_config
 from planner.offers.gpus import gpu_table

@@ -12,7 +12,8 @@ import pytest
 
 from planner.errors import ModelSpecError
 from planner.model.architecture import list_tensors
-from planner.model.footprint import count_params, estimate_footprint, kv_bytes_per_request
+from planner.model.footprint import count_params, estimate_footprint
+from planner.model.kvcache import kv_bytes_per_request
 from planner.model.sources import find_registry_entry, spec_from_registry
 from planner.model.sources.hfconfig import parse_config
 
@@ -148,7 +149,7 @@ def test_llama4_chunked_layers_hold_one_chunk():
     Llama 4's 36 chunked layers hold at most one 8,192-token chunk, the 12 NoPE layers the
     whole context. Sizing them all as full attention put Scout at 131,072 tokens x 8 streams
     on 8 H100s instead of 4."""
-    from planner.model.footprint import sliding_prefill_reserve
+    from planner.model.kvcache import sliding_prefill_reserve
 
     spec = registry_spec("meta-llama/Llama-4-Scout-17B-16E-Instruct")
     assert spec.layer_types.count("chunked") == 36 and spec.attention_chunk_size == 8192

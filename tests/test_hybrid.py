@@ -13,13 +13,11 @@ import pytest
 from planner.decide.plan import Need
 from planner.decide.rank import candidates_for, recommend
 from planner.model.architecture import list_tensors
-from planner.model.footprint import (
-    estimate_footprint,
+from planner.model.footprint import estimate_footprint, overhead_bytes, per_gpu_weight_bytes
+from planner.model.kvcache import (
     hybrid_layout,
     kv_bytes_per_request,
     kv_bytes_per_token,
-    overhead_bytes,
-    per_gpu_weight_bytes,
     state_bytes_per_request,
 )
 from planner.model.recurrent import state_bytes_per_layer

@@ -12,12 +12,11 @@ from planner.errors import UsageError
 from planner.model.footprint import (
     activation_bytes,
     estimate_footprint,
-    kv_bytes_per_request,
-    kv_bytes_per_token,
     overhead_bytes,
     resolve_format,
     weight_bytes,
 )
+from planner.model.kvcache import kv_bytes_per_request, kv_bytes_per_token
 from planner.model.sources import find_registry_entry, load_model_spec, spec_from_registry
 
 
@@ -202,7 +201,8 @@ def test_sliding_window_layers_reserve_one_prefill_chunk():
     from planner.decide.fit import _candidate, fit_layout, memory_budget
     from planner.decide.plan import Layout, Need
     from planner.decide.support import check_support
-    from planner.model.footprint import default_batched_tokens, sliding_prefill_reserve
+    from planner.model.footprint import default_batched_tokens
+    from planner.model.kvcache import sliding_prefill_reserve
     from planner.offers.gpus import gpu_table
 
     spec = load_model_spec("gpt-oss-120b")

@@ -37,7 +37,7 @@ def per_gpu_catalog(*gpus_and_prices: tuple[str, float]):
 
 
 def kv_gib_per_request(model: str, context: int) -> float:
-    from planner.model.footprint import kv_bytes_per_request
+    from planner.model.kvcache import kv_bytes_per_request
 
     return kv_bytes_per_request(load_model_spec(model), 1, "auto", context) / 2**30
 

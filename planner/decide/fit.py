@@ -27,15 +27,13 @@ from planner.model.footprint import (
     count_params,
     default_batched_tokens,
     default_max_num_seqs,
-    kv_bytes_per_request,
     loaded_weight_bytes,
     overhead_bytes,
     per_gpu_weight_bytes,
-    resident_tokens,
     resolve_format,
-    sliding_prefill_reserve,
     weight_bytes,
 )
+from planner.model.kvcache import kv_bytes_per_request, resident_tokens, sliding_prefill_reserve
 from planner.model.quant import QuantFormat, get_format
 from planner.model.tensor_parallel import expert_parallel, tp_problem
 from planner.model.values import ModelSpec, QuantConfig

@@ -45,8 +45,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from planner.model.footprint import default_batched_tokens, kv_bytes_per_token
-from planner.model.recurrent import state_bytes_per_layer
+from planner.model.footprint import default_batched_tokens
+from planner.model.kvcache import hybrid_layout, kv_bytes_per_token
 from planner.model.values import ModelSpec
 from planner.offers.gpus import GpuSpec
 
@@ -472,11 +472,9 @@ def model_load(
     run at the block-FP8 fused-MoE factors, under native FP8 math and, as an assumption, under
     Marlin below it (ModelLoad.block_fp8_moe)."""
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
-    moe_layers = sum(spec.is_moe_layer(i) for i in range(spec.num_layers)) if spec.is_moe else 0
     kinds = [(spec.mixer_kind(i), spec.ffn_kind(i)) for i in range(spec.num_layers)]
-    state = 0
-    if spec.recurrent is not None and spec.recurrent_layer_count:
-        state = state_bytes_per_layer(spec.recurrent, tp, spec.dtype) * spec.recurrent_layer_count
+    hybrid = hybrid_layout(spec, tp, kv_cache_dtype)
+    state = hybrid.state_bytes_unpadded if hybrid else 0  # streamed as is, not as paged
     head = spec.vocab_size * spec.hidden_size
     heads = spec.num_attention_heads
     return ModelLoad(
@@ -489,7 +487,7 @@ def model_load(
         decode_qk_width=heads * (spec.kv_lora_rank + spec.qk_rope_head_dim) if spec.is_mla else 0,
         decode_pv_width=heads * spec.kv_lora_rank if spec.is_mla else 0,
         kv_bytes_per_token_per_gpu=per_layer * math.ceil(layers / pp),
-        moe_layers=moe_layers, weight_only=weight_only,
+        moe_layers=sum(f == "moe" for _, f in kinds), weight_only=weight_only,
         attention_layers=spec.attention_layer_count, state_bytes_per_sequence=state / pp,
         sublayers=sum((m != "none") + (f != "none") for m, f in kinds),
         block_fp8_moe=block_scaled and spec.is_moe,

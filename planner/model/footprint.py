@@ -7,16 +7,11 @@ from dataclasses import dataclass
 
 from planner.errors import UsageError
 from planner.model.architecture import list_tensors
-from planner.model.kvcache import (  # noqa: F401 (re-exported: the KV figures' home is kvcache)
-    BLOCK_TOKENS,
-    HybridLayout,
-    attention_layers_held,
+from planner.model.kvcache import (
     hybrid_layout,
     kv_bytes_per_request,
     kv_bytes_per_token,
     kv_dtype_bytes,
-    resident_tokens,
-    sliding_prefill_reserve,
     state_bytes_per_request,
 )
 from planner.model.quant import FORMATS, QuantFormat, get_format, layer_index, tensor_bytes
