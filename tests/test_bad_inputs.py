@@ -209,6 +209,10 @@ CONFIG_CASES = [
     ({"architectures": 5, "model_type": "zzz"}, "not supported"),
     ({"hidden_size": True}, "'hidden_size'"),
     ({"num_hidden_layers": 1.5}, "'num_hidden_layers'"),
+    ({"rope_scaling": {"rope_type": "linear", "factor": float("nan")}}, "'rope_scaling.factor'"),
+    ({"rope_scaling": {"rope_type": "linear", "factor": float("inf")}}, "'rope_scaling.factor'"),
+    ({"rope_scaling": {"rope_type": "linear", "factor": -4}}, "'rope_scaling.factor'"),
+    ({"rope_scaling": {"type": "linear", "factor": True}}, "'rope_scaling.factor'"),
 ]
 
 

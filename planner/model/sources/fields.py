@@ -96,6 +96,19 @@ def check_int(
     return value
 
 
+def check_factor(value: Any, key: str, where: str, top: float = 1024.0) -> float:
+    """``value`` as a finite scale factor in (0, ``top``] for field ``key``, or an error naming
+    it (a negative or NaN factor would shrink or break the memory it scales). The default
+    bound is a judgement: published linear RoPE factors are 2-8."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not (math.isfinite(value) and 0 < value <= top):
+        raise ModelSpecError(
+            f"{where}: field '{key}' must be a number above 0 and at most {top:g}, "
+            f"got {short(repr(value))}"
+        )
+    return float(value)
+
+
 def get_field(
     cfg: Mapping[str, Any], key: str, where: str, default: Any = ..., kind: type = int
 ) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from planner.errors import ModelSpecError, short
-from planner.model.sources.fields import DTYPES, check_int, opt_int
+from planner.model.sources.fields import DTYPES, check_factor, check_int, opt_int
 from planner.model.sources.fields import get_field as _get
 from planner.model.sources.layouts import (
     VISION_KINDS,
@@ -177,7 +177,10 @@ def _parse_config(
         fields["norms_per_layer"] = 4
     rope = c.get("rope_scaling") or {}
     if isinstance(rope, dict) and (rope.get("rope_type") or rope.get("type")) == "linear":
-        fields["linear_rope_factor"] = float(rope.get("factor") or 1.0)
+        factor = rope.get("factor")
+        fields["linear_rope_factor"] = (
+            1.0 if factor is None else check_factor(factor, "rope_scaling.factor", where)
+        )
     if family == "phi3":
         fields.update(fused_qkv=True, fused_gate_up=True)
     notes: list[str] = []
