@@ -202,6 +202,8 @@ def test_runpod_odd_entries_cost_only_themselves(monkeypatch):
         types = answer["data"]["gpuTypes"]
         types[0] = {**types[0], "secure1": "High", "secure2": {"stockStatus": 7},
                     "communityPrice": "cheap"}  # fmt: skip
+        # a pod-size field that is not a count: that type is listed at one GPU
+        types[1] = {**types[1], "maxGpuCountSecureCloud": "8", "maxGpuCount": None}
         answer["data"]["gpuTypes"] = [None, {"displayName": "no id"}, *types]
         return status, answer
 

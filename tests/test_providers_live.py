@@ -117,3 +117,21 @@ def test_vast_paging_ends_when_a_full_page_shares_one_price(monkeypatch):
     offers, _, requests = _vast_market(monkeypatch, extra)
     assert any(o.gpu_count == 8 for o in offers)
     assert requests <= 4
+
+
+def test_an_odd_vast_entry_costs_only_itself(monkeypatch):
+    """A null or non-object entry in the search's 'offers' failed the whole refresh as
+    'unexpected AttributeError'; it is skipped, the others listed."""
+    import json
+
+    from planner.offers.providers import OfferQuery, provider_classes
+    from tests.fakes.providers import fixture, provider_env, vast_search
+
+    market = fixture("vast", "bundles.json")["offers"]
+
+    def route(method, path, body, headers):
+        return 200, {"offers": [None, "odd", 7, *vast_search(market, json.loads(body))]}
+
+    with provider_env("vast", monkeypatch, route=route):
+        offers = provider_classes()["vast"].from_env().list_offers(OfferQuery())
+    assert any(o.gpu_count == 8 for o in offers)

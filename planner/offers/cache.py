@@ -125,7 +125,7 @@ def offer_problem(o: Offer) -> str | None:
         value = getattr(o, name)
         if nullable and value is None:
             continue
-        if not (_positive(value) or (name == "setup_fee_usd" and value == 0)):
+        if not (positive_number(value) or (name == "setup_fee_usd" and value == 0)):
             null = " or null" if nullable else ""
             return f"{name} must be a positive number{null}, got {short(repr(value), 30)}"
     for name in _OPTIONAL_TEXT_COLUMNS:
@@ -133,7 +133,7 @@ def offer_problem(o: Offer) -> str | None:
             return f"{name} must be a string or null, got {short(repr(getattr(o, name)), 30)}"
     for name in _OPTIONAL_SIZE_COLUMNS:
         value = getattr(o, name)
-        if value is not None and not (_positive(value) or value == 0):
+        if value is not None and not (positive_number(value) or value == 0):
             return f"{name} must be a number >= 0 or null, got {short(repr(value), 30)}"
     if o.billing not in _BILLINGS:
         return f"billing must be hourly or monthly, got {short(repr(o.billing), 30)}"
@@ -170,7 +170,7 @@ def _all_finite(values: list[int | float]) -> bool:
         return False
 
 
-def _positive(value: Any) -> bool:
+def positive_number(value: Any) -> bool:
     return (
         isinstance(value, int | float)
         and not isinstance(value, bool)

@@ -7,6 +7,7 @@ import os
 from typing import Any
 
 from planner.errors import ProviderError
+from planner.offers.cache import positive_number
 from planner.offers.offer import Offer
 from planner.offers.providers._http import JsonHttp
 from planner.offers.providers.base import (
@@ -114,9 +115,12 @@ class RunpodProvider(Provider):
             price, spot = _number(g.get(f"{tier}Price")), _number(g.get(f"{tier}SpotPrice"))
             if not g.get(f"{tier}Cloud") or price <= 0:
                 continue
-            most = g.get(f"maxGpuCount{tier.title()}Cloud")
+            # the tier's largest pod (0: none), else the type's; an odd value is one GPU
+            most = _count(g.get(f"maxGpuCount{tier.title()}Cloud"))
+            if most is None:
+                most = _count(g.get("maxGpuCount")) or 1
             for count in GPU_COUNTS:
-                if count > ((g.get("maxGpuCount") or 1) if most is None else most):
+                if count > most:
                     break
                 alias = _stock_alias(tier, count)
                 # a lowestPrice of null, or a null stockStatus: none free now (a field the
@@ -142,7 +146,12 @@ class RunpodProvider(Provider):
         return out
 
 
+def _count(value: Any) -> int | None:
+    """A GPU count field as a whole number of 0 or more; None for null or anything else."""
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    return value if ok else None
+
+
 def _number(value: Any) -> float:
     """A price field as a number; 0 (not sold) for null or anything that is not one."""
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and value == value
-    return float(value) if ok else 0.0
+    return float(value) if positive_number(value) else 0.0

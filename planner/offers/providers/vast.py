@@ -85,9 +85,10 @@ class VastProvider(Provider):
             page = answer.get("offers") if isinstance(answer, dict) else None
             if not isinstance(page, list):
                 raise ProviderError("vast: answer has no 'offers' list")
-            new = [o for o in page if isinstance(o, dict) and o.get("id") not in found]
+            rows = [o for o in page if isinstance(o, dict)]  # an odd entry costs only itself
+            new = [o for o in rows if o.get("id") not in found]
             found.update((o.get("id"), o) for o in new)
-            prices = [p for o in page if isinstance(p := o.get("dph_total"), int | float)]
+            prices = [p for o in rows if isinstance(p := o.get("dph_total"), int | float)]
             if len(page) < PAGE_SIZE or not prices:
                 return list(found.values())
             # A full page of one price (nothing new) would repeat forever: step just past it.
