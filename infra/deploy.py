@@ -273,12 +273,12 @@ def wait_healthy(
             if status in _REFUSED and api_key:  # a gateway that guards every path
                 status, _ = _get(f"{base}/health", api_key, timeout=min(10.0, interval_s + 5))
                 last = f"/health answered {status}"
-                if status in _REFUSED or 300 <= status < 400:
-                    return Health(False, _refusal(last, status), clock() - start)
+                if why := _refusal(last, status):
+                    return Health(False, why, clock() - start)
             if status == 200:
                 status, body = _get(f"{base}/v1/models", api_key, timeout=10.0)
                 if status == 200:
-                    models = tuple(m.get("id", "") for m in json.loads(body).get("data", []))
+                    models = _model_ids(json.loads(body))
                     waited = clock() - start
                     if model in models:
                         return Health(True, "healthy", waited, models)
@@ -289,13 +289,13 @@ def wait_healthy(
                         models,
                     )
                 last = f"/v1/models answered {status}"
-                if status in _REFUSED or 300 <= status < 400:
-                    return Health(False, _refusal(last, status), clock() - start)
+                if why := _refusal(last, status):
+                    return Health(False, why, clock() - start)
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             last = f"not answering yet ({type(reason).__name__})"
         except ValueError:
-            last = "/v1/models answered with malformed JSON"
+            last = "/v1/models answered with malformed JSON or no model list"
         waited = clock() - start
         if waited >= timeout_s:
             return Health(False, f"not healthy after {timeout_s:g} s: {last}", waited)
@@ -304,10 +304,21 @@ def wait_healthy(
         sleep(interval_s)
 
 
-def _refusal(last: str, status: int) -> str:
+def _refusal(last: str, status: int) -> str | None:
+    """Why the wait ends now (a refused key, a keyed request redirected), else None."""
     if status in _REFUSED:
         return f"{last}: the API key was refused"
-    return f"{last}, a redirect, not followed with the API key (export the final address)"
+    if 300 <= status < 400:
+        return f"{last}, a redirect, not followed with the API key (export the final address)"
+    return None
+
+
+def _model_ids(doc: Any) -> tuple[str, ...]:
+    """The model ids of an OpenAI-style /v1/models answer; ValueError if it is not one."""
+    data = doc.get("data", []) if isinstance(doc, dict) else None
+    if not isinstance(data, list):
+        raise ValueError("not a model list")
+    return tuple(str(m.get("id", "")) for m in data if isinstance(m, dict))
 
 
 def reveal(value: Any) -> Any:

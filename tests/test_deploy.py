@@ -655,3 +655,23 @@ def test_sigterm_during_a_pulumi_run_lets_the_cli_cancel_and_save(tmp_path):
     assert proc.returncode == 130, (out, err)
     assert "interrupted" in out and "Exception in thread" not in err, err
     assert marker.read_text() == "cancelled cleanly"
+
+
+@pytest.mark.parametrize("answer", [[{"id": MODEL}], {"data": "none"}, {"data": [None, 5]}])
+def test_wait_healthy_reads_an_odd_model_list_as_no_model_not_a_crash(answer):
+    """A /v1/models answer that is not an OpenAI model list (a JSON list, a non-list 'data',
+    entries that are not objects) ended in 'unexpected AttributeError' after a good `up`."""
+    from infra.deploy import wait_healthy
+
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    with FakeVllm(MODEL, KEY, models_answer=answer) as vllm:
+        health = wait_healthy(
+            vllm.endpoint, KEY, MODEL, timeout_s=20, interval_s=5,
+            clock=lambda: now[0], sleep=sleep,
+        )  # fmt: skip
+    assert health.healthy is False
+    assert "model list" in health.detail or "no model" in health.detail, health.detail

@@ -1,7 +1,8 @@
 """A local HTTP server that behaves like a starting vLLM: not listening at first, then 503 on
 /health while "loading", then 200, with /v1/models behind the API key (401 for any other
 key, as vLLM's --api-key middleware answers). ``health_needs_key``: /health behind the key too
-(a gateway that guards every path); ``models_redirect``: /v1/models answers 302 to that URL."""
+(a gateway that guards every path); ``models_redirect``: /v1/models answers 302 to that URL;
+``models_answer``: /v1/models answers this JSON instead of a model list."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ class FakeVllm(LoopbackServer):
         served_model: str | None = None,
         health_needs_key: bool = False,
         models_redirect: str | None = None,
+        models_answer: object = None,
     ) -> None:
         self.model, self.api_key = model, api_key
         self.served = served_model or model
         self.start_after_s, self.loading_polls = start_after_s, loading_polls
         self.never_healthy = never_healthy
         self.health_needs_key, self.models_redirect = health_needs_key, models_redirect
+        self.models_answer = models_answer
         self.requests: list[tuple[str, int]] = []
         self._timer: threading.Timer | None = None
         # Bound now (the port is known and reserved), listening only from start(): until then
@@ -59,8 +62,8 @@ class FakeVllm(LoopbackServer):
         fake = self
 
         class Handler(QuietHandler):
-            def _send(self, status: int, body: dict | None = None) -> None:
-                data = json.dumps(body or {}).encode()
+            def _send(self, status: int, body: object = None) -> None:
+                data = json.dumps({} if body is None else body).encode()
                 fake.requests.append((self.path, status))
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -87,6 +90,8 @@ class FakeVllm(LoopbackServer):
                 if self.path == "/v1/models":
                     if not keyed:
                         return self._send(401, {"error": "Unauthorized"})
+                    if fake.models_answer is not None:
+                        return self._send(200, fake.models_answer)
                     return self._send(
                         200, {"object": "list", "data": [{"id": fake.served, "object": "model"}]}
                     )
