@@ -106,6 +106,11 @@ def local_file_error(exc: OSError, action: str = "use") -> LocalFileError:
     return LocalFileError(f"cannot {action}{where}: {reason}", hint)
 
 
+def not_utf8(what: str, exc: UnicodeDecodeError) -> str:
+    """'<what> is not UTF-8 text (byte 0x.. at offset N)': the first byte that is not."""
+    return f"{what} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})"
+
+
 def did_you_mean(name: str, choices: Iterable[str], n: int = 3) -> str | None:
     """A 'did you mean …' hint listing the closest known names, or None."""
     pool = list(choices)

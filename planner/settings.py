@@ -20,7 +20,7 @@ from typing import Any
 from planner.decide.fit import saturates
 from planner.decide.objective import OBJECTIVES, WORKLOADS
 from planner.decide.plan import Need
-from planner.errors import UsageError, short
+from planner.errors import UsageError, not_utf8, short
 
 DEFAULT_TOML = "gpuplan.toml"
 KV_CACHE_DTYPES = ("auto", "fp8")
@@ -378,7 +378,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
         ) from None
     except UnicodeDecodeError as exc:
         raise UsageError(
-            f"{path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            not_utf8(str(path), exc),
             "TOML files are UTF-8: save it as UTF-8, or move it aside (`gpuplan init` writes one)",
         ) from None
     except OSError as exc:

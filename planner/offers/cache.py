@@ -62,6 +62,10 @@ def offer_to_dict(o: Offer) -> dict[str, Any]:
     return d
 
 
+# What read_cache raises for a file it cannot use (a corrupt, foreign or deeply nested one)
+READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RecursionError)
+
+
 def _cache_path(provider: str) -> Path:
     return cache_dir() / "offers" / f"{provider}.json"
 
@@ -78,7 +82,7 @@ def cache_locked(provider: str) -> Iterator[None]:
     except ImportError:
         yield
         return
-    path = cache_dir() / "offers" / f".{provider}.lock"
+    path = _cache_path(provider).with_name(f".{provider}.lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)

@@ -22,6 +22,7 @@ from planner.errors import short
 from planner.offers.cache import (
     _OFFER_COLUMNS,
     CACHE_SCHEMA,
+    READ_ERRORS,
     SCHEMA,
     _cache_path,
     cache_dir,
@@ -112,7 +113,7 @@ def load_catalog(providers: Iterable[str] | None = None, use_cache: bool = True)
         if use_cache:
             try:
                 cached = read_cache(name)
-            except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+            except READ_ERRORS as exc:
                 cached = None
                 warnings.append(
                     f"{name}: ignoring unreadable cache {_cache_path(name)} ({short(exc, 100)}); "

@@ -65,7 +65,13 @@ def refresh(
     no public catalog covers (Hetzner) is skipped with a warning unless the user named it
     (``explicit``), which makes it a failure. Outcomes come back in the order of ``names``.
     """
-    from planner.offers.catalog import cache_locked, offer_problem, read_cache, write_cache
+    from planner.offers.catalog import (
+        READ_ERRORS,
+        cache_locked,
+        offer_problem,
+        read_cache,
+        write_cache,
+    )
     from planner.offers.providers import MissingCredentials, OfferQuery, provider_classes
     from planner.offers.providers._gpuhunt import CATALOG_CLOUDS, GpuhuntSource
     from planner.offers.providers._http import ENV_NUMBERS, env_number
@@ -138,7 +144,7 @@ def refresh(
             with cache_locked(name):  # another gpuplan may be merging into this cache now
                 try:
                     previous = read_cache(name)
-                except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
+                except READ_ERRORS as exc:
                     # unreadable (corrupt, or a newer gpuplan's): the other regions' offers
                     # in it cannot be kept, so only a refresh of every region replaces it
                     if regions:

@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from planner.errors import ModelSpecError, ProviderError, did_you_mean, redact, short
+from planner.errors import ModelSpecError, ProviderError, did_you_mean, not_utf8, redact, short
 from planner.model.sources.hfconfig import parse_config
 from planner.model.values import HF_ID, ModelSpec
 
@@ -104,8 +104,7 @@ def _read_json(path: Path, what: str) -> Any:
         raise ModelSpecError(f"{what} not found: {path}") from None
     except UnicodeDecodeError as exc:
         raise ModelSpecError(
-            f"{what} {short(path)} is not UTF-8 text "
-            f"(byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            not_utf8(f"{what} {short(path)}", exc),
             "give the file as the model's Hugging Face repository has it (JSON is UTF-8)",
         ) from None
     except OSError as exc:
