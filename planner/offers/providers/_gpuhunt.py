@@ -17,7 +17,6 @@ import os
 import re
 import socket
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +26,7 @@ from planner.errors import ProviderError, UsageError, redact
 from planner.offers.gpus import canonical_gpu
 from planner.offers.offer import Offer
 from planner.offers.providers._clouds import CATALOG_CLOUDS, CatalogCloud
-from planner.offers.providers._http import RETRY_STATUSES, env_number
+from planner.offers.providers._http import ATTEMPTS, RETRY_STATUSES, backoff_pause
 
 GPU_VENDORS = ("nvidia", "amd")
 DEFAULT_CATALOG_URL = "https://dstack-gpu-pricing.s3.eu-west-1.amazonaws.com/v3"
@@ -36,9 +35,8 @@ VAST_LIMIT = 3000  # offers per live query, as gpuhunt itself asks when it canno
 # gpuhunt's downloads (urllib) have no timeout of their own; a hung mirror must not hang refresh.
 DOWNLOAD_TIMEOUT_S = 60.0
 _VERSION_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})\b")
-# gpuhunt tries each download and the live query once; a timeout, a lost connection, 429 or
-# 5xx is tried again as the direct providers' calls are (_http.JsonHttp), with backoff.
-ATTEMPTS = 3
+# gpuhunt tries each download and the live query once; they are tried again as the direct
+# providers' calls are (_http: ATTEMPTS, backoff_pause).
 
 
 def catalog_base_url() -> str:
@@ -98,10 +96,6 @@ def _transient(exc: BaseException | None) -> bool:
     )
 
 
-def _pause(attempt: int) -> None:
-    time.sleep(env_number("GPUPLAN_RETRY_BACKOFF_S") * 2 ** (attempt - 1))
-
-
 def _quiet_gpuhunt() -> None:
     """gpuhunt logs skipped rows and offers as warnings; with no handler configured Python would
     print them to stderr. Nothing below the CLI prints: give its loggers a NullHandler."""
@@ -141,7 +135,7 @@ class GpuhuntSource:
                 # Catalog.load keeps the catalogs it has, version by version).
                 for attempt in range(ATTEMPTS):
                     if attempt:
-                        _pause(attempt)
+                        backoff_pause(attempt)
                     capture = _LogCapture()
                     log.addHandler(capture)
                     try:
@@ -216,7 +210,7 @@ class GpuhuntSource:
         items: list[Any] = []
         for attempt in range(ATTEMPTS):
             if attempt:
-                _pause(attempt)
+                backoff_pause(attempt)
             try:
                 items = provider.get(gpuhunt.QueryFilter(min_gpu_count=1), balance_resources=False)
                 break

@@ -49,6 +49,17 @@ def env_number(name: str) -> float:
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 
+# How many times a call is tried (a timeout, a lost connection, 429 or 5xx is tried again)
+ATTEMPTS = 3
+
+
+def backoff_pause(attempt: int, first_s: float | None = None) -> None:
+    """Sleep before try ``attempt`` (1, 2, ...): ``first_s`` (GPUPLAN_RETRY_BACKOFF_S by
+    default), doubled each time."""
+    first = env_number("GPUPLAN_RETRY_BACKOFF_S") if first_s is None else first_s
+    time.sleep(first * 2 ** (attempt - 1))
+
+
 class JsonHttp:
     """A requests session bound to one base URL. Retries connection errors, timeouts, 429 and
     5xx with exponential backoff (honouring a short Retry-After), then raises ProviderError.
@@ -62,7 +73,7 @@ class JsonHttp:
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
         timeout_s: float | None = None,
-        attempts: int = 3,
+        attempts: int = ATTEMPTS,
         backoff_s: float | None = None,
     ) -> None:
         import requests
@@ -86,7 +97,7 @@ class JsonHttp:
         last = ""
         for attempt in range(self.attempts):
             if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+                backoff_pause(attempt, self.backoff_s)
             try:
                 resp = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
             except requests.Timeout:
