@@ -232,6 +232,12 @@ def test_deploy_of_a_project_edited_by_hand_warns_and_runs_it(cli, project, monk
         r.stderr
     ), r.stderr
     assert json.loads(r.stdout)["healthy"] is True
+    # a CI step that reads the preview's JSON sees it too
+    shown = cli("deploy", "--preview", "--format", "json")
+    assert shown.exit_code == 0, shown.output
+    warnings = json.loads(shown.stdout)["warnings"]
+    assert any("differs from what gpuplan writes" in w for w in warnings), warnings
+    assert shown.stderr.count("differs from what gpuplan writes") == 1  # said once
 
 
 def test_deploy_never_healthy_times_out_and_can_destroy(cli, project, monkeypatch):

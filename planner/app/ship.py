@@ -71,17 +71,20 @@ def public_outputs(outputs: dict[str, Any]) -> dict[str, Any]:
     return {k: str(v) if type(v).__name__ == "Secret" else v for k, v in sorted(outputs.items())}
 
 
-def preview(stack: Stack, log: Log) -> dict[str, Any]:
+def preview(stack: Stack, s: Settings, log: Log) -> dict[str, Any]:
     """What `pulumi up` would do: ``changes`` (operation -> resource count) for scripts, the
-    same as one line in ``summary``, and a warning when a resource would be replaced."""
+    same as one line in ``summary``, and warnings: the project's files differ from gpuplan's
+    (drift_warning), a resource would be replaced."""
     changes = dict(sorted(stack.engine.preview(log).items()))
     replaced = changes.get("replace", 0)
-    warnings = (
-        [f"{replaced} resource{'s' if replaced > 1 else ''} would be replaced: a replaced "
-         "machine is a new one (another address unless it is reserved, the weights downloaded "
-         "again); `pulumi preview --diff` in the project folder says why"]
-        if replaced else []
-    )  # fmt: skip
+    drifted = drift_warning(stack, s)
+    warnings = [drifted] if drifted else []
+    if replaced:
+        warnings.append(
+            f"{replaced} resource{'s' if replaced > 1 else ''} would be replaced: a replaced "
+            "machine is a new one (another address unless it is reserved, the weights "
+            "downloaded again); `pulumi preview --diff` in the project folder says why"
+        )
     return {
         "schema": "gpuplan.deploy-preview/1",
         "stack": stack.name,

@@ -81,11 +81,8 @@ def deploy(
     from planner.present.project import deployed_line
 
     s, stack = _stack(ctx, toml_file, project_dir)
-    drifted = ship.drift_warning(stack, s)
-    if drifted:
-        click.echo(f"warning: {drifted}", err=True)
     if preview:
-        doc = ship.preview(stack, log_stderr)
+        doc = ship.preview(stack, s, log_stderr)
         for warning in doc["warnings"]:
             click.echo(f"warning: {warning}", err=True)
         if fmt == "json":
@@ -93,6 +90,9 @@ def deploy(
         else:
             click.echo(f"preview of {stack.name}: {doc['summary']}")
         return
+    drifted = ship.drift_warning(stack, s)
+    if drifted:
+        click.echo(f"warning: {drifted}", err=True)
     confirm_or_refuse(yes, f"deploy stack {stack.name} from {stack.folder}")
     result = ship.deploy(stack, s, log=log_stderr, destroy_on_failure=destroy_on_failure)
     if fmt == "json":
