@@ -186,6 +186,12 @@ def test_vast_live_through_gpuhunt_without_a_key(monkeypatch):
     assert len(rtx_se) == 1  # the cheapest per GPU, count and country
     assert rtx_se[0].provider_data["num_gpus"] == 1 and rtx_se[0].spot_price_usd_per_hour
     assert all("|" not in o.region and len(o.region) <= 12 for o in offers)
+    # RAM in GiB, as the direct provider gives it: the offer's half of cpu_ram (MB)
+    from tests.fakes.providers import fixture
+
+    raw = {str(o["id"]): o for o in fixture("vast", "bundles.json")["offers"]}
+    mb = raw[str(rtx_se[0].provider_data["offer_id"])]["cpu_ram"]
+    assert rtx_se[0].ram_gib == pytest.approx(mb / 2 * 1e6 / 2**30, abs=0.06)
 
 
 def test_direct_provider_wins_when_credentials_are_set(mirror, monkeypatch):

@@ -244,6 +244,15 @@ def _where(cloud: str, location: str) -> tuple[str, str | None, str | None, str 
     return location, None, None, None
 
 
+def _ram_gib(cloud: str, memory: Any) -> float | None:
+    """A catalog item's RAM in GiB. gpuhunt's Vast search gives it in decimal GB (the offer's
+    cpu_ram in MB / 1000), which the direct Vast provider turns into GiB: the same here, so an
+    offer's RAM does not depend on whether a Vast key was set."""
+    if not memory:
+        return None
+    return round(float(memory) * 1e9 / 2**30, 1) if cloud == "vast" else float(memory)
+
+
 def convert_items(
     cloud: str,
     items: Iterable[Any],
@@ -310,7 +319,7 @@ def convert_items(
         offers.append(Offer(
             provider=cloud, instance_type=str(instance), region=region, gpu=gpu.id,
             gpu_count=int(count), gpu_memory_gb=gpu.memory_gb, vcpus=int(item.cpu or 0) or None,
-            ram_gib=float(item.memory) if item.memory else None,
+            ram_gib=_ram_gib(cloud, item.memory),
             disk_gb=float(item.disk_size) if item.disk_size else None,
             price_usd_per_hour=round(g["on_demand"], 5),
             spot_price_usd_per_hour=round(g["spot"], 5) if g["spot"] is not None else None,
