@@ -59,6 +59,21 @@ SKIP_SKU = ("sole tenancy", "reserved", "premium", "custom", "commitment", "dws"
 ATTACHABLE = {"t4": (1, 2, 4), "v100-sxm2-16gb": (1, 2, 4, 8)}
 
 
+def sku_kind(low: str, usage_type: str) -> str | None:
+    """ "spot", "ondemand" or None (neither: skipped) for a SKU's lower-cased description and
+    usageType. Spot SKUs say so in the description even where usageType is wrong (SkyPilot
+    note); a local SSD's "... attached to Spot Preemptible VMs" is Spot's, and the legacy
+    "... attached to Preemptible VMs" neither (it would overwrite Spot's)."""
+    if low.startswith(LOCAL_SSD_SKU):
+        if "spot preemptible" in low:
+            return "spot"
+        if "preemptible" in low:
+            return None
+    elif low.startswith("spot preemptible"):
+        return "spot"
+    return "ondemand" if usage_type == "OnDemand" else None
+
+
 def sku_accelerator(description: str) -> str | None:
     """The GCE accelerator type a GPU SKU prices ("Nvidia Tesla T4 GPU running in Americas" ->
     "nvidia-tesla-t4"), or None for a SKU that is not a GPU's."""
@@ -274,30 +289,17 @@ class GcpProvider(Provider):
             low = desc.lower()
             if any(s in low for s in SKIP_SKU) or not sku.pricing_info:
                 continue
-            # Spot SKUs say so in the description even where usageType is wrong (SkyPilot note).
-            kind = (
-                "spot"
-                if low.startswith("spot preemptible")
-                else ("ondemand" if sku.category.usage_type == "OnDemand" else None)
-            )
-            if kind is None and not low.startswith(LOCAL_SSD_SKU):
+            kind = sku_kind(low, sku.category.usage_type)
+            if kind is None:
                 continue
             accelerator, vm_match = sku_accelerator(desc), VM_SKU.match(desc)
             if low.startswith(LOCAL_SSD_SKU):
-                # per GiB and month; "... attached to Spot Preemptible VMs" is Spot's, and the
-                # legacy "... attached to Preemptible VMs" neither (it would overwrite Spot's)
-                if "spot preemptible" in low:
-                    kind = "spot"
-                elif "preemptible" in low:
-                    continue
-                component = "local-ssd"
+                component = "local-ssd"  # per GiB and month
             elif accelerator:
                 component = accelerator
             elif vm_match:
                 component = f"{vm_match.group(1).lower()}:{vm_match.group(2).lower()}"
             else:
-                continue
-            if kind is None:
                 continue
             price = sku_price(sku) / HOURS_PER_MONTH if component == "local-ssd" else sku_price(sku)
             for region in sku.service_regions:
@@ -315,8 +317,8 @@ class GcpProvider(Provider):
         core = prices.get((kind, region, f"{family}:core"))
         ram = prices.get((kind, region, f"{family}:ram"))
         gpu = prices.get((kind, region, m["accelerator"]))
-        ssd = prices.get((kind, region, "local-ssd")) if m.get("local_ssd_gib") else 0.0
+        ssd = prices.get((kind, region, "local-ssd")) if m["local_ssd_gib"] else 0.0
         if core is None or ram is None or gpu is None or ssd is None:
             return None
         vm = m["vcpus"] * core + m["ram_gib"] * ram + m["count"] * gpu
-        return round(vm + m.get("local_ssd_gib", 0) * ssd, 5)
+        return round(vm + m["local_ssd_gib"] * ssd, 5)
