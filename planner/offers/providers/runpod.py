@@ -68,7 +68,6 @@ class RunpodProvider(Provider):
     def __init__(self, api_key: str, base_url: str) -> None:
         super().__init__()
         self.http = JsonHttp("runpod", base_url, headers={"Authorization": f"Bearer {api_key}"})
-        self._out_of_stock = 0  # tier x count combinations left out by the last listing
 
     @classmethod
     def from_env(cls, base_url: str | None = None) -> RunpodProvider:
@@ -87,30 +86,33 @@ class RunpodProvider(Provider):
         if not isinstance(gpu_types, list):
             raise ProviderError("runpod: answer has no data.gpuTypes list")
         fetched = utc_now_iso()
-        offers = []
-        self._out_of_stock = 0
-        malformed = 0
+        offers: list[Offer] = []
+        malformed = out_of_stock = 0
         for g in gpu_types:
             if not isinstance(g, dict) or not isinstance(g.get("id"), str):
                 malformed += 1  # one odd entry never costs the others
                 continue
-            offers += self._offers_for(g, fetched)
+            listed, missing = self._offers_for(g, fetched)
+            offers += listed
+            out_of_stock += missing
         if malformed:
             self.warnings.append(f"{malformed} GPU type entries without an id were left out")
-        if self._out_of_stock:
+        if out_of_stock:
             self.warnings.append(
-                f"{self._out_of_stock} GPU type, count and cloud tier combinations are out of "
+                f"{out_of_stock} GPU type, count and cloud tier combinations are out of "
                 f"stock now (on hosts with CUDA {MIN_HOST_CUDA} or newer) and left out"
             )
         return offers
 
-    def _offers_for(self, g: dict[str, Any], fetched: str) -> list[Offer]:
+    def _offers_for(self, g: dict[str, Any], fetched: str) -> tuple[list[Offer], int]:
+        """The GPU type's offers, and how many tier x count combinations are out of stock."""
         gpu = self.resolve_gpu(
             str(g.get("displayName") or g.get("id")), (g.get("memoryInGb") or 0) * 1024 or None
         )
         if gpu is None:
-            return []
-        out = []
+            return [], 0
+        out: list[Offer] = []
+        out_of_stock = 0
         for tier in TIERS:
             price, spot = _number(g.get(f"{tier}Price")), _number(g.get(f"{tier}SpotPrice"))
             if not g.get(f"{tier}Cloud") or price <= 0:
@@ -130,7 +132,7 @@ class RunpodProvider(Provider):
                 if not isinstance(stock, str):
                     stock = None
                 if alias in g and stock is None:
-                    self._out_of_stock += 1
+                    out_of_stock += 1
                     continue
                 out.append(Offer(
                     provider="runpod", instance_type=f"{count}x {g['id']}",
@@ -143,7 +145,7 @@ class RunpodProvider(Provider):
                     availability=stock, tier=tier,
                     provider_data={"gpu_type_id": g["id"], "cloud_type": tier.upper()},
                 ))  # fmt: skip
-        return out
+        return out, out_of_stock
 
 
 def _count(value: Any) -> int | None:
