@@ -462,6 +462,12 @@ def test_gcp_program_with_an_existing_network_and_ipv6(tmp_path):
     nic = vm["inputs"]["networkInterfaces"][0]
     assert (nic["network"], nic["subnetwork"]) == ("shared-vpc", "projects/p/regions/r/x")
     assert vm["inputs"]["metadata"]["enable-oslogin"] == "FALSE"  # else ssh-keys is ignored
+    # Another Pulumi project with the same stack name on the same shared network: its firewall
+    # rules (here SSH and the serving port) must not target this project's VM.
+    other = run_program(project, {"__project__": "other-llm"})
+    theirs = {t for f in by_type(other, "gcp:compute/firewall:Firewall")
+              for t in f["inputs"]["targetTags"]}  # fmt: skip
+    assert theirs and not theirs & set(vm["inputs"]["tags"])
     aws_v6 = tmp_path / "aws-v6"
     write_project(render_project(make_plan("aws"), opts_v6), aws_v6)
     [sg] = by_type(run_program(aws_v6, {}), "aws:ec2/securityGroup:SecurityGroup")

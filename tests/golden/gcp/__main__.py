@@ -88,7 +88,12 @@ if PLAN["needs_hf_token"] and not has_hf_token:
         f"{PLAN['vllm_args'][0]} is gated on the Hugging Face Hub: accept its license, then "
         "`pulumi config set --secret gpuplan:hfToken hf_...` (a read-only token)")
 project = pulumi.Config("gcp").require("project")
-tag = "gpuplan-" + PLAN["stack_tag"]
+# Names that are project-wide in GCP carry a hash of the Pulumi project and stack, so two
+# projects with the same stack name in one GCP project (or on one shared --network) do not
+# take each other's: the service account and secret ids, and the network tag that every
+# firewall rule here targets (a rule of one project must not open ports on another's VMs).
+scope = hashlib.sha256(f"{pulumi.get_project()}\0{pulumi.get_stack()}".encode()).hexdigest()[:6]
+tag = f"gpuplan-{PLAN['stack_tag']}-{scope}"
 labels = {"gpuplan": PLAN["stack_tag"]}
 
 # A network of its own with explicit rules, unless one was given (network/subnetwork): the
@@ -154,10 +159,7 @@ if ssh_cidr:
 
 # Secrets live in Secret Manager, never in metadata: the VMs run as a service account that
 # may read these two secrets and nothing else; the boot script fetches them at each start.
-# The account and secret ids are project-wide names: they carry a hash of the Pulumi project
-# and stack, so two projects serving the same model with the same stack name in one GCP
-# project do not take each other's (service account ids: 6-30 characters).
-scope = hashlib.sha256(f"{pulumi.get_project()}\0{pulumi.get_stack()}".encode()).hexdigest()[:6]
+# The account and secret ids carry the scope above (service account ids: 6-30 characters).
 account = gcp.serviceaccount.Account("vllm", account_id=PLAN["service_account_id"][:-6] + scope,
                                      display_name="gpuplan " + PLAN["name"])
 secret_prefix = f"{PLAN['secret_prefix']}-{scope}"
