@@ -4,7 +4,9 @@ judge the rules by what they do to packets, not by their text.
 It runs the script line by line with the shell's ``A || B`` meaning (B runs when A fails) and
 understands exactly the iptables/ip6tables verbs the script needs: -N (new chain, fails if it
 exists), -F (flush), -A (append), -I (insert first), -C (check, fails if absent), with the
-matches -p, --dport, -s and a -j target. Anything else raises, so a script this model does
+matches -p, --dport, -s, -i and -m conntrack --ctstate, and a -j target. Packets are judged as
+new TCP connections: a conntrack rule matches them only if it names NEW, an -i lo rule only
+if they come from a loopback address. Anything else raises, so a script this model does
 not understand fails the test instead of being half-judged.
 
 Where a packet enters depends on how the containers are networked: with host networking
@@ -34,12 +36,17 @@ class Rule:
     dport: int | None
     source: ipaddress.IPv4Network | ipaddress.IPv6Network | None
     target: str
+    interface: str | None = None
+    states: frozenset[str] | None = None
 
     def matches(self, src: str, protocol: str, dport: int) -> bool:
+        loopback = ipaddress.ip_address(src).is_loopback
         return (
             (self.protocol is None or self.protocol == protocol)
             and (self.dport is None or self.dport == dport)
             and (self.source is None or ipaddress.ip_address(src) in self.source)
+            and (self.interface is None or (self.interface == "lo") == loopback)
+            and (self.states is None or "NEW" in self.states)
         )
 
 
@@ -99,9 +106,11 @@ class Firewall:
     def _rule(chains: dict[str, list[Rule]], spec: list[str]) -> Rule:
         opts: dict[str, str] = {}
         for flag, value in zip(spec[::2], spec[1::2], strict=True):
-            if flag not in {"-p", "--dport", "-s", "-j"} or flag in opts:
+            if flag not in {"-p", "--dport", "-s", "-j", "-i", "-m", "--ctstate"} or flag in opts:
                 raise ValueError(f"iptables option this model does not know: {flag}")
             opts[flag] = value
+        if opts.get("-m", "conntrack") != "conntrack" or ("-m" in opts) != ("--ctstate" in opts):
+            raise ValueError(f"iptables match this model does not know: {spec}")
         target = opts["-j"]
         if target not in {"ACCEPT", "DROP", "REJECT", "RETURN"} and target not in chains:
             raise IptablesError(f"no chain {target} to jump to")
@@ -110,6 +119,8 @@ class Firewall:
             dport=int(opts["--dport"]) if "--dport" in opts else None,
             source=ipaddress.ip_network(opts["-s"]) if "-s" in opts else None,
             target=target,
+            interface=opts.get("-i"),
+            states=frozenset(opts["--ctstate"].split(",")) if "--ctstate" in opts else None,
         )
 
     # ------------------------------------------------------------------ judging packets

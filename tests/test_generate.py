@@ -276,9 +276,10 @@ def within(src: str, cidrs: tuple[str, ...]) -> bool:
 def check_firewall(script: str, allowed: tuple[str, ...], ssh: str | None) -> None:
     """Run the firewall script on a model of iptables (tests/iptables.py), twice as the unit
     does on every restart, and send it packets: the serving port and SSH are accepted only
-    from their networks and dropped from everywhere else, for IPv4 and IPv6. The containers
-    run with host networking (asserted where the boot script is checked), so the serving port
-    is the host's and its packets go through INPUT."""
+    from their networks and dropped from everywhere else, for IPv4 and IPv6, and every other
+    port is closed but to loopback. The containers run with host networking (asserted where
+    the boot script is checked), so the serving port is the host's and its packets go through
+    INPUT."""
     from tests.iptables import Firewall
 
     ssh_nets = (ssh,) if ssh else ()
@@ -295,6 +296,11 @@ def check_firewall(script: str, allowed: tuple[str, ...], ssh: str | None) -> No
             assert host.verdict(src, 8000) == serving, ("serving port", src)
             login = "ACCEPT" if within(src, ssh_nets) else "DROP"
             assert host.verdict(src, 22) == login, ("ssh", src)
+            # every other port (vLLM's and PyTorch's own listeners) is closed, to all
+            for port in (8001, 29500, 5557):
+                assert host.verdict(src, port) == "DROP", (port, src)
+        for loopback in ("127.0.0.1", "::1"):  # the proxy reaches vLLM on 127.0.0.1:8001
+            assert host.verdict(loopback, 8001) == "ACCEPT"
         assert any(within(s, allowed) for s in sources) and any(
             not within(s, allowed) for s in sources
         )

@@ -162,6 +162,7 @@ def test_hetzner_https_firewall_and_exports(tmp_path):
         assert host.verdict(src, 443) == "DROP"  # HTTPS only from --allow-cidr
         assert host.verdict(src, 80) == "ACCEPT"  # Let's Encrypt's validation, from anywhere
         assert host.verdict(src, 22) == "DROP"
+        assert host.verdict(src, 8000) == "DROP"  # the proxy, behind Caddy
     # still test mode by default: no server, no endpoint to claim
     test_mode = run_program(out, HETZNER_CONFIG)
     assert test_mode["exports"]["endpoint"] == "" and "address" not in test_mode["exports"]

@@ -101,16 +101,22 @@ WantedBy=multi-user.target
 """
 
 
-def firewall_script(port: int, allowed_cidrs: list[str], ssh_cidr: str | None) -> str:
+def firewall_script(
+    port: int, allowed_cidrs: list[str], ssh_cidr: str | None, open_ports: tuple[int, ...] = ()
+) -> str:
     """iptables rules for machines without a cloud firewall (dedicated servers): the serving
-    port and SSH open only to the given networks. The containers use the host's network, so
-    the INPUT chain sees their traffic. Each run flushes gpuplan's chains first, so a changed
-    CIDR list replaces the old rules instead of adding to them."""
+    port and SSH open only to the given networks, ``open_ports`` to all (80 for Let's Encrypt),
+    and every other new inbound connection dropped (GPUPLAN_REST, last in INPUT): vLLM's and
+    PyTorch's own listeners bind all interfaces (vllm-project/vllm#16250) and have no
+    authentication (docs.vllm.ai/en/stable/usage/security/). Loopback, replies, ICMP pass. The
+    containers use the host's network, so the INPUT chain sees their traffic. Each run flushes
+    gpuplan's chains first, so a changed CIDR list replaces the old rules instead of adding."""
     lines = ["#!/bin/sh", "set -e"]
     rules = (
         (str(int(port)), "GPUPLAN", allowed_cidrs),
         ("22", "GPUPLAN_SSH", [ssh_cidr] if ssh_cidr else []),
     )
+    passed = [str(int(port)), "22", *(str(int(p)) for p in open_ports)]
     for tool, version in (("iptables", 4), ("ip6tables", 6)):
         for dport, chain, cidrs in rules:
             nets = [str(ipaddress.ip_network(c, strict=False)) for c in cidrs]
@@ -122,6 +128,16 @@ def firewall_script(port: int, allowed_cidrs: list[str], ssh_cidr: str | None) -
                 f"{tool} -C INPUT -p tcp --dport {dport} -j {chain} 2>/dev/null"
                 f" || {tool} -I INPUT -p tcp --dport {dport} -j {chain}",
             ]
+        rest = f"{tool} -A GPUPLAN_REST"
+        lines += [
+            f"{tool} -N GPUPLAN_REST 2>/dev/null || {tool} -F GPUPLAN_REST",
+            f"{rest} -i lo -j RETURN",
+            f"{rest} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN",
+            f"{rest} -p {'icmp' if version == 4 else 'ipv6-icmp'} -j RETURN",
+            *(f"{rest} -p tcp --dport {d} -j RETURN" for d in passed),
+            f"{rest} -j DROP",
+            f"{tool} -C INPUT -j GPUPLAN_REST 2>/dev/null || {tool} -A INPUT -j GPUPLAN_REST",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -363,7 +379,8 @@ def boot_script(
         lines += _write(FIREWALL_UNIT_FILE, FIREWALL_UNIT, "644")
         lines += [
             "command -v iptables >/dev/null 2>&1 || "
-            "{ apt-get update && apt-get install -y iptables; }",
+            "{ apt-get update </dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y "
+            "iptables </dev/null; }",  # standard input still holds the secrets (read below)
             FIREWALL_SCRIPT,
             "systemctl daemon-reload",
             "systemctl enable gpuplan-firewall.service",

@@ -100,12 +100,13 @@ test_mode = config.get_bool("robotTestMode")
 test_mode = True if test_mode is None else test_mode
 # With a domain (tls_domain), Caddy serves HTTPS on 443 with a Let's Encrypt certificate in
 # front of the proxy, which then listens on loopback: the firewall guards 443 instead of the
-# proxy's port. Port 80 stays open (no rule drops it) for Let's Encrypt's HTTP-01 validation,
+# proxy's port. Port 80 is open to all (open_ports) for Let's Encrypt's HTTP-01 validation,
 # which comes from addresses it does not publish; only Caddy answers there, during a challenge.
 tls_domain = PLAN["tls_domain"]
 public_port = 443 if tls_domain else PLAN["port"]
 tls = {"domain": tls_domain, "image": PLAN["tls_image"]} if tls_domain else None
-firewall = gpuplan_boot.firewall_script(public_port, allowed_cidrs, ssh_cidr)
+firewall = gpuplan_boot.firewall_script(public_port, allowed_cidrs, ssh_cidr,
+                                       open_ports=(80,) if tls_domain else ())
 
 
 def server(i: int):
