@@ -559,6 +559,9 @@ def test_hetzner_real_mode_installs_idempotently_and_survives_the_reboot(tmp_pat
         "(umask 077 && cat > /etc/gpuplan/vllm.env.tmp)"
     )
     assert "systemctl enable gpuplan-firewall.service" in steps[first_fw : first_fw + 3]
+    # ...so anything it installs must not read standard input, which still holds the secrets
+    [fetch] = [s for s in steps[:first_fw] if "apt-get install" in s]
+    assert fetch.count("</dev/null") == 2 and "DEBIAN_FRONTEND=noninteractive" in fetch
     # idempotent: a re-run overwrites the keyring instead of failing on a prompt
     assert "gpg --batch --yes --dearmor" in script
     # the open kernel modules: the only ones Blackwell (RTX PRO 6000 servers) runs with
