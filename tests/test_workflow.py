@@ -211,3 +211,25 @@ def test_deploy_polls_the_model_only_when_the_runner_may_reach_it(tmp_path, vari
     assert (tmp_path / "log").read_text().split() == [
         "deploy", "--yes", "--format", "json", "--wait-healthy", waited
     ]  # fmt: skip
+
+
+def test_requirements_go_into_the_virtualenv_the_program_runs_in():
+    """Review: the requirements went into the runner's own Python, while Pulumi runs the
+    program in the project's virtualenv (Pulumi.yaml), which it then created and filled inside
+    the preview and deploy steps, with the credentials in their environment."""
+    import shlex
+
+    from infra.emit import ProjectOptions, render_project
+    from tests.test_generate import CIDR, make_plan
+
+    files = render_project(make_plan("aws"), ProjectOptions(allowed_cidrs=(CIDR,)))
+    venv = "infra/llm/" + yaml.safe_load(files["Pulumi.yaml"])["runtime"]["options"]["virtualenv"]
+    for name, job in flow()["jobs"].items():
+        [step] = [s for s in job["steps"] if "requirements.txt" in s.get("run", "")]
+        words = shlex.split(step["run"])
+        assert words[:4] == ["python", "-m", "venv", venv], name
+        assert words[5:] == [f"{venv}/bin/python", "-m", "pip", "install", "-r",
+                             "infra/llm/requirements.txt"], name  # fmt: skip
+        assert not _secret_keys(step), name
+        order = [s.get("name") for s in job["steps"]]
+        assert order.index(step["name"]) < order.index("Stack config from secrets and variables")
