@@ -83,6 +83,10 @@ def check_cidr(value: str) -> str:
 # vLLM flags that choose which commit of the repository is served (its weights, tokenizer and
 # code): the plan's --revision says it, so gpuplan plans it rather than take it as an extra.
 PLANNED_REVISION_FLAGS = ("--revision", "--code-revision", "--tokenizer-revision")
+# vLLM flags whose value is a secret (the API server's --api-key, ModelConfig.hf_token): as an
+# extra argument it would be written into the committed program and the machine's boot script.
+# The project passes both from the stack's secrets instead (gpuplan:apiKey, gpuplan:hfToken).
+SECRET_FLAGS = ("--api-key", "--hf-token")
 
 
 def validate_options(opts: ProjectOptions) -> ProjectOptions:
@@ -133,6 +137,13 @@ def validate_options(opts: ProjectOptions) -> ProjectOptions:
         raise UsageError("subnets given without the network (VPC) they belong to")
     for arg in opts.extra_vllm_args:
         flag = arg.split("=", 1)[0]
+        if flag in SECRET_FLAGS:
+            raise UsageError(
+                f"--extra-vllm-arg {flag} would write a secret into the project's files and "
+                "the machine's boot script",
+                "the project sets both from the stack's secrets: pulumi config set --secret "
+                "gpuplan:apiKey (or gpuplan:hfToken)",
+            )
         if flag in PLANNED_REVISION_FLAGS:  # appended last, they would override the plan's
             raise UsageError(
                 f"--extra-vllm-arg {short(flag, 30)} would serve another revision than the one "

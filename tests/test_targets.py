@@ -115,6 +115,10 @@ def test_escape_hatches_are_validated():
     for extra in (("--revision", "main"), ("--tokenizer-revision=v2",), ("--code-revision", "x")):
         with pytest.raises(UsageError, match="another revision than the one planned"):
             validate_options(ProjectOptions(allowed_cidrs=(CIDR,), extra_vllm_args=extra))
+    # review: a secret as an extra argument landed in __main__.py and the boot script
+    for extra in (("--api-key", "sk-1"), ("--hf-token=hf_x",)):
+        with pytest.raises(UsageError, match="would write a secret"):
+            validate_options(ProjectOptions(allowed_cidrs=(CIDR,), extra_vllm_args=extra))
 
 
 def test_escape_hatches_reach_the_program():
