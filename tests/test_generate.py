@@ -205,6 +205,9 @@ def check_boot(script: str, plan: Plan, secret_kind: str) -> dict[str, str]:
     assert ("aws ssm get-parameter" if secret_kind == "aws" else "gcloud secrets") in fetch
     unit = files["/etc/systemd/system/vllm.service"]
     assert "ExecStartPre=/opt/gpuplan/fetch-secrets.sh" in unit and "Restart=always" in unit
+    # the proxy's copy of the key is taken after the fetch, at every start: a rotated key
+    # reaches vLLM and the proxy together
+    assert unit.index("fetch-secrets.sh") < unit.index(boot_module().KEY_PRE.strip())
     proxy = files["/opt/gpuplan/run-proxy.sh"]
     assert "/gpuplan_proxy.py 0.0.0.0 8000 8001" in proxy
     assert files["/opt/gpuplan/gpuplan_proxy.py"].startswith('"""Authenticating reverse proxy')
@@ -1046,13 +1049,25 @@ def test_cloud_wide_names_differ_between_pulumi_projects(tmp_path, provider):
 
 
 def test_the_proxy_container_gets_the_api_key_and_not_the_hf_token(tmp_path):
-    """Run the proxy unit's script with a stand-in `docker` that records its arguments and
-    environment: the container is given VLLM_API_KEY (by name, so the value is in no command
-    line) and not HF_TOKEN."""
-    env_file = tmp_path / "vllm.env"
+    """Run what vLLM's unit runs before each start (KEY_PRE: the proxy's copy of the key from
+    the env file), then the proxy unit's script with a stand-in `docker` that records its
+    arguments and environment: the container gets, read-only, a folder holding the API key
+    alone (not HF_TOKEN), and no secret is in any command line or in its environment. A folder,
+    not the file: a key replaced later by `mv` reaches the running proxy (docker keeps a
+    bind-mounted file's inode)."""
+    boot = boot_module()
+    env_file, key_dir = tmp_path / "vllm.env", tmp_path / "proxy"
     env_file.write_text("VLLM_API_KEY=k3y-value\nHF_TOKEN=hf_secret\n")
-    script = boot_module().proxy_script("vllm/vllm-openai:v0.33.0", 8000)
-    script = script.replace("/etc/gpuplan/vllm.env", str(env_file))
+    pre = boot.KEY_PRE.removeprefix("ExecStartPre=").strip()
+    pre = pre.replace(boot.ENV_FILE, str(env_file)).replace(boot.KEY_DIR, str(key_dir))
+    for _ in range(2):  # at every start: the same file, mode 600 in a 700 folder
+        subprocess.run(shlex.split(pre), check=True, timeout=30)
+        assert (key_dir / "key").read_text().strip() == "k3y-value"
+        assert sorted(os.listdir(key_dir)) == ["key"]
+        assert (key_dir.stat().st_mode & 0o777, (key_dir / "key").stat().st_mode & 0o777) == (
+            0o700, 0o600)  # fmt: skip
+    script = boot.proxy_script("vllm/vllm-openai:v0.33.0", 8000)
+    assert script.replace(boot.KEY_DIR, "") == script.replace(boot.KEY_DIR, "", 1)  # one mount
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "docker"
@@ -1064,8 +1079,12 @@ def test_the_proxy_container_gets_the_api_key_and_not_the_hf_token(tmp_path):
     args = (tmp_path / "run.args").read_text().splitlines()
     seen = dict(line.split("=", 1) for line in (tmp_path / "run.env").read_text().splitlines()
                 if "=" in line)  # fmt: skip
-    assert "--env-file" not in args and args[args.index("-e") + 1] == "VLLM_API_KEY"
-    assert seen.get("VLLM_API_KEY") == "k3y-value" and "HF_TOKEN" not in seen
+    mounts = [args[i + 1] for i, a in enumerate(args) if a == "-v"]
+    assert f"{boot.KEY_DIR}:{boot.KEY_MOUNT}:ro" in mounts
+    assert not any(boot.ENV_FILE in m or m.startswith("/etc/gpuplan:") for m in mounts)
+    envs = [args[i + 1] for i, a in enumerate(args) if a == "-e"]
+    assert envs == [f"GPUPLAN_KEY_FILE={boot.KEY_MOUNT}/key"] and "--env-file" not in args
+    assert "VLLM_API_KEY" not in seen and "HF_TOKEN" not in seen
     assert not any("k3y-value" in a or "hf_secret" in a for a in args)
 
 

@@ -310,3 +310,41 @@ def test_the_proxys_own_failure_to_connect_is_not_called_vllm_loading(monkeypatc
         assert r.status_code == 503 and "Too many open files" in r.json()["error"]
     finally:
         _stop(loop, server, thread, upstream)
+
+
+def test_a_key_file_replaced_by_mv_is_read_again(tmp_path):
+    """The generated machines give the proxy its key as a file that vLLM's unit rewrites
+    (write beside it, then mv) before every vLLM start: after a rotation the old key is
+    refused and the new one passes, without restarting the proxy; no file, no access."""
+    proxy = _load_proxy()
+    key = tmp_path / "key"
+    key.write_text(KEY + "\n")
+    upstream = Upstream()
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(
+        proxy.serve("127.0.0.1", 0, upstream.port, proxy.KeyFile(str(key)))
+    )
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1/models"
+
+    def status(k: str) -> int:
+        return requests.get(url, headers={"Authorization": f"Bearer {k}"}, timeout=5).status_code
+
+    try:
+        assert status(KEY) == 200 and status("new-key-9876543210") == 401
+        (tmp_path / "key.tmp").write_text("new-key-9876543210\n")
+        (tmp_path / "key.tmp").rename(key)
+        assert status("new-key-9876543210") == 200 and status(KEY) == 401
+        key.unlink()
+        assert status("new-key-9876543210") == 401
+    finally:
+        _stop(loop, server, thread, upstream)
+
+
+def test_the_proxy_refuses_to_start_without_a_key(tmp_path, monkeypatch):
+    proxy = _load_proxy()
+    monkeypatch.setenv("GPUPLAN_KEY_FILE", str(tmp_path / "absent"))
+    monkeypatch.setattr("sys.argv", ["gpuplan_proxy.py", "127.0.0.1", "0", "1"])
+    with pytest.raises(SystemExit, match="absent is empty"):
+        proxy.main()

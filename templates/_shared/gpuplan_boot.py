@@ -26,8 +26,17 @@ ENV_FILE = "/etc/gpuplan/vllm.env"
 UNIT_FILE = "/etc/systemd/system/vllm.service"
 PROXY_UNIT_FILE = "/etc/systemd/system/gpuplan-proxy.service"
 FIREWALL_UNIT_FILE = "/etc/systemd/system/gpuplan-firewall.service"
+# The proxy's copy of the key, from the env file at every vLLM start and re-read by the proxy
+# when it changes: vLLM and the proxy check the same key. Its folder is mounted, not the file
+# (a bind-mounted file keeps its inode: a key replaced by `mv` would never reach the proxy).
+KEY_DIR, KEY_MOUNT, _KEY = "/etc/gpuplan/proxy", "/run/gpuplan-key", "/etc/gpuplan/proxy/key"
+KEY_PRE = (
+    f"ExecStartPre=/bin/sh -c 'umask 077 && install -d -m 700 {KEY_DIR} && sed -n "
+    f'"s/^VLLM_API_KEY=//p" {ENV_FILE} > {_KEY}.tmp && mv {_KEY}.tmp {_KEY}\'\n'
+)
 # vLLM listens on loopback only; the proxy owns the public port.
 UPSTREAM_PORT = 8001
+PROXY_MIN_CONNECTIONS = 512  # gpuplan_proxy.py's own default
 
 UNIT = """[Unit]
 Description=vLLM OpenAI-compatible server (gpuplan)
@@ -237,9 +246,6 @@ def run_script(image: str, args: list[str], node: dict[str, Any] | None = None) 
     return "\n".join(lines) + "\n"
 
 
-PROXY_MIN_CONNECTIONS = 512  # gpuplan_proxy.py's own default
-
-
 def connection_limit(vllm_args: list[str]) -> int:
     """Connections the proxy serves at once: twice the sequences vLLM runs at once (its
     data-parallel replicas x --max-num-seqs, 256 when unset; as many again wait in vLLM's
@@ -268,28 +274,20 @@ def proxy_script(
     image: str, port: int, host: str = "0.0.0.0", max_connections: int = PROXY_MIN_CONNECTIONS
 ) -> str:
     """The proxy unit's command: gpuplan_proxy.py with the image's own python3. The proxy gets
-    the API key and nothing else (not the HF token): the key is read from the env file and
-    passed by name, `-e VLLM_API_KEY`, which takes the value from the docker client's
-    environment (docs.docker.com, docker container run --env), so it is in no command line.
+    the API key and nothing else (not the HF token): KEY_DIR, read-only, in no command line.
     ``host`` 127.0.0.1 when Caddy serves HTTPS in front of it (plain HTTP stays on the host)."""
     docker = [
         "docker", "run", "--rm", "--name", "gpuplan-proxy", "--network", "host",
-        "-e", "VLLM_API_KEY", "-v", f"{PROXY_PY}:/gpuplan_proxy.py:ro", "--entrypoint", "python3",
+        "-e", f"GPUPLAN_KEY_FILE={KEY_MOUNT}/key", "-v", f"{KEY_DIR}:{KEY_MOUNT}:ro",
+        "-v", f"{PROXY_PY}:/gpuplan_proxy.py:ro", "--entrypoint", "python3",
         image, "/gpuplan_proxy.py", str(ipaddress.ip_address(host)), str(int(port)),
         str(UPSTREAM_PORT), str(int(max_connections)),
     ]  # fmt: skip
-    return "\n".join([
-        "#!/bin/sh",
-        "set -eu",
-        f"VLLM_API_KEY=\"$(sed -n 's/^VLLM_API_KEY=//p' {ENV_FILE})\"",
-        "export VLLM_API_KEY",
-        "exec " + " ".join(shlex.quote(a) for a in docker),
-    ]) + "\n"  # fmt: skip
+    return "#!/bin/sh\nset -eu\nexec " + " ".join(shlex.quote(a) for a in docker) + "\n"
 
 
 def env_file(api_key: str, hf_token: str | None) -> str:
-    """Docker --env-file content: vLLM and the proxy read VLLM_API_KEY, the Hub client
-    HF_TOKEN."""
+    """Docker --env-file content: VLLM_API_KEY (vLLM; the proxy via KEY_DIR), HF_TOKEN."""
     lines = [f"VLLM_API_KEY={_one_line('apiKey', api_key)}"]
     if hf_token:
         lines.append(f"HF_TOKEN={_one_line('hfToken', hf_token)}")
@@ -348,8 +346,8 @@ def boot_script(
     shown in plain text, pulumi/pulumi-command#401 and #260), or inline as
     ``api_key``/``hf_token``. ``firewall`` (a firewall_script) is applied first, before
     anything is installed, by its own early unit at every boot, and again before each vLLM
-    start. ``proxy_py`` (gpuplan_proxy.py's text) puts
-    the authenticating proxy on ``port``; workers of a multi-node deployment have none.
+    start. ``proxy_py`` (gpuplan_proxy.py's text) puts the authenticating proxy on ``port``
+    (KEY_PRE gives it the key); workers of a multi-node deployment have none.
     ``host_setup`` (dedicated servers) installs the driver and Docker first; when the driver
     needs a reboot, the units are enabled, a reboot is scheduled and the script exits 0, so
     the SSH command succeeds and vLLM starts after the reboot. ``tls`` ({"domain", "image"},
@@ -399,6 +397,7 @@ def boot_script(
         lines += _write(ENV_FILE, env_file(api_key, hf_token), "600")
     elif not secrets_on_stdin:
         raise ValueError("give secret_source, secrets_on_stdin or api_key")
+    pre += KEY_PRE if proxy_py is not None else ""
     lines += _write(UNIT_FILE, UNIT.format(pre=pre), "644")
     units = ["vllm.service"]
     if tls is not None and proxy_py is None:

@@ -13,7 +13,10 @@ hold the proxy's sockets and memory. Each connection holds two file descriptors 
 and vLLM's): the process raises its soft descriptor limit to what that needs, up to the hard one.
 
 Usage: python3 gpuplan_proxy.py LISTEN_HOST LISTEN_PORT UPSTREAM_PORT [MAX_CONNECTIONS]
-(key in VLLM_API_KEY); LISTEN_HOST 0.0.0.0 listens on IPv6 (::) too when the host has it.
+(key in the file GPUPLAN_KEY_FILE names, else in VLLM_API_KEY); LISTEN_HOST 0.0.0.0 listens on
+IPv6 (::) too when the host has it. A key file is read again whenever it changes: vLLM checks
+the same key (the proxy forwards the client's header), and a new one reaches vLLM when it
+restarts, so the proxy follows without a restart of its own.
 """
 
 from __future__ import annotations
@@ -31,6 +34,25 @@ HEAD_TIMEOUT_S = 30.0
 # long generation streams for minutes).
 BODY_TIMEOUT_S = 300.0
 MAX_CONNECTIONS = 512
+
+
+class KeyFile:
+    """The key in a file, read again when its inode, size or mtime changes (a rotated key is
+    written beside it and moved over it); an absent or empty file gives b"" (nothing passes)."""
+
+    def __init__(self, path: str) -> None:
+        self.path, self._seen, self._key = path, None, b""
+
+    def __call__(self) -> bytes:
+        try:
+            st = os.stat(self.path)
+            seen = (st.st_ino, st.st_size, st.st_mtime_ns)
+            if seen != self._seen:
+                with open(self.path, "rb") as f:
+                    self._key, self._seen = f.read().strip(), seen
+        except OSError:
+            self._key, self._seen = b"", None
+        return self._key
 
 
 def authorized(head: bytes, key: bytes) -> tuple[bool, bytes]:
@@ -103,7 +125,7 @@ class Limits:
 async def handle(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    key: bytes,
+    key: bytes | KeyFile,
     upstream_port: int,
     limits: Limits | None = None,
 ) -> None:
@@ -122,7 +144,7 @@ async def handle(
 async def _serve_one(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    key: bytes,
+    key: bytes | KeyFile,
     upstream_port: int,
     limits: Limits,
 ) -> None:
@@ -133,7 +155,7 @@ async def _serve_one(
             return await _reply(writer, "408 Request Timeout", b'{"error": "request too slow"}')
         if len(head) > MAX_HEAD_BYTES:
             return await _reply(writer, "431 Request Header Fields Too Large", b"{}")
-        ok, rewritten = authorized(head[:-4], key)
+        ok, rewritten = authorized(head[:-4], key() if callable(key) else key)
         if not ok:
             return await _reply(
                 writer, "401 Unauthorized", b'{"error": "missing or wrong API key"}'
@@ -180,13 +202,13 @@ async def serve(
     host: str | list[str],
     port: int,
     upstream_port: int,
-    key: str,
+    key: str | KeyFile,
     *,
     head_timeout_s: float = HEAD_TIMEOUT_S,
     body_timeout_s: float = BODY_TIMEOUT_S,
     max_connections: int = MAX_CONNECTIONS,
 ) -> asyncio.Server:
-    key_bytes = key.encode()
+    key_bytes = key if isinstance(key, KeyFile) else key.encode()
     limits = Limits(head_timeout_s, body_timeout_s, max_connections)
     server = await asyncio.start_server(
         lambda r, w: handle(r, w, key_bytes, upstream_port, limits),
@@ -199,7 +221,11 @@ async def serve(
 
 
 async def serve_all(
-    host: str, port: int, upstream_port: int, key: str, max_connections: int = MAX_CONNECTIONS
+    host: str,
+    port: int,
+    upstream_port: int,
+    key: str | KeyFile,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> asyncio.Server:
     """``host`` 0.0.0.0: IPv4 and IPv6 (asyncio binds :: with IPV6_V6ONLY, so the two
     sockets do not clash); IPv4 alone where the host has no IPv6 (some containers)."""
@@ -233,9 +259,10 @@ def raise_descriptor_limit(max_connections: int) -> int:
 def main() -> None:
     host, port, upstream = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     max_connections = int(sys.argv[4]) if len(sys.argv) > 4 else MAX_CONNECTIONS
-    key = os.environ.get("VLLM_API_KEY", "")
-    if not key:
-        raise SystemExit("VLLM_API_KEY is empty: refusing to serve without a key")
+    path = os.environ.get("GPUPLAN_KEY_FILE")
+    key: str | KeyFile = KeyFile(path) if path else os.environ.get("VLLM_API_KEY", "")
+    if not (key() if isinstance(key, KeyFile) else key):
+        raise SystemExit(f"{path or 'VLLM_API_KEY'} is empty: refusing to serve without a key")
     raise_descriptor_limit(max_connections)
 
     async def run() -> None:
