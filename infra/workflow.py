@@ -12,6 +12,7 @@ import re
 from importlib import metadata
 
 from infra.render import render
+from infra.versions import BASE_REQUIREMENTS
 from planner.errors import UsageError, short
 
 
@@ -44,4 +45,7 @@ def render_workflow(out: str, stack: str, install: str | None = None) -> str:
         raise UsageError(
             f"ci_install '{short(spec, 60)}' is not a pip requirement", "e.g. gpuplan==0.2.0"
         )
-    return render("ci/gpuplan.yml.j2", out=out, stack=stack, install=spec)
+    pulumi_version = BASE_REQUIREMENTS["pulumi"]
+    return render(
+        "ci/gpuplan.yml.j2", out=out, stack=stack, install=spec, pulumi_version=pulumi_version
+    )

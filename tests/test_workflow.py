@@ -233,3 +233,28 @@ def test_requirements_go_into_the_virtualenv_the_program_runs_in():
         assert not _secret_keys(step), name
         order = [s.get("name") for s in job["steps"]]
         assert order.index(step["name"]) < order.index("Stack config from secrets and variables")
+
+
+def test_the_deploy_job_installs_the_automation_api_gpuplan_deploy_drives():
+    """Review: with the project's requirements in its own venv, nothing put the pulumi package
+    in the runner's Python, where `gpuplan deploy` imports the Automation API: every CI deploy
+    stopped at exit 5. The runner's Python gets the version the project pins (and the
+    `deploy` extra names), in a step without secrets, before the deploy."""
+    import shlex
+    import tomllib
+    from pathlib import Path
+
+    from infra.versions import BASE_REQUIREMENTS
+
+    pin = "pulumi==" + BASE_REQUIREMENTS["pulumi"]
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert pyproject["project"]["optional-dependencies"]["deploy"] == [pin]
+    steps = flow()["jobs"]["deploy"]["steps"]
+    names = [s.get("name") for s in steps]
+    runner = []  # what plain `pip install` puts in the runner's Python, step by step
+    for step in steps[: names.index("gpuplan deploy")]:
+        words = shlex.split(step.get("run", ""))
+        if words[:2] == ["pip", "install"]:
+            runner += words[2:]
+            assert not _secret_keys(step)
+    assert pin in runner and "gpuplan==0.2.0" in runner
