@@ -52,7 +52,7 @@ class Engine(Protocol):
 class PulumiEngine:
     """The Pulumi Automation API on a local workspace rooted at the project folder."""
 
-    def __init__(self, project_dir: Path, stack: str) -> None:
+    def __init__(self, project_dir: Path, stack: str, create: bool = True) -> None:
         if shutil.which("pulumi") is None and not (Path.home() / ".pulumi/bin/pulumi").exists():
             raise DeployError(
                 "the Pulumi CLI is not installed (the Automation API runs it)",
@@ -67,8 +67,17 @@ class PulumiEngine:
                 "pip install 'gpuplan[deploy]' (or the project's requirements.txt)",
             ) from None
 
+        # `status` and `destroy` only select: creating a missing stack (a typo, another login
+        # or backend) made `destroy` report "destroyed" while the real one kept running.
+        opener = auto.create_or_select_stack if create else auto.select_stack
         try:
-            self.stack = auto.create_or_select_stack(stack_name=stack, work_dir=str(project_dir))
+            self.stack = opener(stack_name=stack, work_dir=str(project_dir))
+        except auto.StackNotFoundError:
+            raise DeployError(
+                f"no stack '{stack}' in this project on the backend you are logged in to",
+                "check the stack name (--stack, [deploy].stack) and `pulumi login`; "
+                "`pulumi stack ls` in the project folder lists its stacks",
+            ) from None
         except Exception as exc:  # CommandError, missing login, bad project...
             raise DeployError(
                 f"pulumi could not open stack '{stack}': {_first_line(exc)}",
@@ -192,24 +201,25 @@ def _first_line(exc: BaseException) -> str:
     return useful[0][:300] if useful else type(exc).__name__
 
 
-def make_engine(project_dir: Path, stack: str) -> Engine:
-    """PulumiEngine, or the factory named by GPUPLAN_ENGINE=module:callable."""
+def make_engine(project_dir: Path, stack: str, create: bool = True) -> Engine:
+    """PulumiEngine, or the factory named by GPUPLAN_ENGINE=module:callable (called with
+    ``create`` as a keyword: False when the stack must exist already, a DeployError if not)."""
     spec = os.environ.get("GPUPLAN_ENGINE")
     if spec:
         module, _, attr = spec.partition(":")
-        hint = "give module:factory, a callable of (project_dir, stack), or unset it"
+        hint = "give module:factory, a callable of (project_dir, stack, create), or unset it"
         try:
             factory = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError, ValueError) as exc:
             raise UsageError(f"GPUPLAN_ENGINE={spec} cannot be loaded: {exc}", hint) from None
         try:
-            engine: Engine = factory(project_dir, stack)
+            engine: Engine = factory(project_dir, stack, create=create)
         except TypeError as exc:  # not a factory of that shape (os:getcwd, say)
             raise UsageError(
                 f"GPUPLAN_ENGINE={spec} is not an engine factory: {exc}", hint
             ) from None
         return engine
-    return PulumiEngine(project_dir, stack)
+    return PulumiEngine(project_dir, stack, create)
 
 
 # ------------------------------------------------------------------ health

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from planner.errors import UsageError
+from planner.errors import DeployError, UsageError
 from planner.settings import load_settings
 from tests.fakes.vllm import FakeVllm
 
@@ -413,6 +413,46 @@ def test_status_and_destroy(cli, project, monkeypatch):
     r = cli("destroy", "--yes")
     assert r.exit_code == 0 and "destroyed stack prod" in r.output
     assert calls(project)[-1] == "destroy"
+
+
+def test_status_and_destroy_never_create_the_stack_they_name(cli, project, monkeypatch):
+    """Review: `destroy --stack typo --yes` created an empty stack `typo`, destroyed it and
+    said "destroyed stack typo" (exit 0) while the real one kept running; `status` created it
+    too. They only select a stack now; deploy still creates it on the first run."""
+    monkeypatch.setenv("FAKE_STACKS", "prod")
+    for args in (("destroy", "--stack", "typo", "--yes"), ("status", "--stack", "typo")):
+        r = cli(*args)
+        assert r.exit_code == 5 and "error: no stack 'typo'" in r.output, r.output
+        assert "destroyed" not in r.output and "unexpected" not in r.output
+    assert "destroy" not in calls(project)
+    assert cli("destroy", "--yes").exit_code == 0 and calls(project)[-1] == "destroy"
+    assert cli("deploy", "--preview", "--stack", "new").exit_code == 0  # may be the first
+    opened = [json.loads(line) for line in (project / "calls.jsonl").read_text().splitlines()]
+    creates = [c["create"] for c in opened if c["call"] == "open"]
+    assert creates == [False, False, False, True]  # destroy, status, destroy: select; deploy
+
+
+def test_pulumi_engine_selects_without_creating_for_status_and_destroy(tmp_path, monkeypatch):
+    """The Automation API side: select_stack, whose StackNotFoundError is one line (exit 5)."""
+    from pulumi import automation as auto
+    from pulumi.automation._cmd import CommandResult
+
+    from infra import deploy
+
+    opened: list[str] = []
+
+    def missing(**kw):
+        opened.append("select")
+        raise auto.StackNotFoundError(CommandResult("", "error: no stack named 'typo' found", 255))
+
+    monkeypatch.setattr(deploy.shutil, "which", lambda _: "/usr/bin/pulumi")
+    monkeypatch.setattr(auto, "select_stack", missing)
+    monkeypatch.setattr(auto, "create_or_select_stack", lambda **kw: opened.append("create"))
+    with pytest.raises(DeployError, match="no stack 'typo' in this project") as refused:
+        deploy.PulumiEngine(tmp_path, "typo", create=False)
+    assert "pulumi stack ls" in (refused.value.hint or "")
+    deploy.PulumiEngine(tmp_path, "typo")
+    assert opened == ["select", "create"]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])

@@ -33,14 +33,15 @@ class Deployed:
     error: DeployError | None  # set when the model is not serving (exit 5)
 
 
-def open_stack(s: Settings, project_dir: str | None = None) -> Stack:
-    """The committed project (``project_dir``, else the settings' out) and its engine."""
+def open_stack(s: Settings, project_dir: str | None = None, create: bool = True) -> Stack:
+    """The committed project (``project_dir``, else the settings' out) and its engine;
+    ``create`` False: the stack must exist (status, destroy), a DeployError if it does not."""
     from infra.deploy import make_engine
 
     folder = Path(project_dir or s.out)
     if not (folder / "Pulumi.yaml").exists():
         raise UsageError(f"no Pulumi project at {folder}", "run `gpuplan generate` first")
-    return Stack(folder, s.stack, make_engine(folder, s.stack))
+    return Stack(folder, s.stack, make_engine(folder, s.stack, create))
 
 
 def drift_warning(stack: Stack, s: Settings) -> str | None:

@@ -39,11 +39,13 @@ def ship_options(f: F) -> F:
     return f
 
 
-def _stack(ctx: click.Context, toml_file: str | None, project_dir: str | None) -> Any:
+def _stack(
+    ctx: click.Context, toml_file: str | None, project_dir: str | None, create: bool = True
+) -> Any:
     from planner.app.ship import open_stack
 
     s = settings(ctx, toml_file)
-    return s, open_stack(s, project_dir)
+    return s, open_stack(s, project_dir, create)
 
 
 @click.command()
@@ -115,7 +117,7 @@ def status(ctx: click.Context, toml_file: str | None, project_dir: str | None, f
     from planner.app import ship
     from planner.present.project import status_lines
 
-    _, stack = _stack(ctx, toml_file, project_dir)
+    _, stack = _stack(ctx, toml_file, project_dir, create=False)
     doc = ship.status(stack)
     if fmt == "json":
         print_json(doc)
@@ -135,7 +137,7 @@ def destroy(ctx: click.Context, toml_file: str | None, project_dir: str | None, 
     """
     from planner.app import ship
 
-    _, stack = _stack(ctx, toml_file, project_dir)
+    _, stack = _stack(ctx, toml_file, project_dir, create=False)
     confirm_or_refuse(yes, f"destroy stack {stack.name} of {stack.folder}")
     doc = ship.destroy(stack, log_stderr)
     if fmt == "json":

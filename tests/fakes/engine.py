@@ -3,9 +3,10 @@ GPUPLAN_ENGINE=tests.fakes.engine:make.
 
 Behaviour from the environment (so it also works in a subprocess): FAKE_ENDPOINT, FAKE_MODEL,
 FAKE_API_KEY, FAKE_PREVIEW (the preview's changes, JSON), FAKE_UP_SLEEP_S (a slow `up`, for
-interruption tests), FAKE_UP_FD (a pipe's write end: `up` writes one line to it once it is
-running, the event an interruption test waits for) and FAKE_RECORD (a file that collects the
-calls, one JSON line each).
+interruption tests), FAKE_STACKS (comma-separated: the stacks `status` and `destroy` find;
+unset: any), FAKE_UP_FD (a pipe's write end: `up` writes one line to it once it is running,
+the event an interruption test waits for) and FAKE_RECORD (a file that collects the calls, one
+JSON line each).
 """
 
 from __future__ import annotations
@@ -17,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from infra.deploy import Printer, Secret
+from planner.errors import DeployError
 
 
 class FakeEngine:
-    def __init__(self, project_dir: Path, stack: str) -> None:
+    def __init__(self, project_dir: Path, stack: str, create: bool = True) -> None:
         self.project_dir, self.stack = project_dir, stack
-        self._record("open", stack=stack)
+        self._record("open", stack=stack, create=create)
+        known = os.environ.get("FAKE_STACKS")  # the backend's stacks (unset: any)
+        if not create and known is not None and stack not in known.split(","):
+            raise DeployError(f"no stack '{stack}' in this project (fake backend)")
 
     def _record(self, call: str, **extra: Any) -> None:
         path = os.environ.get("FAKE_RECORD")
@@ -66,5 +71,5 @@ class FakeEngine:
         return time.time() - 7200
 
 
-def make(project_dir: Path, stack: str) -> FakeEngine:
-    return FakeEngine(project_dir, stack)
+def make(project_dir: Path, stack: str, create: bool = True) -> FakeEngine:
+    return FakeEngine(project_dir, stack, create)
