@@ -10,6 +10,7 @@ accident.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import importlib
 import json
 import os
@@ -106,10 +107,10 @@ class PulumiEngine:
         return _wrap(self._run(self.stack.outputs))
 
     def last_update_epoch(self) -> float | None:
-        history = self._run(lambda: self.stack.history(page_size=1))
+        history = self._run(lambda: self.stack.history(page_size=1, show_secrets=False))
         if not history or not history[0].start_time:
             return None
-        return history[0].start_time.timestamp()
+        return utc_epoch(history[0].start_time)
 
     @staticmethod
     def _run(fn: Callable[[], Any], hint: str = "the stack state is kept by Pulumi") -> Any:
@@ -199,6 +200,14 @@ def _first_line(exc: BaseException) -> str:
     ]
     useful = [line for line in useful if line]
     return useful[0][:300] if useful else type(exc).__name__
+
+
+def utc_epoch(moment: datetime.datetime) -> float:
+    """Seconds since the epoch of a time the Automation API parses from Pulumi's "...Z"
+    (UTC) without a zone: read as local time, it was hours off on a machine not set to UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.UTC)
+    return moment.timestamp()
 
 
 def make_engine(project_dir: Path, stack: str, create: bool = True) -> Engine:

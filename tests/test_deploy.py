@@ -721,3 +721,37 @@ def test_wait_healthy_reads_an_odd_model_list_as_no_model_not_a_crash(answer):
         )  # fmt: skip
     assert health.healthy is False
     assert "model list" in health.detail or "no model" in health.detail, health.detail
+
+
+def test_the_last_update_time_is_read_as_utc_whatever_the_local_zone(monkeypatch):
+    """Review: the Automation API parses Pulumi's "...Z" start time without a zone, and
+    .timestamp() read it as local time: `status` on a laptop in UTC-8 said an update of a
+    minute ago was -8 hours ago (and a negative cost)."""
+    import datetime
+    import time as clock
+
+    from pulumi.automation._stack import _DATETIME_FORMAT
+
+    from infra import deploy
+    from infra.deploy import utc_epoch
+
+    monkeypatch.setenv("TZ", "America/Los_Angeles")
+    clock.tzset()
+    try:
+        now = datetime.datetime.now(datetime.UTC).strftime(_DATETIME_FORMAT)
+        parsed = datetime.datetime.strptime(now, _DATETIME_FORMAT)  # as the SDK parses it
+        assert abs(utc_epoch(parsed) - clock.time()) < 60
+        engine = object.__new__(deploy.PulumiEngine)  # its stack: a stand-in with a history
+        seen: dict[str, object] = {}
+
+        class Stack:
+            def history(self, **kw):
+                seen.update(kw)
+                return [type("Summary", (), {"start_time": parsed})()]
+
+        engine.stack = Stack()
+        assert abs(engine.last_update_epoch() - clock.time()) < 60
+        assert seen["show_secrets"] is False
+    finally:
+        monkeypatch.delenv("TZ")
+        clock.tzset()
