@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from infra.options import ProjectOptions, validate_options
 from infra.render import render, static_file
 from infra.sizing import disk_gb, ready_s, resource_name, slug
 from planner.decide.plan import TRUST_REMOTE_CODE, Plan
-from planner.errors import DeployError, UsageError
+from planner.errors import DeployError, UsageError, short
 
 __all__ = [
     "MARKER",
@@ -222,6 +223,12 @@ def hand_edits(files: dict[str, str], out: Path) -> list[str]:
     return edited
 
 
+def _pulumi_project(text: str) -> str | None:
+    """The project name a Pulumi.yaml names (Pulumi keys its stacks by it), unquoted."""
+    found = re.search(r"^name:\s*(.+?)\s*$", text, re.M)
+    return found[1].strip("'\"") if found else None
+
+
 def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = False) -> list[str]:
     """Write the files into ``out``, all or nothing. A folder holding files gpuplan did not
     generate is refused; files an earlier generation wrote but this one does not are removed.
@@ -258,6 +265,16 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
                 f"need {', '.join(stranded)} to be destroyed",
                 "run `pulumi destroy` in that folder first (then regenerate with "
                 "--old-stack-destroyed), or use a new --out",
+            )
+        before = _pulumi_project((out / "Pulumi.yaml").read_text()) if previous else None
+        after = _pulumi_project(files.get("Pulumi.yaml", ""))
+        if before and after and before != after and not old_stack_destroyed:
+            raise UsageError(
+                f"--out {out} is Pulumi project '{short(before, 60)}' and the new plan's is "
+                f"'{short(after, 60)}' (another model): its stacks, and their machines, would "
+                "be left running and out of reach",
+                "destroy the deployed stack first (`gpuplan destroy`), then regenerate with "
+                "--old-stack-destroyed, or use a new --out",
             )
         foreign = [p for p in present if p not in previous and p not in files]
         if foreign:

@@ -982,6 +982,26 @@ def test_regenerating_for_another_provider_keeps_what_the_old_state_needs(tmp_pa
     assert json.loads((out / MARKER).read_text())["files"] == sorted(p.name for p in out.iterdir())
 
 
+def test_regenerating_for_another_model_keeps_the_deployed_stack_reachable(tmp_path):
+    """Review: the Pulumi project is named after the model, and Pulumi keys stacks by project:
+    regenerated for another model, the folder's `pulumi up` (CI's too) made a new stack and a
+    second machine, and the first one ran on out of reach of `gpuplan destroy`."""
+    from planner.errors import UsageError
+
+    out = tmp_path / "proj"
+    opts = ProjectOptions(allowed_cidrs=(CIDR,))
+    write_project(render_project(make_plan("aws"), opts), out)
+    before = (out / "Pulumi.yaml").read_bytes()
+    write_project(render_project(make_plan("aws"), opts), out)  # the same plan again: fine
+    other = render_project(make_plan("aws", model="qwen3-8b"), opts)
+    with pytest.raises(UsageError, match=r"Pulumi project .* would be left running") as refused:
+        write_project(other, out)
+    assert "--old-stack-destroyed" in (refused.value.hint or "")
+    assert (out / "Pulumi.yaml").read_bytes() == before  # nothing written
+    write_project(other, out, old_stack_destroyed=True)
+    assert (out / "Pulumi.yaml").read_text() == other["Pulumi.yaml"]
+
+
 def test_the_stack_file_is_the_users(tmp_path):
     """gpuplan writes provider defaults into Pulumi.yaml and never writes, removes or checks
     Pulumi.<stack>.yaml, where `pulumi config set` keeps the user's values."""
