@@ -258,3 +258,27 @@ def test_the_deploy_job_installs_the_automation_api_gpuplan_deploy_drives():
             runner += words[2:]
             assert not _secret_keys(step)
     assert pin in runner and "gpuplan==0.2.0" in runner
+
+
+@pytest.mark.parametrize("job", ["check", "deploy"])
+def test_a_self_managed_backend_without_a_passphrase_stops_the_config_step(tmp_path, job):
+    """Review: GitHub gives an undefined secret as "", and Pulumi takes a set but empty
+    PULUMI_CONFIG_PASSPHRASE as the passphrase: the stack's secrets (API key, HF token, SSH
+    key) were encrypted with "" in the bucket. The step stops first, before any pulumi call."""
+    import subprocess
+
+    _, step = _config_step(flow()["jobs"][job])
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "pulumi").write_text('#!/bin/sh\necho "$*" >> "$LOG"\n')
+    (bin_dir / "pulumi").chmod(0o755)
+    log = tmp_path / "log"
+    base = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "GPUPLAN_STACK": "prod"}
+    bucket = {"PULUMI_BACKEND_URL": "s3://state", "PULUMI_CONFIG_PASSPHRASE": ""}
+    run = subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], env={**base, **bucket},
+                         capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert run.returncode == 1 and "empty passphrase" in run.stderr and not log.exists()
+    for fine in ({**bucket, "PULUMI_CONFIG_PASSPHRASE": "s3cret"}, {"PULUMI_BACKEND_URL": ""}):
+        subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], env={**base, **fine},
+                       check=True, timeout=30)  # fmt: skip
+    assert log.read_text().splitlines() == ["stack select --create prod"] * 2
