@@ -275,6 +275,16 @@ def test_deploy_with_wait_healthy_0_does_not_poll_an_endpoint_it_may_not_reach(
     monkeypatch.setenv("FAKE_ENDPOINT", "")
     empty = cli("deploy", "--yes", "--wait-healthy", "0")
     assert empty.exit_code == 5 and "no usable endpoint" in empty.output
+    # ...but Hetzner's Robot test mode (the default) ordered nothing on purpose: the deploy
+    # says so and succeeds, instead of sending CI to a boot log on a machine that is not there
+    note = "Robot test mode: nothing was ordered. Set gpuplan:robotTestMode false to order"
+    monkeypatch.setenv("FAKE_OUTPUTS", json.dumps({"robotTestMode": True, "note": note}))
+    for wait in ("0", "600"):
+        dry = cli("deploy", "--yes", "--wait-healthy", wait, "--format", "json")
+        assert dry.exit_code == 0 and note in dry.stderr, dry.output
+        assert json.loads(dry.stdout)["healthy"] is None and "boot.log" not in dry.output
+    text = cli("deploy", "--yes")
+    assert text.exit_code == 0 and "nothing to serve: Robot test mode" in text.stdout
 
 
 def test_deploy_detects_the_wrong_model(cli, project, monkeypatch):

@@ -115,9 +115,16 @@ def deploy(
     interval = health_interval_s
     if interval is None:
         interval = float(os.environ.get("GPUPLAN_HEALTH_INTERVAL_S", "10"))
-    # an endpoint that is no URL (Hetzner's test mode) is reported whatever the wait
-    checked = s.wait_healthy > 0 or not endpoint.startswith(("http://", "https://"))
-    if checked:
+    # Hetzner's Robot test mode (its default) orders nothing: no machine to wait for, and the
+    # stack's note says how to order; any other endpoint that is no URL is reported
+    test_mode = outputs.get("robotTestMode") is True
+    checked = not test_mode and (
+        s.wait_healthy > 0 or not endpoint.startswith(("http://", "https://"))
+    )
+    if test_mode:
+        health = Health(False, str(outputs.get("note") or "Robot test mode: nothing ordered"), 0.0)
+        log(health.detail)
+    elif checked:
         health = wait_healthy(
             endpoint,
             reveal(outputs.get("apiKey")),

@@ -82,6 +82,8 @@ def check_lines(res: Any, threshold: float) -> list[str]:
 
 
 def deployed_line(doc: dict[str, Any]) -> str:
+    if not doc["endpoint"]:  # Hetzner's Robot test mode ordered nothing: the detail says so
+        return f"stack {doc['stack']} updated, nothing to serve: {doc['detail']}"
     health = (
         f"healthy after {doc['waited_s']:.0f} s"
         if doc["healthy"]

@@ -2,11 +2,11 @@
 GPUPLAN_ENGINE=tests.fakes.engine:make.
 
 Behaviour from the environment (so it also works in a subprocess): FAKE_ENDPOINT, FAKE_MODEL,
-FAKE_API_KEY, FAKE_PREVIEW (the preview's changes, JSON), FAKE_UP_SLEEP_S (a slow `up`, for
-interruption tests), FAKE_STACKS (comma-separated: the stacks `status` and `destroy` find;
-unset: any), FAKE_UP_FD (a pipe's write end: `up` writes one line to it once it is running,
-the event an interruption test waits for) and FAKE_RECORD (a file that collects the calls, one
-JSON line each).
+FAKE_API_KEY, FAKE_OUTPUTS (more outputs, JSON), FAKE_PREVIEW (the preview's changes, JSON),
+FAKE_UP_SLEEP_S (a slow `up`, for interruption tests), FAKE_STACKS (comma-separated: the stacks
+`status` and `destroy` find; unset: any), FAKE_UP_FD (a pipe's write end: `up` writes one line
+to it once it is running, the event an interruption test waits for) and FAKE_RECORD (a file
+that collects the calls, one JSON line each).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class FakeEngine:
             "model": os.environ.get("FAKE_MODEL", "m"),
             "apiKey": Secret(os.environ.get("FAKE_API_KEY", "fake-key")),
             "provider": "aws", "instanceId": "i-0fake", "hourlyPriceUsd": 1.5,
+            **json.loads(os.environ.get("FAKE_OUTPUTS", "{}")),
         }  # fmt: skip
 
     def up(self, on_output: Printer) -> dict[str, Any]:
