@@ -210,7 +210,7 @@ def test_nemotron_h_runs_no_repository_code(model_id):
 
 
 def test_a_hybrid_plan_says_its_speed_is_optimistic():
-    # its one measurement ran 77% slower than the estimate (benchmarks/speed_accuracy.py hx004)
+    # 1,024 at once ran 77% slower than the estimate (benchmarks/speed_accuracy.py hx004)
     from planner.decide.planbuild import HYBRID_SPEED_NOTE
 
     offer = _offer("h100-sxm", 3.0)
