@@ -5,8 +5,9 @@ It runs the script line by line with the shell's ``A || B`` meaning (B runs when
 understands exactly the iptables/ip6tables verbs the script needs: -N (new chain, fails if it
 exists), -F (flush), -A (append), -I (insert first), -C (check, fails if absent), with the
 matches -p, --dport, -s, -i and -m conntrack --ctstate, and a -j target. Packets are judged as
-new TCP connections: a conntrack rule matches them only if it names NEW, an -i lo rule only
-if they come from a loopback address. Anything else raises, so a script this model does
+TCP packets of a connection in a given conntrack state (NEW unless said): a conntrack rule
+matches them only if it names that state, an -i lo rule only if they come from a loopback
+address. Anything else raises, so a script this model does
 not understand fails the test instead of being half-judged.
 
 Where a packet enters depends on how the containers are networked: with host networking
@@ -39,14 +40,14 @@ class Rule:
     interface: str | None = None
     states: frozenset[str] | None = None
 
-    def matches(self, src: str, protocol: str, dport: int) -> bool:
+    def matches(self, src: str, protocol: str, dport: int, state: str = "NEW") -> bool:
         loopback = ipaddress.ip_address(src).is_loopback
         return (
             (self.protocol is None or self.protocol == protocol)
             and (self.dport is None or self.dport == dport)
             and (self.source is None or ipaddress.ip_address(src) in self.source)
             and (self.interface is None or (self.interface == "lo") == loopback)
-            and (self.states is None or "NEW" in self.states)
+            and (self.states is None or state in self.states)
         )
 
 
@@ -124,11 +125,12 @@ class Firewall:
         )
 
     # ------------------------------------------------------------------ judging packets
-    def verdict(self, src: str, dport: int, protocol: str = "tcp") -> str:
-        """ACCEPT or DROP/REJECT for a new connection from ``src`` to ``dport``."""
+    def verdict(self, src: str, dport: int, protocol: str = "tcp", state: str = "NEW") -> str:
+        """ACCEPT or DROP/REJECT for a packet from ``src`` to ``dport`` of a connection in
+        ``state`` (conntrack's: NEW, or ESTABLISHED for one already open)."""
         version = ipaddress.ip_address(src).version
         entry = "INPUT" if dport == 22 or self.host_network else "DOCKER-USER"
-        decided = self._walk(self.chains[version], entry, src, protocol, dport, depth=0)
+        decided = self._walk(self.chains[version], entry, src, protocol, dport, state, depth=0)
         return decided or "ACCEPT"
 
     def _walk(
@@ -138,18 +140,19 @@ class Firewall:
         src: str,
         protocol: str,
         dport: int,
+        state: str,
         depth: int,
     ) -> str | None:
         if depth > 8:
             raise ValueError("chain loop")
         for rule in chains[name]:
-            if not rule.matches(src, protocol, dport):
+            if not rule.matches(src, protocol, dport, state):
                 continue
             if rule.target == "RETURN":
                 return None
             if rule.target in {"ACCEPT", "DROP", "REJECT"}:
                 return rule.target
-            decided = self._walk(chains, rule.target, src, protocol, dport, depth + 1)
+            decided = self._walk(chains, rule.target, src, protocol, dport, state, depth + 1)
             if decided is not None:
                 return decided
         return None

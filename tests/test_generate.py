@@ -302,6 +302,8 @@ def check_firewall(script: str, allowed: tuple[str, ...], ssh: str | None) -> No
             # every other port (vLLM's and PyTorch's own listeners) is closed, to all
             for port in (8001, 29500, 5557):
                 assert host.verdict(src, port) == "DROP", (port, src)
+            # a session already open is not cut: the SSH install that applies the rules runs on
+            assert host.verdict(src, 22, state="ESTABLISHED") == "ACCEPT", src
         for loopback in ("127.0.0.1", "::1"):  # the proxy reaches vLLM on 127.0.0.1:8001
             assert host.verdict(loopback, 8001) == "ACCEPT"
         assert any(within(s, allowed) for s in sources) and any(

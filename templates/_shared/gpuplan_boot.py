@@ -117,9 +117,9 @@ def firewall_script(
     port and SSH open only to the given networks, ``open_ports`` to all (80 for Let's Encrypt),
     and every other new inbound connection dropped (GPUPLAN_REST, last in INPUT): vLLM's and
     PyTorch's own listeners bind all interfaces (vllm-project/vllm#16250) and have no
-    authentication (docs.vllm.ai/en/stable/usage/security/). Loopback, replies, ICMP pass. The
-    containers use the host's network, so the INPUT chain sees their traffic. Each run flushes
-    gpuplan's chains first, so a changed CIDR list replaces the old rules instead of adding."""
+    authentication (docs.vllm.ai/en/stable/usage/security/). Loopback, replies, ICMP and open
+    connections (the SSH session running the install) pass; containers use the host's network.
+    Each run flushes gpuplan's chains first: a changed CIDR list replaces the old rules."""
     lines = ["#!/bin/sh", "set -e"]
     rules = (
         (str(int(port)), "GPUPLAN", allowed_cidrs),
@@ -131,6 +131,7 @@ def firewall_script(
             nets = [str(ipaddress.ip_network(c, strict=False)) for c in cidrs]
             nets = [n for n in nets if ipaddress.ip_network(n).version == version]
             lines += [f"{tool} -N {chain} 2>/dev/null || {tool} -F {chain}"]
+            lines += [f"{tool} -A {chain} -m conntrack --ctstate ESTABLISHED,RELATED -j RETURN"]
             lines += [f"{tool} -A {chain} -s {shlex.quote(n)} -j RETURN" for n in nets]
             lines += [
                 f"{tool} -A {chain} -j DROP",
