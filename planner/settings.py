@@ -204,6 +204,8 @@ class Settings:
     wait_healthy: int = default_of("wait_healthy")
     toml_path: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
+    # gpuplan.toml values a GPUPLAN_<KEY> variable replaced with another (said with the note)
+    shadowed: tuple[str, ...] = ()
 
     def need(self) -> Need:
         """The workload and constraints as the decision stage takes them."""
@@ -423,11 +425,17 @@ def load_settings(
         toml_path = str(path)
         for key, value in _read_toml(path).items():
             values[key], sources[key] = _check(key, value, toml_path), toml_path
+    shadowed = []
     for key in KEYS:
         raw = env.get(f"GPUPLAN_{key.upper()}")
         if raw is not None and raw != "":
             source = f"GPUPLAN_{key.upper()}"
-            values[key], sources[key] = _check(key, _parse_env(key, raw), source), source
+            value = _check(key, _parse_env(key, raw), source)
+            # say it: CI's workflow sets GPUPLAN_STACK, and a stack later changed in the file
+            # would otherwise be ignored there without a word
+            if toml_path and sources.get(key) == toml_path and values[key] != value:
+                shadowed.append(f"{source}={raw!r} overrides {key} = {values[key]!r} there")
+            values[key], sources[key] = value, source
     for key, value in (flags or {}).items():
         if key not in KEYS:
             raise KeyError(f"not a setting: {key}")  # a programming error, not a user's
@@ -437,7 +445,10 @@ def load_settings(
         values[key], sources[key] = _check(key, value, source), source
     names = {f.name for f in fields(Settings)}
     return Settings(
-        **{k: v for k, v in values.items() if k in names}, toml_path=toml_path, sources=sources
+        **{k: v for k, v in values.items() if k in names},
+        toml_path=toml_path,
+        sources=sources,
+        shadowed=tuple(shadowed),
     )
 
 

@@ -33,6 +33,25 @@ def test_boolean_environment_overrides_the_toml_both_ways(tmp_path, monkeypatch)
     assert load_settings(toml=toml).spot is False
 
 
+def test_a_variable_that_replaces_a_value_of_the_toml_is_said(tmp_path, monkeypatch):
+    """Review: CI's workflow sets GPUPLAN_STACK from the stack at `gpuplan init`; a stack later
+    changed in gpuplan.toml was ignored there without a word (and `check` then failed)."""
+    from planner.present.project import settings_note
+
+    toml = tmp_path / "gpuplan.toml"
+    toml.write_text('[deploy]\nstack = "staging"\n[constraints]\nspot = true\n')
+    monkeypatch.setenv("GPUPLAN_STACK", "prod")
+    monkeypatch.setenv("GPUPLAN_SPOT", "yes")  # the same value: nothing to say
+    s = load_settings(toml=toml)
+    assert s.stack == "prod"
+    assert s.shadowed == ("GPUPLAN_STACK='prod' overrides stack = 'staging' there",)
+    assert settings_note(s).endswith("; GPUPLAN_STACK='prod' overrides stack = 'staging' there")
+    monkeypatch.setenv("GPUPLAN_STACK", "staging")
+    assert load_settings(toml=toml).shadowed == ()
+    monkeypatch.chdir(tmp_path / "..")  # no toml: the variable replaces no value of one
+    assert load_settings().shadowed == ()
+
+
 @pytest.mark.parametrize("raw", ["maybe", "2", "tru", "y e s"])
 def test_invalid_boolean_is_a_usage_error_naming_the_variable(tmp_path, monkeypatch, raw):
     monkeypatch.chdir(tmp_path)

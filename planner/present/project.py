@@ -13,7 +13,8 @@ def settings_note(s: Settings) -> str | None:
     if s.toml_path is None:
         return None
     keys = s.from_toml()
-    return f"reading {s.toml_path}" + (f" ({', '.join(keys)})" if keys else " (no values used)")
+    note = f"reading {s.toml_path}" + (f" ({', '.join(keys)})" if keys else " (no values used)")
+    return "; ".join([note, *s.shadowed])
 
 
 def generated_lines(gen: Any) -> list[str]:
