@@ -684,6 +684,43 @@ def test_sparse_mla_models_start_only_on_hopper_and_blackwell_dc(gpu, ok):
     assert check_support(G[gpu], fmt, "auto", load_model_spec("deepseek-ai/DeepSeek-V3")).ok
 
 
+# Review: on cards without BF16, gpuplan planned Gemma 2/3 with --dtype half, which vLLM
+# refuses for them: vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS lists gemma2, gemma3 and
+# gemma3_text ("Numerical instability. Please use bfloat16 or float32 instead.").
+@pytest.mark.parametrize("quant", ["bf16", "fp8"])
+def test_gemma_is_not_planned_in_float16_on_cards_without_bf16(quant):
+    fmt = get_format(quant)
+    for model in ("google/gemma-3-27b-it", "google/gemma-2-9b-it", "google/gemma-3-1b-it"):
+        spec = load_model_spec(model)
+        refused = check_support(G["t4"], fmt, "auto", spec)
+        assert not refused.ok and "refuses float16" in (refused.reason or ""), model
+        assert check_support(G["l4"], fmt, "auto", spec).ok  # BF16 there
+    llama = check_support(G["t4"], fmt, "auto", load_model_spec("llama-3.1-8b"))
+    assert llama.ok and llama.dtype_half  # other models run in float16 there
+
+
+def test_gemma_on_a_t4_only_catalog_is_refused_with_a_useful_hint(cli):
+    r = cli("recommend", "gemma-3-27b", "--gpu", "t4")
+    assert r.exit_code == 3 and "refuses float16" in r.output
+    assert "hint: choose a --gpu with BF16" in r.output
+
+
+# Review: below Hopper vLLM runs MLA attention only with its Triton backend, which refuses an FP8
+# KV cache below SM89 ("FP8 KV cache is not supported by the Triton MLA backend ... native FP8
+# (fp8e4nv) requires SM89+", vllm/v1/attention/backends/mla/triton_mla.py).
+@pytest.mark.parametrize(
+    ("gpu", "ok"), [("a100-80gb-sxm", False), ("a10g", False), ("l40s", True), ("h100-sxm", True)]
+)
+def test_an_fp8_kv_cache_of_mla_needs_sm89(gpu, ok):
+    fmt = get_format("fp8-block")
+    support = check_support(G[gpu], fmt, "fp8", load_model_spec("deepseek-ai/DeepSeek-V3"))
+    assert support.ok is ok
+    if not ok:
+        assert "MLA attention needs compute capability 8.9" in (support.reason or "")
+    llama = check_support(G[gpu], get_format("bf16"), "fp8", load_model_spec("llama-3.1-8b"))
+    assert llama.ok  # attention other than MLA keeps its FP8 KV cache from 8.0
+
+
 def test_deepseek_v32_is_never_planned_on_a100_or_l40s():
     cands = planning_candidates("deepseek-ai/DeepSeek-V3.2", None)
     offers = [

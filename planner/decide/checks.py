@@ -159,6 +159,14 @@ _HINTS = (  # (text of the commonest rejection, digit-free: digits read as #; wh
     ("spot", "drop --spot: these offers have no spot price"),
     ("no published dense", "choose another --gpu: this card's speed cannot be estimated"),
     ("KV cache needs", "use --kv-cache-dtype auto, or choose another --gpu"),
+    (
+        "MLA attention needs",
+        "use --kv-cache-dtype auto, or a --gpu of compute capability 8.9+ (L40S, H100 and later)",
+    ),
+    (
+        "refuses float",
+        "choose a --gpu with BF16 (compute capability 8.0+: A10, L4, A100 and later)",
+    ),
     # the format or the card, not the load: a smaller context or more memory does not help
     (
         "not supported on AMD GPUs",

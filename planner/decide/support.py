@@ -67,6 +67,33 @@ def check_support(
         )
     if kv_cache_dtype != "auto" and cc < 8.0:
         return Support(False, f"FP8 KV cache needs compute capability 8.0+ ({gpu.name} is {cc:g})")
+    if kv_cache_dtype != "auto" and spec is not None and spec.is_mla and cc < 8.9:
+        # Below Hopper the one MLA backend is Triton's, whose TritonMLAImpl raises "FP8 KV cache
+        # is not supported by the Triton MLA backend ... native FP8 (fp8e4nv) requires SM89+"
+        # (vllm/v1/attention/backends/mla/triton_mla.py); FlashMLA and FA3 MLA need SM90.
+        return Support(
+            False,
+            f"FP8 KV cache of MLA attention needs compute capability 8.9+ in vLLM (its Triton "
+            f"MLA backend; {gpu.name} is {cc:g})",
+        )
+    result = _cuda(gpu, fmt, cc)
+    if result.dtype_half and spec is not None and spec.family in NO_FLOAT16_FAMILIES:
+        return Support(
+            False,
+            f"vLLM refuses float16 for {spec.family} models (numerical instability) and "
+            f"{gpu.name} (compute capability {cc:g}) has no BF16",
+        )
+    return result
+
+
+# Model families vLLM will not run in float16 (vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS:
+# gemma2, gemma3, gemma3_text, "Numerical instability. Please use bfloat16 or float32 instead."):
+# on cards without BF16 (compute capability < 8.0) they have no dtype gpuplan plans.
+NO_FLOAT16_FAMILIES = frozenset({"gemma2", "gemma3"})
+
+
+def _cuda(gpu: GpuSpec, fmt: QuantFormat, cc: float) -> Support:
+    """The format on an NVIDIA card of compute capability ``cc`` (7.5 or more)."""
     kind = fmt.kind
     if kind == "float":
         if fmt.name == "fp32":
