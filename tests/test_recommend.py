@@ -721,6 +721,26 @@ def test_an_fp8_kv_cache_of_mla_needs_sm89(gpu, ok):
     assert llama.ok  # attention other than MLA keeps its FP8 KV cache from 8.0
 
 
+def test_mla_plans_with_several_tp_machines_say_dp_attention_is_not_planned():
+    """Review: MLA's KV is whole on every GPU of a TP group, so a heavy DeepSeek load takes
+    several TP8 machines where vLLM's DP attention + EP (its documented layout) may take
+    fewer. gpuplan does not plan that layout; its plans say so when it would matter."""
+    from planner.decide.planbuild import MLA_DP_NOTE
+
+    cands = planning_candidates("deepseek-ai/DeepSeek-V3", None)
+    offers = [offer("h200-sxm", 8, 30.0, provider="aws")]
+    heavy = recommend(cands, offers, Need(concurrency=256, context=32768)).plans[0]
+    assert heavy.estimate.replicas > 1 and MLA_DP_NOTE in heavy.notes
+    light = recommend(cands, offers, Need()).plans[0]
+    assert light.estimate.replicas == 1 and MLA_DP_NOTE not in light.notes
+    llama = recommend(
+        planning_candidates("llama-3.1-70b", None),
+        [offer("a10g", 4, 5.0, provider="aws")],
+        Need(concurrency=256, context=32768),
+    ).plans[0]
+    assert llama.estimate.replicas > 1 and MLA_DP_NOTE not in llama.notes
+
+
 def test_deepseek_v32_is_never_planned_on_a100_or_l40s():
     cands = planning_candidates("deepseek-ai/DeepSeek-V3.2", None)
     offers = [

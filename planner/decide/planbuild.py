@@ -21,6 +21,17 @@ HYBRID_SPEED_NOTE = (
 )
 
 
+# MLA's latent KV is not split by tensor parallel: every GPU of a TP group holds every request's.
+# vLLM's data-parallel attention with expert parallelism (--data-parallel-size N
+# --enable-expert-parallel, its documented layout for DeepSeek) keeps each request on one GPU,
+# so a load that needs several TP machines may need fewer; gpuplan does not plan it yet.
+MLA_DP_NOTE = (
+    "MLA models keep every request's KV cache on every GPU of a TP group; vLLM's data-parallel "
+    "attention with expert parallelism (--data-parallel-size, --enable-expert-parallel) holds "
+    "more requests per GPU and may need fewer machines for this load: gpuplan does not plan it"
+)
+
+
 def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
     """The `vllm serve` arguments, API key excluded: the model first and positional (`--model`
     is deprecated in `vllm serve`). Multi-node runs use vLLM's native --nnodes/--node-rank,
@@ -75,6 +86,8 @@ def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need:
         notes.append("AMD GPU: vLLM runs from its ROCm image, not the CUDA one")
     if cand.spec.recurrent_layer_count:
         notes.append(HYBRID_SPEED_NOTE)
+    if cand.spec.is_mla and fit.layout.tp > 1 and est.replicas > 1:
+        notes.append(MLA_DP_NOTE)
     if fit.layout.pp > 1:
         notes.append(
             f"multi-node: {fit.layout.nodes} nodes, TP within a node and PP across "
