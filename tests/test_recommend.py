@@ -741,6 +741,14 @@ def test_mla_plans_with_several_tp_machines_say_dp_attention_is_not_planned():
     assert llama.estimate.replicas > 1 and MLA_DP_NOTE not in llama.notes
 
 
+def test_a_tp_no_machine_has_is_refused_without_one_offers_gpu_count(cli):
+    """Review: the grouped refusal showed the first offer's GPU count for all 22 ("no TP16
+    layout on 1 GPUs"), though most had 8."""
+    r = cli("recommend", "deepseek-r1", "--gpu", "h100", "--tp", "16")
+    assert r.exit_code == 3 and "no TP16 layout within one machine's GPUs" in r.output
+    assert "on 1 GPUs" not in r.output
+
+
 def test_deepseek_v32_is_never_planned_on_a100_or_l40s():
     cands = planning_candidates("deepseek-ai/DeepSeek-V3.2", None)
     offers = [

@@ -320,5 +320,5 @@ def feasible_fits(
     if fits:
         return tuple(fits), ""
     if not problems and need.tp is not None:
-        return (), f"no TP{need.tp} layout on {gpus_per_node} GPUs (--tp {need.tp})"
+        return (), f"no TP{need.tp} layout within one machine's GPUs (--tp {need.tp})"
     return (), "does not fit: " + ("; ".join(problems[-2:]) if problems else "no valid layout")
