@@ -719,6 +719,12 @@ def test_an_fp8_kv_cache_of_mla_needs_sm89(gpu, ok):
         assert "MLA attention needs compute capability 8.9" in (support.reason or "")
     llama = check_support(G[gpu], get_format("bf16"), "fp8", load_model_spec("llama-3.1-8b"))
     assert llama.ok  # attention other than MLA keeps its FP8 KV cache from 8.0
+    # gpt-oss's attention sinks run on Triton attention there too (FA takes sinks only as FA3
+    # on Hopper, FlashInfer only through trtllm-gen on SM100), which refuses FP8 KV below SM89
+    sinks = check_support(G[gpu], get_format("mxfp4"), "fp8", load_model_spec("gpt-oss-20b"))
+    assert sinks.ok is ok
+    if not ok:
+        assert "attention with sinks needs compute capability 8.9" in (sinks.reason or "")
 
 
 def test_mla_plans_with_several_tp_machines_say_dp_attention_is_not_planned():

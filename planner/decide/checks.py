@@ -160,7 +160,7 @@ _HINTS = (  # (text of the commonest rejection, digit-free: digits read as #; wh
     ("no published dense", "choose another --gpu: this card's speed cannot be estimated"),
     ("KV cache needs", "use --kv-cache-dtype auto, or choose another --gpu"),
     (
-        "MLA attention needs",
+        "in vLLM (its Triton",
         "use --kv-cache-dtype auto, or a --gpu of compute capability 8.9+ (L40S, H100 and later)",
     ),
     (

@@ -67,15 +67,22 @@ def check_support(
         )
     if kv_cache_dtype != "auto" and cc < 8.0:
         return Support(False, f"FP8 KV cache needs compute capability 8.0+ ({gpu.name} is {cc:g})")
-    if kv_cache_dtype != "auto" and spec is not None and spec.is_mla and cc < 8.9:
+    if kv_cache_dtype != "auto" and spec is not None and cc < 8.9:
         # Below Hopper the one MLA backend is Triton's, whose TritonMLAImpl raises "FP8 KV cache
         # is not supported by the Triton MLA backend ... native FP8 (fp8e4nv) requires SM89+"
         # (vllm/v1/attention/backends/mla/triton_mla.py); FlashMLA and FA3 MLA need SM90.
-        return Support(
-            False,
-            f"FP8 KV cache of MLA attention needs compute capability 8.9+ in vLLM (its Triton "
-            f"MLA backend; {gpu.name} is {cc:g})",
-        )
+        # Attention sinks (gpt-oss) run there on Triton attention too: FlashAttention takes
+        # sinks only as FA3 (Hopper) and FlashInfer only through trtllm-gen (SM100), and
+        # Triton attention refuses an FP8 KV cache below SM89 (vllm-project/vllm#40153 shows
+        # the backend choice; ../shared/reference/vllm-support.md section 4).
+        what = "MLA attention" if spec.is_mla else "attention with sinks" if (
+            spec.attention_sinks) else None  # fmt: skip
+        if what:
+            return Support(
+                False,
+                f"FP8 KV cache of {what} needs compute capability 8.9+ in vLLM (its Triton "
+                f"backend there; {gpu.name} is {cc:g})",
+            )
     result = _cuda(gpu, fmt, cc)
     if result.dtype_half and spec is not None and spec.family in NO_FLOAT16_FAMILIES:
         return Support(
