@@ -40,6 +40,12 @@ class Support:
     weight_only: bool = False
 
 
+# Model families vLLM will not run in float16 (vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS:
+# gemma2, gemma3, gemma3_text, "Numerical instability. Please use bfloat16 or float32 instead."):
+# on cards without BF16 (compute capability < 8.0) they have no dtype gpuplan plans.
+NO_FLOAT16_FAMILIES = frozenset({"gemma2", "gemma3"})
+
+
 def check_support(
     gpu: GpuSpec, fmt: QuantFormat, kv_cache_dtype: str = "auto", spec: ModelSpec | None = None
 ) -> Support:
@@ -75,9 +81,8 @@ def check_support(
         # sinks only as FA3 (Hopper) and FlashInfer only through trtllm-gen (SM100), and
         # Triton attention refuses an FP8 KV cache below SM89 (vllm-project/vllm#40153 shows
         # the backend choice; ../shared/reference/vllm-support.md section 4).
-        what = "MLA attention" if spec.is_mla else "attention with sinks" if (
-            spec.attention_sinks) else None  # fmt: skip
-        if what:
+        what = "MLA attention" if spec.is_mla else "attention with sinks"
+        if spec.is_mla or spec.attention_sinks:
             return Support(
                 False,
                 f"FP8 KV cache of {what} needs compute capability 8.9+ in vLLM (its Triton "
@@ -91,12 +96,6 @@ def check_support(
             f"{gpu.name} (compute capability {cc:g}) has no BF16",
         )
     return result
-
-
-# Model families vLLM will not run in float16 (vllm/config/model.py _FLOAT16_NOT_SUPPORTED_MODELS:
-# gemma2, gemma3, gemma3_text, "Numerical instability. Please use bfloat16 or float32 instead."):
-# on cards without BF16 (compute capability < 8.0) they have no dtype gpuplan plans.
-NO_FLOAT16_FAMILIES = frozenset({"gemma2", "gemma3"})
 
 
 def _cuda(gpu: GpuSpec, fmt: QuantFormat, cc: float) -> Support:
