@@ -26,6 +26,7 @@ import contextlib
 import hmac
 import os
 import sys
+from collections.abc import Callable
 
 OPEN_PATHS = frozenset({"/health"})
 MAX_HEAD_BYTES = 64 * 1024
@@ -125,7 +126,7 @@ class Limits:
 async def handle(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    key: bytes | KeyFile,
+    key: Callable[[], bytes],
     upstream_port: int,
     limits: Limits | None = None,
 ) -> None:
@@ -144,7 +145,7 @@ async def handle(
 async def _serve_one(
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
-    key: bytes | KeyFile,
+    key: Callable[[], bytes],
     upstream_port: int,
     limits: Limits,
 ) -> None:
@@ -155,7 +156,7 @@ async def _serve_one(
             return await _reply(writer, "408 Request Timeout", b'{"error": "request too slow"}')
         if len(head) > MAX_HEAD_BYTES:
             return await _reply(writer, "431 Request Header Fields Too Large", b"{}")
-        ok, rewritten = authorized(head[:-4], key() if callable(key) else key)
+        ok, rewritten = authorized(head[:-4], key())
         if not ok:
             return await _reply(
                 writer, "401 Unauthorized", b'{"error": "missing or wrong API key"}'
@@ -208,10 +209,11 @@ async def serve(
     body_timeout_s: float = BODY_TIMEOUT_S,
     max_connections: int = MAX_CONNECTIONS,
 ) -> asyncio.Server:
-    key_bytes = key if isinstance(key, KeyFile) else key.encode()
+    fixed = key.encode() if isinstance(key, str) else b""
+    source = key if isinstance(key, KeyFile) else lambda: fixed  # the key now, as bytes
     limits = Limits(head_timeout_s, body_timeout_s, max_connections)
     server = await asyncio.start_server(
-        lambda r, w: handle(r, w, key_bytes, upstream_port, limits),
+        lambda r, w: handle(r, w, source, upstream_port, limits),
         host,
         port,
         limit=MAX_HEAD_BYTES,
