@@ -26,10 +26,10 @@ ENV_FILE = "/etc/gpuplan/vllm.env"
 UNIT_FILE = "/etc/systemd/system/vllm.service"
 PROXY_UNIT_FILE = "/etc/systemd/system/gpuplan-proxy.service"
 FIREWALL_UNIT_FILE = "/etc/systemd/system/gpuplan-firewall.service"
-# The proxy's copy of the key, from the env file at every vLLM start and re-read by the proxy
-# when it changes: vLLM and the proxy check the same key. Its folder is mounted, not the file
-# (a bind-mounted file keeps its inode: a key replaced by `mv` would never reach the proxy).
-KEY_DIR, KEY_MOUNT, _KEY = "/etc/gpuplan/proxy", "/run/gpuplan-key", "/etc/gpuplan/proxy/key"
+# The proxy's copy of the key, written at every vLLM start and re-read on change (both check one
+# key); its folder is mounted, not the file: a bind mount keeps the inode a `mv` replaces.
+KEY_DIR, KEY_MOUNT, KEY_NAME = "/etc/gpuplan/proxy", "/run/gpuplan-key", "key"
+_KEY = f"{KEY_DIR}/{KEY_NAME}"
 KEY_PRE = (
     f"ExecStartPre=/bin/sh -c 'umask 077 && install -d -m 700 {KEY_DIR} && sed -n "
     f'"s/^VLLM_API_KEY=//p" {ENV_FILE} > {_KEY}.tmp && mv {_KEY}.tmp {_KEY}\'\n'
@@ -125,7 +125,7 @@ def firewall_script(
         (str(int(port)), "GPUPLAN", allowed_cidrs),
         ("22", "GPUPLAN_SSH", [ssh_cidr] if ssh_cidr else []),
     )
-    passed = [str(int(port)), "22", *(str(int(p)) for p in open_ports)]
+    passed = [dport for dport, _, _ in rules] + [str(int(p)) for p in open_ports]
     for tool, version in (("iptables", 4), ("ip6tables", 6)):
         for dport, chain, cidrs in rules:
             nets = [str(ipaddress.ip_network(c, strict=False)) for c in cidrs]
@@ -279,7 +279,7 @@ def proxy_script(
     ``host`` 127.0.0.1 when Caddy serves HTTPS in front of it (plain HTTP stays on the host)."""
     docker = [
         "docker", "run", "--rm", "--name", "gpuplan-proxy", "--network", "host",
-        "-e", f"GPUPLAN_KEY_FILE={KEY_MOUNT}/key", "-v", f"{KEY_DIR}:{KEY_MOUNT}:ro",
+        "-e", f"GPUPLAN_KEY_FILE={KEY_MOUNT}/{KEY_NAME}", "-v", f"{KEY_DIR}:{KEY_MOUNT}:ro",
         "-v", f"{PROXY_PY}:/gpuplan_proxy.py:ro", "--entrypoint", "python3",
         image, "/gpuplan_proxy.py", str(ipaddress.ip_address(host)), str(int(port)),
         str(UPSTREAM_PORT), str(int(max_connections)),
