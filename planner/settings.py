@@ -20,7 +20,7 @@ from typing import Any
 from planner.decide.fit import saturates
 from planner.decide.objective import OBJECTIVES, WORKLOADS
 from planner.decide.plan import Need
-from planner.errors import UsageError, not_utf8, short
+from planner.errors import UsageError, not_utf8, redact, short
 
 DEFAULT_TOML = "gpuplan.toml"
 KV_CACHE_DTYPES = ("auto", "fp8")
@@ -434,7 +434,8 @@ def load_settings(
             # say it: CI's workflow sets GPUPLAN_STACK, and a stack later changed in the file
             # would otherwise be ignored there without a word
             if toml_path and sources.get(key) == toml_path and values[key] != value:
-                shadowed.append(f"{source}={raw!r} overrides {key} = {values[key]!r} there")
+                said = f"{source}={raw!r} overrides {key} = {values[key]!r} there"
+                shadowed.append(redact(said))  # ci_install may be a URL with a token
             values[key], sources[key] = value, source
     for key, value in (flags or {}).items():
         if key not in KEYS:

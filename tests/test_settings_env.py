@@ -50,6 +50,11 @@ def test_a_variable_that_replaces_a_value_of_the_toml_is_said(tmp_path, monkeypa
     assert load_settings(toml=toml).shadowed == ()
     monkeypatch.chdir(tmp_path / "..")  # no toml: the variable replaces no value of one
     assert load_settings().shadowed == ()
+    # a CI install URL with a token is said without it
+    toml.write_text('[deploy]\nci_install = "gpuplan==0.1.0"\n')
+    monkeypatch.setenv("GPUPLAN_CI_INSTALL", "gpuplan @ git+https://bot:ghp_secret@example.com/g@1")
+    [said] = load_settings(toml=toml).shadowed
+    assert "ghp_secret" not in said and "https://***@example.com" in said
 
 
 @pytest.mark.parametrize("raw", ["maybe", "2", "tru", "y e s"])
