@@ -266,7 +266,8 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
                 "run `pulumi destroy` in that folder first (then regenerate with "
                 "--old-stack-destroyed), or use a new --out",
             )
-        before = _pulumi_project((out / "Pulumi.yaml").read_text()) if previous else None
+        old_yaml = out / "Pulumi.yaml"
+        before = _pulumi_project(old_yaml.read_text()) if old_yaml.is_file() else None
         after = _pulumi_project(files.get("Pulumi.yaml", ""))
         if before and after and before != after and not old_stack_destroyed:
             raise UsageError(

@@ -1002,6 +1002,9 @@ def test_regenerating_for_another_model_keeps_the_deployed_stack_reachable(tmp_p
     assert (out / "Pulumi.yaml").read_bytes() == before  # nothing written
     write_project(other, out, old_stack_destroyed=True)
     assert (out / "Pulumi.yaml").read_text() == other["Pulumi.yaml"]
+    (out / "Pulumi.yaml").unlink()  # a folder whose Pulumi.yaml went missing regenerates
+    write_project(other, out)
+    assert (out / "Pulumi.yaml").read_text() == other["Pulumi.yaml"]
 
 
 def test_the_stack_file_is_the_users(tmp_path):
