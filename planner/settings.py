@@ -431,8 +431,7 @@ def load_settings(
         if raw is not None and raw != "":
             source = f"GPUPLAN_{key.upper()}"
             value = _check(key, _parse_env(key, raw), source)
-            # say it: CI's workflow sets GPUPLAN_STACK, and a stack later changed in the file
-            # would otherwise be ignored there without a word
+            # said: CI's workflow sets GPUPLAN_STACK; a stack changed in the file went unsaid
             if toml_path and sources.get(key) == toml_path and values[key] != value:
                 said = f"{source}={raw!r} overrides {key} = {values[key]!r} there"
                 shadowed.append(redact(said))  # ci_install may be a URL with a token
