@@ -233,3 +233,29 @@ def test_sliding_window_layers_reserve_one_prefill_chunk():
     refused = fit_with(per_request + reserve / 2)
     assert isinstance(refused, str) and "GiB sliding-window prefill per GPU" in refused
     assert not isinstance(fit_with(per_request + reserve * 1.2), str)
+
+
+def test_data_parallel_replicas_spread_the_experts_over_all_their_gpus():
+    """Data-parallel replicas of an MoE model share its routed experts (vLLM flattens TP across
+    DP for MoE layers), so the experts' width must split over all tp x dp GPUs: group-quantized
+    experts in whole groups, block-FP8 experts in whole blocks or held whole (expert parallel,
+    which needs enough experts). The fused-MoE workspace of each GPU takes every replica's
+    tokens, at its share of the width; a dense model's replicas share nothing."""
+    from planner.model.quant import get_format
+    from planner.model.tensor_parallel import moe_group_problem
+
+    qwen = spec("Qwen/Qwen3-30B-A3B")  # 128 experts of width 768
+    awq = get_format("awq")
+    assert moe_group_problem(qwen, awq, None, 2) is None  # 384 = 3 groups of 128
+    assert "768 over 4 GPUs" in (moe_group_problem(qwen, awq, None, 4) or "")
+    block = get_format("fp8-block")
+    assert moe_group_problem(qwen, block, None, 8) is None  # 96 wide: 16 whole experts each
+    few = replace(qwen, num_experts=4, experts_per_token=2)
+    assert "768 over 8 GPUs" in (moe_group_problem(few, block, None, 8) or "")
+    alone = overhead_bytes(qwen, 1, 8192, 256)
+    shared = overhead_bytes(qwen, 1, 8192, 256, moe_dp=4)
+    act_alone, act_shared = (activation_bytes(qwen, 1, 8192, 256, False, d) for d in (1, 4))
+    assert act_shared > act_alone  # 4 replicas' tokens through a quarter of the width
+    assert shared - alone > act_shared - act_alone  # and the collectives' buffers
+    dense = spec("meta-llama/Llama-3.1-8B-Instruct")
+    assert overhead_bytes(dense, 1, 8192, 256, moe_dp=4) == overhead_bytes(dense, 1, 8192, 256)

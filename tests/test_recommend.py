@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -637,8 +638,10 @@ def test_rejections_follow_the_offers_order_at_the_users_horizon(cli):
 def test_block_fp8_experts_over_eight_gpus_run_with_expert_parallelism():
     """MiniMax-M2's FP8 experts do not split over TP8 (192 of 1536 per GPU, blocks of 128):
     the plan holds them whole with --enable-expert-parallel, a layout vLLM starts (a public
-    MiniMax-M2.5 run at TP8 on vLLM v0.25.0); at TP4 they split and no flag is added. Data-
-    parallel replicas would spread the experts over every replica: not planned."""
+    MiniMax-M2.5 run at TP8 on vLLM v0.25.0); at TP4 they split and no flag is added.
+    Data-parallel replicas share the experts, spread over every replica's GPUs (vLLM flattens TP
+    across DP for MoE layers): TP4 x DP2 spreads them over 8 GPUs, held whole again, and a
+    TP8 x DP2 GPU holds half the experts a TP8 GPU does."""
     from planner.decide.fit import Candidate, fit_layout
     from planner.decide.plan import Layout
     from planner.decide.support import check_support
@@ -652,8 +655,17 @@ def test_block_fp8_experts_over_eight_gpus_run_with_expert_parallelism():
     cand: Candidate = next(c for c in cands if c.fmt.name == "fp8-block")
     gpu = gpu_table()["h200-sxm"]
     support = check_support(gpu, cand.fmt, "auto")
-    refused = fit_layout(cand, gpu, support, Layout(tp=8, pp=1, dp=2, nodes=1), Need())
-    assert isinstance(refused, str) and "expert parallelism with data-parallel" in refused
+    shared = recommend(cands, [offer("h100-sxm", 8, 16.0)], Need(concurrency=2, tp=4)).plans[0]
+    assert (shared.layout.tp, shared.layout.dp) == (4, 2)
+    assert "--enable-expert-parallel" in shared.vllm_args
+    assert "--data-parallel-size" in shared.vllm_args
+    alone = fit_layout(cand, gpu, support, Layout(tp=8, pp=1, dp=1, nodes=1), Need())
+    pair = fit_layout(cand, gpu, support, Layout(tp=8, pp=1, dp=2, nodes=1), Need())
+    assert not isinstance(alone, str) and not isinstance(pair, str)
+    experts = alone.load.expert_bytes_per_gpu
+    assert experts > 0.8 * alone.weights  # MiniMax-M2 is mostly routed experts
+    assert pair.load.expert_bytes_per_gpu == pytest.approx(experts / 2, rel=0.01)
+    assert pair.weights == pytest.approx(alone.weights - experts / 2, rel=0.01)
 
 
 # DeepSeek-V3.2's sparse MLA (index_topk / index_head_dim) has one CUDA attention backend
@@ -727,15 +739,36 @@ def test_an_fp8_kv_cache_of_mla_needs_sm89(gpu, ok):
         assert "attention with sinks needs compute capability 8.9" in (sinks.reason or "")
 
 
-def test_mla_plans_with_several_tp_machines_say_dp_attention_is_not_planned():
-    """Review: MLA's KV is whole on every GPU of a TP group, so a heavy DeepSeek load takes
-    several TP8 machines where vLLM's DP attention + EP (its documented layout) may take
-    fewer. gpuplan does not plan that layout; its plans say so when it would matter."""
+def test_moe_replicas_on_one_machine_share_the_experts_mla_requests_stay_on_one_replica():
+    """vLLM's data-parallel replicas of an MoE model share its routed experts, spread over all
+    tp x dp GPUs (FusedMoEParallelConfig.make); MLA's latent KV is whole on every GPU of a TP
+    group. So for DeepSeek a TP1 x DP8 machine holds each request on one GPU, with the experts
+    spread as at TP8 (vLLM's data-parallel attention): several times the requests a TP8 machine
+    holds. A heavy load takes fewer machines than with TP8 pinned; plans over several machines
+    say that data parallel across machines is not planned (review: DeepSeek-R1 at 256 x 32K on
+    B200 took 8 TP8 machines)."""
+    from planner.decide.fit import fit_layout
+    from planner.decide.plan import Layout
     from planner.decide.planbuild import MLA_DP_NOTE
 
     cands = planning_candidates("deepseek-ai/DeepSeek-V3", None)
-    offers = [offer("h200-sxm", 8, 30.0, provider="aws")]
-    heavy = recommend(cands, offers, Need(concurrency=256, context=32768)).plans[0]
+    need = Need(concurrency=256, context=32768)
+    cand = cands[0]
+    gpu = gpu_table()["h200-sxm"]
+    support = check_support(gpu, cand.fmt, need.kv_cache_dtype, cand.spec)
+    one = replace(need, concurrency=1)  # what each layout holds, not whether it serves 256
+    tp8 = fit_layout(cand, gpu, support, Layout(tp=8, pp=1, dp=1, nodes=1), one)
+    dp8 = fit_layout(cand, gpu, support, Layout(tp=1, pp=1, dp=8, nodes=1), one)
+    assert not isinstance(tp8, str) and not isinstance(dp8, str)
+    assert dp8.load.expert_bytes_per_gpu == pytest.approx(tp8.load.expert_bytes_per_gpu, rel=0.01)
+    assert dp8.weights > tp8.weights  # attention and dense layers whole on every replica
+    assert dp8.max_per_replica * 8 >= 3 * tp8.max_per_replica
+    offers = [offer("b200", 8, 40.0, provider="aws")]
+    heavy = recommend(cands, offers, need).plans[0]
+    pinned = recommend(cands, offers, replace(need, tp=8)).plans[0]
+    assert heavy.layout.dp > 1 and "--data-parallel-size" in heavy.vllm_args
+    assert any("replicas share the routed experts, spread over all" in n for n in heavy.notes)
+    assert heavy.estimate.replicas < pinned.estimate.replicas
     assert heavy.estimate.replicas > 1 and MLA_DP_NOTE in heavy.notes
     light = recommend(cands, offers, Need()).plans[0]
     assert light.estimate.replicas == 1 and MLA_DP_NOTE not in light.notes

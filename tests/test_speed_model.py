@@ -514,3 +514,41 @@ def test_a_prompt_is_prefilled_in_chunks_of_the_cards_default_token_budget():
         bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
         got = perf.prefill_s(load, hw, 8192) - fixed
         assert got == pytest.approx(reads * 100e9 / bandwidth, rel=1e-9)
+
+
+def test_moe_data_parallel_replicas_exchange_every_replicas_tokens_each_moe_layer():
+    """vLLM shards an MoE model's routed experts over all tp x dp GPUs of its data-parallel
+    replicas (FusedMoEParallelConfig.make): each MoE layer all-gathers every replica's tokens
+    and reduce-scatters the outputs. A dense model's replicas, or one replica, exchange
+    nothing; the exchange is two collectives per MoE layer, dearer over a PCIe ring than over
+    NVLink, and each GPU's experts are touched by every replica's tokens."""
+    load = replace(_moe(False), expert_bytes_per_gpu=82e9 / 8, weight_bytes_per_gpu=20e9)
+    shared = replace(load, moe_dp=8)
+    nv = perf.Hardware(gpu_table()["h200-sxm"], 1, 1, "fp8", True)
+    pcie = perf.Hardware(gpu_table()["h100-pcie"], 1, 1, "fp8", False)
+    assert perf.moe_dp_exchange_s(load, nv, 64) == 0.0
+    dense = replace(shared, moe_layers=0, expert_bytes_per_gpu=0.0)
+    assert perf.moe_dp_exchange_s(dense, nv, 64) == 0.0
+    small, large = (perf.moe_dp_exchange_s(shared, nv, t) for t in (8, 4096 * 8))
+    assert 0 < small < large
+    # the bandwidth share: 2 collectives x 7/8 of all the replicas' tokens x hidden x 2 bytes
+    size = (4096 - 1) * 8 * 7168 * 2
+    assert large - small == pytest.approx(
+        58 * 2 * 7 / 8 * size / perf.link_bytes_per_s(nv), rel=1e-9
+    )
+    # the fixed part: two latencies a layer, each the 8-GPU collective's (a ring over PCIe)
+    latency = perf._collective_latency_s(nv, 8)
+    bytes_small = 2 * 7 / 8 * 8 * 7168 * 2 / perf.link_bytes_per_s(nv)
+    assert small == pytest.approx(58 * (2 * latency + bytes_small), rel=1e-9)
+    assert perf.moe_dp_exchange_s(shared, pcie, 8) > 3 * small
+    # the decode step pays it, and its experts are touched by all 8 replicas' tokens
+    alone = perf.decode_step_s(load, nv, 4, 0, online=False)
+    step = perf.decode_step_s(shared, nv, 4, 0, online=False)
+    touched = (1 - (1 - 8 / 256) ** 32) - (1 - (1 - 8 / 256) ** 4)
+    bandwidth = nv.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
+    reads = touched * 82e9 / 8 / bandwidth
+    assert step - alone == pytest.approx(perf.moe_dp_exchange_s(shared, nv, 32) + reads, rel=1e-6)
+    # and so does a prompt's prefill, the other replicas idle (a dummy token each)
+    assert perf.prefill_s(shared, nv, 2000) - perf.prefill_s(load, nv, 2000) == pytest.approx(
+        perf.moe_dp_exchange_s(shared, nv, 2007), rel=1e-9
+    )

@@ -35,7 +35,7 @@ from planner.model.footprint import (
 )
 from planner.model.kvcache import kv_bytes_per_request, resident_tokens, sliding_prefill_reserve
 from planner.model.quant import QuantFormat, get_format
-from planner.model.tensor_parallel import expert_parallel, tp_problem
+from planner.model.tensor_parallel import expert_parallel, moe_group_problem, tp_problem
 from planner.model.values import ModelSpec, QuantConfig
 from planner.offers.gpus import GpuSpec
 
@@ -167,6 +167,7 @@ def memory_budget(
     total_bytes: int | None = None,
     max_num_seqs: int | None = None,
     max_num_batched_tokens: int | None = None,
+    dp: int = 1,
 ) -> tuple[int, int, int, int]:
     """(loaded weights, routed-expert part, runtime overhead, bytes left for the KV cache) per
     GPU, as vLLM would find them at start-up (``total_bytes``: the card's usable memory unless
@@ -175,16 +176,24 @@ def memory_budget(
 
     Unset scheduler limits take vLLM's defaults for the card. Plans pass a --max-num-seqs at or
     below that default, but the sampler warm-up is still sized for the default: the margin
-    keeps plans from starting at the edge (gpt-oss-120b on one H100 at 131,072 tokens)."""
+    keeps plans from starting at the edge (gpt-oss-120b on one H100 at 131,072 tokens).
+
+    ``dp`` data-parallel replicas of an MoE model share its routed experts, sharded over all
+    tp x dp GPUs (vLLM flattens TP across DP for the MoE layers: perf.moe_dp_exchange_s); the
+    other weights are each replica's own."""
     total = total_bytes or gpu.usable_memory_bytes
+    group = tp * (dp if cand.spec.is_moe else 1)  # GPUs the routed experts are spread over
     ckpt, experts = per_gpu_weight_bytes(cand.spec, cand.weights, tp, pp)
-    weights, experts = loaded_weight_bytes(cand.spec, cand.fmt, ckpt, experts, tp)
+    if group > tp:
+        _, shard = per_gpu_weight_bytes(cand.spec, cand.weights, group, pp)
+        ckpt, experts = ckpt - experts + shard, shard
+    weights, experts = loaded_weight_bytes(cand.spec, cand.fmt, ckpt, experts, group)
     tokens = max_num_batched_tokens or default_batched_tokens(total, gpu.name)
     seqs = max_num_seqs or default_max_num_seqs(total, gpu.name)
-    ep = expert_parallel(cand.spec, cand.fmt, cand.qc, tp)
+    ep = expert_parallel(cand.spec, cand.fmt, cand.qc, group)
     overhead = overhead_bytes(
         cand.spec, tp, tokens, seqs, gpu.compute_capability,
-        nvswitch="NVSwitch" in gpu.interconnect, expert_parallel=ep,
+        nvswitch="NVSwitch" in gpu.interconnect, expert_parallel=ep, moe_dp=group // tp,
     )  # fmt: skip
     return weights, experts, overhead, int(total * utilization) - weights - overhead
 
@@ -197,14 +206,16 @@ def fit_layout(
     problem = tp_problem(cand.spec, cand.fmt, cand.qc, layout.tp)
     if problem:
         return f"{layout.label}: {problem}"
-    if layout.dp > 1 and expert_parallel(cand.spec, cand.fmt, cand.qc, layout.tp):
-        # with data parallel, vLLM spreads the experts over every replica's GPUs (DP x TP):
-        # another memory layout, not planned
-        return f"{layout.label}: expert parallelism with data-parallel replicas is not planned"
+    moe_dp = layout.dp if cand.spec.is_moe else 1
+    if moe_dp > 1:  # the replicas' GPUs share the routed experts (memory_budget)
+        problem = moe_group_problem(cand.spec, cand.fmt, cand.qc, layout.tp * moe_dp)
+        if problem:
+            return f"{layout.label}: {problem}"
     chunk = default_batched_tokens(gpu.usable_memory_bytes, gpu.name)  # vLLM's, for the card
     weights, experts, overhead, free = memory_budget(
-        cand, gpu, layout.tp, layout.pp, need.gpu_memory_utilization, max_num_batched_tokens=chunk
-    )
+        cand, gpu, layout.tp, layout.pp, need.gpu_memory_utilization,
+        max_num_batched_tokens=chunk, dp=layout.dp,
+    )  # fmt: skip
     stage_share = math.ceil(cand.spec.num_layers / layout.pp) / cand.spec.num_layers
     kv_req = math.ceil(
         stage_share * kv_bytes_per_request(cand.spec, layout.tp, need.kv_cache_dtype, need.context)
@@ -242,7 +253,7 @@ def fit_layout(
     )
     load = model_load(
         cand.spec, weights, experts, cand.active_params, layout.tp, layout.pp,
-        need.kv_cache_dtype, support.weight_only, cand.fmt.scale == "block",
+        need.kv_cache_dtype, support.weight_only, cand.fmt.scale == "block", moe_dp,
     )  # fmt: skip
     hw = Hardware(gpu, layout.tp, layout.pp, support.compute, nvlink(gpu))
     # --max-num-seqs: the typical requests that fit, and never below the streams the load puts

@@ -81,11 +81,11 @@ class ModelLoad:
     # Routed experts in block-scaled FP8 (one scale per 128x128 block, DeepSeek-V3 style) run by
     # vLLM's block-FP8 fused-MoE kernels, which stream the experts and reach the tensor peak
     # less well than per-tensor FP8 or 16-bit fused MoE (block_fp8_moe_bandwidth_factor,
-    # block_fp8_moe_compute_factor). Below native-FP8 GPUs the same experts run through Marlin
-    # (weight-only): no calibration point measures that, and without the factors a 2-node A100
-    # pipeline showed 50 tok/s per DeepSeek-R1 stream against 34 on one 8x H200 node, so the
-    # factors apply there too (an assumption, on the side of not over-promising; it changes no
-    # calibration figure).
+    # block_fp8_moe_compute_factor). Below native-FP8 GPUs vLLM runs them through Marlin
+    # (weight-only): tp026, Qwen3-235B-A22B-FP8 (block-scaled) on 4x A100, ran as fast as
+    # modelled without the factors (+18% as FP8; -63% with them), but without them a 2-node A100
+    # pipeline showed 50 tok/s per DeepSeek-R1 stream against 34 on one 8x H200 node: the
+    # factors apply there too (on the side of not over-promising; no calibration figure moves).
     block_fp8_moe: bool = False
     # The input embedding is a table lookup, not a matmul (when untied, its own matrix: no
     # FLOPs); the LM head is a vocab x hidden matmul that a prefill runs for the last prompt
@@ -108,6 +108,7 @@ class ModelLoad:
     attention_layers: int = 0
     state_bytes_per_sequence: float = 0.0
     sublayers: int = 0
+    moe_dp: int = 1  # data-parallel replicas sharing the MoE layers (moe_dp_exchange_s)
 
     @property
     def attending_layers(self) -> int:
@@ -224,16 +225,33 @@ def allreduce_s(hw: Hardware, tokens: float, hidden: int, layers: float) -> floa
     still carries its share once each way)."""
     if hw.tp == 1:
         return 0.0
+    size = tokens * hidden * 2
+    per = _collective_latency_s(hw, hw.tp) + 2 * (hw.tp - 1) / hw.tp * size / link_bytes_per_s(hw)
+    return 2 * layers * per
+
+
+def _collective_latency_s(hw: Hardware, gpus: int) -> float:
+    """Fixed cost of one collective over ``gpus`` GPUs of the node (allreduce_s says how)."""
     kind = link_kind(hw)
-    steps = 1.0
-    if kind == "pcie":
-        steps = (hw.tp - 1) * (1 if hw.gpu.pcie_p2p else 2)
-    latency = (
+    steps = (gpus - 1) * (1 if hw.gpu.pcie_p2p else 2) if kind == "pcie" else 1.0
+    return (
         constant(f"{kind}_allreduce_latency_us") * steps + engine_allreduce_overhead_us(kind)
     ) * 1e-6
-    size = tokens * hidden * 2
-    per = latency + 2 * (hw.tp - 1) / hw.tp * size / link_bytes_per_s(hw)
-    return 2 * layers * per
+
+
+def moe_dp_exchange_s(load: ModelLoad, hw: Hardware, tokens: float) -> float:
+    """Data-parallel replicas of an MoE model on one node share its MoE layers: vLLM shards the
+    routed experts over all tp x dp GPUs (FusedMoEParallelConfig.make flattens TP across DP,
+    vllm/model_executor/layers/fused_moe/config.py), so each MoE layer all-gathers all the
+    replicas' ``tokens`` and reduce-scatters the outputs: two collectives of the ring's share of
+    the data each, at the link's latency and bandwidth. Not calibrated: no published
+    measurement runs this layout."""
+    if load.moe_dp <= 1 or not load.moe_layers:
+        return 0.0
+    gpus = hw.tp * load.moe_dp
+    size = tokens * load.hidden * 2
+    per = 2 * _collective_latency_s(hw, gpus) + 2 * (gpus - 1) / gpus * size / link_bytes_per_s(hw)
+    return load.moe_layers / hw.pp * per
 
 
 def engine_allreduce_overhead_us(kind: str) -> float:
@@ -268,14 +286,17 @@ def decode_step_s(
     serialise, send), a per-sequence cost the offline LLM class does not pay.
     ``prefill_tokens`` of prompts ``prompt`` tokens long ride in the same step (chunked
     prefill): they share its weight read and add their FLOPs and activations."""
-    touched = _touched(load, batch + prefill_tokens)
+    dp = load.moe_dp  # replicas whose tokens this GPU's experts also run (moe_dp_exchange_s)
+    touched = _touched(load, (batch + prefill_tokens) * dp)
     if prefill_tokens and prompt:
         # Prompts arrive whole, not spread over the steps: a chunk of one prompt (up to the
         # scheduler's token budget) rides in a share of the steps, and only those steps read
         # the experts the chunk's tokens touch; the others read what the decode batch touches.
         chunk = max(min(prompt, chunk_tokens(hw)), prefill_tokens)
         share = prefill_tokens / chunk
-        touched = (1 - share) * _touched(load, batch) + share * _touched(load, batch + chunk)
+        touched = (1 - share) * _touched(load, batch * dp) + share * _touched(
+            load, (batch + chunk) * dp
+        )
     weights = load.weight_bytes_per_gpu - load.expert_bytes_per_gpu * (1 - touched)
     if load.block_fp8_moe:  # the touched experts stream at the block kernels' lower rate
         weights += (
@@ -316,6 +337,7 @@ def decode_step_s(
     tokens = batch + prefill_tokens
     reduces = math.ceil(load.allreduce_layers / hw.pp)
     gpu = t_gemm + t_attn + t_state + allreduce_s(hw, tokens, load.hidden, reduces)
+    gpu += moe_dp_exchange_s(load, hw, tokens * dp)  # the other replicas as busy as this one
     gpu += constant("step_overhead_ms") * 1e-3
     gpu += constant("moe_layer_overhead_us") * 1e-6 * load.moe_layers / hw.pp
     # With async scheduling the host work of one step overlaps the GPU work of the next.
@@ -365,6 +387,7 @@ def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
     )
     fixed = constant("request_overhead_ms") * 1e-3  # tokenize, schedule, first sampling, detokenize
     reduces = allreduce_s(hw, prompt, load.hidden, load.allreduce_layers)
+    reduces += moe_dp_exchange_s(load, hw, prompt + load.moe_dp - 1)  # idle: a dummy token each
     return max(t_cmp, t_mem) + reduces + net + fixed
 
 
@@ -467,6 +490,7 @@ def model_load(
     kv_cache_dtype: str,
     weight_only: bool = False,
     block_scaled: bool = False,
+    moe_dp: int = 1,
 ) -> ModelLoad:
     """``block_scaled``: the weights are block-scaled FP8 (fp8-block); with routed experts they
     run at the block-FP8 fused-MoE factors, under native FP8 math and, as an assumption, under
@@ -492,5 +516,5 @@ def model_load(
         sublayers=sum((m != "none") + (f != "none") for m, f in kinds),
         block_fp8_moe=block_scaled and spec.is_moe,
         lookup_params=0 if spec.tie_word_embeddings else head,
-        lm_head_params=head,
+        lm_head_params=head, moe_dp=moe_dp if spec.is_moe else 1,
     )  # fmt: skip

@@ -21,14 +21,14 @@ HYBRID_SPEED_NOTE = (
 )
 
 
-# MLA's latent KV is not split by tensor parallel: every GPU of a TP group holds every request's.
-# vLLM's data-parallel attention with expert parallelism (--data-parallel-size N
-# --enable-expert-parallel, its documented layout for DeepSeek) keeps each request on one GPU,
-# so a load that needs several TP machines may need fewer; gpuplan does not plan it yet.
+# Data-parallel replicas of an MoE model on one machine share its experts (fit.memory_budget), so
+# MLA models (whose latent KV is whole on every GPU of a TP group) hold each request on one
+# replica's GPUs: vLLM's data-parallel attention. Across machines each runs its own vLLM;
+# vLLM's multi-node data parallel (one DP group over several machines) is not planned.
 MLA_DP_NOTE = (
-    "MLA models keep every request's KV cache on every GPU of a TP group; vLLM's data-parallel "
-    "attention with expert parallelism (--data-parallel-size, --enable-expert-parallel) holds "
-    "more requests per GPU and may need fewer machines for this load: gpuplan does not plan it"
+    "each machine runs its own vLLM: vLLM's data parallel across machines (--data-parallel-size "
+    "over several nodes, the experts shared by all their GPUs) would hold more requests per GPU "
+    "and may need fewer machines for this load: gpuplan does not plan it"
 )
 
 
@@ -48,7 +48,9 @@ def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
         args += ["--pipeline-parallel-size", str(lay.pp)]
     if lay.dp > 1:
         args += ["--data-parallel-size", str(lay.dp)]
-    if expert_parallel(cand.spec, cand.fmt, cand.qc, lay.tp):
+    # data-parallel replicas of an MoE model share its experts (fit.memory_budget)
+    experts_over = lay.tp * (lay.dp if cand.spec.is_moe else 1)
+    if expert_parallel(cand.spec, cand.fmt, cand.qc, experts_over):
         args += ["--enable-expert-parallel"]
     args += ["--max-model-len", str(need.context)]
     args += ["--gpu-memory-utilization", f"{need.gpu_memory_utilization:g}"]
@@ -86,7 +88,14 @@ def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need:
         notes.append("AMD GPU: vLLM runs from its ROCm image, not the CUDA one")
     if cand.spec.recurrent_layer_count:
         notes.append(HYBRID_SPEED_NOTE)
-    if cand.spec.is_mla and fit.layout.tp > 1 and est.replicas > 1:
+    if cand.spec.is_moe and fit.layout.dp > 1:
+        gpus = fit.layout.tp * fit.layout.dp
+        notes.append(
+            f"the {fit.layout.dp} data-parallel replicas share the routed experts, spread over "
+            f"all {gpus} GPUs (vLLM's layout for MoE models), and exchange every replica's "
+            "tokens at each MoE layer: the speed estimate charges that exchange (not calibrated)"
+        )
+    if cand.spec.is_moe and est.replicas > 1:
         notes.append(MLA_DP_NOTE)
     if fit.layout.pp > 1:
         notes.append(

@@ -204,13 +204,18 @@ def activation_bytes(
     max_num_batched_tokens: int = PROFILE_BATCHED_TOKENS,
     max_num_seqs: int = PROFILE_MAX_SEQS,
     expert_parallel: bool = False,
+    moe_dp: int = 1,
 ) -> int:
     """Peak activation of vLLM's profile run on one GPU: ``max_num_batched_tokens`` through the
     MLP (for MoE, the fused-MoE kernel's workspace, see moe_workspace_elements; with expert
     parallelism each GPU runs whole experts) and the sampler warm-up over ``max_num_seqs`` fp32
-    logits rows (see the calibration note above)."""
+    logits rows (see the calibration note above). ``moe_dp`` data-parallel replicas share the
+    MoE layers (planner.decide.perf.moe_dp_exchange_s): every replica's tokens pass through each
+    GPU's experts, their width split over tp x moe_dp GPUs (no chunking of the gathered tokens
+    assumed: an upper bound)."""
     if spec.is_moe:
-        mlp = moe_workspace_elements(spec, 1 if expert_parallel else tp)
+        width = 1 if expert_parallel else tp * moe_dp
+        mlp = moe_workspace_elements(spec, width) * moe_dp
         shared = spec.num_shared_experts * spec.moe_intermediate_size  # dense MLP beside them
         if shared:
             mlp += 3 * (spec.shared_expert_intermediate_size or shared) // tp
@@ -242,13 +247,18 @@ def overhead_bytes(
     compute_capability: float | None = None,
     nvswitch: bool = False,
     expert_parallel: bool = False,
+    moe_dp: int = 1,
 ) -> int:
     """Runtime memory besides weights and KV cache on one GPU: activation peak and the vision
-    embeddings held through it, CUDA graphs, non-torch memory, TP buffers, a scaled RoPE cache."""
-    extra = (NVSWITCH_TP_ALLOWANCE_BYTES if nvswitch else TP_ALLOWANCE_BYTES) if tp > 1 else 0
+    embeddings held through it, CUDA graphs, non-torch memory, TP buffers (also for the
+    collectives of ``moe_dp`` replicas sharing MoE layers), a scaled RoPE cache."""
+    group = tp * (moe_dp if spec.is_moe else 1)
+    extra = (NVSWITCH_TP_ALLOWANCE_BYTES if nvswitch else TP_ALLOWANCE_BYTES) if group > 1 else 0
     if compute_capability is not None and compute_capability >= 10:
         extra += BLACKWELL_ALLOWANCE_BYTES
-    act = activation_bytes(spec, tp, max_num_batched_tokens, max_num_seqs, expert_parallel)
+    act = activation_bytes(
+        spec, tp, max_num_batched_tokens, max_num_seqs, expert_parallel, group // tp
+    )
     act += encoder_output_bytes(spec, max_num_batched_tokens)
     return OVERHEAD_CONSTANT_BYTES + act + extra + spec.scaled_rope_cache_bytes
 

@@ -45,6 +45,33 @@ def tp_problem(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: in
     return _block_fp8_tp_problem(spec, fmt, qc, tp)
 
 
+def moe_group_problem(
+    spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, gpus: int
+) -> str | None:
+    """Why vLLM would refuse the routed experts spread over ``gpus`` GPUs, or None: data-parallel
+    replicas of an MoE model share them, TP flattened across DP (FusedMoEParallelConfig.make in
+    vllm/model_executor/layers/fused_moe/config.py), so their width splits over tp x dp GPUs
+    (or, block-scaled FP8 that does not split, whole experts go to each: expert_parallel)."""
+    if spec.tensors is not None:
+        return "GGUF files are sized for one GPU here (data-parallel replicas share the experts)"
+    size = spec.moe_intermediate_size
+    if fmt.kind in {"awq", "gptq", "w4a16"} and size:
+        group = (qc.group_size if qc and qc.group_size else None) or fmt.group_size or 128
+        if size % gpus or (size // gpus) % group:
+            return (
+                f"expert intermediate size {size} over {gpus} GPUs (TP x DP, which share the "
+                f"experts) is not a multiple of the quantization group {group}"
+            )
+    width = _unsplit_width(spec, fmt, qc, gpus, ROUTED)
+    if width is not None and not expert_parallel(spec, fmt, qc, gpus):
+        return (
+            f"FP8 blocks: expert intermediate size {width} over {gpus} GPUs (TP x DP, which "
+            f"share the experts) is not a whole number of blocks, nor do {spec.num_experts} "
+            "experts divide among them"
+        )
+    return None
+
+
 MLP_ROLES = frozenset({"mlp", "expert", "shared_expert"})
 ROUTED = frozenset({"expert"})  # split by TP, or held whole with expert parallelism
 TP_SPLIT = MLP_ROLES - ROUTED  # dense and shared-expert MLPs: split by TP only
