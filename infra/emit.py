@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from infra import targets, versions
@@ -211,7 +212,8 @@ def hand_edits(files: dict[str, str], out: Path) -> list[str]:
     edited = []
     for name, digest in sorted(recorded.items() if isinstance(recorded, dict) else []):
         path = out / name
-        if name == MARKER or user_owned(name) or not path.is_file():
+        # a doctored marker's name outside the folder is never read (write_project refuses it)
+        if name == MARKER or user_owned(name) or not inside(out, name) or not path.is_file():
             continue
         now = path.read_bytes()
         if hashlib.sha256(now).hexdigest() == digest:  # as gpuplan wrote it
@@ -221,6 +223,39 @@ def hand_edits(files: dict[str, str], out: Path) -> list[str]:
         elif now != files[name].encode():
             edited.append(name)
     return edited
+
+
+def inside(out: Path, name: str) -> bool:
+    """Is ``name`` a relative file name whose folder is ``out`` or below it (not absolute, no
+    ``..``, no folder of it a symlink leading out)? Only such names in a marker are gpuplan's."""
+    rel = PurePosixPath(name)
+    if not rel.parts or rel.is_absolute() or ".." in rel.parts or "\\" in name or "\0" in name:
+        return False
+    root = os.path.realpath(out)
+    folder = os.path.realpath(out / rel.parent)
+    return folder == root or folder.startswith(root + os.sep)
+
+
+def _recorded_files(out: Path) -> list[str]:
+    """The files the marker at ``out`` says an earlier generate wrote. A marker that is not JSON,
+    holds other types, or names a file outside ``out`` is refused as damaged: trusting it would
+    remove files gpuplan never wrote."""
+    marker = out / MARKER
+    hint = "remove it (or restore it from git), or use an empty --out"
+    try:
+        names = json.loads(marker.read_text("utf-8"))["files"]
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(f"{marker} is damaged", hint) from None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise UsageError(f"{marker} is damaged: its 'files' is not a list of names", hint)
+    outside = [n for n in names if not inside(out, n)]
+    if outside:
+        raise UsageError(
+            f"{marker} is damaged: it lists {short(outside[0], 60)}, which is not a file inside "
+            f"{short(out, 60)} (nothing was removed)",
+            hint,
+        )
+    return names
 
 
 def _pulumi_project(text: str) -> str | None:
@@ -242,7 +277,6 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
     if out.exists():
         if not out.is_dir():
             raise UsageError(f"--out {out} is a file, not a folder")
-        marker = out / MARKER
         present = sorted(
             p.name
             for p in out.iterdir()
@@ -250,13 +284,8 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
             and not p.name.startswith(".pulumi")
             and not user_owned(p.name)
         )
-        if marker.exists():
-            try:
-                previous = json.loads(marker.read_text())["files"]
-            except (ValueError, KeyError, TypeError):
-                raise UsageError(
-                    f"{marker} is damaged", "remove it, or use an empty --out"
-                ) from None
+        if (out / MARKER).exists():
+            previous = _recorded_files(out)
         helpers = {t.helper for t in targets.targets().values() if t.helper}
         stranded = sorted((set(previous) - set(files)) & helpers)
         if stranded and not old_stack_destroyed:

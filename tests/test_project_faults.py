@@ -4,6 +4,7 @@ exactly as it was: the new files are written all or nothing."""
 from __future__ import annotations
 
 import errno
+import json
 import os
 
 import pytest
@@ -89,3 +90,53 @@ def test_hostile_model_ids_are_escaped_in_the_generated_readme():
     # rendered, the title reads: org/m`x\n# Pwned [link](http://evil) <b>\x1b[31m on AWS
     assert title.startswith("# org/m\\`x\\\\n\\# Pwned \\[link\\](http://evil) \\<b\\>")
     assert span == "org/m'x\\n# Pwned [link](http://evil) <b>\\x1b[31m"
+
+
+# ------------------------------------------------ a doctored or damaged folder (QA sweep)
+def regenerate(cli, out, *extra):
+    return cli("generate", "llama-3.1-8b", "--providers", "aws", "--allow-cidr", CIDR,
+               "--out", str(out), *extra)  # fmt: skip
+
+
+def edit_marker(out, files):
+    marker = json.loads((out / ".gpuplan").read_text())
+    (out / ".gpuplan").write_text(json.dumps({**marker, "files": files}))
+
+
+@pytest.mark.parametrize("name", ["../victim.txt", "ABSOLUTE", "sub/../../victim.txt"])
+def test_a_marker_naming_files_outside_the_folder_removes_nothing(cli, project, name):
+    """QA: a `.gpuplan` whose file list named ../victim.txt (or an absolute path) made generate
+    delete that file outside --out. Such a marker is refused as damaged, before any write."""
+    victim = project.parent / "victim.txt"
+    victim.write_text("mine")
+    name = str(victim) if name == "ABSOLUTE" else name
+    edit_marker(project, [*json.loads((project / ".gpuplan").read_text())["files"], name])
+    before = snapshot(project)
+    r = regenerate(cli, project, "--context", "4096")
+    assert r.exit_code == 2, r.output
+    assert "is damaged: it lists" in r.stderr and "unexpected" not in r.output
+    assert victim.read_text() == "mine"
+    assert snapshot(project) == before
+
+
+def test_a_digest_recorded_for_a_file_outside_the_folder_is_not_read(cli, project):
+    """The marker's digests name files too: one outside --out is never read, nor called an
+    edit that regenerating removes."""
+    victim = project.parent / "victim.txt"
+    victim.write_text("mine")
+    marker = json.loads((project / ".gpuplan").read_text())
+    marker["sha256"]["../victim.txt"] = "0" * 64
+    (project / ".gpuplan").write_text(json.dumps(marker))
+    r = regenerate(cli, project)
+    assert r.exit_code == 0, r.output
+    assert "victim" not in r.output and victim.read_text() == "mine"
+
+
+@pytest.mark.parametrize("files", [5, [[1]], {"a": 1}, [None], "README.md"])
+def test_a_marker_of_the_wrong_shape_is_damaged_not_a_crash(cli, project, files):
+    edit_marker(project, files)
+    before = snapshot(project)
+    r = regenerate(cli, project)
+    assert r.exit_code == 2, r.output
+    assert ".gpuplan is damaged" in r.stderr and "unexpected" not in r.output
+    assert snapshot(project) == before
