@@ -17,7 +17,7 @@ from infra.options import ProjectOptions, validate_options
 from infra.render import render, static_file
 from infra.sizing import disk_gb, ready_s, resource_name, slug
 from planner.decide.plan import TRUST_REMOTE_CODE, Plan
-from planner.errors import DeployError, UsageError, short
+from planner.errors import DeployError, LocalFileError, UsageError, local_file_error, short
 
 __all__ = [
     "MARKER",
@@ -267,6 +267,8 @@ def _pulumi_project(text: str) -> str | None:
 def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = False) -> list[str]:
     """Write the files into ``out``, all or nothing. A folder holding files gpuplan did not
     generate is refused; files an earlier generation wrote but this one does not are removed.
+    Everything that can be checked is checked before the first write: a refusal leaves the old
+    project as it was.
 
     Regenerating for another provider would remove the old provider's dynamic-provider module,
     which the Pulumi state still needs to delete the old machine (it would otherwise fail with
@@ -312,11 +314,35 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
                 f"--out {out} holds files gpuplan did not generate: {', '.join(foreign[:5])}",
                 "use an empty or new folder, or the folder of an earlier `gpuplan generate`",
             )
+    # earlier gpuplan versions wrote the stack file, which is the user's
+    stale = [n for n in sorted(set(previous) - set(files)) if not user_owned(n)]
+    for name in stale:
+        path = out / name
+        if path.is_dir() and not path.is_symlink():
+            raise UsageError(
+                f"cannot remove {short(path)}: it is a folder, where an earlier generate wrote "
+                "a file (nothing was written)",
+                "move the folder out of --out, then generate again",
+            )
     out.mkdir(parents=True, exist_ok=True)
     # All files or none: a full disk or an interrupt leaves the previous project as it was.
     atomic_write_many({out / name: content for name, content in files.items() if name != MARKER})
-    for stale in sorted(set(previous) - set(files)):
-        if not user_owned(stale):  # earlier gpuplan versions wrote the stack file
-            (out / stale).unlink(missing_ok=True)
-    atomic_write_text(out / MARKER, files[MARKER])  # last: it vouches for the rest
+    left: list[str] = []
+    failed: LocalFileError | None = None
+    for name in stale:
+        try:
+            (out / name).unlink(missing_ok=True)
+        except OSError as exc:
+            left.append(name)
+            exc.filename = name  # the name, not the whole path cut short
+            err = local_file_error(exc, "remove")
+            failed = failed or LocalFileError(f"{err.message} in --out {short(out, 60)}", err.hint)
+    marker = files[MARKER]
+    if left:  # the marker still lists them: the next generate removes them, not "foreign"
+        data = json.loads(marker)
+        data["files"] = sorted([*data["files"], *left])
+        marker = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    atomic_write_text(out / MARKER, marker)  # last: it vouches for the rest
+    if failed is not None:
+        raise failed
     return sorted(files)

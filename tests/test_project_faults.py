@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +141,51 @@ def test_a_marker_of_the_wrong_shape_is_damaged_not_a_crash(cli, project, files)
     assert r.exit_code == 2, r.output
     assert ".gpuplan is damaged" in r.stderr and "unexpected" not in r.output
     assert snapshot(project) == before
+
+
+def test_a_stale_name_that_is_a_folder_is_refused_before_anything_is_written(cli, project):
+    """QA: the new files were written, then removing the stale folder failed, and the old marker
+    stayed: the next generate called gpuplan's own files hand edits."""
+    (project / "victimdir").mkdir()
+    (project / "victimdir" / "keep.txt").write_text("mine")
+    edit_marker(project, [*json.loads((project / ".gpuplan").read_text())["files"], "victimdir"])
+    before = snapshot(project)
+    r = regenerate(cli, project, "--context", "4096")  # every file would change
+    assert r.exit_code == 2, r.output
+    assert "victimdir: it is a folder" in r.stderr and "nothing was written" in r.stderr
+    assert snapshot(project) == before
+    (project / "victimdir" / "keep.txt").unlink()
+    (project / "victimdir").rmdir()
+    again = regenerate(cli, project, "--context", "4096")
+    assert again.exit_code == 0 and "replaced your edits" not in again.output, again.output
+
+
+def test_a_failed_removal_leaves_the_new_project_and_a_marker_that_lists_it(
+    cli, project, monkeypatch
+):
+    """A stale file that cannot be removed: the new files are in place and the marker written
+    for them also lists the file left, so the next generate removes it (and calls nothing a
+    hand edit or a foreign file)."""
+    (project / "gpuplan_old.py").write_text("# an older gpuplan's module\n")
+    edit_marker(
+        project, [*json.loads((project / ".gpuplan").read_text())["files"], "gpuplan_old.py"]
+    )
+    real = Path.unlink
+
+    def unlink(self, missing_ok=False):
+        if self.name == "gpuplan_old.py":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    r = regenerate(cli, project, "--context", "4096")
+    assert r.exit_code == 2, r.output
+    assert "cannot remove gpuplan_old.py: permission denied in --out" in r.stderr
+    marker = json.loads((project / ".gpuplan").read_text())
+    assert "gpuplan_old.py" in marker["files"]
+    assert (project / "gpuplan.plan.json").read_text().count('"context": 4096') == 1
+    monkeypatch.setattr(Path, "unlink", real)
+    again = regenerate(cli, project, "--context", "4096")
+    assert again.exit_code == 0, again.output
+    assert "replaced your edits" not in again.output
+    assert not (project / "gpuplan_old.py").exists()
