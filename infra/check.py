@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from planner.decide.plan import Plan, plan_from_json
-from planner.errors import UsageError
+from planner.errors import UsageError, not_utf8
 
 PLAN_FILE = "gpuplan.plan.json"
 
@@ -35,7 +35,13 @@ def committed_plan(out: Path) -> Plan:
             f"no generated project at {out} ({PLAN_FILE} missing)",
             "run `gpuplan generate` and commit its output",
         )
-    return plan_from_json(path.read_text("utf-8"))
+    try:
+        text = path.read_text("utf-8")
+    except UnicodeDecodeError as exc:  # as a plan that is not JSON: one line, exit 2
+        raise UsageError(
+            not_utf8(str(path), exc), "restore it from git, or run `gpuplan generate` again"
+        ) from None
+    return plan_from_json(text)
 
 
 def file_drift(out: Path, expected: dict[str, str]) -> Drift:
@@ -46,8 +52,10 @@ def file_drift(out: Path, expected: dict[str, str]) -> Drift:
         if not path.exists():
             drift.missing.append(name)
             continue
-        actual = path.read_text("utf-8")
-        if actual != content:
+        # bytes: a committed file that is not UTF-8 (an editor's encoding) is drift, not a crash
+        raw = path.read_bytes()
+        if raw != content.encode("utf-8"):
+            actual = raw.decode("utf-8", errors="replace")
             drift.changed.append(name)
             drift.diffs[name] = list(
                 difflib.unified_diff(

@@ -264,6 +264,22 @@ def _pulumi_project(text: str) -> str | None:
     return found[1].strip("'\"") if found else None
 
 
+def _old_project(old_yaml: Path) -> str | None:
+    """The project name of the folder's Pulumi.yaml, or None when there is none. A file that is
+    not UTF-8 elsewhere is a hand edit like any other (regenerating replaces it); a name that
+    is not UTF-8 cannot be compared with the new one, and is refused."""
+    if not old_yaml.is_file():
+        return None
+    name = _pulumi_project(old_yaml.read_bytes().decode("utf-8", errors="replace"))
+    if name and "\ufffd" in name:
+        raise UsageError(
+            f"{old_yaml}: the Pulumi project name is not UTF-8 text, so gpuplan cannot tell "
+            "whether the folder is another model's project (whose stacks would be left running)",
+            "restore Pulumi.yaml from git, or remove it if no stack was deployed from this folder",
+        )
+    return name
+
+
 def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = False) -> list[str]:
     """Write the files into ``out``, all or nothing. A folder holding files gpuplan did not
     generate is refused; files an earlier generation wrote but this one does not are removed.
@@ -297,8 +313,7 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
                 "run `pulumi destroy` in that folder first (then regenerate with "
                 "--old-stack-destroyed), or use a new --out",
             )
-        old_yaml = out / "Pulumi.yaml"
-        before = _pulumi_project(old_yaml.read_text()) if old_yaml.is_file() else None
+        before = _old_project(out / "Pulumi.yaml")
         after = _pulumi_project(files.get("Pulumi.yaml", ""))
         if before and after and before != after and not old_stack_destroyed:
             raise UsageError(

@@ -189,3 +189,50 @@ def test_a_failed_removal_leaves_the_new_project_and_a_marker_that_lists_it(
     assert again.exit_code == 0, again.output
     assert "replaced your edits" not in again.output
     assert not (project / "gpuplan_old.py").exists()
+
+
+def test_a_pulumi_yaml_that_is_not_utf8_is_an_edit_or_one_clear_line(cli, project):
+    """QA: a Pulumi.yaml with a byte that is not UTF-8 ended in `unexpected UnicodeDecodeError`.
+    Elsewhere in the file it is a hand edit (replaced, and said); in the project name, which
+    guards the deployed stacks, it is refused with one line."""
+    yaml_file = project / "Pulumi.yaml"
+    good = yaml_file.read_bytes()
+    yaml_file.write_bytes(good + b"# caf\xe9\n")
+    r = regenerate(cli, project)
+    assert r.exit_code == 0, r.output
+    assert "replaced your edits to Pulumi.yaml" in r.stderr
+    assert yaml_file.read_bytes() == good
+    yaml_file.write_bytes(b"name: \xff\xfe\n" + good)
+    before = snapshot(project)
+    r = regenerate(cli, project)
+    assert r.exit_code == 2, r.output
+    assert "Pulumi project name is not UTF-8" in r.stderr and "unexpected" not in r.output
+    assert snapshot(project) == before
+
+
+@pytest.mark.parametrize("name", ["README.md", "Pulumi.yaml", ".gpuplan"])
+def test_check_reports_a_committed_file_that_is_not_utf8_as_drift(cli, tmp_path, monkeypatch, name):
+    from tests.test_deploy import write_toml
+
+    monkeypatch.chdir(tmp_path)
+    write_toml(tmp_path / "gpuplan.toml")
+    assert cli("generate").exit_code == 0
+    path = tmp_path / "infra/llm" / name
+    path.write_bytes(path.read_bytes() + b"\xff\n")
+    r = cli("check")
+    assert r.exit_code == 6, r.output
+    assert f"changed: infra/llm/{name}" in r.output and "unexpected" not in r.output
+
+
+def test_check_names_a_plan_file_that_is_not_utf8(cli, tmp_path, monkeypatch):
+    from tests.test_deploy import write_toml
+
+    monkeypatch.chdir(tmp_path)
+    write_toml(tmp_path / "gpuplan.toml")
+    assert cli("generate").exit_code == 0
+    plan = tmp_path / "infra/llm/gpuplan.plan.json"
+    plan.write_bytes(plan.read_bytes() + b"\xff")
+    r = cli("check")
+    assert r.exit_code == 2, r.output
+    assert "gpuplan.plan.json is not UTF-8 text (byte 0xff" in r.stderr
+    assert "unexpected" not in r.output
