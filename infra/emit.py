@@ -258,6 +258,23 @@ def _recorded_files(out: Path) -> list[str]:
     return names
 
 
+def _links_out(out: Path, names: list[str]) -> None:
+    """Refuse a file of the project that is a symlink to a place outside ``out``: writing
+    through it would overwrite a file elsewhere (a link within the folder stays a link)."""
+    root = os.path.realpath(out)
+    for name in names:
+        path = out / name
+        if not path.is_symlink():
+            continue
+        target = os.path.realpath(path)
+        if target != root and not target.startswith(root + os.sep):
+            raise UsageError(
+                f"--out {out}: {name} is a symlink to {short(target, 200)}, outside the project "
+                "folder; gpuplan will not write through it",
+                "replace the link with a file (or remove it), or use a new --out",
+            )
+
+
 def _pulumi_project(text: str) -> str | None:
     """The project name a Pulumi.yaml names (Pulumi keys its stacks by it), unquoted."""
     found = re.search(r"^name:\s*(.+?)\s*$", text, re.M)
@@ -329,6 +346,7 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
                 f"--out {out} holds files gpuplan did not generate: {', '.join(foreign[:5])}",
                 "use an empty or new folder, or the folder of an earlier `gpuplan generate`",
             )
+        _links_out(out, list(files))
     # earlier gpuplan versions wrote the stack file, which is the user's
     stale = [n for n in sorted(set(previous) - set(files)) if not user_owned(n)]
     for name in stale:

@@ -236,3 +236,26 @@ def test_check_names_a_plan_file_that_is_not_utf8(cli, tmp_path, monkeypatch):
     assert r.exit_code == 2, r.output
     assert "gpuplan.plan.json is not UTF-8 text (byte 0xff" in r.stderr
     assert "unexpected" not in r.output
+
+
+def test_a_symlink_out_of_the_project_is_refused_before_anything_is_written(cli, project, tmp_path):
+    """QA: README.md linked to a file outside the folder, and generate overwrote that file.
+    A link within the folder stays a link and gets the new content."""
+    outside = tmp_path / "outside.py"
+    outside.write_text("mine")
+    (project / "README.md").unlink()
+    (project / "README.md").symlink_to(outside)
+    before = snapshot(project)
+    r = regenerate(cli, project, "--context", "4096")
+    assert r.exit_code == 2, r.output
+    assert f"README.md is a symlink to {outside}" in r.stderr and "unexpected" not in r.output
+    assert outside.read_text() == "mine"
+    assert snapshot(project) == before
+    (project / "README.md").unlink()
+    (project / "venv").mkdir()  # ignored by generate, inside the folder
+    (project / "venv" / "readme.md").write_text("old")
+    (project / "README.md").symlink_to("venv/readme.md")
+    ok = regenerate(cli, project, "--context", "4096")
+    assert ok.exit_code == 0, ok.output
+    assert (project / "README.md").is_symlink()
+    assert "gpuplan" in (project / "venv" / "readme.md").read_text()
