@@ -87,6 +87,23 @@ def test_disk_is_sized_from_the_download_not_the_loaded_weights():
     assert disk_gb(plan, ProjectOptions(disk_gb=500)) == 500
 
 
+def test_an_moe_plan_whose_replicas_share_the_experts_downloads_the_whole_checkpoint():
+    """Review: data-parallel replicas of an MoE model share its routed experts, so a GPU holds
+    a dp-th of them and weights per GPU x TP no longer is the checkpoint: Qwen3-30B-A3B (61 GB
+    in BF16) at TP1 x DP8 was sized a 13 GB download and a disk too small to hold it."""
+    offer = replace(make_offer("vast"), instance_type="8x-H100", gpu="h100-sxm", gpu_count=8)
+    need = Need(concurrency=512)
+    cands = candidates_for(load_model_spec("Qwen/Qwen3-30B-A3B"), "bf16")
+    plan = next(p for p in recommend(cands, [offer], need).plans if p.layout.dp > 1)
+    assert plan.estimate.weights_gib_per_gpu * plan.layout.tp < 40  # a share of the experts
+    assert 58 < download_gb(plan) < 66  # 30.5e9 parameters x 2 bytes
+    assert disk_gb(plan, ProjectOptions()) >= download_gb(plan) * 1.2 + 30
+    job = Need(workload="batch", job_requests=200000)
+    plan = next(p for p in recommend(cands, [offer], job).plans if p.layout.dp > 1)
+    assert any(f"downloading {plan.estimate.model_weights_gib:,.0f} GiB" in n for n in plan.notes)
+    assert 53 < (plan.estimate.model_weights_gib or 0) < 62
+
+
 def test_open_serving_port_is_refused_unless_insisted():
     for cidrs in (("0.0.0.0/0",), ("0.0.0.0/1", "128.0.0.0/1"), ("::/0",)):
         with pytest.raises(UsageError, match="whole internet"):

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from planner.decide.fit import BATCH_WORKLOAD, saturates
+from planner.decide.fit import BATCH_WORKLOAD, Fit, saturates
 from planner.decide.load import (
     DEFAULT_MAX_TTFT_MS,
     DEFAULT_MIN_TOKENS_PER_S,
@@ -371,5 +371,16 @@ def build_estimate(op: Operating, offer: Offer, price: float, need: Need) -> Est
         monthly_commitment_usd=round(monthly, 2) if monthly is not None else None,
         setup_fee_usd=setup,
         replicas=op.replicas, target_headroom_pct=headroom, job_hours=job_hours,
-        job_usd=job_usd,
+        job_usd=job_usd, model_weights_gib=_shared_weights_gib(fit),
     )  # fmt: skip
+
+
+def _shared_weights_gib(fit: Fit) -> float | None:
+    """One replica's weights over its GPUs when data-parallel replicas share the routed experts
+    (spread over tp x dp GPUs; fit.memory_budget), else None (weights per GPU x GPUs)."""
+    dp = fit.load.moe_dp
+    if dp <= 1:
+        return None
+    gpus = fit.layout.tp * fit.layout.pp
+    experts = fit.load.expert_bytes_per_gpu
+    return round(((fit.weights - experts) * gpus + experts * gpus * dp) / GIB, 2)

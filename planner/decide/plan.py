@@ -106,6 +106,10 @@ class Estimate:
     # cost at usd_per_hour (monthly rentals bill whole months: see monthly_commitment_usd).
     job_hours: float | None = field(default=None, metadata={"omit_default": True})
     job_usd: float | None = field(default=None, metadata={"omit_default": True})
+    # One replica's weights over all its GPUs, when weights_gib_per_gpu x GPUs is not that:
+    # data-parallel replicas of an MoE model share its routed experts (the Hub download and
+    # the disk are sized by it).
+    model_weights_gib: float | None = field(default=None, metadata={"omit_default": True})
 
 
 # vLLM's flag that runs code from the model's repository (planbuild writes it for the models
