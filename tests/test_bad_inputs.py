@@ -655,10 +655,15 @@ def test_a_reader_that_stops_early_is_not_an_error():
 
 
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="Linux's always-full device")
-def test_a_full_output_says_it_is_the_output():
+@pytest.mark.parametrize(
+    "args", [["footprint", M], ["--help"], ["--version"], ["recommend", "--help"]]
+)
+def test_a_full_output_says_it_is_the_output(args):
+    """gpuplan's own --help and --version are written while click parses, before the
+    command's error boundary: a full output is one line there too, not a traceback."""
     with open("/dev/full", "w") as full:
         proc = subprocess.run(
-            [sys.executable, "-m", "planner.cli", "footprint", M],
+            [sys.executable, "-m", "planner.cli", *args],
             stdout=full, stderr=subprocess.PIPE, text=True, timeout=120,
             env={**os.environ, "HF_HUB_OFFLINE": "1"},
         )  # fmt: skip

@@ -40,6 +40,17 @@ def _usage(ctx: click.Context, exc: click.UsageError) -> NoReturn:
     _fail(ctx, message, f"see `{command} --help`", 2)
 
 
+def _os_error(ctx: click.Context, exc: OSError) -> NoReturn:
+    """An ordinary fault of this machine (permissions, full disk, a name too long) that a lower
+    layer did not already turn into a message: still one line, exit 2."""
+    if exc.filename is None and exc.errno in _OUTPUT_FULL:
+        # every file gpuplan writes names itself: this is its output (`> /dev/full`)
+        reason = local_file_error(exc).message.split(": ", 1)[-1]
+        _fail(ctx, f"cannot write the output: {reason}", "redirect it where there is room", 2)
+    error = local_file_error(exc)
+    _fail(ctx, error.message, error.hint, error.exit_code)
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise Terminated
 
@@ -71,6 +82,9 @@ class GpuplanGroup(click.Group):
             raise
         except click.UsageError as exc:
             _usage(ctx, exc)
+        except OSError as exc:  # `gpuplan --help > /dev/full`: click writes the help (or the
+            # version) while it parses, before invoke's boundary
+            _os_error(ctx, exc)
 
     def invoke(self, ctx: click.Context) -> Any:
         previous_sigterm = _sigterm_as_interrupt()
@@ -90,16 +104,7 @@ class GpuplanGroup(click.Group):
             click.echo(f"interrupted{note}", err=True)
             ctx.exit(EXIT_INTERRUPTED)
         except OSError as exc:
-            # An ordinary fault of this machine (permissions, full disk, a name too long) that
-            # a lower layer did not already turn into a message: still one line, exit 2.
-            if exc.filename is None and exc.errno in _OUTPUT_FULL:
-                # every file gpuplan writes names itself: this is its output (`> /dev/full`)
-                reason = local_file_error(exc).message.split(": ", 1)[-1]
-                _fail(
-                    ctx, f"cannot write the output: {reason}", "redirect it where there is room", 2
-                )
-            error = local_file_error(exc)
-            _fail(ctx, error.message, error.hint, error.exit_code)
+            _os_error(ctx, exc)
         except _NO_ARGS_HELP:  # `gpuplan catalog` alone: its help
             raise
         except click.UsageError as exc:  # a bad flag or value of a command
