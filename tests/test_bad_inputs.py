@@ -228,7 +228,14 @@ def test_bad_config_json(tmp_path, change, needle):
 
 @pytest.mark.parametrize(
     ("content", "needle"),
-    [("{not json", "not valid JSON"), ("[1, 2]", "JSON object"), ("", "not valid JSON")],
+    [
+        ("{not json", "not valid JSON"),
+        ("[1, 2]", "JSON object"),
+        ("", "not valid JSON"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deeply"),  # beyond Python's recursion
+        ('{"a": ' * 100_000 + "1" + "}" * 100_000, "nested too deeply"),
+    ],
+    ids=["syntax", "list", "empty", "deep-list", "deep-object"],
 )
 def test_unparsable_config_json(tmp_path, content, needle):
     path = tmp_path / "config.json"

@@ -109,6 +109,11 @@ def _read_json(path: Path, what: str) -> Any:
         ) from None
     except OSError as exc:
         raise ModelSpecError(f"cannot read {what} {path}: {exc}") from None
+    except RecursionError:  # `[[[...]]]` 100,000 deep: no model's file is
+        raise ModelSpecError(
+            f"{what} {short(path)} is nested too deeply to be a model's JSON",
+            "give the file as the model's Hugging Face repository has it (downloaded whole)",
+        ) from None
     except json.JSONDecodeError as exc:
         raise ModelSpecError(
             f"{what} {path} is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})",
