@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any
 from planner.decide.fit import saturates
 from planner.decide.objective import OBJECTIVES, WORKLOADS
 from planner.decide.plan import Need
-from planner.errors import UsageError, not_utf8, redact, short
+from planner.errors import UsageError, redact, short
+from planner.tomlfile import read_toml_file
 
 DEFAULT_TOML = "gpuplan.toml"
 KV_CACHE_DTYPES = ("auto", "fp8")
@@ -371,20 +371,7 @@ def _parse_env(key: str, raw: str) -> Any:
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        doc = tomllib.loads(path.read_text("utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(
-            f"{path} is not valid TOML: {exc}",
-            "fix that line, or move the file aside: `gpuplan init` writes a commented one",
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(
-            not_utf8(str(path), exc),
-            "TOML files are UTF-8: save it as UTF-8, or move it aside (`gpuplan init` writes one)",
-        ) from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    doc = read_toml_file(path)
     values: dict[str, Any] = {}
     for section, table in doc.items():
         if not isinstance(table, dict):

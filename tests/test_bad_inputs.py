@@ -161,6 +161,9 @@ TOML_CASES = [
     ("[nonsense]\nx = 1\n", "nonsense"),
     ("[workload]\nno_such_key = 1\n", "no_such_key"),
     ("this is not toml", "toml"),
+    # beyond Python's recursion limit: tomllib's parser recurses (an inline table, an array)
+    ("a = " + "{x=" * 100_000 + "1" + "}" * 100_000 + "\n", "nested too deeply"),
+    ("[workload]\ncontext = " + "[" * 100_000 + "]" * 100_000 + "\n", "nested too deeply"),
 ]
 
 
