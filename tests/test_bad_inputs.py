@@ -604,6 +604,23 @@ def test_unreadable_cache_file_warns(tmp_path):
     assert r.exit_code == 0 and "ignoring unreadable cache" in out, out
 
 
+@pytest.mark.parametrize("source", [{"a": 1}, 5, ["x"]], ids=["object", "int", "list"])
+@pytest.mark.parametrize("command", [["catalog", "status"], ["offers", "--providers", "vast"]])
+def test_a_cache_whose_source_is_not_text_is_a_damaged_cache(tmp_path, source, command):
+    """The cache's "source" is printed (catalog status) as text: any other JSON value makes the
+    file a damaged cache, warned about and left alone, not a crash of every read command."""
+    from planner.offers.catalog import snapshot_offers, write_cache
+
+    path = write_cache("vast", [o for o in snapshot_offers() if o.provider == "vast"][:3], "x")
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "source": source}))
+    before = path.read_bytes()
+    r, out = _run(command, tmp_path)
+    _assert_clean(out)
+    assert r.exit_code == 0 and "ignoring unreadable cache" in out, out
+    assert path.read_bytes() == before  # a read command never rewrites the user's cache
+
+
 # ------------------------------------------------------------------ local files and the Hub
 def test_unwritable_save_plan_is_one_line(tmp_path):
     r, out = _run(["recommend", M, "--save-plan", "/proc/nope/plan.json"], tmp_path)

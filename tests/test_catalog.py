@@ -457,6 +457,8 @@ def _all_constant(doc, count):
         lambda d: _all_constant(d, count=10**15),  # nothing bounds it but the check itself
         lambda d: _all_constant(d, count=-1),
         lambda d: _all_constant(d, count=900_000),  # in bounds, but one offer repeated
+        lambda d: d.update(source={"a": 1}),  # shown as text: sliced, printed
+        lambda d: d.update(source=5),
     ],
 )
 def test_malformed_v3_cache_is_reported_and_snapshot_used(change):

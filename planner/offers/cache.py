@@ -192,6 +192,8 @@ def _read_cache_doc(path: Path, provider: str) -> tuple[OfferTable, dict[str, An
     doc = json.loads(path.read_bytes())
     if not isinstance(doc, dict) or doc.get("provider") != provider:
         raise ValueError("unexpected provider")
+    if not isinstance(doc.get("source"), (str, type(None))):  # shown as text by every reader
+        raise ValueError(f"'source' must be a string, got {type(doc['source']).__name__}")
     schema = doc.get("schema")
     if schema == SCHEMA:
         return _checked(doc, doc["offers"], offer_from_dict, provider)
