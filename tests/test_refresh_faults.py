@@ -135,3 +135,56 @@ def test_a_cache_this_version_cannot_read_is_never_cut_to_a_few_regions(monkeypa
         "eu-west-1",
         "ap-northeast-1",
     }
+
+
+def test_a_read_only_cache_is_a_local_file_fault_and_replaces_nothing(cli, monkeypatch):
+    """A refresh that fetched fine but cannot write the cache file (chmod 444; the atomic
+    writer refuses a file without write bits, even for root) says so in one line, exit 2 as
+    every local file fault, and never claims to have replaced the file."""
+    from tests.fakegpuhunt import vast_public_route
+    from tests.fakes import FakeApi
+
+    with FakeApi(vast_public_route) as vast:
+        monkeypatch.setenv("GPUPLAN_VAST_URL", vast.url)
+        assert cli("catalog", "refresh", "--provider", "vast").exit_code == 0
+        path = cache_file("vast")
+        path.write_text('{"damaged": ')  # unreadable, and read-only
+        path.chmod(0o444)
+        before = path.read_bytes()
+        [outcome] = refresh(["vast"], explicit=True)
+        r = cli("catalog", "refresh", "--provider", "vast")
+    assert outcome.status == "failed" and outcome.local_fault, outcome
+    assert "the file is read-only; cache kept" in outcome.message, outcome.message
+    assert "unexpected" not in outcome.message
+    assert not any("replaced" in w for w in outcome.warnings), outcome.warnings
+    assert r.exit_code == 2, r.output
+    assert "unexpected" not in r.output and "replaced" not in r.output, r.output
+    assert path.read_bytes() == before
+
+
+def test_a_cache_this_user_cannot_read_is_not_replaced_as_damaged(cli, monkeypatch):
+    """Permission denied on reading the cache (chmod 000 as another user) is this machine's
+    fault: said as such, the file left alone, exit 2; not "replaced an unreadable cache"."""
+    import errno
+
+    import planner.offers.catalog as catalog
+    from tests.fakegpuhunt import vast_public_route
+    from tests.fakes import FakeApi
+
+    def denied(name):
+        raise PermissionError(errno.EACCES, "Permission denied", str(cache_file(name)))
+
+    with FakeApi(vast_public_route) as vast:
+        monkeypatch.setenv("GPUPLAN_VAST_URL", vast.url)
+        assert cli("catalog", "refresh", "--provider", "vast").exit_code == 0
+        before = cache_file("vast").read_bytes()
+        monkeypatch.setattr(catalog, "read_cache", denied)  # root reads any file: as nobody
+        [outcome] = refresh(["vast"], explicit=True)
+        r = cli("catalog", "refresh", "--provider", "vast")
+    assert outcome.status == "failed" and outcome.local_fault, outcome
+    assert "cannot read the offer cache" in outcome.message and "permission denied" in (
+        outcome.message
+    ), outcome.message
+    assert not any("replaced" in w for w in outcome.warnings), outcome.warnings
+    assert r.exit_code == 2 and "unexpected" not in r.output, r.output
+    assert cache_file("vast").read_bytes() == before

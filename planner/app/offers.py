@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from planner.errors import ProviderError
+from planner.errors import GpuplanError, LocalFileError, ProviderError
 from planner.offers.catalog import Catalog
 from planner.offers.offer import Offer
 from planner.offers.refresh import ProviderOutcome
@@ -59,7 +59,9 @@ def catalog_status() -> Catalog:
 @dataclass(frozen=True, slots=True)
 class Refresh:
     outcomes: list[ProviderOutcome]
-    error: ProviderError | None  # set when the one named provider, or every provider, failed
+    # set when the one named provider, or every provider, failed: a LocalFileError (exit 2)
+    # when each failure was this machine's cache file, else a ProviderError (exit 4)
+    error: GpuplanError | None
 
 
 def refresh_catalog(
@@ -79,12 +81,15 @@ def refresh_catalog(
     failed = [o for o in outcomes if o.status == "failed"]
     if (providers is not None and len(names) == 1 and failed) or not ok:
         skipped = sum(o.status == "skipped" for o in outcomes)
-        error: ProviderError | None = ProviderError(
+        message = (
             f"catalog refresh failed: {len(failed)} failed, {skipped} skipped without "
             "credentials, none refreshed"
             if not ok
-            else f"catalog refresh of {names[0]} failed",
-            "cached and embedded offers are unchanged; `gpuplan catalog status` shows their age",
+            else f"catalog refresh of {names[0]} failed"
         )
-        return Refresh(outcomes, error)
+        if failed and all(o.local_fault for o in failed):  # the providers answered
+            hint = "fix the cache file named above; cached and embedded offers are unchanged"
+            return Refresh(outcomes, LocalFileError(message, hint))
+        hint = "cached and embedded offers are unchanged; `gpuplan catalog status` shows their age"
+        return Refresh(outcomes, ProviderError(message, hint))
     return Refresh(outcomes, None)

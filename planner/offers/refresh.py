@@ -14,7 +14,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from planner.errors import ProviderError, UsageError, local_file_error, redact, short
+from planner.errors import (
+    LocalFileError,
+    ProviderError,
+    UsageError,
+    local_file_error,
+    redact,
+    short,
+)
 from planner.offers.offer import Offer
 
 
@@ -33,6 +40,7 @@ class ProviderOutcome:
     via: str = ""
     source: str = ""
     fetched_at: str | None = None
+    local_fault: bool = False  # failed on this machine (the cache file), not at the provider
 
 
 def merge_regions(
@@ -141,9 +149,13 @@ def refresh(
                 raise ProviderError(f"{name}: the source had no valid offers; cache kept")
             if cancelled.is_set():
                 raise ProviderError(f"{name}: interrupted; cache kept")
+            replaced = ""
             with cache_locked(name):  # another gpuplan may be merging into this cache now
                 try:
                     previous = read_cache(name)
+                except OSError as exc:  # permission denied: this machine's, not a damaged file
+                    error = local_file_error(exc, "read the offer cache")
+                    raise LocalFileError(error.message, "make it readable (chmod u+rw)") from None
                 except READ_ERRORS as exc:
                     # unreadable (corrupt, or a newer gpuplan's): the other regions' offers
                     # in it cannot be kept, so only a refresh of every region replaces it
@@ -152,10 +164,12 @@ def refresh(
                             f"{name}: the cache cannot be read ({short(exc, 80)}); cache kept",
                             "refresh every region (no --region) to rewrite it",
                         ) from None
-                    outcome.warnings.append(f"replaced an unreadable cache ({short(exc, 80)})")
+                    replaced = f"replaced an unreadable cache ({short(exc, 80)})"
                     previous = None
                 merged = merge_regions(previous[0] if previous else None, offers, regions)
                 write_cache(name, merged, max(o.fetched_at for o in offers), outcome.source)
+            if replaced:  # said once it is true: a write that failed replaced nothing
+                outcome.warnings.append(replaced)
             outcome.status, outcome.offers = "ok", len(offers)
             outcome.fetched_at = min(o.fetched_at for o in offers)
         except MissingCredentials as exc:
@@ -163,7 +177,14 @@ def refresh(
             outcome.message = exc.message
         except ProviderError as exc:
             outcome.message = exc.message + (f" ({exc.hint})" if exc.hint else "")
-        except OSError as exc:
+        except LocalFileError as exc:  # the cache file: read-only, a full disk (written whole
+            # or not at all, so the old one stays)
+            outcome.local_fault = True
+            hint = f" ({exc.hint})" if exc.hint else ""
+            outcome.message = f"{name}: {exc.message}; cache kept{hint}"
+        except OSError as exc:  # the lock file beside the cache (a network error is a
+            # ProviderError by then; requests' own errors are OSErrors without a file name)
+            outcome.local_fault = exc.filename is not None
             outcome.message = f"{name}: {local_file_error(exc, 'write the offer cache').message}"
         except Exception as exc:
             outcome.message = f"{name}: unexpected {type(exc).__name__}: {str(exc)[:200]}"
