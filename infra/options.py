@@ -87,6 +87,45 @@ PLANNED_REVISION_FLAGS = ("--revision", "--code-revision", "--tokenizer-revision
 # extra argument it would be written into the committed program and the machine's boot script.
 # The project passes both from the stack's secrets instead (gpuplan:apiKey, gpuplan:hfToken).
 SECRET_FLAGS = ("--api-key", "--hf-token")
+# vLLM flags the plan sets (planner/decide/planbuild.py), with their short forms and the gpuplan
+# setting that plans them. Appended after the plan's, an extra one wins (argparse keeps the last)
+# and the plan's memory fit and speed no longer hold (--max-model-len=999999 on a TP1 plan).
+_REPLICAS = "--concurrency, --target-rps or --deadline-hours (gpuplan sizes the replicas)"
+_EXPERTS = "nothing: gpuplan adds it where the plan's TP needs it (block-FP8 experts)"
+PLANNED_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
+    "--tensor-parallel-size": (("-tp",), "--tp N (tp in [constraints])"),
+    "--pipeline-parallel-size": (("-pp",), "--max-nodes N (gpuplan plans the stages)"),
+    "--data-parallel-size": (("-dp",), _REPLICAS),
+    "--data-parallel-size-local": (("-dpl",), _REPLICAS),
+    "--enable-expert-parallel": (("-ep",), _EXPERTS),
+    "--no-enable-expert-parallel": ((), _EXPERTS),
+    "--max-model-len": ((), "--context N (context in [workload])"),
+    "--gpu-memory-utilization": ((), "--gpu-memory-utilization F"),
+    "--max-num-seqs": ((), "--concurrency N, or a target or a job (gpuplan sizes the batch)"),
+    "--quantization": (("-q",), "--quant FORMAT (quant in [model])"),
+    "--dtype": ((), "--quant bf16 or fp16 (the dtype follows the format and the GPU)"),
+    "--kv-cache-dtype": ((), "--kv-cache-dtype auto|fp8"),
+    "--served-model-name": ((), "MODEL: the endpoint serves the model under its id"),
+    "--model": ((), "MODEL"),
+}
+_SHORT_FLAGS = {short: flag for flag, (shorts, _) in PLANNED_FLAGS.items() for short in shorts}
+
+
+def vllm_flag(arg: str) -> str | None:
+    """The long flag ``arg`` sets as vLLM's parser reads it, or None for a value: ``--name`` or
+    ``--name=value`` with underscores read as dashes before any ``.`` (FlexibleArgumentParser),
+    and the planned flags' short forms (``-tp 2``, ``-tp=2``; ``-qfp8`` as argparse reads a
+    one-letter option)."""
+    if arg.startswith("--"):
+        head, dot, rest = arg.split("=", 1)[0][2:].partition(".")
+        return "--" + head.replace("_", "-") + dot + rest
+    if arg.startswith("-") and len(arg) > 1:
+        name = arg.split("=", 1)[0]
+        if name in _SHORT_FLAGS:
+            return _SHORT_FLAGS[name]
+        if arg[:2] in _SHORT_FLAGS:  # -q with its value attached
+            return _SHORT_FLAGS[arg[:2]]
+    return None
 
 
 def validate_options(opts: ProjectOptions) -> ProjectOptions:
@@ -136,7 +175,14 @@ def validate_options(opts: ProjectOptions) -> ProjectOptions:
     if opts.subnets and not opts.network:
         raise UsageError("subnets given without the network (VPC) they belong to")
     for arg in opts.extra_vllm_args:
-        flag = arg.split("=", 1)[0]
+        flag, given = vllm_flag(arg), short(arg.split("=", 1)[0], 40)
+        if flag in PLANNED_FLAGS:
+            alias = "" if flag == given else f" (vLLM reads it as {flag})"
+            raise UsageError(
+                f"--extra-vllm-arg {given}{alias} would override the plan's own value, which "
+                "its memory fit and speed depend on",
+                f"set it through gpuplan instead: {PLANNED_FLAGS[flag][1]}",
+            )
         if flag in SECRET_FLAGS:
             raise UsageError(
                 f"--extra-vllm-arg {flag} would write a secret into the project's files and "
@@ -146,7 +192,7 @@ def validate_options(opts: ProjectOptions) -> ProjectOptions:
             )
         if flag in PLANNED_REVISION_FLAGS:  # appended last, they would override the plan's
             raise UsageError(
-                f"--extra-vllm-arg {short(flag, 30)} would serve another revision than the one "
+                f"--extra-vllm-arg {given} would serve another revision than the one "
                 "planned (and the project's README and `check` would not know)",
                 "plan that revision instead: --revision REV (revision in [model])",
             )

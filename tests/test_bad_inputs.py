@@ -28,6 +28,13 @@ LLAMA = {
 M = "llama-3.1-8b"
 CIDR = "203.0.113.7/32"
 
+# appended after the plan's flags, they would win: a TP1 plan served at TP2 and 999,999 tokens
+TP2_EXTRAS = [
+    "--extra-vllm-arg",
+    "--tensor-parallel-size=2",
+    "--extra-vllm-arg",
+    "--max-model-len=999999",
+]
 # (args, exit code, text the first line must contain)
 FLAG_CASES = [
     (["footprint", M, "--context", "0"], 2, "context"),
@@ -97,6 +104,7 @@ FLAG_CASES = [
     (["generate", M, "--allow-cidr", CIDR, "--out", "OUT", "--ssh-key", "NOFILE"], 2, "ssh"),
     (["generate", M, "--allow-cidr", CIDR, "--out", "OUT", "--stack", " "], 2, "stack"),
     (["generate", "--plan", "NOFILE", "--allow-cidr", CIDR, "--out", "OUT"], 2, "plan file"),
+    (["generate", M, "--allow-cidr", CIDR, "--out", "OUT", *TP2_EXTRAS], 2, "plan's own value"),
     (["check", "--toml", "NOFILE"], 2, "does not exist"),
     (["catalog", "refresh", "--provider", "nocloud"], 2, "nocloud"),
     (["deploy", "--toml", "NOFILE"], 2, "does not exist"),

@@ -138,6 +138,45 @@ def test_escape_hatches_are_validated():
             validate_options(ProjectOptions(allowed_cidrs=(CIDR,), extra_vllm_args=extra))
 
 
+# QA: appended after the plan's flags, these won (argparse keeps the last): a TP1 plan served
+# at TP2 with --max-model-len 999999, its memory fit no longer true. Every spelling vLLM reads.
+PLANNED_EXTRAS = [
+    ("--tensor-parallel-size=2",), ("--tensor-parallel-size", "2"), ("-tp", "2"), ("-tp=2",),
+    ("--tensor_parallel_size", "2"), ("--pipeline-parallel-size=2",), ("-pp", "2"),
+    ("--data-parallel-size", "2"), ("-dp=2",), ("--data_parallel_size=2",), ("-dpl", "2"),
+    ("--max-model-len=999999",), ("--max_model_len", "999999"), ("--gpu-memory-utilization", "1"),
+    ("--gpu_memory_utilization=0.99",), ("--max-num-seqs", "4096"), ("--max_num_seqs=4096",),
+    ("--quantization", "fp8"), ("-q", "fp8"), ("-qfp8",), ("--kv-cache-dtype=fp8",),
+    ("--kv_cache_dtype", "fp8"), ("--served-model-name", "x"), ("--served_model_name=x",),
+    ("--dtype", "half"), ("--dtype=float16",), ("--enable-expert-parallel",), ("-ep",),
+    ("--enable_expert_parallel",), ("--no-enable-expert-parallel",), ("--model", "other/m"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("extra", PLANNED_EXTRAS, ids=" ".join)
+def test_an_extra_vllm_arg_never_overrides_what_the_plan_sets(extra):
+    with pytest.raises(UsageError, match="would override the plan's own value") as refused:
+        validate_options(ProjectOptions(allowed_cidrs=(CIDR,), extra_vllm_args=extra))
+    assert "set it through gpuplan instead: " in refused.value.hint
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [("--enable-prefix-caching",), ("--max-num-batched-tokens", "8192"), ("--seed", "-1"),
+     ("--compilation-config.level=3",), ("--enable_chunked_prefill",)],
+    ids=" ".join,
+)  # fmt: skip
+def test_extra_vllm_args_the_plan_does_not_set_stay_allowed(extra):
+    opts = validate_options(ProjectOptions(allowed_cidrs=(CIDR,), extra_vllm_args=extra))
+    assert opts.extra_vllm_args == extra
+
+
+@pytest.mark.parametrize("extra", [("--api_key", "sk-1"), ("--hf_token=hf_x",)], ids=" ".join)
+def test_a_secret_flag_in_vllms_underscore_spelling_is_refused_too(extra):
+    with pytest.raises(UsageError, match="would write a secret"):
+        validate_options(ProjectOptions(allowed_cidrs=(CIDR,), extra_vllm_args=extra))
+
+
 def test_escape_hatches_reach_the_program():
     import ast
 
