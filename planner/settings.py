@@ -288,6 +288,13 @@ def on_command_line(source: str) -> bool:
     return source.startswith("--") or source == "MODEL"
 
 
+def named_source(s: Settings, key: str) -> str | None:
+    """Where a setting not given on the command line came from, as errors name it
+    (``GPUPLAN_TP``, ``gpuplan.toml: 'constraints.tp'``); None for a flag or a default."""
+    source = s.sources.get(key)
+    return None if source is None or on_command_line(source) else _where(key, source)
+
+
 def _rank_of(source: str) -> int:
     """Precedence of where a value came from: flag 3 > GPUPLAN_ variable 2 > file 1."""
     return 3 if on_command_line(source) else 2 if source.startswith("GPUPLAN_") else 1

@@ -98,3 +98,43 @@ def test_generate_from_the_toml_plans_with_the_environment_boolean(
     offer = plan["offer"]
     price = offer["spot_price_usd_per_hour"] if spot else offer["price_usd_per_hour"]
     assert plan["estimate"]["usd_per_hour"] == pytest.approx(price)
+
+
+CIDR = "203.0.113.7/32"
+# (variable, value, command, exit code, the flag the refusal names): README promises a refusal
+# names the value's source; the layers below name settings by their flag alone.
+FROM_ENV = [
+    ("GPUPLAN_MAX_PRICE", "0.01", ["recommend", "llama-3.1-8b"], 3, "--max-price"),
+    ("GPUPLAN_TP", "3", ["recommend", "llama-3.1-8b"], 2, "--tp"),
+    ("GPUPLAN_ALLOW_CIDRS", f"{CIDR},bad", ["generate", "llama-3.1-8b", "--out", "OUT"], 2,
+     "--allow-cidr"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("variable", "value", "args", "code", "flag"), FROM_ENV)
+def test_a_refusal_of_a_value_from_the_environment_names_the_variable(
+    cli, tmp_path, monkeypatch, variable, value, args, code, flag
+):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, value)
+    r = cli(*[str(tmp_path / "out") if a == "OUT" else a for a in args])
+    first = r.output.splitlines()[0]
+    assert r.exit_code == code, r.output
+    assert first.startswith("error: ") and first.endswith(f"({flag} came from {variable})"), first
+
+
+def test_a_refusal_of_a_value_from_the_toml_names_the_file_and_key(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gpuplan.toml").write_text("[constraints]\ntp = 3\n")
+    r = cli("recommend", "llama-3.1-8b")
+    error = next(line for line in r.output.splitlines() if line.startswith("error: "))
+    assert r.exit_code == 2 and error.startswith("error: --tp 3: "), r.output
+    assert error.endswith("(--tp came from gpuplan.toml: 'constraints.tp')"), error
+
+
+def test_a_refusal_of_a_flag_says_nothing_more(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPUPLAN_MAX_PRICE", "0.01")  # a variable the error is not about
+    r = cli("recommend", "llama-3.1-8b", "--tp", "3")
+    assert r.exit_code == 2, r.output
+    assert r.output.splitlines()[0] == "error: --tp 3: 32 attention heads do not divide by TP=3"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import signal
 import sys
 import threading
@@ -38,6 +39,19 @@ def _usage(ctx: click.Context, exc: click.UsageError) -> NoReturn:
     # click's wording; "unexpected" is kept for gpuplan's own faults (exit 1)
     message = message.replace("Got unexpected extra argument", "extra argument", 1)
     _fail(ctx, message, f"see `{command} --help`", 2)
+
+
+def _said_sources(ctx: click.Context, message: str) -> str:
+    """``message`` with where each flag it names got its value, when that was not the command
+    line: '--tp 3: ... (--tp came from GPUPLAN_TP)'. The layers below name settings by their
+    flag; the settings merge knows the source (stored by planner.cli.common.settings)."""
+    sources = ctx.obj.get("sources", {}) if isinstance(ctx.obj, dict) else {}
+    said = [
+        f"{flag} came from {where}"
+        for flag, where in sources.items()
+        if re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", message)
+    ]
+    return f"{message} ({'; '.join(said)})" if said else message
 
 
 def _os_error(ctx: click.Context, exc: OSError) -> NoReturn:
@@ -93,7 +107,7 @@ class GpuplanGroup(click.Group):
         except GpuplanError as exc:
             for warning in exc.warnings:
                 click.echo(f"warning: {warning}", err=True)
-            _fail(ctx, exc.message, exc.hint, exc.exit_code)
+            _fail(ctx, _said_sources(ctx, exc.message), exc.hint, exc.exit_code)
         except KeyboardInterrupt:
             sub = ctx.invoked_subcommand
             note = (

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from planner.errors import UsageError
-from planner.settings import KEYS, Settings, default_of, load_settings
+from planner.settings import KEYS, Settings, default_of, load_settings, named_source
 
 F = Callable[..., Any]
 # List settings given as comma lists on the command line (others, such as --allow-cidr or
@@ -129,6 +129,16 @@ def settings(ctx: click.Context, toml: str | None = None, **extra: Any) -> Setti
             value = [v for part in value for v in part.split(",")]
         flags[name] = value
     s = load_settings(flags, toml)
+    # for the error boundary: an error that names a flag (`--tp 3: ...`) whose value came from
+    # GPUPLAN_TP or gpuplan.toml says so (planner.cli.__init__._said_sources)
+    if isinstance(ctx.obj, dict):
+        ctx.obj["sources"] = {
+            opt: where
+            for p in ctx.command.params
+            if p.name in KEYS and (where := named_source(s, p.name))
+            for opt in p.opts
+            if opt.startswith("--")
+        }
     from planner.present.project import settings_note
 
     note = settings_note(s)
