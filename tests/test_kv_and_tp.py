@@ -256,6 +256,11 @@ def test_data_parallel_replicas_spread_the_experts_over_all_their_gpus():
     shared = overhead_bytes(qwen, 1, 8192, 256, moe_dp=4)
     act_alone, act_shared = (activation_bytes(qwen, 1, 8192, 256, False, d) for d in (1, 4))
     assert act_shared > act_alone  # 4 replicas' tokens through a quarter of the width
+    from planner.model.footprint import moe_workspace_elements
+
+    # ... plus the gathered hidden states and the combine buffer of the 3 other replicas' tokens
+    workspace = 4 * moe_workspace_elements(qwen, 4) - moe_workspace_elements(qwen, 1)
+    assert act_shared - act_alone == 8192 * 2 * (workspace + 2 * 3 * qwen.hidden_size)
     assert shared - alone > act_shared - act_alone  # and the collectives' buffers
     dense = spec("meta-llama/Llama-3.1-8B-Instruct")
     assert overhead_bytes(dense, 1, 8192, 256, moe_dp=4) == overhead_bytes(dense, 1, 8192, 256)

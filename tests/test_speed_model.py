@@ -536,6 +536,10 @@ def test_moe_data_parallel_replicas_exchange_every_replicas_tokens_each_moe_laye
     assert large - small == pytest.approx(
         58 * 2 * 7 / 8 * size / perf.link_bytes_per_s(nv), rel=1e-9
     )
+    # over the DP group, one GPU of each replica (each TP rank gathers in its own group): the
+    # same at TP2 as at TP1
+    nv2 = perf.Hardware(gpu_table()["h200-sxm"], 2, 1, "fp8", True)
+    assert perf.moe_dp_exchange_s(shared, nv2, 4096) == perf.moe_dp_exchange_s(shared, nv, 4096)
     # the fixed part: two latencies a layer, each the 8-GPU collective's (a ring over PCIe)
     latency = perf._collective_latency_s(nv, 8)
     bytes_small = 2 * 7 / 8 * 8 * 7168 * 2 / perf.link_bytes_per_s(nv)

@@ -243,12 +243,12 @@ def moe_dp_exchange_s(load: ModelLoad, hw: Hardware, tokens: float) -> float:
     """Data-parallel replicas of an MoE model on one node share its MoE layers: vLLM shards the
     routed experts over all tp x dp GPUs (FusedMoEParallelConfig.make flattens TP across DP,
     vllm/model_executor/layers/fused_moe/config.py), so each MoE layer all-gathers all the
-    replicas' ``tokens`` and reduce-scatters the outputs: two collectives of the ring's share of
-    the data each, at the link's latency and bandwidth. Not calibrated: no published
-    measurement runs this layout."""
+    replicas' ``tokens`` over the DP group and reduce-scatters the outputs (AgRsAll2AllManager;
+    the TP all-reduce is allreduce_s's): two collectives of the ring's share of the data each,
+    at the link's latency and bandwidth. Not calibrated: no published measurement runs it."""
     if load.moe_dp <= 1 or not load.moe_layers:
         return 0.0
-    gpus = hw.tp * load.moe_dp
+    gpus = load.moe_dp
     size = tokens * load.hidden * 2
     per = 2 * _collective_latency_s(hw, gpus) + 2 * (gpus - 1) / gpus * size / link_bytes_per_s(hw)
     return load.moe_layers / hw.pp * per

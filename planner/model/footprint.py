@@ -212,7 +212,8 @@ def activation_bytes(
     logits rows (see the calibration note above). ``moe_dp`` data-parallel replicas share the
     MoE layers (planner.decide.perf.moe_dp_exchange_s): every replica's tokens pass through each
     GPU's experts, their width split over tp x moe_dp GPUs (no chunking of the gathered tokens
-    assumed: an upper bound)."""
+    assumed: an upper bound), and the gathered hidden states and their combine buffer hold the
+    other replicas' tokens."""
     if spec.is_moe:
         width = 1 if expert_parallel else tp * moe_dp
         mlp = moe_workspace_elements(spec, width) * moe_dp
@@ -225,7 +226,8 @@ def activation_bytes(
             mlp = max(mlp, 3 * spec.intermediate_size // tp)
     else:
         mlp = 3 * spec.intermediate_size // tp
-    per_token = (mlp + 4 * spec.hidden_size) * 2
+    gathered = 2 * (moe_dp - 1) * spec.hidden_size if spec.is_moe else 0
+    per_token = (mlp + 4 * spec.hidden_size + gathered) * 2
     logits = max_num_seqs * spec.vocab_size * SAMPLER_BYTES_PER_LOGIT
     return max_num_batched_tokens * per_token + logits
 
