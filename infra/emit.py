@@ -281,6 +281,19 @@ def _pulumi_project(text: str) -> str | None:
     return found[1].strip("'\"") if found else None
 
 
+def _provider_change(old_plan: Path, new_plan: str | None) -> tuple[str, str] | None:
+    """(old provider, new provider) when the folder's plan and the new one differ; None when
+    they agree or either cannot be read (a damaged plan file is the marker's business)."""
+    try:
+        old = json.loads(old_plan.read_bytes())["offer"]["provider"]
+        new = json.loads(new_plan or "")["offer"]["provider"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return None
+    if isinstance(old, str) and isinstance(new, str) and old != new:
+        return old, new
+    return None
+
+
 def _old_project(old_yaml: Path) -> str | None:
     """The project name of the folder's Pulumi.yaml, or None when there is none. A file that is
     not UTF-8 elsewhere is a hand edit like any other (regenerating replaces it); a name that
@@ -329,6 +342,17 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
                 f"need {', '.join(stranded)} to be destroyed",
                 "run `pulumi destroy` in that folder first (then regenerate with "
                 "--old-stack-destroyed), or use a new --out",
+            )
+        moved = _provider_change(out / "gpuplan.plan.json", files.get("gpuplan.plan.json"))
+        if moved and not old_stack_destroyed:
+            old, new = moved
+            raise UsageError(
+                f"--out {out} was generated for {old} and the new plan is for {new}: the next "
+                f"`pulumi up` would have to delete the {old} resources of its stacks with {old}'s "
+                f"credentials, which a {new} deploy (CI's too) does not have, and they would "
+                "keep running",
+                "destroy the deployed stack first (`gpuplan destroy`), then regenerate with "
+                "--old-stack-destroyed (also when nothing was deployed), or use a new --out",
             )
         before = _old_project(out / "Pulumi.yaml")
         after = _pulumi_project(files.get("Pulumi.yaml", ""))

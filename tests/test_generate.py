@@ -1007,6 +1007,27 @@ def test_regenerating_for_another_model_keeps_the_deployed_stack_reachable(tmp_p
     assert (out / "Pulumi.yaml").read_text() == other["Pulumi.yaml"]
 
 
+def test_regenerating_for_another_cloud_is_refused_until_the_old_stack_is_destroyed(cli, tmp_path):
+    """Review: only a change away from a provider with a helper module was refused; aws -> gcp
+    regenerated silently, and the next `pulumi up` (CI's, with GCP credentials only) would have
+    had to delete the AWS machine it cannot reach, which keeps running."""
+    out = tmp_path / "p"
+    base = ("llama-3.1-8b", "--allow-cidr", CIDR, "--out", str(out))
+    assert cli("generate", *base, "--providers", "aws").exit_code == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    refused = cli("generate", *base, "--providers", "gcp")
+    assert refused.exit_code == 2, refused.output
+    said = " ".join(refused.stderr.split())
+    assert "was generated for aws and the new plan is for gcp" in said, said
+    assert "--old-stack-destroyed" in said and "unexpected" not in said
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing written
+    moved = cli("generate", *base, "--providers", "gcp", "--old-stack-destroyed")
+    assert moved.exit_code == 0, moved.output
+    plan = json.loads((out / "gpuplan.plan.json").read_text())
+    assert plan["offer"]["provider"] == "gcp"
+    assert cli("generate", *base, "--providers", "gcp").exit_code == 0  # same cloud: fine
+
+
 def test_the_stack_file_is_the_users(tmp_path):
     """gpuplan writes provider defaults into Pulumi.yaml and never writes, removes or checks
     Pulumi.<stack>.yaml, where `pulumi config set` keeps the user's values."""
@@ -1221,7 +1242,7 @@ def test_regenerating_says_which_hand_edits_it_replaced(cli, tmp_path):
     extras = out / "gpuplan_boot_extras.py"
     extras.write_text(extras.read_text() + "# ours\n")
     runpod = ("llama-3.1-8b", "--providers", "runpod", "--allow-cidr", CIDR, "--out", str(out))
-    moved = cli("generate", *runpod)
+    moved = cli("generate", *runpod, "--old-stack-destroyed")
     assert moved.exit_code == 0, moved.output
     assert "replaced your edits to gpuplan_boot_extras.py (removed):" in " ".join(
         moved.stderr.split()

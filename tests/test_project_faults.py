@@ -49,7 +49,7 @@ def test_disk_full_during_generate_keeps_the_previous_project(cli, project, monk
     )
     # another provider and context: every file would change
     r = cli("generate", "llama-3.1-8b", "--providers", "gcp", "--context", "4096",
-            "--allow-cidr", CIDR, "--out", str(project))  # fmt: skip
+            "--allow-cidr", CIDR, "--out", str(project), "--old-stack-destroyed")  # fmt: skip
     assert r.exit_code == 2, r.output
     assert "no space left on the device" in r.stderr and "unexpected" not in r.output
     assert snapshot(project) == before  # same files, same bytes, no temp file left
@@ -59,7 +59,7 @@ def test_interrupt_during_generate_keeps_the_previous_project(cli, project, monk
     before = snapshot(project)
     monkeypatch.setattr("planner.fsutil.os.fsync", failing_after(3, KeyboardInterrupt()))
     r = cli("generate", "llama-3.1-8b", "--providers", "gcp", "--allow-cidr", CIDR,
-            "--out", str(project))  # fmt: skip
+            "--out", str(project), "--old-stack-destroyed")  # fmt: skip
     assert r.exit_code == 130, r.output
     assert snapshot(project) == before
 
