@@ -249,3 +249,20 @@ def test_from_hub_never_falls_back_to_a_guess(monkeypatch, tmp_path):
         load_model_spec("acme/Widget-7B", from_hub=True)
     with pytest.raises(ModelSpecError, match="needs a Hugging Face id"):
         load_model_spec("llama-3.1-8b", from_hub=True)
+
+
+def test_an_unreachable_hub_is_named_not_hidden_by_the_cache_miss_after_it(monkeypatch, tmp_path):
+    """Sweep: a Hub id neither reachable nor cached was reported with huggingface_hub's answer to
+    the cache-only retry ("outgoing traffic has been disabled ... set 'local_files_only' to
+    False"), which the user never set; the cause is the connection."""
+    from planner.errors import ProviderError
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("GPUPLAN_HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens: refused
+    with pytest.raises(ProviderError) as failed:
+        load_model_spec("acme/Widget-7B")
+    said = str(failed.value)
+    assert "cannot connect to 127.0.0.1:9" in said, said
+    assert "not in the local Hugging Face cache" in said
+    assert "local_files_only" not in said and "disabled" not in said

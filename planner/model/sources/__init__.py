@@ -330,6 +330,7 @@ def load_model_spec(
     if HF_ID.match(model):
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes"}
         network_failed = False
+        network_note = ""  # the Hub's own failure, which a cache miss after it must not hide
         # The plan serves the commit read: a commit id is the same in the cache and on the Hub,
         # but a branch (main when no revision is given) or a tag is asked of the Hub first, so
         # that a stale cache does not pin an old commit; the cache answers when it cannot.
@@ -340,6 +341,8 @@ def load_model_spec(
                 spec = spec_from_hub(model, revision=revision, offline=cache_only)
             except _HubUnavailable as exc:
                 hub_note = short(str(exc).splitlines()[0] if str(exc) else "", 200)
+                if exc.network and not cache_only:
+                    network_note = hub_note
                 network_failed = network_failed or exc.network
                 continue
             if cache_only and network_failed:
@@ -351,8 +354,10 @@ def load_model_spec(
         if from_hub or network_failed:
             # The user asked for the Hub, or named a Hub id it could not reach: a network
             # error, never a silent fallback to a guess from the name.
+            cached = " (and it is not in the local Hugging Face cache)" if network_note else ""
             raise ProviderError(
-                f"could not fetch {short(model)} from the Hugging Face Hub: {hub_note}",
+                f"could not fetch {short(model)} from the Hugging Face Hub: "
+                f"{network_note or hub_note}{cached}",
                 "check the network or GPUPLAN_HF_ENDPOINT; to work offline use a registry name "
                 "(`gpuplan models`), --config PATH, or HF_HUB_OFFLINE=1 with a cached model",
             )
