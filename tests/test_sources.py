@@ -266,3 +266,13 @@ def test_an_unreachable_hub_is_named_not_hidden_by_the_cache_miss_after_it(monke
     assert "cannot connect to 127.0.0.1:9" in said, said
     assert "not in the local Hugging Face cache" in said
     assert "local_files_only" not in said and "disabled" not in said
+
+
+def test_a_name_the_hub_cannot_hold_is_a_usage_error_not_a_network_one(monkeypatch, tmp_path):
+    """Sweep: a non-ASCII org/name matched the Hub-id shape, and huggingface_hub's validation
+    error was reported as a failed fetch (exit 4)."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("GPUPLAN_HF_ENDPOINT", "http://127.0.0.1:9")
+    with pytest.raises(ModelSpecError, match="is not a valid Hugging Face id"):
+        load_model_spec("Ünïcødé/Mödel-7B")

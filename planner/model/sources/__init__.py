@@ -197,6 +197,7 @@ def spec_from_hub(
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
+        HFValidationError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -226,6 +227,12 @@ def spec_from_hub(
             ) from None
         except RevisionNotFoundError:
             raise ModelSpecError(f"revision '{revision}' of {repo_id} not found") from None
+        except HFValidationError:  # a name the Hub cannot hold (its ids are ASCII)
+            raise ModelSpecError(
+                f"'{short(repo_id)}' is not a valid Hugging Face id",
+                "Hub ids are org/name of ASCII letters, digits, '-', '_' and '.'; "
+                "run `gpuplan models` for the registry",
+            ) from None
         except LocalEntryNotFoundError:
             if required:
                 raise
