@@ -11,9 +11,10 @@ from planner.errors import UsageError, not_utf8
 
 def read_toml_file(path: Path) -> dict[str, Any]:
     """The parsed document; a syntax error gives its line and column, and a file nested beyond
-    Python's recursion limit (`a = {x={x=...}}` 100,000 deep) is said as such, not a crash."""
+    Python's recursion limit (`a = {x={x=...}}` 100,000 deep) is said as such, not a crash. A
+    UTF-8 byte-order mark (Windows Notepad writes one) is read past: it carries nothing."""
     try:
-        return tomllib.loads(path.read_text("utf-8"))
+        return tomllib.loads(path.read_text("utf-8").removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(
             f"{path} is not valid TOML: {exc}",

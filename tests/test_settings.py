@@ -366,3 +366,15 @@ def test_every_commented_key_of_the_init_template_is_a_valid_setting(tmp_path):
     path.write_text(uncommented)
     s = load_settings({}, toml=path, env={})
     assert (s.spread, s.job_requests, s.deadline_hours, s.quant) == (True, 2_000_000, 24.0, "auto")
+
+
+def test_a_gpuplan_toml_saved_with_a_byte_order_mark_reads_as_without(tmp_path):
+    """Sweep: Windows Notepad saves UTF-8 with a BOM, which tomllib calls an invalid statement
+    at line 1, column 1; it carries nothing, so it is read past."""
+    from planner.tomlfile import read_toml_file
+
+    plain = tmp_path / "plain.toml"
+    plain.write_text('[workload]\ncontext = 4096\n[model]\nname = "llama-3.1-8b"\n')
+    marked = tmp_path / "marked.toml"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert read_toml_file(marked) == read_toml_file(plain) != {}
