@@ -276,3 +276,16 @@ def test_a_name_the_hub_cannot_hold_is_a_usage_error_not_a_network_one(monkeypat
     monkeypatch.setenv("GPUPLAN_HF_ENDPOINT", "http://127.0.0.1:9")
     with pytest.raises(ModelSpecError, match="is not a valid Hugging Face id"):
         load_model_spec("Ünïcødé/Mödel-7B")
+
+
+def test_a_folder_without_config_json_and_an_empty_config_say_what_is_missing(tmp_path):
+    """Sweep: a folder path without config.json was an "unknown model" with the registry hint,
+    and a config.json of {} "model_type 'None' is not supported yet"."""
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    with pytest.raises(ModelSpecError, match=r"has no config\.json") as missing:
+        load_model_spec(str(folder))
+    assert "unknown model" not in str(missing.value)
+    (folder / "config.json").write_text("{}")
+    with pytest.raises(ModelSpecError, match="neither model_type nor architectures is set"):
+        load_model_spec(str(folder))

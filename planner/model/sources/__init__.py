@@ -318,6 +318,13 @@ def load_model_spec(
         return spec_from_gguf(local, name=None)
     if local.is_dir() and (local / "config.json").exists():
         return spec_from_config_files(local, None, "config")
+    pathlike = model.startswith(("/", ".", "~")) or (os.sep in model and not HF_ID.match(model))
+    if local.is_dir() and pathlike:  # a folder named as such, not an org/name id
+        raise ModelSpecError(
+            f"folder {short(model)} has no config.json",
+            "point at a folder holding a Hugging Face checkpoint's config.json, or pass "
+            "--config PATH or --gguf PATH",
+        )
     if local.is_file() and local.suffix == ".json":
         return spec_from_config_files(local, None, "config")
     hub_note = None

@@ -233,6 +233,11 @@ def _unwrap(config: Mapping[str, Any], where: str) -> tuple[Mapping[str, Any], s
     ]
     candidates += [ARCHITECTURES.get(a) for a in archs]
     family = next((f for f in candidates if f), None)
+    if family is None and not archs and not config.get("model_type"):
+        raise ModelSpecError(
+            f"{where}: neither model_type nor architectures is set: not a transformers config.json",
+            "point at the config.json of a Hugging Face checkpoint (its repository's, unedited)",
+        )
     if family is None:
         raise ModelSpecError(
             f"{where}: model_type '{short(config.get('model_type'), 60)}' "
