@@ -166,6 +166,29 @@ def test_corrupt_cache_is_reported_and_snapshot_used():
     assert any("unreadable cache" in w for w in cat.warnings)
 
 
+@pytest.mark.parametrize(
+    ("doc", "reason"),
+    [
+        ([], "a JSON list, not an object"),
+        ({"provider": "vast", "schema": "gpuplan.offers-cache/3"}, "provider 'vast', not 'runpod'"),
+        (
+            {"provider": "runpod", "schema": "gpuplan.offers-cache/99"},
+            "schema gpuplan.offers-cache/99, from a newer gpuplan",
+        ),
+    ],
+)
+def test_a_cache_this_version_cannot_read_says_why(doc, reason):
+    """Sweep: a list, another provider's file and a newer gpuplan's cache were all "unexpected
+    provider"; the warning's hint (refresh, or upgrade for a newer gpuplan's) needs the reason."""
+    path = cache_file("runpod")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(doc))
+    cat = load_catalog(["runpod"])
+    assert cat.sources["runpod"].origin == "embedded"
+    assert any(reason in w for w in cat.warnings), cat.warnings
+    assert json.loads(path.read_text()) == doc  # a read never rewrites it
+
+
 def _wait_for(predicate, timeout_s=20.0):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

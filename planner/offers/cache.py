@@ -190,8 +190,10 @@ MAX_OFFERS = 1_000_000
 
 def _read_cache_doc(path: Path, provider: str) -> tuple[OfferTable, dict[str, Any]]:
     doc = json.loads(path.read_bytes())
-    if not isinstance(doc, dict) or doc.get("provider") != provider:
-        raise ValueError("unexpected provider")
+    if not isinstance(doc, dict):
+        raise ValueError(f"a JSON {type(doc).__name__}, not an object")
+    if doc.get("provider") != provider:
+        raise ValueError(f"provider {short(repr(doc.get('provider')), 40)}, not '{provider}'")
     if not isinstance(doc.get("source"), (str, type(None))):  # shown as text by every reader
         raise ValueError(f"'source' must be a string, got {type(doc['source']).__name__}")
     schema = doc.get("schema")
@@ -205,6 +207,8 @@ def _read_cache_doc(path: Path, provider: str) -> tuple[OfferTable, dict[str, An
         if transposed is None:  # not a list of rows as wide as the header: row by row
             return _checked(doc, rows, _row_builder(names), provider)
         columns, count = transposed, len(rows)
+    elif isinstance(schema, str) and schema.startswith("gpuplan.offers"):
+        raise ValueError(f"schema {short(schema, 40)}, from a newer gpuplan than this one")
     else:
         raise ValueError(f"unexpected schema {short(repr(schema), 40)}")
     if names == _OFFER_COLUMNS and _columns_valid(dict(zip(names, columns, strict=True)), provider):
