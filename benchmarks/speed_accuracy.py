@@ -230,7 +230,8 @@ def _setup(pid: str):
     # this cap: the speed model makes up elsewhere for KV room it is given, an error not yet
     # found. The README reports all four.
     seqs = min(p.get("max_num_seqs") or 256, 256)
-    weights, experts, _, free = memory_budget(cand, gpu, tp, 1, util, total, seqs)
+    dp = p.get("dp", 1)  # vLLM data-parallel ranks on the node (MoE: they share the experts)
+    weights, experts, _, free = memory_budget(cand, gpu, tp, 1, util, total, seqs, dp=dp)
     # sliding-window layers keep room for a prefill chunk, as the planner counts it (fit_layout)
     chunk = p.get("max_num_batched_tokens") or default_batched_tokens(total, gpu.name)
     context = p.get("max_model_len") or spec.max_position_embeddings
@@ -258,6 +259,7 @@ def _setup(pid: str):
         p["kv_cache_dtype"],
         support.ok and support.weight_only,
         cand.fmt.scale == "block",
+        dp,
     )
     return cand, hw, load, free
 
@@ -274,13 +276,19 @@ def _admitted(p: dict, cand, hw: perf.Hardware, free: float) -> int:
 
 def serving_batch(p: dict, cand, hw: perf.Hardware, free: float) -> int:
     """Requests one replica runs at once in a throughput point: its share of the concurrency
-    (replicas behind a router share the load) up to what the engine admits."""
-    return int(max(1, min(p["concurrency"] / p.get("replicas", 1), _admitted(p, cand, hw, free))))
+    (replicas behind a router, and a node's data-parallel ranks, share the load) up to what
+    the engine admits."""
+    return int(max(1, min(p["concurrency"] / ranks(p), _admitted(p, cand, hw, free))))
+
+
+def ranks(p: dict) -> int:
+    """Engines that share a point's load: replicas x data-parallel ranks of each."""
+    return p.get("replicas", 1) * p.get("dp", 1)
 
 
 def replica_rate(p: dict) -> float | None:
     """One replica's share of a point's Poisson arrival rate (None: all sent at once)."""
-    return p["rate"] / p.get("replicas", 1) if p.get("rate") else None
+    return p["rate"] / ranks(p) if p.get("rate") else None
 
 
 def predict(p: dict) -> float:
@@ -309,7 +317,7 @@ def predict(p: dict) -> float:
         return 1 / itl
     if metric == "ttft_ms":
         return perf.prefill_s(load, hw, prompt) * 1000
-    replicas = p["replicas"]
+    replicas = ranks(p)
     batch = serving_batch(p, cand, hw, free)
     if "num_prompts" in p:  # a finite benchmark run: model the run, not a steady state
         # The output cap is modelled for prompts sent at once (at a Poisson rate, mean lengths);
