@@ -53,6 +53,15 @@ BLACKWELL_ALLOWANCE_BYTES = int(1.1 * GIB)  # compute capability >= 10
 # fitted as the largest TP > 1 residual (m020, 4x H100, 7.96 GiB outside weights and KV).
 TP_ALLOWANCE_BYTES = int(0.25 * GIB)
 NVSWITCH_TP_ALLOWANCE_BYTES = int(1.3 * GIB)
+# Data-parallel replicas of an MoE model (the experts shared, tokens exchanged every MoE layer):
+# memory outside this model's terms that the one start-up record of the layout needs. gpustack's
+# DeepSeek-V3.2 at TP1 x DP8 with expert parallelism on 8 H200 (vLLM 0.13.0, utilization 0.9)
+# ran out of memory at its full 163,840-token context and started at 81,920 (its performance
+# lab page, deepseek-v3.2/h200.md): without it the model starts the first with 3.35 GiB per GPU
+# to spare. 4 GiB refuses it and keeps the second: an in-sample bound from one record (both of
+# its sides), on the side of not over-promising; the cause (all2all buffers, sparse-attention
+# workspaces) is not identified.
+DP_MOE_ALLOWANCE_BYTES = int(4 * GIB)
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,6 +265,8 @@ def overhead_bytes(
     collectives of ``moe_dp`` replicas sharing MoE layers), a scaled RoPE cache."""
     group = tp * (moe_dp if spec.is_moe else 1)
     extra = (NVSWITCH_TP_ALLOWANCE_BYTES if nvswitch else TP_ALLOWANCE_BYTES) if group > 1 else 0
+    if group > tp:  # data-parallel replicas sharing an MoE model's experts
+        extra += DP_MOE_ALLOWANCE_BYTES
     if compute_capability is not None and compute_capability >= 10:
         extra += BLACKWELL_ALLOWANCE_BYTES
     act = activation_bytes(
