@@ -70,11 +70,13 @@ class LocalFileError(UsageError):
     a name too long): the user's environment, not gpuplan, has to change."""
 
 
+# A read (a model folder) and a write (--out, the cache) both end here: the hint fits either.
+_PERMISSION_HINT = "check its permissions (reading a model, writing output), or use another path"
 _OS_REASONS = {
     errno.ENOSPC: ("no space left on the device", "free some space, or choose another folder"),
     errno.EDQUOT: ("disk quota exceeded", "free some space, or choose another folder"),
-    errno.EACCES: ("permission denied", "choose a folder you can write to"),
-    errno.EPERM: ("operation not permitted", "choose a folder you can write to"),
+    errno.EACCES: ("permission denied", _PERMISSION_HINT),
+    errno.EPERM: ("operation not permitted", _PERMISSION_HINT),
     errno.EROFS: ("read-only file system", "choose a writable folder"),
     errno.ENAMETOOLONG: ("file name too long", "use a shorter name or path"),
     errno.ENOTDIR: ("a part of the path is a file, not a folder", "check the path"),

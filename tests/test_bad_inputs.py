@@ -899,3 +899,15 @@ def test_the_refusal_leads_with_the_limit_you_set():
     assert err.message.startswith("no feasible offer among 58: 3 x bf16 TP1: TTFT 155 ms")
     assert "| 5 x bf16 TP4: 15.3 tok/s" in err.message and "relax --max-ttft" in err.hint
     assert no_feasible_offer(memory, 50).message.startswith("no feasible offer among 50: 50 x")
+
+
+def test_a_permission_error_on_a_path_read_does_not_send_the_user_to_a_writable_folder():
+    """Sweep: `footprint` on an unreadable model folder said 'choose a folder you can write to'
+    (the hint of the write paths); one hint now fits a read and a write."""
+    import errno
+
+    from planner.errors import local_file_error
+
+    error = local_file_error(PermissionError(errno.EACCES, "Permission denied", "/models/d1"))
+    assert error.message == "cannot use /models/d1: permission denied"
+    assert "permissions" in (error.hint or "") and "write to" not in (error.hint or "")
