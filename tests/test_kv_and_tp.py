@@ -252,6 +252,11 @@ def test_data_parallel_replicas_spread_the_experts_over_all_their_gpus():
     assert moe_group_problem(qwen, block, None, 8) is None  # 96 wide: 16 whole experts each
     few = replace(qwen, num_experts=4, experts_per_token=2)
     assert "768 over 8 GPUs" in (moe_group_problem(few, block, None, 8) or "")
+    # review: any format splits the width over the group, and vLLM asserts it divides
+    bf16 = get_format("bf16")
+    assert moe_group_problem(qwen, bf16, None, 8) is None
+    for gpus in (5, 9):
+        assert "768 does not divide over" in (moe_group_problem(qwen, bf16, None, gpus) or "")
     alone = overhead_bytes(qwen, 1, 8192, 256)
     shared = overhead_bytes(qwen, 1, 8192, 256, moe_dp=4)
     act_alone, act_shared = (activation_bytes(qwen, 1, 8192, 256, False, d) for d in (1, 4))

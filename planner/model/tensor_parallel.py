@@ -69,6 +69,13 @@ def moe_group_problem(
             f"share the experts) is not a whole number of blocks, nor do {spec.num_experts} "
             "experts divide among them"
         )
+    if width is None and size and size % gpus:  # split, not held whole: FusedMoE asserts
+        # intermediate_size % tp_size == 0 over the flattened group (every format; vLLM pads
+        # MXFP4 per rank instead, which this refuses too, on the safe side)
+        return (
+            f"expert intermediate size {size} does not divide over {gpus} GPUs (TP x DP, which "
+            "share the experts): vLLM refuses to load it"
+        )
     return None
 
 
