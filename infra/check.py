@@ -52,8 +52,9 @@ def file_drift(out: Path, expected: dict[str, str]) -> Drift:
         if not path.exists():
             drift.missing.append(name)
             continue
-        # bytes: a committed file that is not UTF-8 (an editor's encoding) is drift, not a crash
-        raw = path.read_bytes()
+        # bytes: a committed file that is not UTF-8 (an editor's encoding) is drift, not a crash;
+        # line endings as text reads them (a CRLF checkout, git's autocrlf, is no drift)
+        raw = path.read_bytes().replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         if raw != content.encode("utf-8"):
             actual = raw.decode("utf-8", errors="replace")
             drift.changed.append(name)

@@ -259,3 +259,22 @@ def test_a_symlink_out_of_the_project_is_refused_before_anything_is_written(cli,
     assert ok.exit_code == 0, ok.output
     assert (project / "README.md").is_symlink()
     assert "gpuplan" in (project / "venv" / "readme.md").read_text()
+
+
+def test_check_reads_a_crlf_checkout_as_the_same_files(cli, tmp_path, monkeypatch):
+    """Review: comparing bytes (for files that are not UTF-8) made every file of a CRLF checkout
+    (git's core.autocrlf on Windows, eol=crlf) drift, exit 6; text comparison had read past it."""
+    from tests.test_deploy import write_toml
+
+    monkeypatch.chdir(tmp_path)
+    write_toml(tmp_path / "gpuplan.toml")
+    assert cli("generate").exit_code == 0
+    for name in ("README.md", "__main__.py", "Pulumi.yaml"):
+        path = tmp_path / "infra/llm" / name
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    r = cli("check")
+    assert r.exit_code == 0, r.output
+    main = tmp_path / "infra/llm/__main__.py"
+    main.write_bytes(main.read_bytes() + b"# edited\r\n")  # a real edit still shows
+    r = cli("check")
+    assert r.exit_code == 6 and "changed: infra/llm/__main__.py" in r.output, r.output
