@@ -109,6 +109,7 @@ PLANNED_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--model": ((), "MODEL"),
 }
 _SHORT_FLAGS = {short: flag for flag, (shorts, _) in PLANNED_FLAGS.items() for short in shorts}
+_GUARDED = (*PLANNED_FLAGS, *SECRET_FLAGS, *PLANNED_REVISION_FLAGS)
 
 
 def vllm_flag(arg: str) -> str | None:
@@ -118,7 +119,12 @@ def vllm_flag(arg: str) -> str | None:
     one-letter option)."""
     if arg.startswith("--"):
         head, dot, rest = arg.split("=", 1)[0][2:].partition(".")
-        return "--" + head.replace("_", "-") + dot + rest
+        flag = "--" + head.replace("_", "-") + dot + rest
+        # argparse (allow_abbrev, which vLLM's parser keeps) takes a unique prefix for the
+        # whole flag: a prefix of a flag gpuplan guards is read as that flag
+        if not dot and flag not in _GUARDED:
+            return next((g for g in _GUARDED if g.startswith(flag) and len(flag) > 3), flag)
+        return flag
     if arg.startswith("-") and len(arg) > 1:
         name = arg.split("=", 1)[0]
         if name in _SHORT_FLAGS:

@@ -150,6 +150,8 @@ PLANNED_EXTRAS = [
     ("--kv_cache_dtype", "fp8"), ("--served-model-name", "x"), ("--served_model_name=x",),
     ("--dtype", "half"), ("--dtype=float16",), ("--enable-expert-parallel",), ("-ep",),
     ("--enable_expert_parallel",), ("--no-enable-expert-parallel",), ("--model", "other/m"),
+    # review: argparse takes a unique prefix (allow_abbrev, which vLLM's parser keeps)
+    ("--max-model=999999",), ("--tensor-parallel", "2"), ("--gpu_memory_util=0.99",),
 ]  # fmt: skip
 
 
@@ -163,7 +165,7 @@ def test_an_extra_vllm_arg_never_overrides_what_the_plan_sets(extra):
 @pytest.mark.parametrize(
     "extra",
     [("--enable-prefix-caching",), ("--max-num-batched-tokens", "8192"), ("--seed", "-1"),
-     ("--compilation-config.level=3",), ("--enable_chunked_prefill",)],
+     ("--compilation-config.level=3",), ("--enable_chunked_prefill",), ("--model-impl", "vllm")],
     ids=" ".join,
 )  # fmt: skip
 def test_extra_vllm_args_the_plan_does_not_set_stay_allowed(extra):
