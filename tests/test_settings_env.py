@@ -132,6 +132,21 @@ def test_a_refusal_of_a_value_from_the_toml_names_the_file_and_key(cli, tmp_path
     assert error.endswith("(--tp came from gpuplan.toml: 'constraints.tp')"), error
 
 
+def test_a_refused_extra_vllm_arg_is_not_said_to_come_from_the_gpuplan_setting(
+    cli, tmp_path, monkeypatch
+):
+    """Review: with kv_cache_dtype in gpuplan.toml, refusing `--extra-vllm-arg
+    --kv-cache-dtype=auto` typed on the command line added '(--kv-cache-dtype came from
+    gpuplan.toml ...)': the vLLM flag shares the gpuplan setting's spelling, not its source."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "gpuplan.toml").write_text('[workload]\nkv_cache_dtype = "fp8"\n')
+    r = cli("generate", "llama-3.1-8b", "--allow-cidr", CIDR, "--out", str(tmp_path / "o"),
+            "--extra-vllm-arg=--kv-cache-dtype=auto")  # fmt: skip
+    error = next(line for line in r.output.splitlines() if line.startswith("error: "))
+    assert r.exit_code == 2 and "--extra-vllm-arg --kv-cache-dtype" in error, r.output
+    assert "came from" not in error, error
+
+
 def test_a_refusal_of_a_flag_says_nothing_more(cli, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("GPUPLAN_MAX_PRICE", "0.01")  # a variable the error is not about

@@ -49,7 +49,8 @@ def _said_sources(ctx: click.Context, message: str) -> str:
     said = [
         f"{flag} came from {where}"
         for flag, where in sources.items()
-        if re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", message)
+        # a vLLM flag given in --extra-vllm-arg shares gpuplan's spelling: not that setting
+        if re.search(rf"(?<![\w-])(?<!--extra-vllm-arg ){re.escape(flag)}(?![\w-])", message)
     ]
     return f"{message} ({'; '.join(said)})" if said else message
 

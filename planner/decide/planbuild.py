@@ -23,10 +23,11 @@ HYBRID_SPEED_NOTE = (
 
 # Data-parallel replicas of an MoE model on one machine share its experts (fit.memory_budget), so
 # MLA models (whose latent KV is whole on every GPU of a TP group) hold each request on one
-# replica's GPUs: vLLM's data-parallel attention. Across machines each runs its own vLLM;
+# replica's GPUs: vLLM's data-parallel attention. Each replica (one machine, or a pipeline of
+# several) runs its own vLLM;
 # vLLM's multi-node data parallel (one DP group over several machines) is not planned.
 MLA_DP_NOTE = (
-    "each machine runs its own vLLM: vLLM's data parallel across machines (--data-parallel-size "
+    "each replica runs its own vLLM: vLLM's data parallel across machines (--data-parallel-size "
     "over several nodes, the experts shared by all their GPUs) would hold more requests per GPU "
     "and may need fewer machines for this load: gpuplan does not plan it"
 )
