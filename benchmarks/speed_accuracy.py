@@ -375,7 +375,10 @@ def fit(pts: list[dict]) -> dict[str, float]:
     consts = perf.calibration()["constants"]
     weights = source_weights(pts)
     best = _loss(pts, weights)
-    for step in (3.0, 1.7, 1.3, 1.1, 1.03):
+    # down to 1% steps: stopped at 3%, adding one point of 335 (dp001) moved the other sources'
+    # leave-one-out figures by half a point as the search settled elsewhere (17.1% overall);
+    # converged to 1%, 16.9% (2026-12-02)
+    for step in (3.0, 1.7, 1.3, 1.1, 1.03, 1.01):
         improved = True
         while improved:
             improved = False
@@ -384,7 +387,7 @@ def fit(pts: list[dict]) -> dict[str, float]:
                     old = consts[name]["value"]
                     consts[name]["value"] = min(old * factor, BOUNDS.get(name, math.inf))
                     loss = _loss(pts, weights)
-                    if loss < best - 1e-6:
+                    if loss < best - 1e-7:
                         best, improved = loss, True
                     else:
                         consts[name]["value"] = old
