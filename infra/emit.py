@@ -215,7 +215,8 @@ def hand_edits(files: dict[str, str], out: Path) -> list[str]:
         # a doctored marker's name outside the folder is never read (write_project refuses it)
         if name == MARKER or user_owned(name) or not inside(out, name) or not path.is_file():
             continue
-        now = path.read_bytes()
+        # line endings as a CRLF checkout (git's autocrlf) writes them are no edit
+        now = path.read_bytes().replace(b"\r\n", b"\n")
         if hashlib.sha256(now).hexdigest() == digest:  # as gpuplan wrote it
             continue
         if name not in files:

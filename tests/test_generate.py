@@ -1214,6 +1214,11 @@ def test_regenerating_says_which_hand_edits_it_replaced(cli, tmp_path):
     assert cli("generate", *args).exit_code == 0
     again = cli("generate", *args)
     assert again.exit_code == 0 and "your edits" not in again.stderr
+    for name in ("README.md", "__main__.py"):  # a CRLF checkout (git's autocrlf) is no edit
+        path = out / name
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\r\n"))
+    crlf = cli("generate", *args)
+    assert crlf.exit_code == 0 and "your edits" not in crlf.stderr, crlf.stderr
     (out / "README.md").write_text("# our notes\n")
     main = out / "__main__.py"
     main.write_text(main.read_text() + "# tuned by hand\n")
