@@ -35,10 +35,7 @@ def download_gb(plan: Plan) -> float:
     (`--quantization` on a full-precision checkpoint) downloads the BF16 checkpoint and
     quantizes while loading, so the download is the loaded size times 16/bits (BF16 assumed:
     an FP32 checkpoint would be twice that)."""
-    whole = plan.estimate.model_weights_gib  # set when DP replicas share MoE experts
-    if whole is None:
-        whole = plan.estimate.weights_gib_per_gpu * plan.layout.tp * plan.layout.pp
-    loaded_gb = whole * GIB_TO_GB
+    loaded_gb = plan.estimate.replica_weights_gib(plan.layout) * GIB_TO_GB
     if "--quantization" in plan.vllm_args:
         from planner.model.quant import get_format
 

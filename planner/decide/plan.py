@@ -111,6 +111,13 @@ class Estimate:
     # the disk are sized by it).
     model_weights_gib: float | None = field(default=None, metadata={"omit_default": True})
 
+    def replica_weights_gib(self, layout: Layout) -> float:
+        """The weights one replica of ``layout`` downloads and loads: model_weights_gib when
+        data-parallel replicas share MoE experts, else the per-GPU weights over its GPUs."""
+        if self.model_weights_gib is not None:
+            return self.model_weights_gib
+        return self.weights_gib_per_gpu * layout.tp * layout.pp
+
 
 # vLLM's flag that runs code from the model's repository (planbuild writes it for the models
 # that need it; infra refuses to write the project unless the user allows it)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from planner.decide.fit import Candidate, Fit
+from planner.decide.fit import Candidate
 from planner.decide.load import Operating
 from planner.decide.objective import RELAXED_NOTE, objective_value, replicas_note
 from planner.decide.plan import TRUST_REMOTE_CODE, Estimate, Need, Plan
@@ -118,7 +118,7 @@ def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need:
         notes.append(
             f"job: {need.job_requests:,} requests in about {job_duration(est.job_hours)} for about "
             f"${est.job_usd:,.2f}, after start-up (renting the machines, downloading "
-            f"{_whole_weights_gib(est, fit):,.0f} GiB of weights, "
+            f"{est.replica_weights_gib(fit.layout):,.0f} GiB of weights, "
             "loading vLLM: minutes, billed too) and until `pulumi destroy` stops the billing"
         )
     if offer.billing == "monthly":
@@ -140,11 +140,3 @@ def job_duration(hours: float) -> str:
     if hours >= 0.1:
         return f"{hours:,.2f} h"
     return f"{hours * 60:.1f} min" if hours * 60 >= 1 else f"{hours * 3600:.0f} s"
-
-
-def _whole_weights_gib(est: Estimate, fit: Fit) -> float:
-    """The weights one replica downloads (Estimate.model_weights_gib when DP replicas share
-    MoE experts)."""
-    if est.model_weights_gib is not None:
-        return est.model_weights_gib
-    return est.weights_gib_per_gpu * fit.layout.tp * fit.layout.pp
