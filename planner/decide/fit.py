@@ -35,7 +35,12 @@ from planner.model.footprint import (
 )
 from planner.model.kvcache import kv_bytes_per_request, resident_tokens, sliding_prefill_reserve
 from planner.model.quant import QuantFormat, get_format
-from planner.model.tensor_parallel import expert_parallel, moe_group_problem, tp_problem
+from planner.model.tensor_parallel import (
+    expert_gpus,
+    expert_parallel,
+    moe_group_problem,
+    tp_problem,
+)
 from planner.model.values import ModelSpec, QuantConfig
 from planner.offers.gpus import GpuSpec
 
@@ -182,7 +187,7 @@ def memory_budget(
     tp x dp GPUs (vLLM flattens TP across DP for the MoE layers: perf.moe_dp_exchange_s); the
     other weights are each replica's own."""
     total = total_bytes or gpu.usable_memory_bytes
-    group = tp * (dp if cand.spec.is_moe else 1)  # GPUs the routed experts are spread over
+    group = expert_gpus(cand.spec, tp, dp)
     ckpt, experts = per_gpu_weight_bytes(cand.spec, cand.weights, tp, pp)
     if group > tp:
         _, shard = per_gpu_weight_bytes(cand.spec, cand.weights, group, pp)
@@ -206,9 +211,9 @@ def fit_layout(
     problem = tp_problem(cand.spec, cand.fmt, cand.qc, layout.tp)
     if problem:
         return f"{layout.label}: {problem}"
-    moe_dp = layout.dp if cand.spec.is_moe else 1
-    if moe_dp > 1:  # the replicas' GPUs share the routed experts (memory_budget)
-        problem = moe_group_problem(cand.spec, cand.fmt, cand.qc, layout.tp * moe_dp)
+    group = expert_gpus(cand.spec, layout.tp, layout.dp)
+    if group > layout.tp:  # the replicas' GPUs share the routed experts (memory_budget)
+        problem = moe_group_problem(cand.spec, cand.fmt, cand.qc, group)
         if problem:
             return f"{layout.label}: {problem}"
     chunk = default_batched_tokens(gpu.usable_memory_bytes, gpu.name)  # vLLM's, for the card
@@ -253,7 +258,7 @@ def fit_layout(
     )
     load = model_load(
         cand.spec, weights, experts, cand.active_params, layout.tp, layout.pp,
-        need.kv_cache_dtype, support.weight_only, cand.fmt.scale == "block", moe_dp,
+        need.kv_cache_dtype, support.weight_only, cand.fmt.scale == "block", group // layout.tp,
     )  # fmt: skip
     hw = Hardware(gpu, layout.tp, layout.pp, support.compute, nvlink(gpu))
     # --max-num-seqs: the typical requests that fit, and never below the streams the load puts

@@ -7,7 +7,7 @@ from planner.decide.fit import Candidate
 from planner.decide.load import Operating
 from planner.decide.objective import RELAXED_NOTE, objective_value, replicas_note
 from planner.decide.plan import TRUST_REMOTE_CODE, Estimate, Need, Plan
-from planner.model.tensor_parallel import expert_parallel
+from planner.model.tensor_parallel import expert_gpus, expert_parallel
 from planner.offers.gpus import gpu_table
 from planner.offers.offer import Offer
 
@@ -49,9 +49,7 @@ def vllm_args(cand: Candidate, op: Operating, need: Need) -> tuple[str, ...]:
         args += ["--pipeline-parallel-size", str(lay.pp)]
     if lay.dp > 1:
         args += ["--data-parallel-size", str(lay.dp)]
-    # data-parallel replicas of an MoE model share its experts (fit.memory_budget)
-    experts_over = lay.tp * (lay.dp if cand.spec.is_moe else 1)
-    if expert_parallel(cand.spec, cand.fmt, cand.qc, experts_over):
+    if expert_parallel(cand.spec, cand.fmt, cand.qc, expert_gpus(cand.spec, lay.tp, lay.dp)):
         args += ["--enable-expert-parallel"]
     args += ["--max-model-len", str(need.context)]
     args += ["--gpu-memory-utilization", f"{need.gpu_memory_utilization:g}"]
@@ -89,8 +87,8 @@ def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need:
         notes.append("AMD GPU: vLLM runs from its ROCm image, not the CUDA one")
     if cand.spec.recurrent_layer_count:
         notes.append(HYBRID_SPEED_NOTE)
-    if cand.spec.is_moe and fit.layout.dp > 1:
-        gpus = fit.layout.tp * fit.layout.dp
+    gpus = expert_gpus(cand.spec, fit.layout.tp, fit.layout.dp)
+    if gpus > fit.layout.tp:
         notes.append(
             f"the {fit.layout.dp} data-parallel replicas share the routed experts, spread over "
             f"all {gpus} GPUs (vLLM's layout for MoE models), and exchange every replica's "

@@ -45,6 +45,13 @@ def tp_problem(spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, tp: in
     return _block_fp8_tp_problem(spec, fmt, qc, tp)
 
 
+def expert_gpus(spec: ModelSpec, tp: int, dp: int) -> int:
+    """The GPUs a layout's routed experts are spread over: tp x dp for an MoE model (its
+    data-parallel replicas share them: vLLM flattens TP across DP for the MoE layers,
+    FusedMoEParallelConfig.make), tp otherwise."""
+    return tp * dp if spec.is_moe else tp
+
+
 def moe_group_problem(
     spec: ModelSpec, fmt: QuantFormat, qc: QuantConfig | None, gpus: int
 ) -> str | None:
