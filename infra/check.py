@@ -13,6 +13,7 @@ from pathlib import Path
 
 from planner.decide.plan import Plan, plan_from_json
 from planner.errors import UsageError, not_utf8
+from planner.fsutil import text_bytes
 
 PLAN_FILE = "gpuplan.plan.json"
 
@@ -54,7 +55,7 @@ def file_drift(out: Path, expected: dict[str, str]) -> Drift:
             continue
         # bytes: a committed file that is not UTF-8 (an editor's encoding) is drift, not a crash;
         # line endings as text reads them (a CRLF checkout, git's autocrlf, is no drift)
-        raw = path.read_bytes().replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        raw = text_bytes(path)
         if raw != content.encode("utf-8"):
             actual = raw.decode("utf-8", errors="replace")
             drift.changed.append(name)

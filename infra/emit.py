@@ -13,11 +13,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from infra import targets, versions
+from infra.check import PLAN_FILE
 from infra.options import ProjectOptions, validate_options
 from infra.render import render, static_file
 from infra.sizing import disk_gb, ready_s, resource_name, slug
 from planner.decide.plan import TRUST_REMOTE_CODE, Plan
 from planner.errors import DeployError, LocalFileError, UsageError, local_file_error, short
+from planner.fsutil import text_bytes
 
 __all__ = [
     "MARKER",
@@ -159,7 +161,7 @@ def render_project(plan: Plan, opts: ProjectOptions) -> dict[str, str]:
         files["gpuplan_proxy.py"] = static_file("_shared/gpuplan_proxy.py")
     if target.boot_extras:
         files["gpuplan_boot_extras.py"] = static_file("_shared/gpuplan_boot_extras.py")
-    files["gpuplan.plan.json"] = _plan_json(plan)
+    files[PLAN_FILE] = _plan_json(plan)
     # what each file held as written: a later generate tells a hand edit from an older
     # gpuplan's output (hand_edits)
     digests = {name: hashlib.sha256(text.encode()).hexdigest() for name, text in files.items()}
@@ -215,8 +217,7 @@ def hand_edits(files: dict[str, str], out: Path) -> list[str]:
         # a doctored marker's name outside the folder is never read (write_project refuses it)
         if name == MARKER or user_owned(name) or not inside(out, name) or not path.is_file():
             continue
-        # line endings as a CRLF checkout (git's autocrlf) writes them are no edit
-        now = path.read_bytes().replace(b"\r\n", b"\n")
+        now = text_bytes(path)  # a CRLF checkout (git's autocrlf) is no edit
         if hashlib.sha256(now).hexdigest() == digest:  # as gpuplan wrote it
             continue
         if name not in files:
@@ -232,9 +233,13 @@ def inside(out: Path, name: str) -> bool:
     rel = PurePosixPath(name)
     if not rel.parts or rel.is_absolute() or ".." in rel.parts or "\\" in name or "\0" in name:
         return False
-    root = os.path.realpath(out)
-    folder = os.path.realpath(out / rel.parent)
-    return folder == root or folder.startswith(root + os.sep)
+    return _within(out, out / rel.parent)
+
+
+def _within(out: Path, path: Path) -> bool:
+    """Does ``path``, its symlinks resolved, lie in ``out`` (or is it ``out``)?"""
+    root, real = os.path.realpath(out), os.path.realpath(path)
+    return real == root or real.startswith(root + os.sep)
 
 
 def _recorded_files(out: Path) -> list[str]:
@@ -262,13 +267,10 @@ def _recorded_files(out: Path) -> list[str]:
 def _links_out(out: Path, names: list[str]) -> None:
     """Refuse a file of the project that is a symlink to a place outside ``out``: writing
     through it would overwrite a file elsewhere (a link within the folder stays a link)."""
-    root = os.path.realpath(out)
     for name in names:
         path = out / name
-        if not path.is_symlink():
-            continue
-        target = os.path.realpath(path)
-        if target != root and not target.startswith(root + os.sep):
+        if path.is_symlink() and not _within(out, path):
+            target = os.path.realpath(path)
             raise UsageError(
                 f"--out {out}: {name} is a symlink to {short(target, 200)}, outside the project "
                 "folder; gpuplan will not write through it",
@@ -344,7 +346,7 @@ def write_project(files: dict[str, str], out: Path, old_stack_destroyed: bool = 
                 "run `pulumi destroy` in that folder first (then regenerate with "
                 "--old-stack-destroyed), or use a new --out",
             )
-        moved = _provider_change(out / "gpuplan.plan.json", files.get("gpuplan.plan.json"))
+        moved = _provider_change(out / PLAN_FILE, files.get(PLAN_FILE))
         if moved and not old_stack_destroyed:
             old, new = moved
             raise UsageError(

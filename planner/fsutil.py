@@ -13,6 +13,12 @@ from pathlib import Path
 from planner.errors import LocalFileError, local_file_error, short
 
 
+def text_bytes(path: Path) -> bytes:
+    """A file's bytes with line endings as text mode reads them (CR LF and a lone CR as LF): a
+    checkout that rewrote them (git's core.autocrlf, eol=crlf) is the same file."""
+    return path.read_bytes().replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
 def atomic_write_text(path: Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
