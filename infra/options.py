@@ -91,7 +91,10 @@ SECRET_FLAGS = ("--api-key", "--hf-token")
 # setting that plans them. Appended after the plan's, an extra one wins (argparse keeps the last)
 # and the plan's memory fit and speed no longer hold (--max-model-len=999999 on a TP1 plan).
 _REPLICAS = "--concurrency, --target-rps or --deadline-hours (gpuplan sizes the replicas)"
-_EXPERTS = "nothing: gpuplan adds it where the plan's TP needs it (block-FP8 experts)"
+_EXPERTS = (
+    "nothing: gpuplan adds it where the plan's layout needs it (block-FP8 experts that do not "
+    "split over its GPUs)"
+)
 PLANNED_FLAGS: dict[str, tuple[tuple[str, ...], str]] = {
     "--tensor-parallel-size": (("-tp",), "--tp N (tp in [constraints])"),
     "--pipeline-parallel-size": (("-pp",), "--max-nodes N (gpuplan plans the stages)"),

@@ -47,6 +47,7 @@ from typing import Any
 
 from planner.model.footprint import default_batched_tokens
 from planner.model.kvcache import hybrid_layout, kv_bytes_per_token
+from planner.model.tensor_parallel import expert_gpus
 from planner.model.values import ModelSpec
 from planner.offers.gpus import GpuSpec
 
@@ -294,9 +295,8 @@ def decode_step_s(
         # the experts the chunk's tokens touch; the others read what the decode batch touches.
         chunk = max(min(prompt, chunk_tokens(hw)), prefill_tokens)
         share = prefill_tokens / chunk
-        touched = (1 - share) * _touched(load, batch * dp) + share * _touched(
-            load, (batch + chunk) * dp
-        )
+        touched = (1 - share) * _touched(load, batch * dp)
+        touched += share * _touched(load, (batch + chunk) * dp)
     weights = load.weight_bytes_per_gpu - load.expert_bytes_per_gpu * (1 - touched)
     if load.block_fp8_moe:  # the touched experts stream at the block kernels' lower rate
         weights += (
@@ -516,5 +516,5 @@ def model_load(
         sublayers=sum((m != "none") + (f != "none") for m, f in kinds),
         block_fp8_moe=block_scaled and spec.is_moe,
         lookup_params=0 if spec.tie_word_embeddings else head,
-        lm_head_params=head, moe_dp=moe_dp if spec.is_moe else 1,
+        lm_head_params=head, moe_dp=expert_gpus(spec, tp, moe_dp) // tp,
     )  # fmt: skip

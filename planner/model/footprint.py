@@ -15,7 +15,7 @@ from planner.model.kvcache import (
     state_bytes_per_request,
 )
 from planner.model.quant import FORMATS, QuantFormat, get_format, layer_index, tensor_bytes
-from planner.model.tensor_parallel import tp_problem
+from planner.model.tensor_parallel import expert_gpus, tp_problem
 from planner.model.values import Footprint, ModelSpec, QuantConfig, Tensor, TPFootprint
 from planner.model.vision import encoder_output_bytes
 
@@ -263,7 +263,7 @@ def overhead_bytes(
     """Runtime memory besides weights and KV cache on one GPU: activation peak and the vision
     embeddings held through it, CUDA graphs, non-torch memory, TP buffers (also for the
     collectives of ``moe_dp`` replicas sharing MoE layers), a scaled RoPE cache."""
-    group = tp * (moe_dp if spec.is_moe else 1)
+    group = expert_gpus(spec, tp, moe_dp)
     extra = (NVSWITCH_TP_ALLOWANCE_BYTES if nvswitch else TP_ALLOWANCE_BYTES) if group > 1 else 0
     if group > tp:  # data-parallel replicas sharing an MoE model's experts
         extra += DP_MOE_ALLOWANCE_BYTES
