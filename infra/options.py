@@ -124,7 +124,8 @@ def vllm_flag(arg: str) -> str | None:
         head, dot, rest = arg.split("=", 1)[0][2:].partition(".")
         flag = "--" + head.replace("_", "-") + dot + rest
         # argparse (allow_abbrev, which vLLM's parser keeps) takes a unique prefix for the
-        # whole flag: a prefix of a flag gpuplan guards is read as that flag
+        # whole flag: a prefix of a flag gpuplan guards is read as that flag (two letters at
+        # least: `--` alone ends argparse's options, and `--x` is ambiguous in vLLM's)
         if not dot and flag not in _GUARDED:
             return next((g for g in _GUARDED if g.startswith(flag) and len(flag) > 3), flag)
         return flag
