@@ -311,6 +311,22 @@ def check_need(need: Need, source: str) -> None:
             _check(key, value, f"{source} need.{k.need_field}")
 
 
+# Filters: given with no item (`--providers ""`, `regions = []`), they would silently mean "no
+# filter", the opposite of what was typed; an empty GPUPLAN_<KEY> counts as unset, as for every key
+FILTER_LISTS = ("providers", "regions")
+
+
+def _given(key: str, value: Any, source: str) -> Any:
+    """_check of a value the user gave (flag, variable, file): also refuses an empty filter."""
+    value = _check(key, value, source)
+    if key in FILTER_LISTS and not value:
+        raise UsageError(
+            f"{_where(key, source)} has no item ({KEYS[key].help})",
+            "leave it out to consider every one",
+        )
+    return value
+
+
 def _where(key: str, source: str) -> str:
     return f"{source}: '{KEYS[key].section}.{key}'" if source.endswith(".toml") else source
 
@@ -418,13 +434,13 @@ def load_settings(
     if path.is_file():
         toml_path = str(path)
         for key, value in _read_toml(path).items():
-            values[key], sources[key] = _check(key, value, toml_path), toml_path
+            values[key], sources[key] = _given(key, value, toml_path), toml_path
     shadowed = []
     for key in KEYS:
         raw = env.get(f"GPUPLAN_{key.upper()}")
         if raw is not None and raw != "":
             source = f"GPUPLAN_{key.upper()}"
-            value = _check(key, _parse_env(key, raw), source)
+            value = _given(key, _parse_env(key, raw), source)
             # said: CI's workflow sets GPUPLAN_STACK; a stack changed in the file went unsaid
             if toml_path and sources.get(key) == toml_path and values[key] != value:
                 said = f"{source}={raw!r} overrides {key} = {values[key]!r} there"
@@ -436,7 +452,7 @@ def load_settings(
         if value is None or value == ():
             continue
         source = "MODEL" if key == "model" else f"--{key.replace('_', '-')}"  # an argument
-        values[key], sources[key] = _check(key, value, source), source
+        values[key], sources[key] = _given(key, value, source), source
     names = {f.name for f in fields(Settings)}
     return Settings(
         **{k: v for k, v in values.items() if k in names},

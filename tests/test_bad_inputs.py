@@ -911,3 +911,24 @@ def test_a_permission_error_on_a_path_read_does_not_send_the_user_to_a_writable_
     error = local_file_error(PermissionError(errno.EACCES, "Permission denied", "/models/d1"))
     assert error.message == "cannot use /models/d1: permission denied"
     assert "permissions" in (error.hint or "") and "write to" not in (error.hint or "")
+
+
+@pytest.mark.parametrize(
+    "args, where",
+    [
+        (["--providers", ""], "--providers"),
+        (["--providers", ","], "--providers"),
+        (["--regions", " "], "--regions"),
+        (["--toml", "TOML"], "'constraints.providers'"),
+    ],
+)
+def test_a_filter_given_with_no_item_is_refused_not_dropped(tmp_path, args, where):
+    """`--providers ""` (an unset CI variable in `--providers "$P"`) used to mean every
+    provider, the opposite of a filter, while `--gpu ""` was refused; an empty filter is now
+    refused wherever it is written. An empty GPUPLAN_<KEY> stays unset, as for every key."""
+    (tmp_path / "e.toml").write_text("[constraints]\nproviders = []\n")
+    args = [a.replace("TOML", str(tmp_path / "e.toml")) for a in args]
+    r, out = _run(["recommend", M, *args], tmp_path)
+    assert r.exit_code == 2, out
+    assert _first(out).startswith("error: ") and where in _first(out), out
+    assert "has no item" in _first(out) and "leave it out" in out, out
