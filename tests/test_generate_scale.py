@@ -249,9 +249,12 @@ def check_native_multi_node(head_script: str, worker_script: str, plan: Plan, he
     assert "VLLM_HOST_IP=$NODE_IP" in worker_cmd and "--network" in worker_cmd
     assert 'MASTER="$NODE_IP"' in head["/opt/gpuplan/run-vllm.sh"]
     assert f"MASTER={head_ip}" in worker_run
-    # a worker that cannot reach the head fails visibly (exit 1, then the unit stays failed)
+    # a worker that cannot reach the head says so and exits 1; its unit tries again (30 s
+    # later, without a start limit: the head may be replaced, and the worker must rejoin it)
     assert 'cannot join the deployment" >&2; exit 1' in worker_run
-    assert "StartLimitBurst=" in worker["/etc/systemd/system/vllm.service"]
+    unit = worker["/etc/systemd/system/vllm.service"]
+    assert "StartLimitIntervalSec=0\n" in unit and "StartLimitBurst" not in unit
+    assert "Restart=always\nRestartSec=30\n" in unit
     # only the head serves: the proxy runs there alone
     assert "/opt/gpuplan/run-proxy.sh" in head and "/opt/gpuplan/run-proxy.sh" not in worker
 
