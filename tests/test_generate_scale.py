@@ -427,3 +427,17 @@ def test_tls_options_are_checked():
             ProjectOptions(allowed_cidrs=(CIDR,), tls_certificate=CERT, tls_domain="a.example"),
         )
     assert err.value.hint.startswith("drop --tls-certificate: on Google Cloud")
+
+
+@pytest.mark.parametrize(
+    "provider, instance, gpu",
+    [("aws", "p4de.24xlarge", "a100-80gb-sxm"), ("gcp", "a3-highgpu-8g", "h100-sxm")],
+)
+def test_the_multi_node_readme_says_a_worker_keeps_trying(tmp_path, provider, instance, gpu):
+    """The unit has no start limit (a worker rejoins a head being replaced): the project's
+    README must not say the unit ends failed."""
+    plan = multi_node_plan(provider, instance, gpu)
+    write_project(render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,))), tmp_path / "p")
+    readme = " ".join((tmp_path / "p" / "README.md").read_text().split())
+    assert "tries again 30 s later, without a limit" in readme
+    assert "ends failed" not in readme
