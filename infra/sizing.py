@@ -66,7 +66,33 @@ def ready_s(plan: Plan) -> int:
     return 900 + 10 * math.ceil(download_gb(plan))
 
 
+# GCP's limits: auto-healing's initial delay at most 3600 s, a health check's interval at most
+# 300 s and its unhealthy threshold at most 10 (compute API, instanceGroupManagers
+# autoHealingPolicies.initialDelaySec; healthChecks checkIntervalSec, unhealthyThreshold)
+HEAL_MAX_DELAY_S, HEAL_MAX_INTERVAL_S, HEAL_MAX_THRESHOLD = 3600, 300, 10
+HEAL_INTERVAL_S, HEAL_THRESHOLD = 30, 2  # the balancer's check's interval, GCP's default threshold
+
+
 def heal_delay_s(plan: Plan) -> int:
     """Seconds a new replica gets before auto-healing may recreate it: ready_s, capped at
     GCP's maximum initial delay of 3600 s."""
-    return int(min(3600, ready_s(plan)))
+    return int(min(HEAL_MAX_DELAY_S, ready_s(plan)))
+
+
+def heal_check(plan: Plan) -> dict[str, int]:
+    """The health check auto-healing uses. Auto-healing recreates a VM once the check has
+    failed `unhealthy_threshold` times in a row after the initial delay, so a replica has
+    delay + interval x threshold to start serving. A model whose download and load (ready_s)
+    outlast GCP's 3600 s delay gets a slower, more patient check, up to 300 s x 10 (6600 s in
+    all); the balancer keeps its own 30 s check for routing."""
+    rest = ready_s(plan) - heal_delay_s(plan)
+    if rest <= 0:
+        return {"interval_s": HEAL_INTERVAL_S, "unhealthy_threshold": HEAL_THRESHOLD}
+    interval = min(HEAL_MAX_INTERVAL_S, max(HEAL_INTERVAL_S, -(-rest // HEAL_MAX_THRESHOLD)))
+    return {"interval_s": int(interval), "unhealthy_threshold": HEAL_MAX_THRESHOLD}
+
+
+def heal_grace_s(plan: Plan) -> int:
+    """Seconds a new replica has before auto-healing recreates it (heal_check)."""
+    check = heal_check(plan)
+    return heal_delay_s(plan) + check["interval_s"] * check["unhealthy_threshold"]

@@ -130,8 +130,13 @@ def test_gcp_replicas_in_a_managed_group_behind_a_load_balancer(tmp_path):
     assert not by_type(result, "gcp:compute/instance:Instance")
     [mig] = by_type(result, "gcp:compute/instanceGroupManager:InstanceGroupManager")
     assert mig["inputs"]["targetSize"] == 3
-    [hc] = by_type(result, "gcp:compute/regionHealthCheck:RegionHealthCheck")
-    assert hc["inputs"]["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
+    checks = {
+        c["name"]: c for c in by_type(result, "gcp:compute/regionHealthCheck:RegionHealthCheck")
+    }
+    assert set(checks) == {"vllm", "vllm-heal"}  # the balancer's, auto-healing's
+    for hc in checks.values():
+        assert hc["inputs"]["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
+    assert checks["vllm"]["inputs"]["checkIntervalSec"] == 30
     [tmpl] = by_type(result, "gcp:compute/instanceTemplate:InstanceTemplate")
     assert tmpl["inputs"]["scheduling"]["onHostMaintenance"] == "TERMINATE"
     check_boot(tmpl["inputs"]["metadataStartupScript"], replica_plan("gcp"), "gcp")
@@ -441,3 +446,41 @@ def test_the_multi_node_readme_says_a_worker_keeps_trying(tmp_path, provider, in
     readme = " ".join((tmp_path / "p" / "README.md").read_text().split())
     assert "tries again 30 s later, without a limit" in readme
     assert "ends failed" not in readme
+
+
+@pytest.mark.parametrize("download_gb", [13.0, 474.0, 800.0])
+def test_gcp_auto_healing_waits_for_the_download_and_load(tmp_path, monkeypatch, download_gb):
+    """GCP caps auto-healing's initial delay at 3600 s; a replica whose download and load take
+    longer (474 GB: 5,640 s at the assumed 100 MB/s) was recreated before it could serve, and
+    again, at the full price of every VM. Its check is more patient instead: delay + interval x
+    unhealthy threshold cover ready_s, within GCP's limits (300 s, 10); beyond 6,600 s the
+    generate warning says so. The balancer's check stays at 30 s."""
+    from infra import sizing
+    from infra.targets import warnings
+
+    monkeypatch.setattr(sizing, "download_gb", lambda plan: download_gb)
+    plan = replica_plan("gcp")
+    ready = sizing.ready_s(plan)
+    out = tmp_path / "heal"
+    write_project(render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,))), out)
+    result = run_program(out, {})
+    assert result["error"] is None
+    checks = {
+        c["name"]: c for c in by_type(result, "gcp:compute/regionHealthCheck:RegionHealthCheck")
+    }
+    heal = checks["vllm-heal"]["inputs"]
+    [mig] = by_type(result, "gcp:compute/instanceGroupManager:InstanceGroupManager")
+    delay = mig["inputs"]["autoHealingPolicies"]["initialDelaySec"]
+    assert delay <= 3600 and heal["checkIntervalSec"] <= 300 and heal["unhealthyThreshold"] <= 10
+    assert heal["timeoutSec"] <= heal["checkIntervalSec"]
+    grace = int(delay + heal["checkIntervalSec"] * heal["unhealthyThreshold"])
+    assert grace == sizing.heal_grace_s(plan)
+    warned = [w for w in warnings(plan, ProjectOptions(allowed_cidrs=(CIDR,))) if "auto-heal" in w]
+    readme = " ".join((out / "README.md").read_text().split())
+    assert f"within {grace // 60} minutes of its start" in readme
+    if ready <= 6600:
+        assert grace >= ready and not warned
+    else:
+        assert grace == 6600 and warned and f"{ready // 60} min" in warned[0]
+    if ready <= 3600:  # a model that loads within the delay keeps the usual check
+        assert (heal["checkIntervalSec"], heal["unhealthyThreshold"]) == (30, 2)

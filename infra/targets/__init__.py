@@ -289,6 +289,17 @@ def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
             "addresses, so no one reaches it over the internet (only clients inside its own "
             "network, at its private address); allow your network's public egress range instead"
         )
+    if plan.offer.provider == "gcp" and plan.estimate.replicas > 1:
+        from infra.sizing import heal_grace_s, ready_s
+
+        if heal_grace_s(plan) < ready_s(plan):
+            out.append(
+                f"a new replica may need {ready_s(plan) // 60} min to download and load the "
+                f"model (at an assumed 100 MB/s), more than the {heal_grace_s(plan) // 60} min "
+                "GCP's auto-healing can wait: a slower download gets the replica recreated "
+                "before it serves; watch the first deploy (`gcloud compute instance-groups "
+                "managed list-instances`)"
+            )
     if plan.model_is_guess:
         out.append(f"'{plan.base_model}' is a guess from its name; check the repository exists")
     if opts.ssh_public_key and target.ssh_key_unused:
