@@ -474,7 +474,13 @@ def config_template(
     import json
 
     prov = json.dumps(providers) if providers else '["aws", "gcp", "runpod", "vast"]'
-    cidrs = json.dumps(allow_cidrs) if allow_cidrs else '["203.0.113.7/32"]'
+    # without --allow-cidr the line stays a comment: generate then refuses, naming the key,
+    # where an example address (RFC 5737, routed nowhere) would open the endpoint to no one
+    cidrs = (
+        f"allow_cidrs = {json.dumps(allow_cidrs)}   # who may reach the serving port"
+        if allow_cidrs
+        else '# allow_cidrs = ["203.0.113.7/32"]   # who may reach the serving port: required'
+    )
     ci = (
         f"ci_install = {json.dumps(ci_install)}"
         if ci_install
@@ -514,7 +520,7 @@ providers = {prov}
 [deploy]
 out = {json.dumps(out)}         # where `gpuplan generate` writes the Pulumi project
 stack = {json.dumps(stack)}
-allow_cidrs = {cidrs}   # who may reach the serving port
+{cidrs}
 # ssh_cidr = "203.0.113.7/32"
 # ssh_key = "~/.ssh/id_ed25519.pub"
 wait_healthy = {default_of("wait_healthy")}           # seconds `gpuplan deploy` waits for the model

@@ -124,6 +124,22 @@ def test_init_writes_config_and_a_valid_workflow(cli, tmp_path):
     assert again.exit_code == 2 and "--force" in again.output
 
 
+def test_init_without_allow_cidr_leaves_it_for_the_user_to_set(cli, tmp_path, monkeypatch):
+    """Sweep: init without --allow-cidr wrote an active `allow_cidrs = ["203.0.113.7/32"]`, a
+    documentation address routed nowhere, which slipped past generate's refusal of a project
+    without one: an endpoint no one could reach. The line is a comment now, and generate
+    refuses until the user sets it."""
+    r = cli("init", "--dir", str(tmp_path), "--model", "llama-3.1-8b", "--providers", "aws")
+    assert r.exit_code == 0 and "set allow_cidrs" in r.output, r.output
+    text = (tmp_path / "gpuplan.toml").read_text()
+    assert "\n# allow_cidrs = " in text and "\nallow_cidrs" not in text
+    assert load_settings(toml=tmp_path / "gpuplan.toml", env={}).allow_cidrs == ()
+    monkeypatch.chdir(tmp_path)
+    g = cli("generate")
+    assert g.exit_code == 2 and "no --allow-cidr given" in g.output, g.output
+    assert not (tmp_path / "infra").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

@@ -158,8 +158,9 @@ def init(
         ci_install=ci_install,
     )
     echo_lines([f"wrote {path}" for path in written])
+    cidrs = "" if allow_cidrs else " (set allow_cidrs: who may reach the endpoint)"
     click.echo(
-        "next: edit gpuplan.toml, run `gpuplan generate`, commit both, and add the "
+        f"next: edit gpuplan.toml{cidrs}, run `gpuplan generate`, commit both, and add the "
         "repository secrets the workflow lists"
     )
 
