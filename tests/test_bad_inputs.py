@@ -689,6 +689,35 @@ def test_a_reader_that_stops_early_is_not_an_error():
     assert proc.returncode == 0 and err == "", err
 
 
+@pytest.mark.parametrize("both", [False, True], ids=["stdout", "stdout-and-stderr"])
+def test_a_reader_that_stops_early_keeps_the_commands_exit_code(tmp_path, both):
+    """Sweep: `gpuplan check | head -1` on a drifted project said "cannot use: Broken pipe",
+    exit 2 (exit 1 with `2>&1`), instead of the drift's 6: the broken pipe cut the command
+    short. Once the reader is gone the rest goes nowhere and the command ends as it would."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "planner.cli"]
+    subprocess.run(
+        [*cmd, "generate", M, "--providers", "aws", "--allow-cidr", CIDR, "--out", "p"],
+        cwd=tmp_path, env=env, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    (tmp_path / "gpuplan.toml").write_text(
+        f'[model]\nmodel = "{M}"\n[constraints]\nproviders = ["aws"]\n'
+        f'[deploy]\nout = "p"\nallow_cidrs = ["{CIDR}"]\n'
+    )
+    drifted = [f for f in (tmp_path / "p").iterdir() if f.is_file() and f.suffix != ".json"]
+    assert len(drifted) >= 4
+    for f in drifted:  # one line each on stdout: more than a pipe's first read
+        f.write_text(f.read_text() + "# edited\n")
+    proc = subprocess.Popen(
+        [*cmd, "check"], cwd=tmp_path, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT if both else subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()  # the reader is gone before the first write
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 6, err
+    assert not err or "error" not in err, err
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="Linux's always-full device")
 @pytest.mark.parametrize(
     "args", [["footprint", M], ["--help"], ["--version"], ["recommend", "--help"]]

@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 
 import click
 
+from planner.cli.common import guard_output
 from planner.errors import EXIT_INTERRUPTED, GpuplanError, Terminated, local_file_error
 
 _OUTPUT_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -103,6 +104,7 @@ class GpuplanGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         previous_sigterm = _sigterm_as_interrupt()
+        guarded = {name: guard_output(name) for name in ("stdout", "stderr")}
         try:
             return super().invoke(ctx)
         except GpuplanError as exc:
@@ -135,6 +137,9 @@ class GpuplanGroup(click.Group):
         finally:
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
+            for name, stream in guarded.items():
+                if stream is not None:
+                    setattr(sys, name, stream)
 
 
 @click.group(cls=GpuplanGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -38,20 +38,56 @@ def print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 
+class ReaderGone:
+    """Standard output that outlives its reader (`gpuplan check | head -1`): once a write or a
+    flush finds the pipe closed, the rest goes to /dev/null and the command runs to its own end
+    and exit code (check's 6 for drift), where the broken pipe had cut it short with "cannot
+    use: Broken pipe", exit 2. What the reader read is its answer. Everything else is the
+    stream's own (click and rich ask it for isatty, encoding, fileno...)."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def _gone(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())  # the interpreter's last flush is quiet too
+        os.close(devnull)
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+
+def guard_output(name: str) -> Any:
+    """Puts ReaderGone in front of sys.<name> (stdout, or stderr: `2>&1 | head -1` closes
+    both); returns what to put back (None: nothing done)."""
+    stream = getattr(sys, name)
+    if stream is None or isinstance(stream, ReaderGone) or not hasattr(stream, "fileno"):
+        return None
+    try:
+        stream.fileno()
+    except (OSError, ValueError):  # not a real file (a test runner's buffer)
+        return None
+    setattr(sys, name, ReaderGone(stream))
+    return stream
+
+
 def print_rich(*renderables: Any, width: int | None = None) -> None:
     from rich.console import Console
 
-    class _Console(Console):
-        def on_broken_pipe(self) -> None:
-            """The reader stopped early (`| head`): what it read is its answer. Exit 0 as the
-            plain-text commands do (rich's default exits 1, gpuplan's code for its own faults);
-            stdout goes to /dev/null so that the interpreter's last flush is quiet."""
-            self.quiet = True
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            raise SystemExit(0)
-
-    console = _Console(soft_wrap=False, width=width or max(170, _terminal_width()))
+    console = Console(soft_wrap=False, width=width or max(170, _terminal_width()))
     for r in renderables:
         console.print(r)
 
