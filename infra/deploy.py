@@ -320,7 +320,7 @@ def wait_healthy(
             return Health(False, f"not healthy after {timeout_s:g} s: {last}", waited)
         if on_output:
             on_output(f"waiting for {base}: {last} ({waited:.0f} s)")
-        sleep(interval_s)
+        sleep(min(interval_s, timeout_s - waited))  # the last poll at the timeout, not after
 
 
 def _refusal(last: str, status: int) -> str | None:

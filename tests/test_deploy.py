@@ -781,3 +781,23 @@ def test_the_last_update_time_is_read_as_utc_whatever_the_local_zone(monkeypatch
     finally:
         monkeypatch.delenv("TZ")
         clock.tzset()
+
+
+def test_a_wait_shorter_than_the_poll_interval_ends_at_its_timeout():
+    """Sweep: `deploy --wait-healthy 1` slept the whole 10 s interval and then said "not
+    healthy after 1 s" with "waited_s": 10.0. The sleeps stop at the timeout: one last poll
+    there, and the wait reported is the one asked for."""
+    from infra.deploy import wait_healthy
+
+    now, slept = [0.0], []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    health = wait_healthy(
+        "http://127.0.0.1:9/v1", KEY, MODEL, timeout_s=1, interval_s=10,
+        clock=lambda: now[0], sleep=sleep,
+    )  # fmt: skip
+    assert health.healthy is False and "not healthy after 1 s" in health.detail
+    assert slept == [1.0] and health.waited_s == 1.0
