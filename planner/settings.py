@@ -390,7 +390,11 @@ def _parse_env(key: str, raw: str) -> Any:
         return raw
     except ValueError:
         allowed = " (true/false, 1/0, yes/no)" if typ is bool else ""
-        raise UsageError(f"{name}={raw!r} is not a valid {typ.__name__}{allowed}") from None
+        what = {bool: "true or false", int: "a whole number", float: "a number"}[typ]
+        raise UsageError(
+            f"{name}={raw!r} is not a valid {typ.__name__}{allowed}",
+            f"set it to {what}, or unset it (`unset {name}`)",
+        ) from None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

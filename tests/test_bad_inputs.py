@@ -961,3 +961,35 @@ def test_a_filter_given_with_no_item_is_refused_not_dropped(tmp_path, args, wher
     assert r.exit_code == 2, out
     assert _first(out).startswith("error: ") and where in _first(out), out
     assert "has no item" in _first(out) and "leave it out" in out, out
+
+
+@pytest.mark.parametrize(
+    "args, env, hint",
+    [
+        (["footprint"], {}, "a local folder or .gguf file, or --config PATH"),
+        (["recommend", "no-such-model-zz"], {}, "a local folder or .gguf file, or --config"),
+        (["footprint", "--gguf", "NOFILE.gguf"], {}, "check the path"),
+        (["recommend", M], {"GPUPLAN_CONTEXT": "abc"}, "set it to a whole number, or unset it"),
+        (["recommend", M], {"GPUPLAN_SPOT": "maybe"}, "set it to true or false"),
+    ],
+)
+def test_these_faults_say_what_to_do(tmp_path, args, env, hint):
+    """Sweep: `recommend` without a model hinted at `--gguf PATH`, an option only footprint
+    has (recommend reads a .gguf file as MODEL); a missing GGUF file and a GPUPLAN_<KEY> that
+    is not a number had no hint at all."""
+    r, out = _run(args, tmp_path, env={"HF_HUB_OFFLINE": "1", **env})
+    assert r.exit_code == 2, out
+    hints = [ln for ln in out.splitlines() if ln.startswith("hint: ")]
+    assert hints and hint in hints[0] and "--gguf PATH" not in out, out
+
+
+def test_compute_capability_is_written_as_major_dot_minor():
+    """Sweep: an A100's compute capability was printed as "8" (f"{8.0:g}")."""
+    from planner.decide.support import check_support
+    from planner.model.quant import get_format
+    from planner.model.sources import load_model_spec
+    from planner.offers.gpus import gpu_table
+
+    gpt_oss = load_model_spec("gpt-oss-20b")  # attention sinks: FP8 KV needs 8.9
+    why = check_support(gpu_table()["a100-80gb-sxm"], get_format("mxfp4"), "fp8", gpt_oss)
+    assert not why.ok and "is 8.0)" in why.reason, why

@@ -22,7 +22,7 @@ from planner.cli.common import (
     type=click.IntRange(min=1),
     default=10,
     show_default=True,
-    help="How many plans the table shows (JSON lists them all).",
+    help="How many plans the table and the JSON list.",
 )
 @click.option("--explain", is_flag=True, help="Why the top plan won and the usual guesses lost.")
 @click.option(

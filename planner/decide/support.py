@@ -64,15 +64,17 @@ def check_support(
         return _amd(gpu, fmt)
     cc = gpu.compute_capability or 0.0
     if cc < 7.0:
-        return Support(False, f"compute capability {cc:g} < 7.0: vLLM does not support it")
+        return Support(False, f"compute capability {cc:.1f} < 7.0: vLLM does not support it")
     if cc < 7.5:
         return Support(
             False,
-            f"{gpu.name} (compute capability {cc:g}): current vLLM wheels are "
+            f"{gpu.name} (compute capability {cc:.1f}): current vLLM wheels are "
             "CUDA 13 builds without sm_70 kernels",
         )
     if kv_cache_dtype != "auto" and cc < 8.0:
-        return Support(False, f"FP8 KV cache needs compute capability 8.0+ ({gpu.name} is {cc:g})")
+        return Support(
+            False, f"FP8 KV cache needs compute capability 8.0+ ({gpu.name} is {cc:.1f})"
+        )
     if kv_cache_dtype != "auto" and spec is not None and cc < 8.9:
         # Below Hopper the one MLA backend is Triton's, whose TritonMLAImpl raises "FP8 KV cache
         # is not supported by the Triton MLA backend ... native FP8 (fp8e4nv) requires SM89+"
@@ -86,14 +88,14 @@ def check_support(
             return Support(
                 False,
                 f"FP8 KV cache of {what} needs compute capability 8.9+ in vLLM (its Triton "
-                f"backend there; {gpu.name} is {cc:g})",
+                f"backend there; {gpu.name} is {cc:.1f})",
             )
     result = _cuda(gpu, fmt, cc)
     if result.dtype_half and spec is not None and spec.family in NO_FLOAT16_FAMILIES:
         return Support(
             False,
             f"vLLM refuses float16 for {spec.family} models (numerical instability) and "
-            f"{gpu.name} (compute capability {cc:g}) has no BF16",
+            f"{gpu.name} (compute capability {cc:.1f}) has no BF16",
         )
     return result
 
@@ -141,7 +143,7 @@ def _cuda(gpu: GpuSpec, fmt: QuantFormat, cc: float) -> Support:
         )
     if kind == "mxfp4":
         if cc < 8.0:
-            return Support(False, f"MXFP4 needs compute capability 8.0+ ({gpu.name} is {cc:g})")
+            return Support(False, f"MXFP4 needs compute capability 8.0+ ({gpu.name} is {cc:.1f})")
         return Support(True, compute="fp16", note="MXFP4 experts (Marlin/Triton) below Blackwell")
     return Support(False, f"format {fmt.name} is not planned")
 
@@ -162,7 +164,7 @@ def _model_problem(spec: ModelSpec, gpu: GpuSpec) -> str | None:
         return None
     return (
         f"sparse MLA attention (DeepSeek-V3.2's indexer) runs only on Hopper and Blackwell "
-        f"data-center GPUs in vLLM (FlashMLA sparse); {gpu.name} is compute capability {cc:g}"
+        f"data-center GPUs in vLLM (FlashMLA sparse); {gpu.name} is compute capability {cc:.1f}"
     )
 
 

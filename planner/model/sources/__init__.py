@@ -309,7 +309,9 @@ def load_model_spec(
     if config_path is not None:
         return spec_from_config_files(Path(config_path), model, "config")
     if not model or not model.strip():
-        raise ModelSpecError("no model given", "pass a model id, --config PATH or --gguf PATH")
+        raise ModelSpecError(
+            "no model given", "pass a model id, a local folder or .gguf file, or --config PATH"
+        )
     model = model.strip()
     local = Path(model).expanduser()
     if local.suffix == ".gguf" or (local.exists() and local.is_file() and model.endswith(".gguf")):
@@ -323,7 +325,7 @@ def load_model_spec(
         raise ModelSpecError(
             f"folder {short(model)} has no config.json",
             "point at a folder holding a Hugging Face checkpoint's config.json, or pass "
-            "--config PATH or --gguf PATH",
+            "--config PATH or a .gguf file",
         )
     if local.is_file() and local.suffix == ".json":
         return spec_from_config_files(local, None, "config")
@@ -389,5 +391,5 @@ def load_model_spec(
     raise ModelSpecError(
         f"unknown model '{short(model)}'",
         (did_you_mean(model, registry_names()) or "run `gpuplan models` for the registry")
-        + "; or pass a Hugging Face id, --config PATH or --gguf PATH",
+        + "; or pass a Hugging Face id, a local folder or .gguf file, or --config PATH",
     )

@@ -61,7 +61,9 @@ def _role(name: str) -> tuple[Role, bool]:
 def spec_from_gguf(path: Path, name: str | None = None) -> ModelSpec:
     """A ModelSpec whose tensors (and so parameters and bytes) are exactly the file's."""
     if not path.exists():
-        raise ModelSpecError(f"GGUF file not found: {short(path)}")
+        raise ModelSpecError(
+            f"GGUF file not found: {short(path)}", "check the path (relative to the current folder)"
+        )
     try:
         from gguf import GGUFReader, LlamaFileType
 
