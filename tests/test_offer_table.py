@@ -257,3 +257,50 @@ def test_ranking_the_unsorted_filter_result_with_its_order_keys(flt, need, seed)
     assert list(got.plans[:25]) == list(want.plans[:25])
     assert list(got.offers) == list(want.offers)
     assert got.rejected == want.rejected and got.best_per_candidate == want.best_per_candidate
+
+
+def _gcp(instance_type: str, gpu: str, count: int, price: float, spot: float | None) -> Offer:
+    from tests.test_generate import make_offer
+
+    return replace(
+        make_offer("gcp"), instance_type=instance_type, gpu=gpu, gpu_count=count,
+        price_usd_per_hour=price, spot_price_usd_per_hour=spot, provider_data={},
+    )  # fmt: skip
+
+
+def test_machines_gcp_does_not_sell_on_demand_have_no_on_demand_price():
+    """Sweep: A4 (B200), A3 Ultra and A3 High below 8 GPUs are sold through reservations, DWS
+    flex-start or spot only; ranked on demand at their listed price, an a4-highgpu-8g led
+    DeepSeek-R1's table at $360.86/h and generate then skipped it for a plan 26% dearer. They
+    have no on-demand price now (Offer and OfferTable alike); their spot price stays."""
+    from planner.offers.offer import sold_on_demand
+
+    for kind, sold in [("a4-highgpu-8g", False), ("a4x-highgpu-4g", False),
+                       ("a3-ultragpu-8g", False), ("a3-highgpu-1g", False),
+                       ("a3-highgpu-4g", False), ("a3-highgpu-8g", True),
+                       ("a3-megagpu-8g", True), ("a2-highgpu-1g", True)]:  # fmt: skip
+        assert sold_on_demand("gcp", kind) is sold, kind
+    assert sold_on_demand("aws", "a4-highgpu-8g")  # the rule is GCP's
+    a4 = _gcp("a4-highgpu-8g", "b200", 8, 40.0, 20.0)
+    a3 = _gcp("a3-highgpu-8g", "h100-sxm", 8, 88.0, 30.0)
+    assert a4.effective_usd_per_hour() is None and a4.effective_usd_per_hour(spot=True) == 20.0
+    assert a3.effective_usd_per_hour() == 88.0
+    table = OfferTable.from_offers([a4, a3])
+    assert table.effective_usd_per_hour() == [None, 88.0]
+    assert table.effective_usd_per_hour(spot=True) == [20.0, 30.0]
+    kept, _ = filter_table(table, OfferFilter())
+    assert [o.instance_type for o in kept] == ["a3-highgpu-8g"]
+
+
+def test_a_gpu_only_sold_as_spot_is_refused_on_demand_with_a_spot_hint(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from planner.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["recommend", "llama-3.1-8b", "--gpu", "b200", "--providers", "gcp"]
+    r = CliRunner().invoke(main, args, env={"HF_HUB_OFFLINE": "1"})
+    assert r.exit_code == 3, r.output
+    assert "not sold on demand" in r.output and "hint: add --spot" in r.output, r.output
+    spot = CliRunner().invoke(main, [*args, "--spot"], env={"HF_HUB_OFFLINE": "1"})
+    assert spot.exit_code == 0 and "a4-highgpu-8g" in spot.output, spot.output

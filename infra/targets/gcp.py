@@ -5,7 +5,6 @@ preemption), and Secret Manager secrets read at boot by a narrow service account
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from infra import versions
@@ -13,6 +12,7 @@ from infra.options import ProjectOptions
 from infra.sizing import heal_check, heal_delay_s, resource_name, short_id, slug
 from infra.targets import Capabilities, Target
 from planner.decide.plan import Plan
+from planner.offers.offer import sold_on_demand
 
 # Machine series that take Hyperdisk only: A3 Ultra (a3-ultragpu), A3 Mega (a3-megagpu), A4
 # (a4-highgpu), A4X (a4x-highgpu) - pd-balanced is refused there (cloud.google.com/compute/docs/
@@ -25,14 +25,10 @@ GVNIC = ("a3-", "a4-", "a4x-")
 
 
 def dws_only(machine: str) -> bool:
-    """Machines that are not sold on demand: reservations, DWS flex-start or spot only.
-    gpuhunt drops a4, a3-ultragpu and a3-highgpu with fewer than 8 GPUs from its on-demand
-    catalog for this reason (gpuhunt's GCPProvider.filter,
-    https://github.com/dstackai/gpuhunt/blob/main/src/gpuhunt/providers/gcp.py)."""
-    if machine.startswith(("a4-", "a4x-", "a3-ultragpu")):
-        return True
-    m = re.fullmatch(r"a3-highgpu-(\d+)g", machine)
-    return bool(m and int(m.group(1)) < 8)
+    """Machines that are not sold on demand: reservations, DWS flex-start or spot only. The
+    planner prices them on demand at None (planner.offers.offer.sold_on_demand); a plan file
+    written before that is refused here."""
+    return not sold_on_demand("gcp", machine)
 
 
 def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:

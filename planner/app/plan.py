@@ -80,6 +80,17 @@ def recommend(
                         f"none of the {len(on_demand)} matching offers has a spot price",
                         "drop --spot, or include providers that sell spot capacity",
                     )
+            if not offers and not s.spot:  # GCP's A4 / A3 Ultra: spot or reservations only
+                spot_only, _ = filter_table(catalog.offers, replace(flt, spot=True))
+                if spot_only:
+                    n = len(spot_only)
+                    which = (
+                        "the one matching offer is" if n == 1 else f"the {n} matching offers are"
+                    )
+                    raise NoFeasibleOfferError(
+                        f"{which} not sold on demand (reservations, DWS flex-start or spot only)",
+                        "add --spot (their spot price), or choose another --gpu / --providers",
+                    )
             keys = order_keys(offers, flt)
             ranking = rank(candidates, offers, need, keys)
         except NoFeasibleOfferError as exc:

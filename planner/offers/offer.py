@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 HOURS_PER_MONTH = 730  # 8760 / 12: how monthly prices become hourly ones
+
+
+def sold_on_demand(provider: str, instance_type: str) -> bool:
+    """Whether the machine can be rented on demand at its listed price. GCP sells A4, A3 Ultra
+    and A3 High with fewer than 8 GPUs through reservations, DWS flex-start or spot only;
+    gpuhunt drops them from its on-demand catalog for this reason (GCPProvider.filter,
+    github.com/dstackai/gpuhunt src/gpuhunt/providers/gcp.py), while GCP's price list and
+    gpuplan's snapshot still list an on-demand price. Their spot price stays usable."""
+    if provider != "gcp":
+        return True
+    if instance_type.startswith(("a4-", "a4x-", "a3-ultragpu")):
+        return False
+    m = re.fullmatch(r"a3-highgpu-(\d+)g", instance_type)
+    return not (m and int(m.group(1)) < 8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,10 +69,13 @@ class Offer:
     def effective_usd_per_hour(
         self, spot: bool = False, horizon_months: float = 1.0
     ) -> float | None:
-        """$/h the user pays: spot if asked (None when the offer has none); for monthly rentals the
-        monthly price plus the setup fee spread over ``horizon_months`` of 24x7 use."""
+        """$/h the user pays: spot if asked (None when the offer has none; on demand, None when
+        the machine is not sold on demand); for monthly rentals the monthly price plus the setup
+        fee spread over ``horizon_months`` of 24x7 use."""
         if spot:
             return self.spot_price_usd_per_hour
+        if not sold_on_demand(self.provider, self.instance_type):
+            return None
         if self.billing == "monthly" and self.monthly_price_usd is not None:
             return monthly_usd_per_hour(self.monthly_price_usd, self.setup_fee_usd, horizon_months)
         return self.price_usd_per_hour
