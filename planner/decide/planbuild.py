@@ -134,7 +134,8 @@ def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need:
 
 
 def job_duration(hours: float) -> str:
-    """A job's duration: hours, or minutes or seconds when short."""
-    if hours >= 0.1:
+    """A job's duration: hours from one hour, else minutes (seconds under a minute); "0.17 h"
+    beside "5.2 min" in one column read as two scales."""
+    if hours >= 1:
         return f"{hours:,.2f} h"
     return f"{hours * 60:.1f} min" if hours * 60 >= 1 else f"{hours * 3600:.0f} s"
