@@ -357,7 +357,8 @@ def test_every_commented_key_of_the_init_template_is_a_valid_setting(tmp_path):
     section with a valid value (all of them at once, as the merge validates each alone)."""
     import re
 
-    from planner.settings import config_template, load_settings
+    from planner.inittoml import config_template
+    from planner.settings import load_settings
 
     text = config_template("llama-3.1-8b", [], None, "dev", "infra/llm")
     uncommented, n = re.subn(r"^# (\w+ = )", r"\1", text, flags=re.M)

@@ -335,8 +335,9 @@ def init_repo(
     from infra.options import check_cidr, check_stack
     from infra.workflow import render_workflow
     from planner.fsutil import atomic_write_many
+    from planner.inittoml import config_template
     from planner.offers.providers import parse_provider_list
-    from planner.settings import config_template, load_settings
+    from planner.settings import load_settings
 
     # what every later command would refuse is refused now, before anything is written
     if not model.strip():  # init's --model (load_settings would call it MODEL)
