@@ -186,7 +186,7 @@ V0_SCHEDULING_SHARE = 29 / (29 + 33)
 def peak_flops(gpu: GpuSpec, compute: str) -> float:
     fp16 = gpu.bf16_tflops_dense or gpu.fp16_tflops_dense or 0.0
     value = {"fp8": gpu.fp8_tflops_dense, "int8": gpu.int8_tops_dense}.get(compute) or fp16
-    return value * 1e12
+    return value * 1e12 * gpu.matmul_scale(compute)  # as measured, where measured
 
 
 def link_kind(hw: Hardware) -> str:

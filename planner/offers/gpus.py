@@ -15,6 +15,11 @@ from importlib import resources
 from planner.errors import UsageError, did_you_mean
 
 UNLOGGED_USABLE_FRACTION = 0.98
+# The share of its datasheet dense peak a card's matmuls typically reach: the median of the
+# measured BF16 rows of the table gpus.json cites for matmul_tflops_measured (NVIDIA A100 SXM
+# 86.9%, GH200 83.8%, A100 PCIe 81.1%, H100 SXM 80.3%, B300 78.6%, B200 77.6%, GB200 72.9%);
+# cards without a measurement are assumed to reach it
+TYPICAL_MATMUL_SHARE = 0.80
 _NOISE = re.compile(r"\b(nvidia|geforce|tesla|amd|instinct|generation)\b|[\s_\-™®]", re.I)
 
 
@@ -42,6 +47,24 @@ class GpuSpec:
     # False for cards that cannot reach a peer's memory over PCIe: NCCL then stages every
     # transfer through host memory (gpus.json says which cards, with sources).
     pcie_p2p: bool = True
+    # TFLOPS a BF16 / FP8 matmul reaches on this card, measured (gpus.json matmul_source);
+    # None where no measurement was found
+    bf16_matmul_tflops_measured: float | None = None
+    fp8_matmul_tflops_measured: float | None = None
+
+    def matmul_scale(self, compute: str) -> float:
+        """How much faster (> 1) or slower the card's matmuls run than a typical card's at the
+        same datasheet peak: its measured share of the peak over TYPICAL_MATMUL_SHARE; 1 where
+        unmeasured. The datasheet peaks are all about equally far from reach: an MI300X
+        reaches 51% of its BF16 peak, an A100 SXM 87%. FP8 takes its own measurement, else
+        the BF16 share; INT8 the BF16 share."""
+        peak16 = self.bf16_tflops_dense or self.fp16_tflops_dense
+        fp8 = compute == "fp8" and self.fp8_matmul_tflops_measured and self.fp8_tflops_dense
+        if fp8:
+            return self.fp8_matmul_tflops_measured / self.fp8_tflops_dense / TYPICAL_MATMUL_SHARE
+        if self.bf16_matmul_tflops_measured and peak16:
+            return self.bf16_matmul_tflops_measured / peak16 / TYPICAL_MATMUL_SHARE
+        return 1.0
 
     @property
     def usable_memory_bytes(self) -> int:
@@ -74,6 +97,8 @@ def gpu_table() -> dict[str, GpuSpec]:
             interconnect=g["interconnect"], nvlink_gb_s=g["nvlink_gb_s"],
             aliases=tuple(g["aliases"]), usable_memory_gib=g.get("usable_memory_gib"),
             gfx_arch=g.get("gfx_arch"), pcie_p2p=g.get("pcie_p2p", True),
+            bf16_matmul_tflops_measured=g.get("matmul_tflops_measured", {}).get("bf16"),
+            fp8_matmul_tflops_measured=g.get("matmul_tflops_measured", {}).get("fp8"),
         )  # fmt: skip
     return table
 
