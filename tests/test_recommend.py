@@ -856,3 +856,39 @@ def test_the_one_start_up_record_of_moe_data_parallel_is_reproduced_on_both_side
         support = check_support(gpu, cand.fmt, need.kv_cache_dtype, cand.spec)
         fit = fit_layout(cand, gpu, support, dp8, need)
         assert isinstance(fit, str) is not starts, (context, fit)
+
+
+def test_moe_replicas_whose_experts_do_not_split_step_down_not_refuse():
+    """Qwen3-30B-A3B's experts are 768 wide; vLLM spreads them over tp x dp GPUs and asserts
+    the width divides. `--gpus 8 --tp 1` at 5 streams asked for TP1xDP5, which does not: the
+    8-GPU machines were refused (the error named only the machines with another GPU count).
+    The replicas now step down to the most that split the experts: DP4 (192 wide each)."""
+    cands = planning_candidates("Qwen/Qwen3-30B-A3B", "bf16")
+    machine = [offer("a100-80gb-sxm", 8, 15.0)]
+    for streams, dp in ((5, 4), (7, 6), (8, 8), (3, 3)):  # 768 splits by 6, not by 5 or 7
+        need = Need(context=4096, concurrency=streams, tp=1, gpus=8)
+        top = recommend(cands, machine, need).plans[0]
+        assert top.layout.dp == dp, (streams, top.layout)
+        i = top.vllm_args.index("--data-parallel-size")
+        assert top.vllm_args[i + 1] == str(dp)
+
+
+def test_a_refusal_under_gpus_names_the_reason_of_the_machines_with_that_count():
+    """Sweep: `--gpus 8` refused with 114 x "--gpus 8 asked; this machine has 1" and the like,
+    the commonest kinds, while the 8-GPU machines' own reason went unsaid."""
+    from planner.decide.checks import no_feasible_offer
+
+    reasons = (
+        ["bf16: --gpus 8 asked; this machine has 1"] * 5
+        + [
+            "bf16: one node in the catalog holds the model (8x a100): pipeline ...; --gpus 8 asked; "
+            "this machine has 2"
+        ]
+        * 4
+        + ["bf16: does not fit: TP8: 79 GiB weights > 72.9 GiB"] * 2
+    )
+    refusal = no_feasible_offer(reasons, len(reasons), Need(gpus=8))
+    assert "does not fit: TP8" in refusal.message and "asked" not in refusal.message
+    assert "--gpu-memory-utilization" in refusal.hint  # the memory hint, not the --gpus one
+    only = no_feasible_offer(reasons[:5], 5, Need(gpus=8))
+    assert "asked; this machine has 1" in only.message and "--gpus" in only.hint

@@ -104,7 +104,10 @@ def no_feasible_offer(
     # the many cards too small for the model: those kinds first, then the commonest
     counted = Counter(map(_reason_kind, reasons)).most_common()
     ordered = sorted(counted, key=lambda kn: _rank_kind(kn[0]))
-    kinds = ordered[:2]
+    # machines with another GPU count than --gpus say nothing about the ones with that count,
+    # which were rejected for a reason of their own: that reason is the one to say
+    own = [kn for kn in ordered if OTHER_COUNT not in kn[0]]
+    kinds = (own or ordered)[:2]
     example: dict[str, str] = {}
     for reason in reasons:
         kind = _reason_kind(reason)
@@ -112,15 +115,15 @@ def no_feasible_offer(
             "--max-price" in kind and _price(reason) < _price(example[kind])
         ):
             example[kind] = reason
-    # machines with another GPU count than --gpus say nothing about the ones with that count,
-    # which were rejected for a reason of their own: its hint is the one to follow
-    hint_kind = next((k for k, _ in ordered if "--gpus" not in k), kinds[0][0])
+    hint_kind = kinds[0][0]
     return NoFeasibleOfferError(
         f"no feasible offer among {offers}: "
         + " | ".join(f"{n} x {_clip(example[kind], 160)}" for kind, n in kinds),
         _hint_for(hint_kind, need),
     )
 
+
+OTHER_COUNT = "asked; this machine has"  # fit.feasible_fits' reason for another GPU count
 
 STATED = ("--max-ttft", "--min-tokens-per-s", "--max-price", "--max-replicas", "--deadline-hours")
 

@@ -211,11 +211,15 @@ def fit_layout(
     problem = tp_problem(cand.spec, cand.fmt, cand.qc, layout.tp)
     if problem:
         return f"{layout.label}: {problem}"
+    # The replicas' GPUs share the routed experts (memory_budget): a group they do not split
+    # over steps down to the most replicas that split them (at worst one, whose TP was checked)
+    # rather than refusing the node: `--gpus 8 --tp 1` at 5 streams is DP4, not no plan.
+    while layout.dp > 1 and expert_gpus(cand.spec, layout.tp, layout.dp) > layout.tp:
+        group = expert_gpus(cand.spec, layout.tp, layout.dp)
+        if not moe_group_problem(cand.spec, cand.fmt, cand.qc, group):
+            break
+        layout = replace(layout, dp=layout.dp - 1)
     group = expert_gpus(cand.spec, layout.tp, layout.dp)
-    if group > layout.tp:  # the replicas' GPUs share the routed experts (memory_budget)
-        problem = moe_group_problem(cand.spec, cand.fmt, cand.qc, group)
-        if problem:
-            return f"{layout.label}: {problem}"
     chunk = default_batched_tokens(gpu.usable_memory_bytes, gpu.name)  # vLLM's, for the card
     weights, experts, overhead, free = memory_budget(
         cand, gpu, layout.tp, layout.pp, need.gpu_memory_utilization,
