@@ -66,33 +66,17 @@ def ready_s(plan: Plan) -> int:
     return 900 + 10 * math.ceil(download_gb(plan))
 
 
-# GCP's limits: auto-healing's initial delay at most 3600 s, a health check's interval at most
-# 300 s and its unhealthy threshold at most 10 (compute API, instanceGroupManagers
-# autoHealingPolicies.initialDelaySec; healthChecks checkIntervalSec, unhealthyThreshold)
-HEAL_MAX_DELAY_S, HEAL_MAX_INTERVAL_S, HEAL_MAX_THRESHOLD = 3600, 300, 10
-HEAL_INTERVAL_S, HEAL_THRESHOLD = 30, 2  # the balancer's check's interval, GCP's default threshold
+# GCP caps auto-healing's initial delay at 3600 s (compute API, instanceGroupManagers
+# autoHealingPolicies.initialDelaySec)
+HEAL_MAX_DELAY_S = 3600
 
 
-def heal_delay_s(plan: Plan) -> int:
-    """Seconds a new replica gets before auto-healing may recreate it: ready_s, capped at
-    GCP's maximum initial delay of 3600 s."""
-    return int(min(HEAL_MAX_DELAY_S, ready_s(plan)))
-
-
-def heal_check(plan: Plan) -> dict[str, int]:
-    """The health check auto-healing uses. Auto-healing recreates a VM once the check has
-    failed `unhealthy_threshold` times in a row after the initial delay, so a replica has
-    delay + interval x threshold to start serving. A model whose download and load (ready_s)
-    outlast GCP's 3600 s delay gets a slower, more patient check, up to 300 s x 10 (6600 s in
-    all); the balancer keeps its own 30 s check for routing."""
-    rest = ready_s(plan) - heal_delay_s(plan)
-    if rest <= 0:
-        return {"interval_s": HEAL_INTERVAL_S, "unhealthy_threshold": HEAL_THRESHOLD}
-    interval = min(HEAL_MAX_INTERVAL_S, max(HEAL_INTERVAL_S, -(-rest // HEAL_MAX_THRESHOLD)))
-    return {"interval_s": int(interval), "unhealthy_threshold": HEAL_MAX_THRESHOLD}
-
-
-def heal_grace_s(plan: Plan) -> int:
-    """Seconds a new replica has before auto-healing recreates it (heal_check)."""
-    check = heal_check(plan)
-    return heal_delay_s(plan) + check["interval_s"] * check["unhealthy_threshold"]
+def heal_delay_s(plan: Plan) -> int | None:
+    """Seconds a new replica gets before auto-healing may recreate it (ready_s), or None: no
+    auto-healing, for a replica whose download and load outlast GCP's 3600 s cap. The health
+    check runs during the delay too (its failures are only ignored: "During a VM's initial
+    delay period, the MIG ignores unsuccessful health checks"), so a replica still loading
+    when the delay ends is already unhealthy and would be recreated at once, in a loop at the
+    price of every VM; a slower check does not help. systemd restarts vLLM itself either way."""
+    ready = ready_s(plan)
+    return ready if ready <= HEAL_MAX_DELAY_S else None

@@ -130,13 +130,8 @@ def test_gcp_replicas_in_a_managed_group_behind_a_load_balancer(tmp_path):
     assert not by_type(result, "gcp:compute/instance:Instance")
     [mig] = by_type(result, "gcp:compute/instanceGroupManager:InstanceGroupManager")
     assert mig["inputs"]["targetSize"] == 3
-    checks = {
-        c["name"]: c for c in by_type(result, "gcp:compute/regionHealthCheck:RegionHealthCheck")
-    }
-    assert set(checks) == {"vllm", "vllm-heal"}  # the balancer's, auto-healing's
-    for hc in checks.values():
-        assert hc["inputs"]["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
-    assert checks["vllm"]["inputs"]["checkIntervalSec"] == 30
+    [hc] = by_type(result, "gcp:compute/regionHealthCheck:RegionHealthCheck")
+    assert hc["inputs"]["httpHealthCheck"] == {"port": 8000, "requestPath": "/health"}
     [tmpl] = by_type(result, "gcp:compute/instanceTemplate:InstanceTemplate")
     assert tmpl["inputs"]["scheduling"]["onHostMaintenance"] == "TERMINATE"
     check_boot(tmpl["inputs"]["metadataStartupScript"], replica_plan("gcp"), "gcp")
@@ -448,13 +443,15 @@ def test_the_multi_node_readme_says_a_worker_keeps_trying(tmp_path, provider, in
     assert "ends failed" not in readme
 
 
-@pytest.mark.parametrize("download_gb", [13.0, 474.0, 800.0])
-def test_gcp_auto_healing_waits_for_the_download_and_load(tmp_path, monkeypatch, download_gb):
-    """GCP caps auto-healing's initial delay at 3600 s; a replica whose download and load take
-    longer (474 GB: 5,640 s at the assumed 100 MB/s) was recreated before it could serve, and
-    again, at the full price of every VM. Its check is more patient instead: delay + interval x
-    unhealthy threshold cover ready_s, within GCP's limits (300 s, 10); beyond 6,600 s the
-    generate warning says so. The balancer's check stays at 30 s."""
+@pytest.mark.parametrize("download_gb", [13.0, 260.0, 474.0])
+def test_gcp_auto_healing_only_when_a_replica_loads_within_the_delay(
+    tmp_path, monkeypatch, download_gb
+):
+    """GCP caps auto-healing's initial delay at 3600 s, and the health check runs during the
+    delay (its failures only ignored): a replica whose download and load take longer (474 GB:
+    5,640 s at the assumed 100 MB/s) is unhealthy when the delay ends and is recreated at once,
+    in a loop at the price of every VM (review: a slower check does not help). Such replicas
+    get no auto-healing, and generate and the project README say so."""
     from infra import sizing
     from infra.targets import warnings
 
@@ -465,22 +462,15 @@ def test_gcp_auto_healing_waits_for_the_download_and_load(tmp_path, monkeypatch,
     write_project(render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,))), out)
     result = run_program(out, {})
     assert result["error"] is None
-    checks = {
-        c["name"]: c for c in by_type(result, "gcp:compute/regionHealthCheck:RegionHealthCheck")
-    }
-    heal = checks["vllm-heal"]["inputs"]
+    [hc] = by_type(result, "gcp:compute/regionHealthCheck:RegionHealthCheck")
     [mig] = by_type(result, "gcp:compute/instanceGroupManager:InstanceGroupManager")
-    delay = mig["inputs"]["autoHealingPolicies"]["initialDelaySec"]
-    assert delay <= 3600 and heal["checkIntervalSec"] <= 300 and heal["unhealthyThreshold"] <= 10
-    assert heal["timeoutSec"] <= heal["checkIntervalSec"]
-    grace = int(delay + heal["checkIntervalSec"] * heal["unhealthyThreshold"])
-    assert grace == sizing.heal_grace_s(plan)
+    healing = mig["inputs"].get("autoHealingPolicies")
     warned = [w for w in warnings(plan, ProjectOptions(allowed_cidrs=(CIDR,))) if "auto-heal" in w]
     readme = " ".join((out / "README.md").read_text().split())
-    assert f"within {grace // 60} minutes of its start" in readme
-    if ready <= 6600:
-        assert grace >= ready and not warned
+    if ready <= 3600:
+        assert healing["initialDelaySec"] == ready and healing["healthCheck"]
+        assert not warned and "Auto-healing recreates a replica that stops answering" in readme
     else:
-        assert grace == 6600 and warned and f"{ready // 60} min" in warned[0]
-    if ready <= 3600:  # a model that loads within the delay keeps the usual check
-        assert (heal["checkIntervalSec"], heal["unhealthyThreshold"]) == (30, 2)
+        assert not healing, healing
+        assert warned and f"{ready // 60} min" in warned[0]
+        assert "Auto-healing is off" in readme and "recreate-instances" in readme

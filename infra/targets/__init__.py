@@ -289,16 +289,15 @@ def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
             "addresses, so no one reaches it over the internet (only clients inside its own "
             "network, at its private address); allow your network's public egress range instead"
         )
-    if plan.offer.provider == "gcp" and plan.estimate.replicas > 1:
-        from infra.sizing import heal_grace_s, ready_s
+    if plan.offer.provider == "gcp" and plan.estimate.replicas > 1 and plan.layout.nodes == 1:
+        from infra.sizing import heal_delay_s, ready_s
 
-        if heal_grace_s(plan) < ready_s(plan):
+        if heal_delay_s(plan) is None:
             out.append(
-                f"a new replica may need {ready_s(plan) // 60} min to download and load the "
-                f"model (at an assumed 100 MB/s), more than the {heal_grace_s(plan) // 60} min "
-                "GCP's auto-healing can wait: a slower download gets the replica recreated "
-                "before it serves; watch the first deploy (`gcloud compute instance-groups "
-                "managed list-instances`)"
+                f"auto-healing is off: a new replica needs about {ready_s(plan) // 60} min to "
+                "download and load the model (at an assumed 100 MB/s), longer than the hour GCP "
+                "lets it start before its health checks count; a replica VM that fails is not "
+                "replaced by itself (systemd restarts vLLM)"
             )
     if plan.model_is_guess:
         out.append(f"'{plan.base_model}' is a guess from its name; check the repository exists")

@@ -9,7 +9,7 @@ from typing import Any
 
 from infra import versions
 from infra.options import ProjectOptions
-from infra.sizing import heal_check, heal_delay_s, resource_name, short_id, slug
+from infra.sizing import heal_delay_s, resource_name, short_id, slug
 from infra.targets import Capabilities, Target
 from planner.decide.plan import Plan
 from planner.offers.offer import sold_on_demand
@@ -54,8 +54,7 @@ def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
         "subnetwork": opts.subnets[0] if opts.subnets else None,
         "service_account_id": short_id(plan, opts, 30),
         "secret_prefix": f"{resource_name(plan)}-{slug(opts.stack, 30)}",
-        "heal_delay_s": heal_delay_s(plan),
-        "heal_check": heal_check(plan),
+        "heal_delay_s": heal_delay_s(plan),  # None: no auto-healing (sizing.heal_delay_s)
         # HTTPS for a domain the user points at the VM's static address (Caddy, Let's Encrypt).
         "tls_domain": opts.tls_domain,
         "tls_image": versions.CADDY_IMAGE,

@@ -20,7 +20,6 @@ PLAN = {
     'disk_gb': 80,
     'disk_type': 'pd-balanced',
     'gpus_total': 2,
-    'heal_check': {'interval_s': 30, 'unhealthy_threshold': 2},
     'heal_delay_s': 1070,
     'image': 'vllm/vllm-openai:v0.33.0',
     'image_family': 'projects/deeplearning-platform-release/global/images/family/common-cu129-ubuntu-2204-nvidia-580',
@@ -383,24 +382,16 @@ else:
         source_ranges=["35.191.0.0/16", "130.211.0.0/22", "209.85.152.0/22", "209.85.204.0/22"],
         target_tags=[tag],
     )
-    # Auto-healing recreates a replica that fails its check unhealthy_threshold times in a row
-    # after the initial delay: delay + interval x threshold cover the time a replica needs to
-    # download and load the model (GCP caps the delay at 3600 s; a bigger download gets a more
-    # patient check). The balancer keeps the 30 s check above for routing.
-    heal_check = gcp.compute.RegionHealthCheck(
-        "vllm-heal",
-        region=region,
-        http_health_check=gcp.compute.RegionHealthCheckHttpHealthCheckArgs(
-            port=PLAN["port"], request_path="/health"),
-        check_interval_sec=PLAN["heal_check"]["interval_s"],
-        timeout_sec=10,
-        unhealthy_threshold=PLAN["heal_check"]["unhealthy_threshold"],
-    )
     group = vm_group(
         PLAN["replicas"],
         named_ports=[gcp.compute.InstanceGroupManagerNamedPortArgs(name="vllm", port=PLAN["port"])],
+        # Auto-healing starts after the time a replica needs to download and load the model
+        # (PLAN["heal_delay_s"], from the download size); none when that outlasts GCP's 3600 s
+        # cap on the delay: the check's failures during the delay count once it ends, and a
+        # replica still loading would be recreated at once, again and again.
         auto_healing=gcp.compute.InstanceGroupManagerAutoHealingPoliciesArgs(
-            health_check=heal_check.id, initial_delay_sec=PLAN["heal_delay_s"]),
+            health_check=health_check.id, initial_delay_sec=PLAN["heal_delay_s"])
+        if PLAN["heal_delay_s"] is not None else None,
     )
     backend = gcp.compute.RegionBackendService(
         "vllm",
