@@ -462,7 +462,8 @@ def test_gcp_auto_healing_only_when_a_replica_loads_within_the_delay(
     write_project(render_project(plan, ProjectOptions(allowed_cidrs=(CIDR,))), out)
     result = run_program(out, {})
     assert result["error"] is None
-    [hc] = by_type(result, "gcp:compute/regionHealthCheck:RegionHealthCheck")
+    [hc] = by_type(result, "gcp:compute/regionHealthCheck:RegionHealthCheck")  # the balancer's
+    assert hc["inputs"]["checkIntervalSec"] == 30
     [mig] = by_type(result, "gcp:compute/instanceGroupManager:InstanceGroupManager")
     healing = mig["inputs"].get("autoHealingPolicies")
     warned = [w for w in warnings(plan, ProjectOptions(allowed_cidrs=(CIDR,))) if "auto-heal" in w]

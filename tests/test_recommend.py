@@ -881,8 +881,8 @@ def test_a_refusal_under_gpus_names_the_reason_of_the_machines_with_that_count()
     reasons = (
         ["bf16: --gpus 8 asked; this machine has 1"] * 5
         + [
-            "bf16: one node in the catalog holds the model (8x a100): pipeline ...; --gpus 8 asked; "
-            "this machine has 2"
+            "bf16: one node in the catalog holds the model (8x a100): pipeline ...; "
+            "--gpus 8 asked; this machine has 2"
         ]
         * 4
         + ["bf16: does not fit: TP8: 79 GiB weights > 72.9 GiB"] * 2
