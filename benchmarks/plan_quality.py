@@ -64,13 +64,16 @@ def naive_choice(spec, offers):
     total, _, _ = count_params(spec)
     need_gb = total * 2 / 1e9
     fitting = [
-        o
+        (price, o)
         for o in offers
-        if o.gpu_count == 1 and o.gpu_memory_gb >= need_gb and o.gpu in gpu_table()
+        if o.gpu_count == 1
+        and o.gpu_memory_gb >= need_gb
+        and o.gpu in gpu_table()
+        # on demand, as the planner rents (None: not sold on demand)
+        and (price := o.effective_usd_per_hour()) is not None
     ]
-    return min(
-        fitting, key=lambda o: (o.price_usd_per_hour, o.provider, o.instance_type), default=None
-    )
+    best = min(fitting, key=lambda po: (po[0], po[1].provider, po[1].instance_type), default=None)
+    return best[1] if best else None
 
 
 def against_oracle(model, quant, ctx, conc, offers):

@@ -321,7 +321,7 @@ def _given(key: str, value: Any, source: str) -> Any:
     value = _check(key, value, source)
     if key in FILTER_LISTS and not value:
         raise UsageError(
-            f"{_where(key, source)} has no item ({KEYS[key].help})",
+            f"{_where(key, source)} has no item",
             "leave it out to consider every one",
         )
     return value

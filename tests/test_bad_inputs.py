@@ -993,3 +993,16 @@ def test_compute_capability_is_written_as_major_dot_minor():
     gpt_oss = load_model_spec("gpt-oss-20b")  # attention sinks: FP8 KV needs 8.9
     why = check_support(gpu_table()["a100-80gb-sxm"], get_format("mxfp4"), "fp8", gpt_oss)
     assert not why.ok and "is 8.0)" in why.reason, why
+
+
+@pytest.mark.parametrize("args, code", [(["--help"], 0), (["--version"], 0), (["--bogus"], 2)])
+def test_a_reader_gone_before_parsing_ends_keeps_the_code(args, code):
+    """Review: the guard was installed when the command ran, after click had parsed; `gpuplan
+    --help | head -0` said "cannot use: Broken pipe", exit 2."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "planner.cli", *args], text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    proc.stdout.close()
+    proc.communicate(timeout=60)
+    assert proc.returncode == code

@@ -203,9 +203,9 @@ def test_a_short_jobs_time_is_shown_in_minutes_or_seconds():
     two decimals of an hour."""
     from planner.decide.planbuild import job_duration
 
-    hours = (1.5, 1.0, 0.17, 0.1, 0.05, 10 / 3600)
+    hours = (1.5, 1.0, 0.9999, 0.17, 0.1, 0.05, 10 / 3600)
     # minutes below an hour (sweep: "0.17 h" beside "5.2 min" in one column)
-    expected = ["1.50 h", "1.00 h", "10.2 min", "6.0 min", "3.0 min", "10 s"]
+    expected = ["1.50 h", "1.00 h", "1.00 h", "10.2 min", "6.0 min", "3.0 min", "10 s"]
     assert [job_duration(h) for h in hours] == expected
     cands = planning_candidates("llama-3.1-8b", None)
     plan = recommend(cands, [offer("rtx-4090", 1, 0.34)], Need(job_requests=40, workload="batch"))

@@ -143,6 +143,8 @@ def test_init_without_allow_cidr_leaves_it_for_the_user_to_set(cli, tmp_path, mo
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
+        (["--providers", ""], "--providers has no item"),
+        (["--providers", " , "], "--providers has no item"),
         (["--out", ""], "--out is empty"),
         (["--model", " "], "--model is empty"),
         (["--stack", "my stack"], "stack name 'my stack' is not valid"),

@@ -346,6 +346,9 @@ def init_repo(
     check_stack(stack)
     for cidr in allow_cidrs:
         check_cidr(cidr)
+    if providers is not None and not providers.replace(",", "").strip():
+        # as every other command refuses an empty filter (settings._given)
+        raise UsageError("--providers has no item", "leave it out to consider every one")
     names = parse_provider_list(providers) if providers else None
     base = Path(root)
     targets = {

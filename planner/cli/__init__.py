@@ -86,6 +86,17 @@ def _sigterm_as_interrupt() -> Any:
 class GpuplanGroup(click.Group):
     """The one error boundary: every GpuplanError becomes one line, a hint and its exit code."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """A reader that stops early (`| head`) is guarded against from the start: --help,
+        --version and usage errors are written while click parses, before invoke."""
+        guarded = {name: guard_output(name) for name in ("stdout", "stderr")}
+        try:
+            return super().main(*args, **kwargs)
+        finally:
+            for name, stream in guarded.items():
+                if stream is not None:
+                    setattr(sys, name, stream)
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         """Options of gpuplan itself: a bad one is one line too, exit 2 (no arguments still
         show the help)."""
@@ -104,7 +115,6 @@ class GpuplanGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         previous_sigterm = _sigterm_as_interrupt()
-        guarded = {name: guard_output(name) for name in ("stdout", "stderr")}
         try:
             return super().invoke(ctx)
         except GpuplanError as exc:
@@ -137,9 +147,6 @@ class GpuplanGroup(click.Group):
         finally:
             if previous_sigterm is not None:
                 signal.signal(signal.SIGTERM, previous_sigterm)
-            for name, stream in guarded.items():
-                if stream is not None:
-                    setattr(sys, name, stream)
 
 
 @click.group(cls=GpuplanGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -136,6 +136,6 @@ def make_plan(cand: Candidate, offer: Offer, op: Operating, est: Estimate, need:
 def job_duration(hours: float) -> str:
     """A job's duration: hours from one hour, else minutes (seconds under a minute); "0.17 h"
     beside "5.2 min" in one column read as two scales."""
-    if hours >= 1:
+    if hours * 60 >= 59.95:  # what would print as "60.0 min"
         return f"{hours:,.2f} h"
     return f"{hours * 60:.1f} min" if hours * 60 >= 1 else f"{hours * 3600:.0f} s"

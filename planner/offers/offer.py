@@ -9,13 +9,16 @@ from typing import Any
 HOURS_PER_MONTH = 730  # 8760 / 12: how monthly prices become hourly ones
 
 
+ON_DEMAND_RULES = frozenset({"gcp"})  # the providers sold_on_demand has a rule for
+
+
 def sold_on_demand(provider: str, instance_type: str) -> bool:
     """Whether the machine can be rented on demand at its listed price. GCP sells A4, A3 Ultra
     and A3 High with fewer than 8 GPUs through reservations, DWS flex-start or spot only;
     gpuhunt drops them from its on-demand catalog for this reason (GCPProvider.filter,
     github.com/dstackai/gpuhunt src/gpuhunt/providers/gcp.py), while GCP's price list and
     gpuplan's snapshot still list an on-demand price. Their spot price stays usable."""
-    if provider != "gcp":
+    if provider not in ON_DEMAND_RULES:
         return True
     if instance_type.startswith(("a4-", "a4x-", "a3-ultragpu")):
         return False

@@ -17,7 +17,7 @@ from itertools import compress, repeat
 from operator import attrgetter, is_not
 from typing import Any
 
-from planner.offers.offer import Offer, monthly_usd_per_hour, sold_on_demand
+from planner.offers.offer import ON_DEMAND_RULES, Offer, monthly_usd_per_hour, sold_on_demand
 
 COLUMNS = tuple(f.name for f in fields(Offer))  # Offer's fields, in order
 _INDEX = {name: i for i, name in enumerate(COLUMNS)}
@@ -196,13 +196,13 @@ class OfferTable(Sequence[Offer]):
         monthly = column(_INDEX["monthly_price_usd"])
         prices: list[float | None] = list(column(_INDEX["price_usd_per_hour"]))
         provider, kind = column(_INDEX["provider"]), column(_INDEX["instance_type"])
-        for i in [i for i, p in enumerate(provider) if p == "gcp"]:  # the one with such rules
-            if not sold_on_demand("gcp", kind[i]):
+        for i in [i for i, p in enumerate(provider) if p in ON_DEMAND_RULES]:
+            if not sold_on_demand(provider[i], kind[i]):
                 prices[i] = None
         billing, fee = column(_INDEX["billing"]), column(_INDEX["setup_fee_usd"])
         # only the few monthly rentals (Hetzner) need arithmetic
         for i in compress(range(len(prices)), map(is_not, monthly, repeat(None))):
-            if billing[i] == "monthly":
+            if billing[i] == "monthly" and prices[i] is not None:
                 prices[i] = monthly_usd_per_hour(monthly[i], fee[i], horizon_months)
         return prices
 
