@@ -196,13 +196,17 @@ class OfferTable(Sequence[Offer]):
         monthly = column(_INDEX["monthly_price_usd"])
         prices: list[float | None] = list(column(_INDEX["price_usd_per_hour"]))
         provider, kind = column(_INDEX["provider"]), column(_INDEX["instance_type"])
-        for i in [i for i, p in enumerate(provider) if p in ON_DEMAND_RULES]:
-            if not sold_on_demand(provider[i], kind[i]):
-                prices[i] = None
+        unsold = {
+            i
+            for i, p in enumerate(provider)
+            if p in ON_DEMAND_RULES and not sold_on_demand(p, kind[i])
+        }
+        for i in unsold:
+            prices[i] = None
         billing, fee = column(_INDEX["billing"]), column(_INDEX["setup_fee_usd"])
         # only the few monthly rentals (Hetzner) need arithmetic
         for i in compress(range(len(prices)), map(is_not, monthly, repeat(None))):
-            if billing[i] == "monthly" and prices[i] is not None:
+            if billing[i] == "monthly" and i not in unsold:
                 prices[i] = monthly_usd_per_hour(monthly[i], fee[i], horizon_months)
         return prices
 
