@@ -304,3 +304,18 @@ def test_a_gpu_only_sold_as_spot_is_refused_on_demand_with_a_spot_hint(tmp_path,
     assert "not sold on demand" in r.output and "hint: add --spot" in r.output, r.output
     spot = CliRunner().invoke(main, [*args, "--spot"], env={"HF_HUB_OFFLINE": "1"})
     assert spot.exit_code == 0 and "a4-highgpu-8g" in spot.output, spot.output
+
+
+def test_offers_says_why_a_spot_only_gpu_lists_nothing_on_demand(tmp_path, monkeypatch):
+    """Review: `gpuplan offers --gpu b200 --providers gcp` printed an empty table and nothing
+    else; recommend says why."""
+    from click.testing import CliRunner
+
+    from planner.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["offers", "--gpu", "b200", "--providers", "gcp"]
+    r = CliRunner().invoke(main, args, env={"HF_HUB_OFFLINE": "1"})
+    assert r.exit_code == 0 and "not sold on demand: add --spot" in r.output, r.output
+    spot = CliRunner().invoke(main, [*args, "--spot"], env={"HF_HUB_OFFLINE": "1"})
+    assert "a4-highgpu-8g" in spot.output and "not sold on demand" not in spot.output

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from planner.errors import GpuplanError, LocalFileError, ProviderError
 from planner.offers.catalog import Catalog
@@ -32,21 +32,23 @@ def list_offers(
 
     names = parse_provider_list(",".join(s.providers) if s.providers else None)
     catalog = load_catalog(names)
-    rows = filter_offers(
-        catalog.offers,
-        OfferFilter(
-            gpu=s.gpu,
-            providers=tuple(names),
-            regions=s.regions,
-            instance_type=s.instance_type,
-            min_gpu_memory_gb=min_gpu_memory_gb,
-            gpus=s.gpus,
-            max_price_usd_per_hour=s.max_price,
-            spot=s.spot,
-            horizon_months=s.horizon_months,
-        ),
+    flt = OfferFilter(
+        gpu=s.gpu,
+        providers=tuple(names),
+        regions=s.regions,
+        instance_type=s.instance_type,
+        min_gpu_memory_gb=min_gpu_memory_gb,
+        gpus=s.gpus,
+        max_price_usd_per_hour=s.max_price,
+        spot=s.spot,
+        horizon_months=s.horizon_months,
     )
-    return OfferList(rows[:limit] if limit else rows, catalog.warnings, s.spot, s.horizon_months)
+    rows = filter_offers(catalog.offers, flt)
+    warnings = catalog.warnings
+    if not rows and not s.spot and filter_offers(catalog.offers, replace(flt, spot=True)):
+        # GCP's A4 / A3 Ultra: spot or reservations only (offer.sold_on_demand)
+        warnings = (*warnings, "the matching offers are not sold on demand: add --spot")
+    return OfferList(rows[:limit] if limit else rows, warnings, s.spot, s.horizon_months)
 
 
 def catalog_status() -> Catalog:
