@@ -66,8 +66,10 @@ def ready_s(plan: Plan) -> int:
     return 900 + 10 * math.ceil(download_gb(plan))
 
 
-# GCP caps auto-healing's initial delay at 3600 s (compute API, instanceGroupManagers
-# autoHealingPolicies.initialDelaySec)
+# GCP caps auto-healing's initial delay at 3600 s ("must be between 0 and 3600 seconds": the
+# compute API's InstanceGroupManagerAutoHealingPolicy.initial_delay_sec, cloud.google.com/
+# python/docs/reference/compute/latest/google.cloud.compute_v1.types.
+# InstanceGroupManagerAutoHealingPolicy, read 2026-12-02)
 HEAL_MAX_DELAY_S = 3600
 
 
