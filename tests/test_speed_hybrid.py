@@ -42,7 +42,7 @@ def test_nemotron_h_counts_its_blocks_by_kind():
 def test_every_decode_step_reads_and_writes_back_each_sequences_recurrent_state():
     load, hw = _load(NEMOTRON), _hw()
     stateless = replace(load, state_bytes_per_sequence=0.0)
-    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
+    bandwidth = hw.gpu.streaming_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
     for batch in (1, 64, 512):
         extra = perf.decode_step_s(load, hw, batch, 2048) - perf.decode_step_s(
             stateless, hw, batch, 2048

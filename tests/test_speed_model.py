@@ -223,7 +223,7 @@ def test_amd_all_reduce_pays_rocms_own_engine_cost_and_the_fitted_fabric_share()
 def test_attention_over_the_kv_cache_adds_to_the_weight_gemms():
     # Separate kernels one after the other: a decode step reads the weights, then the KV cache.
     load, hw = _load(), _hw()
-    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
+    bandwidth = hw.gpu.streaming_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
     step = perf.decode_step_s(load, hw, 64, 4096)
     kv_bytes = 64 * 4096 * load.kv_bytes_per_token_per_gpu
     assert step > (load.weight_bytes_per_gpu + kv_bytes) / bandwidth
@@ -292,7 +292,7 @@ def test_prompts_prefilled_between_decode_steps_share_the_steps_weight_read():
     decode = perf.token_latency_s(load, hw, batch, prompt + output / 2)
     loaded = perf.loaded_token_latency_s(load, hw, batch, prompt, output)
     weight_read = load.weight_bytes_per_gpu / (
-        hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
+        hw.gpu.streaming_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
     )
     assert decode < loaded < decode + weight_read / 4
     # compute bound at long prompts (restarting every 50 tokens): the prompt FLOPs are paid in
@@ -314,7 +314,7 @@ def test_paged_attention_reads_the_kv_cache_at_its_own_share_of_the_bandwidth():
     # (fitted lower): the KV part of a memory-bound step is its bytes at that share.
     load, hw = _load(), _hw()
     kv_bytes = 64 * 4096 * load.kv_bytes_per_token_per_gpu
-    kv_share = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("attention_bandwidth_efficiency")
+    kv_share = hw.gpu.streaming_gb_s * 1e9 * perf.constant("attention_bandwidth_efficiency")
     added = perf.decode_step_s(load, hw, 64, 4096) - perf.decode_step_s(load, hw, 64, 0)
     assert added == pytest.approx(kv_bytes / kv_share, rel=1e-9)
     assert perf.constant("attention_bandwidth_efficiency") < perf.constant("bandwidth_efficiency")
@@ -411,7 +411,7 @@ def test_block_fp8_experts_run_at_the_block_kernels_share_of_bandwidth_and_peak(
     plain, block = _moe(False), _moe(True)
     # decode at batch 64, no context: memory bound; the touched experts cost 1/factor as long
     touched = 82e9 * (1 - (1 - 8 / 256) ** 64)
-    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
+    bandwidth = hw.gpu.streaming_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
     extra = perf.decode_step_s(block, hw, 64, 0, online=False) - perf.decode_step_s(
         plain, hw, 64, 0, online=False
     )
@@ -476,7 +476,7 @@ def test_a_prompt_reads_the_experts_its_chunk_touches_in_the_steps_that_carry_it
     chunk = 3200
     share = 16 / chunk
     touched = (1 - share) * (1 - (1 - 8 / 256) ** 4) + share * (1 - (1 - 8 / 256) ** (4 + chunk))
-    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
+    bandwidth = hw.gpu.streaming_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
     base = perf.decode_step_s(load, hw, 4, 0, False, 16, 3200)
     none = replace(load, expert_bytes_per_gpu=0.0)
     assert base - perf.decode_step_s(none, hw, 4, 0, False, 16, 3200) == pytest.approx(
@@ -511,7 +511,7 @@ def test_a_prompt_is_prefilled_in_chunks_of_the_cards_default_token_budget():
     fixed = perf.constant("request_overhead_ms") * 1e-3
     for gpu, reads in (("h100-sxm", 1), ("a100-80gb-sxm", 4)):
         hw = perf.Hardware(gpu_table()[gpu], 1, 1, "fp16", True)
-        bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
+        bandwidth = hw.gpu.streaming_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
         got = perf.prefill_s(load, hw, 8192) - fixed
         assert got == pytest.approx(reads * 100e9 / bandwidth, rel=1e-9)
 
@@ -549,7 +549,7 @@ def test_moe_data_parallel_replicas_exchange_every_replicas_tokens_each_moe_laye
     alone = perf.decode_step_s(load, nv, 4, 0, online=False)
     step = perf.decode_step_s(shared, nv, 4, 0, online=False)
     touched = (1 - (1 - 8 / 256) ** 32) - (1 - (1 - 8 / 256) ** 4)
-    bandwidth = nv.gpu.memory_bandwidth_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
+    bandwidth = nv.gpu.streaming_gb_s * 1e9 * perf.constant("bandwidth_efficiency")
     reads = touched * 82e9 / 8 / bandwidth
     assert step - alone == pytest.approx(perf.moe_dp_exchange_s(shared, nv, 32) + reads, rel=1e-6)
     # and so does a prompt's prefill, the other replicas idle (a dummy token each)

@@ -305,7 +305,7 @@ def decode_step_s(
             * (1 / constant("block_fp8_moe_bandwidth_factor") - 1)
         )
     kv = batch * context * load.kv_bytes_per_token_per_gpu
-    bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * constant("bandwidth_efficiency")
+    bandwidth = hw.gpu.streaming_gb_s * 1e9 * constant("bandwidth_efficiency")
     layers = load.attending_layers / hw.pp
     peak = peak_flops(hw.gpu, hw.compute) * _compute_efficiency(load, "decode")
     # The weight GEMMs and the attention over the KV cache are separate kernels that run one
@@ -315,7 +315,7 @@ def decode_step_s(
     t_gemm = max(weights / bandwidth, flops_s)
     # Paged decode attention reads KV blocks through a block table, per sequence and KV head:
     # a lower share of the bandwidth than the weights' long streaming reads.
-    kv_bandwidth = hw.gpu.memory_bandwidth_gb_s * 1e9 * constant("attention_bandwidth_efficiency")
+    kv_bandwidth = hw.gpu.streaming_gb_s * 1e9 * constant("attention_bandwidth_efficiency")
     t_attn = max(
         kv / kv_bandwidth, load.decode_attention_flops(batch, context, layers, hw.tp) / peak
     )
@@ -379,7 +379,7 @@ def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
         chunks
         * load.weight_bytes_per_gpu
         * hw.pp
-        / (hw.gpu.memory_bandwidth_gb_s * 1e9 * constant("bandwidth_efficiency"))
+        / (hw.gpu.streaming_gb_s * 1e9 * constant("bandwidth_efficiency"))
     )
     net = (hw.pp - 1) * (
         constant("internode_latency_us") * 1e-6
@@ -423,7 +423,7 @@ def batched_prefill_s(
     t_mem = (
         chunks
         * load.weight_bytes_per_gpu
-        / (hw.gpu.memory_bandwidth_gb_s * 1e9 * constant("bandwidth_efficiency"))
+        / (hw.gpu.streaming_gb_s * 1e9 * constant("bandwidth_efficiency"))
     )
     t_net = allreduce_s(hw, tokens, load.hidden, load.allreduce_layers // hw.pp)
     return (max(t_cmp, t_mem) + t_net) / hw.pp

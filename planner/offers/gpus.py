@@ -17,9 +17,19 @@ from planner.errors import UsageError, did_you_mean
 UNLOGGED_USABLE_FRACTION = 0.98
 # The share of its datasheet dense peak a card's matmuls typically reach: the median of the
 # measured BF16 rows of the table gpus.json cites for matmul_tflops_measured (NVIDIA A100 SXM
-# 86.9%, GH200 83.8%, A100 PCIe 81.1%, H100 SXM 80.3%, B300 78.6%, B200 77.6%, GB200 72.9%);
-# cards without a measurement are assumed to reach it
+# 86.9%, GH200 83.8%, A100 PCIe 81.1%, H100 SXM 80.3%, B300 78.6%, B200 77.6%, GB200 72.9%).
+# Cards without a measurement are assumed to reach their vendor's typical share at their
+# precision: NVIDIA FP8 0.74 (the table's FP8 rows: H100 70.9%, GB200 72.3%, H200 73.4%, B300
+# 74.5%, B200 76.3%, GH200 77.6%), AMD 0.60 (MI300X 51.4%, MI325X 60.4%, MI355X 62.2% of the
+# peak gpus.json gives it): an MI350X, unmeasured, ran 18% faster than the MI355X, its faster
+# sibling, at NVIDIA's share
 TYPICAL_MATMUL_SHARE = 0.80
+_TYPICAL_SHARE = {("nvidia", "fp8"): 0.74, ("amd", "fp16"): 0.60, ("amd", "fp8"): 0.60}
+# The share of its datasheet memory bandwidth a card's streaming kernels typically reach:
+# about the median of the measured cards a search found (0.88 over 15 cards and several
+# benchmarks; the four BabelStream runs gpus.json cites, 0.77-0.89); cards without a
+# measurement are assumed to reach it
+TYPICAL_BANDWIDTH_SHARE = 0.87
 _NOISE = re.compile(r"\b(nvidia|geforce|tesla|amd|instinct|generation)\b|[\s_\-™®]", re.I)
 
 
@@ -51,20 +61,33 @@ class GpuSpec:
     # None where no measurement was found
     bf16_matmul_tflops_measured: float | None = None
     fp8_matmul_tflops_measured: float | None = None
+    memory_bandwidth_measured_gb_s: float | None = None  # BabelStream Triad (gpus.json)
+
+    @property
+    def streaming_gb_s(self) -> float:
+        """The datasheet bandwidth as far as the card reaches more or less of it than a typical
+        card (measured share / TYPICAL_BANDWIDTH_SHARE; unmeasured: the datasheet's): what the
+        speed model's fitted bandwidth efficiencies multiply. An MI300X streams 77% of its
+        5.3 TB/s, an H100 SXM 89% of its 3.35 TB/s."""
+        measured = self.memory_bandwidth_measured_gb_s
+        if not measured:
+            return self.memory_bandwidth_gb_s
+        return measured / TYPICAL_BANDWIDTH_SHARE
 
     def matmul_scale(self, compute: str) -> float:
         """How much faster (> 1) or slower the card's matmuls run than a typical card's at the
         same datasheet peak: its measured share of the peak over TYPICAL_MATMUL_SHARE; 1 where
         unmeasured. The datasheet peaks are all about equally far from reach: an MI300X
         reaches 51% of its BF16 peak, an A100 SXM 87%. FP8 takes its own measurement, else
-        the BF16 share; INT8 the BF16 share."""
+        the BF16 share, else the vendor's typical FP8 share; INT8 the BF16 share."""
         peak16 = self.bf16_tflops_dense or self.fp16_tflops_dense
         fp8 = compute == "fp8" and self.fp8_matmul_tflops_measured and self.fp8_tflops_dense
         if fp8:
             return self.fp8_matmul_tflops_measured / self.fp8_tflops_dense / TYPICAL_MATMUL_SHARE
         if self.bf16_matmul_tflops_measured and peak16:
             return self.bf16_matmul_tflops_measured / peak16 / TYPICAL_MATMUL_SHARE
-        return 1.0
+        typical = _TYPICAL_SHARE.get((self.vendor, "fp8" if compute == "fp8" else "fp16"))
+        return typical / TYPICAL_MATMUL_SHARE if typical else 1.0
 
     @property
     def usable_memory_bytes(self) -> int:
@@ -99,6 +122,7 @@ def gpu_table() -> dict[str, GpuSpec]:
             gfx_arch=g.get("gfx_arch"), pcie_p2p=g.get("pcie_p2p", True),
             bf16_matmul_tflops_measured=g.get("matmul_tflops_measured", {}).get("bf16"),
             fp8_matmul_tflops_measured=g.get("matmul_tflops_measured", {}).get("fp8"),
+            memory_bandwidth_measured_gb_s=g.get("memory_bandwidth_measured_gb_s"),
         )  # fmt: skip
     return table
 
