@@ -21,8 +21,8 @@ UNLOGGED_USABLE_FRACTION = 0.98
 # Cards without a measurement are assumed to reach their vendor's typical share at their
 # precision: NVIDIA FP8 0.74 (the table's FP8 rows: H100 70.9%, GB200 72.3%, H200 73.4%, B300
 # 74.5%, B200 76.3%, GH200 77.6%), AMD 0.60 (MI300X 51.4%, MI325X 60.4%, MI355X 62.2% of the
-# peak gpus.json gives it): an MI350X, unmeasured, ran 18% faster than the MI355X, its faster
-# sibling, at NVIDIA's share
+# peak gpus.json gives it): at NVIDIA's share an unmeasured MI350X was modelled 18% faster than
+# the MI355X, its faster sibling
 TYPICAL_MATMUL_SHARE = 0.80
 _TYPICAL_SHARE = {("nvidia", "fp8"): 0.74, ("amd", "fp16"): 0.60, ("amd", "fp8"): 0.60}
 # The share of its datasheet memory bandwidth a card's streaming kernels typically reach:
@@ -76,10 +76,11 @@ class GpuSpec:
 
     def matmul_scale(self, compute: str) -> float:
         """How much faster (> 1) or slower the card's matmuls run than a typical card's at the
-        same datasheet peak: its measured share of the peak over TYPICAL_MATMUL_SHARE; 1 where
-        unmeasured. The datasheet peaks are all about equally far from reach: an MI300X
-        reaches 51% of its BF16 peak, an A100 SXM 87%. FP8 takes its own measurement, else
-        the BF16 share, else the vendor's typical FP8 share; INT8 the BF16 share."""
+        same datasheet peak: its measured share of the peak over TYPICAL_MATMUL_SHARE, else its
+        vendor's typical share over it (1 for NVIDIA in 16 bits). The datasheet peaks are not
+        all equally far from reach: an MI300X reaches 51% of its BF16 peak, an A100 SXM 87%.
+        FP8 takes its own measurement, else the BF16 share, else the vendor's typical FP8
+        share; INT8 the BF16 share."""
         peak16 = self.bf16_tflops_dense or self.fp16_tflops_dense
         fp8 = compute == "fp8" and self.fp8_matmul_tflops_measured and self.fp8_tflops_dense
         if fp8:
