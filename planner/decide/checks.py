@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 
-from planner.decide.fit import BATCH_WORKLOAD, Candidate
+from planner.decide.fit import BATCH_WORKLOAD, OTHER_COUNT, Candidate
 from planner.decide.objective import OBJECTIVES, WORKLOADS
 from planner.decide.plan import Need
 from planner.errors import NoFeasibleOfferError, UsageError
@@ -122,8 +122,6 @@ def no_feasible_offer(
         _hint_for(hint_kind, need),
     )
 
-
-OTHER_COUNT = "asked; this machine has"  # fit.feasible_fits' reason for another GPU count
 
 STATED = ("--max-ttft", "--min-tokens-per-s", "--max-price", "--max-replicas", "--deadline-hours")
 

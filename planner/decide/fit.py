@@ -214,12 +214,10 @@ def fit_layout(
     # The replicas' GPUs share the routed experts (memory_budget): a group they do not split
     # over steps down to the most replicas that split them (at worst one, whose TP was checked)
     # rather than refusing the node: `--gpus 8 --tp 1` at 5 streams is DP4, not no plan.
-    while layout.dp > 1 and expert_gpus(cand.spec, layout.tp, layout.dp) > layout.tp:
-        group = expert_gpus(cand.spec, layout.tp, layout.dp)
-        if not moe_group_problem(cand.spec, cand.fmt, cand.qc, group):
-            break
-        layout = replace(layout, dp=layout.dp - 1)
     group = expert_gpus(cand.spec, layout.tp, layout.dp)
+    while group > layout.tp and moe_group_problem(cand.spec, cand.fmt, cand.qc, group):
+        layout = replace(layout, dp=layout.dp - 1)
+        group = expert_gpus(cand.spec, layout.tp, layout.dp)
     chunk = default_batched_tokens(gpu.usable_memory_bytes, gpu.name)  # vLLM's, for the card
     weights, experts, overhead, free = memory_budget(
         cand, gpu, layout.tp, layout.pp, need.gpu_memory_utilization,
@@ -306,6 +304,9 @@ def _holds_model(
     return False
 
 
+OTHER_COUNT = "asked; this machine has"  # a machine with another GPU count than --gpus
+
+
 @lru_cache(maxsize=4096)
 def feasible_fits(
     cand: Candidate, gpu: GpuSpec, gpus_per_node: int, multi_node: bool, need: Need
@@ -316,7 +317,7 @@ def feasible_fits(
     KV cache does not fit one node is served by machines with more GPUs, not by a pipeline
     over ordinary networking that the weights do not need."""
     if need.gpus is not None and gpus_per_node != need.gpus:
-        return (), f"--gpus {need.gpus} asked; this machine has {gpus_per_node}"
+        return (), f"--gpus {need.gpus} {OTHER_COUNT} {gpus_per_node}"
     support = check_support(gpu, cand.fmt, need.kv_cache_dtype, cand.spec)
     if not support.ok:
         return (), support.reason or "unsupported"
