@@ -319,3 +319,18 @@ def test_offers_says_why_a_spot_only_gpu_lists_nothing_on_demand(tmp_path, monke
     assert r.exit_code == 0 and "not sold on demand: add --spot" in r.output, r.output
     spot = CliRunner().invoke(main, [*args, "--spot"], env={"HF_HUB_OFFLINE": "1"})
     assert "a4-highgpu-8g" in spot.output and "not sold on demand" not in spot.output
+
+
+def test_spot_only_counts_machines_not_sold_on_demand_not_ones_over_a_price_cap():
+    """recommend and offers both ask catalog.spot_only why an on-demand search came back empty.
+    A first version counted every offer a spot search found: `offers --max-price 5` over an
+    on-demand $10 machine with a $3 spot price would have said "not sold on demand"."""
+    from planner.offers.catalog import spot_only
+
+    pricey = replace(_gcp("a3-highgpu-8g", "h100-sxm", 8, 10.0, 3.0), provider="aws",
+                     instance_type="p5.48xlarge")  # fmt: skip
+    a4 = _gcp("a4-highgpu-8g", "b200", 8, 40.0, 4.0)
+    capped = OfferFilter(max_price_usd_per_hour=5.0)
+    assert spot_only(OfferTable.from_offers([pricey]), capped) == 0
+    assert spot_only(OfferTable.from_offers([pricey, a4]), capped) == 1
+    assert spot_only(OfferTable.from_offers([a4]), replace(capped, spot=True)) == 0

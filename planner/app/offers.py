@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from planner.errors import GpuplanError, LocalFileError, ProviderError
 from planner.offers.catalog import Catalog
@@ -27,7 +27,13 @@ def list_offers(
     limit: int | None = None,
 ) -> OfferList:
     """Offers of the catalog (cache, else the embedded snapshot) that pass the filters."""
-    from planner.offers.catalog import OfferFilter, filter_offers, load_catalog
+    from planner.offers.catalog import (
+        NOT_ON_DEMAND,
+        OfferFilter,
+        filter_offers,
+        load_catalog,
+        spot_only,
+    )
     from planner.offers.providers import parse_provider_list
 
     names = parse_provider_list(",".join(s.providers) if s.providers else None)
@@ -45,9 +51,8 @@ def list_offers(
     )
     rows = filter_offers(catalog.offers, flt)
     warnings = catalog.warnings
-    if not rows and not s.spot and filter_offers(catalog.offers, replace(flt, spot=True)):
-        # GCP's A4 / A3 Ultra: spot or reservations only (offer.sold_on_demand)
-        warnings = (*warnings, "the matching offers are not sold on demand: add --spot")
+    if not rows and spot_only(catalog.offers, flt):  # GCP's A4 / A3 Ultra
+        warnings = (*warnings, f"the matching offers are {NOT_ON_DEMAND}: add --spot")
     return OfferList(rows[:limit] if limit else rows, warnings, s.spot, s.horizon_months)
 
 

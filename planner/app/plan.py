@@ -56,7 +56,14 @@ def recommend(
     from planner.decide.rank import recommend as rank
     from planner.gcpause import cyclic_gc_paused
     from planner.model.sources import load_model_spec, quantized_variants
-    from planner.offers.catalog import OfferFilter, filter_table, load_catalog, order_keys
+    from planner.offers.catalog import (
+        NOT_ON_DEMAND,
+        OfferFilter,
+        filter_table,
+        load_catalog,
+        order_keys,
+        spot_only,
+    )
     from planner.offers.providers import parse_provider_list
 
     need = s.need()  # validates the load before any model or catalog is read
@@ -80,17 +87,17 @@ def recommend(
                         f"none of the {len(on_demand)} matching offers has a spot price",
                         "drop --spot, or include providers that sell spot capacity",
                     )
-            if not offers and not s.spot:  # GCP's A4 / A3 Ultra: spot or reservations only
-                spot_only, _ = filter_table(catalog.offers, replace(flt, spot=True))
-                if spot_only:
-                    n = len(spot_only)
-                    which = (
-                        "the one matching offer is" if n == 1 else f"the {n} matching offers are"
-                    )
-                    raise NoFeasibleOfferError(
-                        f"{which} not sold on demand (reservations, DWS flex-start or spot only)",
-                        "add --spot (their spot price), or choose another --gpu / --providers",
-                    )
+            unsold = 0 if offers else spot_only(catalog.offers, flt)
+            if unsold:  # GCP's A4 / A3 Ultra: spot or reservations only
+                which = (
+                    "the one matching offer is"
+                    if unsold == 1
+                    else f"the {unsold} matching offers are"
+                )
+                raise NoFeasibleOfferError(
+                    f"{which} {NOT_ON_DEMAND} (reservations, DWS flex-start or spot only)",
+                    "add --spot (their spot price), or choose another --gpu / --providers",
+                )
             keys = order_keys(offers, flt)
             ranking = rank(candidates, offers, need, keys)
         except NoFeasibleOfferError as exc:

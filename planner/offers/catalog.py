@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
@@ -33,7 +33,7 @@ from planner.offers.cache import (
     read_cache,
     write_cache,
 )
-from planner.offers.offer import Offer
+from planner.offers.offer import Offer, sold_on_demand
 from planner.offers.table import OfferTable
 
 # The cache (planner/offers/cache.py) answers under the catalog's names too.
@@ -250,6 +250,21 @@ def filter_table(
     # the sort compare the keys' leading floats directly.
     order = sorted(range(n), key=keys.__getitem__)
     return table.take(map(keep.__getitem__, order)), list(map(columns[0].__getitem__, order))
+
+
+NOT_ON_DEMAND = "not sold on demand"  # spot_only's machines: reservations, DWS or spot only
+
+
+def spot_only(table: OfferTable, flt: OfferFilter) -> int:
+    """How many offers would pass an on-demand ``flt`` but for being machines their provider
+    does not sell on demand (offer.sold_on_demand; they keep a spot price): what an empty
+    on-demand result says to try --spot for. 0 for a spot filter."""
+    if flt.spot:
+        return 0
+    matched, _ = filter_table(table, replace(flt, spot=True), ordered=False)
+    return sum(
+        not sold_on_demand(p, kind) for p, kind in matched.tuples(("provider", "instance_type"))
+    )
 
 
 def order_keys(table: OfferTable, flt: OfferFilter) -> Callable[[list[int]], list[Any]]:
