@@ -46,6 +46,7 @@ class Target:
     capabilities: Capabilities
     facts: Callable[[Plan, ProjectOptions], dict[str, Any]]  # provider part of PLAN
     refuse: Callable[[Plan], str | None] = lambda plan: None  # target-specific refusals
+    warn: Callable[[Plan], list[str]] = lambda plan: []  # target-specific warnings
     require: Callable[[ProjectOptions], None] = lambda opts: None  # raises UsageError
     # Provider settings for Pulumi.yaml's project-level config (defaults for every stack; the
     # user's stack file overrides them).
@@ -289,16 +290,7 @@ def warnings(plan: Plan, opts: ProjectOptions) -> list[str]:
             "addresses, so no one reaches it over the internet (only clients inside its own "
             "network, at its private address); allow your network's public egress range instead"
         )
-    if plan.offer.provider == "gcp" and plan.estimate.replicas > 1 and plan.layout.nodes == 1:
-        from infra.sizing import heal_delay_s, ready_s
-
-        if heal_delay_s(plan) is None:
-            out.append(
-                f"auto-healing is off: a new replica needs about {ready_s(plan) // 60} min to "
-                "download and load the model (at an assumed 100 MB/s), longer than the hour GCP "
-                "lets it start before its health checks count; a replica VM that fails is not "
-                "replaced by itself (systemd restarts vLLM)"
-            )
+    out += target.warn(plan)
     if plan.model_is_guess:
         out.append(f"'{plan.base_model}' is a guess from its name; check the repository exists")
     if opts.ssh_public_key and target.ssh_key_unused:

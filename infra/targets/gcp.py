@@ -9,7 +9,7 @@ from typing import Any
 
 from infra import versions
 from infra.options import ProjectOptions
-from infra.sizing import heal_delay_s, resource_name, short_id, slug
+from infra.sizing import heal_delay_s, ready_s, resource_name, short_id, slug
 from infra.targets import Capabilities, Target
 from planner.decide.plan import Plan
 from planner.offers.offer import sold_on_demand
@@ -75,6 +75,18 @@ def refuse(plan: Plan) -> str | None:
     return None
 
 
+def warn(plan: Plan) -> list[str]:
+    """Replicas that need longer than GCP's auto-healing delay allows get none (heal_delay_s)."""
+    if plan.estimate.replicas > 1 and plan.layout.nodes == 1 and heal_delay_s(plan) is None:
+        return [
+            f"auto-healing is off: a new replica needs about {ready_s(plan) // 60} min to "
+            "download and load the model (at an assumed 100 MB/s), longer than the hour GCP "
+            "lets it start before its health checks count; a replica VM that fails is not "
+            "replaced by itself (systemd restarts vLLM)"
+        ]
+    return []
+
+
 TARGET = Target(
     name="gcp",
     title="Google Cloud",
@@ -92,6 +104,7 @@ TARGET = Target(
     facts=facts,
     boot_extras=True,
     refuse=refuse,
+    warn=warn,
     project_config=lambda data: {"gcp:region": data["region"], "gcp:zone": data["zone"]},
     setup_lines=("pulumi config set gcp:project YOUR_PROJECT",),
     protects=(
