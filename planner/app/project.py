@@ -342,13 +342,11 @@ def init_repo(
     # what every later command would refuse is refused now, before anything is written
     if not model.strip():  # init's --model (load_settings would call it MODEL)
         raise UsageError("--model is empty", "give the model to serve, e.g. llama-3.1-8b")
-    load_settings({"model": model, "out": out}, toml=None, env={})
+    given = {"providers": providers.split(",")} if providers is not None else {}
+    load_settings({"model": model, "out": out, **given}, toml=None, env={})
     check_stack(stack)
     for cidr in allow_cidrs:
         check_cidr(cidr)
-    if providers is not None and not providers.replace(",", "").strip():
-        # as every other command refuses an empty filter (settings._given)
-        raise UsageError("--providers has no item", "leave it out to consider every one")
     names = parse_provider_list(providers) if providers else None
     base = Path(root)
     targets = {
