@@ -27,8 +27,8 @@ TYPICAL_MATMUL_SHARE = 0.80
 _TYPICAL_SHARE = {("nvidia", "fp8"): 0.74, ("amd", "fp16"): 0.60, ("amd", "fp8"): 0.60}
 # The share of its datasheet memory bandwidth a card's streaming kernels typically reach:
 # about the median of the measured cards a search found (0.88 over 15 cards and several
-# benchmarks; the four BabelStream runs gpus.json cites, 0.77-0.89); cards without a
-# measurement are assumed to reach it
+# benchmarks, listed in benchmarks/data/search_2026-12-02.md; the four BabelStream runs
+# gpus.json cites, 0.77-0.89); cards without a measurement are assumed to reach it
 TYPICAL_BANDWIDTH_SHARE = 0.87
 _NOISE = re.compile(r"\b(nvidia|geforce|tesla|amd|instinct|generation)\b|[\s_\-™®]", re.I)
 
