@@ -571,6 +571,22 @@ def test_the_default_ttft_bound_grows_with_a_long_prompt():
     assert stated.plans[0].offer.instance_type == "eight"
 
 
+def test_one_token_requests_are_held_to_the_ttft_bound_only():
+    """A new-user sweep: with --output-tokens 1 there is no time between tokens, yet the
+    default 20 tok/s per stream was checked on a step that carries the others' prompts, which
+    put one stream on each GPU (64 x RTX 3090 for 64 streams). Only the TTFT bound applies."""
+    from planner.decide.load import default_max_ttft_ms, service_level
+
+    assert service_level(Need(concurrency=64, output_tokens=1)) == (None, default_max_ttft_ms(1000))
+    assert service_level(Need(concurrency=64, output_tokens=2))[0] == 20.0
+    cands = planning_candidates("llama-3.1-8b", None)
+    top = recommend(
+        cands, per_gpu_catalog(("rtx-3090", 0.2)), Need(concurrency=64, output_tokens=1)
+    ).plans[0]
+    gpus = top.offer.gpu_count * top.layout.nodes * top.estimate.replicas
+    assert gpus < 32 and top.estimate.ttft_ms <= default_max_ttft_ms(1000)
+
+
 def test_a_batch_plan_runs_up_to_the_cards_own_sequence_default():
     """Review of issue 11: batch plans were capped at 256 sequences on every card, although
     vLLM's default on the larger cards is 1024 (footprint.default_max_num_seqs), the memory

@@ -380,15 +380,31 @@ def test_a_tied_embedding_is_the_lm_head_and_an_untied_one_only_a_lookup(model, 
 
 def test_one_stream_through_a_pipeline_waits_for_every_stage():
     # PP2: a lone stream's token passes both stages in turn, so the machine's output is that
-    # stream's speed (it was counted as if the two stages worked on two micro-batches: 2x).
+    # stream's speed (it was counted as if the two stages worked on two micro-batches: 2x),
+    # with its own prompt's prefill between its requests (throughput, unlike TPOT, pays it).
     load = _load(200.0)
     hw = perf.Hardware(gpu_table()["h100-sxm"], 8, 2, "fp16", True)
-    alone = 1 / perf.loaded_token_latency_s(load, hw, 1, 1000, 250)
+    tpot = perf.loaded_token_latency_s(load, hw, 1, 1000, 250)
+    alone = 250 / (perf.prefill_s(load, hw, 1000) + 250 * tpot)
     assert perf.output_tokens_per_s(load, hw, 1, 1000, 250) == pytest.approx(alone, rel=1e-9)
     # 64 streams: two micro-batches of 32 keep both stages busy, each stage stepping 32 at once
     step = perf.decode_step_s(load, hw, 32, 1125)
     assert perf.output_tokens_per_s(load, hw, 64, 1000, 250) < 32 / step
     assert perf.output_tokens_per_s(load, hw, 64, 1000, 250) > 0.5 * 32 / step
+
+
+def test_one_stream_pays_its_own_prompt():
+    # A lone stream's requests each wait for their prompt's prefill, which TPOT leaves out:
+    # 1,000-token prompts and one output token each cannot come faster than the GPU's peak
+    # prefills them (2 FLOPs a weight a token), nor 100,000-token prompts with 500 out than
+    # their prefill allows (it was 1 / TPOT: a 4x too fast one-stream plan ranked first).
+    load, hw = _load(), _hw()
+    peak = perf.peak_flops(hw.gpu, hw.compute)
+    requests_per_s = perf.output_tokens_per_s(load, hw, 1, 1000, 1)
+    assert requests_per_s < peak / (2 * load.active_params * 1000)
+    assert requests_per_s < 0.5 / perf.loaded_token_latency_s(load, hw, 1, 1000, 1)
+    long = perf.output_tokens_per_s(load, hw, 1, 100_000, 500)
+    assert long < 500 / perf.prefill_s(load, hw, 100_000)
 
 
 def _moe(block_fp8: bool) -> perf.ModelLoad:

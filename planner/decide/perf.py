@@ -7,10 +7,9 @@ memory and compute times, then attention the longer of its KV reads (paged block
 of the bandwidth than the weights' streaming reads) and FLOPs, plus tensor-parallel all-reduces
 (latency + bandwidth per link type: NVLink, AMD Infinity Fabric, PCIe ring, plus the engine's
 cost per all-reduce), hybrid models' recurrent states (read and written back by every decode
-step), a fixed step cost, a per-MoE-layer kernel cost and, when an API server
-streams the tokens, a small per-sequence host cost, which vLLM's async scheduling (default
-since v0.14) overlaps with the GPU work instead of adding to it (the calibration's measurements
-of older engines pay their larger host cost in turn with the GPU: Hardware.engine).
+step), a fixed step cost, a per-MoE-layer kernel cost and, when an API server streams the
+tokens, a small per-sequence host cost, which vLLM's async scheduling (default since v0.14)
+overlaps with the GPU work (older engines pay theirs in turn with the GPU: Hardware.engine).
 Weight-only kernels (Marlin: AWQ/GPTQ, and FP8/FP4 below their native GPUs) dequantize on the
 fly: their matmuls reach a lower share of the tensor peak. Block-scaled FP8 routed experts
 (DeepSeek-V3 style) run in vLLM's block-FP8 fused-MoE kernels, which stream the experts and
@@ -25,10 +24,8 @@ out-of-sample error 17.9% instead of the 16.8% of the time, so the full-context 
 the measured (and conservative) one.
 Aggregate throughput shares GPU time between prefill and decode; the per-request host cost
 overlaps with the GPU under load and is not charged to it, unless the host is the slower of the
-two. A published throughput figure is
-usually a finite benchmark run (all prompts sent at once, or at a Poisson rate): its wall time
-includes the queue, the prefill of every prompt and a drain at a shrinking batch, which
-planner/decide/benchrun.py models. The API server is one process (github.com/vllm-project/
+two. A published throughput figure is usually a finite benchmark run (planner/decide/benchrun.py
+models its queue, prefills and drain). The API server is one process (github.com/vllm-project/
 vllm/issues/12705): requests' host work queues there, which caps a replica's request rate.
 
 The constants live in planner/decide/data/perf_calibration.json, fitted to the published
@@ -171,10 +168,9 @@ class Hardware:
     # v0.6 moved the API server to its own process and overlapped output processing; the V0
     # scheduler still ran in turn with the GPU: its share, 29 / 62, online and offline.
     engine: str = "v1"
-    # V0's multi-step scheduling (--num-scheduler-steps n, v0.6-v0.9; gone with V0): the engine
-    # schedules and prepares inputs once, then runs n forward steps without the host
-    # (github.com/vllm-project/vllm/pull/7000, RFC 6854), so V0's in-turn host cost is paid once
-    # every n steps. Calibration data only, like engine.
+    # V0's multi-step scheduling (--num-scheduler-steps n, v0.6-v0.9): the engine schedules once,
+    # then runs n forward steps without the host (github.com/vllm-project/vllm/pull/7000, RFC
+    # 6854): V0's in-turn host cost is paid once every n steps. Calibration data only.
     scheduler_steps: int = 1
 
 
@@ -433,8 +429,8 @@ def loaded_ttft_s(load: ModelLoad, hw: Hardware, batch: float, prompt: int, outp
     """Time to first token with ``batch`` streams in flight: the prompt's prefill, plus the
     other streams' step (loaded_token_latency_s, their own arriving prompts riding in it) for
     each step that carries one of its chunks (chunked prefill schedules both together), plus
-    half a step's wait for the running one. A stated model, not calibrated: the published
-    TTFTs of throughput_calibration.json are single requests, where this is prefill_s."""
+    half a step's wait for the running one. Not calibrated: the calibration's TTFTs are single
+    requests (prefill_s)."""
     alone = prefill_s(load, hw, prompt)
     if batch <= 1:
         return alone
@@ -476,7 +472,11 @@ def output_tokens_per_s(
     loaded TPOT (the prompts of the requests that replace finished ones ride in the steps, and
     the API server's turn per request bounds it). With pipeline parallel that is the full
     pipeline's rate only when at least pp micro-batches are in flight: one stream waits for
-    every stage in turn."""
+    every stage in turn. One stream also waits for its own prompt between requests (TPOT
+    leaves it out)."""
+    if batch <= 1:
+        step = token_latency_s(load, hw, 1, prompt + output / 2)
+        return output / (prefill_s(load, hw, prompt) + output * step)
     return batch / loaded_token_latency_s(load, hw, batch, prompt, output)
 
 
