@@ -848,7 +848,6 @@ WEIRD = st.lists(
 @example(model='x\\"""\n', extra='"')
 def test_injection_safe(model, extra):
     """Hostile model ids and arguments stay values: every program parses and carries them."""
-    import importlib.util
     from dataclasses import replace
 
     base = make_plan("aws")
@@ -868,11 +867,7 @@ def test_injection_safe(model, extra):
         assert literal["vllm_args"] == expected and literal["served_model_name"] == model
         assert yaml.safe_load(files["Pulumi.yaml"])["description"].startswith("vLLM serving ")
         json.loads(files["gpuplan.plan.json"])
-    spec = importlib.util.spec_from_file_location(
-        "boot", ROOT / "templates/_shared/gpuplan_boot.py"
-    )
-    boot = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(boot)
+    boot = shared_module("gpuplan_boot")  # with its sibling gpuplan_gzip importable
     container = boot.container_script(list(args), 8000, b"# proxy")
     exec_line = container[container.index("exec vllm serve ") :]
     assert shlex.split(exec_line)[3 : 3 + len(args)] == list(args)
