@@ -78,7 +78,7 @@ KEYS: dict[str, Key] = {
                      choices=OBJECTIVES),
     "providers": Key("constraints", list, 'e.g. ["aws", "gcp"]'),
     "regions": Key("constraints", list, "substrings of regions"),
-    "gpu": Key("constraints", str, "only this GPU (canonical name or alias)"),
+    "gpu": Key("constraints", str, "only this GPU (A100: any A100 variant)"),
     "instance_type": Key("constraints", str, "only this instance type"),
     "gpus": Key("constraints", int, "only machines with this many GPUs", need_field="gpus",
                 minimum=1, maximum=64),

@@ -63,9 +63,34 @@ def test_offers_are_strictly_sorted_and_filtered():
     rows = filter_offers(snapshot_offers(), OfferFilter(gpu="H100", gpus=8))
     prices = [p for _, p in rows]
     assert prices == sorted(prices) and rows
-    assert all(o.gpu == "h100-sxm" and o.gpu_count == 8 for o, _ in rows)
+    assert all(o.gpu.startswith("h100-") and o.gpu_count == 8 for o, _ in rows)
     keys = [(p, o.provider, o.instance_type, o.region) for o, p in rows]
     assert len(set(keys)) == len(keys)  # no ties left to chance
+
+
+@pytest.mark.parametrize(
+    "name, wanted",
+    [
+        ("A100", {"a100-40gb-sxm", "a100-40gb-pcie", "a100-80gb-sxm", "a100-80gb-pcie"}),
+        ("h100", {"h100-sxm", "h100-pcie", "h100-nvl"}),
+        ("H200", {"h200-sxm", "h200-nvl"}),
+        ("A100 80GB", {"a100-80gb-sxm", "a100-80gb-pcie"}),
+        ("A100 SXM4", {"a100-80gb-sxm"}),
+        ("a100-80gb-pcie", {"a100-80gb-pcie"}),
+        ("L40", {"l40"}),
+        ("RTX 4090", {"rtx-4090"}),
+    ],
+)
+def test_a_bare_family_name_means_every_variant(name, wanted):
+    """A new-user sweep: --gpu a100 kept only the 40 GB SXM card (a provider's bare "A100"),
+    so a cheaper 2x A100 80GB plan that --explain named "best A100" was left out."""
+    from planner.offers.gpus import gpu_ids
+
+    assert set(gpu_ids(name)) == wanted
+    rows = filter_offers(snapshot_offers(), OfferFilter(gpu=name))
+    assert {o.gpu for o, _ in rows} <= wanted
+    if name == "A100":
+        assert {"a100-40gb-sxm", "a100-80gb-sxm", "a100-80gb-pcie"} <= {o.gpu for o, _ in rows}
 
 
 def test_spot_filter_drops_offers_without_spot_and_ranks_by_spot():

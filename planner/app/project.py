@@ -401,7 +401,7 @@ _SET_BY_THE_RANKING = frozenset({"default_service_level", "stream_replicas"})
 def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
     """What the settings ask that the committed plan does not answer."""
     from planner.model.sources import COMMIT_ID
-    from planner.offers.gpus import canonical_gpu
+    from planner.offers.gpus import gpu_ids
 
     out = []
     if s.model and _asked_model(s.model) != plan.base_model:
@@ -419,7 +419,7 @@ def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
     o = plan.offer
     if s.providers and o.provider not in s.providers:
         out.append(f"providers: {o.provider} is not in {list(s.providers)}")
-    if s.gpu and canonical_gpu(s.gpu).id != o.gpu:
+    if s.gpu and o.gpu not in gpu_ids(s.gpu):
         out.append(f"gpu: settings ask {s.gpu}, the project runs {o.gpu}")
     if s.instance_type and s.instance_type != o.instance_type:
         out.append(

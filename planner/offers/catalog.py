@@ -210,9 +210,9 @@ def filter_table(
     ``order_keys``: sorting 50,000 offers by price first would cost more than ranking them)."""
     gpu_id = None
     if flt.gpu:
-        from planner.offers.gpus import canonical_gpu
+        from planner.offers.gpus import gpu_ids
 
-        gpu_id = canonical_gpu(flt.gpu).id
+        gpu_id = set(gpu_ids(flt.gpu))
     wanted = [r.strip().lower() for r in (flt.regions or ()) if r.strip()]
     if flt.region and flt.region.strip():
         wanted.append(flt.region.strip().lower())
@@ -226,7 +226,7 @@ def filter_table(
     if flt.providers and not set(col("provider")) <= set(flt.providers):  # recommend: all
         keep = _where(keep, col("provider"), set(flt.providers).__contains__)
     if gpu_id:
-        keep = _where(keep, col("gpu"), gpu_id.__eq__)
+        keep = _where(keep, col("gpu"), gpu_id.__contains__)
     if wanted:
         places = list(zip(col("region"), col("zone"), col("location"), strict=True))
         keep = _where(keep, places, lambda where: _in_regions(where, wanted))

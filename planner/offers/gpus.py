@@ -158,6 +158,18 @@ def canonical_gpu(name: str, memory_mib: float | None = None) -> GpuSpec:
     return gpu
 
 
+def gpu_ids(name: str) -> tuple[str, ...]:
+    """The GPUs a user's ``--gpu NAME`` means: every variant of a family named bare ("A100": the
+    40 and 80 GB, SXM and PCIe cards; "H100": SXM, PCIe and NVL), else the one GPU the name
+    means (canonical_gpu: "A100 80GB", "h100-sxm"). A provider's bare "A100" is one card (its
+    default variant); a user asking for A100s wants the cheapest that serves, whichever."""
+    key = re.sub(r"[\s_]+", "-", name.strip().lower())
+    family = tuple(g.id for g in gpu_table().values() if g.id.startswith(key + "-"))
+    if len(family) > 1 and any(c.isdigit() for c in key):
+        return family
+    return (canonical_gpu(name).id,)
+
+
 def _closest_variant(gpu: GpuSpec, memory_mib: float) -> GpuSpec:
     reported_gb = memory_mib * 2**20 / 1e9
     if abs(reported_gb - gpu.memory_gb) / gpu.memory_gb <= 0.2:
