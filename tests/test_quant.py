@@ -40,6 +40,22 @@ def test_mxfp4_gpt_oss_matches_published_index_total_size():
     assert fp_of("openai/gpt-oss-120b").weight_bytes == 65248815744
 
 
+def test_footprint_sizes_mxfp4_experts_as_loaded_like_recommend():
+    """A new-user sweep: `footprint gpt-oss-120b --context 131072` showed the 60.77 GiB
+    checkpoint and one request fitting an 80 GB card, where recommend (and vLLM, issue 11)
+    refuse it with the 66.2 GiB the repacked experts take. The table's weights are as loaded,
+    the checkpoint line stays the checkpoint's, and a note says which is which."""
+    fp = fp_of("openai/gpt-oss-120b")
+    assert fp.weight_bytes == 65248815744
+    assert round(fp.per_tp[0].weight_bytes_per_gpu / 2**30, 1) == 66.2  # recommend's figure
+    for row in fp.per_tp:
+        assert row.weight_bytes_per_gpu > fp.weight_bytes / row.tp * 1.05
+    assert any("repacks the mxfp4 experts" in n for n in fp.notes)
+    dense = fp_of("meta-llama/Llama-3.1-8B-Instruct")
+    assert dense.per_tp[0].weight_bytes_per_gpu == dense.weight_bytes
+    assert not any("repacks" in n for n in dense.notes)
+
+
 def test_nvfp4_llama_70b_hand_derived():
     # 68,451,041,280 linear weights: fp4 (/2) + fp8 scale per 16 + two fp32 scalars per linear
     # (560 linears); embeddings, lm_head (excluded) and norms in bf16.

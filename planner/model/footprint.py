@@ -364,6 +364,13 @@ def estimate_footprint(
             f"({state_bytes_per_request(spec, 1, kv_cache_dtype):,} B as vLLM pads it); "
             f"attention KV in {lay.block_tokens}-token blocks (hybrid page alignment)"
         )
+    stored = per_gpu_weight_bytes(spec, wb, 1)
+    loaded = loaded_weight_bytes(spec, fmt, *stored, 1)[0]
+    if loaded > stored[0]:
+        notes.append(
+            f"vLLM repacks the {fmt.name} experts as it loads them: {loaded / GIB:.2f} GiB at TP1 "
+            f"(the table's weights are as loaded, as recommend sizes them)"
+        )
     if mtp:
         notes.append(
             f"{mtp:,} multi-token-prediction parameters are stored in the checkpoint "
@@ -397,7 +404,8 @@ def _per_tp(
     util: float,
 ) -> TPFootprint:
     problem = tp_problem(spec, fmt, qc, tp)
-    weights, _ = per_gpu_weight_bytes(spec, wb, tp)
+    # as loaded, as recommend sizes them (MXFP4 experts repacked: loaded_weight_bytes)
+    weights, _ = loaded_weight_bytes(spec, fmt, *per_gpu_weight_bytes(spec, wb, tp), tp)
     per_request = kv_bytes_per_request(spec, tp, kv_cache_dtype, context)
     per_layer, layers = kv_bytes_per_token(spec, tp, kv_cache_dtype)
     overhead = overhead_bytes(spec, tp)
