@@ -879,7 +879,15 @@ def test_the_no_offer_refusal_names_the_cheapest_price_and_fitting_hints():
     from planner.decide.plan import Need
 
     err = no_feasible_offer(["$12.54/h > --max-price 1", "$3.35/h > --max-price 1"], 2)
-    assert err.message == "no feasible offer among 2: 2 x $3.35/h > --max-price 1"
+    assert err.message == "no feasible offer among 2: 2 x from $3.35/h > --max-price 1"
+    # one price alike: no "from"; varied reasons of another kind: "e.g."
+    same = no_feasible_offer(["$3.35/h > --max-price 1"] * 2, 2).message
+    assert same == "no feasible offer among 2: 2 x $3.35/h > --max-price 1"
+    slow = [
+        "bf16 TP1: 46.6 tok/s < --min-tokens-per-s 500",
+        "bf16 TP1: 80 tok/s < --min-tokens-per-s 500",
+    ]
+    assert "2 x e.g. bf16 TP1: 46.6 tok/s" in no_feasible_offer(slow, 2).message
     long = "bf16: does not fit: " + "TP8: 94.5 GiB weights + 7.8 GiB overhead; " * 6
     cut = no_feasible_offer([long], 1).message
     assert cut.endswith(" ...") and len(cut) < 220 and not cut[:-4].endswith(("ove", "GiB +"))

@@ -109,17 +109,25 @@ def no_feasible_offer(
     own = [kn for kn in ordered if OTHER_COUNT not in kn[0]]
     kinds = (own or ordered)[:2]
     example: dict[str, str] = {}
+    varied: set[str] = set()  # kinds whose reasons differ: the example is one of them
     for reason in reasons:
         kind = _reason_kind(reason)
+        if kind in example and reason != example[kind]:
+            varied.add(kind)
         if kind not in example or (
             "--max-price" in kind and _price(reason) < _price(example[kind])
         ):
             example[kind] = reason
-    hint_kind = kinds[0][0]
+
+    def count(kind: str, n: int) -> str:
+        # "206 x $0.23/h > --max-price 0.1" read as if all 206 cost $0.23/h: the cheapest
+        # is "from", another varied reason an example
+        said = "from " if "--max-price" in kind else "e.g. "
+        return f"{n} x {said if kind in varied else ''}{_clip(example[kind], 160)}"
+
     return NoFeasibleOfferError(
-        f"no feasible offer among {offers}: "
-        + " | ".join(f"{n} x {_clip(example[kind], 160)}" for kind, n in kinds),
-        _hint_for(hint_kind, need),
+        f"no feasible offer among {offers}: " + " | ".join(count(k, n) for k, n in kinds),
+        _hint_for(kinds[0][0], need),
     )
 
 
