@@ -23,9 +23,9 @@ from tests.test_recommend import planning_candidates
 
 def reference_filter(offers: list[Offer], flt: OfferFilter) -> list[tuple[Offer, float]]:
     """The per-offer filter the columnar one replaced: one Offer at a time, stable sort."""
-    from planner.offers.gpus import canonical_gpu
+    from planner.offers.gpus import gpu_ids
 
-    gpu_id = canonical_gpu(flt.gpu).id if flt.gpu else None
+    wanted_gpus = set(gpu_ids(flt.gpu)) if flt.gpu else None  # a family: all its variants
     wanted = [r.strip().lower() for r in (flt.regions or ()) if r.strip()]
     out = []
     for o in offers:
@@ -33,7 +33,7 @@ def reference_filter(offers: list[Offer], flt: OfferFilter) -> list[tuple[Offer,
         price = o.effective_usd_per_hour(spot=flt.spot, horizon_months=flt.horizon_months)
         if (
             (flt.providers and o.provider not in flt.providers)
-            or (gpu_id and o.gpu != gpu_id)
+            or (wanted_gpus and o.gpu not in wanted_gpus)
             or (wanted and not any(w in where for w in wanted))
             or (flt.instance_type and o.instance_type != flt.instance_type)
             or (flt.min_gpu_memory_gb and o.gpu_memory_gb < flt.min_gpu_memory_gb)
