@@ -118,6 +118,11 @@ def provider_data(row: dict[str, Any], where: dict[str, Any]) -> dict[str, Any]:
         if "marketplace_median" in (row.get("flags") or []):
             data["price_kind"] = "marketplace_median"
         return data
+    if provider == "aws" and row.get("spot_by_az"):
+        # AWS prices spot per availability zone (ID: use1-az1, the same in every account); the
+        # offer's spot price is the cheapest zone's, where the AWS target then places it.
+        by_zone = dict(sorted(row["spot_by_az"].items()))
+        return {"spot_zone": min(by_zone, key=lambda z: (by_zone[z], z)), "spot_by_zone": by_zone}
     return {}
 
 

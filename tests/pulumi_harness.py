@@ -31,6 +31,16 @@ def _secret_paths(value: Any, path: str = "") -> list[str]:
     return []
 
 
+def subnet_zone(subnet_id: str) -> str:
+    """A fake subnet's zone: the id's last letter (subnet-a2b: us-east-1b), else us-east-1a."""
+    return "us-east-1" + (subnet_id[-1] if subnet_id[-1] in "abc" else "a")
+
+
+def zone_id(zone: str) -> str:
+    """A fake zone's ID (us-east-1a: use1-az1, b: use1-az2, c: use1-az3)."""
+    return f"use1-az{'abc'.index(zone[-1]) + 1}"
+
+
 def main(project: Path, out: Path, config: dict[str, Any]) -> None:
     import pulumi
     from google.protobuf.json_format import MessageToDict
@@ -93,12 +103,16 @@ def main(project: Path, out: Path, config: dict[str, Any]) -> None:
                 }
             if args.token == "aws:ec2/getSubnets:getSubnets":
                 given = [f["values"] for f in args.args["filters"] if f["name"] == "subnet-id"]
-                return {"id": "x", "ids": given[0] if given else ["subnet-b", "subnet-a"]}
+                ids = given[0] if given else ["subnet-b", "subnet-a"]
+                for f in args.args["filters"]:  # zones by name, or by ID (us-east-1b: use1-az2)
+                    if f["name"] == "availability-zone":
+                        ids = [i for i in ids if subnet_zone(i) in f["values"]]
+                    if f["name"] == "availability-zone-id":
+                        ids = [i for i in ids if zone_id(subnet_zone(i)) in f["values"]]
+                return {"id": "x", "ids": ids}
             if args.token == "aws:ec2/getSubnet:getSubnet":
-                # the zone is the id's last letter (subnet-a2b: us-east-1b); else us-east-1a
                 sid = args.args["id"]
-                zone = "us-east-1" + (sid[-1] if sid[-1] in "abc" else "a")
-                return {"id": sid, "availabilityZone": zone, "vpcId": "vpc-0123"}
+                return {"id": sid, "availabilityZone": subnet_zone(sid), "vpcId": "vpc-0123"}
             if args.token == "aws:ec2/getInstanceTypeOfferings:getInstanceTypeOfferings":
                 return {
                     "id": "x",

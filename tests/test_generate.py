@@ -406,6 +406,39 @@ def test_aws_program_with_ssh_spot_given_secrets_and_an_existing_vpc(tmp_path):
     assert filters["availability-zone"] == ["us-east-1a", "us-east-1b"]
 
 
+@pytest.mark.parametrize(
+    "zone, subnet",
+    [
+        ("use1-az2", "subnet-b"),
+        ("us-east-1b", "subnet-b"),
+        ("use1-az3", "subnet-a"),
+        (None, "subnet-a"),
+    ],
+)
+def test_aws_spot_goes_to_the_zone_whose_price_the_plan_has(tmp_path, zone, subnet):
+    """A new-user sweep: a p4d spot plan at $2.47/h was one zone's price (use1-az1; the others
+    $7.88-8.19/h) while the program placed the machine in the first zone offering the type.
+    The machine goes to the plan's zone (named, or by zone ID) when the VPC has a subnet
+    there (the fake VPC: subnet-a in use1-az1, subnet-b in use1-az2), else to the others; an
+    offer that names no zone is said at generate."""
+    from infra.targets import warnings
+
+    plan = make_plan("aws", spot=True)
+    data = {"spot_zone": zone, "spot_by_zone": {zone: 2.0}} if zone else {}
+    plan = replace(plan, offer=replace(plan.offer, provider_data=data))
+    options = opts_for("aws")
+    write_project(render_project(plan, options), tmp_path / "aws")
+    result = run_program(tmp_path / "aws", {})
+    assert result["error"] is None
+    [inst] = by_type(result, "aws:ec2/instance:Instance")
+    assert inst["inputs"]["subnetId"] == subnet
+    assert inst["inputs"]["instanceMarketOptions"]["marketType"] == "spot"
+    said = [w for w in warnings(plan, options) if "spot price is the cheapest" in w]
+    assert bool(said) == (zone is None)
+    on_demand = replace(plan, need=replace(plan.need, spot=False))
+    assert not [w for w in warnings(on_demand, options) if "spot price" in w]
+
+
 def test_gcp_program(tmp_path):
     project, plan = generate(tmp_path, "gcp")
     result = run_program(project, {})

@@ -79,9 +79,37 @@ def test_aws_gpu_info_prices_and_quirks():
     assert offers[("p3dn.24xlarge", "us-east-1")].gpu == "v100-sxm2-32gb"
     # moto's spot history is a constant fake price; it reaches the offer as spot
     assert g5.spot_price_usd_per_hour == pytest.approx(0.00001)
+    zones = g5.provider_data["spot_by_zone"]  # by zone, the offer's being the cheapest's
+    assert zones and g5.provider_data["spot_zone"] == min(zones)
     assert not any(t.startswith("g6f.") for t, _ in offers)  # fractional GPUs skipped
     assert any("T4g" in w for w in provider.warnings)
     assert any("no on-demand price for g6.2xlarge" in w for w in provider.warnings)
+
+
+def test_aws_spot_is_priced_by_zone_and_the_offer_names_the_cheapest():
+    """A new-user sweep: a p4d spot plan at $2.47/h was one zone's price (use1-az1; the other
+    zones $7.88-8.19/h) while the project placed the machine in any zone. Each zone's price
+    is kept and the offer names the cheapest zone, where the AWS target places it."""
+    from planner.offers.providers.aws import AwsProvider
+
+    history = [("us-east-1a", "8.1915"), ("us-east-1b", "2.4655"), ("us-east-1c", "7.8799"),
+               ("us-east-1b", "2.6"), ("us-east-1d", "0")]  # fmt: skip
+
+    class Pages:
+        def paginate(self, **kwargs):
+            assert kwargs["ProductDescriptions"] == ["Linux/UNIX"]
+            rows = [{"InstanceType": "p4d.24xlarge", "AvailabilityZone": z, "SpotPrice": p}
+                    for z, p in history]  # fmt: skip
+            return [{"SpotPriceHistory": rows}]
+
+    class Ec2:
+        def get_paginator(self, name):
+            assert name == "describe_spot_price_history"
+            return Pages()
+
+    spot = AwsProvider._spot_prices(object.__new__(AwsProvider), Ec2(), ["p4d.24xlarge"])
+    assert spot == {"p4d.24xlarge": {"us-east-1a": 8.1915, "us-east-1b": 2.4655,
+                                      "us-east-1c": 7.8799}}  # fmt: skip
 
 
 def test_aws_pricing_failure_is_a_provider_error():

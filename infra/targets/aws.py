@@ -49,7 +49,26 @@ def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
         "local_disk_min_gb": local_disk_min_gb(plan),
         "tls_certificate_arn": opts.tls_certificate,
         "tls_domain": opts.tls_domain,
+        # AWS prices spot per availability zone: the plan's spot price is this zone's (its
+        # name, or its ID such as use1-az1 from a catalog), where the program places the machine
+        "spot_zone": spot_zone(plan),
     }
+
+
+def spot_zone(plan: Plan) -> str | None:
+    return plan.offer.provider_data.get("spot_zone") if plan.need.spot else None
+
+
+def warn(plan: Plan) -> list[str]:
+    """A spot price whose zone the offer does not name (a catalog without zones) is the
+    cheapest of the region's zones, and the machine may land in a dearer one."""
+    if plan.need.spot and not spot_zone(plan):
+        return [
+            "the spot price is the cheapest of the region's availability zones and the offer "
+            "does not say which: the machine may land in a zone whose spot price is higher "
+            "(`gpuplan catalog refresh --provider aws` with AWS credentials reads each zone's)"
+        ]
+    return []
 
 
 TARGET = Target(
@@ -67,6 +86,7 @@ TARGET = Target(
         firewall=True,
     ),
     facts=facts,
+    warn=warn,
     boot_extras=True,
     no_tls_reason=(
         "on AWS gpuplan terminates TLS on a network load balancer with an ACM certificate: "

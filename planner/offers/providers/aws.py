@@ -104,7 +104,10 @@ class AwsProvider(Provider):
                 continue
             prices = self._on_demand_prices(pricing, region)
             for itype, info in sorted(types.items()):
-                price = prices.get(itype)
+                price, by_zone = prices.get(itype), spot.get(itype, {})
+                # the cheapest zone's spot price, where the AWS target places a spot machine
+                cheapest = min(by_zone, key=lambda z: (by_zone[z], z)) if by_zone else None
+                data = {"spot_zone": cheapest, "spot_by_zone": by_zone} if cheapest else {}
                 if price is None:
                     self.warnings.append(f"no on-demand price for {itype} in {region}")
                     continue
@@ -112,14 +115,17 @@ class AwsProvider(Provider):
                     provider="aws", instance_type=itype, region=region, gpu=info["gpu"],
                     gpu_count=info["count"], gpu_memory_gb=info["memory_gb"], vcpus=info["vcpus"],
                     ram_gib=info["ram_gib"], disk_gb=info["disk_gb"], price_usd_per_hour=price,
-                    spot_price_usd_per_hour=spot.get(itype), billing="hourly",
+                    spot_price_usd_per_hour=by_zone[cheapest] if cheapest else None,
+                    billing="hourly", provider_data=data,
                     source="aws: ec2.describe_instance_types, pricing.get_products, "
                            "ec2.describe_spot_price_history",
                     fetched_at=fetched,
                 ))  # fmt: skip
         return offers
 
-    def _region_instances(self, region: str) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    def _region_instances(
+        self, region: str
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, float]]]:
         from botocore.exceptions import BotoCoreError, ClientError
 
         ec2 = self._client("ec2", region)
@@ -164,8 +170,9 @@ class AwsProvider(Provider):
             "disk_gb": storage.get("TotalSizeInGB"),
         }
 
-    def _spot_prices(self, ec2: Any, types: list[str]) -> dict[str, float]:
-        spot: dict[str, float] = {}
+    def _spot_prices(self, ec2: Any, types: list[str]) -> dict[str, dict[str, float]]:
+        """Each type's spot price by availability zone (AWS prices spot per zone)."""
+        spot: dict[str, dict[str, float]] = {}
         now = datetime.now(UTC)
         for i in range(0, len(types), 20):
             pages = ec2.get_paginator("describe_spot_price_history").paginate(
@@ -173,10 +180,11 @@ class AwsProvider(Provider):
             )
             for page in pages:
                 for h in page["SpotPriceHistory"]:
-                    price = float(h["SpotPrice"])
+                    price, zone = float(h["SpotPrice"]), h.get("AvailabilityZone") or ""
+                    zones = spot.setdefault(h["InstanceType"], {})
                     if price > 0:
-                        spot[h["InstanceType"]] = min(price, spot.get(h["InstanceType"], price))
-        return spot
+                        zones[zone] = min(price, zones.get(zone, price))
+        return {t: dict(sorted(z.items())) for t, z in spot.items() if z}
 
     def _on_demand_prices(self, pricing: Any, region: str) -> dict[str, float]:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -34,6 +34,7 @@ PLAN = {
     'replicas': 1,
     'served_model_name': 'meta-llama/Llama-3.1-8B-Instruct',
     'spot': False,
+    'spot_zone': None,
     'ssh_cidr': None,
     'ssh_public_key': None,
     'stack_tag': 'dev',
@@ -115,6 +116,20 @@ subnet_ids = sorted(aws.ec2.get_subnets(filters=subnet_filters).ids)
 if not subnet_ids:
     raise pulumi.RunError(f"no subnet of {vpc.id} is in an availability zone that offers "
                           f"{PLAN['instance_type']} ({', '.join(sorted(zones)) or 'none'})")
+if PLAN["spot_zone"]:
+    # AWS prices spot per zone, and the plan's price is this zone's (the cheapest when the
+    # offer was read; a zone ID such as use1-az1 names the same zone in every account): the
+    # machines go there when the VPC has a subnet in it, else to the zones above, with a warning.
+    by_id = re.fullmatch(r"[a-z]+[0-9]+-az[0-9]+", PLAN["spot_zone"])
+    in_zone = sorted(aws.ec2.get_subnets(filters=[*subnet_filters, aws.ec2.GetSubnetsFilterArgs(
+        name="availability-zone-id" if by_id else "availability-zone",
+        values=[PLAN["spot_zone"]])]).ids)
+    if in_zone:
+        subnet_ids = in_zone
+    else:
+        pulumi.log.warn(f"no subnet of {vpc.id} in {PLAN['spot_zone']}, the zone whose spot "
+                        "price the plan has: the machine goes to another zone, where spot may "
+                        "cost more")
 if balanced:
     # A load balancer takes one subnet per availability zone (ELBv2 CreateLoadBalancer,
     # Subnets: "You can specify only one subnet per Availability Zone"): the first (sorted)
