@@ -42,6 +42,7 @@ from planner.offers.gpus import gpu_table  # noqa: E402
 
 DATA = ROOT / "planner/decide/data/throughput_calibration.json"
 HOLDOUT = ROOT / "benchmarks/data/throughput_holdout.json"
+TTFT_LOAD = ROOT / "benchmarks/data/ttft_under_load.json"
 CONSTANTS = ROOT / "planner/decide/data/perf_calibration.json"
 # Physical priors of the fitted constants (the fit is pulled toward them, so that a constant
 # no point pins down stays plausible): ~60% of the dense tensor peak for dense and fused-MoE
@@ -116,6 +117,12 @@ def points() -> list[dict]:
 def holdout_points() -> tuple[dict, ...]:
     """Published measurements kept out of the calibration (never fitted): see the file's about."""
     return tuple(json.loads(HOLDOUT.read_text())["points"])
+
+
+@cache
+def ttft_load_points() -> tuple[dict, ...]:
+    """Published TTFTs of runs under load (never fitted; benchmarks/ttft_accuracy.py)."""
+    return tuple(json.loads(TTFT_LOAD.read_text())["points"])
 
 
 # Sites that publish another site's measurements: AMD's ROCm-hub performance page gives the
@@ -203,7 +210,7 @@ def fitted(p: dict) -> bool:
 
 @cache
 def _setup(pid: str):
-    p = next(q for q in [*points(), *holdout_points()] if q["id"] == pid)
+    p = next(q for q in [*points(), *holdout_points(), *ttft_load_points()] if q["id"] == pid)
     if "config" in p:
         spec = parse_config(p["config"], name=p["model"], source="config", source_ref="inline")
     else:

@@ -55,6 +55,46 @@ def test_fixed_lengths_run_in_waves():
     assert got == pytest.approx(10 * 100 / busy, rel=1e-9)
 
 
+def test_a_runs_time_to_first_token_one_request_at_a_time_is_its_prefill():
+    load, hw = _load(), _hw()
+    one = benchrun.benchmark_ttft_s(load, hw, 100, 1000, 200, running=256, client=1)
+    assert one == pytest.approx(perf.prefill_s(load, hw, 1000), rel=1e-9)
+
+
+def test_a_first_wave_waits_for_the_prompts_ahead_of_it():
+    # 64 prompts of 1000 tokens reach an idle H100 at once (8192-token steps: 8 a step): the
+    # first token of each comes with the step ending its prefill, so they rise in steps of 8
+    # and the last waits for the whole wave's batched prefill.
+    load, hw = _load(), _hw()
+    host = perf.constant("request_overhead_ms") * 1e-3
+    wave = benchrun.first_wave_ttft_s(load, hw, 64, 1000)
+    assert wave == sorted(wave) and len(set(wave[:8])) == 1 and wave[8] > wave[7]
+    assert wave[-1] == pytest.approx(perf.batched_prefill_s(load, hw, 1000, 64) + host, rel=1e-9)
+    mean = benchrun.benchmark_ttft_s(load, hw, 64, 1000, 200, running=256)
+    assert mean == pytest.approx(sum(wave) / 64, rel=1e-9)
+    assert mean > 8 * perf.prefill_s(load, hw, 1000) - 8 * host  # not one prompt's prefill
+
+
+def test_prompts_the_server_cannot_run_yet_wait_for_running_ones_to_finish():
+    # 1,000 ShareGPT-like prompts at once, 256 running: the j-th beyond them waits for j
+    # finishes, ~ (1000 - 256)^2 / 2 / 1000 x output x step / 256 on average.
+    load, hw = _load(), _hw()
+    step = perf.loaded_token_latency_s(load, hw, 256, 200, 200)
+    queued = benchrun.benchmark_ttft_s(load, hw, 1000, 200, 200, running=256)
+    assert queued > (1000 - 256) ** 2 / 2 / 1000 * 200 * step / 256
+    assert benchrun.benchmark_ttft_s(load, hw, 2000, 200, 200, running=256) > 2 * queued
+    # a closed loop the server runs whole: after the first wave, the planner's loaded TTFT
+    loop = benchrun.benchmark_ttft_s(load, hw, 100_000, 200, 200, running=256, client=32)
+    assert loop == pytest.approx(perf.loaded_ttft_s(load, hw, 32, 200, 200), rel=0.01)
+    # one larger than the server keeps client - running waiting, each for that many finishes
+    over = benchrun.benchmark_ttft_s(load, hw, 100_000, 200, 200, running=256, client=512)
+    assert over > 256 * 200 * perf.loaded_token_latency_s(load, hw, 256, 200, 200) / 256
+    # fixed lengths restart in the groups a step prefilled: each waits for its group too
+    fixed = benchrun.benchmark_ttft_s(load, hw, 100_000, 1000, 200, 256, 32, fixed_lengths=True)
+    spread = benchrun.benchmark_ttft_s(load, hw, 100_000, 1000, 200, 256, 32)
+    assert fixed > spread + perf.batched_prefill_s(load, hw, 1000, 7) * 0.99
+
+
 def test_outputs_capped_at_max_tokens_run_until_the_longest_reaches_the_cap():
     # 50 prompts at once, outputs ending at end of sequence with a mean of 350 and a cap of
     # 600, spread evenly from 100 to 600: all 50 decode 100 tokens, then the batch shrinks

@@ -7,6 +7,8 @@ figures are steady states (perf.output_tokens_per_s) and do not use it.
 
 from __future__ import annotations
 
+import math
+
 from planner.decide import perf
 from planner.decide.perf import Hardware, ModelLoad
 
@@ -149,3 +151,73 @@ def benchmark_output_tokens_per_s(
     drain = drain_s(load, hw, batch, context, output, online)
     wall = max(arrivals, host, prefill + steady) + drain
     return requests * output / wall
+
+
+def first_wave_ttft_s(
+    load: ModelLoad, hw: Hardware, wave: int, prompt: int, max_batched_tokens: int | None = None
+) -> list[float]:
+    """Each TTFT of ``wave`` prompts that reach an idle server at once: chunked prefill serves
+    them first come first served, max_batched_tokens a step, so a prompt's first token comes
+    with the step that ends its prefill (the batched prefill of every token up to that step's
+    end); the API server does each request's host work in turn."""
+    chunk = max_batched_tokens or perf.chunk_tokens(hw)
+    host = perf.constant("request_overhead_ms") * 1e-3
+    out = []
+    for i in range(1, wave + 1):
+        done = min(math.ceil(i * prompt / chunk) * chunk, wave * prompt)
+        gpu = perf.batched_prefill_s(load, hw, prompt, done / prompt, max_batched_tokens)
+        out.append(max(gpu, (i - 1) * host) + host)
+    return out
+
+
+def benchmark_ttft_s(
+    load: ModelLoad,
+    hw: Hardware,
+    requests: int,
+    prompt: int,
+    output: int,
+    running: int,
+    client: int | None = None,
+    fixed_lengths: bool = False,
+    max_batched_tokens: int | None = None,
+) -> float:
+    """Mean time to first token a serving benchmark reports for a finite run of ``requests``
+    prompts, at most ``client`` in flight (a closed loop: --max-concurrency; None: all sent at
+    once), the server running at most ``running`` of them (max_num_seqs, KV capacity). Not
+    fitted; benchmarks/speed_accuracy.py --ttft-load scores it on published runs.
+
+    The first wave reaches an idle server together (first_wave_ttft_s). A closed loop the
+    server runs whole then replaces each finished request at once, its prompt riding in the
+    others' steps (perf.loaded_ttft_s, the planner's own figure); requests of one fixed length
+    end, and so restart, in the groups one step prefilled together, each waiting for its
+    group's prefill too. Requests the server cannot
+    run yet wait in its queue for running ones to finish: all sent at once, the j-th past the
+    first wave waits for j finishes, each of the ``running`` taking ``output`` loaded steps
+    (fixed lengths: in waves; dataset lengths: spread evenly); a closed loop past ``running``
+    keeps (client - running) waiting, so each waits for that many finishes."""
+    sent = requests if client is None else min(client, requests)
+    wave = max(1, min(running, sent))
+    ttfts = first_wave_ttft_s(load, hw, wave, prompt, max_batched_tokens)
+    steady = perf.loaded_ttft_s(load, hw, wave, prompt, output)
+    if fixed_lengths:  # requests of one length restart in the groups one step prefilled
+        chunk = max_batched_tokens or perf.chunk_tokens(hw)
+        group = max(1, min(wave, chunk // max(prompt, 1)))
+        if group > 1:
+            steady += perf.batched_prefill_s(load, hw, prompt, group - 1, max_batched_tokens)
+    later = requests - wave
+    if later <= 0 or sent <= running:
+        return (sum(ttfts) + max(later, 0) * steady) / requests
+    step = perf.loaded_token_latency_s(load, hw, wave, prompt, output)
+    if client is not None:  # a closed loop larger than the server: a steady queue
+        wait = (client - running) * output * step / running
+        return (sum(ttfts) + later * (wait + steady)) / requests
+    if fixed_lengths:  # each starts when the one a wave ahead of it ends
+        ends = [t + output * step for t in ttfts]
+        for j in range(later):
+            first = ends[j] + steady
+            ttfts.append(first)
+            ends.append(first + output * step)
+        return sum(ttfts) / requests
+    mean_first = sum(ttfts) / wave
+    waits = sum(j * output * step / running for j in range(1, later + 1))
+    return (sum(ttfts) + later * (mean_first + steady) + waits) / requests

@@ -429,8 +429,8 @@ def loaded_ttft_s(load: ModelLoad, hw: Hardware, batch: float, prompt: int, outp
     """Time to first token with ``batch`` streams in flight: the prompt's prefill, plus the
     other streams' step (loaded_token_latency_s, their own arriving prompts riding in it) for
     each step that carries one of its chunks (chunked prefill schedules both together), plus
-    half a step's wait for the running one. Not calibrated: the calibration's TTFTs are single
-    requests (prefill_s)."""
+    half a step's wait for the running one. Not fitted: benchmarks/ttft_accuracy.py scores it
+    on published runs under load."""
     alone = prefill_s(load, hw, prompt)
     if batch <= 1:
         return alone
