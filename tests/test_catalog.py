@@ -106,6 +106,19 @@ def test_monthly_offers_spread_setup_over_horizon():
     assert one is not None and twelve is not None and one > twelve > o.price_usd_per_hour
 
 
+def test_a_monthly_rental_bills_whole_months():
+    """A sweep: --horizon-months 0.5 priced a Hetzner GEX63 at half a month's rent (plus the
+    setup fee over 365 h), $4.92/h, where half a month pays the whole month: $6.56/h."""
+    from planner.offers.offer import monthly_usd_per_hour
+
+    assert monthly_usd_per_hour(1197, 1199, 0.5) == pytest.approx((1197 + 1199) / 365)
+    assert monthly_usd_per_hour(1197, 1199, 1.5) == pytest.approx((2 * 1197 + 1199) / 1095)
+    for months in (1, 3, 12):  # whole months: the rent's hourly rate plus the spread fee
+        expected = 1197 / 730 + 1199 / (730 * months)
+        assert monthly_usd_per_hour(1197, 1199, months) == pytest.approx(expected)
+    assert monthly_usd_per_hour(1197, None, 1.0000001) == pytest.approx(1197 / 730)
+
+
 def test_snapshot_is_flagged_stale():
     status = load_catalog().sources
     embedded = {n for n, s in status.items() if s.origin == "embedded"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,6 +88,8 @@ class Offer:
 def monthly_usd_per_hour(
     monthly_price_usd: float, setup_fee_usd: float | None, horizon_months: float
 ) -> float:
-    """A monthly rental's $/h over 24x7 use, its setup fee spread over ``horizon_months``."""
-    setup = (setup_fee_usd or 0.0) / (HOURS_PER_MONTH * horizon_months)
-    return monthly_price_usd / HOURS_PER_MONTH + setup
+    """A monthly rental's $/h over ``horizon_months`` of 24x7 use: whole months billed (half a
+    month pays for one, 1.5 for two) and the setup fee, over the hours used."""
+    months = math.ceil(round(horizon_months, 6))
+    paid = months * monthly_price_usd + (setup_fee_usd or 0.0)
+    return paid / (HOURS_PER_MONTH * horizon_months)
