@@ -571,6 +571,19 @@ def test_the_default_ttft_bound_grows_with_a_long_prompt():
     assert stated.plans[0].offer.instance_type == "eight"
 
 
+def test_a_price_refusal_names_the_cheapest_layout_of_each_offer():
+    """A sweep: `--concurrency 2000 --max-price 22` was refused "from $29.48/h" while the 33
+    machines of 4x RTX 3090 at TP4 cost $22.11/h: an offer's reason was its last layout's
+    price, not its cheapest's."""
+    cands = planning_candidates("llama-3.1-8b", None)
+    catalog = [offer("rtx-3090", 4, 0.67, provider="vast", name="four")]
+    need = Need(concurrency=2000, spread=True)
+    cheapest = recommend(cands, catalog, need).plans[0].estimate.usd_per_hour
+    with pytest.raises(NoFeasibleOfferError) as err:
+        recommend(cands, catalog, Need(concurrency=2000, spread=True, max_price_usd_per_hour=22))
+    assert cheapest > 22 and f"${cheapest:.2f}/h > --max-price 22" in err.value.message
+
+
 def test_one_token_requests_are_held_to_the_ttft_bound_only():
     """A new-user sweep: with --output-tokens 1 there is no time between tokens, yet the
     default 20 tok/s per stream was checked on a step that carries the others' prompts, which

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
+import math
 import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -325,11 +326,12 @@ class _Picker:
         out: list[_Rec | str] = []
         for (pos, price), tail, key in zip(live, tails, keys, strict=True):
             got: _Rec | str = "no option within --max-price"
+            least = math.inf  # the reason names the cheapest option's price (how far the cap is)
             for label, op in labelled:
                 usd = price * op.machines
                 problem = price_violation(usd, need)
                 if problem:
-                    got = problem
+                    got, least = (problem, usd) if usd < least else (got, least)
                     continue
                 [(obj, tie, usd4)] = priced_order(op, need, [usd])
                 got = (obj, tie, usd4, tail, label, fmt, key, pos, order, idx, op, price)
