@@ -132,6 +132,25 @@ def test_check_applies_env_over_toml(cli, repo, monkeypatch):
     assert "plan differs: context: settings say 4096, the plan was made for 2048" in r.stdout
 
 
+def test_a_headroom_without_a_target_is_no_drift_and_recommend_says_it_is_ignored(
+    cli, repo, monkeypatch
+):
+    """A sweep: GPUPLAN_REPLICA_HEADROOM=0.5 made `check` exit 6 on an interactive plan it
+    cannot change (the headroom sizes a throughput target's replicas), and `recommend
+    --replica-headroom` ignored it without a word."""
+    assert cli("generate").exit_code == 0
+    monkeypatch.setenv("GPUPLAN_REPLICA_HEADROOM", "0.5")
+    r = cli("check")
+    assert r.exit_code == 0 and "replica_headroom" not in r.stdout, r.output
+    monkeypatch.setenv("GPUPLAN_TARGET_RPS", "2")  # with a target it sizes: drift again
+    assert "plan differs: replica_headroom" in cli("check").stdout
+    monkeypatch.delenv("GPUPLAN_TARGET_RPS")
+    said = cli("recommend", "llama-3.1-8b", "--top", "1").stderr
+    assert "warning: replica_headroom is ignored" in said
+    monkeypatch.delenv("GPUPLAN_REPLICA_HEADROOM")
+    assert "replica_headroom" not in cli("recommend", "llama-3.1-8b", "--top", "1").stderr
+
+
 def test_generate_flag_beats_toml_and_env(cli, repo, monkeypatch):
     monkeypatch.setenv("GPUPLAN_CONTEXT", "4096")
     r = cli("generate", "--context", "3072", "--providers", "aws")

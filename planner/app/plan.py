@@ -45,6 +45,12 @@ IGNORED_SPREAD = (
 )
 
 
+IGNORED_HEADROOM = (
+    "replica_headroom is ignored: it sizes the replicas of a throughput target "
+    "(--target-rps, --target-output-tokens-per-s, or a job's --deadline-hours)"
+)
+
+
 def recommend(
     s: Settings, *, config_path: str | None = None, from_hub: bool = False, suggest: bool = True
 ) -> Recommendation:
@@ -108,6 +114,8 @@ def recommend(
     warnings = catalog.warnings
     if s.spread and not need.spread:  # Settings.need drops it for a target or a job
         warnings = (*warnings, IGNORED_SPREAD)
+    if "replica_headroom" in s.sources and not need.target_output_tokens_per_s:
+        warnings = (*warnings, IGNORED_HEADROOM)
     rec = Recommendation(ranking, warnings, dict(catalog.sources), offers=offers,
                          order=keys)  # fmt: skip
     # not when the user chose (--spread or --one-machine), nor with --tls-domain, which

@@ -413,6 +413,10 @@ def plan_mismatches(s: Settings, plan: Plan) -> list[str]:
     for key in (f.name for f in fields(Need) if f.name not in _SET_BY_THE_RANKING):
         if key == "target_output_tokens_per_s" and asked.deadline_hours:
             continue  # derived from the job and its deadline, which are compared themselves
+        if key == "replica_headroom" and not (
+            asked.target_output_tokens_per_s or planned.target_output_tokens_per_s
+        ):
+            continue  # it sizes a throughput target's replicas: without one it changes nothing
         wanted, got = getattr(asked, key), getattr(planned, key)
         if wanted != got:
             out.append(f"{key}: settings say {wanted!r}, the plan was made for {got!r}")
