@@ -42,7 +42,12 @@ def committed_plan(out: Path) -> Plan:
         raise UsageError(
             not_utf8(str(path), exc), "restore it from git, or run `gpuplan generate` again"
         ) from None
-    return plan_from_json(text)
+    try:
+        return plan_from_json(text)
+    except UsageError as exc:  # a project's plan is generate's to write, not --save-plan's
+        raise UsageError(
+            f"{path}: {exc.message}", "restore it from git, or run `gpuplan generate` again"
+        ) from None
 
 
 def file_drift(out: Path, expected: dict[str, str]) -> Drift:

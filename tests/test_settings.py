@@ -151,6 +151,17 @@ def test_a_headroom_without_a_target_is_no_drift_and_recommend_says_it_is_ignore
     assert "replica_headroom" not in cli("recommend", "llama-3.1-8b", "--top", "1").stderr
 
 
+def test_a_corrupt_committed_plan_sends_the_user_to_git_or_generate(cli, repo):
+    """A sweep: a garbled infra/llm/gpuplan.plan.json told `check` users to save a plan with
+    `recommend ... --save-plan`, which a generated project never reads."""
+    assert cli("generate").exit_code == 0
+    (repo / "infra/llm/gpuplan.plan.json").write_text("{garbage")
+    r = cli("check")
+    assert r.exit_code == 2 and "gpuplan.plan.json: plan file is not valid JSON" in r.output
+    assert "restore it from git, or run `gpuplan generate` again" in r.output
+    assert "--save-plan" not in r.output
+
+
 def test_generate_flag_beats_toml_and_env(cli, repo, monkeypatch):
     monkeypatch.setenv("GPUPLAN_CONTEXT", "4096")
     r = cli("generate", "--context", "3072", "--providers", "aws")
