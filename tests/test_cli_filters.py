@@ -118,7 +118,7 @@ def test_recommend_filters_that_leave_nothing_are_exit_3(cli, args, needle):
 @pytest.mark.parametrize(
     ("args", "first", "hint"),
     [
-        (["--max-price", "0.01"], "x $", "hint: raise --max-price"),
+        (["--max-price", "0.01"], "x from $", "hint: raise --max-price"),
         (["--spot", "--providers", "hetzner"], "none of the 6 matching offers has a spot price",
          "hint: drop --spot"),
     ],
