@@ -80,6 +80,39 @@ def test_aws_replicas_behind_a_network_load_balancer(tmp_path):
     assert lb["ignore_changes"] == ["subnets"]
 
 
+def test_aws_spot_replicas_stay_spread_over_the_zones_and_generate_says_what_they_cost(tmp_path):
+    """The final review: pinning spot to the cheapest zone put every replica, and the
+    balancer, in one zone (one zone out of spot capacity took them all). Replicas stay spread;
+    generate says the zones' price range; one replica still goes to its zone."""
+    from dataclasses import replace
+
+    from infra.targets import warnings
+
+    plan = replica_plan("aws")
+    plan = replace(
+        plan,
+        need=replace(plan.need, spot=True),
+        offer=replace(plan.offer, spot_price_usd_per_hour=2.0, provider_data={
+            "spot_zone": "use1-az2", "spot_by_zone": {"use1-az1": 7.5, "use1-az2": 2.0}}),
+    )  # fmt: skip
+    opts = ProjectOptions(allowed_cidrs=(CIDR,))
+    write_project(render_project(plan, opts), tmp_path / "spot3")
+    result = run_program(tmp_path / "spot3", {})
+    assert result["error"] is None
+    [lb] = by_type(result, "aws:lb/loadBalancer:LoadBalancer")
+    assert lb["inputs"]["subnets"] == ["subnet-a", "subnet-b"]
+    insts = by_type(result, "aws:ec2/instance:Instance")
+    assert {i["inputs"]["subnetId"] for i in insts} == {"subnet-a", "subnet-b"}
+    [said] = [w for w in warnings(plan, opts) if "spot replicas" in w]
+    assert "$2.00-$7.50/h" in said and "the plan counts the cheapest" in said
+    one = replace(plan, estimate=replace(plan.estimate, replicas=1))
+    assert not [w for w in warnings(one, opts) if "spot" in w]
+    write_project(render_project(one, opts), tmp_path / "spot1")
+    result = run_program(tmp_path / "spot1", {})
+    [inst] = by_type(result, "aws:ec2/instance:Instance")
+    assert result["error"] is None and inst["inputs"]["subnetId"] == "subnet-b"  # use1-az2
+
+
 def test_aws_balancer_takes_one_subnet_per_zone_of_the_given_subnets(tmp_path):
     """The user's subnets may hold several per zone; a load balancer takes one per zone (the
     first, sorted), and the replicas go only in those subnets."""

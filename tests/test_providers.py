@@ -92,14 +92,20 @@ def test_aws_spot_is_priced_by_zone_and_the_offer_names_the_cheapest():
     is kept and the offer names the cheapest zone, where the AWS target places it."""
     from planner.offers.providers.aws import AwsProvider
 
-    history = [("us-east-1a", "8.1915"), ("us-east-1b", "2.4655"), ("us-east-1c", "7.8799"),
-               ("us-east-1b", "2.6"), ("us-east-1d", "0")]  # fmt: skip
+    # (zone name, zone ID or None, price): names map to other zones in other accounts, so
+    # the zone ID is kept where the API gives it
+    history = [("us-east-1a", "use1-az4", "8.1915"), ("us-east-1b", "use1-az6", "2.4655"),
+               ("us-east-1c", None, "7.8799"), ("us-east-1b", "use1-az6", "2.6"),
+               ("us-east-1d", "use1-az1", "0")]  # fmt: skip
 
     class Pages:
         def paginate(self, **kwargs):
             assert kwargs["ProductDescriptions"] == ["Linux/UNIX"]
-            rows = [{"InstanceType": "p4d.24xlarge", "AvailabilityZone": z, "SpotPrice": p}
-                    for z, p in history]  # fmt: skip
+            rows = [
+                {"InstanceType": "p4d.24xlarge", "AvailabilityZone": z, "SpotPrice": p}
+                | ({"AvailabilityZoneId": i} if i else {})
+                for z, i, p in history
+            ]
             return [{"SpotPriceHistory": rows}]
 
     class Ec2:
@@ -108,7 +114,7 @@ def test_aws_spot_is_priced_by_zone_and_the_offer_names_the_cheapest():
             return Pages()
 
     spot = AwsProvider._spot_prices(object.__new__(AwsProvider), Ec2(), ["p4d.24xlarge"])
-    assert spot == {"p4d.24xlarge": {"us-east-1a": 8.1915, "us-east-1b": 2.4655,
+    assert spot == {"p4d.24xlarge": {"use1-az4": 8.1915, "use1-az6": 2.4655,
                                       "us-east-1c": 7.8799}}  # fmt: skip
 
 

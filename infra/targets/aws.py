@@ -56,19 +56,33 @@ def facts(plan: Plan, opts: ProjectOptions) -> dict[str, Any]:
 
 
 def spot_zone(plan: Plan) -> str | None:
-    return plan.offer.provider_data.get("spot_zone") if plan.need.spot else None
+    """The zone a spot plan's machines go to: the one whose price the plan has, for one
+    replica (its nodes share a placement group, so one zone anyway). Replicas behind a
+    balancer stay spread over the zones, so that one zone running out of spot capacity takes
+    only its share (warn says what they may cost)."""
+    if not plan.need.spot or plan.estimate.replicas > 1:
+        return None
+    return plan.offer.provider_data.get("spot_zone")
 
 
 def warn(plan: Plan) -> list[str]:
-    """A spot price whose zone the offer does not name (a catalog without zones) is the
-    cheapest of the region's zones, and the machine may land in a dearer one."""
-    if plan.need.spot and not spot_zone(plan):
+    """Where a spot plan's price may not be what the machines cost: replicas spread over the
+    zones, or an offer that does not name its zone (a catalog without zones)."""
+    if not plan.need.spot or spot_zone(plan):
+        return []
+    prices = plan.offer.provider_data.get("spot_by_zone") or {}
+    if plan.estimate.replicas > 1 and prices:
+        low, high = min(prices.values()), max(prices.values())
         return [
-            "the spot price is the cheapest of the region's availability zones and the offer "
-            "does not say which: the machine may land in a zone whose spot price is higher "
-            "(`gpuplan catalog refresh --provider aws` with AWS credentials reads each zone's)"
+            f"the {plan.estimate.replicas} spot replicas spread over the availability zones "
+            f"that offer {plan.offer.instance_type}, whose spot prices ran ${low:.2f}-"
+            f"${high:.2f}/h when read; the plan counts the cheapest"
         ]
-    return []
+    return [
+        "the spot price is the cheapest of the region's availability zones and the offer "
+        "does not say which: the machine may land in a zone whose spot price is higher "
+        "(`gpuplan catalog refresh --provider aws` with AWS credentials reads each zone's)"
+    ]
 
 
 TARGET = Target(

@@ -108,6 +108,7 @@ class AwsProvider(Provider):
                 # the cheapest zone's spot price, where the AWS target places a spot machine
                 cheapest = min(by_zone, key=lambda z: (by_zone[z], z)) if by_zone else None
                 data = {"spot_zone": cheapest, "spot_by_zone": by_zone} if cheapest else {}
+                spot_price = by_zone[cheapest] if cheapest is not None else None
                 if price is None:
                     self.warnings.append(f"no on-demand price for {itype} in {region}")
                     continue
@@ -115,7 +116,7 @@ class AwsProvider(Provider):
                     provider="aws", instance_type=itype, region=region, gpu=info["gpu"],
                     gpu_count=info["count"], gpu_memory_gb=info["memory_gb"], vcpus=info["vcpus"],
                     ram_gib=info["ram_gib"], disk_gb=info["disk_gb"], price_usd_per_hour=price,
-                    spot_price_usd_per_hour=by_zone[cheapest] if cheapest else None,
+                    spot_price_usd_per_hour=spot_price,
                     billing="hourly", provider_data=data,
                     source="aws: ec2.describe_instance_types, pricing.get_products, "
                            "ec2.describe_spot_price_history",
@@ -180,7 +181,10 @@ class AwsProvider(Provider):
             )
             for page in pages:
                 for h in page["SpotPriceHistory"]:
-                    price, zone = float(h["SpotPrice"]), h.get("AvailabilityZone") or ""
+                    # the zone's ID (use1-az1: the same zone in every account; its name,
+                    # us-east-1a, maps to a different zone in each) where the API gives it
+                    zone = h.get("AvailabilityZoneId") or h.get("AvailabilityZone") or ""
+                    price = float(h["SpotPrice"])
                     zones = spot.setdefault(h["InstanceType"], {})
                     if price > 0:
                         zones[zone] = min(price, zones.get(zone, price))

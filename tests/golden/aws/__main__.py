@@ -104,32 +104,38 @@ zones = aws.ec2.get_instance_type_offerings(
     filters=[aws.ec2.GetInstanceTypeOfferingsFilterArgs(
         name="instance-type", values=[PLAN["instance_type"]])],
 ).locations or []
-subnet_filters = [
-    aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc.id]),
-    aws.ec2.GetSubnetsFilterArgs(name="availability-zone", values=sorted(zones)),
-]
+subnet_filters = [aws.ec2.GetSubnetsFilterArgs(name="vpc-id", values=[vpc.id])]
 if PLAN["subnet_ids"]:
     subnet_filters.append(aws.ec2.GetSubnetsFilterArgs(name="subnet-id", values=PLAN["subnet_ids"]))
 else:
     subnet_filters.append(aws.ec2.GetSubnetsFilterArgs(name="default-for-az", values=["true"]))
-subnet_ids = sorted(aws.ec2.get_subnets(filters=subnet_filters).ids)
+
+
+def subnets_in(name, values):
+    return sorted(aws.ec2.get_subnets(filters=[
+        *subnet_filters, aws.ec2.GetSubnetsFilterArgs(name=name, values=values)]).ids)
+
+
+subnet_ids = subnets_in("availability-zone", sorted(zones))
 if not subnet_ids:
     raise pulumi.RunError(f"no subnet of {vpc.id} is in an availability zone that offers "
                           f"{PLAN['instance_type']} ({', '.join(sorted(zones)) or 'none'})")
 if PLAN["spot_zone"]:
     # AWS prices spot per zone, and the plan's price is this zone's (the cheapest when the
-    # offer was read; a zone ID such as use1-az1 names the same zone in every account): the
-    # machines go there when the VPC has a subnet in it, else to the zones above, with a warning.
-    by_id = re.fullmatch(r"[a-z]+[0-9]+-az[0-9]+", PLAN["spot_zone"])
-    in_zone = sorted(aws.ec2.get_subnets(filters=[*subnet_filters, aws.ec2.GetSubnetsFilterArgs(
-        name="availability-zone-id" if by_id else "availability-zone",
-        values=[PLAN["spot_zone"]])]).ids)
+    # offer was read; a zone ID such as use1-az1 names the same zone in every account, a name
+    # such as us-east-1a only in the account that read it): the machine goes there when the
+    # VPC has a subnet in it that offers the type, else to the zones above, with a warning.
+    zone = PLAN["spot_zone"]
+    if re.fullmatch(r"[a-z]+[0-9]+-az[0-9]+", zone):
+        in_zone = [s for s in subnets_in("availability-zone-id", [zone]) if s in subnet_ids]
+    else:
+        in_zone = subnets_in("availability-zone", [zone]) if zone in zones else []
     if in_zone:
         subnet_ids = in_zone
     else:
-        pulumi.log.warn(f"no subnet of {vpc.id} in {PLAN['spot_zone']}, the zone whose spot "
-                        "price the plan has: the machine goes to another zone, where spot may "
-                        "cost more")
+        pulumi.log.warn(f"no subnet of {vpc.id} in {zone} offers {PLAN['instance_type']}: the "
+                        "plan's spot price is that zone's, and the machine goes to another "
+                        "zone, where spot may cost more")
 if balanced:
     # A load balancer takes one subnet per availability zone (ELBv2 CreateLoadBalancer,
     # Subnets: "You can specify only one subnet per Availability Zone"): the first (sorted)
