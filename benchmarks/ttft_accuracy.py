@@ -6,7 +6,7 @@ benchmarks/speed_accuracy.py does), by planner/decide/benchrun.benchmark_ttft_s 
 wave, its queue, then the planner's own loaded TTFT, perf.loaded_ttft_s) or, for one request at a
 time, perf.prefill_s. The vLLM points graded A or B are scored; grade C apart.
 
-Run:  python benchmarks/ttft_accuracy.py            (refits per source: ~10 min on 2 cores)
+Run:  python benchmarks/ttft_accuracy.py            (refits per source: 3-8 min on 2 cores)
       python benchmarks/ttft_accuracy.py --shipped  (the shipped constants, in sample for the
                                                      runs whose throughput they were fitted on)
 """
@@ -62,8 +62,8 @@ def predict_ms(p: dict) -> float:
     )  # fmt: skip
 
 
-def errors(pts: list[dict], shipped: bool) -> dict[str, float]:
-    """Each point's signed error (%), with constants refitted without its source unless
+def estimates(pts: list[dict], shipped: bool) -> dict[str, float]:
+    """Each point's estimate (ms), with constants refitted without its source unless
     ``shipped``."""
     train = [q for q in sa.points() if sa.fitted(q)]
     out: dict[str, float] = {}
@@ -74,7 +74,7 @@ def errors(pts: list[dict], shipped: bool) -> dict[str, float]:
             sa.fit([q for q in train if sa.source_of(q) != src])
         for p in pts:
             if sa.source_of(p) == src:
-                out[p["id"]] = (predict_ms(p) - p["value"]) / p["value"] * 100
+                out[p["id"]] = predict_ms(p)
     return out
 
 
@@ -90,14 +90,15 @@ def main() -> None:
     every = list(sa.ttft_load_points())
     skipped = {p["id"]: why for p in every if (why := unmodelled(p))}
     pts = [p for p in every if p["id"] not in skipped]
-    err = errors(pts, shipped)
+    est = estimates(pts, shipped)  # each as its source's refit predicted it
+    err = {p["id"]: (est[p["id"]] - p["value"]) / p["value"] * 100 for p in pts}
     print(f"{'id':7} {'load':22} {'gpu':14} {'tp':>2} {'prompt':>6} {'out':>5} {'streams':>7} "
           f"{'prompts':>7} {'estimate':>9} {'published':>9} {'error':>8}  source")  # fmt: skip
     for p in pts:
         streams = "all" if p.get("batch") is None else p["batch"]
         print(f"{p['id']:7} {load_kind(p):22} {p['gpu'][:14]:14} {p['tp']:2} {p['prompt']:6} "
               f"{p['output']:5.0f} {streams!s:>7} {p.get('num_prompts', '-')!s:>7} "
-              f"{predict_ms(p):9.0f} {p['value']:9.0f} {err[p['id']]:+7.1f}%  "
+              f"{est[p['id']]:9.0f} {p['value']:9.0f} {err[p['id']]:+7.1f}%  "
               f"{sa.source_of(p)}")  # fmt: skip
     graded = [p for p in pts if p["quality"] in {"A", "B"}]
     how = "shipped constants (in sample)" if shipped else "constants fitted without the source"

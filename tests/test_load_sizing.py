@@ -600,6 +600,23 @@ def test_one_token_requests_are_held_to_the_ttft_bound_only():
     assert gpus < 32 and top.estimate.ttft_ms <= default_max_ttft_ms(1000)
 
 
+def test_a_stated_speed_for_one_token_requests_is_said_to_be_ignored(cli):
+    """The final review: a --min-tokens-per-s the user states was dropped for one-token
+    outputs without a word (and counted as a default half, so a fallback ranking ran), and the
+    table showed a stream speed for requests that have none."""
+    from planner.decide.load import uses_default_service_level
+
+    stated = Need(output_tokens=1, min_tokens_per_s=50, max_ttft_ms=1000)
+    assert not uses_default_service_level(stated)
+    assert uses_default_service_level(Need(output_tokens=1, min_tokens_per_s=50))  # the TTFT
+    r = cli("recommend", "llama-3.1-8b", "--output-tokens", "1", "--min-tokens-per-s", "50")
+    assert r.exit_code == 0 and "warning: min_tokens_per_s is ignored" in r.stderr
+    [row] = [ln for ln in r.stdout.splitlines() if ln.startswith("│ 1 ") or ln.startswith("│  1 ")]
+    assert [c.strip() for c in row.split("│")][9] == "-"  # tok/s 1
+    plain = cli("recommend", "llama-3.1-8b", "--output-tokens", "2", "--min-tokens-per-s", "5")
+    assert "is ignored" not in plain.stderr
+
+
 def test_a_batch_plan_runs_up_to_the_cards_own_sequence_default():
     """Review of issue 11: batch plans were capped at 256 sequences on every card, although
     vLLM's default on the larger cards is 1024 (footprint.default_max_num_seqs), the memory

@@ -45,6 +45,10 @@ IGNORED_SPREAD = (
 )
 
 
+IGNORED_SPEED = (
+    "min_tokens_per_s is ignored: one output token a request has no time between tokens "
+    "(the TTFT bound applies)"
+)
 IGNORED_HEADROOM = (
     "replica_headroom is ignored: it sizes the replicas of a throughput target "
     "(--target-rps, --target-output-tokens-per-s, or a job's --deadline-hours)"
@@ -116,6 +120,8 @@ def recommend(
         warnings = (*warnings, IGNORED_SPREAD)
     if "replica_headroom" in s.sources and not need.target_output_tokens_per_s:
         warnings = (*warnings, IGNORED_HEADROOM)
+    if need.min_tokens_per_s is not None and need.output_tokens <= 1:
+        warnings = (*warnings, IGNORED_SPEED)
     rec = Recommendation(ranking, warnings, dict(catalog.sources), offers=offers,
                          order=keys)  # fmt: skip
     # not when the user chose (--spread or --one-machine), nor with --tls-domain, which

@@ -184,7 +184,7 @@ def benchmark_ttft_s(
     """Mean time to first token a serving benchmark reports for a finite run of ``requests``
     prompts, at most ``client`` in flight (a closed loop: --max-concurrency; None: all sent at
     once), the server running at most ``running`` of them (max_num_seqs, KV capacity). Not
-    fitted; benchmarks/speed_accuracy.py --ttft-load scores it on published runs.
+    fitted; benchmarks/ttft_accuracy.py scores it on published runs.
 
     The first wave reaches an idle server together (first_wave_ttft_s). A closed loop the
     server runs whole then replaces each finished request at once, its prompt riding in the

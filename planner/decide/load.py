@@ -81,7 +81,12 @@ def service_level(need: Need) -> tuple[float | None, float | None]:
 
 
 def uses_default_service_level(need: Need) -> bool:
-    return service_level(need) != (need.min_tokens_per_s, need.max_ttft_ms)
+    """Whether a default half is in force (not: whether a stated one is, which one-token
+    outputs drop: service_level)."""
+    min_tps, max_ttft = service_level(need)
+    return (need.min_tokens_per_s is None and min_tps is not None) or (
+        need.max_ttft_ms is None and max_ttft is not None
+    )
 
 
 def spreads(need: Need) -> bool:

@@ -476,7 +476,7 @@ def output_tokens_per_s(
     leaves it out)."""
     if batch <= 1:
         step = token_latency_s(load, hw, 1, prompt + output / 2)
-        return output / (prefill_s(load, hw, prompt) + output * step)
+        return output / (prefill_s(load, hw, prompt) + max(output - 1, 0) * step)  # 1st: prefill's
     return batch / loaded_token_latency_s(load, hw, batch, prompt, output)
 
 

@@ -160,9 +160,10 @@ def canonical_gpu(name: str, memory_mib: float | None = None) -> GpuSpec:
 
 def gpu_ids(name: str) -> tuple[str, ...]:
     """The GPUs a user's ``--gpu NAME`` means: every variant of a family named bare ("A100": the
-    40 and 80 GB, SXM and PCIe cards; "H100": SXM, PCIe and NVL), else the one GPU the name
-    means (canonical_gpu: "A100 80GB", "h100-sxm"). A provider's bare "A100" is one card (its
-    default variant); a user asking for A100s wants the cheapest that serves, whichever."""
+    40 and 80 GB, SXM and PCIe cards; "H100": SXM, PCIe and NVL; "A100 80GB": both 80 GB
+    cards: whatever names several ids' common start), else the one GPU the name means
+    (canonical_gpu: "A100 SXM4", "NVIDIA A100", "h100-sxm"). A provider's bare "A100" is one
+    card (its default variant); a user asking for A100s wants the cheapest that serves."""
     key = re.sub(r"[\s_]+", "-", name.strip().lower())
     family = tuple(g.id for g in gpu_table().values() if g.id.startswith(key + "-"))
     if len(family) > 1 and any(c.isdigit() for c in key):

@@ -300,10 +300,12 @@ def recommendation_tables(
         age_label = "?" if age is None else f"{age:.0f}d" + (" STALE" if stale else "")
         price = f"{e.usd_per_hour:.2f}" + (" (mo)" if o.billing == "monthly" else "")
         nodes = f"{p.machines}x " if p.machines > 1 else ""
+        # one token a request has no time between tokens: no stream speed to show
+        stream_speed = f"{e.single_stream_tokens_per_s:.0f}" if p.need.output_tokens > 1 else "-"
         rows.append([
             str(i), o.provider, o.region[:18], o.instance_type[:24],
             f"{nodes}{o.gpu_count}x {o.gpu}", runs_as(p), p.layout.label,
-            f"{e.memory_headroom_gib:.1f}", f"{e.single_stream_tokens_per_s:.0f}",
+            f"{e.memory_headroom_gib:.1f}", stream_speed,
             f"{e.aggregate_output_tokens_per_s:,.0f}", f"{e.ttft_ms:.0f}", price,
             *([job_duration(e.job_hours), _usd(e.job_usd)] if job else []),
             f"{e.usd_per_million_output_tokens:.3f}", age_label,
