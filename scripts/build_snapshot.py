@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from planner.offers.gpus import gpu_table  # noqa: E402
-from planner.offers.offer import HOURS_PER_MONTH  # noqa: E402
+from planner.offers.offer import HOURS_PER_MONTH, spot_zone_data  # noqa: E402
 from planner.offers.providers.hetzner import LOCATIONS as HETZNER_LOCATIONS  # noqa: E402
 
 # Undated SkyPilot-catalog rows: prices.md dates the content "2026, <= 2026-10"; the RunPod rows
@@ -118,11 +118,8 @@ def provider_data(row: dict[str, Any], where: dict[str, Any]) -> dict[str, Any]:
         if "marketplace_median" in (row.get("flags") or []):
             data["price_kind"] = "marketplace_median"
         return data
-    if provider == "aws" and row.get("spot_by_az"):
-        # AWS prices spot per availability zone (ID: use1-az1, the same in every account); the
-        # offer's spot price is the cheapest zone's, where the AWS target then places it.
-        by_zone = dict(sorted(row["spot_by_az"].items()))
-        return {"spot_zone": min(by_zone, key=lambda z: (by_zone[z], z)), "spot_by_zone": by_zone}
+    if provider == "aws":  # spot prices by zone ID (use1-az1: the same in every account)
+        return spot_zone_data(row.get("spot_by_az") or {})
     return {}
 
 

@@ -116,6 +116,13 @@ def test_aws_spot_is_priced_by_zone_and_the_offer_names_the_cheapest():
     spot = AwsProvider._spot_prices(object.__new__(AwsProvider), Ec2(), ["p4d.24xlarge"])
     assert spot == {"p4d.24xlarge": {"use1-az4": 8.1915, "use1-az6": 2.4655,
                                       "us-east-1c": 7.8799}}  # fmt: skip
+    from planner.offers.offer import spot_zone_data
+
+    data = spot_zone_data(spot["p4d.24xlarge"])  # the live refresh's and the snapshot's rule
+    assert data["spot_zone"] == "use1-az6" and list(data["spot_by_zone"]) == sorted(
+        data["spot_by_zone"]
+    )
+    assert spot_zone_data({"b": 1.0, "a": 1.0})["spot_zone"] == "a" and spot_zone_data({}) == {}
 
 
 def test_aws_pricing_failure_is_a_provider_error():

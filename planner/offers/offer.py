@@ -85,6 +85,16 @@ class Offer:
         return self.price_usd_per_hour
 
 
+def spot_zone_data(by_zone: dict[str, float]) -> dict[str, Any]:
+    """An AWS offer's provider_data from its spot price by availability zone (AWS prices spot
+    per zone): every zone's price, and the cheapest zone (ties to the first by name), whose
+    price is the offer's and where the AWS target places a spot machine. Empty without zones."""
+    if not by_zone:
+        return {}
+    zones = dict(sorted(by_zone.items()))
+    return {"spot_zone": min(zones, key=zones.__getitem__), "spot_by_zone": zones}
+
+
 def monthly_usd_per_hour(
     monthly_price_usd: float, setup_fee_usd: float | None, horizon_months: float
 ) -> float:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from planner.errors import ProviderError
-from planner.offers.offer import Offer
+from planner.offers.offer import Offer, spot_zone_data
 from planner.offers.providers.base import (
     MissingCredentials,
     OfferQuery,
@@ -104,11 +104,9 @@ class AwsProvider(Provider):
                 continue
             prices = self._on_demand_prices(pricing, region)
             for itype, info in sorted(types.items()):
-                price, by_zone = prices.get(itype), spot.get(itype, {})
+                price, data = prices.get(itype), spot_zone_data(spot.get(itype, {}))
                 # the cheapest zone's spot price, where the AWS target places a spot machine
-                cheapest = min(by_zone, key=lambda z: (by_zone[z], z)) if by_zone else None
-                data = {"spot_zone": cheapest, "spot_by_zone": by_zone} if cheapest else {}
-                spot_price = by_zone[cheapest] if cheapest is not None else None
+                spot_price = data["spot_by_zone"][data["spot_zone"]] if data else None
                 if price is None:
                     self.warnings.append(f"no on-demand price for {itype} in {region}")
                     continue
