@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from planner.decide.load import streams_tokens
 from planner.decide.plan import Plan
 from planner.decide.rank import Ranking
 from planner.decide.suggest import Cheaper, QuantSuggestion
@@ -120,7 +121,7 @@ def recommend(
         warnings = (*warnings, IGNORED_SPREAD)
     if "replica_headroom" in s.sources and not need.target_output_tokens_per_s:
         warnings = (*warnings, IGNORED_HEADROOM)
-    if need.min_tokens_per_s is not None and need.output_tokens <= 1:
+    if need.min_tokens_per_s is not None and not streams_tokens(need):
         warnings = (*warnings, IGNORED_SPEED)
     rec = Recommendation(ranking, warnings, dict(catalog.sources), offers=offers,
                          order=keys)  # fmt: skip

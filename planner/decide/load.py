@@ -75,9 +75,15 @@ def service_level(need: Need) -> tuple[float | None, float | None]:
     if need.default_service_level and (online_target(need) or not saturates(need)):
         min_tps = DEFAULT_MIN_TOKENS_PER_S if min_tps is None else min_tps
         max_ttft = default_max_ttft_ms(need.prompt_tokens) if max_ttft is None else max_ttft
-    if need.output_tokens <= 1:  # one token a request: no time between tokens, only the TTFT
+    if not streams_tokens(need):  # no time between tokens: only the TTFT bound
         min_tps = None
     return min_tps, max_ttft
+
+
+def streams_tokens(need: Need) -> bool:
+    """Whether requests stream tokens after the first: with one token a request there is no
+    time between tokens, so no per-stream speed to check or show."""
+    return need.output_tokens > 1
 
 
 def uses_default_service_level(need: Need) -> bool:

@@ -262,6 +262,7 @@ def recommendation_tables(
     from rich.table import Table
     from rich.text import Text
 
+    from planner.decide.load import streams_tokens
     from planner.decide.planbuild import job_duration
     from planner.offers.catalog import STALE_AFTER_DAYS, age_days
     from planner.present.suggestions import spread_line, suggestion_line
@@ -300,8 +301,7 @@ def recommendation_tables(
         age_label = "?" if age is None else f"{age:.0f}d" + (" STALE" if stale else "")
         price = f"{e.usd_per_hour:.2f}" + (" (mo)" if o.billing == "monthly" else "")
         nodes = f"{p.machines}x " if p.machines > 1 else ""
-        # one token a request has no time between tokens: no stream speed to show
-        stream_speed = f"{e.single_stream_tokens_per_s:.0f}" if p.need.output_tokens > 1 else "-"
+        stream_speed = f"{e.single_stream_tokens_per_s:.0f}" if streams_tokens(p.need) else "-"
         rows.append([
             str(i), o.provider, o.region[:18], o.instance_type[:24],
             f"{nodes}{o.gpu_count}x {o.gpu}", runs_as(p), p.layout.label,
