@@ -331,7 +331,8 @@ class _Picker:
                 usd = price * op.machines
                 problem = price_violation(usd, need)
                 if problem:
-                    got, least = (problem, usd) if usd < least else (got, least)
+                    if usd < least:
+                        got, least = problem, usd
                     continue
                 [(obj, tie, usd4)] = priced_order(op, need, [usd])
                 got = (obj, tie, usd4, tail, label, fmt, key, pos, order, idx, op, price)
