@@ -117,6 +117,8 @@ def test_a_monthly_rental_bills_whole_months():
         expected = 1197 / 730 + 1199 / (730 * months)
         assert monthly_usd_per_hour(1197, 1199, months) == pytest.approx(expected)
     assert monthly_usd_per_hour(1197, None, 1.0000001) == pytest.approx(1197 / 730)
+    tiny = 1e-7  # rounds to no months at all: still one month's rent
+    assert monthly_usd_per_hour(1197, 0, tiny) == pytest.approx(1197 / (730 * tiny))
 
 
 def test_snapshot_is_flagged_stale():

@@ -100,6 +100,6 @@ def monthly_usd_per_hour(
 ) -> float:
     """A monthly rental's $/h over ``horizon_months`` of 24x7 use: whole months billed (half a
     month pays for one, 1.5 for two) and the setup fee, over the hours used."""
-    months = math.ceil(round(horizon_months, 6))
+    months = max(1, math.ceil(round(horizon_months, 6)))  # any horizon pays one month
     paid = months * monthly_price_usd + (setup_fee_usd or 0.0)
     return paid / (HOURS_PER_MONTH * horizon_months)
