@@ -21,6 +21,7 @@ import re
 import statistics
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
 from functools import cache
@@ -416,10 +417,14 @@ def _medians(errors: dict[str, float], pts: list[dict]) -> str:
 
 
 def leave_one_source_out(
-    pts: list[dict], train: list[dict], ids: set[str] | None = None
+    pts: list[dict],
+    train: list[dict],
+    ids: set[str] | None = None,
+    measure: Callable[[dict], float] = error_pct,
 ) -> dict[str, float]:
-    """Each point's error (of ``ids``, default all) with the FITTED constants refitted on
-    ``train`` without the point's source; leaves the constants of the last refit set."""
+    """Each point's ``measure`` (of ``ids``, default all; default its error) with the FITTED
+    constants refitted on ``train`` without the point's source; leaves the constants of the
+    last refit set."""
     wanted = [p for p in pts if ids is None or p["id"] in ids]
     out: dict[str, float] = {}
     for src in sorted({source_of(p) for p in wanted}):
@@ -427,7 +432,7 @@ def leave_one_source_out(
         fit([p for p in train if source_of(p) != src])
         for p in wanted:
             if source_of(p) == src:
-                out[p["id"]] = error_pct(p)
+                out[p["id"]] = measure(p)
     return out
 
 

@@ -65,17 +65,11 @@ def predict_ms(p: dict) -> float:
 def estimates(pts: list[dict], shipped: bool) -> dict[str, float]:
     """Each point's estimate (ms), with constants refitted without its source unless
     ``shipped``."""
+    if shipped:
+        return {p["id"]: predict_ms(p) for p in pts}
+    sa._set(sa.HELD)
     train = [q for q in sa.points() if sa.fitted(q)]
-    out: dict[str, float] = {}
-    for src in sorted({sa.source_of(p) for p in pts}):
-        if not shipped:
-            sa._set(sa.HELD)
-            sa._set(sa.PRIORS)
-            sa.fit([q for q in train if sa.source_of(q) != src])
-        for p in pts:
-            if sa.source_of(p) == src:
-                out[p["id"]] = predict_ms(p)
-    return out
+    return sa.leave_one_source_out(pts, train, measure=predict_ms)
 
 
 def line(label: str, err: dict[str, float], sel: list[dict]) -> None:
