@@ -591,13 +591,33 @@ def test_one_token_requests_are_held_to_the_ttft_bound_only():
     from planner.decide.load import default_max_ttft_ms, service_level
 
     assert service_level(Need(concurrency=64, output_tokens=1)) == (None, default_max_ttft_ms(1000))
-    assert service_level(Need(concurrency=64, output_tokens=2))[0] == 20.0
+    assert service_level(Need(concurrency=64, output_tokens=2))[0] == 1.0  # see the next test
     cands = planning_candidates("llama-3.1-8b", None)
     top = recommend(
         cands, per_gpu_catalog(("rtx-3090", 0.2)), Need(concurrency=64, output_tokens=1)
     ).plans[0]
     gpus = top.offer.gpu_count * top.layout.nodes * top.estimate.replicas
     assert gpus < 32 and top.estimate.ttft_ms <= default_max_ttft_ms(1000)
+
+
+def test_a_short_answer_is_held_to_its_whole_rest_within_a_second():
+    """A sweep: two-token answers were held to 20 tok/s per stream on steps that carry the
+    other streams' prompts, which put 64 streams on 32 RTX 3090s; a short answer is read whole,
+    so by default its rest follows the first token within 1 s (20 tok/s from 21 tokens on). A
+    stated --min-tokens-per-s is still held as stated."""
+    from planner.decide.load import default_min_tokens_per_s, service_level
+
+    assert [default_min_tokens_per_s(o) for o in (2, 11, 21, 22, 500)] == [1, 10, 20, 20, 20]
+    assert service_level(Need(output_tokens=2, min_tokens_per_s=20))[0] == 20
+    assert service_level(Need(output_tokens=200))[0] == 20
+    cands = planning_candidates("llama-3.1-8b", None)
+    catalog = per_gpu_catalog(("rtx-3090", 0.2))
+    top = recommend(cands, catalog, Need(concurrency=64, output_tokens=2)).plans[0]
+    gpus = top.offer.gpu_count * top.layout.nodes * top.estimate.replicas
+    assert gpus < 32 and top.estimate.itl_ms <= 1000
+    assert top.estimate.ttft_ms <= 2000
+    strict = recommend(cands, catalog, Need(concurrency=64, output_tokens=2, min_tokens_per_s=20))
+    assert strict.plans[0].estimate.single_stream_tokens_per_s >= 20
 
 
 def test_a_stated_speed_for_one_token_requests_is_said_to_be_ignored(cli):

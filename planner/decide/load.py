@@ -27,12 +27,24 @@ from planner.decide.plan import Need
 # for 20 tokens/s (50 ms between tokens, about four times a fast reader's pace): an
 # assumption, stated in the README, that a chat user accepts it.
 DEFAULT_MIN_TOKENS_PER_S = 20.0
+# The pace matters while an answer is read as it streams. A short one (a label, a yes/no, a
+# number) is read whole: it is enough that the rest of it follows the first token within 1 s,
+# the limit for a user's flow of thought to stay uninterrupted (J. Nielsen, "Response Times:
+# The 3 Important Limits", 1993, https://www.nngroup.com/articles/response-times-3-important-limits/).
+# So an answer of o tokens is held to (o - 1) tokens in 1 s when that is below 20 tok/s: below
+# 21 tokens; from 21 tokens on, the 20 tok/s applies unchanged (an assumption, in the README).
+DEFAULT_REST_OF_ANSWER_S = 1.0
 DEFAULT_MAX_TTFT_MS = 2000.0
 # Prefill time grows with the prompt on any hardware, so one bound for every length would put a
 # long document on many GPUs only to start answering in 2 s (an 8B model on 8 GPUs for a
 # 120,000-token prompt). The 2 s holds up to DEFAULT_TTFT_PROMPT_TOKENS; a longer prompt may
 # take proportionally longer (at least 2,048 prompt tokens/s): an assumption, in the README.
 DEFAULT_TTFT_PROMPT_TOKENS = 4096
+
+
+def default_min_tokens_per_s(output_tokens: int) -> float:
+    """The default service level's tokens/s per stream for answers of ``output_tokens``."""
+    return min(DEFAULT_MIN_TOKENS_PER_S, (output_tokens - 1) / DEFAULT_REST_OF_ANSWER_S)
 
 
 def default_max_ttft_ms(prompt_tokens: int) -> float:
@@ -73,7 +85,7 @@ def service_level(need: Need) -> tuple[float | None, float | None]:
     interactive load the documented default."""
     min_tps, max_ttft = need.min_tokens_per_s, need.max_ttft_ms
     if need.default_service_level and (online_target(need) or not saturates(need)):
-        min_tps = DEFAULT_MIN_TOKENS_PER_S if min_tps is None else min_tps
+        min_tps = default_min_tokens_per_s(need.output_tokens) if min_tps is None else min_tps
         max_ttft = default_max_ttft_ms(need.prompt_tokens) if max_ttft is None else max_ttft
     if not streams_tokens(need):  # no time between tokens: only the TTFT bound
         min_tps = None

@@ -52,7 +52,8 @@ OBJECTIVES = ("auto", "cost-per-token", "cost", "speed", "latency")
 WORKLOADS = ("interactive", "batch")
 RELAXED_NOTE = (
     f"no offer meets the default interactive service level ({DEFAULT_MIN_TOKENS_PER_S:g} tok/s "
-    f"per stream, TTFT <= {DEFAULT_MAX_TTFT_MS / 1000:g} s, longer for prompts over "
+    "per stream, less for answers under 21 tokens, "
+    f"TTFT <= {DEFAULT_MAX_TTFT_MS / 1000:g} s, longer for prompts over "
     f"{DEFAULT_TTFT_PROMPT_TOKENS:,} tokens); ranked without its defaults (limits "
     "you stated still apply)"
 )
