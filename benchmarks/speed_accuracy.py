@@ -69,6 +69,7 @@ PRIORS = {
     "block_fp8_moe_bandwidth_factor": 0.28, "block_fp8_moe_compute_factor": 0.28,
     "legacy_per_sequence_overhead_ms": 0.1, "legacy_step_overhead_ms": 1.0,
     "xgmi_allreduce_overhead_us": 30.0, "xgmi_gb_s": 64.0, "step_overhead_ms": 0.55,
+    "prefill_allreduce_overhead_us": 100.0,
 }  # fmt: skip
 # Held (never refitted): values fitted earlier on the first calibration sample, and the link
 # latencies of the collectives themselves, measured by collective benchmarks that are not

@@ -16,21 +16,19 @@ fly: their matmuls reach a lower share of the tensor peak. Block-scaled FP8 rout
 reach the peak at a fraction of what other fused-MoE kernels do.
 Prefill (time to first token) is compute bound plus a fixed per-request cost; the LM head runs
 for the last prompt token only, routed experts run at the fused-MoE kernels' share of the peak,
-and attention at its own share of the 16-bit peak (also under FP8 weights).
+and attention at its own share of the 16-bit peak (also under FP8 weights). A lone prompt's
+prefill runs outside CUDA graphs (vLLM captures them for decode: perf_calibration.json cites
+it), so with tensor parallel each of its all-reduces pays an eager collective's cost too.
 Sliding-window and chunked attention layers (gpt-oss, Gemma 3, Llama 4) are charged the whole
-context like full ones: counting only their window (tried 2026-12-01) made gpustack's gpt-oss
-runs at 2K-32K-token prompts 20-80% faster than measured (from +1..+47%) and the calibration's
-out-of-sample error 17.9% instead of the 16.8% of the time, so the full-context figure is kept as
-the measured (and conservative) one.
+context like full ones, the measured and conservative choice (README, known biases).
 Aggregate throughput shares GPU time between prefill and decode; the per-request host cost
 overlaps with the GPU under load and is not charged to it, unless the host is the slower of the
 two. A published throughput figure is usually a finite benchmark run (planner/decide/benchrun.py
 models its queue, prefills and drain). The API server is one process (github.com/vllm-project/
 vllm/issues/12705): requests' host work queues there, which caps a replica's request rate.
 
-The constants live in planner/decide/data/perf_calibration.json, fitted to the published
-measurements in throughput_calibration.json; `python benchmarks/speed_accuracy.py` prints the
-in-sample and leave-one-source-out errors (`--fit` refits and writes the constants).
+The constants (planner/decide/data/perf_calibration.json) are fitted to throughput_calibration.json;
+`python benchmarks/speed_accuracy.py` prints the errors (`--fit` refits and writes them).
 """
 
 from __future__ import annotations
@@ -383,6 +381,8 @@ def prefill_s(load: ModelLoad, hw: Hardware, prompt: int) -> float:
     )
     fixed = constant("request_overhead_ms") * 1e-3  # tokenize, schedule, first sampling, detokenize
     reduces = allreduce_s(hw, prompt, load.hidden, load.allreduce_layers)
+    if hw.tp > 1:  # eager collectives (module docstring)
+        reduces += 2 * load.allreduce_layers * constant("prefill_allreduce_overhead_us") * 1e-6
     reduces += moe_dp_exchange_s(load, hw, prompt + load.moe_dp - 1)  # idle: a dummy token each
     return max(t_cmp, t_mem) + reduces + net + fixed
 
