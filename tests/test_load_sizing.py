@@ -620,6 +620,25 @@ def test_a_short_answer_is_held_to_its_whole_rest_within_a_second():
     assert strict.plans[0].estimate.single_stream_tokens_per_s >= 20
 
 
+def test_a_short_answers_default_speed_says_what_it_stands_for(cli):
+    """The final review: for 5-token answers the table and --explain showed "4 tok/s per
+    stream" and "--min-tokens-per-s 4 (default service level)", a limit the user never set and
+    the README's 20 tok/s does not explain; they now say it is the answer's rest within 1 s."""
+    from planner.decide.load import short_answer_note
+    from planner.decide.objective import RELAXED_NOTE
+
+    assert short_answer_note(Need(output_tokens=5)) == "a 5-token answer's rest within 1 s"
+    assert short_answer_note(Need(output_tokens=21)) == ""
+    assert short_answer_note(Need(output_tokens=5, min_tokens_per_s=4)) == ""
+    assert "less for answers under 21 tokens" in RELAXED_NOTE
+    args = ("recommend", "llama-3.1-8b", "--output-tokens", "5", "--concurrency", "64")
+    said = " ".join(cli(*args, "--explain").output.split())
+    assert ">= 4 tok/s per stream (a 5-token answer's rest within 1 s)" in said
+    assert "(default service level: a 5-token answer's rest within 1 s)" in said
+    stated = " ".join(cli(*args, "--min-tokens-per-s", "4").output.split())
+    assert "answer's rest" not in stated and ">= 4 tok/s per stream" in stated
+
+
 def test_a_stated_speed_for_one_token_requests_is_said_to_be_ignored(cli):
     """The final review: a --min-tokens-per-s the user states was dropped for one-token
     outputs without a word (and counted as a default half, so a fallback ranking ran), and the

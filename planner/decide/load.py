@@ -92,6 +92,17 @@ def service_level(need: Need) -> tuple[float | None, float | None]:
     return min_tps, max_ttft
 
 
+def short_answer_note(need: Need) -> str:
+    """What the default per-stream speed stands for when an answer is too short to be read as
+    it streams (default_min_tokens_per_s), else ""."""
+    o = need.output_tokens
+    if need.min_tokens_per_s is not None or not streams_tokens(need):
+        return ""
+    if default_min_tokens_per_s(o) >= DEFAULT_MIN_TOKENS_PER_S:
+        return ""
+    return f"a {o}-token answer's rest within {DEFAULT_REST_OF_ANSWER_S:g} s"
+
+
 def streams_tokens(need: Need) -> bool:
     """Whether requests stream tokens after the first: with one token a request there is no
     time between tokens, so no per-stream speed to check or show."""

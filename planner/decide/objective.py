@@ -35,10 +35,12 @@ from planner.decide.fit import BATCH_WORKLOAD, Fit, saturates
 from planner.decide.load import (
     DEFAULT_MAX_TTFT_MS,
     DEFAULT_MIN_TOKENS_PER_S,
+    DEFAULT_REST_OF_ANSWER_S,
     DEFAULT_TTFT_PROMPT_TOKENS,
     Operating,
     online_target,
     service_level,
+    short_answer_note,
     spreads,
     stream_cap,
     uses_default_service_level,
@@ -52,7 +54,8 @@ OBJECTIVES = ("auto", "cost-per-token", "cost", "speed", "latency")
 WORKLOADS = ("interactive", "batch")
 RELAXED_NOTE = (
     f"no offer meets the default interactive service level ({DEFAULT_MIN_TOKENS_PER_S:g} tok/s "
-    "per stream, less for answers under 21 tokens, "
+    "per stream, less for answers under "
+    f"{DEFAULT_MIN_TOKENS_PER_S * DEFAULT_REST_OF_ANSWER_S + 1:g} tokens, "
     f"TTFT <= {DEFAULT_MAX_TTFT_MS / 1000:g} s, longer for prompts over "
     f"{DEFAULT_TTFT_PROMPT_TOKENS:,} tokens); ranked without its defaults (limits "
     "you stated still apply)"
@@ -228,6 +231,8 @@ def static_violation(subject: Any, need: Need) -> str | None:
     stream = fig.single_stream_tokens_per_s
     if min_tps is not None and stream < min_tps:
         label = default if need.min_tokens_per_s is None else ""
+        if short := short_answer_note(need):
+            label = f" (default service level: {short})"
         return f"{stream:.1f} tok/s per stream < --min-tokens-per-s {min_tps:g}{label}"
     if max_ttft is not None and fig.ttft_ms > max_ttft:
         label = default if need.max_ttft_ms is None else ""
@@ -288,6 +293,8 @@ def replicas_reason(op: Operating, need: Need) -> str:
                 f"--max-ttft {max_ttft:g}" if stated else f"a first token within {max_ttft:g} ms"
             )
         default = "" if stated else " (default service level)"
+        if limit == "speed" and (short := short_answer_note(need)):
+            default = f" (default service level: {short})"
         bound = f"within {level}{default}, at most {_streams(cap)} per vLLM replica"
     return f"{need.concurrency} streams > {per_machine} per {_replica_unit(op)}: {bound}"
 

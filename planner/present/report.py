@@ -372,7 +372,7 @@ def _objective_label(need: Any) -> str:
 
 def _load_label(need: Any) -> str:
     """Which load the figures are at (the table says so)."""
-    from planner.decide.load import service_level
+    from planner.decide.load import service_level, short_answer_note
 
     if need.deadline_hours:
         return (
@@ -387,7 +387,8 @@ def _load_label(need: Any) -> str:
         )
     if need.target_output_tokens_per_s:
         min_tps, max_ttft = service_level(need)
-        level = [f">= {min_tps:g} tok/s per stream"] if min_tps is not None else []
+        short = f" ({note})" if (note := short_answer_note(need)) else ""
+        level = [f">= {min_tps:g} tok/s per stream{short}"] if min_tps is not None else []
         level += [f"TTFT <= {max_ttft:g} ms"] if max_ttft is not None else []
         within = f", machines sized within {', '.join(level)}" if level else ""
         return f"target {need.target_output_tokens_per_s:,.0f} output tok/s{within}"
@@ -401,7 +402,8 @@ def _load_label(need: Any) -> str:
     min_tps, max_ttft = service_level(need)
     level = []
     if min_tps is not None:
-        level.append(f">= {min_tps:g} tok/s per stream")
+        short = short_answer_note(need)
+        level.append(f">= {min_tps:g} tok/s per stream" + (f" ({short})" if short else ""))
     if max_ttft is not None:
         level.append(f"TTFT <= {max_ttft:g} ms")
     served = f" within {', '.join(level)}" if level else ""
