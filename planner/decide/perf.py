@@ -16,9 +16,9 @@ fly: their matmuls reach a lower share of the tensor peak. Block-scaled FP8 rout
 reach the peak at a fraction of what other fused-MoE kernels do.
 Prefill (time to first token) is compute bound plus a fixed per-request cost; the LM head runs
 for the last prompt token only, routed experts run at the fused-MoE kernels' share of the peak,
-and attention at its own share of the 16-bit peak (also under FP8 weights). A lone prompt's
-prefill runs outside CUDA graphs (vLLM captures them for decode: perf_calibration.json cites
-it), so with tensor parallel each of its all-reduces pays an eager collective's cost too.
+and attention at its own share of the 16-bit peak (also under FP8 weights). With tensor parallel
+each all-reduce of a lone prompt's prefill also pays an eager collective's cost (fitted; V0 ran
+prefill without CUDA graphs, V1 in piecewise graphs up to its capture sizes: perf_calibration.json).
 Sliding-window and chunked attention layers (gpt-oss, Gemma 3, Llama 4) are charged the whole
 context like full ones, the measured and conservative choice (README, known biases).
 Aggregate throughput shares GPU time between prefill and decode; the per-request host cost
