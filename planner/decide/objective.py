@@ -230,9 +230,7 @@ def static_violation(subject: Any, need: Need) -> str | None:
     default = " (default service level)"
     stream = fig.single_stream_tokens_per_s
     if min_tps is not None and stream < min_tps:
-        label = default if need.min_tokens_per_s is None else ""
-        if short := short_answer_note(need):
-            label = f" (default service level: {short})"
+        label = _default_speed_label(need)
         return f"{stream:.1f} tok/s per stream < --min-tokens-per-s {min_tps:g}{label}"
     if max_ttft is not None and fig.ttft_ms > max_ttft:
         label = default if need.max_ttft_ms is None else ""
@@ -252,6 +250,15 @@ def static_violation(subject: Any, need: Need) -> str | None:
             why = f"({replicas_reason(op, need)})" if op else f"for {need.concurrency} streams"
         return f"{fig.replicas} replicas needed {why} > --max-replicas {need.max_replicas}"
     return None
+
+
+def _default_speed_label(need: Need) -> str:
+    """How a rejection or note names the per-stream speed it holds: "" when the user stated
+    it, else the default, and what the default stands for with a short answer."""
+    if need.min_tokens_per_s is not None:
+        return ""
+    short = short_answer_note(need)
+    return f" (default service level: {short})" if short else " (default service level)"
 
 
 def _request_s(fig: Any, need: Need) -> float:
@@ -293,8 +300,8 @@ def replicas_reason(op: Operating, need: Need) -> str:
                 f"--max-ttft {max_ttft:g}" if stated else f"a first token within {max_ttft:g} ms"
             )
         default = "" if stated else " (default service level)"
-        if limit == "speed" and (short := short_answer_note(need)):
-            default = f" (default service level: {short})"
+        if limit == "speed":
+            default = _default_speed_label(need)
         bound = f"within {level}{default}, at most {_streams(cap)} per vLLM replica"
     return f"{need.concurrency} streams > {per_machine} per {_replica_unit(op)}: {bound}"
 

@@ -370,9 +370,21 @@ def _objective_label(need: Any) -> str:
     return label
 
 
+def _level_text(need: Any) -> str:
+    """The service level a load is served within ("" for none), with what the per-stream speed
+    stands for when an answer is short (load.short_answer_note)."""
+    from planner.decide.load import service_level, short_answer_note
+
+    min_tps, max_ttft = service_level(need)
+    note = f" ({short})" if (short := short_answer_note(need)) else ""
+    level = [f">= {min_tps:g} tok/s per stream{note}"] if min_tps is not None else []
+    level += [f"TTFT <= {max_ttft:g} ms"] if max_ttft is not None else []
+    return ", ".join(level)
+
+
 def _load_label(need: Any) -> str:
     """Which load the figures are at (the table says so)."""
-    from planner.decide.load import service_level, short_answer_note
+    from planner.decide.load import service_level
 
     if need.deadline_hours:
         return (
@@ -386,11 +398,7 @@ def _load_label(need: Any) -> str:
             "at its largest batch" + (" (limits you stated apply there)" if stated else "")
         )
     if need.target_output_tokens_per_s:
-        min_tps, max_ttft = service_level(need)
-        short = f" ({note})" if (note := short_answer_note(need)) else ""
-        level = [f">= {min_tps:g} tok/s per stream{short}"] if min_tps is not None else []
-        level += [f"TTFT <= {max_ttft:g} ms"] if max_ttft is not None else []
-        within = f", machines sized within {', '.join(level)}" if level else ""
+        within = f", machines sized within {level}" if (level := _level_text(need)) else ""
         return f"target {need.target_output_tokens_per_s:,.0f} output tok/s{within}"
     if need.job_requests:
         room = (
@@ -399,14 +407,7 @@ def _load_label(need: Any) -> str:
         return f"batch job of {need.job_requests:,} requests, at saturation{room}"
     if need.workload == "batch":
         return "batch job at saturation"
-    min_tps, max_ttft = service_level(need)
-    level = []
-    if min_tps is not None:
-        short = short_answer_note(need)
-        level.append(f">= {min_tps:g} tok/s per stream" + (f" ({short})" if short else ""))
-    if max_ttft is not None:
-        level.append(f"TTFT <= {max_ttft:g} ms")
-    served = f" within {', '.join(level)}" if level else ""
+    served = f" within {level}" if (level := _level_text(need)) else ""
     return f"interactive, {need.concurrency} stream(s) in flight{served}"
 
 
