@@ -206,6 +206,29 @@ def host_engine(engine: str) -> str:
     return "pre-0.6" if minor < 6 else "v0" if minor < 8 or "V0" in engine else "v1"
 
 
+def first_token_a_step_late(p: dict) -> bool:
+    """Whether the measuring client saw a prompt's first token only when the next engine step
+    (the first decode step) ended: vLLM's V0 AsyncLLMEngine driven in-process (AccelMark's
+    runners) with async output processing, on by default from v0.6.0 and off with eager mode
+    (vllm/config.py, ModelConfig.verify_async_output_proc). A step's outputs are processed
+    during the next step, from the async callback the model runner calls once that step's
+    forward pass is launched (vllm/worker/model_runner.py, execute_model; llm_engine.py,
+    _process_model_outputs); AsyncLLMEngine runs the step in a worker thread (executor_base.py,
+    execute_model_async: make_async) and its callback puts the outputs on the request's
+    asyncio.Queue from that thread (async_llm_engine.py: AsyncStream.put, put_nowait), which
+    does not wake the event loop; the client's coroutine runs when the step's thread returns.
+    V1's AsyncStream hands outputs over with call_soon_threadsafe, and the OpenAI server of V0
+    sends them from the engine's process as they are processed: neither waits a step."""
+    engine = p["engine"]
+    eager = "enforce_eager=True" in engine or "--enforce-eager" in engine
+    return (
+        host_engine(engine) == "v0"
+        and "AsyncLLMEngine in-process" in engine
+        and not eager
+        and "disable-async-output-proc" not in engine
+    )
+
+
 def fitted(p: dict) -> bool:
     return p["engine"].startswith("vLLM") and p["quality"] in {"A", "B"}
 
@@ -325,7 +348,10 @@ def predict(p: dict) -> float:
             return output / (fixed + first + output * itl)
         return 1 / itl
     if metric == "ttft_ms":
-        return perf.prefill_s(load, hw, prompt) * 1000
+        ttft = perf.prefill_s(load, hw, prompt)
+        if first_token_a_step_late(p):  # shown with the first decode step's end
+            ttft += perf.token_latency_s(load, hw, 1, prompt + 1)
+        return ttft * 1000
     replicas = ranks(p)
     batch = serving_batch(p, cand, hw, free)
     if "num_prompts" in p:  # a finite benchmark run: model the run, not a steady state

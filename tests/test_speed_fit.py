@@ -179,3 +179,22 @@ def test_hybrid_models_are_predicted_but_not_fitted(sa, monkeypatch):
     sa.fit(pts[:5] + hybrid)
     assert seen == [{p["id"] for p in pts[:5]}]
     assert isinstance(sa.error_pct(hybrid[0]), float)  # still predicted
+
+
+def test_an_in_process_v0_runs_first_token_is_seen_when_the_next_step_ends(sa):
+    # AccelMark drives vLLM's AsyncLLMEngine in its own process. Under V0 (am049: 0.7.3 on an
+    # L4) the client sees a prompt's first token only when the first decode step has ended, so
+    # the TTFT it reports is the prefill plus one decode step at batch 1. The same runner on V1
+    # (am035: 0.19.1rc1) hands tokens over as they come, and eager mode turns V0's async output
+    # processing (hence the wait) off.
+    points = {p["id"]: p for p in sa.points()}
+    v0, v1 = points["am049"], points["am035"]
+    assert (sa.first_token_a_step_late(v0), sa.first_token_a_step_late(v1)) == (True, False)
+    eager = {**v0, "engine": v0["engine"].replace("enforce_eager=False", "enforce_eager=True")}
+    assert eager["engine"] != v0["engine"] and not sa.first_token_a_step_late(eager)
+    _cand, hw, load, _free = sa._setup("am049")
+    step = perf.token_latency_s(load, hw, 1, v0["prompt"] + 1)
+    prefill = perf.prefill_s(load, hw, v0["prompt"])
+    assert sa.predict(v0) == pytest.approx((prefill + step) * 1000, rel=1e-12)
+    _cand, hw, load, _free = sa._setup("am035")
+    assert sa.predict(v1) == pytest.approx(perf.prefill_s(load, hw, v1["prompt"]) * 1000)
