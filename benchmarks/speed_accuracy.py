@@ -220,12 +220,15 @@ def first_token_a_step_late(p: dict) -> bool:
     V1's AsyncStream hands outputs over with call_soon_threadsafe, and the OpenAI server of V0
     sends them from the engine's process as they are processed: neither waits a step."""
     engine = p["engine"]
-    eager = "enforce_eager=True" in engine or "--enforce-eager" in engine
+    # each switch as a CLI flag or as an engine-args keyword (AccelMark writes the latter)
+    off = (
+        *("--enforce-eager", "enforce_eager=True"),
+        *("--disable-async-output-proc", "disable_async_output_proc=True"),
+    )
     return (
         host_engine(engine) == "v0"
         and "AsyncLLMEngine in-process" in engine
-        and not eager
-        and "disable-async-output-proc" not in engine
+        and not any(switch in engine for switch in off)
     )
 
 

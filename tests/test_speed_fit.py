@@ -192,6 +192,11 @@ def test_an_in_process_v0_runs_first_token_is_seen_when_the_next_step_ends(sa):
     assert (sa.first_token_a_step_late(v0), sa.first_token_a_step_late(v1)) == (True, False)
     eager = {**v0, "engine": v0["engine"].replace("enforce_eager=False", "enforce_eager=True")}
     assert eager["engine"] != v0["engine"] and not sa.first_token_a_step_late(eager)
+    sync = {
+        **v0,
+        "engine": v0["engine"].replace("(model,", "(model, disable_async_output_proc=True,"),
+    }
+    assert sync["engine"] != v0["engine"] and not sa.first_token_a_step_late(sync)
     _cand, hw, load, _free = sa._setup("am049")
     step = perf.token_latency_s(load, hw, 1, v0["prompt"] + 1)
     prefill = perf.prefill_s(load, hw, v0["prompt"])
